@@ -1,0 +1,128 @@
+"""An in-memory copy of a part of etcd, kept current by a watch.
+
+Both the node agent and the portal need to react to changes rather than poll.
+A Mirror lists a prefix once, then follows a watch from the next revision.
+Because etcd 3.4 watches can miss a delete near a compaction and no watch
+survives every failure, it also re-lists when etcd says the history is gone
+and re-lists and diffs on a slow timer; either way subscribers are told only
+about keys that really changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+from cloudstate.etcd import Compacted, Etcd, EtcdUnavailable, KeyValue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    old: KeyValue | None  # None: the key was created
+    new: KeyValue | None  # None: the key was deleted
+
+
+Listener = Callable[[list[Change]], Awaitable[None] | None]
+
+
+class Mirror:
+    def __init__(self, etcd: Etcd, prefix: str, *, resync_interval: float = 300.0):
+        self._etcd = etcd
+        self._prefix = prefix
+        self._resync_interval = resync_interval
+        self._data: dict[str, KeyValue] = {}
+        self._listeners: list[Listener] = []
+        self.revision = 0
+        self.ready = asyncio.Event()
+        self._progress = asyncio.Condition()
+
+    # --- reading --------------------------------------------------------------
+
+    def get(self, key: str) -> KeyValue | None:
+        return self._data.get(key)
+
+    def items(self, prefix: str = "") -> Iterator[KeyValue]:
+        """Values under ``prefix`` (a snapshot: safe to mutate the mirror meanwhile)."""
+        return iter([kv for key, kv in self._data.items() if key.startswith(prefix)])
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(changes)`` after every applied batch; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    # --- running --------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow etcd until cancelled."""
+        while True:
+            try:
+                await self._relist()
+                try:
+                    # The timeout is the periodic re-list: it cancels the
+                    # watch, and the loop lists again and diffs.
+                    await asyncio.wait_for(self._follow(), self._resync_interval)
+                except TimeoutError:
+                    pass
+            except Compacted as exc:
+                log.info("mirror of %s fell behind compaction (%s); re-listing", self._prefix, exc)
+            except EtcdUnavailable as exc:
+                log.warning("mirror of %s: etcd unavailable (%s); retrying", self._prefix, exc)
+                await asyncio.sleep(1.0)
+
+    async def _relist(self) -> None:
+        kvs, revision = await self._etcd.get_prefix(self._prefix)
+        fresh = {kv.key: kv for kv in kvs}
+        changes = [
+            Change(key, self._data.get(key), fresh.get(key))
+            for key in self._data.keys() | fresh.keys()
+            if _differs(self._data.get(key), fresh.get(key))
+        ]
+        self._data = fresh
+        self.revision = revision
+        self.ready.set()
+        await self._notify(changes)
+
+    async def _follow(self) -> None:
+        async for batch in self._etcd.watch_prefix(self._prefix, self.revision + 1):
+            changes = []
+            for event in batch:
+                old = self._data.get(event.kv.key)
+                if event.kind == "delete":
+                    if old is not None:
+                        del self._data[event.kv.key]
+                        changes.append(Change(event.kv.key, old, None))
+                else:
+                    self._data[event.kv.key] = event.kv
+                    changes.append(Change(event.kv.key, old, event.kv))
+            self.revision = batch[-1].revision
+            await self._notify(changes)
+
+    async def _notify(self, changes: list[Change]) -> None:
+        async with self._progress:
+            self._progress.notify_all()
+        if not changes:
+            return
+        for listener in list(self._listeners):
+            try:
+                result = listener(changes)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("mirror listener failed")
+
+    async def wait_for_revision(self, revision: int, timeout: float = 10.0) -> None:
+        """Wait until the mirror has seen at least ``revision`` (read-your-writes)."""
+        async with asyncio.timeout(timeout):
+            async with self._progress:
+                await self._progress.wait_for(lambda: self.revision >= revision)
+
+
+def _differs(a: KeyValue | None, b: KeyValue | None) -> bool:
+    if a is None or b is None:
+        return a is not b
+    return a.mod_revision != b.mod_revision

@@ -1,0 +1,181 @@
+"""The objects kept in etcd, as dataclasses with a JSON form.
+
+Desired state (written by the portal) and observed state (written by the
+agent that owns the object) are separate records with separate writers; the
+API shows both, merged. Records carry a schema ``version`` and unknown keys
+are ignored when read, so a newer writer does not break an older reader.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+T = TypeVar("T", bound="Record")
+
+
+class Record:
+    """JSON round-tripping for the dataclasses below."""
+
+    SCHEMA: ClassVar[int] = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]
+        data["version"] = self.SCHEMA
+        return data
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        kwargs = {}
+        for name, value in data.items():
+            if name not in known:
+                continue
+            nested = _NESTED.get((cls.__name__, name))
+            if nested is not None and value is not None:
+                value = [nested.from_dict(v) for v in value] if isinstance(value, list) \
+                    else nested.from_dict(value)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls: type[T], raw: bytes | str) -> T:
+        return cls.from_dict(json.loads(raw))
+
+    def replace(self: T, **changes: Any) -> T:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+# --- instances ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiskSource(Record):
+    """Where a disk's initial contents come from, resolved by the portal so
+    the agent needs no lookup: an image (by uuid, with the URL to fetch it
+    from) or a plain URL the user gave."""
+
+    url: str
+    image_uuid: str | None = None
+
+    @property
+    def cache_key(self) -> str:
+        return f"image-{self.image_uuid}" if self.image_uuid else self.url
+
+
+@dataclass(frozen=True)
+class Disk(Record):
+    device: str  # vda, vdb, ...
+    size_gb: int
+    base: str | None = None  # as the user gave it: "demo", a URL, or None (blank)
+    source: DiskSource | None = None
+    bus: str = "virtio"
+    type: str = "disk"
+
+
+@dataclass(frozen=True)
+class PowerIntent(Record):
+    """The last power action asked for. The agent applies each generation
+    once and then leaves the domain alone, so a guest that powers itself off
+    stays off instead of being restarted behind the user's back."""
+
+    generation: int = 1
+    action: str = "on"  # on, off, pause, unpause, rebootsoft, reboothard
+
+
+@dataclass(frozen=True)
+class InstanceSpec(Record):
+    uuid: str
+    name: str
+    namespace: str
+    cpus: int
+    memory: int  # MiB
+    disks: list[Disk]
+    node: str
+    created_at: float = field(default_factory=time.time)
+    desired: str = "active"  # active or deleted
+    deleted_at: float | None = None
+    power: PowerIntent = field(default_factory=PowerIntent)
+    ssh_key: str | None = None
+    user_data: str | None = None  # base64, as Shaken Fist's API carries it
+    metadata: dict[str, Any] = field(default_factory=dict)
+    video: dict[str, Any] = field(default_factory=lambda: {"model": "cirrus", "memory": 16384})
+    configdrive: str = "openstack-disk"
+    requested_placement: str | None = None
+
+    @property
+    def domain_name(self) -> str:
+        return f"sfcloud-{self.uuid}"
+
+    @property
+    def disk_total_gb(self) -> int:
+        return sum(d.size_gb for d in self.disks)
+
+
+@dataclass(frozen=True)
+class InstanceObserved(Record):
+    node: str
+    state: str = "creating"  # creating, created, error, deleted
+    power_state: str = "initial"  # initial, on, off, paused, crashed
+    error: str | None = None
+    applied_power_generation: int = 0
+    updated_at: float = field(default_factory=time.time)
+
+
+# --- nodes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeInfo(Record):
+    name: str
+    ip: str
+    vcpus: int
+    memory_mib: int
+    disk_total_gb: int
+    disk_free_gb: int
+    virt_type: str  # "kvm" or "qemu" (software emulation)
+    machine: str
+    virt_reason: str = ""
+    release: str = ""
+    is_hypervisor: bool = True
+    is_network_node: bool = True
+    started_at: float = field(default_factory=time.time)
+
+
+# --- images ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Image(Record):
+    uuid: str
+    name: str
+    namespace: str
+    source_url: str
+    shared: bool = False
+    kind: str = "image"  # image or snapshot
+    state: str = "created"
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class ImageObserved(Record):
+    """One node's cached copy of an image."""
+
+    state: str  # downloading, ready, error
+    size: int = 0
+    sha256: str | None = None
+    error: str | None = None
+    updated_at: float = field(default_factory=time.time)
+
+
+_NESTED: dict[tuple[str, str], type[Record]] = {
+    ("InstanceSpec", "disks"): Disk,
+    ("InstanceSpec", "power"): PowerIntent,
+    ("Disk", "source"): DiskSource,
+}

@@ -1,0 +1,35 @@
+"""How the state a user sees is derived from desired and observed state.
+
+The portal writes what should be, the agent writes what is; the API never
+stores a merged state, it computes it here, so the two can't disagree.
+"""
+
+from __future__ import annotations
+
+from cloudstate.model import InstanceObserved, InstanceSpec
+
+# The states Shaken Fist's client understands. It waits while an instance is
+# "initial" or "creating", and a delete waits for exactly "deleted".
+INITIAL = "initial"
+CREATING = "creating"
+CREATED = "created"
+ERROR = "error"
+DELETING = "deleting"
+DELETED = "deleted"
+
+
+def instance_state(spec: InstanceSpec, observed: InstanceObserved | None) -> str:
+    if spec.desired == "deleted":
+        return DELETED if observed is not None and observed.state == DELETED else DELETING
+    if observed is None:
+        return INITIAL
+    return observed.state
+
+
+def power_state(observed: InstanceObserved | None) -> str:
+    return observed.power_state if observed is not None else "initial"
+
+
+def is_active(spec: InstanceSpec) -> bool:
+    """Counts against its node's capacity and its name is taken."""
+    return spec.desired != "deleted"

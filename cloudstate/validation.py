@@ -1,0 +1,91 @@
+"""What a valid name, size or URL is. Both the API and the pages call these,
+so a bad value gets the same message wherever it came from."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+MAX_CPUS = 64
+MIN_MEMORY_MIB = 64
+MAX_MEMORY_MIB = 1024 * 1024
+MAX_DISK_GB = 16 * 1024
+MAX_DISKS = 8
+
+_HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
+
+
+class ValidationError(ValueError):
+    """A value a user gave is not acceptable; the message says why."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def hostname(value: Any, field: str = "name") -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError(field, "must be a non-empty string")
+    if not _HOSTNAME.match(value) or value.isdigit():
+        raise ValidationError(
+            field,
+            f"{value!r} is not a valid hostname: use 1-63 letters, digits and hyphens, "
+            "not starting or ending with a hyphen",
+        )
+    return value
+
+
+def namespace_name(value: Any, field: str = "namespace") -> str:
+    if not isinstance(value, str) or not _NAMESPACE.match(value):
+        raise ValidationError(
+            field,
+            f"{value!r} is not a valid namespace name: use 1-63 lowercase letters, digits, "
+            "hyphens and underscores, starting and ending with a letter or digit",
+        )
+    return value
+
+
+def integer(value: Any, field: str, low: int, high: int, unit: str = "") -> int:
+    """An int (or a string of digits, as forms send) within [low, high]."""
+    if isinstance(value, bool):
+        raise ValidationError(field, "must be a whole number")
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValidationError(field, f"must be a whole number, not {type(value).__name__}")
+    if not low <= value <= high:
+        suffix = f" {unit}" if unit else ""
+        raise ValidationError(field, f"must be between {low} and {high}{suffix}, not {value}")
+    return value
+
+
+def cpus(value: Any) -> int:
+    return integer(value, "cpus", 1, MAX_CPUS)
+
+
+def memory_mib(value: Any) -> int:
+    return integer(value, "memory", MIN_MEMORY_MIB, MAX_MEMORY_MIB, "MiB")
+
+
+def disk_gb(value: Any, field: str = "disk size") -> int:
+    return integer(value, field, 1, MAX_DISK_GB, "GB")
+
+
+def image_url(value: Any, field: str = "base") -> str:
+    """An http(s) URL; whether it may be fetched is decided when fetching."""
+    if not isinstance(value, str):
+        raise ValidationError(field, "must be a string")
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        raise ValidationError(field, f"{value!r} is not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(field, f"{value!r} is not an http or https URL")
+    if len(value) > 2048:
+        raise ValidationError(field, "URL is longer than 2048 characters")
+    return value
