@@ -125,6 +125,8 @@ class InstanceObserved(Record):
     power_state: str = "initial"  # initial, on, off, paused, crashed
     error: str | None = None
     applied_power_generation: int = 0
+    # The spec revision that failed: not retried until the spec changes.
+    failed_spec_revision: int = 0
     updated_at: float = field(default_factory=time.time)
 
 

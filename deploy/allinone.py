@@ -1,0 +1,234 @@
+"""``make run``: the whole cloud on this machine, in the foreground.
+
+Starts what is not already running (etcd, libvirtd, virtlogd), prepares the
+portal's database and the ``demo`` image, then runs the node agent and the
+portal, and prints where to go and how to log in. Ctrl-C or SIGTERM stops
+everything it started, in reverse order. Guests keep running: they are the
+users' workloads, and the next ``make run`` picks them up again.
+
+Real deployments use the systemd units in deploy/systemd/ instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cloudstate.config import REPO_ROOT
+from deploy.guestimage import ensure_guest_image
+from deploy.localetcd import LocalEtcd
+
+LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
+ETCD_CLIENT_PORT = 23790
+ETCD_PEER_PORT = 23800
+
+
+class Runner:
+    def __init__(self, state_dir: Path, address: str):
+        self.state_dir = state_dir
+        self.address = address
+        self.log_dir = state_dir / "log"
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.etcd: LocalEtcd | None = None
+        self.env = dict(os.environ)
+
+    # --- output -------------------------------------------------------------------
+
+    @staticmethod
+    def say(message: str) -> None:
+        print(f"sfcloud: {message}", flush=True)
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # --- children -----------------------------------------------------------------
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the child
+        process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=self.env, cwd=REPO_ROOT,
+            # Ctrl-C reaches only us; we stop the children in order.
+            start_new_session=True,
+        )
+        self.children.append((name, process))
+        return process
+
+    def stop_all(self) -> None:
+        for name, process in reversed(self.children):
+            if process.poll() is None:
+                self.say(f"stopping {name}")
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.children.clear()
+        if self.etcd is not None:
+            self.say("stopping etcd")
+            self.etcd.stop()
+            self.etcd = None
+
+    # --- the parts ----------------------------------------------------------------
+
+    def start_etcd(self) -> None:
+        if os.environ.get("SFCLOUD_ETCD_ENDPOINTS"):
+            self.say(f"using etcd at {os.environ['SFCLOUD_ETCD_ENDPOINTS']}")
+            return
+        self.etcd = LocalEtcd(
+            data_dir=self.state_dir / "etcd",
+            name="sfcloud",
+            client_port=ETCD_CLIENT_PORT,
+            peer_port=ETCD_PEER_PORT,
+        )
+        self.etcd.start()
+        self.env["SFCLOUD_ETCD_ENDPOINTS"] = self.etcd.endpoint
+        self.say(f"etcd is running at {self.etcd.endpoint} (data in {self.state_dir / 'etcd'})")
+
+    def start_libvirt(self) -> None:
+        if _socket_answers(LIBVIRT_SOCKET):
+            return
+        self.say("starting virtlogd and libvirtd")
+        self.spawn("virtlogd", ["virtlogd"])
+        self.spawn("libvirtd", ["libvirtd"])
+        deadline = time.monotonic() + 30
+        while not _socket_answers(LIBVIRT_SOCKET):
+            if time.monotonic() > deadline:
+                raise RuntimeError("libvirtd did not start:\n" + self.log_tail("libvirtd"))
+            time.sleep(0.2)
+
+    def prepare_portal(self, demo_image: Path) -> dict[str, str]:
+        python = sys.executable
+        manage = str(REPO_ROOT / "manage.py")
+        subprocess.run([python, manage, "migrate", "--noinput", "-v", "0"],
+                       env=self.env, check=True)
+        result = subprocess.run(
+            [python, manage, "bootstrap", "--demo-image", str(demo_image)],
+            env=self.env, check=True, capture_output=True, text=True,
+        )
+        secrets = {}
+        for line in result.stdout.splitlines():
+            key, _, value = line.partition(": ")
+            secrets[key] = value
+        return secrets
+
+    def start_services(self) -> None:
+        host, _, port = self.address.rpartition(":")
+        if _port_taken(host, int(port)):
+            raise RuntimeError(
+                f"{self.address} is already in use; set SFCLOUD_PORTAL_ADDRESS to another address"
+            )
+        self.spawn("nodeagent", [sys.executable, "-m", "nodeagent"])
+        self.spawn("portal", [
+            sys.executable, "-m", "uvicorn", "portal.asgi:application",
+            "--host", host, "--port", port, "--lifespan", "on",
+            # permessage-deflate costs 35x on console (VNC) traffic.
+            "--ws-per-message-deflate", "false", "--no-access-log",
+        ])
+        deadline = time.monotonic() + 60
+        while not _port_taken(host, int(port)):
+            for name, process in self.children:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited:\n{self.log_tail(name)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the portal did not start:\n" + self.log_tail("portal"))
+            time.sleep(0.2)
+
+    def banner(self, secrets: dict[str, str]) -> None:
+        url = f"http://{self.address}"
+        lines = [
+            "",
+            f"  sfcloud is running: open {url}",
+            "",
+            "  Log in as:  admin",
+            f"  Password:   {secrets['admin-password']}   (shown only this once)"
+            if "admin-password" in secrets else
+            "  Password:   the one printed at the first start, or SFCLOUD_ADMIN_PASSWORD",
+            "",
+            "  Shaken Fist's client (pip install shakenfist-client) works against it:",
+            f"    export SHAKENFIST_API_URL={url}/api",
+            "    export SHAKENFIST_NAMESPACE=system",
+            f"    export SHAKENFIST_KEY={secrets['system-key']}   (shown only this once)"
+            if "system-key" in secrets else
+            "    export SHAKENFIST_KEY=<the system key printed at the first start>",
+            "    sf-client instance create hello 1 256 -d 1@demo",
+            "",
+            f"  Logs are in {self.log_dir}/. Press Ctrl-C to stop.",
+            "",
+        ]
+        print("\n".join(lines), flush=True)
+
+    def wait(self) -> int:
+        while True:
+            for name, process in self.children:
+                if process.poll() is not None:
+                    self.say(f"{name} exited with {process.returncode}:\n{self.log_tail(name)}")
+                    return 1
+            time.sleep(0.5)
+
+
+def _socket_answers(path: Path) -> bool:
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX) as sock:
+        try:
+            sock.connect(str(path))
+            return True
+        except OSError:
+            return False
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="run the whole sfcloud on this machine")
+    parser.add_argument("--address", default=os.environ.get("SFCLOUD_PORTAL_ADDRESS",
+                                                            "127.0.0.1:13000"))
+    args = parser.parse_args()
+    state_dir = Path(os.environ.get("SFCLOUD_STATE_DIR", REPO_ROOT / "var")).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o711)  # noqa: S103 - qemu must reach disk images below it
+    runner = Runner(state_dir, args.address)
+    runner.log_dir.mkdir(exist_ok=True)
+    runner.env["SFCLOUD_STATE_DIR"] = str(state_dir)
+    runner.env["SFCLOUD_PORTAL_ADDRESS"] = args.address
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        runner.start_etcd()
+        runner.start_libvirt()
+        runner.say("preparing the demo image (the first time this builds it, ~1 minute)")
+        demo = ensure_guest_image(state_dir / "cache" / "guest-image") / "disk.qcow2"
+        secrets = runner.prepare_portal(demo)
+        runner.start_services()
+        runner.banner(secrets)
+        return runner.wait()
+    except KeyboardInterrupt:
+        print()
+        return 0
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        runner.say(f"failed: {exc}")
+        return 1
+    finally:
+        runner.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Install what sfcloud needs on a Debian 12 machine, skipping what is there.
+#
+#   deploy/install.sh          the Debian packages and a venv with sfcloud
+#   deploy/install.sh --test   also the test tools (Playwright, Chromium, sf-client)
+#
+# Safe to run again and again: it only installs what is missing, and only
+# reinstalls the Python packages when pyproject.toml changed.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+WITH_TEST=0
+[ "${1:-}" = "--test" ] && WITH_TEST=1
+
+PACKAGES=(
+    # virtualisation
+    qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-dev
+    # state, networking
+    etcd-server etcd-client dnsmasq-base iproute2 nftables
+    # building libvirt-python, and the venv itself
+    python3-venv python3-dev gcc pkg-config
+    # the small guest image the demo and the tests boot
+    busybox-static syslinux syslinux-common mtools dosfstools fdisk kmod cpio
+)
+[ "$WITH_TEST" = 1 ] && PACKAGES+=(chromium)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+    [ "$status" = "install ok installed" ] || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "Installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # Debian's etcd-server starts its own etcd on 2379 when installed (where an
+    # init system exists); ours runs on other ports with its own data dir.
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "Creating the Python environment in $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+fi
+
+extras=""
+[ "$WITH_TEST" = 1 ] && extras="[test]"
+stamp="$VENV/.sfcloud-installed$( [ "$WITH_TEST" = 1 ] && echo -test )"
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "Installing sfcloud's Python packages into $VENV"
+    "$VENV/bin/pip" install -q -e ".$extras"
+    echo "$want" > "$stamp"
+fi

@@ -1,0 +1,44 @@
+"""``python -m nodeagent``: run this machine's node agent in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+
+from nodeagent.agent import Agent
+from nodeagent.settings import AgentSettings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="sfcloud node agent")
+    parser.add_argument("--name", help="node name (default: SFCLOUD_NODE_NAME or the hostname)")
+    parser.add_argument("--log-level", default=os.environ.get("SFCLOUD_LOG_LEVEL", "INFO"))
+    args = parser.parse_args()
+    if args.name:
+        os.environ["SFCLOUD_NODE_NAME"] = args.name
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s nodeagent %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(_run(AgentSettings()))
+
+
+async def _run(settings: AgentSettings) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # Stopping the agent never touches guests: they keep running and the
+        # next agent picks them up where this one left off.
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        await Agent(settings).run()
+    except asyncio.CancelledError:
+        logging.getLogger("nodeagent").info("stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The node agent: follows etcd, reconciles this node, reports what it sees.
+
+Work arrives three ways, all feeding one de-duplicating queue: a change in
+etcd (through the mirror's watch), a libvirt lifecycle event (a guest paused
+or powered itself off), and a periodic sweep that looks at everything this
+node holds, so drift nobody announced is repaired too. Nothing polls in
+between: idle, the agent sleeps on its watch, its events and one timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib import metadata
+
+from cloudstate.urlguard import FetchPolicy
+
+from cloudstate.etcd import Etcd
+from cloudstate.keys import Keys
+from cloudstate.mirror import Change, Mirror
+from cloudstate.model import InstanceSpec, NodeInfo
+from nodeagent import hostfacts
+from nodeagent.domainxml import DomainOwner
+from nodeagent.hypervisor import Hypervisor
+from nodeagent.images import ImageCache
+from nodeagent.instances import InstanceContext, InstanceReconciler
+from nodeagent.settings import AgentSettings
+from nodeagent.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+NODE_INFO_REFRESH = 60.0
+
+
+def release() -> str:
+    try:
+        return metadata.version("sfcloud")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings):
+        self.settings = settings
+        self.keys = Keys(settings.common.etcd_prefix)
+        self.etcd = Etcd(settings.common.etcd_endpoints)
+        self.mirror = Mirror(
+            self.etcd, self.keys.root, resync_interval=settings.common.resync_interval
+        )
+        self.owner = DomainOwner(cluster=settings.common.cluster, node=settings.node_name)
+        self.queue = WorkQueue(self._reconcile, workers=settings.workers)
+        self.hypervisor = Hypervisor(
+            settings.libvirt_uri,
+            on_domain_event=self.queue.add,
+            on_reconnect=lambda: asyncio.get_running_loop().create_task(self.sweep()),
+        )
+        self.images = ImageCache(settings.images_dir, FetchPolicy.from_env(allow_file=True))
+        self.reconciler: InstanceReconciler | None = None
+        self.started = asyncio.Event()
+
+    async def run(self) -> None:
+        settings = self.settings
+        for path in (settings.node_dir, settings.instances_dir, settings.images_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        virt = await hostfacts.probe_virtualization(settings.virt_type, settings.machine)
+        log.info("node %s: %s (%s)", settings.node_name, virt.virt_type, virt.reason)
+        await self.hypervisor.connect()
+        self.images.cleanup_partials()
+        self.reconciler = InstanceReconciler(
+            context=InstanceContext(
+                owner=self.owner,
+                virt=virt,
+                instances_dir=settings.instances_dir,
+                domain_template=settings.domain_template,
+            ),
+            keys=self.keys, etcd=self.etcd, mirror=self.mirror,
+            hypervisor=self.hypervisor, images=self.images,
+        )
+        self.mirror.subscribe(self._on_changes)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.mirror.run())
+                group.create_task(self.queue.run())
+                await self.mirror.ready.wait()
+                await self._register(virt)
+                group.create_task(self.etcd.hold_lease(
+                    settings.common.node_lease_ttl, self._mark_alive
+                ))
+                group.create_task(self._refresh_node_info(virt))
+                await self.sweep()
+                self.started.set()
+                group.create_task(self._periodic_sweep())
+        finally:
+            await self.hypervisor.close()
+            await self.etcd.close()
+
+    # --- node registration ----------------------------------------------------------
+
+    def _node_info(self, virt: hostfacts.Virtualization) -> NodeInfo:
+        cap = hostfacts.capacity(self.settings.common.state_dir)
+        return NodeInfo(
+            name=self.settings.node_name,
+            ip=self.settings.node_ip,
+            vcpus=cap.vcpus,
+            memory_mib=cap.memory_mib,
+            disk_total_gb=cap.disk_total_gb,
+            disk_free_gb=cap.disk_free_gb,
+            virt_type=virt.virt_type,
+            machine=virt.machine,
+            virt_reason=virt.reason,
+            release=release(),
+        )
+
+    async def _register(self, virt: hostfacts.Virtualization) -> None:
+        info = self._node_info(virt)
+        await self.etcd.put(self.keys.node(self.settings.node_name), info.to_json())
+
+    async def _refresh_node_info(self, virt: hostfacts.Virtualization) -> None:
+        """Free disk changes as images arrive; rewrite only when it does."""
+        while True:
+            await asyncio.sleep(NODE_INFO_REFRESH)
+            info = self._node_info(virt)
+            kv = self.mirror.get(self.keys.node(self.settings.node_name))
+            current = NodeInfo.from_json(kv.value) if kv else None
+            if current is None or info.replace(started_at=current.started_at) != current:
+                await self.etcd.put(self.keys.node(self.settings.node_name), info.to_json())
+
+    async def _mark_alive(self, lease_id: int) -> None:
+        await self.etcd.put(self.keys.node_alive(self.settings.node_name), b"1", lease=lease_id)
+
+    # --- what to look at ----------------------------------------------------------------
+
+    def _on_changes(self, changes: list[Change]) -> None:
+        for change in changes:
+            uuid = self.keys.uuid_of(change.key, self.keys.instances)
+            if uuid is None:
+                continue
+            # Ours now, or ours before this change (moved away or removed).
+            for kv in (change.new, change.old):
+                if kv is not None and InstanceSpec.from_json(kv.value).node == self.owner.node:
+                    self.queue.add(uuid)
+                    break
+
+    async def sweep(self) -> None:
+        """Queue everything this node should have or does have."""
+        wanted = {
+            uuid for kv in self.mirror.items(self.keys.instances)
+            if (uuid := self.keys.uuid_of(kv.key, self.keys.instances))
+            and InstanceSpec.from_json(kv.value).node == self.owner.node
+        }
+        assert self.reconciler is not None
+        held = self.reconciler.local_instances()
+        held |= set(await self.hypervisor.owned_domains(self.owner))
+        for uuid in wanted | held:
+            self.queue.add(uuid)
+
+    async def _periodic_sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.common.resync_interval)
+            await self.sweep()
+
+    async def _reconcile(self, uuid: str) -> None:
+        assert self.reconciler is not None
+        await self.reconciler.reconcile(uuid)

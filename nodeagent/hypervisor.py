@@ -1,0 +1,237 @@
+"""The agent's connection to libvirt.
+
+libvirt's calls block, so they run in worker threads; its events (a guest
+started, paused, powered itself off) are delivered on the agent's asyncio
+loop through libvirtaio. If libvirtd restarts, the connection is reopened
+and the agent is told to look at everything again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import libvirt
+import libvirtaio
+
+from nodeagent.domainxml import DomainOwner, read_owner
+
+log = logging.getLogger(__name__)
+
+# libvirt prints every error to stderr unless told otherwise; we log our own.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+_POWER_STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "on",
+    libvirt.VIR_DOMAIN_RUNNING: "on",
+    libvirt.VIR_DOMAIN_BLOCKED: "on",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "on",  # shutting down, still running
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "paused",
+    libvirt.VIR_DOMAIN_SHUTOFF: "off",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+}
+_UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+)
+_event_impl_registered = False
+
+
+class HypervisorError(Exception):
+    """libvirt refused something; the message is libvirt's own."""
+
+
+@dataclass(frozen=True)
+class DomainState:
+    uuid: str
+    power_state: str
+    owner: DomainOwner | None
+
+
+def _is_missing(exc: libvirt.libvirtError) -> bool:
+    return exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN
+
+
+class Hypervisor:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        on_domain_event: Callable[[str], None],
+        on_reconnect: Callable[[], None],
+    ):
+        self._uri = uri
+        self._on_domain_event = on_domain_event
+        self._on_reconnect = on_reconnect
+        self._conn: libvirt.virConnect | None = None
+        self._connect_lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- connection -------------------------------------------------------------
+
+    async def connect(self) -> None:
+        global _event_impl_registered
+        async with self._connect_lock:
+            if self._conn is not None and self._conn.isAlive():
+                return
+            self._loop = asyncio.get_running_loop()
+            if not _event_impl_registered:
+                # Must happen before the first open(), or no events arrive.
+                libvirtaio.virEventRegisterAsyncIOImpl(loop=self._loop)
+                _event_impl_registered = True
+            conn = await asyncio.to_thread(libvirt.open, self._uri)
+            conn.setKeepAlive(5, 3)
+            conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle_event, None
+            )
+            conn.registerCloseCallback(self._closed, None)
+            self._conn = conn
+            log.info("connected to %s", self._uri)
+
+    def _lifecycle_event(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
+        self._on_domain_event(dom.UUIDString())
+
+    def _closed(self, _conn: Any, reason: int, _opaque: Any) -> None:
+        log.warning("libvirt connection closed (reason %d); reconnecting", reason)
+        self._conn = None
+        assert self._loop is not None
+        self._loop.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.connect()
+                self._on_reconnect()
+                return
+            except libvirt.libvirtError as exc:
+                log.warning("libvirt reconnect failed: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                conn.unregisterCloseCallback()
+            except libvirt.libvirtError:
+                pass
+            await asyncio.to_thread(conn.close)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._conn is None:
+            await self.connect()
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(exc.get_error_message() or str(exc)) from exc
+
+    def _lookup(self, uuid: str) -> libvirt.virDomain | None:
+        assert self._conn is not None
+        try:
+            return self._conn.lookupByUUIDString(uuid)
+        except libvirt.libvirtError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+
+    # --- queries ------------------------------------------------------------------
+
+    async def state(self, uuid: str) -> DomainState | None:
+        def query() -> DomainState | None:
+            dom = self._lookup(uuid)
+            if dom is None:
+                return None
+            try:
+                state, _reason = dom.state()
+                owner = read_owner(ET.fromstring(dom.XMLDesc(0)))
+            except libvirt.libvirtError as exc:
+                if _is_missing(exc):  # undefined between lookup and query
+                    return None
+                raise
+            return DomainState(uuid, _POWER_STATES.get(state, "on"), owner)
+
+        return await self._run(query)
+
+    async def owned_domains(self, owner: DomainOwner) -> list[str]:
+        """UUIDs of every domain on this libvirtd that carries our mark."""
+        def query() -> list[str]:
+            assert self._conn is not None
+            found = []
+            for dom in self._conn.listAllDomains(0):
+                try:
+                    if read_owner(ET.fromstring(dom.XMLDesc(0))) == owner:
+                        found.append(dom.UUIDString())
+                except libvirt.libvirtError as exc:
+                    if not _is_missing(exc):
+                        raise
+            return found
+
+        return await self._run(query)
+
+    async def console_log_path(self, uuid: str) -> str | None:
+        def query() -> str | None:
+            dom = self._lookup(uuid)
+            if dom is None:
+                return None
+            log_element = ET.fromstring(dom.XMLDesc(0)).find("devices/serial/log")
+            return None if log_element is None else log_element.get("file")
+
+        return await self._run(query)
+
+    # --- changes ------------------------------------------------------------------
+
+    async def define(self, xml: str) -> None:
+        def define() -> None:
+            assert self._conn is not None
+            self._conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+
+        await self._run(define)
+
+    async def _act(self, uuid: str, action: Callable[[libvirt.virDomain], Any]) -> bool:
+        """Run ``action`` on the domain; False if there is no such domain."""
+        def run() -> bool:
+            dom = self._lookup(uuid)
+            if dom is None:
+                return False
+            action(dom)
+            return True
+
+        return await self._run(run)
+
+    async def start(self, uuid: str) -> bool:
+        return await self._act(uuid, lambda d: d.isActive() or d.create())
+
+    async def destroy(self, uuid: str) -> bool:
+        return await self._act(uuid, lambda d: d.isActive() and d.destroy())
+
+    async def undefine(self, uuid: str) -> bool:
+        def undefine(dom: libvirt.virDomain) -> None:
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(_UNDEFINE_FLAGS)
+
+        return await self._act(uuid, undefine)
+
+    async def shutdown_acpi(self, uuid: str) -> bool:
+        return await self._act(
+            uuid, lambda d: d.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+        )
+
+    async def reboot_acpi(self, uuid: str) -> bool:
+        return await self._act(uuid, lambda d: d.reboot(libvirt.VIR_DOMAIN_REBOOT_ACPI_POWER_BTN))
+
+    async def reset(self, uuid: str) -> bool:
+        return await self._act(uuid, lambda d: d.reset(0))
+
+    async def suspend(self, uuid: str) -> bool:
+        return await self._act(uuid, lambda d: d.suspend())
+
+    async def resume(self, uuid: str) -> bool:
+        return await self._act(uuid, lambda d: d.resume())

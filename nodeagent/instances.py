@@ -1,0 +1,272 @@
+"""Make one instance on this node match its desired state, and report it.
+
+``reconcile(uuid)`` is level-triggered and idempotent: it compares what etcd
+asks for with what libvirt and the disk hold, does only what is missing, and
+can be interrupted at any point and run again. Files are made under a
+temporary name and renamed, so a crash never leaves a half-made disk that a
+later pass would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid as uuidlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloudstate.etcd import Delete, Etcd
+from cloudstate.keys import Keys
+from cloudstate.mirror import Mirror
+from cloudstate.model import Disk, InstanceObserved, InstanceSpec
+from nodeagent import configdrive, domainxml
+from nodeagent.domainxml import DomainDisk, DomainOwner
+from nodeagent.hostfacts import Virtualization
+from nodeagent.hypervisor import Hypervisor, HypervisorError
+from nodeagent.images import CachedImage, ImageCache, ImageError, create_overlay
+
+log = logging.getLogger(__name__)
+
+CONFIG_DRIVE = "config.iso"
+CONSOLE_LOG = "console.log"
+
+
+class InstanceFailure(Exception):
+    """Something about this instance can't be made to work; shown to its owner."""
+
+
+@dataclass(frozen=True)
+class InstanceContext:
+    """What the reconciler needs to know about this node."""
+
+    owner: DomainOwner
+    virt: Virtualization
+    instances_dir: Path
+    domain_template: Path | None
+
+
+class InstanceReconciler:
+    def __init__(
+        self,
+        *,
+        context: InstanceContext,
+        keys: Keys,
+        etcd: Etcd,
+        mirror: Mirror,
+        hypervisor: Hypervisor,
+        images: ImageCache,
+    ):
+        self._ctx = context
+        self._keys = keys
+        self._etcd = etcd
+        self._mirror = mirror
+        self._hv = hypervisor
+        self._images = images
+
+    @property
+    def node(self) -> str:
+        return self._ctx.owner.node
+
+    # --- reading desired and observed state ---------------------------------------
+
+    def spec(self, uuid: str) -> tuple[InstanceSpec, int] | None:
+        kv = self._mirror.get(self._keys.instance(uuid))
+        return None if kv is None else (InstanceSpec.from_json(kv.value), kv.mod_revision)
+
+    def observed(self, uuid: str) -> InstanceObserved | None:
+        kv = self._mirror.get(self._keys.observed_instance(uuid))
+        return None if kv is None else InstanceObserved.from_json(kv.value)
+
+    def instance_dir(self, uuid: str) -> Path:
+        # The uuid becomes a path: make sure it can't be anything but a uuid.
+        return self._ctx.instances_dir / str(uuidlib.UUID(uuid))
+
+    def local_instances(self) -> set[str]:
+        """Every instance this node has anything of: a directory or a domain
+        is added by the caller; here, the directories."""
+        if not self._ctx.instances_dir.exists():
+            return set()
+        found = set()
+        for entry in self._ctx.instances_dir.iterdir():
+            try:
+                found.add(str(uuidlib.UUID(entry.name)))
+            except ValueError:
+                continue
+        return found
+
+    # --- the reconcile pass ---------------------------------------------------------
+
+    async def reconcile(self, uuid: str) -> None:
+        found = self.spec(uuid)
+        spec, spec_revision = found if found else (None, 0)
+        if spec is None or spec.node != self.node:
+            await self._teardown(uuid)
+            observed = self.observed(uuid)
+            if spec is None and observed is not None and observed.node == self.node:
+                await self._etcd.txn([], [Delete(self._keys.observed_instance(uuid))])
+            return
+        if spec.desired == "deleted":
+            await self._teardown(uuid)
+            await self._report(spec, state="deleted", power_state="off", error=None)
+            return
+
+        observed = self.observed(uuid)
+        if (observed and observed.state == "error"
+                and observed.failed_spec_revision == spec_revision):
+            return  # it failed for this very spec; a changed spec retries
+        try:
+            await self._converge(spec, observed)
+        except (InstanceFailure, ImageError, HypervisorError, domainxml.DomainXMLError) as exc:
+            log.warning("instance %s failed: %s", uuid, exc)
+            await self._report(
+                spec, state="error", error=str(exc), failed_spec_revision=spec_revision,
+                power_state=(await self._power_state(uuid)) or "off",
+            )
+
+    async def _converge(self, spec: InstanceSpec, observed: InstanceObserved | None) -> None:
+        applied = observed.applied_power_generation if observed else 0
+        domain = await self._hv.state(spec.uuid)
+        if domain is None:
+            built_before = observed is not None and observed.state in ("created", "error")
+            if not built_before:
+                await self._report(spec, state="creating", power_state="off")
+            await self._build(spec, repairing=built_before)
+        if spec.power.generation > applied:
+            await self._apply_power(spec)
+            applied = spec.power.generation
+        await self._report(
+            spec, state="created", error=None, applied_power_generation=applied,
+            power_state=(await self._power_state(spec.uuid)) or "off",
+        )
+
+    async def _power_state(self, uuid: str) -> str | None:
+        domain = await self._hv.state(uuid)
+        return None if domain is None else domain.power_state
+
+    # --- building ---------------------------------------------------------------------
+
+    async def _build(self, spec: InstanceSpec, *, repairing: bool) -> None:
+        directory = self.instance_dir(spec.uuid)
+        directory.mkdir(parents=True, exist_ok=True)
+        # qemu runs as its own user; it must be able to reach the files
+        # libvirt hands it (which libvirt chowns), but not list the directory.
+        for path in (self._ctx.instances_dir, directory):
+            os.chmod(path, 0o711)  # noqa: S103 - traverse only, no listing
+        for stale in directory.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)  # left by a pass that was killed
+
+        disks = []
+        for disk in spec.disks:
+            disks.append(await self._ensure_disk(spec, disk, directory, repairing=repairing))
+        self._write_config_drive(spec)
+        disks.insert(1, DomainDisk(
+            device="vdb", path=directory / CONFIG_DRIVE, format="raw", readonly=True,
+        ))
+        xml = domainxml.render(
+            template_path=self._ctx.domain_template,
+            owner=self._ctx.owner,
+            uuid=spec.uuid,
+            domain_name=spec.domain_name,
+            name=spec.name,
+            namespace=spec.namespace,
+            cpus=spec.cpus,
+            memory_mib=spec.memory,
+            virt_type=self._ctx.virt.virt_type,
+            machine=self._ctx.virt.machine,
+            disks=disks,
+            interfaces=[],
+            console_log=directory / CONSOLE_LOG,
+            video_model=str(spec.video.get("model", "cirrus")),
+        )
+        await self._hv.define(xml)
+
+    async def _ensure_disk(
+        self, spec: InstanceSpec, disk: Disk, directory: Path, *, repairing: bool
+    ) -> DomainDisk:
+        base: CachedImage | None = None
+        if disk.source is not None:
+            base = await self._images.ensure(disk.source.url, disk.source.cache_key)
+        if disk.type == "cdrom":
+            if base is None:
+                raise InstanceFailure(f"cdrom {disk.device} has no image to show")
+            return DomainDisk(device=disk.device, path=base.path, type="cdrom", bus="ide",
+                              format=base.format, readonly=True)
+        path = directory / f"{disk.device}.qcow2"
+        if not path.exists():
+            if repairing:
+                # Never silently replace a disk that held the user's data.
+                raise InstanceFailure(f"disk {disk.device} is missing from {self.node}")
+            await create_overlay(base, path, disk.size_gb)
+        return DomainDisk(device=disk.device, path=path, bus=disk.bus)
+
+    def _write_config_drive(self, spec: InstanceSpec) -> None:
+        if spec.configdrive == "none":
+            return
+        try:
+            user_data = configdrive.decode_user_data(spec.user_data)
+        except ValueError as exc:
+            raise InstanceFailure(f"user data is not valid base64: {exc}") from exc
+        content = configdrive.ConfigDriveContent(
+            uuid=spec.uuid,
+            name=spec.name,
+            hostname=spec.name,
+            public_keys={"sfcloud": spec.ssh_key.strip()} if spec.ssh_key else {},
+            user_data=user_data,
+        )
+        configdrive.write(content, self.instance_dir(spec.uuid) / CONFIG_DRIVE)
+
+    # --- power ------------------------------------------------------------------------
+
+    async def _apply_power(self, spec: InstanceSpec) -> None:
+        action = spec.power.action
+        state = await self._power_state(spec.uuid)
+        if action == "on":
+            if state == "off" or state == "crashed":
+                self._write_config_drive(spec)  # picks up changes at every boot
+                await self._hv.start(spec.uuid)
+            elif state == "paused":
+                await self._hv.resume(spec.uuid)
+        elif action == "off":
+            await self._hv.destroy(spec.uuid)
+        elif action == "pause":
+            if state == "on":
+                await self._hv.suspend(spec.uuid)
+        elif action == "unpause":
+            if state == "paused":
+                await self._hv.resume(spec.uuid)
+        elif action == "rebootsoft":
+            if state == "on":
+                await self._hv.reboot_acpi(spec.uuid)
+        elif action == "reboothard":
+            if state in ("on", "paused", "crashed"):
+                await self._hv.destroy(spec.uuid)
+            self._write_config_drive(spec)
+            await self._hv.start(spec.uuid)
+        else:
+            raise InstanceFailure(f"unknown power action {action!r}")
+
+    # --- tearing down -----------------------------------------------------------------
+
+    async def _teardown(self, uuid: str) -> None:
+        domain = await self._hv.state(uuid)
+        if domain is not None and domain.owner == self._ctx.owner:
+            await self._hv.undefine(uuid)
+        directory = self.instance_dir(uuid)
+        if directory.exists():
+            shutil.rmtree(directory)
+
+    # --- reporting ----------------------------------------------------------------------
+
+    async def _report(self, spec: InstanceSpec, **fields: object) -> None:
+        """Write the observed record, but only if something in it changed."""
+        current = self.observed(spec.uuid) or InstanceObserved(node=self.node)
+        wanted = current.replace(node=self.node, **fields)
+        if wanted.replace(updated_at=0) == current.replace(updated_at=0) \
+                and self._mirror.get(self._keys.observed_instance(spec.uuid)) is not None:
+            return
+        wanted = wanted.replace(updated_at=time.time())
+        revision = await self._etcd.put(self._keys.observed_instance(spec.uuid), wanted.to_json())
+        # Later passes read our own record from the mirror: let it catch up.
+        await self._mirror.wait_for_revision(revision)

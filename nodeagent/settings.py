@@ -1,0 +1,43 @@
+"""The node agent's own settings (on top of cloudstate.config.Settings)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloudstate.config import Settings
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    common: Settings = field(default_factory=Settings.from_env)
+    node_name: str = field(default_factory=lambda: _env("SFCLOUD_NODE_NAME", socket.gethostname()))
+    # The address other nodes reach this one at (VXLAN, console relay).
+    node_ip: str = field(default_factory=lambda: _env("SFCLOUD_NODE_IP", "127.0.0.1"))
+    libvirt_uri: str = field(default_factory=lambda: _env("SFCLOUD_LIBVIRT_URI", "qemu:///system"))
+    virt_type: str = field(default_factory=lambda: _env("SFCLOUD_VIRT_TYPE", "auto"))
+    machine: str = field(default_factory=lambda: _env("SFCLOUD_MACHINE", "pc"))
+    # An operator may replace the domain XML template with their own.
+    domain_template: Path | None = field(
+        default_factory=lambda: Path(p) if (p := _env("SFCLOUD_DOMAIN_TEMPLATE", "")) else None
+    )
+    workers: int = field(default_factory=lambda: int(_env("SFCLOUD_AGENT_WORKERS", "4")))
+
+    @property
+    def node_dir(self) -> Path:
+        return self.common.state_dir / "node" / self.node_name
+
+    @property
+    def instances_dir(self) -> Path:
+        return self.node_dir / "instances"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.node_dir / "images"

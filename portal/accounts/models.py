@@ -1,0 +1,83 @@
+"""People and namespaces.
+
+Namespaces own every cloud object (the objects themselves live in etcd and
+carry their namespace's name). ``system`` is the administrators' namespace:
+it sees and manages everything. API keys belong to a namespace, as in
+Shaken Fist; only a keyed digest of each secret is stored.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+SYSTEM_NAMESPACE = "system"
+
+
+class Namespace(models.Model):
+    name = models.CharField(max_length=63, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_system(self) -> bool:
+        return self.name == SYSTEM_NAMESPACE
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"  # manage the namespace and its members
+    MEMBER = "member", "Member"  # create and operate
+    VIEWER = "viewer", "Viewer"  # read, and read-only consoles
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="memberships")
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "namespace"], name="one_role_per_namespace")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.namespace} as {self.role}"
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+class ApiKey(models.Model):
+    """A namespace's API key. ``digest`` is an HMAC of the secret keyed by
+    the portal's secret, so a stolen database alone reveals no usable key,
+    and a key is found by one indexed lookup rather than by trying a slow
+    hash against every key of the namespace on each login."""
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="keys")
+    name = models.CharField(max_length=63)
+    digest = models.CharField(max_length=64)
+    # Tokens carry the nonce they were issued under; rotating the key
+    # changes it, which invalidates them at once.
+    nonce = models.CharField(max_length=32, default=new_nonce)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["namespace__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "name"], name="unique_key_name"),
+            models.UniqueConstraint(fields=["namespace", "digest"], name="unique_key_secret"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace.name}/{self.name}"

@@ -1,0 +1,95 @@
+"""How every API endpoint behaves, in Shaken Fist's dialect.
+
+Success is 200 with a JSON body (``null`` is fine), never 201 or 204.
+Errors are ``{"error": "...", "status": N}``. Request bodies are JSON and
+are read on GET and DELETE too, because Shaken Fist's client sends them
+there. Unknown keys are ignored. Authentication is a bearer token from
+POST /auth. CSRF does not apply: no cookie is ever accepted here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from cloudstate.etcd import EtcdUnavailable
+from cloudstate.validation import ValidationError
+from portal.accounts.keys import Principal, principal_for_token
+from portal.cloud.errors import CloudError, Unauthenticated
+from portal.cloud.middleware import MESSAGE as ETCD_DOWN
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message, "status": status}, status=status)
+
+
+def parse_body(request: HttpRequest) -> dict[str, Any]:
+    raw = request.body
+    if len(raw) > MAX_BODY_BYTES:
+        raise ValidationError("body", f"is larger than {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError("body", f"is not valid JSON ({exc})") from exc
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object")
+    return body
+
+
+async def authenticate(request: HttpRequest) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing bearer token: POST /auth with a namespace and key first")
+    return await principal_for_token(token.strip())
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def endpoint(*methods: str, authenticated: bool = True) -> Callable[[Handler], Any]:
+    """Wrap ``handler(request, body, principal, **url_args)`` (or, without
+    authentication, ``handler(request, body, **url_args)``) as an API view."""
+
+    def decorate(handler: Handler) -> Any:
+        @csrf_exempt
+        @functools.wraps(handler)
+        async def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                return error(405, f"{request.method} is not allowed here; use "
+                                  + " or ".join(methods))
+            try:
+                body = parse_body(request)
+                if authenticated:
+                    principal = await authenticate(request)
+                    result = await handler(request, body, principal, **kwargs)
+                else:
+                    result = await handler(request, body, **kwargs)
+            except ValidationError as exc:
+                return error(400, str(exc))
+            except CloudError as exc:
+                return error(exc.status, exc.message)
+            except EtcdUnavailable as exc:
+                log.warning("etcd unavailable: %s", exc)
+                return error(503, ETCD_DOWN)
+            if isinstance(result, HttpResponse):
+                return result
+            return JsonResponse(result, safe=False, status=200)
+
+        return view
+
+    return decorate

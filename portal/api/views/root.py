@@ -1,0 +1,39 @@
+"""GET /api: what this server is and what it can do.
+
+Shaken Fist's client reads this page and looks for capability names in it
+by substring, so it must only ever name what is really implemented.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+
+from portal.api.framework import endpoint
+
+CAPABILITIES: dict[str, list[str]] = {
+    "instances": ["instance-get"],
+    "nodes": ["node-get"],
+}
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>sfcloud API</title></head>
+<body><h1>sfcloud</h1>
+<p>This is the JSON API of an sfcloud cloud. It speaks Shaken Fist's REST dialect:
+set SHAKENFIST_API_URL to this address and use sf-client.</p>
+<h2>Machine searchable API capabilities</h2>
+<ul>
+{items}
+</ul></body></html>
+"""
+
+
+def page() -> str:
+    items = "\n".join(
+        f"<li>{group}: {', '.join(names)}</li>" for group, names in CAPABILITIES.items()
+    )
+    return _PAGE.format(items=items)
+
+
+@endpoint("GET", authenticated=False)
+async def root(request: HttpRequest, body: dict) -> HttpResponse:
+    return HttpResponse(page(), content_type="text/html; charset=utf-8")

@@ -1,0 +1,34 @@
+"""The portal's ASGI application: pages and API over HTTP, live state and
+consoles over websockets, and a lifespan hook that starts the live hub.
+
+Websockets are only accepted from the portal's own exact origins
+(scheme://host:port): Channels' AllowedHostsOriginValidator ignores the
+port, so another service on the same host could otherwise open them with
+the user's cookies.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_application = get_asgi_application()
+
+from portal.lifespan import lifespan  # noqa: E402
+from portal.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter({
+    "http": ASGIStaticFilesHandler(django_application),
+    "websocket": OriginValidator(
+        AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.PORTAL_ORIGINS
+    ),
+    "lifespan": lifespan,
+})

@@ -1,0 +1,35 @@
+"""Nodes as the portal shows them: what each agent registered, and whether
+its heartbeat lease is still alive."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from cloudstate.model import NodeInfo
+from portal.cloud import store
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    info: NodeInfo
+    alive: bool
+    last_seen: float  # when the agent last (re)wrote its record
+
+    @property
+    def state(self) -> str:
+        return "created" if self.alive else "offline"
+
+
+async def list_nodes() -> list[NodeRecord]:
+    etcd, keys = store.etcd(), store.keys()
+    (nodes, _), (alive, _) = await asyncio.gather(
+        etcd.get_prefix(keys.nodes), etcd.get_prefix(keys.alive)
+    )
+    alive_names = {kv.key.rsplit("/", 1)[-1] for kv in alive}
+    records = []
+    for kv in nodes:
+        info = NodeInfo.from_json(kv.value)
+        records.append(NodeRecord(info=info, alive=info.name in alive_names,
+                                  last_seen=info.started_at))
+    return sorted(records, key=lambda r: r.info.name)

@@ -1,0 +1,130 @@
+"""Choose a node for a new instance, from real accounting in etcd.
+
+Every instance that still holds resources on a node (active, or deleted but
+not yet torn down) counts against it. Placement is optimistic: the caller
+commits with a comparison on the node's placement key, which every placement
+onto that node rewrites, so two concurrent creates can never both take the
+last free memory of a node; the loser recomputes and tries again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from cloudstate.etcd import Etcd
+from cloudstate.keys import Keys
+from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo
+from portal.cloud.errors import InsufficientResources, NotFound
+
+
+@dataclass(frozen=True)
+class Demand:
+    cpus: int
+    memory_mib: int
+    disk_gb: int
+
+
+@dataclass
+class NodeLoad:
+    info: NodeInfo
+    alive: bool
+    placement_revision: int = 0
+    cpus: int = 0
+    memory_mib: int = 0
+    disk_gb: int = 0
+    instances: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_limit(self) -> int:
+        return int(self.info.vcpus * settings.SCHEDULER_CPU_OVERCOMMIT)
+
+    @property
+    def memory_limit(self) -> int:
+        usable = max(self.info.memory_mib - settings.SCHEDULER_RAM_RESERVED_MIB, 0)
+        return int(usable * settings.SCHEDULER_RAM_OVERCOMMIT)
+
+    @property
+    def disk_limit(self) -> int:
+        return max(self.info.disk_total_gb - settings.SCHEDULER_DISK_RESERVED_GB, 0)
+
+    def shortfall(self, demand: Demand) -> str | None:
+        """Why this node can't take ``demand``, or None if it can."""
+        if not self.alive:
+            return "offline"
+        if not self.info.is_hypervisor:
+            return "not a hypervisor"
+        if demand.cpus > self.info.vcpus:
+            return f"has only {self.info.vcpus} CPUs"
+        if self.cpus + demand.cpus > self.cpu_limit:
+            return f"{self.cpu_limit - self.cpus} vCPUs free"
+        if self.memory_mib + demand.memory_mib > self.memory_limit:
+            return f"{max(self.memory_limit - self.memory_mib, 0)} MiB memory free"
+        free_disk = min(self.disk_limit - self.disk_gb,
+                        self.info.disk_free_gb - settings.SCHEDULER_DISK_RESERVED_GB)
+        if demand.disk_gb > free_disk:
+            return f"{max(free_disk, 0)} GB disk free"
+        return None
+
+
+def holds_resources(spec: InstanceSpec, observed: InstanceObserved | None) -> bool:
+    if spec.desired != "deleted":
+        return True
+    return observed is not None and observed.state != "deleted"
+
+
+async def snapshot(etcd: Etcd, keys: Keys) -> dict[str, NodeLoad]:
+    """Every node with what is placed on it."""
+    # Placement revisions are read before the instances: a create that
+    # commits in between then fails our later comparison instead of being
+    # missed by the accounting.
+    placements, _ = await etcd.get_prefix(keys.placement(""))
+    nodes, _ = await etcd.get_prefix(keys.nodes)
+    alive, _ = await etcd.get_prefix(keys.alive)
+    specs, _ = await etcd.get_prefix(keys.instances)
+    observed_kvs, _ = await etcd.get_prefix(keys.observed_instances)
+
+    alive_names = {kv.key.rsplit("/", 1)[-1] for kv in alive}
+    loads = {
+        info.name: NodeLoad(info=info, alive=info.name in alive_names)
+        for info in (NodeInfo.from_json(kv.value) for kv in nodes)
+    }
+    for kv in placements:
+        node = kv.key.rsplit("/", 1)[-1]
+        if node in loads:
+            loads[node].placement_revision = kv.mod_revision
+    observed = {
+        kv.key.rsplit("/", 1)[-1]: InstanceObserved.from_json(kv.value) for kv in observed_kvs
+    }
+    for kv in specs:
+        spec = InstanceSpec.from_json(kv.value)
+        load = loads.get(spec.node)
+        if load is None or not holds_resources(spec, observed.get(spec.uuid)):
+            continue
+        load.cpus += spec.cpus
+        load.memory_mib += spec.memory
+        load.disk_gb += spec.disk_total_gb
+        load.instances.append(spec.uuid)
+    return loads
+
+
+def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None = None) -> NodeLoad:
+    """The node with the most memory to spare among those that fit."""
+    if required is not None:
+        if required not in loads:
+            raise NotFound(f"there is no node named {required!r}")
+        candidates = {required: loads[required]}
+    else:
+        candidates = loads
+    if not candidates:
+        raise InsufficientResources("no nodes are registered: start a node agent first")
+    reasons = {name: load.shortfall(demand) for name, load in candidates.items()}
+    fitting = [candidates[name] for name, reason in reasons.items() if reason is None]
+    if not fitting:
+        detail = "; ".join(f"{name}: {reason}" for name, reason in sorted(reasons.items()))
+        raise InsufficientResources(
+            f"no node can take {demand.cpus} vCPUs, {demand.memory_mib} MiB memory and "
+            f"{demand.disk_gb} GB disk ({detail})"
+        )
+    return max(fitting, key=lambda load: (load.memory_limit - load.memory_mib, load.info.name))

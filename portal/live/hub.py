@@ -1,0 +1,131 @@
+"""Live state: etcd watch -> Channels group -> the browsers that may see it.
+
+Each portal process runs one hub: a mirror of the cloud's state in etcd and
+a listener that, for every changed instance, tells the Channels group of
+that instance's namespace. Consumers then render what changed from the
+hub's mirror, with no further etcd read. Group names carry the hub's id so
+that with a shared (Redis) channel layer each process only wakes its own
+browsers, not every process's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import weakref
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from cloudstate.etcd import Etcd
+from cloudstate.keys import Keys
+from cloudstate.mirror import Change, Mirror
+from cloudstate.model import InstanceObserved, InstanceSpec
+from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
+
+log = logging.getLogger(__name__)
+
+INSTANCE_CHANGED = "instance.changed"
+NODES_CHANGED = "nodes.changed"
+READY_TIMEOUT = 10.0
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.id = secrets.token_hex(4)
+        self.keys = Keys(settings.CLOUD.etcd_prefix)
+        self._etcd = Etcd(settings.CLOUD.etcd_endpoints)
+        self.mirror = Mirror(self._etcd, self.keys.root,
+                             resync_interval=settings.CLOUD.resync_interval)
+        self._task: asyncio.Task[None] | None = None
+
+    # --- groups ----------------------------------------------------------------------
+
+    def namespace_group(self, namespace: str) -> str:
+        return f"live.{self.id}.ns.{namespace}"
+
+    @property
+    def everything_group(self) -> str:
+        return f"live.{self.id}.all"
+
+    @property
+    def nodes_group(self) -> str:
+        return f"live.{self.id}.nodes"
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self.mirror.subscribe(self._on_changes)
+            self._task = asyncio.create_task(self.mirror.run(), name="live-hub")
+        await asyncio.wait_for(self.mirror.ready.wait(), READY_TIMEOUT)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self._etcd.close()
+
+    # --- reading ---------------------------------------------------------------------
+
+    def instance(self, uuid: str) -> InstanceRecord | None:
+        spec_kv = self.mirror.get(self.keys.instance(uuid))
+        if spec_kv is None:
+            return None
+        observed_kv = self.mirror.get(self.keys.observed_instance(uuid))
+        return InstanceRecord(
+            spec=InstanceSpec.from_json(spec_kv.value),
+            observed=InstanceObserved.from_json(observed_kv.value) if observed_kv else None,
+            revision=spec_kv.mod_revision,
+        )
+
+    def instances(self, namespaces: Namespaces) -> list[InstanceRecord]:
+        records = []
+        for kv in self.mirror.items(self.keys.instances):
+            uuid = self.keys.uuid_of(kv.key, self.keys.instances)
+            record = self.instance(uuid) if uuid else None
+            if record and record.spec.desired != "deleted" \
+                    and visible(record.spec.namespace, namespaces):
+                records.append(record)
+        return sorted_records(records)
+
+    # --- fan-out ---------------------------------------------------------------------
+
+    async def _on_changes(self, changes: list[Change]) -> None:
+        layer = get_channel_layer()
+        touched: dict[str, str] = {}
+        nodes_changed = False
+        for change in changes:
+            uuid = self.keys.uuid_of(change.key, self.keys.instances) or \
+                self.keys.uuid_of(change.key, self.keys.observed_instances)
+            if uuid:
+                # A removed spec is gone from the mirror; its old value still
+                # says whose it was.
+                spec_kv = self.mirror.get(self.keys.instance(uuid))
+                if spec_kv is None and change.key == self.keys.instance(uuid):
+                    spec_kv = change.old
+                if spec_kv is not None:
+                    touched[uuid] = InstanceSpec.from_json(spec_kv.value).namespace
+            elif change.key.startswith((self.keys.nodes, self.keys.alive)):
+                nodes_changed = True
+        for uuid, namespace in touched.items():
+            message = {"type": INSTANCE_CHANGED, "uuid": uuid}
+            await layer.group_send(self.namespace_group(namespace), message)
+            await layer.group_send(self.everything_group, message)
+        if nodes_changed:
+            await layer.group_send(self.nodes_group, {"type": NODES_CHANGED})
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+async def hub() -> Hub:
+    """This process's hub (one per event loop), started on first use."""
+    loop = asyncio.get_running_loop()
+    current = _hubs.get(loop)
+    if current is None:
+        current = _hubs[loop] = Hub()
+    await current.start()
+    return current

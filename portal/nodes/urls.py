@@ -1,0 +1,5 @@
+from django.urls import path
+
+from portal.nodes import views
+
+urlpatterns = [path("", views.node_list, name="node-list")]

@@ -1,0 +1,18 @@
+"""The nodes page: each hypervisor, whether it is up, and what it carries."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+
+from portal.cloud import nodes, scheduler, store
+from portal.web import arender
+
+
+@login_required
+async def node_list(request: HttpRequest) -> HttpResponse:
+    loads = await scheduler.snapshot(store.etcd(), store.keys())
+    records = await nodes.list_nodes()
+    return await arender(request, "nodes/list.html", {
+        "rows": [(record, loads.get(record.info.name)) for record in records],
+    })

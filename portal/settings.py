@@ -1,0 +1,173 @@
+"""Django settings for the sfcloud portal.
+
+Everything an operator may change is an SFCLOUD_* environment variable
+with a default that suits the all-in-one install (see README.md).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from cloudstate.config import Settings as CloudSettings
+
+BASE_DIR = Path(__file__).resolve().parent
+CLOUD = CloudSettings.from_env()
+PORTAL_STATE = CLOUD.state_dir / "portal"
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return _env(name, "1" if default else "0").lower() in ("1", "true", "yes", "on")
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in _env(name, default).split(",") if item.strip()]
+
+
+def _secret_key() -> str:
+    """SFCLOUD_SECRET_KEY, or one generated on first start and kept in var/."""
+    if key := os.environ.get("SFCLOUD_SECRET_KEY"):
+        return key
+    path = PORTAL_STATE / "secret_key"
+    if not path.exists():
+        PORTAL_STATE.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = _env_bool("SFCLOUD_DEBUG", False)
+PORTAL_ADDRESS = _env("SFCLOUD_PORTAL_ADDRESS", "127.0.0.1:13000")
+ALLOWED_HOSTS = _env_list("SFCLOUD_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+# The exact scheme://host:port a browser may open pages and websockets from.
+PORTAL_ORIGINS = _env_list(
+    "SFCLOUD_PORTAL_ORIGINS",
+    f"http://{PORTAL_ADDRESS},http://localhost:{PORTAL_ADDRESS.rsplit(':', 1)[-1]}",
+)
+CSRF_TRUSTED_ORIGINS = PORTAL_ORIGINS
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "channels",
+    "portal.accounts",
+    "portal.instances",
+    "portal.nodes",
+    "portal.live",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "portal.cloud.middleware.EtcdUnavailableMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+ASGI_APPLICATION = "portal.asgi.application"
+# Shaken Fist's client never sends a trailing slash and would turn a
+# redirected POST into a GET; the API must answer exactly what it is asked.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "portal.accounts.context.namespaces",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": Path(_env("SFCLOUD_DATABASE", str(PORTAL_STATE / "db.sqlite3"))),
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20,
+                    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+        "TEST": {"NAME": str(PORTAL_STATE / "test-db.sqlite3")},
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if redis_url := os.environ.get("SFCLOUD_REDIS_URL"):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "instance-list"
+LOGOUT_REDIRECT_URL = "login"
+
+HTTPS = _env_bool("SFCLOUD_HTTPS", False)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_AGE = 12 * 3600
+CSRF_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "SAMEORIGIN"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s portal %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": _env("SFCLOUD_LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}
+
+# --- sfcloud ------------------------------------------------------------------------
+
+# Shaken Fist tokens live 15 minutes; its client re-authenticates on a 401.
+API_TOKEN_LIFETIME = int(_env("SFCLOUD_API_TOKEN_LIFETIME", "900"))
+# Overcommit as a small cloud wants it: CPUs are shared freely, memory and
+# disk are not (a TCG guest costs its memory plus ~200 MiB of emulator).
+SCHEDULER_CPU_OVERCOMMIT = float(_env("SFCLOUD_CPU_OVERCOMMIT", "16"))
+SCHEDULER_RAM_OVERCOMMIT = float(_env("SFCLOUD_RAM_OVERCOMMIT", "1.0"))
+SCHEDULER_RAM_RESERVED_MIB = int(_env("SFCLOUD_RAM_RESERVED_MIB", "1024"))
+SCHEDULER_DISK_RESERVED_GB = int(_env("SFCLOUD_DISK_RESERVED_GB", "5"))

@@ -1,0 +1,10 @@
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="instance-list"), name="home"),
+    path("", include("portal.accounts.urls")),
+    path("instances/", include("portal.instances.urls")),
+    path("nodes/", include("portal.nodes.urls")),
+    path("api", include("portal.api.urls")),
+]
