@@ -13,12 +13,11 @@ import asyncio
 import logging
 from importlib import metadata
 
-from cloudstate.urlguard import FetchPolicy
-
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import InstanceSpec, NodeInfo
+from cloudstate.urlguard import FetchPolicy
 from nodeagent import hostfacts
 from nodeagent.domainxml import DomainOwner
 from nodeagent.hypervisor import Hypervisor
@@ -54,7 +53,7 @@ class Agent:
             on_domain_event=self.queue.add,
             on_reconnect=lambda: asyncio.get_running_loop().create_task(self.sweep()),
         )
-        self.images = ImageCache(settings.images_dir, FetchPolicy.from_env(allow_file=True))
+        self.images = ImageCache(settings.images_dir, FetchPolicy.from_env())
         self.reconciler: InstanceReconciler | None = None
         self.started = asyncio.Event()
 

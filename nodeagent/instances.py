@@ -9,6 +9,7 @@ later pass would mistake for a finished one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ from cloudstate.etcd import Delete, Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
 from cloudstate.model import Disk, InstanceObserved, InstanceSpec
-from nodeagent import configdrive, domainxml
+from nodeagent import configdrive, domainxml, failpoints
 from nodeagent.domainxml import DomainDisk, DomainOwner
 from nodeagent.hostfacts import Virtualization
 from nodeagent.hypervisor import Hypervisor, HypervisorError
@@ -135,6 +136,7 @@ class InstanceReconciler:
             await self._build(spec, repairing=built_before)
         if spec.power.generation > applied:
             await self._apply_power(spec)
+            failpoints.hit("after-power")
             applied = spec.power.generation
         await self._report(
             spec, state="created", error=None, applied_power_generation=applied,
@@ -148,6 +150,8 @@ class InstanceReconciler:
     # --- building ---------------------------------------------------------------------
 
     async def _build(self, spec: InstanceSpec, *, repairing: bool) -> None:
+        # Images first: a failed download leaves nothing of the instance behind.
+        bases = {disk.device: await self._base_image(disk) for disk in spec.disks}
         directory = self.instance_dir(spec.uuid)
         directory.mkdir(parents=True, exist_ok=True)
         # qemu runs as its own user; it must be able to reach the files
@@ -157,9 +161,11 @@ class InstanceReconciler:
         for stale in directory.glob(".*.tmp"):
             stale.unlink(missing_ok=True)  # left by a pass that was killed
 
-        disks = []
-        for disk in spec.disks:
-            disks.append(await self._ensure_disk(spec, disk, directory, repairing=repairing))
+        disks = [
+            await self._ensure_disk(disk, bases[disk.device], directory, repairing=repairing)
+            for disk in spec.disks
+        ]
+        failpoints.hit("after-disks")
         self._write_config_drive(spec)
         disks.insert(1, DomainDisk(
             device="vdb", path=directory / CONFIG_DRIVE, format="raw", readonly=True,
@@ -181,13 +187,20 @@ class InstanceReconciler:
             video_model=str(spec.video.get("model", "cirrus")),
         )
         await self._hv.define(xml)
+        failpoints.hit("after-define")
+
+    async def _base_image(self, disk: Disk) -> CachedImage | None:
+        if disk.source is None:
+            return None
+        # file:// is only ever followed for images an operator registered
+        # (they carry an image uuid), never for a URL a user typed.
+        policy = (dataclasses.replace(self._images.policy, allow_file=True)
+                  if disk.source.image_uuid else None)
+        return await self._images.ensure(disk.source.url, disk.source.cache_key, policy=policy)
 
     async def _ensure_disk(
-        self, spec: InstanceSpec, disk: Disk, directory: Path, *, repairing: bool
+        self, disk: Disk, base: CachedImage | None, directory: Path, *, repairing: bool
     ) -> DomainDisk:
-        base: CachedImage | None = None
-        if disk.source is not None:
-            base = await self._images.ensure(disk.source.url, disk.source.cache_key)
         if disk.type == "cdrom":
             if base is None:
                 raise InstanceFailure(f"cdrom {disk.device} has no image to show")
@@ -199,6 +212,7 @@ class InstanceReconciler:
                 # Never silently replace a disk that held the user's data.
                 raise InstanceFailure(f"disk {disk.device} is missing from {self.node}")
             await create_overlay(base, path, disk.size_gb)
+            failpoints.hit("after-overlay")
         return DomainDisk(device=disk.device, path=path, bus=disk.bus)
 
     def _write_config_drive(self, spec: InstanceSpec) -> None:

@@ -1,0 +1,27 @@
+"""Fixtures shared by the whole suite (tests/ and e2e/).
+
+The ``cloud`` fixture is a complete sfcloud (portal + node agent as real
+processes) on a real etcd and this machine's libvirtd, shared by the tests of
+a session because starting one costs a few seconds. Tests that break it on
+purpose (killing the agent) put it back as they found it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.cloud import Cloud
+
+pytest_plugins = ["tests.support.fixtures_etcd", "tests.support.fixtures_images"]
+
+
+@pytest.fixture(scope="session")
+def cloud(etcd_server, guest_image_dir: Path) -> Iterator[Cloud]:  # type: ignore[no-untyped-def]
+    running = Cloud(etcd_server.endpoint, demo_image=guest_image_dir / "disk.qcow2")
+    try:
+        yield running.start()
+    finally:
+        running.stop()

@@ -1,0 +1,68 @@
+"""Browser tests: Playwright driving Debian's Chromium against a real cloud.
+
+Playwright cannot download its own browsers here, so it is pointed at
+/usr/bin/chromium. On failure the page's screenshot and a trace are kept in
+test-results/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from cloudstate.config import REPO_ROOT
+
+CHROMIUM = os.environ.get("SFCLOUD_CHROMIUM", "/usr/bin/chromium")
+RESULTS = REPO_ROOT / "test-results"
+# Chromium's own background traffic would only be refused on these machines.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make test-deps` (it installs Debian's chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.tracing.start(screenshots=True, snapshots=True)
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    yield opened
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    if failed:
+        RESULTS.mkdir(exist_ok=True)
+        opened.screenshot(path=str(RESULTS / f"{request.node.name}.png"), full_page=True)
+        context.tracing.stop(path=str(RESULTS / f"{request.node.name}-trace.zip"))
+    else:
+        context.tracing.stop()
+    context.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def log_in(page: Page, base_url: str, username: str, password: str) -> None:
+    page.goto(f"{base_url}/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base_url}/instances/")

@@ -1,0 +1,296 @@
+"""A whole sfcloud for integration tests: portal and node agent as real
+processes, against a real etcd and the machine's libvirtd.
+
+Each Cloud has its own etcd key prefix, state directory, cluster name and
+node name, so several can share one etcd and one libvirtd (and other work on
+this machine) without seeing each other. stop() removes only what it made:
+its processes, the libvirt domains marked with its cluster name, its files
+and its keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import libvirt
+import requests
+
+from cloudstate.config import REPO_ROOT, parse_endpoints
+from cloudstate.etcd import Etcd
+from cloudstate.keys import Keys
+from nodeagent.domainxml import DomainOwner, read_owner
+
+T = TypeVar("T")
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+SF_CLIENT = str(Path(sys.executable).with_name("sf-client"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+class ApiClient:
+    """Shaken Fist's API as its client uses it: a bearer token from /auth,
+    refreshed once on a 401."""
+
+    def __init__(self, base: str, namespace: str, key: str):
+        self.base = base
+        self.namespace = namespace
+        self.key = key
+        self.session = requests.Session()
+        self._token: str | None = None
+
+    def _auth(self) -> None:
+        response = self.session.post(f"{self.base}/auth",
+                                     json={"namespace": self.namespace, "key": self.key})
+        response.raise_for_status()
+        self._token = response.json()["access_token"]
+
+    def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        if self._token is None:
+            self._auth()
+        for attempt in range(2):
+            response = self.session.request(
+                method, f"{self.base}{path}",
+                data=None if body is None else json.dumps(body),
+                headers={"Authorization": f"Bearer {self._token}",
+                         "Content-Type": "application/json"},
+                timeout=60, **kwargs,
+            )
+            if response.status_code != 401 or attempt:
+                return response
+            self._auth()
+        raise AssertionError("unreachable")
+
+    def get(self, path: str, body: Any = None) -> requests.Response:
+        return self.request("GET", path, body)
+
+    def post(self, path: str, body: Any = None) -> requests.Response:
+        return self.request("POST", path, body)
+
+    def delete(self, path: str, body: Any = None) -> requests.Response:
+        return self.request("DELETE", path, body)
+
+
+class Cloud:
+    def __init__(self, etcd_endpoint: str, demo_image: Path | None = None, **extra_env: str):
+        self.id = secrets.token_hex(4)
+        self.cluster = f"test-{self.id}"
+        self.node = f"node-{self.id}"
+        self.prefix = f"/sfcloud-test-{self.id}"
+        self.keys = Keys(self.prefix)
+        self.state_dir = Path(tempfile.mkdtemp(prefix=f"sfcloud-test-{self.id}-", dir="/var/tmp"))
+        # qemu runs as libvirt-qemu and must reach the disk images below here.
+        os.chmod(self.state_dir, 0o711)  # noqa: S103
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.address}"
+        self.api_url = f"{self.url}/api"
+        self.admin_password = secrets.token_urlsafe(12)
+        self.system_key = secrets.token_urlsafe(24)
+        self.demo_image = demo_image
+        self.owner = DomainOwner(cluster=self.cluster, node=self.node)
+        self.env = {
+            **os.environ,
+            "SFCLOUD_STATE_DIR": str(self.state_dir),
+            "SFCLOUD_ETCD_ENDPOINTS": etcd_endpoint,
+            "SFCLOUD_ETCD_PREFIX": self.prefix,
+            "SFCLOUD_CLUSTER": self.cluster,
+            "SFCLOUD_NODE_NAME": self.node,
+            "SFCLOUD_PORTAL_ADDRESS": self.address,
+            "SFCLOUD_ADMIN_PASSWORD": self.admin_password,
+            "SFCLOUD_SYSTEM_KEY": self.system_key,
+            "SFCLOUD_FETCH_ALLOW": "127.0.0.0/8",
+            "SFCLOUD_VIRT_TYPE": "qemu",
+            "SFCLOUD_LOG_LEVEL": "INFO",
+            "PYTHONPATH": str(REPO_ROOT),
+            **extra_env,
+        }
+        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.portal: subprocess.Popen[bytes] | None = None
+        self._agent_starts = 0
+
+    # --- processes --------------------------------------------------------------------
+
+    def _manage(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(REPO_ROOT / "manage.py"), *args],
+                              env=self.env, check=True, capture_output=True, text=True,
+                              cwd=REPO_ROOT)
+
+    def start(self) -> Cloud:
+        self._manage("migrate", "--noinput", "-v", "0")
+        bootstrap = ["bootstrap"]
+        if self.demo_image is not None:
+            bootstrap += ["--demo-image", str(self.demo_image)]
+        self._manage(*bootstrap)
+        self.start_agent()
+        self.start_portal()
+        return self
+
+    def _log(self, name: str) -> Path:
+        return self.state_dir / f"{name}.log"
+
+    def log_text(self, name: str) -> str:
+        path = self._log(name)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start_agent(self, failpoints: str = "", wait: bool = True) -> subprocess.Popen[bytes]:
+        self._agent_starts += 1
+        env = {**self.env, "SFCLOUD_FAILPOINTS": failpoints}
+        with open(self._log("agent"), "ab") as log:
+            log.write(f"--- agent start {self._agent_starts} failpoints={failpoints!r}\n".encode())
+            self.agent = subprocess.Popen([sys.executable, "-m", "nodeagent"], env=env,
+                                          stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        if wait:
+            wait_for(self.node_alive, 30, "the node agent to register")
+        return self.agent
+
+    def stop_agent(self, kill: bool = False) -> None:
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            self.agent.wait(timeout=20)
+        self.agent = None
+
+    def start_portal(self) -> None:
+        with open(self._log("portal"), "ab") as log:
+            self.portal = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "portal.asgi:application",
+                 "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "on",
+                 "--ws-per-message-deflate", "false"],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            )
+        wait_for(self._portal_answers, 30, "the portal to answer")
+
+    def _portal_answers(self) -> bool:
+        try:
+            return requests.get(self.api_url, timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> None:
+        for process in (self.portal, self.agent):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.remove_domains()
+        self.etcd_call(lambda etcd: etcd.delete_prefix(self.prefix + "/"))
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    # --- talking to it ----------------------------------------------------------------
+
+    def api(self, namespace: str = "system", key: str | None = None) -> ApiClient:
+        return ApiClient(self.api_url, namespace, key or self.system_key)
+
+    def sf(self, *args: str, check: bool = True, namespace: str = "system",
+           key: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the real Shaken Fist client against this cloud."""
+        env = {**self.env, "SHAKENFIST_API_URL": self.api_url,
+               "SHAKENFIST_NAMESPACE": namespace, "SHAKENFIST_KEY": key or self.system_key}
+        result = subprocess.run([SF_CLIENT, *args], env=env, capture_output=True, text=True,
+                                timeout=180)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"sf-client {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def etcd_call(self, fn: Callable[[Etcd], Any]) -> Any:
+        async def run() -> Any:
+            etcd = Etcd(parse_endpoints(self.env["SFCLOUD_ETCD_ENDPOINTS"]))
+            try:
+                return await fn(etcd)
+            finally:
+                await etcd.close()
+
+        return asyncio.run(run())
+
+    def etcd_keys(self, prefix: str = "") -> list[str]:
+        kvs, _ = self.etcd_call(lambda etcd: etcd.get_prefix(self.prefix + "/" + prefix))
+        return [kv.key for kv in kvs]
+
+    def node_alive(self) -> bool:
+        kv = self.etcd_call(lambda etcd: etcd.get(self.keys.node_alive(self.node)))
+        return kv is not None
+
+    # --- what is on the machine ---------------------------------------------------------
+
+    def instance_dir(self, uuid: str) -> Path:
+        return self.state_dir / "node" / self.node / "instances" / uuid
+
+    def image_cache_dir(self) -> Path:
+        return self.state_dir / "node" / self.node / "images"
+
+    def console_log(self, uuid: str) -> str:
+        path = self.instance_dir(uuid) / "console.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_console(self, uuid: str, marker: str, timeout: float = 90) -> str:
+        return wait_for(lambda: marker in (text := self.console_log(uuid)) and text,
+                        timeout, f"{marker!r} on the serial console of {uuid}", interval=0.2)
+
+    def domains(self) -> dict[str, str]:
+        """uuid -> libvirt state of every domain this cloud owns."""
+        conn = libvirt.open("qemu:///system")
+        try:
+            found = {}
+            for dom in conn.listAllDomains(0):
+                try:
+                    owner = read_owner(ET.fromstring(dom.XMLDesc(0)))
+                    if owner is not None and owner.cluster == self.cluster:
+                        found[dom.UUIDString()] = dom.state()[0]
+                except libvirt.libvirtError:
+                    continue
+            return found
+        finally:
+            conn.close()
+
+    def remove_domains(self) -> None:
+        conn = libvirt.open("qemu:///system")
+        try:
+            for dom in conn.listAllDomains(0):
+                try:
+                    owner = read_owner(ET.fromstring(dom.XMLDesc(0)))
+                    if owner is None or owner.cluster != self.cluster:
+                        continue
+                    if dom.isActive():
+                        dom.destroy()
+                    dom.undefine()
+                except libvirt.libvirtError:
+                    continue
+        finally:
+            conn.close()

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from cloudstate.model import NodeInfo
+from portal.cloud.errors import InsufficientResources, NotFound
+from portal.cloud.scheduler import Demand, NodeLoad, choose
+
+
+def load(name: str, *, alive: bool = True, vcpus: int = 4, memory: int = 8192,
+         used_memory: int = 0, used_cpus: int = 0) -> NodeLoad:
+    info = NodeInfo(name=name, ip="127.0.0.1", vcpus=vcpus, memory_mib=memory,
+                    disk_total_gb=100, disk_free_gb=80, virt_type="qemu", machine="pc")
+    return NodeLoad(info=info, alive=alive, memory_mib=used_memory, cpus=used_cpus)
+
+
+def test_picks_the_node_with_most_free_memory() -> None:
+    loads = {"a": load("a", used_memory=4096), "b": load("b", used_memory=1024)}
+    assert choose(Demand(1, 512, 1), loads).info.name == "b"
+
+
+def test_offline_nodes_are_skipped() -> None:
+    loads = {"a": load("a", alive=False), "b": load("b", used_memory=6000)}
+    assert choose(Demand(1, 512, 1), loads).info.name == "b"
+
+
+def test_507_names_each_node_and_why() -> None:
+    loads = {"a": load("a", alive=False), "b": load("b", used_memory=7000)}
+    with pytest.raises(InsufficientResources) as caught:
+        choose(Demand(1, 4096, 1), loads)
+    message = str(caught.value)
+    assert "a: offline" in message and "b: 168 MiB memory free" in message
+
+
+def test_more_cpus_than_the_host_has_never_fit() -> None:
+    with pytest.raises(InsufficientResources, match="has only 4 CPUs"):
+        choose(Demand(8, 256, 1), {"a": load("a")})
+
+
+def test_cpus_are_overcommitted_but_bounded() -> None:
+    assert choose(Demand(4, 256, 1), {"a": load("a", used_cpus=60)})
+    with pytest.raises(InsufficientResources):
+        choose(Demand(4, 256, 1), {"a": load("a", used_cpus=62)})
+
+
+def test_no_nodes_at_all() -> None:
+    with pytest.raises(InsufficientResources, match="no nodes"):
+        choose(Demand(1, 256, 1), {})
+
+
+def test_placement_on_an_unknown_node() -> None:
+    with pytest.raises(NotFound):
+        choose(Demand(1, 256, 1), {"a": load("a")}, required="zzz")
