@@ -20,7 +20,9 @@
 
   function storedTheme() {
     // localStorage throws when storage is disabled; the system theme is the right fallback.
-    try { return localStorage.getItem(THEME_KEY) || "system"; } catch (e) { return "system"; }
+    var t = null;
+    try { t = localStorage.getItem(THEME_KEY); } catch (e) { /* fall through */ }
+    return t === "light" || t === "dark" ? t : "system";
   }
 
   function applyTheme(choice) {
@@ -42,6 +44,10 @@
   }
 
   applyTheme(storedTheme());
+  // A choice made in another tab follows here too.
+  window.addEventListener("storage", function (e) {
+    if (e.key === THEME_KEY || e.key === null) applyTheme(storedTheme());
+  });
 
   // ---- Small helpers ------------------------------------------------------------------------
 
