@@ -174,6 +174,19 @@
     else if (cmd === "close" || cmd === "request-close") target.close();
   }
 
+  // A shared dialog (components/confirm_dialog.html without an action) is aimed by the button
+  // that opens it: the button names the dialog, the URL to post to and what fills the text.
+  function openConfirm(btn) {
+    var dialog = document.getElementById(btn.dataset.confirm);
+    if (!dialog || dialog.tagName !== "DIALOG") return;
+    var form = dialog.querySelector("form");
+    if (form && btn.dataset.action) form.action = btn.dataset.action;
+    dialog.querySelectorAll("[data-fill]").forEach(function (el) {
+      el.textContent = btn.dataset[el.dataset.fill] || "";
+    });
+    dialog.showModal();
+  }
+
   // ---- Live-connection indicator (htmx ws extension) -----------------------------------------
 
   // Each ws-connect element has a state; the dot shows the worst of them. Three failed
@@ -290,6 +303,9 @@
       menuBtn.setAttribute("aria-expanded", String(menuBtn.getAttribute("aria-expanded") !== "true"));
       return;
     }
+
+    var confirmBtn = t.closest("[data-confirm]");
+    if (confirmBtn) { openConfirm(confirmBtn); return; }
 
     if (!nativeCommands) {
       var cmdBtn = t.closest("button[commandfor]");
