@@ -20,7 +20,7 @@ def test_create_watch_live_and_delete(page: Page, cloud: Cloud) -> None:
     page.get_by_label("Memory (MiB)").fill("256")
     page.get_by_label("Disk size (GB)").fill("1")
     page.get_by_label("Image", exact=True).select_option("demo")
-    page.get_by_role("button", name="Create").click()
+    page.get_by_role("button", name="Create instance").click()
     page.wait_for_url(f"{cloud.url}/instances/")
 
     row = page.locator("#instance-rows tr", has_text="browser-vm")
@@ -36,7 +36,7 @@ def test_create_watch_live_and_delete(page: Page, cloud: Cloud) -> None:
     dialog = page.locator("dialog#delete-dialog")
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("browser-vm")
-    dialog.get_by_role("button", name="Delete").click()
+    dialog.get_by_role("button", name="Delete instance").click()
     page.wait_for_url(f"{cloud.url}/instances/")
     expect(page.locator("#instance-rows tr", has_text="browser-vm")).to_have_count(
         0, timeout=60_000
