@@ -34,8 +34,8 @@ class GuestImageBuildError(RuntimeError):
     """build.sh failed; the message carries the end of its output."""
 
 
-def script_digest(script: Path = BUILD_SCRIPT) -> str:
-    return hashlib.sha256(script.read_bytes()).hexdigest()[:20]
+def script_digest(script: Path | None = None) -> str:
+    return hashlib.sha256((script or BUILD_SCRIPT).read_bytes()).hexdigest()[:20]
 
 
 def is_complete(image_dir: Path) -> bool:
@@ -59,12 +59,13 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_guest_image(cache_root: Path, *, script: Path = BUILD_SCRIPT) -> Path:
+def ensure_guest_image(cache_root: Path, *, script: Path | None = None) -> Path:
     """Return the directory holding disk.qcow2, vmlinuz, initrd.gz and image.json.
 
     Builds only when no complete build of the current script exists under cache_root. Safe to
     call from several processes at once: one builds, the others wait for it and reuse the result.
     """
+    script = script or BUILD_SCRIPT
     cache_root = Path(cache_root).resolve()
     digest = script_digest(script)
     final = cache_root / digest

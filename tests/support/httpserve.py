@@ -69,6 +69,8 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     # Stalled handlers are released by stop(); never wait on a client that keeps a socket open.
     block_on_close = False
+    # socketserver's default backlog of 5 makes concurrent clients wait for a SYN retry (1 s).
+    request_queue_size = 128
 
     def __init__(self, owner: HTTPTestServer) -> None:
         self.owner = owner
