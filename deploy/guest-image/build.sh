@@ -38,8 +38,8 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 DISK_MB=64
 # virtio_pci first and sr_mod before the disk controllers, so that cdroms found while a
 # controller's module initialises are bound to sr at once and exist when modprobe returns.
-GUEST_MODULES="virtio_pci sr_mod virtio_blk virtio_net virtio_scsi virtio_console ata_piix
-isofs nls_utf8 button evdev"
+GUEST_MODULES=(virtio_pci sr_mod virtio_blk virtio_net virtio_scsi virtio_console ata_piix
+    isofs nls_utf8 button evdev)
 BUSYBOX=${SFCLOUD_BUSYBOX:-/bin/busybox}
 
 for tool in apt-get apt-cache dpkg-deb depmod modprobe cpio gzip sfdisk mkfs.vfat mcopy syslinux \
@@ -66,12 +66,14 @@ if [ -z "$kernel_deb" ]; then
     kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
         awk '$1 == "Depends:" && $2 ~ /^linux-image-.*-cloud-amd64$/ { print $2; exit }')
     [ -n "$kpkg" ] || die "apt does not know linux-image-cloud-amd64 (run apt-get update?)"
+    kpkg_version=$(apt-cache show --no-all-versions "$kpkg" | sed -n 's/^Version: //p')
     deb_dir=${SFCLOUD_DEB_CACHE:-$WORK}
     mkdir -p "$deb_dir"
-    # apt-get download checks the hash of a file already present and skips the download.
-    (cd "$deb_dir" && apt-get download -q=2 "$kpkg" 2>&1 | grep -v 'unsandboxed as root' >&2 || true)
-    kernel_deb=$(ls -1 "$deb_dir/${kpkg}"_*_amd64.deb 2>/dev/null | sort -V | tail -n 1)
-    [ -n "$kernel_deb" ] || die "apt-get download $kpkg produced no .deb"
+    # apt-get download checks the hash of a file already present and skips the download. As
+    # root it warns that the _apt user cannot write here; that is harmless.
+    (cd "$deb_dir" && apt-get download -q=2 "$kpkg") 2>&1 |
+        { grep -v 'unsandboxed as root' || true; } >&2
+    kernel_deb=$deb_dir/${kpkg}_${kpkg_version}_amd64.deb
 fi
 [ -f "$kernel_deb" ] || die "kernel package not found: $kernel_deb"
 kpkg=$(dpkg-deb -f "$kernel_deb" Package)
@@ -99,7 +101,7 @@ done
 # The kernel starts /init from an initramfs; busybox picks its applet from argv[0]'s basename.
 ln -s /bin/busybox "$ROOT/init"
 
-for module in $GUEST_MODULES; do
+for module in "${GUEST_MODULES[@]}"; do
     # Each line is "insmod /path/to/dep.ko [params]", dependencies first.
     modprobe -d "$KROOT" -S "$kver" --show-depends "$module" |
         awk '$1 == "insmod" { print $2 }' |
@@ -113,7 +115,7 @@ for f in modules.order modules.builtin modules.builtin.modinfo; do
     cp "$KROOT/lib/modules/$kver/$f" "$ROOT/lib/modules/$kver/"
 done
 depmod -b "$ROOT" "$kver"
-echo $GUEST_MODULES | tr ' ' '\n' > "$ROOT/etc/modules"
+printf '%s\n' "${GUEST_MODULES[@]}" > "$ROOT/etc/modules"
 
 cat > "$ROOT/etc/inittab" <<'EOF'
 ::sysinit:/etc/init.d/rcS
@@ -124,7 +126,7 @@ tty1::respawn:-/bin/sh
 EOF
 
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$ROOT/etc/passwd"
-printf 'root::0:\n' > "$ROOT/etc/group"
+printf 'root:x:0:\n' > "$ROOT/etc/group"
 printf '127.0.0.1 localhost\n' > "$ROOT/etc/hosts"
 ln -s /proc/mounts "$ROOT/etc/mtab"
 cat > "$ROOT/etc/profile" <<'EOF'
@@ -196,19 +198,20 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
+# Kernel messages written to the serial port while we print could split our marker lines;
+# they stay readable with dmesg.
+dmesg -n 1
 # Guest uptimes at a few points, for boot-time measurements from the console log alone.
 timing() { echo "sfcloud-init: timing $1 $(cut -d' ' -f1 /proc/uptime)"; }
 
 echo SFCLOUD-GUEST-UP
 timing up
 echo "sfcloud-init: kernel $(uname -r)"
-# Kernel messages written to the serial port while we print could split our marker lines.
-dmesg -n 1
 hostname sfcloud-guest
 
-for m in $(cat /etc/modules); do
+while read -r m; do
     modprobe "$m" || echo "sfcloud-init: could not load module $m"
-done
+done < /etc/modules
 acpid -c /etc/acpi -l /var/log/acpid.log
 
 CD=/mnt/config
@@ -231,7 +234,7 @@ mount_config_drive() {
 # Block devices normally exist once modprobe returns (module init waits for the controllers'
 # probes); the retries only cover stragglers, and cost about 1 s when there is no drive at all.
 found=
-for attempt in 1 2 3; do
+for _ in 1 2 3; do
     if mount_config_drive; then found=1; break; fi
     sleep 0.2
 done
@@ -252,7 +255,7 @@ else
 fi
 
 if [ -f /run/meta_data.flat ]; then
-    mkdir -p -m 0700 /root/.ssh
+    mkdir -m 0700 /root/.ssh
     awk -F '\t' '{ n = split($1, p, "/") } n == 2 && p[1] == "public_keys" {
         print substr($0, index($0, "\t") + 1) }' /run/meta_data.flat > /root/.ssh/authorized_keys
     while IFS= read -r k; do
@@ -305,6 +308,7 @@ cat > "$ROOT/etc/udhcpc.script" <<'EOF'
 #!/bin/sh
 # Called by udhcpc with $1 = deconfig|bound|renew|leasefail|nak and the lease in the environment
 # ($mask is a prefix length in busybox).
+# shellcheck disable=SC2154
 case "$1" in
     deconfig)
         ip -4 addr flush dev "$interface"
@@ -318,6 +322,7 @@ case "$1" in
         if [ -n "$router" ]; then
             # One default route per NIC; the lowest-numbered NIC wins through its metric.
             metric=$((100 + $(cat "/sys/class/net/$interface/ifindex")))
+            # shellcheck disable=SC2086 # split the router list, keep the first
             set -- $router
             ip route replace default via "$1" dev "$interface" metric "$metric"
         fi

@@ -5,6 +5,8 @@ Only libvirt-python, qemu-img and pycdlib are involved, so these tests pin down 
 
 from __future__ import annotations
 
+import hashlib
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tests.support.guestvm import (  # noqa: E402
     open_libvirt,
     remove_scratch_dir,
 )
+from tests.support.httpserve import HTTPTestServer  # noqa: E402
 from tests.support.socketdhcp import SocketDhcpServer  # noqa: E402
 
 pytest_plugins = ["tests.support.fixtures_images"]
@@ -180,3 +183,28 @@ def test_ctrl_alt_del_reboots_and_shell_poweroff_stops(
             libvirt.VIR_DOMAIN_SHUTOFF,
             libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN,
         ]
+
+
+def test_direct_kernel_boot_of_vmlinuz_and_initrd(
+    conn: libvirt.virConnect, workdir: Path, disk_image: Path
+) -> None:
+    iso = workdir / "config-2.iso"
+    make_config_drive(iso, hostname="direct-boot", user_data=None)
+    spec = GuestSpec(disk_image=disk_image, workdir=workdir, config_drive=iso, direct_kernel=True)
+    with Guest(conn, spec) as guest:
+        guest.serial.wait_for_line("SFCLOUD-READY")
+        lines = guest.serial.lines()
+        assert "SFCLOUD-HOSTNAME: direct-boot" in lines
+        assert "SFCLOUD-USERDATA: none" in lines
+        assert not any(line.startswith("SYSLINUX") for line in lines)  # no boot loader ran
+
+
+def test_image_server_serves_the_disk(image_server: HTTPTestServer, disk_image: Path) -> None:
+    before = image_server.count("/demo.qcow2")
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(image_server.url("/demo.qcow2"), timeout=30) as response:
+        assert response.headers["Content-Length"] == str(disk_image.stat().st_size)
+        while chunk := response.read(1 << 20):
+            digest.update(chunk)
+    assert digest.hexdigest() == hashlib.sha256(disk_image.read_bytes()).hexdigest()
+    assert image_server.count("/demo.qcow2") == before + 1

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
 import pycdlib
@@ -109,10 +109,13 @@ class GuestSpec:
     name: str = field(default_factory=unique_name)
     config_drive: Path | None = None
     config_drive_bus: str = "ide"  # "ide" (cdrom on machine pc) or "virtio" (a disk)
-    # NICs are QEMU socket "server" backends on 127.0.0.1 that nothing connects to: the guest
-    # sees a NIC with a link but no DHCP server, and no frame reaches any host network.
+    # NICs are QEMU socket "server" backends on 127.0.0.1 (Guest.nics has their ports): the
+    # guest sees a NIC with a link, and its frames reach only whoever connects to that port
+    # (nobody, or a SocketDhcpServer), never a host network.
     nics: int = 0
     memory_mib: int = 256
+    # Boot vmlinuz + initrd.gz (from the image directory) directly instead of BIOS + syslinux.
+    direct_kernel: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,13 @@ class SocketNic:
     port: int  # QEMU listens on 127.0.0.1:port; see tests/support/socketdhcp.py
 
 
-def domain_xml(spec: GuestSpec, overlay: Path, serial_log: Path, nics: list[SocketNic]) -> str:
+def domain_xml(
+    spec: GuestSpec,
+    overlay: Path,
+    serial_log: Path,
+    nics: list[SocketNic],
+    kernel: tuple[Path, Path] | None = None,
+) -> str:
     # The base image is shared (a cache other guests use too). Named here with relabel='no',
     # libvirt leaves its owner alone; otherwise it chowns the base to the QEMU user and, as it
     # does for every backing file, never gives it back.
@@ -158,11 +167,17 @@ def domain_xml(spec: GuestSpec, overlay: Path, serial_log: Path, nics: list[Sock
         "<console type='pty'><target type='serial' port='0'/></console>",
         "<memballoon model='none'/>",
     ]
+    boot = "<boot dev='hd'/>"
+    if kernel is not None:
+        boot = (
+            f"<kernel>{escape(str(kernel[0]))}</kernel><initrd>{escape(str(kernel[1]))}</initrd>"
+            "<cmdline>console=tty1 console=ttyS0,115200n8</cmdline>"
+        )
     return (
         "<domain type='qemu'>"
         f"<name>{spec.name}</name>"
         f"<memory unit='MiB'>{spec.memory_mib}</memory><vcpu>1</vcpu>"
-        "<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>"
+        f"<os><type arch='x86_64' machine='pc'>hvm</type>{boot}</os>"
         "<features><acpi/></features>"
         "<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>"
         "<on_crash>destroy</on_crash>"
@@ -194,6 +209,7 @@ class SerialLog:
         predicate: Callable[[list[str]], bool],
         what: str,
         timeout: float = BOOT_TIMEOUT,
+        poll: float = 0.05,
     ) -> float:
         """Poll until predicate(lines) holds; return the seconds waited."""
         started = time.monotonic()
@@ -205,10 +221,12 @@ class SerialLog:
                     f"no {what} in the serial log after {timeout:.0f} s; log ends with:\n"
                     f"{self.tail()}"
                 )
-            time.sleep(0.05)
+            time.sleep(poll)
 
-    def wait_for_line(self, line: str, timeout: float = BOOT_TIMEOUT, count: int = 1) -> float:
-        return self.wait_for(lambda lines: lines.count(line) >= count, repr(line), timeout)
+    def wait_for_line(
+        self, line: str, timeout: float = BOOT_TIMEOUT, count: int = 1, poll: float = 0.05
+    ) -> float:
+        return self.wait_for(lambda lines: lines.count(line) >= count, repr(line), timeout, poll)
 
 
 def _unwrapped(text: str) -> str:
@@ -225,6 +243,7 @@ class Guest:
         self.serial = SerialLog(spec.workdir / f"{spec.name}-serial.log")
         self.dom: libvirt.virDomain | None = None
         self.started_at = 0.0
+        self._made: list[Path] = []
         tag = secrets.token_bytes(2).hex(":")
         self.nics = [
             SocketNic(mac=f"52:54:00:{tag}:{index:02x}", port=free_local_port())
@@ -239,12 +258,21 @@ class Guest:
             ],
             check=True,
         )  # fmt: skip
-        self.dom = self.conn.defineXML(
-            domain_xml(self.spec, self.overlay, self.serial.path, self.nics)
-        )
+        kernel = None
+        if self.spec.direct_kernel:
+            # Private copies: libvirt relabels a domain's kernel and initrd while it runs.
+            kernel = (self._copy_beside("vmlinuz"), self._copy_beside("initrd.gz"))
+        xml = domain_xml(self.spec, self.overlay, self.serial.path, self.nics, kernel)
+        self.dom = self.conn.defineXML(xml)
         self.started_at = time.monotonic()
         self.dom.create()
         return self
+
+    def _copy_beside(self, name: str) -> Path:
+        target = self.spec.workdir / f"{self.spec.name}-{name}"
+        shutil.copyfile(self.spec.disk_image.parent / name, target)
+        self._made.append(target)
+        return target
 
     def is_active(self) -> bool:
         assert self.dom is not None
@@ -305,7 +333,7 @@ class Guest:
             except libvirt.libvirtError:
                 pass
             self.dom = None
-        for path in (self.overlay, self.serial.path):
+        for path in (self.overlay, self.serial.path, *self._made):
             path.unlink(missing_ok=True)
 
     def __enter__(self) -> Guest:
