@@ -43,7 +43,8 @@ def is_complete(image_dir: Path) -> bool:
 
 
 def image_info(image_dir: Path) -> dict[str, object]:
-    return json.loads((image_dir / "image.json").read_text())
+    info: dict[str, object] = json.loads((image_dir / "image.json").read_text())
+    return info
 
 
 @contextlib.contextmanager

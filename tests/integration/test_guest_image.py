@@ -10,11 +10,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import libvirt
 import pytest
 
-libvirt = pytest.importorskip("libvirt")
-
-from tests.support.guestvm import (  # noqa: E402
+from tests.support.guestvm import (
     Guest,
     GuestSpec,
     guest_timings,
@@ -23,8 +22,8 @@ from tests.support.guestvm import (  # noqa: E402
     open_libvirt,
     remove_scratch_dir,
 )
-from tests.support.httpserve import HTTPTestServer  # noqa: E402
-from tests.support.socketdhcp import SocketDhcpServer  # noqa: E402
+from tests.support.httpserve import HTTPTestServer
+from tests.support.socketdhcp import SocketDhcpServer
 
 pytest_plugins = ["tests.support.fixtures_images"]
 pytestmark = pytest.mark.integration

@@ -139,7 +139,7 @@ def _ranged_response(
     size: int,
     content_type: str,
     extra: Iterable[tuple[str, str]],
-    write_span: Callable[[int, int], None],
+    write_span: Callable[[int, int], object],
 ) -> None:
     try:
         wanted = _byte_range(handler.headers.get("Range"), size)
