@@ -1,0 +1,1 @@
+"""Installation and build helpers for sfcloud (images, units, playbooks)."""
