@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.cloud import Cloud, wait_for
-from tests.support.httpserve import HTTPServe
+from tests.support.httpserve import HTTPTestServer
 
 pytestmark = pytest.mark.integration
 
@@ -84,12 +84,11 @@ def test_duplicate_name_is_409(cloud: Cloud) -> None:
 
 @pytest.fixture
 def bad_images(tmp_path):  # type: ignore[no-untyped-def]
-    with HTTPServe() as server:
-        server.add_bytes("/page.qcow2", b"<html><body>not an image</body></html>",
-                         content_type="text/html")
-        server.add_bytes("/noise.img", bytes(range(256)) * 4000,
-                         content_type="application/octet-stream")
-        server.add_status("/missing.qcow2", 404)
+    with HTTPTestServer() as server:
+        server.serve_bytes("/page.qcow2", b"<html><body>not an image</body></html>",
+                           content_type="text/html")
+        server.serve_bytes("/noise.img", bytes(range(256)) * 4000)
+        server.respond_status("/missing.qcow2", 404)
         yield server
 
 
