@@ -13,12 +13,13 @@ for history etcd no longer has (the caller re-lists).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions as aetcd_errors
@@ -26,19 +27,40 @@ from aetcd.utils import prefix_range_end
 
 log = logging.getLogger(__name__)
 
-# gRPC keepalives let a dead TCP connection be noticed in seconds rather than
-# after the kernel gives up; etcd refuses pings more often than every 5 s.
+T = TypeVar("T")
+
 _CHANNEL_OPTIONS = {
+    # gRPC keepalives let a dead TCP connection be noticed in seconds rather
+    # than after the kernel gives up; etcd refuses pings more often than 5 s.
     "grpc.keepalive_time_ms": 10_000,
     "grpc.keepalive_timeout_ms": 5_000,
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.http2.max_pings_without_data": 0,
+    # gRPC's 4 MiB default would make a large prefix list, or a watch
+    # catching up on 1000 revisions, fail the same way on every retry.
+    "grpc.max_receive_message_length": -1,
+    # etcd is always reached directly; an http_proxy meant for apt or image
+    # downloads must not capture it.
+    "grpc.enable_http_proxy": 0,
+    # By default every channel to one address shares a process-wide
+    # connection, with its reconnect backoff (up to two minutes): a fresh
+    # channel after a failure would inherit that and keep failing although
+    # etcd is back. Our own connection per channel makes fail-over real.
+    "grpc.use_local_subchannel_pool": 1,
+    "grpc.max_reconnect_backoff_ms": 2_000,
 }
 _UNAVAILABLE_CODES = {
     aetcd.rpc.StatusCode.UNAVAILABLE,
     aetcd.rpc.StatusCode.DEADLINE_EXCEEDED,
     aetcd.rpc.StatusCode.INTERNAL,
+    # Sent by the server when a request's context ends on its side (as when
+    # it stops); our own cancellations never look like this, grpc.aio raises
+    # CancelledError for them.
+    aetcd.rpc.StatusCode.CANCELLED,
 }
+# etcd 3.4 sends errors it has no gRPC code for as UNKNOWN, among them the one
+# a write gets while the member shuts down under it.
+_UNAVAILABLE_UNKNOWN_DETAILS = {"raft: stopped"}
 _UNAVAILABLE = (
     aetcd_errors.ConnectionFailedError,
     aetcd_errors.ConnectionTimeoutError,
@@ -47,7 +69,8 @@ _UNAVAILABLE = (
 
 
 class EtcdUnavailable(Exception):
-    """No etcd member answered."""
+    """No etcd member answered. A write that raised this may or may not have
+    been applied: fence a retry (``Compare``) if applying it twice matters."""
 
 
 class Compacted(Exception):
@@ -98,6 +121,16 @@ class WatchEvent:
 @dataclass(frozen=True)
 class TxnResult:
     succeeded: bool
+    revision: int
+
+
+@dataclass(frozen=True)
+class PrefixStats:
+    """How many keys a prefix holds, and whether any of them was written
+    after a given revision, both read at ``revision``."""
+
+    keys: int
+    changed: bool
     revision: int
 
 
@@ -174,6 +207,21 @@ def _to_bytes(value: bytes | str | dict | list) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
+class _Connection:
+    """One gRPC channel and the number of calls currently using it.
+
+    Closing a grpc.aio channel cancels every call on it, and each of those
+    calls then raises ``asyncio.CancelledError`` in its own task, which looks
+    exactly like that task being cancelled. So a broken channel is only
+    retired when a call fails, and closed once its last user has finished.
+    """
+
+    def __init__(self, client: aetcd.Client):
+        self.client = client
+        self.users = 0
+        self.retired = False
+
+
 class Etcd:
     """An asyncio etcd client bound to the event loop that first uses it."""
 
@@ -183,8 +231,7 @@ class Etcd:
         self._endpoints = list(endpoints)
         self._current = 0
         self._timeout = timeout
-        self._client: aetcd.Client | None = None
-        self._reconnect_lock = asyncio.Lock()
+        self._conn: _Connection | None = None
 
     # --- connection management --------------------------------------------
 
@@ -192,40 +239,56 @@ class Etcd:
         host, port = self._endpoints[self._current]
         return aetcd.Client(host=host, port=port, timeout=self._timeout, options=_CHANNEL_OPTIONS)
 
-    async def _get_client(self) -> aetcd.Client:
-        if self._client is None:
-            self._client = self._new_client()
-        return self._client
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[_Connection]:
+        """The current connection, kept open until the caller is done with it."""
+        if self._conn is None:
+            self._conn = _Connection(self._new_client())
+        conn = self._conn
+        conn.users += 1
+        try:
+            await conn.client.connect()
+            yield conn
+        finally:
+            conn.users -= 1
+            if conn.retired and conn.users == 0:
+                await _close_quietly(conn.client)
 
-    async def _fail_over(self, broken: aetcd.Client | None) -> None:
-        """Drop a client that failed and move to the next endpoint."""
-        async with self._reconnect_lock:
-            if self._client is not broken or broken is None:
-                return  # somebody already replaced it
-            self._client = None
+    def _fail_over(self, broken: _Connection) -> None:
+        """Stop handing out a connection that failed; move to the next endpoint.
+
+        The next call opens a fresh channel, which connects at once instead
+        of waiting out the failed one's reconnect backoff.
+        """
+        broken.retired = True
+        if self._conn is broken:
+            self._conn = None
             if len(self._endpoints) > 1:
                 self._current = (self._current + 1) % len(self._endpoints)
-            try:
-                await broken.close()
-            except Exception:  # noqa: BLE001 - closing a broken channel may fail too
-                log.debug("closing a failed etcd client raised", exc_info=True)
 
-    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    async def _unary(self, call: Callable[[aetcd.Client], Awaitable[T]]) -> T:
         """Run one unary call, trying each endpoint once before giving up."""
         last: Exception | None = None
         for _ in range(len(self._endpoints)):
-            client = await self._get_client()
-            try:
-                return await getattr(client, name)(*args, **kwargs)
-            except _UNAVAILABLE as exc:
-                last = exc
-                await self._fail_over(client)
+            async with self._session() as conn:
+                try:
+                    return await call(conn.client)
+                except Exception as exc:
+                    if not _is_unavailable(exc):
+                        raise
+                    last = exc
+                    self._fail_over(conn)
         raise EtcdUnavailable(str(last)) from last
 
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._unary(lambda client: getattr(client, name)(*args, **kwargs))
+
     async def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
+        """Close the channel; calls and watches still running on it end."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.retired = True
+            await _close_quietly(conn.client)
 
     # --- key/value ----------------------------------------------------------
 
@@ -240,8 +303,59 @@ class Etcd:
 
     async def revision(self) -> int:
         """The current store revision (a cheap read of one absent key)."""
-        result = await self._call("get_range", b"\0", b"\0", sort_order=None)
-        return result.header.revision
+        # A range from b"\0" to b"\0" would mean every key in etcd; count
+        # just the one key b"\0" instead.
+        request = aetcd.rpc.RangeRequest(key=b"\0", count_only=True)
+
+        async def call(client: aetcd.Client) -> int:
+            response = await client.kvstub.Range(
+                request, timeout=self._timeout, metadata=client.metadata
+            )
+            return int(response.header.revision)
+
+        return await self._unary(call)
+
+    async def prefix_stats(self, prefix: str, changed_after: int) -> PrefixStats:
+        """Count the keys under ``prefix`` and tell whether any of them was
+        written after revision ``changed_after``, in one consistent read.
+
+        Lets a reader that knew the prefix at ``changed_after`` check that it
+        is still current without listing it: nothing changed if no key is
+        newer and the count is the same (a delete would lower the count).
+        """
+        key = prefix.encode()
+        end = prefix_range_end(key)
+        request = aetcd.rpc.TxnRequest(
+            success=[
+                aetcd.rpc.RequestOp(
+                    request_range=aetcd.rpc.RangeRequest(key=key, range_end=end, count_only=True)
+                ),
+                # etcd applies min_mod_revision after counting, so this one
+                # must return keys (at most one) rather than a count.
+                aetcd.rpc.RequestOp(
+                    request_range=aetcd.rpc.RangeRequest(
+                        key=key,
+                        range_end=end,
+                        keys_only=True,
+                        limit=1,
+                        min_mod_revision=changed_after + 1,
+                    )
+                ),
+            ]
+        )
+
+        async def call(client: aetcd.Client) -> PrefixStats:
+            response = await client.kvstub.Txn(
+                request, timeout=self._timeout, metadata=client.metadata
+            )
+            counted, newer = (r.response_range for r in response.responses)
+            return PrefixStats(
+                keys=int(counted.count),
+                changed=len(newer.kvs) > 0,
+                revision=int(response.header.revision),
+            )
+
+        return await self._unary(call)
 
     async def put(
         self, key: str, value: bytes | str | dict | list, lease: int | None = None
@@ -270,21 +384,14 @@ class Etcd:
         )
         # aetcd's transaction() hides the response header, and the revision a
         # transaction committed at is what callers fence later writes on.
-        last: Exception | None = None
-        for _ in range(len(self._endpoints)):
-            client = await self._get_client()
-            try:
-                await client.connect()
-                response = await client.kvstub.Txn(
-                    request, timeout=self._timeout, metadata=client.metadata
-                )
-                return TxnResult(succeeded=response.succeeded, revision=response.header.revision)
-            except aetcd.rpc.AioRpcError as exc:
-                if exc.code() not in _UNAVAILABLE_CODES:
-                    raise
-                last = exc
-                await self._fail_over(client)
-        raise EtcdUnavailable(str(last)) from last
+
+        async def call(client: aetcd.Client) -> TxnResult:
+            response = await client.kvstub.Txn(
+                request, timeout=self._timeout, metadata=client.metadata
+            )
+            return TxnResult(succeeded=response.succeeded, revision=response.header.revision)
+
+        return await self._unary(call)
 
     async def compact(self, revision: int) -> None:
         await self._call("compact", revision, physical=True)
@@ -313,9 +420,12 @@ class Etcd:
         """Keep a lease alive for as long as the calling task runs.
 
         ``attach(lease_id)`` writes the keys that belong on the lease. If the
-        lease is lost (etcd was unreachable for longer than ``ttl``), a new
-        one is granted and ``attach`` runs again, so the keys come back by
-        themselves. The lease is revoked when the task is cancelled.
+        lease is lost (it expired while we could not refresh it: a partition,
+        a stalled process; an etcd restart does not do it, as the new leader
+        renews every lease), a new one is granted and ``attach`` runs again,
+        so the keys come back by themselves. The same happens when ``attach``
+        itself fails with ``EtcdUnavailable``. The lease is revoked when the
+        task is cancelled.
         """
         lease_id = 0
         try:
@@ -323,7 +433,13 @@ class Etcd:
                 try:
                     if not lease_id:
                         lease_id = await self.grant_lease(ttl)
-                        await attach(lease_id)
+                        try:
+                            await attach(lease_id)
+                        except EtcdUnavailable:
+                            # Keys may be half attached. Start over with a
+                            # fresh lease and a full attach; this one expires.
+                            lease_id = 0
+                            raise
                     await asyncio.sleep(max(ttl / 3, 0.5))
                     if await self.refresh_lease(lease_id) <= 0:
                         log.warning("etcd lease %x expired; granting a new one", lease_id)
@@ -356,7 +472,6 @@ class Etcd:
         backoff = 0.1
         key = prefix.encode()
         while True:
-            client = await self._get_client()
             stop = asyncio.Event()
             create = aetcd.rpc.WatchRequest(
                 create_request=aetcd.rpc.WatchCreateRequest(
@@ -370,31 +485,39 @@ class Etcd:
                 await stop.wait()
 
             call = None
+            broke: Exception | None = None
             try:
-                await client.connect()
-                call = aetcd.rpc.WatchStub(client.channel).Watch(
-                    requests(), metadata=client.metadata
-                )
-                async for response in call:
-                    if response.compact_revision:
-                        raise Compacted(response.compact_revision)
-                    if response.canceled:
-                        raise aetcd_errors.ClientError(response.cancel_reason or "watch canceled")
-                    backoff = 0.1
-                    # etcd never splits one revision across responses (we do
-                    # not ask for fragments), so each response is complete.
-                    for batch in _by_revision(response.events):
-                        yield batch
-                        next_revision = batch[-1].revision + 1
-            except (aetcd.rpc.AioRpcError, aetcd_errors.ClientError) as exc:
-                log.info("etcd watch on %s broke (%s); resuming at %d", prefix, exc, next_revision)
-                await self._fail_over(client)
-                await asyncio.sleep(backoff + random.uniform(0, backoff))
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                stop.set()
-                if call is not None:
-                    call.cancel()
+                async with self._session() as conn:
+                    try:
+                        call = aetcd.rpc.WatchStub(conn.client.channel).Watch(
+                            requests(), metadata=conn.client.metadata
+                        )
+                        async for response in call:
+                            if response.compact_revision:
+                                raise Compacted(response.compact_revision)
+                            if response.canceled:
+                                raise aetcd_errors.ClientError(
+                                    response.cancel_reason or "watch canceled"
+                                )
+                            backoff = 0.1
+                            # etcd never splits one revision across responses
+                            # (we do not ask for fragments), so each is whole.
+                            for batch in _by_revision(response.events):
+                                yield batch
+                                next_revision = batch[-1].revision + 1
+                        broke = aetcd_errors.ClientError("watch stream ended")
+                    except (aetcd.rpc.AioRpcError, aetcd_errors.ClientError) as exc:
+                        broke = exc
+                        self._fail_over(conn)
+                    finally:
+                        stop.set()
+                        if call is not None:
+                            call.cancel()
+            except _UNAVAILABLE as exc:  # from connect()
+                broke = exc
+            log.info("etcd watch on %s broke (%s); resuming at %d", prefix, broke, next_revision)
+            await asyncio.sleep(backoff + random.uniform(0, backoff))
+            backoff = min(backoff * 2, 2.0)
 
 
 def _by_revision(raw_events: Iterable[Any]) -> Iterable[list[WatchEvent]]:
@@ -410,3 +533,26 @@ def _by_revision(raw_events: Iterable[Any]) -> Iterable[list[WatchEvent]]:
         batch.append(event)
     if batch:
         yield batch
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """True for failures that mean "no answer", whatever their outcome was."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    # aetcd wraps the codes it does not know in a plain ClientError.
+    rpc_error = exc if isinstance(exc, aetcd.rpc.AioRpcError) else exc.__cause__
+    if not isinstance(rpc_error, aetcd.rpc.AioRpcError):
+        return False
+    code = rpc_error.code()
+    if code in _UNAVAILABLE_CODES:
+        return True
+    return code == aetcd.rpc.StatusCode.UNKNOWN and rpc_error.details() in (
+        _UNAVAILABLE_UNKNOWN_DETAILS
+    )
+
+
+async def _close_quietly(client: aetcd.Client) -> None:
+    try:
+        await client.close()
+    except Exception:  # noqa: BLE001 - closing a broken channel may fail too
+        log.debug("closing an etcd client raised", exc_info=True)

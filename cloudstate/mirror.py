@@ -11,11 +11,12 @@ about keys that really changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-from cloudstate.etcd import Compacted, Etcd, EtcdUnavailable, KeyValue
+from cloudstate.etcd import Compacted, Etcd, EtcdUnavailable, KeyValue, WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,12 @@ Listener = Callable[[list[Change]], Awaitable[None] | None]
 
 
 class Mirror:
+    # How long to wait before retrying after etcd failed or a bug surfaced.
+    retry_delay = 1.0
+    # wait_for_revision's grace for the watch to deliver a revision before it
+    # asks etcd whether anything under the prefix changed at all.
+    fence_after = 0.1
+
     def __init__(self, etcd: Etcd, prefix: str, *, resync_interval: float = 300.0):
         self._etcd = etcd
         self._prefix = prefix
@@ -72,14 +79,19 @@ class Mirror:
                 log.info("mirror of %s fell behind compaction (%s); re-listing", self._prefix, exc)
             except EtcdUnavailable as exc:
                 log.warning("mirror of %s: etcd unavailable (%s); retrying", self._prefix, exc)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(self.retry_delay)
+            except Exception:
+                # A mirror that stops silently leaves its owner acting on stale
+                # data for ever; keep trying and make the cause loud instead.
+                log.exception("mirror of %s failed; re-listing", self._prefix)
+                await asyncio.sleep(self.retry_delay)
 
     async def _relist(self) -> None:
         kvs, revision = await self._etcd.get_prefix(self._prefix)
         fresh = {kv.key: kv for kv in kvs}
         changes = [
             Change(key, self._data.get(key), fresh.get(key))
-            for key in self._data.keys() | fresh.keys()
+            for key in sorted(self._data.keys() | fresh.keys())
             if _differs(self._data.get(key), fresh.get(key))
         ]
         self._data = fresh
@@ -88,19 +100,27 @@ class Mirror:
         await self._notify(changes)
 
     async def _follow(self) -> None:
-        async for batch in self._etcd.watch_prefix(self._prefix, self.revision + 1):
-            changes = []
-            for event in batch:
-                old = self._data.get(event.kv.key)
-                if event.kind == "delete":
-                    if old is not None:
-                        del self._data[event.kv.key]
-                        changes.append(Change(event.kv.key, old, None))
-                else:
-                    self._data[event.kv.key] = event.kv
-                    changes.append(Change(event.kv.key, old, event.kv))
-            self.revision = batch[-1].revision
-            await self._notify(changes)
+        # aclosing: when the periodic re-list cancels us while a listener
+        # runs, the watch generator is suspended at its yield; close it now
+        # rather than leave its gRPC stream open until garbage collection.
+        watch = self._etcd.watch_prefix(self._prefix, self.revision + 1)
+        async with contextlib.aclosing(watch) as batches:
+            async for batch in batches:
+                await self._apply(batch)
+
+    async def _apply(self, batch: list[WatchEvent]) -> None:
+        changes = []
+        for event in batch:
+            old = self._data.get(event.kv.key)
+            if event.kind == "delete":
+                if old is not None:
+                    del self._data[event.kv.key]
+                    changes.append(Change(event.kv.key, old, None))
+            else:
+                self._data[event.kv.key] = event.kv
+                changes.append(Change(event.kv.key, old, event.kv))
+        self.revision = batch[-1].revision
+        await self._notify(changes)
 
     async def _notify(self, changes: list[Change]) -> None:
         async with self._progress:
@@ -116,10 +136,42 @@ class Mirror:
                 log.exception("mirror listener failed")
 
     async def wait_for_revision(self, revision: int, timeout: float = 10.0) -> None:
-        """Wait until the mirror has seen at least ``revision`` (read-your-writes)."""
+        """Wait until the mirror reflects every change under its prefix up to
+        ``revision`` (read-your-writes); raises ``TimeoutError``.
+
+        The watch moves ``self.revision`` only when something under the
+        prefix changes, so a revision made by a write elsewhere (or returned
+        by a failed txn) may never arrive as an event. If the watch has not
+        delivered it within ``fence_after``, one consistent read decides:
+        if nothing under the prefix changed after the mirror's revision, the
+        mirror is already current.
+        """
         async with asyncio.timeout(timeout):
-            async with self._progress:
-                await self._progress.wait_for(lambda: self.revision >= revision)
+            grace = self.fence_after
+            while self.revision < revision:
+                seen = self.revision
+                if await self._progress_within(seen, grace):
+                    continue
+                grace = 1.0  # later rounds poll only for a revision not yet made
+                if not self.ready.is_set():
+                    continue
+                known = len(self._data)
+                stats = await self._etcd.prefix_stats(self._prefix, seen)
+                if (
+                    stats.revision >= revision
+                    and not stats.changed
+                    and stats.keys == known
+                    and self.revision == seen
+                ):
+                    return
+
+    async def _progress_within(self, seen: int, delay: float) -> bool:
+        """Wait up to ``delay`` for the mirror to move past ``seen``."""
+        async with self._progress:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._progress.wait_for(lambda: self.revision > seen)
+            return self.revision > seen
 
 
 def _differs(a: KeyValue | None, b: KeyValue | None) -> bool:

@@ -1,0 +1,95 @@
+"""deploy.localetcd: the single-member etcd that `make run` and the tests use."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloudstate.etcd import Etcd
+from deploy.localetcd import ETCD_BINARY, EtcdStartError, LocalEtcd, free_ports
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not Path(ETCD_BINARY).exists(), reason=f"no {ETCD_BINARY}"),
+]
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Removed afterwards, unlike pytest's own (which keeps the last three runs)."""
+    path = Path(tempfile.mkdtemp(prefix="sfcloud-localetcd-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A reaped child is gone; an unreaped one would be a zombie we leaked.
+    return Path(f"/proc/{pid}/status").read_text().find("zombie") < 0
+
+
+async def test_state_survives_stop_and_a_new_runner(tmp_path: Path) -> None:
+    data = tmp_path / "etcd" / "data"
+    with LocalEtcd(data) as first:
+        pid = first.pid
+        assert pid is not None and first.endpoint.startswith("http://127.0.0.1:")
+        etcd = Etcd(first.endpoints)
+        await etcd.put("/kept", "yes")
+        await etcd.close()
+    assert not process_exists(pid)
+
+    # Same data directory, other ports: etcd ignores --initial-* and carries on.
+    with LocalEtcd(data) as second:
+        etcd = Etcd(second.endpoints)
+        kv = await etcd.get("/kept")
+        await etcd.close()
+    assert kv is not None and kv.value == b"yes"
+    assert "serving client traffic" in (tmp_path / "etcd" / "sfcloud.etcd.log").read_text()
+
+
+def test_kill_and_restart_keep_the_endpoint(tmp_path: Path) -> None:
+    server = LocalEtcd(tmp_path / "data")
+    try:
+        server.start()
+        endpoint, pid = server.endpoint, server.pid
+        server.restart(kill=True)
+        assert server.endpoint == endpoint and server.pid != pid and server.running
+        server.kill()
+        assert not server.running
+        server.kill()  # and again: harmless
+        server.stop()
+    finally:
+        server.stop()
+
+
+def test_start_fails_with_the_log_tail_when_the_port_is_taken(tmp_path: Path) -> None:
+    client_port, peer_port = free_ports(2)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", client_port))
+        squatter.listen()
+        server = LocalEtcd(tmp_path / "data", client_port=client_port, peer_port=peer_port)
+        with pytest.raises(EtcdStartError, match="address already in use"):
+            server.start(timeout=10)
+        assert not server.running
+
+
+def test_command_has_the_flags_a_small_cloud_needs(tmp_path: Path) -> None:
+    command = LocalEtcd(tmp_path / "data", client_port=1111, peer_port=2222).command()
+    assert "--listen-client-urls=http://127.0.0.1:1111" in command
+    assert "--listen-peer-urls=http://127.0.0.1:2222" in command
+    assert "--auto-compaction-mode=periodic" in command
+    assert "--auto-compaction-retention=1h" in command
+    assert "--quota-backend-bytes=4294967296" in command
+    assert "--logger=zap" in command
+    assert not any("0.0.0.0" in arg for arg in command)
