@@ -13,13 +13,25 @@ from pathlib import Path
 
 import pytest
 
+from deploy.localvirt import LocalLibvirt
 from tests.support.cloud import Cloud
 
 pytest_plugins = ["tests.support.fixtures_etcd", "tests.support.fixtures_images"]
 
 
 @pytest.fixture(scope="session")
-def cloud(etcd_server, guest_image_dir: Path) -> Iterator[Cloud]:  # type: ignore[no-untyped-def]
+def libvirt_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """libvirtd and virtlogd, started for the session if nothing runs them."""
+    local = LocalLibvirt(tmp_path_factory.mktemp("libvirt-logs"))
+    local.ensure()
+    try:
+        yield
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def cloud(etcd_server, guest_image_dir: Path, libvirt_daemon: None) -> Iterator[Cloud]:  # type: ignore[no-untyped-def]
     running = Cloud(etcd_server.endpoint, demo_image=guest_image_dir / "disk.qcow2")
     try:
         yield running.start()

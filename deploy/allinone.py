@@ -23,8 +23,8 @@ from pathlib import Path
 from cloudstate.config import REPO_ROOT
 from deploy.guestimage import ensure_guest_image
 from deploy.localetcd import LocalEtcd
+from deploy.localvirt import LocalLibvirt
 
-LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
 ETCD_CLIENT_PORT = 23790
 ETCD_PEER_PORT = 23800
 
@@ -36,6 +36,7 @@ class Runner:
         self.log_dir = state_dir / "log"
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.etcd: LocalEtcd | None = None
+        self.libvirt = LocalLibvirt(self.log_dir)
         self.env = dict(os.environ)
 
     # --- output -------------------------------------------------------------------
@@ -74,6 +75,7 @@ class Runner:
                     process.kill()
                     process.wait()
         self.children.clear()
+        self.libvirt.stop()
         if self.etcd is not None:
             self.say("stopping etcd")
             self.etcd.stop()
@@ -96,16 +98,9 @@ class Runner:
         self.say(f"etcd is running at {self.etcd.endpoint} (data in {self.state_dir / 'etcd'})")
 
     def start_libvirt(self) -> None:
-        if _socket_answers(LIBVIRT_SOCKET):
-            return
-        self.say("starting virtlogd and libvirtd")
-        self.spawn("virtlogd", ["virtlogd"])
-        self.spawn("libvirtd", ["libvirtd"])
-        deadline = time.monotonic() + 30
-        while not _socket_answers(LIBVIRT_SOCKET):
-            if time.monotonic() > deadline:
-                raise RuntimeError("libvirtd did not start:\n" + self.log_tail("libvirtd"))
-            time.sleep(0.2)
+        self.libvirt.ensure()
+        if self.libvirt.started:
+            self.say("started virtlogd and libvirtd (no init system runs them here)")
 
     def prepare_portal(self, demo_image: Path) -> dict[str, str]:
         python = sys.executable
@@ -175,17 +170,6 @@ class Runner:
                     self.say(f"{name} exited with {process.returncode}:\n{self.log_tail(name)}")
                     return 1
             time.sleep(0.5)
-
-
-def _socket_answers(path: Path) -> bool:
-    if not path.exists():
-        return False
-    with socket.socket(socket.AF_UNIX) as sock:
-        try:
-            sock.connect(str(path))
-            return True
-        except OSError:
-            return False
 
 
 def _port_taken(host: str, port: int) -> bool:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 def test_create_watch_live_and_delete(page: Page, cloud: Cloud) -> None:
     log_in(page, cloud.url, "admin", cloud.admin_password)
     page.get_by_role("link", name="Create instance").first.click()
-    page.get_by_label("Name").fill("browser-vm")
+    page.get_by_label("Name", exact=True).fill("browser-vm")
     page.get_by_label("vCPUs").fill("1")
     page.get_by_label("Memory (MiB)").fill("256")
     page.get_by_label("Disk size (GB)").fill("1")

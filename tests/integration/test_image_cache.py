@@ -11,7 +11,6 @@ import hashlib
 import ipaddress
 import json
 import random
-import shutil
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +26,6 @@ from nodeagent.images import CachedImage, GiB, ImageCache, ImageError, create_ov
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img"),
 ]
 
 LOOPBACK = FetchPolicy(allowed_networks=[ipaddress.ip_network("127.0.0.0/8")])

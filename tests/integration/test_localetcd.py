@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from cloudstate.etcd import Etcd
-from deploy.localetcd import ETCD_BINARY, EtcdStartError, LocalEtcd, free_ports
+from deploy.localetcd import EtcdStartError, LocalEtcd, free_ports
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not Path(ETCD_BINARY).exists(), reason=f"no {ETCD_BINARY}"),
 ]
 
 

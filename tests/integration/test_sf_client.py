@@ -19,7 +19,7 @@ def test_instance_create_list_show_delete_and_node_list(cloud: Cloud) -> None:
     assert shown["state"] == "created", shown
     assert shown["node"] == cloud.node
 
-    listed = json.loads(cloud.sf("--json", "instance", "list").stdout)
+    listed = json.loads(cloud.sf("--json", "instance", "list").stdout)["instances"]
     assert uuid in [item["uuid"] for item in listed]
 
     by_name = cloud.sf("instance", "show", "sfvm").stdout

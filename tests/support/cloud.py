@@ -11,6 +11,7 @@ and its keys.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import secrets
@@ -237,7 +238,10 @@ class Cloud:
             finally:
                 await etcd.close()
 
-        return asyncio.run(run())
+        # Its own thread: sync Playwright keeps an event loop running in the
+        # test's thread, where asyncio.run() is refused.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, run()).result()
 
     def etcd_keys(self, prefix: str = "") -> list[str]:
         kvs, _ = self.etcd_call(lambda etcd: etcd.get_prefix(self.prefix + "/" + prefix))

@@ -26,7 +26,7 @@ from deploy.localetcd import ETCD_BINARY, LocalEtcd
 
 def _need_etcd() -> None:
     if not Path(ETCD_BINARY).exists():
-        pytest.skip(f"{ETCD_BINARY} is not installed")
+        pytest.fail(f"{ETCD_BINARY} is not installed: run `make test-deps`")
 
 
 @pytest.fixture(scope="session")
