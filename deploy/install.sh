@@ -11,7 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 WITH_TEST=0
-[ "${1:-}" = "--test" ] && WITH_TEST=1
+if [ "${1:-}" = "--test" ]; then
+    WITH_TEST=1
+fi
 
 PACKAGES=(
     # virtualisation
@@ -23,7 +25,9 @@ PACKAGES=(
     # the small guest image the demo and the tests boot
     busybox-static syslinux syslinux-common mtools dosfstools fdisk kmod cpio
 )
-[ "$WITH_TEST" = 1 ] && PACKAGES+=(chromium)
+if [ "$WITH_TEST" = 1 ]; then
+    PACKAGES+=(chromium)
+fi
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -46,8 +50,11 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 extras=""
-[ "$WITH_TEST" = 1 ] && extras="[test]"
-stamp="$VENV/.sfcloud-installed$( [ "$WITH_TEST" = 1 ] && echo -test )"
+stamp="$VENV/.sfcloud-installed"
+if [ "$WITH_TEST" = 1 ]; then
+    extras="[test]"
+    stamp="$stamp-test"
+fi
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "Installing sfcloud's Python packages into $VENV"
