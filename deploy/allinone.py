@@ -194,7 +194,9 @@ def main() -> int:
     def stop(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Set both explicitly: a shell starts background jobs with SIGINT ignored.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         runner.start_etcd()
         runner.start_libvirt()
