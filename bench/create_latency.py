@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import subprocess
 import time
@@ -74,7 +75,9 @@ def baseline_once(conn: libvirt.virConnect, template: ET.Element, workdir: Path,
     overlay = workdir / f"{new_uuid}.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base),
                     str(overlay), "1G"], check=True)
-    root.find("devices/disk/source").set("file", str(overlay))
+    disks = root.findall("devices/disk/source")
+    disks[0].set("file", str(overlay))
+    disks[1].set("file", str(workdir / "config.iso"))  # the warm-up instance's drive
     root.find("devices/serial/log").set("file", str(workdir / f"{new_uuid}.log"))
     xml = ET.tostring(root, encoding="unicode")
     started = time.perf_counter()
@@ -97,9 +100,10 @@ def main() -> None:
         conn = libvirt.open("qemu:///system")
         template = ET.fromstring(conn.lookupByUUIDString(warm).XMLDesc(0))
         base_image = next(cloud.image_cache_dir().glob("*.qcow2"))
-        delete(cloud, warm)
         workdir = cloud.state_dir / "bench-baseline"
         workdir.mkdir(mode=0o711)
+        shutil.copy(cloud.instance_dir(warm) / "config.iso", workdir / "config.iso")
+        delete(cloud, warm)
         ours, theirs = [], []
         try:
             for run in range(args.runs):

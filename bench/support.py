@@ -16,6 +16,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from deploy.guestimage import ensure_guest_image  # noqa: E402
 from deploy.localetcd import LocalEtcd  # noqa: E402
+from deploy.localvirt import LocalLibvirt  # noqa: E402
 from tests.support.cloud import Cloud  # noqa: E402
 from tests.support.fixtures_images import guest_image_cache_root  # noqa: E402
 
@@ -24,6 +25,8 @@ from tests.support.fixtures_images import guest_image_cache_root  # noqa: E402
 def running_cloud() -> Iterator[tuple[Cloud, LocalEtcd, Path]]:
     image_dir = ensure_guest_image(guest_image_cache_root())
     with tempfile.TemporaryDirectory(prefix="sfcloud-bench-etcd-") as tmp:
+        libvirt = LocalLibvirt(Path(tmp) / "logs")
+        libvirt.ensure()
         etcd = LocalEtcd(Path(tmp) / "data", name="bench")
         etcd.start()
         cloud = Cloud(etcd.endpoint, demo_image=image_dir / "disk.qcow2")
@@ -33,6 +36,7 @@ def running_cloud() -> Iterator[tuple[Cloud, LocalEtcd, Path]]:
         finally:
             cloud.stop()
             etcd.stop()
+            libvirt.stop()
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -17,4 +17,6 @@ def epoch(value: float | None) -> datetime | None:
 
 @register.filter
 def mib(value: int) -> str:
-    return f"{value / 1024:g} GiB" if value >= 1024 and value % 256 == 0 else f"{value} MiB"
+    if value < 1024:
+        return f"{value} MiB"
+    return f"{value / 1024:.1f}".removesuffix(".0") + " GiB"
