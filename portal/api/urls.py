@@ -1,5 +1,5 @@
 """The JSON API, mounted at /api. Paths have no trailing slash, as Shaken
-Fist's client sends them."""
+Fist's client sends them. Each area keeps its routes next to its views."""
 
 from django.urls import path
 
@@ -8,11 +8,7 @@ from portal.api.views import auth, instances, nodes, root
 urlpatterns = [
     path("", root.root),
     path("/", root.root),
-    path("/auth", auth.auth),
-    path("/instances", instances.collection),
-    path("/instances/<str:ref>", instances.detail),
-    path("/instances/<str:ref>/metadata", instances.metadata),
-    path("/instances/<str:ref>/interfaces", instances.interfaces),
-    path("/nodes", nodes.node_list),
-    path("/nodes/<str:ref>", nodes.node_detail),
+    *auth.routes,
+    *instances.routes,
+    *nodes.routes,
 ]

@@ -18,6 +18,8 @@ from portal.instances.forms import InstanceForm
 from portal.live.hub import hub
 from portal.web import arender
 
+DETAIL_SECTIONS = ["instances/_section_overview.html"]
+
 
 @login_required
 async def instance_list(request: HttpRequest) -> HttpResponse:
@@ -71,8 +73,12 @@ async def _record_for(request: HttpRequest, uuid: UUID) -> tuple[instances.Insta
 @login_required
 async def instance_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, can_operate = await _record_for(request, uuid)
-    return await arender(request, "instances/detail.html",
-                         {"record": record, "can_operate": can_operate})
+    return await arender(request, "instances/detail.html", {
+        "record": record,
+        "can_operate": can_operate,
+        # Each part of the page is its own template, in this order.
+        "sections": DETAIL_SECTIONS,
+    })
 
 
 @login_required

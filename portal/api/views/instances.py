@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
+from django.urls import path
 
 from portal.accounts.keys import Principal
 from portal.accounts.models import Namespace
@@ -75,3 +76,11 @@ async def metadata(request: HttpRequest, body: dict, principal: Principal, ref: 
 async def interfaces(request: HttpRequest, body: dict, principal: Principal, ref: str) -> list:
     await instances.get(ref, visible_to(principal))
     return []
+
+
+routes = [
+    path("/instances", collection),
+    path("/instances/<str:ref>", detail),
+    path("/instances/<str:ref>/metadata", metadata),
+    path("/instances/<str:ref>/interfaces", interfaces),
+]

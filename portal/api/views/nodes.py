@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest
+from django.urls import path
 
 from portal.accounts.keys import Principal
 from portal.api import shapes
@@ -26,3 +27,9 @@ async def node_detail(request: HttpRequest, body: dict, principal: Principal, re
         if record.info.name == ref:
             return shapes.node(record)
     raise NotFound(f"node {ref} not found")
+
+
+routes = [
+    path("/nodes", node_list),
+    path("/nodes/<str:ref>", node_detail),
+]
