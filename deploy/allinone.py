@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from cloudstate.config import REPO_ROOT
+from cloudstate.signing import load_secret
 from deploy.guestimage import ensure_guest_image
 from deploy.localetcd import LocalEtcd
 from deploy.localvirt import LocalLibvirt
@@ -190,6 +191,7 @@ def main() -> int:
     runner.log_dir.mkdir(exist_ok=True)
     runner.env["SFCLOUD_STATE_DIR"] = str(state_dir)
     runner.env["SFCLOUD_PORTAL_ADDRESS"] = args.address
+    load_secret(state_dir, create=True)  # shared by the portal and the agent
 
     def stop(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt

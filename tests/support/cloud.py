@@ -134,6 +134,7 @@ class Cloud:
             "SFCLOUD_VIRT_TYPE": "qemu",
             "SFCLOUD_LOG_LEVEL": "INFO",
             "PYTHONPATH": str(REPO_ROOT),
+            "SFCLOUD_CLUSTER_SECRET": secrets.token_urlsafe(48),
             **extra_env,
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
