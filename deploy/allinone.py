@@ -24,7 +24,7 @@ from cloudstate.config import REPO_ROOT
 from cloudstate.signing import load_secret
 from deploy.guestimage import ensure_guest_image
 from deploy.localetcd import LocalEtcd
-from deploy.localvirt import LocalLibvirt
+from deploy.localvirt import LocalLibvirt, stop_process
 
 ETCD_CLIENT_PORT = 23790
 ETCD_PEER_PORT = 23800
@@ -69,12 +69,7 @@ class Runner:
         for name, process in reversed(self.children):
             if process.poll() is None:
                 self.say(f"stopping {name}")
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                stop_process(process)
         self.children.clear()
         self.libvirt.stop()
         if self.etcd is not None:

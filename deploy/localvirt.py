@@ -27,6 +27,18 @@ def socket_answers(path: Path) -> bool:
             return False
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it has not gone within ``timeout``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class LocalLibvirt:
     def __init__(self, log_dir: Path):
         self.log_dir = log_dir
@@ -51,11 +63,5 @@ class LocalLibvirt:
 
     def stop(self) -> None:
         for process in reversed(self.started):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process)
         self.started.clear()

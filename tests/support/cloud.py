@@ -33,6 +33,7 @@ import requests
 from cloudstate.config import REPO_ROOT, parse_endpoints
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
+from deploy.localvirt import stop_process
 from nodeagent.domainxml import DomainOwner, read_owner
 
 T = TypeVar("T")
@@ -201,13 +202,8 @@ class Cloud:
 
     def stop(self) -> None:
         for process in (self.portal, self.agent):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            if process is not None:
+                stop_process(process)
         self.remove_domains()
         self.etcd_call(lambda etcd: etcd.delete_prefix(self.prefix + "/"))
         shutil.rmtree(self.state_dir, ignore_errors=True)
