@@ -342,3 +342,19 @@ async def list_instances(
 
 def sorted_records(records: Iterable[InstanceRecord]) -> list[InstanceRecord]:
     return sorted(records, key=lambda r: (r.spec.created_at, r.spec.uuid))
+
+
+async def purge(record: InstanceRecord) -> bool:
+    """Forget a deleted instance for good, once its node has torn it down.
+
+    Fenced on the record's revision, so several portal processes may purge
+    at once and the loser's transaction simply fails.
+    """
+    if record.state != states.DELETED:
+        return False
+    etcd, keys = store.etcd(), store.keys()
+    result = await etcd.txn(
+        [Compare.unchanged_since(keys.instance(record.uuid), record.revision)],
+        [Delete(keys.instance(record.uuid)), Delete(keys.observed_instance(record.uuid))],
+    )
+    return result.succeeded

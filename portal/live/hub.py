@@ -39,6 +39,7 @@ class Hub:
         self.mirror = Mirror(self._etcd, self.keys.root,
                              resync_interval=settings.CLOUD.resync_interval)
         self._task: asyncio.Task[None] | None = None
+        self._janitor: asyncio.Task[None] | None = None
 
     # --- groups ----------------------------------------------------------------------
 
@@ -57,15 +58,19 @@ class Hub:
 
     async def start(self) -> None:
         if self._task is None:
+            from portal.live import janitor  # it uses the hub's mirror
+
             self.mirror.subscribe(self._on_changes)
             self._task = asyncio.create_task(self.mirror.run(), name="live-hub")
+            self._janitor = asyncio.create_task(janitor.run(self), name="janitor")
         await asyncio.wait_for(self.mirror.ready.wait(), READY_TIMEOUT)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._janitor):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._janitor = None
         await self._etcd.close()
 
     # --- reading ---------------------------------------------------------------------

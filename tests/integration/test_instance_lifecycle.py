@@ -75,3 +75,21 @@ def test_guest_powering_itself_off_shows_as_off(cloud: Cloud) -> None:
     assert cloud.domains()[uuid] == 5  # VIR_DOMAIN_SHUTOFF
     cloud.api().delete(f"/instances/{uuid}")
     wait_for(lambda: instance(cloud, uuid)["state"] == "deleted", 30, "state deleted")
+
+
+def test_deleted_instances_are_forgotten_after_the_retention(etcd_server, guest_image_dir) -> None:
+    """With a short retention, a deleted instance's records leave etcd."""
+    short = Cloud(etcd_server.endpoint, demo_image=guest_image_dir / "disk.qcow2",
+                  SFCLOUD_DELETED_RETENTION="2", SFCLOUD_JANITOR_INTERVAL="1")
+    try:
+        short.start()
+        uuid = short.api().post("/instances", {"name": "brief", "cpus": 1, "memory": 128,
+                                               "disk": [{"size": 1}]}).json()["uuid"]
+        wait_for(lambda: short.api().get(f"/instances/{uuid}").json()["state"] == "created",
+                 60, "created")
+        short.api().delete(f"/instances/{uuid}")
+        wait_for(lambda: short.api().get(f"/instances/{uuid}").status_code == 404,
+                 30, "the purge")
+        assert not [key for key in short.etcd_keys() if uuid in key]
+    finally:
+        short.stop()
