@@ -133,13 +133,23 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "instance-list"
 LOGOUT_REDIRECT_URL = "login"
 
+# Django's own hashers: PBKDF2-SHA256 for new passwords; scrypt hashes verify too.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+
 HTTPS = _env_bool("SFCLOUD_HTTPS", False)
+SESSION_COOKIE_NAME = "sfcloud_session"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = HTTPS
 SESSION_COOKIE_AGE = 12 * 3600
 CSRF_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True  # pages carry the token in the HTML; scripts never read the cookie
+SECURE_SSL_REDIRECT = False  # a proxy in front terminates TLS when there is one
+SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "SAMEORIGIN"
@@ -174,3 +184,11 @@ SCHEDULER_DISK_RESERVED_GB = int(_env("SFCLOUD_DISK_RESERVED_GB", "5"))
 # Deleted instances stay readable by UUID this long, then are forgotten.
 DELETED_RETENTION = int(_env("SFCLOUD_DELETED_RETENTION", "3600"))
 JANITOR_INTERVAL = float(_env("SFCLOUD_JANITOR_INTERVAL", "600"))
+
+# Failed log-ins (and API key checks) allowed per account and per client
+# address within the window before further attempts are refused.
+LOGIN_FAILURE_WINDOW = int(_env("SFCLOUD_LOGIN_FAILURE_WINDOW", "900"))
+LOGIN_FAILURES_PER_USER = int(_env("SFCLOUD_LOGIN_FAILURES_PER_USER", "5"))
+LOGIN_FAILURES_PER_ADDRESS = int(_env("SFCLOUD_LOGIN_FAILURES_PER_ADDRESS", "20"))
+# Personal API tokens: the longest life a person may give one, in days.
+PERSONAL_TOKEN_MAX_DAYS = int(_env("SFCLOUD_PERSONAL_TOKEN_MAX_DAYS", "365"))

@@ -1,53 +1,83 @@
 """Which namespaces a person may see, and which one they are working in.
 
-A member of ``system`` sees every namespace. Everyone else sees the
-namespaces they belong to. The namespace a person is "in" is kept in their
-session and switched from the top bar; new objects are created there.
+A member of ``system`` sees every namespace, and may pick "All namespaces"
+to see everything at once. Everyone else sees the namespaces they belong
+to. The namespace a person is "in" is kept in their session and switched
+from the top bar; new objects are created there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from django.http import HttpRequest
 
-from portal.accounts.models import SYSTEM_NAMESPACE, Membership, Role
+from portal.accounts.keys import memberships_of
+from portal.accounts.models import Namespace
+from portal.accounts.roles import RoleChecks
 
 SESSION_KEY = "sfcloud_namespace"
+# Not a valid namespace name, so it can't collide with one.
+ALL_NAMESPACES = "*"
 
 
 @dataclass(frozen=True)
-class Access:
-    memberships: dict[str, str]  # namespace name -> role
-    current: str | None
+class Access(RoleChecks):
+    memberships: Mapping[str, str] = field(default_factory=dict)  # namespace -> role
+    current: str | None = None  # None with all_namespaces, or when they belong nowhere
+    all_namespaces: bool = False
+    username: str = ""
 
     @property
-    def is_system(self) -> bool:
-        return SYSTEM_NAMESPACE in self.memberships
+    def name(self) -> str:
+        """How the audit trail names this person."""
+        return self.username
 
     @property
-    def visible(self) -> frozenset[str] | None:
-        """None means every namespace."""
-        return None if self.is_system else frozenset(self.memberships)
+    def scope(self) -> frozenset[str] | None:
+        """What lists show: the current namespace, or everything (None)."""
+        if self.all_namespaces:
+            return None
+        return frozenset({self.current}) if self.current else frozenset()
 
-    def role_in(self, namespace: str) -> str | None:
-        if namespace in self.memberships:
-            return self.memberships[namespace]
-        return self.memberships.get(SYSTEM_NAMESPACE)
+    @property
+    def can_operate_here(self) -> bool:
+        if self.all_namespaces:
+            return any(self.can_operate(ns) for ns in self.memberships)
+        return self.current is not None and self.can_operate(self.current)
 
-    def can_operate(self, namespace: str) -> bool:
-        return self.role_in(namespace) in (Role.ADMIN, Role.MEMBER)
+
+async def namespace_choices(memberships: Mapping[str, str]) -> list[str]:
+    """The namespaces a person may switch to."""
+    if _Roles(memberships).is_system:
+        return [name async for name in Namespace.objects.values_list("name", flat=True)]
+    return sorted(memberships)
+
+
+@dataclass(frozen=True)
+class _Roles(RoleChecks):
+    memberships: Mapping[str, str]
+
+
+def resolve_current(wanted: str | None, memberships: Mapping[str, str],
+                    choices: list[str]) -> tuple[str | None, bool]:
+    """(current namespace, all namespaces?) from what the session asks for."""
+    is_system = _Roles(memberships).is_system
+    if wanted == ALL_NAMESPACES and is_system:
+        return None, True
+    if wanted in choices:
+        return wanted, False
+    own = sorted(memberships)
+    return (own[0] if own else None), False
 
 
 async def access_for(request: HttpRequest) -> Access:
     user = await request.auser()
     if not user.is_authenticated:
-        return Access(memberships={}, current=None)
-    memberships = {
-        m.namespace.name: m.role
-        async for m in Membership.objects.filter(user=user).select_related("namespace")
-    }
-    current = request.session.get(SESSION_KEY)
-    if current not in memberships:
-        current = next(iter(sorted(memberships)), None)
-    return Access(memberships=memberships, current=current)
+        return Access()
+    memberships = await memberships_of(user)
+    choices = await namespace_choices(memberships)
+    current, everything = resolve_current(request.session.get(SESSION_KEY), memberships, choices)
+    return Access(memberships=memberships, current=current, all_namespaces=everything,
+                  username=user.get_username())

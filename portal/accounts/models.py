@@ -12,6 +12,7 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 SYSTEM_NAMESPACE = "system"
 
@@ -20,6 +21,9 @@ class Namespace(models.Model):
     name = models.CharField(max_length=63, unique=True)
     created = models.DateTimeField(auto_now_add=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # "deleting" while a delete checks that nothing is left, so no new
+    # object can be made in it meanwhile.
+    state = models.CharField(max_length=16, default="created")
 
     class Meta:
         ordering = ["name"]
@@ -81,3 +85,70 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.namespace.name}/{self.name}"
+
+
+class PersonalToken(models.Model):
+    """A person's own API token: it acts as that person, with their
+    memberships and roles. Only a keyed digest of the secret is stored; the
+    secret is shown once, when the token is made."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="api_tokens")
+    name = models.CharField(max_length=63)
+    digest = models.CharField(max_length=64, unique=True)
+    # The first characters of the secret, so a person can tell tokens apart.
+    prefix = models.CharField(max_length=16)
+    # Where the token's requests act when they name no namespace.
+    default_namespace = models.CharField(max_length=63, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField()
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.user} / {self.name}"
+
+    @property
+    def state(self) -> str:
+        if self.revoked is not None:
+            return "revoked"
+        return "expired" if self.expires <= timezone.now() else "active"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, from where, and how it ended."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "done"
+        REFUSED = "refused", "refused"  # bad input, conflicts, missing objects
+        DENIED = "denied", "denied"  # not allowed
+        FAILED = "failed", "failed"  # the cloud could not do it
+
+    when = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.CharField(max_length=200, db_index=True)
+    namespace = models.CharField(max_length=63, blank=True, db_index=True)
+    action = models.CharField(max_length=40, db_index=True)
+    object_kind = models.CharField(max_length=40, db_index=True)
+    object_id = models.CharField(max_length=100, blank=True)
+    object_name = models.CharField(max_length=255, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.OK)
+    detail = models.TextField(blank=True)
+    source = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-when", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.when:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.object_kind}"
+
+
+class LoginFailure(models.Model):
+    """One failed log-in (or key check). Kept in the database, not in one
+    process's memory, so the limit holds across every portal process."""
+
+    username = models.CharField(max_length=200, db_index=True)
+    source = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+    when = models.DateTimeField(auto_now_add=True, db_index=True)

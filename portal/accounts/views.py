@@ -1,24 +1,118 @@
-"""Logging in and out, and choosing the namespace to work in."""
+"""A person's own pages: choosing the namespace to work in, their personal
+API tokens, and their password."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.contrib.auth.forms import PasswordChangeForm
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods, require_POST
 
-from portal.accounts.access import SESSION_KEY
-from portal.accounts.models import Membership
+from portal.accounts import audit, people
+from portal.accounts.access import (
+    ALL_NAMESPACES,
+    SESSION_KEY,
+    access_for,
+    namespace_choices,
+    resolve_current,
+)
+from portal.accounts.models import PersonalToken
+from portal.cloud.errors import CloudError, NotFound
+from portal.web import arender
+
+EXPIRY_CHOICES = [(7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "1 year")]
 
 
 @login_required
 @require_POST
-def switch_namespace(request: HttpRequest) -> HttpResponse:
+async def switch_namespace(request: HttpRequest) -> HttpResponse:
+    access = await access_for(request)
     wanted = request.POST.get("namespace", "")
-    if Membership.objects.filter(user=request.user, namespace__name=wanted).exists():
-        request.session[SESSION_KEY] = wanted
+    choices = await namespace_choices(access.memberships)
+    current, everything = resolve_current(wanted, access.memberships, choices)
+    if everything or current == wanted:
+        await sync_to_async(request.session.__setitem__)(
+            SESSION_KEY, ALL_NAMESPACES if everything else wanted)
     target = request.POST.get("next") or reverse("instance-list")
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = reverse("instance-list")
     return HttpResponseRedirect(target)
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=63, help_text="What the token is for, e.g. laptop or CI.")
+    days = forms.TypedChoiceField(label="Expires after", coerce=int, choices=EXPIRY_CHOICES,
+                                  initial=30)
+    namespace = forms.ChoiceField(
+        label="Default namespace", required=False,
+        help_text="Where requests act when they name no namespace.")
+
+    def __init__(self, *args: Any, namespaces: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limit = settings.PERSONAL_TOKEN_MAX_DAYS
+        self.fields["days"].choices = [c for c in EXPIRY_CHOICES if c[0] <= limit] or \
+            [(limit, f"{limit} days")]
+        self.fields["namespace"].choices = [(ns, ns) for ns in namespaces]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+async def token_list(request: HttpRequest) -> HttpResponse:
+    access = await access_for(request)
+    user = await request.auser()
+    form = TokenForm(request.POST or None, namespaces=sorted(access.memberships))
+    secret = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            token, secret = await sync_to_async(people.create_token)(
+                user, data["name"], data["days"], data.get("namespace") or "",
+                source=audit.source_of(request))
+        except CloudError as exc:
+            form.add_error(None, exc.message)
+        else:
+            form = TokenForm(namespaces=sorted(access.memberships))
+    tokens = [t async for t in PersonalToken.objects.filter(user=user)]
+    return await arender(request, "accounts/tokens.html", {
+        "form": form, "tokens": tokens, "secret": secret,
+        "api_url": request.build_absolute_uri("/api"),
+    }, status=400 if form.errors else 200)
+
+
+@login_required
+@require_POST
+async def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    user = await request.auser()
+    try:
+        await sync_to_async(people.revoke_token)(user, token_id, source=audit.source_of(request))
+    except NotFound:
+        raise Http404("No such token") from None
+    messages.success(request, "The token is revoked: it no longer works.")
+    return HttpResponseRedirect(reverse("token-list"))
+
+
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
+@login_required
+@require_http_methods(["GET", "POST"])
+def password_change(request: HttpRequest) -> HttpResponse:
+    form = PasswordChangeForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        update_session_auth_hash(request, user)
+        audit.record_now(user, None, "change-password", people.USER, object_id=str(user.pk),
+                         object_name=user.get_username(), source=audit.source_of(request))
+        messages.success(request, "Your password is changed.")
+        return HttpResponseRedirect(reverse("password-change"))
+    return render(request, "accounts/password.html", {"form": form},
+                  status=400 if form.errors else 200)

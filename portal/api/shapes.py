@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from portal.accounts.models import Namespace
 from portal.cloud.instances import InstanceRecord
 from portal.cloud.nodes import NodeRecord
 
@@ -85,4 +86,16 @@ def node(record: NodeRecord) -> dict[str, Any]:
         "disk_free_gb": info.disk_free_gb,
         "virt_type": info.virt_type,
         "virt_reason": info.virt_reason,
+    }
+
+
+def namespace(record: Namespace) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "state": record.state,
+        "keys": sorted(key.name for key in record.keys.all()),
+        "metadata": record.metadata,
+        # Shaken Fist's trusts between namespaces are not offered.
+        "trust": {"full": []},
+        "version": SCHEMA_VERSION,
     }

@@ -40,3 +40,9 @@ class Conflict(CloudError):
 
 class InsufficientResources(CloudError):
     status = 507
+
+
+class TooManyRequests(CloudError):
+    """429: too many failed attempts; the message says when to retry."""
+
+    status = 429

@@ -20,7 +20,7 @@ from typing import Any
 from cloudstate import states, validation
 from cloudstate.etcd import Compare, Delete, Put
 from cloudstate.model import Disk, InstanceObserved, InstanceSpec, PowerIntent
-from portal.cloud import images, scheduler, store
+from portal.cloud import images, ownership, scheduler, store
 from portal.cloud.errors import BadRequest, Conflict, NotFound
 
 Namespaces = frozenset[str] | None  # None: every namespace (the system namespace's view)
@@ -358,3 +358,13 @@ async def purge(record: InstanceRecord) -> bool:
         [Delete(keys.instance(record.uuid)), Delete(keys.observed_instance(record.uuid))],
     )
     return result.succeeded
+
+
+async def _owned_instances(namespace: str) -> list[str]:
+    """Instances that still exist (or are still being torn down) in a namespace."""
+    return [r.spec.name for r in await list_instances(frozenset({namespace}),
+                                                        include_deleted=True)
+            if r.state != states.DELETED]
+
+
+ownership.register("instances", _owned_instances)

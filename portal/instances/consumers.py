@@ -3,6 +3,12 @@
 On connect it sends the whole table once (so nothing that happened between
 the page load and the connect, or during a reconnect, is missed), then one
 row per change. Messages are HTML fragments that htmx swaps in by id.
+
+It only ever sends what the person may see: the instances of the namespace
+they are working in (or, for members of ``system`` who chose "All
+namespaces", every instance). When their access changes (a role, a
+membership, their account) the socket is closed; the page reconnects and
+what it may see is worked out again.
 """
 
 from __future__ import annotations
@@ -11,58 +17,69 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
-from portal.accounts.access import SESSION_KEY
-from portal.accounts.models import Membership
-from portal.cloud.instances import InstanceRecord
+from portal.accounts.access import SESSION_KEY, namespace_choices, resolve_current
+from portal.accounts.keys import memberships_of
+from portal.accounts.notify import user_group
+from portal.cloud.instances import InstanceRecord, visible
 from portal.live.hub import Hub, hub
 
 CLOSE_UNAUTHENTICATED = 4401
-
-
-@database_sync_to_async
-def _memberships(user) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return dict(Membership.objects.filter(user=user).values_list("namespace__name", "role"))
+CLOSE_ACCESS_CHANGED = 4403
 
 
 class InstanceListConsumer(AsyncWebsocketConsumer):
     hub: Hub
-    namespace: str | None
+    scope_namespaces: frozenset[str] | None
     shown: set[str]
+    groups_joined: list[str]
 
     async def connect(self) -> None:
+        self.groups_joined = []
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        memberships = await _memberships(user)
-        current = self.scope["session"].get(SESSION_KEY)
-        self.namespace = current if current in memberships else (
-            min(memberships) if memberships else None)
+        memberships = await memberships_of(user)
+        choices = await namespace_choices(memberships)
+        wanted = await database_sync_to_async(self.scope["session"].get)(SESSION_KEY)
+        current, everything = resolve_current(wanted, memberships, choices)
         self.hub = await hub()
         self.shown = set()
+        self.show_namespace = everything
         await self.accept()
-        if self.namespace is not None:
-            await self.channel_layer.group_add(self.hub.namespace_group(self.namespace),
-                                               self.channel_name)
+        if everything:
+            self.scope_namespaces = None
+            self.groups_joined.append(self.hub.everything_group)
+        elif current is not None:
+            self.scope_namespaces = frozenset({current})
+            self.groups_joined.append(self.hub.namespace_group(current))
+        else:
+            self.scope_namespaces = frozenset()
+        self.groups_joined.append(user_group(user.pk))
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self._send_table()
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "namespace", None) is not None and hasattr(self, "hub"):
-            await self.channel_layer.group_discard(self.hub.namespace_group(self.namespace),
-                                                   self.channel_name)
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The list is read-only: anything a browser sends is ignored."""
 
+    async def access_changed(self, event: dict) -> None:
+        await self.close(code=CLOSE_ACCESS_CHANGED)
+
     def _visible(self, record: InstanceRecord | None) -> bool:
-        return (record is not None and record.spec.namespace == self.namespace
+        return (record is not None and visible(record.spec.namespace, self.scope_namespaces)
                 and record.spec.desired != "deleted")
 
     async def _send_table(self) -> None:
-        records = self.hub.instances(frozenset({self.namespace}) if self.namespace else frozenset())
+        records = self.hub.instances(self.scope_namespaces)
         self.shown = {record.uuid for record in records}
         await self.send(text_data=render_to_string(
-            "instances/_rows.html", {"records": records, "oob": True}
+            "instances/_rows.html",
+            {"records": records, "oob": True, "show_namespace": self.show_namespace},
         ))
 
     async def instance_changed(self, event: dict) -> None:
@@ -72,7 +89,8 @@ class InstanceListConsumer(AsyncWebsocketConsumer):
             assert record is not None
             new = uuid not in self.shown
             self.shown.add(uuid)
-            html = render_to_string("instances/_row.html", {"record": record, "oob": not new})
+            html = render_to_string("instances/_row.html", {
+                "record": record, "oob": not new, "show_namespace": self.show_namespace})
             if new:
                 html = f'<tbody hx-swap-oob="beforeend:#instance-rows">{html}</tbody>'
         elif uuid in self.shown:

@@ -28,8 +28,15 @@ class InstanceForm(forms.Form):
         help_text="An http(s) URL of a qcow2 or raw disk image, fetched once per node.",
     )
 
-    def __init__(self, *args, images: list[str], **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, *args, images: list[str],  # type: ignore[no-untyped-def]
+                 namespaces: list[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if namespaces is not None:
+            # Asked only when the person is looking at all namespaces at once.
+            self.fields["namespace"] = forms.ChoiceField(
+                label="Namespace", choices=[(ns, ns) for ns in namespaces],
+                help_text="The namespace that will own the instance.")
+            self.order_fields(["namespace"])
         choices = [(name, name) for name in images] + [(CUSTOM_URL, "An image from a URL…")]
         self.fields["image"].choices = choices
         if images:

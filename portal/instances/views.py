@@ -6,14 +6,17 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cloudstate.validation import ValidationError
-from portal.accounts.access import access_for
+from portal.accounts import audit
+from portal.accounts.access import access_for, namespace_choices
+from portal.accounts.namespaces import require_open
 from portal.cloud import images, instances
-from portal.cloud.errors import CloudError, NotFound
+from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.instances.forms import InstanceForm
 from portal.live.hub import hub
 from portal.web import arender
@@ -25,10 +28,11 @@ DETAIL_SECTIONS = ["instances/_section_overview.html"]
 async def instance_list(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
     live = await hub()
-    records = live.instances(frozenset({access.current}) if access.current else frozenset())
+    records = live.instances(access.scope)
     return await arender(request, "instances/list.html", {
         "records": records,
-        "can_operate": access.current is not None and access.can_operate(access.current),
+        "can_operate": access.can_operate_here,
+        "show_namespace": access.all_namespaces,
     })
 
 
@@ -36,20 +40,30 @@ async def instance_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 async def instance_create(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
+    if not access.can_operate_here:
+        raise PermissionDenied("Your role here is viewer: you may not create instances.")
+    # With "All namespaces" chosen, the form asks which one.
+    choices = sorted(ns for ns in await namespace_choices(access.memberships)
+                     if access.can_operate(ns)) if access.all_namespaces else None
     namespace = access.current
-    if namespace is None or not access.can_operate(namespace):
-        messages.error(request, "You may not create instances in this namespace.")
-        return HttpResponseRedirect(reverse("instance-list"))
-    names = sorted({image.name for image in await images.list_images(frozenset({namespace}))})
-    form = InstanceForm(request.POST or None, images=names)
+    visible_images = frozenset(choices) if choices is not None else frozenset({namespace})
+    names = sorted({image.name for image in await images.list_images(visible_images)})
+    form = InstanceForm(request.POST or None, images=names, namespaces=choices)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        namespace = data.get("namespace") or namespace
         try:
-            record = await instances.create(instances.InstanceRequest(
-                name=data["name"], cpus=data["cpus"], memory=data["memory"],
-                disks=[instances.DiskRequest(size_gb=data["disk_size"], base=form.base)],
-                namespace=namespace,
-            ))
+            async with audit.recording(access, namespace, "create", "instance",
+                                       object_name=data["name"],
+                                       source=audit.source_of(request)) as entry:
+                access.require_operate(namespace, f"namespace {namespace}")
+                await require_open(namespace)
+                record = await instances.create(instances.InstanceRequest(
+                    name=data["name"], cpus=data["cpus"], memory=data["memory"],
+                    disks=[instances.DiskRequest(size_gb=data["disk_size"], base=form.base)],
+                    namespace=namespace,
+                ))
+                entry.object_id = record.uuid
         except ValidationError as exc:
             form.add_error(None, str(exc))
         except CloudError as exc:
@@ -62,6 +76,7 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
 
 
 async def _record_for(request: HttpRequest, uuid: UUID) -> tuple[instances.InstanceRecord, bool]:
+    """The instance if the person may see it; 404 otherwise, never 403."""
     access = await access_for(request)
     try:
         record = await instances.get(str(uuid), access.visible)
@@ -84,10 +99,15 @@ async def instance_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @login_required
 @require_POST
 async def instance_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    record, can_operate = await _record_for(request, uuid)
-    if not can_operate:
-        messages.error(request, "You may not delete instances in this namespace.")
-    else:
-        await instances.delete(record)
-        messages.success(request, f"Instance {record.spec.name} is being deleted.")
+    record, _ = await _record_for(request, uuid)
+    access = await access_for(request)
+    try:
+        async with audit.recording(access, record.spec.namespace, "delete", "instance",
+                                   object_id=record.uuid, object_name=record.spec.name,
+                                   source=audit.source_of(request)):
+            access.require_operate(record.spec.namespace, f"instance {record.uuid}")
+            await instances.delete(record)
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from None
+    messages.success(request, f"Instance {record.spec.name} is being deleted.")
     return HttpResponseRedirect(reverse("instance-list"))

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
+from portal.accounts.access import access_for
 from portal.cloud import nodes, scheduler, store
 from portal.web import arender
 
 
 @login_required
 async def node_list(request: HttpRequest) -> HttpResponse:
+    # Nodes carry every namespace's instances: only system members see them,
+    # as in the API.
+    if not (await access_for(request)).is_system:
+        raise PermissionDenied("Only members of the system namespace may see nodes.")
     loads = await scheduler.snapshot(store.etcd(), store.keys())
     records = await nodes.list_nodes()
     return await arender(request, "nodes/list.html", {

@@ -1,17 +1,32 @@
-"""POST /api/auth: trade a namespace's key for a bearer token."""
+"""POST /api/auth: trade a namespace's key (or a person's token) for a
+bearer token. Failed attempts count against the caller's address and the
+namespace, as failed log-ins do, so keys can't be guessed at speed."""
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from django.urls import path
 
+from portal.accounts import audit, throttle
 from portal.accounts.keys import authenticate_key
 from portal.api.framework import endpoint
+from portal.cloud.errors import TooManyRequests, Unauthenticated
 
 
 @endpoint("POST", authenticated=False)
 async def auth(request: HttpRequest, body: dict) -> dict:
-    token, lifetime = await authenticate_key(body.get("namespace"), body.get("key"))
+    namespace = body.get("namespace")
+    account = f"api:{namespace}"[:200]
+    source = audit.source_of(request)
+    refusal = await sync_to_async(throttle.check)(account, source, per_account=False)
+    if refusal is not None:
+        raise TooManyRequests(refusal.message)
+    try:
+        token, lifetime = await authenticate_key(namespace, body.get("key"))
+    except Unauthenticated:
+        await sync_to_async(throttle.failed)(account, source)
+        raise
     return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
 
 

@@ -7,8 +7,10 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import path
 
+from portal.accounts import audit
 from portal.accounts.keys import Principal
 from portal.accounts.models import Namespace
+from portal.accounts.namespaces import require_open
 from portal.api import shapes
 from portal.api.framework import endpoint
 from portal.cloud import instances
@@ -16,17 +18,16 @@ from portal.cloud.errors import BadRequest, NotFound
 
 
 def visible_to(principal: Principal) -> frozenset[str] | None:
-    return None if principal.is_system else frozenset({principal.namespace})
+    return principal.visible
 
 
 async def target_namespace(principal: Principal, body: dict[str, Any]) -> str:
-    """The namespace a request acts in: its own, or any for the system namespace."""
-    wanted = body.get("namespace")
-    if not wanted or wanted == principal.namespace:
-        return principal.namespace
-    if not principal.is_system:
-        raise NotFound(f"namespace {wanted} not found")
-    if not isinstance(wanted, str) or not await Namespace.objects.filter(name=wanted).aexists():
+    """The namespace a request acts in: the one it names, else the caller's own."""
+    wanted = body.get("namespace") or principal.namespace
+    if not wanted:
+        raise BadRequest("namespace: you belong to no namespace; name one")
+    if not isinstance(wanted, str) or not principal.can_read(wanted) \
+            or not await Namespace.objects.filter(name=wanted).aexists():
         raise NotFound(f"namespace {wanted} not found")
     return wanted
 
@@ -35,34 +36,52 @@ async def target_namespace(principal: Principal, body: dict[str, Any]) -> str:
 async def collection(request: HttpRequest, body: dict, principal: Principal) -> Any:
     if request.method == "POST":
         namespace = await target_namespace(principal, body)
-        record = await instances.create(instances.parse_request(body, namespace))
+        async with audit.recording(principal, namespace, "create", "instance",
+                                   object_name=str(body.get("name", ""))[:255],
+                                   source=audit.source_of(request)) as entry:
+            principal.require_operate(namespace, f"namespace {namespace}")
+            await require_open(namespace)
+            record = await instances.create(instances.parse_request(body, namespace))
+            entry.object_id = record.uuid
         return shapes.instance(record)
     if request.method == "DELETE":
-        return await _delete_all(body, principal)
+        return await _delete_all(request, body, principal)
     scope = visible_to(principal)
-    if body.get("namespace") and principal.is_system:
+    if body.get("namespace"):
         scope = frozenset({await target_namespace(principal, body)})
     records = await instances.list_instances(scope, include_deleted=bool(body.get("all")))
     return [shapes.instance(record) for record in records]
 
 
-async def _delete_all(body: dict, principal: Principal) -> list[str]:
+async def _delete_all(request: HttpRequest, body: dict, principal: Principal) -> list[str]:
     if body.get("confirm") is not True:
         raise BadRequest("confirm: deleting every instance needs {\"confirm\": true}")
     namespace = await target_namespace(principal, body)
     scope = None if principal.is_system and not body.get("namespace") else frozenset({namespace})
+    records = await instances.list_instances(scope)
+    for record in records:
+        principal.require_operate(record.spec.namespace, f"instance {record.uuid}")
     deleted = []
-    for record in await instances.list_instances(scope):
-        await instances.delete(record)
+    for record in records:
+        await _delete(request, principal, record)
         deleted.append(record.uuid)
     return deleted
+
+
+async def _delete(request: HttpRequest, principal: Principal,
+                  record: instances.InstanceRecord) -> instances.InstanceRecord:
+    async with audit.recording(principal, record.spec.namespace, "delete", "instance",
+                               object_id=record.uuid, object_name=record.spec.name,
+                               source=audit.source_of(request)):
+        principal.require_operate(record.spec.namespace, f"instance {record.uuid}")
+        return await instances.delete(record)
 
 
 @endpoint("GET", "DELETE")
 async def detail(request: HttpRequest, body: dict, principal: Principal, ref: str) -> dict:
     record = await instances.get(ref, visible_to(principal))
     if request.method == "DELETE":
-        record = await instances.delete(record)
+        record = await _delete(request, principal, record)
     return shapes.instance(record)
 
 
