@@ -54,10 +54,12 @@ async def collection(request: HttpRequest, body: dict, principal: Principal) -> 
 
 
 async def _delete_all(request: HttpRequest, body: dict, principal: Principal) -> list[str]:
-    if body.get("confirm") is not True:
-        raise BadRequest("confirm: deleting every instance needs {\"confirm\": true}")
     namespace = await target_namespace(principal, body)
     scope = None if principal.is_system and not body.get("namespace") else frozenset({namespace})
+    if scope is not None:
+        principal.require_operate(namespace, f"namespace {namespace}")
+    if body.get("confirm") is not True:
+        raise BadRequest("confirm: deleting every instance needs {\"confirm\": true}")
     records = await instances.list_instances(scope)
     for record in records:
         principal.require_operate(record.spec.namespace, f"instance {record.uuid}")

@@ -1,0 +1,501 @@
+"""Who may do what, on every route the portal serves.
+
+The routes are discovered, not listed by hand: the test walks Django's
+URLconf and the websocket routes, and fails if any route has no entry in
+MATRIX below. A new page, API endpoint, htmx partial or websocket therefore
+can't ship without saying who may use it.
+
+Each entry gives, for each method tried, what each of these callers gets:
+a member and a viewer of namespace A (which owns the objects tried), an
+admin of another namespace B, an admin of ``system``, nobody (anonymous),
+an expired personal token, and a token from a key that has been deleted.
+Objects of a namespace the caller can't see answer 404, never 403.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import requests
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tests.support.cloud import Cloud
+from tests.support.objects import put_instance
+from tests.support.people import csrf_token, log_in, make_people
+
+pytestmark = pytest.mark.integration
+
+MEMBER, VIEWER, OTHER, SYSTEM = "owner member", "owner viewer", "other admin", "system admin"
+ANON, EXPIRED, REVOKED = "anonymous", "expired token", "revoked key"
+EVERYONE = [MEMBER, VIEWER, OTHER, SYSTEM, ANON, EXPIRED, REVOKED]
+LOGIN = "login"  # a redirect to the log-in page
+MOVED = "redirect"  # any other redirect (the action was done, or the page moved on)
+NO_CREDENTIALS = (ANON, EXPIRED, REVOKED)
+
+
+@dataclass
+class World:
+    cloud: Cloud
+    ns_a: str
+    ns_b: str
+    instance_a: str
+    users: dict[str, int]
+    tokens: dict[str, str]  # caller -> API bearer token
+    sessions: dict[str, requests.Session]
+    spare_token_id: int
+    spare_user: int
+    counter: Iterator[int] = field(default_factory=lambda: iter(range(10_000)))
+
+    def unique(self, stem: str) -> str:
+        return f"{stem}-{secrets.token_hex(3)}{next(self.counter)}"
+
+    def fresh_instance(self) -> str:
+        return put_instance(self.cloud, self.ns_a, self.unique("m"))
+
+    def fresh_namespace(self) -> str:
+        name = self.unique("tmp")
+        assert self.cloud.api().post("/auth/namespaces", {"namespace": name}).status_code == 200
+        return name
+
+    def fresh_key(self) -> str:
+        name = self.unique("k")
+        response = self.cloud.api().post(f"/auth/namespaces/{self.ns_a}/keys",
+                                         {"key_name": name, "key": secrets.token_urlsafe(16)})
+        assert response.status_code == 200, response.text
+        return name
+
+
+Url = Callable[[World, str], str]
+Body = Callable[[World, str], dict[str, Any]]
+
+
+@dataclass
+class Check:
+    method: str
+    url: Url
+    expect: dict[str, int | str]
+    body: Body | None = None
+    htmx: bool = False
+
+
+def fixed(path: str) -> Url:
+    return lambda w, who: path.format(a=w.ns_a, b=w.ns_b, inst=w.instance_a,
+                                      node=w.cloud.node, member=w.users[MEMBER],
+                                      spare=w.users["spare"], token=w.spare_token_id)
+
+
+def api(**outcomes: int) -> dict[str, int | str]:
+    """Outcomes by caller for the API: callers without credentials get 401."""
+    return {**_named(outcomes), **{who: 401 for who in NO_CREDENTIALS}}
+
+
+def page(**outcomes: int | str) -> dict[str, int | str]:
+    """Outcomes for a page: callers without a session are sent to log in
+    (a bearer token means nothing to a page)."""
+    return {**_named(outcomes), **{who: LOGIN for who in NO_CREDENTIALS}}
+
+
+def _named(outcomes: dict[str, int | str]) -> dict[str, int | str]:
+    names = {"member": MEMBER, "viewer": VIEWER, "other": OTHER, "system": SYSTEM}
+    return {names[k]: v for k, v in outcomes.items()}
+
+
+def all_(outcome: int | str) -> dict[str, int | str]:
+    return dict.fromkeys(EVERYONE, outcome)
+
+
+READ_A = {"member": 200, "viewer": 200, "other": 404, "system": 200}
+ADMIN_A_API = {"member": 403, "viewer": 403, "other": 404, "system": 200}
+SYSTEM_ONLY = {"member": 403, "viewer": 403, "other": 403, "system": 200}
+
+
+def fresh_ns_for_system(w: World, who: str) -> str:
+    """Deleting: A for everyone who must be refused, a fresh empty one for
+    the system admin (who may)."""
+    return w.fresh_namespace() if who == SYSTEM else w.ns_a
+
+
+MATRIX: dict[str, list[Check]] = {
+    # --- the JSON API -----------------------------------------------------------------------
+    "api": [Check("GET", fixed("/api"), all_(200))],
+    "api/": [Check("GET", fixed("/api/"), all_(200))],
+    "api/auth": [Check("POST", fixed("/api/auth"), all_(401),
+                       body=lambda w, who: {"namespace": w.ns_a, "key": "not-the-key"})],
+    "api/auth/namespaces": [
+        Check("GET", fixed("/api/auth/namespaces"),
+              api(member=200, viewer=200, other=200, system=200)),
+        Check("POST", fixed("/api/auth/namespaces"), api(**SYSTEM_ONLY),
+              body=lambda w, who: {"namespace": w.unique("made")}),
+    ],
+    "api/auth/namespaces/<str:namespace>": [
+        Check("GET", fixed("/api/auth/namespaces/{a}"), api(**READ_A)),
+        Check("DELETE", lambda w, who: f"/api/auth/namespaces/{fresh_ns_for_system(w, who)}",
+              api(**ADMIN_A_API)),
+    ],
+    "api/auth/namespaces/<str:namespace>/keys": [
+        Check("POST", fixed("/api/auth/namespaces/{a}/keys"), api(**ADMIN_A_API),
+              body=lambda w, who: {"key_name": w.unique("k"), "key": secrets.token_urlsafe(16)}),
+        Check("PUT", fixed("/api/auth/namespaces/{a}/keys"), api(**ADMIN_A_API),
+              body=lambda w, who: {"key_name": w.fresh_key(), "key": secrets.token_urlsafe(16)}),
+    ],
+    "api/auth/namespaces/<str:namespace>/keys/<str:key_name>": [
+        Check("PUT", lambda w, who: f"/api/auth/namespaces/{w.ns_a}/keys/{w.fresh_key()}",
+              api(**ADMIN_A_API), body=lambda w, who: {"key": secrets.token_urlsafe(16)}),
+        Check("DELETE", lambda w, who: f"/api/auth/namespaces/{w.ns_a}/keys/{w.fresh_key()}",
+              api(**ADMIN_A_API)),
+    ],
+    "api/auth/namespaces/<str:namespace>/metadata": [
+        Check("GET", fixed("/api/auth/namespaces/{a}/metadata"), api(**READ_A)),
+    ],
+    "api/auth/namespaces/<str:namespace>/metadata/<str:key>": [
+        Check("PUT", fixed("/api/auth/namespaces/{a}/metadata/colour"), api(**ADMIN_A_API),
+              body=lambda w, who: {"value": "blue"}),
+        Check("DELETE", lambda w, who: _with_metadata(w, "gone"), api(**ADMIN_A_API)),
+    ],
+    "api/instances": [
+        Check("GET", fixed("/api/instances"), api(member=200, viewer=200, other=200, system=200)),
+        # A create that passes the role checks fails validation (400): no guest is made.
+        Check("POST", fixed("/api/instances"),
+              api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"namespace": w.ns_a, "name": "x", "cpus": 0}),
+        Check("DELETE", fixed("/api/instances"),
+              api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"namespace": w.ns_a}),
+    ],
+    "api/instances/<str:ref>": [
+        Check("GET", fixed("/api/instances/{inst}"), api(**READ_A)),
+        Check("DELETE", lambda w, who: f"/api/instances/{w.fresh_instance()}",
+              api(member=200, viewer=403, other=404, system=200)),
+    ],
+    "api/instances/<str:ref>/metadata": [
+        Check("GET", fixed("/api/instances/{inst}/metadata"), api(**READ_A))],
+    "api/instances/<str:ref>/interfaces": [
+        Check("GET", fixed("/api/instances/{inst}/interfaces"), api(**READ_A))],
+    "api/nodes": [Check("GET", fixed("/api/nodes"), api(**SYSTEM_ONLY))],
+    "api/nodes/<str:ref>": [Check("GET", fixed("/api/nodes/{node}"), api(**SYSTEM_ONLY))],
+
+    # --- pages ----------------------------------------------------------------------------------
+    "": [Check("GET", fixed("/"), all_(MOVED))],
+    "styleguide/": [Check("GET", fixed("/styleguide/"), all_(404))],
+    "login/": [Check("GET", fixed("/login/"),
+                     {**dict.fromkeys([MEMBER, VIEWER, OTHER, SYSTEM], MOVED),
+                      **dict.fromkeys(NO_CREDENTIALS, 200)})],
+    # Logging out is tried in its own test; here: only POST is accepted.
+    "logout/": [Check("GET", fixed("/logout/"), all_(405))],
+    "namespace/": [Check("POST", fixed("/namespace/"),
+                         page(member=MOVED, viewer=MOVED, other=MOVED, system=MOVED),
+                         body=lambda w, who: {"namespace": w.ns_a, "next": "/instances/"})],
+    "account/tokens/": [
+        Check("GET", fixed("/account/tokens/"),
+              page(member=200, viewer=200, other=200, system=200)),
+        Check("POST", fixed("/account/tokens/"),
+              page(member=200, viewer=200, other=200, system=200),
+              body=lambda w, who: {"name": w.unique("t"), "days": "7"}),
+    ],
+    "account/tokens/<int:token_id>/revoke/": [
+        Check("POST", fixed("/account/tokens/{token}/revoke/"),
+              page(member=MOVED, viewer=404, other=404, system=404))],
+    "account/password/": [Check("GET", fixed("/account/password/"),
+                                page(member=200, viewer=200, other=200, system=200))],
+    "instances/": [Check("GET", fixed("/instances/"),
+                         page(member=200, viewer=200, other=200, system=200))],
+    "instances/new/": [Check("GET", fixed("/instances/new/"),
+                             page(member=200, viewer=403, other=200, system=200))],
+    "instances/<uuid:uuid>/": [Check("GET", fixed("/instances/{inst}/"), page(**READ_A))],
+    "instances/<uuid:uuid>/delete/": [
+        Check("POST", lambda w, who: f"/instances/{w.fresh_instance()}/delete/",
+              page(member=MOVED, viewer=403, other=404, system=MOVED))],
+    "nodes/": [Check("GET", fixed("/nodes/"), page(**SYSTEM_ONLY))],
+    "manage/": [Check("GET", fixed("/manage/"),
+                      page(member=403, viewer=403, other=MOVED, system=MOVED))],
+    "manage/namespaces/": [
+        Check("GET", fixed("/manage/namespaces/"),
+              page(member=403, viewer=403, other=200, system=200)),
+        Check("POST", fixed("/manage/namespaces/"),
+              page(member=403, viewer=403, other=403, system=MOVED),
+              body=lambda w, who: {"name": w.unique("made")}),
+    ],
+    "manage/namespaces/<str:namespace>/": [
+        Check("GET", fixed("/manage/namespaces/{a}/"),
+              page(member=403, viewer=403, other=404, system=200))],
+    "manage/namespaces/<str:namespace>/delete/": [
+        Check("POST", lambda w, who: f"/manage/namespaces/{fresh_ns_for_system(w, who)}/delete/",
+              page(member=403, viewer=403, other=404, system=MOVED))],
+    "manage/namespaces/<str:namespace>/members/": [
+        Check("GET", fixed("/manage/namespaces/{a}/members/"),
+              page(member=403, viewer=403, other=404, system=200), htmx=True),
+        Check("POST", fixed("/manage/namespaces/{a}/members/"),
+              page(member=403, viewer=403, other=404, system=200), htmx=True,
+              body=lambda w, who: {"username": "spare-" + w.ns_a, "role": "viewer"}),
+    ],
+    "manage/namespaces/<str:namespace>/members/<int:user_id>/remove/": [
+        Check("POST", lambda w, who: _spare_member_of_a(w),
+              page(member=403, viewer=403, other=404, system=200), htmx=True)],
+    "manage/namespaces/<str:namespace>/keys/": [
+        Check("POST", fixed("/manage/namespaces/{a}/keys/"),
+              page(member=403, viewer=403, other=404, system=200),
+              body=lambda w, who: {"key_name": w.unique("pk")})],
+    "manage/namespaces/<str:namespace>/keys/<str:key_name>/rotate/": [
+        Check("POST", lambda w, who: f"/manage/namespaces/{w.ns_a}/keys/{w.fresh_key()}/rotate/",
+              page(member=403, viewer=403, other=404, system=200))],
+    "manage/namespaces/<str:namespace>/keys/<str:key_name>/delete/": [
+        Check("POST", lambda w, who: f"/manage/namespaces/{w.ns_a}/keys/{w.fresh_key()}/delete/",
+              page(member=403, viewer=403, other=404, system=MOVED))],
+    "manage/people/": [
+        Check("GET", fixed("/manage/people/"), page(**SYSTEM_ONLY)),
+        Check("POST", fixed("/manage/people/"),
+              page(member=403, viewer=403, other=403, system=MOVED),
+              body=lambda w, who: {"username": w.unique("u"), "password": "", "role": "member"}),
+    ],
+    "manage/people/<int:user_id>/": [
+        Check("GET", fixed("/manage/people/{member}/"), page(**SYSTEM_ONLY))],
+    "manage/people/<int:user_id>/active/": [
+        Check("POST", fixed("/manage/people/{spare}/active/"),
+              page(member=403, viewer=403, other=403, system=MOVED),
+              body=lambda w, who: {"active": "1"})],
+    "manage/people/<int:user_id>/password/": [
+        Check("POST", fixed("/manage/people/{spare}/password/"),
+              page(member=403, viewer=403, other=403, system=MOVED))],
+    "manage/people/<int:user_id>/memberships/": [
+        Check("POST", fixed("/manage/people/{spare}/memberships/"),
+              page(member=403, viewer=403, other=403, system=MOVED),
+              body=lambda w, who: {"namespace": w.ns_b, "role": "viewer"})],
+    "manage/people/<int:user_id>/memberships/<str:namespace>/remove/": [
+        Check("POST", fixed("/manage/people/{spare}/memberships/{b}/remove/"),
+              page(member=403, viewer=403, other=403, system=MOVED))],
+    "manage/audit/": [Check("GET", fixed("/manage/audit/"),
+                            page(member=403, viewer=403, other=200, system=200))],
+}
+
+# Websockets: what each caller gets when opening the route from the portal's
+# own origin ("rows" = accepted and sent the instance table; "refused" = the
+# handshake is answered 403).
+WEBSOCKETS: dict[str, dict[str, str]] = {
+    "ws/instances/": {MEMBER: "rows", VIEWER: "rows", OTHER: "rows", SYSTEM: "rows",
+                      ANON: "refused", EXPIRED: "refused", REVOKED: "refused"},
+}
+
+
+def _spare_member_of_a(w: World) -> str:
+    """The URL removing the spare person from A, having first made them a member."""
+    added = _post(w, SYSTEM, f"/manage/namespaces/{w.ns_a}/members/",
+                  {"username": "spare-" + w.ns_a, "role": "viewer"}, htmx=True)
+    assert added.status_code == 200
+    return f"/manage/namespaces/{w.ns_a}/members/{w.spare_user}/remove/"
+
+
+def _with_metadata(w: World, key: str) -> str:
+    response = w.cloud.api().request("PUT", f"/auth/namespaces/{w.ns_a}/metadata/{key}",
+                                     {"value": 1})
+    assert response.status_code == 200
+    return f"/api/auth/namespaces/{w.ns_a}/metadata/{key}"
+
+
+# --- discovering routes ---------------------------------------------------------------------
+
+
+def django_routes() -> list[str]:
+    from django.urls import URLResolver, get_resolver
+
+    def walk(patterns: list[Any], prefix: str) -> Iterator[str]:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            else:
+                yield prefix + str(pattern.pattern)
+
+    return sorted(set(walk(get_resolver().url_patterns, "")))
+
+
+def websocket_routes() -> list[str]:
+    from portal.routing import websocket_urlpatterns
+
+    return sorted(str(pattern.pattern) for pattern in websocket_urlpatterns)
+
+
+def test_every_route_is_in_the_matrix() -> None:
+    routes = django_routes()
+    missing = [route for route in routes if route not in MATRIX]
+    assert not missing, (
+        "these routes have no entry in the authorization matrix (tests/integration/"
+        f"test_authorization_matrix.py): {missing}")
+    stale = [route for route in MATRIX if route not in routes]
+    assert not stale, f"the matrix names routes that no longer exist: {stale}"
+    ws_missing = [route for route in websocket_routes() if route not in WEBSOCKETS]
+    assert not ws_missing, f"these websocket routes have no entry in WEBSOCKETS: {ws_missing}"
+    for route, checks in MATRIX.items():
+        for check in checks:
+            assert set(check.expect) == set(EVERYONE), f"{route} {check.method}: not every caller"
+
+
+# --- the world the matrix runs in ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world(cloud: Cloud) -> World:
+    api = cloud.api()
+    suffix = secrets.token_hex(3)
+    ns_a, ns_b = f"owner-{suffix}", f"other-{suffix}"
+    for ns in (ns_a, ns_b):
+        assert api.post("/auth/namespaces", {"namespace": ns}).status_code == 200
+    people = [
+        {"username": f"member-{suffix}", "roles": {ns_a: "member"}},
+        {"username": f"viewer-{suffix}", "roles": {ns_a: "viewer"}},
+        {"username": f"badmin-{suffix}", "roles": {ns_b: "admin"}},
+        {"username": f"sysadmin-{suffix}", "roles": {"system": "admin"}},
+        {"username": f"spare-{ns_a}", "roles": {}},
+    ]
+    for person in people:
+        person["password"] = "pw-" + secrets.token_urlsafe(12)
+    callers = dict(zip([MEMBER, VIEWER, OTHER, SYSTEM, "spare"], people, strict=True))
+    made = make_people(cloud, people, [
+        {"username": callers[MEMBER]["username"], "name": "member", "namespace": ns_a},
+        {"username": callers[VIEWER]["username"], "name": "viewer", "namespace": ns_a},
+        {"username": callers[OTHER]["username"], "name": "other", "namespace": ns_b},
+        {"username": callers[SYSTEM]["username"], "name": "system", "namespace": "system"},
+        {"username": callers[MEMBER]["username"], "name": "expired", "days": -1},
+        {"username": callers[MEMBER]["username"], "name": "spare", "days": 3},
+    ])
+    tokens = {who: made["tokens"][name] for who, name in
+              [(MEMBER, "member"), (VIEWER, "viewer"), (OTHER, "other"), (SYSTEM, "system"),
+               (EXPIRED, "expired")]}
+    # A key's token, then the key deleted: the token must be dead.
+    secret = secrets.token_urlsafe(16)
+    assert api.post(f"/auth/namespaces/{ns_a}/keys",
+                    {"key_name": "doomed", "key": secret}).status_code == 200
+    tokens[REVOKED] = requests.post(f"{cloud.api_url}/auth", timeout=10, json={
+        "namespace": ns_a, "key": secret}).json()["access_token"]
+    assert api.delete(f"/auth/namespaces/{ns_a}/keys/doomed").status_code == 200
+
+    sessions = {who: log_in(cloud, callers[who]["username"], callers[who]["password"])
+                for who in (MEMBER, VIEWER, OTHER, SYSTEM)}
+    for who in NO_CREDENTIALS:
+        sessions[who] = requests.Session()
+        if who in tokens:
+            sessions[who].headers["Authorization"] = f"Bearer {tokens[who]}"
+    spare_token_id = _token_id(sessions[MEMBER], cloud, "spare")
+    users = {who: made["users"][callers[who]["username"]] for who in callers}
+    world = World(cloud=cloud, ns_a=ns_a, ns_b=ns_b, instance_a=put_instance(cloud, ns_a, "a1"),
+                  users=users, tokens=tokens, sessions=sessions, spare_token_id=spare_token_id,
+                  spare_user=users["spare"])
+    # Each person works in their own namespace in the pages.
+    for who, ns in ((MEMBER, ns_a), (VIEWER, ns_a), (OTHER, ns_b), (SYSTEM, "system")):
+        _post(world, who, "/namespace/", {"namespace": ns})
+    return world
+
+
+def _token_id(session: requests.Session, cloud: Cloud, name: str) -> int:
+    import re
+
+    page_text = session.get(f"{cloud.url}/account/tokens/", timeout=10).text
+    row = re.search(rf'<tr id="token-(\d+)">\s*<td>{name}</td>', page_text)
+    assert row, f"token {name} is not on its owner's page"
+    return int(row.group(1))
+
+
+def _post(world: World, who: str, path: str, data: dict[str, Any],
+          htmx: bool = False) -> requests.Response:
+    session = world.sessions[who]
+    headers = {"X-CSRFToken": csrf_token(session, world.cloud)}
+    if htmx:
+        headers["HX-Request"] = "true"
+    return session.post(f"{world.cloud.url}{path}", data=data, headers=headers, timeout=30,
+                        allow_redirects=False)
+
+
+def _outcome(response: requests.Response) -> int | str:
+    if response.status_code in (301, 302):
+        return LOGIN if "/login/" in response.headers.get("Location", "") else MOVED
+    return response.status_code
+
+
+def _call(world: World, route: str, check: Check, who: str) -> requests.Response:
+    path = check.url(world, who)
+    body = check.body(world, who) if check.body else None
+    if route.startswith("api"):
+        headers = {"Content-Type": "application/json"}
+        if who in world.tokens:
+            headers["Authorization"] = f"Bearer {world.tokens[who]}"
+        import json
+
+        return requests.request(check.method, f"{world.cloud.url}{path}", headers=headers,
+                                data=json.dumps(body) if body is not None else None, timeout=30)
+    if check.method == "GET":
+        headers = {"HX-Request": "true"} if check.htmx else {}
+        return world.sessions[who].get(f"{world.cloud.url}{path}", headers=headers, timeout=30,
+                                       allow_redirects=False)
+    return _post(world, who, path, body or {}, htmx=check.htmx)
+
+
+@pytest.mark.parametrize("route", sorted(MATRIX))
+def test_route_answers_each_caller_as_the_matrix_says(world: World, route: str) -> None:
+    failures = []
+    for check in MATRIX[route]:
+        for who in EVERYONE:
+            response = _call(world, route, check, who)
+            got = _outcome(response)
+            if got != check.expect[who]:
+                failures.append(f"{check.method} {route} as {who}: expected "
+                                f"{check.expect[who]}, got {got} ({response.text[:200]!r})")
+    assert not failures, "\n".join(failures)
+
+
+# --- websockets ---------------------------------------------------------------------------
+
+
+def open_socket(world: World, who: str, path: str = "/ws/instances/", origin: str | None = None):
+    cookies = "; ".join(f"{k}={v}" for k, v in world.sessions[who].cookies.items())
+    headers = {"Origin": origin or world.cloud.url}
+    if cookies:
+        headers["Cookie"] = cookies
+    if who in world.tokens and who in NO_CREDENTIALS:
+        headers["Authorization"] = f"Bearer {world.tokens[who]}"
+    ws_url = world.cloud.url.replace("http://", "ws://") + path
+    return connect(ws_url, additional_headers=headers, open_timeout=10, close_timeout=2)
+
+
+@pytest.mark.parametrize("route", sorted(WEBSOCKETS))
+def test_websocket_answers_each_caller_as_the_matrix_says(world: World, route: str) -> None:
+    for who in EVERYONE:
+        expected = WEBSOCKETS[route][who]
+        try:
+            ws = open_socket(world, who, "/" + route)
+        except InvalidStatus as refused:
+            assert expected == "refused", f"{route} as {who}: refused, expected {expected}"
+            assert refused.response.status_code == 403
+            continue
+        with ws:
+            first = ws.recv(timeout=10)
+        assert expected == "rows", f"{route} as {who}: expected {expected}, got a message"
+        assert 'id="instance-rows"' in first
+        # The table only ever holds what the caller may see.
+        assert (world.instance_a in first) == (who in (MEMBER, VIEWER, SYSTEM)), who
+
+
+@pytest.mark.parametrize("origin", [
+    "http://127.0.0.1:{other}",  # another service on this host
+    "http://localhost:{other}",
+    "http://127.0.0.1.:{port}",  # trailing dot
+    "https://127.0.0.1:{port}",  # another scheme
+    "http://evil.example",
+    "null",
+    None,  # no Origin at all
+])
+def test_websockets_refuse_other_origins(world: World, origin: str | None) -> None:
+    from tests.support.cloud import free_port
+
+    value = None if origin is None else origin.format(other=free_port(), port=world.cloud.port)
+    cookies = "; ".join(f"{k}={v}" for k, v in world.sessions[SYSTEM].cookies.items())
+    headers = {"Cookie": cookies, **({"Origin": value} if value is not None else {})}
+    url = world.cloud.url.replace("http://", "ws://") + "/ws/instances/"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, additional_headers=headers, open_timeout=10)
+    assert refused.value.response.status_code == 403
+    # The same socket from the portal's own origin is accepted.
+    with open_socket(world, SYSTEM) as ws:
+        assert 'id="instance-rows"' in ws.recv(timeout=10)

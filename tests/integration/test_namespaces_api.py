@@ -1,0 +1,145 @@
+"""Namespaces and keys through Shaken Fist's own client and through raw
+HTTP: create, list, add/update/delete keys, delete; a key's tokens end the
+moment the key is deleted or given a new secret; bad input is a clear 4xx."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+import requests
+
+from tests.support.cloud import Cloud
+
+pytestmark = pytest.mark.integration
+
+
+def token_for(cloud: Cloud, namespace: str, key: str) -> str:
+    response = requests.post(f"{cloud.api_url}/auth", timeout=10,
+                             json={"namespace": namespace, "key": key})
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def get(cloud: Cloud, path: str, token: str) -> requests.Response:
+    return requests.get(f"{cloud.api_url}{path}", timeout=10,
+                        headers={"Authorization": f"Bearer {token}"})
+
+
+def test_sf_client_namespace_create_list_keys_delete(cloud: Cloud) -> None:
+    ns = f"team-{secrets.token_hex(3)}"
+    key = secrets.token_urlsafe(16)
+
+    cloud.sf("namespace", "create", ns)
+    listed = json.loads(cloud.sf("--json", "namespace", "list").stdout)
+    mine = [n for n in listed if n["name"] == ns]
+    assert mine and mine[0]["state"] == "created" and mine[0]["keys"] == []
+    assert "system" in [n["name"] for n in listed]
+
+    cloud.sf("namespace", "add-key", ns, "ci", key)
+    shown = json.loads(cloud.sf("--json", "namespace", "show", ns).stdout)
+    assert shown["keys"] == ["ci"]
+
+    # The new key works with the client, and only sees its own namespace.
+    own = json.loads(cloud.sf("--json", "namespace", "list", namespace=ns, key=key).stdout)
+    assert [n["name"] for n in own] == [ns]
+    assert cloud.sf("instance", "list", namespace=ns, key=key).returncode == 0
+
+    # update-key sends PUT /keys (no key name in the path); the old secret stops working.
+    token = token_for(cloud, ns, key)
+    assert get(cloud, "/instances", token).status_code == 200
+    new_key = secrets.token_urlsafe(16)
+    cloud.sf("namespace", "update-key", ns, "ci", new_key)
+    assert get(cloud, "/instances", token).status_code == 401
+    old = cloud.sf("instance", "list", namespace=ns, key=key, check=False)
+    assert old.returncode != 0 and "Not authenticated" in old.stdout + old.stderr
+    assert cloud.sf("instance", "list", namespace=ns, key=new_key).returncode == 0
+
+    # delete-key: a token issued a moment ago stops working at once.
+    token = token_for(cloud, ns, new_key)
+    assert get(cloud, "/instances", token).status_code == 200
+    cloud.sf("namespace", "delete-key", ns, "ci")
+    response = get(cloud, "/instances", token)
+    assert response.status_code == 401
+    assert "no longer exists" in response.json()["error"]
+    after = cloud.sf("instance", "list", namespace=ns, key=new_key, check=False)
+    assert after.returncode != 0
+
+    cloud.sf("namespace", "set-metadata", ns, "owner", "ops")
+    assert json.loads(cloud.sf("--json", "namespace", "show", ns).stdout)["metadata"] == {
+        "owner": "ops"}
+
+    cloud.sf("namespace", "delete", ns)
+    listed = json.loads(cloud.sf("--json", "namespace", "list").stdout)
+    assert ns not in [n["name"] for n in listed]
+    assert cloud.api().get(f"/auth/namespaces/{ns}").status_code == 404
+
+
+def test_delete_refusals_name_what_remains(cloud: Cloud) -> None:
+    api = cloud.api()
+    refused = cloud.sf("namespace", "delete", "system", check=False)
+    assert refused.returncode != 0
+    response = api.delete("/auth/namespaces/system")
+    assert response.status_code == 403
+    assert response.json()["error"] == "the system namespace cannot be deleted"
+
+    ns = f"busy-{secrets.token_hex(3)}"
+    assert api.post("/auth/namespaces", {"namespace": ns}).status_code == 200
+    # An instance that can't be placed anywhere still belongs to the namespace:
+    # write one directly, for a node that does not exist, so no guest boots.
+    from tests.support.objects import put_instance
+
+    uuid = put_instance(cloud, ns, "leftover")
+    response = api.delete(f"/auth/namespaces/{ns}")
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        f"namespace {ns} still owns instances: leftover: delete them first")
+    # Refused means untouched: still there, still accepting objects.
+    assert api.get(f"/auth/namespaces/{ns}").json()["state"] == "created"
+
+    assert api.delete(f"/instances/{uuid}").status_code == 200
+    # Deleting is not gone: the instance is torn down by its node first.
+    assert api.delete(f"/auth/namespaces/{ns}").status_code == 400
+    from tests.support.objects import mark_torn_down
+
+    mark_torn_down(cloud, uuid)
+    assert api.delete(f"/auth/namespaces/{ns}").status_code == 200
+
+
+@pytest.mark.parametrize("body,status,message", [
+    ({"namespace": "Bad Name"}, 400, "not a valid namespace name"),
+    ({"namespace": ""}, 400, "not a valid namespace name"),
+    ({"namespace": 7}, 400, "not a valid namespace name"),
+    ({"namespace": "system"}, 409, "already exists"),
+    ({"namespace": "withkey-x", "key_name": "k", "key": "short"}, 400, "at least 8"),
+])
+def test_bad_namespace_input(cloud: Cloud, body: dict, status: int, message: str) -> None:
+    response = cloud.api().post("/auth/namespaces", body)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    # Nothing half-made: a refused create with a bad key leaves no namespace.
+    assert cloud.api().get("/auth/namespaces/withkey-x").status_code == 404
+
+
+def test_key_conflicts_and_garbage(cloud: Cloud) -> None:
+    api = cloud.api()
+    ns = f"keys-{secrets.token_hex(3)}"
+    assert api.post("/auth/namespaces", {"namespace": ns}).status_code == 200
+    secret = secrets.token_urlsafe(16)
+    assert api.post(f"/auth/namespaces/{ns}/keys",
+                    {"key_name": "a", "key": secret}).json() == "a"
+    dup = api.post(f"/auth/namespaces/{ns}/keys", {"key_name": "a", "key": "another-secret"})
+    assert dup.status_code == 409 and "already has a key named a" in dup.json()["error"]
+    same = api.post(f"/auth/namespaces/{ns}/keys", {"key_name": "b", "key": secret})
+    assert same.status_code == 409
+    assert same.json()["error"] == f"another key of namespace {ns} already has that secret"
+    missing = api.request("PUT", f"/auth/namespaces/{ns}/keys/nope", {"key": "long-enough"})
+    assert missing.status_code == 404
+    assert api.delete(f"/auth/namespaces/{ns}/keys/nope").status_code == 404
+    assert api.get("/auth/namespaces/no-such-ns").status_code == 404
+    for garbage in ("x", "a" * 4000, "sfp_nothing", "Zm9v.YmFy:baz"):
+        response = requests.get(f"{cloud.api_url}/auth/namespaces", timeout=10,
+                                headers={"Authorization": f"Bearer {garbage}"})
+        assert response.status_code == 401, garbage
+    api.delete(f"/auth/namespaces/{ns}")

@@ -1,0 +1,36 @@
+"""Cloud objects written straight into a test cloud's etcd, for tests about
+who may see and change them rather than about guests.
+
+The instances are placed on a node that does not exist, so no agent acts
+on them and no guest boots; the API, pages and websockets treat them like
+any other.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+
+from cloudstate.etcd import Put
+from cloudstate.model import Disk, InstanceObserved, InstanceSpec
+from tests.support.cloud import Cloud
+
+GHOST_NODE = "ghost-node"
+
+
+def put_instance(cloud: Cloud, namespace: str, name: str) -> str:
+    spec = InstanceSpec(uuid=str(uuidlib.uuid4()), name=name, namespace=namespace, cpus=1,
+                        memory=128, disks=[Disk(device="vda", size_gb=1)], node=GHOST_NODE)
+    keys = cloud.keys
+
+    async def write(etcd):  # type: ignore[no-untyped-def]
+        await etcd.txn([], [Put(keys.instance(spec.uuid), spec.to_json()),
+                            Put(keys.instance_name(namespace, name), spec.uuid)])
+
+    cloud.etcd_call(write)
+    return spec.uuid
+
+
+def mark_torn_down(cloud: Cloud, uuid: str) -> None:
+    """What the instance's node would report once it has removed it."""
+    observed = InstanceObserved(node=GHOST_NODE, state="deleted", power_state="off")
+    cloud.etcd_call(lambda etcd: etcd.put(cloud.keys.observed_instance(uuid), observed.to_json()))
