@@ -94,11 +94,9 @@ async def delete_namespace(who: RoleChecks, name: str, *, source: str | None) ->
             raise Forbidden("the system namespace cannot be deleted")
         await get_namespace(who, name)
         who.require_system_admin("delete namespaces")
-        # Marked first, so nothing new is made in it while we look.
-        marked = await Namespace.objects.filter(name=name, state="created").aupdate(
-            state="deleting")
-        if not marked:
-            raise Conflict(f"namespace {name} is already being deleted")
+        # Marked first, so nothing new is made in it while we look. (A delete
+        # interrupted here is simply tried again: "deleting" is not a lock.)
+        await Namespace.objects.filter(name=name).aupdate(state="deleting")
         try:
             owned = await ownership.owned_by(name)
         except BaseException:

@@ -1,0 +1,125 @@
+"""Keys, personal tokens, the failed-login limit and the audit trail,
+against Django's test database (no cloud needed)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import signing
+from django.utils import timezone
+
+from portal.accounts import audit, keys, people, throttle
+from portal.accounts.access import Access
+from portal.accounts.models import ApiKey, AuditEvent, LoginFailure, Namespace, PersonalToken
+from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_key_tokens_end_when_the_key_is_rotated_or_deleted() -> None:
+    ns = await Namespace.objects.acreate(name="unit")
+    key, created = await keys.set_key(ns, "ci", "first-secret")
+    assert created and key.digest != "first-secret"
+    token, lifetime = await keys.authenticate_key("unit", "first-secret")
+    assert (await keys.principal_for_token(token)).name == "key unit/ci"
+    await keys.set_key(ns, "ci", "second-secret")
+    with pytest.raises(Unauthenticated, match="has been changed"):
+        await keys.principal_for_token(token)
+    with pytest.raises(Unauthenticated):
+        await keys.authenticate_key("unit", "first-secret")
+    token, _ = await keys.authenticate_key("unit", "second-secret")
+    await ApiKey.objects.filter(pk=key.pk).adelete()
+    with pytest.raises(Unauthenticated, match="no longer exists"):
+        await keys.principal_for_token(token)
+
+
+async def test_bearer_tokens_expire(monkeypatch: pytest.MonkeyPatch, settings) -> None:  # type: ignore[no-untyped-def]
+    ns = await Namespace.objects.acreate(name="expiring")
+    await keys.set_key(ns, "ci", "a-long-secret")
+    real = time.time
+    monkeypatch.setattr(signing.time, "time", lambda: real() - settings.API_TOKEN_LIFETIME - 5)
+    token, _ = await keys.authenticate_key("expiring", "a-long-secret")
+    monkeypatch.setattr(signing.time, "time", real)
+    with pytest.raises(Unauthenticated, match="token expired"):
+        await keys.principal_for_token(token)
+
+
+async def test_personal_tokens_expire_revoke_and_follow_their_person() -> None:
+    from asgiref.sync import sync_to_async
+
+    user = await sync_to_async(get_user_model().objects.create_user)("tok", password="x" * 12)
+    token, secret = await sync_to_async(people.create_token)(user, "t", 7)
+    principal = await keys.principal_for_token(secret)
+    assert principal.username == "tok" and principal.visible == frozenset()
+    await PersonalToken.objects.filter(pk=token.pk).aupdate(
+        expires=timezone.now() - timedelta(seconds=1))
+    with pytest.raises(Unauthenticated, match="expired"):
+        await keys.principal_for_token(secret)
+    await PersonalToken.objects.filter(pk=token.pk).aupdate(
+        expires=timezone.now() + timedelta(days=1))
+    await sync_to_async(people.revoke_token)(user, token.pk)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await keys.principal_for_token(secret)
+    with pytest.raises(BadRequest, match="between 1 and 365 days"):
+        await sync_to_async(people.create_token)(user, "t", 10_000)
+
+
+def test_failed_logins_are_limited_per_account_and_per_address(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.LOGIN_FAILURES_PER_USER = 3
+    settings.LOGIN_FAILURES_PER_ADDRESS = 5
+    for _ in range(3):
+        assert throttle.check("Bob", "10.9.9.9") is None
+        throttle.failed("Bob", "10.9.9.9")
+    refusal = throttle.check("bob", "192.0.2.1")  # account names are case-blind
+    assert refusal is not None and "for this account" in refusal.message
+    assert 0 < refusal.retry_after <= settings.LOGIN_FAILURE_WINDOW
+    assert throttle.check("carol", "10.9.9.9") is None
+    throttle.failed("carol", "10.9.9.9")
+    throttle.failed("dave", "10.9.9.9")
+    refusal = throttle.check("erin", "10.9.9.9")
+    assert refusal is not None and "from your address" in refusal.message
+    assert throttle.check("erin", "10.9.9.9", per_account=False) is not None
+    # Old failures age out of the window.
+    LoginFailure.objects.update(when=timezone.now() - timedelta(hours=1))
+    assert throttle.check("bob", "10.9.9.9") is None
+    throttle.succeeded("bob")
+    assert not LoginFailure.objects.filter(username="bob").exists()
+
+
+async def test_audit_recording_names_the_outcome() -> None:
+    who = Access(memberships={"a": "viewer"}, username="vera")
+    with pytest.raises(Forbidden):
+        async with audit.recording(who, "a", "delete", "instance", object_id="u1",
+                                   source="127.0.0.1"):
+            who.require_operate("a", "instance u1")
+    with pytest.raises(NotFound):
+        async with audit.recording(who, "b", "delete", "instance", source=None):
+            who.require_operate("b", "instance u2")
+    async with audit.recording(who, "a", "look", "instance") as entry:
+        entry.object_name = "web"
+    events = [e async for e in AuditEvent.objects.order_by("id")]
+    assert [(e.actor, e.outcome) for e in events] == [
+        ("vera", "denied"), ("vera", "refused"), ("vera", "ok")]
+    assert events[0].source == "127.0.0.1" and "viewer" in events[0].detail
+    assert events[2].object_name == "web"
+
+
+def test_people_service_refusals() -> None:
+    admin_user = get_user_model().objects.create_user("root", password="x" * 12)
+    Namespace.objects.create(name="system")
+    boss = Access(memberships={"system": "admin"}, username="root")
+    people.set_membership(boss, "system", "root", "admin")
+    with pytest.raises(Conflict):
+        people.create_user(boss, "ROOT", "another-password-1")
+    with pytest.raises(BadRequest, match="too short"):
+        people.create_user(boss, "newbie", "abc")
+    with pytest.raises(BadRequest, match="last admin of the system namespace"):
+        people.remove_membership(boss, "system", admin_user.pk)
+    with pytest.raises(BadRequest, match="own account"):
+        people.set_active(boss, admin_user.pk, False)
+    with pytest.raises(Forbidden):
+        people.create_user(Access(memberships={"a": "admin"}, username="x"), "y", "pw-long-enough")
+    assert not get_user_model().objects.filter(username="newbie").exists()
