@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.http import HttpRequest
 
@@ -72,12 +73,26 @@ def resolve_current(wanted: str | None, memberships: Mapping[str, str],
     return (own[0] if own else None), False
 
 
-async def access_for(request: HttpRequest) -> Access:
-    user = await request.auser()
-    if not user.is_authenticated:
+async def _access(user: Any, wanted: str | None) -> Access:
+    if user is None or not user.is_authenticated:
         return Access()
     memberships = await memberships_of(user)
     choices = await namespace_choices(memberships)
-    current, everything = resolve_current(request.session.get(SESSION_KEY), memberships, choices)
+    current, everything = resolve_current(wanted, memberships, choices)
     return Access(memberships=memberships, current=current, all_namespaces=everything,
                   username=user.get_username())
+
+
+async def access_for(request: HttpRequest) -> Access:
+    """For pages: the person's roles now, and the namespace they work in."""
+    user = await request.auser()
+    wanted = await request.session.aget(SESSION_KEY) if user.is_authenticated else None
+    return await _access(user, wanted)
+
+
+async def access_for_scope(scope: dict[str, Any]) -> Access:
+    """For websocket consumers (behind Channels' AuthMiddlewareStack)."""
+    user = scope.get("user")
+    session = scope.get("session")
+    wanted = await session.aget(SESSION_KEY) if session is not None else None
+    return await _access(user, wanted)

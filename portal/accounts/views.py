@@ -42,8 +42,7 @@ async def switch_namespace(request: HttpRequest) -> HttpResponse:
     choices = await namespace_choices(access.memberships)
     current, everything = resolve_current(wanted, access.memberships, choices)
     if everything or current == wanted:
-        await sync_to_async(request.session.__setitem__)(
-            SESSION_KEY, ALL_NAMESPACES if everything else wanted)
+        await request.session.aset(SESSION_KEY, ALL_NAMESPACES if everything else wanted)
     target = request.POST.get("next") or reverse("instance-list")
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = reverse("instance-list")

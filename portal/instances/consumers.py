@@ -13,12 +13,10 @@ what it may see is worked out again.
 
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
-from portal.accounts.access import SESSION_KEY, namespace_choices, resolve_current
-from portal.accounts.keys import memberships_of
+from portal.accounts.access import access_for_scope
 from portal.accounts.notify import user_group
 from portal.cloud.instances import InstanceRecord, visible
 from portal.live.hub import Hub, hub
@@ -39,10 +37,8 @@ class InstanceListConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        memberships = await memberships_of(user)
-        choices = await namespace_choices(memberships)
-        wanted = await database_sync_to_async(self.scope["session"].get)(SESSION_KEY)
-        current, everything = resolve_current(wanted, memberships, choices)
+        access = await access_for_scope(self.scope)
+        current, everything = access.current, access.all_namespaces
         self.hub = await hub()
         self.shown = set()
         self.show_namespace = everything
