@@ -25,3 +25,4 @@ lint: test-deps
 bench: test-deps
 	$(PYTHON) bench/create_latency.py
 	$(PYTHON) bench/idle.py
+	$(PYTHON) bench/auth_overhead.py

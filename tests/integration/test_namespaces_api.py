@@ -95,6 +95,9 @@ def test_delete_refusals_name_what_remains(cloud: Cloud) -> None:
     assert response.status_code == 400
     assert response.json()["error"] == (
         f"namespace {ns} still owns instances: leftover: delete them first")
+    by_client = cloud.sf("namespace", "delete", ns, check=False)
+    assert by_client.returncode != 0
+    assert "still owns instances: leftover" in by_client.stdout + by_client.stderr
     # Refused means untouched: still there, still accepting objects.
     assert api.get(f"/auth/namespaces/{ns}").json()["state"] == "created"
 
