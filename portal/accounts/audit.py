@@ -11,14 +11,16 @@ a personal token through the API. Never pass a secret in ``detail``.
         network = await networks.delete(...)
         entry.object_id = network.uuid
 
+(``record_now`` and ``recording_now`` are the same for synchronous code.)
+
 ``who`` is a Principal (API), a user (pages), or a plain string.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,3 +123,22 @@ async def recording(who: Any, namespace: str | None, action: str, kind: str, *,
         raise
     await record(who, entry.namespace, action, kind, object_id=entry.object_id,
                  object_name=entry.object_name, detail=entry.detail, source=source)
+
+
+@contextmanager
+def recording_now(who: Any, namespace: str | None, action: str, kind: str, *,
+                  object_id: str = "", object_name: str = "", detail: str = "",
+                  source: str | None = None) -> Iterator[Entry]:
+    """``recording`` for synchronous code."""
+    entry = Entry(object_id=object_id, object_name=object_name, detail=detail,
+                  namespace=namespace)
+    try:
+        yield entry
+    except Exception as exc:
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        record_now(who, entry.namespace, action, kind, object_id=entry.object_id,
+                   object_name=entry.object_name, outcome=outcome_of(exc),
+                   detail=str(message), source=source)
+        raise
+    record_now(who, entry.namespace, action, kind, object_id=entry.object_id,
+               object_name=entry.object_name, detail=entry.detail, source=source)

@@ -8,8 +8,7 @@ validation are); every change, and every refused attempt, is audited.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -37,20 +36,11 @@ MEMBERSHIP = "membership"
 TOKEN = "token"  # noqa: S105 - an audit object kind
 
 
-@contextmanager
 def _audited(who: Any, namespace: str | None, action: str, kind: str, *, object_id: Any = "",
-             object_name: str = "", source: str | None = None) -> Iterator[audit.Entry]:
-    entry = audit.Entry(object_id=str(object_id), object_name=object_name, namespace=namespace)
-    try:
-        yield entry
-    except Exception as exc:
-        message = getattr(exc, "message", None) or str(exc)
-        audit.record_now(who, entry.namespace, action, kind, object_id=entry.object_id,
-                         object_name=entry.object_name, outcome=audit.outcome_of(exc),
-                         detail=str(message), source=source)
-        raise
-    audit.record_now(who, entry.namespace, action, kind, object_id=entry.object_id,
-                     object_name=entry.object_name, detail=entry.detail, source=source)
+             object_name: str = "", source: str | None = None
+             ) -> AbstractContextManager[audit.Entry]:
+    return audit.recording_now(who, namespace, action, kind, object_id=str(object_id),
+                               object_name=object_name, source=source)
 
 
 def _check_password(password: str, user: AbstractBaseUser | None = None) -> None:

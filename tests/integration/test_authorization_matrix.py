@@ -14,6 +14,8 @@ Objects of a namespace the caller can't see answer 404, never 403.
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -390,8 +392,6 @@ def world(cloud: Cloud) -> World:
 
 
 def _token_id(session: requests.Session, cloud: Cloud, name: str) -> int:
-    import re
-
     page_text = session.get(f"{cloud.url}/account/tokens/", timeout=10).text
     row = re.search(rf'<tr id="token-(\d+)">\s*<td>{name}</td>', page_text)
     assert row, f"token {name} is not on its owner's page"
@@ -421,8 +421,6 @@ def _call(world: World, route: str, check: Check, who: str) -> requests.Response
         headers = {"Content-Type": "application/json"}
         if who in world.tokens:
             headers["Authorization"] = f"Bearer {world.tokens[who]}"
-        import json
-
         return requests.request(check.method, f"{world.cloud.url}{path}", headers=headers,
                                 data=json.dumps(body) if body is not None else None, timeout=30)
     if check.method == "GET":
