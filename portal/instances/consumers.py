@@ -42,6 +42,8 @@ class InstanceListConsumer(AsyncWebsocketConsumer):
         self.hub = await hub()
         self.shown = set()
         self.show_namespace = everything
+        # Viewers get rows without action buttons.
+        self.can_operate = access.can_operate_here
         await self.accept()
         if everything:
             self.scope_namespaces = None
@@ -75,7 +77,8 @@ class InstanceListConsumer(AsyncWebsocketConsumer):
         self.shown = {record.uuid for record in records}
         await self.send(text_data=render_to_string(
             "instances/_rows.html",
-            {"records": records, "oob": True, "show_namespace": self.show_namespace},
+            {"records": records, "oob": True, "show_namespace": self.show_namespace,
+             "can_operate": self.can_operate},
         ))
 
     async def instance_changed(self, event: dict) -> None:
@@ -86,7 +89,8 @@ class InstanceListConsumer(AsyncWebsocketConsumer):
             new = uuid not in self.shown
             self.shown.add(uuid)
             html = render_to_string("instances/_row.html", {
-                "record": record, "oob": not new, "show_namespace": self.show_namespace})
+                "record": record, "oob": not new, "show_namespace": self.show_namespace,
+                "can_operate": self.can_operate})
             if new:
                 html = f'<tbody hx-swap-oob="beforeend:#instance-rows">{html}</tbody>'
         elif uuid in self.shown:

@@ -461,6 +461,9 @@ def open_socket(world: World, who: str, path: str = "/ws/instances/", origin: st
 def test_websocket_answers_each_caller_as_the_matrix_says(world: World, route: str) -> None:
     for who in EVERYONE:
         expected = WEBSOCKETS[route][who]
+        # Everyone asks to work in A (B's admin can't, and stays in B).
+        if who not in NO_CREDENTIALS:
+            _post(world, who, "/namespace/", {"namespace": world.ns_a})
         try:
             ws = open_socket(world, who, "/" + route)
         except InvalidStatus as refused:
@@ -473,6 +476,9 @@ def test_websocket_answers_each_caller_as_the_matrix_says(world: World, route: s
         assert 'id="instance-rows"' in first
         # The table only ever holds what the caller may see.
         assert (world.instance_a in first) == (who in (MEMBER, VIEWER, SYSTEM)), who
+        # Viewers get rows without the buttons that change things.
+        if who in (MEMBER, VIEWER):
+            assert ('data-confirm="delete-dialog"' in first) == (who == MEMBER), who
 
 
 @pytest.mark.parametrize("origin", [
