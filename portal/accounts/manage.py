@@ -317,8 +317,8 @@ async def user_list(request: HttpRequest) -> HttpResponse:
             form.add_error(None, exc.message)
         else:
             if not data["password"]:
-                messages.warning(request, f"{user.get_username()}'s password is {password} "
-                                          "(shown only this once).")
+                # Shown in this response only: never in a message, cookie or session.
+                return await _user_page(request, user, new_password=password)
             messages.success(request, f"{user.get_username()} can now log in.")
             return HttpResponseRedirect(reverse("user-admin", args=[user.pk]))
     users = [u async for u in get_user_model().objects.order_by("username")
@@ -337,13 +337,17 @@ async def user_detail(request: HttpRequest, user_id: int) -> HttpResponse:
     except CloudError as exc:
         _http(exc)
         raise
+    return await _user_page(request, user)
+
+
+async def _user_page(request: HttpRequest, user: Any, **extra: Any) -> HttpResponse:
     memberships = [m async for m in Membership.objects.filter(user=user)
                    .select_related("namespace").order_by("namespace__name")]
     taken = {m.namespace.name for m in memberships}
     return await arender(request, "manage/user.html", {
         "person": user, "memberships": memberships, "role_choices": ROLE_CHOICES,
         "free_namespaces": [n for n in await _namespace_names() if n not in taken],
-        "tab": "people",
+        "tab": "people", **extra,
     })
 
 
@@ -372,13 +376,12 @@ async def user_password(request: HttpRequest, user_id: int) -> HttpResponse:
     except CloudError as exc:
         _http(exc)
         messages.error(request, exc.message)
-    else:
-        if given:
-            messages.success(request, "The password is changed; their sessions have ended.")
-        else:
-            messages.warning(request, f"The new password is {password} (shown only this once). "
-                                      "Their sessions have ended.")
-    return HttpResponseRedirect(reverse("user-admin", args=[user_id]))
+        return HttpResponseRedirect(reverse("user-admin", args=[user_id]))
+    if given:
+        messages.success(request, "The password is changed; their sessions have ended.")
+        return HttpResponseRedirect(reverse("user-admin", args=[user_id]))
+    user = await get_user_model().objects.aget(pk=user_id)
+    return await _user_page(request, user, new_password=password)
 
 
 @login_required

@@ -379,3 +379,27 @@ def test_secrets_never_reach_the_logs(team: Team) -> None:
     assert "audit: " in log  # the log does hold what happened...
     for secret in (password, token, key, exchanged, cloud.system_key, cloud.admin_password):
         assert secret not in log  # ...and none of the secrets
+
+
+def test_generated_passwords_are_shown_once_and_work(team: Team) -> None:
+    cloud = team.cloud
+    admin = team.session("sys")
+    username = "gen-" + team.a
+    created = post(cloud, admin, "/manage/people/", {
+        "username": username, "password": "", "namespace": team.b, "role": "viewer"})
+    assert created.status_code == 200
+    password = re.search(r'data-copy="([^"]+)" aria-label="Copy the password"',
+                         created.text).group(1)
+    assert not any(password in c for c in created.raw.headers.getlist("Set-Cookie"))
+    user_id = re.search(r"/manage/people/(\d+)/active/", created.text).group(1)
+    assert password not in admin.get(f"{cloud.url}/manage/people/{user_id}/", timeout=10).text
+    person = log_in(cloud, username, password)
+    assert team.b in person.get(f"{cloud.url}/instances/", timeout=10).text
+    # A reset ends their session and the new password works instead.
+    reset = post(cloud, admin, f"/manage/people/{user_id}/password/", {})
+    new_password = re.search(r'data-copy="([^"]+)" aria-label="Copy the password"',
+                             reset.text).group(1)
+    assert new_password != password
+    gone = person.get(f"{cloud.url}/instances/", timeout=10, allow_redirects=False)
+    assert gone.status_code == 302 and "/login/" in gone.headers["Location"]
+    log_in(cloud, username, new_password)
