@@ -403,3 +403,20 @@ def test_generated_passwords_are_shown_once_and_work(team: Team) -> None:
     gone = person.get(f"{cloud.url}/instances/", timeout=10, allow_redirects=False)
     assert gone.status_code == 302 and "/login/" in gone.headers["Location"]
     log_in(cloud, username, new_password)
+
+
+def test_all_namespaces_view_asks_where_to_create(team: Team) -> None:
+    cloud = team.cloud
+    sysadmin, member = team.session("sys"), team.session("member")
+    post(cloud, sysadmin, "/namespace/", {"namespace": "*"})
+    form = sysadmin.get(f"{cloud.url}/instances/new/", timeout=10).text
+    assert 'name="namespace"' in form
+    assert f'<option value="{team.a}"' in form and f'<option value="{team.b}"' in form
+    listing = sysadmin.get(f"{cloud.url}/instances/", timeout=10).text
+    assert "in all namespaces" in listing and '<th scope="col">Namespace</th>' in listing
+    # "All namespaces" is for system members only: anyone else stays in their own.
+    post(cloud, member, "/namespace/", {"namespace": "*"})
+    own = member.get(f"{cloud.url}/instances/", timeout=10).text
+    assert f"in {team.a}" in own and "All namespaces" not in own
+    create_page = member.get(f"{cloud.url}/instances/new/", timeout=10).text
+    assert 'name="namespace"' not in create_page.split("<main", 1)[1]  # past the top bar
