@@ -11,6 +11,8 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/images/<uuid>                    an image that instances may boot from (portal)
     <prefix>/names/images/<ns>/<name>         name -> uuid (portal)
     <prefix>/observed/images/<node>/<uuid>    that node's cache of an image (that node's agent)
+    <prefix>/keypairs/<uuid>                  an ssh public key a namespace keeps (portal)
+    <prefix>/names/keypairs/<ns>/<name>       name -> uuid (portal)
 """
 
 from __future__ import annotations
@@ -82,6 +84,17 @@ class Keys:
 
     def observed_image(self, node: str, uuid: str) -> str:
         return self._k("observed", "images", node, uuid)
+
+    # keypairs
+    @property
+    def keypairs(self) -> str:
+        return self._k("keypairs", "")
+
+    def keypair(self, uuid: str) -> str:
+        return self._k("keypairs", uuid)
+
+    def keypair_name(self, namespace: str, name: str) -> str:
+        return self._k("names", "keypairs", namespace, name)
 
     # parsing
     def uuid_of(self, key: str, family: str) -> str | None:

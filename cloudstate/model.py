@@ -108,6 +108,9 @@ class InstanceSpec(Record):
     video: dict[str, Any] = field(default_factory=lambda: {"model": "cirrus", "memory": 16384})
     configdrive: str = "openstack-disk"
     requested_placement: str | None = None
+    # The name of the namespace's keypair ssh_key came from, if it did: the
+    # config drive offers the key under this name.
+    keypair: str | None = None
 
     @property
     def domain_name(self) -> str:
@@ -155,25 +158,53 @@ class NodeInfo(Record):
 
 @dataclass(frozen=True)
 class Image(Record):
+    """An image instances may boot from: fetched from ``source_url``, or (a
+    snapshot) made on ``node`` from an instance's disk.
+
+    A snapshot's bytes exist only on the node that took it, in its image
+    cache; ``node`` says which, so that a node without them knows whom to
+    fetch them from (and the scheduler, meanwhile, places instances there).
+    """
+
     uuid: str
     name: str
     namespace: str
     source_url: str
     shared: bool = False
     kind: str = "image"  # image or snapshot
-    state: str = "created"
+    state: str = "created"  # created or deleted (what each node holds is observed)
     created_at: float = field(default_factory=time.time)
+    # Fetch onto every hypervisor ahead of time (an "artifact cache" request).
+    precache: bool = False
+    node: str | None = None  # a snapshot: the node holding it
+    instance_uuid: str | None = None  # a snapshot: of which instance
+    device: str | None = None  # a snapshot: of which disk
+    deleted_at: float | None = None
 
 
 @dataclass(frozen=True)
 class ImageObserved(Record):
-    """One node's cached copy of an image."""
+    """One node's cached copy of an image (or a snapshot being taken)."""
 
-    state: str  # downloading, ready, error
+    state: str  # downloading, creating, ready, error, removed
     size: int = 0
     sha256: str | None = None
     error: str | None = None
     updated_at: float = field(default_factory=time.time)
+    done: int = 0  # bytes so far, while downloading or copying
+    total: int | None = None  # bytes expected, when known
+
+
+@dataclass(frozen=True)
+class Keypair(Record):
+    """An ssh public key a namespace keeps, to put into new instances."""
+
+    uuid: str
+    name: str
+    namespace: str
+    public_key: str
+    fingerprint: str  # SHA256:<base64>, as ssh-keygen -l shows it
+    created_at: float = field(default_factory=time.time)
 
 
 _NESTED: dict[tuple[str, str], type[Record]] = {

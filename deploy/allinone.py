@@ -186,6 +186,8 @@ def main() -> int:
     runner.log_dir.mkdir(exist_ok=True)
     runner.env["SFCLOUD_STATE_DIR"] = str(state_dir)
     runner.env["SFCLOUD_PORTAL_ADDRESS"] = args.address
+    # The agent sends its events there.
+    runner.env.setdefault("SFCLOUD_PORTAL_URL", f"http://{args.address}")
     load_secret(state_dir, create=True)  # shared by the portal and the agent
 
     def stop(signum: int, _frame: object) -> None:

@@ -13,15 +13,18 @@ import asyncio
 import logging
 from importlib import metadata
 
+from cloudstate import signing
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
-from cloudstate.model import InstanceSpec, NodeInfo
+from cloudstate.model import Image, InstanceSpec, NodeInfo
 from cloudstate.urlguard import FetchPolicy
 from nodeagent import hostfacts
 from nodeagent.domainxml import DomainOwner
+from nodeagent.events import EventLog, EventSender, EventSpool, events_url
 from nodeagent.hypervisor import Hypervisor
 from nodeagent.images import ImageCache
+from nodeagent.imagesync import ImageSync, specs_using
 from nodeagent.instances import InstanceContext, InstanceReconciler
 from nodeagent.settings import AgentSettings
 from nodeagent.workqueue import WorkQueue
@@ -54,6 +57,13 @@ class Agent:
             on_reconnect=lambda: asyncio.get_running_loop().create_task(self.sweep()),
         )
         self.images = ImageCache(settings.images_dir, FetchPolicy.from_env())
+        self.events = EventLog(EventSpool(settings.event_spool_dir))
+        self.image_sync = ImageSync(
+            node=settings.node_name, keys=self.keys, etcd=self.etcd, mirror=self.mirror,
+            cache=self.images, events=self.events, in_use=self._image_in_use)
+        # Downloads take long; they get their own workers so they never hold
+        # up power actions and the like.
+        self.image_queue = WorkQueue(self.image_sync.reconcile, workers=2)
         self.reconciler: InstanceReconciler | None = None
         self.started = asyncio.Event()
 
@@ -73,15 +83,23 @@ class Agent:
                 domain_template=settings.domain_template,
             ),
             keys=self.keys, etcd=self.etcd, mirror=self.mirror,
-            hypervisor=self.hypervisor, images=self.images,
+            hypervisor=self.hypervisor, images=self.image_sync, events=self.events,
         )
         self.mirror.subscribe(self._on_changes)
+        sender = EventSender(
+            self.events, url=events_url(settings.portal_url), node=settings.node_name,
+            secret=signing.load_secret(settings.common.state_dir))
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.mirror.run())
                 group.create_task(self.queue.run())
+                group.create_task(self.image_queue.run())
+                group.create_task(sender.run())
                 await self.mirror.ready.wait()
                 await self._register(virt)
+                self.events.emit("node", settings.node_name,
+                                 f"node agent {release()} started ({virt.virt_type})",
+                                 type="status", extra={"reason": virt.reason})
                 group.create_task(self.etcd.hold_lease(
                     settings.common.node_lease_ttl, self._mark_alive
                 ))
@@ -131,6 +149,10 @@ class Agent:
 
     def _on_changes(self, changes: list[Change]) -> None:
         for change in changes:
+            image_uuid = self.keys.uuid_of(change.key, self.keys.images)
+            if image_uuid is not None:
+                self._image_changed(image_uuid, change)
+                continue
             uuid = self.keys.uuid_of(change.key, self.keys.instances)
             if uuid is None:
                 continue
@@ -140,8 +162,31 @@ class Agent:
                     self.queue.add(uuid)
                     break
 
+    def _image_changed(self, uuid: str, change: Change) -> None:
+        self.image_queue.add(uuid)
+        if change.new is None:
+            return
+        image = Image.from_json(change.new.value)
+        # A snapshot to take is work for the instance's own pass, which it
+        # must not race (pausing, powering, deleting).
+        if image.kind == "snapshot" and image.node == self.owner.node and image.instance_uuid:
+            self.queue.add(image.instance_uuid)
+
+    def _image_in_use(self, cache_key: str) -> bool:
+        """Whether an instance on this node (even one being deleted, whose
+        disks may still be there) has a disk backed by this cached image."""
+        specs = [InstanceSpec.from_json(kv.value) for kv in self.mirror.items(self.keys.instances)]
+        assert self.reconciler is not None
+        local = self.reconciler.local_instances()
+        return any(spec.node == self.owner.node and (spec.desired != "deleted"
+                                                     or spec.uuid in local)
+                   for spec in specs_using(specs, cache_key))
+
     async def sweep(self) -> None:
         """Queue everything this node should have or does have."""
+        for kv in self.mirror.items(self.keys.images):
+            if uuid := self.keys.uuid_of(kv.key, self.keys.images):
+                self.image_queue.add(uuid)
         wanted = {
             uuid for kv in self.mirror.items(self.keys.instances)
             if (uuid := self.keys.uuid_of(kv.key, self.keys.instances))

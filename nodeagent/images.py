@@ -26,7 +26,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import stat
 import time
 from collections.abc import Callable
@@ -36,9 +35,9 @@ from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from cloudstate.pinned import PinnedResolver as _PinnedResolver
 from cloudstate.urlguard import FetchPolicy, IPAddress, URLRefused, check_url
 
 log = logging.getLogger(__name__)
@@ -159,6 +158,38 @@ class ImageCache:
         for sidecar in self.root.glob("*.json"):
             if not sidecar.with_suffix(".qcow2").exists():
                 sidecar.unlink(missing_ok=True)
+
+    def scratch_path(self, label: str, suffix: str = ".qcow2") -> Path:
+        """A private path for work in progress (a snapshot being made, say):
+        removed by cleanup_partials() at the next start if left behind."""
+        self._partial.mkdir(parents=True, exist_ok=True)
+        return self._partial / f"{label}-{secrets.token_hex(4)}{suffix}"
+
+    async def adopt(self, cache_key: str, ready: Path, *, url: str) -> CachedImage:
+        """Take a standalone qcow2 made on this node (a snapshot) into the
+        cache under ``cache_key``, as though it had been fetched from
+        ``url``. ``ready`` is moved, and must be a scratch_path()."""
+        info = await _image_info(ready, "qcow2")
+        _refuse_external_files(info, ready)
+        size, sha256 = await asyncio.to_thread(_hash_file, ready)
+        sidecar = ready.with_suffix(".json")
+        meta = {"cache_key": cache_key, "url": url, "sha256": sha256, "size": size,
+                "virtual_size": int(info["virtual-size"]), "format": "qcow2",
+                "source_format": "qcow2", "fetched_at": time.time()}
+        try:
+            sidecar.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+            await asyncio.to_thread(_fsync_path, sidecar)
+            await asyncio.to_thread(_fsync_path, ready)
+            for path in (ready, sidecar):
+                path.chmod(0o644)
+            final = self.image_path(cache_key)
+            os.replace(ready, final)
+            os.replace(sidecar, self._sidecar_path(cache_key))
+            await asyncio.to_thread(_fsync_path, self.root)
+        finally:
+            sidecar.unlink(missing_ok=True)
+        return CachedImage(path=final, format="qcow2", virtual_size=int(info["virtual-size"]),
+                           size=size, sha256=sha256)
 
     async def ensure(
         self,
@@ -470,34 +501,6 @@ async def create_overlay(base: CachedImage | None, dest: Path, size_gb: int) -> 
 # --- helpers -------------------------------------------------------------------
 
 
-class _PinnedResolver(AbstractResolver):
-    """Answers only for the checked host, with only the checked addresses, so
-    aiohttp cannot resolve the name a second time and get another answer."""
-
-    def __init__(self, host: str, addresses: list[IPAddress]):
-        self._host = host
-        self._addresses = addresses
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        if host.lower() != self._host:
-            raise OSError(f"{host} was not checked before connecting")
-        results: list[ResolveResult] = []
-        for address in self._addresses:
-            addr_family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-            if family in (socket.AF_INET, socket.AF_INET6) and family != addr_family:
-                continue
-            results.append({"hostname": host, "host": str(address), "port": port,
-                            "family": addr_family, "proto": 0,
-                            "flags": socket.AI_NUMERICHOST})
-        if not results:
-            raise OSError(f"{host} has no checked address of the wanted family")
-        return results
-
-    async def close(self) -> None:
-        pass
-
-
 class _Progress:
     def __init__(self, listeners: list[ProgressCallback]):
         self._listeners = listeners
@@ -620,6 +623,16 @@ def _write(out: BinaryIO, hasher: Any, chunks: list[bytes]) -> None:
     for chunk in chunks:
         hasher.update(chunk)
         out.write(chunk)
+
+
+def _hash_file(path: Path) -> tuple[int, str]:
+    hasher = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            size += len(chunk)
+            hasher.update(chunk)
+    return size, hasher.hexdigest()
 
 
 def _fsync_path(path: Path) -> None:

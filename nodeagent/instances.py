@@ -9,7 +9,6 @@ later pass would mistake for a finished one.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -21,12 +20,15 @@ from pathlib import Path
 from cloudstate.etcd import Delete, Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
-from cloudstate.model import Disk, InstanceObserved, InstanceSpec
+from cloudstate.model import Disk, Image, ImageObserved, InstanceObserved, InstanceSpec
 from nodeagent import configdrive, domainxml, failpoints
 from nodeagent.domainxml import DomainDisk, DomainOwner
+from nodeagent.events import EventLog
 from nodeagent.hostfacts import Virtualization
 from nodeagent.hypervisor import Hypervisor, HypervisorError
-from nodeagent.images import CachedImage, ImageCache, ImageError, create_overlay
+from nodeagent.images import CachedImage, ImageError, create_overlay
+from nodeagent.imagesync import ImageSync
+from nodeagent.snapshots import SnapshotTaker
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,8 @@ class InstanceReconciler:
         etcd: Etcd,
         mirror: Mirror,
         hypervisor: Hypervisor,
-        images: ImageCache,
+        images: ImageSync,
+        events: EventLog | None = None,
     ):
         self._ctx = context
         self._keys = keys
@@ -65,6 +68,9 @@ class InstanceReconciler:
         self._mirror = mirror
         self._hv = hypervisor
         self._images = images
+        self._events = events
+        self._snapshots = SnapshotTaker(hypervisor=hypervisor, cache=images.cache,
+                                        report=self._report_image, events=events)
 
     @property
     def node(self) -> str:
@@ -79,6 +85,21 @@ class InstanceReconciler:
     def observed(self, uuid: str) -> InstanceObserved | None:
         kv = self._mirror.get(self._keys.observed_instance(uuid))
         return None if kv is None else InstanceObserved.from_json(kv.value)
+
+    def pending_snapshots(self, uuid: str) -> list[Image]:
+        """Snapshots of this instance asked of this node and not yet taken.
+        One found "creating" was interrupted (this pass is the only one that
+        takes them), and is taken again."""
+        found = []
+        for kv in self._mirror.items(self._keys.images):
+            image = Image.from_json(kv.value)
+            if (image.kind == "snapshot" and image.instance_uuid == uuid
+                    and image.node == self.node and image.state != "deleted"):
+                observed = self._mirror.get(self._keys.observed_image(self.node, image.uuid))
+                state = ImageObserved.from_json(observed.value).state if observed else None
+                if state in (None, "creating"):
+                    found.append(image)
+        return sorted(found, key=lambda image: (image.created_at, image.device or ""))
 
     def instance_dir(self, uuid: str) -> Path:
         # The uuid becomes a path: make sure it can't be anything but a uuid.
@@ -109,6 +130,7 @@ class InstanceReconciler:
                 await self._etcd.txn([], [Delete(self._keys.observed_instance(uuid))])
             return
         if spec.desired == "deleted":
+            await self._fail_snapshots(uuid, "the instance was deleted before it was taken")
             await self._teardown(uuid)
             await self._report(spec, state="deleted", power_state="off", error=None)
             return
@@ -116,8 +138,10 @@ class InstanceReconciler:
         observed = self.observed(uuid)
         if (observed and observed.state == "error"
                 and observed.failed_spec_revision == spec_revision):
+            await self._fail_snapshots(uuid, f"the instance is in error: {observed.error}")
             return  # it failed for this very spec; a changed spec retries
         try:
+            await self._snapshots.resume_if_we_paused(spec, self.instance_dir(uuid))
             await self._converge(spec, observed)
         except (InstanceFailure, ImageError, HypervisorError, domainxml.DomainXMLError) as exc:
             log.warning("instance %s failed: %s", uuid, exc)
@@ -125,6 +149,24 @@ class InstanceReconciler:
                 spec, state="error", error=str(exc), failed_spec_revision=spec_revision,
                 power_state=(await self._power_state(uuid)) or "off",
             )
+            return
+        if snapshots := self.pending_snapshots(uuid):
+            try:
+                await self._snapshots.take(spec, self.instance_dir(uuid), snapshots)
+            except (ImageError, HypervisorError, OSError) as exc:
+                log.warning("snapshot of %s failed: %s", uuid, exc)
+                for image in snapshots:
+                    await self._report_image(image.uuid, ImageObserved(
+                        state="error", error=str(exc)))
+
+    async def _fail_snapshots(self, uuid: str, why: str) -> None:
+        for image in self.pending_snapshots(uuid):
+            await self._report_image(image.uuid, ImageObserved(state="error", error=why))
+
+    async def _report_image(self, image_uuid: str, observed: ImageObserved) -> None:
+        revision = await self._etcd.put(self._keys.observed_image(self.node, image_uuid),
+                                        observed.to_json())
+        await self._mirror.wait_for_revision(revision)
 
     async def _converge(self, spec: InstanceSpec, observed: InstanceObserved | None) -> None:
         applied = observed.applied_power_generation if observed else 0
@@ -133,11 +175,19 @@ class InstanceReconciler:
             built_before = observed is not None and observed.state in ("created", "error")
             if not built_before:
                 await self._report(spec, state="creating", power_state="off")
+            started = time.monotonic()
             await self._build(spec, repairing=built_before)
+            self._emit(spec.uuid, "domain rebuilt after it went missing" if built_before
+                       else "disks, config drive and domain made",
+                       duration=time.monotonic() - started)
         if spec.power.generation > applied:
+            started = time.monotonic()
             await self._apply_power(spec)
             failpoints.hit("after-power")
             applied = spec.power.generation
+            self._emit(spec.uuid, f"power action {spec.power.action} applied",
+                       duration=time.monotonic() - started,
+                       extra={"generation": spec.power.generation})
         await self._report(
             spec, state="created", error=None, applied_power_generation=applied,
             power_state=(await self._power_state(spec.uuid)) or "off",
@@ -192,11 +242,7 @@ class InstanceReconciler:
     async def _base_image(self, disk: Disk) -> CachedImage | None:
         if disk.source is None:
             return None
-        # file:// is only ever followed for images an operator registered
-        # (they carry an image uuid), never for a URL a user typed.
-        policy = (dataclasses.replace(self._images.policy, allow_file=True)
-                  if disk.source.image_uuid else None)
-        return await self._images.ensure(disk.source.url, disk.source.cache_key, policy=policy)
+        return await self._images.ensure_source(disk.source)
 
     async def _ensure_disk(
         self, disk: Disk, base: CachedImage | None, directory: Path, *, repairing: bool
@@ -226,7 +272,8 @@ class InstanceReconciler:
             uuid=spec.uuid,
             name=spec.name,
             hostname=spec.name,
-            public_keys={"sfcloud": spec.ssh_key.strip()} if spec.ssh_key else {},
+            public_keys={spec.keypair or "sfcloud": spec.ssh_key.strip()} if spec.ssh_key
+            else {},
             user_data=user_data,
         )
         configdrive.write(content, self.instance_dir(spec.uuid) / CONFIG_DRIVE)
@@ -275,12 +322,28 @@ class InstanceReconciler:
 
     async def _report(self, spec: InstanceSpec, **fields: object) -> None:
         """Write the observed record, but only if something in it changed."""
-        current = self.observed(spec.uuid) or InstanceObserved(node=self.node)
+        found = self.observed(spec.uuid)
+        current = found or InstanceObserved(node=self.node)
         wanted = current.replace(node=self.node, **fields)
-        if wanted.replace(updated_at=0) == current.replace(updated_at=0) \
-                and self._mirror.get(self._keys.observed_instance(spec.uuid)) is not None:
+        if wanted.replace(updated_at=0) == current.replace(updated_at=0) and found is not None:
             return
         wanted = wanted.replace(updated_at=time.time())
         revision = await self._etcd.put(self._keys.observed_instance(spec.uuid), wanted.to_json())
+        self._emit_changes(spec.uuid, found, wanted)
         # Later passes read our own record from the mirror: let it catch up.
         await self._mirror.wait_for_revision(revision)
+
+    def _emit_changes(self, uuid: str, before: InstanceObserved | None,
+                      after: InstanceObserved) -> None:
+        if before is None or before.state != after.state:
+            message = f"state is now {after.state}"
+            if after.state == "error" and after.error:
+                message += f": {after.error}"
+            self._emit(uuid, message, type="status")
+        if before is not None and before.power_state != after.power_state:
+            self._emit(uuid, f"power state {before.power_state} -> {after.power_state}",
+                       type="status")
+
+    def _emit(self, uuid: str, message: str, **kwargs: object) -> None:
+        if self._events is not None:
+            self._events.emit("instance", uuid, message, **kwargs)  # type: ignore[arg-type]

@@ -29,6 +29,10 @@ class AgentSettings:
         default_factory=lambda: Path(p) if (p := _env("SFCLOUD_DOMAIN_TEMPLATE", "")) else None
     )
     workers: int = field(default_factory=lambda: int(_env("SFCLOUD_AGENT_WORKERS", "4")))
+    # Where the portal is, for sending it events: SFCLOUD_PORTAL_URL, else
+    # the address the portal of an all-in-one install listens on.
+    portal_url: str = field(default_factory=lambda: _env(
+        "SFCLOUD_PORTAL_URL", "http://" + _env("SFCLOUD_PORTAL_ADDRESS", "127.0.0.1:13000")))
 
     @property
     def node_dir(self) -> Path:
@@ -41,3 +45,7 @@ class AgentSettings:
     @property
     def images_dir(self) -> Path:
         return self.node_dir / "images"
+
+    @property
+    def event_spool_dir(self) -> Path:
+        return self.node_dir / "event-spool"

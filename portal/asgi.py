@@ -23,12 +23,28 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_application = get_asgi_application()
 
 from portal.lifespan import lifespan  # noqa: E402
-from portal.routing import websocket_urlpatterns  # noqa: E402
+from portal.routing import (  # noqa: E402
+    AGENT_PREFIX,
+    agent_websocket_urlpatterns,
+    websocket_urlpatterns,
+)
+
+browser_websockets = OriginValidator(
+    AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.PORTAL_ORIGINS
+)
+agent_websockets = URLRouter(agent_websocket_urlpatterns)
+
+
+async def websockets(scope, receive, send):  # type: ignore[no-untyped-def]
+    """Agents' websockets skip the browser checks (they have no Origin or
+    session) and authenticate with a signed token instead."""
+    if scope["path"].startswith(AGENT_PREFIX):
+        return await agent_websockets(scope, receive, send)
+    return await browser_websockets(scope, receive, send)
+
 
 application = ProtocolTypeRouter({
     "http": ASGIStaticFilesHandler(django_application),
-    "websocket": OriginValidator(
-        AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.PORTAL_ORIGINS
-    ),
+    "websocket": websockets,
     "lifespan": lifespan,
 })

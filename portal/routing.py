@@ -1,7 +1,23 @@
 from django.urls import path
 
-from portal.instances.consumers import InstanceListConsumer
+from portal.events.agents import PATH as AGENT_EVENTS_PATH
+from portal.events.agents import AgentEventsConsumer
+from portal.events.consumers import NodeEventsConsumer
+from portal.images.consumers import ImagesConsumer
+from portal.instances.consumers import InstanceDetailConsumer, InstanceListConsumer
 
+# Browsers' websockets: the session authenticates them and their Origin is checked.
 websocket_urlpatterns = [
     path("ws/instances/", InstanceListConsumer.as_asgi()),
+    path("ws/instances/<uuid:uuid>/", InstanceDetailConsumer.as_asgi()),
+    path("ws/images/", ImagesConsumer.as_asgi()),
+    path("ws/images/<uuid:uuid>/", ImagesConsumer.as_asgi()),
+    path("ws/nodes/<str:name>/events/", NodeEventsConsumer.as_asgi()),
+]
+
+# Node agents' websockets: no session or Origin; each consumer checks a token
+# signed with the cluster secret.
+AGENT_PREFIX = "/ws/agent/"
+agent_websocket_urlpatterns = [
+    path(AGENT_EVENTS_PATH, AgentEventsConsumer.as_asgi()),
 ]

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "portal.instances",
     "portal.nodes",
     "portal.live",
+    "portal.events",
 ]
 
 MIDDLEWARE = [
@@ -192,3 +193,5 @@ LOGIN_FAILURES_PER_USER = int(_env("SFCLOUD_LOGIN_FAILURES_PER_USER", "5"))
 LOGIN_FAILURES_PER_ADDRESS = int(_env("SFCLOUD_LOGIN_FAILURES_PER_ADDRESS", "20"))
 # Personal API tokens: the longest life a person may give one, in days.
 PERSONAL_TOKEN_MAX_DAYS = int(_env("SFCLOUD_PERSONAL_TOKEN_MAX_DAYS", "365"))
+# How long the event log keeps what happened to each object.
+EVENT_RETENTION_DAYS = int(_env("SFCLOUD_EVENT_RETENTION_DAYS", "90"))

@@ -8,6 +8,8 @@ urlpatterns = [
     path("", include("portal.accounts.urls")),
     path("instances/", include("portal.instances.urls")),
     path("nodes/", include("portal.nodes.urls")),
+    path("images/", include("portal.images.urls")),
+    path("keypairs/", include("portal.keypairs.urls")),
     path("api", include("portal.api.urls")),
     # Answers 404 unless DEBUG is on.
     path("styleguide/", styleguide.view, name="styleguide"),

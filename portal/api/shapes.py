@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from cloudstate.model import Keypair
 from portal.accounts.models import Namespace
+from portal.cloud.artifacts import ImageRecord
 from portal.cloud.instances import InstanceRecord
 from portal.cloud.nodes import NodeRecord
 
@@ -98,4 +100,69 @@ def namespace(record: Namespace) -> dict[str, Any]:
         # Shaken Fist's trusts between namespaces are not offered.
         "trust": {"full": []},
         "version": SCHEMA_VERSION,
+    }
+
+
+def artifact(record: ImageRecord) -> dict[str, Any]:
+    """An image as Shaken Fist shows an artifact: one version (its blob)."""
+    image = record.image
+    size = record.size
+    blobs = {} if size is None else {"1": {
+        "uuid": image.uuid, "size": size, "reference_count": len(record.used_by),
+        "depends_on": None, "instances": list(record.used_by),
+    }}
+    return {
+        "uuid": image.uuid,
+        "name": image.name,
+        "namespace": image.namespace,
+        "artifact_type": image.kind,
+        "source_url": image.source_url,
+        "state": record.state,
+        "shared": image.shared,
+        "max_versions": 1,
+        "index": 1,
+        "blob_uuid": image.uuid if size is not None else None,
+        "blobs": blobs,
+        "metadata": {},
+        "version": SCHEMA_VERSION,
+        "error_message": record.error,
+        "created": image.created_at,
+        "instance_uuid": image.instance_uuid,
+        "device": image.device,
+        "nodes": {
+            node: {"state": observed.state, "done": observed.done, "total": observed.total,
+                   "size": observed.size, "sha256": observed.sha256, "error": observed.error}
+            for node, observed in sorted(record.by_node.items())
+        },
+    }
+
+
+def snapshot(record: ImageRecord) -> dict[str, Any]:
+    """One disk's snapshot as GET /instances/<ref>/snapshot lists it."""
+    image = record.image
+    node = record.by_node.get(image.node or "")
+    return {
+        "uuid": image.uuid,
+        "blob_uuid": image.uuid,
+        "artifact_uuid": image.uuid,
+        "name": image.name,
+        "device": image.device,
+        "created": image.created_at,
+        "state": record.state,
+        "source_url": image.source_url,
+        "node": image.node,
+        "size": record.size,
+        "progress": record.progress(image.node or ""),
+        "error_message": node.error if node else None,
+    }
+
+
+def keypair(item: Keypair) -> dict[str, Any]:
+    return {
+        "uuid": item.uuid,
+        "name": item.name,
+        "namespace": item.namespace,
+        "public_key": item.public_key,
+        "fingerprint": item.fingerprint,
+        "created": item.created_at,
     }

@@ -3,7 +3,17 @@ Fist's client sends them. Each area keeps its routes next to its views."""
 
 from django.urls import path
 
-from portal.api.views import auth, instances, namespaces, nodes, root
+from portal.api.views import (
+    artifacts,
+    auth,
+    events,
+    instance_actions,
+    instances,
+    keypairs,
+    namespaces,
+    nodes,
+    root,
+)
 
 urlpatterns = [
     path("", root.root),
@@ -12,4 +22,8 @@ urlpatterns = [
     *namespaces.routes,
     *instances.routes,
     *nodes.routes,
+    *instance_actions.routes,
+    *events.routes,
+    *artifacts.routes,
+    *keypairs.routes,
 ]

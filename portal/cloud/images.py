@@ -11,9 +11,9 @@ from __future__ import annotations
 import uuid as uuidlib
 
 from cloudstate import validation
-from cloudstate.model import DiskSource, Image
-from portal.cloud import store
-from portal.cloud.errors import BadRequest
+from cloudstate.model import Disk, DiskSource, Image, ImageObserved
+from portal.cloud import store, urlcheck
+from portal.cloud.errors import BadRequest, NotReady
 
 SF_IMAGE_PREFIX = "sf://image/"
 
@@ -48,7 +48,11 @@ async def resolve(base: str | None, namespace: str) -> DiskSource | None:
         return None
     base = base.strip()
     if base.startswith(("http://", "https://")):
-        return DiskSource(url=validation.image_url(base))
+        url = validation.image_url(base)
+        await urlcheck.check(url, "base")
+        # Cached ahead of time (POST /artifacts)? Then the nodes have it already.
+        cached = await find_by_url(url, namespace)
+        return DiskSource(url=url, image_uuid=cached.uuid if cached else None)
     ref = base.removeprefix(SF_IMAGE_PREFIX)
     try:
         image = await get_image(str(uuidlib.UUID(ref)))
@@ -61,6 +65,36 @@ async def resolve(base: str | None, namespace: str) -> DiskSource | None:
         )
     assert image is not None
     return DiskSource(url=image.source_url, image_uuid=image.uuid)
+
+
+async def find_by_url(url: str, namespace: str) -> Image | None:
+    """An image fetched from exactly this URL that the namespace may use."""
+    for image in await list_images(frozenset({namespace})):
+        if image.kind == "image" and image.source_url == url and image.precache:
+            return image
+    return None
+
+
+async def nodes_holding(disks: list[Disk]) -> set[str]:
+    """The nodes that alone hold what these disks start from (snapshots),
+    once each snapshot is ready: 406 (retry) while one is still being taken."""
+    nodes = set()
+    for disk in disks:
+        if disk.source is None or not disk.source.image_uuid:
+            continue
+        image = await get_image(disk.source.image_uuid)
+        if image is None or image.kind != "snapshot" or not image.node:
+            continue
+        kv = await store.etcd().get(store.keys().observed_image(image.node, image.uuid))
+        observed = ImageObserved.from_json(kv.value) if kv else None
+        if observed is None or observed.state in ("creating", "downloading"):
+            raise NotReady(f"base: snapshot {image.name} is still being taken; try again "
+                           "when it is ready")
+        if observed.state != "ready":
+            raise BadRequest(f"base: snapshot {image.name} failed and cannot be used: "
+                             f"{observed.error or observed.state}")
+        nodes.add(image.node)
+    return nodes
 
 
 async def list_images(namespaces: frozenset[str] | None) -> list[Image]:

@@ -13,15 +13,16 @@ import base64
 import binascii
 import time
 import uuid as uuidlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloudstate import states, validation
+from cloudstate import sshkeys, states, validation
 from cloudstate.etcd import Compare, Delete, Put
 from cloudstate.model import Disk, InstanceObserved, InstanceSpec, PowerIntent
-from portal.cloud import images, ownership, scheduler, store
+from portal.cloud import images, keypairs, ownership, scheduler, store
 from portal.cloud.errors import BadRequest, Conflict, NotFound
+from portal.events import log as eventlog
 
 Namespaces = frozenset[str] | None  # None: every namespace (the system namespace's view)
 
@@ -51,6 +52,8 @@ class InstanceRequest:
     video: dict[str, Any] = field(default_factory=lambda: {"model": "cirrus", "memory": 16384})
     configdrive: str = "openstack-disk"
     placed_on: str | None = None
+    keypair: str | None = None  # a keypair of the namespace, by name
+    actor: str | None = None  # who asked, for the event log
 
 
 @dataclass(frozen=True)
@@ -106,19 +109,10 @@ def validate_ssh_key(value: Any) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_SSH_KEY_BYTES:
         raise validation.ValidationError("ssh_key", "must be an ssh public key")
-    parts = value.strip().split()
-    known = ("ssh-rsa", "ssh-ed25519", "ecdsa-sha2-", "sk-ssh-ed25519", "sk-ecdsa-sha2-")
-    if len(parts) < 2 or not parts[0].startswith(known):
-        raise validation.ValidationError(
-            "ssh_key", "is not an ssh public key (expected e.g. 'ssh-ed25519 AAAA... comment')"
-        )
     try:
-        blob = base64.b64decode(parts[1], validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise validation.ValidationError("ssh_key", "has a key body that is not base64") from exc
-    if parts[0].encode() not in blob[:64]:
-        raise validation.ValidationError("ssh_key", "key type and key body do not match")
-    return value.strip()
+        return sshkeys.parse(value).line
+    except sshkeys.BadKey as exc:
+        raise validation.ValidationError("ssh_key", str(exc)) from exc
 
 
 def parse_disks(raw: Any) -> list[DiskRequest]:
@@ -164,6 +158,9 @@ def parse_request(body: dict[str, Any], namespace: str) -> InstanceRequest:
     placed_on = body.get("placed_on")
     if placed_on is not None and not isinstance(placed_on, str):
         raise validation.ValidationError("placed_on", "must be a node name")
+    keypair = body.get("keypair") or None
+    if keypair is not None and not isinstance(keypair, str):
+        raise validation.ValidationError("keypair", "must be the name of a keypair")
     return InstanceRequest(
         name=validation.hostname(body.get("name")),
         cpus=validation.cpus(body.get("cpus")),
@@ -176,6 +173,7 @@ def parse_request(body: dict[str, Any], namespace: str) -> InstanceRequest:
         video=video,
         configdrive=configdrive,
         placed_on=placed_on,
+        keypair=keypair,
     )
 
 
@@ -195,6 +193,19 @@ async def create(request: InstanceRequest) -> InstanceRecord:
         )
         for index, disk in enumerate(request.disks)
     ]
+    ssh_key, keypair_name = request.ssh_key, None
+    if request.keypair:
+        if ssh_key:
+            raise BadRequest("ssh_key: give either ssh_key or keypair, not both")
+        keypair = await keypairs.find(request.keypair, request.namespace)
+        ssh_key, keypair_name = keypair.public_key, keypair.name
+    # A snapshot exists on one node only (for now): its instances go there.
+    required = request.placed_on
+    for node in await images.nodes_holding(disks):
+        if required is not None and required != node:
+            raise BadRequest(f"disk: the snapshot it starts from is on node {node}, "
+                             f"not {required}")
+        required = node
     demand = scheduler.Demand(
         cpus=request.cpus, memory_mib=request.memory,
         disk_gb=sum(d.size_gb for d in disks if d.type == "disk"),
@@ -207,7 +218,7 @@ async def create(request: InstanceRequest) -> InstanceRecord:
                 f"{request.namespace!r}"
             )
         loads = await scheduler.snapshot(etcd, keys)
-        node = scheduler.choose(demand, loads, required=request.placed_on)
+        node = scheduler.choose(demand, loads, required=required)
         spec = InstanceSpec(
             uuid=str(uuidlib.uuid4()),
             name=request.name,
@@ -216,7 +227,8 @@ async def create(request: InstanceRequest) -> InstanceRecord:
             memory=request.memory,
             disks=disks,
             node=node.info.name,
-            ssh_key=request.ssh_key,
+            ssh_key=ssh_key,
+            keypair=keypair_name,
             user_data=request.user_data,
             metadata=request.metadata,
             video=request.video,
@@ -232,11 +244,17 @@ async def create(request: InstanceRequest) -> InstanceRecord:
              Put(placement_key, spec.uuid)],
         )
         if result.succeeded:
+            await eventlog.record("instance", spec.uuid, _by("created", request.actor),
+                                  extra={"node": spec.node, "actor": request.actor})
             return InstanceRecord(spec=spec, observed=None, revision=result.revision)
     raise Conflict("too many instances are being created at once; try again")
 
 
-async def delete(record: InstanceRecord) -> InstanceRecord:
+def _by(what: str, actor: str | None) -> str:
+    return f"{what} by {actor}" if actor else what
+
+
+async def delete(record: InstanceRecord, actor: str | None = None) -> InstanceRecord:
     """Ask for the instance to go. Deleting a deleted instance is not an error."""
     etcd, keys = store.etcd(), store.keys()
     current = record
@@ -250,6 +268,8 @@ async def delete(record: InstanceRecord) -> InstanceRecord:
              *([Delete(name_key)] if await _name_points_at(name_key, spec.uuid) else [])],
         )
         if result.succeeded:
+            await eventlog.record("instance", spec.uuid, _by("deletion requested", actor),
+                                  extra={"actor": actor})
             return InstanceRecord(spec=spec, observed=current.observed, revision=result.revision)
         current = await _load(spec.uuid)
         if current is None:
@@ -270,6 +290,28 @@ async def set_power(record: InstanceRecord, action: str) -> InstanceRecord:
     if not result.succeeded:
         raise Conflict("the instance changed while the action was being recorded; try again")
     return InstanceRecord(spec=spec, observed=record.observed, revision=result.revision)
+
+
+async def update(record: InstanceRecord,
+                 change: Callable[[InstanceRecord], InstanceSpec]) -> InstanceRecord:
+    """Rewrite the desired record with ``change``, which sees the latest
+    record and may raise to refuse; retried when another writer got there
+    first, so no change is lost."""
+    etcd, keys = store.etcd(), store.keys()
+    current = record
+    for _ in range(_PLACEMENT_ATTEMPTS):
+        spec = change(current)
+        result = await etcd.txn(
+            [Compare.unchanged_since(keys.instance(spec.uuid), current.revision)],
+            [Put(keys.instance(spec.uuid), spec.to_json())],
+        )
+        if result.succeeded:
+            return InstanceRecord(spec=spec, observed=current.observed, revision=result.revision)
+        fresh = await _load(record.uuid)
+        if fresh is None:
+            raise NotFound(f"instance {record.uuid} not found")
+        current = fresh
+    raise Conflict("the instance is changing too often right now; try again")
 
 
 async def _name_points_at(name_key: str, uuid: str) -> bool:

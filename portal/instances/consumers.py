@@ -16,13 +16,17 @@ from __future__ import annotations
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
+from cloudstate.model import Image
 from portal.accounts.access import access_for_scope
 from portal.accounts.notify import user_group
 from portal.cloud.instances import InstanceRecord, visible
+from portal.events import log as eventlog
+from portal.instances import detail
 from portal.live.hub import Hub, hub
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_ACCESS_CHANGED = 4403
+CLOSE_NOT_FOUND = 4404
 
 
 class InstanceListConsumer(AsyncWebsocketConsumer):
@@ -99,3 +103,71 @@ class InstanceListConsumer(AsyncWebsocketConsumer):
         else:
             return
         await self.send(text_data=html)
+
+
+class InstanceDetailConsumer(AsyncWebsocketConsumer):
+    """Keeps an open instance page current: its live sections when the
+    instance (or one of its snapshots) changes, and its event log as events
+    arrive. Someone who may not see the instance is refused, exactly as a
+    missing instance is."""
+
+    hub: Hub
+    uuid: str
+    groups_joined: list[str]
+
+    async def connect(self) -> None:
+        self.groups_joined = []
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.uuid = str(self.scope["url_route"]["kwargs"]["uuid"])
+        self.hub = await hub()
+        record = self.hub.instance(self.uuid)
+        self.access = await access_for_scope(self.scope)
+        if record is None or not visible(record.spec.namespace, self.access.visible):
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.accept()
+        for group in (self.hub.namespace_group(record.spec.namespace), self.hub.images_group,
+                      eventlog.group_name("instance", self.uuid), user_group(user.pk)):
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.append(group)
+        await self._send_sections()
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Read-only: actions go through ordinary (htmx) requests."""
+
+    async def access_changed(self, event: dict) -> None:
+        await self.close(code=CLOSE_ACCESS_CHANGED)
+
+    async def _send_sections(self) -> None:
+        record = self.hub.instance(self.uuid)
+        if record is None:
+            return
+        context = await detail.section_context(
+            record, can_operate=self.access.can_operate(record.spec.namespace))
+        html = "".join(render_to_string(section, {**context, "oob": True})
+                       for section in detail.LIVE_SECTIONS)
+        await self.send(text_data=html)
+
+    async def instance_changed(self, event: dict) -> None:
+        if event["uuid"] == self.uuid:
+            await self._send_sections()
+
+    async def image_changed(self, event: dict) -> None:
+        image = self.hub.mirror.get(self.hub.keys.image(event["uuid"]))
+        if image is not None and Image.from_json(image.value).instance_uuid == self.uuid:
+            await self._send_sections()
+
+    async def event_added(self, event: dict) -> None:
+        await self.send(text_data=event_row_oob(event["event"]))
+
+
+def event_row_oob(event: dict) -> str:
+    row = render_to_string("events/_row.html", {"event": event})
+    return f'<tbody hx-swap-oob="afterbegin:#event-rows">{row}</tbody>'

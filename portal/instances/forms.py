@@ -3,11 +3,16 @@ so both go through one set of checks."""
 
 from __future__ import annotations
 
+import base64
+
 from django import forms
 
-from cloudstate import validation
+from cloudstate import sshkeys, validation
+from cloudstate.model import Keypair
+from portal.cloud.instances import MAX_USER_DATA_BYTES
 
 CUSTOM_URL = "__url__"
+PASTE_KEY = "__paste__"
 
 
 class InstanceForm(forms.Form):
@@ -27,9 +32,28 @@ class InstanceForm(forms.Form):
         label="Image URL", required=False, assume_scheme="https",
         help_text="An http(s) URL of a qcow2 or raw disk image, fetched once per node.",
     )
+    keypair = forms.ChoiceField(
+        label="SSH key", required=False,
+        help_text="Put into the guest's config drive; cloud-init adds it to the default user.",
+    )
+    ssh_key = forms.CharField(
+        label="Public key", required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One OpenSSH public key, e.g. the contents of ~/.ssh/id_ed25519.pub.",
+    )
+    user_data = forms.CharField(
+        label="User data", required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text=f"A #cloud-config document or a script starting with #!, run at first "
+                  f"boot; up to {MAX_USER_DATA_BYTES // 1024} KiB.",
+    )
+    user_data_file = forms.FileField(
+        label="…or upload user data", required=False,
+        help_text="A file instead of typing it above.",
+    )
 
     def __init__(self, *args, images: list[str],  # type: ignore[no-untyped-def]
-                 namespaces: list[str] | None = None, **kwargs):
+                 namespaces: list[str] | None = None, keypairs: list[Keypair] = (),  # type: ignore[assignment]
+                 **kwargs):
         super().__init__(*args, **kwargs)
         if namespaces is not None:
             # Asked only when the person is looking at all namespaces at once.
@@ -41,6 +65,11 @@ class InstanceForm(forms.Form):
         self.fields["image"].choices = choices
         if images:
             self.fields["image"].initial = "demo" if "demo" in images else images[0]
+        self.fields["keypair"].choices = (
+            [("", "None")]
+            + [(k.name, f"{k.name} ({k.fingerprint[:19]}…)") for k in keypairs]
+            + [(PASTE_KEY, "Paste a public key…")]
+        )
 
     def clean_name(self) -> str:
         try:
@@ -48,11 +77,51 @@ class InstanceForm(forms.Form):
         except validation.ValidationError as exc:
             raise forms.ValidationError(exc.message) from exc
 
+    def clean_ssh_key(self) -> str:
+        text = self.cleaned_data.get("ssh_key", "").strip()
+        if not text:
+            return ""
+        try:
+            return sshkeys.parse(text).line
+        except sshkeys.BadKey as exc:
+            raise forms.ValidationError(f"This is not a usable key: {exc}.") from exc
+
+    def clean_user_data_file(self):  # type: ignore[no-untyped-def]
+        upload = self.cleaned_data.get("user_data_file")
+        if upload is None:
+            return None
+        if upload.size > MAX_USER_DATA_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size} bytes; user data may be at most "
+                f"{MAX_USER_DATA_BYTES} bytes.")
+        return upload.read()
+
     def clean(self):  # type: ignore[no-untyped-def]
         data = super().clean()
         if data.get("image") == CUSTOM_URL and not data.get("image_url"):
             self.add_error("image_url", "Give the URL of the image to start from.")
+        if data.get("keypair") == PASTE_KEY and not data.get("ssh_key") \
+                and "ssh_key" not in self.errors:
+            self.add_error("ssh_key", "Paste the public key, or pick another choice above.")
+        typed = data.get("user_data") or ""
+        uploaded = data.get("user_data_file")
+        if typed.strip() and uploaded:
+            self.add_error("user_data_file", "Give user data either typed or as a file, "
+                                             "not both.")
+        raw = uploaded if uploaded else typed.replace("\r\n", "\n").encode()
+        if len(raw) > MAX_USER_DATA_BYTES:
+            self.add_error("user_data", f"User data is {len(raw)} bytes; the limit is "
+                                        f"{MAX_USER_DATA_BYTES} bytes.")
+        data["user_data_b64"] = base64.b64encode(raw).decode() if raw.strip() else None
         return data
+
+    @property
+    def ssh_key_and_keypair(self) -> tuple[str | None, str | None]:
+        """(pasted key, keypair name): at most one of them."""
+        choice = self.cleaned_data.get("keypair")
+        if choice == PASTE_KEY:
+            return self.cleaned_data.get("ssh_key") or None, None
+        return None, choice or None
 
     @property
     def base(self) -> str:

@@ -15,13 +15,20 @@ from cloudstate.validation import ValidationError
 from portal.accounts import audit
 from portal.accounts.access import access_for, namespace_choices
 from portal.accounts.namespaces import require_open
-from portal.cloud import images, instances
+from portal.cloud import images, instances, keypairs
 from portal.cloud.errors import CloudError, Forbidden, NotFound
+from portal.instances import detail
 from portal.instances.forms import InstanceForm
 from portal.live.hub import hub
 from portal.web import arender
 
-DETAIL_SECTIONS = ["instances/_section_overview.html"]
+DETAIL_SECTIONS = [
+    "instances/_section_power.html",
+    "instances/_section_overview.html",
+    "instances/_section_metadata.html",
+    "instances/_section_snapshots.html",
+    "events/_section.html",
+]
 
 
 @login_required
@@ -48,10 +55,14 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
     namespace = access.current
     visible_images = frozenset(choices) if choices is not None else frozenset({namespace})
     names = sorted({image.name for image in await images.list_images(visible_images)})
-    form = InstanceForm(request.POST or None, images=names, namespaces=choices)
+    keys = await keypairs.list_keypairs(visible_images)
+    initial = {"image": request.GET["image"]} if request.GET.get("image") in names else None
+    form = InstanceForm(request.POST or None, request.FILES or None, images=names,
+                        namespaces=choices, keypairs=keys, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         namespace = data.get("namespace") or namespace
+        ssh_key, keypair = form.ssh_key_and_keypair
         try:
             async with audit.recording(access, namespace, "create", "instance",
                                        object_name=data["name"],
@@ -61,7 +72,8 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
                 record = await instances.create(instances.InstanceRequest(
                     name=data["name"], cpus=data["cpus"], memory=data["memory"],
                     disks=[instances.DiskRequest(size_gb=data["disk_size"], base=form.base)],
-                    namespace=namespace,
+                    namespace=namespace, ssh_key=ssh_key, keypair=keypair,
+                    user_data=data["user_data_b64"], actor=f"user {access.username}",
                 ))
                 entry.object_id = record.uuid
         except ValidationError as exc:
@@ -89,6 +101,8 @@ async def _record_for(request: HttpRequest, uuid: UUID) -> tuple[instances.Insta
 async def instance_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, can_operate = await _record_for(request, uuid)
     return await arender(request, "instances/detail.html", {
+        **await detail.section_context(record, can_operate=can_operate),
+        **await detail.events_context("instance", record.uuid),
         "record": record,
         "can_operate": can_operate,
         # Each part of the page is its own template, in this order.
@@ -106,7 +120,7 @@ async def instance_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
                                    object_id=record.uuid, object_name=record.spec.name,
                                    source=audit.source_of(request)):
             access.require_operate(record.spec.namespace, f"instance {record.uuid}")
-            await instances.delete(record)
+            await instances.delete(record, actor=f"user {access.username}")
     except Forbidden as exc:
         raise PermissionDenied(exc.message) from None
     messages.success(request, f"Instance {record.spec.name} is being deleted.")

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 INSTANCE_CHANGED = "instance.changed"
 NODES_CHANGED = "nodes.changed"
+IMAGE_CHANGED = "image.changed"
 READY_TIMEOUT = 10.0
 
 
@@ -53,6 +54,11 @@ class Hub:
     @property
     def nodes_group(self) -> str:
         return f"live.{self.id}.nodes"
+
+    @property
+    def images_group(self) -> str:
+        """Every change to an image or a node's copy of one (pages filter)."""
+        return f"live.{self.id}.images"
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -101,8 +107,12 @@ class Hub:
     async def _on_changes(self, changes: list[Change]) -> None:
         layer = get_channel_layer()
         touched: dict[str, str] = {}
+        images: set[str] = set()
         nodes_changed = False
         for change in changes:
+            if image_uuid := self._image_of(change.key):
+                images.add(image_uuid)
+                continue
             uuid = self.keys.uuid_of(change.key, self.keys.instances) or \
                 self.keys.uuid_of(change.key, self.keys.observed_instances)
             if uuid:
@@ -121,6 +131,16 @@ class Hub:
             await layer.group_send(self.everything_group, message)
         if nodes_changed:
             await layer.group_send(self.nodes_group, {"type": NODES_CHANGED})
+        for image_uuid in sorted(images):
+            await layer.group_send(self.images_group, {"type": IMAGE_CHANGED, "uuid": image_uuid})
+
+    def _image_of(self, key: str) -> str | None:
+        if uuid := self.keys.uuid_of(key, self.keys.images):
+            return uuid
+        if key.startswith(self.keys.observed_images):
+            node_and_uuid = key[len(self.keys.observed_images):]
+            return node_and_uuid.rsplit("/", 1)[-1] if "/" in node_and_uuid else None
+        return None
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

@@ -2,4 +2,7 @@ from django.urls import path
 
 from portal.nodes import views
 
-urlpatterns = [path("", views.node_list, name="node-list")]
+urlpatterns = [
+    path("", views.node_list, name="node-list"),
+    path("<str:name>/", views.node_detail, name="node-detail"),
+]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 
 from portal.accounts.access import access_for
 from portal.cloud import nodes, scheduler, store
+from portal.instances.detail import events_context
 from portal.web import arender
 
 
@@ -22,3 +23,17 @@ async def node_list(request: HttpRequest) -> HttpResponse:
     return await arender(request, "nodes/list.html", {
         "rows": [(record, loads.get(record.info.name)) for record in records],
     })
+
+
+@login_required
+async def node_detail(request: HttpRequest, name: str) -> HttpResponse:
+    if not (await access_for(request)).is_system:
+        raise PermissionDenied("Only members of the system namespace may see nodes.")
+    loads = await scheduler.snapshot(store.etcd(), store.keys())
+    for record in await nodes.list_nodes():
+        if record.info.name == name:
+            return await arender(request, "nodes/detail.html", {
+                "record": record, "load": loads.get(name),
+                **await events_context("node", name),
+            })
+    raise Http404("No such node")

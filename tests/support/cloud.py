@@ -129,6 +129,7 @@ class Cloud:
             "SFCLOUD_CLUSTER": self.cluster,
             "SFCLOUD_NODE_NAME": self.node,
             "SFCLOUD_PORTAL_ADDRESS": self.address,
+            "SFCLOUD_PORTAL_URL": self.url,
             "SFCLOUD_ADMIN_PASSWORD": self.admin_password,
             "SFCLOUD_SYSTEM_KEY": self.system_key,
             "SFCLOUD_FETCH_ALLOW": "127.0.0.0/8",

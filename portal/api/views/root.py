@@ -13,6 +13,8 @@ from portal.api.framework import endpoint
 CAPABILITIES: dict[str, list[str]] = {
     "instances": ["instance-get"],
     "nodes": ["node-get"],
+    # GET .../events honours event_type and limit.
+    "events": ["events-by-type"],
 }
 
 _PAGE = """<!DOCTYPE html>

@@ -2,11 +2,42 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 from django import template
 
+from portal.instances import detail
+
 register = template.Library()
+
+
+@register.filter
+def power_buttons(record: Any) -> list[dict[str, str]]:
+    """The power actions to offer for an instance (see instances.detail)."""
+    return detail.power_buttons(record)
+
+
+@register.filter
+def progress_on(record: Any, node: str) -> int | None:
+    return record.progress(node)
+
+
+@register.filter
+def jsonish(value: Any) -> str:
+    """Strings as they are; anything else as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+@register.filter
+def b64size(value: str) -> int:
+    try:
+        return len(base64.b64decode(value))
+    except (binascii.Error, ValueError):
+        return 0
 
 
 @register.filter

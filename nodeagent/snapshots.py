@@ -1,0 +1,185 @@
+"""Snapshots of an instance's disks, taken into this node's image cache.
+
+Consistency across all the disks of one snapshot request: a running guest is
+paused (QEMU drains and flushes every disk when it stops the vCPUs), each
+disk's qcow2 overlay is copied, which takes only as long as copying what the
+guest has written, and the guest is resumed. Only then is each copy turned
+into a standalone qcow2 (the overlay plus everything under it), and adopted
+by the image cache under the snapshot image's key, so new instances on this
+node use it as their base at once.
+
+A marker file records that we paused the guest: an agent killed while it
+was paused resumes it on the next pass instead of leaving it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from cloudstate.model import Image, ImageObserved, InstanceSpec
+from nodeagent.events import EventLog
+from nodeagent.hypervisor import Hypervisor
+from nodeagent.images import ImageCache, ImageError
+from nodeagent.imagesync import cache_key
+
+log = logging.getLogger(__name__)
+
+PAUSED_MARKER = "snapshot-paused"
+_PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
+PROGRESS_INTERVAL = 2.0
+
+Report = Callable[[str, ImageObserved], Awaitable[None]]
+
+
+class SnapshotTaker:
+    def __init__(self, *, hypervisor: Hypervisor, cache: ImageCache, report: Report,
+                 events: EventLog | None = None):
+        self._hv = hypervisor
+        self._cache = cache
+        self._report = report
+        self._events = events
+
+    async def resume_if_we_paused(self, spec: InstanceSpec, directory: Path) -> None:
+        """Undo a pause an interrupted snapshot left behind."""
+        marker = directory / PAUSED_MARKER
+        if not marker.exists():
+            return
+        state = await self._hv.state(spec.uuid)
+        if state is not None and state.power_state == "paused":
+            log.info("resuming %s, paused by a snapshot that was interrupted", spec.uuid)
+            await self._hv.resume(spec.uuid)
+        marker.unlink(missing_ok=True)
+
+    async def take(self, spec: InstanceSpec, directory: Path, wanted: list[Image]) -> None:
+        """Take every snapshot in ``wanted`` (disks of ``spec``) at one instant."""
+        sources: dict[str, Path] = {}
+        for image in wanted:
+            disk = next((d for d in spec.disks if d.device == image.device), None)
+            path = directory / f"{image.device}.qcow2"
+            if disk is None or disk.type != "disk" or not path.exists():
+                await self._fail(image, f"instance {spec.name} has no disk {image.device} "
+                                        "on this node")
+                continue
+            sources[image.uuid] = path
+        todo = [image for image in wanted if image.uuid in sources]
+        if not todo:
+            return
+        for image in todo:
+            await self._report(image.uuid, ImageObserved(state="creating"))
+        started = time.monotonic()
+        copies = await self._copy_consistently(spec, directory, todo, sources)
+        paused_for = time.monotonic() - started
+        for image in todo:
+            try:
+                await self._finish(image, copies[image.uuid], started, paused_for)
+            except ImageError as exc:
+                await self._fail(image, exc.message)
+            finally:
+                copies[image.uuid].unlink(missing_ok=True)
+
+    async def _copy_consistently(self, spec: InstanceSpec, directory: Path, todo: list[Image],
+                                 sources: dict[str, Path]) -> dict[str, Path]:
+        state = await self._hv.state(spec.uuid)
+        running = state is not None and state.power_state == "on"
+        marker = directory / PAUSED_MARKER
+        copies = {image.uuid: self._cache.scratch_path(f"snapshot-{image.uuid}")
+                  for image in todo}
+        try:
+            if running:
+                marker.touch()
+                await self._hv.suspend(spec.uuid)
+            for image in todo:
+                await asyncio.to_thread(_sparse_copy, sources[image.uuid], copies[image.uuid])
+        except BaseException:
+            for copy in copies.values():
+                copy.unlink(missing_ok=True)
+            raise
+        finally:
+            if running:
+                with contextlib.suppress(Exception):
+                    await self._hv.resume(spec.uuid)
+                marker.unlink(missing_ok=True)
+        return copies
+
+    async def _finish(self, image: Image, copy: Path, started: float, paused_for: float) -> None:
+        standalone = self._cache.scratch_path(f"snapshot-{image.uuid}-flat")
+        try:
+            await _convert(copy, standalone, lambda pct: self._progress(image, pct))
+            cached = await self._cache.adopt(cache_key(image), standalone,
+                                             url=image.source_url)
+        finally:
+            standalone.unlink(missing_ok=True)
+        await self._report(image.uuid, ImageObserved(
+            state="ready", size=cached.size, sha256=cached.sha256, done=cached.size,
+            total=cached.size))
+        if self._events:
+            self._events.emit(
+                "image", image.uuid, f"snapshot of {image.device} taken ({cached.size} bytes)",
+                duration=time.monotonic() - started,
+                extra={"instance": image.instance_uuid, "paused_seconds": round(paused_for, 3)})
+            if image.instance_uuid:
+                self._events.emit(
+                    "instance", image.instance_uuid,
+                    f"snapshot of {image.device} taken as image {image.name}",
+                    duration=time.monotonic() - started,
+                    extra={"image": image.uuid, "paused_seconds": round(paused_for, 3)})
+
+    async def _progress(self, image: Image, percent: float) -> None:
+        await self._report(image.uuid, ImageObserved(
+            state="creating", done=int(percent * 100), total=10000))
+
+    async def _fail(self, image: Image, message: str) -> None:
+        await self._report(image.uuid, ImageObserved(state="error", error=message))
+        if self._events:
+            self._events.emit("image", image.uuid, f"snapshot failed: {message}")
+            if image.instance_uuid:
+                self._events.emit("instance", image.instance_uuid,
+                                  f"snapshot of {image.device} failed: {message}")
+
+
+def _sparse_copy(source: Path, dest: Path) -> None:
+    """Copy a disk file, keeping its holes (a qcow2 overlay is mostly holes)."""
+    result = subprocess.run(["cp", "--sparse=always", "--", str(source), str(dest)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ImageError(f"copying {source.name} failed: {result.stderr.strip()}")
+
+
+async def _convert(source: Path, dest: Path,
+                   on_progress: Callable[[float], Awaitable[None]]) -> None:
+    """qemu-img convert to a standalone qcow2, reporting progress."""
+    proc = await asyncio.create_subprocess_exec(
+        "qemu-img", "convert", "-p", "-U", "-f", "qcow2", "-O", "qcow2", str(source), str(dest),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    last = 0.0
+    try:
+        while chunk := await proc.stdout.read(4096):
+            found = _PROGRESS.findall(chunk)
+            now = time.monotonic()
+            if found and now - last >= PROGRESS_INTERVAL:
+                last = now
+                await on_progress(float(found[-1]))
+        err = await proc.stderr.read()
+        await proc.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        lines = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
+        raise ImageError("converting the snapshot failed: "
+                         + (lines[-1].removeprefix("qemu-img: ") if lines else
+                            f"qemu-img exited with status {proc.returncode}"))
+
+
+

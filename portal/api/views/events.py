@@ -1,0 +1,54 @@
+"""GET /<kind>/<ref>/events: an object's event log, newest first.
+
+The body may carry ``limit`` (default 100) and ``event_type``; both are
+honoured, so the root page advertises ``events-by-type``.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from django.urls import path
+
+from portal.accounts.keys import Principal
+from portal.api.framework import endpoint
+from portal.api.views.instances import visible_to
+from portal.cloud import artifacts, instances, nodes
+from portal.cloud.errors import Forbidden, NotFound
+from portal.events import log as eventlog
+
+
+async def _events(kind: str, uuid: str, body: dict) -> list[dict]:
+    limit = eventlog.parse_limit(body.get("limit"))
+    event_type = eventlog.parse_type(body.get("event_type"))
+    found = await eventlog.list_events(kind, uuid, limit=limit, event_type=event_type)
+    return [event.as_api() for event in found]
+
+
+@endpoint("GET")
+async def instance_events(request: HttpRequest, body: dict, principal: Principal,
+                          ref: str) -> list:
+    record = await instances.get(ref, visible_to(principal))
+    return await _events("instance", record.uuid, body)
+
+
+@endpoint("GET")
+async def artifact_events(request: HttpRequest, body: dict, principal: Principal,
+                          ref: str) -> list:
+    record = await artifacts.get(ref, visible_to(principal))
+    return await _events("image", record.uuid, body)
+
+
+@endpoint("GET")
+async def node_events(request: HttpRequest, body: dict, principal: Principal, ref: str) -> list:
+    if not principal.is_system:
+        raise Forbidden("only the system namespace may see nodes")
+    if ref not in {record.info.name for record in await nodes.list_nodes()}:
+        raise NotFound(f"node {ref} not found")
+    return await _events("node", ref, body)
+
+
+routes = [
+    path("/instances/<str:ref>/events", instance_events),
+    path("/artifacts/<str:ref>/events", artifact_events),
+    path("/nodes/<str:ref>/events", node_events),
+]

@@ -1,0 +1,64 @@
+"""What one does to an instance through Shaken Fist's endpoints: power
+actions, snapshots, metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import path
+
+from cloudstate import power as power_rules
+from portal.accounts.keys import Principal
+from portal.api import shapes
+from portal.api.framework import endpoint
+from portal.api.views.instances import visible_to
+from portal.cloud import artifacts, instances, metadata, power, snapshots
+
+
+def actor(principal: Principal) -> str:
+    return f"key {principal.namespace}/{principal.key_name}"
+
+
+def power_endpoint(verb: str):  # type: ignore[no-untyped-def]
+    action = power_rules.API_ACTIONS[verb]
+
+    @endpoint("POST")
+    async def view(request: HttpRequest, body: dict, principal: Principal, ref: str) -> None:
+        record = await instances.get(ref, visible_to(principal))
+        await power.request(record, action, actor(principal))
+        return None
+
+    view.__name__ = f"instance_{verb}"
+    return view
+
+
+@endpoint("GET", "POST")
+async def snapshot(request: HttpRequest, body: dict, principal: Principal, ref: str) -> Any:
+    record = await instances.get(ref, visible_to(principal))
+    if request.method == "POST":
+        taken = await snapshots.request(record, all_disks=bool(body.get("all")),
+                                        device=body.get("device"), actor=actor(principal))
+        return {image.device: {"artifact_uuid": image.uuid, "blob_uuid": image.uuid,
+                               "source_url": image.source_url} for image in taken}
+    found = await artifacts.list_records(None, kind="snapshot", instance_uuid=record.uuid)
+    return [shapes.snapshot(item) for item in sorted(found, key=lambda r: r.image.created_at)]
+
+
+@endpoint("PUT", "POST", "DELETE")
+async def metadata_item(request: HttpRequest, body: dict, principal: Principal, ref: str,
+                        key: str) -> None:
+    record = await instances.get(ref, visible_to(principal))
+    if request.method == "DELETE":
+        await metadata.delete_item(record, key, actor(principal))
+    else:
+        await metadata.set_item(record, key, body.get("value"), actor(principal))
+    return None
+
+
+routes = [
+    *(path(f"/instances/<str:ref>/{verb}", power_endpoint(verb))
+      for verb in power_rules.API_ACTIONS),
+    path("/instances/<str:ref>/snapshot", snapshot),
+    path("/instances/<str:ref>/metadata/<str:key>", metadata_item),
+]

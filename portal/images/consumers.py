@@ -1,0 +1,80 @@
+"""Websockets that keep the images pages current: the list (every image the
+person may see, with each node's progress) and one image's page (its nodes
+and its event log)."""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
+
+from portal.accounts.access import Access
+from portal.accounts.models import Membership
+from portal.cloud import artifacts
+from portal.cloud.errors import NotFound
+from portal.events import log as eventlog
+from portal.images.views import page_context
+from portal.instances.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, event_row_oob
+from portal.live.hub import hub
+
+
+@database_sync_to_async
+def _access(user) -> Access:  # type: ignore[no-untyped-def]
+    roles = dict(Membership.objects.filter(user=user).values_list("namespace__name", "role"))
+    return Access(memberships=roles, current=None)
+
+
+class ImagesConsumer(AsyncWebsocketConsumer):
+    uuid: str | None
+    groups_joined: list[str]
+
+    async def connect(self) -> None:
+        self.groups_joined = []
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.access = await _access(user)
+        kwargs = self.scope["url_route"]["kwargs"]
+        self.uuid = str(kwargs["uuid"]) if "uuid" in kwargs else None
+        groups = [(await hub()).images_group]
+        if self.uuid is not None:
+            try:
+                await artifacts.get(self.uuid, self.access.visible)
+            except NotFound:
+                await self.close(code=CLOSE_NOT_FOUND)
+                return
+            groups.append(eventlog.group_name("image", self.uuid))
+        await self.accept()
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.append(group)
+        await self._send()
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Read-only."""
+
+    async def _send(self) -> None:
+        if self.uuid is None:
+            records = await artifacts.list_records(self.access.visible)
+            context = page_context(records, self.access)
+            html = render_to_string("images/_rows.html", {**context, "oob": True})
+        else:
+            try:
+                record = await artifacts.get(self.uuid, self.access.visible)
+            except NotFound:
+                return
+            html = render_to_string("images/_nodes.html", {
+                "record": record, "nodes": record.hypervisors, "oob": True})
+        await self.send(text_data=html)
+
+    async def image_changed(self, event: dict) -> None:
+        if self.uuid is None or event["uuid"] == self.uuid:
+            await self._send()
+
+    async def event_added(self, event: dict) -> None:
+        await self.send(text_data=event_row_oob(event["event"]))
