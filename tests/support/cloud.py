@@ -195,6 +195,11 @@ class Cloud:
             )
         wait_for(self._portal_answers, 30, "the portal to answer")
 
+    def stop_portal(self) -> None:
+        if self.portal is not None:
+            stop_process(self.portal)
+        self.portal = None
+
     def _portal_answers(self) -> bool:
         try:
             return requests.get(self.api_url, timeout=2).status_code == 200
@@ -213,6 +218,20 @@ class Cloud:
 
     def api(self, namespace: str = "system", key: str | None = None) -> ApiClient:
         return ApiClient(self.api_url, namespace, key or self.system_key)
+
+    def make_namespace(self, name: str) -> ApiClient:
+        """A namespace with one API key (made directly in the portal's
+        database), and a client for it."""
+        secret = secrets.token_urlsafe(24)
+        code = (
+            "from portal.accounts.models import Namespace, ApiKey\n"
+            "from portal.accounts.keys import digest\n"
+            f"ns, _ = Namespace.objects.get_or_create(name={name!r})\n"
+            f"ApiKey.objects.update_or_create(namespace=ns, name='test', "
+            f"defaults={{'digest': digest({secret!r})}})\n"
+        )
+        self._manage("shell", "-c", code)
+        return self.api(name, secret)
 
     def sf(self, *args: str, check: bool = True, namespace: str = "system",
            key: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -253,6 +272,11 @@ class Cloud:
 
     def instance_dir(self, uuid: str) -> Path:
         return self.state_dir / "node" / self.node / "instances" / uuid
+
+    def event_spool(self) -> list[Path]:
+        """Events the agent holds because the portal has not acknowledged them."""
+        spool = self.state_dir / "node" / self.node / "event-spool"
+        return sorted(spool.glob("*.json")) if spool.exists() else []
 
     def image_cache_dir(self) -> Path:
         return self.state_dir / "node" / self.node / "images"

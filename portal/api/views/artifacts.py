@@ -11,8 +11,7 @@ from django.urls import path
 from portal.accounts.keys import Principal
 from portal.api import shapes
 from portal.api.framework import endpoint
-from portal.api.views.instance_actions import actor
-from portal.api.views.instances import target_namespace, visible_to
+from portal.api.views.instances import actor, target_namespace, visible_to
 from portal.cloud import artifacts
 
 

@@ -12,12 +12,8 @@ from cloudstate import power as power_rules
 from portal.accounts.keys import Principal
 from portal.api import shapes
 from portal.api.framework import endpoint
-from portal.api.views.instances import visible_to
+from portal.api.views.instances import actor, visible_to
 from portal.cloud import artifacts, instances, metadata, power, snapshots
-
-
-def actor(principal: Principal) -> str:
-    return f"key {principal.namespace}/{principal.key_name}"
 
 
 def power_endpoint(verb: str):  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.http import HttpRequest
@@ -15,6 +16,11 @@ from portal.api import shapes
 from portal.api.framework import endpoint
 from portal.cloud import instances
 from portal.cloud.errors import BadRequest, NotFound
+
+
+def actor(principal: Principal) -> str:
+    """Who asked, as the event log names them (as the audit trail does)."""
+    return principal.name
 
 
 def visible_to(principal: Principal) -> frozenset[str] | None:
@@ -41,7 +47,9 @@ async def collection(request: HttpRequest, body: dict, principal: Principal) -> 
                                    source=audit.source_of(request)) as entry:
             principal.require_operate(namespace, f"namespace {namespace}")
             await require_open(namespace)
-            record = await instances.create(instances.parse_request(body, namespace))
+            wanted = dataclasses.replace(instances.parse_request(body, namespace),
+                                         actor=actor(principal))
+            record = await instances.create(wanted)
             entry.object_id = record.uuid
         return shapes.instance(record)
     if request.method == "DELETE":
@@ -76,7 +84,7 @@ async def _delete(request: HttpRequest, principal: Principal,
                                object_id=record.uuid, object_name=record.spec.name,
                                source=audit.source_of(request)):
         principal.require_operate(record.spec.namespace, f"instance {record.uuid}")
-        return await instances.delete(record)
+        return await instances.delete(record, actor(principal))
 
 
 @endpoint("GET", "DELETE")
