@@ -127,17 +127,24 @@ class EventSender:
 
     async def run(self) -> None:
         backoff = 1.0
+        failing = False
         while True:
             await self._wait_for_events()
             try:
                 await self._deliver()
                 backoff = 1.0
             except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-                log.info("cannot deliver events to the portal at %s (%s); %d waiting, "
-                         "retrying in %.0f s", self._url, exc, len(self._events.spool),
-                         backoff)
+                # Said once per outage, not at every retry.
+                log.log(logging.DEBUG if failing else logging.WARNING,
+                        "cannot deliver events to the portal at %s (%s); keeping %d on disk "
+                        "and retrying", self._url, exc, len(self._events.spool))
+                failing = True
                 await asyncio.sleep(backoff * (0.8 + 0.4 * secrets.randbelow(100) / 100))
                 backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if failing:
+                log.info("the portal at %s is reachable again; events delivered", self._url)
+                failing = False
 
     async def _wait_for_events(self) -> None:
         if not len(self._events.spool):

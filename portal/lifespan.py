@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+from portal.events import log as eventlog
 from portal.live.hub import hub
 
 log = logging.getLogger(__name__)
 
+PRUNE_INTERVAL = 24 * 3600.0
+
+
+async def prune_events() -> None:
+    """Forget events past their retention, at start and then daily."""
+    while True:
+        try:
+            if deleted := await eventlog.prune():
+                log.info("pruned %d events older than the retention period", deleted)
+        except Exception:  # noqa: BLE001 - try again tomorrow rather than stop the portal
+            log.exception("pruning old events failed")
+        await asyncio.sleep(PRUNE_INTERVAL)
+
 
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     started = None
+    pruner = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            pruner = asyncio.create_task(prune_events(), name="prune-events")
             try:
                 started = await hub()
             except Exception as exc:  # noqa: BLE001 - the portal still serves without it
@@ -22,6 +39,9 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 log.warning("live hub not started yet: %s", exc)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if pruner is not None:
+                pruner.cancel()
+                await asyncio.gather(pruner, return_exceptions=True)
             if started is not None:
                 await started.stop()
             await send({"type": "lifespan.shutdown.complete"})
