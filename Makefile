@@ -26,3 +26,4 @@ bench: test-deps
 	$(PYTHON) bench/create_latency.py
 	$(PYTHON) bench/idle.py
 	$(PYTHON) bench/auth_overhead.py
+	$(PYTHON) bench/power_latency.py
