@@ -20,7 +20,7 @@ from cloudstate import validation
 from cloudstate.etcd import Compare, Delete, Put
 from cloudstate.model import Image, ImageObserved, InstanceObserved, InstanceSpec
 from portal.cloud import nodes, scheduler, store, urlcheck
-from portal.cloud.errors import BadRequest, Conflict, NotFound
+from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 from portal.events import log as eventlog
 
 Namespaces = frozenset[str] | None
@@ -194,9 +194,14 @@ async def cache(url: object, namespace: str, *, shared: bool = False, name: obje
     return ImageRecord(image=image)
 
 
-async def delete(record: ImageRecord, actor: str | None = None) -> Image:
+async def delete(record: ImageRecord, namespaces: Namespaces,
+                 actor: str | None = None) -> Image:
     """Forget an image; each node then drops its copy. Refused while an
-    instance's disk still starts from it (its disk file is an overlay on it)."""
+    instance's disk still starts from it (its disk file is an overlay on it),
+    and to anyone but its own namespace (a shared image is seen by all)."""
+    if namespaces is not None and record.image.namespace not in namespaces:
+        raise Forbidden(f"image {record.image.name} belongs to namespace "
+                        f"{record.image.namespace}, which alone may delete it")
     if record.used_by:
         shown = ", ".join(record.used_by[:5]) + (" ..." if len(record.used_by) > 5 else "")
         raise Conflict(f"image {record.image.name} is in use by {len(record.used_by)} "

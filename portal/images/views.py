@@ -108,7 +108,7 @@ async def image_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
         return HttpResponseRedirect(reverse("image-list"))
     user = await request.auser()
     try:
-        await artifacts.delete(record, actor=f"user {user.get_username()}")
+        await artifacts.delete(record, None, actor=f"user {user.get_username()}")
     except CloudError as exc:
         messages.error(request, exc.message)
         return HttpResponseRedirect(reverse("image-detail", args=[record.uuid]))

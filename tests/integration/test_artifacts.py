@@ -137,3 +137,20 @@ def test_instance_from_a_refused_url_is_400(cloud: Cloud) -> None:
     assert response.status_code == 400
     assert "base: refusing to fetch from 169.254.169.254" in response.json()["error"]
     assert cloud.etcd_keys("instances/") == before
+
+
+def test_images_belong_to_their_namespace(cloud: Cloud, server: HTTPTestServer) -> None:
+    mine = cloud.api().post("/artifacts", {"url": server.url("/cirrus.qcow2"),
+                                           "name": "private-one"}).json()
+    other = cloud.make_namespace("imageother")
+    # A private image is invisible to others; a shared one is visible but not theirs.
+    assert other.get(f"/artifacts/{mine['uuid']}").status_code == 404
+    assert mine["uuid"] not in [a["uuid"] for a in other.get("/artifacts").json()]
+    assert other.delete(f"/artifacts/{mine['uuid']}").status_code == 404
+    demo = other.get("/artifacts/demo")
+    assert demo.status_code == 200 and demo.json()["shared"] is True
+    refused = other.delete("/artifacts/demo")
+    assert refused.status_code == 403 and "belongs to namespace system" in refused.json()["error"]
+    shared = other.post("/artifacts", {"url": server.url("/cirrus.qcow2"), "shared": True})
+    assert shared.status_code == 400 and "only the system namespace" in shared.json()["error"]
+    assert cloud.api().delete(f"/artifacts/{mine['uuid']}").status_code == 200

@@ -91,3 +91,34 @@ def test_bad_keypairs_metadata_and_actions_leave_the_instance_running(cloud: Clo
     assert cloud.domains()[uuid] == 1
     api.delete(f"/instances/{uuid}")
     wait_for(lambda: api.get(f"/instances/{uuid}").json()["state"] == "deleted", 60, "deleted")
+
+
+def test_other_namespaces_see_nothing_of_an_instance_or_keypair(cloud: Cloud) -> None:
+    api = cloud.api()
+    assert api.post("/keypairs", {"name": "secret-key", "public_key": ED25519}).status_code == 200
+    uuid = api.post("/instances", create_body("hidden")).json()["uuid"]
+    other = cloud.make_namespace("opsother")
+    for method, path, body in (
+        ("GET", f"/instances/{uuid}/events", None),
+        ("GET", f"/instances/{uuid}/snapshot", None),
+        ("POST", f"/instances/{uuid}/snapshot", {"all": True}),
+        ("PUT", f"/instances/{uuid}/metadata/x", {"value": 1}),
+        ("DELETE", f"/instances/{uuid}/metadata/x", None),
+        ("POST", f"/instances/{uuid}/reboothard", None),
+        ("GET", "/keypairs/secret-key", None),
+        ("DELETE", "/keypairs/secret-key", None),
+    ):
+        assert other.request(method, path, body).status_code == 404, (method, path)
+    assert other.get("/keypairs").json() == []
+    # ...and its own keypair of the same name is a different one.
+    assert other.post("/keypairs", {"name": "secret-key", "public_key": ED25519}) \
+        .status_code == 200
+    both = [k for k in api.get("/keypairs").json() if k["name"] == "secret-key"]
+    assert sorted(k["namespace"] for k in both) == ["opsother", "system"]
+    ambiguous = api.get("/keypairs/secret-key")  # the system namespace sees both
+    assert ambiguous.status_code == 400 and "use the UUID" in ambiguous.json()["error"]
+    assert other.request("GET", "/nodes/x/events").status_code == 403
+    for keypair in both:
+        assert api.delete(f"/keypairs/{keypair['uuid']}").status_code == 200
+    api.delete(f"/instances/{uuid}")
+    wait_for(lambda: api.get(f"/instances/{uuid}").json()["state"] == "deleted", 60, "deleted")

@@ -34,7 +34,7 @@ async def collection(request: HttpRequest, body: dict, principal: Principal) -> 
 async def detail(request: HttpRequest, body: dict, principal: Principal, ref: str) -> Any:
     record = await artifacts.get(ref, visible_to(principal))
     if request.method == "DELETE":
-        image = await artifacts.delete(record, actor(principal))
+        image = await artifacts.delete(record, visible_to(principal), actor(principal))
         return shapes.artifact(artifacts.ImageRecord(image=image))
     return shapes.artifact(record)
 
