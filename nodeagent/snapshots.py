@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from cloudstate.model import Image, ImageObserved, InstanceSpec
+from nodeagent import failpoints
 from nodeagent.events import EventLog
 from nodeagent.hypervisor import Hypervisor
 from nodeagent.images import ImageCache, ImageError
@@ -95,6 +96,7 @@ class SnapshotTaker:
             if running:
                 marker.touch()
                 await self._hv.suspend(spec.uuid)
+            failpoints.hit("snapshot-paused")
             for image in todo:
                 await asyncio.to_thread(_sparse_copy, sources[image.uuid], copies[image.uuid])
         except BaseException:

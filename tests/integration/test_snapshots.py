@@ -143,3 +143,28 @@ def test_snapshot_of_a_powered_off_instance_and_before_it_exists(cloud: Cloud) -
     for item in api.get("/artifacts").json():
         if item["instance_uuid"] == uuid:
             assert api.delete(f"/artifacts/{item['uuid']}").status_code == 200
+
+
+def test_agent_killed_while_the_guest_is_paused_for_a_snapshot(cloud: Cloud) -> None:
+    """The restarted agent resumes the guest it paused and takes the snapshot
+    again; nothing half-made is left in the image cache."""
+    api = cloud.api()
+    uuid = api.post("/instances", {"name": "snapcrash", "cpus": 1, "memory": 128,
+                                   "disk": [{"size": 1, "base": "demo"}]}).json()["uuid"]
+    cloud.wait_console(uuid, "SFCLOUD-READY")
+    cloud.stop_agent()
+    dying = cloud.start_agent(failpoints="snapshot-paused")
+    try:
+        image = api.post(f"/instances/{uuid}/snapshot").json()["vda"]["artifact_uuid"]
+        assert dying.wait(timeout=60) == 75, "the agent should have died at the failpoint"
+        assert domain_state(uuid) == libvirt.VIR_DOMAIN_PAUSED
+    finally:
+        cloud.start_agent()
+    wait_for(lambda: domain_state(uuid) == libvirt.VIR_DOMAIN_RUNNING, 30, "the guest resumed")
+    wait_for(lambda: any(s["uuid"] == image and s["state"] == "created"
+                         for s in api.get(f"/instances/{uuid}/snapshot").json()), 90, "created")
+    assert instance(cloud, uuid)["power_state"] == "on"
+    assert not list((cloud.image_cache_dir() / ".partial").iterdir())
+    api.delete(f"/instances/{uuid}")
+    wait_for(lambda: instance(cloud, uuid)["state"] == "deleted", 60, "deleted")
+    assert api.delete(f"/artifacts/{image}").status_code == 200
