@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from cloudstate import validation
 from cloudstate.etcd import Compare, Delete, Put
 from cloudstate.model import Image, ImageObserved, InstanceObserved, InstanceSpec
-from portal.cloud import nodes, scheduler, store, urlcheck
+from portal.cloud import nodes, ownership, scheduler, store, urlcheck
 from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 from portal.events import log as eventlog
 
@@ -217,3 +217,13 @@ async def delete(record: ImageRecord, namespaces: Namespaces,
                           f"deletion requested{f' by {actor}' if actor else ''}",
                           extra={"actor": actor})
     return image
+
+
+async def _owned_images(namespace: str) -> list[str]:
+    """Images (cached or snapshots) the namespace still has; shared ones of
+    other namespaces are not its own."""
+    return [r.image.name for r in await list_records(frozenset({namespace}))
+            if r.image.namespace == namespace]
+
+
+ownership.register("images", _owned_images)

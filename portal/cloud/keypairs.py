@@ -14,7 +14,7 @@ import uuid as uuidlib
 from cloudstate import sshkeys, validation
 from cloudstate.etcd import Compare, Delete, Put
 from cloudstate.model import Keypair
-from portal.cloud import store
+from portal.cloud import ownership, store
 from portal.cloud.errors import Conflict, NotFound
 
 Namespaces = frozenset[str] | None
@@ -97,3 +97,10 @@ async def delete(keypair: Keypair) -> None:
     keys = store.keys()
     await store.etcd().txn([], [Delete(keys.keypair(keypair.uuid)),
                                 Delete(keys.keypair_name(keypair.namespace, keypair.name))])
+
+
+async def _owned_keypairs(namespace: str) -> list[str]:
+    return [k.name for k in await list_keypairs(frozenset({namespace}))]
+
+
+ownership.register("keypairs", _owned_keypairs)

@@ -4,24 +4,23 @@ and its event log)."""
 
 from __future__ import annotations
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
-from portal.accounts.access import Access
-from portal.accounts.models import Membership
+from portal.accounts.access import access_for_scope
+from portal.accounts.notify import user_group
 from portal.cloud import artifacts
 from portal.cloud.errors import NotFound
 from portal.events import log as eventlog
 from portal.images.views import page_context
-from portal.instances.consumers import CLOSE_NOT_FOUND, CLOSE_UNAUTHENTICATED, event_row_oob
+from portal.instances.consumers import (
+    CLOSE_ACCESS_CHANGED,
+    CLOSE_NOT_FOUND,
+    CLOSE_UNAUTHENTICATED,
+    event_row_oob,
+    event_rows_oob,
+)
 from portal.live.hub import hub
-
-
-@database_sync_to_async
-def _access(user) -> Access:  # type: ignore[no-untyped-def]
-    roles = dict(Membership.objects.filter(user=user).values_list("namespace__name", "role"))
-    return Access(memberships=roles, current=None)
 
 
 class ImagesConsumer(AsyncWebsocketConsumer):
@@ -34,10 +33,10 @@ class ImagesConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.access = await _access(user)
+        self.access = await access_for_scope(self.scope)
         kwargs = self.scope["url_route"]["kwargs"]
         self.uuid = str(kwargs["uuid"]) if "uuid" in kwargs else None
-        groups = [(await hub()).images_group]
+        groups = [(await hub()).images_group, user_group(user.pk)]
         if self.uuid is not None:
             try:
                 await artifacts.get(self.uuid, self.access.visible)
@@ -50,6 +49,8 @@ class ImagesConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self._send()
+        if self.uuid is not None:
+            await self.send(text_data=await event_rows_oob("image", self.uuid))
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
@@ -58,9 +59,12 @@ class ImagesConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Read-only."""
 
+    async def access_changed(self, event: dict) -> None:
+        await self.close(code=CLOSE_ACCESS_CHANGED)
+
     async def _send(self) -> None:
         if self.uuid is None:
-            records = await artifacts.list_records(self.access.visible)
+            records = await artifacts.list_records(self.access.scope)
             context = page_context(records, self.access)
             html = render_to_string("images/_rows.html", {**context, "oob": True})
         else:

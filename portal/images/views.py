@@ -9,14 +9,17 @@ from uuid import UUID
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from cloudstate.validation import ValidationError
+from portal.accounts import audit
 from portal.accounts.access import Access, access_for
+from portal.accounts.namespaces import require_open
 from portal.cloud import artifacts
-from portal.cloud.errors import CloudError, NotFound
+from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.instances.detail import events_context
 from portal.web import arender
 
@@ -34,10 +37,16 @@ def page_context(records: list[artifacts.ImageRecord], access: Access) -> dict:
             "can_operate": access.current is not None and access.can_operate(access.current)}
 
 
+def _toast(text: str, level: str) -> HttpResponse:
+    response = HttpResponse(status=200)
+    response["HX-Trigger"] = json.dumps({"sfcloud:toast": {"text": text, "level": level}})
+    return response
+
+
 @login_required
 async def image_list(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
-    records = await artifacts.list_records(access.visible)
+    records = await artifacts.list_records(access.scope)
     return await arender(request, "images/list.html", {
         **page_context(records, access), "form": CacheForm(),
     })
@@ -47,17 +56,21 @@ async def image_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 async def image_cache(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
-    form = CacheForm(request.POST)
     namespace = access.current
-    error = None
     if namespace is None or not access.can_operate(namespace):
-        error = "You may not add images in this namespace."
-    elif form.is_valid():
-        user = await request.auser()
+        raise PermissionDenied("Your role here does not let you add images.")
+    form = CacheForm(request.POST)
+    error = None
+    if form.is_valid():
+        url = form.cleaned_data["url"].strip()
         try:
-            record = await artifacts.cache(form.cleaned_data["url"].strip(), namespace,
-                                           name=form.cleaned_data["name"] or None,
-                                           actor=f"user {user.get_username()}")
+            async with audit.recording(access, namespace, "cache", "image", object_name=url,
+                                       source=audit.source_of(request)) as entry:
+                await require_open(namespace)
+                record = await artifacts.cache(url, namespace,
+                                               name=form.cleaned_data["name"] or None,
+                                               actor=f"user {access.username}")
+                entry.object_id, entry.object_name = record.uuid, record.image.name
         except ValidationError as exc:
             error = str(exc)
         except CloudError as exc:
@@ -65,18 +78,13 @@ async def image_cache(request: HttpRequest) -> HttpResponse:
         else:
             text = f"Fetching {record.image.name} onto every node."
             if request.htmx:  # type: ignore[attr-defined]
-                response = HttpResponse(status=200)
-                response["HX-Trigger"] = json.dumps(
-                    {"sfcloud:toast": {"text": text, "level": "success"}})
-                return response
+                return _toast(text, "success")
             messages.success(request, text)
             return HttpResponseRedirect(reverse("image-list"))
     else:
         error = "; ".join(f"{form.fields[f].label}: {' '.join(e)}" for f, e in form.errors.items())
     if request.htmx:  # type: ignore[attr-defined]
-        response = HttpResponse(status=200)
-        response["HX-Trigger"] = json.dumps({"sfcloud:toast": {"text": error, "level": "error"}})
-        return response
+        return _toast(error, "error")
     messages.error(request, error)
     return HttpResponseRedirect(reverse("image-list"))
 
@@ -103,12 +111,18 @@ async def image_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @require_POST
 async def image_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, access = await _record_for(request, uuid)
-    if not access.can_operate(record.image.namespace):
-        messages.error(request, "You may not delete images in this namespace.")
-        return HttpResponseRedirect(reverse("image-list"))
-    user = await request.auser()
     try:
-        await artifacts.delete(record, None, actor=f"user {user.get_username()}")
+        async with audit.recording(access, record.image.namespace, "delete", "image",
+                                   object_id=record.uuid, object_name=record.image.name,
+                                   source=audit.source_of(request)):
+            # Shared images are seen by all, but only their own namespace deletes them.
+            if not access.can_read(record.image.namespace):
+                raise Forbidden(f"image {record.image.name} belongs to namespace "
+                                f"{record.image.namespace}, which alone may delete it")
+            access.require_operate(record.image.namespace, f"image {record.uuid}")
+            await artifacts.delete(record, None, actor=f"user {access.username}")
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from None
     except CloudError as exc:
         messages.error(request, exc.message)
         return HttpResponseRedirect(reverse("image-detail", args=[record.uuid]))

@@ -11,15 +11,17 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from cloudstate import power as power_rules
 from cloudstate.validation import ValidationError
+from portal.accounts import audit
 from portal.accounts.access import access_for
 from portal.cloud import instances, metadata, power, snapshots
-from portal.cloud.errors import CloudError, NotFound
+from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.cloud.instances import InstanceRecord
 
 
@@ -32,19 +34,23 @@ def _reply(request: HttpRequest, record: InstanceRecord, text: str, level: str) 
     return HttpResponseRedirect(reverse("instance-detail", args=[record.uuid]))
 
 
-async def _act(request: HttpRequest, uuid: UUID,
+async def _act(request: HttpRequest, uuid: UUID, name: str,
                action: Callable[[InstanceRecord, str], Awaitable[str]]) -> HttpResponse:
+    """Run ``action`` for someone who may change the instance: 404 for one
+    who can't see it, 403 for a viewer; other refusals come back as a toast."""
     access = await access_for(request)
     try:
         record = await instances.get(str(uuid), access.visible)
     except NotFound:
         raise Http404("No such instance") from None
-    if not access.can_operate(record.spec.namespace):
-        return _reply(request, record, "You may not change instances in this namespace.",
-                      "error")
-    user = await request.auser()
     try:
-        text = await action(record, f"user {user.get_username()}")
+        async with audit.recording(access, record.spec.namespace, name, "instance",
+                                   object_id=record.uuid, object_name=record.spec.name,
+                                   source=audit.source_of(request)):
+            access.require_operate(record.spec.namespace, f"instance {record.uuid}")
+            text = await action(record, f"user {access.username}")
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from None
     except ValidationError as exc:
         return _reply(request, record, str(exc), "error")
     except CloudError as exc:
@@ -62,7 +68,8 @@ async def power_action(request: HttpRequest, uuid: UUID, action: str) -> HttpRes
         await power.request(record, action, actor)
         return f"{power_rules.LABELS[action]}: sent to {record.spec.name}."
 
-    return await _act(request, uuid, run)
+    verb = {intent: verb for verb, intent in power_rules.API_ACTIONS.items()}[action]
+    return await _act(request, uuid, verb, run)
 
 
 @login_required
@@ -76,7 +83,7 @@ async def snapshot(request: HttpRequest, uuid: UUID) -> HttpResponse:
         names = ", ".join(image.name for image in taken)
         return f"Taking a snapshot of {record.spec.name}: {names}."
 
-    return await _act(request, uuid, run)
+    return await _act(request, uuid, "snapshot", run)
 
 
 @login_required
@@ -94,7 +101,7 @@ async def metadata_set(request: HttpRequest, uuid: UUID) -> HttpResponse:
         await metadata.set_item(record, key, value, actor)
         return f"Set {key} on {record.spec.name}."
 
-    return await _act(request, uuid, run)
+    return await _act(request, uuid, "set-metadata", run)
 
 
 @login_required
@@ -104,4 +111,4 @@ async def metadata_delete(request: HttpRequest, uuid: UUID, key: str) -> HttpRes
         await metadata.delete_item(record, key, actor)
         return f"Removed {key} from {record.spec.name}."
 
-    return await _act(request, uuid, run)
+    return await _act(request, uuid, "delete-metadata", run)

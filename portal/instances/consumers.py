@@ -134,6 +134,8 @@ class InstanceDetailConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self._send_sections()
+        # Events since the page was rendered are not missed.
+        await self.send(text_data=await event_rows_oob("instance", self.uuid))
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
@@ -171,3 +173,11 @@ class InstanceDetailConsumer(AsyncWebsocketConsumer):
 def event_row_oob(event: dict) -> str:
     row = render_to_string("events/_row.html", {"event": event})
     return f'<tbody hx-swap-oob="afterbegin:#event-rows">{row}</tbody>'
+
+
+async def event_rows_oob(kind: str, uuid: str) -> str:
+    """The whole event table body, replacing the page's."""
+    found = await eventlog.list_events(kind, uuid, limit=detail.EVENTS_SHOWN)
+    rows = "".join(render_to_string("events/_row.html", {"event": event.as_api()})
+                   for event in found)
+    return f'<tbody id="event-rows" hx-swap-oob="true">{rows}</tbody>'

@@ -7,14 +7,17 @@ from uuid import UUID
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cloudstate.validation import ValidationError
+from portal.accounts import audit
 from portal.accounts.access import access_for
+from portal.accounts.namespaces import require_open
 from portal.cloud import keypairs
-from portal.cloud.errors import CloudError, NotFound
+from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.web import arender
 
 
@@ -33,12 +36,19 @@ async def keypair_list(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
     namespace = access.current
     can_operate = namespace is not None and access.can_operate(namespace)
+    if request.method == "POST" and not can_operate:
+        raise PermissionDenied("Your role here does not let you add keypairs.")
     form = KeypairForm(request.POST or None)
-    if request.method == "POST" and can_operate and form.is_valid():
+    if request.method == "POST" and form.is_valid():
         assert namespace is not None
         try:
-            keypair = await keypairs.create(form.cleaned_data["name"],
-                                            form.cleaned_data["public_key"], namespace)
+            async with audit.recording(access, namespace, "create", "keypair",
+                                       object_name=form.cleaned_data["name"],
+                                       source=audit.source_of(request)) as entry:
+                await require_open(namespace)
+                keypair = await keypairs.create(form.cleaned_data["name"],
+                                                form.cleaned_data["public_key"], namespace)
+                entry.object_id = keypair.uuid
         except ValidationError as exc:
             form.add_error("public_key" if exc.field == "public_key" else "name", exc.message)
         except CloudError as exc:
@@ -46,7 +56,7 @@ async def keypair_list(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Keypair {keypair.name} added ({keypair.fingerprint}).")
             return HttpResponseRedirect(reverse("keypair-list"))
-    found = await keypairs.list_keypairs(frozenset({namespace}) if namespace else frozenset())
+    found = await keypairs.list_keypairs(access.scope)
     return await arender(request, "keypairs/list.html", {
         "keypairs": found, "form": form, "can_operate": can_operate,
     }, status=400 if form.errors else 200)
@@ -60,10 +70,14 @@ async def keypair_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
         keypair = await keypairs.get(str(uuid), access.visible)
     except NotFound:
         raise Http404("No such keypair") from None
-    if not access.can_operate(keypair.namespace):
-        messages.error(request, "You may not delete keypairs in this namespace.")
-    else:
-        await keypairs.delete(keypair)
-        messages.success(request, f"Keypair {keypair.name} deleted. Instances made with it "
-                                  "keep the key.")
+    try:
+        async with audit.recording(access, keypair.namespace, "delete", "keypair",
+                                   object_id=keypair.uuid, object_name=keypair.name,
+                                   source=audit.source_of(request)):
+            access.require_operate(keypair.namespace, f"keypair {keypair.name}")
+            await keypairs.delete(keypair)
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from None
+    messages.success(request, f"Keypair {keypair.name} deleted. Instances made with it "
+                              "keep the key.")
     return HttpResponseRedirect(reverse("keypair-list"))

@@ -11,10 +11,12 @@ from __future__ import annotations
 import uuid as uuidlib
 
 from cloudstate.etcd import Put
-from cloudstate.model import Disk, InstanceObserved, InstanceSpec
+from cloudstate.model import Disk, Image, InstanceObserved, InstanceSpec
 from tests.support.cloud import Cloud
 
 GHOST_NODE = "ghost-node"
+PUBLIC_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKu4Sb8bV0dSRiGSI7qHnHjYw5uCqbH5zN2q8cYbZ4bh "
+              "test@host")
 
 
 def put_instance(cloud: Cloud, namespace: str, name: str) -> str:
@@ -34,3 +36,17 @@ def mark_torn_down(cloud: Cloud, uuid: str) -> None:
     """What the instance's node would report once it has removed it."""
     observed = InstanceObserved(node=GHOST_NODE, state="deleted", power_state="off")
     cloud.etcd_call(lambda etcd: etcd.put(cloud.keys.observed_instance(uuid), observed.to_json()))
+
+
+def put_image(cloud: Cloud, namespace: str, name: str) -> str:
+    """An image record no node holds or fetches (not marked for pre-caching)."""
+    image = Image(uuid=str(uuidlib.uuid4()), name=name, namespace=namespace,
+                  source_url=f"https://images.invalid/{name}.qcow2")
+    keys = cloud.keys
+
+    async def write(etcd):  # type: ignore[no-untyped-def]
+        await etcd.txn([], [Put(keys.image(image.uuid), image.to_json()),
+                            Put(keys.image_name(namespace, name), image.uuid)])
+
+    cloud.etcd_call(write)
+    return image.uuid
