@@ -64,6 +64,15 @@ class Settings:
     resync_interval: float = field(
         default_factory=lambda: _env_float("SFCLOUD_RESYNC_INTERVAL", 300.0)
     )
+    # Networks. The floating pool is where NAT egress addresses and floating
+    # IPs come from; with none set there is no egress at all.
+    floating_network: str = field(default_factory=lambda: _env("SFCLOUD_FLOATING_NETWORK", ""))
+    # The upstream router on the floating network (default: its first host).
+    floating_router: str = field(default_factory=lambda: _env("SFCLOUD_FLOATING_ROUTER", ""))
+    # The MTU guests get; the mesh between nodes must carry 50 bytes more
+    # (VXLAN's headers).
+    network_mtu: int = field(default_factory=lambda: _env_int("SFCLOUD_NETWORK_MTU", 1450))
+    vxlan_port: int = field(default_factory=lambda: _env_int("SFCLOUD_VXLAN_PORT", 4789))
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -13,11 +13,31 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/observed/images/<node>/<uuid>    that node's cache of an image (that node's agent)
     <prefix>/keypairs/<uuid>                  an ssh public key a namespace keeps (portal)
     <prefix>/names/keypairs/<ns>/<name>       name -> uuid (portal)
+
+Networks (see cloudstate.ipam for how reservations are made and released):
+
+    <prefix>/networks/<uuid>                  desired network (portal)
+    <prefix>/observed/networks/<uuid>         what the network node built (the network node)
+    <prefix>/names/networks/<ns>/<name>       name -> uuid (portal)
+    <prefix>/interfaces/<uuid>                an instance's NIC (portal; removed, with the
+                                              reservations below, by the agent that tore
+                                              down its instance)
+    <prefix>/ipam/<network uuid>/<address>    an address reserved on a network
+    <prefix>/ipam/floating/<address>          an address reserved from the floating pool
+                                              (released by the network node once unused)
+    <prefix>/vxlan/<id>                       a VXLAN id -> its network
+    <prefix>/macs/<mac>                       a MAC address -> its interface
+    <prefix>/fences/networks/<uuid>           rewritten by every attach to the network, so a
+                                              delete that saw no users can't miss a new one
+    <prefix>/roles/network-node               the node that holds the network node's role
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# The pool floating addresses are reserved in (network pools are named by uuid).
+FLOATING_POOL = "floating"
 
 
 @dataclass(frozen=True)
@@ -95,6 +115,62 @@ class Keys:
 
     def keypair_name(self, namespace: str, name: str) -> str:
         return self._k("names", "keypairs", namespace, name)
+    # networks
+    @property
+    def networks(self) -> str:
+        return self._k("networks", "")
+
+    def network(self, uuid: str) -> str:
+        return self._k("networks", uuid)
+
+    @property
+    def observed_networks(self) -> str:
+        return self._k("observed", "networks", "")
+
+    def observed_network(self, uuid: str) -> str:
+        return self._k("observed", "networks", uuid)
+
+    def network_name(self, namespace: str, name: str) -> str:
+        return self._k("names", "networks", namespace, name)
+
+    def network_fence(self, uuid: str) -> str:
+        return self._k("fences", "networks", uuid)
+
+    @property
+    def interfaces(self) -> str:
+        return self._k("interfaces", "")
+
+    def interface(self, uuid: str) -> str:
+        return self._k("interfaces", uuid)
+
+    @property
+    def ipam(self) -> str:
+        return self._k("ipam", "")
+
+    def addresses(self, pool: str) -> str:
+        """Every reservation of one pool: a network's uuid, or FLOATING_POOL."""
+        return self._k("ipam", pool, "")
+
+    def address(self, pool: str, address: str) -> str:
+        return self._k("ipam", pool, address)
+
+    @property
+    def vxlans(self) -> str:
+        return self._k("vxlan", "")
+
+    def vxlan(self, vxid: int) -> str:
+        return self._k("vxlan", str(vxid))
+
+    @property
+    def macs(self) -> str:
+        return self._k("macs", "")
+
+    def mac(self, mac: str) -> str:
+        return self._k("macs", mac.lower())
+
+    @property
+    def network_node_role(self) -> str:
+        return self._k("roles", "network-node")
 
     # parsing
     def uuid_of(self, key: str, family: str) -> str | None:

@@ -9,6 +9,7 @@ are ignored when read, so a newer writer does not break an older reader.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import time
 from dataclasses import dataclass, field
@@ -111,6 +112,8 @@ class InstanceSpec(Record):
     # The name of the namespace's keypair ssh_key came from, if it did: the
     # config drive offers the key under this name.
     keypair: str | None = None
+    # Its NICs' interface uuids, in order: the first is eth0.
+    interfaces: list[str] = field(default_factory=list)
 
     @property
     def domain_name(self) -> str:
@@ -204,6 +207,94 @@ class Keypair(Record):
     namespace: str
     public_key: str
     fingerprint: str  # SHA256:<base64>, as ssh-keygen -l shows it
+    created_at: float = field(default_factory=time.time)
+
+
+# --- networks ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkSpec(Record):
+    """A virtual network: one VXLAN id, one address pool, one router."""
+
+    uuid: str
+    name: str
+    namespace: str
+    netblock: str  # normalised CIDR, e.g. "10.0.0.0/24"
+    vxid: int
+    provide_dhcp: bool = True
+    provide_nat: bool = True
+    provide_dns: bool = False
+    # The address this network's traffic leaves by, from the floating pool;
+    # None when the cloud has no floating network or NAT was not asked for.
+    floating_gateway: str | None = None
+    mtu: int = 1450
+    created_at: float = field(default_factory=time.time)
+    desired: str = "active"  # active or deleted
+    deleted_at: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.netblock)
+
+    @property
+    def router(self) -> str:
+        """The network node's address on the network: its first host."""
+        return str(self.network.network_address + 1)
+
+    @property
+    def prefixlen(self) -> int:
+        return self.network.prefixlen
+
+    @property
+    def netmask(self) -> str:
+        return str(self.network.netmask)
+
+
+@dataclass(frozen=True)
+class NetworkObserved(Record):
+    """What the network node has built for a network."""
+
+    node: str
+    state: str = "created"  # created, error, deleted
+    error: str | None = None
+    # Interfaces whose DHCP entry (and floating address) is in place; an
+    # instance is only started once all of its interfaces are listed here.
+    applied: list[str] = field(default_factory=list)
+    # NAT and floating addresses are in place (an uplink is configured).
+    egress: bool = False
+    # The newest few things that happened to it, newest last:
+    # {"timestamp", "message", "node", "type"}.
+    history: list[dict[str, Any]] = field(default_factory=list)
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class InterfaceSpec(Record):
+    """One NIC of an instance, on one network."""
+
+    uuid: str
+    network_uuid: str
+    instance_uuid: str
+    namespace: str
+    order: int  # 0 is eth0
+    macaddr: str
+    ipv4: str | None  # None: the NIC has no address on the network
+    model: str = "virtio"
+    floating: str | None = None  # an address from the floating pool, DNATed to ipv4
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class AddressReservation(Record):
+    """An address taken from a pool, and by what. Shaken Fist's shape."""
+
+    address: str
+    type: str  # instance, floating, gateway
+    user: list[str]  # [kind, uuid], e.g. ["interface", "<uuid>"]
+    network_uuid: str  # whose traffic uses it (for floating addresses: the private network)
+    comment: str = ""
     created_at: float = field(default_factory=time.time)
 
 

@@ -6,7 +6,7 @@ stores a merged state, it computes it here, so the two can't disagree.
 
 from __future__ import annotations
 
-from cloudstate.model import InstanceObserved, InstanceSpec
+from cloudstate.model import InstanceObserved, InstanceSpec, NetworkObserved, NetworkSpec
 
 # The states Shaken Fist's client understands. It waits while an instance is
 # "initial" or "creating", and a delete waits for exactly "deleted".
@@ -33,3 +33,18 @@ def power_state(observed: InstanceObserved | None) -> str:
 def is_active(spec: InstanceSpec) -> bool:
     """Counts against its node's capacity and its name is taken."""
     return spec.desired != "deleted"
+
+
+# --- networks -------------------------------------------------------------------------
+# Shaken Fist's network states; "delete-wait" means interfaces still use it.
+DELETE_WAIT = "delete-wait"
+
+
+def network_state(spec: NetworkSpec, observed: NetworkObserved | None, in_use: bool) -> str:
+    if spec.desired == "deleted":
+        if observed is not None and observed.state == DELETED:
+            return DELETED
+        return DELETE_WAIT if in_use else DELETING
+    if observed is None:
+        return INITIAL
+    return observed.state

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from importlib import metadata
 
-from cloudstate import signing
+from cloudstate import netvalidation, signing
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
@@ -26,6 +26,8 @@ from nodeagent.hypervisor import Hypervisor
 from nodeagent.images import ImageCache
 from nodeagent.imagesync import ImageSync, specs_using
 from nodeagent.instances import InstanceContext, InstanceReconciler
+from nodeagent.netnames import NetNames
+from nodeagent.networks import NetworkContext, NetworkReconciler
 from nodeagent.settings import AgentSettings
 from nodeagent.workqueue import WorkQueue
 
@@ -64,12 +66,17 @@ class Agent:
         # Downloads take long; they get their own workers so they never hold
         # up power actions and the like.
         self.image_queue = WorkQueue(self.image_sync.reconcile, workers=2)
+        self.networks = NetworkReconciler(
+            context=_network_context(settings), keys=self.keys, etcd=self.etcd,
+            mirror=self.mirror, poke_instance=self.queue.add,
+        )
         self.reconciler: InstanceReconciler | None = None
         self.started = asyncio.Event()
 
     async def run(self) -> None:
         settings = self.settings
-        for path in (settings.node_dir, settings.instances_dir, settings.images_dir):
+        for path in (settings.node_dir, settings.instances_dir, settings.images_dir,
+                     settings.networks_dir):
             path.mkdir(parents=True, exist_ok=True)
         virt = await hostfacts.probe_virtualization(settings.virt_type, settings.machine)
         log.info("node %s: %s (%s)", settings.node_name, virt.virt_type, virt.reason)
@@ -84,8 +91,10 @@ class Agent:
             ),
             keys=self.keys, etcd=self.etcd, mirror=self.mirror,
             hypervisor=self.hypervisor, images=self.image_sync, events=self.events,
+            networks=self.networks,
         )
         self.mirror.subscribe(self._on_changes)
+        self.mirror.subscribe(self.networks.on_changes)
         sender = EventSender(
             self.events, url=events_url(settings.portal_url), node=settings.node_name,
             secret=signing.load_secret(settings.common.state_dir))
@@ -95,7 +104,9 @@ class Agent:
                 group.create_task(self.queue.run())
                 group.create_task(self.image_queue.run())
                 group.create_task(sender.run())
+                group.create_task(self.networks.queue.run())
                 await self.mirror.ready.wait()
+                await self.networks.claim_role()
                 await self._register(virt)
                 self.events.emit("node", settings.node_name,
                                  f"node agent {release()} started ({virt.virt_type})",
@@ -108,6 +119,7 @@ class Agent:
                 self.started.set()
                 group.create_task(self._periodic_sweep())
         finally:
+            self.networks.close()
             await self.hypervisor.close()
             await self.etcd.close()
 
@@ -126,6 +138,7 @@ class Agent:
             machine=virt.machine,
             virt_reason=virt.reason,
             release=release(),
+            is_network_node=self.networks.is_network_node,
         )
 
     async def _register(self, virt: hostfacts.Virtualization) -> None:
@@ -197,6 +210,8 @@ class Agent:
         held |= set(await self.hypervisor.owned_domains(self.owner))
         for uuid in wanted | held:
             self.queue.add(uuid)
+        await self.networks.collect_garbage()
+        self.networks.sweep()
 
     async def _periodic_sweep(self) -> None:
         while True:
@@ -206,3 +221,20 @@ class Agent:
     async def _reconcile(self, uuid: str) -> None:
         assert self.reconciler is not None
         await self.reconciler.reconcile(uuid)
+
+
+def _network_context(settings: AgentSettings) -> NetworkContext:
+    floating = netvalidation.floating_network(settings.common.floating_network)
+    return NetworkContext(
+        node=settings.node_name,
+        node_ip=settings.node_ip,
+        names=NetNames.for_cluster(settings.common.cluster, settings.net_tag),
+        vxlan_port=settings.common.vxlan_port,
+        networks_dir=settings.networks_dir,
+        wants_network_node=settings.network_node,
+        uplink=settings.uplink,
+        libvirt_netns=settings.libvirt_netns,
+        floating=floating,
+        floating_router=(netvalidation.floating_router(floating, settings.common.floating_router)
+                         if floating else None),
+    )

@@ -36,10 +36,15 @@ class DomainDisk:
 
 @dataclass(frozen=True)
 class DomainInterface:
-    bridge: str
+    """A NIC. With a bridge, libvirt puts the tap into it; without one (an
+    agent in another network namespace than libvirtd), libvirt only makes
+    the tap and the agent moves it into its own namespace's bridge."""
+
+    bridge: str | None
     mac: str
     model: str = "virtio"
     mtu: int | None = None
+    tap: str | None = None  # the tap's name, so the agent can find it
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudstate.etcd import Delete, Etcd
+from cloudstate.etcd import Delete, Etcd, Put
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
 from cloudstate.model import Disk, Image, ImageObserved, InstanceObserved, InstanceSpec
@@ -28,6 +28,8 @@ from nodeagent.hostfacts import Virtualization
 from nodeagent.hypervisor import Hypervisor, HypervisorError
 from nodeagent.images import CachedImage, ImageError, create_overlay
 from nodeagent.imagesync import ImageSync
+from nodeagent.netkernel import KernelError
+from nodeagent.networks import NetworkReconciler
 from nodeagent.snapshots import SnapshotTaker
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class InstanceReconciler:
         mirror: Mirror,
         hypervisor: Hypervisor,
         images: ImageSync,
+        networks: NetworkReconciler,
         events: EventLog | None = None,
     ):
         self._ctx = context
@@ -71,6 +74,7 @@ class InstanceReconciler:
         self._events = events
         self._snapshots = SnapshotTaker(hypervisor=hypervisor, cache=images.cache,
                                         report=self._report_image, events=events)
+        self._networks = networks
 
     @property
     def node(self) -> str:
@@ -132,7 +136,7 @@ class InstanceReconciler:
         if spec.desired == "deleted":
             await self._fail_snapshots(uuid, "the instance was deleted before it was taken")
             await self._teardown(uuid)
-            await self._report(spec, state="deleted", power_state="off", error=None)
+            await self._report_deleted(spec)
             return
 
         observed = self.observed(uuid)
@@ -143,7 +147,8 @@ class InstanceReconciler:
         try:
             await self._snapshots.resume_if_we_paused(spec, self.instance_dir(uuid))
             await self._converge(spec, observed)
-        except (InstanceFailure, ImageError, HypervisorError, domainxml.DomainXMLError) as exc:
+        except (InstanceFailure, ImageError, HypervisorError, domainxml.DomainXMLError,
+                KernelError) as exc:
             log.warning("instance %s failed: %s", uuid, exc)
             await self._report(
                 spec, state="error", error=str(exc), failed_spec_revision=spec_revision,
@@ -181,6 +186,12 @@ class InstanceReconciler:
                        else "disks, config drive and domain made",
                        duration=time.monotonic() - started)
         if spec.power.generation > applied:
+            first_boot = observed is None or observed.state == "creating"
+            if first_boot and spec.power.action == "on" and self._networks.not_ready(spec):
+                # Its DHCP entries are not in place yet: a guest booted now
+                # would ask for an address nobody answers. A change to the
+                # network's observed state queues us again.
+                return
             started = time.monotonic()
             await self._apply_power(spec)
             failpoints.hit("after-power")
@@ -188,6 +199,8 @@ class InstanceReconciler:
             self._emit(spec.uuid, f"power action {spec.power.action} applied",
                        duration=time.monotonic() - started,
                        extra={"generation": spec.power.generation})
+        if await self._power_state(spec.uuid) in ("on", "paused"):
+            await self._networks.attach(spec)
         await self._report(
             spec, state="created", error=None, applied_power_generation=applied,
             power_state=(await self._power_state(spec.uuid)) or "off",
@@ -232,7 +245,7 @@ class InstanceReconciler:
             virt_type=self._ctx.virt.virt_type,
             machine=self._ctx.virt.machine,
             disks=disks,
-            interfaces=[],
+            interfaces=await self._networks.ensure_ports(spec),
             console_log=directory / CONSOLE_LOG,
             video_model=str(spec.video.get("model", "cirrus")),
         )
@@ -275,6 +288,7 @@ class InstanceReconciler:
             public_keys={spec.keypair or "sfcloud": spec.ssh_key.strip()} if spec.ssh_key
             else {},
             user_data=user_data,
+            network_data=self._networks.network_data(spec),
         )
         configdrive.write(content, self.instance_dir(spec.uuid) / CONFIG_DRIVE)
 
@@ -319,6 +333,25 @@ class InstanceReconciler:
             shutil.rmtree(directory)
 
     # --- reporting ----------------------------------------------------------------------
+
+    async def _report_deleted(self, spec: InstanceSpec) -> None:
+        """Report the instance gone and, in the same transaction, give back
+        its interfaces, addresses and MACs: only now that its guest can no
+        longer use them may they go to another."""
+        releases = self._networks.releases(spec)
+        if not releases:
+            await self._report(spec, state="deleted", power_state="off", error=None)
+            return
+        found = self.observed(spec.uuid)
+        current = found or InstanceObserved(node=self.node)
+        record = current.replace(node=self.node, state="deleted", power_state="off", error=None,
+                                 updated_at=time.time())
+        result = await self._etcd.txn(
+            [], [Put(self._keys.observed_instance(spec.uuid), record.to_json()), *releases]
+        )
+        self._emit_changes(spec.uuid, found, record)
+        self._emit(spec.uuid, "its interfaces, addresses and MACs released", type="mutate")
+        await self._mirror.wait_for_revision(result.revision)
 
     async def _report(self, spec: InstanceSpec, **fields: object) -> None:
         """Write the observed record, but only if something in it changed."""

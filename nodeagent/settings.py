@@ -33,6 +33,21 @@ class AgentSettings:
     # the address the portal of an all-in-one install listens on.
     portal_url: str = field(default_factory=lambda: _env(
         "SFCLOUD_PORTAL_URL", "http://" + _env("SFCLOUD_PORTAL_ADDRESS", "127.0.0.1:13000")))
+    # Networks. The network node holds each network's namespace, router,
+    # dnsmasq and NAT; one node takes the role (the first to claim it).
+    network_node: bool = field(
+        default_factory=lambda: _env("SFCLOUD_NETWORK_NODE", "yes").lower()
+        in ("1", "yes", "true", "on")
+    )
+    # A dedicated interface towards the floating network, for NAT egress and
+    # floating addresses; none: no egress. Never the node's own uplink.
+    uplink: str = field(default_factory=lambda: _env("SFCLOUD_UPLINK", ""))
+    # Where libvirtd makes guests' taps when it runs in another network
+    # namespace than this agent (a path such as /proc/<pid>/ns/net).
+    libvirt_netns: str = field(default_factory=lambda: _env("SFCLOUD_LIBVIRT_NETNS", ""))
+    # The prefix of every link and namespace this cloud makes (default:
+    # derived from SFCLOUD_CLUSTER).
+    net_tag: str = field(default_factory=lambda: _env("SFCLOUD_NET_TAG", ""))
 
     @property
     def node_dir(self) -> Path:
@@ -49,3 +64,7 @@ class AgentSettings:
     @property
     def event_spool_dir(self) -> Path:
         return self.node_dir / "event-spool"
+
+    @property
+    def networks_dir(self) -> Path:
+        return self.node_dir / "networks"

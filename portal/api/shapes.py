@@ -13,12 +13,14 @@ from cloudstate.model import Keypair
 from portal.accounts.models import Namespace
 from portal.cloud.artifacts import ImageRecord
 from portal.cloud.instances import InstanceRecord
+from portal.cloud.networks import NetworkRecord
 from portal.cloud.nodes import NodeRecord
 
 SCHEMA_VERSION = 1
 
 
-def instance(record: InstanceRecord) -> dict[str, Any]:
+def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = None
+             ) -> dict[str, Any]:
     spec = record.spec
     disks = [
         {"device": d.device, "bus": d.bus, "size": d.size_gb, "type": d.type,
@@ -56,7 +58,7 @@ def instance(record: InstanceRecord) -> dict[str, Any]:
         "agent_start_time": None,
         "agent_system_boot_time": None,
         "metadata": spec.metadata,
-        "interfaces": [],
+        "interfaces": interfaces or [],
         "created": spec.created_at,
         "version": SCHEMA_VERSION,
         **({"requested_placement": spec.requested_placement}
@@ -165,4 +167,25 @@ def keypair(item: Keypair) -> dict[str, Any]:
         "public_key": item.public_key,
         "fingerprint": item.fingerprint,
         "created": item.created_at,
+    }
+
+
+def network(record: NetworkRecord) -> dict[str, Any]:
+    spec = record.spec
+    return {
+        "uuid": spec.uuid,
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "netblock": spec.netblock,
+        "provide_dhcp": spec.provide_dhcp,
+        "provide_nat": spec.provide_nat,
+        "provide_dns": spec.provide_dns,
+        "floating_gateway": spec.floating_gateway,
+        "vxlan_id": spec.vxid,
+        "mtu": spec.mtu,
+        "state": record.state,
+        "error_message": record.error,
+        "metadata": spec.metadata,
+        "created": spec.created_at,
+        "version": SCHEMA_VERSION,
     }

@@ -9,8 +9,10 @@ from portal.api.views import (
     events,
     instance_actions,
     instances,
+    interfaces,
     keypairs,
     namespaces,
+    networks,
     nodes,
     root,
 )
@@ -26,4 +28,6 @@ urlpatterns = [
     *events.routes,
     *artifacts.routes,
     *keypairs.routes,
+    *networks.routes,
+    *interfaces.routes,
 ]

@@ -20,7 +20,7 @@ from typing import Any
 from cloudstate import sshkeys, states, validation
 from cloudstate.etcd import Compare, Delete, Put
 from cloudstate.model import Disk, InstanceObserved, InstanceSpec, PowerIntent
-from portal.cloud import images, keypairs, ownership, scheduler, store
+from portal.cloud import images, interfaces, keypairs, ownership, scheduler, store
 from portal.cloud.errors import BadRequest, Conflict, NotFound
 from portal.events import log as eventlog
 
@@ -54,6 +54,7 @@ class InstanceRequest:
     placed_on: str | None = None
     keypair: str | None = None  # a keypair of the namespace, by name
     actor: str | None = None  # who asked, for the event log
+    networks: list[interfaces.NicRequest] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ def parse_request(body: dict[str, Any], namespace: str) -> InstanceRequest:
         configdrive=configdrive,
         placed_on=placed_on,
         keypair=keypair,
+        networks=interfaces.parse_nics(body.get("network")),
     )
 
 
@@ -211,6 +213,8 @@ async def create(request: InstanceRequest) -> InstanceRecord:
         disk_gb=sum(d.size_gb for d in disks if d.type == "disk"),
     )
     name_key = keys.instance_name(request.namespace, request.name)
+    nic_networks = await interfaces.resolve(request.networks, request.namespace)
+    interfaces.check_unique_addresses(request.networks, nic_networks)
     for _ in range(_PLACEMENT_ATTEMPTS):
         if await etcd.get(name_key) is not None:
             raise Conflict(
@@ -219,8 +223,13 @@ async def create(request: InstanceRequest) -> InstanceRecord:
             )
         loads = await scheduler.snapshot(etcd, keys)
         node = scheduler.choose(demand, loads, required=required)
+        instance_uuid = str(uuidlib.uuid4())
+        # Addresses, MACs and floating addresses, reserved in this same
+        # transaction: a create that fails leaves none of them behind.
+        nics = await interfaces.plan(request.networks, nic_networks,
+                                     instance_uuid=instance_uuid, namespace=request.namespace)
         spec = InstanceSpec(
-            uuid=str(uuidlib.uuid4()),
+            uuid=instance_uuid,
             name=request.name,
             namespace=request.namespace,
             cpus=request.cpus,
@@ -234,14 +243,17 @@ async def create(request: InstanceRequest) -> InstanceRecord:
             video=request.video,
             configdrive=request.configdrive,
             requested_placement=request.placed_on,
+            interfaces=[nic.uuid for nic in nics.interfaces],
         )
         placement_key = keys.placement(node.info.name)
         result = await etcd.txn(
             [Compare.absent(name_key),
-             Compare.unchanged_since(placement_key, node.placement_revision)],
+             Compare.unchanged_since(placement_key, node.placement_revision),
+             *nics.compares],
             [Put(keys.instance(spec.uuid), spec.to_json()),
              Put(name_key, spec.uuid),
-             Put(placement_key, spec.uuid)],
+             Put(placement_key, spec.uuid),
+             *nics.puts],
         )
         if result.succeeded:
             await eventlog.record("instance", spec.uuid, _by("created", request.actor),

@@ -35,6 +35,7 @@ from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from deploy.localvirt import stop_process
 from nodeagent.domainxml import DomainOwner, read_owner
+from nodeagent.netnames import NetNames
 
 T = TypeVar("T")
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -42,8 +43,8 @@ libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 SF_CLIENT = str(Path(sys.executable).with_name("sf-client"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
@@ -121,6 +122,8 @@ class Cloud:
         self.system_key = secrets.token_urlsafe(24)
         self.demo_image = demo_image
         self.owner = DomainOwner(cluster=self.cluster, node=self.node)
+        # Every link and namespace its networks make starts with this tag.
+        self.net_names = NetNames.for_cluster(self.cluster)
         self.env = {
             **os.environ,
             "SFCLOUD_STATE_DIR": str(self.state_dir),
@@ -137,6 +140,8 @@ class Cloud:
             "SFCLOUD_LOG_LEVEL": "INFO",
             "PYTHONPATH": str(REPO_ROOT),
             "SFCLOUD_CLUSTER_SECRET": secrets.token_urlsafe(48),
+            # Its own VXLAN port, so no other cloud's tunnels share its socket.
+            "SFCLOUD_VXLAN_PORT": str(free_port(socket.SOCK_DGRAM)),
             **extra_env,
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -211,6 +216,7 @@ class Cloud:
             if process is not None:
                 stop_process(process)
         self.remove_domains()
+        self.remove_network_objects()
         self.etcd_call(lambda etcd: etcd.delete_prefix(self.prefix + "/"))
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
@@ -320,3 +326,57 @@ class Cloud:
                     continue
         finally:
             conn.close()
+
+    # --- networks on the machine --------------------------------------------------------
+
+    def dnsmasq_pids(self) -> list[int]:
+        """dnsmasq processes serving this cloud (their configuration lies in its state dir)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"dnsmasq") and any(
+                    str(self.state_dir).encode() in arg for arg in argv[1:]):
+                found.append(int(entry.name))
+        return found
+
+    def network_objects(self, netns: str | None = None) -> dict[str, list[str]]:
+        """What of this cloud's networking exists: namespaces, links (in the
+        root namespace, or ``netns``), dnsmasq processes and nft tables."""
+        names = self.net_names
+        namespaces = sorted(n for n in os.listdir("/run/netns") if n.startswith(names.tag)) \
+            if os.path.isdir("/run/netns") else []
+        argv = ["ip", *(["-n", netns] if netns else []), "-o", "link", "show"]
+        links = []
+        for line in subprocess.run(argv, capture_output=True, text=True, check=True).stdout \
+                .splitlines():
+            name = line.split(":", 2)[1].strip().split("@")[0]
+            if name.startswith(names.tag):
+                links.append(name)
+        argv = ["nft", "list", "tables"]
+        if netns:
+            argv = ["ip", "netns", "exec", netns, *argv]
+        tables = [line.split()[-1] for line in subprocess.run(
+            argv, capture_output=True, text=True, check=True).stdout.splitlines()
+            if line.split()[-1].startswith(names.tag)]
+        return {"namespaces": namespaces, "links": sorted(links), "tables": tables,
+                "dnsmasq": [str(pid) for pid in self.dnsmasq_pids()]}
+
+    def remove_network_objects(self) -> None:
+        """Whatever of ours the agent left (a failed test): by pid, by tag."""
+        for pid in self.dnsmasq_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        names = self.net_names
+        if os.path.isdir("/run/netns"):
+            for namespace in os.listdir("/run/netns"):
+                if namespace.startswith(names.tag):
+                    subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+        for name in self.network_objects()["links"]:
+            subprocess.run(["ip", "link", "del", name], capture_output=True)

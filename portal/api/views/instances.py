@@ -14,7 +14,8 @@ from portal.accounts.models import Namespace
 from portal.accounts.namespaces import require_open
 from portal.api import shapes
 from portal.api.framework import endpoint
-from portal.cloud import instances
+from portal.cloud import instances, networks
+from portal.cloud import interfaces as nics
 from portal.cloud.errors import BadRequest, NotFound
 
 
@@ -51,14 +52,29 @@ async def collection(request: HttpRequest, body: dict, principal: Principal) -> 
                                          actor=actor(principal))
             record = await instances.create(wanted)
             entry.object_id = record.uuid
-        return shapes.instance(record)
+        return await _view(record)
     if request.method == "DELETE":
         return await _delete_all(request, body, principal)
     scope = visible_to(principal)
     if body.get("namespace"):
         scope = frozenset({await target_namespace(principal, body)})
     records = await instances.list_instances(scope, include_deleted=bool(body.get("all")))
-    return [shapes.instance(record) for record in records]
+    return await _views(records)
+
+
+async def _view(record: instances.InstanceRecord) -> dict:
+    """The instance with its interfaces embedded, as Shaken Fist shows it."""
+    return shapes.instance(record, await nics.views(await nics.of_instance(record.spec)))
+
+
+async def _views(records: list[instances.InstanceRecord]) -> list[dict]:
+    # One read of every interface rather than one per instance.
+    wanted = {record.uuid for record in records}
+    found = [i for i in await networks.all_interfaces() if i.instance_uuid in wanted]
+    by_instance: dict[str, list[dict]] = {}
+    for view in await nics.views(sorted(found, key=lambda i: i.order)):
+        by_instance.setdefault(view["instance_uuid"], []).append(view)
+    return [shapes.instance(record, by_instance.get(record.uuid, [])) for record in records]
 
 
 async def _delete_all(request: HttpRequest, body: dict, principal: Principal) -> list[str]:
@@ -92,7 +108,7 @@ async def detail(request: HttpRequest, body: dict, principal: Principal, ref: st
     record = await instances.get(ref, visible_to(principal))
     if request.method == "DELETE":
         record = await _delete(request, principal, record)
-    return shapes.instance(record)
+    return await _view(record)
 
 
 @endpoint("GET")
@@ -103,8 +119,8 @@ async def metadata(request: HttpRequest, body: dict, principal: Principal, ref: 
 
 @endpoint("GET")
 async def interfaces(request: HttpRequest, body: dict, principal: Principal, ref: str) -> list:
-    await instances.get(ref, visible_to(principal))
-    return []
+    record = await instances.get(ref, visible_to(principal))
+    return await nics.views(await nics.of_instance(record.spec))
 
 
 routes = [

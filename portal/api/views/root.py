@@ -15,6 +15,7 @@ CAPABILITIES: dict[str, list[str]] = {
     "nodes": ["node-get"],
     # GET .../events honours event_type and limit.
     "events": ["events-by-type"],
+    "networks": ["provide-dns", "list-addresses"],
 }
 
 _PAGE = """<!DOCTYPE html>

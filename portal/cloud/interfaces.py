@@ -1,0 +1,371 @@
+"""An instance's NICs: what a create asks for, the reservations behind them,
+floating addresses, and how they are shown.
+
+An instance's interfaces, their addresses and MACs are written in the
+instance's own create transaction (see ``plan``), so an instance never
+exists with half its NICs. Floating an interface reserves an address from
+the floating pool in the same transaction that records it on the interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloudstate import ipam, netvalidation, states, validation
+from cloudstate.etcd import Compare, Put
+from cloudstate.keys import FLOATING_POOL
+from cloudstate.model import (
+    AddressReservation,
+    InstanceObserved,
+    InstanceSpec,
+    InterfaceSpec,
+    NetworkObserved,
+)
+from portal.cloud import networks, store
+from portal.cloud.errors import BadRequest, Conflict, InsufficientResources, NotFound
+
+Namespaces = frozenset[str] | None
+NO_ADDRESS = "none"
+
+
+@dataclass(frozen=True)
+class NicRequest:
+    """One of Shaken Fist's netdescs, checked."""
+
+    network: str  # UUID or name
+    address: str | None = None  # None: any free one; NO_ADDRESS: none at all
+    macaddress: str | None = None
+    model: str = "virtio"
+    float: bool = False
+
+
+@dataclass
+class Plan:
+    """What one attempt at creating an instance adds to its transaction."""
+
+    interfaces: list[InterfaceSpec] = field(default_factory=list)
+    compares: list[Compare] = field(default_factory=list)
+    puts: list[Put] = field(default_factory=list)
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def _as_bool(value: Any, field_name: str) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    # -N float=true on Shaken Fist's command line arrives as a string.
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    raise validation.ValidationError(field_name, "must be true or false")
+
+
+def parse_nics(raw: Any) -> list[NicRequest]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise validation.ValidationError("network", "must be a list of network descriptions")
+    if len(raw) > netvalidation.MAX_INTERFACES:
+        raise validation.ValidationError(
+            "network", f"at most {netvalidation.MAX_INTERFACES} interfaces per instance"
+        )
+    nics = []
+    for index, item in enumerate(raw):
+        name = f"network[{index}]"
+        if not isinstance(item, dict):
+            raise validation.ValidationError(name, "must be an object with network_uuid")
+        ref = item.get("network_uuid")
+        if not isinstance(ref, str) or not ref.strip():
+            raise validation.ValidationError(f"{name}.network_uuid",
+                                             "must name a network (UUID or name)")
+        address = item.get("address")
+        if address is not None and not isinstance(address, str):
+            raise validation.ValidationError(f"{name}.address", "must be an IPv4 address")
+        if isinstance(address, str) and address.strip().lower() in ("", NO_ADDRESS):
+            address = NO_ADDRESS if address.strip() else None
+        mac = item.get("macaddress")
+        nics.append(NicRequest(
+            network=ref.strip(),
+            address=address.strip() if isinstance(address, str) else None,
+            macaddress=netvalidation.mac_address(mac, f"{name}.macaddress") if mac else None,
+            model=netvalidation.nic_model(item.get("model"), f"{name}.model"),
+            float=_as_bool(item.get("float"), f"{name}.float"),
+        ))
+    return nics
+
+
+async def resolve(nics: list[NicRequest], namespace: str) -> list[networks.NetworkRecord]:
+    """The network of each NIC (404 for one the namespace can't see), and a
+    check of the addresses asked for against each network's range (400)."""
+    found: dict[str, networks.NetworkRecord] = {}
+    resolved = []
+    for index, nic in enumerate(nics):
+        try:
+            record = found.get(nic.network) or await networks.get_for(nic.network, namespace)
+        except NotFound:
+            raise NotFound(f"network[{index}]: network {nic.network} not found") from None
+        found[nic.network] = record
+        if nic.address not in (None, NO_ADDRESS):
+            netvalidation.address_in(nic.address, record.spec.network,
+                                     f"network[{index}].address")
+        if nic.float and nic.address == NO_ADDRESS:
+            raise validation.ValidationError(
+                f"network[{index}].float", "an interface without an address can't be floated"
+            )
+        resolved.append(record)
+    return resolved
+
+
+# --- planning an instance's NICs ----------------------------------------------------------
+
+
+async def plan(
+    nics: list[NicRequest], records: list[networks.NetworkRecord], *, instance_uuid: str,
+    namespace: str,
+) -> Plan:
+    """Choose addresses and MACs for every NIC, from a fresh read, and the
+    comparisons that make the create fail (and be planned again) if anyone
+    else took one of them meanwhile."""
+    etcd, keys = store.etcd(), store.keys()
+    result = Plan()
+    if not nics:
+        return result
+    pools = {record.uuid: record for record in records}
+    taken = dict(zip(pools, await asyncio.gather(
+        *(ipam.taken(etcd, keys, uuid) for uuid in pools)), strict=True))
+    floating_taken: set[str] | None = None
+    for uuid, record in pools.items():
+        # The network must still be what we read (not being deleted), and a
+        # delete racing with us must see that it gained a user.
+        result.compares.append(Compare.unchanged_since(keys.network(uuid), record.revision))
+        result.puts.append(Put(keys.network_fence(uuid), instance_uuid))
+    for order, (nic, record) in enumerate(zip(nics, records, strict=True)):
+        pool = ipam.Pool.for_network(record.uuid, record.spec.netblock)
+        in_use = taken[record.uuid]
+        interface_uuid = str(uuidlib.uuid4())
+        address: str | None
+        if nic.address == NO_ADDRESS:
+            address = None
+        elif nic.address is not None:
+            if nic.address in in_use:
+                raise Conflict(f"network[{order}].address: {nic.address} is already in use on "
+                               f"network {record.spec.name}")
+            address = nic.address
+        else:
+            try:
+                address = pool.choose(in_use)[0]
+            except ipam.PoolExhausted as exc:
+                raise InsufficientResources(
+                    f"network {record.spec.name} is full: {exc}") from exc
+        if address is not None:
+            in_use.add(address)
+            compare, put = ipam.claim_address(keys, record.uuid, AddressReservation(
+                address=address, type="instance", user=["interface", interface_uuid],
+                network_uuid=record.uuid, comment=f"instance {instance_uuid} eth{order}",
+            ))
+            result.compares.append(compare)
+            result.puts.append(put)
+        mac = nic.macaddress or ipam.random_mac()
+        if nic.macaddress and await etcd.get(keys.mac(mac)) is not None:
+            raise Conflict(f"network[{order}].macaddress: {mac} is already in use")
+        compare, put = ipam.claim_mac(keys, mac, interface_uuid)
+        result.compares.append(compare)
+        result.puts.append(put)
+        floating = None
+        if nic.float:
+            floating_pool = networks.require_floating_pool()
+            if floating_taken is None:
+                floating_taken = await ipam.taken(etcd, keys, FLOATING_POOL)
+            try:
+                floating = floating_pool.choose(floating_taken)[0]
+            except ipam.PoolExhausted as exc:
+                raise InsufficientResources(str(exc)) from exc
+            floating_taken.add(floating)
+            compare, put = ipam.claim_address(keys, FLOATING_POOL, AddressReservation(
+                address=floating, type="floating", user=["interface", interface_uuid],
+                network_uuid=record.uuid, comment=f"floating for instance {instance_uuid}",
+            ))
+            result.compares.append(compare)
+            result.puts.append(put)
+        spec = InterfaceSpec(
+            uuid=interface_uuid, network_uuid=record.uuid, instance_uuid=instance_uuid,
+            namespace=namespace, order=order, macaddr=mac, ipv4=address, model=nic.model,
+            floating=floating,
+        )
+        result.interfaces.append(spec)
+        result.puts.append(Put(keys.interface(interface_uuid), spec.to_json()))
+    return result
+
+
+# --- floating -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InterfaceRecord:
+    spec: InterfaceSpec
+    revision: int
+
+
+async def get(uuid: str, namespaces: Namespaces) -> InterfaceRecord:
+    try:
+        uuid = str(uuidlib.UUID(uuid))
+    except ValueError:
+        raise NotFound(f"interface {uuid} not found") from None
+    kv = await store.etcd().get(store.keys().interface(uuid))
+    if kv is None:
+        raise NotFound(f"interface {uuid} not found")
+    spec = InterfaceSpec.from_json(kv.value)
+    if not networks.visible(spec.namespace, namespaces):
+        raise NotFound(f"interface {uuid} not found")
+    return InterfaceRecord(spec=spec, revision=kv.mod_revision)
+
+
+async def _instance_is_active(spec: InterfaceSpec) -> bool:
+    kv = await store.etcd().get(store.keys().instance(spec.instance_uuid))
+    return kv is not None and states.is_active(InstanceSpec.from_json(kv.value))
+
+
+async def float_interface(record: InterfaceRecord) -> InterfaceSpec:
+    """Give the interface an address from the floating pool (507 when none is left)."""
+    etcd, keys = store.etcd(), store.keys()
+    spec = record.spec
+    if spec.floating:
+        raise Conflict(f"interface {spec.uuid} already has the floating address {spec.floating}")
+    if spec.ipv4 is None:
+        raise Conflict(f"interface {spec.uuid} has no address to forward a floating address to")
+    if not await _instance_is_active(spec):
+        raise Conflict(f"the instance of interface {spec.uuid} is being deleted")
+    pool = networks.require_floating_pool()
+    floated: dict[str, InterfaceSpec] = {}
+
+    async def build(address: str) -> tuple[list[Compare], list[Put]]:
+        kv = await etcd.get(keys.interface(spec.uuid))
+        if kv is None:
+            raise NotFound(f"interface {spec.uuid} not found")
+        current = InterfaceSpec.from_json(kv.value)
+        if current.floating:
+            raise Conflict(
+                f"interface {spec.uuid} already has the floating address {current.floating}")
+        floated["spec"] = current.replace(floating=address)
+        return ([Compare.unchanged_since(keys.interface(spec.uuid), kv.mod_revision)],
+                [Put(keys.interface(spec.uuid), floated["spec"].to_json())])
+
+    try:
+        await ipam.allocate(etcd, keys, pool, lambda address: AddressReservation(
+            address=address, type="floating", user=["interface", spec.uuid],
+            network_uuid=spec.network_uuid, comment=f"floating for instance {spec.instance_uuid}",
+        ), build=build)
+    except ipam.PoolExhausted as exc:
+        raise InsufficientResources(str(exc)) from exc
+    except ipam.TooMuchContention as exc:
+        raise Conflict(str(exc)) from exc
+    return floated["spec"]
+
+
+async def defloat_interface(record: InterfaceRecord) -> InterfaceSpec:
+    """Take the floating address away. The network node releases it to the
+    pool once it has removed the address's NAT."""
+    etcd, keys = store.etcd(), store.keys()
+    current = record
+    for _ in range(16):
+        if not current.spec.floating:
+            raise Conflict(f"interface {current.spec.uuid} has no floating address")
+        spec = current.spec.replace(floating=None)
+        result = await etcd.txn(
+            [Compare.unchanged_since(keys.interface(spec.uuid), current.revision)],
+            [Put(keys.interface(spec.uuid), spec.to_json())],
+        )
+        if result.succeeded:
+            return spec
+        current = await get(spec.uuid, None)
+    raise Conflict("the interface kept changing; try again")
+
+
+# --- how interfaces are shown -------------------------------------------------------------
+
+
+def interface_state(
+    spec: InterfaceSpec, instance: tuple[InstanceSpec, InstanceObserved | None] | None,
+    network: NetworkObserved | None,
+) -> str:
+    if instance is None:
+        return states.DELETED
+    instance_state = states.instance_state(*instance)
+    if instance_state in (states.DELETING, states.DELETED):
+        return states.DELETED
+    if instance_state == states.ERROR:
+        return states.ERROR
+    if instance_state == states.CREATED and network is not None and spec.uuid in network.applied:
+        return states.CREATED
+    return states.INITIAL
+
+
+async def views(interfaces: list[InterfaceSpec]) -> list[dict[str, Any]]:
+    """Shaken Fist's interface objects, with their state."""
+    if not interfaces:
+        return []
+    etcd, keys = store.etcd(), store.keys()
+    instance_uuids = sorted({i.instance_uuid for i in interfaces})
+    network_uuids = sorted({i.network_uuid for i in interfaces})
+    fetched = await asyncio.gather(
+        *(etcd.get(keys.instance(u)) for u in instance_uuids),
+        *(etcd.get(keys.observed_instance(u)) for u in instance_uuids),
+        *(etcd.get(keys.observed_network(u)) for u in network_uuids),
+    )
+    count = len(instance_uuids)
+    instances = {}
+    for uuid, spec_kv, observed_kv in zip(instance_uuids, fetched[:count],
+                                          fetched[count:2 * count], strict=True):
+        if spec_kv is not None:
+            instances[uuid] = (InstanceSpec.from_json(spec_kv.value),
+                               InstanceObserved.from_json(observed_kv.value)
+                               if observed_kv else None)
+    observed_networks = {
+        uuid: NetworkObserved.from_json(kv.value)
+        for uuid, kv in zip(network_uuids, fetched[2 * count:], strict=True) if kv is not None
+    }
+    return [
+        view(spec, interface_state(spec, instances.get(spec.instance_uuid),
+                                   observed_networks.get(spec.network_uuid)))
+        for spec in interfaces
+    ]
+
+
+def view(spec: InterfaceSpec, state: str) -> dict[str, Any]:
+    return {
+        "uuid": spec.uuid,
+        "state": state,
+        "metadata": {},
+        "version": 1,
+        "network_uuid": spec.network_uuid,
+        "instance_uuid": spec.instance_uuid,
+        "macaddr": spec.macaddr,
+        "ipv4": spec.ipv4,
+        "order": spec.order,
+        "model": spec.model,
+        "floating": spec.floating,
+    }
+
+
+async def of_instance(instance: InstanceSpec) -> list[InterfaceSpec]:
+    etcd, keys = store.etcd(), store.keys()
+    kvs = await asyncio.gather(*(etcd.get(keys.interface(u)) for u in instance.interfaces))
+    return [InterfaceSpec.from_json(kv.value) for kv in kvs if kv is not None]
+
+
+def check_unique_addresses(nics: list[NicRequest], records: list[networks.NetworkRecord]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for index, (nic, record) in enumerate(zip(nics, records, strict=True)):
+        if nic.address in (None, NO_ADDRESS):
+            continue
+        if (record.uuid, nic.address) in seen:
+            raise BadRequest(f"network[{index}].address: {nic.address} is asked for twice")
+        seen.add((record.uuid, nic.address))
+    macs = [nic.macaddress for nic in nics if nic.macaddress]
+    if len(macs) != len(set(macs)):
+        raise BadRequest("network: the same macaddress is asked for twice")

@@ -1,0 +1,375 @@
+"""Networks: create, find, list, delete, metadata; shared by the API and the pages.
+
+The portal reserves what must be unique (the VXLAN id, the name, the NAT
+address from the floating pool) in the same etcd transaction that writes the
+network, so a failed create leaves nothing behind. The network node builds
+it and reports; a deleted network's VXLAN id and addresses are released by
+the network node once it has torn everything down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from cloudstate import ipam, netvalidation, states, validation
+from cloudstate.etcd import Compare, Delete, Put
+from cloudstate.keys import FLOATING_POOL
+from cloudstate.model import (
+    AddressReservation,
+    InstanceSpec,
+    InterfaceSpec,
+    NetworkObserved,
+    NetworkSpec,
+)
+from portal.cloud import store
+from portal.cloud.errors import BadRequest, Conflict, InsufficientResources, NotFound
+
+Namespaces = frozenset[str] | None
+FLOATING_REF = "floating"
+_CREATE_ATTEMPTS = 16
+MAX_METADATA_KEYS = 64
+MAX_METADATA_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class NetworkRequest:
+    name: str
+    netblock: str
+    namespace: str
+    provide_dhcp: bool = True
+    provide_nat: bool = True
+    provide_dns: bool = False
+
+
+@dataclass(frozen=True)
+class NetworkRecord:
+    spec: NetworkSpec
+    observed: NetworkObserved | None
+    interfaces: list[InterfaceSpec] = field(default_factory=list)
+    revision: int = 0
+
+    @property
+    def uuid(self) -> str:
+        return self.spec.uuid
+
+    @property
+    def state(self) -> str:
+        return states.network_state(self.spec, self.observed, bool(self.interfaces))
+
+    @property
+    def error(self) -> str | None:
+        return self.observed.error if self.observed else None
+
+
+# --- the floating pool --------------------------------------------------------------------
+
+
+def floating_pool() -> ipam.Pool | None:
+    network = netvalidation.floating_network(settings.CLOUD.floating_network)
+    if network is None:
+        return None
+    return ipam.Pool.floating(
+        network, netvalidation.floating_router(network, settings.CLOUD.floating_router)
+    )
+
+
+def require_floating_pool() -> ipam.Pool:
+    pool = floating_pool()
+    if pool is None:
+        raise InsufficientResources(
+            "there are no floating addresses: this cloud has no floating network "
+            "(SFCLOUD_FLOATING_NETWORK is not set)"
+        )
+    return pool
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise validation.ValidationError(key, "must be true or false")
+    return value
+
+
+def parse_request(body: dict[str, Any], namespace: str) -> NetworkRequest:
+    """A create request as Shaken Fist's client sends it (unknown keys ignored)."""
+    name = netvalidation.network_name(body.get("name"))
+    network = netvalidation.netblock(body.get("netblock"))
+    pool = floating_pool()
+    if pool is not None and network.overlaps(pool.network):
+        raise validation.ValidationError(
+            "netblock", f"{network} overlaps the cloud's floating network {pool.network}"
+        )
+    return NetworkRequest(
+        name=name,
+        netblock=str(network),
+        namespace=namespace,
+        provide_dhcp=_flag(body, "provide_dhcp", True),
+        provide_nat=_flag(body, "provide_nat", True),
+        provide_dns=_flag(body, "provide_dns", False),
+    )
+
+
+# --- writes -------------------------------------------------------------------------------
+
+
+async def create(request: NetworkRequest) -> NetworkRecord:
+    etcd, keys = store.etcd(), store.keys()
+    name_key = keys.network_name(request.namespace, request.name)
+    pool = floating_pool() if request.provide_nat else None
+    network_uuid = str(uuidlib.uuid4())
+    for _ in range(_CREATE_ATTEMPTS):
+        if await etcd.get(name_key) is not None:
+            raise Conflict(
+                f"a network named {request.name!r} already exists in namespace "
+                f"{request.namespace!r}"
+            )
+        vxid = ipam.random_vxid()
+        compares, ops = [Compare.absent(name_key)], []
+        compare, put = ipam.claim_vxid(keys, vxid, network_uuid)
+        compares.append(compare)
+        ops.append(put)
+        gateway = None
+        if pool is not None:
+            taken = await ipam.taken(etcd, keys, FLOATING_POOL)
+            try:
+                gateway = pool.choose(taken)[0]
+            except ipam.PoolExhausted as exc:
+                raise InsufficientResources(
+                    f"no floating address is left for the network's NAT: {exc}"
+                ) from exc
+            compare, put = ipam.claim_address(keys, FLOATING_POOL, AddressReservation(
+                address=gateway, type="gateway", user=["network", network_uuid],
+                network_uuid=network_uuid, comment=f"NAT for network {request.name}",
+            ))
+            compares.append(compare)
+            ops.append(put)
+        spec = NetworkSpec(
+            uuid=network_uuid,
+            name=request.name,
+            namespace=request.namespace,
+            netblock=request.netblock,
+            vxid=vxid,
+            provide_dhcp=request.provide_dhcp,
+            provide_nat=request.provide_nat,
+            provide_dns=request.provide_dns,
+            floating_gateway=gateway,
+            mtu=settings.CLOUD.network_mtu,
+        )
+        result = await etcd.txn(
+            compares, [Put(keys.network(spec.uuid), spec.to_json()), Put(name_key, spec.uuid), *ops]
+        )
+        if result.succeeded:
+            return NetworkRecord(spec=spec, observed=None, revision=result.revision)
+    raise Conflict("too many networks are being created at once; try again")
+
+
+async def delete(record: NetworkRecord) -> NetworkRecord:
+    """Ask for the network to go, once nothing active uses it.
+
+    Interfaces of instances that are themselves being deleted don't block:
+    the network waits for them ("delete-wait") and goes when they are gone.
+    Interfaces of live instances do: the caller gets the list.
+    """
+    etcd, keys = store.etcd(), store.keys()
+    current = record
+    for _ in range(_CREATE_ATTEMPTS):
+        if current.spec.desired == "deleted":
+            return current
+        fence = await etcd.get(keys.network_fence(current.uuid))
+        interfaces = await interfaces_on(current.uuid)
+        users = await _active_users(interfaces)
+        if users:
+            names = ", ".join(f"{spec.name} ({spec.uuid})" for spec in users)
+            raise Conflict(
+                f"network {current.spec.name} is in use by instance"
+                f"{'s' if len(users) > 1 else ''} {names}: delete "
+                f"{'them' if len(users) > 1 else 'it'} first"
+            )
+        spec = current.spec.replace(desired="deleted", deleted_at=time.time())
+        name_key = keys.network_name(spec.namespace, spec.name)
+        name_kv = await etcd.get(name_key)
+        result = await etcd.txn(
+            [Compare.unchanged_since(keys.network(spec.uuid), current.revision),
+             Compare.unchanged_since(keys.network_fence(spec.uuid),
+                                     fence.mod_revision if fence else 0)],
+            [Put(keys.network(spec.uuid), spec.to_json()),
+             # Free the name at once, so it can be used again.
+             *([Delete(name_key)] if name_kv and name_kv.value.decode() == spec.uuid else [])],
+        )
+        if result.succeeded:
+            return NetworkRecord(spec=spec, observed=current.observed, interfaces=interfaces,
+                                 revision=result.revision)
+        found = await _load(record.uuid)
+        if found is None:
+            raise NotFound(f"network {record.uuid} not found")
+        current = found
+    raise Conflict("the network kept changing while it was being deleted; try again")
+
+
+async def _active_users(interfaces: list[InterfaceSpec]) -> list[InstanceSpec]:
+    etcd, keys = store.etcd(), store.keys()
+    users: dict[str, InstanceSpec] = {}
+    for iface in interfaces:
+        kv = await etcd.get(keys.instance(iface.instance_uuid))
+        if kv is None:
+            continue
+        spec = InstanceSpec.from_json(kv.value)
+        if states.is_active(spec):
+            users[spec.uuid] = spec
+    return sorted(users.values(), key=lambda spec: spec.name)
+
+
+async def set_metadata(record: NetworkRecord, key: str, value: Any) -> None:
+    await _change_metadata(record, key, value, remove=False)
+
+
+async def delete_metadata(record: NetworkRecord, key: str) -> None:
+    await _change_metadata(record, key, None, remove=True)
+
+
+async def _change_metadata(record: NetworkRecord, key: str, value: Any, *, remove: bool) -> None:
+    etcd, keys = store.etcd(), store.keys()
+    if not key or len(key) > 255:
+        raise validation.ValidationError("key", "must be 1-255 characters")
+    current = record
+    for _ in range(_CREATE_ATTEMPTS):
+        metadata = dict(current.spec.metadata)
+        if remove:
+            if key not in metadata:
+                raise NotFound(f"network {current.spec.name} has no metadata key {key!r}")
+            del metadata[key]
+        else:
+            metadata[key] = value
+        if len(metadata) > MAX_METADATA_KEYS or len(repr(metadata)) > MAX_METADATA_BYTES:
+            raise validation.ValidationError("metadata", "is too large")
+        spec = current.spec.replace(metadata=metadata)
+        result = await etcd.txn(
+            [Compare.unchanged_since(keys.network(spec.uuid), current.revision)],
+            [Put(keys.network(spec.uuid), spec.to_json())],
+        )
+        if result.succeeded:
+            return
+        found = await _load(record.uuid)
+        if found is None:
+            raise NotFound(f"network {record.uuid} not found")
+        current = found
+    raise Conflict("the network kept changing; try again")
+
+
+# --- reads --------------------------------------------------------------------------------
+
+
+def _is_uuid(ref: str) -> bool:
+    try:
+        return str(uuidlib.UUID(ref)) == ref.lower()
+    except ValueError:
+        return False
+
+
+def visible(namespace: str, namespaces: Namespaces) -> bool:
+    return namespaces is None or namespace in namespaces
+
+
+async def interfaces_on(network_uuid: str) -> list[InterfaceSpec]:
+    found = [iface for iface in await all_interfaces() if iface.network_uuid == network_uuid]
+    return sorted(found, key=lambda i: (i.created_at, i.instance_uuid, i.order))
+
+
+async def all_interfaces() -> list[InterfaceSpec]:
+    kvs, _ = await store.etcd().get_prefix(store.keys().interfaces)
+    return [InterfaceSpec.from_json(kv.value) for kv in kvs]
+
+
+async def _load(uuid: str) -> NetworkRecord | None:
+    etcd, keys = store.etcd(), store.keys()
+    spec_kv, observed_kv, interfaces = await asyncio.gather(
+        etcd.get(keys.network(uuid)), etcd.get(keys.observed_network(uuid)), interfaces_on(uuid)
+    )
+    if spec_kv is None:
+        return None
+    return NetworkRecord(
+        spec=NetworkSpec.from_json(spec_kv.value),
+        observed=NetworkObserved.from_json(observed_kv.value) if observed_kv else None,
+        interfaces=interfaces,
+        revision=spec_kv.mod_revision,
+    )
+
+
+async def get(ref: str, namespaces: Namespaces) -> NetworkRecord:
+    """Find by UUID (deleted networks included) or by name (active only)."""
+    if _is_uuid(ref):
+        record = await _load(ref.lower())
+        if record is not None and visible(record.spec.namespace, namespaces):
+            return record
+        raise NotFound(f"network {ref} not found")
+    found = [r for r in await list_networks(namespaces) if r.spec.name == ref]
+    if not found:
+        raise NotFound(f"network {ref} not found")
+    if len(found) > 1:
+        raise BadRequest(
+            f"{len(found)} networks in different namespaces are named {ref!r}: use the UUID"
+        )
+    return found[0]
+
+
+async def get_for(ref: Any, namespace: str) -> NetworkRecord:
+    """The network an instance in ``namespace`` may attach to."""
+    if not isinstance(ref, str) or not ref:
+        raise validation.ValidationError("network_uuid", "must name a network (UUID or name)")
+    if ref == FLOATING_REF:
+        raise BadRequest("network_uuid: instances can't be attached to the floating network")
+    scope = None if namespace == "system" else frozenset({namespace})
+    record = await get(ref, scope)
+    if record.spec.desired == "deleted":
+        raise Conflict(f"network {record.spec.name} is being deleted")
+    return record
+
+
+async def list_networks(
+    namespaces: Namespaces, *, include_deleted: bool = False
+) -> list[NetworkRecord]:
+    etcd, keys = store.etcd(), store.keys()
+    (spec_kvs, _), (observed_kvs, _), interfaces = await asyncio.gather(
+        etcd.get_prefix(keys.networks), etcd.get_prefix(keys.observed_networks), all_interfaces()
+    )
+    observed = {
+        kv.key.rsplit("/", 1)[-1]: NetworkObserved.from_json(kv.value) for kv in observed_kvs
+    }
+    by_network: dict[str, list[InterfaceSpec]] = {}
+    for iface in interfaces:
+        by_network.setdefault(iface.network_uuid, []).append(iface)
+    records = [
+        NetworkRecord(spec=spec, observed=observed.get(spec.uuid),
+                      interfaces=sorted(by_network.get(spec.uuid, []),
+                                        key=lambda i: (i.created_at, i.order)),
+                      revision=kv.mod_revision)
+        for kv in spec_kvs
+        if visible((spec := NetworkSpec.from_json(kv.value)).namespace, namespaces)
+    ]
+    if not include_deleted:
+        records = [r for r in records if r.state != states.DELETED]
+    return sorted(records, key=lambda r: (r.spec.created_at, r.spec.uuid))
+
+
+async def addresses(record: NetworkRecord) -> list[dict[str, Any]]:
+    """Every address of the network that is not free, as Shaken Fist lists them."""
+    pool = ipam.Pool.for_network(record.uuid, record.spec.netblock)
+    found = [
+        {"address": address, "type": kind, "user": None, "comment": ""}
+        for address, kind in pool.by_rule.items()
+    ]
+    for reservation in await ipam.reservations(store.etcd(), store.keys(), record.uuid):
+        found.append({"address": reservation.address, "type": reservation.type,
+                      "user": reservation.user, "comment": reservation.comment})
+    return sorted(found, key=lambda a: tuple(int(p) for p in a["address"].split(".")))
