@@ -193,21 +193,27 @@ def ensure_vxlan(name: str, *, vxid: int, local: str, port: int, mtu: int, bridg
         ipr.link("set", index=index, master=master, mtu=mtu, state="up")
 
 
-def set_flood_peers(vxlan: str, peers: set[str]) -> None:
+def set_flood_peers(vxlan: str, peers: set[str]) -> bool:
     """Make the all-zero forwarding entries (where broadcasts and unknown
-    destinations go) exactly one per peer node."""
+    destinations go) exactly one per peer node; True if any changed."""
     with _ours() as ipr:
         index = _first(ipr, vxlan)
         if index is None:
             raise KernelError(f"{vxlan} does not exist")
-        present = {
-            entry.get("NDA_DST") for entry in ipr.fdb("dump", ifindex=index)
-            if entry.get("NDA_LLADDR") == ZERO_MAC and entry.get("NDA_DST")
-        }
+        entries = [(entry.get("NDA_LLADDR"), entry.get("NDA_DST"))
+                   for entry in ipr.fdb("dump", ifindex=index) if entry.get("NDA_DST")]
+        present = {dst for mac, dst in entries if mac == ZERO_MAC}
         for peer in sorted(peers - present):
             ipr.fdb("append", ifindex=index, lladdr=ZERO_MAC, dst=peer)
-        for stale in sorted(present - peers):
-            ipr.fdb("del", ifindex=index, lladdr=ZERO_MAC, dst=stale)
+        # Flood entries of nodes that left, and what was learned behind them.
+        for mac, dst in entries:
+            if dst not in peers:
+                try:
+                    ipr.fdb("del", ifindex=index, lladdr=mac, dst=dst)
+                except NetlinkError as exc:
+                    if exc.code != errno.ENOENT:  # aged out meanwhile
+                        raise
+        return present != peers
 
 
 def flood_peers(vxlan: str) -> set[str]:

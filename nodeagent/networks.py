@@ -284,7 +284,9 @@ class NetworkReconciler:
             names.vxlan(spec.vxid), vxid=spec.vxid, local=self._ctx.node_ip,
             port=self._ctx.vxlan_port, mtu=spec.mtu, bridge=names.bridge(spec.vxid),
         )
-        netkernel.set_flood_peers(names.vxlan(spec.vxid), peers)
+        if netkernel.set_flood_peers(names.vxlan(spec.vxid), peers):
+            log.info("network %s: VXLAN %d floods to %s", spec.name, spec.vxid,
+                     ", ".join(sorted(peers)) or "no other node")
 
     def _remove_mesh(self, vxid: int) -> None:
         netkernel.delete_link(self.names.vxlan(vxid))

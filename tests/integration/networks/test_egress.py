@@ -1,0 +1,133 @@
+"""NAT egress and floating addresses, through the uplink into a test-made
+outside world (never this machine's own uplink), and a cloud without an
+uplink that has no egress at all."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.networks.conftest import (
+    create_instance,
+    create_network,
+    delete_instances,
+    delete_networks,
+)
+from tests.support.cloud import Cloud, wait_for
+from tests.support.networld import UPSTREAM, UPSTREAM_PORT, OutsideWorld, in_netns, ping
+
+pytestmark = pytest.mark.integration
+BOOT = 150
+
+
+def floating_keys(cloud: Cloud) -> list[str]:
+    return cloud.etcd_keys("ipam/floating/")
+
+
+def test_egress_float_defloat_and_release(netcloud: Cloud, outside_world: OutsideWorld) -> None:
+    api = netcloud.api()
+    before = floating_keys(netcloud)
+    net = create_network(netcloud, "out", "10.70.0.0/24")
+    gateway = net["floating_gateway"]
+    seen_before = len(outside_world.requests_seen())
+    vm = create_instance(netcloud, "egress", [{"network_uuid": "out"}], user_data=f"""
+for i in $(seq 60); do
+    timeout 5 wget -q -O - http://{UPSTREAM}:{UPSTREAM_PORT}/from-guest && exit 0
+    sleep 1
+done
+echo "NET-TEST no egress"
+""")
+    nic = vm["interfaces"][0]
+    try:
+        log = netcloud.wait_console(vm["uuid"], "SFCLOUD-READY", BOOT)
+        # The far host saw the request come from the network's NAT address.
+        assert f"SFCLOUD-UPSTREAM-SAW {gateway}" in log, log
+        assert outside_world.requests_seen()[seen_before:] == [gateway]
+
+        # Float: the outside reaches the guest at its floating address.
+        assert api.post(f"/interfaces/{nic['uuid']}/float").json() is None
+        floating = api.get(f"/interfaces/{nic['uuid']}").json()["floating"]
+        assert floating and floating.startswith("192.0.2.") and floating != gateway
+        assert f"{netcloud.prefix}/ipam/floating/{floating}" in floating_keys(netcloud)
+        wait_for(lambda: ping(outside_world.www, floating), 30, "the floating address to answer")
+        assert api.get(f"/networks/{net['uuid']}/interfaces").json()[0]["floating"] == floating
+
+        # Twice is refused, and changes nothing.
+        response = api.post(f"/interfaces/{nic['uuid']}/float")
+        assert response.status_code == 409
+        assert f"already has the floating address {floating}" in response.json()["error"]
+
+        # Defloat: no longer reachable, and the address goes back to the pool
+        # once the network node has removed its NAT.
+        assert api.post(f"/interfaces/{nic['uuid']}/defloat").json() is None
+        wait_for(lambda: not ping(outside_world.www, floating, count=1, wait=1), 30,
+                 "the floating address to stop answering")
+        wait_for(lambda: f"{netcloud.prefix}/ipam/floating/{floating}"
+                 not in floating_keys(netcloud), 30, "the floating address released")
+        response = api.post(f"/interfaces/{nic['uuid']}/defloat")
+        assert response.status_code == 409
+        assert "has no floating address" in response.json()["error"]
+
+        # Float again and delete the instance: released with its interface.
+        api.post(f"/interfaces/{nic['uuid']}/float")
+        again = api.get(f"/interfaces/{nic['uuid']}").json()["floating"]
+        wait_for(lambda: ping(outside_world.www, again), 30, "the new floating address")
+    finally:
+        delete_instances(netcloud, vm["uuid"])
+    wait_for(lambda: f"{netcloud.prefix}/ipam/floating/{again}" not in floating_keys(netcloud),
+             30, "the floating address released with its interface")
+    assert not ping(outside_world.www, again, count=1, wait=1)
+    delete_networks(netcloud, net["uuid"])
+    # The network's NAT address went back too.
+    assert floating_keys(netcloud) == before
+
+
+def test_floating_pool_exhaustion_is_507(netcloud: Cloud) -> None:
+    """Networks with NAT take an address each; when none is left, both a new
+    NAT network and a float get 507, and nothing half-made stays."""
+    api = netcloud.api()
+    size = 16 - 3  # a /28 less its network, broadcast and router addresses
+    fillers = []
+    try:
+        free = size - len(floating_keys(netcloud))
+        for index in range(free):
+            fillers.append(create_network(netcloud, f"fill-{index}", f"10.71.{index}.0/24"))
+        response = api.post("/networks", {"name": "one-too-many", "netblock": "10.72.0.0/24"})
+        assert response.status_code == 507, response.text
+        assert "no free address" in response.json()["error"]
+        assert api.get("/networks/one-too-many").status_code == 404
+        # Without NAT a network needs no floating address.
+        plain = create_network(netcloud, "plain", "10.72.0.0/24", provide_nat=False)
+        fillers.append(plain)
+        response = api.post("/instances", {
+            "name": "floatless", "cpus": 1, "memory": 128, "disk": [{"size": 1}],
+            "network": [{"network_uuid": "plain", "float": True}],
+        })
+        assert response.status_code == 507, response.text
+        assert "no free address" in response.json()["error"]
+        assert netcloud.etcd_keys("interfaces/") == []
+    finally:
+        delete_networks(netcloud, *(n["uuid"] for n in fillers))
+    assert len(floating_keys(netcloud)) == size - free
+
+
+def test_no_uplink_means_no_egress(cloud: Cloud) -> None:
+    """The shared test cloud has no uplink and no floating network."""
+    api = cloud.api()
+    response = api.post("/networks", {"name": "inside", "netblock": "10.73.0.0/24"})
+    assert response.status_code == 200, response.text
+    uuid = response.json()["uuid"]
+    assert response.json()["floating_gateway"] is None
+    try:
+        shown = wait_for(lambda: (n := api.get(f"/networks/{uuid}").json())["state"] == "created"
+                         and n, 60, "the network created")
+        namespace = cloud.net_names.netns(shown["vxlan_id"])
+        links = in_netns(namespace, "ip", "-o", "link", "show").stdout
+        assert "int0" in links and "eg0" not in links
+        assert in_netns(namespace, "ip", "route", "show", "default").stdout.strip() == ""
+        assert in_netns(namespace, "nft", "list", "ruleset").stdout.strip() == ""
+        assert in_netns(namespace, "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"
+        assert api.get("/networks/floating").status_code == 404
+    finally:
+        api.delete(f"/networks/{uuid}")
+        wait_for(lambda: api.get(f"/networks/{uuid}").json()["state"] == "deleted", 60,
+                 "the network deleted")

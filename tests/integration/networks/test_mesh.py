@@ -1,0 +1,106 @@
+"""Guests on two simulated hypervisors, each node agent in its own network
+namespace, reach each other over the VXLAN mesh; the one that is not the
+network node even gets its address by DHCP across it."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.networks.conftest import (
+    create_instance,
+    create_network,
+    delete_instances,
+    delete_networks,
+)
+from tests.support.cloud import wait_for
+from tests.support.meshcloud import MeshCloud
+from tests.support.networld import Mesh, ip
+
+pytestmark = pytest.mark.integration
+BOOT = 150
+
+
+@pytest.fixture
+def mesh_cloud(etcd_server, guest_image_dir: Path,  # type: ignore[no-untyped-def]
+               libvirt_daemon: None) -> Iterator[MeshCloud]:
+    mesh = Mesh().start(2, etcd_port=etcd_server.client_port)
+    running = MeshCloud(etcd_server.endpoint, mesh, demo_image=guest_image_dir / "disk.qcow2")
+    try:
+        yield running.start()
+    finally:
+        try:
+            running.stop()
+        finally:
+            mesh.close()
+
+
+def flood_entries(host: str, vxlan: str) -> str:
+    return subprocess.run(["bridge", "-n", host, "fdb", "show", "dev", vxlan],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def vxlan_stats(host: str, name: str) -> tuple[int, int]:
+    """(rx packets, tx packets) of a link in a host's namespace."""
+    lines = ip("-s", "link", "show", "dev", name, netns=host).stdout.splitlines()
+    rx = int(lines[lines.index(next(line for line in lines if "RX:" in line)) + 1].split()[1])
+    tx = int(lines[lines.index(next(line for line in lines if "TX:" in line)) + 1].split()[1])
+    return rx, tx
+
+
+def test_guests_on_two_hypervisors_ping_across_the_mesh(mesh_cloud: MeshCloud) -> None:
+    cloud = mesh_cloud
+    network_node, hypervisor = cloud.nodes
+    net = create_network(cloud, "mesh", "10.50.0.0/24", provide_nat=False)
+    names = cloud.net_names
+    near = create_instance(cloud, "near", [{"network_uuid": "mesh", "address": "10.50.0.10"}],
+                           placed_on=network_node)
+    far = create_instance(cloud, "far", [{"network_uuid": "mesh", "address": "10.50.0.20"}],
+                          placed_on=hypervisor, user_data="""
+for i in $(seq 90); do ping -c1 -W1 10.50.0.10 >/dev/null 2>&1 && break; sleep 1; done
+ping -c3 -W2 10.50.0.10 >/dev/null 2>&1 && echo "NET-TEST mesh ok" || echo "NET-TEST mesh FAILED"
+""")
+    try:
+        assert near["node"] == network_node and far["node"] == hypervisor
+        far_log = cloud.wait_console(far["uuid"], "SFCLOUD-READY", BOOT)
+        near_log = cloud.wait_console(near["uuid"], "SFCLOUD-READY", BOOT)
+        # The far guest's DHCP came from the network node, across the mesh.
+        assert "SFCLOUD-IP: eth0 10.50.0.20/24" in far_log, far_log
+        assert "SFCLOUD-IP: eth0 10.50.0.10/24" in near_log, near_log
+        assert "NET-TEST mesh ok" in far_log, far_log
+
+        # Each node floods to the other through the mesh (head-end
+        # replication), and the traffic really went through VXLAN.
+        vxlan = names.vxlan(net["vxlan_id"])
+        far_host, near_host = cloud.host_of(hypervisor), cloud.host_of(network_node)
+        assert f"vxlan id {net['vxlan_id']}" in \
+            ip("-d", "link", "show", "dev", vxlan, netns=far_host).stdout
+        assert f"00:00:00:00:00:00 dst {cloud.mesh.hosts[0].address}" in \
+            flood_entries(far_host, vxlan)
+        assert f"00:00:00:00:00:00 dst {cloud.mesh.hosts[1].address}" in \
+            flood_entries(near_host, vxlan)
+        rx, tx = vxlan_stats(far_host, vxlan)
+        assert rx > 0 and tx > 0
+        # The guests' taps moved into their nodes' namespaces, and nothing of
+        # the network is left in the root namespace.
+        assert names.tap(far["interfaces"][0]["uuid"]) in ip("-o", "link", "show",
+                                                             netns=far_host).stdout
+        assert cloud.network_objects()["links"] == []
+
+        # Once its only guest is gone, the hypervisor drops the network; the
+        # network node keeps it while the network exists.
+        delete_instances(cloud, far["uuid"])
+        wait_for(lambda: ip("link", "show", "dev", names.bridge(net["vxlan_id"]),
+                            netns=far_host, check=False).returncode != 0, 30,
+                 "the far node's bridge removed")
+        wait_for(lambda: cloud.mesh.hosts[1].address not in flood_entries(near_host, vxlan),
+                 30, "the network node to forget the far node")
+    finally:
+        delete_instances(cloud, near["uuid"], far["uuid"])
+        delete_networks(cloud, net["uuid"])
+    for host in cloud.mesh.hosts:
+        assert cloud.network_objects(netns=host.name) == {
+            "namespaces": [], "links": [], "tables": [], "dnsmasq": []}
