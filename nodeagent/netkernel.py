@@ -22,6 +22,8 @@ import contextlib
 import ctypes
 import errno
 import os
+import socket
+import struct
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from pathlib import Path
 from pyroute2 import IPRoute, NetlinkError
 
 ZERO_MAC = "00:00:00:00:00:00"
+_ETH_P_ARP = 0x0806
 NETNS_DIR = Path("/run/netns")
 _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -332,8 +335,9 @@ def ensure_veth_into(outer: str, namespace: str, inner: str, *, bridge: str | No
 
 
 def configure_inside(namespace: str, name: str, *, addresses: list[Address], mtu: int,
-                     routes: tuple[Route, ...] | list[Route] = ()) -> None:
-    """Give ``name`` in ``namespace`` exactly these IPv4 addresses and routes."""
+                     routes: tuple[Route, ...] | list[Route] = ()) -> list[Address]:
+    """Give ``name`` in ``namespace`` exactly these IPv4 addresses and
+    routes; returns the addresses it added."""
     with _inside(namespace) as ns:
         index = _first(ns, name)
         if index is None:
@@ -346,7 +350,8 @@ def configure_inside(namespace: str, name: str, *, addresses: list[Address], mtu
         wanted = set(addresses)
         for stale in present - wanted:
             ns.addr("del", index=index, address=stale.address, prefixlen=stale.prefixlen)
-        for missing in sorted(wanted - present, key=lambda a: (a.prefixlen, a.address)):
+        added = sorted(wanted - present, key=lambda a: (a.prefixlen, a.address))
+        for missing in added:
             ns.addr("add", index=index, address=missing.address, prefixlen=missing.prefixlen)
         for route in routes:
             fields: dict[str, object] = {"oif": index}
@@ -359,6 +364,33 @@ def configure_inside(namespace: str, name: str, *, addresses: list[Address], mtu
             else:
                 fields["scope"] = 253  # link
             ns.route("replace", **fields)
+        return added
+
+
+def announce(namespace: str, name: str, addresses: list[str]) -> None:
+    """Send a gratuitous ARP for each address from ``name`` in ``namespace``.
+
+    A floating address that moves (to another network's namespace, after a
+    defloat and a float) changes MAC: neighbours that still remember the old
+    one would send to nowhere until their entry expired.
+    """
+    if not addresses:
+        return
+    with _thread_in(NETNS_DIR / namespace):
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ARP))
+    try:
+        sock.bind((name, _ETH_P_ARP))
+        mac = sock.getsockname()[4]
+        for address in addresses:
+            ip = socket.inet_aton(address)
+            # Ethernet broadcast, then an ARP request whose sender and target
+            # are both the address: "this address is at this MAC".
+            frame = (b"\xff" * 6 + mac + struct.pack("!H", _ETH_P_ARP)
+                     + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+                     + mac + ip + b"\x00" * 6 + ip)
+            sock.send(frame)
+    finally:
+        sock.close()
 
 
 def set_forwarding(namespace: str, enabled: bool) -> None:

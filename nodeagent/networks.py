@@ -393,10 +393,11 @@ class NetworkReconciler:
         addresses = [Address(address, 32) for address, _ in floats]
         if spec.floating_gateway:
             addresses.append(Address(spec.floating_gateway, 32))
-        netkernel.configure_inside(
+        added = netkernel.configure_inside(
             namespace, EGRESS, mtu=UPLINK_MTU, addresses=addresses,
             routes=[Route(str(ctx.floating)), Route("default", ctx.floating_router)],
         )
+        netkernel.announce(namespace, EGRESS, [a.address for a in added])
         netkernel.set_forwarding(namespace, True)
         nftables.apply(namespace, nftables.EgressRules(
             table=names.nft_table,

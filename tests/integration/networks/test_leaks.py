@@ -17,6 +17,16 @@ RESERVATION_FAMILIES = ("ipam/", "vxlan/", "macs/", "interfaces/", "fences/",
 
 def test_delete_all_leaves_nothing_behind(netcloud: Cloud, outside_world: OutsideWorld) -> None:
     api = netcloud.api()
+    try:
+        check_delete_all(netcloud, outside_world)
+    finally:
+        # Whatever a failure left must not spoil the tests that follow.
+        api.delete("/instances", {"confirm": True})
+        api.delete("/networks", {"confirm": True, "clean_wait": True})
+
+
+def check_delete_all(netcloud: Cloud, outside_world: OutsideWorld) -> None:
+    api = netcloud.api()
     outer = create_network(netcloud, "leak-outer", "10.81.0.0/24")
     inner = create_network(netcloud, "leak-inner", "10.81.0.0/24", provide_dns=True,
                            provide_nat=False)
