@@ -16,7 +16,11 @@ import pytest
 from deploy.localvirt import LocalLibvirt
 from tests.support.cloud import Cloud
 
-pytest_plugins = ["tests.support.fixtures_etcd", "tests.support.fixtures_images"]
+pytest_plugins = [
+    "tests.support.fixtures_etcd",
+    "tests.support.fixtures_images",
+    "tests.support.fixtures_networks",
+]
 
 
 @pytest.fixture(scope="session")

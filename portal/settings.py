@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "portal.accounts",
     "portal.instances",
     "portal.nodes",
+    "portal.networks",
     "portal.live",
     "portal.events",
 ]

@@ -10,6 +10,7 @@ urlpatterns = [
     path("nodes/", include("portal.nodes.urls")),
     path("images/", include("portal.images.urls")),
     path("keypairs/", include("portal.keypairs.urls")),
+    path("networks/", include("portal.networks.urls")),
     path("api", include("portal.api.urls")),
     # Answers 404 unless DEBUG is on.
     path("styleguide/", styleguide.view, name="styleguide"),

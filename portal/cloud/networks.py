@@ -324,13 +324,13 @@ async def get(ref: str, namespaces: Namespaces) -> NetworkRecord:
 
 
 async def get_for(ref: Any, namespace: str) -> NetworkRecord:
-    """The network an instance in ``namespace`` may attach to."""
+    """The network an instance in ``namespace`` may attach to: one of the
+    same namespace (a network is its namespace's own, whoever asks)."""
     if not isinstance(ref, str) or not ref:
         raise validation.ValidationError("network_uuid", "must name a network (UUID or name)")
     if ref == FLOATING_REF:
         raise BadRequest("network_uuid: instances can't be attached to the floating network")
-    scope = None if namespace == "system" else frozenset({namespace})
-    record = await get(ref, scope)
+    record = await get(ref, frozenset({namespace}))
     if record.spec.desired == "deleted":
         raise Conflict(f"network {record.spec.name} is being deleted")
     return record

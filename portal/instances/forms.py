@@ -10,6 +10,7 @@ from django import forms
 from cloudstate import sshkeys, validation
 from cloudstate.model import Keypair
 from portal.cloud.instances import MAX_USER_DATA_BYTES
+from portal.cloud.interfaces import NicRequest
 
 CUSTOM_URL = "__url__"
 PASTE_KEY = "__paste__"
@@ -51,10 +52,22 @@ class InstanceForm(forms.Form):
         help_text="A file instead of typing it above.",
     )
 
+    networks = forms.MultipleChoiceField(
+        label="Networks", required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="One interface on each, in this order: the first is eth0.",
+    )
+    float_first = forms.BooleanField(
+        label="Give the first interface a floating address", required=False,
+    )
+
     def __init__(self, *args, images: list[str],  # type: ignore[no-untyped-def]
                  namespaces: list[str] | None = None, keypairs: list[Keypair] = (),  # type: ignore[assignment]
-                 **kwargs):
+                 networks: list[tuple[str, str]] = (), **kwargs):  # type: ignore[assignment]
         super().__init__(*args, **kwargs)
+        self.fields["networks"].choices = list(networks)
+        if not networks:
+            del self.fields["networks"]
+            del self.fields["float_first"]
         if namespaces is not None:
             # Asked only when the person is looking at all namespaces at once.
             self.fields["namespace"] = forms.ChoiceField(
@@ -122,6 +135,16 @@ class InstanceForm(forms.Form):
         if choice == PASTE_KEY:
             return self.cleaned_data.get("ssh_key") or None, None
         return None, choice or None
+
+    @property
+    def nics(self) -> list[NicRequest]:
+        chosen = self.cleaned_data.get("networks") or []
+        if not chosen:
+            return []
+        order = [uuid for uuid, _ in self.fields["networks"].choices]
+        return [NicRequest(network=uuid, float=index == 0 and bool(
+                    self.cleaned_data.get("float_first")))
+                for index, uuid in enumerate(u for u in order if u in chosen)]
 
     @property
     def base(self) -> str:

@@ -15,7 +15,7 @@ from cloudstate.validation import ValidationError
 from portal.accounts import audit
 from portal.accounts.access import access_for, namespace_choices
 from portal.accounts.namespaces import require_open
-from portal.cloud import images, instances, keypairs
+from portal.cloud import images, instances, keypairs, networks
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.instances import detail
 from portal.instances.forms import InstanceForm
@@ -25,6 +25,7 @@ from portal.web import arender
 DETAIL_SECTIONS = [
     "instances/_section_power.html",
     "instances/_section_overview.html",
+    "instances/_section_interfaces.html",
     "instances/_section_metadata.html",
     "instances/_section_snapshots.html",
     "events/_section.html",
@@ -56,9 +57,15 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
     visible_images = frozenset(choices) if choices is not None else frozenset({namespace})
     names = sorted({image.name for image in await images.list_images(visible_images)})
     keys = await keypairs.list_keypairs(visible_images)
+    # A NIC goes on a network of the instance's own namespace: with all
+    # namespaces shown, each network says whose it is.
+    nets = [(r.uuid, (f"{r.spec.namespace}/" if choices is not None else "")
+             + f"{r.spec.name} ({r.spec.netblock})")
+            for r in await networks.list_networks(visible_images)
+            if r.spec.desired != "deleted"]
     initial = {"image": request.GET["image"]} if request.GET.get("image") in names else None
     form = InstanceForm(request.POST or None, request.FILES or None, images=names,
-                        namespaces=choices, keypairs=keys, initial=initial)
+                        namespaces=choices, keypairs=keys, networks=nets, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         namespace = data.get("namespace") or namespace
@@ -74,6 +81,7 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
                     disks=[instances.DiskRequest(size_gb=data["disk_size"], base=form.base)],
                     namespace=namespace, ssh_key=ssh_key, keypair=keypair,
                     user_data=data["user_data_b64"], actor=f"user {access.username}",
+                    networks=form.nics,
                 ))
                 entry.object_id = record.uuid
         except ValidationError as exc:

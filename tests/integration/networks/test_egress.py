@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.networks.conftest import (
+from tests.support.cloud import Cloud, wait_for
+from tests.support.fixtures_networks import (
     create_instance,
     create_network,
     delete_instances,
     delete_networks,
 )
-from tests.support.cloud import Cloud, wait_for
 from tests.support.networld import UPSTREAM, UPSTREAM_PORT, OutsideWorld, in_netns, ping
 
 pytestmark = pytest.mark.integration

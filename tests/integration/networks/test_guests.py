@@ -13,13 +13,13 @@ from pathlib import Path
 import pycdlib
 import pytest
 
-from tests.integration.networks.conftest import (
+from tests.support.cloud import Cloud, wait_for
+from tests.support.fixtures_networks import (
     create_instance,
     create_network,
     delete_instances,
     delete_networks,
 )
-from tests.support.cloud import Cloud, wait_for
 
 pytestmark = pytest.mark.integration
 BOOT = 150  # TCG guests on a shared, loaded 2-core machine

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.networks.conftest import create_instance, create_network
 from tests.support.cloud import Cloud, wait_for
+from tests.support.fixtures_networks import create_instance, create_network
 from tests.support.networld import OutsideWorld, ping
 
 pytestmark = pytest.mark.integration

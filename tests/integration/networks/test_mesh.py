@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.networks.conftest import (
+from tests.support.cloud import wait_for
+from tests.support.fixtures_networks import (
     create_instance,
     create_network,
     delete_instances,
     delete_networks,
 )
-from tests.support.cloud import wait_for
 from tests.support.meshcloud import MeshCloud
 from tests.support.networld import Mesh, ip
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.networks.conftest import create_network, delete_networks
 from tests.support.cloud import Cloud, wait_for
+from tests.support.fixtures_networks import create_network, delete_networks
 
 pytestmark = pytest.mark.integration
 

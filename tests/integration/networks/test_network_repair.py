@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from tests.integration.networks.conftest import create_network, delete_networks
 from tests.support.cloud import Cloud, wait_for
+from tests.support.fixtures_networks import create_network, delete_networks
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,11 @@
-"""Fixtures for the network tests: a cloud with an uplink into a test-made
-outside world, and helpers to create networks and guests on it."""
+"""pytest fixtures for network tests (a plugin module: list it in
+``pytest_plugins``): a cloud with an uplink into a test-made outside world,
+and helpers to create networks and guests on it.
+
+- ``outside_world``: the namespaces beyond the uplink (tests.support.networld).
+- ``netcloud``: a whole cloud whose single node is also the network node,
+  with NAT and floating addresses through that uplink.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,78 @@
+"""A person in a real browser: create a network from the Networks page,
+create an instance on it, float and defloat its interface from the
+instance's page, see the interface on the network's page, then delete both."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from e2e.conftest import log_in
+from tests.support.cloud import Cloud, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_network_pages_and_floating_buttons(page: Page, netcloud: Cloud) -> None:
+    log_in(page, netcloud.url, "admin", netcloud.admin_password)
+    page.get_by_role("link", name="Networks").click()
+    page.get_by_role("link", name="Create network").first.click()
+
+    # Bad input reads as the API words it, and makes nothing.
+    page.get_by_label("Name", exact=True).fill("web-net")
+    page.get_by_label("Address range").fill("10.88.0.0/30")
+    page.get_by_role("button", name="Create network").click()
+    expect(page.get_by_text("smaller than a /29")).to_be_visible()
+    assert netcloud.api().get("/networks/web-net").status_code == 404
+
+    page.get_by_label("Address range").fill("10.88.0.0/24")
+    page.get_by_label("Answer DNS for the network's instance names").check()
+    page.get_by_role("button", name="Create network").click()
+    expect(page.get_by_role("heading", name="web-net")).to_be_visible()
+    network = netcloud.api().get("/networks/web-net").json()
+    wait_for(lambda: netcloud.api().get(f"/networks/{network['uuid']}").json()["state"]
+             == "created", 60, "the network created")
+    page.get_by_role("link", name="Networks").first.click()
+    row = page.locator("#network-rows tr", has_text="web-net")
+    expect(row).to_contain_text("10.88.0.0/24")
+    expect(row).to_have_attribute("data-state", "created")
+
+    page.get_by_role("link", name="Instances").first.click()
+    page.get_by_role("link", name="Create instance").first.click()
+    page.get_by_label("Name", exact=True).fill("web-vm")
+    page.get_by_label("Memory (MiB)").fill("128")
+    page.get_by_label("web-net (10.88.0.0/24)").check()
+    page.get_by_role("button", name="Create instance").click()
+    page.wait_for_url(f"{netcloud.url}/instances/")
+    page.locator("#instance-rows tr", has_text="web-vm").get_by_role("link").click()
+
+    section = page.locator("#instance-interfaces")
+    expect(section).to_contain_text("web-net")
+    expect(section).to_contain_text("10.88.0.")
+    section.get_by_role("button", name="Add floating address").click()
+    expect(section.get_by_role("button", name="Remove floating address")).to_be_visible()
+    uuid = page.url.rstrip("/").rsplit("/", 1)[-1]
+    nic = netcloud.api().get(f"/instances/{uuid}/interfaces").json()[0]
+    assert nic["floating"]
+    expect(section).to_contain_text(nic["floating"])
+    section.get_by_role("button", name="Remove floating address").click()
+    expect(section.get_by_role("button", name="Add floating address")).to_be_visible()
+    assert netcloud.api().get(f"/interfaces/{nic['uuid']}").json()["floating"] is None
+
+    # The network's page lists the interface, and refuses to delete while used.
+    section.get_by_role("link", name="web-net").click()
+    expect(page.locator("#network-interfaces")).to_contain_text("web-vm")
+    page.get_by_role("button", name="Delete").click()
+    page.locator("dialog").get_by_role("button", name="Delete network").click()
+    expect(page.locator("#messages")).to_contain_text("is in use by instance web-vm")
+
+    netcloud.api().delete(f"/instances/{uuid}")
+    wait_for(lambda: netcloud.api().get(f"/instances/{uuid}").json()["state"] == "deleted",
+             60, "the instance deleted")
+    page.reload()
+    page.get_by_role("button", name="Delete").click()
+    page.locator("dialog").get_by_role("button", name="Delete network").click()
+    page.wait_for_url(f"{netcloud.url}/networks/")
+    expect(page.locator("#messages")).to_contain_text("Network web-net is being deleted")
+    wait_for(lambda: netcloud.api().get(f"/networks/{network['uuid']}").json()["state"]
+             == "deleted", 60, "the network deleted")

@@ -1,0 +1,31 @@
+"""The create-network form. It feeds the same checks as the API, so a bad
+netblock gets the same message in both."""
+
+from __future__ import annotations
+
+from django import forms
+
+from cloudstate import netvalidation
+from cloudstate.validation import ValidationError
+
+
+class NetworkForm(forms.Form):
+    name = forms.CharField(max_length=63, help_text="Letters, digits, dots, hyphens, underscores.")
+    netblock = forms.CharField(
+        label="Address range", max_length=43, initial="10.0.0.0/24",
+        help_text="An IPv4 CIDR block from /8 to /29. Ranges may overlap other networks'.",
+    )
+    provide_dhcp = forms.BooleanField(label="Hand out addresses by DHCP", required=False,
+                                      initial=True)
+    provide_nat = forms.BooleanField(
+        label="Reach the outside through NAT", required=False, initial=True,
+        help_text="Needs the cloud's uplink and floating network.",
+    )
+    provide_dns = forms.BooleanField(label="Answer DNS for the network's instance names",
+                                     required=False)
+
+    def clean_name(self) -> str:
+        try:
+            return netvalidation.network_name(self.cleaned_data["name"])
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message) from exc
