@@ -27,3 +27,4 @@ bench: test-deps
 	$(PYTHON) bench/idle.py
 	$(PYTHON) bench/auth_overhead.py
 	$(PYTHON) bench/power_latency.py
+	$(PYTHON) bench/ipam.py
