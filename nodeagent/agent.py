@@ -228,7 +228,8 @@ def _network_context(settings: AgentSettings) -> NetworkContext:
     return NetworkContext(
         node=settings.node_name,
         node_ip=settings.node_ip,
-        names=NetNames.for_cluster(settings.common.cluster, settings.net_tag),
+        names=NetNames.for_cluster(settings.common.cluster, settings.net_tag,
+                                   node=settings.node_name),
         vxlan_port=settings.common.vxlan_port,
         networks_dir=settings.networks_dir,
         wants_network_node=settings.network_node,

@@ -12,9 +12,11 @@ is why the names are terse:
     <tag>e<vxid>      the network node's veth from the uplink bridge into the namespace
     <tag>up           the network node's uplink bridge
     <tag>t<8 hex>     a guest's tap (the first 8 hex digits of its interface's uuid)
-    <tag>-net-<vxid>  the network node's namespace for a network
+    <tag>-<node>-<vxid>  the network node's namespace for a network
 
-(<vxid> is six hex digits.) Inside a network's namespace, which only we use,
+(<vxid> is six hex digits, <node> four hex digits derived from the node's
+name: namespace names are shared by everything on a host, and a node only
+ever removes its own.) Inside a network's namespace, which only we use,
 the names are fixed: ``int0`` faces the guests, ``eg0`` the uplink.
 """
 
@@ -33,17 +35,22 @@ def tag_for(cluster: str) -> str:
     return "sf" + hashlib.sha256(cluster.encode()).hexdigest()[:4]
 
 
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:4]
+
+
 @dataclass(frozen=True)
 class NetNames:
     tag: str
+    node: str = ""  # four hex digits naming the node, for its namespaces
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]{1,5}", self.tag):
             raise ValueError(f"network tag {self.tag!r} must be 2-6 lowercase letters or digits")
 
     @classmethod
-    def for_cluster(cls, cluster: str, override: str = "") -> NetNames:
-        return cls(override or tag_for(cluster))
+    def for_cluster(cls, cluster: str, override: str = "", node: str = "") -> NetNames:
+        return cls(override or tag_for(cluster), _short_hash(node) if node else "")
 
     def bridge(self, vxid: int) -> str:
         return f"{self.tag}b{vxid:06x}"
@@ -65,11 +72,11 @@ class NetNames:
         return f"{self.tag}t{interface_uuid.replace('-', '')[:8]}"
 
     def netns(self, vxid: int) -> str:
-        return f"{self.tag}-net-{vxid:06x}"
+        return f"{self.netns_prefix}{vxid:06x}"
 
     @property
     def netns_prefix(self) -> str:
-        return f"{self.tag}-net-"
+        return f"{self.tag}-{self.node or 'net'}-"
 
     @property
     def nft_table(self) -> str:

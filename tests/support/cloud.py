@@ -123,7 +123,7 @@ class Cloud:
         self.demo_image = demo_image
         self.owner = DomainOwner(cluster=self.cluster, node=self.node)
         # Every link and namespace its networks make starts with this tag.
-        self.net_names = NetNames.for_cluster(self.cluster)
+        self.net_names = NetNames.for_cluster(self.cluster, node=self.node)
         self.env = {
             **os.environ,
             "SFCLOUD_STATE_DIR": str(self.state_dir),

@@ -84,3 +84,15 @@ def delete_networks(cloud: Cloud, *uuids: str) -> None:
     for uuid in uuids:
         wait_for(lambda u=uuid: cloud.api().get(f"/networks/{u}").json()["state"] == "deleted",
                  60, f"network {uuid} deleted")
+
+
+def namespace_key(cloud: Cloud, namespace: str) -> str:
+    """A namespace of its own and a key for it, made in the portal's database."""
+    secret = f"key-{namespace}-0123456789"
+    cloud._manage("shell", "-c", (
+        "from portal.accounts.models import Namespace, ApiKey\n"
+        "from portal.accounts.keys import digest\n"
+        f"ns, _ = Namespace.objects.get_or_create(name={namespace!r})\n"
+        f"ApiKey.objects.get_or_create(namespace=ns, name='k', digest=digest({secret!r}))\n"
+    ))
+    return secret

@@ -14,9 +14,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cloudstate.config import REPO_ROOT
+from nodeagent.netnames import NetNames
 from tests.support.cloud import Cloud, wait_for
 from tests.support.networld import Mesh
 
@@ -39,22 +41,39 @@ class MeshCloud(Cloud):
         self.mesh = mesh
         self.nodes = [f"{self.node}-{index}" for index in range(len(mesh.hosts))]
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
+        # The network node's names: its namespaces carry its node's hash.
+        self.net_names = NetNames.for_cluster(self.cluster, node=self.nodes[0])
 
     def start_agent(self, failpoints: str = "", wait: bool = True) -> subprocess.Popen[bytes]:
-        netns = libvirtd_netns()
-        for index, (node, host) in enumerate(zip(self.nodes, self.mesh.hosts, strict=True)):
-            env = {**self.env, "SFCLOUD_FAILPOINTS": failpoints, "SFCLOUD_NODE_NAME": node,
-                   "SFCLOUD_NODE_IP": host.address, "SFCLOUD_LIBVIRT_NETNS": netns,
-                   "SFCLOUD_NETWORK_NODE": "yes" if index == 0 else "no"}
-            with open(self._log(f"agent-{node}"), "ab") as log:
-                self.agents[node] = subprocess.Popen(
-                    ["nsenter", f"--net=/run/netns/{host.name}", sys.executable, "-m",
-                     "nodeagent"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                )
+        for node in self.nodes:
+            self._start_node(node, failpoints)
         self.agent = self.agents[self.nodes[0]]
         if wait:
             wait_for(self.node_alive, 60, "every node agent to register")
         return self.agent
+
+    def _start_node(self, node: str, failpoints: str = "") -> None:
+        index = self.nodes.index(node)
+        host = self.mesh.hosts[index]
+        env = {**self.env, "SFCLOUD_FAILPOINTS": failpoints, "SFCLOUD_NODE_NAME": node,
+               "SFCLOUD_NODE_IP": host.address, "SFCLOUD_LIBVIRT_NETNS": libvirtd_netns(),
+               "SFCLOUD_NETWORK_NODE": "yes" if index == 0 else "no"}
+        with open(self._log(f"agent-{node}"), "ab") as log:
+            self.agents[node] = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{host.name}", sys.executable, "-m", "nodeagent"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            )
+
+    def restart_node(self, node: str, *, kill: bool = True,
+                     meanwhile: Callable[[], None] | None = None) -> None:
+        """Stop one node's agent (SIGKILL: it gets no chance to tidy up), do
+        ``meanwhile``, and start it again."""
+        process = self.agents[node]
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        process.wait(timeout=20)
+        if meanwhile is not None:
+            meanwhile()
+        self._start_node(node)
 
     def node_alive(self) -> bool:
         alive = {key.rsplit("/", 1)[-1] for key in self.etcd_keys("alive/")}

@@ -37,6 +37,12 @@ def test_names_fit_linux_and_carry_the_cluster_tag() -> None:
     assert names.parse_link("eth0") is None
     assert names.parse_netns(names.netns(77)) == 77
     assert names.parse_netns("other-net-00004d") is None
+    # Namespaces are shared by a whole host: each node only reads its own.
+    node_a = NetNames.for_cluster("test-1234abcd", node="a")
+    node_b = NetNames.for_cluster("test-1234abcd", node="b")
+    assert node_a.netns(77) != node_b.netns(77)
+    assert node_b.parse_netns(node_a.netns(77)) is None
+    assert node_a.bridge(77) == node_b.bridge(77)  # links live in each node's own namespace
     with pytest.raises(ValueError):
         NetNames("bad tag")
 

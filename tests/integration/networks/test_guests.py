@@ -19,6 +19,7 @@ from tests.support.fixtures_networks import (
     create_network,
     delete_instances,
     delete_networks,
+    namespace_key,
 )
 
 pytestmark = pytest.mark.integration
@@ -79,6 +80,14 @@ ping -c3 -W1 10.60.0.11 >/dev/null 2>&1 && echo "NET-TEST crossed" || echo "NET-
         assert "NET-TEST dns 10.60.0.11" in alpha_log, alpha_log
         assert "NET-TEST router ok" in gamma_log, gamma_log
         assert "NET-TEST isolated" in gamma_log, gamma_log
+
+        # Another namespace sees none of it.
+        outsider = netcloud.api("guests-outsider", namespace_key(netcloud, "guests-outsider"))
+        nic = alpha["interfaces"][0]["uuid"]
+        for method, path in (("GET", f"/interfaces/{nic}"), ("POST", f"/interfaces/{nic}/float"),
+                             ("POST", f"/interfaces/{nic}/defloat"),
+                             ("GET", f"/instances/{alpha['uuid']}/interfaces")):
+            assert outsider.request(method, path).status_code == 404, path
 
         shown = api.get(f"/networks/{blue['uuid']}/interfaces").json()
         assert sorted(i["ipv4"] for i in shown) == ["10.60.0.10", "10.60.0.11"]

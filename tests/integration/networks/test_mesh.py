@@ -18,7 +18,7 @@ from tests.support.fixtures_networks import (
     delete_networks,
 )
 from tests.support.meshcloud import MeshCloud
-from tests.support.networld import Mesh, ip
+from tests.support.networld import Mesh, ip, ping
 
 pytestmark = pytest.mark.integration
 BOOT = 150
@@ -89,6 +89,21 @@ ping -c3 -W2 10.50.0.10 >/dev/null 2>&1 && echo "NET-TEST mesh ok" || echo "NET-
         assert names.tap(far["interfaces"][0]["uuid"]) in ip("-o", "link", "show",
                                                              netns=far_host).stdout
         assert cloud.network_objects()["links"] == []
+
+        # Killed, and its bridge removed behind its back: the restarted agent
+        # makes it again and plugs the running guest's tap back in.
+        bridge, tap = names.bridge(net["vxlan_id"]), names.tap(far["interfaces"][0]["uuid"])
+        cloud.restart_node(hypervisor, meanwhile=lambda: ip("link", "del", bridge,
+                                                             netns=far_host))
+        wait_for(lambda: f"master {bridge}" in ip("link", "show", "dev", tap, netns=far_host,
+                                                  check=False).stdout, 60,
+                 "the tap back in a rebuilt bridge")
+        assert f"00:00:00:00:00:00 dst {cloud.mesh.hosts[0].address}" in \
+            flood_entries(far_host, vxlan)
+        # The network's router (in the network node's namespace) reaches the
+        # far guest again, across the mesh.
+        wait_for(lambda: ping(names.netns(net["vxlan_id"]), "10.50.0.20"), 30,
+                 "the far guest reachable from its router")
 
         # Once its only guest is gone, the hypervisor drops the network; the
         # network node keeps it while the network exists.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.cloud import Cloud, wait_for
-from tests.support.fixtures_networks import create_network, delete_networks
+from tests.support.fixtures_networks import create_network, delete_networks, namespace_key
 
 pytestmark = pytest.mark.integration
 
@@ -187,3 +187,33 @@ def small_network(netcloud: Cloud):  # type: ignore[no-untyped-def]
     network = create_network(netcloud, "small", "10.80.4.0/29", provide_nat=False)
     yield network
     delete_networks(netcloud, network["uuid"])
+
+
+def test_other_namespaces_networks_and_interfaces_are_not_found(netcloud: Cloud) -> None:
+    mine = create_network(netcloud, "private", "10.80.5.0/24", provide_nat=False)
+    outsider = netcloud.api("outsider", namespace_key(netcloud, "outsider"))
+    uuid = mine["uuid"]
+    for path in (f"/networks/{uuid}", "/networks/private", f"/networks/{uuid}/interfaces",
+                 f"/networks/{uuid}/addresses", f"/networks/{uuid}/metadata",
+                 f"/networks/{uuid}/events", "/networks/floating"):
+        response = outsider.get(path)
+        assert response.status_code == 404, (path, response.text)
+    assert outsider.delete(f"/networks/{uuid}").status_code == 404
+    assert outsider.request("PUT", f"/networks/{uuid}/metadata/x", {"value": 1}) \
+        .status_code == 404
+    assert uuid not in [n["uuid"] for n in outsider.get("/networks").json()]
+    # An outsider can't attach to it by UUID or name either, and that leaves nothing.
+    before = reservation_keys(netcloud)
+    for ref in (uuid, "private"):
+        response = outsider.post("/instances", {
+            "name": "sneak", "cpus": 1, "memory": 128, "disk": [{"size": 1}],
+            "network": [{"network_uuid": ref}],
+        })
+        assert response.status_code == 404, response.text
+    assert reservation_keys(netcloud) == before
+    # Its own network of the same name and range is its own business.
+    theirs = outsider.post("/networks", {"name": "private", "netblock": "10.80.5.0/24"})
+    assert theirs.status_code == 200, theirs.text
+    assert theirs.json()["namespace"] == "outsider"
+    assert netcloud.api().get(f"/networks/{uuid}").json()["state"] == "created"
+    delete_networks(netcloud, uuid, theirs.json()["uuid"])
