@@ -25,6 +25,7 @@ import os
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -368,27 +369,39 @@ def configure_inside(namespace: str, name: str, *, addresses: list[Address], mtu
 
 
 def announce(namespace: str, name: str, addresses: list[str]) -> None:
-    """Send a gratuitous ARP for each address from ``name`` in ``namespace``.
+    """Send gratuitous ARPs for each address from ``name`` in ``namespace``.
 
     A floating address that moves (to another network's namespace, after a
     defloat and a float) changes MAC: neighbours that still remember the old
-    one would send to nowhere until their entry expired.
+    one would send to nowhere until their entry expired (up to a minute).
+    A link just brought up drops what is sent before it has carrier, so wait
+    for that first, and say it twice.
     """
     if not addresses:
         return
+    with _inside(namespace) as ns:
+        index = _first(ns, name)
+        deadline = time.monotonic() + 2.0
+        while index is not None and time.monotonic() < deadline:
+            if _link(ns, index).get("IFLA_OPERSTATE") == "UP":  # type: ignore[attr-defined]
+                break
+            time.sleep(0.02)
     with _thread_in(NETNS_DIR / namespace):
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ARP))
     try:
         sock.bind((name, _ETH_P_ARP))
         mac = sock.getsockname()[4]
-        for address in addresses:
-            ip = socket.inet_aton(address)
-            # Ethernet broadcast, then an ARP request whose sender and target
-            # are both the address: "this address is at this MAC".
-            frame = (b"\xff" * 6 + mac + struct.pack("!H", _ETH_P_ARP)
-                     + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
-                     + mac + ip + b"\x00" * 6 + ip)
-            sock.send(frame)
+        for attempt in range(2):
+            if attempt:
+                time.sleep(0.2)
+            for address in addresses:
+                ip = socket.inet_aton(address)
+                # Ethernet broadcast, then an ARP request whose sender and
+                # target are both the address: "this address is at this MAC".
+                frame = (b"\xff" * 6 + mac + struct.pack("!H", _ETH_P_ARP)
+                         + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+                         + mac + ip + b"\x00" * 6 + ip)
+                sock.send(frame)
     finally:
         sock.close()
 

@@ -336,8 +336,8 @@ class NetworkReconciler:
         failpoints.hit("after-dnsmasq")
         egress = self._egress_wanted(spec, ifaces)
         if egress:
-            await asyncio.to_thread(self._build_egress, spec, ifaces)
-            events.append("egress rules applied")
+            if await asyncio.to_thread(self._build_egress, spec, ifaces):
+                events.append("NAT and floating addresses applied")
         else:
             await asyncio.to_thread(self._remove_egress, spec)
         failpoints.hit("after-egress")
@@ -374,7 +374,8 @@ class NetworkReconciler:
             return False
         return bool(spec.floating_gateway) or any(i.floating and i.ipv4 for i in ifaces)
 
-    def _build_egress(self, spec: NetworkSpec, ifaces: list[InterfaceSpec]) -> None:
+    def _build_egress(self, spec: NetworkSpec, ifaces: list[InterfaceSpec]) -> bool:
+        """NAT and floating addresses in the namespace; True if the rules changed."""
         names, ctx = self.names, self._ctx
         assert ctx.floating is not None and ctx.floating_router is not None
         if netkernel.is_default_route_link(ctx.uplink):
@@ -399,7 +400,7 @@ class NetworkReconciler:
         )
         netkernel.announce(namespace, EGRESS, [a.address for a in added])
         netkernel.set_forwarding(namespace, True)
-        nftables.apply(namespace, nftables.EgressRules(
+        return nftables.apply(namespace, nftables.EgressRules(
             table=names.nft_table,
             netblock=spec.netblock,
             gateway=spec.floating_gateway if spec.provide_nat else None,
@@ -479,7 +480,7 @@ class NetworkReconciler:
 
     def _observed_record(self, snap: Snapshot, spec: NetworkSpec, *, state: str,
                          error: str | None, applied: list[str] | None = None,
-                         egress: bool | None = None, events: list[str] = ()  # type: ignore[assignment]
+                         egress: bool | None = None, events: tuple[str, ...] | list[str] = ()
                          ) -> NetworkObserved:
         current = snap.observed.get(spec.uuid)
         history = list(current.history) if current else []

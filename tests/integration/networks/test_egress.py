@@ -48,7 +48,7 @@ echo "NET-TEST no egress"
         floating = api.get(f"/interfaces/{nic['uuid']}").json()["floating"]
         assert floating and floating.startswith("192.0.2.") and floating != gateway
         assert f"{netcloud.prefix}/ipam/floating/{floating}" in floating_keys(netcloud)
-        wait_for(lambda: ping(outside_world.www, floating), 30, "the floating address to answer")
+        wait_for(lambda: ping(outside_world.www, floating), 60, "the floating address to answer")
         assert api.get(f"/networks/{net['uuid']}/interfaces").json()[0]["floating"] == floating
 
         # Twice is refused, and changes nothing.
@@ -70,7 +70,7 @@ echo "NET-TEST no egress"
         # Float again and delete the instance: released with its interface.
         api.post(f"/interfaces/{nic['uuid']}/float")
         again = api.get(f"/interfaces/{nic['uuid']}").json()["floating"]
-        wait_for(lambda: ping(outside_world.www, again), 30, "the new floating address")
+        wait_for(lambda: ping(outside_world.www, again), 60, "the new floating address")
     finally:
         delete_instances(netcloud, vm["uuid"])
     wait_for(lambda: f"{netcloud.prefix}/ipam/floating/{again}" not in floating_keys(netcloud),

@@ -70,7 +70,7 @@ def test_instance_on_a_network_and_interface_float_defloat(
             "floating"]
         assert floating
         netcloud.wait_console(uuid, "SFCLOUD-READY", 150)
-        wait_for(lambda: ping(outside_world.www, floating), 30, "the floating address")
+        wait_for(lambda: ping(outside_world.www, floating), 60, "the floating address")
         failed = netcloud.sf("interface", "float", interface, check=False)
         assert failed.returncode != 0 and "already has the floating address" in \
             failed.stdout + failed.stderr
