@@ -264,9 +264,6 @@ class NetworkObserved(Record):
     applied: list[str] = field(default_factory=list)
     # NAT and floating addresses are in place (an uplink is configured).
     egress: bool = False
-    # The newest few things that happened to it, newest last:
-    # {"timestamp", "message", "node", "type"}.
-    history: list[dict[str, Any]] = field(default_factory=list)
     updated_at: float = field(default_factory=time.time)
 
 

@@ -68,7 +68,7 @@ class Agent:
         self.image_queue = WorkQueue(self.image_sync.reconcile, workers=2)
         self.networks = NetworkReconciler(
             context=_network_context(settings), keys=self.keys, etcd=self.etcd,
-            mirror=self.mirror, poke_instance=self.queue.add,
+            mirror=self.mirror, poke_instance=self.queue.add, events=self.events,
         )
         self.reconciler: InstanceReconciler | None = None
         self.started = asyncio.Event()

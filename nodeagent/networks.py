@@ -44,13 +44,13 @@ from cloudstate.model import (
 )
 from nodeagent import dnsmasq, failpoints, netkernel, networkdata, nftables
 from nodeagent.domainxml import DomainInterface
+from nodeagent.events import EventLog
 from nodeagent.netkernel import Address, KernelError, Route
 from nodeagent.netnames import EGRESS, INSIDE, NetNames
 from nodeagent.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
-HISTORY_LENGTH = 20
 RETRY_AFTER_FAILURE = 15.0
 UPLINK_MTU = 1500
 _FAILURES = (KernelError, dnsmasq.DnsmasqError, nftables.NftError, OSError,
@@ -111,8 +111,10 @@ class NetworkReconciler:
         etcd: Etcd,
         mirror: Mirror,
         poke_instance: Callable[[str], None],
+        events: EventLog | None = None,
     ):
         self._ctx = context
+        self._events = events
         self._keys = keys
         self._etcd = etcd
         self._mirror = mirror
@@ -427,10 +429,13 @@ class NetworkReconciler:
         await asyncio.to_thread(self._remove_everything, spec.vxid)
         failpoints.hit("after-network-teardown")
         record = self._observed_record(snap, spec, state="deleted", error=None, applied=[],
-                                       egress=False, events=["network deleted"])
+                                       egress=False)
         revision = (await self._etcd.txn(
             [], [*releases, Put(self._keys.observed_network(spec.uuid), record.to_json())]
         )).revision
+        self._emit_changes(spec.uuid, observed, record)
+        self._emit(spec.uuid, "namespace, dnsmasq and links removed; VXLAN id and addresses "
+                              "released", type="mutate")
         await self._mirror.wait_for_revision(revision)
 
     def _teardown_releases(self, snap: Snapshot, spec: NetworkSpec) -> list[Delete]:
@@ -474,41 +479,50 @@ class NetworkReconciler:
                 [Delete(key) for key, _ in unused],
             )
             log.info("released %d floating address(es) of network %s", len(unused), spec.name)
+            for key, _ in unused:
+                self._emit(spec.uuid, f"floating address {key.rsplit('/', 1)[-1]} released",
+                           type="mutate")
             await self._mirror.wait_for_revision(result.revision)
 
     # --- reporting -----------------------------------------------------------------------
 
     def _observed_record(self, snap: Snapshot, spec: NetworkSpec, *, state: str,
                          error: str | None, applied: list[str] | None = None,
-                         egress: bool | None = None, events: tuple[str, ...] | list[str] = ()
-                         ) -> NetworkObserved:
+                         egress: bool | None = None) -> NetworkObserved:
         current = snap.observed.get(spec.uuid)
-        history = list(current.history) if current else []
-        messages = list(events)
-        if current is None or current.state != state:
-            messages.insert(0, f"state {state}")
-        if error and (current is None or current.error != error):
-            messages.append(f"error: {error}")
-        now = time.time()
-        history += [{"timestamp": now, "message": m, "node": self._ctx.node,
-                     "type": "status"} for m in messages]
         return NetworkObserved(
             node=self._ctx.node, state=state, error=error,
             applied=sorted(applied if applied is not None else
                            (current.applied if current else [])),
             egress=egress if egress is not None else bool(current and current.egress),
-            history=history[-HISTORY_LENGTH:], updated_at=now,
+            updated_at=time.time(),
         )
 
-    async def _report(self, snap: Snapshot, spec: NetworkSpec, **fields: object) -> None:
+    async def _report(self, snap: Snapshot, spec: NetworkSpec, *,
+                      events: tuple[str, ...] | list[str] = (), **fields: object) -> None:
+        """Write the observed record if something in it changed, and tell
+        the event log what happened."""
         record = self._observed_record(snap, spec, **fields)  # type: ignore[arg-type]
         current = snap.observed.get(spec.uuid)
-        if current is not None and record.replace(updated_at=0, history=[]) == \
-                current.replace(updated_at=0, history=[]) and \
-                len(record.history) == len(current.history):
+        self._emit_changes(spec.uuid, current, record)
+        for message in events:
+            self._emit(spec.uuid, message, type="mutate")
+        if current is not None and record.replace(updated_at=0) == current.replace(updated_at=0):
             return
         revision = await self._etcd.put(self._keys.observed_network(spec.uuid), record.to_json())
         await self._mirror.wait_for_revision(revision)
+
+    def _emit_changes(self, uuid: str, before: NetworkObserved | None,
+                      after: NetworkObserved) -> None:
+        if before is None or before.state != after.state or before.error != after.error:
+            message = f"state is now {after.state}"
+            if after.error:
+                message += f": {after.error}"
+            self._emit(uuid, message, type="status", extra={"node": self._ctx.node})
+
+    def _emit(self, uuid: str, message: str, **kwargs: object) -> None:
+        if self._events is not None:
+            self._events.emit("network", uuid, message, **kwargs)  # type: ignore[arg-type]
 
     # --- garbage -------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from cloudstate.model import (
 )
 from portal.cloud import networks, store
 from portal.cloud.errors import BadRequest, Conflict, InsufficientResources, NotFound
+from portal.events import log as eventlog
 
 Namespaces = frozenset[str] | None
 NO_ADDRESS = "none"
@@ -230,7 +231,15 @@ async def _instance_is_active(spec: InterfaceSpec) -> bool:
     return kv is not None and states.is_active(InstanceSpec.from_json(kv.value))
 
 
-async def float_interface(record: InterfaceRecord) -> InterfaceSpec:
+async def _record_events(spec: InterfaceSpec, message: str, actor: str | None) -> None:
+    text = f"eth{spec.order}: {message}" + (f" by {actor}" if actor else "")
+    await eventlog.record("instance", spec.instance_uuid, text, type="mutate",
+                          extra={"interface": spec.uuid})
+    await eventlog.record("network", spec.network_uuid, f"interface {spec.uuid} {message}"
+                          + (f" by {actor}" if actor else ""), type="mutate")
+
+
+async def float_interface(record: InterfaceRecord, actor: str | None = None) -> InterfaceSpec:
     """Give the interface an address from the floating pool (507 when none is left)."""
     etcd, keys = store.etcd(), store.keys()
     spec = record.spec
@@ -264,10 +273,11 @@ async def float_interface(record: InterfaceRecord) -> InterfaceSpec:
         raise InsufficientResources(str(exc)) from exc
     except ipam.TooMuchContention as exc:
         raise Conflict(str(exc)) from exc
+    await _record_events(spec, f"floated at {floated['spec'].floating}", actor)
     return floated["spec"]
 
 
-async def defloat_interface(record: InterfaceRecord) -> InterfaceSpec:
+async def defloat_interface(record: InterfaceRecord, actor: str | None = None) -> InterfaceSpec:
     """Take the floating address away. The network node releases it to the
     pool once it has removed the address's NAT."""
     etcd, keys = store.etcd(), store.keys()
@@ -281,6 +291,8 @@ async def defloat_interface(record: InterfaceRecord) -> InterfaceSpec:
             [Put(keys.interface(spec.uuid), spec.to_json())],
         )
         if result.succeeded:
+            await _record_events(spec, f"floating address {current.spec.floating} removed",
+                                 actor)
             return spec
         current = await get(spec.uuid, None)
     raise Conflict("the interface kept changing; try again")

@@ -27,8 +27,9 @@ from cloudstate.model import (
     NetworkObserved,
     NetworkSpec,
 )
-from portal.cloud import store
+from portal.cloud import ownership, store
 from portal.cloud.errors import BadRequest, Conflict, InsufficientResources, NotFound
+from portal.events import log as eventlog
 
 Namespaces = frozenset[str] | None
 FLOATING_REF = "floating"
@@ -45,6 +46,7 @@ class NetworkRequest:
     provide_dhcp: bool = True
     provide_nat: bool = True
     provide_dns: bool = False
+    actor: str | None = None  # who asked, for the event log
 
 
 @dataclass(frozen=True)
@@ -170,11 +172,18 @@ async def create(request: NetworkRequest) -> NetworkRecord:
             compares, [Put(keys.network(spec.uuid), spec.to_json()), Put(name_key, spec.uuid), *ops]
         )
         if result.succeeded:
+            await eventlog.record("network", spec.uuid, _by("created", request.actor),
+                                  extra={"netblock": spec.netblock, "vxlan_id": spec.vxid,
+                                         "floating_gateway": gateway, "actor": request.actor})
             return NetworkRecord(spec=spec, observed=None, revision=result.revision)
     raise Conflict("too many networks are being created at once; try again")
 
 
-async def delete(record: NetworkRecord) -> NetworkRecord:
+def _by(what: str, actor: str | None) -> str:
+    return f"{what} by {actor}" if actor else what
+
+
+async def delete(record: NetworkRecord, actor: str | None = None) -> NetworkRecord:
     """Ask for the network to go, once nothing active uses it.
 
     Interfaces of instances that are themselves being deleted don't block:
@@ -208,6 +217,8 @@ async def delete(record: NetworkRecord) -> NetworkRecord:
              *([Delete(name_key)] if name_kv and name_kv.value.decode() == spec.uuid else [])],
         )
         if result.succeeded:
+            waiting = " (it waits for its instances being deleted)" if interfaces else ""
+            await eventlog.record("network", spec.uuid, _by("deletion asked for", actor) + waiting)
             return NetworkRecord(spec=spec, observed=current.observed, interfaces=interfaces,
                                  revision=result.revision)
         found = await _load(record.uuid)
@@ -236,6 +247,14 @@ async def set_metadata(record: NetworkRecord, key: str, value: Any) -> None:
 
 async def delete_metadata(record: NetworkRecord, key: str) -> None:
     await _change_metadata(record, key, None, remove=True)
+
+
+async def _owned_networks(namespace: str) -> list[str]:
+    return [record.spec.name for record in await list_networks(frozenset({namespace}))]
+
+
+# A namespace can't be deleted while it still has networks (being deleted or not).
+ownership.register("networks", _owned_networks)
 
 
 async def _change_metadata(record: NetworkRecord, key: str, value: Any, *, remove: bool) -> None:

@@ -5,34 +5,37 @@ refusal reads the same in both."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cloudstate import states
 from cloudstate.validation import ValidationError
-from portal.accounts.access import Access, access_for
+from portal.accounts import audit
+from portal.accounts.access import access_for
+from portal.accounts.namespaces import require_open
 from portal.cloud import instances, interfaces, networks
-from portal.cloud.errors import CloudError, NotFound
+from portal.cloud.errors import CloudError, Forbidden, NotFound
+from portal.instances.detail import events_context
 from portal.networks.forms import NetworkForm
 from portal.web import arender
-
-
-def _current(access: Access) -> frozenset[str]:
-    return frozenset({access.current}) if access.current else frozenset()
 
 
 @login_required
 async def network_list(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
-    records = await networks.list_networks(_current(access))
+    records = await networks.list_networks(access.scope)
     return await arender(request, "networks/list.html", {
         "records": records,
         "can_operate": access.current is not None and access.can_operate(access.current),
+        "all_namespaces": access.all_namespaces,
     })
 
 
@@ -41,18 +44,27 @@ async def network_list(request: HttpRequest) -> HttpResponse:
 async def network_create(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
     namespace = access.current
-    if namespace is None or not access.can_operate(namespace):
-        messages.error(request, "You may not create networks in this namespace.")
+    if namespace is None:
+        messages.error(request, "Pick the namespace the network is for first (top bar).")
         return HttpResponseRedirect(reverse("network-list"))
+    if not access.can_operate(namespace):
+        raise PermissionDenied("Your role here is viewer: you may not create networks.")
     form = NetworkForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            record = await networks.create(networks.parse_request({
-                "name": data["name"], "netblock": data["netblock"],
-                "provide_dhcp": data["provide_dhcp"], "provide_nat": data["provide_nat"],
-                "provide_dns": data["provide_dns"],
-            }, namespace))
+            async with audit.recording(access, namespace, "create", "network",
+                                       object_name=data["name"],
+                                       source=audit.source_of(request)) as entry:
+                await require_open(namespace)
+                wanted = networks.parse_request({
+                    "name": data["name"], "netblock": data["netblock"],
+                    "provide_dhcp": data["provide_dhcp"], "provide_nat": data["provide_nat"],
+                    "provide_dns": data["provide_dns"],
+                }, namespace)
+                record = await networks.create(dataclasses.replace(
+                    wanted, actor=f"user {access.username}"))
+                entry.object_id = record.uuid
         except ValidationError as exc:
             form.add_error("netblock" if exc.field == "netblock" else None, str(exc))
         except CloudError as exc:
@@ -64,18 +76,18 @@ async def network_create(request: HttpRequest) -> HttpResponse:
                          status=400 if form.errors else 200)
 
 
-async def _network_for(request: HttpRequest, uuid: UUID) -> tuple[networks.NetworkRecord, bool]:
+async def _network_for(request: HttpRequest, uuid: UUID) -> tuple[networks.NetworkRecord, Any]:
     access = await access_for(request)
     try:
         record = await networks.get(str(uuid), access.visible)
     except NotFound:
         raise Http404("No such network") from None
-    return record, access.can_operate(record.spec.namespace)
+    return record, access
 
 
 @login_required
 async def network_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    record, can_operate = await _network_for(request, uuid)
+    record, access = await _network_for(request, uuid)
     views = await interfaces.views(record.interfaces)
     names = {}
     for view in views:
@@ -86,21 +98,25 @@ async def network_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
             names[view["instance_uuid"]] = view["instance_uuid"]
     return await arender(request, "networks/detail.html", {
         "record": record,
-        "can_operate": can_operate,
+        "can_operate": access.can_operate(record.spec.namespace),
         "interfaces": [(view, names[view["instance_uuid"]]) for view in views],
         "deletable": record.spec.desired != "deleted",
+        **await events_context("network", record.uuid),
     })
 
 
 @login_required
 @require_POST
 async def network_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    record, can_operate = await _network_for(request, uuid)
-    if not can_operate:
-        messages.error(request, "You may not delete networks in this namespace.")
-        return HttpResponseRedirect(reverse("network-detail", args=[record.uuid]))
+    record, access = await _network_for(request, uuid)
     try:
-        deleted = await networks.delete(record)
+        async with audit.recording(access, record.spec.namespace, "delete", "network",
+                                   object_id=record.uuid, object_name=record.spec.name,
+                                   source=audit.source_of(request)):
+            access.require_operate(record.spec.namespace, f"network {record.uuid}")
+            deleted = await networks.delete(record, f"user {access.username}")
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from None
     except CloudError as exc:
         messages.error(request, exc.message)
         return HttpResponseRedirect(reverse("network-detail", args=[record.uuid]))
@@ -147,19 +163,19 @@ async def _change_float(request: HttpRequest, uuid: UUID, floating: bool) -> Htt
         record = await instances.get(found.spec.instance_uuid, access.visible)
     except NotFound:
         raise Http404("No such interface") from None
-    can_operate = access.can_operate(record.spec.namespace)
+    namespace = record.spec.namespace
+    if not access.can_operate(namespace):
+        raise PermissionDenied("Your role here is viewer: you may not change interfaces.")
     error = None
-    if not can_operate:
-        error = "You may not change interfaces in this namespace."
-    else:
-        try:
-            if floating:
-                await interfaces.float_interface(found)
-            else:
-                await interfaces.defloat_interface(found)
-        except CloudError as exc:
-            error = exc.message
-    return await _interfaces_section(request, record, can_operate, error)
+    try:
+        async with audit.recording(access, namespace, "float" if floating else "defloat",
+                                   "interface", object_id=found.spec.uuid,
+                                   source=audit.source_of(request)):
+            change = interfaces.float_interface if floating else interfaces.defloat_interface
+            await change(found, f"user {access.username}")
+    except CloudError as exc:
+        error = exc.message
+    return await _interfaces_section(request, record, True, error)
 
 
 @login_required

@@ -27,7 +27,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.support.cloud import Cloud
-from tests.support.objects import PUBLIC_KEY, put_image, put_instance
+from tests.support.objects import PUBLIC_KEY, put_image, put_instance, put_interface
 from tests.support.people import csrf_token, log_in, make_people
 
 pytestmark = pytest.mark.integration
@@ -53,6 +53,8 @@ class World:
     spare_user: int
     image_a: str = ""
     keypair_a: str = ""
+    network_a: str = ""
+    interface_a: str = ""
     counter: Iterator[int] = field(default_factory=lambda: iter(range(10_000)))
 
     def unique(self, stem: str) -> str:
@@ -67,6 +69,13 @@ class World:
     def fresh_keypair(self) -> str:
         response = self.cloud.api().post("/keypairs", {
             "namespace": self.ns_a, "name": self.unique("kp"), "public_key": PUBLIC_KEY})
+        assert response.status_code == 200, response.text
+        return response.json()["uuid"]
+
+    def fresh_network(self) -> str:
+        response = self.cloud.api().post("/networks", {
+            "namespace": self.ns_a, "name": self.unique("net"), "netblock": "10.99.0.0/24",
+            "provide_nat": False})
         assert response.status_code == 200, response.text
         return response.json()["uuid"]
 
@@ -100,7 +109,8 @@ def fixed(path: str) -> Url:
     return lambda w, who: path.format(a=w.ns_a, b=w.ns_b, inst=w.instance_a,
                                       node=w.cloud.node, member=w.users[MEMBER],
                                       spare=w.users["spare"], token=w.spare_token_id,
-                                      image=w.image_a, keypair=w.keypair_a)
+                                      image=w.image_a, keypair=w.keypair_a, net=w.network_a,
+                                      iface=w.interface_a)
 
 
 def api(**outcomes: int) -> dict[str, int | str]:
@@ -235,6 +245,35 @@ MATRIX: dict[str, list[Check]] = {
         Check("GET", fixed("/api/keypairs/{keypair}"), api(**READ_A)),
         Check("DELETE", lambda w, who: f"/api/keypairs/{w.fresh_keypair()}", api(**OPERATE_A)),
     ],
+    "api/networks": [
+        Check("GET", fixed("/api/networks"), api(member=200, viewer=200, other=200, system=200)),
+        # Past the role checks, the range is refused (400): nothing is made.
+        Check("POST", fixed("/api/networks"), api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"namespace": w.ns_a, "name": "n", "netblock": "bad"}),
+        Check("DELETE", fixed("/api/networks"),
+              api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"namespace": w.ns_a}),
+    ],
+    "api/networks/<str:ref>": [
+        Check("GET", fixed("/api/networks/{net}"), api(**READ_A)),
+        Check("DELETE", lambda w, who: f"/api/networks/{w.fresh_network()}", api(**OPERATE_A)),
+    ],
+    **{f"api/networks/<str:ref>/{part}": [
+        Check("GET", fixed(f"/api/networks/{{net}}/{part}"), api(**READ_A))]
+       for part in ("interfaces", "addresses", "metadata", "events")},
+    "api/networks/<str:ref>/metadata/<str:key>": [
+        Check("PUT", fixed("/api/networks/{net}/metadata/colour"), api(**OPERATE_A),
+              body=lambda w, who: {"value": "blue"}),
+        Check("DELETE", lambda w, who: _with_network_metadata(w), api(**OPERATE_A)),
+    ],
+    "api/interfaces/<str:uuid>": [
+        Check("GET", fixed("/api/interfaces/{iface}"), api(**READ_A))],
+    # The interface tried has no address: past the role checks, a float is refused (409),
+    # and so is a defloat (it has no floating address).
+    **{f"api/interfaces/<str:uuid>/{verb}": [
+        Check("POST", fixed(f"/api/interfaces/{{iface}}/{verb}"),
+              api(member=409, viewer=403, other=404, system=409))]
+       for verb in ("float", "defloat")},
 
     # --- pages ----------------------------------------------------------------------------------
     "": [Check("GET", fixed("/"), all_(MOVED))],
@@ -301,6 +340,23 @@ MATRIX: dict[str, list[Check]] = {
     "keypairs/<uuid:uuid>/delete/": [
         Check("POST", lambda w, who: f"/keypairs/{w.fresh_keypair()}/delete/",
               page(member=MOVED, viewer=403, other=404, system=MOVED))],
+    "networks/": [Check("GET", fixed("/networks/"),
+                        page(member=200, viewer=200, other=200, system=200))],
+    "networks/new/": [Check("GET", fixed("/networks/new/"),
+                            page(member=200, viewer=403, other=200, system=200))],
+    "networks/<uuid:uuid>/": [Check("GET", fixed("/networks/{net}/"), page(**READ_A))],
+    "networks/<uuid:uuid>/delete/": [
+        Check("POST", lambda w, who: f"/networks/{w.fresh_network()}/delete/",
+              page(member=MOVED, viewer=403, other=404, system=MOVED))],
+    "networks/instance/<uuid:uuid>/interfaces/": [
+        Check("GET", fixed("/networks/instance/{inst}/interfaces/"), page(**READ_A),
+              htmx=True)],
+    # The float buttons answer with the section again (200), saying why the service
+    # refused (the interface has no address); viewers get 403, outsiders 404.
+    **{f"networks/interface/<uuid:uuid>/{verb}/": [
+        Check("POST", fixed(f"/networks/interface/{{iface}}/{verb}/"), page(**OPERATE_A),
+              htmx=True)]
+       for verb in ("float", "defloat")},
     "manage/": [Check("GET", fixed("/manage/"),
                       page(member=403, viewer=403, other=MOVED, system=MOVED))],
     "manage/namespaces/": [
@@ -410,6 +466,15 @@ def _with_instance_metadata(w: World) -> str:
     return f"/api/instances/{w.instance_a}/metadata/{key}"
 
 
+def _with_network_metadata(w: World) -> str:
+    """The API URL of a metadata key just set on A's network."""
+    key = w.unique("tag")
+    response = w.cloud.api().request("PUT", f"/networks/{w.network_a}/metadata/{key}",
+                                     {"value": 1})
+    assert response.status_code == 200, response.text
+    return f"/api/networks/{w.network_a}/metadata/{key}"
+
+
 def _with_metadata(w: World, key: str) -> str:
     response = w.cloud.api().request("PUT", f"/auth/namespaces/{w.ns_a}/metadata/{key}",
                                      {"value": 1})
@@ -506,6 +571,8 @@ def world(cloud: Cloud) -> World:
                   spare_user=users["spare"])
     world.image_a = world.fresh_image()
     world.keypair_a = world.fresh_keypair()
+    world.network_a = world.fresh_network()
+    world.interface_a = put_interface(cloud, ns_a, world.instance_a, world.network_a)
     # Each person works in their own namespace in the pages.
     for who, ns in ((MEMBER, ns_a), (VIEWER, ns_a), (OTHER, ns_b), (SYSTEM, "system")):
         _post(world, who, "/namespace/", {"namespace": ns})

@@ -1,10 +1,11 @@
-"""``python -m tests.support.netnsrelay NETNS_PATH PORT``: make 127.0.0.1:PORT
-of the root namespace reachable as 127.0.0.1:PORT inside another namespace.
+"""``python -m tests.support.netnsrelay NETNS_PATH PORT [PORT...]``: make
+127.0.0.1:PORT of the root namespace reachable as 127.0.0.1:PORT inside
+another namespace, for each PORT.
 
-A node agent running in a simulated host's namespace talks to etcd on its
-own loopback; this relay listens there and connects out from the root
-namespace, where etcd listens. A socket belongs to the namespace its thread
-was in when it was made, so one process can hold both ends.
+A node agent running in a simulated host's namespace talks to etcd and the
+portal on its own loopback; this relay listens there and connects out from
+the root namespace, where they listen. A socket belongs to the namespace its
+thread was in when it was made, so one process can hold both ends.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-async def main(netns_path: str, port: int) -> None:
+async def _serve(netns_path: str, port: int) -> None:
     listener = _listen_in(netns_path, port)
 
     async def relay(client_reader: asyncio.StreamReader,
@@ -71,5 +72,9 @@ async def main(netns_path: str, port: int) -> None:
         await server.serve_forever()
 
 
+async def main(netns_path: str, ports: list[int]) -> None:
+    await asyncio.gather(*(_serve(netns_path, port) for port in ports))
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], [int(port) for port in sys.argv[2:]]))

@@ -161,7 +161,7 @@ class Mesh:
     def switch(self) -> str:
         return f"{self.prefix}-sw"
 
-    def start(self, count: int, etcd_port: int) -> Mesh:
+    def start(self, count: int) -> Mesh:
         try:
             ip("netns", "add", self.switch)
             self.namespaces.append(self.switch)
@@ -177,19 +177,25 @@ class Mesh:
                 ip("link", "set", f"p{index}", "master", "sw", "up", netns=self.switch)
                 ip("addr", "add", f"{host.address}/24", "dev", "mesh0", netns=host.name)
                 ip("link", "set", "mesh0", "up", netns=host.name)
-                host.relay = subprocess.Popen(
-                    [sys.executable, "-m", "tests.support.netnsrelay",
-                     f"/run/netns/{host.name}", str(etcd_port)],
-                    cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-                )
                 self.hosts.append(host)
-            for host in self.hosts:
-                _wait_listening(host.name, etcd_port)
             return self
         except BaseException:
             self.close()
             raise
+
+    def relay(self, ports: list[int]) -> None:
+        """Make these loopback ports of the root namespace (etcd's, the
+        portal's) reachable on every host's own loopback."""
+        for host in self.hosts:
+            host.relay = subprocess.Popen(
+                [sys.executable, "-m", "tests.support.netnsrelay", f"/run/netns/{host.name}",
+                 *map(str, ports)],
+                cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            )
+        for host in self.hosts:
+            for port in ports:
+                _wait_listening(host.name, port)
 
     def close(self) -> None:
         for host in self.hosts:

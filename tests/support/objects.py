@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid as uuidlib
 
 from cloudstate.etcd import Put
-from cloudstate.model import Disk, Image, InstanceObserved, InstanceSpec
+from cloudstate.model import Disk, Image, InstanceObserved, InstanceSpec, InterfaceSpec
 from tests.support.cloud import Cloud
 
 GHOST_NODE = "ghost-node"
@@ -50,3 +50,12 @@ def put_image(cloud: Cloud, namespace: str, name: str) -> str:
 
     cloud.etcd_call(write)
     return image.uuid
+
+
+def put_interface(cloud: Cloud, namespace: str, instance_uuid: str, network_uuid: str) -> str:
+    """A NIC without an address, recorded on an instance of the ghost node."""
+    iface = InterfaceSpec(uuid=str(uuidlib.uuid4()), network_uuid=network_uuid,
+                          instance_uuid=instance_uuid, namespace=namespace, order=0,
+                          macaddr="02:00:00:00:00:aa", ipv4=None)
+    cloud.etcd_call(lambda etcd: etcd.put(cloud.keys.interface(iface.uuid), iface.to_json()))
+    return iface.uuid

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.http import HttpRequest
 from django.urls import path
 
 from cloudstate import states
+from portal.accounts import audit
 from portal.accounts.keys import Principal
+from portal.accounts.namespaces import require_open
 from portal.api import shapes
 from portal.api.framework import endpoint
-from portal.api.views.instances import target_namespace, visible_to
+from portal.api.views.instances import actor, target_namespace, visible_to
 from portal.cloud import interfaces, networks
 from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
+from portal.events import log as eventlog
 
 FLOATING_UNDELETABLE = "the floating network belongs to the cloud and can't be deleted"
 
@@ -42,30 +46,41 @@ async def _find(ref: str, principal: Principal) -> networks.NetworkRecord:
 async def collection(request: HttpRequest, body: dict, principal: Principal) -> Any:
     if request.method == "POST":
         namespace = await target_namespace(principal, body)
-        record = await networks.create(networks.parse_request(body, namespace))
+        async with audit.recording(principal, namespace, "create", "network",
+                                   object_name=str(body.get("name", ""))[:255],
+                                   source=audit.source_of(request)) as entry:
+            principal.require_operate(namespace, f"namespace {namespace}")
+            await require_open(namespace)
+            wanted = dataclasses.replace(networks.parse_request(body, namespace),
+                                         actor=actor(principal))
+            record = await networks.create(wanted)
+            entry.object_id = record.uuid
         return shapes.network(record)
     if request.method == "DELETE":
-        return await _delete_all(body, principal)
+        return await _delete_all(request, body, principal)
     scope = visible_to(principal)
-    if body.get("namespace") and principal.is_system:
+    if body.get("namespace"):
         scope = frozenset({await target_namespace(principal, body)})
     records = await networks.list_networks(scope, include_deleted=bool(body.get("all")))
     return [shapes.network(record) for record in records]
 
 
-async def _delete_all(body: dict, principal: Principal) -> list[str]:
+async def _delete_all(request: HttpRequest, body: dict, principal: Principal) -> list[str]:
     """Delete every network that nothing active uses; networks still used by
     instances being deleted wait for them (delete-wait)."""
-    if body.get("confirm") is not True:
-        raise BadRequest("confirm: deleting every network needs {\"confirm\": true}")
     namespace = await target_namespace(principal, body)
     scope = None if principal.is_system and not body.get("namespace") else frozenset({namespace})
+    if scope is not None:
+        principal.require_operate(namespace, f"namespace {namespace}")
+    if body.get("confirm") is not True:
+        raise BadRequest("confirm: deleting every network needs {\"confirm\": true}")
+    records = [r for r in await networks.list_networks(scope) if r.spec.desired != "deleted"]
+    for record in records:
+        principal.require_operate(record.spec.namespace, f"network {record.uuid}")
     deleted, unable = [], []
-    for record in await networks.list_networks(scope):
-        if record.spec.desired == "deleted":
-            continue
+    for record in records:
         try:
-            await networks.delete(record)
+            await _delete(request, principal, record)
         except Conflict as exc:
             unable.append(exc.message)
         else:
@@ -75,6 +90,15 @@ async def _delete_all(body: dict, principal: Principal) -> list[str]:
             if deleted else ""
         raise Conflict(done + "; ".join(unable))
     return deleted
+
+
+async def _delete(request: HttpRequest, principal: Principal,
+                  record: networks.NetworkRecord) -> networks.NetworkRecord:
+    async with audit.recording(principal, record.spec.namespace, "delete", "network",
+                               object_id=record.uuid, object_name=record.spec.name,
+                               source=audit.source_of(request)):
+        principal.require_operate(record.spec.namespace, f"network {record.uuid}")
+        return await networks.delete(record, actor(principal))
 
 
 @endpoint("GET", "DELETE")
@@ -87,7 +111,7 @@ async def detail(request: HttpRequest, body: dict, principal: Principal, ref: st
         return _floating_view()
     record = await networks.get(ref, visible_to(principal))
     if request.method == "DELETE":
-        record = await networks.delete(record)
+        record = await _delete(request, principal, record)
     return shapes.network(record)
 
 
@@ -112,31 +136,29 @@ async def metadata(request: HttpRequest, body: dict, principal: Principal, ref: 
 async def metadata_item(request: HttpRequest, body: dict, principal: Principal, ref: str,
                         key: str) -> None:
     record = await _find(ref, principal)
-    if request.method == "PUT":
-        if "value" not in body:
-            raise BadRequest("value: missing; send {\"value\": ...}")
-        await networks.set_metadata(record, key, body["value"])
-    else:
-        await networks.delete_metadata(record, key)
+    namespace = record.spec.namespace
+    async with audit.recording(principal, namespace, "set metadata" if request.method == "PUT"
+                               else "delete metadata", "network", object_id=record.uuid,
+                               object_name=record.spec.name, detail=f"key {key}"[:200],
+                               source=audit.source_of(request)):
+        principal.require_operate(namespace, f"network {record.uuid}")
+        if request.method == "PUT":
+            if "value" not in body:
+                raise BadRequest("value: missing; send {\"value\": ...}")
+            await networks.set_metadata(record, key, body["value"])
+        else:
+            await networks.delete_metadata(record, key)
     return None
 
 
 @endpoint("GET")
 async def events(request: HttpRequest, body: dict, principal: Principal, ref: str) -> list:
-    """What happened to the network, newest first: its creation and deletion
-    as asked for, and what the network node did."""
+    """The network's event log: what was asked of it and what the network node did."""
     record = await _find(ref, principal)
-    spec = record.spec
-    found = [{"type": "audit", "timestamp": spec.created_at, "fqdn": None, "duration": None,
-              "message": "network created", "extra": {"netblock": spec.netblock}}]
-    if spec.deleted_at is not None:
-        found.append({"type": "audit", "timestamp": spec.deleted_at, "fqdn": None,
-                      "duration": None, "message": "network deletion requested", "extra": None})
-    for entry in record.observed.history if record.observed else []:
-        found.append({"type": entry.get("type", "status"), "timestamp": entry["timestamp"],
-                      "fqdn": entry.get("node"), "duration": None,
-                      "message": entry["message"], "extra": None})
-    return sorted(found, key=lambda event: event["timestamp"], reverse=True)
+    found = await eventlog.list_events(
+        "network", record.uuid, limit=eventlog.parse_limit(body.get("limit")),
+        event_type=eventlog.parse_type(body.get("event_type")))
+    return [event.as_api() for event in found]
 
 
 routes = [

@@ -45,10 +45,16 @@ def test_create_show_list_metadata_events_delete(netcloud: Cloud) -> None:
     assert api.get(f"/networks/{uuid}/metadata").json() == {}
     assert api.delete(f"/networks/{uuid}/metadata/owner").status_code == 404
 
-    events = api.get(f"/networks/{uuid}/events").json()
-    messages = [e["message"] for e in events]
-    assert "network created" in messages and "state created" in messages
+    # What was asked (the portal's record) and what the network node did
+    # (sent by its agent), newest first.
+    events = wait_for(lambda: (e := api.get(f"/networks/{uuid}/events").json())
+                      and any(x["message"] == "state is now created" for x in e) and e,
+                      30, "the network node's event")
+    assert any(e["message"].startswith("created by") and e["type"] == "audit" for e in events)
+    assert any(e["message"].startswith("dnsmasq started") for e in events)
     assert events == sorted(events, key=lambda e: e["timestamp"], reverse=True)
+    only = api.get(f"/networks/{uuid}/events", {"event_type": "audit", "limit": 1}).json()
+    assert len(only) == 1 and only[0]["type"] == "audit"
 
     # The network node built it: a namespace with the router address and a dnsmasq.
     namespace = netcloud.net_names.netns(network["vxlan_id"])

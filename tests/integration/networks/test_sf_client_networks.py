@@ -34,7 +34,7 @@ def test_network_create_list_show_delete(netcloud: Cloud) -> None:
     assert sf_json(netcloud, "network", "show", uuid)["metadata"] == {"team": "blue"}
     addresses = netcloud.sf("network", "addresses", "sfnet").stdout
     assert "10.78.0.1" in addresses and "gateway" in addresses
-    assert "network created" in netcloud.sf("network", "events", "sfnet").stdout
+    assert "created by key system/admin" in netcloud.sf("network", "events", "sfnet").stdout
 
     # --no-nat is honoured (Shaken Fist's own server forgot to).
     plain = sf_json(netcloud, "network", "create", "sfplain", "10.78.1.0/24", "--no-nat")
