@@ -13,6 +13,9 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/observed/images/<node>/<uuid>    that node's cache of an image (that node's agent)
     <prefix>/keypairs/<uuid>                  an ssh public key a namespace keeps (portal)
     <prefix>/names/keypairs/<ns>/<name>       name -> uuid (portal)
+    <prefix>/consoles/tickets/<sha256>        a one-time console ticket, on a lease (portal)
+    <prefix>/consoles/sessions/<id>           a live console, on a lease (the portal serving it)
+    <prefix>/consoles/slots/<user>/<n>        one of a person's console slots (ditto)
 
 Networks (see cloudstate.ipam for how reservations are made and released):
 
@@ -171,6 +174,27 @@ class Keys:
     @property
     def network_node_role(self) -> str:
         return self._k("roles", "network-node")
+
+    # consoles
+    @property
+    def console_tickets(self) -> str:
+        return self._k("consoles", "tickets", "")
+
+    def console_ticket(self, digest: str) -> str:
+        return self._k("consoles", "tickets", digest)
+
+    @property
+    def console_sessions(self) -> str:
+        return self._k("consoles", "sessions", "")
+
+    def console_session(self, session_id: str) -> str:
+        return self._k("consoles", "sessions", session_id)
+
+    def console_slots(self, user_id: int) -> str:
+        return self._k("consoles", "slots", str(user_id), "")
+
+    def console_slot(self, user_id: int, slot: int) -> str:
+        return self._k("consoles", "slots", str(user_id), str(slot))
 
     # parsing
     def uuid_of(self, key: str, family: str) -> str | None:

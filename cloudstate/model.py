@@ -154,6 +154,8 @@ class NodeInfo(Record):
     is_hypervisor: bool = True
     is_network_node: bool = True
     started_at: float = field(default_factory=time.time)
+    # The agent's authenticated server (console relays, console logs) on ``ip``; 0: none.
+    agent_port: int = 0
 
 
 # --- images ------------------------------------------------------------------

@@ -18,8 +18,10 @@ from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Image, InstanceSpec, NodeInfo
+from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
 from nodeagent import hostfacts
+from nodeagent.consoleroutes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
 from nodeagent.hypervisor import Hypervisor
@@ -28,6 +30,7 @@ from nodeagent.imagesync import ImageSync, specs_using
 from nodeagent.instances import InstanceContext, InstanceReconciler
 from nodeagent.netnames import NetNames
 from nodeagent.networks import NetworkContext, NetworkReconciler
+from nodeagent.server import AgentServer
 from nodeagent.settings import AgentSettings
 from nodeagent.workqueue import WorkQueue
 
@@ -71,6 +74,14 @@ class Agent:
             mirror=self.mirror, poke_instance=self.queue.add, events=self.events,
         )
         self.reconciler: InstanceReconciler | None = None
+        self.server = AgentServer(
+            host=settings.node_ip, port=settings.agent_port, node=settings.node_name,
+            secret=load_secret(settings.common.state_dir),
+        )
+        ConsoleRoutes(
+            node=settings.node_name, keys=self.keys, mirror=self.mirror,
+            hypervisor=self.hypervisor, instances_dir=settings.instances_dir,
+        ).register(self.server)
         self.started = asyncio.Event()
 
     async def run(self) -> None:
@@ -107,6 +118,7 @@ class Agent:
                 group.create_task(self.networks.queue.run())
                 await self.mirror.ready.wait()
                 await self.networks.claim_role()
+                await self.server.start()
                 await self._register(virt)
                 self.events.emit("node", settings.node_name,
                                  f"node agent {release()} started ({virt.virt_type})",
@@ -120,6 +132,7 @@ class Agent:
                 group.create_task(self._periodic_sweep())
         finally:
             self.networks.close()
+            await self.server.stop()
             await self.hypervisor.close()
             await self.etcd.close()
 
@@ -139,6 +152,7 @@ class Agent:
             virt_reason=virt.reason,
             release=release(),
             is_network_node=self.networks.is_network_node,
+            agent_port=self.server.port,
         )
 
     async def _register(self, virt: hostfacts.Virtualization) -> None:

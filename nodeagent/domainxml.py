@@ -81,6 +81,7 @@ def render(
     interfaces: list[DomainInterface],
     console_log: Path,
     video_model: str,
+    vnc_password: str | None = None,
 ) -> str:
     if video_model not in VIDEO_MODELS:
         video_model = "cirrus"
@@ -100,6 +101,7 @@ def render(
         "interfaces": interfaces,
         "console_log": console_log,
         "video_model": video_model,
+        "vnc_password": vnc_password,
     }
     xml = _environment(template_path or DEFAULT_TEMPLATE).render(**context)
     check(xml, owner=owner, uuid=uuid, domain_name=domain_name)

@@ -47,6 +47,10 @@ class HypervisorError(Exception):
     """libvirt refused something; the message is libvirt's own."""
 
 
+class DomainNotRunning(HypervisorError):
+    """The domain is missing or stopped, so it has no console to open."""
+
+
 @dataclass(frozen=True)
 class DomainState:
     uuid: str
@@ -130,6 +134,8 @@ class Hypervisor:
         try:
             return await asyncio.to_thread(fn, *args)
         except libvirt.libvirtError as exc:
+            if _is_missing(exc) or exc.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+                raise DomainNotRunning(exc.get_error_message() or str(exc)) from exc
             raise HypervisorError(exc.get_error_message() or str(exc)) from exc
 
     def _lookup(self, uuid: str) -> libvirt.virDomain | None:
@@ -235,3 +241,59 @@ class Hypervisor:
 
     async def resume(self, uuid: str) -> bool:
         return await self._act(uuid, lambda d: d.resume())
+
+    # --- consoles -------------------------------------------------------------------
+
+    async def open_console(self, uuid: str) -> libvirt.virStream:
+        """A non-blocking stream on the domain's serial console. libvirt
+        allows one per domain; the caller shares it between viewers."""
+        def open_stream() -> libvirt.virStream:
+            dom = self._lookup(uuid)
+            if dom is None or not dom.isActive():
+                raise DomainNotRunning(f"instance {uuid} is not running")
+            assert self._conn is not None
+            stream = self._conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
+            try:
+                dom.openConsole(None, stream, 0)
+            except libvirt.libvirtError:
+                stream.abort()
+                raise
+            return stream
+
+        return await self._run(open_stream)
+
+    async def vnc_socket(self, uuid: str) -> tuple[str, ET.Element]:
+        """The running domain's VNC unix socket and its live <graphics> element."""
+        def query() -> tuple[str, ET.Element]:
+            dom = self._lookup(uuid)
+            if dom is None or not dom.isActive():
+                raise DomainNotRunning(f"instance {uuid} is not running")
+            graphics = ET.fromstring(dom.XMLDesc(0)).find("devices/graphics[@type='vnc']")
+            if graphics is None:
+                raise HypervisorError(f"instance {uuid} has no graphical console")
+            listen = graphics.find("listen[@type='socket']")
+            path = (listen.get("socket") if listen is not None else None) or graphics.get("socket")
+            if not path:
+                raise HypervisorError(f"instance {uuid}'s VNC server is not on a unix socket")
+            return path, graphics
+
+        return await self._run(query)
+
+    async def set_vnc_password(
+        self, uuid: str, graphics: ET.Element, password: str, valid_until: str
+    ) -> None:
+        """Change the running domain's VNC password, expiring at ``valid_until``
+        (UTC, YYYY-MM-DDTHH:MM:SS). libvirt wants the whole <graphics> element
+        back, listen included, or it refuses the change."""
+        changed = ET.fromstring(ET.tostring(graphics))
+        changed.set("passwd", password)
+        changed.set("passwdValidTo", valid_until)
+        xml = ET.tostring(changed, encoding="unicode")
+
+        def update() -> None:
+            dom = self._lookup(uuid)
+            if dom is None:
+                raise DomainNotRunning(f"instance {uuid} is not running")
+            dom.updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+        await self._run(update)

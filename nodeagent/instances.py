@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import time
 import uuid as uuidlib
@@ -248,6 +249,7 @@ class InstanceReconciler:
             interfaces=await self._networks.ensure_ports(spec),
             console_log=directory / CONSOLE_LOG,
             video_model=str(spec.video.get("model", "cirrus")),
+            vnc_password=secrets.token_urlsafe(6)[:8],
         )
         await self._hv.define(xml)
         failpoints.hit("after-define")

@@ -48,6 +48,9 @@ class AgentSettings:
     # The prefix of every link and namespace this cloud makes (default:
     # derived from SFCLOUD_CLUSTER).
     net_tag: str = field(default_factory=lambda: _env("SFCLOUD_NET_TAG", ""))
+    # The agent's authenticated server (console relays, console logs) listens
+    # on node_ip at this port; 0 picks a free one (the node record says which).
+    agent_port: int = field(default_factory=lambda: int(_env("SFCLOUD_AGENT_PORT", "13001")))
 
     @property
     def node_dir(self) -> Path:

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from portal.consoles.routing import websocket_urlpatterns as console_urlpatterns
 from portal.events.agents import PATH as AGENT_EVENTS_PATH
 from portal.events.agents import AgentEventsConsumer
 from portal.events.consumers import NodeEventsConsumer
@@ -13,6 +14,7 @@ websocket_urlpatterns = [
     path("ws/images/", ImagesConsumer.as_asgi()),
     path("ws/images/<uuid:uuid>/", ImagesConsumer.as_asgi()),
     path("ws/nodes/<str:name>/events/", NodeEventsConsumer.as_asgi()),
+    *console_urlpatterns,
 ]
 
 # Node agents' websockets: no session or Origin; each consumer checks a token

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "portal.networks",
     "portal.live",
     "portal.events",
+    "portal.consoles",
 ]
 
 MIDDLEWARE = [
@@ -196,3 +197,8 @@ LOGIN_FAILURES_PER_ADDRESS = int(_env("SFCLOUD_LOGIN_FAILURES_PER_ADDRESS", "20"
 PERSONAL_TOKEN_MAX_DAYS = int(_env("SFCLOUD_PERSONAL_TOKEN_MAX_DAYS", "365"))
 # How long the event log keeps what happened to each object.
 EVENT_RETENTION_DAYS = int(_env("SFCLOUD_EVENT_RETENTION_DAYS", "90"))
+
+# Consoles: a session ends after this long without input from its browser, and
+# one person may have this many open at once (across every portal process).
+CONSOLE_IDLE_TIMEOUT = int(_env("SFCLOUD_CONSOLE_IDLE_TIMEOUT", "1800"))
+CONSOLE_SESSIONS_PER_USER = int(_env("SFCLOUD_CONSOLE_SESSIONS_PER_USER", "6"))

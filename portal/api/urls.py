@@ -6,6 +6,7 @@ from django.urls import path
 from portal.api.views import (
     artifacts,
     auth,
+    consoles,
     events,
     instance_actions,
     instances,
@@ -30,4 +31,5 @@ urlpatterns = [
     *keypairs.routes,
     *networks.routes,
     *interfaces.routes,
+    *consoles.routes,
 ]

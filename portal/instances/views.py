@@ -26,6 +26,7 @@ DETAIL_SECTIONS = [
     "instances/_section_power.html",
     "instances/_section_overview.html",
     "instances/_section_interfaces.html",
+    "consoles/_section_console.html",
     "instances/_section_metadata.html",
     "instances/_section_snapshots.html",
     "events/_section.html",

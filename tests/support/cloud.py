@@ -142,6 +142,8 @@ class Cloud:
             "SFCLOUD_CLUSTER_SECRET": secrets.token_urlsafe(48),
             # Its own VXLAN port, so no other cloud's tunnels share its socket.
             "SFCLOUD_VXLAN_PORT": str(free_port(socket.SOCK_DGRAM)),
+            # The agent's server takes any free port and registers it.
+            "SFCLOUD_AGENT_PORT": "0",
             **extra_env,
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)

@@ -1,0 +1,78 @@
+"""The console routes of the agent's server: both relays and the console log.
+
+Each route answers only for instances this node holds; the grant already
+names the exact path, so an instance elsewhere is simply "not here".
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from cloudstate.consoles import agent_path, consolelog_path
+from cloudstate.keys import Keys
+from cloudstate.mirror import Mirror
+from cloudstate.model import InstanceSpec
+from nodeagent import consolelog
+from nodeagent.hypervisor import Hypervisor
+from nodeagent.instances import CONSOLE_LOG
+from nodeagent.serialconsole import SerialConsoles
+from nodeagent.server import AgentServer
+from nodeagent.vncconsole import VncConsoles
+
+MAX_CONSOLEDATA = 16 * 1024 * 1024
+
+
+class ConsoleRoutes:
+    def __init__(self, *, node: str, keys: Keys, mirror: Mirror, hypervisor: Hypervisor,
+                 instances_dir: Path):
+        self._node = node
+        self._keys = keys
+        self._mirror = mirror
+        self._instances_dir = instances_dir
+        self.serial = SerialConsoles(hypervisor, self.log_path)
+        self.vnc = VncConsoles(hypervisor, self.on_this_node)
+
+    def on_this_node(self, uuid: str) -> bool:
+        kv = self._mirror.get(self._keys.instance(uuid))
+        if kv is None:
+            return False
+        spec = InstanceSpec.from_json(kv.value)
+        return spec.node == self._node and spec.desired != "deleted"
+
+    def log_path(self, uuid: str) -> Path | None:
+        if not self.on_this_node(uuid):
+            return None
+        # The uuid becomes a path: make sure it is nothing but a uuid.
+        return self._instances_dir / str(uuidlib.UUID(uuid)) / CONSOLE_LOG
+
+    def register(self, server: AgentServer) -> None:
+        placeholder = "{uuid}"
+        server.add_route("GET", agent_path("serial", placeholder), self.serial.handle)
+        server.add_route("GET", agent_path("vnc", placeholder), self.vnc.handle)
+        server.add_route("GET", consolelog_path(placeholder), self._log_tail)
+        server.add_route("DELETE", consolelog_path(placeholder), self._log_clear)
+
+    async def _log_tail(self, request: web.Request, claims: dict[str, Any]) -> web.Response:
+        path = self.log_path(request.match_info["uuid"])
+        if path is None:
+            return web.json_response({"error": "no such instance on this node"}, status=404)
+        try:
+            length = int(request.query.get("length", "10240"))
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_CONSOLEDATA:
+            return web.json_response(
+                {"error": f"length must be 0 to {MAX_CONSOLEDATA}"}, status=400)
+        return web.Response(body=consolelog.tail(path, length),
+                            content_type="application/octet-stream")
+
+    async def _log_clear(self, request: web.Request, claims: dict[str, Any]) -> web.Response:
+        path = self.log_path(request.match_info["uuid"])
+        if path is None:
+            return web.json_response({"error": "no such instance on this node"}, status=404)
+        consolelog.clear(path)
+        return web.json_response(None)

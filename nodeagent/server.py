@@ -1,0 +1,99 @@
+"""The node agent's one network listener: authenticated HTTP and websocket routes.
+
+Only the portal talks to it. Every request carries a grant the portal signed
+with the cluster secret (``Authorization: Bearer ...``); the server checks the
+signature, the expiry, that the grant names this node and exactly this method
+and path, and that it has not been used before. Handlers get the verified
+claims and never see an unauthenticated request, so a new route (serving
+snapshot files, say) only has to be registered with ``add_route``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from cloudstate import signing
+from cloudstate.consoles import AGENT_GRANT_PURPOSE
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
+
+
+class ReplayGuard:
+    """Remembers grant ids until they expire, so each is accepted once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+
+    def first_use(self, jti: str, expires: float) -> bool:
+        now = time.time()
+        if len(self._seen) > 1024:
+            self._seen = {k: exp for k, exp in self._seen.items() if exp >= now}
+        if jti in self._seen:
+            return False
+        self._seen[jti] = expires
+        return True
+
+
+def _refuse(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status)
+
+
+class AgentServer:
+    def __init__(self, *, host: str, port: int, node: str, secret: bytes):
+        self.host = host
+        self.port = port
+        self.node = node
+        self._secret = secret
+        self._replays = ReplayGuard()
+        self._app = web.Application()
+        self._runner: web.AppRunner | None = None
+
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        """Serve ``handler(request, claims)`` for requests with a valid grant."""
+
+        async def checked(request: web.Request) -> web.StreamResponse:
+            claims = self._verify(request)
+            if isinstance(claims, web.Response):
+                return claims
+            return await handler(request, claims)
+
+        self._app.router.add_route(method, path, checked)
+
+    def _verify(self, request: web.Request) -> dict[str, Any] | web.Response:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return _refuse(401, "a signed grant is required")
+        try:
+            claims = signing.verify(self._secret, AGENT_GRANT_PURPOSE, token.strip())
+        except signing.BadSignature as exc:
+            return _refuse(401, f"grant refused: {exc}")
+        if claims.get("node") != self.node:
+            return _refuse(403, f"the grant is for node {claims.get('node')!r}, not this one")
+        if claims.get("method") != request.method or claims.get("path") != request.path:
+            return _refuse(403, "the grant is for another request")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not self._replays.first_use(jti, claims["exp"]):
+            return _refuse(403, "the grant was used already")
+        return claims
+
+    async def start(self) -> int:
+        """Listen; returns the port (the one picked, when asked for 0)."""
+        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        log.info("agent server listening on %s:%d", self.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
