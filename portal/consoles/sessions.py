@@ -77,6 +77,11 @@ class SessionLease:
                 to_browser, from_browser = counters()
                 if (to_browser, from_browser) == (self.record.bytes_to_browser,
                                                   self.record.bytes_from_browser):
+                    # Nothing to write; a read tells whether it was ended.
+                    current = await self._etcd.get(self.key)
+                    if current is None or current.mod_revision != self._revision:
+                        on_ended()
+                        return
                     continue
                 record = self.record.replace(bytes_to_browser=to_browser,
                                              bytes_from_browser=from_browser,
