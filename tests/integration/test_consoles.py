@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.support.cloud import Cloud, wait_for
 from tests.support.consoles import (
+    SecondPortal,
     add_person,
     open_console,
     open_socket,
@@ -326,3 +327,79 @@ def _session_bytes(cloud: Cloud, session: str) -> int:
     if kv is None:
         return 0
     return json.loads(kv.value)["bytes_to_browser"]
+
+
+@pytest.fixture(scope="module")
+def strict_portal(cloud: Cloud) -> Iterator[SecondPortal]:
+    """A second portal process with a short idle timeout and two consoles a person."""
+    portal = SecondPortal(cloud, SFCLOUD_CONSOLE_IDLE_TIMEOUT="4",
+                          SFCLOUD_CONSOLE_SESSIONS_PER_USER="2")
+    yield portal
+    portal.stop()
+
+
+def _closed_with(ws, timeout: float = 30) -> int:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=timeout)
+    return closed.value.rcvd.code if closed.value.rcvd else 0
+
+
+def test_admin_sees_and_ends_a_session_served_by_another_process(
+        cloud: Cloud, guest: str, people: dict[str, str], strict_portal: SecondPortal) -> None:
+    member = web_login(strict_portal.url, people["member"], PASSWORD)
+    ws, ready = open_console(member, strict_portal.url, guest)
+    try:
+        ws.send(b"\r")  # some bytes each way
+        read_until(ws, b"# ")
+        admin = web_login(cloud.url, "admin", cloud.admin_password)
+
+        def listed() -> str | None:
+            page = admin.get(f"{cloud.url}/consoles/", timeout=30)
+            return page.text if ready["session"] in page.text else None
+
+        page = wait_for(listed, 10, "the session on the other portal's admin page")
+        row = page[page.index(f'data-session="{ready["session"]}"'):]
+        row = row[:row.index("</tr>")]
+        assert people["member"] in row and guest in row and "serial" in row
+        assert cloud.node in row and "UTC" in row
+        # Not for people who are not administrators.
+        assert member.get(f"{cloud.url}/consoles/", timeout=30).status_code == 404
+
+        ended = admin.post(f"{cloud.url}/consoles/{ready['session']}/end", timeout=30,
+                           headers={"X-CSRFToken": admin.cookies.get("csrftoken", ""),
+                                    "Referer": f"{cloud.url}/consoles/"})
+        assert ended.status_code == 200 and "was ended" in ended.text
+        assert _closed_with(ws, 15) == 4000
+        assert ready["session"] not in admin.get(f"{cloud.url}/consoles/", timeout=30).text
+    finally:
+        ws.close()
+
+
+def test_idle_timeout_and_per_person_limit(
+        cloud: Cloud, guest: str, people: dict[str, str], strict_portal: SecondPortal) -> None:
+    member = web_login(strict_portal.url, people["member"], PASSWORD)
+    # Three tickets first (the ticket page already refuses a third console)...
+    granted = [ticket(member, strict_portal.url, guest) for _ in range(3)]
+    sockets = []
+    try:
+        for number, grant in enumerate(granted):
+            ws = open_socket(member, strict_portal.url, grant["websocket"])
+            ws.send(json.dumps({"ticket": grant["ticket"]}))
+            sockets.append(ws)
+            if number < 2:
+                assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        # ...the third socket is refused: two consoles a person.
+        assert _closed_with(sockets[2]) == 4008
+        assert request_ticket(member, strict_portal.url, guest).status_code == 429
+        # Nobody types: both close after the 4 s idle timeout.
+        started = time.monotonic()
+        assert _closed_with(sockets[0]) == 4001
+        assert _closed_with(sockets[1]) == 4001
+        assert time.monotonic() - started < 15
+        # The slots are free again.
+        wait_for(lambda: request_ticket(member, strict_portal.url, guest).status_code == 200,
+                 20, "a console slot to be free again")
+    finally:
+        for ws in sockets:
+            ws.close()

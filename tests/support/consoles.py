@@ -90,3 +90,39 @@ def read_until(ws: ClientConnection, marker: bytes, timeout: float = 60) -> byte
         if isinstance(message, bytes):
             seen += message
     return seen
+
+
+class SecondPortal:
+    """Another portal process on the same cloud (same etcd, database and
+    secrets), with its own settings: sessions must be seen and ended across
+    processes."""
+
+    def __init__(self, cloud: Cloud, **env: str):
+        from tests.support.cloud import free_port, wait_for
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cloud.state_dir / f"portal-{self.port}.log"
+        environment = {**cloud.env, "SFCLOUD_PORTAL_ADDRESS": f"127.0.0.1:{self.port}", **env}
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host",
+                 "127.0.0.1", "--port", str(self.port), "--lifespan", "on",
+                 "--ws-per-message-deflate", "false"],
+                env=environment, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+
+        def answers() -> bool:
+            try:
+                return requests.get(f"{self.url}/api", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(answers, 30, "the second portal to answer")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
