@@ -79,9 +79,9 @@ class Agent:
             secret=load_secret(settings.common.state_dir),
         )
         ConsoleRoutes(
-            node=settings.node_name, keys=self.keys, mirror=self.mirror,
+            server=self.server, node=settings.node_name, keys=self.keys, mirror=self.mirror,
             hypervisor=self.hypervisor, instances_dir=settings.instances_dir,
-        ).register(self.server)
+        ).register()
         self.started = asyncio.Event()
 
     async def run(self) -> None:

@@ -27,14 +27,15 @@ MAX_CONSOLEDATA = 16 * 1024 * 1024
 
 
 class ConsoleRoutes:
-    def __init__(self, *, node: str, keys: Keys, mirror: Mirror, hypervisor: Hypervisor,
-                 instances_dir: Path):
+    def __init__(self, *, server: AgentServer, node: str, keys: Keys, mirror: Mirror,
+                 hypervisor: Hypervisor, instances_dir: Path):
         self._node = node
         self._keys = keys
         self._mirror = mirror
         self._instances_dir = instances_dir
-        self.serial = SerialConsoles(hypervisor, self.log_path)
-        self.vnc = VncConsoles(hypervisor, self.on_this_node)
+        self._server = server
+        self.serial = SerialConsoles(server, hypervisor, self.log_path)
+        self.vnc = VncConsoles(server, hypervisor, self.on_this_node)
 
     def on_this_node(self, uuid: str) -> bool:
         kv = self._mirror.get(self._keys.instance(uuid))
@@ -49,7 +50,8 @@ class ConsoleRoutes:
         # The uuid becomes a path: make sure it is nothing but a uuid.
         return self._instances_dir / str(uuidlib.UUID(uuid)) / CONSOLE_LOG
 
-    def register(self, server: AgentServer) -> None:
+    def register(self) -> None:
+        server = self._server
         placeholder = "{uuid}"
         server.add_route("GET", agent_path("serial", placeholder), self.serial.handle)
         server.add_route("GET", agent_path("vnc", placeholder), self.vnc.handle)

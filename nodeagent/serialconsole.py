@@ -31,6 +31,7 @@ from cloudstate.consoles import (
 )
 from nodeagent import consolelog
 from nodeagent.hypervisor import DomainNotRunning, Hypervisor, HypervisorError
+from nodeagent.server import AgentServer
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,9 @@ class SerialHub:
 class SerialConsoles:
     """The websocket route: one connection per viewer."""
 
-    def __init__(self, hypervisor: Hypervisor, log_path: Callable[[str], Path | None]):
+    def __init__(self, server: AgentServer, hypervisor: Hypervisor,
+                 log_path: Callable[[str], Path | None]):
+        self._server = server
         self._hv = hypervisor
         self._log_path = log_path  # None: the instance is not on this node
         self._hubs: dict[str, SerialHub] = {}
@@ -230,8 +233,7 @@ class SerialConsoles:
     async def handle(self, request: web.Request, claims: dict[str, Any]) -> web.StreamResponse:
         uuid = request.match_info["uuid"]
         log_path = self._log_path(uuid)
-        ws = web.WebSocketResponse(max_msg_size=MAX_INPUT_MESSAGE, heartbeat=30)
-        await ws.prepare(request)
+        ws = await self._server.websocket(request, max_msg_size=MAX_INPUT_MESSAGE, heartbeat=30)
         if log_path is None:
             await ws.close(code=CLOSE_NOT_FOUND, message=b"no such instance on this node")
             return ws

@@ -10,6 +10,8 @@ snapshot files, say) only has to be registered with ``add_route``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -54,6 +56,7 @@ class AgentServer:
         self._replays = ReplayGuard()
         self._app = web.Application()
         self._runner: web.AppRunner | None = None
+        self._websockets: set[web.WebSocketResponse] = set()
 
     def add_route(self, method: str, path: str, handler: Handler) -> None:
         """Serve ``handler(request, claims)`` for requests with a valid grant."""
@@ -65,6 +68,15 @@ class AgentServer:
             return await handler(request, claims)
 
         self._app.router.add_route(method, path, checked)
+
+    async def websocket(self, request: web.Request, **options: Any) -> web.WebSocketResponse:
+        """Accept a websocket the server closes when it stops (handlers would
+        otherwise hold the shutdown up for as long as their peer stays)."""
+        ws = web.WebSocketResponse(**options)
+        await ws.prepare(request)
+        self._websockets = {w for w in self._websockets if not w.closed}
+        self._websockets.add(ws)
+        return ws
 
     def _verify(self, request: web.Request) -> dict[str, Any] | web.Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -85,7 +97,8 @@ class AgentServer:
 
     async def start(self) -> int:
         """Listen; returns the port (the one picked, when asked for 0)."""
-        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=3)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
@@ -94,6 +107,10 @@ class AgentServer:
         return self.port
 
     async def stop(self) -> None:
+        # 1012: the service is restarting; the portal tells its pages to reconnect.
+        for ws in list(self._websockets):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code=1012, message=b"agent restarting"), 2)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

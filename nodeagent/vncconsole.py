@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -27,6 +28,7 @@ from cloudstate.consoles import (
 )
 from nodeagent import rfb
 from nodeagent.hypervisor import DomainNotRunning, Hypervisor, HypervisorError
+from nodeagent.server import AgentServer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,9 @@ class WebSocketBytes:
 
 
 class VncConsoles:
-    def __init__(self, hypervisor: Hypervisor, on_this_node: Any):
+    def __init__(self, server: AgentServer, hypervisor: Hypervisor,
+                 on_this_node: Callable[[str], bool]):
+        self._server = server
         self._hv = hypervisor
         self._on_this_node = on_this_node  # uuid -> bool
         # One per domain ever opened here: a few bytes each, and dropping one
@@ -68,8 +72,7 @@ class VncConsoles:
 
     async def handle(self, request: web.Request, claims: dict[str, Any]) -> web.StreamResponse:
         uuid = request.match_info["uuid"]
-        ws = web.WebSocketResponse(max_msg_size=MAX_INPUT_MESSAGE, heartbeat=30)
-        await ws.prepare(request)
+        ws = await self._server.websocket(request, max_msg_size=MAX_INPUT_MESSAGE, heartbeat=30)
         if not self._on_this_node(uuid):
             await ws.close(code=CLOSE_NOT_FOUND, message=b"no such instance on this node")
             return ws
