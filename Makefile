@@ -28,3 +28,4 @@ bench: test-deps
 	$(PYTHON) bench/auth_overhead.py
 	$(PYTHON) bench/power_latency.py
 	$(PYTHON) bench/ipam.py
+	$(PYTHON) bench/console.py

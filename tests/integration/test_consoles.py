@@ -164,6 +164,9 @@ def test_refused_tickets(cloud: Cloud, guest: str, people: dict[str, str], membe
     with pytest.raises(InvalidStatus):
         open_socket(requests.Session(), cloud.url, granted["websocket"])
     cloud.api().delete(f"/instances/{other_guest}")
+    # No ticket is ever written to a log.
+    for name in ("portal", "agent"):
+        assert granted["ticket"] not in cloud.log_text(name)
 
 
 def test_cross_origin_console_socket_is_refused(cloud: Cloud, guest: str, member) -> None:  # type: ignore[no-untyped-def]
