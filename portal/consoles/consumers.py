@@ -72,6 +72,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self.lease: SessionLease | None = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.opening = False
+        self.ending = False
         self.read_only = True
         self.to_browser = 0
         self.from_browser = 0
@@ -82,7 +83,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     async def _ticket_deadline(self) -> None:
         await asyncio.sleep(TICKET_WAIT)
         if self.agent_ws is None:
-            await self.close(code=CLOSE_REFUSED, reason="no ticket given")
+            await self._end(code=CLOSE_REFUSED, reason="no ticket given")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.agent_ws is None:
@@ -108,13 +109,16 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         granted = await tickets.consume(etcd, keys, ticket)
         if granted is None or not granted.matches(
                 user_id=self.user_id, instance=self.uuid, kind=self.kind):
-            await self.close(code=CLOSE_REFUSED, reason="the console ticket is not valid here")
+            await self._end(code=CLOSE_REFUSED, reason="the console ticket is not valid here")
             return
         # The ticket is a minute old at most, but memberships may have changed since.
         try:
             record, read_only = await console_target(await access_of(self.user_id), self.uuid)
         except CloudError:
-            await self.close(code=CLOSE_NOT_FOUND, reason="no such instance")
+            await self._end(code=CLOSE_NOT_FOUND, reason="no such instance")
+            return
+        if granted.node != record.spec.node:
+            await self._end(code=CLOSE_REFUSED, reason="the console ticket is not valid here")
             return
         self.read_only = read_only or granted.read_only
         lease = SessionLease(etcd, keys, ConsoleSession(
@@ -125,7 +129,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         ))
         limit = settings.CONSOLE_SESSIONS_PER_USER
         if not await lease.claim(limit):
-            await self.close(code=CLOSE_LIMIT,
+            await self._end(code=CLOSE_LIMIT,
                              reason=f"you have {limit} consoles open; close one first")
             return
         self.lease = lease
@@ -135,7 +139,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
                 read_only=self.read_only, session=lease.record.id, user=self.username,
             )
         except CloudError as exc:
-            await self.close(code=CLOSE_AGENT_UNREACHABLE, reason=exc.message[:120])
+            await self._end(code=CLOSE_AGENT_UNREACHABLE, reason=exc.message[:120])
             return
         local = await _local_sessions()
         local.add(lease.record.id, self._ended_elsewhere)
@@ -170,21 +174,27 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         if code is None or code < 4000:
             # The agent went away (restarting, say): the page may try again.
             code, reason = 1011, "lost the connection to the node"
-        await self.close(code=code, reason=reason[:120])
+        await self._end(code=code, reason=reason[:120])
 
     async def _idle_watch(self) -> None:
         timeout = settings.CONSOLE_IDLE_TIMEOUT
         while True:
             remaining = self.last_input + timeout - time.monotonic()
             if remaining <= 0:
-                await self.close(code=CLOSE_IDLE,
+                await self._end(code=CLOSE_IDLE,
                                  reason=f"closed after {timeout} s without input")
                 return
             await asyncio.sleep(remaining)
 
     def _ended_elsewhere(self) -> None:
         asyncio.get_running_loop().create_task(
-            self.close(code=CLOSE_ENDED_BY_ADMIN, reason="ended by an administrator"))
+            self._end(code=CLOSE_ENDED_BY_ADMIN, reason="ended by an administrator"))
+
+    async def _end(self, code: int, reason: str = "") -> None:
+        """Close once, whoever asks first (the agent, the idle timer, an admin)."""
+        if not self.ending:
+            self.ending = True
+            await self.close(code=code, reason=reason or None)
 
     async def disconnect(self, code: int) -> None:
         for task in getattr(self, "tasks", []):
