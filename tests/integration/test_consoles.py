@@ -350,15 +350,18 @@ def _closed_with(ws, timeout: float = 30) -> int:  # type: ignore[no-untyped-def
 
 def test_admin_sees_and_ends_a_session_served_by_another_process(
         cloud: Cloud, guest: str, people: dict[str, str], strict_portal: SecondPortal) -> None:
-    member = web_login(strict_portal.url, people["member"], PASSWORD)
-    ws, ready = open_console(member, strict_portal.url, guest)
+    """The session is served by the first portal process; the administrator lists
+    and ends it on the second."""
+    member = web_login(cloud.url, people["member"], PASSWORD)
+    ws, ready = open_console(member, cloud.url, guest)
+    other = strict_portal.url
     try:
         ws.send(b"\r")  # some bytes each way
         read_until(ws, b"# ")
-        admin = web_login(cloud.url, "admin", cloud.admin_password)
+        admin = web_login(other, "admin", cloud.admin_password)
 
         def listed() -> str | None:
-            page = admin.get(f"{cloud.url}/consoles/", timeout=30)
+            page = admin.get(f"{other}/consoles/", timeout=30)
             return page.text if ready["session"] in page.text else None
 
         page = wait_for(listed, 10, "the session on the other portal's admin page")
@@ -367,14 +370,14 @@ def test_admin_sees_and_ends_a_session_served_by_another_process(
         assert people["member"] in row and guest in row and "serial" in row
         assert cloud.node in row and "UTC" in row
         # Not for people who are not administrators.
-        assert member.get(f"{cloud.url}/consoles/", timeout=30).status_code == 404
+        assert member.get(f"{other}/consoles/", timeout=30).status_code == 404
 
-        ended = admin.post(f"{cloud.url}/consoles/{ready['session']}/end", timeout=30,
+        ended = admin.post(f"{other}/consoles/{ready['session']}/end", timeout=30,
                            headers={"X-CSRFToken": admin.cookies.get("csrftoken", ""),
-                                    "Referer": f"{cloud.url}/consoles/"})
+                                    "Referer": f"{other}/consoles/"})
         assert ended.status_code == 200 and "was ended" in ended.text
         assert _closed_with(ws, 15) == 4000
-        assert ready["session"] not in admin.get(f"{cloud.url}/consoles/", timeout=30).text
+        assert ready["session"] not in admin.get(f"{other}/consoles/", timeout=30).text
     finally:
         ws.close()
 

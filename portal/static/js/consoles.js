@@ -298,6 +298,19 @@ async function typeText(rfb, text, layoutName) {
   }
 }
 
+// noVNC is some forty small modules: fetch them while the page loads (on fresh connections),
+// and once more on demand if that failed (say, a kept-alive connection closed under a request).
+let noVNC = import("../vendor/novnc/core/rfb.js");
+noVNC.catch(() => { noVNC = null; });
+async function loadNoVNC() {
+  try {
+    return (await (noVNC || import("../vendor/novnc/core/rfb.js"))).default;
+  } catch (error) {
+    noVNC = null;
+    return (await import(`../vendor/novnc/core/rfb.js?retry=${Date.now()}`)).default;
+  }
+}
+
 function startVnc(pane) {
   const screen = pane.querySelector("[data-screen]");
   const scale = pane.querySelector("[data-scale]");
@@ -314,7 +327,7 @@ function startVnc(pane) {
   });
 
   const link = new ConsoleLink("vnc", pane, {
-    async ready(ws, info) {
+    ready(ws, info) {
       // noVNC takes over the socket here: from now on it carries only RFB.
       rfb = new RFB(screen, ws, { shared: true });
       rfb.viewOnly = info.read_only;
@@ -327,10 +340,20 @@ function startVnc(pane) {
     },
     closed() { rfb = null; window.rfb = null; },
   });
-  // noVNC is only loaded when a graphical console is wanted.
+  // Wait for noVNC (loaded with the page) before the first connection.
   const connect = link.connect.bind(link);
   link.connect = async () => {
-    if (!RFB) RFB = (await import("../vendor/novnc/core/rfb.js")).default;
+    if (!RFB) {
+      link.wanted = true;
+      link.show("connecting", "Loading…");
+      try {
+        RFB = await loadNoVNC();
+      } catch (error) {
+        link.wanted = false;
+        link.show("closed", `Could not load the VNC viewer (${error.message}).`);
+        return undefined;
+      }
+    }
     return connect();
   };
 
