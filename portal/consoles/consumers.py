@@ -33,10 +33,12 @@ from cloudstate.consoles import (
     agent_path,
     new_session_id,
 )
+from portal.accounts import audit
+from portal.accounts.access import access_for_scope
 from portal.cloud import store
 from portal.cloud.errors import CloudError
 from portal.consoles import agent, tickets
-from portal.consoles.access import access_of, console_target
+from portal.consoles.access import console_target
 from portal.consoles.sessions import LocalSessions, SessionLease
 from portal.live.hub import hub
 
@@ -113,7 +115,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             return
         # The ticket is a minute old at most, but memberships may have changed since.
         try:
-            record, read_only = await console_target(await access_of(self.user_id), self.uuid)
+            record, read_only = await console_target(await access_for_scope(self.scope),
+                                                     self.uuid)
         except CloudError:
             await self._end(code=CLOSE_NOT_FOUND, reason="no such instance")
             return
@@ -143,6 +146,11 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             return
         local = await _local_sessions()
         local.add(lease.record.id, self._ended_elsewhere)
+        await audit.record(self.username, record.spec.namespace, "open", "console",
+                           object_id=self.uuid, object_name=record.spec.name,
+                           detail=f"{self.kind} console, session {lease.record.id}"
+                                  + (", read-only" if self.read_only else ""),
+                           source=audit.source_of(self.scope))
         log.info("console session %s: %s opened the %s console of %s (read-only: %s)",
                  lease.record.id, self.username, self.kind, self.uuid, self.read_only)
         await self.send(text_data=json.dumps({

@@ -8,13 +8,14 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from cloudstate.consoles import KINDS
+from cloudstate.consoles import KINDS, ConsoleSession
+from portal.accounts import audit
 from portal.accounts.access import access_for
-from portal.accounts.models import SYSTEM_NAMESPACE, Role
 from portal.cloud import store
 from portal.cloud.errors import CloudError, NotFound
 from portal.consoles import agent, sessions, tickets
@@ -74,26 +75,34 @@ async def vnc_window(request: HttpRequest, uuid: UUID) -> HttpResponse:
                          {"record": record, "read_only": read_only})
 
 
-async def _is_admin(request: HttpRequest) -> bool:
-    access = await access_for(request)
-    return access.memberships.get(SYSTEM_NAMESPACE) == Role.ADMIN
+async def _require_system_admin(request: HttpRequest) -> None:
+    if not (await access_for(request)).is_system_admin:
+        raise PermissionDenied("Only admins of the system namespace see every console.")
 
 
 @login_required
 async def session_list(request: HttpRequest) -> HttpResponse:
-    if not await _is_admin(request):
-        raise Http404("No such page")
+    await _require_system_admin(request)
     live = await hub()
-    return await arender(request, "consoles/sessions.html",
-                         {"sessions": sessions.listed(live.mirror, live.keys)})
+    return await arender(request, "consoles/sessions.html", {
+        "sessions": sessions.listed(live.mirror, live.keys), "tab": "consoles"})
 
 
 @login_required
 @require_POST
 async def session_end(request: HttpRequest, session_id: str) -> HttpResponse:
-    if not await _is_admin(request):
-        raise Http404("No such page")
-    if await sessions.end(store.etcd(), store.keys(), session_id):
+    await _require_system_admin(request)
+    live = await hub()
+    kv = live.mirror.get(live.keys.console_session(session_id))
+    ended = await sessions.end(store.etcd(), store.keys(), session_id)
+    if ended and kv is not None:
+        record = ConsoleSession.from_json(kv.value)
+        user = await request.auser()
+        await audit.record(user, record.namespace, "end", "console", object_id=record.instance,
+                           object_name=record.instance_name,
+                           detail=f"{record.username}'s {record.kind} console, session "
+                                  f"{record.id}", source=audit.source_of(request))
+    if ended:
         messages.success(request, "The console session was ended.")
     else:
         messages.warning(request, "That console session had already ended.")

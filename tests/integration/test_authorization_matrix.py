@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import requests
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.support.cloud import Cloud
@@ -202,6 +202,13 @@ MATRIX: dict[str, list[Check]] = {
         Check("GET", fixed("/api/instances/{inst}/metadata"), api(**READ_A))],
     "api/instances/<str:ref>/interfaces": [
         Check("GET", fixed("/api/instances/{inst}/interfaces"), api(**READ_A))],
+    # The instance's node is a ghost, so whoever gets past the roles hears it is offline.
+    "api/instances/<str:ref>/consoledata": [
+        Check("GET", fixed("/api/instances/{inst}/consoledata"),
+              api(member=503, viewer=503, other=404, system=503)),
+        Check("DELETE", fixed("/api/instances/{inst}/consoledata"),
+              api(member=503, viewer=403, other=404, system=503)),
+    ],
     "api/nodes": [Check("GET", fixed("/api/nodes"), api(**SYSTEM_ONLY))],
     "api/nodes/<str:ref>": [Check("GET", fixed("/api/nodes/{node}"), api(**SYSTEM_ONLY))],
     # Instance operations. The instance tried is never built (its node does not exist), so
@@ -357,6 +364,16 @@ MATRIX: dict[str, list[Check]] = {
         Check("POST", fixed(f"/networks/interface/{{iface}}/{verb}/"), page(**OPERATE_A),
               htmx=True)]
        for verb in ("float", "defloat")},
+    # Readers get a ticket (read-only for viewers) once the instance runs; this one does not.
+    "instances/<uuid:uuid>/console/<str:kind>/ticket": [
+        Check("POST", fixed("/instances/{inst}/console/serial/ticket"),
+              page(member=409, viewer=409, other=404, system=409))],
+    "instances/<uuid:uuid>/console/vnc/": [
+        Check("GET", fixed("/instances/{inst}/console/vnc/"), page(**READ_A))],
+    "consoles/": [Check("GET", fixed("/consoles/"), page(**SYSTEM_ONLY))],
+    "consoles/<str:session_id>/end": [
+        Check("POST", fixed("/consoles/no-such-session/end"),
+              page(member=403, viewer=403, other=403, system=MOVED))],
     "manage/": [Check("GET", fixed("/manage/"),
                       page(member=403, viewer=403, other=MOVED, system=MOVED))],
     "manage/namespaces/": [
@@ -425,6 +442,11 @@ MATRIX: dict[str, list[Check]] = {
 WEBSOCKETS: dict[str, dict[str, str]] = {
     "ws/instances/": {MEMBER: "rows", VIEWER: "rows", OTHER: "rows", SYSTEM: "rows",
                       ANON: "refused", EXPIRED: "refused", REVOKED: "refused"},
+    # "ticket": accepted, but nothing happens without a one-time ticket (a made-up one is
+    # refused with 4003); tests/integration/test_consoles.py tries real ones.
+    "ws/consoles/<str:kind>/<uuid:uuid>/": {
+        MEMBER: "ticket", VIEWER: "ticket", OTHER: "ticket", SYSTEM: "ticket",
+        ANON: "refused", EXPIRED: "refused", REVOKED: "refused"},
 }
 
 # Websockets of one object's page: accepted ones first send that page's live parts.
@@ -440,6 +462,7 @@ WEBSOCKET_PATHS: dict[str, Callable[[World], str]] = {
     "ws/instances/<uuid:uuid>/": lambda w: f"/ws/instances/{w.instance_a}/",
     "ws/images/<uuid:uuid>/": lambda w: f"/ws/images/{w.image_a}/",
     "ws/nodes/<str:name>/events/": lambda w: f"/ws/nodes/{w.cloud.node}/events/",
+    "ws/consoles/<str:kind>/<uuid:uuid>/": lambda w: f"/ws/consoles/serial/{w.instance_a}/",
 }
 WEBSOCKET_FIRST: dict[str, str] = {
     "ws/instances/<uuid:uuid>/": 'id="section-power"',
@@ -658,6 +681,12 @@ def test_websocket_answers_each_caller_as_the_matrix_says(world: World, route: s
         except InvalidStatus as refused:
             assert expected == "refused", f"{route} as {who}: refused, expected {expected}"
             assert refused.response.status_code == 403
+            continue
+        if expected == "ticket":
+            with ws, pytest.raises(ConnectionClosed) as closed:
+                ws.send(json.dumps({"ticket": secrets.token_urlsafe(32)}))
+                ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4003, who
             continue
         with ws:
             first = ws.recv(timeout=10)

@@ -370,7 +370,7 @@ def test_admin_sees_and_ends_a_session_served_by_another_process(
         assert people["member"] in row and guest in row and "serial" in row
         assert cloud.node in row and "UTC" in row
         # Not for people who are not administrators.
-        assert member.get(f"{other}/consoles/", timeout=30).status_code == 404
+        assert member.get(f"{other}/consoles/", timeout=30).status_code == 403
 
         ended = admin.post(f"{other}/consoles/{ready['session']}/end", timeout=30,
                            headers={"X-CSRFToken": admin.cookies.get("csrftoken", ""),
@@ -378,6 +378,9 @@ def test_admin_sees_and_ends_a_session_served_by_another_process(
         assert ended.status_code == 200 and "was ended" in ended.text
         assert _closed_with(ws, 15) == 4000
         assert ready["session"] not in admin.get(f"{other}/consoles/", timeout=30).text
+        # Both the opening and the ending are in the audit trail.
+        trail = admin.get(f"{other}/manage/audit/", timeout=30).text
+        assert trail.count(f"session {ready['session']}") == 2, "audit trail"
     finally:
         ws.close()
 

@@ -10,6 +10,7 @@ from django.urls import path
 
 from cloudstate import validation
 from cloudstate.consoles import consolelog_path
+from portal.accounts import audit
 from portal.accounts.keys import Principal
 from portal.api.framework import endpoint
 from portal.api.views.instances import visible_to
@@ -40,7 +41,11 @@ async def consoledata(request: HttpRequest, body: dict, principal: Principal, re
         raise NotFound(f"instance {ref} is deleted; its console log went with it")
     route = consolelog_path(record.uuid)
     if request.method == "DELETE":
-        await agent.request(record.spec.node, "DELETE", route)
+        async with audit.recording(principal, record.spec.namespace, "clear-log", "instance",
+                                   object_id=record.uuid, object_name=record.spec.name,
+                                   source=audit.source_of(request)):
+            principal.require_operate(record.spec.namespace, f"instance {ref}")
+            await agent.request(record.spec.node, "DELETE", route)
         return None
     data = await agent.request(record.spec.node, "GET", route,
                                params={"length": str(_length(body))})
