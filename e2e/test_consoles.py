@@ -100,6 +100,18 @@ def test_serial_console_in_the_page(page: Page, cloud: Cloud, guest: dict) -> No
     _type(page, f"echo after-{marker}")
     _terminal_shows(page, f"after-{marker}\n")
 
+    # Powered off, the console says so; powered on again, the page opens it by itself.
+    api = cloud.api()
+    boots = cloud.console_log(guest["uuid"]).count("SFCLOUD-READY")
+    assert api.post(f"/instances/{guest['uuid']}/poweroff").status_code == 200
+    expect(status).to_contain_text("not running", timeout=60_000)
+    assert api.post(f"/instances/{guest['uuid']}/poweron").status_code == 200
+    expect(status).to_have_text("Connected", timeout=60_000)
+    wait_for(lambda: cloud.console_log(guest["uuid"]).count("SFCLOUD-READY") > boots, 90,
+             "the guest to boot again")
+    _type(page, f"echo rebooted-{marker}")
+    _terminal_shows(page, f"rebooted-{marker}\n")
+
 
 def test_graphical_console_in_the_page_and_popped_out(
         page: Page, cloud: Cloud, guest: dict) -> None:

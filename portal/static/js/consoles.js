@@ -389,7 +389,7 @@ const serialPane = root.querySelector("[data-console='serial']");
 const vncPane = root.querySelector("[data-console='vnc']");
 const serial = serialPane ? startSerial(serialPane) : null;
 const vnc = vncPane ? startVnc(vncPane) : null;
-const running = root.dataset.running === "true";
+let running = root.dataset.running === "true";
 
 function choose(kind) {
   root.querySelectorAll("[data-console-tab]").forEach((tab) => {
@@ -414,4 +414,25 @@ if (root.dataset.autoconnect === "vnc") {
   choose(location.hash === "#console-vnc" ? "vnc" : "serial");
 } else {
   if (serial) serial.link.show("idle", "Not connected");
+}
+
+// The instance page's power section is kept live (swapped in by htmx when the power state
+// changes): once the instance is on, open the console that is showing.
+const power = document.getElementById("section-power");
+if (power && power.parentElement) {
+  let last = power.dataset.power;
+  new MutationObserver(() => {
+    const now = (document.getElementById("section-power") || {}).dataset;
+    const state = now ? now.power : null;
+    if (state === last) return;
+    last = state;
+    if (state !== "on" || running) { running = state === "on"; return; }
+    running = true;
+    root.dataset.running = "true";
+    const note = root.querySelector("[data-console-note]");
+    if (note) note.hidden = true;
+    const shown = vncPane && !vncPane.hidden ? vnc : serial;
+    if (shown && !shown.link.wanted) shown.link.connect();
+  }).observe(power.parentElement, { childList: true, subtree: true, attributes: true,
+    attributeFilter: ["data-power"] });
 }
