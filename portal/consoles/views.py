@@ -39,7 +39,8 @@ async def console_ticket(request: HttpRequest, uuid: UUID, kind: str) -> JsonRes
         record, read_only = await console_target(await access_for(request), str(uuid))
     except NotFound as exc:
         return _json_error(404, exc.message)
-    if record.power_state != "on":
+    # A paused guest still has its console (it just says nothing until unpaused).
+    if record.power_state not in ("on", "paused"):
         return _json_error(409, f"instance {record.spec.name} is not running")
     user = await request.auser()
     live = await hub()

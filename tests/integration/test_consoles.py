@@ -412,3 +412,40 @@ def test_idle_timeout_and_per_person_limit(
     finally:
         for ws in sockets:
             ws.close()
+
+
+def _type_keysyms(ws, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Type ``text`` on the VNC session as plain X keysyms (US layout)."""
+    shifted = set('~!@#$%^&*()_+{}|:"<>?') | set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+    def key(keysym: int, down: bool) -> bytes:
+        return struct.pack("!BBxxI", 4, 1 if down else 0, keysym)
+
+    for char in text:
+        keysym = 0xFF0D if char == "\n" else ord(char)
+        events = [key(keysym, True), key(keysym, False)]
+        if char in shifted:
+            events = [key(0xFFE1, True), *events, key(0xFFE1, False)]
+        ws.send(b"".join(events))
+        time.sleep(0.01)
+
+
+def test_vnc_viewer_role_cannot_type(
+        cloud: Cloud, guest: str, people: dict[str, str], member) -> None:  # type: ignore[no-untyped-def]
+    """The agent drops a read-only session's keys, whatever the browser sends."""
+    marker = secrets.token_hex(4)
+    viewer = web_login(cloud.url, people["viewer"], PASSWORD)
+    for who, session in (("viewer", viewer), ("member", member)):
+        ws, ready = open_console(session, cloud.url, guest, "vnc")
+        try:
+            assert ready["read_only"] is (who == "viewer")
+            width, height = _rfb_client(ws)
+            # Frames still come to the viewer: only input is dropped.
+            ws.send(struct.pack("!BBHHHH", 3, 0, 0, 0, width, height))
+            assert len(ws.recv(timeout=30)) > 0
+            _type_keysyms(ws, f"echo VNC-{who}-{marker} > /dev/ttyS0\n")
+            time.sleep(3)
+        finally:
+            ws.close()
+    cloud.wait_console(guest, f"VNC-member-{marker}", timeout=30)
+    assert f"VNC-viewer-{marker}" not in cloud.console_log(guest)
