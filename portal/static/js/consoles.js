@@ -426,7 +426,8 @@ if (power && power.parentElement) {
     const state = now ? now.power : null;
     if (state === last) return;
     last = state;
-    if (state !== "on" || running) { running = state === "on"; return; }
+    const live = state === "on" || state === "paused";
+    if (!live || running) { running = live; return; }
     running = true;
     root.dataset.running = "true";
     const note = root.querySelector("[data-console-note]");
