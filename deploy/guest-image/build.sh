@@ -268,9 +268,11 @@ ip link set lo up
 ifaces=$(cd /sys/class/net && ls -d eth* 2>/dev/null)
 for i in $ifaces; do
     ip link set "$i" up
-    # All NICs in parallel; 3 DISCOVERs 1 s apart, so a NIC without DHCP costs about 3 s.
-    # After a lease udhcpc goes to the background and keeps renewing it.
-    udhcpc -i "$i" -n -t 3 -T 1 -A 1 -O mtu -x "hostname:$(hostname)" \
+    # All NICs in parallel; 3 DISCOVERs 1 s apart, so a NIC without DHCP costs boot about
+    # 3 s. Then udhcpc goes to the background either way: with a lease to renew it, without
+    # one to keep asking every few seconds, as a real guest's DHCP client does (its NIC may
+    # be plugged in a moment after the guest starts).
+    udhcpc -i "$i" -b -t 3 -T 1 -A 3 -O mtu -x "hostname:$(hostname)" \
         -s /etc/udhcpc.script -p "/run/udhcpc.$i.pid" > "/var/log/udhcpc.$i.log" 2>&1 &
 done
 wait

@@ -183,7 +183,11 @@ class Cloud:
             self.agent = subprocess.Popen([sys.executable, "-m", "nodeagent"], env=env,
                                           stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         if wait:
-            wait_for(self.node_alive, 30, "the node agent to register")
+            try:
+                wait_for(self.node_alive, 30, "the node agent to register")
+            except AssertionError as error:
+                raise AssertionError(f"{error}\n--- agent log (end):\n"
+                                     f"{self.log_text('agent')[-4000:]}") from None
         return self.agent
 
     def stop_agent(self, kill: bool = False) -> None:

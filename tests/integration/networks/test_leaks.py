@@ -36,7 +36,11 @@ def check_delete_all(netcloud: Cloud, outside_world: OutsideWorld) -> None:
     netcloud.wait_console(both["uuid"], "SFCLOUD-READY", 150)
     netcloud.wait_console(one["uuid"], "SFCLOUD-READY", 150)
     floating = both["interfaces"][0]["floating"]
-    wait_for(lambda: ping(outside_world.www, floating), 60, "the floating address")
+    try:
+        wait_for(lambda: ping(outside_world.www, floating), 60, "the floating address")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n--- console of leak-both (end):\n"
+                             f"{netcloud.console_log(both['uuid'])[-3000:]}") from None
     in_use = netcloud.network_objects()
     assert len(in_use["dnsmasq"]) == 2 and len(in_use["namespaces"]) == 2
     assert netcloud.net_names.uplink_bridge in in_use["links"]
