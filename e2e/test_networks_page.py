@@ -1,6 +1,8 @@
-"""A person in a real browser: create a network from the Networks page,
-create an instance on it, float and defloat its interface from the
-instance's page, see the interface on the network's page, then delete both."""
+"""A person in a real browser: create a network from the Networks page and
+watch it become ready, create an instance on it, float and defloat its
+interface from the instance's page, see the interface on the network's page
+and watch it go when the instance is deleted, then delete the network and
+watch it leave the list. The network pages follow the cloud without reloads."""
 
 from __future__ import annotations
 
@@ -30,8 +32,11 @@ def test_network_pages_and_floating_buttons(page: Page, netcloud: Cloud) -> None
     page.get_by_role("button", name="Create network").click()
     expect(page.get_by_role("heading", name="web-net")).to_be_visible()
     network = netcloud.api().get("/networks/web-net").json()
-    wait_for(lambda: netcloud.api().get(f"/networks/{network['uuid']}").json()["state"]
-             == "created", 60, "the network created")
+    # The page was drawn while the network node was still at work: it turns
+    # "created" by itself (and the same document stays loaded).
+    page.evaluate("window.__sameDocument = true")
+    expect(page.locator("#network-overview .badge--created")).to_be_visible(timeout=60_000)
+    assert page.evaluate("window.__sameDocument === true")
     page.get_by_role("link", name="Networks").first.click()
     row = page.locator("#network-rows tr", has_text="web-net")
     expect(row).to_contain_text("10.88.0.0/24")
@@ -66,13 +71,19 @@ def test_network_pages_and_floating_buttons(page: Page, netcloud: Cloud) -> None
     page.locator("dialog").get_by_role("button", name="Delete network").click()
     expect(page.locator("#messages")).to_contain_text("is in use by instance web-vm")
 
+    # Deleted through the API, the instance's interface leaves the page by itself.
+    page.evaluate("window.__sameDocument = true")
     netcloud.api().delete(f"/instances/{uuid}")
+    expect(page.locator("#network-interface-rows tr")).to_have_count(0, timeout=60_000)
+    expect(page.get_by_text("No instance uses this network")).to_be_visible()
+    assert page.evaluate("window.__sameDocument === true")
     wait_for(lambda: netcloud.api().get(f"/instances/{uuid}").json()["state"] == "deleted",
              60, "the instance deleted")
-    page.reload()
     page.get_by_role("button", name="Delete").click()
     page.locator("dialog").get_by_role("button", name="Delete network").click()
     page.wait_for_url(f"{netcloud.url}/networks/")
     expect(page.locator("#messages")).to_contain_text("Network web-net is being deleted")
-    wait_for(lambda: netcloud.api().get(f"/networks/{network['uuid']}").json()["state"]
-             == "deleted", 60, "the network deleted")
+    # The list drops it once the network node has taken it down.
+    expect(page.locator("#network-rows tr", has_text="web-net")).to_have_count(0,
+                                                                              timeout=60_000)
+    assert netcloud.api().get(f"/networks/{network['uuid']}").json()["state"] == "deleted"

@@ -6,6 +6,7 @@ from portal.events.agents import AgentEventsConsumer
 from portal.events.consumers import NodeEventsConsumer
 from portal.images.consumers import ImagesConsumer
 from portal.instances.consumers import InstanceDetailConsumer, InstanceListConsumer
+from portal.networks.consumers import NetworksConsumer
 
 # Browsers' websockets: the session authenticates them and their Origin is checked.
 websocket_urlpatterns = [
@@ -13,6 +14,8 @@ websocket_urlpatterns = [
     path("ws/instances/<uuid:uuid>/", InstanceDetailConsumer.as_asgi()),
     path("ws/images/", ImagesConsumer.as_asgi()),
     path("ws/images/<uuid:uuid>/", ImagesConsumer.as_asgi()),
+    path("ws/networks/", NetworksConsumer.as_asgi()),
+    path("ws/networks/<uuid:uuid>/", NetworksConsumer.as_asgi()),
     path("ws/nodes/<str:name>/events/", NodeEventsConsumer.as_asgi()),
     *console_urlpatterns,
 ]

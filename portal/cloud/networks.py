@@ -228,6 +228,20 @@ async def delete(record: NetworkRecord, actor: str | None = None) -> NetworkReco
     raise Conflict("the network kept changing while it was being deleted; try again")
 
 
+async def purge(record: NetworkRecord) -> bool:
+    """Forget a deleted network for good, once its nodes have taken it down.
+    Fenced on the record's revision, so several portal processes may purge
+    at once and the loser's transaction simply fails."""
+    if record.state != states.DELETED:
+        return False
+    etcd, keys = store.etcd(), store.keys()
+    result = await etcd.txn(
+        [Compare.unchanged_since(keys.network(record.uuid), record.revision)],
+        [Delete(keys.network(record.uuid)), Delete(keys.observed_network(record.uuid))],
+    )
+    return result.succeeded
+
+
 async def _active_users(interfaces: list[InterfaceSpec]) -> list[InstanceSpec]:
     etcd, keys = store.etcd(), store.keys()
     users: dict[str, InstanceSpec] = {}

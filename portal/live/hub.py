@@ -21,7 +21,7 @@ from django.conf import settings
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
-from cloudstate.model import InstanceObserved, InstanceSpec
+from cloudstate.model import InstanceObserved, InstanceSpec, InterfaceSpec
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 INSTANCE_CHANGED = "instance.changed"
 NODES_CHANGED = "nodes.changed"
 IMAGE_CHANGED = "image.changed"
+NETWORK_CHANGED = "network.changed"
 READY_TIMEOUT = 10.0
 
 
@@ -59,6 +60,12 @@ class Hub:
     def images_group(self) -> str:
         """Every change to an image or a node's copy of one (pages filter)."""
         return f"live.{self.id}.images"
+
+    @property
+    def networks_group(self) -> str:
+        """Every change to a network, its interfaces or the instances using
+        them (pages filter by namespace and re-read)."""
+        return f"live.{self.id}.networks"
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -108,10 +115,14 @@ class Hub:
         layer = get_channel_layer()
         touched: dict[str, str] = {}
         images: set[str] = set()
+        networks: set[str] = set()
         nodes_changed = False
         for change in changes:
             if image_uuid := self._image_of(change.key):
                 images.add(image_uuid)
+                continue
+            if network_uuids := self._networks_of(change):
+                networks.update(network_uuids)
                 continue
             uuid = self.keys.uuid_of(change.key, self.keys.instances) or \
                 self.keys.uuid_of(change.key, self.keys.observed_instances)
@@ -122,7 +133,10 @@ class Hub:
                 if spec_kv is None and change.key == self.keys.instance(uuid):
                     spec_kv = change.old
                 if spec_kv is not None:
-                    touched[uuid] = InstanceSpec.from_json(spec_kv.value).namespace
+                    spec = InstanceSpec.from_json(spec_kv.value)
+                    touched[uuid] = spec.namespace
+                    # Its interfaces' state, shown on their networks' pages, follows it.
+                    networks.update(self._networks_of_instance(spec))
             elif change.key.startswith((self.keys.nodes, self.keys.alive)):
                 nodes_changed = True
         for uuid, namespace in touched.items():
@@ -133,6 +147,28 @@ class Hub:
             await layer.group_send(self.nodes_group, {"type": NODES_CHANGED})
         for image_uuid in sorted(images):
             await layer.group_send(self.images_group, {"type": IMAGE_CHANGED, "uuid": image_uuid})
+        for network_uuid in sorted(networks):
+            await layer.group_send(self.networks_group,
+                                   {"type": NETWORK_CHANGED, "uuid": network_uuid})
+
+    def _networks_of(self, change: Change) -> set[str]:
+        """The networks a change to a network or an interface concerns."""
+        keys = self.keys
+        if uuid := keys.uuid_of(change.key, keys.networks) or \
+                keys.uuid_of(change.key, keys.observed_networks):
+            return {uuid}
+        if keys.uuid_of(change.key, keys.interfaces):
+            return {InterfaceSpec.from_json(kv.value).network_uuid
+                    for kv in (change.old, change.new) if kv is not None}
+        return set()
+
+    def _networks_of_instance(self, spec: InstanceSpec) -> set[str]:
+        found = set()
+        for uuid in spec.interfaces:
+            kv = self.mirror.get(self.keys.interface(uuid))
+            if kv is not None:
+                found.add(InterfaceSpec.from_json(kv.value).network_uuid)
+        return found
 
     def _image_of(self, key: str) -> str | None:
         if uuid := self.keys.uuid_of(key, self.keys.images):

@@ -1,6 +1,6 @@
-"""Forget instances that were deleted long ago.
+"""Forget instances and networks that were deleted long ago.
 
-Shaken Fist's client reads a deleted instance back by UUID to see it
+Shaken Fist's client reads a deleted object back by UUID to see it
 "deleted", so records stay for a while (an hour, as Shaken Fist keeps them);
 after that they would only grow etcd. Every portal process sweeps now and
 then; purges are fenced transactions, so no leader is needed.
@@ -16,13 +16,14 @@ import time
 from django.conf import settings
 
 from cloudstate.etcd import EtcdUnavailable
-from portal.cloud import instances
+from cloudstate.model import NetworkObserved, NetworkSpec
+from portal.cloud import instances, networks
 from portal.live.hub import Hub
 
 log = logging.getLogger(__name__)
 
 
-def due(record: instances.InstanceRecord, now: float) -> bool:
+def due(record: instances.InstanceRecord | networks.NetworkRecord, now: float) -> bool:
     deleted_at = record.spec.deleted_at
     return (record.state == "deleted" and deleted_at is not None
             and now - deleted_at > settings.DELETED_RETENTION)
@@ -38,6 +39,24 @@ async def sweep(hub: Hub) -> int:
             purged += 1
     if purged:
         log.info("purged %d instances deleted more than %d s ago", purged,
+                 settings.DELETED_RETENTION)
+    return purged + await _sweep_networks(hub, now)
+
+
+async def _sweep_networks(hub: Hub, now: float) -> int:
+    purged = 0
+    for kv in hub.mirror.items(hub.keys.networks):
+        spec = NetworkSpec.from_json(kv.value)
+        if spec.desired != "deleted":
+            continue
+        observed_kv = hub.mirror.get(hub.keys.observed_network(spec.uuid))
+        record = networks.NetworkRecord(
+            spec=spec, revision=kv.mod_revision,
+            observed=NetworkObserved.from_json(observed_kv.value) if observed_kv else None)
+        if due(record, now) and await networks.purge(record):
+            purged += 1
+    if purged:
+        log.info("purged %d networks deleted more than %d s ago", purged,
                  settings.DELETED_RETENTION)
     return purged
 

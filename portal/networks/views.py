@@ -28,14 +28,18 @@ from portal.networks.forms import NetworkForm
 from portal.web import arender
 
 
+def list_context(records: list[networks.NetworkRecord], access: Any) -> dict[str, Any]:
+    """What the list's rows need, for the page and for its websocket."""
+    return {"records": records, "all_namespaces": access.all_namespaces}
+
+
 @login_required
 async def network_list(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
     records = await networks.list_networks(access.scope)
     return await arender(request, "networks/list.html", {
-        "records": records,
+        **list_context(records, access),
         "can_operate": access.current is not None and access.can_operate(access.current),
-        "all_namespaces": access.all_namespaces,
     })
 
 
@@ -85,9 +89,9 @@ async def _network_for(request: HttpRequest, uuid: UUID) -> tuple[networks.Netwo
     return record, access
 
 
-@login_required
-async def network_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    record, access = await _network_for(request, uuid)
+async def detail_context(record: networks.NetworkRecord) -> dict[str, Any]:
+    """What the page's live parts (overview and interfaces) need, for the
+    page and for its websocket."""
     views = await interfaces.views(record.interfaces)
     names = {}
     for view in views:
@@ -96,10 +100,16 @@ async def network_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
                 .spec.name
         except NotFound:
             names[view["instance_uuid"]] = view["instance_uuid"]
+    return {"record": record,
+            "interfaces": [(view, names[view["instance_uuid"]]) for view in views]}
+
+
+@login_required
+async def network_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    record, access = await _network_for(request, uuid)
     return await arender(request, "networks/detail.html", {
-        "record": record,
+        **await detail_context(record),
         "can_operate": access.can_operate(record.spec.namespace),
-        "interfaces": [(view, names[view["instance_uuid"]]) for view in views],
         "deletable": record.spec.desired != "deleted",
         **await events_context("network", record.uuid),
     })

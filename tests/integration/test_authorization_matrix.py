@@ -456,18 +456,28 @@ WEBSOCKETS.update({
     "ws/instances/<uuid:uuid>/": _SEES_A,
     "ws/images/": {**_SEES_A, OTHER: "sent"},
     "ws/images/<uuid:uuid>/": _SEES_A,
+    "ws/networks/": {**_SEES_A, OTHER: "sent"},
+    "ws/networks/<uuid:uuid>/": _SEES_A,
     "ws/nodes/<str:name>/events/": {**dict.fromkeys(EVERYONE, "refused"), SYSTEM: "sent"},
 })
 WEBSOCKET_PATHS: dict[str, Callable[[World], str]] = {
     "ws/instances/<uuid:uuid>/": lambda w: f"/ws/instances/{w.instance_a}/",
     "ws/images/<uuid:uuid>/": lambda w: f"/ws/images/{w.image_a}/",
+    "ws/networks/<uuid:uuid>/": lambda w: f"/ws/networks/{w.network_a}/",
     "ws/nodes/<str:name>/events/": lambda w: f"/ws/nodes/{w.cloud.node}/events/",
     "ws/consoles/<str:kind>/<uuid:uuid>/": lambda w: f"/ws/consoles/serial/{w.instance_a}/",
+}
+# Lists every caller may open: what of A's they must hold only for those who may see A.
+WEBSOCKET_LIST_OF_A: dict[str, Callable[[World], str]] = {
+    "ws/images/": lambda w: w.image_a,
+    "ws/networks/": lambda w: w.network_a,
 }
 WEBSOCKET_FIRST: dict[str, str] = {
     "ws/instances/<uuid:uuid>/": 'id="section-power"',
     "ws/images/": 'id="image-rows"',
     "ws/images/<uuid:uuid>/": 'id="image-nodes"',
+    "ws/networks/": 'id="network-rows"',
+    "ws/networks/<uuid:uuid>/": 'id="network-overview"',
     "ws/nodes/<str:name>/events/": 'id="event-rows"',
 }
 
@@ -692,6 +702,9 @@ def test_websocket_answers_each_caller_as_the_matrix_says(world: World, route: s
             first = ws.recv(timeout=10)
         if expected == "sent":
             assert WEBSOCKET_FIRST[route] in first, f"{route} as {who}: {first[:200]!r}"
+            if route in WEBSOCKET_LIST_OF_A:
+                shows_a = WEBSOCKET_LIST_OF_A[route](world) in first
+                assert shows_a == (who in (MEMBER, VIEWER, SYSTEM)), f"{route} as {who}"
             continue
         assert expected == "rows", f"{route} as {who}: expected {expected}, got a message"
         assert 'id="instance-rows"' in first

@@ -78,7 +78,7 @@ def test_guest_powering_itself_off_shows_as_off(cloud: Cloud) -> None:
 
 
 def test_deleted_instances_are_forgotten_after_the_retention(etcd_server, guest_image_dir) -> None:
-    """With a short retention, a deleted instance's records leave etcd."""
+    """With a short retention, a deleted instance's and network's records leave etcd."""
     short = Cloud(etcd_server.endpoint, demo_image=guest_image_dir / "disk.qcow2",
                   SFCLOUD_DELETED_RETENTION="2", SFCLOUD_JANITOR_INTERVAL="1")
     try:
@@ -91,5 +91,15 @@ def test_deleted_instances_are_forgotten_after_the_retention(etcd_server, guest_
         wait_for(lambda: short.api().get(f"/instances/{uuid}").status_code == 404,
                  30, "the purge")
         assert not [key for key in short.etcd_keys() if uuid in key]
+
+        network = short.api().post("/networks", {"name": "brief-net",
+                                                 "netblock": "10.97.0.0/24"}).json()["uuid"]
+        wait_for(lambda: short.api().get(f"/networks/{network}").json()["state"] == "created",
+                 60, "the network created")
+        assert short.api().delete(f"/networks/{network}").status_code == 200
+        # Read back as deleted first (the retention is counted from the delete), then gone.
+        wait_for(lambda: short.api().get(f"/networks/{network}").status_code == 404,
+                 60, "the network's purge")
+        assert not [key for key in short.etcd_keys() if network in key]
     finally:
         short.stop()
