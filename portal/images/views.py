@@ -20,7 +20,7 @@ from portal.accounts.access import Access, access_for
 from portal.accounts.namespaces import require_open
 from portal.cloud import artifacts
 from portal.cloud.errors import CloudError, Forbidden, NotFound
-from portal.instances.detail import events_context
+from portal.events.sections import events_context
 from portal.web import arender
 
 

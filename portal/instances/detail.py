@@ -8,7 +8,6 @@ from typing import Any
 from cloudstate import power
 from portal.cloud import artifacts
 from portal.cloud.instances import InstanceRecord
-from portal.events import log as eventlog
 
 # Sections whose root element has a stable id and takes ``oob``, so the
 # page's websocket can replace them when the instance changes.
@@ -18,7 +17,6 @@ LIVE_SECTIONS = [
     "instances/_section_metadata.html",
     "instances/_section_snapshots.html",
 ]
-EVENTS_SHOWN = 50
 _ICONS = {"on": "play", "unpause": "play", "pause": "pause", "rebootsoft": "refresh",
           "reboothard": "refresh", "off": "power"}
 
@@ -50,8 +48,3 @@ async def section_context(record: InstanceRecord, *, can_operate: bool) -> dict[
         "snapshot_devices": [d.device for d in record.spec.disks if d.type == "disk"],
         "metadata_items": sorted(record.spec.metadata.items()),
     }
-
-
-async def events_context(kind: str, uuid: str) -> dict[str, Any]:
-    return {"events": await eventlog.list_events(kind, uuid, limit=EVENTS_SHOWN),
-            "event_kind": kind, "event_uuid": uuid}

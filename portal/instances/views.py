@@ -17,6 +17,7 @@ from portal.accounts.access import access_for, namespace_choices
 from portal.accounts.namespaces import require_open
 from portal.cloud import images, instances, keypairs, networks
 from portal.cloud.errors import CloudError, Forbidden, NotFound
+from portal.events.sections import events_context
 from portal.instances import detail
 from portal.instances.forms import InstanceForm
 from portal.live.hub import hub
@@ -111,7 +112,7 @@ async def instance_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, can_operate = await _record_for(request, uuid)
     return await arender(request, "instances/detail.html", {
         **await detail.section_context(record, can_operate=can_operate),
-        **await detail.events_context("instance", record.uuid),
+        **await events_context("instance", record.uuid),
         "record": record,
         "can_operate": can_operate,
         # Each part of the page is its own template, in this order.

@@ -23,7 +23,7 @@ from portal.accounts.access import access_for
 from portal.accounts.namespaces import require_open
 from portal.cloud import instances, interfaces, networks
 from portal.cloud.errors import CloudError, Forbidden, NotFound
-from portal.instances.detail import events_context
+from portal.events.sections import events_context
 from portal.networks.forms import NetworkForm
 from portal.web import arender
 

@@ -8,7 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 
 from portal.accounts.access import access_for
 from portal.cloud import nodes, scheduler, store
-from portal.instances.detail import events_context
+from portal.events.sections import events_context
 from portal.web import arender
 
 

@@ -1,0 +1,74 @@
+"""What every live page's websocket shares.
+
+Each is read-only (actions go through ordinary htmx requests), authenticated
+by the session (the Origin was checked before it got here), and closed when
+its person's access changes: the page reconnects and what it may see is
+worked out again. On connect it sends the page's live parts once, so nothing
+that happened between the page's render and the connect (or a reconnect) is
+missed; an object's page also follows that object's event log.
+
+Messages are HTML fragments that htmx swaps in by id.
+"""
+
+from __future__ import annotations
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from portal.accounts.access import Access, access_for_scope
+from portal.accounts.notify import user_group
+from portal.events import log as eventlog
+from portal.events.sections import event_row_oob, event_rows_oob
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_ACCESS_CHANGED = 4403
+CLOSE_NOT_FOUND = 4404
+
+
+class LivePage(AsyncWebsocketConsumer):
+    access: Access
+    groups_joined: list[str]
+    # (kind, id) of the object whose event log the page shows, set by admit().
+    events_of: tuple[str, str] | None = None
+
+    async def admit(self) -> list[str] | None:
+        """The Channels groups this page listens to, or None to refuse it
+        exactly as a missing object is refused."""
+        raise NotImplementedError
+
+    async def refresh(self) -> None:
+        """Send the page's live parts as they are now."""
+        raise NotImplementedError
+
+    async def connect(self) -> None:
+        self.groups_joined = []
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.access = await access_for_scope(self.scope)
+        groups = await self.admit()
+        if groups is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.accept()
+        if self.events_of is not None:
+            groups.append(eventlog.group_name(*self.events_of))
+        for group in [*groups, user_group(user.pk)]:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.append(group)
+        await self.refresh()
+        if self.events_of is not None:
+            await self.send(text_data=await event_rows_oob(*self.events_of))
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Read-only: anything a browser sends is ignored."""
+
+    async def access_changed(self, event: dict) -> None:
+        await self.close(code=CLOSE_ACCESS_CHANGED)
+
+    async def event_added(self, event: dict) -> None:
+        await self.send(text_data=event_row_oob(event["event"]))
