@@ -10,22 +10,17 @@ from portal.cloud import artifacts
 from portal.cloud.errors import NotFound
 from portal.images.views import page_context
 from portal.live.hub import hub
-from portal.live.pages import LivePage
+from portal.live.pages import CollectionPage
 
 
-class ImagesConsumer(LivePage):
-    uuid: str | None
+class ImagesConsumer(CollectionPage):
+    member_kind = "image"
 
-    async def admit(self) -> list[str] | None:
-        kwargs = self.scope["url_route"]["kwargs"]
-        self.uuid = str(kwargs["uuid"]) if "uuid" in kwargs else None
-        if self.uuid is not None:
-            try:
-                await artifacts.get(self.uuid, self.access.visible)
-            except NotFound:
-                return None
-            self.events_of = ("image", self.uuid)
-        return [(await hub()).images_group]
+    async def group(self) -> str:
+        return (await hub()).images_group
+
+    async def find(self, uuid: str) -> artifacts.ImageRecord:
+        return await artifacts.get(uuid, self.access.visible)
 
     async def refresh(self) -> None:
         if self.uuid is None:
@@ -34,7 +29,7 @@ class ImagesConsumer(LivePage):
             html = render_to_string("images/_rows.html", {**context, "oob": True})
         else:
             try:
-                record = await artifacts.get(self.uuid, self.access.visible)
+                record = await self.find(self.uuid)
             except NotFound:
                 return
             html = render_to_string("images/_nodes.html", {
@@ -42,5 +37,4 @@ class ImagesConsumer(LivePage):
         await self.send(text_data=html)
 
     async def image_changed(self, event: dict) -> None:
-        if self.uuid is None or event["uuid"] == self.uuid:
-            await self.refresh()
+        await self.member_changed(event["uuid"])

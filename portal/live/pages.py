@@ -16,6 +16,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from portal.accounts.access import Access, access_for_scope
 from portal.accounts.notify import user_group
+from portal.cloud.errors import NotFound
 from portal.events import log as eventlog
 from portal.events.sections import event_row_oob, event_rows_oob
 
@@ -72,3 +73,34 @@ class LivePage(AsyncWebsocketConsumer):
 
     async def event_added(self, event: dict) -> None:
         await self.send(text_data=event_row_oob(event["event"]))
+
+
+class CollectionPage(LivePage):
+    """The socket of a collection's list (no UUID in its route) or of one of
+    its members' pages (with one: refused unless the person may see it)."""
+
+    member_kind: str  # the event kind of one member, e.g. "image"
+    uuid: str | None
+
+    async def group(self) -> str:
+        """The hub group that hears of every change to the collection."""
+        raise NotImplementedError
+
+    async def find(self, uuid: str) -> object:
+        """The member, if this person may see it; NotFound otherwise."""
+        raise NotImplementedError
+
+    async def admit(self) -> list[str] | None:
+        kwargs = self.scope["url_route"]["kwargs"]
+        self.uuid = str(kwargs["uuid"]) if "uuid" in kwargs else None
+        if self.uuid is not None:
+            try:
+                await self.find(self.uuid)
+            except NotFound:
+                return None
+            self.events_of = (self.member_kind, self.uuid)
+        return [await self.group()]
+
+    async def member_changed(self, uuid: str) -> None:
+        if self.uuid is None or uuid == self.uuid:
+            await self.refresh()

@@ -9,32 +9,29 @@ from django.template.loader import render_to_string
 from portal.cloud import networks
 from portal.cloud.errors import NotFound
 from portal.live.hub import hub
-from portal.live.pages import LivePage
+from portal.live.pages import CollectionPage
 from portal.networks.views import detail_context, list_context
 
 
-class NetworksConsumer(LivePage):
-    uuid: str | None
+class NetworksConsumer(CollectionPage):
+    member_kind = "network"
 
-    async def admit(self) -> list[str] | None:
-        kwargs = self.scope["url_route"]["kwargs"]
-        self.uuid = str(kwargs["uuid"]) if "uuid" in kwargs else None
-        if self.uuid is not None:
-            try:
-                await networks.get(self.uuid, self.access.visible)
-            except NotFound:
-                return None
-            self.events_of = ("network", self.uuid)
-        return [(await hub()).networks_group]
+    async def group(self) -> str:
+        return (await hub()).networks_group
+
+    async def find(self, uuid: str) -> networks.NetworkRecord:
+        return await networks.get(uuid, self.access.visible)
 
     async def refresh(self) -> None:
         if self.uuid is None:
+            # Re-read what this person may see: one range read, and what
+            # other namespaces' networks do never shows in it.
             records = await networks.list_networks(self.access.scope)
             html = render_to_string("networks/_rows.html",
                                     {**list_context(records, self.access), "oob": True})
         else:
             try:
-                record = await networks.get(self.uuid, self.access.visible)
+                record = await self.find(self.uuid)
             except NotFound:
                 return
             context = {**await detail_context(record), "oob": True}
@@ -43,7 +40,4 @@ class NetworksConsumer(LivePage):
         await self.send(text_data=html)
 
     async def network_changed(self, event: dict) -> None:
-        # The list re-reads what its person may see: one range read, and
-        # what others' networks do never shows in it.
-        if self.uuid is None or event["uuid"] == self.uuid:
-            await self.refresh()
+        await self.member_changed(event["uuid"])
