@@ -35,8 +35,10 @@ class NetworksConsumer(CollectionPage):
             except NotFound:
                 return
             context = {**await detail_context(record), "oob": True}
-            html = render_to_string("networks/_overview.html", context) + \
-                render_to_string("networks/_interface_rows.html", context)
+            # Two messages: htmx parses a message that starts with a <div> as
+            # such, and a <tbody> after it would lose its table context.
+            await self.send(text_data=render_to_string("networks/_overview.html", context))
+            html = render_to_string("networks/_interface_rows.html", context)
         await self.send(text_data=html)
 
     async def network_changed(self, event: dict) -> None:

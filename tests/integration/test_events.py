@@ -15,7 +15,7 @@ import pytest
 import websockets
 
 from cloudstate import signing
-from tests.support.cloud import Cloud, wait_for
+from tests.support.cloud import Cloud, run_async, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -120,13 +120,13 @@ def test_agent_socket_needs_a_token_signed_with_the_cluster_secret(cloud: Cloud)
                   signing.sign(secret, "console", {"node": cloud.node}, 60),
                   signing.sign(secret, "agent-events", {"node": cloud.node}, -1)):
         with pytest.raises(websockets.InvalidStatus) as refused:
-            asyncio.run(exchange(cloud, token, {"events": [event]}))
+            run_async(exchange(cloud, token, {"events": [event]}))
         assert refused.value.response.status_code == 403
 
     token = signing.sign(secret, "agent-events", {"node": "impostor"}, 60)
     malformed = {"id": str(uuidlib.uuid4()), "kind": "spaceship", "uuid": "x",
                  "timestamp": time.time(), "message": "bad"}
-    reply = asyncio.run(exchange(cloud, token, {"events": [event, malformed, event]}))
+    reply = run_async(exchange(cloud, token, {"events": [event, malformed, event]}))
     # Both acknowledged (the malformed one dropped, not retried forever), the
     # duplicate stored once, and the node named by the token, not the event.
     assert set(reply["ack"]) == {event["id"], malformed["id"]}

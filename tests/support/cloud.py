@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +47,14 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run() in a thread of its own: once sync Playwright has run in
+    this session it keeps an event loop in the test's thread, where
+    asyncio.run() is refused."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
@@ -267,10 +275,7 @@ class Cloud:
             finally:
                 await etcd.close()
 
-        # Its own thread: sync Playwright keeps an event loop running in the
-        # test's thread, where asyncio.run() is refused.
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, run()).result()
+        return run_async(run())
 
     def etcd_keys(self, prefix: str = "") -> list[str]:
         kvs, _ = self.etcd_call(lambda etcd: etcd.get_prefix(self.prefix + "/" + prefix))
