@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+from portal.accounts import audit
 from portal.events import log as eventlog
 from portal.live.hub import hub
 
@@ -14,14 +15,16 @@ log = logging.getLogger(__name__)
 PRUNE_INTERVAL = 24 * 3600.0
 
 
-async def prune_events() -> None:
-    """Forget events past their retention, at start and then daily."""
+async def prune_history() -> None:
+    """Forget events and audit records past their retention, at start and
+    then daily."""
     while True:
-        try:
-            if deleted := await eventlog.prune():
-                log.info("pruned %d events older than the retention period", deleted)
-        except Exception:  # noqa: BLE001 - try again tomorrow rather than stop the portal
-            log.exception("pruning old events failed")
+        for what, prune in (("events", eventlog.prune), ("audit records", audit.prune)):
+            try:
+                if deleted := await prune():
+                    log.info("pruned %d %s older than the retention period", deleted, what)
+            except Exception:  # noqa: BLE001 - try again tomorrow rather than stop the portal
+                log.exception("pruning old %s failed", what)
         await asyncio.sleep(PRUNE_INTERVAL)
 
 
@@ -31,7 +34,7 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            pruner = asyncio.create_task(prune_events(), name="prune-events")
+            pruner = asyncio.create_task(prune_history(), name="prune-history")
             try:
                 started = await hub()
             except Exception as exc:  # noqa: BLE001 - the portal still serves without it

@@ -197,6 +197,8 @@ LOGIN_FAILURES_PER_ADDRESS = int(_env("SFCLOUD_LOGIN_FAILURES_PER_ADDRESS", "20"
 PERSONAL_TOKEN_MAX_DAYS = int(_env("SFCLOUD_PERSONAL_TOKEN_MAX_DAYS", "365"))
 # How long the event log keeps what happened to each object.
 EVENT_RETENTION_DAYS = int(_env("SFCLOUD_EVENT_RETENTION_DAYS", "90"))
+# The audit trail answers "who did that?" long after: a year by default; 0 keeps it forever.
+AUDIT_RETENTION_DAYS = int(_env("SFCLOUD_AUDIT_RETENTION_DAYS", "365"))
 
 # Consoles: a session ends after this long without input from its browser, and
 # one person may have this many open at once (across every portal process).

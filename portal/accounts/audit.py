@@ -22,7 +22,11 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
 
 from cloudstate.validation import ValidationError
 from portal.accounts.models import AuditEvent
@@ -142,3 +146,13 @@ def recording_now(who: Any, namespace: str | None, action: str, kind: str, *,
         raise
     record_now(who, entry.namespace, action, kind, object_id=entry.object_id,
                object_name=entry.object_name, detail=entry.detail, source=source)
+
+
+async def prune() -> int:
+    """Forget audit records older than the retention period (0: keep them
+    forever); returns how many went."""
+    if settings.AUDIT_RETENTION_DAYS <= 0:
+        return 0
+    cutoff = timezone.now() - timedelta(days=settings.AUDIT_RETENTION_DAYS)
+    deleted, _ = await AuditEvent.objects.filter(when__lt=cutoff).adelete()
+    return deleted

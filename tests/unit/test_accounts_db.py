@@ -123,3 +123,15 @@ def test_people_service_refusals() -> None:
     with pytest.raises(Forbidden):
         people.create_user(Access(memberships={"a": "admin"}, username="x"), "y", "pw-long-enough")
     assert not get_user_model().objects.filter(username="newbie").exists()
+
+
+async def test_audit_records_past_their_retention_are_pruned(settings) -> None:  # type: ignore[no-untyped-def]
+    for object_id in ("i-old", "i-new"):
+        await audit.record("someone", "unit", "delete", "instance", object_id=object_id)
+    await AuditEvent.objects.filter(object_id="i-old").aupdate(
+        when=timezone.now() - timedelta(days=40))
+    settings.AUDIT_RETENTION_DAYS = 0  # forever
+    assert await audit.prune() == 0
+    settings.AUDIT_RETENTION_DAYS = 30
+    assert await audit.prune() == 1
+    assert [e.object_id async for e in AuditEvent.objects.all()] == ["i-new"]
