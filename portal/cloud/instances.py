@@ -399,19 +399,12 @@ def sorted_records(records: Iterable[InstanceRecord]) -> list[InstanceRecord]:
 
 
 async def purge(record: InstanceRecord) -> bool:
-    """Forget a deleted instance for good, once its node has torn it down.
-
-    Fenced on the record's revision, so several portal processes may purge
-    at once and the loser's transaction simply fails.
-    """
+    """Forget a deleted instance for good, once its node has torn it down."""
     if record.state != states.DELETED:
         return False
-    etcd, keys = store.etcd(), store.keys()
-    result = await etcd.txn(
-        [Compare.unchanged_since(keys.instance(record.uuid), record.revision)],
-        [Delete(keys.instance(record.uuid)), Delete(keys.observed_instance(record.uuid))],
-    )
-    return result.succeeded
+    keys = store.keys()
+    return await store.forget(keys.instance(record.uuid), keys.observed_instance(record.uuid),
+                              record.revision)
 
 
 async def _owned_instances(namespace: str) -> list[str]:

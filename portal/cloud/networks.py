@@ -229,17 +229,12 @@ async def delete(record: NetworkRecord, actor: str | None = None) -> NetworkReco
 
 
 async def purge(record: NetworkRecord) -> bool:
-    """Forget a deleted network for good, once its nodes have taken it down.
-    Fenced on the record's revision, so several portal processes may purge
-    at once and the loser's transaction simply fails."""
+    """Forget a deleted network for good, once its nodes have taken it down."""
     if record.state != states.DELETED:
         return False
-    etcd, keys = store.etcd(), store.keys()
-    result = await etcd.txn(
-        [Compare.unchanged_since(keys.network(record.uuid), record.revision)],
-        [Delete(keys.network(record.uuid)), Delete(keys.observed_network(record.uuid))],
-    )
-    return result.succeeded
+    keys = store.keys()
+    return await store.forget(keys.network(record.uuid), keys.observed_network(record.uuid),
+                              record.revision)
 
 
 async def _active_users(interfaces: list[InterfaceSpec]) -> list[InstanceSpec]:

@@ -12,7 +12,7 @@ import weakref
 
 from django.conf import settings
 
-from cloudstate.etcd import Etcd
+from cloudstate.etcd import Compare, Delete, Etcd
 from cloudstate.keys import Keys
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Etcd] = (
@@ -30,3 +30,12 @@ def etcd() -> Etcd:
 
 def keys() -> Keys:
     return Keys(settings.CLOUD.etcd_prefix)
+
+
+async def forget(spec_key: str, observed_key: str, revision: int) -> bool:
+    """Remove an object's desired and observed records for good, fenced on
+    the revision it was judged at: several portal processes may try at once,
+    and only one transaction succeeds."""
+    result = await etcd().txn([Compare.unchanged_since(spec_key, revision)],
+                              [Delete(spec_key), Delete(observed_key)])
+    return result.succeeded
