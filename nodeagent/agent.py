@@ -25,6 +25,7 @@ from nodeagent.consoleroutes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
 from nodeagent.hypervisor import Hypervisor
+from nodeagent.imageroutes import ImageRoutes
 from nodeagent.images import ImageCache
 from nodeagent.imagesync import ImageSync, specs_using
 from nodeagent.instances import InstanceContext, InstanceReconciler
@@ -63,9 +64,10 @@ class Agent:
         )
         self.images = ImageCache(settings.images_dir, FetchPolicy.from_env())
         self.events = EventLog(EventSpool(settings.event_spool_dir))
+        secret = load_secret(settings.common.state_dir)
         self.image_sync = ImageSync(
             node=settings.node_name, keys=self.keys, etcd=self.etcd, mirror=self.mirror,
-            cache=self.images, events=self.events, in_use=self._image_in_use)
+            cache=self.images, events=self.events, in_use=self._image_in_use, secret=secret)
         # Downloads take long; they get their own workers so they never hold
         # up power actions and the like.
         self.image_queue = WorkQueue(self.image_sync.reconcile, workers=2)
@@ -76,12 +78,13 @@ class Agent:
         self.reconciler: InstanceReconciler | None = None
         self.server = AgentServer(
             host=settings.node_ip, port=settings.agent_port, node=settings.node_name,
-            secret=load_secret(settings.common.state_dir),
+            secret=secret,
         )
         ConsoleRoutes(
             server=self.server, node=settings.node_name, keys=self.keys, mirror=self.mirror,
             hypervisor=self.hypervisor, instances_dir=settings.instances_dir,
         ).register()
+        ImageRoutes(server=self.server, images=self.image_sync).register()
         self.started = asyncio.Event()
 
     async def run(self) -> None:

@@ -28,7 +28,7 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -199,6 +199,7 @@ class ImageCache:
         expected_sha256: str | None = None,
         on_progress: ProgressCallback | None = None,
         policy: FetchPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> CachedImage:
         """Return the cached image for ``cache_key``, fetching ``url`` if needed.
 
@@ -206,7 +207,9 @@ class ImageCache:
         download and its outcome. ``on_progress(done_bytes, total_bytes or
         None)`` is called at most once a second while bytes arrive, and once
         at the end. ``policy`` overrides the cache's own, e.g. to allow
-        file:// for an image an operator registered.
+        file:// for an image an operator registered. ``headers`` go with the
+        first request only, never to where it redirects (a grant for another
+        node's agent, say).
         """
         expected = _check_sha256_arg(expected_sha256)
         download = self._inflight.get(cache_key)
@@ -217,7 +220,8 @@ class ImageCache:
                 return cached
             listeners: list[ProgressCallback] = []
             task = asyncio.create_task(
-                self._fetch(url, cache_key, expected, listeners, policy or self.policy))
+                self._fetch(url, cache_key, expected, listeners, policy or self.policy,
+                            headers or {}))
             download = _Download(task=task, listeners=listeners)
             self._inflight[cache_key] = download
             task.add_done_callback(lambda t: self._finished(cache_key, download))
@@ -244,7 +248,8 @@ class ImageCache:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch(self, url: str, cache_key: str, expected: str | None,
-                     listeners: list[ProgressCallback], policy: FetchPolicy) -> CachedImage:
+                     listeners: list[ProgressCallback], policy: FetchPolicy,
+                     headers: Mapping[str, str]) -> CachedImage:
         digest = _digest(cache_key)
         self._partial.mkdir(parents=True, exist_ok=True)
         stem = self._partial / f"{digest[:16]}-{secrets.token_hex(4)}"
@@ -255,7 +260,7 @@ class ImageCache:
                 await _checked(url, policy)
                 size, sha256 = await self._copy_file(url, fetched, progress)
             else:
-                size, sha256 = await self._download(url, fetched, progress, policy)
+                size, sha256 = await self._download(url, fetched, progress, policy, headers)
             if expected is not None and sha256 != expected:
                 raise ImageError(f"the image at {url} has sha256 {sha256}, "
                                  f"not the expected {expected}")
@@ -284,7 +289,7 @@ class ImageCache:
     # --- fetching ----------------------------------------------------------
 
     async def _download(self, url: str, dest: Path, progress: _Progress,
-                        policy: FetchPolicy) -> tuple[int, str]:
+                        policy: FetchPolicy, headers: Mapping[str, str]) -> tuple[int, str]:
         # Whatever the caller trusts, a web server may not send us to a file.
         hop_policy = dataclasses.replace(policy, allow_file=False)
         timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout,
@@ -314,7 +319,9 @@ class ImageCache:
                 async with aiohttp.ClientSession(
                     connector=connector, timeout=timeout, auto_decompress=False,
                     headers={"User-Agent": "sfcloud-nodeagent", "Accept-Encoding": "identity"},
-                ) as session, session.get(target, allow_redirects=False) as response:
+                ) as session, session.get(target, allow_redirects=False,
+                                          headers=headers if previous_host is None else None,
+                                          ) as response:
                     if response.status in _REDIRECTS:
                         location = response.headers.get("Location")
                         if not location:

@@ -1,8 +1,10 @@
 """This node's image cache, kept in step with the image records in etcd.
 
 It fetches images marked for pre-caching as soon as they appear, fetches
-the others when an instance needs them, and writes what this node holds of
-each image (downloading with progress, ready, failed) to the node's own
+the others when an instance needs them (a snapshot taken on another node is
+copied from that node's agent, with a grant signed by the cluster secret and
+checked against the sha256 its holder reported), and writes what this node
+holds of each image (downloading with progress, ready, failed) to the node's own
 observed key, so the portal can show progress per node. Progress writes are
 throttled: a download costs etcd one small write every few seconds.
 """
@@ -11,21 +13,30 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from cloudstate import signing
+from cloudstate.consoles import AGENT_GRANT_PURPOSE, AGENT_GRANT_TTL, grant_claims
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
-from cloudstate.model import DiskSource, Image, ImageObserved, InstanceSpec
+from cloudstate.model import DiskSource, Image, ImageObserved, InstanceSpec, NodeInfo
+from cloudstate.urlguard import FetchPolicy
 from nodeagent.events import EventLog
 from nodeagent.images import CachedImage, ImageCache, ImageError
 
 log = logging.getLogger(__name__)
 
 PROGRESS_WRITE_INTERVAL = 2.0
+
+
+def snapshot_path(uuid: str) -> str:
+    """Where a node's agent serves the snapshots it holds."""
+    return f"/images/{uuid}"
 
 
 def cache_key(image: Image) -> str:
@@ -35,8 +46,9 @@ def cache_key(image: Image) -> str:
 class ImageSync:
     def __init__(self, *, node: str, keys: Keys, etcd: Etcd, mirror: Mirror,
                  cache: ImageCache, events: EventLog | None = None,
-                 in_use: Callable[[str], bool] | None = None):
+                 in_use: Callable[[str], bool] | None = None, secret: bytes | None = None):
         self.node = node
+        self._secret = secret
         self._keys = keys
         self._etcd = etcd
         self._mirror = mirror
@@ -110,23 +122,50 @@ class ImageSync:
             await self._report_ready(image, cached)
             return cached
         if image.kind == "snapshot":
-            where = "its copy here is missing" if image.node == self.node else \
-                f"it is stored on node {image.node}; copying images between nodes is not " \
-                "available yet"
-            raise ImageError(f"snapshot {image.name} cannot be used on {self.node}: {where}")
+            return await self._copy_from_holder(image, key)
         # file:// is only ever followed for images an operator registered
         # (the API takes only http(s) URLs from users), never for a URL a
         # user typed into a disk's base.
         policy = dataclasses.replace(self.cache.policy, allow_file=True) \
             if urlsplit(image.source_url).scheme == "file" else None
+        return await self._fetch(image, key, image.source_url, policy=policy)
+
+    async def _copy_from_holder(self, image: Image, key: str) -> CachedImage:
+        """A snapshot lives on the node that took it: copy it from there."""
+        def refuse(why: str) -> ImageError:
+            return ImageError(f"snapshot {image.name} cannot be used on {self.node}: {why}")
+
+        if image.node == self.node or not image.node:
+            raise refuse("its copy here is missing")
+        node_kv = self._mirror.get(self._keys.node(image.node))
+        holder = NodeInfo.from_json(node_kv.value) if node_kv else None
+        if holder is None or not holder.agent_port or self._secret is None:
+            raise refuse(f"node {image.node}, which holds it, can't be reached")
+        observed_kv = self._mirror.get(self._keys.observed_image(image.node, image.uuid))
+        held = ImageObserved.from_json(observed_kv.value) if observed_kv else None
+        if held is None or held.state != "ready" or not held.sha256:
+            raise refuse(f"node {image.node} does not hold it ready")
+        path = snapshot_path(image.uuid)
+        host = f"[{holder.ip}]" if ":" in holder.ip else holder.ip
+        grant = signing.sign(self._secret, AGENT_GRANT_PURPOSE,
+                             grant_claims(image.node, "GET", path), AGENT_GRANT_TTL)
+        # Only that node's address, whatever the cache's policy says about others.
+        policy = FetchPolicy(allowed_networks=[ipaddress.ip_network(holder.ip)])
+        return await self._fetch(image, key, f"http://{host}:{holder.agent_port}{path}",
+                                 policy=policy, expected_sha256=held.sha256,
+                                 headers={"Authorization": f"Bearer {grant}"})
+
+    async def _fetch(self, image: Image, key: str, url: str, *,
+                     policy: FetchPolicy | None = None, expected_sha256: str | None = None,
+                     headers: dict[str, str] | None = None) -> CachedImage:
         started = time.monotonic()
         await self._write(image.uuid, ImageObserved(state="downloading"))
         if self._events:
             self._events.emit("image", image.uuid, f"fetching onto {self.node}",
-                              extra={"url": image.source_url})
+                              extra={"url": url})
         try:
             cached = await self.cache.ensure(
-                image.source_url, key, policy=policy,
+                url, key, policy=policy, expected_sha256=expected_sha256, headers=headers,
                 on_progress=lambda done, total: self._progress(image.uuid, done, total))
         except ImageError as exc:
             await self._write(image.uuid, ImageObserved(state="error", error=exc.message))

@@ -1,11 +1,12 @@
 """The node agent's one network listener: authenticated HTTP and websocket routes.
 
-Only the portal talks to it. Every request carries a grant the portal signed
+The portal (consoles, console logs) and other nodes' agents (copying a
+snapshot this node holds) talk to it. Every request carries a grant signed
 with the cluster secret (``Authorization: Bearer ...``); the server checks the
 signature, the expiry, that the grant names this node and exactly this method
 and path, and that it has not been used before. Handlers get the verified
-claims and never see an unauthenticated request, so a new route (serving
-snapshot files, say) only has to be registered with ``add_route``.
+claims and never see an unauthenticated request, so a new route only has to
+be registered with ``add_route``.
 """
 
 from __future__ import annotations

@@ -76,8 +76,8 @@ async def find_by_url(url: str, namespace: str) -> Image | None:
 
 
 async def nodes_holding(disks: list[Disk]) -> set[str]:
-    """The nodes that alone hold what these disks start from (snapshots),
-    once each snapshot is ready: 406 (retry) while one is still being taken."""
+    """The nodes that hold what these disks start from (snapshots), once
+    each snapshot is ready: 406 (retry) while one is still being taken."""
     nodes = set()
     for disk in disks:
         if disk.source is None or not disk.source.image_uuid:

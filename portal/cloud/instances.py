@@ -201,13 +201,9 @@ async def create(request: InstanceRequest) -> InstanceRecord:
             raise BadRequest("ssh_key: give either ssh_key or keypair, not both")
         keypair = await keypairs.find(request.keypair, request.namespace)
         ssh_key, keypair_name = keypair.public_key, keypair.name
-    # A snapshot exists on one node only (for now): its instances go there.
-    required = request.placed_on
-    for node in await images.nodes_holding(disks):
-        if required is not None and required != node:
-            raise BadRequest(f"disk: the snapshot it starts from is on node {node}, "
-                             f"not {required}")
-        required = node
+    # A snapshot lives on the node that took it. Its instances go there when
+    # it has room, which saves a copy; elsewhere that node's agent copies it.
+    holders = await images.nodes_holding(disks)
     demand = scheduler.Demand(
         cpus=request.cpus, memory_mib=request.memory,
         disk_gb=sum(d.size_gb for d in disks if d.type == "disk"),
@@ -222,7 +218,7 @@ async def create(request: InstanceRequest) -> InstanceRecord:
                 f"{request.namespace!r}"
             )
         loads = await scheduler.snapshot(etcd, keys)
-        node = scheduler.choose(demand, loads, required=required)
+        node = scheduler.choose(demand, loads, required=request.placed_on, preferred=holders)
         instance_uuid = str(uuidlib.uuid4())
         # Addresses, MACs and floating addresses, reserved in this same
         # transaction: a create that fails leaves none of them behind.

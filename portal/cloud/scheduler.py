@@ -109,8 +109,10 @@ async def snapshot(etcd: Etcd, keys: Keys) -> dict[str, NodeLoad]:
     return loads
 
 
-def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None = None) -> NodeLoad:
-    """The node with the most memory to spare among those that fit."""
+def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None = None,
+           preferred: set[str] | frozenset[str] = frozenset()) -> NodeLoad:
+    """The node with the most memory to spare among those that fit, a
+    preferred one (holding what the instance starts from) if any fits."""
     if required is not None:
         if required not in loads:
             raise NotFound(f"there is no node named {required!r}")
@@ -127,4 +129,5 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
             f"no node can take {demand.cpus} vCPUs, {demand.memory_mib} MiB memory and "
             f"{demand.disk_gb} GB disk ({detail})"
         )
-    return max(fitting, key=lambda load: (load.memory_limit - load.memory_mib, load.info.name))
+    return max(fitting, key=lambda load: (load.info.name in preferred,
+                                          load.memory_limit - load.memory_mib, load.info.name))

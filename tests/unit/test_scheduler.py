@@ -19,6 +19,13 @@ def test_picks_the_node_with_most_free_memory() -> None:
     assert choose(Demand(1, 512, 1), loads).info.name == "b"
 
 
+def test_a_node_holding_the_snapshot_is_preferred_while_it_fits() -> None:
+    loads = {"a": load("a", used_memory=4096), "b": load("b", used_memory=1024)}
+    assert choose(Demand(1, 512, 1), loads, preferred={"a"}).info.name == "a"
+    # Full, it is passed over: another node copies the snapshot instead.
+    assert choose(Demand(1, 6000, 1), loads, preferred={"a"}).info.name == "b"
+
+
 def test_offline_nodes_are_skipped() -> None:
     loads = {"a": load("a", alive=False), "b": load("b", used_memory=6000)}
     assert choose(Demand(1, 512, 1), loads).info.name == "b"

@@ -1,15 +1,20 @@
 """Guests on two simulated hypervisors, each node agent in its own network
 namespace, reach each other over the VXLAN mesh; the one that is not the
-network node even gets its address by DHCP across it."""
+network node even gets its address by DHCP across it. A snapshot taken on
+one of them boots on the other."""
 
 from __future__ import annotations
 
+import json
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.integration.test_snapshots import reader as snapshot_reader
+from tests.integration.test_snapshots import writer as snapshot_writer
 from tests.support.cloud import wait_for
 from tests.support.fixtures_networks import (
     create_instance,
@@ -122,3 +127,48 @@ ping -c3 -W2 10.50.0.10 >/dev/null 2>&1 && echo "NET-TEST mesh ok" || echo "NET-
     for host in cloud.mesh.hosts:
         assert cloud.network_objects(netns=host.name) == {
             "namespaces": [], "links": [], "tables": [], "dnsmasq": []}
+
+
+def test_a_snapshot_taken_on_one_node_boots_on_another(mesh_cloud: MeshCloud) -> None:
+    """The other node's agent copies the snapshot from the agent of the node
+    that took it (a signed grant, the holder's sha256 checked) and boots it."""
+    cloud = mesh_cloud
+    holder, other = cloud.nodes
+    api = cloud.api()
+    marker = f"M{secrets.token_hex(4)}"
+    made: list[str] = []
+    try:
+        source = _create(cloud, "snap-source", holder, [{"size": 1, "base": "demo"}, {"size": 1}],
+                         snapshot_writer(marker))
+        made.append(source["uuid"])
+        cloud.wait_console(source["uuid"], "SNAPDATA-WRITTEN", BOOT)
+        taken = api.post(f"/instances/{source['uuid']}/snapshot", {"all": True}).json()
+        images = [taken[device]["artifact_uuid"] for device in ("vda", "vdc")]
+        wait_for(lambda: {i["state"] for i in api.get(
+            f"/instances/{source['uuid']}/snapshot").json()} == {"created"}, 90, "the snapshots")
+
+        copy = _create(cloud, "snap-copy", other,
+                       [{"size": 1, "base": image} for image in images], snapshot_reader())
+        made.append(copy["uuid"])
+        assert copy["node"] == other
+        log = cloud.wait_console(copy["uuid"], "SFCLOUD-READY", BOOT)
+        assert f"SNAPDATA-READ vda: {marker}-vda" in log, log
+        assert f"SNAPDATA-READ vdc: {marker}-vdc" in log, log
+        for image in images:
+            events = [e["message"] for e in api.get(f"/artifacts/{image}/events").json()]
+            assert f"fetching onto {other}" in events, events
+            # The copy is the holder's bytes: both nodes report the same sha256.
+            copies = {n: cloud.etcd_call(lambda etcd, n=n, i=image: etcd.get(
+                f"{cloud.prefix}/observed/images/{n}/{i}")) for n in (holder, other)}
+            digests = {json.loads(kv.value)["sha256"] for kv in copies.values()}
+            assert len(digests) == 1, copies
+    finally:
+        delete_instances(cloud, *made)
+
+
+def _create(cloud: MeshCloud, name: str, node: str, disks: list[dict], user_data: str) -> dict:
+    response = cloud.api().post("/instances", {"name": name, "cpus": 1, "memory": 128,
+                                               "disk": disks, "placed_on": node,
+                                               "user_data": user_data})
+    assert response.status_code == 200, response.text
+    return response.json()
