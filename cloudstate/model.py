@@ -166,9 +166,9 @@ class Image(Record):
     """An image instances may boot from: fetched from ``source_url``, or (a
     snapshot) made on ``node`` from an instance's disk.
 
-    A snapshot's bytes exist only on the node that took it, in its image
+    A snapshot's bytes start out only on the node that took it, in its image
     cache; ``node`` says which, so that a node without them knows whom to
-    fetch them from (and the scheduler, meanwhile, places instances there).
+    copy them from (and the scheduler prefers that node while it has room).
     """
 
     uuid: str

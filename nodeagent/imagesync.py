@@ -148,7 +148,8 @@ class ImageSync:
         path = snapshot_path(image.uuid)
         host = f"[{holder.ip}]" if ":" in holder.ip else holder.ip
         grant = signing.sign(self._secret, AGENT_GRANT_PURPOSE,
-                             grant_claims(image.node, "GET", path), AGENT_GRANT_TTL)
+                             grant_claims(node=image.node, method="GET", path=path),
+                             AGENT_GRANT_TTL)
         # Only that node's address, whatever the cache's policy says about others.
         policy = FetchPolicy(allowed_networks=[ipaddress.ip_network(holder.ip)])
         return await self._fetch(image, key, f"http://{host}:{holder.agent_port}{path}",
