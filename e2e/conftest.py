@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cloudstate.config import REPO_ROOT
 
 CHROMIUM = os.environ.get("SFCLOUD_CHROMIUM", "/usr/bin/chromium")
+# Guests boot under software emulation beside the portal on two cores: a
+# click's answer can take longer than Playwright's default 5 s to show.
+expect.set_options(timeout=15_000)
 RESULTS = REPO_ROOT / "test-results"
 # Chromium's own background traffic would only be refused on these machines.
 CHROMIUM_ARGS = [

@@ -255,8 +255,12 @@ class Hypervisor:
             stream = self._conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
             try:
                 dom.openConsole(None, stream, 0)
-            except libvirt.libvirtError:
+            except libvirt.libvirtError as exc:
                 stream.abort()
+                # A guest powering off: its console goes a moment before
+                # the domain does. Say what it has come to.
+                if not dom.isActive():
+                    raise DomainNotRunning(f"instance {uuid} is not running") from exc
                 raise
             return stream
 

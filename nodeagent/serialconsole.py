@@ -244,7 +244,11 @@ class SerialConsoles:
             # Still worth showing what it printed before it stopped.
             await ws.send_bytes(self._scrollback(log_path))
             self._forget(uuid)
-            await ws.close(code=CLOSE_NOT_RUNNING, message=str(exc).encode()[:120])
+            # Not running is final (the page reopens it when the instance
+            # powers on); a console that failed to open on a running guest
+            # (one shutting down, say) is worth another try.
+            code = CLOSE_NOT_RUNNING if isinstance(exc, DomainNotRunning) else CLOSE_CONSOLE_GONE
+            await ws.close(code=code, message=str(exc).encode()[:120])
             return ws
         # No await between reading the log and joining: nothing the stream
         # delivers can fall between the two.
