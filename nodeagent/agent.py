@@ -251,6 +251,7 @@ def _network_context(settings: AgentSettings) -> NetworkContext:
         networks_dir=settings.networks_dir,
         wants_network_node=settings.network_node,
         uplink=settings.uplink,
+        dns_servers=settings.dns_servers,
         libvirt_netns=settings.libvirt_netns,
         floating=floating,
         floating_router=(netvalidation.floating_router(floating, settings.common.floating_router)

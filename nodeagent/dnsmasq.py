@@ -67,6 +67,7 @@ class DnsmasqConfig:
     dns: bool
     domain: str
     hosts: tuple[DhcpHost, ...]
+    upstream: tuple[str, ...] = ()  # resolvers beyond the cloud
 
 
 def render_conf(config: DnsmasqConfig, directory: Path) -> str:
@@ -88,18 +89,23 @@ def render_conf(config: DnsmasqConfig, directory: Path) -> str:
     ]
     if config.dns:
         lines += [
-            # Names of the network's instances only: no upstream servers.
+            # The network's instance names, answered here; any other name
+            # goes to the configured resolvers (none: no other names). Never
+            # the host's own resolv.conf.
             "port=53",
             "no-resolv",
             "no-hosts",
             f"addn-hosts={directory / NAMES}",
             f"domain={config.domain}",
             f"local=/{config.domain}/",
+            *(f"server={address}" for address in config.upstream),
             f"dhcp-option=option:dns-server,{config.router}",
             f"dhcp-option=option:domain-search,{config.domain}",
         ]
     else:
         lines.append("port=0")
+        if config.upstream:
+            lines.append(f"dhcp-option=option:dns-server,{','.join(config.upstream)}")
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,10 @@ from typing import Any
 from cloudstate.model import InterfaceSpec, NetworkSpec
 
 
-def build(nics: list[tuple[InterfaceSpec, NetworkSpec]]) -> dict[str, Any]:
+def build(nics: list[tuple[InterfaceSpec, NetworkSpec]],
+          upstream_dns: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``upstream_dns``: the cloud's resolvers, for guests whose networks
+    answer no names of their own."""
     links: list[dict[str, Any]] = []
     networks: list[dict[str, Any]] = []
     services: list[dict[str, Any]] = []
@@ -48,4 +51,6 @@ def build(nics: list[tuple[InterfaceSpec, NetworkSpec]]) -> dict[str, Any]:
         networks.append(entry)
         if network.provide_dns and not services:
             services.append({"type": "dns", "address": network.router})
+    if networks and not services:
+        services = [{"type": "dns", "address": address} for address in upstream_dns]
     return {"links": links, "networks": networks, "services": services}

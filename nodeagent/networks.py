@@ -71,6 +71,7 @@ class NetworkContext:
     libvirt_netns: str = ""
     floating: ipaddress.IPv4Network | None = None
     floating_router: str | None = None
+    dns_servers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -366,7 +367,7 @@ class NetworkReconciler:
             hosts.append(dnsmasq.DhcpHost(iface.macaddr, iface.ipv4, hostname))
         return dnsmasq.DnsmasqConfig(
             network=spec.netblock, netmask=spec.netmask, router=spec.router, mtu=spec.mtu,
-            dns=spec.provide_dns,
+            dns=spec.provide_dns, upstream=self._ctx.dns_servers,
             domain=f"{spec.namespace.replace('_', '-')}.{dnsmasq.DOMAIN_SUFFIX}",
             hosts=tuple(sorted(hosts, key=lambda h: (h.address, h.mac))),
         )
@@ -635,7 +636,7 @@ class NetworkReconciler:
                     self._retry_later(network.uuid)
 
     def network_data(self, spec: InstanceSpec) -> dict:
-        return networkdata.build(self.nics(spec))
+        return networkdata.build(self.nics(spec), self._ctx.dns_servers)
 
     def releases(self, spec: InstanceSpec) -> list[Delete]:
         """What an instance's teardown gives back: its interfaces, their

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudstate.config import Settings
+
+
+def parse_dns_servers(text: str) -> tuple[str, ...]:
+    """``"192.0.2.53, 198.51.100.53"`` -> the addresses; a typo stops the agent
+    at start rather than leaving guests without names."""
+    servers = []
+    for item in text.split(","):
+        if item := item.strip():
+            try:
+                servers.append(str(ipaddress.IPv4Address(item)))
+            except ValueError:
+                raise ValueError(f"SFCLOUD_DNS_SERVERS: {item!r} is not an IPv4 address") \
+                    from None
+    return tuple(servers)
 
 
 def _env(name: str, default: str) -> str:
@@ -42,6 +57,11 @@ class AgentSettings:
     # A dedicated interface towards the floating network, for NAT egress and
     # floating addresses; none: no egress. Never the node's own uplink.
     uplink: str = field(default_factory=lambda: _env("SFCLOUD_UPLINK", ""))
+    # Resolvers beyond the cloud (comma-separated IPv4 addresses, reached
+    # through the uplink): a network's dnsmasq forwards what is not an
+    # instance name to them; a network without DNS of its own hands them out.
+    dns_servers: tuple[str, ...] = field(
+        default_factory=lambda: parse_dns_servers(_env("SFCLOUD_DNS_SERVERS", "")))
     # Where libvirtd makes guests' taps when it runs in another network
     # namespace than this agent (a path such as /proc/<pid>/ns/net).
     libvirt_netns: str = field(default_factory=lambda: _env("SFCLOUD_LIBVIRT_NETNS", ""))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cloud import Cloud, wait_for
-from tests.support.networld import FLOATING_NETWORK, FLOATING_ROUTER, OutsideWorld
+from tests.support.networld import FLOATING_NETWORK, FLOATING_ROUTER, UPSTREAM, OutsideWorld
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +38,8 @@ def netcloud(etcd_server, guest_image_dir: Path, libvirt_daemon: None,  # type: 
         SFCLOUD_UPLINK=outside_world.uplink,
         SFCLOUD_FLOATING_NETWORK=FLOATING_NETWORK,
         SFCLOUD_FLOATING_ROUTER=FLOATING_ROUTER,
+        # The outside world's far host also answers DNS (when a test starts it).
+        SFCLOUD_DNS_SERVERS=UPSTREAM,
     )
     try:
         yield running.start()

@@ -17,6 +17,7 @@ from cloudstate.validation import ValidationError
 from nodeagent import dnsmasq, domainxml, networkdata, nftables
 from nodeagent.domainxml import DomainDisk, DomainInterface, DomainOwner
 from nodeagent.netnames import NetNames, tag_for
+from nodeagent.settings import parse_dns_servers
 
 NET = NetworkSpec(uuid="n1", name="blue", namespace="system", netblock="10.0.0.0/24",
                   vxid=0x12AB, provide_dns=True)
@@ -158,6 +159,29 @@ def test_dnsmasq_hands_out_only_reserved_addresses(tmp_path: Path) -> None:
     assert "port=53" in with_dns and "no-resolv" in with_dns
     assert "dhcp-option=option:dns-server,10.0.0.1" in with_dns
     assert dnsmasq.render_names(dhcp()) == "10.0.0.5 vm1.system.sfcloud vm1\n"
+    assert "server=" not in with_dns and "dns-server" not in conf
+
+
+def test_dnsmasq_forwards_other_names_to_the_configured_resolvers(tmp_path: Path) -> None:
+    upstream = ("192.0.2.53", "198.51.100.53")
+    with_dns = dnsmasq.render_conf(dhcp(dns=True, upstream=upstream), tmp_path)
+    assert "server=192.0.2.53\nserver=198.51.100.53" in with_dns
+    assert "dhcp-option=option:dns-server,10.0.0.1" in with_dns
+    # Without DNS of its own, the network hands the resolvers out directly.
+    without = dnsmasq.render_conf(dhcp(upstream=upstream), tmp_path)
+    assert "dhcp-option=option:dns-server,192.0.2.53,198.51.100.53" in without
+    assert "server=" not in without
+
+
+@pytest.mark.parametrize("text,servers", [
+    ("", ()), (" 192.0.2.53 ,198.51.100.53", ("192.0.2.53", "198.51.100.53"))])
+def test_dns_servers_setting(text: str, servers: tuple[str, ...]) -> None:
+    assert parse_dns_servers(text) == servers
+
+
+def test_a_mistyped_dns_server_stops_the_agent() -> None:
+    with pytest.raises(ValueError, match="'8.8.8' is not an IPv4 address"):
+        parse_dns_servers("8.8.8")
 
 
 def test_watcher_reports_an_exit_once() -> None:
@@ -224,6 +248,12 @@ def test_network_data_lists_nics_in_order_with_one_default_route() -> None:
     assert data["networks"][1]["routes"] == []
     assert data["networks"][1]["netmask"] == "255.255.255.128"
     assert data["services"] == [{"type": "dns", "address": "10.0.0.1"}]
+    # The router answers names when its network does; otherwise the cloud's resolvers.
+    upstream = ("192.0.2.53",)
+    assert networkdata.build([(iface(0, "10.0.0.5", "02:00:00:00:00:01"), NET)],
+                             upstream)["services"] == [{"type": "dns", "address": "10.0.0.1"}]
+    assert networkdata.build([(iface(0, "10.1.0.9", "02:00:00:00:00:02"), other)],
+                             upstream)["services"] == [{"type": "dns", "address": "192.0.2.53"}]
 
 
 def test_nic_xml_bridge_or_plain_tap() -> None:

@@ -1,8 +1,11 @@
-"""NAT egress and floating addresses, through the uplink into a test-made
-outside world (never this machine's own uplink), and a cloud without an
-uplink that has no egress at all."""
+"""NAT egress, names resolved beyond the cloud and floating addresses,
+through the uplink into a test-made outside world (never this machine's own
+uplink), and a cloud without an uplink that has no egress at all."""
 
 from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -131,3 +134,56 @@ def test_no_uplink_means_no_egress(cloud: Cloud) -> None:
         api.delete(f"/networks/{uuid}")
         wait_for(lambda: api.get(f"/networks/{uuid}").json()["state"] == "deleted", 60,
                  "the network deleted")
+
+
+FAR_NAME, FAR_ADDRESS = "far.sfcloud-test", "203.0.113.77"
+
+
+@pytest.fixture
+def far_resolver(outside_world: OutsideWorld) -> Iterator[None]:
+    """A DNS server on the far host that knows one name: the cloud's
+    SFCLOUD_DNS_SERVERS points there."""
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", outside_world.www, "dnsmasq", "--keep-in-foreground",
+         "--no-resolv", "--no-hosts", "--bind-interfaces", f"--listen-address={UPSTREAM}",
+         "--port=53", f"--address=/{FAR_NAME}/{FAR_ADDRESS}", "--pid-file=", "--user=root",
+         "--log-queries", "--log-facility=-"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: FAR_ADDRESS in in_netns(
+            outside_world.www, "busybox", "nslookup", FAR_NAME, UPSTREAM).stdout, 10,
+            "the far resolver")
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_guests_resolve_names_beyond_the_cloud(netcloud: Cloud, far_resolver: None) -> None:
+    """With DNS of its own, a network's dnsmasq answers instance names and
+    forwards the rest; without, DHCP hands out the cloud's resolvers."""
+    lookup = f"""
+for i in $(seq 30); do
+    a=$(nslookup {FAR_NAME} 2>/dev/null | sed -n 's/^Address: \\(203\\.[0-9.]*\\)$/\\1/p')
+    [ -n "$a" ] && break
+    sleep 1
+done
+echo "NET-TEST far-name ${{a:-none}}"
+echo "NET-TEST resolver $(sed -n 's/^nameserver //p' /etc/resolv.conf | head -n 1)"
+"""
+    own = create_network(netcloud, "names", "10.71.0.0/24", provide_dns=True)
+    plain = create_network(netcloud, "nonames", "10.72.0.0/24")
+    vms = [create_instance(netcloud, "resolver-own", [{"network_uuid": own["uuid"]}],
+                           user_data=lookup),
+           create_instance(netcloud, "resolver-far", [{"network_uuid": plain["uuid"]}],
+                           user_data=lookup)]
+    try:
+        own_log, plain_log = (netcloud.wait_console(vm["uuid"], "SFCLOUD-READY", BOOT)
+                              for vm in vms)
+        assert f"NET-TEST far-name {FAR_ADDRESS}" in own_log, own_log
+        assert "NET-TEST resolver 10.71.0.1" in own_log, own_log
+        assert f"NET-TEST far-name {FAR_ADDRESS}" in plain_log, plain_log
+        assert f"NET-TEST resolver {UPSTREAM}" in plain_log, plain_log
+    finally:
+        delete_instances(netcloud, *(vm["uuid"] for vm in vms))
+        delete_networks(netcloud, own["uuid"], plain["uuid"])
