@@ -226,13 +226,24 @@ class Cloud:
             return False
 
     def stop(self) -> None:
-        for process in (self.portal, self.agent):
-            if process is not None:
-                stop_process(process)
-        self.remove_domains()
-        self.remove_network_objects()
-        self.etcd_call(lambda etcd: etcd.delete_prefix(self.prefix + "/"))
-        shutil.rmtree(self.state_dir, ignore_errors=True)
+        """Remove everything it made. Each step runs even when one before it
+        failed (libvirtd gone, say), and the first failure is raised last."""
+        steps: list[Callable[[], object]] = [
+            *(lambda p=process: stop_process(p)
+              for process in (self.portal, self.agent) if process is not None),
+            self.remove_domains,
+            self.remove_network_objects,
+            lambda: self.etcd_call(lambda etcd: etcd.delete_prefix(self.prefix + "/")),
+            lambda: shutil.rmtree(self.state_dir, ignore_errors=True),
+        ]
+        failures: list[Exception] = []
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - reported after the other steps
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
     # --- talking to it ----------------------------------------------------------------
 
