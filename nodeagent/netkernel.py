@@ -166,6 +166,23 @@ def ensure_bridge(name: str, mtu: int) -> None:
                     raise _wrap(f"creating bridge {name}", exc) from exc
             index = _first(ipr, name)
         ipr.link("set", index=index, mtu=mtu, state="up")
+    _l2_only(name)
+
+
+def _l2_only(bridge: str) -> None:
+    """Keep this node's own IP stack off a bridge's segment. Otherwise the
+    node answers ARP there for every address it owns (Linux's weak host
+    model): guests would see the node's addresses, and a floating address
+    that happens to equal one of them would be claimed by the node too."""
+    for path, value in ((f"/proc/sys/net/ipv4/conf/{bridge}/arp_ignore", "8"),
+                        (f"/proc/sys/net/ipv6/conf/{bridge}/disable_ipv6", "1")):
+        try:
+            with open(path, "w") as knob:
+                knob.write(value)
+        except FileNotFoundError:
+            pass  # IPv6 disabled on this host: nothing to turn off
+        except OSError as exc:
+            raise KernelError(f"setting {path}: {exc.strerror}") from exc
 
 
 def ensure_vxlan(name: str, *, vxid: int, local: str, port: int, mtu: int, bridge: str) -> None:

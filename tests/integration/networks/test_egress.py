@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +42,10 @@ echo "NET-TEST no egress"
 """)
     nic = vm["interfaces"][0]
     try:
+        # The node's own addresses stay off the uplink's segment: its bridge
+        # answers no ARP (a floating address may equal one of the host's).
+        knob = Path(f"/proc/sys/net/ipv4/conf/{netcloud.net_names.uplink_bridge}/arp_ignore")
+        assert knob.read_text().strip() == "8"
         log = netcloud.wait_console(vm["uuid"], "SFCLOUD-READY", BOOT)
         # The far host saw the request come from the network's NAT address.
         assert f"SFCLOUD-UPSTREAM-SAW {gateway}" in log, log
