@@ -20,11 +20,10 @@ from typing import Any
 from cloudstate import sshkeys, states, validation
 from cloudstate.etcd import Compare, Delete, Put
 from cloudstate.model import Disk, InstanceObserved, InstanceSpec, PowerIntent
-from portal.cloud import images, interfaces, keypairs, ownership, scheduler, store
+from portal.cloud import images, interfaces, keypairs, ownership, refs, scheduler, store
 from portal.cloud.errors import BadRequest, Conflict, NotFound
+from portal.cloud.refs import Namespaces, visible
 from portal.events import log as eventlog
-
-Namespaces = frozenset[str] | None  # None: every namespace (the system namespace's view)
 
 MAX_USER_DATA_BYTES = 64 * 1024
 MAX_SSH_KEY_BYTES = 16 * 1024
@@ -330,12 +329,6 @@ async def _name_points_at(name_key: str, uuid: str) -> bool:
 # --- reads -------------------------------------------------------------------------------
 
 
-def _is_uuid(ref: str) -> bool:
-    try:
-        return str(uuidlib.UUID(ref)) == ref.lower()
-    except ValueError:
-        return False
-
 
 async def _load(uuid: str) -> InstanceRecord | None:
     etcd, keys = store.etcd(), store.keys()
@@ -351,25 +344,10 @@ async def _load(uuid: str) -> InstanceRecord | None:
     )
 
 
-def visible(namespace: str, namespaces: Namespaces) -> bool:
-    return namespaces is None or namespace in namespaces
-
 
 async def get(ref: str, namespaces: Namespaces) -> InstanceRecord:
     """Find by UUID (deleted instances included) or by name (active only)."""
-    if _is_uuid(ref):
-        record = await _load(ref.lower())
-        if record is not None and visible(record.spec.namespace, namespaces):
-            return record
-        raise NotFound(f"instance {ref} not found")
-    found = [r for r in await list_instances(namespaces) if r.spec.name == ref]
-    if not found:
-        raise NotFound(f"instance {ref} not found")
-    if len(found) > 1:
-        raise BadRequest(
-            f"{len(found)} instances in different namespaces are named {ref!r}: use the UUID"
-        )
-    return found[0]
+    return await refs.find(ref, namespaces, kind="instance", load=_load, active=list_instances)
 
 
 async def list_instances(

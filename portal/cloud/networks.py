@@ -27,11 +27,11 @@ from cloudstate.model import (
     NetworkObserved,
     NetworkSpec,
 )
-from portal.cloud import ownership, store
+from portal.cloud import ownership, refs, store
 from portal.cloud.errors import BadRequest, Conflict, InsufficientResources, NotFound
+from portal.cloud.refs import Namespaces, visible
 from portal.events import log as eventlog
 
-Namespaces = frozenset[str] | None
 FLOATING_REF = "floating"
 _CREATE_ATTEMPTS = 16
 MAX_METADATA_KEYS = 64
@@ -298,15 +298,6 @@ async def _change_metadata(record: NetworkRecord, key: str, value: Any, *, remov
 # --- reads --------------------------------------------------------------------------------
 
 
-def _is_uuid(ref: str) -> bool:
-    try:
-        return str(uuidlib.UUID(ref)) == ref.lower()
-    except ValueError:
-        return False
-
-
-def visible(namespace: str, namespaces: Namespaces) -> bool:
-    return namespaces is None or namespace in namespaces
 
 
 async def interfaces_on(network_uuid: str) -> list[InterfaceSpec]:
@@ -336,19 +327,7 @@ async def _load(uuid: str) -> NetworkRecord | None:
 
 async def get(ref: str, namespaces: Namespaces) -> NetworkRecord:
     """Find by UUID (deleted networks included) or by name (active only)."""
-    if _is_uuid(ref):
-        record = await _load(ref.lower())
-        if record is not None and visible(record.spec.namespace, namespaces):
-            return record
-        raise NotFound(f"network {ref} not found")
-    found = [r for r in await list_networks(namespaces) if r.spec.name == ref]
-    if not found:
-        raise NotFound(f"network {ref} not found")
-    if len(found) > 1:
-        raise BadRequest(
-            f"{len(found)} networks in different namespaces are named {ref!r}: use the UUID"
-        )
-    return found[0]
+    return await refs.find(ref, namespaces, kind="network", load=_load, active=list_networks)
 
 
 async def get_for(ref: Any, namespace: str) -> NetworkRecord:

@@ -1,0 +1,56 @@
+"""How an API reference names an object: by UUID (deleted ones included, so
+a client can read back "deleted") or by name (active ones only), and only
+within the namespaces the caller may see."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol, TypeVar
+
+from portal.cloud.errors import BadRequest, NotFound
+
+Namespaces = frozenset[str] | None  # None: every namespace (the system namespace's view)
+
+
+class _Spec(Protocol):
+    name: str
+    namespace: str
+
+
+class _Record(Protocol):
+    @property
+    def spec(self) -> _Spec: ...
+
+
+R = TypeVar("R", bound=_Record)
+
+
+def is_uuid(ref: str) -> bool:
+    try:
+        return str(uuidlib.UUID(ref)) == ref.lower()
+    except ValueError:
+        return False
+
+
+def visible(namespace: str, namespaces: Namespaces) -> bool:
+    return namespaces is None or namespace in namespaces
+
+
+async def find(ref: str, namespaces: Namespaces, *, kind: str,
+               load: Callable[[str], Awaitable[R | None]],
+               active: Callable[[Namespaces], Awaitable[Iterable[R]]]) -> R:
+    """The one object ``ref`` names: ``load`` reads one by UUID, ``active``
+    lists the active ones the namespaces hold."""
+    if is_uuid(ref):
+        record = await load(ref.lower())
+        if record is not None and visible(record.spec.namespace, namespaces):
+            return record
+        raise NotFound(f"{kind} {ref} not found")
+    found = [r for r in await active(namespaces) if r.spec.name == ref]
+    if not found:
+        raise NotFound(f"{kind} {ref} not found")
+    if len(found) > 1:
+        raise BadRequest(
+            f"{len(found)} {kind}s in different namespaces are named {ref!r}: use the UUID")
+    return found[0]
