@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from nodeagent import kvmdevice
+
 LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
 VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
 # Who uses a libvirtd that sfcloud started: one file per process, named by
@@ -91,6 +93,10 @@ class LocalLibvirt:
         return self.users_dir / "started"
 
     def ensure(self, timeout: float = 30.0) -> None:
+        # Before any define: a root-only /dev/kvm makes every one take ~40 s.
+        kvm = kvmdevice.ensure_access()
+        if kvm.changed or not kvm.ok:
+            print(f"sfcloud: {kvm.message}", flush=True)
         with self._locked():
             self._me.touch()
             for name, sock in (("virtlogd", VIRTLOGD_SOCKET), ("libvirtd", LIBVIRT_SOCKET)):

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 
+from nodeagent import kvmdevice
 from nodeagent.agent import Agent
 from nodeagent.settings import AgentSettings
 
@@ -23,6 +24,9 @@ def main() -> None:
         level=args.log_level.upper(),
         format="%(asctime)s nodeagent %(levelname)s %(name)s: %(message)s",
     )
+    kvm = kvmdevice.ensure_access()
+    if kvm.changed or not kvm.ok:
+        logging.getLogger("nodeagent").warning("%s", kvm.message)
     asyncio.run(_run(AgentSettings()))
 
 
