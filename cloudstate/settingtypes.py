@@ -18,7 +18,7 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,6 +278,8 @@ Default = str | Callable[[], Any] | None
 
 @dataclass(frozen=True)
 class Setting:
+    """One SFCLOUD_ variable, read from the process's environment when asked."""
+
     name: str
     kind: Kind
     help: str
@@ -306,10 +308,9 @@ class Setting:
         """Where a secret's value may come from instead: a file this names."""
         return f"{self.name}_FILE"
 
-    def read(self, environ: Mapping[str, str] | None = None) -> Any:
+    def read(self) -> Any:
         """This setting's value now; SettingsError names the variable if it is bad."""
-        environ = os.environ if environ is None else environ
-        text = self._text(environ)
+        text = self._text()
         if text == "":
             return self.default_value()
         try:
@@ -325,15 +326,15 @@ class Setting:
             return self.kind.empty
         return self.kind.parse(self.default)
 
-    def is_set(self, environ: Mapping[str, str] | None = None) -> bool:
-        return self._text(os.environ if environ is None else environ) != ""
+    def is_set(self) -> bool:
+        return self._text() != ""
 
-    def _text(self, environ: Mapping[str, str]) -> str:
+    def _text(self) -> str:
         # An empty variable means "unset": env files often carry NAME= lines.
-        text = environ.get(self.name, "")
+        text = os.environ.get(self.name, "")
         if not self.kind.secret:
             return text
-        path = environ.get(self.file_variable, "")
+        path = os.environ.get(self.file_variable, "")
         if not path:
             return text
         if text:
