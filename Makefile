@@ -5,16 +5,24 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test deps test-deps lint bench clean-test
+.PHONY: run test deps test-deps lint bench clean-test settings-check
 
 run: deps
 	$(PYTHON) -m deploy.allinone
 
+# Lint first: a ruff finding fails the suite (and CI, which runs `make test`).
 test: test-deps
+	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-deps:
+deps: settings-check
 	@./deploy/install.sh
+
+# Before anything is installed, a bad SFCLOUD_ setting stops `make run` here. The
+# check needs only the standard library, so the system's python3 runs it; a machine
+# without one yet gets the same check from deploy/allinone.py once it is installed.
+settings-check:
+	@if command -v python3 >/dev/null; then python3 -m cloudstate.settings --check; fi
 
 test-deps:
 	@./deploy/install.sh --test

@@ -105,15 +105,16 @@ def nic_model(value: Any, field: str = "model") -> str:
 
 
 def floating_network(value: str) -> ipaddress.IPv4Network | None:
-    """The operator's floating pool setting (empty: none)."""
+    """The operator's floating pool setting (empty: none). The messages leave
+    out the variable: the settings reader, which checks it at start, names it."""
     if not value:
         return None
     try:
         network = ipaddress.IPv4Network(value, strict=True)
     except ValueError as exc:
-        raise ValueError(f"SFCLOUD_FLOATING_NETWORK={value!r} is not a valid CIDR: {exc}") from exc
+        raise ValueError(f"not a valid CIDR: {exc}") from exc
     if network.prefixlen > MAX_PREFIXLEN:
-        raise ValueError(f"SFCLOUD_FLOATING_NETWORK={value!r} is smaller than a /29")
+        raise ValueError(f"smaller than a /{MAX_PREFIXLEN}")
     return network
 
 

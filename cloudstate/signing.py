@@ -1,9 +1,9 @@
 """Signed, expiring statements between the portal and the node agents.
 
-Both sides share one cluster secret (SFCLOUD_CLUSTER_SECRET, or a file in
-the state directory that ``make run`` creates). The portal signs what an
-agent must trust (a console ticket, say) and the agent signs what it tells
-the portal; neither trusts the network in between. Tokens are
+Both sides share one cluster secret (the setting SFCLOUD_CLUSTER_SECRET, or
+a file in the state directory that ``make run`` creates). The portal signs
+what an agent must trust (a console ticket, say) and the agent signs what it
+tells the portal; neither trusts the network in between. Tokens are
 ``base64(json).base64(hmac)``, carry an expiry and a purpose, and are
 compared in constant time.
 """
@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-SECRET_ENV = "SFCLOUD_CLUSTER_SECRET"  # noqa: S105 - a variable name
+from cloudstate.settings import read
+
 SECRET_FILE = "cluster.secret"  # noqa: S105 - a file name
 
 
@@ -29,8 +30,8 @@ class BadSignature(Exception):
 
 
 def load_secret(state_dir: Path, *, create: bool = False) -> bytes:
-    """The cluster secret: from the environment, else the state directory's file."""
-    if value := os.environ.get(SECRET_ENV):
+    """The cluster secret: from its setting, else the state directory's file."""
+    if value := read("SFCLOUD_CLUSTER_SECRET"):
         return value.encode()
     path = state_dir / SECRET_FILE
     if create and not path.exists():
@@ -46,7 +47,8 @@ def load_secret(state_dir: Path, *, create: bool = False) -> bytes:
         value = path.read_text().strip()
     except FileNotFoundError:
         raise RuntimeError(
-            f"no cluster secret: set {SECRET_ENV} or create {path} (make run does)"
+            f"no cluster secret: set SFCLOUD_CLUSTER_SECRET(_FILE) or create {path} "
+            "(make run does)"
         ) from None
     if len(value) < 32:
         raise RuntimeError(f"the cluster secret in {path} is too short")

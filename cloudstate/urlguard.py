@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from cloudstate.settings import read
+from cloudstate.settingtypes import IPNetwork
 
-ALLOW_ENV = "SFCLOUD_FETCH_ALLOW"
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 RESOLVE_TIMEOUT = 10.0
 
 # Cloud metadata services. Most sit inside the link-local range, which is
@@ -75,25 +74,10 @@ class FetchPolicy:
 
     @classmethod
     def from_env(cls) -> FetchPolicy:
-        return cls(allowed_networks=parse_networks(os.environ.get(ALLOW_ENV, "")))
+        return cls(allowed_networks=read("SFCLOUD_FETCH_ALLOW"))
 
     def allows(self, address: IPAddress) -> bool:
         return any(address in network for network in self.allowed_networks)
-
-
-def parse_networks(text: str) -> list[IPNetwork]:
-    """``"127.0.0.0/8, ::1/128"`` -> networks; a typo is an error, not a silent no."""
-    networks = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item))
-        except ValueError as exc:
-            raise ValueError(f"{ALLOW_ENV}: {item!r} is not a network in CIDR form: {exc}") \
-                from exc
-    return networks
 
 
 async def check_url(url: str, policy: FetchPolicy) -> list[IPAddress]:

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from cloudstate.config import REPO_ROOT
+from cloudstate.settings import REPO_ROOT, check_at_start, is_set, read
 from cloudstate.signing import load_secret
 from deploy.guestimage import ensure_guest_image
 from deploy.localetcd import LocalEtcd
@@ -80,8 +80,8 @@ class Runner:
     # --- the parts ----------------------------------------------------------------
 
     def start_etcd(self) -> None:
-        if os.environ.get("SFCLOUD_ETCD_ENDPOINTS"):
-            self.say(f"using etcd at {os.environ['SFCLOUD_ETCD_ENDPOINTS']}")
+        if is_set("SFCLOUD_ETCD_ENDPOINTS"):
+            self.say(f"using etcd at {self.env['SFCLOUD_ETCD_ENDPOINTS']}")
             return
         self.etcd = LocalEtcd(
             data_dir=self.state_dir / "etcd",
@@ -176,18 +176,21 @@ def _port_taken(host: str, port: int) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="run the whole sfcloud on this machine")
-    parser.add_argument("--address", default=os.environ.get("SFCLOUD_PORTAL_ADDRESS",
-                                                            "127.0.0.1:13000"))
+    parser.add_argument("--address", help="where the portal listens (default: "
+                        "SFCLOUD_PORTAL_ADDRESS)")
     args = parser.parse_args()
-    state_dir = Path(os.environ.get("SFCLOUD_STATE_DIR", REPO_ROOT / "var")).resolve()
+    # Before anything is started or made: a bad setting stops us here, named.
+    check_at_start("make run")
+    address = args.address or read("SFCLOUD_PORTAL_ADDRESS")
+    state_dir = read("SFCLOUD_STATE_DIR").resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o711)  # noqa: S103 - qemu must reach disk images below it
-    runner = Runner(state_dir, args.address)
+    runner = Runner(state_dir, address)
     runner.log_dir.mkdir(exist_ok=True)
     runner.env["SFCLOUD_STATE_DIR"] = str(state_dir)
-    runner.env["SFCLOUD_PORTAL_ADDRESS"] = args.address
+    runner.env["SFCLOUD_PORTAL_ADDRESS"] = address
     # The agent sends its events there.
-    runner.env.setdefault("SFCLOUD_PORTAL_URL", f"http://{args.address}")
+    runner.env.setdefault("SFCLOUD_PORTAL_URL", f"http://{address}")
     load_secret(state_dir, create=True)  # shared by the portal and the agent
 
     def stop(signum: int, _frame: object) -> None:

@@ -52,7 +52,9 @@ fi
 extras=""
 stamp="$VENV/.sfcloud-installed"
 if [ "$WITH_TEST" = 1 ]; then
-    extras="[test]"
+    # The test tools, and the packages of several-portal deployments (their
+    # settings are tested too).
+    extras="[test,multi]"
     stamp="$stamp-test"
 fi
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)

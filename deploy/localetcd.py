@@ -30,7 +30,7 @@ from types import TracebackType
 
 ETCD_BINARY = "/usr/bin/etcd"
 LOOPBACK = "127.0.0.1"
-# cloudstate.config.DEFAULT_ETCD points here; not etcd's 2379, which a
+# SFCLOUD_ETCD_ENDPOINTS defaults to here (cloudstate/settings.py); not etcd's 2379, which a
 # distribution's own etcd service may hold.
 DEFAULT_CLIENT_PORT = 23790
 DEFAULT_PEER_PORT = 23800

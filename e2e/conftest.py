@@ -7,7 +7,6 @@ test-results/ for a human to look at.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cloudstate.config import REPO_ROOT
+from cloudstate.settings import read
 
-CHROMIUM = os.environ.get("SFCLOUD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = str(read("SFCLOUD_CHROMIUM"))
 # Guests boot under software emulation beside the portal on two cores: a
 # click's answer can take longer than Playwright's default 5 s to show.
 expect.set_options(timeout=15_000)

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 
+from cloudstate.settings import check_at_start, read
 from nodeagent import kvmdevice
 from nodeagent.agent import Agent
 from nodeagent.settings import AgentSettings
@@ -16,12 +17,13 @@ from nodeagent.settings import AgentSettings
 def main() -> None:
     parser = argparse.ArgumentParser(description="sfcloud node agent")
     parser.add_argument("--name", help="node name (default: SFCLOUD_NODE_NAME or the hostname)")
-    parser.add_argument("--log-level", default=os.environ.get("SFCLOUD_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", help="default: SFCLOUD_LOG_LEVEL")
     args = parser.parse_args()
     if args.name:
         os.environ["SFCLOUD_NODE_NAME"] = args.name
+    check_at_start("nodeagent")
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=(args.log_level or read("SFCLOUD_LOG_LEVEL")).upper(),
         format="%(asctime)s nodeagent %(levelname)s %(name)s: %(message)s",
     )
     kvm = kvmdevice.ensure_access()

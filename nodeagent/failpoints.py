@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 
-_ARMED = frozenset(filter(None, os.environ.get("SFCLOUD_FAILPOINTS", "").split(",")))
+from cloudstate.settings import read
+
+_ARMED = frozenset(read("SFCLOUD_FAILPOINTS"))
 
 
 def hit(name: str) -> None:

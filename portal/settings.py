@@ -1,7 +1,9 @@
 """Django settings for the sfcloud portal.
 
-Everything an operator may change is an SFCLOUD_* environment variable
-with a default that suits the all-in-one install (see README.md).
+Everything an operator may change is an SFCLOUD_* environment variable,
+declared with its kind, default and help in ``cloudstate.settings`` (the
+README's table comes from there). A bad value stops the portal here, at
+start, with a message naming the variable.
 """
 
 from __future__ import annotations
@@ -11,29 +13,20 @@ import secrets
 from pathlib import Path
 
 from cloudstate.config import Settings as CloudSettings
+from cloudstate.settings import check_at_start, read
+from portal import backends
+
+check_at_start("portal")
 
 BASE_DIR = Path(__file__).resolve().parent
 CLOUD = CloudSettings.from_env()
 PORTAL_STATE = CLOUD.state_dir / "portal"
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return default if value is None or value == "" else value
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    return _env(name, "1" if default else "0").lower() in ("1", "true", "yes", "on")
-
-
-def _env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in _env(name, default).split(",") if item.strip()]
-
-
 def _secret_key() -> str:
     """SFCLOUD_SECRET_KEY, or one generated on first start and kept in var/."""
-    if key := os.environ.get("SFCLOUD_SECRET_KEY"):
-        return key
+    if key := read("SFCLOUD_SECRET_KEY"):
+        return str(key)
     path = PORTAL_STATE / "secret_key"
     if not path.exists():
         PORTAL_STATE.mkdir(parents=True, exist_ok=True)
@@ -44,14 +37,11 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-DEBUG = _env_bool("SFCLOUD_DEBUG", False)
-PORTAL_ADDRESS = _env("SFCLOUD_PORTAL_ADDRESS", "127.0.0.1:13000")
-ALLOWED_HOSTS = _env_list("SFCLOUD_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+DEBUG = read("SFCLOUD_DEBUG")
+PORTAL_ADDRESS = read("SFCLOUD_PORTAL_ADDRESS")
+ALLOWED_HOSTS = read("SFCLOUD_ALLOWED_HOSTS")
 # The exact scheme://host:port a browser may open pages and websockets from.
-PORTAL_ORIGINS = _env_list(
-    "SFCLOUD_PORTAL_ORIGINS",
-    f"http://{PORTAL_ADDRESS},http://localhost:{PORTAL_ADDRESS.rsplit(':', 1)[-1]}",
-)
+PORTAL_ORIGINS = read("SFCLOUD_PORTAL_ORIGINS")
 CSRF_TRUSTED_ORIGINS = PORTAL_ORIGINS
 
 INSTALLED_APPS = [
@@ -105,26 +95,11 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": Path(_env("SFCLOUD_DATABASE", str(PORTAL_STATE / "db.sqlite3"))),
-        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20,
-                    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
-        "TEST": {"NAME": str(PORTAL_STATE / "test-db.sqlite3")},
-    }
-}
+DATABASES = {"default": backends.database(
+    read("SFCLOUD_DATABASE_URL"), sqlite=read("SFCLOUD_DATABASE"),
+    sqlite_for_tests=PORTAL_STATE / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-if redis_url := os.environ.get("SFCLOUD_REDIS_URL"):
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_url]},
-        }
-    }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CHANNEL_LAYERS = {"default": backends.channel_layer(read("SFCLOUD_REDIS_URL"))}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -142,7 +117,7 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.ScryptPasswordHasher",
 ]
 
-HTTPS = _env_bool("SFCLOUD_HTTPS", False)
+HTTPS = read("SFCLOUD_HTTPS")
 SESSION_COOKIE_NAME = "sfcloud_session"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -170,37 +145,37 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s portal %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": _env("SFCLOUD_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": read("SFCLOUD_LOG_LEVEL")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }
 
 # --- sfcloud ------------------------------------------------------------------------
 
 # Shaken Fist tokens live 15 minutes; its client re-authenticates on a 401.
-API_TOKEN_LIFETIME = int(_env("SFCLOUD_API_TOKEN_LIFETIME", "900"))
+API_TOKEN_LIFETIME = read("SFCLOUD_API_TOKEN_LIFETIME")
 # Overcommit as a small cloud wants it: CPUs are shared freely, memory and
 # disk are not (a TCG guest costs its memory plus ~200 MiB of emulator).
-SCHEDULER_CPU_OVERCOMMIT = float(_env("SFCLOUD_CPU_OVERCOMMIT", "16"))
-SCHEDULER_RAM_OVERCOMMIT = float(_env("SFCLOUD_RAM_OVERCOMMIT", "1.0"))
-SCHEDULER_RAM_RESERVED_MIB = int(_env("SFCLOUD_RAM_RESERVED_MIB", "1024"))
-SCHEDULER_DISK_RESERVED_GB = int(_env("SFCLOUD_DISK_RESERVED_GB", "5"))
+SCHEDULER_CPU_OVERCOMMIT = read("SFCLOUD_CPU_OVERCOMMIT")
+SCHEDULER_RAM_OVERCOMMIT = read("SFCLOUD_RAM_OVERCOMMIT")
+SCHEDULER_RAM_RESERVED_MIB = read("SFCLOUD_RAM_RESERVED_MIB")
+SCHEDULER_DISK_RESERVED_GB = read("SFCLOUD_DISK_RESERVED_GB")
 # Deleted instances stay readable by UUID this long, then are forgotten.
-DELETED_RETENTION = int(_env("SFCLOUD_DELETED_RETENTION", "3600"))
-JANITOR_INTERVAL = float(_env("SFCLOUD_JANITOR_INTERVAL", "600"))
+DELETED_RETENTION = read("SFCLOUD_DELETED_RETENTION")
+JANITOR_INTERVAL = read("SFCLOUD_JANITOR_INTERVAL")
 
 # Failed log-ins (and API key checks) allowed per account and per client
 # address within the window before further attempts are refused.
-LOGIN_FAILURE_WINDOW = int(_env("SFCLOUD_LOGIN_FAILURE_WINDOW", "900"))
-LOGIN_FAILURES_PER_USER = int(_env("SFCLOUD_LOGIN_FAILURES_PER_USER", "5"))
-LOGIN_FAILURES_PER_ADDRESS = int(_env("SFCLOUD_LOGIN_FAILURES_PER_ADDRESS", "20"))
+LOGIN_FAILURE_WINDOW = read("SFCLOUD_LOGIN_FAILURE_WINDOW")
+LOGIN_FAILURES_PER_USER = read("SFCLOUD_LOGIN_FAILURES_PER_USER")
+LOGIN_FAILURES_PER_ADDRESS = read("SFCLOUD_LOGIN_FAILURES_PER_ADDRESS")
 # Personal API tokens: the longest life a person may give one, in days.
-PERSONAL_TOKEN_MAX_DAYS = int(_env("SFCLOUD_PERSONAL_TOKEN_MAX_DAYS", "365"))
+PERSONAL_TOKEN_MAX_DAYS = read("SFCLOUD_PERSONAL_TOKEN_MAX_DAYS")
 # How long the event log keeps what happened to each object.
-EVENT_RETENTION_DAYS = int(_env("SFCLOUD_EVENT_RETENTION_DAYS", "90"))
+EVENT_RETENTION_DAYS = read("SFCLOUD_EVENT_RETENTION_DAYS")
 # The audit trail answers "who did that?" long after: a year by default; 0 keeps it forever.
-AUDIT_RETENTION_DAYS = int(_env("SFCLOUD_AUDIT_RETENTION_DAYS", "365"))
+AUDIT_RETENTION_DAYS = read("SFCLOUD_AUDIT_RETENTION_DAYS")
 
 # Consoles: a session ends after this long without input from its browser, and
 # one person may have this many open at once (across every portal process).
-CONSOLE_IDLE_TIMEOUT = int(_env("SFCLOUD_CONSOLE_IDLE_TIMEOUT", "1800"))
-CONSOLE_SESSIONS_PER_USER = int(_env("SFCLOUD_CONSOLE_SESSIONS_PER_USER", "6"))
+CONSOLE_IDLE_TIMEOUT = read("SFCLOUD_CONSOLE_IDLE_TIMEOUT")
+CONSOLE_SESSIONS_PER_USER = read("SFCLOUD_CONSOLE_SESSIONS_PER_USER")

@@ -10,12 +10,12 @@ when that is set (CI can point it at a persistent volume). No Django imports her
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cloudstate.settings import read
 from deploy.guestimage import ensure_guest_image
 from tests.support.httpserve import HTTPTestServer
 
@@ -23,9 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def guest_image_cache_root() -> Path:
-    override = os.environ.get("SFCLOUD_TEST_CACHE")
+    override = read("SFCLOUD_TEST_CACHE")
     if override:
-        return Path(override) / "guest-image"
+        return override / "guest-image"
     return REPO_ROOT / "var" / "cache" / "guest-image"
 
 

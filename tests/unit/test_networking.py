@@ -17,7 +17,6 @@ from cloudstate.validation import ValidationError
 from nodeagent import dnsmasq, domainxml, networkdata, nftables
 from nodeagent.domainxml import DomainDisk, DomainInterface, DomainOwner
 from nodeagent.netnames import NetNames, tag_for
-from nodeagent.settings import parse_dns_servers
 
 NET = NetworkSpec(uuid="n1", name="blue", namespace="system", netblock="10.0.0.0/24",
                   vxid=0x12AB, provide_dns=True)
@@ -171,17 +170,6 @@ def test_dnsmasq_forwards_other_names_to_the_configured_resolvers(tmp_path: Path
     without = dnsmasq.render_conf(dhcp(upstream=upstream), tmp_path)
     assert "dhcp-option=option:dns-server,192.0.2.53,198.51.100.53" in without
     assert "server=" not in without
-
-
-@pytest.mark.parametrize("text,servers", [
-    ("", ()), (" 192.0.2.53 ,198.51.100.53", ("192.0.2.53", "198.51.100.53"))])
-def test_dns_servers_setting(text: str, servers: tuple[str, ...]) -> None:
-    assert parse_dns_servers(text) == servers
-
-
-def test_a_mistyped_dns_server_stops_the_agent() -> None:
-    with pytest.raises(ValueError, match="'8.8.8' is not an IPv4 address"):
-        parse_dns_servers("8.8.8")
 
 
 def test_watcher_reports_an_exit_once() -> None:

@@ -43,9 +43,21 @@ def test_purpose_other_secret_and_expiry_are_refused(monkeypatch: pytest.MonkeyP
 
 def test_secret_file_is_created_once_and_private(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(signing.SECRET_ENV, raising=False)
+    monkeypatch.delenv("SFCLOUD_CLUSTER_SECRET", raising=False)
+    monkeypatch.delenv("SFCLOUD_CLUSTER_SECRET_FILE", raising=False)
     with pytest.raises(RuntimeError, match="no cluster secret"):
         signing.load_secret(tmp_path)
     first = signing.load_secret(tmp_path, create=True)
     assert signing.load_secret(tmp_path) == first
     assert (tmp_path / signing.SECRET_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_the_setting_or_its_file_wins_over_the_state_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    signing.load_secret(tmp_path, create=True)
+    monkeypatch.setenv("SFCLOUD_CLUSTER_SECRET", "s" * 32)
+    assert signing.load_secret(tmp_path) == b"s" * 32
+    monkeypatch.delenv("SFCLOUD_CLUSTER_SECRET")
+    (tmp_path / "from-a-file").write_text("f" * 40 + "\n")
+    monkeypatch.setenv("SFCLOUD_CLUSTER_SECRET_FILE", str(tmp_path / "from-a-file"))
+    assert signing.load_secret(tmp_path) == b"f" * 40

@@ -9,7 +9,6 @@ SFCLOUD_ADMIN_PASSWORD and SFCLOUD_SYSTEM_KEY set them instead, for automation.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import uuid as uuidlib
 from pathlib import Path
@@ -22,6 +21,7 @@ from django.db import transaction
 from cloudstate.etcd import Compare, Etcd, Put
 from cloudstate.keys import Keys
 from cloudstate.model import Image
+from cloudstate.settings import read
 from portal.accounts.keys import digest
 from portal.accounts.models import SYSTEM_NAMESPACE, ApiKey, Membership, Namespace, Role
 
@@ -52,7 +52,7 @@ class Command(BaseCommand):
     def _admin(self, namespace: Namespace) -> str | None:
         """Returns a password only when one was generated now."""
         user_model = get_user_model()
-        wanted = os.environ.get("SFCLOUD_ADMIN_PASSWORD")
+        wanted = read("SFCLOUD_ADMIN_PASSWORD")
         user = user_model.objects.filter(username=ADMIN_USER).first()
         generated = None
         if user is None:
@@ -69,7 +69,7 @@ class Command(BaseCommand):
         return generated
 
     def _system_key(self, namespace: Namespace) -> str | None:
-        wanted = os.environ.get("SFCLOUD_SYSTEM_KEY")
+        wanted = read("SFCLOUD_SYSTEM_KEY")
         key = ApiKey.objects.filter(namespace=namespace, name=SYSTEM_KEY_NAME).first()
         if key is None:
             secret = wanted or secrets.token_urlsafe(32)
