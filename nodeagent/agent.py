@@ -21,7 +21,7 @@ from cloudstate.model import Image, InstanceSpec, NodeInfo
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
 from nodeagent import hostfacts
-from nodeagent.consoleroutes import ConsoleRoutes
+from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
 from nodeagent.hypervisor import Hypervisor
