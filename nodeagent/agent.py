@@ -29,8 +29,9 @@ from nodeagent.imageroutes import ImageRoutes
 from nodeagent.images import ImageCache
 from nodeagent.imagesync import ImageSync, specs_using
 from nodeagent.instances import InstanceContext, InstanceReconciler
-from nodeagent.netnames import NetNames
-from nodeagent.networks import NetworkContext, NetworkReconciler
+from nodeagent.net.context import NetworkContext
+from nodeagent.net.names import NetNames
+from nodeagent.net.reconciler import NetworkReconciler
 from nodeagent.server import AgentServer
 from nodeagent.settings import AgentSettings
 from nodeagent.workqueue import WorkQueue
@@ -105,7 +106,7 @@ class Agent:
             ),
             keys=self.keys, etcd=self.etcd, mirror=self.mirror,
             hypervisor=self.hypervisor, images=self.image_sync, events=self.events,
-            networks=self.networks,
+            ports=self.networks.ports,
         )
         self.mirror.subscribe(self._on_changes)
         self.mirror.subscribe(self.networks.on_changes)
