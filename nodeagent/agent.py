@@ -25,9 +25,9 @@ from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
 from nodeagent.hypervisor import Hypervisor
-from nodeagent.imageroutes import ImageRoutes
-from nodeagent.images import ImageCache
-from nodeagent.imagesync import ImageSync, specs_using
+from nodeagent.images.cache import ImageCache
+from nodeagent.images.routes import ImageRoutes
+from nodeagent.images.sync import ImageSync, specs_using
 from nodeagent.instances import InstanceContext, InstanceReconciler
 from nodeagent.net.context import NetworkContext
 from nodeagent.net.names import NetNames

@@ -27,8 +27,10 @@ from nodeagent.domainxml import DomainDisk, DomainOwner
 from nodeagent.events import EventLog
 from nodeagent.hostfacts import Virtualization
 from nodeagent.hypervisor import Hypervisor, HypervisorError
-from nodeagent.images import CachedImage, ImageError, create_overlay
-from nodeagent.imagesync import ImageSync
+from nodeagent.images.cache import CachedImage
+from nodeagent.images.errors import ImageError
+from nodeagent.images.overlay import create_overlay
+from nodeagent.images.sync import ImageSync
 from nodeagent.net.kernel import KernelError
 from nodeagent.net.ports import Ports
 from nodeagent.snapshots import SnapshotTaker
