@@ -5,6 +5,20 @@ etcd (through the mirror's watch), a libvirt lifecycle event (a guest paused
 or powered itself off), and a periodic sweep that looks at everything this
 node holds, so drift nobody announced is repaired too. Nothing polls in
 between: idle, the agent sleeps on its watch, its events and one timer.
+
+This module only composes the parts and runs them:
+
+    instances     each instance on this node (with hypervisor, domainxml,
+                  configdrive and snapshots)
+    net/          this node's share of every network; the instance reconciler
+                  reaches it through net.ports alone
+    images/       the image cache, kept in step with etcd
+    consoles/     the console relays, on the agent's server (server)
+    events        events to the portal, spooled on disk until acknowledged
+
+Each part that runs for the agent's life is a task started in ``run``; a
+new one (sampling usage history, say) is a module of its own with a
+``run()`` coroutine, started there beside the others.
 """
 
 from __future__ import annotations
@@ -12,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from importlib import metadata
+from typing import Protocol
 
 from cloudstate import netvalidation, signing
 from cloudstate.etcd import Etcd
@@ -39,6 +54,12 @@ from nodeagent.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 NODE_INFO_REFRESH = 60.0
+
+
+class Running(Protocol):
+    """A part that works for the agent's whole life, until cancelled."""
+
+    async def run(self) -> None: ...
 
 
 def release() -> str:
@@ -115,11 +136,10 @@ class Agent:
             secret=signing.load_secret(settings.common.state_dir))
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.mirror.run())
-                group.create_task(self.queue.run())
-                group.create_task(self.image_queue.run())
-                group.create_task(sender.run())
-                group.create_task(self.networks.queue.run())
+                running: tuple[Running, ...] = (self.mirror, self.queue, self.image_queue,
+                                                sender, self.networks.queue)
+                for part in running:
+                    group.create_task(part.run())
                 await self.mirror.ready.wait()
                 await self.networks.claim_role()
                 await self.server.start()
