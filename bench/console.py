@@ -31,7 +31,7 @@ import libvirt
 from support import percentile, running_cloud
 from websockets.sync.client import ClientConnection, connect
 
-from nodeagent import rfb
+from nodeagent.consoles import rfb
 from tests.support.cloud import Cloud, free_port, wait_for
 from tests.support.consoles import open_console, read_until, web_login
 

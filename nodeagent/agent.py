@@ -5,6 +5,20 @@ etcd (through the mirror's watch), a libvirt lifecycle event (a guest paused
 or powered itself off), and a periodic sweep that looks at everything this
 node holds, so drift nobody announced is repaired too. Nothing polls in
 between: idle, the agent sleeps on its watch, its events and one timer.
+
+This module only composes the parts and runs them:
+
+    instances     each instance on this node (with hypervisor, domainxml,
+                  configdrive and snapshots)
+    net/          this node's share of every network; the instance reconciler
+                  reaches it through net.ports alone
+    images/       the image cache, kept in step with etcd
+    consoles/     the console relays, on the agent's server (server)
+    events        events to the portal, spooled on disk until acknowledged
+
+Each part that runs for the agent's life is a task started in ``run``; a
+new one (sampling usage history, say) is a module of its own with a
+``run()`` coroutine, started there beside the others.
 """
 
 from __future__ import annotations
@@ -12,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from importlib import metadata
+from typing import Protocol
 
 from cloudstate import netvalidation, signing
 from cloudstate.etcd import Etcd
@@ -21,16 +36,17 @@ from cloudstate.model import Image, InstanceSpec, NodeInfo
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
 from nodeagent import hostfacts
-from nodeagent.consoleroutes import ConsoleRoutes
+from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
 from nodeagent.hypervisor import Hypervisor
-from nodeagent.imageroutes import ImageRoutes
-from nodeagent.images import ImageCache
-from nodeagent.imagesync import ImageSync, specs_using
+from nodeagent.images.cache import ImageCache
+from nodeagent.images.routes import ImageRoutes
+from nodeagent.images.sync import ImageSync, specs_using
 from nodeagent.instances import InstanceContext, InstanceReconciler
-from nodeagent.netnames import NetNames
-from nodeagent.networks import NetworkContext, NetworkReconciler
+from nodeagent.net.context import NetworkContext
+from nodeagent.net.names import NetNames
+from nodeagent.net.reconciler import NetworkReconciler
 from nodeagent.server import AgentServer
 from nodeagent.settings import AgentSettings
 from nodeagent.workqueue import WorkQueue
@@ -38,6 +54,12 @@ from nodeagent.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 NODE_INFO_REFRESH = 60.0
+
+
+class Running(Protocol):
+    """A part that works for the agent's whole life, until cancelled."""
+
+    async def run(self) -> None: ...
 
 
 def release() -> str:
@@ -105,7 +127,7 @@ class Agent:
             ),
             keys=self.keys, etcd=self.etcd, mirror=self.mirror,
             hypervisor=self.hypervisor, images=self.image_sync, events=self.events,
-            networks=self.networks,
+            ports=self.networks.ports,
         )
         self.mirror.subscribe(self._on_changes)
         self.mirror.subscribe(self.networks.on_changes)
@@ -114,11 +136,10 @@ class Agent:
             secret=signing.load_secret(settings.common.state_dir))
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.mirror.run())
-                group.create_task(self.queue.run())
-                group.create_task(self.image_queue.run())
-                group.create_task(sender.run())
-                group.create_task(self.networks.queue.run())
+                running: tuple[Running, ...] = (self.mirror, self.queue, self.image_queue,
+                                                sender, self.networks.queue)
+                for part in running:
+                    group.create_task(part.run())
                 await self.mirror.ready.wait()
                 await self.networks.claim_role()
                 await self.server.start()

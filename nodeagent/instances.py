@@ -27,10 +27,12 @@ from nodeagent.domainxml import DomainDisk, DomainOwner
 from nodeagent.events import EventLog
 from nodeagent.hostfacts import Virtualization
 from nodeagent.hypervisor import Hypervisor, HypervisorError
-from nodeagent.images import CachedImage, ImageError, create_overlay
-from nodeagent.imagesync import ImageSync
-from nodeagent.netkernel import KernelError
-from nodeagent.networks import NetworkReconciler
+from nodeagent.images.cache import CachedImage
+from nodeagent.images.errors import ImageError
+from nodeagent.images.overlay import create_overlay
+from nodeagent.images.sync import ImageSync
+from nodeagent.net.kernel import KernelError
+from nodeagent.net.ports import Ports
 from nodeagent.snapshots import SnapshotTaker
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ class InstanceReconciler:
         mirror: Mirror,
         hypervisor: Hypervisor,
         images: ImageSync,
-        networks: NetworkReconciler,
+        ports: Ports,
         events: EventLog | None = None,
     ):
         self._ctx = context
@@ -75,7 +77,7 @@ class InstanceReconciler:
         self._events = events
         self._snapshots = SnapshotTaker(hypervisor=hypervisor, cache=images.cache,
                                         report=self._report_image, events=events)
-        self._networks = networks
+        self._ports = ports
 
     @property
     def node(self) -> str:
@@ -188,7 +190,7 @@ class InstanceReconciler:
                        duration=time.monotonic() - started)
         if spec.power.generation > applied:
             first_boot = observed is None or observed.state == "creating"
-            if first_boot and spec.power.action == "on" and self._networks.not_ready(spec):
+            if first_boot and spec.power.action == "on" and self._ports.not_ready(spec):
                 # Its DHCP entries are not in place yet: a guest booted now
                 # would ask for an address nobody answers. A change to the
                 # network's observed state queues us again.
@@ -201,7 +203,7 @@ class InstanceReconciler:
                        duration=time.monotonic() - started,
                        extra={"generation": spec.power.generation})
         if await self._power_state(spec.uuid) in ("on", "paused"):
-            await self._networks.attach(spec)
+            await self._ports.attach(spec)
         await self._report(
             spec, state="created", error=None, applied_power_generation=applied,
             power_state=(await self._power_state(spec.uuid)) or "off",
@@ -246,7 +248,7 @@ class InstanceReconciler:
             virt_type=self._ctx.virt.virt_type,
             machine=self._ctx.virt.machine,
             disks=disks,
-            interfaces=await self._networks.ensure_ports(spec),
+            interfaces=await self._ports.ensure_ports(spec),
             console_log=directory / CONSOLE_LOG,
             video_model=str(spec.video.get("model", "cirrus")),
             vnc_password=secrets.token_urlsafe(6)[:8],
@@ -290,7 +292,7 @@ class InstanceReconciler:
             public_keys={spec.keypair or "sfcloud": spec.ssh_key.strip()} if spec.ssh_key
             else {},
             user_data=user_data,
-            network_data=self._networks.network_data(spec),
+            network_data=self._ports.network_data(spec),
         )
         configdrive.write(content, self.instance_dir(spec.uuid) / CONFIG_DRIVE)
 
@@ -340,7 +342,7 @@ class InstanceReconciler:
         """Report the instance gone and, in the same transaction, give back
         its interfaces, addresses and MACs: only now that its guest can no
         longer use them may they go to another."""
-        releases = self._networks.releases(spec)
+        releases = self._ports.releases(spec)
         if not releases:
             await self._report(spec, state="deleted", power_state="off", error=None)
             return

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -27,14 +26,14 @@ from cloudstate.model import Image, ImageObserved, InstanceSpec
 from nodeagent import failpoints
 from nodeagent.events import EventLog
 from nodeagent.hypervisor import Hypervisor
-from nodeagent.images import ImageCache, ImageError
-from nodeagent.imagesync import cache_key
+from nodeagent.images import qemuimg
+from nodeagent.images.cache import ImageCache
+from nodeagent.images.errors import ImageError
+from nodeagent.images.sync import cache_key
 
 log = logging.getLogger(__name__)
 
 PAUSED_MARKER = "snapshot-paused"
-_PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
-PROGRESS_INTERVAL = 2.0
 
 Report = Callable[[str, ImageObserved], Awaitable[None]]
 
@@ -113,7 +112,10 @@ class SnapshotTaker:
     async def _finish(self, image: Image, copy: Path, started: float, paused_for: float) -> None:
         standalone = self._cache.scratch_path(f"snapshot-{image.uuid}-flat")
         try:
-            await _convert(copy, standalone, lambda pct: self._progress(image, pct))
+            try:
+                await qemuimg.flatten(copy, standalone, lambda pct: self._progress(image, pct))
+            except ImageError as exc:
+                raise ImageError(f"converting the snapshot failed: {exc.message}") from exc
             cached = await self._cache.adopt(cache_key(image), standalone,
                                              url=image.source_url)
         finally:
@@ -152,36 +154,3 @@ def _sparse_copy(source: Path, dest: Path) -> None:
                             capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ImageError(f"copying {source.name} failed: {result.stderr.strip()}")
-
-
-async def _convert(source: Path, dest: Path,
-                   on_progress: Callable[[float], Awaitable[None]]) -> None:
-    """qemu-img convert to a standalone qcow2, reporting progress."""
-    proc = await asyncio.create_subprocess_exec(
-        "qemu-img", "convert", "-p", "-U", "-f", "qcow2", "-O", "qcow2", str(source), str(dest),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    last = 0.0
-    try:
-        while chunk := await proc.stdout.read(4096):
-            found = _PROGRESS.findall(chunk)
-            now = time.monotonic()
-            if found and now - last >= PROGRESS_INTERVAL:
-                last = now
-                await on_progress(float(found[-1]))
-        err = await proc.stderr.read()
-        await proc.wait()
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    if proc.returncode != 0:
-        lines = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
-        raise ImageError("converting the snapshot failed: "
-                         + (lines[-1].removeprefix("qemu-img: ") if lines else
-                            f"qemu-img exited with status {proc.returncode}"))
-
-
-

@@ -21,8 +21,11 @@ from aiohttp import web
 
 from cloudstate import urlguard
 from cloudstate.urlguard import FetchPolicy
-from nodeagent import images
-from nodeagent.images import CachedImage, GiB, ImageCache, ImageError, create_overlay
+from nodeagent.images import fetch
+from nodeagent.images.cache import CachedImage, ImageCache
+from nodeagent.images.errors import ImageError
+from nodeagent.images.overlay import create_overlay
+from nodeagent.images.qemuimg import GiB
 
 pytestmark = [
     pytest.mark.integration,
@@ -601,7 +604,7 @@ async def test_connects_only_to_the_checked_address(
 
 
 async def test_pinned_resolver_answers_only_for_its_host() -> None:
-    resolver = images._PinnedResolver("a.example", [ipaddress.ip_address("127.0.0.1")])
+    resolver = fetch._PinnedResolver("a.example", [ipaddress.ip_address("127.0.0.1")])
     assert [r["host"] for r in await resolver.resolve("a.example", 80)] == ["127.0.0.1"]
     with pytest.raises(OSError):
         await resolver.resolve("b.example", 80)

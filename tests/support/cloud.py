@@ -35,7 +35,7 @@ from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from deploy.localvirt import stop_process
 from nodeagent.domainxml import DomainOwner, read_owner
-from nodeagent.netnames import NetNames
+from nodeagent.net.names import NetNames
 
 T = TypeVar("T")
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cloudstate.config import REPO_ROOT
-from nodeagent.netnames import NetNames
+from nodeagent.net.names import NetNames
 from tests.support.cloud import Cloud, wait_for
 from tests.support.networld import Mesh
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nodeagent import consolelog
+from nodeagent.consoles import logfile as consolelog
 
 
 def test_tail_reads_across_rotated_files(tmp_path: Path) -> None:

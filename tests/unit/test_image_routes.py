@@ -14,9 +14,9 @@ import pytest
 from cloudstate import signing
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, grant_claims
 from cloudstate.model import Image
-from nodeagent.imageroutes import ImageRoutes
-from nodeagent.images import CachedImage
-from nodeagent.imagesync import cache_key, snapshot_path
+from nodeagent.images.cache import CachedImage
+from nodeagent.images.routes import ImageRoutes
+from nodeagent.images.sync import cache_key, snapshot_path
 from nodeagent.server import AgentServer
 
 SECRET = b"a-test-cluster-secret-of-enough-length"

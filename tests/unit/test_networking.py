@@ -14,9 +14,10 @@ from cloudstate import ipam, netvalidation
 from cloudstate.model import InterfaceSpec, NetworkObserved, NetworkSpec
 from cloudstate.states import network_state
 from cloudstate.validation import ValidationError
-from nodeagent import dnsmasq, domainxml, networkdata, nftables
+from nodeagent import domainxml
 from nodeagent.domainxml import DomainDisk, DomainInterface, DomainOwner
-from nodeagent.netnames import NetNames, tag_for
+from nodeagent.net import dnsmasq, networkdata, nftables
+from nodeagent.net.names import NetNames, tag_for
 
 NET = NetworkSpec(uuid="n1", name="blue", namespace="system", netblock="10.0.0.0/24",
                   vxid=0x12AB, provide_dns=True)

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from nodeagent import rfb
+from nodeagent.consoles import rfb
 
 
 def _mirrored(data: bytes) -> str:

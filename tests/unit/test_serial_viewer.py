@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from cloudstate.consoles import CLOSE_TOO_SLOW
-from nodeagent.serialconsole import Viewer
+from nodeagent.consoles.serial import Viewer
 
 
 async def test_output_comes_in_order_with_bytes_joined() -> None:

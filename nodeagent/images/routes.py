@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from nodeagent.imagesync import ImageSync, cache_key, snapshot_path
+from nodeagent.images.sync import ImageSync, cache_key, snapshot_path
 from nodeagent.server import AgentServer
 
 

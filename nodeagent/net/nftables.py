@@ -24,7 +24,7 @@ import json
 import subprocess
 from dataclasses import dataclass
 
-from nodeagent.netnames import EGRESS, INSIDE
+from nodeagent.net.names import EGRESS, INSIDE
 
 
 class NftError(Exception):

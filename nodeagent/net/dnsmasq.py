@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nodeagent.netnames import INSIDE
+from nodeagent.net.names import INSIDE
 
 log = logging.getLogger(__name__)
 

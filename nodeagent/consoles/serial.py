@@ -29,7 +29,7 @@ from cloudstate.consoles import (
     CLOSE_NOT_RUNNING,
     CLOSE_TOO_SLOW,
 )
-from nodeagent import consolelog
+from nodeagent.consoles import logfile
 from nodeagent.hypervisor import DomainNotRunning, Hypervisor, HypervisorError
 from nodeagent.server import AgentServer
 
@@ -266,8 +266,8 @@ class SerialConsoles:
 
     @staticmethod
     def _scrollback(path: Path) -> bytes:
-        data = consolelog.tail(path, SCROLLBACK_BYTES)
-        return consolelog.from_line_start(data) if len(data) == SCROLLBACK_BYTES else data
+        data = logfile.tail(path, SCROLLBACK_BYTES)
+        return logfile.from_line_start(data) if len(data) == SCROLLBACK_BYTES else data
 
 
 async def _relay(ws: web.WebSocketResponse, hub: SerialHub, viewer: Viewer) -> None:

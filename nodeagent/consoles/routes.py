@@ -16,12 +16,12 @@ from cloudstate.consoles import agent_path, consolelog_path
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
 from cloudstate.model import InstanceSpec
-from nodeagent import consolelog
+from nodeagent.consoles import logfile
+from nodeagent.consoles.serial import SerialConsoles
+from nodeagent.consoles.vnc import VncConsoles
 from nodeagent.hypervisor import Hypervisor
 from nodeagent.instances import CONSOLE_LOG
-from nodeagent.serialconsole import SerialConsoles
 from nodeagent.server import AgentServer
-from nodeagent.vncconsole import VncConsoles
 
 MAX_CONSOLEDATA = 16 * 1024 * 1024
 
@@ -69,12 +69,12 @@ class ConsoleRoutes:
         if not 0 <= length <= MAX_CONSOLEDATA:
             return web.json_response(
                 {"error": f"length must be 0 to {MAX_CONSOLEDATA}"}, status=400)
-        return web.Response(body=consolelog.tail(path, length),
+        return web.Response(body=logfile.tail(path, length),
                             content_type="application/octet-stream")
 
     async def _log_clear(self, request: web.Request, claims: dict[str, Any]) -> web.Response:
         path = self.log_path(request.match_info["uuid"])
         if path is None:
             return web.json_response({"error": "no such instance on this node"}, status=404)
-        consolelog.clear(path)
+        logfile.clear(path)
         return web.json_response(None)

@@ -27,7 +27,8 @@ from cloudstate.mirror import Mirror
 from cloudstate.model import DiskSource, Image, ImageObserved, InstanceSpec, NodeInfo
 from cloudstate.urlguard import FetchPolicy
 from nodeagent.events import EventLog
-from nodeagent.images import CachedImage, ImageCache, ImageError
+from nodeagent.images.cache import CachedImage, ImageCache
+from nodeagent.images.errors import ImageError
 
 log = logging.getLogger(__name__)
 

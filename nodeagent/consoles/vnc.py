@@ -26,7 +26,7 @@ from cloudstate.consoles import (
     CLOSE_NOT_RUNNING,
     CLOSE_PROTOCOL,
 )
-from nodeagent import rfb
+from nodeagent.consoles import rfb
 from nodeagent.hypervisor import DomainNotRunning, Hypervisor, HypervisorError
 from nodeagent.server import AgentServer
 

@@ -1,0 +1,243 @@
+"""Fetching an image's bytes into a private file, hashing them on the way.
+
+An image URL is untrusted twice over: where it points (``cloudstate.urlguard``)
+and what comes back. So the download connects only to the addresses the
+guard approved (a resolver pinned to them, so a name can't be re-resolved
+elsewhere between check and connection), follows redirects by hand so each
+hop is checked, sends the caller's headers to the first host only, and
+streams under a size limit, a stall timeout and a minimum rate. A file://
+URL (an image an operator registered) is copied under the same size limit.
+
+Nothing here decides what the bytes are: ``qemuimg`` inspects them, and
+``cache`` keeps them only once they pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+from yarl import URL
+
+from cloudstate.pinned import PinnedResolver as _PinnedResolver
+from cloudstate.urlguard import FetchPolicy, IPAddress, URLRefused, check_url
+from nodeagent.images.errors import ImageError
+from nodeagent.images.files import CHUNK, write_hashed
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+PROGRESS_INTERVAL = 1.0  # seconds between progress reports
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_WEB_PAGES = frozenset({"text/html", "application/xhtml+xml"})
+
+ProgressCallback = Callable[[int, int | None], None]
+
+
+class Progress:
+    """Tells listeners how a download goes, at most once a PROGRESS_INTERVAL."""
+
+    def __init__(self, listeners: list[ProgressCallback]):
+        self._listeners = listeners
+        self._last = 0.0
+
+    def report(self, done: int, total: int | None, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last < PROGRESS_INTERVAL:
+            return
+        self._last = now
+        for listener in list(self._listeners):
+            try:
+                listener(done, total)
+            except Exception:
+                # A broken progress display must not fail the download.
+                log.exception("image progress callback failed")
+
+
+class Fetcher:
+    def __init__(self, *, max_bytes: int, connect_timeout: float, idle_timeout: float,
+                 min_rate: int):
+        """``max_bytes`` bounds one image. A download that stalls for
+        ``idle_timeout`` seconds, or averages less than ``min_rate`` bytes/s
+        over such a window (a server dripping bytes to hold us forever), fails."""
+        self.max_bytes = max_bytes
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.min_rate = min_rate
+
+    async def fetch(self, url: str, dest: Path, progress: Progress, policy: FetchPolicy,
+                    headers: Mapping[str, str]) -> tuple[int, str]:
+        """Write what ``url`` holds to ``dest``; return (size, sha256)."""
+        if urlsplit(url).scheme.lower() == "file":
+            await checked(url, policy)
+            return await self._copy_file(url, dest, progress)
+        return await self._download(url, dest, progress, policy, headers)
+
+    async def _download(self, url: str, dest: Path, progress: Progress,
+                        policy: FetchPolicy, headers: Mapping[str, str]) -> tuple[int, str]:
+        # Whatever the caller trusts, a web server may not send us to a file.
+        hop_policy = dataclasses.replace(policy, allow_file=False)
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout,
+                                        sock_connect=self.connect_timeout,
+                                        sock_read=self.idle_timeout)
+        previous_host = None
+        for _hop in range(MAX_REDIRECTS + 1):
+            try:
+                # Parse with yarl, as aiohttp will, and check yarl's own
+                # rendering, so the guard and the connection agree on the host.
+                target = URL(url)
+            except (ValueError, TypeError) as exc:
+                raise ImageError(f"{url!r} is not a valid URL: {exc}") from exc
+            try:
+                addresses = await checked(str(target), hop_policy)
+            except ImageError as exc:
+                if previous_host is None:
+                    raise
+                raise ImageError(f"{previous_host} redirected to {url}, but "
+                                 f"{exc.message}") from exc
+            host = (target.raw_host or "").lower()
+            if urlsplit(str(target)).hostname != host:
+                raise ImageError(f"{url!r} is ambiguous about which host it names")
+            connector = aiohttp.TCPConnector(resolver=_PinnedResolver(host, addresses),
+                                             use_dns_cache=False)
+            try:
+                async with aiohttp.ClientSession(
+                    connector=connector, timeout=timeout, auto_decompress=False,
+                    headers={"User-Agent": "sfcloud-nodeagent", "Accept-Encoding": "identity"},
+                ) as session, session.get(target, allow_redirects=False,
+                                          headers=headers if previous_host is None else None,
+                                          ) as response:
+                    if response.status in _REDIRECTS:
+                        location = response.headers.get("Location")
+                        if not location:
+                            raise ImageError(f"{host} sent a redirect without a location")
+                        try:
+                            url = str(response.url.join(URL(location)))
+                        except ValueError as exc:
+                            raise ImageError(
+                                f"{host} redirected to an invalid URL {location!r}") from exc
+                        previous_host = host
+                        continue
+                    self._check_response(response, url, host)
+                    return await self._stream(response, dest, progress, host)
+            except aiohttp.ConnectionTimeoutError as exc:
+                raise ImageError(f"could not connect to {host} within "
+                                 f"{self.connect_timeout:g} seconds") from exc
+            except TimeoutError as exc:
+                raise ImageError(f"{host} stopped sending data for "
+                                 f"{self.idle_timeout:g} seconds; giving up") from exc
+            except aiohttp.ClientConnectorError as exc:
+                raise ImageError(f"could not connect to {host}: "
+                                 f"{exc.os_error.strerror or exc.os_error}") from exc
+            except aiohttp.ClientError as exc:
+                raise ImageError(f"fetching {url} failed: {exc}") from exc
+        raise ImageError(f"fetching the image took more than {MAX_REDIRECTS} redirects")
+
+    def _check_response(self, response: aiohttp.ClientResponse, url: str, host: str) -> None:
+        if response.status != 200:
+            reason = f" {response.reason}" if response.reason else ""
+            raise ImageError(f"{host} answered {response.status}{reason} for {url}")
+        if response.content_type in _WEB_PAGES:
+            raise ImageError(f"{url} returned a web page ({response.content_type}), not a "
+                             "disk image; give the URL of the image file itself")
+        length = response.content_length
+        if length is not None and length > self.max_bytes:
+            raise ImageError(f"the image at {url} is {length} bytes, more than this "
+                             f"node's limit of {self.max_bytes} bytes")
+
+    async def _stream(self, response: aiohttp.ClientResponse, dest: Path,
+                      progress: Progress, host: str) -> tuple[int, str]:
+        total = response.content_length
+        hasher = hashlib.sha256()
+        done = 0
+        pending: list[bytes] = []
+        pending_bytes = 0
+        window_start, window_done = time.monotonic(), 0
+        with dest.open("wb") as out:
+            try:
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    done += len(chunk)
+                    if done > self.max_bytes:
+                        raise ImageError(f"the image from {host} is larger than this "
+                                         f"node's limit of {self.max_bytes} bytes")
+                    pending.append(chunk)
+                    pending_bytes += len(chunk)
+                    # Hash and write off the event loop, in batches, so a
+                    # slow disk does not stall the agent.
+                    if pending_bytes >= CHUNK:
+                        await asyncio.to_thread(write_hashed, out, hasher, pending)
+                        pending, pending_bytes = [], 0
+                    progress.report(done, total)
+                    now = time.monotonic()
+                    if now - window_start >= self.idle_timeout:
+                        if done - window_done < self.min_rate * (now - window_start):
+                            raise ImageError(f"{host} is sending the image too slowly "
+                                             f"(under {self.min_rate} bytes a second); "
+                                             "giving up")
+                        window_start, window_done = now, done
+            except aiohttp.ClientPayloadError as exc:
+                raise ImageError(_cut_short(host, done, total)) from exc
+            await asyncio.to_thread(write_hashed, out, hasher, pending)
+            await asyncio.to_thread(os.fsync, out.fileno())
+        if total is not None and done != total:
+            raise ImageError(_cut_short(host, done, total))
+        progress.report(done, total, final=True)
+        return done, hasher.hexdigest()
+
+    async def _copy_file(self, url: str, dest: Path, progress: Progress) -> tuple[int, str]:
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise ImageError(f"{url} names another machine; file:// URLs must be local")
+        source = Path(unquote(parts.path))
+        loop = asyncio.get_running_loop()
+
+        def copy() -> tuple[int, str]:
+            try:
+                src = source.open("rb")
+            except OSError as exc:
+                raise ImageError(f"{source} could not be read on this node: "
+                                 f"{exc.strerror or exc}") from exc
+            with src, dest.open("wb") as out:
+                details = os.fstat(src.fileno())
+                if not stat.S_ISREG(details.st_mode):
+                    raise ImageError(f"{source} is not a file")
+                if details.st_size > self.max_bytes:
+                    raise ImageError(f"{source} is {details.st_size} bytes, more than this "
+                                     f"node's limit of {self.max_bytes} bytes")
+                hasher = hashlib.sha256()
+                done = 0
+                while chunk := src.read(CHUNK):
+                    done += len(chunk)
+                    if done > self.max_bytes:
+                        raise ImageError(f"{source} grew past this node's limit of "
+                                         f"{self.max_bytes} bytes while being copied")
+                    write_hashed(out, hasher, [chunk])
+                    loop.call_soon_threadsafe(progress.report, done, details.st_size)
+                os.fsync(out.fileno())
+            return done, hasher.hexdigest()
+
+        done, sha256 = await asyncio.to_thread(copy)
+        progress.report(done, done, final=True)
+        return done, sha256
+
+
+async def checked(url: str, policy: FetchPolicy) -> list[IPAddress]:
+    try:
+        return await check_url(url, policy)
+    except URLRefused as exc:
+        raise ImageError(exc.message) from exc
+
+
+def _cut_short(host: str, done: int, total: int | None) -> str:
+    expected = f" of {total}" if total is not None else ""
+    return f"the download from {host} was cut short after {done}{expected} bytes"

@@ -1,0 +1,101 @@
+"""What the instance reconciler asks of the network code for one instance.
+
+Its NICs as the domain XML describes them (with the bridges they plug into
+made first), whether the network node has its DHCP entries in place yet,
+its taps put in their bridges once it runs, its config drive's
+network_data.json, and what its teardown gives back. This is the only door
+from instances into ``nodeagent.net``: the instance reconciler never sees a
+bridge or a namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from cloudstate.etcd import Delete
+from cloudstate.keys import Keys
+from cloudstate.mirror import Mirror
+from cloudstate.model import InstanceSpec, InterfaceSpec, NetworkObserved, NetworkSpec
+from nodeagent.domainxml import DomainInterface
+from nodeagent.net import networkdata, releases, snapshot
+from nodeagent.net.context import NetworkContext
+from nodeagent.net.mesh import Mesh
+
+log = logging.getLogger(__name__)
+
+
+class Ports:
+    def __init__(self, *, context: NetworkContext, keys: Keys, mirror: Mirror, mesh: Mesh,
+                 lock: asyncio.Lock, retry_later: Callable[[str], None]):
+        """``lock`` is the network code's kernel lock; ``retry_later(network_uuid)``
+        asks for another pass of a network after a while."""
+        self._ctx = context
+        self._keys = keys
+        self._mirror = mirror
+        self._mesh = mesh
+        self._lock = lock
+        self._retry_later = retry_later
+
+    def nics(self, spec: InstanceSpec) -> list[tuple[InterfaceSpec, NetworkSpec]]:
+        found = []
+        for uuid in spec.interfaces:
+            kv = self._mirror.get(self._keys.interface(uuid))
+            if kv is None:
+                continue
+            iface = InterfaceSpec.from_json(kv.value)
+            net_kv = self._mirror.get(self._keys.network(iface.network_uuid))
+            if net_kv is not None:
+                found.append((iface, NetworkSpec.from_json(net_kv.value)))
+        return sorted(found, key=lambda pair: pair[0].order)
+
+    async def ensure_ports(self, spec: InstanceSpec) -> list[DomainInterface]:
+        """Make the bridges the instance's NICs plug into; its NICs as the
+        domain XML describes them."""
+        nics = self.nics(spec)
+        async with self._lock:
+            snap = snapshot.read(self._keys, self._mirror)
+            for network in {net.uuid: net for _, net in nics}.values():
+                await asyncio.to_thread(self._mesh.build, network,
+                                        snap.peers(network.uuid, self._ctx.node))
+        namespaced = bool(self._ctx.libvirt_netns)
+        names = self._ctx.names
+        return [
+            DomainInterface(
+                bridge=None if namespaced else names.bridge(net.vxid),
+                mac=iface.macaddr, model=iface.model, mtu=net.mtu,
+                tap=names.tap(iface.uuid),
+            )
+            for iface, net in nics
+        ]
+
+    def not_ready(self, spec: InstanceSpec) -> str | None:
+        """Why the instance should not boot yet (its DHCP entries are not in
+        place), or None."""
+        for iface, network in self.nics(spec):
+            kv = self._mirror.get(self._keys.observed_network(network.uuid))
+            observed = NetworkObserved.from_json(kv.value) if kv else None
+            if observed is None or iface.uuid not in observed.applied:
+                return f"waiting for the network node to set up network {network.name}"
+        return None
+
+    async def attach(self, spec: InstanceSpec) -> None:
+        """Plug a running instance's taps into their bridges. A tap that is
+        not there (yet) is left to the network's next pass."""
+        nics = self.nics(spec)
+        if not nics:
+            return
+        async with self._lock:
+            for iface, network in nics:
+                if not await asyncio.to_thread(self._mesh.attach_tap, iface, network):
+                    log.warning("the tap of %s's eth%d is missing", spec.name, iface.order)
+                    self._retry_later(network.uuid)
+
+    def network_data(self, spec: InstanceSpec) -> dict:
+        return networkdata.build(self.nics(spec), self._ctx.dns_servers)
+
+    def releases(self, spec: InstanceSpec) -> list[Delete]:
+        """What an instance's teardown gives back: its interfaces, their
+        addresses and MACs."""
+        return releases.of_instance(self._keys, self._mirror, spec)

@@ -1,0 +1,185 @@
+"""Make this node's share of every virtual network match etcd.
+
+Level-triggered and idempotent: each pass of one network compares what etcd
+asks for with what the kernel has and changes only the difference, so the
+agent can die at any point and converge when restarted. Work arrives from
+the mirror (a changed network, interface, instance, node or role), from a
+network's dnsmasq exiting, from a failed pass retried later, and from the
+agent's sweep, which also runs garbage collection.
+
+This module only coordinates; each job is a module of its own:
+
+- ``mesh``: every node's bridge, VXLAN interface, flood list and taps;
+- ``router``: the network node's namespace, dnsmasq and, through
+  ``egress``, NAT and floating addresses; with ``report`` and ``releases``,
+  what it tells etcd and gives back;
+- ``ports``: what the instance reconciler asks for one instance;
+- ``gc``: whatever carries this cloud's tag and nothing wants.
+
+One pass of one network composes them as ``reconcile`` shows: the mesh
+first, since everything else hangs off its bridge, then the network node's
+router on it; a network gone comes down router first. A further part for
+this node's guests (security groups, filtering on the network's bridge) is
+one more module here, ensured after the mesh it filters, with its leftovers
+collected in ``gc``. Kernel changes happen one at a time, under one lock,
+whichever part or caller makes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+from collections.abc import Callable
+
+from cloudstate.etcd import Etcd
+from cloudstate.keys import Keys
+from cloudstate.mirror import Change, Mirror
+from cloudstate.model import InstanceSpec, InterfaceSpec
+from nodeagent.events import EventLog
+from nodeagent.net import dnsmasq, nftables, snapshot
+from nodeagent.net.context import NetworkContext
+from nodeagent.net.gc import Collector
+from nodeagent.net.kernel import KernelError
+from nodeagent.net.mesh import Mesh
+from nodeagent.net.ports import Ports
+from nodeagent.net.role import NetworkNodeRole
+from nodeagent.net.router import Router
+from nodeagent.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_FAILURE = 15.0
+_FAILURES = (KernelError, dnsmasq.DnsmasqError, nftables.NftError, OSError,
+             subprocess.SubprocessError)
+
+
+class NetworkReconciler:
+    def __init__(
+        self,
+        *,
+        context: NetworkContext,
+        keys: Keys,
+        etcd: Etcd,
+        mirror: Mirror,
+        poke_instance: Callable[[str], None],
+        events: EventLog | None = None,
+    ):
+        self._ctx = context
+        self._keys = keys
+        self._mirror = mirror
+        self._poke_instance = poke_instance
+        self.queue = WorkQueue(self.reconcile, workers=1)
+        self._lock = asyncio.Lock()
+        self._retries: dict[str, asyncio.TimerHandle] = {}
+        self.role = NetworkNodeRole(context=context, keys=keys, etcd=etcd, mirror=mirror)
+        self._mesh = Mesh(context, self.role)
+        self._router = Router(context=context, role=self.role, keys=keys, etcd=etcd,
+                              mirror=mirror, requeue=self.queue.add, events=events)
+        self._collector = Collector(context, self.role)
+        self.ports = Ports(context=context, keys=keys, mirror=mirror, mesh=self._mesh,
+                           lock=self._lock, retry_later=self._retry_later)
+
+    @property
+    def is_network_node(self) -> bool:
+        return self.role.held
+
+    async def claim_role(self) -> bool:
+        return await self.role.claim()
+
+    # --- one network -----------------------------------------------------------------------
+
+    async def reconcile(self, uuid: str) -> None:
+        async with self._lock:
+            # Read inside the lock: a pass that waited must not act on what
+            # was true before the pass it waited for.
+            snap = snapshot.read(self._keys, self._mirror)
+            found = snap.networks.get(uuid)
+            if found is None:
+                return
+            spec, _ = found
+            try:
+                if self.role.held and not snap.alive(spec):
+                    await self._router.tear_down(snap, spec)
+                elif self._mesh.wanted(snap, spec):
+                    await self._mesh.ensure(snap, spec)
+                    if self._router.wanted(snap, spec):
+                        await self._router.ensure(snap, spec)
+                else:
+                    await self._mesh.remove(spec.vxid)
+            except _FAILURES as exc:
+                log.warning("network %s (%s): %s", spec.name, uuid, exc)
+                await self._router.report_failure(snap, spec, exc)
+                self._retry_later(uuid)
+
+    def _retry_later(self, uuid: str) -> None:
+        if uuid in self._retries:
+            return
+        loop = asyncio.get_running_loop()
+
+        def retry() -> None:
+            self._retries.pop(uuid, None)
+            self.queue.add(uuid)
+
+        self._retries[uuid] = loop.call_later(RETRY_AFTER_FAILURE, retry)
+
+    # --- what to look at -------------------------------------------------------------------
+
+    def on_changes(self, changes: list[Change]) -> None:
+        keys = self._keys
+        for change in changes:
+            if uuid := keys.uuid_of(change.key, keys.networks):
+                self.queue.add(uuid)
+            elif keys.uuid_of(change.key, keys.interfaces):
+                for kv in (change.old, change.new):
+                    if kv is not None:
+                        self.queue.add(InterfaceSpec.from_json(kv.value).network_uuid)
+            elif keys.uuid_of(change.key, keys.instances):
+                # Placement and deletion decide which nodes are on a network.
+                for kv in (change.old, change.new):
+                    if kv is not None:
+                        for iface_uuid in InstanceSpec.from_json(kv.value).interfaces:
+                            iface_kv = self._mirror.get(keys.interface(iface_uuid))
+                            if iface_kv is not None:
+                                self.queue.add(InterfaceSpec.from_json(iface_kv.value)
+                                               .network_uuid)
+            elif uuid := keys.uuid_of(change.key, keys.observed_networks):
+                # The network node applied something: instances waiting for
+                # their DHCP entries may start.
+                self._poke_waiting_instances(uuid)
+            elif change.key == keys.network_node_role or keys.uuid_of(change.key, keys.nodes):
+                for kv in self._mirror.items(keys.networks):
+                    self.queue.add(kv.key.rsplit("/", 1)[-1])
+
+    def _poke_waiting_instances(self, network_uuid: str) -> None:
+        for kv in self._mirror.items(self._keys.interfaces):
+            iface = InterfaceSpec.from_json(kv.value)
+            if iface.network_uuid != network_uuid:
+                continue
+            instance = self._mirror.get(self._keys.instance(iface.instance_uuid))
+            if instance and InstanceSpec.from_json(instance.value).node == self._ctx.node:
+                self._poke_instance(iface.instance_uuid)
+
+    def sweep(self) -> None:
+        for kv in self._mirror.items(self._keys.networks):
+            self.queue.add(kv.key.rsplit("/", 1)[-1])
+
+    # --- garbage ---------------------------------------------------------------------------
+
+    async def collect_garbage(self) -> None:
+        """Remove every kernel object and dnsmasq of this cloud that no
+        network wants on this node (left by a crash, or by a network whose
+        record is gone)."""
+        async with self._lock:
+            snap = snapshot.read(self._keys, self._mirror)
+            wanted = {spec.vxid for spec, _ in snap.networks.values()
+                      if self._mesh.wanted(snap, spec)}
+            removed = await asyncio.to_thread(self._collector.remove_unwanted, wanted,
+                                              self._router.uplink_wanted(snap))
+        for what in removed:
+            log.info("removed stale %s", what)
+
+    def close(self) -> None:
+        self._router.close()
+        for handle in self._retries.values():
+            handle.cancel()
