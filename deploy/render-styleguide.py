@@ -34,9 +34,12 @@ urlpatterns = [
     path("instances/", _stub, name="instance-list"),
     path("images/", _stub, name="image-list"),
     path("networks/", _stub, name="network-list"),
+    path("keypairs/", _stub, name="keypair-list"),
     path("nodes/", _stub, name="node-list"),
+    path("manage/", _stub, name="manage"),
     path("namespace/", _stub, name="switch-namespace"),
     path("logout/", _stub, name="logout"),
+    path("tokens/", _stub, name="token-list"),
 ]
 
 
@@ -73,7 +76,9 @@ def main() -> None:
                         "django.template.context_processors.request",
                         "django.contrib.auth.context_processors.auth",
                         "django.contrib.messages.context_processors.messages",
-                    ]
+                    ],
+                    # The top bar's tags, without installing (and configuring) the accounts app.
+                    "libraries": {"navigation": "portal.accounts.templatetags.navigation"},
                 },
             }
         ],

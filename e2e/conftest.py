@@ -39,9 +39,28 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+# Every page (pop-ups too) reports what the portal's Content-Security-Policy refused. Playwright's
+# init scripts and bindings come through the DevTools protocol, which the policy does not govern.
+REPORT_CSP_VIOLATIONS = """document.addEventListener("securitypolicyviolation", (e) => {
+  window.__reportCspViolation({directive: e.effectiveDirective, blocked: e.blockedURI,
+                               source: e.sourceFile, line: e.lineNumber, page: location.href});
+});"""
+
+
 @pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+def csp_violations() -> list[dict]:
+    """What the pages of this test reported as refused by their CSP. The page fixture fails the
+    test if any is left here: a test that provokes some on purpose takes them out."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest,
+         csp_violations: list[dict]) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.expose_binding("__reportCspViolation",
+                           lambda _source, report: csp_violations.append(report))
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
     context.tracing.start(screenshots=True, snapshots=True)
     opened = context.new_page()
     opened.set_default_timeout(15_000)
@@ -54,6 +73,10 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     else:
         context.tracing.stop()
     context.close()
+    if csp_violations:
+        pytest.fail("the Content-Security-Policy refused: "
+                    + "; ".join(f"{v['directive']} {v['blocked']!r} ({v['source']}:{v['line']} "
+                                f"on {v['page']})" for v in csp_violations))
 
 
 @pytest.hookimpl(hookwrapper=True)

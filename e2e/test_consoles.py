@@ -76,6 +76,13 @@ def test_serial_console_in_the_page(page: Page, cloud: Cloud, guest: dict) -> No
     _type(page, f"echo browser-{marker} $((6*7))")
     _terminal_shows(page, f"browser-{marker} 42")
 
+    # 24-bit colour reaches the screen under the page's CSP (xterm.js styles such cells with a
+    # style attribute: static/js/xterm-csp.js); a refusal would also fail the test (conftest.py).
+    _type(page, f"printf '\\033[38;2;255;0;0m%s-%s\\033[0m\\n' TRUE {marker}")
+    _terminal_shows(page, f"TRUE-{marker}\n")
+    coloured = page.locator("#console-serial .xterm-rows span", has_text=f"TRUE-{marker}")
+    expect(coloured.last).to_have_css("color", "rgb(255, 0, 0)")
+
     # A second page on the same console sees what happens there.
     second = page.context.new_page()
     second.goto(f"{cloud.url}/instances/{guest['uuid']}/")

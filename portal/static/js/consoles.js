@@ -300,8 +300,8 @@ async function typeText(rfb, text, layoutName) {
 
 // noVNC is some forty small modules: fetch them while the page loads (on fresh connections),
 // and once more on demand if that failed (say, a kept-alive connection closed under a request).
-let noVNC = import("../vendor/novnc/core/rfb.js");
-noVNC.catch(() => { noVNC = null; });
+let noVNC = root ? import("../vendor/novnc/core/rfb.js") : null;
+if (noVNC) noVNC.catch(() => { noVNC = null; });
 async function loadNoVNC() {
   try {
     return (await (noVNC || import("../vendor/novnc/core/rfb.js"))).default;
@@ -385,55 +385,60 @@ function startVnc(pane) {
 
 // ---- Page start -------------------------------------------------------------------------------
 
-const serialPane = root.querySelector("[data-console='serial']");
-const vncPane = root.querySelector("[data-console='vnc']");
-const serial = serialPane ? startSerial(serialPane) : null;
-const vnc = vncPane ? startVnc(vncPane) : null;
-let running = root.dataset.running === "true";
+// An instance page without a console (a deleted instance) has nothing to start.
+function start() {
+  const serialPane = root.querySelector("[data-console='serial']");
+  const vncPane = root.querySelector("[data-console='vnc']");
+  const serial = serialPane ? startSerial(serialPane) : null;
+  const vnc = vncPane ? startVnc(vncPane) : null;
+  let running = root.dataset.running === "true";
 
-function choose(kind) {
+  function choose(kind) {
+    root.querySelectorAll("[data-console-tab]").forEach((tab) => {
+      const on = tab.dataset.consoleTab === kind;
+      tab.setAttribute("aria-selected", String(on));
+      if (on) tab.setAttribute("aria-current", "page"); else tab.removeAttribute("aria-current");
+    });
+    if (serialPane) serialPane.hidden = kind !== "serial";
+    if (vncPane) vncPane.hidden = kind !== "vnc";
+    const chosen = kind === "serial" ? serial : vnc;
+    if (chosen && running && !chosen.link.wanted) chosen.link.connect();
+    if (kind === "serial" && serial) requestAnimationFrame(() => serial.term.focus());
+  }
+
   root.querySelectorAll("[data-console-tab]").forEach((tab) => {
-    const on = tab.dataset.consoleTab === kind;
-    tab.setAttribute("aria-selected", String(on));
-    if (on) tab.setAttribute("aria-current", "page"); else tab.removeAttribute("aria-current");
+    tab.addEventListener("click", (e) => { e.preventDefault(); choose(tab.dataset.consoleTab); });
   });
-  if (serialPane) serialPane.hidden = kind !== "serial";
-  if (vncPane) vncPane.hidden = kind !== "vnc";
-  const chosen = kind === "serial" ? serial : vnc;
-  if (chosen && running && !chosen.link.wanted) chosen.link.connect();
-  if (kind === "serial" && serial) requestAnimationFrame(() => serial.term.focus());
+
+  if (root.dataset.autoconnect === "vnc") {
+    if (vnc) vnc.link.connect();
+  } else if (running) {
+    choose(location.hash === "#console-vnc" ? "vnc" : "serial");
+  } else {
+    if (serial) serial.link.show("idle", "Not connected");
+  }
+
+  // The instance page's power section is kept live (swapped in by htmx when the power state
+  // changes): once the instance is on, open the console that is showing.
+  const power = document.getElementById("section-power");
+  if (power && power.parentElement) {
+    let last = power.dataset.power;
+    new MutationObserver(() => {
+      const now = (document.getElementById("section-power") || {}).dataset;
+      const state = now ? now.power : null;
+      if (state === last) return;
+      last = state;
+      const live = state === "on" || state === "paused";
+      if (!live || running) { running = live; return; }
+      running = true;
+      root.dataset.running = "true";
+      const note = root.querySelector("[data-console-note]");
+      if (note) note.hidden = true;
+      const shown = vncPane && !vncPane.hidden ? vnc : serial;
+      if (shown && !shown.link.wanted) shown.link.connect();
+    }).observe(power.parentElement, { childList: true, subtree: true, attributes: true,
+      attributeFilter: ["data-power"] });
+  }
 }
 
-root.querySelectorAll("[data-console-tab]").forEach((tab) => {
-  tab.addEventListener("click", (e) => { e.preventDefault(); choose(tab.dataset.consoleTab); });
-});
-
-if (root.dataset.autoconnect === "vnc") {
-  if (vnc) vnc.link.connect();
-} else if (running) {
-  choose(location.hash === "#console-vnc" ? "vnc" : "serial");
-} else {
-  if (serial) serial.link.show("idle", "Not connected");
-}
-
-// The instance page's power section is kept live (swapped in by htmx when the power state
-// changes): once the instance is on, open the console that is showing.
-const power = document.getElementById("section-power");
-if (power && power.parentElement) {
-  let last = power.dataset.power;
-  new MutationObserver(() => {
-    const now = (document.getElementById("section-power") || {}).dataset;
-    const state = now ? now.power : null;
-    if (state === last) return;
-    last = state;
-    const live = state === "on" || state === "paused";
-    if (!live || running) { running = live; return; }
-    running = true;
-    root.dataset.running = "true";
-    const note = root.querySelector("[data-console-note]");
-    if (note) note.hidden = true;
-    const shown = vncPane && !vncPane.hidden ? vnc : serial;
-    if (shown && !shown.link.wanted) shown.link.connect();
-  }).observe(power.parentElement, { childList: true, subtree: true, attributes: true,
-    attributeFilter: ["data-power"] });
-}
+if (root) start();

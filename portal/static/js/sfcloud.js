@@ -187,6 +187,18 @@
     dialog.showModal();
   }
 
+  // ---- Fields shown by a choice -----------------------------------------------------------------
+
+  // <div data-shown-by="id_image" data-shown-for="__url__"> is shown only while the control with
+  // that id has that value (the portal's CSP allows no inline handlers to do this page by page).
+  function syncShown(scope) {
+    scope.querySelectorAll("[data-shown-by]").forEach(function (el) {
+      var control = document.getElementById(el.dataset.shownBy);
+      if (control) el.hidden = control.value !== el.dataset.shownFor;
+    });
+  }
+  document.addEventListener("change", function () { syncShown(document); });
+
   // ---- Live-connection indicator (htmx ws extension) -----------------------------------------
 
   // Each ws-connect element has a state; the dot shows the worst of them. Three failed
@@ -256,6 +268,8 @@
     // A confirmed action posted by htmx from a dialog closes it once the server agreed.
     var dialog = elt && elt.closest && elt.closest("dialog[open]");
     if (dialog && e.detail.successful) dialog.close();
+    // A form that adds one item at a time empties itself once the server took it.
+    if (e.detail.successful && elt && elt.matches && elt.matches("form[data-reset-on-success]")) elt.reset();
   });
   document.addEventListener("htmx:responseError", function (e) {
     var xhr = e.detail.xhr;
@@ -334,6 +348,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     applyTheme(storedTheme());
     renderLive();
+    syncShown(document);
 
     // Live regions only announce changes, so messages that came with the page (say,
     // "Instance created" after a redirect) are read out through the announcer instead.
