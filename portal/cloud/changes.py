@@ -38,6 +38,7 @@ class Later(Generic[T]):
     """Input to read (and check) once the Actor may make the change."""
 
     read: Callable[[], T]
+    name: str = ""  # what the input calls the object, for the audit row of a refusal
 
 
 def given(value: T | Later[T]) -> T:

@@ -105,10 +105,10 @@ async def create(actor: Actor, namespace: str,
                  request: InstanceRequest | Later[InstanceRequest]) -> InstanceRecord:
     """Place a new instance in ``namespace``, for an Actor who may operate there."""
     async with changes.changing(actor, AuditAction.CREATE, KIND, namespace=namespace,
+                                object_name=request.name[:255],
                                 what=f"namespace {namespace}") as entry:
         await require_open(namespace)
         wanted = given(request)
-        entry.object_name = wanted.name[:255]
         record = await _place(wanted, namespace)
         entry.object_id = record.uuid
     await changes.event(actor, KIND, record.uuid, "created", node=record.spec.node)

@@ -131,10 +131,10 @@ async def create(actor: Actor, namespace: str,
                  request: NetworkRequest | Later[NetworkRequest]) -> NetworkRecord:
     """Make a network in ``namespace``, for an Actor who may operate there."""
     async with changes.changing(actor, AuditAction.CREATE, KIND, namespace=namespace,
+                                object_name=str(request.name or "")[:255],
                                 what=f"namespace {namespace}") as entry:
         await require_open(namespace)
         wanted = given(request)
-        entry.object_name = str(wanted.name or "")[:255]
         record = await _build(_checked(wanted), namespace)
         entry.object_id = record.uuid
     spec = record.spec

@@ -19,8 +19,8 @@ from portal.cloud.changes import Later
 async def collection(request: HttpRequest, body: dict, actor: Actor) -> Any:
     if request.method == "POST":
         namespace = await requests.namespace_of(actor, body)
-        record = await instances.create(actor, namespace,
-                                        Later(lambda: requests.instance_request(body)))
+        record = await instances.create(actor, namespace, Later(
+            lambda: requests.instance_request(body), name=str(body.get("name", ""))))
         return await _view(record)
     if request.method == "DELETE":
         return await instances.delete_all(actor, await requests.deleting_scope(actor, body),

@@ -44,8 +44,8 @@ async def _find(ref: str, actor: Actor) -> networks.NetworkRecord:
 async def collection(request: HttpRequest, body: dict, actor: Actor) -> Any:
     if request.method == "POST":
         namespace = await requests.namespace_of(actor, body)
-        record = await networks.create(actor, namespace,
-                                       Later(lambda: requests.network_request(body)))
+        record = await networks.create(actor, namespace, Later(
+            lambda: requests.network_request(body), name=str(body.get("name", ""))))
         return shapes.network(record)
     if request.method == "DELETE":
         return await networks.delete_all(actor, await requests.deleting_scope(actor, body),
