@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 from cloudstate.vocabulary import EventType, ObjectKind
 from portal.accounts import audit
 from portal.accounts.actor import Actor
+from portal.cloud.errors import BadRequest
 from portal.events import log as eventlog
 
 T = TypeVar("T")
@@ -57,6 +58,17 @@ async def changing(actor: Actor, action: str, kind: ObjectKind, *, namespace: st
                                object_name=object_name, detail=detail) as entry:
         actor.require_operate(namespace, what or f"{kind} {object_id}")
         yield entry
+
+
+def may_delete_all(actor: Actor, kind: ObjectKind, scope: frozenset[str] | None, *,
+                   confirm: bool) -> None:
+    """Before deleting every ``kind`` of ``scope`` (None: every namespace):
+    the Actor must operate in each namespace asked for, and have confirmed.
+    (The caller then checks each object, before deleting any of them.)"""
+    for namespace in sorted(scope or ()):
+        actor.require_operate(namespace, f"namespace {namespace}")
+    if not confirm:
+        raise BadRequest(f"confirm: deleting every {kind} needs {{\"confirm\": true}}")
 
 
 async def event(actor: Actor, kind: ObjectKind, uuid: str, what: str, *,

@@ -204,10 +204,7 @@ async def delete_all(actor: Actor, scope: Namespaces, *, confirm: bool) -> list[
     """Delete every active instance of ``scope`` (None: every namespace,
     for a member of system); all or nothing as far as roles go: refused
     before anything is deleted if one of them may not be. Returns their UUIDs."""
-    for namespace in sorted(scope or ()):
-        actor.require_operate(namespace, f"namespace {namespace}")
-    if not confirm:
-        raise BadRequest("confirm: deleting every instance needs {\"confirm\": true}")
+    changes.may_delete_all(actor, KIND, scope, confirm=confirm)
     records = await list_instances(scope)
     for record in records:
         actor.require_operate(record.spec.namespace, f"instance {record.uuid}")

@@ -216,10 +216,7 @@ async def delete_all(actor: Actor, scope: Namespaces, *, confirm: bool) -> list[
     active uses; networks still used by instances being deleted wait for them
     (delete-wait). Refused before anything is deleted if the Actor may not
     delete one of them; the ones still in use are named in a 409 at the end."""
-    for namespace in sorted(scope or ()):
-        actor.require_operate(namespace, f"namespace {namespace}")
-    if not confirm:
-        raise BadRequest("confirm: deleting every network needs {\"confirm\": true}")
+    changes.may_delete_all(actor, KIND, scope, confirm=confirm)
     records = [r for r in await list_networks(scope) if r.spec.desired != "deleted"]
     for record in records:
         actor.require_operate(record.spec.namespace, f"network {record.uuid}")
