@@ -2,6 +2,15 @@
 
 from django.db import migrations, models
 
+# Spellings the trail used before actions were a closed vocabulary.
+_RENAMED = {"set metadata": "set-metadata", "delete metadata": "delete-metadata"}
+
+
+def _respell(apps, schema_editor):  # type: ignore[no-untyped-def]
+    events = apps.get_model("accounts", "AuditEvent")
+    for old, new in _RENAMED.items():
+        events.objects.filter(action=old).update(action=new)
+
 
 class Migration(migrations.Migration):
 
@@ -25,4 +34,5 @@ class Migration(migrations.Migration):
             name='object_kind',
             field=models.CharField(choices=[('instance', 'instance'), ('network', 'network'), ('interface', 'interface'), ('image', 'image'), ('keypair', 'keypair'), ('node', 'node'), ('console', 'console'), ('namespace', 'namespace'), ('key', 'key'), ('user', 'user'), ('membership', 'membership'), ('token', 'token'), ('session', 'session')], db_index=True, max_length=40),
         ),
+        migrations.RunPython(_respell, migrations.RunPython.noop),
     ]
