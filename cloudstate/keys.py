@@ -38,6 +38,9 @@ Networks (see cloudstate.ipam for how reservations are made and released):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
+
+from cloudstate.vocabulary import ObjectKind
 
 # The pool floating addresses are reserved in (network pools are named by uuid).
 FLOATING_POOL = "floating"
@@ -118,6 +121,7 @@ class Keys:
 
     def keypair_name(self, namespace: str, name: str) -> str:
         return self._k("names", "keypairs", namespace, name)
+
     # networks
     @property
     def networks(self) -> str:
@@ -197,6 +201,34 @@ class Keys:
         return self._k("consoles", "slots", str(user_id), str(slot))
 
     # parsing
+    def classify(self, key: str) -> Classified | None:
+        """Which object a key holds a record of: (kind, uuid), the uuid being
+        a node's name for nodes and a session's id for consoles. Desired and
+        observed records of an object classify alike. None for keys that
+        are not an object's own record (names, reservations, fences...)."""
+        for family, kind in self._families():
+            if uuid := self.uuid_of(key, family):
+                return Classified(kind, uuid)
+        if key.startswith(self.observed_images):
+            node, _, uuid = key[len(self.observed_images):].partition("/")
+            if node and uuid and "/" not in uuid:
+                return Classified(ObjectKind.IMAGE, uuid)
+        return None
+
+    def _families(self) -> tuple[tuple[str, ObjectKind], ...]:
+        return (
+            (self.instances, ObjectKind.INSTANCE),
+            (self.observed_instances, ObjectKind.INSTANCE),
+            (self.networks, ObjectKind.NETWORK),
+            (self.observed_networks, ObjectKind.NETWORK),
+            (self.interfaces, ObjectKind.INTERFACE),
+            (self.images, ObjectKind.IMAGE),
+            (self.keypairs, ObjectKind.KEYPAIR),
+            (self.nodes, ObjectKind.NODE),
+            (self.alive, ObjectKind.NODE),
+            (self.console_sessions, ObjectKind.CONSOLE),
+        )
+
     def uuid_of(self, key: str, family: str) -> str | None:
         """The last path element of ``key`` if it belongs to ``family`` (a
         prefix property such as ``keys.instances``), else None."""
@@ -204,3 +236,10 @@ class Keys:
             return None
         rest = key[len(family):]
         return rest if rest and "/" not in rest else None
+
+
+class Classified(NamedTuple):
+    """What ``Keys.classify`` found: the kind of object and its uuid (or name)."""
+
+    kind: ObjectKind
+    uuid: str

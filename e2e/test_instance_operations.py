@@ -74,7 +74,7 @@ def test_key_user_data_pause_snapshot_and_events(page: Page, cloud: Cloud,
     expect(snapshot).to_have_attribute("data-state", "created", timeout=90_000)
 
     rows = page.locator("#event-rows")
-    for text in ("pause requested by user admin", "power action pause applied",
+    for text in ("pause requested by admin", "power action pause applied",
                  "power state on -> paused", "power action unpause applied",
                  "snapshot of vda taken"):
         expect(rows).to_contain_text(text, timeout=30_000)

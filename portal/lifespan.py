@@ -1,4 +1,5 @@
-"""ASGI lifespan: start the live hub with the server, stop it cleanly."""
+"""ASGI lifespan: start the live hub and the housekeeping with the server
+(pruning old history, purging long-deleted objects), stop them cleanly."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from portal.accounts import audit
 from portal.events import log as eventlog
+from portal.live import janitor
 from portal.live.hub import hub
 
 log = logging.getLogger(__name__)
@@ -30,11 +32,12 @@ async def prune_history() -> None:
 
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     started = None
-    pruner = None
+    housekeeping: list[asyncio.Task[None]] = []
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            pruner = asyncio.create_task(prune_history(), name="prune-history")
+            housekeeping = [asyncio.create_task(prune_history(), name="prune-history"),
+                            asyncio.create_task(janitor.run(), name="janitor")]
             try:
                 started = await hub()
             except Exception as exc:  # noqa: BLE001 - the portal still serves without it
@@ -42,9 +45,9 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 log.warning("live hub not started yet: %s", exc)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            if pruner is not None:
-                pruner.cancel()
-                await asyncio.gather(pruner, return_exceptions=True)
+            for task in housekeeping:
+                task.cancel()
+            await asyncio.gather(*housekeeping, return_exceptions=True)
             if started is not None:
                 await started.stop()
             await send({"type": "lifespan.shutdown.complete"})

@@ -6,6 +6,7 @@ from portal import styleguide
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="instance-list"), name="home"),
     path("", include("portal.accounts.urls")),
+    path("manage/", include("portal.manage.urls")),
     path("instances/", include("portal.instances.urls")),
     path("nodes/", include("portal.nodes.urls")),
     path("images/", include("portal.images.urls")),

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from portal.accounts.actor import Actor, address_of
 from portal.accounts.keys import memberships_of
 from portal.accounts.models import Namespace
 from portal.accounts.roles import RoleChecks
@@ -29,11 +30,17 @@ class Access(RoleChecks):
     current: str | None = None  # None with all_namespaces, or when they belong nowhere
     all_namespaces: bool = False
     username: str = ""
+    user_id: int | None = None
 
     @property
     def name(self) -> str:
         """How the audit trail names this person."""
         return self.username
+
+    def actor(self, request: Any) -> Actor:
+        """This person as the one asking for a change from a page (or a
+        page's websocket: ``request`` may be an ASGI scope)."""
+        return Actor.for_page(self, address_of(request))
 
     @property
     def scope(self) -> frozenset[str] | None:
@@ -80,7 +87,7 @@ async def _access(user: Any, wanted: str | None) -> Access:
     choices = await namespace_choices(memberships)
     current, everything = resolve_current(wanted, memberships, choices)
     return Access(memberships=memberships, current=current, all_namespaces=everything,
-                  username=user.get_username())
+                  username=user.get_username(), user_id=user.pk)
 
 
 async def access_for(request: HttpRequest) -> Access:
@@ -88,6 +95,13 @@ async def access_for(request: HttpRequest) -> Access:
     user = await request.auser()
     wanted = await request.session.aget(SESSION_KEY) if user.is_authenticated else None
     return await _access(user, wanted)
+
+
+async def actor_for(request: HttpRequest) -> tuple[Access, Actor]:
+    """For pages that change something: what the person sees, and the
+    person as the actor of the change."""
+    access = await access_for(request)
+    return access, access.actor(request)
 
 
 async def access_for_scope(scope: dict[str, Any]) -> Access:

@@ -1,19 +1,19 @@
-"""The audit trail: who did what to which object, from where, and how it ended.
+"""The audit trail: who did what to which object, through which door and from
+where, and how it ended.
 
-The service layer calls ``record`` (or wraps an action in ``recording``)
-for every change it makes, whoever asked: a person in the portal, a key or
-a personal token through the API. Never pass a secret in ``detail``.
+Only the service layer writes it (portal/cloud/ for cloud objects,
+accounts.namespaces and accounts.people for namespaces, keys and people),
+with the Actor it was given, for every change it is asked for, whichever
+door it came through: a success, a refusal and a failure alike. Never pass a
+secret in ``detail``.
 
-    await audit.record(who, "demo", "create", "instance", object_id=uuid,
-                       object_name="web-1", source=audit.source_of(request))
+    async with audit.recording(actor, ns, AuditAction.DELETE, ObjectKind.NETWORK,
+                               object_id=uuid, object_name=name) as entry:
+        actor.require_operate(ns, f"network {uuid}")
+        ...
+        entry.detail = "..."
 
-    async with audit.recording(who, ns, "delete", "network", source=...) as entry:
-        network = await networks.delete(...)
-        entry.object_id = network.uuid
-
-(``record_now`` and ``recording_now`` are the same for synchronous code.)
-
-``who`` is a Principal (API), a user (pages), or a plain string.
+(``recording_now`` and ``record_now`` are the same for synchronous code.)
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
 from cloudstate.validation import ValidationError
+from portal.accounts.actor import Actor
 from portal.accounts.models import AuditEvent
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 
@@ -38,66 +38,32 @@ Outcome = AuditEvent.Outcome
 MAX_DETAIL = 2000
 
 
-def actor_name(who: Any) -> str:
-    if who is None:
-        return "anonymous"
-    if isinstance(who, str):
-        return who
-    if hasattr(who, "get_username"):
-        return who.get_username() or "anonymous"
-    name = getattr(who, "name", None)  # a Principal
-    return str(name) if name else str(who)
-
-
-def source_of(request: Any) -> str | None:
-    """The client's address from an HTTP request or a websocket scope."""
-    if request is None:
-        return None
-    if isinstance(request, dict):  # an ASGI scope
-        client = request.get("client")
-        return client[0] if client else None
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def _event(who: Any, namespace: str | None, action: str, kind: str, object_id: str,
-           object_name: str, outcome: str, detail: str, source: str | None) -> AuditEvent:
-    return AuditEvent(
-        actor=actor_name(who)[:200], namespace=(namespace or "")[:63], action=action[:40],
-        object_kind=kind[:40], object_id=str(object_id or "")[:100],
-        object_name=str(object_name or "")[:255], outcome=outcome,
-        detail=(detail or "")[:MAX_DETAIL], source=source or None,
-    )
-
-
-async def record(who: Any, namespace: str | None, action: str, kind: str, *,
-                 object_id: str = "", object_name: str = "", outcome: str = Outcome.OK,
-                 detail: str = "", source: str | None = None) -> None:
-    event = _event(who, namespace, action, kind, object_id, object_name, outcome, detail,
-                   source)
-    await event.asave()
-    log.info("audit: %s %s %s %s/%s in %s: %s", event.actor, event.action, event.object_kind,
-             event.object_id, event.object_name, event.namespace or "-", event.outcome)
-
-
-def record_now(who: Any, namespace: str | None, action: str, kind: str, *,
-               object_id: str = "", object_name: str = "", outcome: str = Outcome.OK,
-               detail: str = "", source: str | None = None) -> None:
-    """``record`` for synchronous code (forms, signals)."""
-    event = _event(who, namespace, action, kind, object_id, object_name, outcome, detail,
-                   source)
-    event.save()
-    log.info("audit: %s %s %s %s/%s in %s: %s", event.actor, event.action, event.object_kind,
-             event.object_id, event.object_name, event.namespace or "-", event.outcome)
-
-
 @dataclass
 class Entry:
-    """What ``recording`` will write; the body may fill in the object."""
+    """What will be written; the body of ``recording`` may fill in the
+    object once it knows it, and a detail."""
 
+    namespace: str | None
+    action: str
+    kind: str
     object_id: str = ""
     object_name: str = ""
     detail: str = ""
-    namespace: str | None = None
+    outcome: str = Outcome.OK
+
+    def row(self, actor: Actor) -> AuditEvent:
+        return AuditEvent(
+            actor=actor.name[:200], namespace=(self.namespace or "")[:63],
+            action=str(self.action)[:40], object_kind=str(self.kind)[:40],
+            object_id=str(self.object_id or "")[:100],
+            object_name=str(self.object_name or "")[:255], outcome=self.outcome,
+            detail=(self.detail or "")[:MAX_DETAIL], via=actor.via, source=actor.address,
+        )
+
+    def ended_by(self, exc: BaseException) -> None:
+        """Turn a success into the refusal or failure ``exc`` says."""
+        self.outcome = outcome_of(exc)
+        self.detail = str(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
 
 
 def outcome_of(exc: BaseException) -> str:
@@ -109,43 +75,65 @@ def outcome_of(exc: BaseException) -> str:
     return Outcome.FAILED
 
 
+def _logged(row: AuditEvent) -> None:
+    log.info("audit: %s via %s %s %s %s/%s in %s: %s", row.actor, row.via or "-", row.action,
+             row.object_kind, row.object_id, row.object_name, row.namespace or "-", row.outcome)
+
+
+async def write(actor: Actor, entry: Entry) -> None:
+    row = entry.row(actor)
+    await row.asave()
+    _logged(row)
+
+
+def write_now(actor: Actor, entry: Entry) -> None:
+    """``write`` for synchronous code (forms, signals)."""
+    row = entry.row(actor)
+    row.save()
+    _logged(row)
+
+
+async def record(actor: Actor, namespace: str | None, action: str, kind: str, *,
+                 object_id: str = "", object_name: str = "", outcome: str = Outcome.OK,
+                 detail: str = "") -> None:
+    await write(actor, Entry(namespace, action, kind, object_id, object_name, detail, outcome))
+
+
+def record_now(actor: Actor, namespace: str | None, action: str, kind: str, *,
+               object_id: str = "", object_name: str = "", outcome: str = Outcome.OK,
+               detail: str = "") -> None:
+    write_now(actor, Entry(namespace, action, kind, object_id, object_name, detail, outcome))
+
+
 @asynccontextmanager
-async def recording(who: Any, namespace: str | None, action: str, kind: str, *,
-                    object_id: str = "", object_name: str = "", detail: str = "",
-                    source: str | None = None) -> AsyncIterator[Entry]:
+async def recording(actor: Actor, namespace: str | None, action: str, kind: str, *,
+                    object_id: str = "", object_name: str = "", detail: str = ""
+                    ) -> AsyncIterator[Entry]:
     """Record the action once it ends: done, or refused/denied/failed with
     the error's message as the detail (the error still propagates)."""
-    entry = Entry(object_id=object_id, object_name=object_name, detail=detail,
-                  namespace=namespace)
+    entry = Entry(namespace, action, kind, object_id, object_name, detail)
     try:
         yield entry
     except Exception as exc:
-        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        await record(who, entry.namespace, action, kind, object_id=entry.object_id,
-                     object_name=entry.object_name, outcome=outcome_of(exc),
-                     detail=str(message), source=source)
+        entry.ended_by(exc)
+        await write(actor, entry)
         raise
-    await record(who, entry.namespace, action, kind, object_id=entry.object_id,
-                 object_name=entry.object_name, detail=entry.detail, source=source)
+    await write(actor, entry)
 
 
 @contextmanager
-def recording_now(who: Any, namespace: str | None, action: str, kind: str, *,
-                  object_id: str = "", object_name: str = "", detail: str = "",
-                  source: str | None = None) -> Iterator[Entry]:
+def recording_now(actor: Actor, namespace: str | None, action: str, kind: str, *,
+                  object_id: str = "", object_name: str = "", detail: str = ""
+                  ) -> Iterator[Entry]:
     """``recording`` for synchronous code."""
-    entry = Entry(object_id=object_id, object_name=object_name, detail=detail,
-                  namespace=namespace)
+    entry = Entry(namespace, action, kind, object_id, object_name, detail)
     try:
         yield entry
     except Exception as exc:
-        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        record_now(who, entry.namespace, action, kind, object_id=entry.object_id,
-                   object_name=entry.object_name, outcome=outcome_of(exc),
-                   detail=str(message), source=source)
+        entry.ended_by(exc)
+        write_now(actor, entry)
         raise
-    record_now(who, entry.namespace, action, kind, object_id=entry.object_id,
-               object_name=entry.object_name, detail=entry.detail, source=source)
+    write_now(actor, entry)
 
 
 async def prune() -> int:

@@ -11,9 +11,13 @@ from django.http import HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
+from cloudstate.vocabulary import ObjectKind
 from portal.accounts import audit, throttle
+from portal.accounts.actor import Actor, address_of
+from portal.accounts.models import AuditAction
 
-LOGIN = "login"
+LOGIN = AuditAction.LOGIN
+SESSION = ObjectKind.SESSION
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
@@ -21,27 +25,27 @@ class ThrottledAuthenticationForm(AuthenticationForm):
 
     def clean(self) -> dict[str, Any]:
         username = (self.cleaned_data.get("username") or "").strip()
-        source = audit.source_of(self.request)
+        source = address_of(self.request)
+        stranger = Actor.unknown(username, source)
         refusal = throttle.check(username, source)
         if refusal is not None:
             self.throttled = True
-            audit.record_now(username or "anonymous", None, LOGIN, "session",
-                             object_name=username, outcome=audit.Outcome.DENIED,
-                             detail=refusal.message, source=source)
+            audit.record_now(stranger, None, LOGIN, SESSION, object_name=username,
+                             outcome=audit.Outcome.DENIED, detail=refusal.message)
             raise forms.ValidationError(refusal.message, code="throttled")
         try:
             cleaned = super().clean()
         except forms.ValidationError:
             throttle.failed(username, source)
-            audit.record_now(username or "anonymous", None, LOGIN, "session",
-                             object_name=username, outcome=audit.Outcome.REFUSED,
-                             detail="wrong username or password", source=source)
+            audit.record_now(stranger, None, LOGIN, SESSION, object_name=username,
+                             outcome=audit.Outcome.REFUSED, detail="wrong username or password")
             raise
         if self.user_cache is None:  # a field was missing: its error is shown
             return cleaned
         throttle.succeeded(username)
-        audit.record_now(self.get_user(), None, LOGIN, "session", object_name=username,
-                         object_id=str(self.get_user().pk), source=source)
+        user = self.get_user()
+        audit.record_now(Actor.own_account(user, source), None, LOGIN, SESSION,
+                         object_name=username, object_id=str(user.pk))
         return cleaned
 
 

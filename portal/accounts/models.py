@@ -14,6 +14,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from cloudstate.vocabulary import ObjectKind
+
 SYSTEM_NAMESPACE = "system"
 
 
@@ -118,8 +120,53 @@ class PersonalToken(models.Model):
         return "expired" if self.expires <= timezone.now() else "active"
 
 
+class AuditAction(models.TextChoices):
+    """Everything the audit trail records someone doing. The power actions
+    are spelled as the API's verbs (POST /instances/<ref>/<verb>)."""
+
+    CREATE = "create"
+    DELETE = "delete"
+    CACHE = "cache"  # an image, fetched onto every node ahead of time
+    SNAPSHOT = "snapshot"
+    SET_METADATA = "set-metadata"
+    DELETE_METADATA = "delete-metadata"
+    FLOAT = "float"
+    DEFLOAT = "defloat"
+    CLEAR_LOG = "clear-log"  # an instance's serial console log
+    POWERON = "poweron"
+    POWEROFF = "poweroff"
+    PAUSE = "pause"
+    UNPAUSE = "unpause"
+    REBOOTSOFT = "rebootsoft"
+    REBOOTHARD = "reboothard"
+    ROTATE = "rotate"  # a key's secret
+    ENABLE = "enable"
+    DISABLE = "disable"
+    RESET_PASSWORD = "reset-password"  # noqa: S105 - an action's name, not a password
+    CHANGE_PASSWORD = "change-password"  # noqa: S105 - a person's own
+    SET_ROLE = "set-role"
+    REMOVE = "remove"  # a membership
+    REVOKE = "revoke"  # a personal token
+    LOGIN = "login"
+    OPEN = "open"  # a console
+    END = "end"  # someone else's console
+
+
+class Via(models.TextChoices):
+    """The door a change came through."""
+
+    PAGE = "page"
+    API = "api", "API"
+    AGENT = "agent"
+    SYSTEM = "system"  # the portal itself (housekeeping, commands)
+
+
+OBJECT_KINDS = [(kind.value, kind.value) for kind in ObjectKind]
+
+
 class AuditEvent(models.Model):
-    """Who did what to which object, from where, and how it ended."""
+    """Who did what to which object, through which door and from where, and
+    how it ended."""
 
     class Outcome(models.TextChoices):
         OK = "ok", "done"
@@ -130,13 +177,14 @@ class AuditEvent(models.Model):
     when = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.CharField(max_length=200, db_index=True)
     namespace = models.CharField(max_length=63, blank=True, db_index=True)
-    action = models.CharField(max_length=40, db_index=True)
-    object_kind = models.CharField(max_length=40, db_index=True)
+    action = models.CharField(max_length=40, db_index=True, choices=AuditAction.choices)
+    object_kind = models.CharField(max_length=40, db_index=True, choices=OBJECT_KINDS)
     object_id = models.CharField(max_length=100, blank=True)
     object_name = models.CharField(max_length=255, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.OK)
     detail = models.TextField(blank=True)
-    source = models.GenericIPAddressField(null=True, blank=True)
+    via = models.CharField(max_length=8, choices=Via.choices, blank=True)
+    source = models.GenericIPAddressField(null=True, blank=True)  # the client's address
 
     class Meta:
         ordering = ["-when", "-id"]

@@ -1,9 +1,10 @@
-"""Namespaces and their keys: the service the API and the admin pages share.
+"""Namespaces, their keys and metadata: the service the API and the admin
+pages share.
 
-``who`` is whoever asks (an API Principal or a portal Access): it carries the
-caller's roles and their name for the audit trail. Reading a namespace the
-caller can't see is *not found*; changing one they can see but do not manage
-is *forbidden*. Every change, and every refused attempt, is audited.
+Changes take the Actor asking (from the API or a page): it carries their
+roles and their name for the audit trail. Reading a namespace the caller
+can't see is *not found*; changing one they can see but do not manage is
+*forbidden*. Every change, and every refused attempt, is audited here.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 
+from cloudstate import metadata as rules
 from cloudstate import validation
+from cloudstate.vocabulary import ObjectKind
 from portal.accounts import audit, keys, notify
-from portal.accounts.models import SYSTEM_NAMESPACE, ApiKey, Membership, Namespace
+from portal.accounts.actor import Actor
+from portal.accounts.models import SYSTEM_NAMESPACE, ApiKey, AuditAction, Membership, Namespace
 from portal.accounts.roles import RoleChecks
 from portal.cloud import ownership
 from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 
-KIND = "namespace"
-KEY_KIND = "key"
-MAX_METADATA_KEYS = 100
+KIND = ObjectKind.NAMESPACE
+KEY_KIND = ObjectKind.KEY
 
 
 def _key_name(value: Any) -> str:
@@ -58,11 +61,11 @@ async def require_open(name: str) -> None:
         raise Conflict(f"namespace {name} is being deleted")
 
 
-async def create_namespace(who: RoleChecks, name: Any, *, source: str | None,
-                           key_name: Any = None, key: Any = None) -> Namespace:
-    async with audit.recording(who, str(name)[:63], "create", KIND, object_name=str(name)[:63],
-                               source=source):
-        who.require_system_admin("create namespaces")
+async def create_namespace(actor: Actor, name: Any, *, key_name: Any = None,
+                           key: Any = None) -> Namespace:
+    async with audit.recording(actor, str(name)[:63], AuditAction.CREATE, KIND,
+                               object_name=str(name)[:63]):
+        actor.require_system_admin("create namespaces")
         name = validation.namespace_name(name)
         if key is not None or key_name is not None:
             key_name, key = _key_name(key_name), keys.check_secret(key)
@@ -71,7 +74,7 @@ async def create_namespace(who: RoleChecks, name: Any, *, source: str | None,
         except IntegrityError:
             raise Conflict(f"a namespace named {name} already exists") from None
     if key_name:
-        await audit.record(who, name, "create", KEY_KIND, object_name=key_name, source=source)
+        await audit.record(actor, name, AuditAction.CREATE, KEY_KIND, object_name=key_name)
     return namespace
 
 
@@ -88,12 +91,12 @@ async def _create(name: str, key_name: str | None, key: str | None) -> Namespace
     return await in_transaction()
 
 
-async def delete_namespace(who: RoleChecks, name: str, *, source: str | None) -> None:
-    async with audit.recording(who, name, "delete", KIND, object_name=name, source=source):
-        if name == SYSTEM_NAMESPACE and who.can_read(name):
+async def delete_namespace(actor: Actor, name: str) -> None:
+    async with audit.recording(actor, name, AuditAction.DELETE, KIND, object_name=name):
+        if name == SYSTEM_NAMESPACE and actor.can_read(name):
             raise Forbidden("the system namespace cannot be deleted")
-        await get_namespace(who, name)
-        who.require_system_admin("delete namespaces")
+        await get_namespace(actor, name)
+        actor.require_system_admin("delete namespaces")
         # Marked first, so nothing new is made in it while we look. (A delete
         # interrupted here is simply tried again: "deleting" is not a lock.)
         await Namespace.objects.filter(name=name).aupdate(state="deleting")
@@ -113,23 +116,21 @@ async def delete_namespace(who: RoleChecks, name: str, *, source: str | None) ->
     await notify.access_changed(members)
 
 
-async def set_key(who: RoleChecks, namespace: str, key_name: Any, secret: Any, *,
-                  source: str | None, must_exist: bool = False,
-                  must_be_new: bool = False) -> tuple[ApiKey, bool]:
-    """Add a key, or give an existing one a new secret (which ends the
-    tokens issued from it). Returns the key and whether it is new."""
-    action = "create" if must_be_new else "rotate" if must_exist else "set"
-    async with audit.recording(who, namespace, action, KEY_KIND,
-                               object_name=str(key_name)[:63], source=source) as entry:
-        target = await get_namespace(who, namespace)
-        who.require_admin(namespace, f"namespace {namespace}")
+async def set_key(actor: Actor, namespace: str, key_name: Any, secret: Any, *,
+                  new: bool) -> ApiKey:
+    """Add a key (``new``), or give an existing one a new secret, which ends
+    the tokens issued from it."""
+    action = AuditAction.CREATE if new else AuditAction.ROTATE
+    async with audit.recording(actor, namespace, action, KEY_KIND,
+                               object_name=str(key_name)[:63]) as entry:
+        target = await _administered(actor, namespace)
         key_name = _key_name(key_name)
         secret = keys.check_secret(secret)
         exists = await ApiKey.objects.filter(namespace=target, name=key_name).aexists()
-        if must_be_new and exists:
+        if new and exists:
             raise Conflict(f"namespace {namespace} already has a key named {key_name}; "
                            "use PUT to give it a new secret")
-        if must_exist and not exists:
+        if not new and not exists:
             raise NotFound(f"namespace {namespace} has no key named {key_name}")
         try:
             key, created = await keys.set_key(target, key_name, secret)
@@ -137,42 +138,34 @@ async def set_key(who: RoleChecks, namespace: str, key_name: Any, secret: Any, *
             raise Conflict(
                 f"another key of namespace {namespace} already has that secret") from None
         entry.detail = "new key" if created else "new secret; tokens issued before end now"
-    return key, created
+    return key
 
 
-async def delete_key(who: RoleChecks, namespace: str, key_name: str, *,
-                     source: str | None) -> None:
-    async with audit.recording(who, namespace, "delete", KEY_KIND, object_name=key_name,
-                               source=source):
-        target = await get_namespace(who, namespace)
-        who.require_admin(namespace, f"namespace {namespace}")
+async def delete_key(actor: Actor, namespace: str, key_name: str) -> None:
+    async with audit.recording(actor, namespace, AuditAction.DELETE, KEY_KIND,
+                               object_name=key_name):
+        target = await _administered(actor, namespace)
         deleted, _ = await ApiKey.objects.filter(namespace=target, name=key_name).adelete()
         if not deleted:
             raise NotFound(f"namespace {namespace} has no key named {key_name}")
 
 
-async def set_metadata(who: RoleChecks, namespace: str, key: str, value: Any, *,
-                       source: str | None) -> dict[str, Any]:
-    async with audit.recording(who, namespace, "set-metadata", KIND, object_name=namespace,
-                               detail=key, source=source):
-        target = await get_namespace(who, namespace)
-        who.require_admin(namespace, f"namespace {namespace}")
-        if not key or len(key) > 255:
-            raise BadRequest("metadata key: must be 1-255 characters")
-        metadata = dict(target.metadata)
-        if key not in metadata and len(metadata) >= MAX_METADATA_KEYS:
-            raise BadRequest(f"metadata: at most {MAX_METADATA_KEYS} keys per namespace")
-        metadata[key] = value
+async def set_metadata(actor: Actor, namespace: str, key: str, value: Any) -> dict[str, Any]:
+    """Metadata follows the same rules as every other object's (cloudstate.metadata)."""
+    async with audit.recording(actor, namespace, AuditAction.SET_METADATA, KIND,
+                               object_name=namespace, detail=key):
+        target = await _administered(actor, namespace)
+        rules.validate_key(key)
+        rules.validate_value(value)
+        metadata = rules.with_item(target.metadata, key, value, KIND)
         await Namespace.objects.filter(pk=target.pk).aupdate(metadata=metadata)
     return metadata
 
 
-async def delete_metadata(who: RoleChecks, namespace: str, key: str, *,
-                          source: str | None) -> dict[str, Any]:
-    async with audit.recording(who, namespace, "delete-metadata", KIND, object_name=namespace,
-                               detail=key, source=source):
-        target = await get_namespace(who, namespace)
-        who.require_admin(namespace, f"namespace {namespace}")
+async def delete_metadata(actor: Actor, namespace: str, key: str) -> dict[str, Any]:
+    async with audit.recording(actor, namespace, AuditAction.DELETE_METADATA, KIND,
+                               object_name=namespace, detail=key):
+        target = await _administered(actor, namespace)
         metadata = dict(target.metadata)
         if key not in metadata:
             raise NotFound(f"namespace {namespace} has no metadata key {key}")
@@ -180,3 +173,9 @@ async def delete_metadata(who: RoleChecks, namespace: str, key: str, *,
         await Namespace.objects.filter(pk=target.pk).aupdate(metadata=metadata)
     return metadata
 
+
+async def _administered(actor: Actor, namespace: str) -> Namespace:
+    """The namespace, for an Actor who administers it."""
+    target = await get_namespace(actor, namespace)
+    actor.require_admin(namespace, f"namespace {namespace}")
+    return target

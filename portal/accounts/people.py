@@ -1,8 +1,8 @@
 """People: accounts, their memberships and roles, and their personal API
 tokens. The admin pages call these (synchronous: forms and password
-validation are); every change, and every refused attempt, is audited.
+validation are); every change, and every refused attempt, is audited here.
 
-``who`` is the portal Access of the person asking.
+Changes take the Actor asking; readers take anything with roles.
 """
 
 from __future__ import annotations
@@ -14,15 +14,19 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from cloudstate import validation
+from cloudstate.vocabulary import ObjectKind
 from portal.accounts import audit, keys, notify
+from portal.accounts.actor import Actor
 from portal.accounts.models import (
     SYSTEM_NAMESPACE,
+    AuditAction,
     Membership,
     Namespace,
     PersonalToken,
@@ -31,16 +35,16 @@ from portal.accounts.models import (
 from portal.accounts.roles import RoleChecks
 from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 
-USER = "user"
-MEMBERSHIP = "membership"
-TOKEN = "token"  # noqa: S105 - an audit object kind
+USER = ObjectKind.USER
+MEMBERSHIP = ObjectKind.MEMBERSHIP
+TOKEN = ObjectKind.TOKEN
 
 
-def _audited(who: Any, namespace: str | None, action: str, kind: str, *, object_id: Any = "",
-             object_name: str = "", source: str | None = None
+def _audited(actor: Actor, namespace: str | None, action: str, kind: str, *,
+             object_id: Any = "", object_name: str = ""
              ) -> AbstractContextManager[audit.Entry]:
-    return audit.recording_now(who, namespace, action, kind, object_id=str(object_id),
-                               object_name=object_name, source=source)
+    return audit.recording_now(actor, namespace, action, kind, object_id=str(object_id),
+                               object_name=object_name)
 
 
 def _check_password(password: str, user: AbstractBaseUser | None = None) -> None:
@@ -66,10 +70,10 @@ def get_user(who: RoleChecks, user_id: int) -> AbstractBaseUser:
     return user
 
 
-def create_user(who: RoleChecks, username: str, password: str, *, namespace: str | None = None,
-                role: str = Role.MEMBER, source: str | None = None) -> AbstractBaseUser:
-    with _audited(who, namespace, "create", USER, object_name=username, source=source) as entry:
-        who.require_system_admin("create people")
+def create_user(actor: Actor, username: str, password: str, *, namespace: str | None = None,
+                role: str = Role.MEMBER) -> AbstractBaseUser:
+    with _audited(actor, namespace, AuditAction.CREATE, USER, object_name=username) as entry:
+        actor.require_system_admin("create people")
         username = (username or "").strip()
         if not username or len(username) > 150:
             raise BadRequest("username: give 1-150 characters")
@@ -96,13 +100,12 @@ def create_user(who: RoleChecks, username: str, password: str, *, namespace: str
     return user
 
 
-def set_active(who: RoleChecks, user_id: int, active: bool, *,
-               source: str | None = None) -> AbstractBaseUser:
-    action = "enable" if active else "disable"
-    with _audited(who, None, action, USER, object_id=user_id, source=source) as entry:
-        user = get_user(who, user_id)
+def set_active(actor: Actor, user_id: int, active: bool) -> AbstractBaseUser:
+    action = AuditAction.ENABLE if active else AuditAction.DISABLE
+    with _audited(actor, None, action, USER, object_id=user_id) as entry:
+        user = get_user(actor, user_id)
         entry.object_name = user.get_username()
-        if not active and user.get_username() == audit.actor_name(who):
+        if not active and user.pk == actor.user_id:
             raise BadRequest("you can't disable your own account")
         if not active and _is_last_system_admin(user):
             raise BadRequest("this is the last admin of the system namespace")
@@ -112,13 +115,11 @@ def set_active(who: RoleChecks, user_id: int, active: bool, *,
     return user
 
 
-def reset_password(who: RoleChecks, user_id: int, password: str | None = None, *,
-                   source: str | None = None) -> str:
+def reset_password(actor: Actor, user_id: int, password: str | None = None) -> str:
     """Set a new password (a generated one when none is given) and return
     it, to be shown once. The person's sessions end."""
-    with _audited(who, None, "reset-password", USER, object_id=user_id,
-                  source=source) as entry:
-        user = get_user(who, user_id)
+    with _audited(actor, None, AuditAction.RESET_PASSWORD, USER, object_id=user_id) as entry:
+        user = get_user(actor, user_id)
         entry.object_name = user.get_username()
         password = password or generate_password()
         _check_password(password, user)
@@ -152,13 +153,11 @@ def members(who: RoleChecks, namespace: str) -> list[Membership]:
                 .select_related("user").order_by("user__username"))
 
 
-def set_membership(who: RoleChecks, namespace: str, username: str, role: str, *,
-                   source: str | None = None) -> Membership:
+def set_membership(actor: Actor, namespace: str, username: str, role: str) -> Membership:
     """Give a person a role in a namespace (adding them if they are not in it)."""
-    with _audited(who, namespace, "set-role", MEMBERSHIP, object_name=username,
-                  source=source) as entry:
-        who.require_read(namespace, f"namespace {namespace}")
-        who.require_admin(namespace, f"namespace {namespace}")
+    with _audited(actor, namespace, AuditAction.SET_ROLE, MEMBERSHIP,
+                  object_name=username) as entry:
+        actor.require_admin(namespace, f"namespace {namespace}")
         _check_role(role)
         target = Namespace.objects.filter(name=namespace).first()
         if target is None:
@@ -176,12 +175,9 @@ def set_membership(who: RoleChecks, namespace: str, username: str, role: str, *,
     return membership
 
 
-def remove_membership(who: RoleChecks, namespace: str, user_id: int, *,
-                      source: str | None = None) -> None:
-    with _audited(who, namespace, "remove", MEMBERSHIP, object_id=user_id,
-                  source=source) as entry:
-        who.require_read(namespace, f"namespace {namespace}")
-        who.require_admin(namespace, f"namespace {namespace}")
+def remove_membership(actor: Actor, namespace: str, user_id: int) -> None:
+    with _audited(actor, namespace, AuditAction.REMOVE, MEMBERSHIP, object_id=user_id) as entry:
+        actor.require_admin(namespace, f"namespace {namespace}")
         membership = Membership.objects.filter(namespace__name=namespace, user_id=user_id) \
             .select_related("user").first()
         if membership is None:
@@ -193,14 +189,24 @@ def remove_membership(who: RoleChecks, namespace: str, user_id: int, *,
     notify.access_changed_now([user_id])
 
 
-# --- personal tokens -------------------------------------------------------------------------
+# --- a person's own account --------------------------------------------------------------------
 
 
-def create_token(user: AbstractBaseUser, name: str, days: int, default_namespace: str = "", *,
-                 source: str | None = None) -> tuple[PersonalToken, str]:
-    """Make a token; returns it and its secret (shown once, never stored)."""
-    with _audited(user, default_namespace or None, "create", TOKEN, object_name=name,
-                  source=source) as entry:
+def _own_account(actor: Actor) -> AbstractBaseUser:
+    user = get_user_model().objects.filter(pk=actor.user_id).first() \
+        if actor.user_id is not None else None
+    if user is None:
+        raise Forbidden("only a person has tokens and a password of their own")
+    return user
+
+
+def create_token(actor: Actor, name: str, days: int, default_namespace: str = ""
+                 ) -> tuple[PersonalToken, str]:
+    """Make a token for the Actor; returns it and its secret (shown once,
+    never stored)."""
+    with _audited(actor, default_namespace or None, AuditAction.CREATE, TOKEN,
+                  object_name=name) as entry:
+        user = _own_account(actor)
         name = (name or "").strip()
         if not name or len(name) > 63:
             raise BadRequest("name: give the token a name of 1-63 characters")
@@ -219,9 +225,11 @@ def create_token(user: AbstractBaseUser, name: str, days: int, default_namespace
     return token, secret
 
 
-def revoke_token(user: AbstractBaseUser, token_id: int, *, source: str | None = None) -> None:
-    with _audited(user, None, "revoke", TOKEN, object_id=token_id, source=source) as entry:
-        token = PersonalToken.objects.filter(pk=token_id, user=user).first()
+def revoke_token(actor: Actor, token_id: int) -> None:
+    """Revoke one of the Actor's own tokens (anyone else's is not found)."""
+    with _audited(actor, None, AuditAction.REVOKE, TOKEN, object_id=token_id) as entry:
+        token = PersonalToken.objects.filter(pk=token_id, user_id=actor.user_id).first() \
+            if actor.user_id is not None else None
         if token is None:
             raise NotFound(f"token {token_id} not found")
         entry.object_name = token.name
@@ -229,3 +237,11 @@ def revoke_token(user: AbstractBaseUser, token_id: int, *, source: str | None = 
             token.revoked = timezone.now()
             token.save(update_fields=["revoked"])
 
+
+def change_own_password(actor: Actor, form: PasswordChangeForm) -> AbstractBaseUser:
+    """Save a valid password-change form of the Actor's own account."""
+    with _audited(actor, None, AuditAction.CHANGE_PASSWORD, USER,
+                  object_id=actor.user_id or "", object_name=actor.name):
+        if form.user.pk != actor.user_id:
+            raise Forbidden("a person may only change their own password here")
+        return form.save()

@@ -19,14 +19,16 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal.accounts import audit, people
+from portal.accounts import people
 from portal.accounts.access import (
     ALL_NAMESPACES,
     SESSION_KEY,
     access_for,
+    actor_for,
     namespace_choices,
     resolve_current,
 )
+from portal.accounts.actor import Actor, address_of
 from portal.accounts.models import PersonalToken
 from portal.cloud.errors import CloudError, NotFound
 from portal.web import arender
@@ -68,7 +70,7 @@ class TokenForm(forms.Form):
 @login_required
 @require_http_methods(["GET", "POST"])
 async def token_list(request: HttpRequest) -> HttpResponse:
-    access = await access_for(request)
+    access, actor = await actor_for(request)
     user = await request.auser()
     form = TokenForm(request.POST or None, namespaces=sorted(access.memberships))
     secret = None
@@ -76,8 +78,7 @@ async def token_list(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             token, secret = await sync_to_async(people.create_token)(
-                user, data["name"], data["days"], data.get("namespace") or "",
-                source=audit.source_of(request))
+                actor, data["name"], data["days"], data.get("namespace") or "")
         except CloudError as exc:
             form.add_error(None, exc.message)
         else:
@@ -92,9 +93,9 @@ async def token_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 async def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
-    user = await request.auser()
+    _, actor = await actor_for(request)
     try:
-        await sync_to_async(people.revoke_token)(user, token_id, source=audit.source_of(request))
+        await sync_to_async(people.revoke_token)(actor, token_id)
     except NotFound:
         raise Http404("No such token") from None
     messages.success(request, "The token is revoked: it no longer works.")
@@ -107,10 +108,9 @@ async def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 def password_change(request: HttpRequest) -> HttpResponse:
     form = PasswordChangeForm(request.user, request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = form.save()
+        actor = Actor.own_account(request.user, address_of(request))
+        user = people.change_own_password(actor, form)
         update_session_auth_hash(request, user)
-        audit.record_now(user, None, "change-password", people.USER, object_id=str(user.pk),
-                         object_name=user.get_username(), source=audit.source_of(request))
         messages.success(request, "Your password is changed.")
         return HttpResponseRedirect(reverse("password-change"))
     return render(request, "accounts/password.html", {"form": form},

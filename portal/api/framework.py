@@ -20,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from cloudstate.etcd import EtcdUnavailable
 from cloudstate.validation import ValidationError
+from portal.accounts.actor import Actor, address_of
 from portal.accounts.keys import Principal, principal_for_token
 from portal.cloud.errors import CloudError, Unauthenticated
 from portal.cloud.middleware import MESSAGE as ETCD_DOWN
@@ -62,8 +63,10 @@ Handler = Callable[..., Awaitable[Any]]
 
 
 def endpoint(*methods: str, authenticated: bool = True) -> Callable[[Handler], Any]:
-    """Wrap ``handler(request, body, principal, **url_args)`` (or, without
-    authentication, ``handler(request, body, **url_args)``) as an API view."""
+    """Wrap ``handler(request, body, actor, **url_args)`` (or, without
+    authentication, ``handler(request, body, **url_args)``) as an API view.
+    The Actor is the caller (a key or a person's token), as every service
+    that changes something takes it."""
 
     def decorate(handler: Handler) -> Any:
         @csrf_exempt
@@ -76,7 +79,8 @@ def endpoint(*methods: str, authenticated: bool = True) -> Callable[[Handler], A
                 body = parse_body(request)
                 if authenticated:
                     principal = await authenticate(request)
-                    result = await handler(request, body, principal, **kwargs)
+                    actor = Actor.for_api(principal, address_of(request))
+                    result = await handler(request, body, actor, **kwargs)
                 else:
                     result = await handler(request, body, **kwargs)
             except ValidationError as exc:

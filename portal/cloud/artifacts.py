@@ -19,13 +19,18 @@ from urllib.parse import unquote, urlsplit
 from cloudstate import validation
 from cloudstate.etcd import Compare, Delete, Put
 from cloudstate.model import Image, ImageObserved, InstanceObserved, InstanceSpec
-from portal.cloud import nodes, ownership, scheduler, store, urlcheck
+from cloudstate.vocabulary import ObjectKind
+from portal.accounts import audit
+from portal.accounts.actor import Actor
+from portal.accounts.models import AuditAction
+from portal.accounts.namespaces import require_open
+from portal.cloud import changes, nodes, ownership, scheduler, store, urlcheck
 from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
-from portal.events import log as eventlog
 
 Namespaces = frozenset[str] | None
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+KIND = ObjectKind.IMAGE
 
 
 @dataclass(frozen=True)
@@ -158,10 +163,25 @@ async def get(ref: str, namespaces: Namespaces) -> ImageRecord:
 # --- writing -------------------------------------------------------------------------
 
 
-async def cache(url: object, namespace: str, *, shared: bool = False, name: object = None,
-                actor: str | None = None) -> ImageRecord:
+async def cache(actor: Actor, url: object, namespace: str, *, shared: bool = False,
+                name: object = None) -> ImageRecord:
     """Fetch an image onto every hypervisor ahead of time. Asking again for
     the same URL in the same namespace returns the image already there."""
+    async with changes.changing(actor, AuditAction.CACHE, KIND, namespace=namespace,
+                                object_name=str(url or "")[:255],
+                                what=f"namespace {namespace}") as entry:
+        await require_open(namespace)
+        record, fresh = await _cache(url, namespace, shared=shared, name=name)
+        entry.object_id, entry.object_name = record.uuid, record.image.name
+    if fresh:
+        await changes.event(actor, KIND, record.uuid, "caching requested",
+                            url=record.image.source_url)
+    return record
+
+
+async def _cache(url: object, namespace: str, *, shared: bool,
+                 name: object) -> tuple[ImageRecord, bool]:
+    """(the image, whether it is new)."""
     url = validation.image_url(url, "url")
     await urlcheck.probe(url, "url")
     if shared and namespace != "system":
@@ -170,7 +190,7 @@ async def cache(url: object, namespace: str, *, shared: bool = False, name: obje
         image = record.image
         if image.namespace == namespace and image.kind == "image" \
                 and image.source_url == url and image.precache:
-            return record
+            return record, False
     wanted = validate_name(name) if name else default_name(url)
     etcd, keys = store.etcd(), store.keys()
     for attempt in range(20):
@@ -182,26 +202,30 @@ async def cache(url: object, namespace: str, *, shared: bool = False, name: obje
             [Compare.absent(name_key)],
             [Put(keys.image(image.uuid), image.to_json()), Put(name_key, image.uuid)])
         if result.succeeded:
-            break
+            return ImageRecord(image=image), True
         if name:
             raise Conflict(f"an image named {candidate!r} already exists in namespace "
                            f"{namespace!r}")
-    else:
-        raise Conflict(f"too many images are named like {wanted!r}; give a name")
-    await eventlog.record("image", image.uuid,
-                          f"caching requested{f' by {actor}' if actor else ''}",
-                          extra={"url": url, "actor": actor})
-    return ImageRecord(image=image)
+    raise Conflict(f"too many images are named like {wanted!r}; give a name")
 
 
-async def delete(record: ImageRecord, namespaces: Namespaces,
-                 actor: str | None = None) -> Image:
+async def delete(actor: Actor, record: ImageRecord) -> Image:
     """Forget an image; each node then drops its copy. Refused while an
     instance's disk still starts from it (its disk file is an overlay on it),
     and to anyone but its own namespace (a shared image is seen by all)."""
-    if namespaces is not None and record.image.namespace not in namespaces:
-        raise Forbidden(f"image {record.image.name} belongs to namespace "
-                        f"{record.image.namespace}, which alone may delete it")
+    namespace = record.image.namespace
+    async with audit.recording(actor, namespace, AuditAction.DELETE, KIND,
+                               object_id=record.uuid, object_name=record.image.name):
+        if not actor.can_read(namespace):
+            raise Forbidden(f"image {record.image.name} belongs to namespace "
+                            f"{namespace}, which alone may delete it")
+        actor.require_operate(namespace, f"image {record.uuid}")
+        image = await _mark_deleted(record)
+    await changes.event(actor, KIND, image.uuid, "deletion requested")
+    return image
+
+
+async def _mark_deleted(record: ImageRecord) -> Image:
     if record.used_by:
         shown = ", ".join(record.used_by[:5]) + (" ..." if len(record.used_by) > 5 else "")
         raise Conflict(f"image {record.image.name} is in use by {len(record.used_by)} "
@@ -213,9 +237,6 @@ async def delete(record: ImageRecord, namespaces: Namespaces,
     await etcd.txn([], [Put(keys.image(image.uuid), image.to_json()),
                         *([Delete(name_key)] if name_kv and name_kv.value.decode() == image.uuid
                           else [])])
-    await eventlog.record("image", image.uuid,
-                          f"deletion requested{f' by {actor}' if actor else ''}",
-                          extra={"actor": actor})
     return image
 
 

@@ -24,9 +24,11 @@ from cloudstate.model import (
     InterfaceSpec,
     NetworkObserved,
 )
-from portal.cloud import networks, store
+from cloudstate.vocabulary import EventType, ObjectKind
+from portal.accounts.actor import Actor
+from portal.accounts.models import AuditAction
+from portal.cloud import changes, networks, store
 from portal.cloud.errors import BadRequest, Conflict, InsufficientResources, NotFound
-from portal.events import log as eventlog
 
 Namespaces = frozenset[str] | None
 NO_ADDRESS = "none"
@@ -52,52 +54,7 @@ class Plan:
     puts: list[Put] = field(default_factory=list)
 
 
-# --- parsing ------------------------------------------------------------------------------
-
-
-def _as_bool(value: Any, field_name: str) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, bool):
-        return value
-    # -N float=true on Shaken Fist's command line arrives as a string.
-    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-        return value.lower() in ("true", "yes", "1")
-    raise validation.ValidationError(field_name, "must be true or false")
-
-
-def parse_nics(raw: Any) -> list[NicRequest]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise validation.ValidationError("network", "must be a list of network descriptions")
-    if len(raw) > netvalidation.MAX_INTERFACES:
-        raise validation.ValidationError(
-            "network", f"at most {netvalidation.MAX_INTERFACES} interfaces per instance"
-        )
-    nics = []
-    for index, item in enumerate(raw):
-        name = f"network[{index}]"
-        if not isinstance(item, dict):
-            raise validation.ValidationError(name, "must be an object with network_uuid")
-        ref = item.get("network_uuid")
-        if not isinstance(ref, str) or not ref.strip():
-            raise validation.ValidationError(f"{name}.network_uuid",
-                                             "must name a network (UUID or name)")
-        address = item.get("address")
-        if address is not None and not isinstance(address, str):
-            raise validation.ValidationError(f"{name}.address", "must be an IPv4 address")
-        if isinstance(address, str) and address.strip().lower() in ("", NO_ADDRESS):
-            address = NO_ADDRESS if address.strip() else None
-        mac = item.get("macaddress")
-        nics.append(NicRequest(
-            network=ref.strip(),
-            address=address.strip() if isinstance(address, str) else None,
-            macaddress=netvalidation.mac_address(mac, f"{name}.macaddress") if mac else None,
-            model=netvalidation.nic_model(item.get("model"), f"{name}.model"),
-            float=_as_bool(item.get("float"), f"{name}.float"),
-        ))
-    return nics
+# --- resolving what a create asks for ------------------------------------------------------
 
 
 async def resolve(nics: list[NicRequest], namespace: str) -> list[networks.NetworkRecord]:
@@ -211,6 +168,10 @@ class InterfaceRecord:
     spec: InterfaceSpec
     revision: int
 
+    @property
+    def uuid(self) -> str:
+        return self.spec.uuid
+
 
 async def get(uuid: str, namespaces: Namespaces) -> InterfaceRecord:
     try:
@@ -231,16 +192,34 @@ async def _instance_is_active(spec: InterfaceSpec) -> bool:
     return kv is not None and states.is_active(InstanceSpec.from_json(kv.value))
 
 
-async def _record_events(spec: InterfaceSpec, message: str, actor: str | None) -> None:
-    text = f"eth{spec.order}: {message}" + (f" by {actor}" if actor else "")
-    await eventlog.record("instance", spec.instance_uuid, text, type="mutate",
-                          extra={"interface": spec.uuid})
-    await eventlog.record("network", spec.network_uuid, f"interface {spec.uuid} {message}"
-                          + (f" by {actor}" if actor else ""), type="mutate")
+async def _record_events(actor: Actor, spec: InterfaceSpec, message: str) -> None:
+    await changes.event(actor, ObjectKind.INSTANCE, spec.instance_uuid,
+                        f"eth{spec.order}: {message}", type=EventType.MUTATE,
+                        interface=spec.uuid)
+    await changes.event(actor, ObjectKind.NETWORK, spec.network_uuid,
+                        f"interface {spec.uuid} {message}", type=EventType.MUTATE)
 
 
-async def float_interface(record: InterfaceRecord, actor: str | None = None) -> InterfaceSpec:
+async def float_interface(actor: Actor, record: InterfaceRecord) -> InterfaceSpec:
     """Give the interface an address from the floating pool (507 when none is left)."""
+    async with changes.changing(actor, AuditAction.FLOAT, ObjectKind.INTERFACE,
+                                namespace=record.spec.namespace, object_id=record.uuid):
+        floated = await _float(record)
+    await _record_events(actor, floated, f"floated at {floated.floating}")
+    return floated
+
+
+async def defloat_interface(actor: Actor, record: InterfaceRecord) -> InterfaceSpec:
+    """Take the floating address away. The network node releases it to the
+    pool once it has removed the address's NAT."""
+    async with changes.changing(actor, AuditAction.DEFLOAT, ObjectKind.INTERFACE,
+                                namespace=record.spec.namespace, object_id=record.uuid):
+        spec, address = await _defloat(record)
+    await _record_events(actor, spec, f"floating address {address} removed")
+    return spec
+
+
+async def _float(record: InterfaceRecord) -> InterfaceSpec:
     etcd, keys = store.etcd(), store.keys()
     spec = record.spec
     if spec.floating:
@@ -273,17 +252,16 @@ async def float_interface(record: InterfaceRecord, actor: str | None = None) -> 
         raise InsufficientResources(str(exc)) from exc
     except ipam.TooMuchContention as exc:
         raise Conflict(str(exc)) from exc
-    await _record_events(spec, f"floated at {floated['spec'].floating}", actor)
     return floated["spec"]
 
 
-async def defloat_interface(record: InterfaceRecord, actor: str | None = None) -> InterfaceSpec:
-    """Take the floating address away. The network node releases it to the
-    pool once it has removed the address's NAT."""
+async def _defloat(record: InterfaceRecord) -> tuple[InterfaceSpec, str]:
+    """(the interface without its floating address, the address it had)."""
     etcd, keys = store.etcd(), store.keys()
     current = record
     for _ in range(16):
-        if not current.spec.floating:
+        address = current.spec.floating
+        if not address:
             raise Conflict(f"interface {current.spec.uuid} has no floating address")
         spec = current.spec.replace(floating=None)
         result = await etcd.txn(
@@ -291,9 +269,7 @@ async def defloat_interface(record: InterfaceRecord, actor: str | None = None) -
             [Put(keys.interface(spec.uuid), spec.to_json())],
         )
         if result.succeeded:
-            await _record_events(spec, f"floating address {current.spec.floating} removed",
-                                 actor)
-            return spec
+            return spec, address
         current = await get(spec.uuid, None)
     raise Conflict("the interface kept changing; try again")
 

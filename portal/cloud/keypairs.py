@@ -14,12 +14,17 @@ import uuid as uuidlib
 from cloudstate import sshkeys, validation
 from cloudstate.etcd import Compare, Delete, Put
 from cloudstate.model import Keypair
-from portal.cloud import ownership, store
+from cloudstate.vocabulary import ObjectKind
+from portal.accounts.actor import Actor
+from portal.accounts.models import AuditAction
+from portal.accounts.namespaces import require_open
+from portal.cloud import changes, ownership, store
 from portal.cloud.errors import Conflict, NotFound
 
 Namespaces = frozenset[str] | None
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,62}$")
+KIND = ObjectKind.KEYPAIR
 
 
 def validate_name(value: object) -> str:
@@ -37,7 +42,17 @@ def validate_key(value: object) -> sshkeys.PublicKey:
         raise validation.ValidationError("public_key", str(exc)) from exc
 
 
-async def create(name: object, public_key: object, namespace: str) -> Keypair:
+async def create(actor: Actor, name: object, public_key: object, namespace: str) -> Keypair:
+    async with changes.changing(actor, AuditAction.CREATE, KIND, namespace=namespace,
+                                object_name=str(name or "")[:255],
+                                what=f"namespace {namespace}") as entry:
+        await require_open(namespace)
+        keypair = await _create(name, public_key, namespace)
+        entry.object_id = keypair.uuid
+    return keypair
+
+
+async def _create(name: object, public_key: object, namespace: str) -> Keypair:
     name = validate_name(name)
     key = validate_key(public_key)
     etcd, keys = store.etcd(), store.keys()
@@ -92,11 +107,14 @@ async def find(name: str, namespace: str) -> Keypair:
         "keypair", f"there is no keypair named {name!r} in namespace {namespace!r}")
 
 
-async def delete(keypair: Keypair) -> None:
+async def delete(actor: Actor, keypair: Keypair) -> None:
     """Instances made with the key keep it; only the namespace's copy goes."""
     keys = store.keys()
-    await store.etcd().txn([], [Delete(keys.keypair(keypair.uuid)),
-                                Delete(keys.keypair_name(keypair.namespace, keypair.name))])
+    async with changes.changing(actor, AuditAction.DELETE, KIND, namespace=keypair.namespace,
+                                object_id=keypair.uuid, object_name=keypair.name,
+                                what=f"keypair {keypair.name}"):
+        await store.etcd().txn([], [Delete(keys.keypair(keypair.uuid)),
+                                    Delete(keys.keypair_name(keypair.namespace, keypair.name))])
 
 
 async def _owned_keypairs(namespace: str) -> list[str]:

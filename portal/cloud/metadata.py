@@ -1,81 +1,87 @@
-"""Metadata ("tags" in the portal): small key/value pairs on an instance.
+"""Metadata ("tags" in the portal): small key/value pairs on an object.
 
-Shaken Fist keeps any JSON value under a key; its client sends ``tags``
-and ``affinity`` as parsed JSON and everything else as strings. Keys are
-path segments in the API, so they may not hold a slash.
+One implementation for every kind of object that keeps its metadata in its
+desired record in etcd (instances and networks): the same key rules and
+size limits (cloudstate.metadata), the same audit row and the same event.
+A new kind plugs in with its ``update`` function in ``_REWRITERS``.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, TypeVar
 
-from cloudstate import validation
-from portal.cloud import instances
+from cloudstate import metadata as rules
+from cloudstate.vocabulary import ObjectKind
+from portal.accounts.actor import Actor
+from portal.accounts.models import AuditAction
+from portal.cloud import changes, instances, networks
+from portal.cloud.changes import Later, given
 from portal.cloud.errors import NotFound
-from portal.cloud.instances import InstanceRecord
-from portal.events import log as eventlog
-
-MAX_KEYS = 64
-MAX_BYTES = 16 * 1024
-_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
 
 
-def validate_key(key: object) -> str:
-    if not isinstance(key, str) or not _KEY.match(key):
-        raise validation.ValidationError(
-            "key", f"{key!r} is not a valid metadata key: use 1-128 letters, digits and "
-                   ". _ : @ + -, starting with a letter or digit")
-    return key
+class _Spec(Protocol):
+    name: str
+    namespace: str
+    metadata: dict[str, Any]
+
+    def replace(self, **changes: Any) -> Any: ...
 
 
-def validate_value(value: Any) -> Any:
-    try:
-        encoded = json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise validation.ValidationError("value", f"must be JSON ({exc})") from exc
-    if len(encoded) > MAX_BYTES:
-        raise validation.ValidationError("value", f"is larger than {MAX_BYTES} bytes")
-    return value
+class Holder(Protocol):
+    """A record whose desired spec carries metadata."""
+
+    kind: ObjectKind
+
+    @property
+    def uuid(self) -> str: ...
+
+    @property
+    def spec(self) -> _Spec: ...
 
 
-def _check_size(metadata: dict[str, Any]) -> None:
-    if len(metadata) > MAX_KEYS:
-        raise validation.ValidationError("key", f"an instance may have at most {MAX_KEYS} "
-                                                "metadata keys")
-    if len(json.dumps(metadata)) > MAX_BYTES:
-        raise validation.ValidationError("value", f"an instance's metadata may take at most "
-                                                  f"{MAX_BYTES} bytes in all")
+H = TypeVar("H", bound=Holder)
+Rewriter = Callable[[Any, Callable[[Any], Any]], Awaitable[Any]]
+
+_REWRITERS: dict[ObjectKind, Rewriter] = {
+    ObjectKind.INSTANCE: instances.update,
+    ObjectKind.NETWORK: networks.update,
+}
 
 
-async def set_item(record: InstanceRecord, key: object, value: Any,
-                   actor: str | None = None) -> InstanceRecord:
-    key = validate_key(key)
-    value = validate_value(value)
+async def set_item(actor: Actor, record: H, key: object, value: Any | Later[Any]) -> H:
+    kind = record.kind
+    async with _changing(actor, record, AuditAction.SET_METADATA, key):
+        key = rules.validate_key(key)
+        value = rules.validate_value(given(value))
 
-    def change(current: InstanceRecord):  # type: ignore[no-untyped-def]
-        metadata = {**current.spec.metadata, key: value}
-        _check_size(metadata)
-        return current.spec.replace(metadata=metadata)
+        def change(current: H) -> Any:
+            spec = current.spec
+            return spec.replace(metadata=rules.with_item(spec.metadata, key, value, kind))
 
-    updated = await instances.update(record, change)
-    await eventlog.record("instance", record.uuid, f"metadata {key} set"
-                          + (f" by {actor}" if actor else ""),
-                          extra={"key": key, "value": value, "actor": actor})
+        updated = await _REWRITERS[kind](record, change)
+    await changes.event(actor, kind, record.uuid, f"metadata {key} set", key=key, value=value)
     return updated
 
 
-async def delete_item(record: InstanceRecord, key: str, actor: str | None = None
-                      ) -> InstanceRecord:
-    def change(current: InstanceRecord):  # type: ignore[no-untyped-def]
-        if key not in current.spec.metadata:
-            raise NotFound(f"instance {current.spec.name} has no metadata key {key!r}")
-        return current.spec.replace(
-            metadata={k: v for k, v in current.spec.metadata.items() if k != key})
+async def delete_item(actor: Actor, record: H, key: str) -> H:
+    kind = record.kind
 
-    updated = await instances.update(record, change)
-    await eventlog.record("instance", record.uuid, f"metadata {key} deleted"
-                          + (f" by {actor}" if actor else ""),
-                          extra={"key": key, "actor": actor})
+    def change(current: H) -> Any:
+        spec = current.spec
+        if key not in spec.metadata:
+            raise NotFound(f"{kind} {spec.name} has no metadata key {key!r}")
+        return spec.replace(metadata={k: v for k, v in spec.metadata.items() if k != key})
+
+    async with _changing(actor, record, AuditAction.DELETE_METADATA, key):
+        updated = await _REWRITERS[kind](record, change)
+    await changes.event(actor, kind, record.uuid, f"metadata {key} deleted", key=key)
     return updated
+
+
+def _changing(actor: Actor, record: Holder, action: AuditAction,
+              key: object) -> AbstractAsyncContextManager[Any]:
+    return changes.changing(actor, action, record.kind, namespace=record.spec.namespace,
+                            object_id=record.uuid, object_name=record.spec.name,
+                            detail=str(key)[:200])

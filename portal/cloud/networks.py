@@ -4,21 +4,24 @@ The portal reserves what must be unique (the VXLAN id, the name, the NAT
 address from the floating pool) in the same etcd transaction that writes the
 network, so a failed create leaves nothing behind. The network node builds
 it and reports; a deleted network's VXLAN id and addresses are released by
-the network node once it has torn everything down.
+the network node once it has torn everything down. Changes take the Actor
+asking for them (portal.cloud.changes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid as uuidlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 
 from cloudstate import ipam, netvalidation, states, validation
-from cloudstate.etcd import Compare, Delete, Put
+from cloudstate.etcd import Compare, Delete, KeyValue, Put
 from cloudstate.keys import FLOATING_POOL
 from cloudstate.model import (
     AddressReservation,
@@ -27,34 +30,51 @@ from cloudstate.model import (
     NetworkObserved,
     NetworkSpec,
 )
-from portal.cloud import ownership, refs, store
+from cloudstate.vocabulary import ObjectKind
+from portal.accounts.actor import Actor
+from portal.accounts.models import AuditAction
+from portal.accounts.namespaces import require_open
+from portal.cloud import changes, ownership, refs, store
+from portal.cloud.changes import Later, given
 from portal.cloud.errors import BadRequest, Conflict, InsufficientResources, NotFound
 from portal.cloud.refs import Namespaces, visible
-from portal.events import log as eventlog
 
 FLOATING_REF = "floating"
 _CREATE_ATTEMPTS = 16
-MAX_METADATA_KEYS = 64
-MAX_METADATA_BYTES = 16 * 1024
+KIND = ObjectKind.NETWORK
 
 
 @dataclass(frozen=True)
 class NetworkRequest:
-    name: str
-    netblock: str
-    namespace: str
+    """What a create asks for, as given: the service checks the name and
+    the netblock, whichever door it came through."""
+
+    name: object
+    netblock: object
     provide_dhcp: bool = True
     provide_nat: bool = True
     provide_dns: bool = False
-    actor: str | None = None  # who asked, for the event log
 
 
 @dataclass(frozen=True)
 class NetworkRecord:
+    kind: ClassVar[ObjectKind] = KIND
     spec: NetworkSpec
     observed: NetworkObserved | None
     interfaces: list[InterfaceSpec] = field(default_factory=list)
     revision: int = 0
+
+    @classmethod
+    def from_kvs(cls, spec_kv: KeyValue, observed_kv: KeyValue | None,
+                 interfaces: Iterable[InterfaceSpec] = ()) -> NetworkRecord:
+        """The record from its desired and observed keys, as etcd or a mirror
+        holds them (the revision is the desired record's)."""
+        return cls(
+            spec=NetworkSpec.from_json(spec_kv.value),
+            observed=NetworkObserved.from_json(observed_kv.value) if observed_kv else None,
+            interfaces=sorted(interfaces, key=lambda i: (i.created_at, i.instance_uuid, i.order)),
+            revision=spec_kv.mod_revision,
+        )
 
     @property
     def uuid(self) -> str:
@@ -91,50 +111,48 @@ def require_floating_pool() -> ipam.Pool:
     return pool
 
 
-# --- validation ---------------------------------------------------------------------------
+# --- writes -------------------------------------------------------------------------------
 
 
-def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise validation.ValidationError(key, "must be true or false")
-    return value
-
-
-def parse_request(body: dict[str, Any], namespace: str) -> NetworkRequest:
-    """A create request as Shaken Fist's client sends it (unknown keys ignored)."""
-    name = netvalidation.network_name(body.get("name"))
-    network = netvalidation.netblock(body.get("netblock"))
+def _checked(request: NetworkRequest) -> NetworkRequest:
+    """The request with its name and netblock checked (and the netblock in
+    its canonical form)."""
+    name = netvalidation.network_name(request.name)
+    network = netvalidation.netblock(request.netblock)
     pool = floating_pool()
     if pool is not None and network.overlaps(pool.network):
         raise validation.ValidationError(
             "netblock", f"{network} overlaps the cloud's floating network {pool.network}"
         )
-    return NetworkRequest(
-        name=name,
-        netblock=str(network),
-        namespace=namespace,
-        provide_dhcp=_flag(body, "provide_dhcp", True),
-        provide_nat=_flag(body, "provide_nat", True),
-        provide_dns=_flag(body, "provide_dns", False),
-    )
+    return dataclasses.replace(request, name=name, netblock=str(network))
 
 
-# --- writes -------------------------------------------------------------------------------
+async def create(actor: Actor, namespace: str,
+                 request: NetworkRequest | Later[NetworkRequest]) -> NetworkRecord:
+    """Make a network in ``namespace``, for an Actor who may operate there."""
+    async with changes.changing(actor, AuditAction.CREATE, KIND, namespace=namespace,
+                                object_name=str(request.name or "")[:255],
+                                what=f"namespace {namespace}") as entry:
+        await require_open(namespace)
+        wanted = given(request)
+        record = await _build(_checked(wanted), namespace)
+        entry.object_id = record.uuid
+    spec = record.spec
+    await changes.event(actor, KIND, spec.uuid, "created", netblock=spec.netblock,
+                        vxlan_id=spec.vxid, floating_gateway=spec.floating_gateway)
+    return record
 
 
-async def create(request: NetworkRequest) -> NetworkRecord:
+async def _build(request: NetworkRequest, namespace: str) -> NetworkRecord:
     etcd, keys = store.etcd(), store.keys()
-    name_key = keys.network_name(request.namespace, request.name)
+    name_key = keys.network_name(namespace, request.name)
     pool = floating_pool() if request.provide_nat else None
     network_uuid = str(uuidlib.uuid4())
     for _ in range(_CREATE_ATTEMPTS):
         if await etcd.get(name_key) is not None:
             raise Conflict(
                 f"a network named {request.name!r} already exists in namespace "
-                f"{request.namespace!r}"
+                f"{namespace!r}"
             )
         vxid = ipam.random_vxid()
         compares, ops = [Compare.absent(name_key)], []
@@ -159,7 +177,7 @@ async def create(request: NetworkRequest) -> NetworkRecord:
         spec = NetworkSpec(
             uuid=network_uuid,
             name=request.name,
-            namespace=request.namespace,
+            namespace=namespace,
             netblock=request.netblock,
             vxid=vxid,
             provide_dhcp=request.provide_dhcp,
@@ -172,29 +190,58 @@ async def create(request: NetworkRequest) -> NetworkRecord:
             compares, [Put(keys.network(spec.uuid), spec.to_json()), Put(name_key, spec.uuid), *ops]
         )
         if result.succeeded:
-            await eventlog.record("network", spec.uuid, _by("created", request.actor),
-                                  extra={"netblock": spec.netblock, "vxlan_id": spec.vxid,
-                                         "floating_gateway": gateway, "actor": request.actor})
             return NetworkRecord(spec=spec, observed=None, revision=result.revision)
     raise Conflict("too many networks are being created at once; try again")
 
 
-def _by(what: str, actor: str | None) -> str:
-    return f"{what} by {actor}" if actor else what
-
-
-async def delete(record: NetworkRecord, actor: str | None = None) -> NetworkRecord:
+async def delete(actor: Actor, record: NetworkRecord) -> NetworkRecord:
     """Ask for the network to go, once nothing active uses it.
 
     Interfaces of instances that are themselves being deleted don't block:
     the network waits for them ("delete-wait") and goes when they are gone.
     Interfaces of live instances do: the caller gets the list.
     """
+    async with changes.changing(actor, AuditAction.DELETE, KIND,
+                                namespace=record.spec.namespace, object_id=record.uuid,
+                                object_name=record.spec.name):
+        deleted, asked = await _mark_deleted(record)
+    if asked:
+        waiting = " (it waits for its instances being deleted)" if deleted.interfaces else ""
+        await changes.event(actor, KIND, record.uuid, "deletion asked for" + waiting)
+    return deleted
+
+
+async def delete_all(actor: Actor, scope: Namespaces, *, confirm: bool) -> list[str]:
+    """Delete every network of ``scope`` (None: every namespace) that nothing
+    active uses; networks still used by instances being deleted wait for them
+    (delete-wait). Refused before anything is deleted if the Actor may not
+    delete one of them; the ones still in use are named in a 409 at the end."""
+    changes.may_delete_all(actor, KIND, scope, confirm=confirm)
+    records = [r for r in await list_networks(scope) if r.spec.desired != "deleted"]
+    for record in records:
+        actor.require_operate(record.spec.namespace, f"network {record.uuid}")
+    deleted, unable = [], []
+    for record in records:
+        try:
+            await delete(actor, record)
+        except Conflict as exc:
+            unable.append(exc.message)
+        else:
+            deleted.append(record.uuid)
+    if unable:
+        done = f"deleted {len(deleted)} network{'s' if len(deleted) != 1 else ''}; " \
+            if deleted else ""
+        raise Conflict(done + "; ".join(unable))
+    return deleted
+
+
+async def _mark_deleted(record: NetworkRecord) -> tuple[NetworkRecord, bool]:
+    """(the record as it is now, whether this call asked for the delete)."""
     etcd, keys = store.etcd(), store.keys()
     current = record
     for _ in range(_CREATE_ATTEMPTS):
         if current.spec.desired == "deleted":
-            return current
+            return current, False
         fence = await etcd.get(keys.network_fence(current.uuid))
         interfaces = await interfaces_on(current.uuid)
         users = await _active_users(interfaces)
@@ -217,15 +264,20 @@ async def delete(record: NetworkRecord, actor: str | None = None) -> NetworkReco
              *([Delete(name_key)] if name_kv and name_kv.value.decode() == spec.uuid else [])],
         )
         if result.succeeded:
-            waiting = " (it waits for its instances being deleted)" if interfaces else ""
-            await eventlog.record("network", spec.uuid, _by("deletion asked for", actor) + waiting)
             return NetworkRecord(spec=spec, observed=current.observed, interfaces=interfaces,
-                                 revision=result.revision)
+                                 revision=result.revision), True
         found = await _load(record.uuid)
         if found is None:
             raise NotFound(f"network {record.uuid} not found")
         current = found
     raise Conflict("the network kept changing while it was being deleted; try again")
+
+
+async def update(record: NetworkRecord,
+                 change: Callable[[NetworkRecord], NetworkSpec]) -> NetworkRecord:
+    """Rewrite the desired record with ``change`` (see store.rewrite). The
+    caller is a service that has checked the Actor's role."""
+    return await store.rewrite(record, change, key=store.keys().network, load=_load, kind=KIND)
 
 
 async def purge(record: NetworkRecord) -> bool:
@@ -250,14 +302,6 @@ async def _active_users(interfaces: list[InterfaceSpec]) -> list[InstanceSpec]:
     return sorted(users.values(), key=lambda spec: spec.name)
 
 
-async def set_metadata(record: NetworkRecord, key: str, value: Any) -> None:
-    await _change_metadata(record, key, value, remove=False)
-
-
-async def delete_metadata(record: NetworkRecord, key: str) -> None:
-    await _change_metadata(record, key, None, remove=True)
-
-
 async def _owned_networks(namespace: str) -> list[str]:
     return [record.spec.name for record in await list_networks(frozenset({namespace}))]
 
@@ -266,43 +310,13 @@ async def _owned_networks(namespace: str) -> list[str]:
 ownership.register("networks", _owned_networks)
 
 
-async def _change_metadata(record: NetworkRecord, key: str, value: Any, *, remove: bool) -> None:
-    etcd, keys = store.etcd(), store.keys()
-    if not key or len(key) > 255:
-        raise validation.ValidationError("key", "must be 1-255 characters")
-    current = record
-    for _ in range(_CREATE_ATTEMPTS):
-        metadata = dict(current.spec.metadata)
-        if remove:
-            if key not in metadata:
-                raise NotFound(f"network {current.spec.name} has no metadata key {key!r}")
-            del metadata[key]
-        else:
-            metadata[key] = value
-        if len(metadata) > MAX_METADATA_KEYS or len(repr(metadata)) > MAX_METADATA_BYTES:
-            raise validation.ValidationError("metadata", "is too large")
-        spec = current.spec.replace(metadata=metadata)
-        result = await etcd.txn(
-            [Compare.unchanged_since(keys.network(spec.uuid), current.revision)],
-            [Put(keys.network(spec.uuid), spec.to_json())],
-        )
-        if result.succeeded:
-            return
-        found = await _load(record.uuid)
-        if found is None:
-            raise NotFound(f"network {record.uuid} not found")
-        current = found
-    raise Conflict("the network kept changing; try again")
-
-
 # --- reads --------------------------------------------------------------------------------
 
 
-
-
 async def interfaces_on(network_uuid: str) -> list[InterfaceSpec]:
-    found = [iface for iface in await all_interfaces() if iface.network_uuid == network_uuid]
-    return sorted(found, key=lambda i: (i.created_at, i.instance_uuid, i.order))
+    return sorted((iface for iface in await all_interfaces()
+                   if iface.network_uuid == network_uuid),
+                  key=lambda i: (i.created_at, i.instance_uuid, i.order))
 
 
 async def all_interfaces() -> list[InterfaceSpec]:
@@ -315,14 +329,7 @@ async def _load(uuid: str) -> NetworkRecord | None:
     spec_kv, observed_kv, interfaces = await asyncio.gather(
         etcd.get(keys.network(uuid)), etcd.get(keys.observed_network(uuid)), interfaces_on(uuid)
     )
-    if spec_kv is None:
-        return None
-    return NetworkRecord(
-        spec=NetworkSpec.from_json(spec_kv.value),
-        observed=NetworkObserved.from_json(observed_kv.value) if observed_kv else None,
-        interfaces=interfaces,
-        revision=spec_kv.mod_revision,
-    )
+    return None if spec_kv is None else NetworkRecord.from_kvs(spec_kv, observed_kv, interfaces)
 
 
 async def get(ref: str, namespaces: Namespaces) -> NetworkRecord:
@@ -350,20 +357,16 @@ async def list_networks(
     (spec_kvs, _), (observed_kvs, _), interfaces = await asyncio.gather(
         etcd.get_prefix(keys.networks), etcd.get_prefix(keys.observed_networks), all_interfaces()
     )
-    observed = {
-        kv.key.rsplit("/", 1)[-1]: NetworkObserved.from_json(kv.value) for kv in observed_kvs
-    }
+    observed = {kv.key.rsplit("/", 1)[-1]: kv for kv in observed_kvs}
     by_network: dict[str, list[InterfaceSpec]] = {}
     for iface in interfaces:
         by_network.setdefault(iface.network_uuid, []).append(iface)
-    records = [
-        NetworkRecord(spec=spec, observed=observed.get(spec.uuid),
-                      interfaces=sorted(by_network.get(spec.uuid, []),
-                                        key=lambda i: (i.created_at, i.order)),
-                      revision=kv.mod_revision)
-        for kv in spec_kvs
-        if visible((spec := NetworkSpec.from_json(kv.value)).namespace, namespaces)
-    ]
+    records = []
+    for kv in spec_kvs:
+        uuid = kv.key.rsplit("/", 1)[-1]
+        record = NetworkRecord.from_kvs(kv, observed.get(uuid), by_network.get(uuid, []))
+        if visible(record.spec.namespace, namespaces):
+            records.append(record)
     if not include_deleted:
         records = [r for r in records if r.state != states.DELETED]
     return sorted(records, key=lambda r: (r.spec.created_at, r.spec.uuid))

@@ -9,10 +9,14 @@ built, or the agent has not yet applied the previous action, the answer is
 from __future__ import annotations
 
 from cloudstate import power
-from portal.cloud import instances
+from portal.accounts.actor import Actor
+from portal.accounts.models import AuditAction
+from portal.cloud import changes, instances
 from portal.cloud.errors import BadRequest, Conflict, NotReady
-from portal.cloud.instances import InstanceRecord
-from portal.events import log as eventlog
+from portal.cloud.instances import KIND, InstanceRecord
+
+# The audit trail names power actions as the API's verbs do, whichever door.
+_VERBS = {intent: verb for verb, intent in power.API_ACTIONS.items()}
 
 
 def check(record: InstanceRecord, action: str) -> None:
@@ -38,19 +42,24 @@ def check(record: InstanceRecord, action: str) -> None:
         raise Conflict(f"cannot {label} instance {name}: {why}")
 
 
-async def request(record: InstanceRecord, action: str, actor: str | None = None
-                  ) -> InstanceRecord:
+def audit_action(action: str) -> str:
+    """The audit trail's name for a power action (an intent such as "off")."""
+    return AuditAction(_VERBS[action]) if action in _VERBS else action
+
+
+async def request(actor: Actor, record: InstanceRecord, action: str) -> InstanceRecord:
     """Record the intent; the instance's agent applies it."""
     def change(current: InstanceRecord):  # type: ignore[no-untyped-def]
         check(current, action)
         return current.spec.replace(power=current.spec.power.replace(
             generation=current.spec.power.generation + 1, action=action))
 
-    check(record, action)
-    updated = await instances.update(record, change)
-    who = f" by {actor}" if actor else ""
-    await eventlog.record("instance", record.uuid,
-                          f"{power.LABELS[action].lower()} requested{who}",
-                          extra={"action": action, "actor": actor,
-                                 "generation": updated.spec.power.generation})
+    async with changes.changing(actor, audit_action(action), KIND,
+                                namespace=record.spec.namespace, object_id=record.uuid,
+                                object_name=record.spec.name):
+        check(record, action)
+        updated = await instances.update(record, change)
+    await changes.event(actor, KIND, record.uuid,
+                        f"{power.LABELS[action].lower()} requested", action=action,
+                        generation=updated.spec.power.generation)
     return updated

@@ -12,10 +12,12 @@ import uuid as uuidlib
 
 from cloudstate.etcd import Compare, Put
 from cloudstate.model import Image
-from portal.cloud import store
+from cloudstate.vocabulary import ObjectKind
+from portal.accounts.actor import Actor
+from portal.accounts.models import AuditAction
+from portal.cloud import changes, store
 from portal.cloud.errors import BadRequest, Conflict, NotReady
-from portal.cloud.instances import InstanceRecord
-from portal.events import log as eventlog
+from portal.cloud.instances import KIND, InstanceRecord
 
 CONFIG_DRIVE = "vdb"
 
@@ -40,8 +42,27 @@ def devices_for(record: InstanceRecord, *, all_disks: bool, device: object) -> l
     return disks if all_disks else disks[:1]
 
 
-async def request(record: InstanceRecord, *, all_disks: bool = False, device: object = None,
-                  actor: str | None = None) -> list[Image]:
+async def request(actor: Actor, record: InstanceRecord, *, all_disks: bool = False,
+                  device: object = None) -> list[Image]:
+    """One snapshot image per disk asked for; the instance's node takes them."""
+    async with changes.changing(actor, AuditAction.SNAPSHOT, KIND,
+                                namespace=record.spec.namespace, object_id=record.uuid,
+                                object_name=record.spec.name) as entry:
+        images = await _record_images(record, all_disks=all_disks, device=device)
+        entry.detail = ", ".join(f"{image.device}: {image.uuid}" for image in images)
+    name = record.spec.name
+    await changes.event(actor, KIND, record.uuid,
+                        f"snapshot of {', '.join(i.device or '' for i in images)} requested",
+                        images=[i.uuid for i in images])
+    for image in images:
+        await changes.event(actor, ObjectKind.IMAGE, image.uuid,
+                            f"snapshot of {name} {image.device} requested",
+                            instance=record.uuid)
+    return images
+
+
+async def _record_images(record: InstanceRecord, *, all_disks: bool,
+                         device: object) -> list[Image]:
     name = record.spec.name
     if record.state in ("deleting", "deleted"):
         raise Conflict(f"cannot snapshot instance {name}: it is being deleted")
@@ -68,15 +89,5 @@ async def request(record: InstanceRecord, *, all_disks: bool = False, device: ob
                                           Put(keys.image_name(i.namespace, i.name), i.uuid))],
         )
         if result.succeeded:
-            break
-    else:
-        raise Conflict("too many snapshots of this instance at once; try again")
-    who = f" by {actor}" if actor else ""
-    await eventlog.record("instance", record.uuid,
-                          f"snapshot of {', '.join(devices)} requested{who}",
-                          extra={"images": [i.uuid for i in images], "actor": actor})
-    for image in images:
-        await eventlog.record("image", image.uuid,
-                              f"snapshot of {name} {image.device} requested{who}",
-                              extra={"instance": record.uuid, "actor": actor})
-    return images
+            return images
+    raise Conflict("too many snapshots of this instance at once; try again")

@@ -33,11 +33,10 @@ from cloudstate.consoles import (
     agent_path,
     new_session_id,
 )
-from portal.accounts import audit
 from portal.accounts.access import access_for_scope
 from portal.cloud import store
 from portal.cloud.errors import CloudError
-from portal.consoles import agent, tickets
+from portal.consoles import agent, changes, tickets
 from portal.consoles.access import console_target
 from portal.consoles.sessions import LocalSessions, SessionLease
 from portal.live.hub import hub
@@ -114,9 +113,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self._end(code=CLOSE_REFUSED, reason="the console ticket is not valid here")
             return
         # The ticket is a minute old at most, but memberships may have changed since.
+        access = await access_for_scope(self.scope)
         try:
-            record, read_only = await console_target(await access_for_scope(self.scope),
-                                                     self.uuid)
+            record, read_only = await console_target(access, self.uuid)
         except CloudError:
             await self._end(code=CLOSE_NOT_FOUND, reason="no such instance")
             return
@@ -146,11 +145,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             return
         local = await _local_sessions()
         local.add(lease.record.id, self._ended_elsewhere)
-        await audit.record(self.username, record.spec.namespace, "open", "console",
-                           object_id=self.uuid, object_name=record.spec.name,
-                           detail=f"{self.kind} console, session {lease.record.id}"
-                                  + (", read-only" if self.read_only else ""),
-                           source=audit.source_of(self.scope))
+        await changes.opened(access.actor(self.scope), lease.record)
         log.info("console session %s: %s opened the %s console of %s (read-only: %s)",
                  lease.record.id, self.username, self.kind, self.uuid, self.read_only)
         await self.send(text_data=json.dumps({

@@ -23,6 +23,7 @@ from cloudstate.consoles import ConsoleSession
 from cloudstate.etcd import Compare, Delete, Etcd, EtcdUnavailable, Put
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
+from cloudstate.vocabulary import ObjectKind
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,8 @@ class LocalSessions:
 
     def _on_changes(self, changes: list[Change]) -> None:
         for change in changes:
-            if change.new is None:
-                session_id = self._keys.uuid_of(change.key, self._keys.console_sessions)
-                ender = self._enders.pop(session_id, None) if session_id else None
+            found = self._keys.classify(change.key)
+            if change.new is None and found is not None and found.kind == ObjectKind.CONSOLE:
+                ender = self._enders.pop(found.uuid, None)
                 if ender is not None:
                     ender()

@@ -13,12 +13,11 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from cloudstate.consoles import KINDS, ConsoleSession
-from portal.accounts import audit
-from portal.accounts.access import access_for
+from cloudstate.consoles import KINDS
+from portal.accounts.access import access_for, actor_for
 from portal.cloud import store
-from portal.cloud.errors import CloudError, NotFound
-from portal.consoles import agent, sessions, tickets
+from portal.cloud.errors import CloudError, Forbidden, NotFound
+from portal.consoles import agent, changes, sessions, tickets
 from portal.consoles.access import console_target
 from portal.consoles.routing import socket_path
 from portal.live.hub import hub
@@ -92,17 +91,11 @@ async def session_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 async def session_end(request: HttpRequest, session_id: str) -> HttpResponse:
-    await _require_system_admin(request)
-    live = await hub()
-    kv = live.mirror.get(live.keys.console_session(session_id))
-    ended = await sessions.end(store.etcd(), store.keys(), session_id)
-    if ended and kv is not None:
-        record = ConsoleSession.from_json(kv.value)
-        user = await request.auser()
-        await audit.record(user, record.namespace, "end", "console", object_id=record.instance,
-                           object_name=record.instance_name,
-                           detail=f"{record.username}'s {record.kind} console, session "
-                                  f"{record.id}", source=audit.source_of(request))
+    _, actor = await actor_for(request)
+    try:
+        ended = await changes.end(actor, session_id)
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from None
     if ended:
         messages.success(request, "The console session was ended.")
     else:

@@ -21,6 +21,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from cloudstate.validation import ValidationError
+from cloudstate.vocabulary import EventType
 from portal.events.models import KINDS, TYPES, Event
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,13 @@ def group_name(kind: str, object_uuid: str) -> str:
 
 
 async def record(
-    kind: str, object_uuid: str, message: str, *, type: str = "audit",
+    kind: str, object_uuid: str, message: str, *, type: str = EventType.AUDIT,
     duration: float | None = None, extra: dict[str, Any] | None = None,
 ) -> Event:
     """Store an event that happened here, in the portal."""
     event = Event(
-        event_id=str(uuidlib.uuid4()), object_kind=kind, object_uuid=object_uuid, type=type,
+        event_id=str(uuidlib.uuid4()), object_kind=str(kind), object_uuid=object_uuid,
+        type=str(type),
         timestamp=time.time(), fqdn=PORTAL_FQDN, duration=duration, message=message[:MAX_MESSAGE],
         extra=extra,
     )

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from django.db import models
 
-KINDS = ("instance", "network", "node", "image")
-# Shaken Fist's event types; we use audit (someone asked for something),
-# mutate (something was changed), status (something was seen to change) and
-# usage/resources where they fit.
-TYPES = ("audit", "mutate", "status", "usage", "resources", "prune", "historic")
+from cloudstate.vocabulary import EVENT_KINDS, EventType
+
+KINDS: tuple[str, ...] = tuple(kind.value for kind in EVENT_KINDS)
+TYPES: tuple[str, ...] = tuple(kind.value for kind in EventType)
 
 
 class Event(models.Model):

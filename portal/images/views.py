@@ -15,9 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from cloudstate.validation import ValidationError
-from portal.accounts import audit
 from portal.accounts.access import Access, access_for
-from portal.accounts.namespaces import require_open
 from portal.cloud import artifacts
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.events.sections import events_context
@@ -64,13 +62,8 @@ async def image_cache(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         url = form.cleaned_data["url"].strip()
         try:
-            async with audit.recording(access, namespace, "cache", "image", object_name=url,
-                                       source=audit.source_of(request)) as entry:
-                await require_open(namespace)
-                record = await artifacts.cache(url, namespace,
-                                               name=form.cleaned_data["name"] or None,
-                                               actor=f"user {access.username}")
-                entry.object_id, entry.object_name = record.uuid, record.image.name
+            record = await artifacts.cache(access.actor(request), url, namespace,
+                                           name=form.cleaned_data["name"] or None)
         except ValidationError as exc:
             error = str(exc)
         except CloudError as exc:
@@ -112,15 +105,7 @@ async def image_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
 async def image_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, access = await _record_for(request, uuid)
     try:
-        async with audit.recording(access, record.image.namespace, "delete", "image",
-                                   object_id=record.uuid, object_name=record.image.name,
-                                   source=audit.source_of(request)):
-            # Shared images are seen by all, but only their own namespace deletes them.
-            if not access.can_read(record.image.namespace):
-                raise Forbidden(f"image {record.image.name} belongs to namespace "
-                                f"{record.image.namespace}, which alone may delete it")
-            access.require_operate(record.image.namespace, f"image {record.uuid}")
-            await artifacts.delete(record, None, actor=f"user {access.username}")
+        await artifacts.delete(access.actor(request), record)
     except Forbidden as exc:
         raise PermissionDenied(exc.message) from None
     except CloudError as exc:

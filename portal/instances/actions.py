@@ -18,8 +18,8 @@ from django.views.decorators.http import require_POST
 
 from cloudstate import power as power_rules
 from cloudstate.validation import ValidationError
-from portal.accounts import audit
-from portal.accounts.access import access_for
+from portal.accounts.access import actor_for
+from portal.accounts.actor import Actor
 from portal.cloud import instances, metadata, power, snapshots
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.cloud.instances import InstanceRecord
@@ -34,21 +34,18 @@ def _reply(request: HttpRequest, record: InstanceRecord, text: str, level: str) 
     return HttpResponseRedirect(reverse("instance-detail", args=[record.uuid]))
 
 
-async def _act(request: HttpRequest, uuid: UUID, name: str,
-               action: Callable[[InstanceRecord, str], Awaitable[str]]) -> HttpResponse:
-    """Run ``action`` for someone who may change the instance: 404 for one
-    who can't see it, 403 for a viewer; other refusals come back as a toast."""
-    access = await access_for(request)
+async def _act(request: HttpRequest, uuid: UUID,
+               action: Callable[[Actor, InstanceRecord], Awaitable[str]]) -> HttpResponse:
+    """Run ``action`` (a service call) as the person: 404 for one who can't
+    see the instance, 403 for one the service refuses; other refusals come
+    back as a toast."""
+    access, actor = await actor_for(request)
     try:
         record = await instances.get(str(uuid), access.visible)
     except NotFound:
         raise Http404("No such instance") from None
     try:
-        async with audit.recording(access, record.spec.namespace, name, "instance",
-                                   object_id=record.uuid, object_name=record.spec.name,
-                                   source=audit.source_of(request)):
-            access.require_operate(record.spec.namespace, f"instance {record.uuid}")
-            text = await action(record, f"user {access.username}")
+        text = await action(actor, record)
     except Forbidden as exc:
         raise PermissionDenied(exc.message) from None
     except ValidationError as exc:
@@ -64,12 +61,11 @@ async def power_action(request: HttpRequest, uuid: UUID, action: str) -> HttpRes
     if action not in power_rules.ALLOWED_FROM:
         raise Http404("No such action")
 
-    async def run(record: InstanceRecord, actor: str) -> str:
-        await power.request(record, action, actor)
+    async def run(actor: Actor, record: InstanceRecord) -> str:
+        await power.request(actor, record, action)
         return f"{power_rules.LABELS[action]}: sent to {record.spec.name}."
 
-    verb = {intent: verb for verb, intent in power_rules.API_ACTIONS.items()}[action]
-    return await _act(request, uuid, verb, run)
+    return await _act(request, uuid, run)
 
 
 @login_required
@@ -77,38 +73,41 @@ async def power_action(request: HttpRequest, uuid: UUID, action: str) -> HttpRes
 async def snapshot(request: HttpRequest, uuid: UUID) -> HttpResponse:
     device = request.POST.get("device") or None
 
-    async def run(record: InstanceRecord, actor: str) -> str:
-        taken = await snapshots.request(record, all_disks=device is None, device=device,
-                                        actor=actor)
+    async def run(actor: Actor, record: InstanceRecord) -> str:
+        taken = await snapshots.request(actor, record, all_disks=device is None, device=device)
         names = ", ".join(image.name for image in taken)
         return f"Taking a snapshot of {record.spec.name}: {names}."
 
-    return await _act(request, uuid, "snapshot", run)
+    return await _act(request, uuid, run)
+
+
+def _form_value(raw: str) -> object:
+    """A value typed into the form: one that reads as JSON (a list, an
+    object) is kept as such, anything else as the text it is."""
+    try:
+        return json.loads(raw) if raw.strip()[:1] in ("[", "{") else raw
+    except ValueError:
+        return raw
 
 
 @login_required
 @require_POST
 async def metadata_set(request: HttpRequest, uuid: UUID) -> HttpResponse:
     key = request.POST.get("key", "").strip()
-    raw = request.POST.get("value", "")
+    value = _form_value(request.POST.get("value", ""))
 
-    async def run(record: InstanceRecord, actor: str) -> str:
-        # A value that reads as JSON (a list, a number) is kept as such.
-        try:
-            value = json.loads(raw) if raw.strip()[:1] in ("[", "{") else raw
-        except ValueError:
-            value = raw
-        await metadata.set_item(record, key, value, actor)
+    async def run(actor: Actor, record: InstanceRecord) -> str:
+        await metadata.set_item(actor, record, key, value)
         return f"Set {key} on {record.spec.name}."
 
-    return await _act(request, uuid, "set-metadata", run)
+    return await _act(request, uuid, run)
 
 
 @login_required
 @require_POST
 async def metadata_delete(request: HttpRequest, uuid: UUID, key: str) -> HttpResponse:
-    async def run(record: InstanceRecord, actor: str) -> str:
-        await metadata.delete_item(record, key, actor)
+    async def run(actor: Actor, record: InstanceRecord) -> str:
+        await metadata.delete_item(actor, record, key)
         return f"Removed {key} from {record.spec.name}."
 
-    return await _act(request, uuid, "delete-metadata", run)
+    return await _act(request, uuid, run)

@@ -12,9 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cloudstate.validation import ValidationError
-from portal.accounts import audit
-from portal.accounts.access import access_for, namespace_choices
-from portal.accounts.namespaces import require_open
+from portal.accounts.access import access_for, actor_for, namespace_choices
 from portal.cloud import images, instances, keypairs, networks
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.events.sections import events_context
@@ -49,7 +47,7 @@ async def instance_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 async def instance_create(request: HttpRequest) -> HttpResponse:
-    access = await access_for(request)
+    access, actor = await actor_for(request)
     if not access.can_operate_here:
         raise PermissionDenied("Your role here is viewer: you may not create instances.")
     # With "All namespaces" chosen, the form asks which one.
@@ -73,19 +71,12 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
         namespace = data.get("namespace") or namespace
         ssh_key, keypair = form.ssh_key_and_keypair
         try:
-            async with audit.recording(access, namespace, "create", "instance",
-                                       object_name=data["name"],
-                                       source=audit.source_of(request)) as entry:
-                access.require_operate(namespace, f"namespace {namespace}")
-                await require_open(namespace)
-                record = await instances.create(instances.InstanceRequest(
-                    name=data["name"], cpus=data["cpus"], memory=data["memory"],
-                    disks=[instances.DiskRequest(size_gb=data["disk_size"], base=form.base)],
-                    namespace=namespace, ssh_key=ssh_key, keypair=keypair,
-                    user_data=data["user_data_b64"], actor=f"user {access.username}",
-                    networks=form.nics,
-                ))
-                entry.object_id = record.uuid
+            record = await instances.create(actor, namespace, instances.InstanceRequest(
+                name=data["name"], cpus=data["cpus"], memory=data["memory"],
+                disks=[instances.DiskRequest(size_gb=data["disk_size"], base=form.base)],
+                ssh_key=ssh_key, keypair=keypair, user_data=data["user_data_b64"],
+                networks=form.nics,
+            ))
         except ValidationError as exc:
             form.add_error(None, str(exc))
         except CloudError as exc:
@@ -124,13 +115,9 @@ async def instance_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @require_POST
 async def instance_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, _ = await _record_for(request, uuid)
-    access = await access_for(request)
+    _, actor = await actor_for(request)
     try:
-        async with audit.recording(access, record.spec.namespace, "delete", "instance",
-                                   object_id=record.uuid, object_name=record.spec.name,
-                                   source=audit.source_of(request)):
-            access.require_operate(record.spec.namespace, f"instance {record.uuid}")
-            await instances.delete(record, actor=f"user {access.username}")
+        await instances.delete(actor, record)
     except Forbidden as exc:
         raise PermissionDenied(exc.message) from None
     messages.success(request, f"Instance {record.spec.name} is being deleted.")

@@ -13,9 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cloudstate.validation import ValidationError
-from portal.accounts import audit
 from portal.accounts.access import access_for
-from portal.accounts.namespaces import require_open
 from portal.cloud import keypairs
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.web import arender
@@ -42,13 +40,8 @@ async def keypair_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         assert namespace is not None
         try:
-            async with audit.recording(access, namespace, "create", "keypair",
-                                       object_name=form.cleaned_data["name"],
-                                       source=audit.source_of(request)) as entry:
-                await require_open(namespace)
-                keypair = await keypairs.create(form.cleaned_data["name"],
-                                                form.cleaned_data["public_key"], namespace)
-                entry.object_id = keypair.uuid
+            keypair = await keypairs.create(access.actor(request), form.cleaned_data["name"],
+                                            form.cleaned_data["public_key"], namespace)
         except ValidationError as exc:
             form.add_error("public_key" if exc.field == "public_key" else "name", exc.message)
         except CloudError as exc:
@@ -71,11 +64,7 @@ async def keypair_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
     except NotFound:
         raise Http404("No such keypair") from None
     try:
-        async with audit.recording(access, keypair.namespace, "delete", "keypair",
-                                   object_id=keypair.uuid, object_name=keypair.name,
-                                   source=audit.source_of(request)):
-            access.require_operate(keypair.namespace, f"keypair {keypair.name}")
-            await keypairs.delete(keypair)
+        await keypairs.delete(access.actor(request), keypair)
     except Forbidden as exc:
         raise PermissionDenied(exc.message) from None
     messages.success(request, f"Keypair {keypair.name} deleted. Instances made with it "

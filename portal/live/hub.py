@@ -21,13 +21,13 @@ from django.conf import settings
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
-from cloudstate.model import InstanceObserved, InstanceSpec, InterfaceSpec
+from cloudstate.model import InstanceSpec, InterfaceSpec
+from cloudstate.vocabulary import ObjectKind
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
 
 log = logging.getLogger(__name__)
 
 INSTANCE_CHANGED = "instance.changed"
-NODES_CHANGED = "nodes.changed"
 IMAGE_CHANGED = "image.changed"
 NETWORK_CHANGED = "network.changed"
 READY_TIMEOUT = 10.0
@@ -41,7 +41,6 @@ class Hub:
         self.mirror = Mirror(self._etcd, self.keys.root,
                              resync_interval=settings.CLOUD.resync_interval)
         self._task: asyncio.Task[None] | None = None
-        self._janitor: asyncio.Task[None] | None = None
 
     # --- groups ----------------------------------------------------------------------
 
@@ -51,10 +50,6 @@ class Hub:
     @property
     def everything_group(self) -> str:
         return f"live.{self.id}.all"
-
-    @property
-    def nodes_group(self) -> str:
-        return f"live.{self.id}.nodes"
 
     @property
     def images_group(self) -> str:
@@ -71,19 +66,15 @@ class Hub:
 
     async def start(self) -> None:
         if self._task is None:
-            from portal.live import janitor  # it uses the hub's mirror
-
             self.mirror.subscribe(self._on_changes)
             self._task = asyncio.create_task(self.mirror.run(), name="live-hub")
-            self._janitor = asyncio.create_task(janitor.run(self), name="janitor")
         await asyncio.wait_for(self.mirror.ready.wait(), READY_TIMEOUT)
 
     async def stop(self) -> None:
-        for task in (self._task, self._janitor):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        self._task = self._janitor = None
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
         await self._etcd.close()
 
     # --- reading ---------------------------------------------------------------------
@@ -92,22 +83,22 @@ class Hub:
         spec_kv = self.mirror.get(self.keys.instance(uuid))
         if spec_kv is None:
             return None
-        observed_kv = self.mirror.get(self.keys.observed_instance(uuid))
-        return InstanceRecord(
-            spec=InstanceSpec.from_json(spec_kv.value),
-            observed=InstanceObserved.from_json(observed_kv.value) if observed_kv else None,
-            revision=spec_kv.mod_revision,
-        )
+        return InstanceRecord.from_kvs(spec_kv,
+                                       self.mirror.get(self.keys.observed_instance(uuid)))
 
-    def instances(self, namespaces: Namespaces) -> list[InstanceRecord]:
+    def all_instances(self) -> list[InstanceRecord]:
+        """Every instance record in the mirror, deleted ones included."""
         records = []
         for kv in self.mirror.items(self.keys.instances):
-            uuid = self.keys.uuid_of(kv.key, self.keys.instances)
-            record = self.instance(uuid) if uuid else None
-            if record and record.spec.desired != "deleted" \
-                    and visible(record.spec.namespace, namespaces):
-                records.append(record)
-        return sorted_records(records)
+            if found := self.keys.classify(kv.key):
+                observed = self.mirror.get(self.keys.observed_instance(found.uuid))
+                records.append(InstanceRecord.from_kvs(kv, observed))
+        return records
+
+    def instances(self, namespaces: Namespaces) -> list[InstanceRecord]:
+        return sorted_records(
+            record for record in self.all_instances()
+            if record.spec.desired != "deleted" and visible(record.spec.namespace, namespaces))
 
     # --- fan-out ---------------------------------------------------------------------
 
@@ -116,17 +107,19 @@ class Hub:
         touched: dict[str, str] = {}
         images: set[str] = set()
         networks: set[str] = set()
-        nodes_changed = False
         for change in changes:
-            if image_uuid := self._image_of(change.key):
-                images.add(image_uuid)
+            found = self.keys.classify(change.key)
+            if found is None:
                 continue
-            if network_uuids := self._networks_of(change):
-                networks.update(network_uuids)
-                continue
-            uuid = self.keys.uuid_of(change.key, self.keys.instances) or \
-                self.keys.uuid_of(change.key, self.keys.observed_instances)
-            if uuid:
+            kind, uuid = found
+            if kind == ObjectKind.IMAGE:
+                images.add(uuid)
+            elif kind == ObjectKind.NETWORK:
+                networks.add(uuid)
+            elif kind == ObjectKind.INTERFACE:
+                networks.update(InterfaceSpec.from_json(kv.value).network_uuid
+                                for kv in (change.old, change.new) if kv is not None)
+            elif kind == ObjectKind.INSTANCE:
                 # A removed spec is gone from the mirror; its old value still
                 # says whose it was.
                 spec_kv = self.mirror.get(self.keys.instance(uuid))
@@ -137,30 +130,15 @@ class Hub:
                     touched[uuid] = spec.namespace
                     # Its interfaces' state, shown on their networks' pages, follows it.
                     networks.update(self._networks_of_instance(spec))
-            elif change.key.startswith((self.keys.nodes, self.keys.alive)):
-                nodes_changed = True
         for uuid, namespace in touched.items():
             message = {"type": INSTANCE_CHANGED, "uuid": uuid}
             await layer.group_send(self.namespace_group(namespace), message)
             await layer.group_send(self.everything_group, message)
-        if nodes_changed:
-            await layer.group_send(self.nodes_group, {"type": NODES_CHANGED})
         for image_uuid in sorted(images):
             await layer.group_send(self.images_group, {"type": IMAGE_CHANGED, "uuid": image_uuid})
         for network_uuid in sorted(networks):
             await layer.group_send(self.networks_group,
                                    {"type": NETWORK_CHANGED, "uuid": network_uuid})
-
-    def _networks_of(self, change: Change) -> set[str]:
-        """The networks a change to a network or an interface concerns."""
-        keys = self.keys
-        if uuid := keys.uuid_of(change.key, keys.networks) or \
-                keys.uuid_of(change.key, keys.observed_networks):
-            return {uuid}
-        if keys.uuid_of(change.key, keys.interfaces):
-            return {InterfaceSpec.from_json(kv.value).network_uuid
-                    for kv in (change.old, change.new) if kv is not None}
-        return set()
 
     def _networks_of_instance(self, spec: InstanceSpec) -> set[str]:
         found = set()
@@ -169,14 +147,6 @@ class Hub:
             if kv is not None:
                 found.add(InterfaceSpec.from_json(kv.value).network_uuid)
         return found
-
-    def _image_of(self, key: str) -> str | None:
-        if uuid := self.keys.uuid_of(key, self.keys.images):
-            return uuid
-        if key.startswith(self.keys.observed_images):
-            node_and_uuid = key[len(self.keys.observed_images):]
-            return node_and_uuid.rsplit("/", 1)[-1] if "/" in node_and_uuid else None
-        return None
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

@@ -3,7 +3,8 @@
 Shaken Fist's client reads a deleted object back by UUID to see it
 "deleted", so records stay for a while (an hour, as Shaken Fist keeps them);
 after that they would only grow etcd. Every portal process sweeps now and
-then; purges are fenced transactions, so no leader is needed.
+then, from its live hub's mirror; purges are fenced transactions, so no
+leader is needed. The ASGI lifespan starts the sweeping (``run``).
 """
 
 from __future__ import annotations
@@ -12,15 +13,38 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
-from cloudstate.etcd import EtcdUnavailable
-from cloudstate.model import NetworkObserved, NetworkSpec
+from cloudstate.etcd import EtcdUnavailable, KeyValue
+from cloudstate.keys import Keys
+from cloudstate.mirror import Mirror
 from portal.cloud import instances, networks
-from portal.live.hub import Hub
+from portal.live.hub import hub
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Swept:
+    """One kind of object the janitor forgets."""
+
+    name: str  # for the log, plural
+    family: Callable[[Keys], str]  # the prefix of its desired records
+    observed: Callable[[Keys, str], str]  # the key of one's observed record
+    record: Callable[[KeyValue, KeyValue | None], Any]  # from_kvs
+    purge: Callable[[Any], Awaitable[bool]]
+
+
+_KINDS = (
+    _Swept("instances", lambda k: k.instances, Keys.observed_instance,
+           instances.InstanceRecord.from_kvs, instances.purge),
+    _Swept("networks", lambda k: k.networks, Keys.observed_network,
+           networks.NetworkRecord.from_kvs, networks.purge),
+)
 
 
 def due(record: instances.InstanceRecord | networks.NetworkRecord, now: float) -> bool:
@@ -29,43 +53,33 @@ def due(record: instances.InstanceRecord | networks.NetworkRecord, now: float) -
             and now - deleted_at > settings.DELETED_RETENTION)
 
 
-async def sweep(hub: Hub) -> int:
+async def sweep(mirror: Mirror, keys: Keys) -> int:
+    """Purge what is due; returns how many records went."""
     now = time.time()
-    purged = 0
-    for kv in hub.mirror.items(hub.keys.instances):
-        uuid = hub.keys.uuid_of(kv.key, hub.keys.instances)
-        record = hub.instance(uuid) if uuid else None
-        if record is not None and due(record, now) and await instances.purge(record):
-            purged += 1
-    if purged:
-        log.info("purged %d instances deleted more than %d s ago", purged,
-                 settings.DELETED_RETENTION)
-    return purged + await _sweep_networks(hub, now)
+    total = 0
+    for kind in _KINDS:
+        purged = 0
+        for kv in mirror.items(kind.family(keys)):
+            found = keys.classify(kv.key)
+            if found is None:
+                continue
+            record = kind.record(kv, mirror.get(kind.observed(keys, found.uuid)))
+            if due(record, now) and await kind.purge(record):
+                purged += 1
+        if purged:
+            log.info("purged %d %s deleted more than %d s ago", purged, kind.name,
+                     settings.DELETED_RETENTION)
+        total += purged
+    return total
 
 
-async def _sweep_networks(hub: Hub, now: float) -> int:
-    purged = 0
-    for kv in hub.mirror.items(hub.keys.networks):
-        spec = NetworkSpec.from_json(kv.value)
-        if spec.desired != "deleted":
-            continue
-        observed_kv = hub.mirror.get(hub.keys.observed_network(spec.uuid))
-        record = networks.NetworkRecord(
-            spec=spec, revision=kv.mod_revision,
-            observed=NetworkObserved.from_json(observed_kv.value) if observed_kv else None)
-        if due(record, now) and await networks.purge(record):
-            purged += 1
-    if purged:
-        log.info("purged %d networks deleted more than %d s ago", purged,
-                 settings.DELETED_RETENTION)
-    return purged
-
-
-async def run(hub: Hub) -> None:
+async def run() -> None:
+    """Sweep every JANITOR_INTERVAL, for as long as the portal runs."""
     while True:
         # Jitter keeps several portal processes from sweeping in step.
         await asyncio.sleep(settings.JANITOR_INTERVAL * random.uniform(0.8, 1.2))
         try:
-            await sweep(hub)
-        except EtcdUnavailable as exc:
+            live = await hub()
+            await sweep(live.mirror, live.keys)
+        except (EtcdUnavailable, TimeoutError) as exc:
             log.warning("janitor: etcd unavailable (%s)", exc)

@@ -5,7 +5,6 @@ refusal reads the same in both."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 from uuid import UUID
 
@@ -18,9 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from cloudstate import states
 from cloudstate.validation import ValidationError
-from portal.accounts import audit
-from portal.accounts.access import access_for
-from portal.accounts.namespaces import require_open
+from portal.accounts.access import access_for, actor_for
 from portal.cloud import instances, interfaces, networks
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.events.sections import events_context
@@ -46,7 +43,7 @@ async def network_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 async def network_create(request: HttpRequest) -> HttpResponse:
-    access = await access_for(request)
+    access, actor = await actor_for(request)
     namespace = access.current
     if namespace is None:
         messages.error(request, "Pick the namespace the network is for first (top bar).")
@@ -57,18 +54,10 @@ async def network_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            async with audit.recording(access, namespace, "create", "network",
-                                       object_name=data["name"],
-                                       source=audit.source_of(request)) as entry:
-                await require_open(namespace)
-                wanted = networks.parse_request({
-                    "name": data["name"], "netblock": data["netblock"],
-                    "provide_dhcp": data["provide_dhcp"], "provide_nat": data["provide_nat"],
-                    "provide_dns": data["provide_dns"],
-                }, namespace)
-                record = await networks.create(dataclasses.replace(
-                    wanted, actor=f"user {access.username}"))
-                entry.object_id = record.uuid
+            record = await networks.create(actor, namespace, networks.NetworkRequest(
+                name=data["name"], netblock=data["netblock"],
+                provide_dhcp=data["provide_dhcp"], provide_nat=data["provide_nat"],
+                provide_dns=data["provide_dns"]))
         except ValidationError as exc:
             form.add_error("netblock" if exc.field == "netblock" else None, str(exc))
         except CloudError as exc:
@@ -120,11 +109,7 @@ async def network_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
 async def network_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, access = await _network_for(request, uuid)
     try:
-        async with audit.recording(access, record.spec.namespace, "delete", "network",
-                                   object_id=record.uuid, object_name=record.spec.name,
-                                   source=audit.source_of(request)):
-            access.require_operate(record.spec.namespace, f"network {record.uuid}")
-            deleted = await networks.delete(record, f"user {access.username}")
+        deleted = await networks.delete(access.actor(request), record)
     except Forbidden as exc:
         raise PermissionDenied(exc.message) from None
     except CloudError as exc:
@@ -173,16 +158,12 @@ async def _change_float(request: HttpRequest, uuid: UUID, floating: bool) -> Htt
         record = await instances.get(found.spec.instance_uuid, access.visible)
     except NotFound:
         raise Http404("No such interface") from None
-    namespace = record.spec.namespace
-    if not access.can_operate(namespace):
-        raise PermissionDenied("Your role here is viewer: you may not change interfaces.")
+    change = interfaces.float_interface if floating else interfaces.defloat_interface
     error = None
     try:
-        async with audit.recording(access, namespace, "float" if floating else "defloat",
-                                   "interface", object_id=found.spec.uuid,
-                                   source=audit.source_of(request)):
-            change = interfaces.float_interface if floating else interfaces.defloat_interface
-            await change(found, f"user {access.username}")
+        await change(access.actor(request), found)
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from None
     except CloudError as exc:
         error = exc.message
     return await _interfaces_section(request, record, True, error)

@@ -12,8 +12,8 @@ from django.core import signing
 from django.utils import timezone
 
 from portal.accounts import audit, keys, people, throttle
-from portal.accounts.access import Access
-from portal.accounts.models import ApiKey, AuditEvent, LoginFailure, Namespace, PersonalToken
+from portal.accounts.actor import Actor
+from portal.accounts.models import ApiKey, AuditEvent, LoginFailure, Namespace, PersonalToken, Via
 from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,7 +51,8 @@ async def test_personal_tokens_expire_revoke_and_follow_their_person() -> None:
     from asgiref.sync import sync_to_async
 
     user = await sync_to_async(get_user_model().objects.create_user)("tok", password="x" * 12)
-    token, secret = await sync_to_async(people.create_token)(user, "t", 7)
+    person = Actor.own_account(user, None)
+    token, secret = await sync_to_async(people.create_token)(person, "t", 7)
     principal = await keys.principal_for_token(secret)
     assert principal.username == "tok" and principal.visible == frozenset()
     await PersonalToken.objects.filter(pk=token.pk).aupdate(
@@ -60,11 +61,11 @@ async def test_personal_tokens_expire_revoke_and_follow_their_person() -> None:
         await keys.principal_for_token(secret)
     await PersonalToken.objects.filter(pk=token.pk).aupdate(
         expires=timezone.now() + timedelta(days=1))
-    await sync_to_async(people.revoke_token)(user, token.pk)
+    await sync_to_async(people.revoke_token)(person, token.pk)
     with pytest.raises(Unauthenticated, match="revoked"):
         await keys.principal_for_token(secret)
     with pytest.raises(BadRequest, match="between 1 and 365 days"):
-        await sync_to_async(people.create_token)(user, "t", 10_000)
+        await sync_to_async(people.create_token)(person, "t", 10_000)
 
 
 def test_failed_logins_are_limited_per_account_and_per_address(settings) -> None:  # type: ignore[no-untyped-def]
@@ -90,27 +91,28 @@ def test_failed_logins_are_limited_per_account_and_per_address(settings) -> None
 
 
 async def test_audit_recording_names_the_outcome() -> None:
-    who = Access(memberships={"a": "viewer"}, username="vera")
+    who = Actor(name="vera", memberships={"a": "viewer"}, via=Via.API, address="127.0.0.1")
     with pytest.raises(Forbidden):
-        async with audit.recording(who, "a", "delete", "instance", object_id="u1",
-                                   source="127.0.0.1"):
+        async with audit.recording(who, "a", "delete", "instance", object_id="u1"):
             who.require_operate("a", "instance u1")
     with pytest.raises(NotFound):
-        async with audit.recording(who, "b", "delete", "instance", source=None):
+        async with audit.recording(who, "b", "delete", "instance"):
             who.require_operate("b", "instance u2")
-    async with audit.recording(who, "a", "look", "instance") as entry:
+    async with audit.recording(who, "a", "snapshot", "instance") as entry:
         entry.object_name = "web"
     events = [e async for e in AuditEvent.objects.order_by("id")]
     assert [(e.actor, e.outcome) for e in events] == [
         ("vera", "denied"), ("vera", "refused"), ("vera", "ok")]
     assert events[0].source == "127.0.0.1" and "viewer" in events[0].detail
+    assert {e.via for e in events} == {"api"}
     assert events[2].object_name == "web"
 
 
 def test_people_service_refusals() -> None:
     admin_user = get_user_model().objects.create_user("root", password="x" * 12)
     Namespace.objects.create(name="system")
-    boss = Access(memberships={"system": "admin"}, username="root")
+    boss = Actor(name="root", memberships={"system": "admin"}, via=Via.PAGE,
+                 user_id=admin_user.pk)
     people.set_membership(boss, "system", "root", "admin")
     with pytest.raises(Conflict):
         people.create_user(boss, "ROOT", "another-password-1")
@@ -121,13 +123,14 @@ def test_people_service_refusals() -> None:
     with pytest.raises(BadRequest, match="own account"):
         people.set_active(boss, admin_user.pk, False)
     with pytest.raises(Forbidden):
-        people.create_user(Access(memberships={"a": "admin"}, username="x"), "y", "pw-long-enough")
+        people.create_user(Actor(name="x", memberships={"a": "admin"}), "y", "pw-long-enough")
     assert not get_user_model().objects.filter(username="newbie").exists()
 
 
 async def test_audit_records_past_their_retention_are_pruned(settings) -> None:  # type: ignore[no-untyped-def]
     for object_id in ("i-old", "i-new"):
-        await audit.record("someone", "unit", "delete", "instance", object_id=object_id)
+        await audit.record(Actor(name="someone"), "unit", "delete", "instance",
+                           object_id=object_id)
     await AuditEvent.objects.filter(object_id="i-old").aupdate(
         when=timezone.now() - timedelta(days=40))
     settings.AUDIT_RETENTION_DAYS = 0  # forever

@@ -8,7 +8,8 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from django.urls import path
 
-from portal.accounts import audit, throttle
+from portal.accounts import throttle
+from portal.accounts.actor import address_of
 from portal.accounts.keys import authenticate_key
 from portal.api.framework import endpoint
 from portal.cloud.errors import TooManyRequests, Unauthenticated
@@ -18,7 +19,7 @@ from portal.cloud.errors import TooManyRequests, Unauthenticated
 async def auth(request: HttpRequest, body: dict) -> dict:
     namespace = body.get("namespace")
     account = f"api:{namespace}"[:200]
-    source = audit.source_of(request)
+    source = address_of(request)
     refusal = await sync_to_async(throttle.check)(account, source, per_account=False)
     if refusal is not None:
         raise TooManyRequests(refusal.message)

@@ -9,14 +9,11 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 from cloudstate import validation
-from cloudstate.consoles import consolelog_path
-from portal.accounts import audit
-from portal.accounts.keys import Principal
+from portal.accounts.actor import Actor
 from portal.api.framework import endpoint
-from portal.api.views.instances import visible_to
 from portal.cloud import instances
-from portal.cloud.errors import NotFound
-from portal.consoles import agent
+from portal.cloud.changes import Later
+from portal.consoles import logs
 
 DEFAULT_LENGTH = 10240
 MAX_LENGTH = 16 * 1024 * 1024
@@ -35,20 +32,12 @@ def _length(body: dict[str, Any]) -> int:
 
 
 @endpoint("GET", "DELETE")
-async def consoledata(request: HttpRequest, body: dict, principal: Principal, ref: str) -> Any:
-    record = await instances.get(ref, visible_to(principal))
-    if record.spec.desired == "deleted":
-        raise NotFound(f"instance {ref} is deleted; its console log went with it")
-    route = consolelog_path(record.uuid)
+async def consoledata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> Any:
+    record = await instances.get(ref, actor.visible)
     if request.method == "DELETE":
-        async with audit.recording(principal, record.spec.namespace, "clear-log", "instance",
-                                   object_id=record.uuid, object_name=record.spec.name,
-                                   source=audit.source_of(request)):
-            principal.require_operate(record.spec.namespace, f"instance {ref}")
-            await agent.request(record.spec.node, "DELETE", route)
+        await logs.clear(actor, record, ref=ref)
         return None
-    data = await agent.request(record.spec.node, "GET", route,
-                               params={"length": str(_length(body))})
+    data = await logs.read(record, Later(lambda: _length(body)), ref=ref)
     return HttpResponse(data, content_type="application/octet-stream")
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.urls import path
 
-from portal.accounts.keys import Principal
+from portal.accounts.actor import Actor
 from portal.api.framework import endpoint
-from portal.api.views.instances import visible_to
 from portal.cloud import artifacts, instances, nodes
 from portal.cloud.errors import Forbidden, NotFound
 from portal.events import log as eventlog
@@ -25,22 +24,22 @@ async def _events(kind: str, uuid: str, body: dict) -> list[dict]:
 
 
 @endpoint("GET")
-async def instance_events(request: HttpRequest, body: dict, principal: Principal,
+async def instance_events(request: HttpRequest, body: dict, actor: Actor,
                           ref: str) -> list:
-    record = await instances.get(ref, visible_to(principal))
+    record = await instances.get(ref, actor.visible)
     return await _events("instance", record.uuid, body)
 
 
 @endpoint("GET")
-async def artifact_events(request: HttpRequest, body: dict, principal: Principal,
+async def artifact_events(request: HttpRequest, body: dict, actor: Actor,
                           ref: str) -> list:
-    record = await artifacts.get(ref, visible_to(principal))
+    record = await artifacts.get(ref, actor.visible)
     return await _events("image", record.uuid, body)
 
 
 @endpoint("GET")
-async def node_events(request: HttpRequest, body: dict, principal: Principal, ref: str) -> list:
-    if not principal.is_system:
+async def node_events(request: HttpRequest, body: dict, actor: Actor, ref: str) -> list:
+    if not actor.is_system:
         raise Forbidden("only the system namespace may see nodes")
     if ref not in {record.info.name for record in await nodes.list_nodes()}:
         raise NotFound(f"node {ref} not found")

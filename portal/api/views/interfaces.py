@@ -5,41 +5,26 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.urls import path
 
-from portal.accounts import audit
-from portal.accounts.keys import Principal
+from portal.accounts.actor import Actor
 from portal.api.framework import endpoint
-from portal.api.views.instances import actor, visible_to
 from portal.cloud import interfaces
 
 
 @endpoint("GET")
-async def detail(request: HttpRequest, body: dict, principal: Principal, uuid: str) -> dict:
-    record = await interfaces.get(uuid, visible_to(principal))
+async def detail(request: HttpRequest, body: dict, actor: Actor, uuid: str) -> dict:
+    record = await interfaces.get(uuid, actor.visible)
     return (await interfaces.views([record.spec]))[0]
 
 
-async def _change(request: HttpRequest, principal: Principal, uuid: str, floating: bool) -> None:
-    record = await interfaces.get(uuid, visible_to(principal))
-    spec = record.spec
-    async with audit.recording(principal, spec.namespace, "float" if floating else "defloat",
-                               "interface", object_id=spec.uuid,
-                               source=audit.source_of(request)):
-        principal.require_operate(spec.namespace, f"interface {spec.uuid}")
-        change = interfaces.float_interface if floating else interfaces.defloat_interface
-        await change(record, actor(principal))
-
-
 @endpoint("POST")
-async def float_interface(request: HttpRequest, body: dict, principal: Principal,
-                          uuid: str) -> None:
-    await _change(request, principal, uuid, True)
+async def float_interface(request: HttpRequest, body: dict, actor: Actor, uuid: str) -> None:
+    await interfaces.float_interface(actor, await interfaces.get(uuid, actor.visible))
     return None
 
 
 @endpoint("POST")
-async def defloat_interface(request: HttpRequest, body: dict, principal: Principal,
-                            uuid: str) -> None:
-    await _change(request, principal, uuid, False)
+async def defloat_interface(request: HttpRequest, body: dict, actor: Actor, uuid: str) -> None:
+    await interfaces.defloat_interface(actor, await interfaces.get(uuid, actor.visible))
     return None
 
 

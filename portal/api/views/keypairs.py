@@ -8,39 +8,27 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import path
 
-from portal.accounts import audit
-from portal.accounts.keys import Principal
-from portal.accounts.namespaces import require_open
-from portal.api import shapes
+from portal.accounts.actor import Actor
+from portal.api import requests, shapes
 from portal.api.framework import endpoint
-from portal.api.views.instances import target_namespace, visible_to
 from portal.cloud import keypairs
 
 
 @endpoint("GET", "POST")
-async def collection(request: HttpRequest, body: dict, principal: Principal) -> Any:
+async def collection(request: HttpRequest, body: dict, actor: Actor) -> Any:
     if request.method == "POST":
-        namespace = await target_namespace(principal, body)
-        async with audit.recording(principal, namespace, "create", "keypair",
-                                   object_name=str(body.get("name", ""))[:255],
-                                   source=audit.source_of(request)) as entry:
-            principal.require_operate(namespace, f"namespace {namespace}")
-            await require_open(namespace)
-            keypair = await keypairs.create(body.get("name"), body.get("public_key"), namespace)
-            entry.object_id = keypair.uuid
+        namespace = await requests.namespace_of(actor, body)
+        keypair = await keypairs.create(actor, body.get("name"), body.get("public_key"),
+                                        namespace)
         return shapes.keypair(keypair)
-    return [shapes.keypair(k) for k in await keypairs.list_keypairs(visible_to(principal))]
+    return [shapes.keypair(k) for k in await keypairs.list_keypairs(actor.visible)]
 
 
 @endpoint("GET", "DELETE")
-async def detail(request: HttpRequest, body: dict, principal: Principal, ref: str) -> Any:
-    keypair = await keypairs.get(ref, visible_to(principal))
+async def detail(request: HttpRequest, body: dict, actor: Actor, ref: str) -> Any:
+    keypair = await keypairs.get(ref, actor.visible)
     if request.method == "DELETE":
-        async with audit.recording(principal, keypair.namespace, "delete", "keypair",
-                                   object_id=keypair.uuid, object_name=keypair.name,
-                                   source=audit.source_of(request)):
-            principal.require_operate(keypair.namespace, f"keypair {keypair.name}")
-            await keypairs.delete(keypair)
+        await keypairs.delete(actor, keypair)
     return shapes.keypair(keypair)
 
 

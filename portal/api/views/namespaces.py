@@ -12,66 +12,57 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import path
 
-from portal.accounts import audit
 from portal.accounts import namespaces as service
-from portal.accounts.keys import Principal
+from portal.accounts.actor import Actor
 from portal.api import shapes
 from portal.api.framework import endpoint
 
 
 @endpoint("GET", "POST")
-async def collection(request: HttpRequest, body: dict, principal: Principal) -> Any:
+async def collection(request: HttpRequest, body: dict, actor: Actor) -> Any:
     if request.method == "POST":
         created = await service.create_namespace(
-            principal, body.get("namespace"), key_name=body.get("key_name"),
-            key=body.get("key"), source=audit.source_of(request))
-        return shapes.namespace(await service.get_namespace(principal, created.name))
-    return [shapes.namespace(ns) for ns in await service.list_namespaces(principal)]
+            actor, body.get("namespace"), key_name=body.get("key_name"), key=body.get("key"))
+        return shapes.namespace(await service.get_namespace(actor, created.name))
+    return [shapes.namespace(ns) for ns in await service.list_namespaces(actor)]
 
 
 @endpoint("GET", "DELETE")
-async def detail(request: HttpRequest, body: dict, principal: Principal, namespace: str) -> Any:
+async def detail(request: HttpRequest, body: dict, actor: Actor, namespace: str) -> Any:
     if request.method == "DELETE":
-        await service.delete_namespace(principal, namespace, source=audit.source_of(request))
+        await service.delete_namespace(actor, namespace)
         return None
-    return shapes.namespace(await service.get_namespace(principal, namespace))
+    return shapes.namespace(await service.get_namespace(actor, namespace))
 
 
 @endpoint("POST", "PUT")
-async def keys(request: HttpRequest, body: dict, principal: Principal, namespace: str) -> str:
-    key, _ = await service.set_key(
-        principal, namespace, body.get("key_name"), body.get("key"),
-        source=audit.source_of(request), must_be_new=request.method == "POST",
-        must_exist=request.method == "PUT")
+async def keys(request: HttpRequest, body: dict, actor: Actor, namespace: str) -> str:
+    key = await service.set_key(actor, namespace, body.get("key_name"), body.get("key"),
+                                new=request.method == "POST")
     return key.name
 
 
 @endpoint("PUT", "DELETE")
-async def key_detail(request: HttpRequest, body: dict, principal: Principal, namespace: str,
+async def key_detail(request: HttpRequest, body: dict, actor: Actor, namespace: str,
                      key_name: str) -> Any:
     if request.method == "DELETE":
-        await service.delete_key(principal, namespace, key_name,
-                                 source=audit.source_of(request))
+        await service.delete_key(actor, namespace, key_name)
         return None
-    key, _ = await service.set_key(principal, namespace, key_name, body.get("key"),
-                                   source=audit.source_of(request), must_exist=True)
+    key = await service.set_key(actor, namespace, key_name, body.get("key"), new=False)
     return key.name
 
 
 @endpoint("GET")
-async def metadata(request: HttpRequest, body: dict, principal: Principal,
-                   namespace: str) -> dict:
-    return (await service.get_namespace(principal, namespace)).metadata
+async def metadata(request: HttpRequest, body: dict, actor: Actor, namespace: str) -> dict:
+    return (await service.get_namespace(actor, namespace)).metadata
 
 
 @endpoint("PUT", "DELETE")
-async def metadata_item(request: HttpRequest, body: dict, principal: Principal, namespace: str,
+async def metadata_item(request: HttpRequest, body: dict, actor: Actor, namespace: str,
                         key: str) -> dict:
     if request.method == "DELETE":
-        return await service.delete_metadata(principal, namespace, key,
-                                             source=audit.source_of(request))
-    return await service.set_metadata(principal, namespace, key, body.get("value"),
-                                      source=audit.source_of(request))
+        return await service.delete_metadata(actor, namespace, key)
+    return await service.set_metadata(actor, namespace, key, body.get("value"))
 
 
 routes = [

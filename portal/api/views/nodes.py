@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.urls import path
 
-from portal.accounts.keys import Principal
+from portal.accounts.actor import Actor
 from portal.api import shapes
 from portal.api.framework import endpoint
 from portal.cloud import nodes
@@ -13,15 +13,15 @@ from portal.cloud.errors import Forbidden, NotFound
 
 
 @endpoint("GET")
-async def node_list(request: HttpRequest, body: dict, principal: Principal) -> list:
-    if not principal.is_system:
+async def node_list(request: HttpRequest, body: dict, actor: Actor) -> list:
+    if not actor.is_system:
         raise Forbidden("only the system namespace may list nodes")
     return [shapes.node(record) for record in await nodes.list_nodes()]
 
 
 @endpoint("GET")
-async def node_detail(request: HttpRequest, body: dict, principal: Principal, ref: str) -> dict:
-    if not principal.is_system:
+async def node_detail(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict:
+    if not actor.is_system:
         raise Forbidden("only the system namespace may see nodes")
     for record in await nodes.list_nodes():
         if record.info.name == ref:

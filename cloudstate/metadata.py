@@ -1,0 +1,53 @@
+"""The rules for metadata, the same for every kind of object that has it
+(instances, networks, namespaces; artifacts, interfaces and nodes next).
+
+Shaken Fist keeps any JSON value under a key; its client sends ``tags``
+and ``affinity`` as parsed JSON and everything else as strings. Keys are
+path segments in the API, so they may not hold a slash.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from cloudstate.validation import ValidationError
+
+MAX_KEYS = 64
+MAX_BYTES = 16 * 1024
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
+
+
+def validate_key(key: object) -> str:
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise ValidationError(
+            "key", f"{key!r} is not a valid metadata key: use 1-128 letters, digits and "
+                   ". _ : @ + -, starting with a letter or digit")
+    return key
+
+
+def validate_value(value: Any) -> Any:
+    try:
+        encoded = json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("value", f"must be JSON ({exc})") from exc
+    if len(encoded) > MAX_BYTES:
+        raise ValidationError("value", f"is larger than {MAX_BYTES} bytes")
+    return value
+
+
+def with_item(metadata: dict[str, Any], key: str, value: Any, kind: str) -> dict[str, Any]:
+    """``metadata`` with ``key`` set, refused if the whole grows too large."""
+    changed = {**metadata, key: value}
+    if len(changed) > MAX_KEYS:
+        raise ValidationError("key", f"{_article(kind)} {kind} may have at most {MAX_KEYS} "
+                                     "metadata keys")
+    if len(json.dumps(changed)) > MAX_BYTES:
+        raise ValidationError("value", f"{_article(kind)} {kind}'s metadata may take at most "
+                                       f"{MAX_BYTES} bytes in all")
+    return changed
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"

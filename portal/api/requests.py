@@ -1,0 +1,217 @@
+"""What the API's request bodies mean: Shaken Fist's shapes read into the
+services' requests, each field checked with a message naming it (a 400).
+Unknown keys are ignored. The pages build the same requests from their
+forms; the rules both must obey are the services' own.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from cloudstate import netvalidation, sshkeys, validation
+from cloudstate.validation import ValidationError
+from portal.accounts.actor import Actor
+from portal.accounts.models import Namespace
+from portal.cloud import interfaces, networks
+from portal.cloud.errors import BadRequest, NotFound
+from portal.cloud.instances import (
+    MAX_SSH_KEY_BYTES,
+    MAX_USER_DATA_BYTES,
+    DiskRequest,
+    InstanceRequest,
+)
+from portal.cloud.refs import Namespaces
+
+_TRUE_WORDS = ("true", "yes", "1")
+_FALSE_WORDS = ("false", "no", "0")
+
+
+def flag(value: Any, field: str, *, default: bool, words: bool = False) -> bool:
+    """A true/false field; absent or null is ``default``. ``words`` also
+    takes "true"/"false" (yes/no, 1/0) as text, for the fields Shaken Fist's
+    command line sends as strings (``-N float=true``)."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if words and isinstance(value, str) and value.lower() in _TRUE_WORDS + _FALSE_WORDS:
+        return value.lower() in _TRUE_WORDS
+    raise ValidationError(field, "must be true or false")
+
+
+# --- where a request acts ----------------------------------------------------------------------
+
+
+async def namespace_of(actor: Actor, body: dict[str, Any]) -> str:
+    """The namespace a request acts in: the one it names, else the caller's own."""
+    wanted = body.get("namespace") or actor.namespace
+    if not wanted:
+        raise BadRequest("namespace: you belong to no namespace; name one")
+    if not isinstance(wanted, str) or not actor.can_read(wanted) \
+            or not await Namespace.objects.filter(name=wanted).aexists():
+        raise NotFound(f"namespace {wanted} not found")
+    return wanted
+
+
+async def listing_scope(actor: Actor, body: dict[str, Any]) -> Namespaces:
+    """What a list shows: the namespace the body names, else all the caller sees."""
+    if body.get("namespace"):
+        return frozenset({await namespace_of(actor, body)})
+    return actor.visible
+
+
+async def deleting_scope(actor: Actor, body: dict[str, Any]) -> Namespaces:
+    """What a "delete all" covers: the namespace asked for (or the caller's
+    own); everything for a member of system who names none."""
+    namespace = await namespace_of(actor, body)
+    return None if actor.is_system and not body.get("namespace") else frozenset({namespace})
+
+
+# --- instances ---------------------------------------------------------------------------------
+
+
+def user_data(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("user_data", "must be base64 text")
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationError("user_data", f"is not valid base64 ({exc})") from exc
+    if len(decoded) > MAX_USER_DATA_BYTES:
+        raise ValidationError(
+            "user_data", f"is {len(decoded)} bytes; the limit is {MAX_USER_DATA_BYTES}"
+        )
+    return value
+
+
+def ssh_key(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value) > MAX_SSH_KEY_BYTES:
+        raise ValidationError("ssh_key", "must be an ssh public key")
+    try:
+        return sshkeys.parse(value).line
+    except sshkeys.BadKey as exc:
+        raise ValidationError("ssh_key", str(exc)) from exc
+
+
+def disks(raw: Any) -> list[DiskRequest]:
+    if not isinstance(raw, list) or not raw:
+        raise ValidationError("disk", "at least one disk is required")
+    if len(raw) > validation.MAX_DISKS:
+        raise ValidationError("disk", f"at most {validation.MAX_DISKS} disks")
+    found = []
+    for index, item in enumerate(raw):
+        field_name = f"disk[{index}]"
+        if not isinstance(item, dict):
+            raise ValidationError(field_name, "must be an object")
+        kind = item.get("type") or "disk"
+        if kind not in ("disk", "cdrom"):
+            raise ValidationError(f"{field_name}.type", "must be disk or cdrom")
+        bus = item.get("bus") or "virtio"
+        if kind == "disk" and bus != "virtio":
+            raise ValidationError(f"{field_name}.bus", "only virtio disks are offered")
+        base = item.get("base")
+        if base is not None and not isinstance(base, str):
+            raise ValidationError(f"{field_name}.base", "must be a string")
+        if kind == "cdrom" and not base:
+            raise ValidationError(f"{field_name}.base", "a cdrom needs an image")
+        size = item.get("size")
+        size_gb = 1 if size is None and kind == "cdrom" else validation.disk_gb(
+            size, f"{field_name}.size"
+        )
+        found.append(DiskRequest(size_gb=size_gb, base=base or None, bus=bus, type=kind))
+    return found
+
+
+def nics(raw: Any) -> list[interfaces.NicRequest]:
+    """Shaken Fist's netdescs (``network``), checked."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValidationError("network", "must be a list of network descriptions")
+    if len(raw) > netvalidation.MAX_INTERFACES:
+        raise ValidationError(
+            "network", f"at most {netvalidation.MAX_INTERFACES} interfaces per instance"
+        )
+    found = []
+    for index, item in enumerate(raw):
+        name = f"network[{index}]"
+        if not isinstance(item, dict):
+            raise ValidationError(name, "must be an object with network_uuid")
+        ref = item.get("network_uuid")
+        if not isinstance(ref, str) or not ref.strip():
+            raise ValidationError(f"{name}.network_uuid", "must name a network (UUID or name)")
+        address = item.get("address")
+        if address is not None and not isinstance(address, str):
+            raise ValidationError(f"{name}.address", "must be an IPv4 address")
+        if isinstance(address, str) and address.strip().lower() in ("", interfaces.NO_ADDRESS):
+            address = interfaces.NO_ADDRESS if address.strip() else None
+        mac = item.get("macaddress")
+        found.append(interfaces.NicRequest(
+            network=ref.strip(),
+            address=address.strip() if isinstance(address, str) else None,
+            macaddress=netvalidation.mac_address(mac, f"{name}.macaddress") if mac else None,
+            model=netvalidation.nic_model(item.get("model"), f"{name}.model"),
+            float=flag(item.get("float"), f"{name}.float", default=False, words=True),
+        ))
+    return found
+
+
+def instance_request(body: dict[str, Any]) -> InstanceRequest:
+    """A create request as Shaken Fist's client sends it."""
+    configdrive = body.get("configdrive") or "openstack-disk"
+    if configdrive not in ("openstack-disk", "none"):
+        raise ValidationError("configdrive", "must be openstack-disk or none")
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ValidationError("metadata", "must be an object")
+    video = body.get("video") or {"model": "cirrus", "memory": 16384}
+    if not isinstance(video, dict):
+        raise ValidationError("video", "must be an object")
+    placed_on = body.get("placed_on")
+    if placed_on is not None and not isinstance(placed_on, str):
+        raise ValidationError("placed_on", "must be a node name")
+    keypair = body.get("keypair") or None
+    if keypair is not None and not isinstance(keypair, str):
+        raise ValidationError("keypair", "must be the name of a keypair")
+    return InstanceRequest(
+        name=validation.hostname(body.get("name")),
+        cpus=validation.cpus(body.get("cpus")),
+        memory=validation.memory_mib(body.get("memory")),
+        disks=disks(body.get("disk")),
+        ssh_key=ssh_key(body.get("ssh_key")),
+        user_data=user_data(body.get("user_data")),
+        metadata=metadata,
+        video=video,
+        configdrive=configdrive,
+        placed_on=placed_on,
+        keypair=keypair,
+        networks=nics(body.get("network")),
+    )
+
+
+# --- networks and metadata ---------------------------------------------------------------------
+
+
+def network_request(body: dict[str, Any]) -> networks.NetworkRequest:
+    """A create request as Shaken Fist's client sends it; the service checks
+    the name and the netblock."""
+    return networks.NetworkRequest(
+        name=body.get("name"),
+        netblock=body.get("netblock"),
+        provide_dhcp=flag(body.get("provide_dhcp"), "provide_dhcp", default=True),
+        provide_nat=flag(body.get("provide_nat"), "provide_nat", default=True),
+        provide_dns=flag(body.get("provide_dns"), "provide_dns", default=False),
+    )
+
+
+def metadata_value(body: dict[str, Any]) -> Any:
+    """The value of PUT .../metadata/<key>: any JSON, null included, but given."""
+    if "value" not in body:
+        raise BadRequest("value: missing; send {\"value\": ...}")
+    return body["value"]

@@ -1,0 +1,204 @@
+"""The namespaces admin pages: the list (and creating one), a namespace with
+its members and keys, deleting one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from portal.accounts import keys, people
+from portal.accounts import namespaces as service
+from portal.accounts.access import Access, actor_for
+from portal.accounts.models import ApiKey, Namespace
+from portal.cloud import ownership
+from portal.cloud.errors import CloudError
+from portal.manage.common import ROLE_CHOICES, act, admin_of, http, manager
+from portal.manage.forms import KeyForm, MemberForm, NamespaceForm
+from portal.web import arender
+
+
+@login_required
+@require_GET
+async def manage_home(request: HttpRequest) -> HttpResponse:
+    await manager(request)
+    return HttpResponseRedirect(reverse("namespace-admin-list"))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+async def namespace_list(request: HttpRequest) -> HttpResponse:
+    access = await manager(request)
+    form = NamespaceForm(request.POST or None)
+    if request.method == "POST":
+        if not access.is_system_admin:
+            raise PermissionDenied("Only admins of the system namespace may create namespaces.")
+        if form.is_valid():
+            try:
+                created = await service.create_namespace(access.actor(request),
+                                                         form.cleaned_data["name"])
+            except CloudError as exc:
+                form.add_error("name", exc.message)
+            else:
+                messages.success(request, f"Namespace {created.name} is created.")
+                return HttpResponseRedirect(reverse("namespace-admin", args=[created.name]))
+    queryset = Namespace.objects.annotate(
+        member_count=Count("memberships", distinct=True), key_count=Count("keys", distinct=True))
+    if access.administered is not None:
+        queryset = queryset.filter(name__in=access.administered)
+    rows = [ns async for ns in queryset]
+    return await arender(request, "manage/namespaces.html", {
+        "rows": rows, "form": form, "can_create": access.is_system_admin, "tab": "namespaces",
+    }, status=400 if form.errors else 200)
+
+
+async def _namespace_page(request: HttpRequest, access: Access, namespace: Namespace,
+                          **extra: Any) -> HttpResponse:
+    key_form = extra.pop("key_form", None) or KeyForm()
+    status = extra.pop("status", 200)
+    owned = await ownership.owned_by(namespace.name)
+    key_rows = [k async for k in ApiKey.objects.filter(namespace=namespace)]
+    members = await sync_to_async(people.members)(access, namespace.name)
+    return await arender(request, "manage/namespace.html", {
+        "namespace": namespace, "owned": owned, "owned_text": ownership.describe(owned),
+        "keys": key_rows, "members": members, "member_form": MemberForm(),
+        "key_form": key_form, "role_choices": ROLE_CHOICES,
+        "can_delete": access.is_system_admin and not namespace.is_system,
+        "api_url": request.build_absolute_uri("/api"), "tab": "namespaces", **extra,
+    }, status=status)
+
+
+@login_required
+@require_GET
+async def namespace_detail(request: HttpRequest, namespace: str) -> HttpResponse:
+    access, found = await admin_of(request, namespace)
+    return await _namespace_page(request, access, found)
+
+
+@login_required
+@require_POST
+async def namespace_delete(request: HttpRequest, namespace: str) -> HttpResponse:
+    _, actor = await actor_for(request)
+    try:
+        await service.delete_namespace(actor, namespace)
+    except CloudError as exc:
+        http(exc)
+        messages.error(request, exc.message)
+        return HttpResponseRedirect(reverse("namespace-admin", args=[namespace]))
+    messages.success(request, f"Namespace {namespace} is deleted.")
+    return HttpResponseRedirect(reverse("namespace-admin-list"))
+
+
+@login_required
+@require_POST
+async def namespace_key_create(request: HttpRequest, namespace: str) -> HttpResponse:
+    access, found = await admin_of(request, namespace)
+    form = KeyForm(request.POST)
+    if form.is_valid():
+        secret = keys.generate_secret()
+        try:
+            key = await service.set_key(access.actor(request), namespace,
+                                        form.cleaned_data["key_name"], secret, new=True)
+        except CloudError as exc:
+            http(exc)
+            form.add_error("key_name", exc.message)
+        else:
+            return await _namespace_page(request, access, found, new_key=key.name,
+                                         new_secret=secret)
+    return await _namespace_page(request, access, found, key_form=form, status=400)
+
+
+@login_required
+@require_POST
+async def namespace_key_rotate(request: HttpRequest, namespace: str,
+                               key_name: str) -> HttpResponse:
+    access, found = await admin_of(request, namespace)
+    secret = keys.generate_secret()
+    try:
+        key = await service.set_key(access.actor(request), namespace, key_name, secret,
+                                    new=False)
+    except CloudError as exc:
+        http(exc)
+        raise
+    return await _namespace_page(request, access, found, new_key=key.name, new_secret=secret,
+                                 rotated=True)
+
+
+@login_required
+@require_POST
+async def namespace_key_delete(request: HttpRequest, namespace: str,
+                               key_name: str) -> HttpResponse:
+    _, actor = await actor_for(request)
+    return await act(
+        request, reverse("namespace-admin", args=[namespace]),
+        f"Key {key_name} is deleted; tokens issued from it no longer work.",
+        lambda: service.delete_key(actor, namespace, key_name))
+
+
+async def _members_section(request: HttpRequest, access: Access, namespace: Namespace,
+                           error: str | None) -> HttpResponse:
+    """The members table: an htmx partial, after a change or on its own;
+    without htmx, back to the namespace's page."""
+    if not request.htmx:  # type: ignore[attr-defined]
+        if error:
+            messages.error(request, error)
+        return HttpResponseRedirect(reverse("namespace-admin", args=[namespace.name]))
+    members = await sync_to_async(people.members)(access, namespace.name)
+    return await arender(request, "manage/_members.html", {
+        "namespace": namespace, "members": members, "member_form": MemberForm(),
+        "role_choices": ROLE_CHOICES, "error": error,
+    }, status=400 if error else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+async def namespace_members(request: HttpRequest, namespace: str) -> HttpResponse:
+    """The members table: an htmx partial, also the target of its forms."""
+    access, found = await admin_of(request, namespace)
+    if request.method != "POST":
+        members = await sync_to_async(people.members)(access, namespace)
+        return await arender(request, "manage/_members.html", {
+            "namespace": found, "members": members, "member_form": MemberForm(),
+            "role_choices": ROLE_CHOICES, "error": None,
+        })
+    error = None
+    form = MemberForm(request.POST)
+    if form.is_valid():
+        try:
+            await sync_to_async(people.set_membership)(
+                access.actor(request), namespace, form.cleaned_data["username"],
+                form.cleaned_data["role"])
+        except CloudError as exc:
+            _http_unless_member_missing(exc)
+            error = exc.message
+    else:
+        error = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
+    return await _members_section(request, access, found, error)
+
+
+def _http_unless_member_missing(exc: CloudError) -> None:
+    # "No such user" is a form error, not a missing page.
+    if exc.status == 404 and "no user named" in exc.message:
+        return
+    http(exc)
+
+
+@login_required
+@require_POST
+async def namespace_member_remove(request: HttpRequest, namespace: str,
+                                  user_id: int) -> HttpResponse:
+    access, found = await admin_of(request, namespace)
+    error = None
+    try:
+        await sync_to_async(people.remove_membership)(access.actor(request), namespace, user_id)
+    except CloudError as exc:
+        http(exc)
+        error = exc.message
+    return await _members_section(request, access, found, error)
