@@ -1,7 +1,8 @@
 """The one place sfcloud talks to etcd.
 
 A thin layer over aetcd (asyncio gRPC) that adds what aetcd leaves to its
-callers: plain immutable results, failover between endpoints, watches that
+callers: TLS with the cloud's certificates (etcd refuses a client without
+one), plain immutable results, failover between endpoints, watches that
 survive an etcd restart by resuming from the last revision they delivered,
 and leases that are kept alive (and re-granted after they were lost).
 
@@ -17,13 +18,18 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions as aetcd_errors
+import grpc
+from aetcd import rpc, watcher
 from aetcd.utils import prefix_range_end
+
+from cloudstate.tls import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ _CHANNEL_OPTIONS = {
     "grpc.use_local_subchannel_pool": 1,
     "grpc.max_reconnect_backoff_ms": 2_000,
 }
+# How often, at most, a client looks whether its certificate files changed.
+TLS_RECHECK_INTERVAL = 1.0
 _UNAVAILABLE_CODES = {
     aetcd.rpc.StatusCode.UNAVAILABLE,
     aetcd.rpc.StatusCode.DEADLINE_EXCEEDED,
@@ -59,8 +67,10 @@ _UNAVAILABLE_CODES = {
     aetcd.rpc.StatusCode.CANCELLED,
 }
 # etcd 3.4 sends errors it has no gRPC code for as UNKNOWN, among them the one
-# a write gets while the member shuts down under it.
-_UNAVAILABLE_UNKNOWN_DETAILS = {"raft: stopped"}
+# a write gets while the member shuts down under it; and over TLS, a member
+# that closes its connections as it stops leaves calls in flight with UNKNOWN
+# "No status received" or "Stream removed (...)": no answer, as above.
+_UNAVAILABLE_UNKNOWN_DETAILS = ("raft: stopped", "No status received", "Stream removed")
 _UNAVAILABLE = (
     aetcd_errors.ConnectionFailedError,
     aetcd_errors.ConnectionTimeoutError,
@@ -207,43 +217,110 @@ def _to_bytes(value: bytes | str | dict | list) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
+class _TlsClient(aetcd.Client):
+    """aetcd's client over a TLS channel: aetcd 1.0 only dials plain gRPC.
+
+    The channel verifies etcd's certificate against the cloud's CA (it must
+    name the address dialled) and presents this part's certificate, which
+    etcd requires (``--client-cert-auth``). This replaces only how the
+    channel is made; the stubs are aetcd's.
+    """
+
+    def __init__(self, *, host: str, port: int, credentials: grpc.ChannelCredentials,
+                 timeout: float, options: dict[str, Any]):
+        super().__init__(host=host, port=port, timeout=timeout,  # type: ignore[arg-type]
+                         options=options)
+        self._credentials = credentials
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        # Nothing here awaits, so two callers can't both get this far.
+        self.channel = rpc.secure_channel(f"{self._host}:{self._port}", self._credentials,
+                                          options=self._options.items())
+        self.kvstub = rpc.KVStub(self.channel)
+        self.clusterstub = rpc.ClusterStub(self.channel)
+        self.leasestub = rpc.LeaseStub(self.channel)
+        self.maintenancestub = rpc.MaintenanceStub(self.channel)
+        self._watcher = watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout,
+                                        metadata=self.metadata)
+        self._connected.set()
+
+
 class _Connection:
     """One gRPC channel and the number of calls currently using it.
 
     Closing a grpc.aio channel cancels every call on it, and each of those
     calls then raises ``asyncio.CancelledError`` in its own task, which looks
     exactly like that task being cancelled. So a broken channel is only
-    retired when a call fails, and closed once its last user has finished.
+    retired when a call fails (or the certificate files changed), and closed
+    once its last user has finished.
     """
 
-    def __init__(self, client: aetcd.Client):
+    def __init__(self, client: aetcd.Client, tls_stamp: object):
         self.client = client
+        self.tls_stamp = tls_stamp
         self.users = 0
         self.retired = False
 
 
 class Etcd:
-    """An asyncio etcd client bound to the event loop that first uses it."""
+    """An asyncio etcd client bound to the event loop that first uses it.
 
-    def __init__(self, endpoints: Sequence[tuple[str, int]], timeout: float = 5.0):
+    ``tls`` are this part's credentials (``cloudstate.tls``). They are read
+    when a channel is opened; once their files change (a renewal), the next
+    call opens a new channel with them, while calls and watches already
+    running finish on the old one.
+    """
+
+    def __init__(self, endpoints: Sequence[tuple[str, int]], *, tls: Credentials,
+                 timeout: float = 5.0):
         if not endpoints:
             raise ValueError("no etcd endpoints")
         self._endpoints = list(endpoints)
         self._current = 0
         self._timeout = timeout
+        self._tls = tls
+        self._tls_checked = 0.0
         self._conn: _Connection | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     # --- connection management --------------------------------------------
 
     def _new_client(self) -> aetcd.Client:
         host, port = self._endpoints[self._current]
-        return aetcd.Client(host=host, port=port, timeout=self._timeout, options=_CHANNEL_OPTIONS)
+        ca, cert, key = self._tls.read()
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                                   certificate_chain=cert)
+        return _TlsClient(host=host, port=port, credentials=credentials,
+                          timeout=self._timeout, options=_CHANNEL_OPTIONS)
+
+    def _retire_if_renewed(self) -> None:
+        """Leave a channel whose certificate files were replaced since it was
+        opened (looked at once a second at most)."""
+        now = time.monotonic()
+        if self._conn is None or now - self._tls_checked < TLS_RECHECK_INTERVAL:
+            return
+        self._tls_checked = now
+        if self._tls.stamp() != self._conn.tls_stamp:
+            conn, self._conn = self._conn, None
+            conn.retired = True
+            if conn.users == 0:
+                # Nobody uses it: close it in the background (never await in
+                # a caller's path for an old channel's goodbye).
+                task = asyncio.get_running_loop().create_task(_close_quietly(conn.client))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[_Connection]:
         """The current connection, kept open until the caller is done with it."""
+        self._retire_if_renewed()
         if self._conn is None:
-            self._conn = _Connection(self._new_client())
+            # The stamp before the read: a change while reading retires this
+            # channel at the next check rather than going unnoticed.
+            stamp = self._tls.stamp()
+            self._conn = _Connection(self._new_client(), stamp)
         conn = self._conn
         conn.users += 1
         try:
@@ -546,7 +623,7 @@ def _is_unavailable(exc: BaseException) -> bool:
     code = rpc_error.code()
     if code in _UNAVAILABLE_CODES:
         return True
-    return code == aetcd.rpc.StatusCode.UNKNOWN and rpc_error.details() in (
+    return code == aetcd.rpc.StatusCode.UNKNOWN and (rpc_error.details() or "").startswith(
         _UNAVAILABLE_UNKNOWN_DETAILS
     )
 

@@ -28,7 +28,7 @@ import logging
 from importlib import metadata
 from typing import Protocol
 
-from cloudstate import netvalidation, signing
+from cloudstate import netvalidation, signing, tls
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
@@ -72,8 +72,13 @@ def release() -> str:
 class Agent:
     def __init__(self, settings: AgentSettings):
         self.settings = settings
+        # This node's certificate, for etcd, its server, and its own calls
+        # to other agents and to the portal. Wrong or missing: no start.
+        tls.require(settings.credentials, role=tls.ROLE_AGENT, name=settings.node_name,
+                    ip=settings.node_ip)
+        self.client_tls = tls.ClientTls(settings.credentials)
         self.keys = Keys(settings.common.etcd_prefix)
-        self.etcd = Etcd(settings.common.etcd_endpoints)
+        self.etcd = Etcd(settings.common.etcd_endpoints, tls=settings.credentials)
         self.mirror = Mirror(
             self.etcd, self.keys.root, resync_interval=settings.common.resync_interval
         )
@@ -89,7 +94,8 @@ class Agent:
         secret = load_secret(settings.common.state_dir)
         self.image_sync = ImageSync(
             node=settings.node_name, keys=self.keys, etcd=self.etcd, mirror=self.mirror,
-            cache=self.images, events=self.events, in_use=self._image_in_use, secret=secret)
+            cache=self.images, events=self.events, in_use=self._image_in_use, secret=secret,
+            client_tls=self.client_tls)
         # Downloads take long; they get their own workers so they never hold
         # up power actions and the like.
         self.image_queue = WorkQueue(self.image_sync.reconcile, workers=2)
@@ -100,7 +106,7 @@ class Agent:
         self.reconciler: InstanceReconciler | None = None
         self.server = AgentServer(
             host=settings.node_ip, port=settings.agent_port, node=settings.node_name,
-            secret=secret,
+            secret=secret, server_tls=tls.ServerTls(settings.credentials),
         )
         ConsoleRoutes(
             server=self.server, node=settings.node_name, keys=self.keys, mirror=self.mirror,
@@ -133,7 +139,7 @@ class Agent:
         self.mirror.subscribe(self.networks.on_changes)
         sender = EventSender(
             self.events, url=events_url(settings.portal_url), node=settings.node_name,
-            secret=signing.load_secret(settings.common.state_dir))
+            secret=signing.load_secret(settings.common.state_dir), client_tls=self.client_tls)
         try:
             async with asyncio.TaskGroup() as group:
                 running: tuple[Running, ...] = (self.mirror, self.queue, self.image_queue,

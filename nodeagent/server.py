@@ -1,12 +1,15 @@
 """The node agent's one network listener: authenticated HTTP and websocket routes.
 
 The portal (consoles, console logs) and other nodes' agents (copying a
-snapshot this node holds) talk to it. Every request carries a grant signed
-with the cluster secret (``Authorization: Bearer ...``); the server checks the
-signature, the expiry, that the grant names this node and exactly this method
-and path, and that it has not been used before. Handlers get the verified
-claims and never see an unauthenticated request, so a new route only has to
-be registered with ``add_route``.
+snapshot this node holds) talk to it, over TLS only: the server presents
+this node's certificate and the TLS handshake refuses a client without a
+certificate from the cloud's CA; of those, only the portal's and agents'
+are let in (not an etcd member's, say). Every request also carries a grant
+signed with the cluster secret (``Authorization: Bearer ...``); the server
+checks the signature, the expiry, that the grant names this node and exactly
+this method and path, and that it has not been used before. Handlers get the
+verified claims and never see an unauthenticated request, so a new route
+only has to be registered with ``add_route``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cloudstate import signing
+from cloudstate import signing, tls
 from cloudstate.consoles import AGENT_GRANT_PURPOSE
 
 log = logging.getLogger(__name__)
@@ -48,12 +51,18 @@ def _refuse(status: int, message: str) -> web.Response:
     return web.json_response({"error": message, "status": status}, status=status)
 
 
+# Who may call an agent: the portal, and other agents (snapshot copies).
+CALLERS = (tls.ROLE_PORTAL, tls.ROLE_AGENT)
+
+
 class AgentServer:
-    def __init__(self, *, host: str, port: int, node: str, secret: bytes):
+    def __init__(self, *, host: str, port: int, node: str, secret: bytes,
+                 server_tls: tls.ServerTls):
         self.host = host
         self.port = port
         self.node = node
         self._secret = secret
+        self._tls = server_tls
         self._replays = ReplayGuard()
         self._app = web.Application()
         self._runner: web.AppRunner | None = None
@@ -80,6 +89,9 @@ class AgentServer:
         return ws
 
     def _verify(self, request: web.Request) -> dict[str, Any] | web.Response:
+        peer = tls.peer_from_transport(request.transport)
+        if peer is None or peer.role not in CALLERS:
+            return _refuse(403, f"{peer or 'this certificate'} may not call a node agent")
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return _refuse(401, "a signed grant is required")
@@ -101,10 +113,12 @@ class AgentServer:
         self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False,
                                      shutdown_timeout=3)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,
+                           ssl_context=self._tls.listening)
         await site.start()
         self.port = self._runner.addresses[0][1]
-        log.info("agent server listening on %s:%d", self.host, self.port)
+        log.info("agent server listening on %s:%d (TLS, the cloud's certificates only)",
+                 self.host, self.port)
         return self.port
 
     async def stop(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloudstate import tls
 from cloudstate.config import Settings
 from cloudstate.settings import setting
 
@@ -47,6 +48,11 @@ class AgentSettings:
     # The agent's authenticated server (console relays, console logs) listens
     # on node_ip at this port; 0 picks a free one (the node record says which).
     agent_port: int = setting("SFCLOUD_AGENT_PORT")
+
+    @property
+    def credentials(self) -> tls.Credentials:
+        """This node's certificate: etcd client, its server, its events client."""
+        return tls.agent(self.common.pki_dir, self.node_name)
 
     @property
     def node_dir(self) -> Path:

@@ -22,7 +22,6 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 from cloudstate.urlguard import FetchPolicy
 from nodeagent.images import qemuimg
 from nodeagent.images.errors import ImageError
-from nodeagent.images.fetch import Fetcher, Progress, ProgressCallback
+from nodeagent.images.fetch import Fetcher, FirstHop, Progress, ProgressCallback
 from nodeagent.images.files import fsync_path, hash_file
 from nodeagent.images.qemuimg import GiB
 
@@ -155,7 +154,7 @@ class ImageCache:
         expected_sha256: str | None = None,
         on_progress: ProgressCallback | None = None,
         policy: FetchPolicy | None = None,
-        headers: Mapping[str, str] | None = None,
+        first_hop: FirstHop | None = None,
     ) -> CachedImage:
         """Return the cached image for ``cache_key``, fetching ``url`` if needed.
 
@@ -163,9 +162,9 @@ class ImageCache:
         download and its outcome. ``on_progress(done_bytes, total_bytes or
         None)`` is called at most once a second while bytes arrive, and once
         at the end. ``policy`` overrides the cache's own, e.g. to allow
-        file:// for an image an operator registered. ``headers`` go with the
-        first request only, never to where it redirects (a grant for another
-        node's agent, say).
+        file:// for an image an operator registered. ``first_hop`` (headers,
+        a TLS context) goes with the first request only, never to where it
+        redirects (a grant for another node's agent, say).
         """
         expected = _check_sha256_arg(expected_sha256)
         download = self._inflight.get(cache_key)
@@ -177,7 +176,7 @@ class ImageCache:
             listeners: list[ProgressCallback] = []
             task = asyncio.create_task(
                 self._fetch(url, cache_key, expected, listeners, policy or self.policy,
-                            headers or {}))
+                            first_hop or FirstHop()))
             download = _Download(task=task, listeners=listeners)
             self._inflight[cache_key] = download
             task.add_done_callback(lambda t: self._finished(cache_key, download))
@@ -205,14 +204,14 @@ class ImageCache:
 
     async def _fetch(self, url: str, cache_key: str, expected: str | None,
                      listeners: list[ProgressCallback], policy: FetchPolicy,
-                     headers: Mapping[str, str]) -> CachedImage:
+                     first_hop: FirstHop) -> CachedImage:
         digest = _digest(cache_key)
         self._partial.mkdir(parents=True, exist_ok=True)
         stem = self._partial / f"{digest[:16]}-{secrets.token_hex(4)}"
         fetched, converted, sidecar = (stem.with_suffix(s) for s in (".fetch", ".qcow2", ".json"))
         try:
             size, sha256 = await self._fetcher.fetch(url, fetched, Progress(listeners), policy,
-                                                     headers)
+                                                     first_hop)
             if expected is not None and sha256 != expected:
                 raise ImageError(f"the image at {url} has sha256 {sha256}, "
                                  f"not the expected {expected}")

@@ -4,8 +4,8 @@ An image URL is untrusted twice over: where it points (``cloudstate.urlguard``)
 and what comes back. So the download connects only to the addresses the
 guard approved (a resolver pinned to them, so a name can't be re-resolved
 elsewhere between check and connection), follows redirects by hand so each
-hop is checked, sends the caller's headers to the first host only, and
-streams under a size limit, a stall timeout and a minimum rate. A file://
+hop is checked, sends the caller's headers and TLS context (``FirstHop``) to
+the first host only, and streams under a size limit, a stall timeout and a minimum rate. A file://
 URL (an image an operator registered) is copied under the same size limit.
 
 Nothing here decides what the bytes are: ``qemuimg`` inspects them, and
@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import ssl
 import stat
 import time
 from collections.abc import Callable, Mapping
@@ -42,6 +43,16 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _WEB_PAGES = frozenset({"text/html", "application/xhtml+xml"})
 
 ProgressCallback = Callable[[int, int | None], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class FirstHop:
+    """What goes with the first request only, never to where it redirects:
+    a grant for another node's agent, and the TLS context that presents this
+    node's certificate and checks that agent's (None: the system's CAs)."""
+
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    ssl: ssl.SSLContext | None = None
 
 
 class Progress:
@@ -76,15 +87,15 @@ class Fetcher:
         self.min_rate = min_rate
 
     async def fetch(self, url: str, dest: Path, progress: Progress, policy: FetchPolicy,
-                    headers: Mapping[str, str]) -> tuple[int, str]:
+                    first_hop: FirstHop) -> tuple[int, str]:
         """Write what ``url`` holds to ``dest``; return (size, sha256)."""
         if urlsplit(url).scheme.lower() == "file":
             await checked(url, policy)
             return await self._copy_file(url, dest, progress)
-        return await self._download(url, dest, progress, policy, headers)
+        return await self._download(url, dest, progress, policy, first_hop)
 
     async def _download(self, url: str, dest: Path, progress: Progress,
-                        policy: FetchPolicy, headers: Mapping[str, str]) -> tuple[int, str]:
+                        policy: FetchPolicy, first_hop: FirstHop) -> tuple[int, str]:
         # Whatever the caller trusts, a web server may not send us to a file.
         hop_policy = dataclasses.replace(policy, allow_file=False)
         timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout,
@@ -110,13 +121,13 @@ class Fetcher:
                 raise ImageError(f"{url!r} is ambiguous about which host it names")
             connector = aiohttp.TCPConnector(resolver=_PinnedResolver(host, addresses),
                                              use_dns_cache=False)
+            hop = first_hop if previous_host is None else FirstHop()
             try:
                 async with aiohttp.ClientSession(
                     connector=connector, timeout=timeout, auto_decompress=False,
                     headers={"User-Agent": "sfcloud-nodeagent", "Accept-Encoding": "identity"},
-                ) as session, session.get(target, allow_redirects=False,
-                                          headers=headers if previous_host is None else None,
-                                          ) as response:
+                ) as session, session.get(target, allow_redirects=False, headers=hop.headers,
+                                          ssl=hop.ssl or True) as response:
                     if response.status in _REDIRECTS:
                         location = response.headers.get("Location")
                         if not location:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from cloudstate import signing
+from cloudstate import signing, tls
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, AGENT_GRANT_TTL, grant_claims
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
@@ -29,6 +29,7 @@ from cloudstate.urlguard import FetchPolicy
 from nodeagent.events import EventLog
 from nodeagent.images.cache import CachedImage, ImageCache
 from nodeagent.images.errors import ImageError
+from nodeagent.images.fetch import FirstHop
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,11 @@ def cache_key(image: Image) -> str:
 class ImageSync:
     def __init__(self, *, node: str, keys: Keys, etcd: Etcd, mirror: Mirror,
                  cache: ImageCache, events: EventLog | None = None,
-                 in_use: Callable[[str], bool] | None = None, secret: bytes | None = None):
+                 in_use: Callable[[str], bool] | None = None, secret: bytes | None = None,
+                 client_tls: tls.ClientTls | None = None):
         self.node = node
         self._secret = secret
+        self._client_tls = client_tls
         self._keys = keys
         self._etcd = etcd
         self._mirror = mirror
@@ -140,7 +143,8 @@ class ImageSync:
             raise refuse("its copy here is missing")
         node_kv = self._mirror.get(self._keys.node(image.node))
         holder = NodeInfo.from_json(node_kv.value) if node_kv else None
-        if holder is None or not holder.agent_port or self._secret is None:
+        if (holder is None or not holder.agent_port or self._secret is None
+                or self._client_tls is None):
             raise refuse(f"node {image.node}, which holds it, can't be reached")
         observed_kv = self._mirror.get(self._keys.observed_image(image.node, image.uuid))
         held = ImageObserved.from_json(observed_kv.value) if observed_kv else None
@@ -153,13 +157,14 @@ class ImageSync:
                              AGENT_GRANT_TTL)
         # Only that node's address, whatever the cache's policy says about others.
         policy = FetchPolicy(allowed_networks=[ipaddress.ip_network(holder.ip)])
-        return await self._fetch(image, key, f"http://{host}:{holder.agent_port}{path}",
+        return await self._fetch(image, key, f"https://{host}:{holder.agent_port}{path}",
                                  policy=policy, expected_sha256=held.sha256,
-                                 headers={"Authorization": f"Bearer {grant}"})
+                                 first_hop=FirstHop(headers={"Authorization": f"Bearer {grant}"},
+                                                    ssl=self._client_tls.current()))
 
     async def _fetch(self, image: Image, key: str, url: str, *,
                      policy: FetchPolicy | None = None, expected_sha256: str | None = None,
-                     headers: dict[str, str] | None = None) -> CachedImage:
+                     first_hop: FirstHop | None = None) -> CachedImage:
         started = time.monotonic()
         await self._write(image.uuid, ImageObserved(state="downloading"))
         if self._events:
@@ -167,7 +172,7 @@ class ImageSync:
                               extra={"url": url})
         try:
             cached = await self.cache.ensure(
-                url, key, policy=policy, expected_sha256=expected_sha256, headers=headers,
+                url, key, policy=policy, expected_sha256=expected_sha256, first_hop=first_hop,
                 on_progress=lambda done, total: self._progress(image.uuid, done, total))
         except ImageError as exc:
             await self._write(image.uuid, ImageObserved(state="error", error=exc.message))

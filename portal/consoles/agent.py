@@ -1,6 +1,8 @@
 """The portal's side of the hop to a node agent's server.
 
-Each request carries a grant signed with the cluster secret, bound to the
+Over TLS only: the portal presents its certificate from the cloud's CA and
+checks that the agent's (from the same CA) names the address it dials. Each
+request also carries a grant signed with the cluster secret, bound to the
 node, the method and the exact path, and good once, within seconds.
 """
 
@@ -15,7 +17,7 @@ from typing import Any
 import aiohttp
 from django.conf import settings
 
-from cloudstate import signing
+from cloudstate import signing, tls
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, AGENT_GRANT_TTL, grant_claims
 from cloudstate.model import NodeInfo
 from portal.cloud import store
@@ -44,6 +46,11 @@ def _secret() -> bytes:
     return signing.load_secret(settings.CLOUD.state_dir)
 
 
+@functools.cache
+def _tls() -> tls.ClientTls:
+    return tls.ClientTls(tls.portal(settings.CLOUD.pki_dir))
+
+
 def _http() -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
     session = _sessions.get(loop)
@@ -58,7 +65,7 @@ def _http() -> aiohttp.ClientSession:
 
 
 async def node_address(node: str) -> str:
-    """``http://ip:port`` of the node's agent server, if the node is alive."""
+    """``https://ip:port`` of the node's agent server, if the node is alive."""
     etcd, keys = store.etcd(), store.keys()
     info_kv, alive_kv = await asyncio.gather(etcd.get(keys.node(node)),
                                              etcd.get(keys.node_alive(node)))
@@ -68,7 +75,7 @@ async def node_address(node: str) -> str:
     if not info.agent_port:
         raise AgentUnavailable(f"node {node}'s agent offers no console service")
     host = f"[{info.ip}]" if ":" in info.ip else info.ip
-    return f"http://{host}:{info.agent_port}"
+    return f"https://{host}:{info.agent_port}"
 
 
 def _authorization(node: str, method: str, path: str, **extra: Any) -> dict[str, str]:
@@ -83,7 +90,7 @@ async def open_websocket(node: str, path: str, **claims: Any) -> aiohttp.ClientW
     try:
         return await _http().ws_connect(
             base + path, headers=_authorization(node, "GET", path, **claims),
-            heartbeat=30, max_msg_size=4 * 1024 * 1024, autoping=True,
+            heartbeat=30, max_msg_size=4 * 1024 * 1024, autoping=True, ssl=_tls().current(),
         )
     except aiohttp.WSServerHandshakeError as exc:
         raise AgentRefused(exc.status, f"node {node}'s agent refused: {exc.message}") from exc
@@ -96,7 +103,7 @@ async def request(node: str, method: str, path: str, params: dict[str, str] | No
     try:
         async with _http().request(
             method, base + path, params=params,
-            headers=_authorization(node, method, path),
+            headers=_authorization(node, method, path), ssl=_tls().current(),
             timeout=aiohttp.ClientTimeout(total=60, connect=CONNECT_TIMEOUT),
         ) as response:
             body = await response.read()

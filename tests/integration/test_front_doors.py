@@ -64,7 +64,7 @@ async def cloud_etcd(settings, etcd_server, etcd, etcd_prefix: str  # type: igno
                      ) -> AsyncIterator[None]:
     """The portal's services pointed at this test's own etcd prefix."""
     settings.CLOUD = dataclasses.replace(settings.CLOUD, etcd_endpoints=etcd_server.endpoints,
-                                         etcd_prefix=etcd_prefix)
+                                         pki_dir=etcd_server.pki_dir, etcd_prefix=etcd_prefix)
     try:
         yield
     finally:

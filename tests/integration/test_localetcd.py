@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudstate.etcd import Etcd
 from deploy.localetcd import EtcdStartError, LocalEtcd, free_ports
+from deploy.pki import ensure_local_etcd
 
 pytestmark = [
     pytest.mark.integration,
@@ -29,6 +29,13 @@ def tmp_path() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    """A CA with the member's certificate and a client's, as `make run` makes."""
+    ensure_local_etcd(tmp_path / "pki", "sfcloud")
+    return tmp_path / "pki"
+
+
 def process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -38,27 +45,27 @@ def process_exists(pid: int) -> bool:
     return Path(f"/proc/{pid}/status").read_text().find("zombie") < 0
 
 
-async def test_state_survives_stop_and_a_new_runner(tmp_path: Path) -> None:
+async def test_state_survives_stop_and_a_new_runner(tmp_path: Path, pki: Path) -> None:
     data = tmp_path / "etcd" / "data"
-    with LocalEtcd(data) as first:
+    with LocalEtcd(data, pki_dir=pki) as first:
         pid = first.pid
-        assert pid is not None and first.endpoint.startswith("http://127.0.0.1:")
-        etcd = Etcd(first.endpoints)
+        assert pid is not None and first.endpoint.startswith("https://127.0.0.1:")
+        etcd = first.client()
         await etcd.put("/kept", "yes")
         await etcd.close()
     assert not process_exists(pid)
 
     # Same data directory, other ports: etcd ignores --initial-* and carries on.
-    with LocalEtcd(data) as second:
-        etcd = Etcd(second.endpoints)
+    with LocalEtcd(data, pki_dir=pki) as second:
+        etcd = second.client()
         kv = await etcd.get("/kept")
         await etcd.close()
     assert kv is not None and kv.value == b"yes"
     assert "serving client traffic" in (tmp_path / "etcd" / "sfcloud.etcd.log").read_text()
 
 
-def test_kill_and_restart_keep_the_endpoint(tmp_path: Path) -> None:
-    server = LocalEtcd(tmp_path / "data")
+def test_kill_and_restart_keep_the_endpoint(tmp_path: Path, pki: Path) -> None:
+    server = LocalEtcd(tmp_path / "data", pki_dir=pki)
     try:
         server.start()
         endpoint, pid = server.endpoint, server.pid
@@ -72,21 +79,28 @@ def test_kill_and_restart_keep_the_endpoint(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_start_fails_with_the_log_tail_when_the_port_is_taken(tmp_path: Path) -> None:
+def test_start_fails_with_the_log_tail_when_the_port_is_taken(tmp_path: Path,
+                                                              pki: Path) -> None:
     client_port, peer_port = free_ports(2)
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", client_port))
         squatter.listen()
-        server = LocalEtcd(tmp_path / "data", client_port=client_port, peer_port=peer_port)
+        server = LocalEtcd(tmp_path / "data", pki_dir=pki, client_port=client_port,
+                           peer_port=peer_port)
         with pytest.raises(EtcdStartError, match="address already in use"):
             server.start(timeout=10)
         assert not server.running
 
 
-def test_command_has_the_flags_a_small_cloud_needs(tmp_path: Path) -> None:
-    command = LocalEtcd(tmp_path / "data", client_port=1111, peer_port=2222).command()
-    assert "--listen-client-urls=http://127.0.0.1:1111" in command
-    assert "--listen-peer-urls=http://127.0.0.1:2222" in command
+def test_command_has_the_flags_a_small_cloud_needs(tmp_path: Path, pki: Path) -> None:
+    command = LocalEtcd(tmp_path / "data", pki_dir=pki, client_port=1111,
+                        peer_port=2222).command()
+    assert "--listen-client-urls=https://127.0.0.1:1111" in command
+    assert "--listen-peer-urls=https://127.0.0.1:2222" in command
+    # Client certificates from the cloud's CA, on both ports.
+    assert "--client-cert-auth" in command and "--peer-client-cert-auth" in command
+    assert f"--trusted-ca-file={pki / 'ca.crt'}" in command
+    assert f"--cert-file={pki / 'etcd-sfcloud.crt'}" in command
     assert "--auto-compaction-mode=periodic" in command
     assert "--auto-compaction-retention=1h" in command
     assert "--quota-backend-bytes=4294967296" in command

@@ -3,9 +3,11 @@ processes, against a real etcd and the machine's libvirtd.
 
 Each Cloud has its own etcd key prefix, state directory, cluster name and
 node name, so several can share one etcd and one libvirtd (and other work on
-this machine) without seeing each other. stop() removes only what it made:
-its processes, the libvirt domains marked with its cluster name, its files
-and its keys.
+this machine) without seeing each other. They share the test session's CA
+(the etcd server's PKI directory): each node agent gets its own certificate
+there, as `make run` issues one, and every link is TLS as users run it.
+stop() removes only what it made: its processes, the libvirt domains marked
+with its cluster name, its files and its keys.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ from typing import Any, TypeVar
 import libvirt
 import requests
 
+from cloudstate import tls
 from cloudstate.config import REPO_ROOT, parse_endpoints
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
+from deploy.localetcd import LocalEtcd
 from deploy.localvirt import stop_process
 from nodeagent.domainxml import DomainOwner, read_owner
 from nodeagent.net.names import NetNames
+from tests.support.pki import issue_agent
 
 T = TypeVar("T")
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -113,7 +118,7 @@ class ApiClient:
 
 
 class Cloud:
-    def __init__(self, etcd_endpoint: str, demo_image: Path | None = None, **extra_env: str):
+    def __init__(self, etcd: LocalEtcd, demo_image: Path | None = None, **extra_env: str):
         self.id = secrets.token_hex(4)
         self.cluster = f"test-{self.id}"
         self.node = f"node-{self.id}"
@@ -124,6 +129,10 @@ class Cloud:
         os.chmod(self.state_dir, 0o711)  # noqa: S103
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        # The portal's second listener, where agents send events over TLS.
+        self.agents_port = free_port()
+        self.agents_address = f"127.0.0.1:{self.agents_port}"
+        self.pki_dir = etcd.pki_dir
         self.url = f"http://{self.address}"
         self.api_url = f"{self.url}/api"
         self.admin_password = secrets.token_urlsafe(12)
@@ -135,12 +144,14 @@ class Cloud:
         self.env = {
             **os.environ,
             "SFCLOUD_STATE_DIR": str(self.state_dir),
-            "SFCLOUD_ETCD_ENDPOINTS": etcd_endpoint,
+            "SFCLOUD_ETCD_ENDPOINTS": etcd.endpoint,
+            "SFCLOUD_PKI_DIR": str(self.pki_dir),
             "SFCLOUD_ETCD_PREFIX": self.prefix,
             "SFCLOUD_CLUSTER": self.cluster,
             "SFCLOUD_NODE_NAME": self.node,
             "SFCLOUD_PORTAL_ADDRESS": self.address,
-            "SFCLOUD_PORTAL_URL": self.url,
+            "SFCLOUD_PORTAL_AGENTS_ADDRESS": self.agents_address,
+            "SFCLOUD_PORTAL_URL": f"https://{self.agents_address}",
             "SFCLOUD_ADMIN_PASSWORD": self.admin_password,
             "SFCLOUD_SYSTEM_KEY": self.system_key,
             "SFCLOUD_FETCH_ALLOW": "127.0.0.0/8",
@@ -167,6 +178,7 @@ class Cloud:
                               cwd=REPO_ROOT)
 
     def start(self) -> Cloud:
+        self.issue_certificates()
         self._manage("migrate", "--noinput", "-v", "0")
         bootstrap = ["bootstrap"]
         if self.demo_image is not None:
@@ -175,6 +187,10 @@ class Cloud:
         self.start_agent()
         self.start_portal()
         return self
+
+    def issue_certificates(self) -> None:
+        """This cloud's node agent's certificate, from the session's CA."""
+        issue_agent(self.pki_dir, self.node)
 
     def _log(self, name: str) -> Path:
         return self.state_dir / f"{name}.log"
@@ -278,9 +294,14 @@ class Cloud:
             )
         return result
 
+    def new_etcd(self) -> Etcd:
+        """A client of this cloud's etcd, with the portal's certificate."""
+        return Etcd(parse_endpoints(self.env["SFCLOUD_ETCD_ENDPOINTS"]),
+                    tls=tls.portal(self.pki_dir))
+
     def etcd_call(self, fn: Callable[[Etcd], Any]) -> Any:
         async def run() -> Any:
-            etcd = Etcd(parse_endpoints(self.env["SFCLOUD_ETCD_ENDPOINTS"]))
+            etcd = self.new_etcd()
             try:
                 return await fn(etcd)
             finally:

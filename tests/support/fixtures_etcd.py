@@ -1,6 +1,10 @@
 """pytest fixtures for a real etcd (a plugin module: list it in ``pytest_plugins``).
 
-- ``etcd_server``: one LocalEtcd for the whole session, in a temp dir.
+- ``test_pki``: the session's CA and certificates (a PKI directory, as
+  ``make run`` makes one); etcd, and every test cloud's portal and agents,
+  use certificates from it.
+- ``etcd_server``: one LocalEtcd for the whole session, in a temp dir, over
+  TLS with client certificates required, as users run it.
 - ``etcd_prefix`` / ``etcd``: a unique key prefix per test and a client
   connected to the shared server; the prefix is deleted afterwards, so tests
   can share the server without seeing each other's keys.
@@ -22,6 +26,7 @@ import pytest
 
 from cloudstate.etcd import Etcd, EtcdUnavailable
 from deploy.localetcd import ETCD_BINARY, LocalEtcd
+from deploy.pki import ensure_local_etcd
 
 
 def _need_etcd() -> None:
@@ -30,10 +35,20 @@ def _need_etcd() -> None:
 
 
 @pytest.fixture(scope="session")
-def etcd_server() -> Iterator[LocalEtcd]:
+def test_pki() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="sfcloud-pki-")) / "pki"
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def etcd_server(test_pki: Path) -> Iterator[LocalEtcd]:
     _need_etcd()
     workdir = Path(tempfile.mkdtemp(prefix="sfcloud-etcd-"))
-    server = LocalEtcd(workdir / "data", name="sfcloud-test")
+    ensure_local_etcd(test_pki, "sfcloud-test")
+    server = LocalEtcd(workdir / "data", pki_dir=test_pki, name="sfcloud-test")
     try:
         server.start()
         yield server
@@ -43,10 +58,11 @@ def etcd_server() -> Iterator[LocalEtcd]:
 
 
 @pytest.fixture
-def private_etcd_server() -> Iterator[LocalEtcd]:
+def private_etcd_server(test_pki: Path) -> Iterator[LocalEtcd]:
     _need_etcd()
     workdir = Path(tempfile.mkdtemp(prefix="sfcloud-etcd-private-"))
-    server = LocalEtcd(workdir / "data", name="sfcloud-private")
+    ensure_local_etcd(test_pki, "sfcloud-private")
+    server = LocalEtcd(workdir / "data", pki_dir=test_pki, name="sfcloud-private")
     try:
         server.start()
         yield server
@@ -63,7 +79,7 @@ def etcd_prefix() -> str:
 
 @pytest.fixture
 async def etcd(etcd_server: LocalEtcd, etcd_prefix: str) -> AsyncIterator[Etcd]:
-    client = Etcd(etcd_server.endpoints)
+    client = etcd_server.client()
     try:
         yield client
     finally:
@@ -76,7 +92,7 @@ async def etcd(etcd_server: LocalEtcd, etcd_prefix: str) -> AsyncIterator[Etcd]:
 
 @pytest.fixture
 async def private_etcd(private_etcd_server: LocalEtcd) -> AsyncIterator[Etcd]:
-    client = Etcd(private_etcd_server.endpoints)
+    client = private_etcd_server.client()
     try:
         yield client
     finally:

@@ -18,12 +18,13 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from cloudstate.etcd import Compare, Etcd, Put
+from cloudstate.etcd import Compare, Put
 from cloudstate.keys import Keys
 from cloudstate.model import Image
 from cloudstate.settings import read
 from portal.accounts.keys import digest
 from portal.accounts.models import SYSTEM_NAMESPACE, ApiKey, Membership, Namespace, Role
+from portal.cloud import store
 
 ADMIN_USER = "admin"
 SYSTEM_KEY_NAME = "admin"
@@ -84,7 +85,7 @@ class Command(BaseCommand):
 async def register_demo_image(path: Path) -> bool:
     """Make the built guest image bootable as ``demo`` (shared, owned by system)."""
     keys = Keys(settings.CLOUD.etcd_prefix)
-    etcd = Etcd(settings.CLOUD.etcd_endpoints)
+    etcd = store.new_etcd()
     try:
         name_key = keys.image_name(SYSTEM_NAMESPACE, "demo")
         existing = await etcd.get(name_key)
