@@ -144,6 +144,24 @@ class PrefixStats:
     revision: int
 
 
+@dataclass(frozen=True)
+class MemberStatus:
+    """What one etcd member says of itself."""
+
+    member_id: int
+    revision: int
+    db_size: int  # bytes on disk, free pages included
+    db_size_in_use: int  # bytes holding data; the rest is what defragmenting gives back
+    leader: bool
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Alarm:
+    member_id: int
+    kind: str  # "NOSPACE": the member's database reached its quota
+
+
 # --- transaction building blocks --------------------------------------------
 # Small value objects so callers never touch protobuf or aetcd.
 
@@ -472,6 +490,52 @@ class Etcd:
 
     async def compact(self, revision: int) -> None:
         await self._call("compact", revision, physical=True)
+
+    # --- maintenance (deploy.etcdmaint) ---------------------------------------
+    # Each of these answers for, or acts on, the member this client is
+    # connected to: give it a single endpoint to choose which.
+
+    async def member_status(self) -> MemberStatus:
+        async def call(client: aetcd.Client) -> MemberStatus:
+            reply = await client.maintenancestub.Status(
+                rpc.StatusRequest(), timeout=self._timeout, metadata=client.metadata)
+            return MemberStatus(member_id=int(reply.header.member_id),
+                                revision=int(reply.header.revision), db_size=int(reply.dbSize),
+                                db_size_in_use=int(reply.dbSizeInUse),
+                                leader=int(reply.leader) == int(reply.header.member_id),
+                                errors=tuple(reply.errors))
+
+        return await self._unary(call)
+
+    async def alarms(self) -> list[Alarm]:
+        """Every alarm raised in the cluster (NOSPACE blocks all writes)."""
+        async def call(client: aetcd.Client) -> list[Alarm]:
+            reply = await client.maintenancestub.Alarm(
+                rpc.AlarmRequest(action=rpc.AlarmRequest.GET, memberID=0, alarm=rpc.NONE),
+                timeout=self._timeout, metadata=client.metadata)
+            return [Alarm(member_id=int(a.memberID),
+                          kind="NOSPACE" if a.alarm == rpc.NOSPACE else str(a.alarm))
+                    for a in reply.alarms]
+
+        return await self._unary(call)
+
+    async def disarm(self, alarm: Alarm) -> None:
+        async def call(client: aetcd.Client) -> None:
+            await client.maintenancestub.Alarm(
+                rpc.AlarmRequest(action=rpc.AlarmRequest.DEACTIVATE, memberID=alarm.member_id,
+                                 alarm=rpc.NOSPACE if alarm.kind == "NOSPACE" else rpc.NONE),
+                timeout=self._timeout, metadata=client.metadata)
+
+        await self._unary(call)
+
+    async def defragment(self) -> None:
+        """Give the member's free pages back to the disk. It blocks that
+        member's reads and writes while it runs: one member at a time."""
+        async def call(client: aetcd.Client) -> None:
+            await client.maintenancestub.Defragment(
+                rpc.DefragmentRequest(), timeout=self._timeout, metadata=client.metadata)
+
+        await self._unary(call)
 
     # --- leases -------------------------------------------------------------
 

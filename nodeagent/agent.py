@@ -35,7 +35,7 @@ from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Image, InstanceSpec, NodeInfo
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
-from nodeagent import hostfacts
+from nodeagent import hostfacts, records
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
@@ -79,8 +79,11 @@ class Agent:
         self.client_tls = tls.ClientTls(settings.credentials)
         self.keys = Keys(settings.common.etcd_prefix)
         self.etcd = Etcd(settings.common.etcd_endpoints, tls=settings.credentials)
+        # Every record is checked before any part of the agent sees it
+        # (nodeagent.records); refused ones are reported, not acted on.
         self.mirror = Mirror(
-            self.etcd, self.keys.root, resync_interval=settings.common.resync_interval
+            self.etcd, self.keys.root, resync_interval=settings.common.resync_interval,
+            gate=records.RecordGate(self.keys),
         )
         self.owner = DomainOwner(cluster=settings.common.cluster, node=settings.node_name)
         self.queue = WorkQueue(self._reconcile, workers=settings.workers)
@@ -213,6 +216,11 @@ class Agent:
             uuid = self.keys.uuid_of(change.key, self.keys.instances)
             if uuid is None:
                 continue
+            if change.refused is not None or (change.old is None and change.new is None):
+                # A refused record, or a refused one gone: whose it is and
+                # what to say is the reconciler's to work out.
+                self.queue.add(uuid)
+                continue
             # Ours now, or ours before this change (moved away or removed).
             for kv in (change.new, change.old):
                 if kv is not None and InstanceSpec.from_json(kv.value).node == self.owner.node:
@@ -235,6 +243,10 @@ class Agent:
         specs = [InstanceSpec.from_json(kv.value) for kv in self.mirror.items(self.keys.instances)]
         assert self.reconciler is not None
         local = self.reconciler.local_instances()
+        for refused in self.mirror.refused_items(self.keys.instances):
+            if (records.claimed_node(refused.kv.value) == self.owner.node
+                    or self.keys.uuid_of(refused.kv.key, self.keys.instances) in local):
+                return True  # a refused record of ours hides which images it uses: keep all
         return any(spec.node == self.owner.node and (spec.desired != "deleted"
                                                      or spec.uuid in local)
                    for spec in specs_using(specs, cache_key))

@@ -26,6 +26,7 @@ from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
 from cloudstate.model import DiskSource, Image, ImageObserved, InstanceSpec, NodeInfo
 from cloudstate.urlguard import FetchPolicy
+from nodeagent import records
 from nodeagent.events import EventLog
 from nodeagent.images.cache import CachedImage, ImageCache
 from nodeagent.images.errors import ImageError
@@ -85,6 +86,16 @@ class ImageSync:
     async def reconcile(self, uuid: str) -> None:
         image = self.image(uuid)
         observed = self.observed(uuid)
+        refused = self._mirror.refused(self._keys.image(uuid))
+        if refused is not None:
+            # Neither fetched nor forgotten: what it asks can't be trusted.
+            # A node that has anything of it, or that it names (a snapshot's
+            # holder), says why it stopped there.
+            if observed is not None or records.claimed_node(refused.kv.value) == self.node:
+                error = f"the node agent refused its record: {refused.reason}"
+                if observed is None or observed.state != "error" or observed.error != error:
+                    await self._write(uuid, ImageObserved(state="error", error=error))
+            return
         if image is None or image.state == "deleted":
             await self._forget(uuid, image, observed)
             return

@@ -1,16 +1,26 @@
-"""deploy.localetcd: the single-member etcd that `make run` and the tests use."""
+"""deploy.localetcd: the single-member etcd that `make run` and the tests use,
+TLS only, refusing clients without the cloud's certificate; and
+deploy.etcdmaint, which gets a full one writing again."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import socket
+import ssl
+import subprocess
+import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cloudstate import tls
+from cloudstate.etcd import Etcd, EtcdUnavailable
 from deploy.localetcd import EtcdStartError, LocalEtcd, free_ports
 from deploy.pki import ensure_local_etcd
 
@@ -106,3 +116,77 @@ def test_command_has_the_flags_a_small_cloud_needs(tmp_path: Path, pki: Path) ->
     assert "--quota-backend-bytes=4294967296" in command
     assert "--logger=zap" in command
     assert not any("0.0.0.0" in arg for arg in command)
+
+
+async def test_clients_without_the_clouds_certificate_are_refused(tmp_path: Path,
+                                                                  pki: Path) -> None:
+    with LocalEtcd(tmp_path / "data", pki_dir=pki) as server:
+        url = f"{server.endpoint}/v3/kv/range"
+        body = json.dumps({"key": base64.b64encode(b"\0").decode()}).encode()
+        # Plain HTTP to the TLS port.
+        with pytest.raises(OSError):
+            _post(url.replace("https://", "http://"), body, None)
+        # TLS, trusting the cloud's CA, but with no certificate of our own.
+        with pytest.raises(OSError):
+            _post(url, body, ssl.create_default_context(cafile=str(pki / "ca.crt")))
+        # A certificate from a CA of someone's own, named as the portal's.
+        ensure_local_etcd(tmp_path / "other", "sfcloud")
+        forged = tls.client_context(tls.Credentials(pki / "ca.crt",
+                                                    tmp_path / "other/portal.crt",
+                                                    tmp_path / "other/portal.key"))
+        with pytest.raises(OSError):
+            _post(url, body, forged)
+        # The same request with the cloud's certificate is answered.
+        assert "header" in json.loads(_post(url, body, tls.client_context(server.client_tls)))
+        # And so does the gRPC client that sfcloud uses, which a stranger's
+        # certificate gets nowhere with either.
+        etcd = server.client()
+        assert await etcd.get("/nothing") is None
+        await etcd.close()
+        stranger = Etcd(server.endpoints, tls=tls.Credentials(
+            pki / "ca.crt", tmp_path / "other/portal.crt", tmp_path / "other/portal.key"),
+            timeout=2.0)
+        with pytest.raises(EtcdUnavailable):
+            await stranger.get("/nothing")
+        await stranger.close()
+
+
+def _post(url: str, body: bytes, context: ssl.SSLContext | None) -> bytes:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=context))
+    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 - loopback
+    with opener.open(request, timeout=5) as response:
+        return bytes(response.read())
+
+
+async def test_nospace_is_repaired_by_the_documented_command(tmp_path: Path, pki: Path) -> None:
+    """A full etcd refuses every write, even after space is freed, until
+    `python -m deploy.etcdmaint repair` compacts, defragments and disarms."""
+    quota = 16 * 2**20
+    with LocalEtcd(tmp_path / "data", pki_dir=pki, quota_bytes=quota) as server:
+        etcd = server.client(timeout=10)
+        try:
+            # The same key rewritten: every old revision takes space until compacted.
+            value = os.urandom(1024 * 1024)
+            with pytest.raises(Exception, match="database space exceeded"):  # noqa: PT011
+                for _ in range(64):
+                    await etcd.put("/big", value)
+            assert [alarm.kind for alarm in await etcd.alarms()] == ["NOSPACE"]
+            with pytest.raises(Exception, match="database space exceeded"):  # noqa: PT011
+                await etcd.put("/small", "x")
+
+            env = {**os.environ, "SFCLOUD_ETCD_ENDPOINTS": server.endpoint,
+                   "SFCLOUD_PKI_DIR": str(pki)}
+            status = subprocess.run([sys.executable, "-m", "deploy.etcdmaint", "status"],
+                                    env=env, capture_output=True, text=True, check=True)
+            assert "alarm NOSPACE" in status.stdout, status.stdout
+            repaired = subprocess.run([sys.executable, "-m", "deploy.etcdmaint", "repair"],
+                                      env=env, capture_output=True, text=True, check=True)
+            assert "disarmed NOSPACE" in repaired.stdout, repaired.stdout
+            assert "defragmented" in repaired.stdout
+
+            assert await etcd.alarms() == []
+            await etcd.put("/small", "x")
+            assert (await etcd.member_status()).db_size < quota / 2
+        finally:
+            await etcd.close()
