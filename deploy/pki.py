@@ -29,6 +29,7 @@ import datetime
 import ipaddress
 import os
 import secrets
+import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -86,11 +87,18 @@ def _now() -> datetime.datetime:
 
 def _write_private(path: Path, data: bytes, mode: int) -> None:
     """Write by rename, created with ``mode`` from the start (never briefly
-    readable by others)."""
+    readable by others), and owned as the file it replaces was (a key given
+    to the portal's user stays that user's when it is rotated)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        owner = os.stat(path)
+    except FileNotFoundError:
+        owner = None
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as out:
+            if owner is not None and (owner.st_uid, owner.st_gid) != (os.getuid(), os.getgid()):
+                os.fchown(out.fileno(), owner.st_uid, owner.st_gid)
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
@@ -140,9 +148,12 @@ class CertificateAuthority:
         return self.cert_path.exists() and self.key_path.exists()
 
     def ensure(self) -> bool:
-        """Make the CA if there is none; True if it was made now."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o700)
+        """Make the CA if there is none; True if it was made now. A new
+        directory is 0700; one that exists keeps its mode (a machine whose
+        parts run as several users opens it to 0711, see deploy/README.md)."""
+        if not self.directory.exists():
+            self.directory.mkdir(parents=True)
+            os.chmod(self.directory, 0o700)
         if self.exists():
             return False
         if self.cert_path.exists() or self.key_path.exists():
@@ -346,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     issue.add_argument("--dns", action="append", default=[], help="a DNS name it serves on")
     issue.add_argument("--new-key", action="store_true",
                        help="a new key too (rotation); parts using it reconnect")
+    issue.add_argument("--owner", help="the user that runs this part (e.g. sfcloud for the "
+                                       "portal, etcd for etcd): its key becomes theirs")
     renew = commands.add_parser("renew", help="renew the certificates that expire soon")
     renew.add_argument("--days", type=float,
                        help="renew those expiring within this many days "
@@ -374,7 +387,13 @@ def _run(ca: CertificateAuthority, args: argparse.Namespace) -> int:
             ips = _union([LOOPBACK], [ipaddress.ip_address(ip) for ip in args.ip])
         except ValueError as exc:
             raise PkiError(str(exc)) from None
-        issued = ca.issue(Subject(args.role, name, ips, tuple(args.dns)), new_key=args.new_key)
+        subject = Subject(args.role, name, ips, tuple(args.dns))
+        issued = ca.issue(subject, new_key=args.new_key)
+        if args.owner:
+            try:
+                shutil.chown(ca.paths(subject)[1], user=args.owner)
+            except (LookupError, PermissionError) as exc:
+                raise PkiError(f"can't give the key to {args.owner}: {exc}") from None
         print(f"issued {issued.path} (until {issued.not_after:%Y-%m-%d})")
     elif args.command == "renew":
         days = args.days if args.days is not None else read("SFCLOUD_CERT_RENEW_DAYS")
