@@ -19,7 +19,8 @@ import pytest
 import websockets
 
 from cloudstate import signing, tls
-from tests.support.cloud import Cloud, run_async, wait_for
+from tests.support.cloud import Cloud, free_port, run_async, wait_for
+from tests.support.consoles import SecondPortal
 from tests.support.pki import make_pki
 
 pytestmark = pytest.mark.integration
@@ -119,8 +120,8 @@ def token_for(cloud: Cloud, node: str | None = None, **claims: object) -> str:
 
 
 async def exchange(cloud: Cloud, token: str, message: dict,
-                   context: ssl.SSLContext | None = None) -> dict:
-    async with websockets.connect(agent_socket_url(cloud),
+                   context: ssl.SSLContext | None = None, url: str | None = None) -> dict:
+    async with websockets.connect(url or agent_socket_url(cloud),
                                   additional_headers={"Authorization": f"Bearer {token}"},
                                   ssl=context or as_agent(cloud),
                                   open_timeout=10) as connection:
@@ -134,9 +135,10 @@ def probe_event(cloud: Cloud) -> dict:
             "extra": None}
 
 
-def refused_status(cloud: Cloud, token: str, context: ssl.SSLContext | None = None) -> int:
+def refused_status(cloud: Cloud, token: str, context: ssl.SSLContext | None = None,
+                   url: str | None = None) -> int:
     with pytest.raises(websockets.InvalidStatus) as refused:
-        run_async(exchange(cloud, token, {"events": [probe_event(cloud)]}, context))
+        run_async(exchange(cloud, token, {"events": [probe_event(cloud)]}, context, url))
     return refused.value.response.status_code
 
 
@@ -173,6 +175,20 @@ def test_an_event_token_is_good_once(cloud: Cloud) -> None:
     # Seen on the wire and sent again, within its lifetime: refused.
     assert refused_status(cloud, token) == 403
     assert "the token was used already" in cloud.log_text("portal")
+
+    # Also by another portal process: the spent ids are in etcd, not in one process.
+    other_port = free_port()
+    second = SecondPortal(cloud, SFCLOUD_PORTAL_AGENTS_ADDRESS=f"127.0.0.1:{other_port}")
+    try:
+        elsewhere = f"wss://127.0.0.1:{other_port}/ws/agent/events/"
+        assert refused_status(cloud, token, url=elsewhere) == 403
+        fresh = token_for(cloud)
+        event = probe_event(cloud)
+        reply = run_async(exchange(cloud, fresh, {"events": [event]}, url=elsewhere))
+        assert reply["ack"] == [event["id"]]
+        assert refused_status(cloud, fresh) == 403  # and back at the first one
+    finally:
+        second.stop()
 
 
 def test_agent_socket_needs_an_agents_certificate(cloud: Cloud, tmp_path: Path) -> None:
