@@ -29,6 +29,8 @@ once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -103,27 +105,6 @@ async def _admit(request: web.Request) -> str | web.Response:
     return peer.name
 
 
-async def events(request: web.Request) -> web.StreamResponse:
-    node = await _admit(request)
-    if isinstance(node, web.Response):
-        return node
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
-    await ws.prepare(request)
-    async for message in ws:
-        if message.type != WSMsgType.TEXT:
-            break
-        try:
-            content = json.loads(message.data)
-        except ValueError:
-            content = None
-        acked = await take_batch(content, node)
-        if acked is None:
-            await ws.close(code=CLOSE_BAD_MESSAGE, message=b"not a batch of events")
-            break
-        await ws.send_json({"ack": acked})
-    return ws
-
-
 class AgentsListener:
     """The aiohttp server on the agents' address, for one portal process."""
 
@@ -133,10 +114,35 @@ class AgentsListener:
         self.port = int(port)
         self._tls = server_tls
         self._runner: web.AppRunner | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        node = await _admit(request)
+        if isinstance(node, web.Response):
+            return node
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        try:
+            async for message in ws:
+                if message.type != WSMsgType.TEXT:
+                    break
+                try:
+                    content = json.loads(message.data)
+                except ValueError:
+                    content = None
+                acked = await take_batch(content, node)
+                if acked is None:
+                    await ws.close(code=CLOSE_BAD_MESSAGE, message=b"not a batch of events")
+                    break
+                await ws.send_json({"ack": acked})
+        finally:
+            self._sockets.discard(ws)
+        return ws
 
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_MESSAGE)
-        app.router.add_get(PATH, events)
+        app.router.add_get(PATH, self.events)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=3)
         await self._runner.setup()
@@ -148,6 +154,11 @@ class AgentsListener:
                  self.host, self.port)
 
     async def stop(self) -> None:
+        # 1012: restarting. Agents keep their events on disk and come back;
+        # without this the server would wait for their idle sockets to end.
+        for ws in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code=1012, message=b"portal restarting"), 2)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
