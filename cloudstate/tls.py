@@ -31,6 +31,7 @@ context for the next connection; connections already open carry on.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import ssl
@@ -165,6 +166,34 @@ def peer_from_transport(transport: Any) -> Peer | None:
     return peer_of(ssl_object.getpeercert()) if ssl_object is not None else None
 
 
+@dataclass(frozen=True)
+class Named:
+    """What a certificate says it is for, and the addresses it serves on."""
+
+    peer: Peer
+    ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
+    dns: tuple[str, ...]
+
+
+def named(cert: Any) -> Named:
+    """The role, name and addresses of a ``cryptography`` certificate."""
+    from cryptography import x509  # noqa: PLC0415 - only where certificates are read whole
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    def first(oid: x509.ObjectIdentifier) -> str:
+        found = cert.subject.get_attributes_for_oid(oid)
+        return str(found[0].value) if found else ""
+
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        ips = tuple(sans.get_values_for_type(x509.IPAddress))
+        dns = tuple(sans.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        ips, dns = (), ()
+    return Named(Peer(role=first(NameOID.ORGANIZATIONAL_UNIT_NAME),
+                      name=first(NameOID.COMMON_NAME)), ips, dns)
+
+
 def require(credentials: Credentials, *, role: str, name: str, ip: str | None = None) -> None:
     """Check, at a part's start, that its certificate is the one it must
     present: its role and name, and the address it serves on (a portal that
@@ -174,23 +203,15 @@ def require(credentials: Credentials, *, role: str, name: str, ip: str | None = 
 
     credentials.check()
     try:
-        cert = x509.load_pem_x509_certificate(credentials.cert.read_bytes())
+        found = named(x509.load_pem_x509_certificate(credentials.cert.read_bytes()))
     except ValueError as exc:
         raise TlsError(f"{credentials.cert} is not a PEM certificate: {exc}") from None
-    subject = {attr.oid.dotted_string: str(attr.value) for attr in cert.subject}
-    found = Peer(role=subject.get("2.5.4.11", ""), name=subject.get("2.5.4.3", ""))
-    if found != Peer(role, name):
-        raise TlsError(f"{credentials.cert} is for {found}, not {role} {name}")
-    if ip is not None:
-        try:
-            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            ips = {str(address) for address in sans.get_values_for_type(x509.IPAddress)}
-        except x509.ExtensionNotFound:
-            ips = set()
-        if ip not in ips:
-            raise TlsError(f"{credentials.cert} does not cover {ip}, the address {role} {name} "
-                           f"serves on; issue it again: `python -m deploy.pki issue {role} "
-                           f"{name} --ip {ip}` (make run does this by itself)")
+    if found.peer != Peer(role, name):
+        raise TlsError(f"{credentials.cert} is for {found.peer}, not {role} {name}")
+    if ip is not None and ipaddress.ip_address(ip) not in found.ips:
+        raise TlsError(f"{credentials.cert} does not cover {ip}, the address {role} {name} "
+                       f"serves on; issue it again: `python -m deploy.pki issue {role} "
+                       f"{name} --ip {ip}` (make run does this by itself)")
 
 
 # --- contexts that follow the files --------------------------------------------------

@@ -120,18 +120,8 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 
 def subject_of(cert: x509.Certificate) -> Subject:
-    def first(oid: x509.ObjectIdentifier) -> str:
-        found = cert.subject.get_attributes_for_oid(oid)
-        return str(found[0].value) if found else ""
-
-    try:
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        ips = tuple(sans.get_values_for_type(x509.IPAddress))
-        dns = tuple(sans.get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        ips, dns = (), ()
-    return Subject(role=first(NameOID.ORGANIZATIONAL_UNIT_NAME),
-                   name=first(NameOID.COMMON_NAME), ips=ips, dns=dns)
+    found = tls.named(cert)
+    return Subject(role=found.peer.role, name=found.peer.name, ips=found.ips, dns=found.dns)
 
 
 class CertificateAuthority:

@@ -115,8 +115,20 @@ class InstanceReconciler:
         return sorted(found, key=lambda image: (image.created_at, image.device or ""))
 
     def instance_dir(self, uuid: str) -> Path:
-        # The uuid becomes a path: make sure it can't be anything but a uuid.
-        return self._ctx.instances_dir / str(uuidlib.UUID(uuid))
+        # The uuid becomes a path: make sure it can't be anything but a uuid,
+        # and that it stays in our directory.
+        try:
+            return records.contained(self._ctx.instances_dir, str(uuidlib.UUID(uuid)))
+        except (ValueError, records.BadRecord) as exc:
+            raise InstanceFailure(f"no directory for instance {uuid!r}: {exc}") from None
+
+    @staticmethod
+    def _in(directory: Path, name: str) -> Path:
+        """A file of the instance's own directory, by a name from its record."""
+        try:
+            return records.contained(directory, name)
+        except records.BadRecord as exc:
+            raise InstanceFailure(str(exc)) from None
 
     def local_instances(self) -> set[str]:
         """Every instance this node has anything of: a directory or a domain
@@ -317,7 +329,7 @@ class InstanceReconciler:
                 raise InstanceFailure(f"cdrom {disk.device} has no image to show")
             return DomainDisk(device=disk.device, path=base.path, type="cdrom", bus="ide",
                               format=base.format, readonly=True)
-        path = directory / f"{disk.device}.qcow2"
+        path = self._in(directory, f"{disk.device}.qcow2")
         if not path.exists():
             if repairing:
                 # Never silently replace a disk that held the user's data.

@@ -43,6 +43,7 @@ import os
 import re
 import uuid as uuidlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -349,6 +350,24 @@ def check_floating(key_address: str, raw: Any) -> None:
     _ipv4(key_address, "the key's address")
     _same_key(reservation.get("address"), key_address, "address")
     _parses(AddressReservation, reservation)
+
+
+# --- paths made of record fields -----------------------------------------------------
+
+
+def contained(directory: Path, name: str) -> Path:
+    """``directory / name`` for a name that came from a record, refused
+    (BadRecord) unless it stays inside ``directory`` once resolved: no
+    separator, no ``..``, and no symlink already there that points out.
+    The checks above make such a name impossible; this is the last word
+    where a path is actually made."""
+    _require(bool(name) and "/" not in name and name not in (".", "..") and "\0" not in name,
+             f"{name!r} is not a plain file name")
+    path = directory / name
+    base = directory.resolve()
+    _require(path.resolve().is_relative_to(base) and path.resolve() != base,
+             f"{path} leads outside {base}")
+    return path
 
 
 # --- the gate -------------------------------------------------------------------------

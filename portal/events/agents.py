@@ -40,6 +40,7 @@ from aiohttp import WSMsgType, web
 from django.conf import settings
 
 from cloudstate import signing, tls
+from cloudstate.etcd import EtcdUnavailable
 from cloudstate.validation import ValidationError
 from portal.cloud import store
 from portal.events import log as eventlog
@@ -99,8 +100,14 @@ async def _admit(request: web.Request) -> str | web.Response:
     if claims.get("node") != peer.name:
         return _refuse(403, f"the token is for node {claims.get('node')!r}, the certificate "
                             f"for {peer.name!r}")
-    if not await tokens.spend(store.etcd(), store.keys(), PURPOSE, claims.get("jti"),
-                              claims["exp"]):
+    try:
+        first_use = await tokens.spend(store.etcd(), store.keys(), PURPOSE, claims.get("jti"),
+                                       claims["exp"])
+    except EtcdUnavailable:
+        # Can't tell a first use from a second: the agent keeps its events
+        # on disk and comes back with a new token.
+        return _refuse(503, "etcd is unavailable; try again")
+    if not first_use:
         return _refuse(403, "the token was used already")
     return peer.name
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid as uuidlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from cloudstate.model import (
     NetworkSpec,
     NodeInfo,
 )
-from nodeagent.records import RecordGate, claimed_node
+from nodeagent.records import BadRecord, RecordGate, claimed_node, contained
 
 KEYS = Keys("/t")
 GATE = RecordGate(KEYS)
@@ -192,3 +193,16 @@ def test_the_node_a_refused_record_names() -> None:
 def test_uuids_must_be_canonical() -> None:
     upper = str(uuidlib.UUID(UUID)).upper()
     assert "is not a uuid" in (refusal(KEYS.instance(upper), instance(uuid=upper)) or "")
+
+
+def test_paths_made_of_record_fields_stay_in_their_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "instances" / UUID
+    directory.mkdir(parents=True)
+    assert contained(directory, "vda.qcow2") == directory / "vda.qcow2"
+    for name in ("../vda.qcow2", "..", "", "a/../../b", "/etc/passwd"):
+        with pytest.raises(BadRecord):
+            contained(directory, name)
+    # A symlink already there that points out of the directory.
+    (directory / "vdc.qcow2").symlink_to("/etc/passwd")
+    with pytest.raises(BadRecord, match="leads outside"):
+        contained(directory, "vdc.qcow2")
