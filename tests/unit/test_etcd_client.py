@@ -85,6 +85,38 @@ async def test_a_failed_call_does_not_close_the_channel_under_other_calls(
         assert clients[1].closed.is_set()
 
 
+async def test_renewed_certificate_files_move_new_calls_to_a_new_channel(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    files = Credentials(tmp_path / "ca.crt", tmp_path / "p.crt", tmp_path / "p.key")
+    for path in (files.ca, files.cert, files.key):
+        path.write_text("pem")
+    clients: list[FakeClient] = []
+
+    def new_client(self: Etcd) -> Any:
+        clients.append(FakeClient())
+        return clients[-1]
+
+    monkeypatch.setattr(Etcd, "_new_client", new_client)
+    monkeypatch.setattr(cloudstate.etcd, "TLS_RECHECK_INTERVAL", 0.0)
+    etcd = Etcd([("127.0.0.1", 1)], tls=files)
+    async with asyncio.timeout(5):
+        assert await etcd.get("/ok") is None
+        slow = asyncio.create_task(etcd.get("/slow"))  # a call (a watch, say) in flight
+        await clients[0].slow_started.wait()
+        assert await etcd.get("/ok") is None
+        assert len(clients) == 1  # nothing changed: the same channel
+
+        files.cert.write_text("renewed pem")  # what `deploy.pki renew` does, by rename
+        assert await etcd.get("/ok") is None
+        assert len(clients) == 2  # a new channel, with the new files
+        assert not clients[0].closed.is_set()  # the call in flight carries on
+        clients[0].release.set()
+        assert await slow is None
+        assert clients[0].closed.is_set()  # and then the old channel goes
+        await etcd.close()
+
+
 class LeaseEtcd(Etcd):
     """Lease calls answered in memory."""
 
