@@ -36,7 +36,7 @@ from nodeagent.images.qemuimg import GiB
 
 log = logging.getLogger(__name__)
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ def _check_sha256_arg(value: str | None) -> str | None:
     if value is None:
         return None
     normalised = value.strip().lower()
-    if not _SHA256.match(normalised):
+    if not _SHA256.fullmatch(normalised):
         raise ImageError(f"{value!r} is not a sha256 checksum (64 hexadecimal digits)")
     return normalised
 
