@@ -19,6 +19,12 @@ MIN_MEMORY_MIB = 64
 MAX_MEMORY_MIB = 1024 * 1024
 MAX_DISK_GB = 16 * 1024
 MAX_DISKS = 8
+# The graphics devices a guest may ask for (Shaken Fist's `video`), and the
+# video memory it may give them, in KiB as Shaken Fist counts it.
+VIDEO_MODELS = ("cirrus", "vga", "virtio", "qxl", "bochs")
+MIN_VIDEO_KIB = 1024
+MAX_VIDEO_KIB = 256 * 1024
+DEFAULT_VIDEO = {"model": "cirrus", "memory": 16384}
 
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _NAMESPACE = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?")
@@ -110,3 +116,20 @@ def image_url(value: Any, field: str = "base") -> str:
     if len(value) > 2048:
         raise ValidationError(field, "URL is longer than 2048 characters")
     return value
+
+
+def video(value: Any) -> dict[str, Any]:
+    """Shaken Fist's ``video``: a model from a fixed set and its memory.
+    Only those two are kept (other keys are ignored, as the API ignores
+    unknown keys): the record is mirrored into every agent and portal."""
+    if value is None or value == {}:
+        return dict(DEFAULT_VIDEO)
+    if not isinstance(value, dict):
+        raise ValidationError("video", "must be an object with model and memory")
+    model = value.get("model") or DEFAULT_VIDEO["model"]
+    if model not in VIDEO_MODELS:
+        raise ValidationError("video.model", f"{str(model)[:40]!r} is not offered; use one of "
+                                             f"{', '.join(VIDEO_MODELS)}")
+    memory = DEFAULT_VIDEO["memory"] if value.get("memory") is None else value["memory"]
+    memory = integer(memory, "video.memory", MIN_VIDEO_KIB, MAX_VIDEO_KIB, "KiB")
+    return {"model": model, "memory": memory}

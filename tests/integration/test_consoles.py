@@ -205,7 +205,7 @@ def test_consoledata_api_and_sf_client(cloud: Cloud, guest: str) -> None:
     assert "SFCLOUD-READY" not in cloud.sf("instance", "consoledata", guest).stdout
 
 
-def _rfb_client(ws) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _rfb_client(ws, shared: bool = True) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """Through the relay: the server offers "none", then ServerInit."""
     buffer = bytearray()
 
@@ -221,12 +221,34 @@ def _rfb_client(ws) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     assert read(2) == b"\x01\x01"  # one security type: none
     ws.send(b"\x01")
     assert read(4) == b"\0\0\0\0"
-    ws.send(b"\x01")  # ClientInit: shared
+    ws.send(b"\x01" if shared else b"\x00")  # ClientInit: shared, or exclusive
     width, height = struct.unpack("!HH", read(4))
     read(16)
     (name_length,) = struct.unpack("!I", read(4))
     read(name_length)
     return width, height
+
+
+def test_an_exclusive_vnc_client_cannot_push_others_off(
+        cloud: Cloud, guest: str, people: dict[str, str], member) -> None:  # type: ignore[no-untyped-def]
+    """A viewer asking QEMU for exclusive access (ClientInit 0) would have it
+    drop every other session; the relay always asks for a shared one."""
+    working, _ = open_console(member, cloud.url, guest, "vnc")
+    viewer = web_login(cloud.url, people["viewer"], PASSWORD)
+    pushy, _ = open_console(viewer, cloud.url, guest, "vnc")
+    try:
+        width, height = _rfb_client(working)
+        _rfb_client(pushy, shared=False)
+        time.sleep(1)  # QEMU acts on ClientInit at once; give it a moment anyway
+        # The first session still gets frames.
+        working.send(struct.pack("!BBHHHH", 3, 0, 0, 0, width, height))
+        frame = working.recv(timeout=30)
+        assert isinstance(frame, bytes) and len(frame) > 0
+        pushy.send(struct.pack("!BBHHHH", 3, 0, 0, 0, width, height))
+        assert len(pushy.recv(timeout=30)) > 0
+    finally:
+        working.close()
+        pushy.close()
 
 
 def _vnc_password(uuid: str) -> str | None:

@@ -146,3 +146,37 @@ def test_key_conflicts_and_garbage(cloud: Cloud) -> None:
                                 headers={"Authorization": f"Bearer {garbage}"})
         assert response.status_code == 401, garbage
     api.delete(f"/auth/namespaces/{ns}")
+
+
+GONE = ("delete-wait", "deleting", "deleted")
+
+
+def test_system_key_without_a_namespace_deletes_nothing(cloud: Cloud) -> None:
+    """`delete-all` with the system key (the README's own setup) and no
+    --namespace would have deleted every namespace's objects: refused with
+    a 400 as Shaken Fist does, and a named namespace loses only its own."""
+    teams = [f"victim-{secrets.token_hex(3)}" for _ in range(2)]
+    made = {}
+    for team in teams:
+        client = cloud.make_namespace(team)
+        response = client.post("/networks", {"name": "keep", "netblock": "10.91.0.0/24",
+                                             "provide_dhcp": False, "provide_nat": False})
+        assert response.status_code == 200, response.text
+        made[team] = response.json()["uuid"]
+    try:
+        for kind in ("network", "instance"):
+            refused = cloud.sf(kind, "delete-all", "--confirm", check=False)
+            assert refused.returncode != 0
+            assert "must name the namespace" in refused.stdout + refused.stderr
+        response = cloud.api().delete("/networks", {"confirm": True, "namespace": None})
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("namespace:")
+        for team, uuid in made.items():
+            assert cloud.api().get(f"/networks/{uuid}").json()["state"] not in GONE, team
+        # Naming one deletes that one's only.
+        cloud.sf("network", "delete-all", "--confirm", "--namespace", teams[0])
+        assert cloud.api().get(f"/networks/{made[teams[0]]}").json()["state"] in GONE
+        assert cloud.api().get(f"/networks/{made[teams[1]]}").json()["state"] not in GONE
+    finally:
+        for uuid in made.values():
+            cloud.api().delete(f"/networks/{uuid}")

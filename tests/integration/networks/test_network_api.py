@@ -179,7 +179,8 @@ def test_delete_all_deletes_unused_networks(netcloud: Cloud) -> None:
     api = netcloud.api()
     made = [create_network(netcloud, f"bulk-{i}", f"10.80.{10 + i}.0/24", provide_nat=False)
             for i in range(2)]
-    response = api.delete("/networks", {"confirm": True, "namespace": None, "clean_wait": False})
+    response = api.delete("/networks", {"confirm": True, "namespace": "system",
+                                     "clean_wait": False})
     assert response.status_code == 200, response.text
     assert {n["uuid"] for n in made} <= set(response.json())
     for network in made:
