@@ -167,6 +167,9 @@ DECLARED: tuple[Setting, ...] = (
     Setting("SFCLOUD_LOGIN_FAILURES_PER_ADDRESS", integer(minimum=1),
             "failed log-ins allowed per client address within the window",
             (PORTAL,), default="20"),
+    Setting("SFCLOUD_API_KEY_FAILURES_PER_NAMESPACE", integer(minimum=1),
+            "wrong keys allowed per namespace within the window (`POST /api/auth`), "
+            "from all addresses together", (PORTAL,), default="50"),
     Setting("SFCLOUD_LOGIN_FAILURE_WINDOW", integer(minimum=1),
             "seconds over which failed log-ins are counted", (PORTAL,), default="900"),
     Setting("SFCLOUD_PERSONAL_TOKEN_MAX_DAYS", integer(minimum=1),

@@ -171,6 +171,8 @@ JANITOR_INTERVAL = read("SFCLOUD_JANITOR_INTERVAL")
 LOGIN_FAILURE_WINDOW = read("SFCLOUD_LOGIN_FAILURE_WINDOW")
 LOGIN_FAILURES_PER_USER = read("SFCLOUD_LOGIN_FAILURES_PER_USER")
 LOGIN_FAILURES_PER_ADDRESS = read("SFCLOUD_LOGIN_FAILURES_PER_ADDRESS")
+# Wrong API keys allowed per namespace (from every address together).
+API_KEY_FAILURES_PER_NAMESPACE = read("SFCLOUD_API_KEY_FAILURES_PER_NAMESPACE")
 # Personal API tokens: the longest life a person may give one, in days.
 PERSONAL_TOKEN_MAX_DAYS = read("SFCLOUD_PERSONAL_TOKEN_MAX_DAYS")
 # How long the event log keeps what happened to each object.

@@ -115,7 +115,8 @@ def test_delete_refusals_name_what_remains(cloud: Cloud) -> None:
     ({"namespace": ""}, 400, "not a valid namespace name"),
     ({"namespace": 7}, 400, "not a valid namespace name"),
     ({"namespace": "system"}, 409, "already exists"),
-    ({"namespace": "withkey-x", "key_name": "k", "key": "short"}, 400, "at least 8"),
+    ({"namespace": "withkey-x", "key_name": "k", "key": "fifteen-chars-x"}, 400,
+     "at least 16"),
 ])
 def test_bad_namespace_input(cloud: Cloud, body: dict, status: int, message: str) -> None:
     response = cloud.api().post("/auth/namespaces", body)
@@ -137,7 +138,7 @@ def test_key_conflicts_and_garbage(cloud: Cloud) -> None:
     same = api.post(f"/auth/namespaces/{ns}/keys", {"key_name": "b", "key": secret})
     assert same.status_code == 409
     assert same.json()["error"] == f"another key of namespace {ns} already has that secret"
-    missing = api.request("PUT", f"/auth/namespaces/{ns}/keys/nope", {"key": "long-enough"})
+    missing = api.request("PUT", f"/auth/namespaces/{ns}/keys/nope", {"key": "long-enough-secret"})
     assert missing.status_code == 404
     assert api.delete(f"/auth/namespaces/{ns}/keys/nope").status_code == 404
     assert api.get("/auth/namespaces/no-such-ns").status_code == 404
