@@ -84,7 +84,8 @@ class Agent:
             on_domain_event=self.queue.add,
             on_reconnect=lambda: asyncio.get_running_loop().create_task(self.sweep()),
         )
-        self.images = ImageCache(settings.images_dir, FetchPolicy.from_env())
+        self.images = ImageCache(settings.images_dir, FetchPolicy.from_env(),
+                                 sandbox_user=settings.image_check_user)
         self.events = EventLog(EventSpool(settings.event_spool_dir))
         secret = load_secret(settings.common.state_dir)
         self.image_sync = ImageSync(

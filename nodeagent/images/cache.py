@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from cloudstate.urlguard import FetchPolicy
-from nodeagent.images import qemuimg
+from nodeagent.images import qemuimg, sandbox
 from nodeagent.images.errors import ImageError
 from nodeagent.images.fetch import Fetcher, Progress, ProgressCallback
 from nodeagent.images.files import fsync_path, hash_file
 from nodeagent.images.qemuimg import GiB
+from nodeagent.images.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,16 @@ class ImageCache:
         connect_timeout: float = 10.0,
         idle_timeout: float = 60.0,
         min_rate: int = 1024,
+        sandbox_user: str = "nobody",
     ):
         """``max_bytes`` bounds one image, both as fetched and as converted.
         A download that stalls for ``idle_timeout`` seconds, or averages less
         than ``min_rate`` bytes/s over such a window (a server dripping bytes
-        to hold us forever), fails."""
+        to hold us forever), fails. qemu-img inspects and converts downloads
+        as ``sandbox_user``."""
         self.root = Path(root)
+        sandbox.check_user(sandbox_user)
+        self.sandbox_user = sandbox_user
         self.policy = policy
         self.max_bytes = max_bytes
         self._fetcher = Fetcher(max_bytes=max_bytes, connect_timeout=connect_timeout,
@@ -133,8 +138,8 @@ class ImageCache:
         """Take a standalone qcow2 made on this node (a snapshot) into the
         cache under ``cache_key``, as though it had been fetched from
         ``url``. ``ready`` is moved, and must be a scratch_path()."""
-        info = await qemuimg.describe(ready, "qcow2")
-        qemuimg.refuse_external_files(info, ready)
+        info = await qemuimg.describe(ready.parent, ready.name, "qcow2")
+        qemuimg.refuse_external_files(info)
         size, sha256 = await asyncio.to_thread(hash_file, ready)
         sidecar = ready.with_suffix(".json")
         meta = {"cache_key": cache_key, "url": url, "sha256": sha256, "size": size,
@@ -206,31 +211,28 @@ class ImageCache:
     async def _fetch(self, url: str, cache_key: str, expected: str | None,
                      listeners: list[ProgressCallback], policy: FetchPolicy,
                      headers: Mapping[str, str]) -> CachedImage:
-        digest = _digest(cache_key)
-        self._partial.mkdir(parents=True, exist_ok=True)
-        stem = self._partial / f"{digest[:16]}-{secrets.token_hex(4)}"
-        fetched, converted, sidecar = (stem.with_suffix(s) for s in (".fetch", ".qcow2", ".json"))
+        # The download, its conversion and its sidecar live in a sandbox
+        # (qemu-img works there unprivileged) that goes when this ends.
+        box = Sandbox(self._partial, _digest(cache_key)[:16], self.sandbox_user)
         try:
-            size, sha256 = await self._fetcher.fetch(url, fetched, Progress(listeners), policy,
-                                                     headers)
-            if expected is not None and sha256 != expected:
-                raise ImageError(f"the image at {url} has sha256 {sha256}, "
-                                 f"not the expected {expected}")
-            source_format, virtual_size, ready = await qemuimg.make_qcow2(
-                fetched, converted, max_bytes=self.max_bytes)
-            meta = {"cache_key": cache_key, "url": url, "sha256": sha256, "size": size,
-                    "virtual_size": virtual_size, "format": "qcow2",
-                    "source_format": source_format, "fetched_at": time.time()}
-            final = await self._install(cache_key, ready, sidecar, meta)
-            log.info("cached %s as %s (%s, %d bytes)", url, final.name, source_format, size)
-            return CachedImage(path=final, format="qcow2", virtual_size=virtual_size,
-                               size=size, sha256=sha256)
+            with box:
+                size, sha256 = await self._fetcher.fetch(
+                    url, box.path(qemuimg.FETCHED), Progress(listeners), policy, headers)
+                if expected is not None and sha256 != expected:
+                    raise ImageError(f"the image at {url} has sha256 {sha256}, "
+                                     f"not the expected {expected}")
+                source_format, virtual_size, ready = await qemuimg.make_qcow2(
+                    box, max_bytes=self.max_bytes)
+                meta = {"cache_key": cache_key, "url": url, "sha256": sha256, "size": size,
+                        "virtual_size": virtual_size, "format": "qcow2",
+                        "source_format": source_format, "fetched_at": time.time()}
+                final = await self._install(cache_key, ready, box.path("sidecar.json"), meta)
         except OSError as exc:
             raise ImageError(f"the node could not store the image from {url}: "
                              f"{exc.strerror or exc}") from exc
-        finally:
-            for path in (fetched, converted, sidecar):
-                path.unlink(missing_ok=True)
+        log.info("cached %s as %s (%s, %d bytes)", url, final.name, source_format, size)
+        return CachedImage(path=final, format="qcow2", virtual_size=virtual_size,
+                           size=size, sha256=sha256)
 
     async def _install(self, cache_key: str, ready: Path, sidecar: Path,
                        meta: dict[str, Any]) -> Path:
