@@ -34,6 +34,9 @@ CLOSE_NOT_RUNNING = 4009
 CLOSE_CONSOLE_GONE = 4010  # the guest stopped, or libvirt closed the console
 CLOSE_AGENT_UNREACHABLE = 4011
 CLOSE_PROTOCOL = 4012
+# The person's access changed (demoted, removed, disabled, logged out): the
+# page reconnects, and gets a read-only console, or a refusal.
+CLOSE_ACCESS_CHANGED = 4013
 # Codes after which a page should not reconnect by itself.
 FINAL_CLOSE_CODES = frozenset({
     CLOSE_ENDED_BY_ADMIN, CLOSE_IDLE, CLOSE_REFUSED, CLOSE_NOT_FOUND, CLOSE_LIMIT,

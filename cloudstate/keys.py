@@ -16,6 +16,9 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/consoles/tickets/<sha256>        a one-time console ticket, on a lease (portal)
     <prefix>/consoles/sessions/<id>           a live console, on a lease (the portal serving it)
     <prefix>/consoles/slots/<user>/<n>        one of a person's console slots (ditto)
+    <prefix>/access/<user>                    rewritten when what a person may do changed
+                                              (any portal), so every portal process re-checks
+                                              that person's open consoles and live pages
 
 Networks (see cloudstate.ipam for how reservations are made and released):
 
@@ -199,6 +202,19 @@ class Keys:
 
     def console_slot(self, user_id: int, slot: int) -> str:
         return self._k("consoles", "slots", str(user_id), str(slot))
+
+    # people
+    @property
+    def access_changes(self) -> str:
+        return self._k("access", "")
+
+    def access_change(self, user_id: int) -> str:
+        return self._k("access", str(user_id))
+
+    def user_of_access_change(self, key: str) -> int | None:
+        """The person an ``access_change`` key is about, else None."""
+        found = self.uuid_of(key, self.access_changes)
+        return int(found) if found is not None and found.isascii() and found.isdigit() else None
 
     # parsing
     def classify(self, key: str) -> Classified | None:

@@ -23,6 +23,7 @@ from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import InstanceSpec, InterfaceSpec
 from cloudstate.vocabulary import ObjectKind
+from portal.accounts.notify import ACCESS_CHANGED, user_group
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,11 @@ class Hub:
         touched: dict[str, str] = {}
         images: set[str] = set()
         networks: set[str] = set()
+        people: set[int] = set()
         for change in changes:
+            if (user_id := self.keys.user_of_access_change(change.key)) is not None:
+                people.add(user_id)
+                continue
             found = self.keys.classify(change.key)
             if found is None:
                 continue
@@ -130,6 +135,11 @@ class Hub:
                     touched[uuid] = spec.namespace
                     # Its interfaces' state, shown on their networks' pages, follows it.
                     networks.update(self._networks_of_instance(spec))
+        # What someone may see changed, maybe in another portal process: this
+        # process's live pages of theirs close and reconnect (their consoles
+        # re-check through LocalSessions).
+        for user_id in sorted(people):
+            await layer.group_send(user_group(user_id), {"type": ACCESS_CHANGED})
         for uuid, namespace in touched.items():
             message = {"type": INSTANCE_CHANGED, "uuid": uuid}
             await layer.group_send(self.namespace_group(namespace), message)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import secrets
 import struct
+import subprocess
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -17,6 +19,7 @@ import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from cloudstate.config import REPO_ROOT
 from tests.support.cloud import Cloud, wait_for
 from tests.support.consoles import (
     SecondPortal,
@@ -368,6 +371,70 @@ def _closed_with(ws, timeout: float = 30) -> int:  # type: ignore[no-untyped-def
         while True:
             ws.recv(timeout=timeout)
     return closed.value.rcvd.code if closed.value.rcvd else 0
+
+
+@pytest.fixture(scope="module")
+def other_portal(cloud: Cloud) -> Iterator[SecondPortal]:
+    """Another portal process with the usual settings (an admin works there)."""
+    portal = SecondPortal(cloud)
+    yield portal
+    portal.stop()
+
+
+def _admin_post(session, base: str, path: str, data: dict):  # type: ignore[no-untyped-def]
+    return session.post(f"{base}{path}", data=data, timeout=30, allow_redirects=False,
+                        headers={"X-CSRFToken": session.cookies.get("csrftoken", ""),
+                                 "Referer": f"{base}{path}", "HX-Request": "true"})
+
+
+def test_a_demoted_members_console_stops_at_once_across_processes(
+        cloud: Cloud, guest: str, other_portal: SecondPortal) -> None:
+    """The console is open on one portal process; an admin demotes its person
+    to viewer on another. Within a second the console closes (and takes no
+    more keys); the page's reconnect gets a read-only one. Removed from the
+    namespace, that one closes too and no new one is granted."""
+    name = f"demoted-{secrets.token_hex(3)}"
+    add_person(cloud, name, PASSWORD, TEAM, "member")
+    person = web_login(cloud.url, name, PASSWORD)
+    admin = web_login(other_portal.url, "admin", cloud.admin_password)
+    ws, ready = open_console(person, cloud.url, guest)
+    try:
+        assert ready["read_only"] is False
+        _prompt(ws)
+        changed = _admin_post(admin, other_portal.url, f"/manage/namespaces/{TEAM}/members/",
+                              {"username": name, "role": "viewer"})
+        assert changed.status_code == 200, changed.text[-500:]
+        started = time.monotonic()
+        assert _closed_with(ws, timeout=5) == 4013
+        assert time.monotonic() - started < 1.0
+        marker = secrets.token_hex(4)
+        with pytest.raises(ConnectionClosed):
+            ws.send(f"echo after-{marker}\r".encode())
+    finally:
+        ws.close()
+    # What the page does next: a new ticket, now for a read-only console.
+    ws, ready = open_console(person, cloud.url, guest)
+    try:
+        assert ready["read_only"] is True
+        ws.send(f"echo viewer-{marker}\r".encode())
+        removed = _admin_post(admin, other_portal.url,
+                              f"/manage/namespaces/{TEAM}/members/"
+                              f"{_user_id(cloud, name)}/remove/", {})
+        assert removed.status_code == 200, removed.text[-500:]
+        assert _closed_with(ws, timeout=5) == 4013
+    finally:
+        ws.close()
+    assert request_ticket(person, cloud.url, guest).status_code == 404
+    time.sleep(1)
+    assert marker not in cloud.console_log(guest)
+
+
+def _user_id(cloud: Cloud, username: str) -> int:
+    code = ("from django.contrib.auth import get_user_model\n"
+            f"print(get_user_model().objects.get(username={username!r}).pk)")
+    result = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], env=cloud.env,
+                            cwd=REPO_ROOT, check=True, capture_output=True, text=True)
+    return int(result.stdout.split()[-1])
 
 
 def test_admin_sees_and_ends_a_session_served_by_another_process(
