@@ -136,6 +136,10 @@ DECLARED: tuple[Setting, ...] = (
             (PORTAL,), default="127.0.0.1,localhost,[::1]"),
     Setting("SFCLOUD_HTTPS", BOOL, "secure cookies and HSTS, when served over HTTPS",
             (PORTAL,), default="off"),
+    Setting("SFCLOUD_TLS_PROXY", BOOL,
+            "behind a proxy that terminates TLS: trust its `X-Forwarded-Proto: https` "
+            "(never set it without such a proxy); secure cookies and HSTS",
+            (PORTAL,), default="off"),
     Setting("SFCLOUD_DEBUG", BOOL, "Django's debug pages; never on a portal others can reach",
             (PORTAL,), default="off"),
     Setting("SFCLOUD_SECRET_KEY", secret(min_length=32),

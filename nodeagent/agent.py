@@ -28,7 +28,7 @@ import logging
 from importlib import metadata
 from typing import Protocol
 
-from cloudstate import netvalidation, signing
+from cloudstate import netvalidation, privacy, signing
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
@@ -101,7 +101,7 @@ class Agent:
         self.reconciler: InstanceReconciler | None = None
         self.server = AgentServer(
             host=settings.node_ip, port=settings.agent_port, node=settings.node_name,
-            secret=secret,
+            secret=secret, replay_file=settings.node_dir / "used-grants",
         )
         ConsoleRoutes(
             server=self.server, node=settings.node_name, keys=self.keys, mirror=self.mirror,
@@ -112,9 +112,12 @@ class Agent:
 
     async def run(self) -> None:
         settings = self.settings
-        for path in (settings.node_dir, settings.instances_dir, settings.images_dir,
-                     settings.networks_dir):
-            path.mkdir(parents=True, exist_ok=True)
+        # QEMU and dnsmasq open files below these by name; nobody lists them,
+        # and what an older version left readable is made private.
+        for path in (settings.common.state_dir, settings.node_dir.parent, settings.node_dir,
+                     settings.instances_dir, settings.images_dir, settings.networks_dir):
+            privacy.passage_dir(path)
+        privacy.tighten(settings.node_dir)
         virt = await hostfacts.probe_virtualization(settings.virt_type, settings.machine)
         log.info("node %s: %s (%s)", settings.node_name, virt.virt_type, virt.reason)
         await self.hypervisor.connect()

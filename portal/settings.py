@@ -12,15 +12,20 @@ import os
 import secrets
 from pathlib import Path
 
+from cloudstate import privacy
 from cloudstate.config import Settings as CloudSettings
 from cloudstate.settings import check_at_start, read
 from portal import backends
 
 check_at_start("portal")
+# Sessions, password hashes, token digests: this process's files are its own.
+privacy.private_umask()
 
 BASE_DIR = Path(__file__).resolve().parent
 CLOUD = CloudSettings.from_env()
 PORTAL_STATE = CLOUD.state_dir / "portal"
+if PORTAL_STATE.is_dir():
+    privacy.tighten(PORTAL_STATE)  # what an older version left readable
 
 
 def _secret_key() -> str:
@@ -29,7 +34,7 @@ def _secret_key() -> str:
         return str(key)
     path = PORTAL_STATE / "secret_key"
     if not path.exists():
-        PORTAL_STATE.mkdir(parents=True, exist_ok=True)
+        privacy.private_dir(PORTAL_STATE)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(50))
@@ -120,7 +125,13 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.ScryptPasswordHasher",
 ]
 
-HTTPS = read("SFCLOUD_HTTPS")
+# Behind a proxy that terminates TLS, requests reach us over plain HTTP: the
+# proxy's X-Forwarded-Proto tells Django which were HTTPS (for secure cookies,
+# HSTS and CSRF's origin checks). Only trusted when set: a client could send it.
+TLS_PROXY = read("SFCLOUD_TLS_PROXY")
+HTTPS = read("SFCLOUD_HTTPS") or TLS_PROXY
+if TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_NAME = "sfcloud_session"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

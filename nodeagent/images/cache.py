@@ -242,7 +242,9 @@ class ImageCache:
         sidecar.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         for path in (sidecar, ready):
             await asyncio.to_thread(fsync_path, path)
-            path.chmod(0o644)
+            # The agent's alone: libvirt lends an image to QEMU while a guest
+            # on it runs (dynamic ownership), and no local user reads it.
+            path.chmod(0o600)
         final = self.image_path(cache_key)
         os.replace(ready, final)
         os.replace(sidecar, self._sidecar_path(cache_key))

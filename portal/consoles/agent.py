@@ -1,7 +1,7 @@
 """The portal's side of the hop to a node agent's server.
 
 Each request carries a grant signed with the cluster secret, bound to the
-node, the method and the exact path, and good once, within seconds.
+node, the method, the exact path and query, and good once, within seconds.
 """
 
 from __future__ import annotations
@@ -71,9 +71,11 @@ async def node_address(node: str) -> str:
     return f"http://{host}:{info.agent_port}"
 
 
-def _authorization(node: str, method: str, path: str, **extra: Any) -> dict[str, str]:
+def _authorization(node: str, method: str, path: str, query: dict[str, str] | None = None,
+                   **extra: Any) -> dict[str, str]:
     token = signing.sign(_secret(), AGENT_GRANT_PURPOSE,
-                         grant_claims(node=node, method=method, path=path, **extra),
+                         grant_claims(node=node, method=method, path=path, query=query,
+                                      **extra),
                          AGENT_GRANT_TTL)
     return {"Authorization": f"Bearer {token}"}
 
@@ -96,7 +98,7 @@ async def request(node: str, method: str, path: str, params: dict[str, str] | No
     try:
         async with _http().request(
             method, base + path, params=params,
-            headers=_authorization(node, method, path),
+            headers=_authorization(node, method, path, query=params),
             timeout=aiohttp.ClientTimeout(total=60, connect=CONNECT_TIMEOUT),
         ) as response:
             body = await response.read()
