@@ -133,7 +133,7 @@ def test_key_conflicts_and_garbage(cloud: Cloud) -> None:
     secret = secrets.token_urlsafe(16)
     assert api.post(f"/auth/namespaces/{ns}/keys",
                     {"key_name": "a", "key": secret}).json() == "a"
-    dup = api.post(f"/auth/namespaces/{ns}/keys", {"key_name": "a", "key": "another-secret"})
+    dup = api.post(f"/auth/namespaces/{ns}/keys", {"key_name": "a", "key": "another-secret-key"})
     assert dup.status_code == 409 and "already has a key named a" in dup.json()["error"]
     same = api.post(f"/auth/namespaces/{ns}/keys", {"key_name": "b", "key": secret})
     assert same.status_code == 409
@@ -181,3 +181,39 @@ def test_system_key_without_a_namespace_deletes_nothing(cloud: Cloud) -> None:
     finally:
         for uuid in made.values():
             cloud.api().delete(f"/networks/{uuid}")
+
+
+def test_wrong_keys_from_many_addresses_are_limited_per_namespace(cloud: Cloud) -> None:
+    """Each address stays under its own limit, so only the namespace's limit
+    stops guesses spread over many addresses."""
+    import http.client
+
+    from tests.support.consoles import SecondPortal
+
+    team = cloud.make_namespace(f"guessed-{secrets.token_hex(3)}")
+    portal = SecondPortal(cloud, SFCLOUD_API_KEY_FAILURES_PER_NAMESPACE="6",
+                          SFCLOUD_LOGIN_FAILURES_PER_ADDRESS="3")
+
+    def auth(source: str, key: str, namespace: str = team.namespace) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=30,
+                                          source_address=(source, 0))
+        try:
+            conn.request("POST", "/api/auth", json.dumps({"namespace": namespace,
+                                                          "key": key}),
+                         {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    try:
+        for number in range(6):  # two wrong keys from each of three addresses
+            assert auth(f"127.0.0.{2 + number // 2}", f"wrong-key-{number:08d}")[0] == 401
+        status, body = auth("127.0.0.9", "wrong-key-from-a-new-address")
+        assert status == 429 and "for this namespace" in body
+        # While it lasts, the right key waits too: the price of the limit.
+        assert auth("127.0.0.10", team.key)[0] == 429
+        # Another namespace is not affected.
+        assert auth("127.0.0.9", "x" * 20, namespace="system")[0] == 401
+    finally:
+        portal.stop()
