@@ -228,6 +228,7 @@ def main() -> int:
         runner.start_libvirt()
         runner.say("preparing the demo image (the first time this builds it, ~1 minute)")
         demo = ensure_guest_image(state_dir / "cache" / "guest-image") / "disk.qcow2"
+        privacy.tighten(state_dir / "cache")  # the agent copies it; nobody else reads it
         secrets = runner.prepare_portal(demo)
         runner.start_services()
         runner.banner(secrets)

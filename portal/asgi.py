@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import os
 
+from cloudstate import privacy
+
+# Sessions, password hashes, token digests: the portal's files are its own.
+privacy.private_umask()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

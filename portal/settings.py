@@ -18,8 +18,6 @@ from cloudstate.settings import check_at_start, read
 from portal import backends
 
 check_at_start("portal")
-# Sessions, password hashes, token digests: this process's files are its own.
-privacy.private_umask()
 
 BASE_DIR = Path(__file__).resolve().parent
 CLOUD = CloudSettings.from_env()
