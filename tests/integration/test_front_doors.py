@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid as uuidlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -57,18 +56,6 @@ class Door:
                                              content_type="application/json",
                                              headers=self.headers)
         return response.status_code
-
-
-@pytest.fixture
-async def cloud_etcd(settings, etcd_server, etcd, etcd_prefix: str  # type: ignore[no-untyped-def]
-                     ) -> AsyncIterator[None]:
-    """The portal's services pointed at this test's own etcd prefix."""
-    settings.CLOUD = dataclasses.replace(settings.CLOUD, etcd_endpoints=etcd_server.endpoints,
-                                         etcd_prefix=etcd_prefix)
-    try:
-        yield
-    finally:
-        await store.etcd().close()
 
 
 async def _person(username: str, role: str) -> Any:
@@ -131,7 +118,7 @@ async def _events(uuid: str) -> list[tuple[str, str, Any]]:
     return [(e.type, e.message, e.extra) async for e in found]
 
 
-async def test_a_change_reads_the_same_whichever_door_it_came_through(cloud_etcd: None) -> None:
+async def test_a_change_reads_the_same_whichever_door_it_came_through(portal_etcd: None) -> None:
     alice = await _person("alice", "admin")
     doors = await _doors(alice)
     twins = {name: await _running_instance(f"web-{name}") for name in doors}
@@ -163,7 +150,7 @@ async def test_a_change_reads_the_same_whichever_door_it_came_through(cloud_etcd
 
 
 async def test_a_refusal_reads_the_same_whichever_door_it_came_through(
-        cloud_etcd: None) -> None:
+        portal_etcd: None) -> None:
     victor = await _person("victor", "viewer")
     doors = await _doors(victor)
     twins = {name: await _running_instance(f"look-{name}") for name in doors}

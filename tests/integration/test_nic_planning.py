@@ -5,31 +5,17 @@ NIC's random pick happened to be .50)."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator
-
 import pytest
 
 from cloudstate.model import NetworkSpec
-from portal.cloud import interfaces, store
+from portal.cloud import interfaces
 from portal.cloud.interfaces import NicRequest
 from portal.cloud.networks import NetworkRecord
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def cloud_etcd(settings, etcd_server, etcd, etcd_prefix: str  # type: ignore[no-untyped-def]
-                     ) -> AsyncIterator[None]:
-    settings.CLOUD = dataclasses.replace(settings.CLOUD, etcd_endpoints=etcd_server.endpoints,
-                                         etcd_prefix=etcd_prefix)
-    try:
-        yield
-    finally:
-        await store.etcd().close()
-
-
-async def test_an_address_named_by_one_nic_is_not_picked_for_another(cloud_etcd: None) -> None:
+async def test_an_address_named_by_one_nic_is_not_picked_for_another(portal_etcd: None) -> None:
     # A /29 leaves five addresses; one is named, so any pick of the other
     # NIC that ignored the request would hit it one time in five.
     network = NetworkRecord(spec=NetworkSpec(uuid="n-plan", name="tiny", namespace="system",
