@@ -34,6 +34,7 @@ from django.test import override_settings
 from django.test.utils import setup_databases, teardown_databases
 
 from deploy.localetcd import LocalEtcd
+from portal.accounts.management.commands.bootstrap import register_demo_image
 from tests.support.fakeagent import FakeAgent
 from tests.support.inprocess import InProcessPortal, Person, running_portal
 
@@ -117,6 +118,14 @@ def module_portal(etcd_server: LocalEtcd, session_database: None,
 def agent(portal: InProcessPortal) -> FakeAgent:
     """A registered node (also the network node) that nothing runs on."""
     return FakeAgent(portal).register()
+
+
+@pytest.fixture
+def demo_image(portal: InProcessPortal, tmp_path: Path) -> str:
+    """The shared image ``demo`` that ``make run`` registers (its file is
+    never read: nothing fetches it); returns its UUID."""
+    portal.loop.run(register_demo_image(tmp_path / "demo.qcow2"))
+    return portal.api().get("/artifacts/demo").json()["uuid"]
 
 
 @pytest.fixture
