@@ -58,6 +58,7 @@ def bootstrapped_portal(etcd_server: LocalEtcd) -> Iterator[InProcessPortal]:
     network the network tests' cloud has; no nodes. The database must be open."""
     prefix = f"/fast-{secrets.token_hex(6)}"
     system_key, admin_password = secrets.token_urlsafe(24), secrets.token_urlsafe(12)
+    cluster_secret = secrets.token_urlsafe(48)
     cloud = dataclasses.replace(
         settings.CLOUD, etcd_endpoints=etcd_server.endpoints, etcd_prefix=prefix,
         floating_network=FLOATING_NETWORK, floating_router=FLOATING_ROUTER)
@@ -67,12 +68,13 @@ def bootstrapped_portal(etcd_server: LocalEtcd) -> Iterator[InProcessPortal]:
             PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
         for name, value in (("SFCLOUD_SYSTEM_KEY", system_key),
                             ("SFCLOUD_ADMIN_PASSWORD", admin_password),
-                            ("SFCLOUD_CLUSTER_SECRET", secrets.token_urlsafe(48)),
+                            ("SFCLOUD_CLUSTER_SECRET", cluster_secret),
                             # Image URLs on loopback (the tests' own servers) may be fetched.
                             ("SFCLOUD_FETCH_ALLOW", "127.0.0.0/8")):
             env.setenv(name, value)
         call_command("bootstrap", stdout=io.StringIO())
-        with running_portal(prefix, system_key, admin_password) as running:
+        with running_portal(prefix, system_key, admin_password,
+                            cluster_secret) as running:
             yield running
 
 

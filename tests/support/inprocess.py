@@ -380,10 +380,13 @@ class InProcessPortal:
     prefix; the test database holds what bootstrap makes (the system
     namespace, the admin and the system key)."""
 
-    def __init__(self, prefix: str, system_key: str, admin_password: str):
+    def __init__(self, prefix: str, system_key: str, admin_password: str,
+                 cluster_secret: str):
         self.keys = Keys(prefix.rstrip("/"))
         self.system_key = system_key
         self.admin_password = admin_password
+        # What agents sign their tokens with.
+        self.cluster_secret = cluster_secret
         # Websockets are only accepted from the portal's own origins.
         self.origin = settings.PORTAL_ORIGINS[0]
         self.port = urlsplit(self.origin).port
@@ -455,9 +458,9 @@ class InProcessPortal:
 
 
 @contextlib.contextmanager
-def running_portal(prefix: str, system_key: str, admin_password: str
+def running_portal(prefix: str, system_key: str, admin_password: str, cluster_secret: str
                    ) -> Iterator[InProcessPortal]:
-    portal = InProcessPortal(prefix, system_key, admin_password)
+    portal = InProcessPortal(prefix, system_key, admin_password, cluster_secret)
     try:
         yield portal
     finally:
