@@ -13,10 +13,23 @@ real one on libvirt.
 
 from __future__ import annotations
 
-from cloudstate.etcd import Etcd
+from dataclasses import dataclass
+
+from cloudstate.etcd import Etcd, KeyValue, Put
 from cloudstate.keys import Keys
 from cloudstate.model import InstanceObserved, InstanceSpec, NetworkObserved, NodeInfo
+from nodeagent.net import releases
 from tests.support.objects import Cloud
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """etcd's keys read at once, looked up as the agent's mirror is."""
+
+    kvs: dict[str, KeyValue]
+
+    def get(self, key: str) -> KeyValue | None:
+        return self.kvs.get(key)
 
 
 class FakeAgent:
@@ -60,8 +73,23 @@ class FakeAgent:
         self.cloud.etcd_call(write)
 
     def tear_down_instance(self, uuid: str) -> None:
-        """What the agent reports once it has removed a deleted instance."""
-        self.report_instance(uuid, state="deleted", power_state="off")
+        """What the agent reports once it has removed a deleted instance: its
+        observed record says deleted, and in the same transaction the
+        instance's interfaces, addresses and MACs are released (with the
+        real agent's own rule, nodeagent.net.releases)."""
+
+        async def write(etcd: Etcd) -> None:
+            kvs, _ = await etcd.get_prefix(self.keys.root)
+            snapshot = _Snapshot({kv.key: kv for kv in kvs})
+            spec_kv = snapshot.get(self.keys.instance(uuid))
+            assert spec_kv is not None, f"instance {uuid} has no desired record"
+            spec = InstanceSpec.from_json(spec_kv.value)
+            observed = InstanceObserved(node=spec.node, state="deleted", power_state="off",
+                                        applied_power_generation=spec.power.generation)
+            await etcd.txn([], [Put(self.keys.observed_instance(uuid), observed.to_json()),
+                                *releases.of_instance(self.keys, snapshot, spec)])
+
+        self.cloud.etcd_call(write)
 
     def report_network(self, uuid: str, state: str = "created") -> None:
         """What the network node reports once it built (or removed) a network."""
