@@ -48,8 +48,12 @@ CONFIGURED_DATABASE = connection.settings_dict["NAME"]
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if FAST_DIR in Path(item.path).parents:
-            item.add_marker(pytest.mark.fast)
+        if FAST_DIR not in Path(item.path).parents:
+            continue
+        if item.get_closest_marker("integration") or item.get_closest_marker("e2e"):
+            raise pytest.UsageError(f"{item.nodeid} is in the fast tier (tests/fast) but marked "
+                                    "integration or e2e: move it to tests/integration or e2e/")
+        item.add_marker(pytest.mark.fast)
 
 
 @contextlib.contextmanager

@@ -72,13 +72,14 @@ class PortalLoop:
 
 
 async def _stop_portal_tasks() -> None:
-    await hub.stop_hub()
-    await store.etcd().close()
     current = asyncio.current_task()
     others = [task for task in asyncio.all_tasks() if task is not current]
-    for task in others:
+    for task in others:  # websockets left open, the hub's watch
         task.cancel()
     await asyncio.gather(*others, return_exceptions=True)
+    await hub.stop_hub()
+    await store.etcd().close()
+    await asyncio.get_running_loop().shutdown_default_executor()
 
 
 # --- HTTP -------------------------------------------------------------------------------------
