@@ -1,8 +1,8 @@
 """Personal tokens (account/tokens/): shown once, acting as their person
 with their role, and ended at once by revoking them.
 
-Moved from tests/integration/test_people.py, which keeps what Shaken Fist's
-own client (a real process) does with a personal token.
+Shaken Fist's own client (a real process) with a personal token is tried in
+tests/integration/test_people.py.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ cluster secret for that purpose opens it; a batch is acknowledged whole,
 malformed events dropped, duplicates stored once, and the node is the
 token's, not what the event says.
 
-Moved from tests/integration/test_events.py, which keeps events surviving
-a portal that is down (the real agent spools them).
+Events surviving a portal that is down (the real agent spools them) are
+tried in tests/integration/test_events.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 image, get a 400 before anything is written; images belong to their
 namespace. The portal only reads the first bytes of what a URL serves: no
 agent fetches anything here (caching onto nodes is tried in
-tests/integration/test_artifacts.py, from which these moved).
+tests/integration/test_artifacts.py).
 """
 
 from __future__ import annotations

@@ -2,9 +2,8 @@
 nothing in etcd; an instance of another namespace is not found; operations
 on an instance are checked before anything is asked of its node.
 
-Moved from the integration tests (test_bad_input, test_operations_bad_input,
-test_power, test_artifacts): none of this needs a guest. That bad requests
-leave a real running guest running is still tried there.
+None of this needs a guest. That bad requests leave a real running guest
+running is tried in tests/integration/test_operations_bad_input.py.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 bad input that is a clear 4xx and leaves nothing, key conflicts and garbage
 tokens.
 
-Moved from tests/integration/test_namespaces_api.py, which keeps what Shaken
-Fist's own client (a real process) does with them.
+What Shaken Fist's own client (a real process) does with them is tried in
+tests/integration/test_namespaces_api.py.
 """
 
 from __future__ import annotations

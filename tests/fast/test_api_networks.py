@@ -3,8 +3,8 @@ leaves nothing behind in etcd, full networks, and what other namespaces may
 see. The network node is the fake agent: it reports networks built and
 removed, and builds nothing.
 
-Moved from tests/integration/networks/test_network_api.py, which keeps
-what the real network node does (its namespace, dnsmasq and events).
+What the real network node does (its namespace, dnsmasq and events) is
+tried in tests/integration/networks/test_network_api.py.
 """
 
 from __future__ import annotations

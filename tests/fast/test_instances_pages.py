@@ -1,7 +1,5 @@
 """The instances pages (instances/, instances/new/): a system admin looking
 at all namespaces is asked where to create; anyone else stays in their own.
-
-Moved from tests/integration/test_people.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The live instance list (ws/instances/): it delivers only what each person
 may see, and closes at once when they lose access.
 
-Moved from tests/integration/test_people.py: the hub watches etcd in this
-process as it does in the portal's.
+The live hub watches etcd on the portal's loop, as it does in the server.
 """
 
 from __future__ import annotations

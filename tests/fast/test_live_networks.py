@@ -2,8 +2,6 @@
 being ready, an instance's interface arriving and leaving, and the list
 following networks as they come and go. The fake agent reports the network
 built; nothing is built and no guest boots.
-
-Moved from tests/integration/networks/test_live_pages.py.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 the session cookie is HttpOnly and SameSite=Lax (and Secure over HTTPS);
 passwords are stored hashed with PBKDF2.
 
-Moved from tests/integration/test_people.py, which keeps the rate limit
-shared by several portal processes and the portal's log holding no secret.
+The rate limit shared by several portal processes, and the portal's log
+holding no secret, take real processes: tests/integration/test_people.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The audit trail page (manage/audit/): changes and refusals from every
 door are recorded and can be filtered; a namespace admin reads only their
 own namespace's trail.
-
-Moved from tests/integration/test_people.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """A namespace's admin on the namespace pages (manage/namespaces/): they
 manage their own namespace's members and keys, and nobody else's.
 
-Moved from tests/integration/test_people.py, which keeps a key made here
-working with Shaken Fist's own client.
+That a key made here works with Shaken Fist's own client is tried in
+tests/integration/test_people.py.
 """
 
 from __future__ import annotations

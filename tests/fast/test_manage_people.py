@@ -1,7 +1,5 @@
 """The admin's people pages (manage/people/): disabling a person ends their
 sessions and tokens at once; a generated password is shown once and works.
-
-Moved from tests/integration/test_people.py.
 """
 
 from __future__ import annotations
