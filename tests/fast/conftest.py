@@ -37,10 +37,9 @@ from deploy.localetcd import LocalEtcd
 from portal.accounts.management.commands.bootstrap import register_demo_image
 from tests.support.fakeagent import FakeAgent
 from tests.support.inprocess import InProcessPortal, Person, running_portal
+from tests.support.networld import FLOATING_NETWORK, FLOATING_ROUTER
 
 TEAM, OTHER = "team", "other"
-# As the network tests' cloud has it (tests/support/networld.py): never routed anywhere.
-FLOATING_NETWORK, FLOATING_ROUTER = "192.0.2.0/28", "192.0.2.1"
 FAST_DIR = Path(__file__).parent
 # The database settings name before any test database replaces it.
 CONFIGURED_DATABASE = connection.settings_dict["NAME"]
@@ -59,7 +58,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @contextlib.contextmanager
 def bootstrapped_portal(etcd_server: LocalEtcd) -> Iterator[InProcessPortal]:
     """The portal as ``make run`` leaves it: bootstrapped, with the floating
-    network the network tests' cloud has; no nodes. The database must be open."""
+    network the network tests' cloud has (never routed anywhere); no nodes.
+    The database must be open."""
     prefix = f"/fast-{secrets.token_hex(6)}"
     system_key, admin_password = secrets.token_urlsafe(24), secrets.token_urlsafe(12)
     cluster_secret = secrets.token_urlsafe(48)
@@ -122,7 +122,11 @@ def module_portal(etcd_server: LocalEtcd, session_database: None,
 
 @pytest.fixture
 def agent(portal: InProcessPortal) -> FakeAgent:
-    """A registered node (also the network node) that nothing runs on."""
+    """A fake agent at the etcd boundary: its node is registered (hypervisor
+    and network node), and the test has it write the observed records an
+    agent would (an instance created and running, a network built, an
+    instance torn down). Nothing runs on it; real agents are tried in
+    tests/integration."""
     return FakeAgent(portal).register()
 
 
