@@ -160,3 +160,10 @@ async def hub() -> Hub:
         current = _hubs[loop] = Hub()
     await current.start()
     return current
+
+
+async def stop_hub() -> None:
+    """Stop this loop's hub, if one was started (a test's loop ends with its test)."""
+    current = _hubs.pop(asyncio.get_running_loop(), None)
+    if current is not None:
+        await current.stop()
