@@ -111,7 +111,7 @@ class Hub:
             found = self.keys.classify(change.key)
             if found is None:
                 continue
-            kind, uuid = found
+            kind, uuid = found.kind, found.uuid
             if kind == ObjectKind.IMAGE:
                 images.add(uuid)
             elif kind == ObjectKind.NETWORK:

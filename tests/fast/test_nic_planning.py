@@ -5,14 +5,10 @@ NIC's random pick happened to be .50)."""
 
 from __future__ import annotations
 
-import pytest
-
 from cloudstate.model import NetworkSpec
 from portal.cloud import interfaces
 from portal.cloud.interfaces import NicRequest
 from portal.cloud.networks import NetworkRecord
-
-pytestmark = pytest.mark.integration
 
 
 async def test_an_address_named_by_one_nic_is_not_picked_for_another(portal_etcd: None) -> None:
