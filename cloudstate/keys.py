@@ -218,31 +218,32 @@ class Keys:
 
     # parsing
     def classify(self, key: str) -> Classified | None:
-        """Which object a key holds a record of: (kind, uuid), the uuid being
-        a node's name for nodes and a session's id for consoles. Desired and
-        observed records of an object classify alike. None for keys that
-        are not an object's own record (names, reservations, fences...)."""
-        for family, kind in self._families():
+        """Which object a key holds a record of: (kind, uuid, observed), the
+        uuid being a node's name for nodes and a session's id for consoles.
+        ``observed`` tells an agent's report (and a node's liveness) from the
+        desired record. None for keys that are not an object's own record
+        (names, reservations, fences...)."""
+        for family, kind, observed in self._families():
             if uuid := self.uuid_of(key, family):
-                return Classified(kind, uuid)
+                return Classified(kind, uuid, observed)
         if key.startswith(self.observed_images):
             node, _, uuid = key[len(self.observed_images):].partition("/")
             if node and uuid and "/" not in uuid:
-                return Classified(ObjectKind.IMAGE, uuid)
+                return Classified(ObjectKind.IMAGE, uuid, observed=True)
         return None
 
-    def _families(self) -> tuple[tuple[str, ObjectKind], ...]:
+    def _families(self) -> tuple[tuple[str, ObjectKind, bool], ...]:
         return (
-            (self.instances, ObjectKind.INSTANCE),
-            (self.observed_instances, ObjectKind.INSTANCE),
-            (self.networks, ObjectKind.NETWORK),
-            (self.observed_networks, ObjectKind.NETWORK),
-            (self.interfaces, ObjectKind.INTERFACE),
-            (self.images, ObjectKind.IMAGE),
-            (self.keypairs, ObjectKind.KEYPAIR),
-            (self.nodes, ObjectKind.NODE),
-            (self.alive, ObjectKind.NODE),
-            (self.console_sessions, ObjectKind.CONSOLE),
+            (self.instances, ObjectKind.INSTANCE, False),
+            (self.observed_instances, ObjectKind.INSTANCE, True),
+            (self.networks, ObjectKind.NETWORK, False),
+            (self.observed_networks, ObjectKind.NETWORK, True),
+            (self.interfaces, ObjectKind.INTERFACE, False),
+            (self.images, ObjectKind.IMAGE, False),
+            (self.keypairs, ObjectKind.KEYPAIR, False),
+            (self.nodes, ObjectKind.NODE, False),
+            (self.alive, ObjectKind.NODE, True),
+            (self.console_sessions, ObjectKind.CONSOLE, False),
         )
 
     def uuid_of(self, key: str, family: str) -> str | None:
@@ -255,7 +256,9 @@ class Keys:
 
 
 class Classified(NamedTuple):
-    """What ``Keys.classify`` found: the kind of object and its uuid (or name)."""
+    """What ``Keys.classify`` found: the kind of object, its uuid (or name),
+    and whether the key is the observed side of it."""
 
     kind: ObjectKind
     uuid: str
+    observed: bool = False

@@ -35,6 +35,7 @@ from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Image, InstanceSpec, NodeInfo
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
+from cloudstate.vocabulary import ObjectKind
 from nodeagent import hostfacts
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
@@ -204,18 +205,18 @@ class Agent:
 
     def _on_changes(self, changes: list[Change]) -> None:
         for change in changes:
-            image_uuid = self.keys.uuid_of(change.key, self.keys.images)
-            if image_uuid is not None:
-                self._image_changed(image_uuid, change)
-                continue
-            uuid = self.keys.uuid_of(change.key, self.keys.instances)
-            if uuid is None:
-                continue
-            # Ours now, or ours before this change (moved away or removed).
-            for kv in (change.new, change.old):
-                if kv is not None and InstanceSpec.from_json(kv.value).node == self.owner.node:
-                    self.queue.add(uuid)
-                    break
+            found = self.keys.classify(change.key)
+            if found is None or found.observed:
+                continue  # what agents report is not work for this one
+            if found.kind == ObjectKind.IMAGE:
+                self._image_changed(found.uuid, change)
+            elif found.kind == ObjectKind.INSTANCE:
+                # Ours now, or ours before this change (moved away or removed).
+                for kv in (change.new, change.old):
+                    if kv is not None and InstanceSpec.from_json(kv.value).node == \
+                            self.owner.node:
+                        self.queue.add(found.uuid)
+                        break
 
     def _image_changed(self, uuid: str, change: Change) -> None:
         self.image_queue.add(uuid)

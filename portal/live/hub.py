@@ -116,7 +116,7 @@ class Hub:
             found = self.keys.classify(change.key)
             if found is None:
                 continue
-            kind, uuid = found
+            kind, uuid = found.kind, found.uuid
             if kind == ObjectKind.IMAGE:
                 images.add(uuid)
             elif kind == ObjectKind.NETWORK:
@@ -170,3 +170,10 @@ async def hub() -> Hub:
         current = _hubs[loop] = Hub()
     await current.start()
     return current
+
+
+async def stop_hub() -> None:
+    """Stop this loop's hub, if one was started (a test's loop ends with its test)."""
+    current = _hubs.pop(asyncio.get_running_loop(), None)
+    if current is not None:
+        await current.stop()
