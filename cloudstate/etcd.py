@@ -29,7 +29,7 @@ import grpc
 from aetcd import rpc, watcher
 from aetcd.utils import prefix_range_end
 
-from cloudstate.tls import Credentials
+from cloudstate.tls import Credentials, TlsError
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +338,14 @@ class Etcd:
             # The stamp before the read: a change while reading retires this
             # channel at the next check rather than going unnoticed.
             stamp = self._tls.stamp()
-            self._conn = _Connection(self._new_client(), stamp)
+            try:
+                client = self._new_client()
+            except TlsError as exc:
+                # Without its certificate files this part reaches no member:
+                # callers treat it as they treat etcd down (a 503, a retry),
+                # and the message names the missing file.
+                raise EtcdUnavailable(str(exc)) from exc
+            self._conn = _Connection(client, stamp)
         conn = self._conn
         conn.users += 1
         try:

@@ -28,13 +28,14 @@ import logging
 from importlib import metadata
 from typing import Protocol
 
-from cloudstate import netvalidation, signing, tls
+from cloudstate import netvalidation, privacy, signing, tls
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Image, InstanceSpec, NodeInfo
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
+from cloudstate.vocabulary import ObjectKind
 from nodeagent import hostfacts, records
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
@@ -92,7 +93,8 @@ class Agent:
             on_domain_event=self.queue.add,
             on_reconnect=lambda: asyncio.get_running_loop().create_task(self.sweep()),
         )
-        self.images = ImageCache(settings.images_dir, FetchPolicy.from_env())
+        self.images = ImageCache(settings.images_dir, FetchPolicy.from_env(),
+                                 sandbox_user=settings.image_check_user)
         self.events = EventLog(EventSpool(settings.event_spool_dir))
         secret = load_secret(settings.common.state_dir)
         self.image_sync = ImageSync(
@@ -110,6 +112,7 @@ class Agent:
         self.server = AgentServer(
             host=settings.node_ip, port=settings.agent_port, node=settings.node_name,
             secret=secret, server_tls=tls.ServerTls(settings.credentials),
+            replay_file=settings.node_dir / "used-grants",
         )
         ConsoleRoutes(
             server=self.server, node=settings.node_name, keys=self.keys, mirror=self.mirror,
@@ -120,9 +123,12 @@ class Agent:
 
     async def run(self) -> None:
         settings = self.settings
-        for path in (settings.node_dir, settings.instances_dir, settings.images_dir,
-                     settings.networks_dir):
-            path.mkdir(parents=True, exist_ok=True)
+        # QEMU and dnsmasq open files below these by name; nobody lists them,
+        # and what an older version left readable is made private.
+        for path in (settings.common.state_dir, settings.node_dir.parent, settings.node_dir,
+                     settings.instances_dir, settings.images_dir, settings.networks_dir):
+            privacy.passage_dir(path)
+        privacy.tighten(settings.node_dir)
         virt = await hostfacts.probe_virtualization(settings.virt_type, settings.machine)
         log.info("node %s: %s (%s)", settings.node_name, virt.virt_type, virt.reason)
         await self.hypervisor.connect()
@@ -209,23 +215,25 @@ class Agent:
 
     def _on_changes(self, changes: list[Change]) -> None:
         for change in changes:
-            image_uuid = self.keys.uuid_of(change.key, self.keys.images)
-            if image_uuid is not None:
-                self._image_changed(image_uuid, change)
-                continue
-            uuid = self.keys.uuid_of(change.key, self.keys.instances)
-            if uuid is None:
-                continue
-            if change.refused is not None or (change.old is None and change.new is None):
-                # A refused record, or a refused one gone: whose it is and
-                # what to say is the reconciler's to work out.
+            found = self.keys.classify(change.key)
+            if found is None or found.observed:
+                continue  # what agents report is not work for this one
+            if found.kind == ObjectKind.IMAGE:
+                self._image_changed(found.uuid, change)
+            elif found.kind == ObjectKind.INSTANCE:
+                self._instance_changed(found.uuid, change)
+
+    def _instance_changed(self, uuid: str, change: Change) -> None:
+        if change.refused is not None or (change.old is None and change.new is None):
+            # A refused record, or a refused one gone: whose it is and
+            # what to say is the reconciler's to work out.
+            self.queue.add(uuid)
+            return
+        # Ours now, or ours before this change (moved away or removed).
+        for kv in (change.new, change.old):
+            if kv is not None and InstanceSpec.from_json(kv.value).node == self.owner.node:
                 self.queue.add(uuid)
-                continue
-            # Ours now, or ours before this change (moved away or removed).
-            for kv in (change.new, change.old):
-                if kv is not None and InstanceSpec.from_json(kv.value).node == self.owner.node:
-                    self.queue.add(uuid)
-                    break
+                return
 
     def _image_changed(self, uuid: str, change: Change) -> None:
         self.image_queue.add(uuid)

@@ -62,10 +62,10 @@ from cloudstate.model import (
 from cloudstate.power import API_ACTIONS
 
 # vda, vdc..., hdc... (QEMU's own names for a bus's disks); never a path.
-DEVICE = re.compile(r"^(?:vd|sd|hd)[a-z]{1,2}$")
+DEVICE = re.compile(r"(?:vd|sd|hd)[a-z]{1,2}")
 CONFIG_DRIVE_DEVICE = "vdb"  # the agent's own, never a record's
-NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 BUSES = ("virtio", "ide", "sata", "scsi")
 DISK_TYPES = ("disk", "cdrom")
 MAX_VXID = 2**24 - 1
@@ -145,7 +145,7 @@ def _valid(check: Callable[..., Any], value: Any, field: str) -> Any:
 
 
 def _node(value: Any, field: str) -> str:
-    _require(isinstance(value, str) and bool(NODE_NAME.match(value)),
+    _require(isinstance(value, str) and bool(NODE_NAME.fullmatch(value)),
              f"{field} {_shown(value)} is not a node name")
     return str(value)
 
@@ -169,7 +169,7 @@ def _ip(value: Any, field: str) -> None:
 
 
 def _device(value: Any, field: str) -> str:
-    _require(isinstance(value, str) and bool(DEVICE.match(value)),
+    _require(isinstance(value, str) and bool(DEVICE.fullmatch(value)),
              f"{field} {_shown(value)} is not a disk device name such as vda")
     _require(value != CONFIG_DRIVE_DEVICE, f"{field} {value} is the config drive's")
     return str(value)
@@ -330,7 +330,7 @@ def check_observed_image(node: str, key_uuid: str, raw: Any) -> None:
     _uuid(key_uuid, "the key's uuid")
     _one_of(observed.get("state"), "state", IMAGE_STATES)
     sha = observed.get("sha256")
-    _require(sha is None or (isinstance(sha, str) and bool(SHA256.match(sha))),
+    _require(sha is None or (isinstance(sha, str) and bool(SHA256.fullmatch(sha))),
              f"sha256 {_shown(sha)} is not a sha256 in hex")
     _int(observed.get("size", 0), "size", 0, 2**62)
     _parses(ImageObserved, observed)

@@ -118,8 +118,9 @@ class SnapshotTaker:
         try:
             try:
                 await qemuimg.flatten(copy, standalone, lambda pct: self._progress(image, pct))
-            except ImageError as exc:
-                raise ImageError(f"converting the snapshot failed: {exc.message}") from exc
+            except qemuimg.QemuImgFailed as exc:
+                raise ImageError("converting the snapshot failed (the node's log says why)"
+                                 ) from exc
             cached = await self._cache.adopt(cache_key(image), standalone,
                                              url=image.source_url)
         finally:

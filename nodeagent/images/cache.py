@@ -27,15 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from cloudstate.urlguard import FetchPolicy
-from nodeagent.images import qemuimg
+from nodeagent.images import qemuimg, sandbox
 from nodeagent.images.errors import ImageError
 from nodeagent.images.fetch import Fetcher, FirstHop, Progress, ProgressCallback
 from nodeagent.images.files import fsync_path, hash_file
 from nodeagent.images.qemuimg import GiB
+from nodeagent.images.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,16 @@ class ImageCache:
         connect_timeout: float = 10.0,
         idle_timeout: float = 60.0,
         min_rate: int = 1024,
+        sandbox_user: str = "nobody",
     ):
         """``max_bytes`` bounds one image, both as fetched and as converted.
         A download that stalls for ``idle_timeout`` seconds, or averages less
         than ``min_rate`` bytes/s over such a window (a server dripping bytes
-        to hold us forever), fails."""
+        to hold us forever), fails. qemu-img inspects and converts downloads
+        as ``sandbox_user``."""
         self.root = Path(root)
+        sandbox.check_user(sandbox_user)
+        self.sandbox_user = sandbox_user
         self.policy = policy
         self.max_bytes = max_bytes
         self._fetcher = Fetcher(max_bytes=max_bytes, connect_timeout=connect_timeout,
@@ -132,8 +137,8 @@ class ImageCache:
         """Take a standalone qcow2 made on this node (a snapshot) into the
         cache under ``cache_key``, as though it had been fetched from
         ``url``. ``ready`` is moved, and must be a scratch_path()."""
-        info = await qemuimg.describe(ready, "qcow2")
-        qemuimg.refuse_external_files(info, ready)
+        info = await qemuimg.describe(ready.parent, ready.name, "qcow2")
+        qemuimg.refuse_external_files(info)
         size, sha256 = await asyncio.to_thread(hash_file, ready)
         sidecar = ready.with_suffix(".json")
         meta = {"cache_key": cache_key, "url": url, "sha256": sha256, "size": size,
@@ -205,31 +210,28 @@ class ImageCache:
     async def _fetch(self, url: str, cache_key: str, expected: str | None,
                      listeners: list[ProgressCallback], policy: FetchPolicy,
                      first_hop: FirstHop) -> CachedImage:
-        digest = _digest(cache_key)
-        self._partial.mkdir(parents=True, exist_ok=True)
-        stem = self._partial / f"{digest[:16]}-{secrets.token_hex(4)}"
-        fetched, converted, sidecar = (stem.with_suffix(s) for s in (".fetch", ".qcow2", ".json"))
+        # The download, its conversion and its sidecar live in a sandbox
+        # (qemu-img works there unprivileged) that goes when this ends.
+        box = Sandbox(self._partial, _digest(cache_key)[:16], self.sandbox_user)
         try:
-            size, sha256 = await self._fetcher.fetch(url, fetched, Progress(listeners), policy,
-                                                     first_hop)
-            if expected is not None and sha256 != expected:
-                raise ImageError(f"the image at {url} has sha256 {sha256}, "
-                                 f"not the expected {expected}")
-            source_format, virtual_size, ready = await qemuimg.make_qcow2(
-                fetched, converted, max_bytes=self.max_bytes)
-            meta = {"cache_key": cache_key, "url": url, "sha256": sha256, "size": size,
-                    "virtual_size": virtual_size, "format": "qcow2",
-                    "source_format": source_format, "fetched_at": time.time()}
-            final = await self._install(cache_key, ready, sidecar, meta)
-            log.info("cached %s as %s (%s, %d bytes)", url, final.name, source_format, size)
-            return CachedImage(path=final, format="qcow2", virtual_size=virtual_size,
-                               size=size, sha256=sha256)
+            with box:
+                size, sha256 = await self._fetcher.fetch(
+                    url, box.path(qemuimg.FETCHED), Progress(listeners), policy, first_hop)
+                if expected is not None and sha256 != expected:
+                    raise ImageError(f"the image at {url} has sha256 {sha256}, "
+                                     f"not the expected {expected}")
+                source_format, virtual_size, ready = await qemuimg.make_qcow2(
+                    box, max_bytes=self.max_bytes)
+                meta = {"cache_key": cache_key, "url": url, "sha256": sha256, "size": size,
+                        "virtual_size": virtual_size, "format": "qcow2",
+                        "source_format": source_format, "fetched_at": time.time()}
+                final = await self._install(cache_key, ready, box.path("sidecar.json"), meta)
         except OSError as exc:
             raise ImageError(f"the node could not store the image from {url}: "
                              f"{exc.strerror or exc}") from exc
-        finally:
-            for path in (fetched, converted, sidecar):
-                path.unlink(missing_ok=True)
+        log.info("cached %s as %s (%s, %d bytes)", url, final.name, source_format, size)
+        return CachedImage(path=final, format="qcow2", virtual_size=virtual_size,
+                           size=size, sha256=sha256)
 
     async def _install(self, cache_key: str, ready: Path, sidecar: Path,
                        meta: dict[str, Any]) -> Path:
@@ -239,7 +241,9 @@ class ImageCache:
         sidecar.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         for path in (sidecar, ready):
             await asyncio.to_thread(fsync_path, path)
-            path.chmod(0o644)
+            # The agent's alone: libvirt lends an image to QEMU while a guest
+            # on it runs (dynamic ownership), and no local user reads it.
+            path.chmod(0o600)
         final = self.image_path(cache_key)
         os.replace(ready, final)
         os.replace(sidecar, self._sidecar_path(cache_key))
@@ -255,7 +259,7 @@ def _check_sha256_arg(value: str | None) -> str | None:
     if value is None:
         return None
     normalised = value.strip().lower()
-    if not _SHA256.match(normalised):
+    if not _SHA256.fullmatch(normalised):
         raise ImageError(f"{value!r} is not a sha256 checksum (64 hexadecimal digits)")
     return normalised
 

@@ -29,7 +29,7 @@ from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 
 Namespaces = frozenset[str] | None
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 KIND = ObjectKind.IMAGE
 
 
@@ -87,7 +87,7 @@ def default_name(url: str) -> str:
 
 
 def validate_name(value: object) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise validation.ValidationError(
             "name", f"{value!r} is not a valid image name: use 1-63 letters, digits, dots, "
                     "hyphens and underscores, starting with a letter or digit")

@@ -16,16 +16,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from cloudstate import states
+from cloudstate import metadata as metadata_rules
+from cloudstate import states, validation
 from cloudstate.etcd import Compare, Delete, KeyValue, Put
 from cloudstate.model import Disk, InstanceObserved, InstanceSpec
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
-from portal.accounts.models import AuditAction
+from portal.accounts.models import SYSTEM_NAMESPACE, AuditAction
 from portal.accounts.namespaces import require_open
 from portal.cloud import changes, images, interfaces, keypairs, ownership, refs, scheduler, store
 from portal.cloud.changes import Later, given
-from portal.cloud.errors import BadRequest, Conflict, NotFound
+from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 from portal.cloud.refs import Namespaces, visible
 
 MAX_USER_DATA_BYTES = 64 * 1024
@@ -50,8 +51,9 @@ class InstanceRequest:
     disks: list[DiskRequest]
     ssh_key: str | None = None
     user_data: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    video: dict[str, Any] = field(default_factory=lambda: {"model": "cirrus", "memory": 16384})
+    # As given: checked by create() (cloudstate.metadata, validation.video).
+    metadata: Any = None
+    video: Any = None
     configdrive: str = "openstack-disk"
     placed_on: str | None = None
     keypair: str | None = None  # a keypair of the namespace, by name
@@ -109,6 +111,9 @@ async def create(actor: Actor, namespace: str,
                                 what=f"namespace {namespace}") as entry:
         await require_open(namespace)
         wanted = given(request)
+        if wanted.placed_on is not None and not actor.can_operate(SYSTEM_NAMESPACE):
+            # Choosing a node (and learning which exist) is the operators' call.
+            raise Forbidden("placed_on: only the system namespace may choose the node")
         record = await _place(wanted, namespace)
         entry.object_id = record.uuid
     await changes.event(actor, KIND, record.uuid, "created", node=record.spec.node)
@@ -117,6 +122,9 @@ async def create(actor: Actor, namespace: str,
 
 async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     etcd, keys = store.etcd(), store.keys()
+    # The same rules as PUT .../metadata/<key>, for the whole object at once.
+    metadata = metadata_rules.validate_all(request.metadata, "instance")
+    video = validation.video(request.video)
     disks = [
         Disk(
             device=_disk_device(index) if disk.type == "disk" else f"hd{chr(ord('c') + index)}",
@@ -168,8 +176,8 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             ssh_key=ssh_key,
             keypair=keypair_name,
             user_data=request.user_data,
-            metadata=request.metadata,
-            video=request.video,
+            metadata=metadata,
+            video=video,
             configdrive=request.configdrive,
             requested_placement=request.placed_on,
             interfaces=[nic.uuid for nic in nics.interfaces],
@@ -201,8 +209,8 @@ async def delete(actor: Actor, record: InstanceRecord) -> InstanceRecord:
 
 
 async def delete_all(actor: Actor, scope: Namespaces, *, confirm: bool) -> list[str]:
-    """Delete every active instance of ``scope`` (None: every namespace,
-    for a member of system); all or nothing as far as roles go: refused
+    """Delete every active instance of ``scope`` (named namespaces, never
+    None); all or nothing as far as roles go: refused
     before anything is deleted if one of them may not be. Returns their UUIDs."""
     changes.may_delete_all(actor, KIND, scope, confirm=confirm)
     records = await list_instances(scope)

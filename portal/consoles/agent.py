@@ -3,7 +3,7 @@
 Over TLS only: the portal presents its certificate from the cloud's CA and
 checks that the agent's (from the same CA) names the address it dials. Each
 request also carries a grant signed with the cluster secret, bound to the
-node, the method and the exact path, and good once, within seconds.
+node, the method, the exact path and query, and good once, within seconds.
 """
 
 from __future__ import annotations
@@ -78,9 +78,11 @@ async def node_address(node: str) -> str:
     return f"https://{host}:{info.agent_port}"
 
 
-def _authorization(node: str, method: str, path: str, **extra: Any) -> dict[str, str]:
+def _authorization(node: str, method: str, path: str, query: dict[str, str] | None = None,
+                   **extra: Any) -> dict[str, str]:
     token = signing.sign(_secret(), AGENT_GRANT_PURPOSE,
-                         grant_claims(node=node, method=method, path=path, **extra),
+                         grant_claims(node=node, method=method, path=path, query=query,
+                                      **extra),
                          AGENT_GRANT_TTL)
     return {"Authorization": f"Bearer {token}"}
 
@@ -103,7 +105,7 @@ async def request(node: str, method: str, path: str, params: dict[str, str] | No
     try:
         async with _http().request(
             method, base + path, params=params,
-            headers=_authorization(node, method, path), ssl=_tls().current(),
+            headers=_authorization(node, method, path, query=params), ssl=_tls().current(),
             timeout=aiohttp.ClientTimeout(total=60, connect=CONNECT_TIMEOUT),
         ) as response:
             body = await response.read()

@@ -157,6 +157,7 @@ class AgentsListener:
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._tls.listening,
                            reuse_address=True, reuse_port=True)
         await site.start()
+        self.port = self._runner.addresses[0][1]  # the one picked, when asked for 0
         log.info("taking node agents' events on %s:%d (TLS, agents' certificates only)",
                  self.host, self.port)
 

@@ -19,14 +19,14 @@ from cloudstate.keys import Keys
 
 # Token ids are ours (secrets.token_urlsafe): anything else is refused before
 # it becomes part of a key.
-_TOKEN_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_TOKEN_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 async def spend(etcd: Etcd, keys: Keys, purpose: str, token_id: object,
                 expires_at: float) -> bool:
     """True if this is the first use of ``token_id`` (now recorded), False if
     it was used before or is not a token id at all."""
-    if not isinstance(token_id, str) or not _TOKEN_ID.match(token_id):
+    if not isinstance(token_id, str) or not _TOKEN_ID.fullmatch(token_id):
         return False
     ttl = max(1, math.ceil(expires_at - time.time()) + 1)
     lease = await etcd.grant_lease(ttl)

@@ -10,20 +10,25 @@
   can share the server without seeing each other's keys.
 - ``private_etcd_server`` / ``private_etcd``: a member of the test's own, for
   tests that stop, kill, restart or compact etcd.
+- ``portal_etcd``: the portal's services in this process on the test's
+  prefix (``portal_cloud_settings`` says how the portal reaches etcd).
 
 Tests are skipped, not failed, on a machine without an etcd binary.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cloudstate.config import Settings as CloudSettings
 from cloudstate.etcd import Etcd, EtcdUnavailable
 from deploy.localetcd import ETCD_BINARY, LocalEtcd
 from deploy.pki import ensure_local_etcd
@@ -97,3 +102,27 @@ async def private_etcd(private_etcd_server: LocalEtcd) -> AsyncIterator[Etcd]:
         yield client
     finally:
         await client.close()
+
+
+def portal_cloud_settings(etcd_server: LocalEtcd, prefix: str, **more: Any) -> CloudSettings:
+    """The portal's settings.CLOUD for a portal in this process: its etcd
+    client on ``etcd_server`` under ``prefix``, presenting the portal's
+    certificate from the session's PKI (the member takes no other)."""
+    from django.conf import settings
+
+    return dataclasses.replace(settings.CLOUD, etcd_endpoints=etcd_server.endpoints,
+                               pki_dir=etcd_server.pki_dir, etcd_prefix=prefix, **more)
+
+
+@pytest.fixture
+async def portal_etcd(settings, etcd_server: LocalEtcd, etcd: Etcd,  # type: ignore[no-untyped-def]
+                      etcd_prefix: str) -> AsyncIterator[None]:
+    """The portal's services (portal.cloud.store) pointed at this test's own
+    prefix of the session's etcd, for tests that call them in this process."""
+    from portal.cloud import store
+
+    settings.CLOUD = portal_cloud_settings(etcd_server, etcd_prefix)
+    try:
+        yield
+    finally:
+        await store.etcd().close()

@@ -3,16 +3,27 @@ who may see and change them rather than about guests.
 
 The instances are placed on a node that does not exist, so no agent acts
 on them and no guest boots; the API, pages and websockets treat them like
-any other.
+any other. The cloud is a whole one (tests.support.cloud) or the portal in
+process (tests.support.inprocess).
 """
 
 from __future__ import annotations
 
 import uuid as uuidlib
+from typing import Any, Protocol
 
 from cloudstate.etcd import Put
+from cloudstate.keys import Keys
 from cloudstate.model import Disk, Image, InstanceObserved, InstanceSpec, InterfaceSpec
-from tests.support.cloud import Cloud
+
+
+class Cloud(Protocol):
+    """What these need of a test cloud: its key layout and a way to run an
+    etcd call against it."""
+
+    keys: Keys
+
+    def etcd_call(self, fn: Any) -> Any: ...
 
 GHOST_NODE = "ghost-node"
 PUBLIC_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKu4Sb8bV0dSRiGSI7qHnHjYw5uCqbH5zN2q8cYbZ4bh "

@@ -90,6 +90,7 @@ def _disk0(**changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("record, reason", [
     (_disk0(device="../../etc/x"), "disks[0].device '../../etc/x' is not a disk device name"),
     (_disk0(device="vda/../../x"), "is not a disk device name"),
+    (_disk0(device="vdc\n"), "is not a disk device name"),
     (_disk0(device="vdb"), "disks[0].device vdb is the config drive's"),
     (_disk0(size_gb=10**9), "disks[0].size_gb 1000000000 is not a whole number from 1 to"),
     (_disk0(size_gb="8; rm -rf /"), "disks[0].size_gb"),
@@ -106,6 +107,7 @@ def _disk0(**changes: Any) -> dict[str, Any]:
     (instance(name="a" * 64), "is not a valid hostname"),
     (instance(namespace="../x"), "namespace: "),
     (instance(node="../../node"), "node '../../node' is not a node name"),
+    (instance(node="n1\n"), "is not a node name"),  # a whole match: ``$`` lets "\n" by
     (instance(cpus=10**6), "cpus 1000000 is not a whole number"),
     (instance(memory=True), "memory True is not a whole number"),
     (instance(disks="vda"), "disks must be a list"),

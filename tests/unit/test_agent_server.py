@@ -1,7 +1,8 @@
 """The agent server speaks TLS only, to the portal's and other agents'
 certificates from the cloud's CA, and lets through only fresh grants for this
-node and this exact request, each once. A renewed certificate is served at
-the next connection, without a restart."""
+node and this exact request (query included), each once, even across a
+restart. A renewed certificate is served at the next connection, without a
+restart."""
 
 from __future__ import annotations
 
@@ -31,23 +32,31 @@ def pki(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def server(pki: Path) -> AsyncIterator[AgentServer]:
+async def server(pki: Path, tmp_path: Path) -> AsyncIterator[AgentServer]:
+    running = await _started(pki, tmp_path / "used-grants")
+    yield running
+    await running.stop()
+
+
+async def _started(pki: Path, replay_file: Path) -> AgentServer:
     running = AgentServer(host="127.0.0.1", port=0, node="node-a", secret=SECRET,
-                          server_tls=tls.ServerTls(tls.agent(pki, "node-a")))
+                          server_tls=tls.ServerTls(tls.agent(pki, "node-a")),
+                          replay_file=replay_file)
 
     async def echo(request: web.Request, claims: dict[str, Any]) -> web.Response:
         return web.json_response({"uuid": request.match_info["uuid"], "extra": claims.get("x")})
 
     running.add_route("GET", "/things/{uuid}", echo)
     await running.start()
-    yield running
-    await running.stop()
+    return running
 
 
 def _grant(path: str = "/things/abc", *, node: str = "node-a", method: str = "GET",
-           purpose: str = AGENT_GRANT_PURPOSE, ttl: float = 30, secret: bytes = SECRET) -> str:
+           purpose: str = AGENT_GRANT_PURPOSE, ttl: float = 30, secret: bytes = SECRET,
+           query: dict[str, str] | None = None) -> str:
     return signing.sign(secret, purpose,
-                        grant_claims(node=node, method=method, path=path, x=1), ttl)
+                        grant_claims(node=node, method=method, path=path, query=query, x=1),
+                        ttl)
 
 
 async def _get(server: AgentServer, token: str | None, path: str = "/things/abc", *,
@@ -132,6 +141,35 @@ async def test_refused_grants(server: AgentServer, portal: ssl.SSLContext,
                               grant: dict | None, status: int) -> None:
     token = None if grant is None else _grant(**grant)
     assert await _get(server, token, context=portal) == status
+
+
+@pytest.mark.parametrize("granted, asked, status", [
+    ({"length": "10"}, "?length=10", 200),
+    ({"length": "10", "from": "a b"}, "?from=a%20b&length=10", 200),  # order, encoding
+    ({"length": "10"}, "?length=100000", 403),
+    ({"length": "10"}, "", 403),
+    ({}, "?length=10", 403),
+    ({"length": "10"}, "?length=10&extra=1", 403),
+])
+async def test_the_grant_binds_the_query_string(server: AgentServer, portal: ssl.SSLContext,
+                                                granted: dict, asked: str, status: int) -> None:
+    token = _grant(query=granted)
+    assert await _get(server, token, "/things/abc" + asked, context=portal) == status
+
+
+async def test_a_used_grant_stays_used_across_a_restart(pki: Path, tmp_path: Path,
+                                                        portal: ssl.SSLContext) -> None:
+    replay_file = tmp_path / "used-grants"
+    first = await _started(pki, replay_file)
+    token = _grant()
+    assert await _get(first, token, context=portal) == 200
+    await first.stop()
+    again = await _started(pki, replay_file)  # the agent restarted
+    try:
+        assert await _get(again, token, context=portal) == 403
+        assert await _get(again, _grant(), context=portal) == 200
+    finally:
+        await again.stop()
 
 
 async def test_picks_a_free_port_when_asked_for_zero(server: AgentServer) -> None:

@@ -85,6 +85,15 @@ async def test_a_failed_call_does_not_close_the_channel_under_other_calls(
         assert clients[1].closed.is_set()
 
 
+async def test_missing_certificate_files_make_etcd_unavailable_naming_the_file() -> None:
+    """As with etcd down, callers answer 503 or try again later (a renewal
+    that took a file away for a moment), rather than fail with a new error."""
+    etcd = Etcd([("127.0.0.1", 1)], tls=NO_FILES)
+    with pytest.raises(EtcdUnavailable, match="/nonexistent/ca.crt"):
+        await etcd.get("/anything")
+    await etcd.close()
+
+
 async def test_renewed_certificate_files_move_new_calls_to_a_new_channel(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
