@@ -12,7 +12,8 @@ This module only composes the parts and runs them:
                   configdrive and snapshots)
     net/          this node's share of every network; the instance reconciler
                   reaches it through net.ports alone
-    images/       the image cache, kept in step with etcd
+    images/       blobs (and uploads becoming blobs) and the qcow2 images made
+                  from them, kept in step with etcd
     consoles/     the console relays, on the agent's server (server)
     events        events to the portal, spooled on disk until acknowledged
 
@@ -32,7 +33,7 @@ from cloudstate import netvalidation, signing
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
-from cloudstate.model import Image, InstanceSpec, NodeInfo
+from cloudstate.model import Artifact, Blob, InstanceSpec, NodeInfo, Upload
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
 from nodeagent import hostfacts
@@ -40,9 +41,11 @@ from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
 from nodeagent.hypervisor import Hypervisor
+from nodeagent.images.blobs import BlobStore
 from nodeagent.images.cache import ImageCache
-from nodeagent.images.routes import ImageRoutes
-from nodeagent.images.sync import ImageSync, specs_using
+from nodeagent.images.routes import StorageRoutes
+from nodeagent.images.sync import BlobSync
+from nodeagent.images.uploads import UploadStore
 from nodeagent.instances import InstanceContext, InstanceReconciler
 from nodeagent.net.context import NetworkContext
 from nodeagent.net.names import NetNames
@@ -54,6 +57,8 @@ from nodeagent.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 NODE_INFO_REFRESH = 60.0
+# An upload file no upload record claims is removed once idle this long.
+UPLOAD_IDLE_GRACE = 3600.0
 
 
 class Running(Protocol):
@@ -84,12 +89,15 @@ class Agent:
             on_domain_event=self.queue.add,
             on_reconnect=lambda: asyncio.get_running_loop().create_task(self.sweep()),
         )
-        self.images = ImageCache(settings.images_dir, FetchPolicy.from_env())
+        self.blobs = BlobStore(settings.blobs_dir, FetchPolicy.from_env())
+        self.images = ImageCache(settings.images_dir)
+        self.uploads = UploadStore(settings.uploads_dir)
         self.events = EventLog(EventSpool(settings.event_spool_dir))
         secret = load_secret(settings.common.state_dir)
-        self.image_sync = ImageSync(
+        self.image_sync = BlobSync(
             node=settings.node_name, keys=self.keys, etcd=self.etcd, mirror=self.mirror,
-            cache=self.images, events=self.events, in_use=self._image_in_use, secret=secret)
+            blobs=self.blobs, cache=self.images, events=self.events, in_use=self._blob_in_use,
+            secret=secret)
         # Downloads take long; they get their own workers so they never hold
         # up power actions and the like.
         self.image_queue = WorkQueue(self.image_sync.reconcile, workers=2)
@@ -106,18 +114,19 @@ class Agent:
             server=self.server, node=settings.node_name, keys=self.keys, mirror=self.mirror,
             hypervisor=self.hypervisor, instances_dir=settings.instances_dir,
         ).register()
-        ImageRoutes(server=self.server, images=self.image_sync).register()
+        StorageRoutes(server=self.server, blobs=self.image_sync, uploads=self.uploads).register()
         self.started = asyncio.Event()
 
     async def run(self) -> None:
         settings = self.settings
         for path in (settings.node_dir, settings.instances_dir, settings.images_dir,
-                     settings.networks_dir):
+                     settings.blobs_dir, settings.uploads_dir, settings.networks_dir):
             path.mkdir(parents=True, exist_ok=True)
         virt = await hostfacts.probe_virtualization(settings.virt_type, settings.machine)
         log.info("node %s: %s (%s)", settings.node_name, virt.virt_type, virt.reason)
         await self.hypervisor.connect()
         self.images.cleanup_partials()
+        self.blobs.cleanup_partials()
         self.reconciler = InstanceReconciler(
             context=InstanceContext(
                 owner=self.owner,
@@ -157,6 +166,8 @@ class Agent:
         finally:
             self.networks.close()
             await self.server.stop()
+            await self.blobs.close()
+            await self.images.close()
             await self.hypervisor.close()
             await self.etcd.close()
 
@@ -200,53 +211,76 @@ class Agent:
 
     def _on_changes(self, changes: list[Change]) -> None:
         for change in changes:
-            image_uuid = self.keys.uuid_of(change.key, self.keys.images)
-            if image_uuid is not None:
-                self._image_changed(image_uuid, change)
-                continue
-            uuid = self.keys.uuid_of(change.key, self.keys.instances)
-            if uuid is None:
-                continue
-            # Ours now, or ours before this change (moved away or removed).
-            for kv in (change.new, change.old):
-                if kv is not None and InstanceSpec.from_json(kv.value).node == self.owner.node:
-                    self.queue.add(uuid)
-                    break
+            keys = self.keys
+            if blob_uuid := keys.uuid_of(change.key, keys.blobs):
+                self._blob_changed(blob_uuid, change)
+            elif parts := keys.observed_blob_parts(change.key):
+                # A copy became ready (or failed) somewhere: nodes waiting
+                # for it copy it now, instances waiting for it start.
+                self.image_queue.add(parts[1])
+                self._poke_instances_using(parts[1])
+            elif keys.uuid_of(change.key, keys.artifacts):
+                for kv in (change.old, change.new):
+                    if kv is not None:
+                        for blob in Artifact.from_json(kv.value).versions.values():
+                            self.image_queue.add(blob)
+            elif uuid := keys.uuid_of(change.key, keys.instances):
+                # Ours now, or ours before this change (moved away or removed).
+                for kv in (change.new, change.old):
+                    if kv is not None and InstanceSpec.from_json(kv.value).node == self.owner.node:
+                        self.queue.add(uuid)
+                        break
 
-    def _image_changed(self, uuid: str, change: Change) -> None:
+    def _blob_changed(self, uuid: str, change: Change) -> None:
         self.image_queue.add(uuid)
         if change.new is None:
             return
-        image = Image.from_json(change.new.value)
+        blob = Blob.from_json(change.new.value)
         # A snapshot to take is work for the instance's own pass, which it
         # must not race (pausing, powering, deleting).
-        if image.kind == "snapshot" and image.node == self.owner.node and image.instance_uuid:
-            self.queue.add(image.instance_uuid)
+        if blob.origin == "snapshot" and blob.node == self.owner.node and blob.instance_uuid:
+            self.queue.add(blob.instance_uuid)
 
-    def _image_in_use(self, cache_key: str) -> bool:
+    def _local_specs(self) -> list[InstanceSpec]:
+        return [spec for kv in self.mirror.items(self.keys.instances)
+                if (spec := InstanceSpec.from_json(kv.value)).node == self.owner.node]
+
+    def _poke_instances_using(self, blob_uuid: str) -> None:
+        for spec in self._local_specs():
+            if spec.desired != "deleted" and any(
+                    d.source is not None and d.source.blob_uuid == blob_uuid
+                    for d in spec.disks):
+                self.queue.add(spec.uuid)
+
+    def _blob_in_use(self, blob_uuid: str) -> bool:
         """Whether an instance on this node (even one being deleted, whose
-        disks may still be there) has a disk backed by this cached image."""
-        specs = [InstanceSpec.from_json(kv.value) for kv in self.mirror.items(self.keys.instances)]
+        disks may still be there) has a disk backed by this blob."""
         assert self.reconciler is not None
         local = self.reconciler.local_instances()
-        return any(spec.node == self.owner.node and (spec.desired != "deleted"
-                                                     or spec.uuid in local)
-                   for spec in specs_using(specs, cache_key))
+        return any((spec.desired != "deleted" or spec.uuid in local)
+                   and any(d.source is not None and d.source.blob_uuid == blob_uuid
+                           for d in spec.disks)
+                   for spec in self._local_specs())
 
     async def sweep(self) -> None:
         """Queue everything this node should have or does have."""
-        for kv in self.mirror.items(self.keys.images):
-            if uuid := self.keys.uuid_of(kv.key, self.keys.images):
-                self.image_queue.add(uuid)
+        blobs = self.image_sync.blob_uuids()
+        held = set(self.blobs.uuids()) | set(self.images.uuids())
+        for uuid in blobs | held:
+            self.image_queue.add(uuid)
+        uploads = {kv.key.rsplit("/", 1)[-1] for kv in self.mirror.items(self.keys.uploads)
+                   if Upload.from_json(kv.value).node == self.owner.node}
+        for uuid in self.uploads.sweep(uploads, grace=UPLOAD_IDLE_GRACE):
+            log.info("removed upload %s: nobody wants it any more", uuid)
         wanted = {
             uuid for kv in self.mirror.items(self.keys.instances)
             if (uuid := self.keys.uuid_of(kv.key, self.keys.instances))
             and InstanceSpec.from_json(kv.value).node == self.owner.node
         }
         assert self.reconciler is not None
-        held = self.reconciler.local_instances()
-        held |= set(await self.hypervisor.owned_domains(self.owner))
-        for uuid in wanted | held:
+        held_instances = self.reconciler.local_instances()
+        held_instances |= set(await self.hypervisor.owned_domains(self.owner))
+        for uuid in wanted | held_instances:
             self.queue.add(uuid)
         await self.networks.collect_garbage()
         self.networks.sweep()

@@ -23,7 +23,17 @@ from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
 from portal.accounts.namespaces import require_open
-from portal.cloud import changes, images, interfaces, keypairs, ownership, refs, scheduler, store
+from portal.cloud import (
+    bases,
+    catalogue,
+    changes,
+    interfaces,
+    keypairs,
+    ownership,
+    refs,
+    scheduler,
+    store,
+)
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import BadRequest, Conflict, NotFound
 from portal.cloud.refs import Namespaces, visible
@@ -117,12 +127,16 @@ async def create(actor: Actor, namespace: str,
 
 async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     etcd, keys = store.etcd(), store.keys()
+    found = await catalogue.load()
+    resolved: list[bases.Resolved] = []
+    for disk in request.disks:
+        resolved.append(await bases.resolve(disk.base, namespace, found, resolved))
     disks = [
         Disk(
             device=_disk_device(index) if disk.type == "disk" else f"hd{chr(ord('c') + index)}",
             size_gb=disk.size_gb,
             base=disk.base,
-            source=await images.resolve(disk.base, namespace),
+            source=resolved[index].source,
             bus=disk.bus if disk.type == "disk" else "ide",
             type=disk.type,
         )
@@ -134,9 +148,9 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             raise BadRequest("ssh_key: give either ssh_key or keypair, not both")
         keypair = await keypairs.find(request.keypair, namespace)
         ssh_key, keypair_name = keypair.public_key, keypair.name
-    # A snapshot lives on the node that took it. Its instances go there when
-    # it has room, which saves a copy; elsewhere that node's agent copies it.
-    holders = await images.nodes_holding(disks)
+    # A blob lives on the node that made it. Its instances go there when it
+    # has room, which saves a copy; elsewhere that node's agent copies it.
+    holders = bases.holders(resolved)
     demand = scheduler.Demand(
         cpus=request.cpus, memory_mib=request.memory,
         disk_gb=sum(d.size_gb for d in disks if d.type == "disk"),
@@ -175,14 +189,16 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             interfaces=[nic.uuid for nic in nics.interfaces],
         )
         placement_key = keys.placement(node.info.name)
+        # The blobs its disks start from, fenced; a new URL's fetch, asked of its node.
+        storage = bases.change(resolved, namespace, node.info.name)
         result = await etcd.txn(
             [Compare.absent(name_key),
              Compare.unchanged_since(placement_key, node.placement_revision),
-             *nics.compares],
+             *nics.compares, *storage.compares],
             [Put(keys.instance(spec.uuid), spec.to_json()),
              Put(name_key, spec.uuid),
              Put(placement_key, spec.uuid),
-             *nics.puts],
+             *nics.puts, *storage.ops],
         )
         if result.succeeded:
             return InstanceRecord(spec=spec, observed=None, revision=result.revision)

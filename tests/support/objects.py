@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid as uuidlib
 
 from cloudstate.etcd import Put
-from cloudstate.model import Disk, Image, InstanceObserved, InstanceSpec, InterfaceSpec
+from cloudstate.model import Artifact, Blob, Disk, InstanceObserved, InstanceSpec, InterfaceSpec
 from tests.support.cloud import Cloud
 
 GHOST_NODE = "ghost-node"
@@ -39,17 +39,22 @@ def mark_torn_down(cloud: Cloud, uuid: str) -> None:
 
 
 def put_image(cloud: Cloud, namespace: str, name: str) -> str:
-    """An image record no node holds or fetches (not marked for pre-caching)."""
-    image = Image(uuid=str(uuidlib.uuid4()), name=name, namespace=namespace,
-                  source_url=f"https://images.invalid/{name}.qcow2")
+    """An image artifact whose one version is a blob of the ghost node:
+    no node holds it or fetches it (it is not marked for pre-caching)."""
+    url = f"https://images.invalid/{name}.qcow2"
+    blob = Blob(uuid=str(uuidlib.uuid4()), namespace=namespace, origin="fetch", node=GHOST_NODE,
+                source_url=url)
+    artifact = Artifact(uuid=str(uuidlib.uuid4()), name=name, namespace=namespace,
+                        source_url=url).with_version(blob.uuid)
     keys = cloud.keys
 
     async def write(etcd):  # type: ignore[no-untyped-def]
-        await etcd.txn([], [Put(keys.image(image.uuid), image.to_json()),
-                            Put(keys.image_name(namespace, name), image.uuid)])
+        await etcd.txn([], [Put(keys.artifact(artifact.uuid), artifact.to_json()),
+                            Put(keys.artifact_url(namespace, "image", url), artifact.uuid),
+                            Put(keys.blob(blob.uuid), blob.to_json())])
 
     cloud.etcd_call(write)
-    return image.uuid
+    return artifact.uuid
 
 
 def put_interface(cloud: Cloud, namespace: str, instance_uuid: str, network_uuid: str) -> str:
