@@ -161,7 +161,9 @@ def plan_version(found: Catalogue, *, namespace: str, type: str, source_url: str
     if newest is not None and (newest.uuid == blob.uuid
                                or (sha512 and newest.facts.sha512 == sha512)):
         return Planned(existing.uuid, newest.uuid, False, Change())
-    artifact = existing.spec.with_version(blob.uuid).replace(
+    # Versions nobody will see again (pruned before) leave the record now.
+    kept = {i: b for i, b in existing.spec.versions.items() if i not in existing.found.dropped}
+    artifact = existing.spec.replace(versions=kept).with_version(blob.uuid).replace(
         shared=existing.spec.shared or shared, precache=existing.spec.precache or precache)
     return Planned(existing.uuid, blob.uuid, True,
                    versions.rewrite_artifact(existing, artifact) + blob_change)
@@ -170,12 +172,15 @@ def plan_version(found: Catalogue, *, namespace: str, type: str, source_url: str
 async def commit_plans(plan: Callable[[Catalogue], list[Planned]], what: str,
                        extra: Change | None = None) -> list[Planned]:
     """Plan against a fresh catalogue and commit it all in one transaction,
-    planning again if something changed meanwhile."""
+    planning again if something changed meanwhile. A new version may push
+    an old one past its artifact's limit: its blob goes at once if unused."""
     for _ in range(_ATTEMPTS):
         planned = plan(await catalogue.load())
         change = sum((p.change for p in planned), extra or Change())
         result = await store.etcd().txn(change.compares, change.ops)
         if result.succeeded:
+            if any(p.added for p in planned):
+                await blobs.collect_garbage()
             return planned
     raise Conflict(f"{what} is changing too often right now; try again")
 

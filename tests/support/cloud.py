@@ -265,18 +265,29 @@ class Cloud:
         return self.api(name, secret)
 
     def sf(self, *args: str, check: bool = True, namespace: str = "system",
-           key: str | None = None) -> subprocess.CompletedProcess[str]:
+           key: str | None = None, cwd: Path | None = None,
+           timeout: float = 180) -> subprocess.CompletedProcess[str]:
         """Run the real Shaken Fist client against this cloud."""
         env = {**self.env, "SHAKENFIST_API_URL": self.api_url,
                "SHAKENFIST_NAMESPACE": namespace, "SHAKENFIST_KEY": key or self.system_key}
         result = subprocess.run([SF_CLIENT, *args], env=env, capture_output=True, text=True,
-                                timeout=180)
+                                timeout=timeout, cwd=cwd)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"sf-client {' '.join(args)} failed ({result.returncode}):\n"
                 f"{result.stdout}\n{result.stderr}"
             )
         return result
+
+    def sf_library(self, namespace: str = "system", key: str | None = None) -> Any:
+        """Shaken Fist's Python API client (shakenfist_client.apiclient), as a
+        Shaken Fist user's script would make it."""
+        from shakenfist_client import apiclient
+
+        return apiclient.Client(base_url=self.api_url, namespace=namespace,
+                                key=key or self.system_key,
+                                suppress_configuration_lookup=True,
+                                async_strategy=apiclient.ASYNC_BLOCK)
 
     def etcd_call(self, fn: Callable[[Etcd], Any]) -> Any:
         async def run() -> Any:
