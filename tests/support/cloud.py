@@ -86,15 +86,18 @@ class ApiClient:
         response.raise_for_status()
         self._token = response.json()["access_token"]
 
-    def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
+                **kwargs: Any) -> requests.Response:
+        """A JSON ``body``, or ``raw`` bytes (an upload's chunk)."""
         if self._token is None:
             self._auth()
         for attempt in range(2):
             response = self.session.request(
                 method, f"{self.base}{path}",
-                data=None if body is None else json.dumps(body),
+                data=raw if raw is not None else None if body is None else json.dumps(body),
                 headers={"Authorization": f"Bearer {self._token}",
-                         "Content-Type": "application/json"},
+                         "Content-Type": "application/octet-stream" if raw is not None
+                         else "application/json"},
                 timeout=60, **kwargs,
             )
             if response.status_code != 401 or attempt:
