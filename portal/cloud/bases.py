@@ -70,6 +70,8 @@ async def resolve(base: str | None, namespace: str, found: Catalogue,
                                            visible))
     if base.startswith("sf://"):
         return _from_sf_url(base, namespace, found, visible)
+    if "://" in base:
+        validation.image_url(base)  # another scheme: a 400 saying which ones are taken
     try:
         record = await artifacts.get(base, visible, found)
     except NotFound:

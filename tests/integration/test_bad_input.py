@@ -31,9 +31,9 @@ def instance_keys(cloud: Cloud) -> list[str]:
     ({"name": "-x", "cpus": 1, "memory": 256, "disk": [{"size": 1}]}, "hostname"),
     ({"name": 5, "cpus": 1, "memory": 256, "disk": [{"size": 1}]}, "name"),
     ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1, "base": "ftp://h/x"}]},
-     "no image"),
-    ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1, "base": "nosuchimage"}]},
-     "no image"),
+     "not an http or https URL"),
+    ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1, "base": "sf://other/x"}]},
+     "not a reference this cloud knows"),
     ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1}], "user_data": "%%%"},
      "user_data"),
     ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1}], "ssh_key": "hello"},
@@ -82,6 +82,17 @@ def test_duplicate_name_is_409(cloud: Cloud) -> None:
              30, "twin deleted")
 
 
+@pytest.mark.parametrize("base", ["nosuchimage", "label:nosuchlabel",
+                                  "sf://blob/0d6c6a38-7f0e-4a55-9a43-6b1f7b3f0aff"])
+def test_a_missing_image_is_404_and_leaves_nothing(cloud: Cloud, base: str) -> None:
+    before = instance_keys(cloud)
+    response = cloud.api().post("/instances", {"name": "ok", "cpus": 1, "memory": 256,
+                                               "disk": [{"size": 1, "base": base}]})
+    assert response.status_code == 404, response.text
+    assert "not found" in response.json()["error"] or "no artifact" in response.json()["error"]
+    assert instance_keys(cloud) == before
+
+
 @pytest.fixture
 def bad_images(tmp_path):  # type: ignore[no-untyped-def]
     with HTTPTestServer() as server:
@@ -93,9 +104,10 @@ def bad_images(tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("path,reason", [
-    ("/missing.qcow2", "404"),
-    ("/page.qcow2", "html"),
-    ("/noise.img", "not a disk image"),
+    ("/missing.qcow2", "could not be fetched: 127.0.0.1 answered 404"),
+    # Fetched (any file is an artifact), but no disk can be made of it.
+    ("/page.qcow2", "is not a bootable disk image (the file is not a disk image"),
+    ("/noise.img", "is not a bootable disk image (the file is not a disk image"),
 ])
 def test_image_that_is_not_usable_gives_an_error_state(cloud: Cloud, bad_images, path: str,
                                                        reason: str) -> None:
@@ -111,7 +123,8 @@ def test_image_that_is_not_usable_gives_an_error_state(cloud: Cloud, bad_images,
     # Nothing half-made: no domain, no instance directory, no partial download.
     assert uuid not in cloud.domains()
     assert not cloud.instance_dir(uuid).exists()
-    assert not any((cloud.image_cache_dir() / ".partial").iterdir())
+    for store in ("images", "blobs"):
+        assert not any((cloud.image_cache_dir().parent / store / ".partial").iterdir())
     assert not list(cloud.image_cache_dir().glob("*.qcow2.*"))
     cloud.api().delete(f"/instances/{uuid}")
     wait_for(lambda: cloud.api().get(f"/instances/{uuid}").json()["state"] == "deleted",
