@@ -57,8 +57,10 @@ from nodeagent.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 NODE_INFO_REFRESH = 60.0
-# An upload file no upload record claims is removed once idle this long.
-UPLOAD_IDLE_GRACE = 3600.0
+# An upload file no upload record claims is removed once idle this long (its
+# record is written before its first byte arrives; this only covers the
+# moment the agent's mirror takes to see it).
+UPLOAD_IDLE_GRACE = 120.0
 
 
 class Running(Protocol):

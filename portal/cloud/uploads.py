@@ -13,7 +13,8 @@ artifact version in one transaction. Other nodes copy the blob when they
 first need it.
 
 An upload belongs to the namespace that made it: others get 404. One never
-converted is forgotten after UPLOAD_LIFETIME, as in Shaken Fist.
+converted is forgotten after SFCLOUD_UPLOAD_LIFETIME (a week, as in Shaken
+Fist).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import time
 import uuid as uuidlib
 from collections.abc import AsyncIterator
 from typing import Any
+
+from django.conf import settings
 
 from cloudstate.etcd import Delete
 from cloudstate.model import Blob, Upload
@@ -39,7 +42,6 @@ from portal.cloud.versions import Change
 from portal.consoles import agent
 
 KIND = ObjectKind.UPLOAD
-UPLOAD_LIFETIME = 7 * 24 * 3600.0
 # One chunk may take this long to reach the node (a slow client's 2 MiB).
 CHUNK_TIMEOUT = 600.0
 # Sealing hashes the whole file on its node.
@@ -207,14 +209,14 @@ async def _from_blob(actor: Actor, ref: str, fields: dict[str, Any]) -> artifact
 
 
 async def expire(now: float) -> int:
-    """Forget uploads never converted within UPLOAD_LIFETIME (their nodes
+    """Forget uploads never converted within their lifetime (their nodes
     then remove the bytes)."""
     etcd, keys = store.etcd(), store.keys()
     kvs, _ = await etcd.get_prefix(keys.uploads)
     expired = 0
     for kv in kvs:
         upload = Upload.from_json(kv.value)
-        if now - upload.created_at > UPLOAD_LIFETIME:
+        if now - upload.created_at > settings.UPLOAD_LIFETIME:
             result = await etcd.txn([], [Delete(kv.key)])
             expired += result.succeeded
             await audit.record(Actor.portal(), upload.namespace, AuditAction.DELETE, KIND,

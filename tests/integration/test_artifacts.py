@@ -167,3 +167,34 @@ def test_images_belong_to_their_namespace(cloud: Cloud, server: HTTPTestServer) 
     shared = other.post("/artifacts", {"url": server.url("/cirrus.qcow2"), "shared": True})
     assert shared.status_code == 403 and "only the system namespace" in shared.json()["error"]
     assert cloud.api().delete(f"/artifacts/{mine['uuid']}").status_code == 200
+
+
+def test_storage_housekeeping_forgets_what_is_long_gone(etcd_server, guest_image_dir,  # type: ignore[no-untyped-def]
+                                                        libvirt_daemon) -> None:
+    """With short lifetimes: a deleted artifact and its unused blob are read
+    back as deleted, then forgotten (every key of theirs goes); an upload
+    never made an artifact expires."""
+    short = Cloud(etcd_server.endpoint, demo_image=guest_image_dir / "disk.qcow2",
+                  SFCLOUD_DELETED_RETENTION="2", SFCLOUD_JANITOR_INTERVAL="1",
+                  SFCLOUD_UPLOAD_LIFETIME="3")
+    try:
+        short.start()
+        api = short.api()
+        upload = api.post("/upload").json()["uuid"]
+        assert api.request("POST", f"/upload/{upload}", raw=b"kept" * 1000).json() == 4000
+        made = api.post("/artifacts/upload/brief", {"upload_uuid": upload}).json()
+        uuid, blob_uuid = made["uuid"], made["blob_uuid"]
+        assert api.get(f"/upload/{upload}").status_code == 404  # it became the blob
+
+        forgotten = api.post("/upload").json()["uuid"]
+        assert api.request("POST", f"/upload/{forgotten}", raw=b"lost" * 10).json() == 40
+        wait_for(lambda: api.get(f"/upload/{forgotten}").status_code == 404, 30,
+                 "the upload to expire")
+
+        assert api.delete(f"/artifacts/{uuid}").json()["state"] == "deleted"
+        assert api.get(f"/blobs/{blob_uuid}").json()["state"] == "deleted"
+        wait_for(lambda: api.get(f"/artifacts/{uuid}").status_code == 404
+                 and api.get(f"/blobs/{blob_uuid}").status_code == 404, 60, "the purge")
+        assert not [key for key in short.etcd_keys() if uuid in key or blob_uuid in key]
+    finally:
+        short.stop()

@@ -159,6 +159,21 @@ def test_a_200_mib_upload_streams_through_the_portal_and_comes_back_identical(
     assert len(tenant.sf_json("artifact", "versions", uuid)) == 1
 
 
+def test_instance_upload_uploads_but_cannot_place_the_file(tenant: Tenant,
+                                                          tmp_path: Path) -> None:
+    """The upload half of ``instance upload`` works; putting the file inside
+    the guest needs Shaken Fist's in-guest agent, which is not offered, and
+    the client says so."""
+    path = tmp_path / "into-guest.txt"
+    path.write_bytes(b"for the guest\n")
+    result = tenant.sf("instance", "upload", "someinstance", str(path), "/tmp/x", check=False)
+    assert result.returncode != 0
+    assert "Created artifact" in result.stdout
+    assert "does not support placing a blob on an instance" in result.stdout + result.stderr
+    names = [a["source_url"] for a in tenant.sf_json("artifact", "list")]
+    assert f"sf://upload/{tenant.namespace}/upload-to-someinstance" in names
+
+
 def test_versions_are_kept_limited_and_deleted(tenant: Tenant, tmp_path: Path) -> None:
     digests = []
     for n in range(4):
