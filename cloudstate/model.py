@@ -62,7 +62,7 @@ class DiskSource(Record):
     create time so the agent needs no lookup: a blob (fixed bytes), and, for
     the person reading the instance, the artifact and URL it was found by."""
 
-    blob_uuid: str
+    blob_uuid: str = ""  # empty only in records of releases before blobs
     url: str = ""
     artifact_uuid: str | None = None
 

@@ -146,10 +146,11 @@ def plan_version(found: Catalogue, *, namespace: str, type: str, source_url: str
     newest version of the namespace's artifact of this type and URL,
     making the artifact if it has none. As in Shaken Fist, a blob equal to
     the newest version (the same blob, or the same sha512) adds nothing."""
-    new_blob = blob if isinstance(blob, Blob) else None
+    if isinstance(blob, Blob):
+        blob_change, sha512 = versions.create_blob(blob), blob.sha512
+    else:
+        blob_change, sha512 = versions.use_blob(blob), blob.facts.sha512
     existing = by_url(found, type, source_url, namespace)
-    blob_change = versions.create_blob(new_blob) if new_blob is not None else \
-        versions.use_blob(blob)  # type: ignore[arg-type]
     if existing is None:
         artifact = Artifact(uuid=str(uuidlib.uuid4()), name=name, namespace=namespace,
                             source_url=source_url, type=type, shared=shared,
@@ -157,7 +158,6 @@ def plan_version(found: Catalogue, *, namespace: str, type: str, source_url: str
         return Planned(artifact.uuid, blob.uuid, True,
                        versions.create_artifact(artifact) + blob_change)
     newest = existing.newest
-    sha512 = new_blob.sha512 if new_blob is not None else blob.facts.sha512  # type: ignore[union-attr]
     if newest is not None and (newest.uuid == blob.uuid
                                or (sha512 and newest.facts.sha512 == sha512)):
         return Planned(existing.uuid, newest.uuid, False, Change())
