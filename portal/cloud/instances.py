@@ -125,13 +125,17 @@ async def create(actor: Actor, namespace: str,
     return record
 
 
-async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
-    etcd, keys = store.etcd(), store.keys()
+async def _resolve_bases(request: InstanceRequest, namespace: str) -> list[bases.Resolved]:
+    """The blob each disk starts from (portal.cloud.bases)."""
     found = await catalogue.load()
     resolved: list[bases.Resolved] = []
     for disk in request.disks:
         resolved.append(await bases.resolve(disk.base, namespace, found, resolved))
-    disks = [
+    return resolved
+
+
+def _disks(request: InstanceRequest, resolved: list[bases.Resolved]) -> list[Disk]:
+    return [
         Disk(
             device=_disk_device(index) if disk.type == "disk" else f"hd{chr(ord('c') + index)}",
             size_gb=disk.size_gb,
@@ -142,6 +146,12 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
         )
         for index, disk in enumerate(request.disks)
     ]
+
+
+async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
+    etcd, keys = store.etcd(), store.keys()
+    resolved = await _resolve_bases(request, namespace)
+    disks = _disks(request, resolved)
     ssh_key, keypair_name = request.ssh_key, None
     if request.keypair:
         if ssh_key:
@@ -158,12 +168,17 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     name_key = keys.instance_name(namespace, request.name)
     nic_networks = await interfaces.resolve(request.networks, namespace)
     interfaces.check_unique_addresses(request.networks, nic_networks)
-    for _ in range(_PLACEMENT_ATTEMPTS):
+    for attempt in range(_PLACEMENT_ATTEMPTS):
         if await etcd.get(name_key) is not None:
             raise Conflict(
                 f"an instance named {request.name!r} already exists in namespace "
                 f"{namespace!r}"
             )
+        if attempt:
+            # Another create may just have made the artifact of a URL this
+            # one was about to fetch: start from what is there now.
+            resolved = await _resolve_bases(request, namespace)
+            disks = _disks(request, resolved)
         loads = await scheduler.snapshot(etcd, keys)
         node = scheduler.choose(demand, loads, required=request.placed_on, preferred=holders)
         instance_uuid = str(uuidlib.uuid4())
