@@ -206,7 +206,9 @@ class Blob(Record):
     operator registered, such as the demo image: every node reads
     ``source_url`` itself, so ``node`` is None). Every other node copies the
     bytes from a node that holds them. ``size`` and ``sha512`` are known up
-    front for uploads, else from the nodes' observed records.
+    front for uploads, else from the nodes' observed records. A fetch that
+    ``replaces`` an artifact's newest version (the URL cached again) is
+    only a new version if the file changed (its length or Last-Modified).
     """
 
     uuid: str
@@ -214,6 +216,7 @@ class Blob(Record):
     origin: str
     node: str | None
     source_url: str | None = None
+    replaces: str | None = None
     instance_uuid: str | None = None
     device: str | None = None
     size: int | None = None

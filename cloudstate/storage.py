@@ -96,9 +96,11 @@ class Version:
 class Versions:
     """An artifact's versions as shown: ``shown`` (created, oldest first, at
     most max_versions), ``pending`` (being made, newer than any shown),
-    ``failed`` (the newest version, if making it failed and nothing newer
-    is shown), and ``dropped``: version indexes nobody will see again
-    (pruned beyond max_versions, failed ones superseded, deleted blobs)."""
+    ``failed`` (the newest version, if making it failed and none is shown:
+    the artifact's error), and ``dropped``: version indexes nobody will see
+    again (pruned beyond max_versions, failed ones while another is shown,
+    as a failed refresh of a cached URL leaves the artifact as it was, and
+    versions whose blob is gone)."""
 
     shown: tuple[Version, ...]
     pending: tuple[Version, ...]
@@ -124,7 +126,7 @@ def versions(artifact: Artifact, state_of: Callable[[str], str]) -> Versions:
     floor = shown[-1].index if shown else 0
     pending = tuple(v for v in every if v.index > floor and states[v.index] in (INITIAL, CREATING))
     newest = every[-1] if every else None
-    failed = newest if newest is not None and newest.index > floor \
+    failed = newest if newest is not None and not shown \
         and states[newest.index] == ERROR else None
     keep = {v.index for v in shown + pending} | ({failed.index} if failed else set())
     dropped = tuple(str(v.index) for v in every if v.index not in keep)

@@ -155,11 +155,12 @@ class BlobStore:
     async def fetch(self, uuid: str, url: str, *, policy: FetchPolicy | None = None,
                     headers: Mapping[str, str] | None = None,
                     expected_sha512: str | None = None,
+                    unchanged: tuple[int | None, float | None] | None = None,
                     on_progress: ProgressCallback | None = None) -> StoredBlob:
         """The blob ``uuid``, fetched from ``url`` unless it is here already.
         Callers asking for a blob being fetched share that fetch. ``headers``
         go with the first request only, never where it redirects (a grant
-        for another node's agent, say)."""
+        for another node's agent, say). ``unchanged``: see Fetcher.fetch."""
         uuid = blob_uuid(uuid)
         expected = check_sha512(expected_sha512)
         if uuid not in self._fetches and (held := self.lookup(uuid)) is not None:
@@ -167,17 +168,18 @@ class BlobStore:
 
         async def start(listeners: list[ProgressCallback]) -> StoredBlob:
             return await self._fetch(uuid, url, expected, listeners, policy or self.policy,
-                                     headers or {})
+                                     headers or {}, unchanged)
 
         return _checked(await self._fetches.run(uuid, start, on_progress), expected, url)
 
     async def _fetch(self, uuid: str, url: str, expected: str | None,
                      listeners: list[ProgressCallback], policy: FetchPolicy,
-                     headers: Mapping[str, str]) -> StoredBlob:
+                     headers: Mapping[str, str],
+                     unchanged: tuple[int | None, float | None] | None) -> StoredBlob:
         scratch = self.scratch_path(f"fetch-{uuid}")
         try:
             fetched = await self._fetcher.fetch(url, scratch, Progress(listeners), policy,
-                                                headers)
+                                                headers, unchanged)
             if expected is not None and fetched.sha512 != expected:
                 raise ImageError(f"what {url} sent has sha512 {fetched.sha512}, not the "
                                  f"expected {expected}")

@@ -43,6 +43,11 @@ PROGRESS_INTERVAL = 1.0  # seconds between progress reports
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
+class Unchanged(ImageError):
+    """The server's file is the one fetched before (same length and
+    Last-Modified), so it was not fetched again."""
+
+
 @dataclass(frozen=True)
 class Fetched:
     """What was written: its size, its sha512, and when the server says it
@@ -85,15 +90,19 @@ class Fetcher:
         self.min_rate = min_rate
 
     async def fetch(self, url: str, dest: Path, progress: Progress, policy: FetchPolicy,
-                    headers: Mapping[str, str]) -> Fetched:
-        """Write what ``url`` holds to ``dest``."""
+                    headers: Mapping[str, str],
+                    unchanged: tuple[int | None, float | None] | None = None) -> Fetched:
+        """Write what ``url`` holds to ``dest``. With ``unchanged`` (the
+        length and Last-Modified of what was fetched from it before), raise
+        Unchanged instead if the server answers with the same."""
         if urlsplit(url).scheme.lower() == "file":
             await checked(url, policy)
             return await self._copy_file(url, dest, progress)
-        return await self._download(url, dest, progress, policy, headers)
+        return await self._download(url, dest, progress, policy, headers, unchanged)
 
     async def _download(self, url: str, dest: Path, progress: Progress,
-                        policy: FetchPolicy, headers: Mapping[str, str]) -> Fetched:
+                        policy: FetchPolicy, headers: Mapping[str, str],
+                        unchanged: tuple[int | None, float | None] | None) -> Fetched:
         # Whatever the caller trusts, a web server may not send us to a file.
         hop_policy = dataclasses.replace(policy, allow_file=False)
         timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout,
@@ -138,6 +147,9 @@ class Fetcher:
                         previous_host = host
                         continue
                     self._check_response(response, url, host)
+                    modified = _http_date(response.headers.get("Last-Modified"))
+                    if unchanged is not None and (response.content_length, modified) == unchanged:
+                        raise Unchanged(f"{url} has not changed since it was last fetched")
                     return await self._stream(response, dest, progress, host)
             except aiohttp.ConnectionTimeoutError as exc:
                 raise ImageError(f"could not connect to {host} within "

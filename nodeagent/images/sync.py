@@ -34,6 +34,7 @@ from nodeagent.events import EventLog
 from nodeagent.images.blobs import BlobStore, StoredBlob
 from nodeagent.images.cache import CachedImage, ImageCache
 from nodeagent.images.errors import ImageError
+from nodeagent.images.fetch import Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -178,13 +179,21 @@ class BlobSync:
             policy = dataclasses.replace(self.blobs.policy, allow_file=True)
             return await self._fetch(blob, blob.source_url or "", policy=policy)
         if self.makes_here(blob):
-            return await self._fetch(blob, blob.source_url or "")
+            return await self._fetch(blob, blob.source_url or "", unchanged=self._before(blob))
         if blob.node == self.node:
             if blob.origin == "snapshot" and self.state_of(blob.uuid) in (
                     storage.INITIAL, storage.CREATING):
                 raise BlobNotReady(f"blob {blob.uuid} is still being made")
             raise ImageError(f"blob {blob.uuid} is missing from {self.node}, which made it")
         return await self._copy(blob)
+
+    def _before(self, blob: Blob) -> tuple[int | None, float | None] | None:
+        """The length and Last-Modified of the version a refetch replaces."""
+        replaced = self.blob(blob.replaces) if blob.replaces else None
+        if replaced is None:
+            return None
+        facts = storage.blob_facts(replaced, self.copies(replaced.uuid))
+        return None if facts.size is None else (facts.size, facts.modified)
 
     async def _copy(self, blob: Blob) -> StoredBlob:
         """Copy the bytes from a node that holds them (its maker first)."""
@@ -217,7 +226,8 @@ class BlobSync:
 
     async def _fetch(self, blob: Blob, url: str, *, policy: FetchPolicy | None = None,
                      expected_sha512: str | None = None, headers: dict[str, str] | None = None,
-                     shown_url: str | None = None) -> StoredBlob:
+                     shown_url: str | None = None,
+                     unchanged: tuple[int | None, float | None] | None = None) -> StoredBlob:
         started = time.monotonic()
         await self._write(blob.uuid, BlobObserved(state="downloading"))
         if self._events:
@@ -226,8 +236,15 @@ class BlobSync:
         try:
             stored = await self.blobs.fetch(
                 blob.uuid, url, policy=policy, expected_sha512=expected_sha512,
-                headers=headers,
+                headers=headers, unchanged=unchanged,
                 on_progress=lambda done, total: self._progress(blob.uuid, done, total))
+        except Unchanged as exc:
+            # No new version: the artifact keeps the one it has.
+            await self._write(blob.uuid, BlobObserved(state="error", error=exc.message))
+            if self._events:
+                self._events.emit("blob", blob.uuid, f"not fetched: {exc.message}",
+                                  duration=time.monotonic() - started)
+            raise
         except ImageError as exc:
             await self._write(blob.uuid, BlobObserved(state="error", error=exc.message))
             if self._events:

@@ -191,9 +191,10 @@ async def commit_plans(plan: Callable[[Catalogue], list[Planned]], what: str,
 async def cache(actor: Actor, url: object, namespace: str, *, shared: bool = False,
                 name: object = None) -> ArtifactRecord:
     """Fetch a URL as an image artifact, onto every hypervisor. Asking again
-    for the same URL returns the artifact already there (fetching it again
-    only if its fetch failed). Anything may be fetched: whether it is a
-    usable disk is checked when an instance starts from it."""
+    for the same URL returns the same artifact, and (as in Shaken Fist)
+    looks for a newer file there: a new version if its length or
+    Last-Modified changed. Anything may be fetched: whether it is a usable
+    disk is checked when an instance starts from it."""
     async with changes.changing(actor, AuditAction.CACHE, KIND, namespace=namespace,
                                 object_name=str(url or "")[:255],
                                 what=f"namespace {namespace}") as entry:
@@ -205,9 +206,9 @@ async def cache(actor: Actor, url: object, namespace: str, *, shared: bool = Fal
         # Only what must never be fetched is refused now; the rest is the
         # artifact's state (error, with the reason) once the fetch is tried.
         await urlcheck.check(url, "url")
-        record, fresh = await _cache(url, namespace, shared=shared, name=wanted)
+        record, fetching = await _cache(url, namespace, shared=shared, name=wanted)
         entry.object_id, entry.object_name = record.uuid, record.spec.name
-    if fresh:
+    if fetching:
         await changes.event(actor, KIND, record.uuid, "caching requested", url=url)
     return record
 
@@ -224,10 +225,7 @@ async def _cache(url: str, namespace: str, *, shared: bool,
             else own_or_shared(found, "image", url, namespace)
         if existing is not None and existing.spec.namespace != namespace:
             return existing, False  # someone else's, shared with everyone
-        refetch = existing is None or existing.state == storage.ERROR
-        if existing is not None and not refetch and existing.spec.precache \
-                and existing.spec.shared == (existing.spec.shared or shared):
-            return existing, False
+        fetch = existing is None or existing.making is None  # none under way already
         change = Change()
         if existing is None:
             artifact = Artifact(uuid=str(uuidlib.uuid4()), name=name, namespace=namespace,
@@ -235,16 +233,20 @@ async def _cache(url: str, namespace: str, *, shared: bool,
         else:
             artifact = existing.spec.replace(shared=existing.spec.shared or shared,
                                              precache=True)
-        if refetch:  # new, or its last fetch failed: fetch it (again), as a new version
+            if not fetch and artifact == existing.spec:
+                return existing, False
+        if fetch:
+            newest = existing.newest if existing is not None else None
             blob = Blob(uuid=str(uuidlib.uuid4()), namespace=namespace, origin="fetch",
-                        node=await nodes.storage_node(), source_url=url)
+                        node=await nodes.storage_node(), source_url=url,
+                        replaces=newest.uuid if newest else None)
             artifact = artifact.with_version(blob.uuid)
             change += versions.create_blob(blob)
         change += versions.create_artifact(artifact) if existing is None else \
             versions.rewrite_artifact(existing, artifact)
         result = await store.etcd().txn(change.compares, change.ops)
         if result.succeeded:
-            return await reload(artifact.uuid), refetch
+            return await reload(artifact.uuid), fetch
     raise Conflict("too many requests for this URL at once; try again")
 
 

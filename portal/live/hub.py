@@ -21,7 +21,7 @@ from django.conf import settings
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
-from cloudstate.model import Artifact, InstanceObserved, InstanceSpec, InterfaceSpec
+from cloudstate.model import Artifact, BlobObserved, InstanceObserved, InstanceSpec, InterfaceSpec
 from cloudstate.vocabulary import ObjectKind
 from portal.cloud import blobs
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
@@ -124,6 +124,10 @@ class Hub:
                 images.add(uuid)
             elif kind == ObjectKind.BLOB:
                 images.update(self.artifacts_holding(uuid))
+                if self.keys.observed_blob_parts(change.key) and _reports_failure(change):
+                    # A version that failed (or was no new version) beside
+                    # one shown is dropped: its blob is used by nothing.
+                    self._sweep_unused_blobs()
             elif kind == ObjectKind.NETWORK:
                 networks.add(uuid)
             elif kind == ObjectKind.INTERFACE:
@@ -153,8 +157,9 @@ class Hub:
                                    {"type": NETWORK_CHANGED, "uuid": network_uuid})
 
     def _sweep_unused_blobs(self) -> None:
-        """An instance is gone, and with it maybe the last use of a blob
-        (Shaken Fist deletes a blob when its reference count falls to 0)."""
+        """An instance is gone, or a blob failed, and with it maybe the last
+        use of a blob (Shaken Fist deletes a blob when its reference count
+        falls to 0)."""
         if self._blob_sweep is not None and not self._blob_sweep.done():
             self._blob_sweep_again = True
             return
@@ -186,6 +191,11 @@ class Hub:
             if kv is not None:
                 found.add(InterfaceSpec.from_json(kv.value).network_uuid)
         return found
+
+
+def _reports_failure(change: Change) -> bool:
+    """Whether this change (to a node's copy of a blob) reports a failure."""
+    return change.new is not None and BlobObserved.from_json(change.new.value).state == "error"
 
 
 def _torn_down(change: Change, observed_key: str) -> bool:

@@ -63,9 +63,14 @@ def test_cached_image_is_fetched_once_and_outlives_its_artifact_while_used(
     assert version["reference_count"] == 1 and version["uuid"] == shown["blob_uuid"]
     assert downloads(server, "/cirrus.qcow2") == 1
     assert cached["uuid"] in [a["uuid"] for a in api.get("/artifacts", {"node": None}).json()]
-    # Asking again for the same URL gives the same artifact, and fetches nothing.
+    # Asking again for the same URL gives the same artifact; the file there
+    # has not changed, so it is no new version (Shaken Fist looks again).
     again = api.post("/artifacts", {"url": url})
     assert again.json()["uuid"] == cached["uuid"]
+    wait_for(lambda: downloads(server, "/cirrus.qcow2") == 2
+             and (a := artifact(cloud, cached["uuid"]))["nodes"].get(cloud.node, {}).get(
+                 "state") == "ready" and a, 60, "the second look to end")
+    assert artifact(cloud, cached["uuid"])["blobs"] == shown["blobs"]
 
     uuids = []
     for name, base in (("fromurl", url), ("fromname", "cirrus.qcow2")):
@@ -76,7 +81,7 @@ def test_cached_image_is_fetched_once_and_outlives_its_artifact_while_used(
         uuids.append(made.json()["uuid"])
     for uuid in uuids:
         cloud.wait_console(uuid, "SFCLOUD-READY")
-    assert downloads(server, "/cirrus.qcow2") == 1
+    assert downloads(server, "/cirrus.qcow2") == 2  # the instances fetched nothing
     shown = artifact(cloud, cached["uuid"])
     assert sorted(shown["blobs"][str(shown["index"])]["instances"]) == sorted(uuids)
     assert shown["blobs"][str(shown["index"])]["reference_count"] == 3

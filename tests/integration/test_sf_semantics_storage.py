@@ -74,6 +74,35 @@ def test_4_a_fetch_failure_is_the_artifacts_state(cloud: Cloud, files: HTTPTestS
     library.delete_artifact(cached["uuid"])
 
 
+def test_caching_a_url_again_adds_a_version_only_if_the_file_changed(
+        cloud: Cloud, files: HTTPTestServer) -> None:
+    library = cloud.sf_library()
+    path = "/changing.bin"
+    files.serve_bytes(path, b"first" * 100, headers={"Last-Modified": "Mon, 01 Jan 2024 "
+                                                                       "00:00:00 GMT"})
+    url = files.url(path)
+    first = settled(library, library.cache_artifact(url)["uuid"])
+    assert list(first["blobs"]) == [1] and first["blobs"][1]["size"] == 500
+
+    def looked(times: int) -> bool:
+        return files.count(path) == times and not cloud.api().get(
+            f"/artifacts/{first['uuid']}").json()["nodes"] == {}
+
+    assert library.cache_artifact(url)["uuid"] == first["uuid"]
+    wait_for(lambda: looked(2), 60, "the second look")
+    unchanged = library.get_artifact(first["uuid"])
+    assert list(unchanged["blobs"]) == [1] and unchanged["blob_uuid"] == first["blob_uuid"]
+
+    files.serve_bytes(path, b"second!" * 100, headers={"Last-Modified": "Tue, 02 Jan 2024 "
+                                                                          "00:00:00 GMT"})
+    library.cache_artifact(url)
+    changed = wait_for(lambda: (a := library.get_artifact(first["uuid"]))["blob_uuid"]
+                       != first["blob_uuid"] and a, 60, "the new version")
+    assert len(changed["blobs"]) == 2 and changed["blobs"][changed["index"]]["size"] == 700
+    assert [v["size"] for v in library.get_artifact_versions(first["uuid"])] == [500, 700]
+    library.delete_artifact(first["uuid"])
+
+
 def test_5_reference_counts_as_shaken_fist_counts_them(cloud: Cloud,
                                                        files: HTTPTestServer) -> None:
     library = cloud.sf_library()

@@ -77,11 +77,12 @@ def test_a_failed_first_fetch_is_the_artifacts_error() -> None:
     assert found.failed == storage.Version(1, "b1") and found.kept == (found.failed,)
 
 
-def test_a_failed_refresh_keeps_the_version_shown() -> None:
+def test_a_failed_refresh_keeps_the_version_shown_and_is_dropped() -> None:
     refreshed = artifact({"1": "b1", "2": "b2"})
     found = storage.versions(refreshed, states(b1="created", b2="error"))
     assert storage.artifact_state(refreshed, found) == "created"
-    assert found.newest == storage.Version(1, "b1") and found.failed == storage.Version(2, "b2")
+    assert found.newest == storage.Version(1, "b1") and found.failed is None
+    assert found.dropped == ("2",)
 
 
 def test_only_the_newest_max_versions_are_shown_and_the_rest_dropped() -> None:
