@@ -154,8 +154,9 @@ def _copies(blob_record: BlobRecord) -> dict[str, Any]:
 
 def blob(record: BlobRecord) -> dict[str, Any]:
     """A blob as Shaken Fist shows one (the keys with spaces are qemu-img's
-    words, as there); ``transcodes`` is empty: the qcow2 each node makes of
-    a blob is not a blob of its own here."""
+    words, as there, and absent when qemu-img has not described it yet: the
+    client reads them with a default); ``transcodes`` is empty: the qcow2
+    each node makes of a blob is not a blob of its own here."""
     spec, facts = record.spec, record.facts
     made = record.copies.get(spec.node or "")
     return {
@@ -172,9 +173,8 @@ def blob(record: BlobRecord) -> dict[str, Any]:
         "reference_count": record.references,
         "sha512": facts.sha512,
         "last_used": None,
-        "virtual size": facts.virtual_size,
-        "file format": facts.format,
-        "mime-type": None,
+        **({"virtual size": facts.virtual_size} if facts.virtual_size is not None else {}),
+        **({"file format": facts.format} if facts.format is not None else {}),
         "instances": list(record.instances),
         "origin": spec.origin,
         "node": spec.node,

@@ -219,6 +219,12 @@ def test_blobs_backups_metadata_sharing_and_cleaning(cloud: Cloud, tenant: Tenan
                  if a["namespace"] == tenant.namespace}
     assert set(artifacts) == {"alpha", "beta"}
 
+    # The pretty tables read every key they need.
+    pretty = tenant.sf("artifact", "show", artifacts["alpha"]["uuid"]).stdout
+    assert "current version blob uuid" in pretty and artifacts["alpha"]["blob_uuid"] in pretty
+    assert cloud.node in tenant.sf("blob", "list").stdout
+    assert "new version uploaded" in tenant.sf("artifact", "events",
+                                                artifacts["alpha"]["uuid"]).stdout
     blobs = tenant.sf_json("blob", "list")
     mine = {b["uuid"]: b for b in blobs if b["sha512"] in digests.values()}
     assert len(mine) == 2 and all(b["reference_count"] == 1 for b in mine.values())
