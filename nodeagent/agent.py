@@ -96,13 +96,13 @@ class Agent:
         self.uploads = UploadStore(settings.uploads_dir)
         self.events = EventLog(EventSpool(settings.event_spool_dir))
         secret = load_secret(settings.common.state_dir)
-        self.image_sync = BlobSync(
+        self.blob_sync = BlobSync(
             node=settings.node_name, keys=self.keys, etcd=self.etcd, mirror=self.mirror,
             blobs=self.blobs, cache=self.images, events=self.events, in_use=self._blob_in_use,
             secret=secret)
         # Downloads take long; they get their own workers so they never hold
         # up power actions and the like.
-        self.image_queue = WorkQueue(self.image_sync.reconcile, workers=2)
+        self.blob_queue = WorkQueue(self.blob_sync.reconcile, workers=2)
         self.networks = NetworkReconciler(
             context=_network_context(settings), keys=self.keys, etcd=self.etcd,
             mirror=self.mirror, poke_instance=self.queue.add, events=self.events,
@@ -116,7 +116,7 @@ class Agent:
             server=self.server, node=settings.node_name, keys=self.keys, mirror=self.mirror,
             hypervisor=self.hypervisor, instances_dir=settings.instances_dir,
         ).register()
-        StorageRoutes(server=self.server, blobs=self.image_sync, uploads=self.uploads).register()
+        StorageRoutes(server=self.server, blobs=self.blob_sync, uploads=self.uploads).register()
         self.started = asyncio.Event()
 
     async def run(self) -> None:
@@ -137,7 +137,7 @@ class Agent:
                 domain_template=settings.domain_template,
             ),
             keys=self.keys, etcd=self.etcd, mirror=self.mirror,
-            hypervisor=self.hypervisor, images=self.image_sync, events=self.events,
+            hypervisor=self.hypervisor, images=self.blob_sync, events=self.events,
             ports=self.networks.ports,
         )
         self.mirror.subscribe(self._on_changes)
@@ -147,7 +147,7 @@ class Agent:
             secret=signing.load_secret(settings.common.state_dir))
         try:
             async with asyncio.TaskGroup() as group:
-                running: tuple[Running, ...] = (self.mirror, self.queue, self.image_queue,
+                running: tuple[Running, ...] = (self.mirror, self.queue, self.blob_queue,
                                                 sender, self.networks.queue)
                 for part in running:
                     group.create_task(part.run())
@@ -219,13 +219,13 @@ class Agent:
             elif parts := keys.observed_blob_parts(change.key):
                 # A copy became ready (or failed) somewhere: nodes waiting
                 # for it copy it now, instances waiting for it start.
-                self.image_queue.add(parts[1])
+                self.blob_queue.add(parts[1])
                 self._poke_instances_using(parts[1])
             elif keys.uuid_of(change.key, keys.artifacts):
                 for kv in (change.old, change.new):
                     if kv is not None:
                         for blob in Artifact.from_json(kv.value).versions.values():
-                            self.image_queue.add(blob)
+                            self.blob_queue.add(blob)
             elif uuid := keys.uuid_of(change.key, keys.instances):
                 # Ours now, or ours before this change (moved away or removed).
                 for kv in (change.new, change.old):
@@ -234,7 +234,7 @@ class Agent:
                         break
 
     def _blob_changed(self, uuid: str, change: Change) -> None:
-        self.image_queue.add(uuid)
+        self.blob_queue.add(uuid)
         if change.new is None:
             return
         blob = Blob.from_json(change.new.value)
@@ -266,10 +266,10 @@ class Agent:
 
     async def sweep(self) -> None:
         """Queue everything this node should have or does have."""
-        blobs = self.image_sync.blob_uuids()
+        blobs = self.blob_sync.blob_uuids()
         held = set(self.blobs.uuids()) | set(self.images.uuids())
         for uuid in blobs | held:
-            self.image_queue.add(uuid)
+            self.blob_queue.add(uuid)
         uploads = {kv.key.rsplit("/", 1)[-1] for kv in self.mirror.items(self.keys.uploads)
                    if Upload.from_json(kv.value).node == self.owner.node}
         for uuid in self.uploads.sweep(uploads, grace=UPLOAD_IDLE_GRACE):

@@ -1,7 +1,7 @@
 """The node agent's one network listener: authenticated HTTP and websocket routes.
 
-The portal (consoles, console logs) and other nodes' agents (copying a
-snapshot this node holds) talk to it. Every request carries a grant signed
+The portal (consoles, console logs, uploads, blob downloads) and other
+nodes' agents (copying a blob this node holds) talk to it. Every request carries a grant signed
 with the cluster secret (``Authorization: Bearer ...``); the server checks the
 signature, the expiry, that the grant names this node and exactly this method
 and path, and that it has not been used before. Handlers get the verified

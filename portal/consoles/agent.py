@@ -1,7 +1,9 @@
-"""The portal's side of the hop to a node agent's server.
+"""The portal's side of the hop to a node agent's server (consoles, console
+logs, and storage: uploads streamed to a node, blobs streamed from one).
 
 Each request carries a grant signed with the cluster secret, bound to the
-node, the method and the exact path, and good once, within seconds.
+node, the method and the exact path, and good once, within seconds. Large
+bodies stream both ways, as fast as the other end takes them.
 """
 
 from __future__ import annotations
