@@ -23,6 +23,9 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/consoles/tickets/<sha256>        a one-time console ticket, on a lease (portal)
     <prefix>/consoles/sessions/<id>           a live console, on a lease (the portal serving it)
     <prefix>/consoles/slots/<user>/<n>        one of a person's console slots (ditto)
+    <prefix>/access/<user>                    rewritten when what a person may do changed
+                                              (any portal), so every portal process re-checks
+                                              that person's open consoles and live pages
 
 Networks (see cloudstate.ipam for how reservations are made and released):
 
@@ -226,17 +229,31 @@ class Keys:
     def console_slot(self, user_id: int, slot: int) -> str:
         return self._k("consoles", "slots", str(user_id), str(slot))
 
+    # people
+    @property
+    def access_changes(self) -> str:
+        return self._k("access", "")
+
+    def access_change(self, user_id: int) -> str:
+        return self._k("access", str(user_id))
+
+    def user_of_access_change(self, key: str) -> int | None:
+        """The person an ``access_change`` key is about, else None."""
+        found = self.uuid_of(key, self.access_changes)
+        return int(found) if found is not None and found.isascii() and found.isdigit() else None
+
     # parsing
     def classify(self, key: str) -> Classified | None:
-        """Which object a key holds a record of: (kind, uuid), the uuid being
-        a node's name for nodes and a session's id for consoles. Desired and
-        observed records of an object classify alike. None for keys that
-        are not an object's own record (names, reservations, fences...)."""
-        for family, kind in self._families():
+        """Which object a key holds a record of: (kind, uuid, observed), the
+        uuid being a node's name for nodes and a session's id for consoles.
+        ``observed`` tells an agent's report (and a node's liveness) from the
+        desired record. None for keys that are not an object's own record
+        (names, reservations, fences...)."""
+        for family, kind, observed in self._families():
             if uuid := self.uuid_of(key, family):
-                return Classified(kind, uuid)
+                return Classified(kind, uuid, observed)
         if parts := self.observed_blob_parts(key):
-            return Classified(ObjectKind.BLOB, parts[1])
+            return Classified(ObjectKind.BLOB, parts[1], observed=True)
         return None
 
     def observed_blob_parts(self, key: str) -> tuple[str, str] | None:
@@ -246,20 +263,21 @@ class Keys:
         node, _, uuid = key[len(self.observed_blobs):].partition("/")
         return (node, uuid) if node and uuid and "/" not in uuid else None
 
-    def _families(self) -> tuple[tuple[str, ObjectKind], ...]:
+    def _families(self) -> tuple[tuple[str, ObjectKind, bool], ...]:
+        # Labels are artifacts (of type label), so they classify as images.
         return (
-            (self.instances, ObjectKind.INSTANCE),
-            (self.observed_instances, ObjectKind.INSTANCE),
-            (self.networks, ObjectKind.NETWORK),
-            (self.observed_networks, ObjectKind.NETWORK),
-            (self.interfaces, ObjectKind.INTERFACE),
-            (self.artifacts, ObjectKind.IMAGE),
-            (self.blobs, ObjectKind.BLOB),
-            (self.uploads, ObjectKind.UPLOAD),
-            (self.keypairs, ObjectKind.KEYPAIR),
-            (self.nodes, ObjectKind.NODE),
-            (self.alive, ObjectKind.NODE),
-            (self.console_sessions, ObjectKind.CONSOLE),
+            (self.instances, ObjectKind.INSTANCE, False),
+            (self.observed_instances, ObjectKind.INSTANCE, True),
+            (self.networks, ObjectKind.NETWORK, False),
+            (self.observed_networks, ObjectKind.NETWORK, True),
+            (self.interfaces, ObjectKind.INTERFACE, False),
+            (self.artifacts, ObjectKind.IMAGE, False),
+            (self.blobs, ObjectKind.BLOB, False),
+            (self.uploads, ObjectKind.UPLOAD, False),
+            (self.keypairs, ObjectKind.KEYPAIR, False),
+            (self.nodes, ObjectKind.NODE, False),
+            (self.alive, ObjectKind.NODE, True),
+            (self.console_sessions, ObjectKind.CONSOLE, False),
         )
 
     def uuid_of(self, key: str, family: str) -> str | None:
@@ -272,7 +290,9 @@ class Keys:
 
 
 class Classified(NamedTuple):
-    """What ``Keys.classify`` found: the kind of object and its uuid (or name)."""
+    """What ``Keys.classify`` found: the kind of object, its uuid (or name),
+    and whether the key is the observed side of it."""
 
     kind: ObjectKind
     uuid: str
+    observed: bool = False

@@ -29,13 +29,14 @@ import logging
 from importlib import metadata
 from typing import Protocol
 
-from cloudstate import netvalidation, signing
+from cloudstate import netvalidation, privacy, signing
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Artifact, Blob, InstanceSpec, NodeInfo, Upload
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
+from cloudstate.vocabulary import ObjectKind
 from nodeagent import hostfacts
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
@@ -91,8 +92,9 @@ class Agent:
             on_domain_event=self.queue.add,
             on_reconnect=lambda: asyncio.get_running_loop().create_task(self.sweep()),
         )
-        self.blobs = BlobStore(settings.blobs_dir, FetchPolicy.from_env())
-        self.images = ImageCache(settings.images_dir)
+        self.blobs = BlobStore(settings.blobs_dir, FetchPolicy.from_env(),
+                               sandbox_user=settings.image_check_user)
+        self.images = ImageCache(settings.images_dir, sandbox_user=settings.image_check_user)
         self.uploads = UploadStore(settings.uploads_dir)
         self.events = EventLog(EventSpool(settings.event_spool_dir))
         secret = load_secret(settings.common.state_dir)
@@ -110,7 +112,7 @@ class Agent:
         self.reconciler: InstanceReconciler | None = None
         self.server = AgentServer(
             host=settings.node_ip, port=settings.agent_port, node=settings.node_name,
-            secret=secret,
+            secret=secret, replay_file=settings.node_dir / "used-grants",
         )
         ConsoleRoutes(
             server=self.server, node=settings.node_name, keys=self.keys, mirror=self.mirror,
@@ -121,9 +123,16 @@ class Agent:
 
     async def run(self) -> None:
         settings = self.settings
-        for path in (settings.node_dir, settings.instances_dir, settings.images_dir,
-                     settings.blobs_dir, settings.uploads_dir, settings.networks_dir):
-            path.mkdir(parents=True, exist_ok=True)
+        # QEMU and dnsmasq open files below these by name; nobody lists them,
+        # and what an older version left readable is made private.
+        for path in (settings.common.state_dir, settings.node_dir.parent, settings.node_dir,
+                     settings.instances_dir, settings.images_dir, settings.networks_dir):
+            privacy.passage_dir(path)
+        # Blobs and uploads are the agent's alone (an image QEMU opens is a
+        # hard link under images/, reached by that path).
+        for path in (settings.blobs_dir, settings.uploads_dir):
+            privacy.private_dir(path)
+        privacy.tighten(settings.node_dir)
         virt = await hostfacts.probe_virtualization(settings.virt_type, settings.machine)
         log.info("node %s: %s (%s)", settings.node_name, virt.virt_type, virt.reason)
         await self.hypervisor.connect()
@@ -213,24 +222,29 @@ class Agent:
 
     def _on_changes(self, changes: list[Change]) -> None:
         for change in changes:
-            keys = self.keys
-            if blob_uuid := keys.uuid_of(change.key, keys.blobs):
-                self._blob_changed(blob_uuid, change)
-            elif parts := keys.observed_blob_parts(change.key):
+            found = self.keys.classify(change.key)
+            if found is None:
+                continue
+            if found.kind == ObjectKind.BLOB and found.observed:
                 # A copy became ready (or failed) somewhere: nodes waiting
                 # for it copy it now, instances waiting for it start.
-                self.blob_queue.add(parts[1])
-                self._poke_instances_using(parts[1])
-            elif keys.uuid_of(change.key, keys.artifacts):
+                self.blob_queue.add(found.uuid)
+                self._poke_instances_using(found.uuid)
+            elif found.observed:
+                continue  # what agents report of other objects is not work for this one
+            elif found.kind == ObjectKind.BLOB:
+                self._blob_changed(found.uuid, change)
+            elif found.kind == ObjectKind.IMAGE:
                 for kv in (change.old, change.new):
                     if kv is not None:
                         for blob in Artifact.from_json(kv.value).versions.values():
                             self.blob_queue.add(blob)
-            elif uuid := keys.uuid_of(change.key, keys.instances):
+            elif found.kind == ObjectKind.INSTANCE:
                 # Ours now, or ours before this change (moved away or removed).
                 for kv in (change.new, change.old):
-                    if kv is not None and InstanceSpec.from_json(kv.value).node == self.owner.node:
-                        self.queue.add(uuid)
+                    if kv is not None and InstanceSpec.from_json(kv.value).node == \
+                            self.owner.node:
+                        self.queue.add(found.uuid)
                         break
 
     def _blob_changed(self, uuid: str, change: Change) -> None:

@@ -47,6 +47,8 @@ class AgentSettings:
     # The agent's authenticated server (console relays, console logs) listens
     # on node_ip at this port; 0 picks a free one (the node record says which).
     agent_port: int = setting("SFCLOUD_AGENT_PORT")
+    # The unprivileged user qemu-img runs as on downloaded bytes.
+    image_check_user: str = setting("SFCLOUD_IMAGE_CHECK_USER")
 
     @property
     def node_dir(self) -> Path:

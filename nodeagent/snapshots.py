@@ -110,8 +110,9 @@ class SnapshotTaker:
         try:
             try:
                 await qemuimg.flatten(copy, standalone, lambda pct: self._progress(image, pct))
-            except ImageError as exc:
-                raise ImageError(f"converting the snapshot failed: {exc.message}") from exc
+            except qemuimg.QemuImgFailed as exc:
+                raise ImageError("converting the snapshot failed (the node's log says why)"
+                                 ) from exc
             stored = await self._images.blobs.adopt(image.uuid, standalone)
         finally:
             standalone.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from portal.cloud.catalogue import BlobRecord
 from portal.cloud.errors import BadRequest
 from portal.consoles.agent import AgentRefused
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 
 class RangeNotSatisfiable(Exception):
@@ -41,7 +41,7 @@ def wanted_range(request: HttpRequest, size: int) -> tuple[blobs.ByteRange | Non
     header asked). RangeNotSatisfiable for a range outside the blob."""
     header = request.headers.get("Range")
     if header:
-        match = _RANGE.match(header.strip())
+        match = _RANGE.fullmatch(header.strip())
         if match is None or match.group(1) == match.group(2) == "":
             raise RangeNotSatisfiable(size)
         first, last = match.groups()

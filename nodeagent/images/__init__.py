@@ -13,8 +13,12 @@ from them, and uploads on their way to becoming blobs.
     fetch     the bytes: HTTP(S) pinned to the addresses the URL guard approved,
               redirects checked hop by hop, bounded in size and time; or a file
     inflight  work done once however many ask for it
-    qemuimg   every qemu-img run: inspecting untrusted bytes under limits,
-              refusing what would open other host files, converting, flattening
+    formats   what bytes are, read from their header before qemu-img sees them;
+              whatever names another file of the host is refused there
+    sandbox   where qemu-img works on untrusted bytes: unprivileged, in a directory
+              of its own
+    qemuimg   every qemu-img run: always told the format, under limits, converting,
+              flattening; its own messages go to the log, never to a user
     overlay   a guest's disk, as a qcow2 overlay on a cached image
     routes    the agent server's storage routes: blobs' bytes, uploads
     files     durable writes: hashing, fsync

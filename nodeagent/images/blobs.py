@@ -3,15 +3,17 @@
 A blob arrives one of three ways: fetched from a URL (or copied from
 another node's agent, which is also a fetch), or adopted from a file made
 on this node (a snapshot, a finished upload). Either way it is written
-under a private name, hashed (sha512, the checksum Shaken Fist knows blobs
-by), checked against the checksum expected when one is, described by
-qemu-img (what format it looks like, for the blob's view), and only then
-renamed into place with a JSON sidecar. A failure at any step leaves
-nothing behind. Nothing here decides whether the bytes make a disk: that
-is ``cache``'s job, when an instance first starts from them.
+into a sandbox (``sandbox``) under a private name, hashed (sha512, the
+checksum Shaken Fist knows blobs by), checked against the checksum
+expected when one is, inspected for the blob's view (its format read from
+its header in Python, then described by qemu-img told that format, as an
+unprivileged user: ``qemuimg.inspect``), and only then renamed into place
+with a JSON sidecar. A failure at any step leaves nothing behind. Nothing
+here decides whether the bytes make a disk: that is ``cache``'s job, when
+an instance first starts from them.
 
-Layout under ``root``: ``<uuid>`` and ``<uuid>.json`` for each blob,
-``.partial/`` for work in progress (emptied at start-up).
+Layout under ``root`` (the agent's alone): ``<uuid>`` and ``<uuid>.json``
+for each blob, ``.partial/`` for work in progress (emptied at start-up).
 """
 
 from __future__ import annotations
@@ -31,16 +33,17 @@ from pathlib import Path
 from typing import Any
 
 from cloudstate.urlguard import FetchPolicy
-from nodeagent.images import qemuimg
+from nodeagent.images import qemuimg, sandbox
 from nodeagent.images.errors import ImageError
 from nodeagent.images.fetch import Fetched, Fetcher, Progress
 from nodeagent.images.files import fsync_path, hash_file
 from nodeagent.images.inflight import ProgressCallback, Shared
-from nodeagent.images.qemuimg import GiB
+from nodeagent.images.qemuimg import FETCHED, GiB
+from nodeagent.images.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
-_SHA512 = re.compile(r"^[0-9a-f]{128}$")
+_SHA512 = re.compile(r"[0-9a-f]{128}")
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def check_sha512(value: str | None) -> str | None:
     if value is None:
         return None
     normalised = value.strip().lower()
-    if not _SHA512.match(normalised):
+    if not _SHA512.fullmatch(normalised):
         raise ImageError(f"{value!r} is not a sha512 checksum (128 hexadecimal digits)")
     return normalised
 
@@ -76,12 +79,15 @@ def check_sha512(value: str | None) -> str | None:
 class BlobStore:
     def __init__(self, root: Path, policy: FetchPolicy, *, max_bytes: int = 64 * GiB,
                  connect_timeout: float = 10.0, idle_timeout: float = 60.0,
-                 min_rate: int = 1024):
+                 min_rate: int = 1024, sandbox_user: str = "nobody"):
         """``max_bytes`` bounds one blob. A download that stalls for
         ``idle_timeout`` seconds, or averages less than ``min_rate`` bytes/s
-        over such a window (a server dripping bytes to hold us forever), fails."""
+        over such a window (a server dripping bytes to hold us forever), fails.
+        qemu-img inspects what arrives as ``sandbox_user``."""
         self.root = Path(root)
         self.policy = policy
+        sandbox.check_user(sandbox_user)
+        self.sandbox_user = sandbox_user
         self.max_bytes = max_bytes
         self._fetcher = Fetcher(max_bytes=max_bytes, connect_timeout=connect_timeout,
                                 idle_timeout=idle_timeout, min_rate=min_rate)
@@ -176,21 +182,19 @@ class BlobStore:
                      listeners: list[ProgressCallback], policy: FetchPolicy,
                      headers: Mapping[str, str],
                      unchanged: tuple[int | None, float | None] | None) -> StoredBlob:
-        scratch = self.scratch_path(f"fetch-{uuid}")
         try:
-            fetched = await self._fetcher.fetch(url, scratch, Progress(listeners), policy,
-                                                headers, unchanged)
-            if expected is not None and fetched.sha512 != expected:
-                raise ImageError(f"what {url} sent has sha512 {fetched.sha512}, not the "
-                                 f"expected {expected}")
-            stored = await self._install(uuid, scratch, fetched)
-            log.info("fetched blob %s from %s (%d bytes)", uuid, url, fetched.size)
-            return stored
+            with self._sandbox(uuid) as box:
+                fetched = await self._fetcher.fetch(url, box.path(FETCHED), Progress(listeners),
+                                                    policy, headers, unchanged)
+                if expected is not None and fetched.sha512 != expected:
+                    raise ImageError(f"what {url} sent has sha512 {fetched.sha512}, not the "
+                                     f"expected {expected}")
+                stored = await self._install(uuid, box, fetched)
         except OSError as exc:
             raise ImageError(f"the node could not store what {url} sent: "
                              f"{exc.strerror or exc}") from exc
-        finally:
-            scratch.unlink(missing_ok=True)
+        log.info("fetched blob %s from %s (%d bytes)", uuid, url, fetched.size)
+        return stored
 
     async def adopt(self, uuid: str, ready: Path, *,
                     expected_sha512: str | None = None) -> StoredBlob:
@@ -201,46 +205,39 @@ class BlobStore:
         size, sha512 = await asyncio.to_thread(hash_file, ready)
         if expected is not None and sha512 != expected:
             raise ImageError(f"the bytes have sha512 {sha512}, not the expected {expected}")
-        return await self._install(uuid, ready, Fetched(size=size, sha512=sha512))
+        with self._sandbox(uuid) as box:
+            os.replace(ready, box.path(FETCHED))
+            return await self._install(uuid, box, Fetched(size=size, sha512=sha512))
 
-    async def _install(self, uuid: str, ready: Path, fetched: Fetched) -> StoredBlob:
-        """Describe, then rename the bytes and their sidecar into place,
-        durably: bytes first, so a crash in between leaves bytes without a
-        sidecar, which cleanup_partials() removes."""
-        described = await _describe(ready)
+    def _sandbox(self, uuid: str) -> Sandbox:
+        return Sandbox(self._partial, uuid, self.sandbox_user)
+
+    async def _install(self, uuid: str, box: Sandbox, fetched: Fetched) -> StoredBlob:
+        """Inspect the box's FETCHED, then rename it and its sidecar into
+        place, durably: bytes first, so a crash in between leaves bytes
+        without a sidecar, which cleanup_partials() removes."""
+        found = await qemuimg.inspect(box, FETCHED)
+        if found.refusal is not None:
+            log.info("blob %s is no usable disk image: %s", uuid, found.refusal)
         meta: dict[str, Any] = {
             "uuid": uuid, "size": fetched.size, "sha512": fetched.sha512,
-            "modified": fetched.modified, "stored_at": time.time(), **described}
-        sidecar = self.scratch_path(f"{uuid}-meta")
-        try:
-            sidecar.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-            for path in (sidecar, ready):
-                await asyncio.to_thread(fsync_path, path)
-                # Its qcow2 may be this very file (a hard link), which QEMU reads.
-                path.chmod(0o644)
-            final = self.path(uuid)
-            os.replace(ready, final)
-            os.replace(sidecar, self._sidecar(uuid))
-            await asyncio.to_thread(fsync_path, self.root)
-        finally:
-            sidecar.unlink(missing_ok=True)
+            "modified": fetched.modified, "stored_at": time.time(),
+            "format": found.format, "virtual_size": found.virtual_size}
+        ready, sidecar = box.path(FETCHED), box.path("sidecar.json")
+        sidecar.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        for path in (sidecar, ready):
+            await asyncio.to_thread(fsync_path, path)
+            path.chmod(0o600)  # the agent's alone (cloudstate.privacy)
+        final = self.path(uuid)
+        os.replace(ready, final)
+        os.replace(sidecar, self._sidecar(uuid))
+        await asyncio.to_thread(fsync_path, self.root)
         return StoredBlob(uuid=uuid, path=final, size=fetched.size, sha512=fetched.sha512,
-                          format=described["format"],
-                          virtual_size=described["virtual_size"], modified=fetched.modified)
+                          format=found.format, virtual_size=found.virtual_size,
+                          modified=fetched.modified)
 
     async def close(self) -> None:
         await self._fetches.close()
-
-
-async def _describe(path: Path) -> dict[str, Any]:
-    """What qemu-img makes of the bytes (anything at all is "raw" to it);
-    nothing if it makes nothing of them."""
-    try:
-        info = await qemuimg.describe(path, None)
-    except ImageError:
-        return {"format": None, "virtual_size": None}
-    return {"format": str(info.get("format") or "") or None,
-            "virtual_size": int(info["virtual-size"])}
 
 
 def _checked(stored: StoredBlob, expected: str | None, url: str) -> StoredBlob:

@@ -1,15 +1,19 @@
 """The disks guests start from: one standalone qcow2 per blob, made once.
 
 A blob is any bytes; before an instance's disk is made on it, ``ensure``
-checks they are a usable disk image (``qemuimg``: no backing or external
-files, a known format, raw data that looks like a disk) and makes them a
-standalone qcow2 (Shaken Fist's "transcode"). That is when a file that is
-no disk image is refused, with a message the instance's owner reads. A
-blob that is a qcow2 already is hard-linked, not copied: both are
-immutable. Callers asking for the same blob at once share one conversion.
+checks they are a usable disk image and makes them a standalone qcow2
+(Shaken Fist's "transcode"): the blob is lent (hard-linked, read-only) to a
+sandbox, its format is read from its header in Python (``formats``: no
+backing or external files, a known format), and only then does qemu-img,
+told that format and run as an unprivileged user, describe and convert it
+(``qemuimg``, ``sandbox``). That is when a file that is no disk image is
+refused, with a generic message the instance's owner reads. A blob that is
+a qcow2 already is hard-linked, not copied: both are immutable. Callers
+asking for the same blob at once share one conversion.
 
 Layout under ``root``: ``<blob uuid>.qcow2`` and ``.json`` for each,
-``.partial/`` for work in progress (emptied at start-up).
+``.partial/`` for work in progress (emptied at start-up). Images are the
+agent's (0600); libvirt lends one to QEMU while a guest on it runs.
 """
 
 from __future__ import annotations
@@ -18,18 +22,18 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nodeagent.images import qemuimg
+from nodeagent.images import qemuimg, sandbox
 from nodeagent.images.blobs import StoredBlob, blob_uuid
 from nodeagent.images.errors import ImageError
 from nodeagent.images.files import fsync_path
 from nodeagent.images.inflight import Shared
 from nodeagent.images.qemuimg import GiB
+from nodeagent.images.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +50,14 @@ class CachedImage:
 
 
 class ImageCache:
-    def __init__(self, root: Path, *, max_bytes: int = 64 * GiB):
-        """``max_bytes`` bounds one image once converted."""
+    def __init__(self, root: Path, *, max_bytes: int = 64 * GiB,
+                 sandbox_user: str = "nobody"):
+        """``max_bytes`` bounds one image once converted; qemu-img inspects
+        and converts blobs as ``sandbox_user``."""
         self.root = Path(root)
         self.max_bytes = max_bytes
+        sandbox.check_user(sandbox_user)
+        self.sandbox_user = sandbox_user
         self._partial = self.root / ".partial"
         self._conversions: Shared[CachedImage] = Shared()
 
@@ -108,39 +116,39 @@ class ImageCache:
         return await self._conversions.run(blob.uuid, start)
 
     async def _convert(self, blob: StoredBlob) -> CachedImage:
-        self._partial.mkdir(parents=True, exist_ok=True)
-        stem = self._partial / f"{blob.uuid}-{secrets.token_hex(4)}"
-        converted, linked, sidecar = (stem.with_suffix(s) for s in (".qcow2", ".link", ".json"))
-        try:
-            source_format, virtual_size, ready = await qemuimg.make_qcow2(
-                blob.path, converted, max_bytes=self.max_bytes)
-            if ready == blob.path:
-                # Already a standalone qcow2: share the blob's (immutable) bytes.
-                os.link(blob.path, linked)
-                ready = linked
-            image = CachedImage(path=self.image_path(blob.uuid), virtual_size=virtual_size,
-                                source_format=source_format)
-            sidecar.write_text(json.dumps({
-                "blob": blob.uuid, "virtual_size": virtual_size, "format": "qcow2",
-                "source_format": source_format, "made_at": time.time()}, indent=1) + "\n")
-            for path in (sidecar, ready):
-                await asyncio.to_thread(fsync_path, path)
-                if path != linked:
-                    path.chmod(0o644)
-            # Image first: a crash in between leaves an image without its
-            # sidecar, which cleanup_partials() removes.
-            os.replace(ready, image.path)
-            os.replace(sidecar, self._sidecar(blob.uuid))
-            await asyncio.to_thread(fsync_path, self.root)
-            log.info("blob %s made a %s disk image (%s)", blob.uuid, source_format,
-                     image.path.name)
-            return image
-        except OSError as exc:
-            raise ImageError(f"the node could not store the disk image: "
-                             f"{exc.strerror or exc}") from exc
-        finally:
-            for path in (converted, linked, sidecar):
-                path.unlink(missing_ok=True)
+        with Sandbox(self._partial, blob.uuid, self.sandbox_user) as box:
+            try:
+                _lend(blob.path, box.path(qemuimg.FETCHED))
+                source_format, virtual_size, ready = await qemuimg.make_qcow2(
+                    box, max_bytes=self.max_bytes)
+                image = CachedImage(path=self.image_path(blob.uuid),
+                                    virtual_size=virtual_size, source_format=source_format)
+                sidecar = box.path("sidecar.json")
+                sidecar.write_text(json.dumps({
+                    "blob": blob.uuid, "virtual_size": virtual_size, "format": "qcow2",
+                    "source_format": source_format, "made_at": time.time()}, indent=1) + "\n")
+                for path in (sidecar, ready):
+                    await asyncio.to_thread(fsync_path, path)
+                # Image first: a crash in between leaves an image without its
+                # sidecar, which cleanup_partials() removes. A qcow2 blob's image
+                # is the blob's own (immutable) bytes, linked.
+                os.replace(ready, image.path)
+                os.replace(sidecar, self._sidecar(blob.uuid))
+                await asyncio.to_thread(fsync_path, self.root)
+            except OSError as exc:
+                raise ImageError(f"the node could not store the disk image: "
+                                 f"{exc.strerror or exc}") from exc
+        log.info("blob %s made a %s disk image (%s)", blob.uuid, source_format, image.path.name)
+        return image
 
     async def close(self) -> None:
         await self._conversions.close()
+
+
+def _lend(blob: Path, dest: Path) -> None:
+    """The blob's bytes at ``dest``: the same file, hard-linked (the sandbox
+    reads it, never changes it), or a copy where a link can't be made."""
+    try:
+        os.link(blob, dest)
+    except OSError:
+        shutil.copyfile(blob, dest)

@@ -58,8 +58,10 @@ class UploadStore:
         append at a time per upload, so two retries can't interleave."""
         path = self.path(uuid)
         async with self._lock(uuid):
-            self.root.mkdir(parents=True, exist_ok=True)
-            with path.open("ab") as out:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # The agent's alone whatever the umask (cloudstate.privacy).
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "ab") as out:
                 size = out.tell()
                 pending: list[bytes] = []
                 pending_bytes = 0

@@ -41,6 +41,7 @@ from portal.cloud.versions import Change
 
 KIND = ObjectKind.IMAGE
 MAX_NAME = 255
+_NAME = re.compile(rf"[\x20-\x2e\x30-\x7e]{{1,{MAX_NAME}}}")  # printable ASCII but "/"
 MAX_MAX_VERSIONS = 100
 _ATTEMPTS = 8
 
@@ -56,12 +57,12 @@ def default_name(url: str) -> str:
 
 
 def validate_name(value: object, field: str = "name") -> str:
-    """Any name Shaken Fist's client can send: 1-255 characters, no slash."""
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME \
-            or "/" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    """Any name Shaken Fist's client sends for a file: 1-255 printable ASCII
+    characters (spaces inside too), no slash, nothing around it."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or value != value.strip():
         raise validation.ValidationError(
             field, f"{value!r} is not a valid artifact name: use 1-{MAX_NAME} characters, "
-                   "without a slash or control characters")
+                   "printable ASCII without a slash")
     return value
 
 

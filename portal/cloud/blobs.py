@@ -31,7 +31,7 @@ from portal.consoles import agent
 
 log = logging.getLogger(__name__)
 
-_SHA512 = re.compile(r"^[0-9a-f]{128}$")
+SHA512 = re.compile(r"[0-9a-f]{128}")
 HASH_ALGORITHMS = ("sha1", "sha256", "sha512", "xxh128")
 
 
@@ -63,7 +63,7 @@ async def by_checksum(algorithm: str, digest: str, namespaces: Namespaces) -> Bl
     if algorithm not in HASH_ALGORITHMS:
         raise BadRequest("unknown hash algorithm")
     digest = digest.strip().lower()
-    if algorithm != "sha512" or not _SHA512.match(digest):
+    if algorithm != "sha512" or not SHA512.fullmatch(digest):
         return None
     for record in await list_records(namespaces):
         if record.state == storage.CREATED and record.facts.sha512 == digest:

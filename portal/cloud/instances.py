@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from cloudstate import states
+from cloudstate import metadata as metadata_rules
+from cloudstate import states, validation
 from cloudstate.etcd import Compare, Delete, KeyValue, Put
 from cloudstate.model import Disk, InstanceObserved, InstanceSpec
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
-from portal.accounts.models import AuditAction
+from portal.accounts.models import SYSTEM_NAMESPACE, AuditAction
 from portal.accounts.namespaces import require_open
 from portal.cloud import (
     bases,
@@ -35,7 +36,7 @@ from portal.cloud import (
     store,
 )
 from portal.cloud.changes import Later, given
-from portal.cloud.errors import BadRequest, Conflict, NotFound
+from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 from portal.cloud.refs import Namespaces, visible
 
 MAX_USER_DATA_BYTES = 64 * 1024
@@ -60,8 +61,9 @@ class InstanceRequest:
     disks: list[DiskRequest]
     ssh_key: str | None = None
     user_data: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    video: dict[str, Any] = field(default_factory=lambda: {"model": "cirrus", "memory": 16384})
+    # As given: checked by create() (cloudstate.metadata, validation.video).
+    metadata: Any = None
+    video: Any = None
     configdrive: str = "openstack-disk"
     placed_on: str | None = None
     keypair: str | None = None  # a keypair of the namespace, by name
@@ -119,6 +121,9 @@ async def create(actor: Actor, namespace: str,
                                 what=f"namespace {namespace}") as entry:
         await require_open(namespace)
         wanted = given(request)
+        if wanted.placed_on is not None and not actor.can_operate(SYSTEM_NAMESPACE):
+            # Choosing a node (and learning which exist) is the operators' call.
+            raise Forbidden("placed_on: only the system namespace may choose the node")
         record = await _place(wanted, namespace)
         entry.object_id = record.uuid
     await changes.event(actor, KIND, record.uuid, "created", node=record.spec.node)
@@ -150,6 +155,9 @@ def _disks(request: InstanceRequest, resolved: list[bases.Resolved]) -> list[Dis
 
 async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     etcd, keys = store.etcd(), store.keys()
+    # The same rules as PUT .../metadata/<key>, for the whole object at once.
+    metadata = metadata_rules.validate_all(request.metadata, "instance")
+    video = validation.video(request.video)
     resolved = await _resolve_bases(request, namespace)
     disks = _disks(request, resolved)
     ssh_key, keypair_name = request.ssh_key, None
@@ -197,8 +205,8 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             ssh_key=ssh_key,
             keypair=keypair_name,
             user_data=request.user_data,
-            metadata=request.metadata,
-            video=request.video,
+            metadata=metadata,
+            video=video,
             configdrive=request.configdrive,
             requested_placement=request.placed_on,
             interfaces=[nic.uuid for nic in nics.interfaces],
@@ -232,8 +240,8 @@ async def delete(actor: Actor, record: InstanceRecord) -> InstanceRecord:
 
 
 async def delete_all(actor: Actor, scope: Namespaces, *, confirm: bool) -> list[str]:
-    """Delete every active instance of ``scope`` (None: every namespace,
-    for a member of system); all or nothing as far as roles go: refused
+    """Delete every active instance of ``scope`` (named namespaces, never
+    None); all or nothing as far as roles go: refused
     before anything is deleted if one of them may not be. Returns their UUIDs."""
     changes.may_delete_all(actor, KIND, scope, confirm=confirm)
     records = await list_instances(scope)

@@ -111,10 +111,11 @@ def _refusal(exc: agent.AgentRefused) -> BadRequest | Conflict:
     return BadRequest(exc.message) if exc.status < 500 else Conflict(exc.message)
 
 
-def _sha512(value: Any) -> str | None:
+def checked_sha512(value: Any) -> str | None:
+    """A sha512 the caller expects of an upload (none: None), normalised."""
     if value in (None, ""):
         return None
-    if not isinstance(value, str) or len(value.strip()) != 128:
+    if not isinstance(value, str) or not blobs.SHA512.fullmatch(value.strip().lower()):
         raise BadRequest("sha512: must be 128 hexadecimal digits")
     return value.strip().lower()
 
@@ -141,7 +142,7 @@ async def to_artifact(actor: Actor, name: Any, namespace: str, *, upload_uuid: A
             source_url = f"sf://upload/{namespace}/{name}"
         if not isinstance(source_url, str) or len(source_url) > 2048:
             raise BadRequest("source_url: must be a string of at most 2048 characters")
-        expected = _sha512(sha512)
+        expected = checked_sha512(sha512)
         await require_open(namespace)
         fields = {"namespace": namespace, "type": artifact_type, "source_url": source_url,
                   "name": name, "shared": bool(shared)}

@@ -2,8 +2,8 @@
 logs, and storage: uploads streamed to a node, blobs streamed from one).
 
 Each request carries a grant signed with the cluster secret, bound to the
-node, the method and the exact path, and good once, within seconds. Large
-bodies stream both ways, as fast as the other end takes them.
+node, the method, the exact path and query, and good once, within seconds.
+Large bodies stream both ways, as fast as the other end takes them.
 """
 
 from __future__ import annotations
@@ -69,14 +69,16 @@ async def node_address(node: str) -> str:
         raise AgentUnavailable(f"node {node} is offline")
     info = NodeInfo.from_json(info_kv.value)
     if not info.agent_port:
-        raise AgentUnavailable(f"node {node}'s agent offers no console service")
+        raise AgentUnavailable(f"node {node}'s agent has no server to reach")
     host = f"[{info.ip}]" if ":" in info.ip else info.ip
     return f"http://{host}:{info.agent_port}"
 
 
-def _authorization(node: str, method: str, path: str, **extra: Any) -> dict[str, str]:
+def _authorization(node: str, method: str, path: str, query: dict[str, str] | None = None,
+                   **extra: Any) -> dict[str, str]:
     token = signing.sign(_secret(), AGENT_GRANT_PURPOSE,
-                         grant_claims(node=node, method=method, path=path, **extra),
+                         grant_claims(node=node, method=method, path=path, query=query,
+                                      **extra),
                          AGENT_GRANT_TTL)
     return {"Authorization": f"Bearer {token}"}
 
@@ -104,7 +106,7 @@ async def request(node: str, method: str, path: str, params: dict[str, str] | No
     try:
         async with _http().request(
             method, base + path, params=params, data=data,
-            headers=_authorization(node, method, path, **(claims or {})),
+            headers=_authorization(node, method, path, query=params, **(claims or {})),
             timeout=aiohttp.ClientTimeout(total=timeout, connect=CONNECT_TIMEOUT),
         ) as response:
             body = await response.read()

@@ -23,6 +23,7 @@ from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Artifact, BlobObserved, InstanceObserved, InstanceSpec, InterfaceSpec
 from cloudstate.vocabulary import ObjectKind
+from portal.accounts.notify import ACCESS_CHANGED, user_group
 from portal.cloud import blobs
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
 
@@ -115,16 +116,20 @@ class Hub:
         touched: dict[str, str] = {}
         images: set[str] = set()
         networks: set[str] = set()
+        people: set[int] = set()
         for change in changes:
+            if (user_id := self.keys.user_of_access_change(change.key)) is not None:
+                people.add(user_id)
+                continue
             found = self.keys.classify(change.key)
             if found is None:
                 continue
-            kind, uuid = found
+            kind, uuid = found.kind, found.uuid
             if kind == ObjectKind.IMAGE:
                 images.add(uuid)
             elif kind == ObjectKind.BLOB:
                 images.update(self.artifacts_holding(uuid))
-                if self.keys.observed_blob_parts(change.key) and _reports_failure(change):
+                if found.observed and _reports_failure(change):
                     # A version that failed (or was no new version) beside
                     # one shown is dropped: its blob is used by nothing.
                     self._sweep_unused_blobs()
@@ -146,6 +151,11 @@ class Hub:
                     touched[uuid] = spec.namespace
                     # Its interfaces' state, shown on their networks' pages, follows it.
                     networks.update(self._networks_of_instance(spec))
+        # What someone may see changed, maybe in another portal process: this
+        # process's live pages of theirs close and reconnect (their consoles
+        # re-check through LocalSessions).
+        for user_id in sorted(people):
+            await layer.group_send(user_group(user_id), {"type": ACCESS_CHANGED})
         for uuid, namespace in touched.items():
             message = {"type": INSTANCE_CHANGED, "uuid": uuid}
             await layer.group_send(self.namespace_group(namespace), message)
@@ -218,3 +228,10 @@ async def hub() -> Hub:
         current = _hubs[loop] = Hub()
     await current.start()
     return current
+
+
+async def stop_hub() -> None:
+    """Stop this loop's hub, if one was started (a test's loop ends with its test)."""
+    current = _hubs.pop(asyncio.get_running_loop(), None)
+    if current is not None:
+        await current.stop()

@@ -16,6 +16,7 @@ import ipaddress
 import json
 import os
 import random
+import struct
 import subprocess
 import uuid as uuidlib
 from collections import Counter
@@ -35,6 +36,7 @@ from nodeagent.images.cache import CachedImage, ImageCache
 from nodeagent.images.errors import ImageError
 from nodeagent.images.overlay import create_overlay
 from nodeagent.images.qemuimg import GiB
+from tests.support.inotify import OpenWatch
 
 pytestmark = [
     pytest.mark.integration,
@@ -429,45 +431,157 @@ async def test_unaligned_raw_makes_no_disk(images: Images, server: Server) -> No
     assert_no_image(images)
 
 
+def host_secret(directory: Path) -> Path:
+    """A file of the host an image will try to make QEMU read: in a
+    directory of its own, watched for anything opening it."""
+    directory.mkdir()
+    secret = directory / "secret"
+    secret.write_bytes(b"host secret".ljust(MiB, b"\0"))
+    return secret
+
+
+async def refused_without_opening(images: Images, server: Server, secret: Path,
+                                  body: bytes, match: str) -> str:
+    """Serve ``body``: it is fetched (any bytes are a blob) but no disk is
+    made of it; prove nothing opened ``secret``, while fetching (the blob's
+    inspection) or after, and the message does not name it; return the
+    message."""
+    server.serve("/evil", body)
+    with OpenWatch(secret.parent) as watch:
+        with pytest.raises(ImageError, match=match) as caught:
+            await images.image(server.url("/evil"))
+        assert watch.opened() == [], "something opened the host file"
+    assert str(secret.parent) not in caught.value.message
+    assert "secret" not in caught.value.message
+    assert_no_image(images)
+    return caught.value.message
+
+
 async def test_qcow2_with_backing_file_makes_no_disk(images: Images, server: Server,
                                                      tmp_path: Path) -> None:
-    secret = tmp_path / "secret.raw"
-    secret.write_bytes(b"host secret".ljust(MiB, b"\0"))
+    secret = host_secret(tmp_path / "host")
     overlay = tmp_path / "evil.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", "-b", str(secret), "-F", "raw", str(overlay))
-    server.serve("/evil.qcow2", overlay.read_bytes())
-    with pytest.raises(ImageError, match="backing file"):
-        await images.image(server.url("/evil.qcow2"))
-    assert_no_image(images)
+    await refused_without_opening(images, server, secret, overlay.read_bytes(), "backing file")
 
 
 async def test_qcow2_with_external_data_file_makes_no_disk(images: Images, server: Server,
                                                            tmp_path: Path) -> None:
+    secret = host_secret(tmp_path / "host")
     evil = tmp_path / "evil.qcow2"
-    qemu_img("create", "-q", "-f", "qcow2", "-o", f"data_file={tmp_path / 'data.raw'}",
+    qemu_img("create", "-q", "-f", "qcow2", "-o", f"data_file={secret},data_file_raw=on",
              str(evil), "1M")
-    server.serve("/evil.qcow2", evil.read_bytes())
-    with pytest.raises(ImageError, match="separate file"):
-        await images.image(server.url("/evil.qcow2"))
-    assert_no_image(images)
+    await refused_without_opening(images, server, secret, evil.read_bytes(), "separate file")
 
 
-async def test_vmdk_naming_a_host_file_makes_no_disk(images: Images, server: Server,
-                                                     tmp_path: Path) -> None:
-    # A VMDK descriptor is text that names its data files by path: serving
-    # one that names a host file would copy that file into the image.
-    secret = tmp_path / "secret"
-    secret.write_bytes(b"host secret".ljust(MiB, b"\0"))
+@pytest.mark.parametrize("kind", ["monolithicFlat", "twoGbMaxExtentFlat", "vmfs"])
+async def test_vmdk_descriptor_naming_a_host_file_makes_no_disk_unopened(
+        images: Images, server: Server, tmp_path: Path, kind: str) -> None:
+    """A VMDK descriptor is text that names its data files by path: qemu-img
+    left to guess would open /etc/shadow for it (CVE-2022-47951's class),
+    and its "Could not open '...'" would tell which paths exist."""
+    secret = host_secret(tmp_path / "host")
     descriptor = (
         "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
-        'createType="monolithicFlat"\n\n'
-        f'RW 2048 FLAT "{secret}" 0\n\n'
+        f'createType="{kind}"\n\n'
+        f'RW 2048 FLAT "{secret}" 0\n'
+        f'RW 2048 FLAT "{tmp_path / "host" / "missing"}" 0\n\n'
         'ddb.adapterType = "ide"\n'
     )
-    server.serve("/evil.vmdk", descriptor.encode(), content_type="text/plain")
-    with pytest.raises(ImageError, match="VMDK"):
-        await images.image(server.url("/evil.vmdk"))
+    message = await refused_without_opening(images, server, secret, descriptor.encode(),
+                                            "VMDK descriptor")
+    assert "missing" not in message and "No such file" not in message
+    # The blob's view says nothing of a format qemu-img never read.
+    assert images.blobs.lookup(uid("k")).format is None  # type: ignore[union-attr]
+
+
+def _patched_vmdk(tmp_path: Path, change: Callable[[bytearray], None]) -> bytes:
+    """A real monolithicSparse VMDK, with its header or embedded descriptor changed."""
+    path = tmp_path / "base.vmdk"
+    qemu_img("create", "-q", "-f", "vmdk", "-o", "subformat=monolithicSparse", str(path), "4M")
+    data = bytearray(path.read_bytes())
+    change(data)
+    return bytes(data)
+
+
+def _embedded_descriptor(data: bytearray) -> tuple[int, int]:
+    sector, sectors = struct.unpack_from("<QQ", data, 28)
+    return sector * 512, sectors * 512
+
+
+async def test_vmdk_with_a_parent_makes_no_disk_unopened(images: Images, server: Server,
+                                                         tmp_path: Path) -> None:
+    secret = host_secret(tmp_path / "host")
+
+    def add_parent(data: bytearray) -> None:
+        start, length = _embedded_descriptor(data)
+        text = bytes(data[start:start + length]).split(b"\0", 1)[0]
+        text = text.replace(b"parentCID=ffffffff",
+                            b'parentCID=12345678\nparentFileNameHint="' + bytes(secret) + b'"')
+        data[start:start + length] = text.ljust(length, b"\0")
+
+    await refused_without_opening(images, server, secret, _patched_vmdk(tmp_path, add_parent),
+                                  "parent")
+
+
+async def test_vmdk_deferring_to_its_embedded_descriptor_makes_no_disk_unopened(
+        images: Images, server: Server, tmp_path: Path) -> None:
+    """Capacity 0 makes QEMU read the embedded descriptor as a descriptor
+    file, whose extents may name any file."""
+    secret = host_secret(tmp_path / "host")
+
+    def point_elsewhere(data: bytearray) -> None:
+        struct.pack_into("<Q", data, 12, 0)
+        start, length = _embedded_descriptor(data)
+        text = (f'# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n'
+                f'createType="monolithicFlat"\nRW 2048 FLAT "{secret}" 0\n').encode()
+        data[start:start + length] = text.ljust(length, b"\0")
+
+    await refused_without_opening(images, server, secret,
+                                  _patched_vmdk(tmp_path, point_elsewhere), "embedded descriptor")
+
+
+async def test_unsupported_formats_are_refused_by_their_header(
+        images: Images, server: Server, tmp_path: Path) -> None:
+    path = tmp_path / "x.qed"
+    qemu_img("create", "-q", "-f", "qed", str(path), "1M")
+    server.serve("/x.qed", path.read_bytes())
+    with pytest.raises(ImageError, match="QED images are not supported"):
+        await images.image(server.url("/x.qed"))
     assert_no_image(images)
+
+
+async def test_qemu_img_failures_name_no_host_path(images: Images, server: Server,
+                                                   tmp_path: Path) -> None:
+    """A qcow2 header that passes the format check but that qemu-img can't
+    read: the user gets a generic reason; qemu-img's words (with our private
+    paths in them) stay in the agent's log."""
+    broken = bytearray(make_qcow2(tmp_path))
+    struct.pack_into(">I", broken, 20, 40)  # a cluster size qemu-img refuses
+    server.serve("/broken.qcow2", bytes(broken))
+    with pytest.raises(ImageError) as caught:
+        await images.image(server.url("/broken.qcow2"))
+    assert caught.value.message == "the file is not a usable qcow2 image"
+    assert_no_image(images)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+async def test_blobs_stay_the_agents_and_unchanged_by_the_sandbox(
+        images: Images, server: Server, tmp_path: Path) -> None:
+    """qemu-img reads blobs as the unprivileged user, which may read what
+    it is lent but never change it: the bytes, their owner and mode are as
+    they were, and the image made of a qcow2 blob is that very file."""
+    body = make_qcow2(tmp_path)
+    server.serve("/img.qcow2", body)
+    blob = await images.fetch(server.url("/img.qcow2"))
+    image = await images.cache.ensure(blob)
+    details = os.stat(blob.path)
+    assert (details.st_uid, details.st_gid, details.st_mode & 0o777) == (0, 0, 0o600)
+    assert blob.path.read_bytes() == body
+    assert hashlib.sha512(body).hexdigest() == blob.sha512
+    assert os.stat(image.path).st_ino == details.st_ino
+    assert files_under(images.blobs.root / ".partial") == []
+    assert files_under(images.cache.root / ".partial") == []
 
 
 async def test_truncated_body(images: Images) -> None:

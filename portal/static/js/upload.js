@@ -5,7 +5,7 @@
 (function () {
   "use strict";
 
-  var PIECE = 2 * 1024 * 1024;  // under what the portal keeps in memory per request
+  var PIECE = 2 * 1024 * 1024;  // the most the portal takes per request (portal/bodylimit.py)
   var RETRIES = 8;
   var PLACEHOLDER = "00000000-0000-0000-0000-000000000000";
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0003_audit_vocabulary'),
+        ('accounts', '0004_audit_repeats'),
     ]
 
     operations = [
