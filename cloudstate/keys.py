@@ -8,9 +8,16 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/nodes/<node>                     capacity and facts (that node's agent)
     <prefix>/alive/<node>                     heartbeat, on a lease (that node's agent)
     <prefix>/placement/<node>                 fence for scheduling onto a node (portal)
-    <prefix>/images/<uuid>                    an image that instances may boot from (portal)
-    <prefix>/names/images/<ns>/<name>         name -> uuid (portal)
-    <prefix>/observed/images/<node>/<uuid>    that node's cache of an image (that node's agent)
+    <prefix>/artifacts/<uuid>                 an image, snapshot, label or file, with its
+                                              versions (portal)
+    <prefix>/names/artifact-urls/<ns>/<type>/<sha256(url)>
+                                              -> the namespace's one active artifact of that
+                                              type and source URL (portal)
+    <prefix>/blobs/<uuid>                     fixed bytes an artifact version holds (portal)
+    <prefix>/observed/blobs/<node>/<uuid>     that node's copy of a blob (that node's agent)
+    <prefix>/fences/blobs/<uuid>              rewritten by whatever starts using a blob, so
+                                              a sweep that saw it unused can't miss that
+    <prefix>/uploads/<uuid>                   bytes being uploaded to a node (portal)
     <prefix>/keypairs/<uuid>                  an ssh public key a namespace keeps (portal)
     <prefix>/names/keypairs/<ns>/<name>       name -> uuid (portal)
     <prefix>/consoles/tickets/<sha256>        a one-time console ticket, on a lease (portal)
@@ -42,6 +49,7 @@ Networks (see cloudstate.ipam for how reservations are made and released):
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -98,23 +106,41 @@ class Keys:
     def placement(self, node: str) -> str:
         return self._k("placement", node)
 
-    # images
+    # artifacts, blobs, uploads
     @property
-    def images(self) -> str:
-        return self._k("images", "")
+    def artifacts(self) -> str:
+        return self._k("artifacts", "")
 
-    def image(self, uuid: str) -> str:
-        return self._k("images", uuid)
+    def artifact(self, uuid: str) -> str:
+        return self._k("artifacts", uuid)
 
-    def image_name(self, namespace: str, name: str) -> str:
-        return self._k("names", "images", namespace, name)
+    def artifact_url(self, namespace: str, type: str, url: str) -> str:
+        digest = hashlib.sha256(url.encode()).hexdigest()
+        return self._k("names", "artifact-urls", namespace, type, digest)
 
     @property
-    def observed_images(self) -> str:
-        return self._k("observed", "images", "")
+    def blobs(self) -> str:
+        return self._k("blobs", "")
 
-    def observed_image(self, node: str, uuid: str) -> str:
-        return self._k("observed", "images", node, uuid)
+    def blob(self, uuid: str) -> str:
+        return self._k("blobs", uuid)
+
+    @property
+    def observed_blobs(self) -> str:
+        return self._k("observed", "blobs", "")
+
+    def observed_blob(self, node: str, uuid: str) -> str:
+        return self._k("observed", "blobs", node, uuid)
+
+    def blob_fence(self, uuid: str) -> str:
+        return self._k("fences", "blobs", uuid)
+
+    @property
+    def uploads(self) -> str:
+        return self._k("uploads", "")
+
+    def upload(self, uuid: str) -> str:
+        return self._k("uploads", uuid)
 
     # keypairs
     @property
@@ -232,20 +258,28 @@ class Keys:
         for family, kind, observed in self._families():
             if uuid := self.uuid_of(key, family):
                 return Classified(kind, uuid, observed)
-        if key.startswith(self.observed_images):
-            node, _, uuid = key[len(self.observed_images):].partition("/")
-            if node and uuid and "/" not in uuid:
-                return Classified(ObjectKind.IMAGE, uuid, observed=True)
+        if parts := self.observed_blob_parts(key):
+            return Classified(ObjectKind.BLOB, parts[1], observed=True)
         return None
 
+    def observed_blob_parts(self, key: str) -> tuple[str, str] | None:
+        """(node, blob uuid) of an observed blob key, else None."""
+        if not key.startswith(self.observed_blobs):
+            return None
+        node, _, uuid = key[len(self.observed_blobs):].partition("/")
+        return (node, uuid) if node and uuid and "/" not in uuid else None
+
     def _families(self) -> tuple[tuple[str, ObjectKind, bool], ...]:
+        # Labels are artifacts (of type label), so they classify as images.
         return (
             (self.instances, ObjectKind.INSTANCE, False),
             (self.observed_instances, ObjectKind.INSTANCE, True),
             (self.networks, ObjectKind.NETWORK, False),
             (self.observed_networks, ObjectKind.NETWORK, True),
             (self.interfaces, ObjectKind.INTERFACE, False),
-            (self.images, ObjectKind.IMAGE, False),
+            (self.artifacts, ObjectKind.IMAGE, False),
+            (self.blobs, ObjectKind.BLOB, False),
+            (self.uploads, ObjectKind.UPLOAD, False),
             (self.keypairs, ObjectKind.KEYPAIR, False),
             (self.nodes, ObjectKind.NODE, False),
             (self.alive, ObjectKind.NODE, True),

@@ -202,11 +202,16 @@ DECLARED: tuple[Setting, ...] = (
             "how long the portal keeps the audit trail, in days (0: forever)",
             (PORTAL,), default="365"),
     Setting("SFCLOUD_DELETED_RETENTION", integer(minimum=0),
-            "seconds a deleted instance or network stays readable by UUID before it is forgotten",
+            "seconds a deleted instance, network, artifact or blob stays readable by UUID "
+            "before it is forgotten",
             (PORTAL,), default="3600"),
     Setting("SFCLOUD_JANITOR_INTERVAL", number(),
-            "seconds between the portal's sweeps for deleted objects to forget",
+            "seconds between the portal's sweeps for deleted objects to forget (and unused "
+            "blobs, expired uploads)",
             (PORTAL,), default="600"),
+    Setting("SFCLOUD_UPLOAD_LIFETIME", integer(minimum=1),
+            "seconds an upload may wait to be made an artifact before it is forgotten",
+            (PORTAL,), default="604800"),
     Setting("SFCLOUD_CONSOLE_IDLE_TIMEOUT", integer(minimum=1),
             "seconds without input before a console closes", (PORTAL,), default="1800"),
     Setting("SFCLOUD_CONSOLE_SESSIONS_PER_USER", integer(minimum=1),
@@ -233,8 +238,8 @@ DECLARED: tuple[Setting, ...] = (
             (AGENT,), default=lambda: f"https://{read('SFCLOUD_PORTAL_AGENTS_ADDRESS')}",
             shown_default="`https://` + `SFCLOUD_PORTAL_AGENTS_ADDRESS`"),
     Setting("SFCLOUD_AGENT_PORT", integer(minimum=0, maximum=65535),
-            "the agent's server (console relays, snapshots for other nodes) on the node's "
-            "address; `0`: any free port", (AGENT,), default="13001"),
+            "the agent's server (console relays, uploads, blobs for other nodes and "
+            "downloads) on the node's address; `0`: any free port", (AGENT,), default="13001"),
     Setting("SFCLOUD_AGENT_WORKERS", integer(minimum=1),
             "objects an agent works on at once", (AGENT,), default="4"),
     Setting("SFCLOUD_NODE_LEASE_TTL", integer(minimum=1),

@@ -9,16 +9,17 @@ the agent's directories or a device name libvirt reads as something else.
 Every record the agent mirrors passes ``RecordGate`` first (the gate of its
 ``Mirror``). One that fails is not mirrored, so no part of the agent sees it
 and nothing is done with it; the mirror keeps it aside with the reason, and
-the agent reports that reason as the error of the instance, network or image
-concerned (``refusal_of``), while leaving whatever it had made for it alone.
+the agent reports that reason as the error of the instance, network or blob
+concerned, while leaving whatever it had made for it alone.
 
 Where each checked field ends up:
 
     instances/<uuid>        uuid: the instance's directory, the domain's uuid and name;
                             disks[].device: a file name in that directory and the
                             XML target; size_gb: qemu-img's size; bus, type: XML;
-                            source.url: what is fetched (http(s), or file:// and
-                            sf:// for registered images and snapshots only);
+                            source.blob_uuid: a file name in the blob store and the
+                            image cache; source.url: the base as the user gave it,
+                            in messages only (never fetched: the blob says what is);
                             name: XML, the config drive's hostname, DNS in dnsmasq;
                             node: whether it is ours; interfaces: keys read next
     interfaces/<uuid>       uuid: the tap's name; macaddr, model: XML, dnsmasq's
@@ -26,9 +27,13 @@ Where each checked field ends up:
     networks/<uuid>         vxid: link names and the VXLAN id; netblock: addresses,
                             routes, dnsmasq ranges, nftables; mtu: links;
                             floating_gateway: nftables; name: logs, events
-    images/<uuid>           source_url: what is fetched; device: a file name in an
+    artifacts/<uuid>        versions: the blobs to hold (file names); precache
+    blobs/<uuid>            uuid: a file name; origin and source_url: what is fetched
+                            (http(s) for a fetch; file:// only for a file an operator
+                            registered, origin file); device: a file name in an
                             instance directory (snapshots); node, instance_uuid: keys
-    observed/images/<n>/<u> sha256: compared with what was fetched
+    observed/blobs/<n>/<u>  sha512: compared with what is copied from node n
+    uploads/<uuid>          uuid: a file name in the upload directory; node: ours?
     nodes/<name>            ip: VXLAN peers (kernel), the URL of its agent's server;
                             agent_port: that URL
     ipam/floating/<addr>    address: nftables
@@ -47,17 +52,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from cloudstate import netvalidation, validation
+from cloudstate import netvalidation, storage, validation
 from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.model import (
     AddressReservation,
-    Image,
-    ImageObserved,
+    Artifact,
+    Blob,
+    BlobObserved,
     InstanceSpec,
     InterfaceSpec,
     NetworkSpec,
     NodeInfo,
     Record,
+    Upload,
 )
 from cloudstate.power import API_ACTIONS
 
@@ -65,7 +72,7 @@ from cloudstate.power import API_ACTIONS
 DEVICE = re.compile(r"(?:vd|sd|hd)[a-z]{1,2}")
 CONFIG_DRIVE_DEVICE = "vdb"  # the agent's own, never a record's
 NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-SHA256 = re.compile(r"[0-9a-f]{64}")
+SHA512 = re.compile(r"[0-9a-f]{128}")
 BUSES = ("virtio", "ide", "sata", "scsi")
 DISK_TYPES = ("disk", "cdrom")
 MAX_VXID = 2**24 - 1
@@ -74,7 +81,11 @@ MAX_URL = 2048
 MAX_USER_DATA = 1024 * 1024  # base64 of the API's 64 KiB with ample room
 MAX_SSH_KEY = 16 * 1024
 MAX_INTERFACES = 16
-IMAGE_STATES = ("downloading", "creating", "ready", "error", "removed")
+BLOB_STATES = ("downloading", "creating", "ready", "error")
+BLOB_ORIGINS = ("fetch", "snapshot", "upload", "file")
+DESIRED = ("active", "deleted")
+MAX_SIZE = 2**62
+MAX_VERSIONS = 1000
 POWER_ACTIONS = tuple(API_ACTIONS.values())
 
 
@@ -175,27 +186,63 @@ def _device(value: Any, field: str) -> str:
     return str(value)
 
 
-def source_url(value: Any, field: str, *, registered: bool) -> None:
-    """A URL the agent may fetch: http(s) from anyone; file:// (an image the
-    operator registered, by absolute path without ``..``) and sf:// (a
-    snapshot's own name) only for images the portal resolved, never for a
-    URL a user typed."""
+def _url_parts(value: Any, field: str) -> tuple[str, str, str]:
+    """(scheme, host, path) of a URL from a record, or BadRecord."""
     _text(value, field, limit=MAX_URL)
     try:
         parts = urlsplit(value)
+        return parts.scheme.lower(), parts.hostname or "", parts.path
     except ValueError:
         raise BadRecord(f"{field} {_shown(value)} is not a URL") from None
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        _require(bool(parts.hostname), f"{field} {_shown(value)} names no host")
-        return
-    _require(registered and scheme in ("file", "sf"),
+
+
+def web_url(value: Any, field: str) -> None:
+    """A URL anyone may have given: the agent fetches http(s) only."""
+    scheme, host, _ = _url_parts(value, field)
+    _require(scheme in ("http", "https"),
              f"{field} {_shown(value)}: only http and https URLs are fetched")
-    if scheme == "file":
-        path = unquote(parts.path)
-        _require(parts.netloc in ("", "localhost") and path.startswith("/")
-                 and os.path.normpath(path) == path and ".." not in path.split("/"),
-                 f"{field} {_shown(value)} is not a plain absolute file path")
+    _require(bool(host), f"{field} {_shown(value)} names no host")
+
+
+def file_url(value: Any, field: str) -> None:
+    """A file an operator registered (the demo image, say): an absolute
+    path without ``..``, on this machine."""
+    scheme, _, path = _url_parts(value, field)
+    _require(scheme == "file", f"{field} {_shown(value)} is not a file:// URL")
+    netloc = urlsplit(value).netloc
+    path = unquote(path)
+    _require(netloc in ("", "localhost") and path.startswith("/")
+             and os.path.normpath(path) == path and ".." not in path.split("/"),
+             f"{field} {_shown(value)} is not a plain absolute file path")
+
+
+def base_reference(value: Any, field: str, *, before_blobs: bool) -> None:
+    """A disk's base as the user gave it (``portal.cloud.bases``), kept
+    beside the blob it was resolved to and only ever shown: an http(s) URL,
+    an sf:// reference, label:<name>, or an artifact's name or UUID. A
+    record from before blobs named a registered image by the URL it was
+    fetched from, a file:// one included."""
+    _text(value, field, limit=MAX_URL)
+    if value == "" or "://" not in value:
+        _require("/" not in value, f"{field} {_shown(value)} is not a base this cloud writes")
+        return
+    scheme = _url_parts(value, field)[0]
+    if scheme == "sf":
+        return
+    if scheme == "file" and before_blobs:
+        file_url(value, field)
+        return
+    web_url(value, field)
+
+
+def _sha512(value: Any, field: str) -> None:
+    _require(value is None or (isinstance(value, str) and bool(SHA512.fullmatch(value))),
+             f"{field} {_shown(value)} is not a sha512 in hex")
+
+
+def _number(value: Any, field: str) -> None:
+    _require(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)),
+             f"{field} {_shown(value)} is not a number")
 
 
 def _dict(raw: Any, what: str) -> dict[str, Any]:
@@ -260,11 +307,20 @@ def _disk(raw: Any, field: str) -> str:
     _text(disk.get("base"), f"{field}.base", optional=True, limit=MAX_URL)
     source = disk.get("source")
     if source is not None:
-        source = _dict(source, f"{field}.source")
-        _optional_uuid(source.get("image_uuid"), f"{field}.source.image_uuid")
-        source_url(source.get("url"), f"{field}.source.url",
-                   registered=source.get("image_uuid") is not None)
+        _disk_source(_dict(source, f"{field}.source"), f"{field}.source")
     return device
+
+
+def _disk_source(source: dict[str, Any], field: str) -> None:
+    blob = source.get("blob_uuid", "")
+    # Empty only in a record from before blobs (it names an image instead).
+    before_blobs = blob == ""
+    if not before_blobs:
+        _uuid(blob, f"{field}.blob_uuid")
+    _optional_uuid(source.get("artifact_uuid"), f"{field}.artifact_uuid")
+    _optional_uuid(source.get("image_uuid"), f"{field}.image_uuid")
+    base_reference(source.get("url", ""), f"{field}.url",
+                   before_blobs=before_blobs and source.get("image_uuid") is not None)
 
 
 def check_interface(key_uuid: str, raw: Any) -> None:
@@ -304,36 +360,95 @@ def check_network(key_uuid: str, raw: Any) -> None:
     _parses(NetworkSpec, net)
 
 
-def check_image(key_uuid: str, raw: Any) -> None:
-    image = _dict(raw, "image")
+def check_artifact(key_uuid: str, raw: Any) -> None:
+    artifact = _dict(raw, "artifact")
     _uuid(key_uuid, "the key's uuid")
-    _same_key(image.get("uuid"), key_uuid, "uuid")
-    _text(image.get("name"), "name", limit=MAX_URL)  # an artifact may be named by its URL
-    _valid(validation.namespace_name, image.get("namespace"), "namespace")
-    kind = image.get("kind", "image")
-    _one_of(kind, "kind", ("image", "snapshot"))
-    _one_of(image.get("state", "created"), "state", ("created", "deleted"))
-    source_url(image.get("source_url"), "source_url", registered=True)
-    if image.get("node") is not None:
-        _node(image["node"], "node")
-    _optional_uuid(image.get("instance_uuid"), "instance_uuid")
-    if image.get("device") is not None:
-        _device(image["device"], "device")
-    if "precache" in image:
-        _bool(image["precache"], "precache")
-    _parses(Image, image)
+    _same_key(artifact.get("uuid"), key_uuid, "uuid")
+    _text(artifact.get("name"), "name", limit=MAX_URL)
+    _valid(validation.namespace_name, artifact.get("namespace"), "namespace")
+    _text(artifact.get("source_url"), "source_url", limit=MAX_URL)  # an index, never fetched
+    _one_of(artifact.get("type", "image"), "type", storage.ARTIFACT_TYPES)
+    _one_of(artifact.get("desired", "active"), "desired", DESIRED)
+    for flag in ("shared", "precache"):
+        if flag in artifact:
+            _bool(artifact[flag], flag)
+    _int(artifact.get("max_versions", 1), "max_versions", 1, MAX_VERSIONS)
+    last = _int(artifact.get("last_index", 0), "last_index", 0, 2**53)
+    versions = _dict(artifact.get("versions", {}), "versions")
+    for index, blob in versions.items():
+        _require(index.isascii() and index.isdigit() and 1 <= int(index) <= last,
+                 f"versions has an index {_shown(index)} that is not from 1 to {last}")
+        _uuid(blob, f"versions[{index}]")
+    _optional_uuid(artifact.get("instance_uuid"), "instance_uuid")
+    if artifact.get("device") is not None:
+        _device(artifact["device"], "device")
+    _require(isinstance(artifact.get("metadata", {}), dict), "metadata is not an object")
+    _parses(Artifact, artifact)
 
 
-def check_observed_image(node: str, key_uuid: str, raw: Any) -> None:
-    observed = _dict(raw, "observed image")
+def check_blob(key_uuid: str, raw: Any) -> None:
+    blob = _dict(raw, "blob")
+    _uuid(key_uuid, "the key's uuid")
+    _same_key(blob.get("uuid"), key_uuid, "uuid")
+    _valid(validation.namespace_name, blob.get("namespace"), "namespace")
+    origin = blob.get("origin")
+    _one_of(origin, "origin", BLOB_ORIGINS)
+    url = blob.get("source_url")
+    if origin == "file":
+        # Read by every node itself: only where an operator pointed.
+        file_url(url, "source_url")
+    else:
+        # Made on one node; the others copy it from a node holding it.
+        _node(blob.get("node"), "node")
+        if origin == "fetch":
+            web_url(url, "source_url")
+        elif url is not None:
+            _text(url, "source_url", limit=MAX_URL)
+            _require(url.startswith("sf://"),
+                     f"source_url {_shown(url)}: {origin} blobs are fetched from nowhere")
+    if blob.get("node") is not None:
+        _node(blob["node"], "node")
+    _optional_uuid(blob.get("replaces"), "replaces")
+    _optional_uuid(blob.get("instance_uuid"), "instance_uuid")
+    if blob.get("device") is not None:
+        _device(blob["device"], "device")
+    if origin == "snapshot":
+        # Its disk is instance_uuid's device: a file in that instance's directory.
+        _uuid(blob.get("instance_uuid"), "instance_uuid")
+        _device(blob.get("device"), "device")
+    if blob.get("size") is not None:
+        _int(blob["size"], "size", 0, MAX_SIZE)
+    _sha512(blob.get("sha512"), "sha512")
+    _one_of(blob.get("desired", "active"), "desired", DESIRED)
+    _require(isinstance(blob.get("metadata", {}), dict), "metadata is not an object")
+    _parses(Blob, blob)
+
+
+def check_observed_blob(node: str, key_uuid: str, raw: Any) -> None:
+    observed = _dict(raw, "observed blob")
     _node(node, "the key's node")
     _uuid(key_uuid, "the key's uuid")
-    _one_of(observed.get("state"), "state", IMAGE_STATES)
-    sha = observed.get("sha256")
-    _require(sha is None or (isinstance(sha, str) and bool(SHA256.fullmatch(sha))),
-             f"sha256 {_shown(sha)} is not a sha256 in hex")
-    _int(observed.get("size", 0), "size", 0, 2**62)
-    _parses(ImageObserved, observed)
+    _one_of(observed.get("state"), "state", BLOB_STATES)
+    _sha512(observed.get("sha512"), "sha512")
+    _int(observed.get("size", 0), "size", 0, MAX_SIZE)
+    _int(observed.get("done", 0), "done", 0, MAX_SIZE)
+    for field in ("total", "virtual_size"):
+        if observed.get(field) is not None:
+            _int(observed[field], field, 0, MAX_SIZE)
+    _text(observed.get("format"), "format", optional=True)
+    _require(observed.get("error") is None or isinstance(observed["error"], str),
+             "error is not text")  # only ever shown
+    _number(observed.get("modified"), "modified")
+    _parses(BlobObserved, observed)
+
+
+def check_upload(key_uuid: str, raw: Any) -> None:
+    upload = _dict(raw, "upload")
+    _uuid(key_uuid, "the key's uuid")
+    _same_key(upload.get("uuid"), key_uuid, "uuid")
+    _valid(validation.namespace_name, upload.get("namespace"), "namespace")
+    _node(upload.get("node"), "node")
+    _parses(Upload, upload)
 
 
 def check_node(key_name: str, raw: Any) -> None:
@@ -383,7 +498,9 @@ class RecordGate:
             (keys.instances, check_instance),
             (keys.interfaces, check_interface),
             (keys.networks, check_network),
-            (keys.images, check_image),
+            (keys.artifacts, check_artifact),
+            (keys.blobs, check_blob),
+            (keys.uploads, check_upload),
             (keys.nodes, check_node),
             (keys.addresses(FLOATING_POOL), check_floating),
         )
@@ -400,9 +517,9 @@ class RecordGate:
         if key == keys.network_node_role:
             _node(value.decode(errors="replace"), "the network node")
             return
-        if key.startswith(keys.observed_images):
-            node, _, uuid = key[len(keys.observed_images):].partition("/")
-            check_observed_image(node, uuid, _json(value))
+        if key.startswith(keys.observed_blobs):
+            node, _, uuid = key[len(keys.observed_blobs):].partition("/")
+            check_observed_blob(node, uuid, _json(value))
             return
         for family, check in self._families:
             if key.startswith(family):

@@ -1,16 +1,17 @@
 """The node agent's one network listener: authenticated HTTP and websocket routes.
 
-The portal (consoles, console logs) and other nodes' agents (copying a
-snapshot this node holds) talk to it, over TLS only: the server presents
-this node's certificate and the TLS handshake refuses a client without a
-certificate from the cloud's CA; of those, only the portal's and agents'
-are let in (not an etcd member's, say). Every request also carries a grant
-signed with the cluster secret (``Authorization: Bearer ...``); the server
-checks the signature, the expiry, that the grant names this node and exactly
-this method, path and query, and that it has not been used before (even by
-an agent before a restart: used grants are kept on disk until they expire).
-Handlers get the verified claims and never see an unauthenticated request,
-so a new route only has to be registered with ``add_route``.
+The portal (consoles, console logs, uploads, blob downloads) and other
+nodes' agents (copying a blob this node holds) talk to it, over TLS only:
+the server presents this node's certificate and the TLS handshake refuses a
+client without a certificate from the cloud's CA; of those, only the
+portal's and agents' are let in (not an etcd member's, say). Every request
+also carries a grant signed with the cluster secret (``Authorization:
+Bearer ...``); the server checks the signature, the expiry, that the grant
+names this node and exactly this method, path and query, and that it has
+not been used before (even by an agent before a restart: used grants are
+kept on disk until they expire). Handlers get the verified claims and never
+see an unauthenticated request, so a new route only has to be registered
+with ``add_route``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _refuse(status: int, message: str) -> web.Response:
     return web.json_response({"error": message, "status": status}, status=status)
 
 
-# Who may call an agent: the portal, and other agents (snapshot copies).
+# Who may call an agent: the portal, and other agents (blob copies).
 CALLERS = (tls.ROLE_PORTAL, tls.ROLE_AGENT)
 
 

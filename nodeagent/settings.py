@@ -66,7 +66,16 @@ class AgentSettings:
 
     @property
     def images_dir(self) -> Path:
+        """qcow2 images made from blobs, which guests' disks are overlays on."""
         return self.node_dir / "images"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.node_dir / "blobs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.node_dir / "uploads"
 
     @property
     def event_spool_dir(self) -> Path:

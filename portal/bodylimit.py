@@ -51,8 +51,18 @@ class RouteLimit:
         return re.fullmatch(self.pattern, path) is not None
 
 
+# The largest chunk of an upload a client sends: Shaken Fist's client grows
+# its chunks to at most 2 MiB, and the Images page sends 2 MiB
+# (static/js/upload.js). Each chunk is streamed on to the upload's node.
+UPLOAD_CHUNK_BYTES = 2 * MiB
+
 # Routes allowed more (or less) than the default, first match wins.
-ROUTES: tuple[RouteLimit, ...] = ()
+ROUTES: tuple[RouteLimit, ...] = (
+    RouteLimit(r"/api/upload/[^/]+", UPLOAD_CHUNK_BYTES,
+               "a chunk of an upload (POST /api/upload/<uuid>)"),
+    RouteLimit(r"/images/uploads/[^/]+/chunk/", UPLOAD_CHUNK_BYTES,
+               "a chunk of the Images page's upload"),
+)
 
 SCOPE_KEY = "sfcloud.body_limit"
 

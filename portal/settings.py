@@ -176,6 +176,8 @@ SCHEDULER_DISK_RESERVED_GB = read("SFCLOUD_DISK_RESERVED_GB")
 # Deleted instances stay readable by UUID this long, then are forgotten.
 DELETED_RETENTION = read("SFCLOUD_DELETED_RETENTION")
 JANITOR_INTERVAL = read("SFCLOUD_JANITOR_INTERVAL")
+# An upload never made an artifact is forgotten this long after it began.
+UPLOAD_LIFETIME = read("SFCLOUD_UPLOAD_LIFETIME")
 
 # Failed log-ins (and API key checks) allowed per account and per client
 # address within the window before further attempts are refused.

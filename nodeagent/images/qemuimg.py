@@ -27,6 +27,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,21 +52,64 @@ FETCHED = "fetched"
 CONVERTED = "converted.qcow2"
 
 
+@dataclass(frozen=True)
+class Inspection:
+    """What some untrusted bytes are: the format qemu-img knows them by (read
+    from their header; None if refused before qemu-img saw them), the size a
+    guest would see (None if unknown), and why no disk can be made of them
+    (None when one can). Reasons are generic: they name no file of the node."""
+
+    format: str | None
+    virtual_size: int | None
+    refusal: str | None
+
+
+async def inspect(box: Sandbox, name: str = FETCHED) -> Inspection:
+    """Read the file ``name`` of ``box``: its format from its header
+    (``formats``), then, unless that refused it, qemu-img's description of
+    it read as that format, as the sandbox user. A refusal is part of the
+    answer, not an exception. The file is the agent's alone again after."""
+    try:
+        fmt = formats.sniff(box.path(name)).format
+    except ImageError as exc:
+        return Inspection(None, None, exc.message)
+    box.hand_over(name)
+    try:
+        info = await describe(box, name, fmt)
+    except ImageError as exc:
+        return Inspection(fmt, None, exc.message)
+    finally:
+        box.take_back(name)
+    size = int(info["virtual-size"])
+    try:
+        if info.get("format") != fmt:
+            raise ImageError("the file is not a usable disk image")
+        refuse_external_files(info)
+        if fmt == "raw":
+            await asyncio.to_thread(_check_raw_disk, box.path(name))
+    except ImageError as exc:
+        return Inspection(fmt, size, exc.message)
+    return Inspection(fmt, size, None)
+
+
 async def make_qcow2(box: Sandbox, *, max_bytes: int) -> tuple[str, int, Path]:
-    """Check what was fetched into ``box`` (as FETCHED), and make it a
-    standalone qcow2 of at most ``max_bytes``, still in the box. Return
-    (source format, virtual size, path of the standalone qcow2, the
-    agent's own again)."""
-    fmt = formats.sniff(box.path(FETCHED)).format
+    """Check the file FETCHED of ``box``, and make it a standalone qcow2 of
+    at most ``max_bytes``, still in the box. Return (source format, virtual
+    size, path of the standalone qcow2, the agent's own again); ImageError
+    says why no disk can be made of it."""
+    found = await inspect(box, FETCHED)
+    if found.refusal is not None:
+        raise ImageError(found.refusal)
+    assert found.format is not None and found.virtual_size is not None
+    if found.format == "qcow2":
+        return found.format, found.virtual_size, box.path(FETCHED)
+    virtual_size, converted = await _convert(box, found.format, max_bytes=max_bytes)
+    return found.format, virtual_size, converted
+
+
+async def _convert(box: Sandbox, fmt: str, *, max_bytes: int) -> tuple[int, Path]:
+    """FETCHED (checked, read as ``fmt``) converted to CONVERTED in the box."""
     box.hand_over(FETCHED)
-    info = await describe(box, FETCHED, fmt)
-    if info.get("format") != fmt:
-        raise ImageError("the file is not a usable disk image")
-    refuse_external_files(info)
-    if fmt == "raw":
-        await asyncio.to_thread(_check_raw_disk, box.path(FETCHED))
-    if fmt == "qcow2":
-        return fmt, int(info["virtual-size"]), box.take_back(FETCHED)
     try:
         await run(["convert", "-q", "-U", "-f", fmt, "-O", "qcow2", box.inner(FETCHED),
                    box.inner(CONVERTED)],
@@ -78,23 +122,22 @@ async def make_qcow2(box: Sandbox, *, max_bytes: int) -> tuple[str, int, Path]:
             raise ImageError(f"the image is larger than this node's limit of "
                              f"{max_bytes} bytes once converted to qcow2") from exc
         raise ImageError(f"converting the {fmt} image to qcow2 failed") from exc
+    finally:
+        box.take_back(FETCHED)
     result = await describe(box, CONVERTED, "qcow2")
     refuse_external_files(result)
     converted = box.take_back(CONVERTED)
     await asyncio.to_thread(fsync_path, converted)
-    return fmt, int(result["virtual-size"]), converted
+    return int(result["virtual-size"]), converted
 
 
-async def describe(where: Sandbox | Path, name: str, fmt: str) -> dict[str, Any]:
-    """qemu-img's description (``info``) of an image read as ``fmt``: the
-    file ``name`` of a sandbox, or of a directory of the agent's own."""
-    if isinstance(where, Sandbox):
-        target, sandbox = where.inner(name), where
-    else:
-        target, sandbox = str(where / name), None
+async def describe(where: Sandbox, name: str, fmt: str) -> dict[str, Any]:
+    """qemu-img's description (``info``) of the file ``name`` of a sandbox,
+    read as ``fmt``, as the sandbox user (every blob is untrusted bytes:
+    uploaded, fetched, or a snapshot of what a guest wrote)."""
     try:
-        out = await run(["info", "-U", "--output=json", "-f", fmt, target],
-                        limits=_INFO_LIMITS, timeout=INFO_TIMEOUT, sandbox=sandbox)
+        out = await run(["info", "-U", "--output=json", "-f", fmt, where.inner(name)],
+                        limits=_INFO_LIMITS, timeout=INFO_TIMEOUT, sandbox=where)
         info = json.loads(out)
         int(info["virtual-size"])
     except QemuImgFailed as exc:

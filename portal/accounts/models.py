@@ -127,6 +127,12 @@ class AuditAction(models.TextChoices):
     CREATE = "create"
     DELETE = "delete"
     CACHE = "cache"  # an image, fetched onto every node ahead of time
+    UPLOAD = "upload"  # bytes sent to become an artifact's version
+    LABEL = "label"  # a label pointed at a blob
+    DELETE_VERSION = "delete-version"  # one version of an artifact
+    SET_MAX_VERSIONS = "set-max-versions"
+    SHARE = "share"  # an artifact, with every namespace
+    UNSHARE = "unshare"
     SNAPSHOT = "snapshot"
     SET_METADATA = "set-metadata"
     DELETE_METADATA = "delete-metadata"

@@ -24,7 +24,17 @@ from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import SYSTEM_NAMESPACE, AuditAction
 from portal.accounts.namespaces import require_open
-from portal.cloud import changes, images, interfaces, keypairs, ownership, refs, scheduler, store
+from portal.cloud import (
+    bases,
+    catalogue,
+    changes,
+    interfaces,
+    keypairs,
+    ownership,
+    refs,
+    scheduler,
+    store,
+)
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 from portal.cloud.refs import Namespaces, visible
@@ -120,31 +130,45 @@ async def create(actor: Actor, namespace: str,
     return record
 
 
-async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
-    etcd, keys = store.etcd(), store.keys()
-    # The same rules as PUT .../metadata/<key>, for the whole object at once.
-    metadata = metadata_rules.validate_all(request.metadata, "instance")
-    video = validation.video(request.video)
-    disks = [
+async def _resolve_bases(request: InstanceRequest, namespace: str) -> list[bases.Resolved]:
+    """The blob each disk starts from (portal.cloud.bases)."""
+    found = await catalogue.load()
+    resolved: list[bases.Resolved] = []
+    for disk in request.disks:
+        resolved.append(await bases.resolve(disk.base, namespace, found, resolved))
+    return resolved
+
+
+def _disks(request: InstanceRequest, resolved: list[bases.Resolved]) -> list[Disk]:
+    return [
         Disk(
             device=_disk_device(index) if disk.type == "disk" else f"hd{chr(ord('c') + index)}",
             size_gb=disk.size_gb,
             base=disk.base,
-            source=await images.resolve(disk.base, namespace),
+            source=resolved[index].source,
             bus=disk.bus if disk.type == "disk" else "ide",
             type=disk.type,
         )
         for index, disk in enumerate(request.disks)
     ]
+
+
+async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
+    etcd, keys = store.etcd(), store.keys()
+    # The same rules as PUT .../metadata/<key>, for the whole object at once.
+    metadata = metadata_rules.validate_all(request.metadata, "instance")
+    video = validation.video(request.video)
+    resolved = await _resolve_bases(request, namespace)
+    disks = _disks(request, resolved)
     ssh_key, keypair_name = request.ssh_key, None
     if request.keypair:
         if ssh_key:
             raise BadRequest("ssh_key: give either ssh_key or keypair, not both")
         keypair = await keypairs.find(request.keypair, namespace)
         ssh_key, keypair_name = keypair.public_key, keypair.name
-    # A snapshot lives on the node that took it. Its instances go there when
-    # it has room, which saves a copy; elsewhere that node's agent copies it.
-    holders = await images.nodes_holding(disks)
+    # A blob lives on the node that made it. Its instances go there when it
+    # has room, which saves a copy; elsewhere that node's agent copies it.
+    holders = bases.holders(resolved)
     demand = scheduler.Demand(
         cpus=request.cpus, memory_mib=request.memory,
         disk_gb=sum(d.size_gb for d in disks if d.type == "disk"),
@@ -152,12 +176,17 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     name_key = keys.instance_name(namespace, request.name)
     nic_networks = await interfaces.resolve(request.networks, namespace)
     interfaces.check_unique_addresses(request.networks, nic_networks)
-    for _ in range(_PLACEMENT_ATTEMPTS):
+    for attempt in range(_PLACEMENT_ATTEMPTS):
         if await etcd.get(name_key) is not None:
             raise Conflict(
                 f"an instance named {request.name!r} already exists in namespace "
                 f"{namespace!r}"
             )
+        if attempt:
+            # Another create may just have made the artifact of a URL this
+            # one was about to fetch: start from what is there now.
+            resolved = await _resolve_bases(request, namespace)
+            disks = _disks(request, resolved)
         loads = await scheduler.snapshot(etcd, keys)
         node = scheduler.choose(demand, loads, required=request.placed_on, preferred=holders)
         instance_uuid = str(uuidlib.uuid4())
@@ -183,14 +212,16 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             interfaces=[nic.uuid for nic in nics.interfaces],
         )
         placement_key = keys.placement(node.info.name)
+        # The blobs its disks start from, fenced; a new URL's fetch, asked of its node.
+        storage = bases.change(resolved, namespace, node.info.name)
         result = await etcd.txn(
             [Compare.absent(name_key),
              Compare.unchanged_since(placement_key, node.placement_revision),
-             *nics.compares],
+             *nics.compares, *storage.compares],
             [Put(keys.instance(spec.uuid), spec.to_json()),
              Put(name_key, spec.uuid),
              Put(placement_key, spec.uuid),
-             *nics.puts],
+             *nics.puts, *storage.ops],
         )
         if result.succeeded:
             return InstanceRecord(spec=spec, observed=None, revision=result.revision)

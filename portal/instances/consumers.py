@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from django.template.loader import render_to_string
 
-from cloudstate.model import Image
 from portal.cloud.instances import InstanceRecord, visible
 from portal.instances import detail
 from portal.live.hub import Hub, hub
@@ -104,6 +103,6 @@ class InstanceDetailConsumer(LivePage):
             await self.refresh()
 
     async def image_changed(self, event: dict) -> None:
-        image = self.hub.mirror.get(self.hub.keys.image(event["uuid"]))
-        if image is not None and Image.from_json(image.value).instance_uuid == self.uuid:
+        artifact = self.hub.artifact(event["uuid"])
+        if artifact is not None and artifact.instance_uuid == self.uuid:
             await self.refresh()

@@ -61,9 +61,9 @@ def running(portal: InProcessPortal, agent: FakeAgent, demo_image: str) -> str:
     ({"name": "-x", "cpus": 1, "memory": 256, "disk": [{"size": 1}]}, "hostname"),
     ({"name": 5, "cpus": 1, "memory": 256, "disk": [{"size": 1}]}, "name"),
     ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1, "base": "ftp://h/x"}]},
-     "no image"),
-    ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1, "base": "nosuchimage"}]},
-     "no image"),
+     "not an http or https URL"),
+    ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1, "base": "sf://other/x"}]},
+     "not a reference this cloud knows"),
     ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1}], "user_data": "%%%"},
      "user_data"),
     ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1}], "ssh_key": "hello"},
@@ -153,6 +153,18 @@ def test_duplicate_name_is_409(portal: InProcessPortal, agent: FakeAgent) -> Non
     assert api.delete(f"/instances/{uuid}").status_code == 200
     agent.tear_down_instance(uuid)
     assert api.get(f"/instances/{uuid}").json()["state"] == "deleted"
+
+
+@pytest.mark.parametrize("base", ["nosuchimage", "label:nosuchlabel",
+                                  "sf://blob/0d6c6a38-7f0e-4a55-9a43-6b1f7b3f0aff"])
+def test_a_missing_image_is_404_and_leaves_nothing(portal: InProcessPortal, agent: FakeAgent,
+                                                   base: str) -> None:
+    before = instance_keys(portal)
+    response = portal.api().post("/instances", {"name": "ok", "cpus": 1, "memory": 256,
+                                                "disk": [{"size": 1, "base": base}]})
+    assert response.status_code == 404, response.text
+    assert "not found" in response.json()["error"] or "no artifact" in response.json()["error"]
+    assert instance_keys(portal) == before
 
 
 def test_instance_from_a_refused_url_is_400(portal: InProcessPortal, agent: FakeAgent) -> None:

@@ -38,7 +38,13 @@ from tests.support.inprocess import (
     Socket,
     personal_token,
 )
-from tests.support.objects import PUBLIC_KEY, put_image, put_instance, put_interface
+from tests.support.objects import (
+    PUBLIC_KEY,
+    put_image,
+    put_instance,
+    put_interface,
+    put_uploaded,
+)
 
 MEMBER, VIEWER, OTHER, SYSTEM = "owner member", "owner viewer", "other admin", "system admin"
 ANON, EXPIRED, REVOKED = "anonymous", "expired token", "revoked key"
@@ -46,6 +52,7 @@ EVERYONE = [MEMBER, VIEWER, OTHER, SYSTEM, ANON, EXPIRED, REVOKED]
 LOGIN = "login"  # a redirect to the log-in page
 MOVED = "redirect"  # any other redirect (the action was done, or the page moved on)
 NO_CREDENTIALS = (ANON, EXPIRED, REVOKED)
+MATRIX_BYTES = b"matrix bytes" * 100
 
 
 @dataclass
@@ -61,6 +68,9 @@ class World:
     spare_token_id: int
     spare_user: int
     image_a: str = ""
+    stored_a: str = ""  # an artifact of A with a real blob (uploaded)
+    blob_a: str = ""  # that blob
+    upload_a: str = ""  # an upload of A, not converted
     keypair_a: str = ""
     network_a: str = ""
     interface_a: str = ""
@@ -74,6 +84,19 @@ class World:
 
     def fresh_image(self) -> str:
         return put_image(self.cloud, self.ns_a, self.unique("img"))
+
+    def fresh_label(self) -> str:
+        """The API path of a label of A, just made on A's blob."""
+        name = self.unique("lbl")
+        response = self.cloud.api().post(f"/label/{self.ns_a}/{name}",
+                                         {"blob_uuid": self.blob_a})
+        assert response.status_code == 200, response.text
+        return f"/api/label/{self.ns_a}/{name}"
+
+    def fresh_upload(self) -> str:
+        response = self.cloud.api().post("/upload", {"namespace": self.ns_a})
+        assert response.status_code == 200, response.text
+        return response.json()["uuid"]
 
     def fresh_keypair(self) -> str:
         response = self.cloud.api().post("/keypairs", {
@@ -119,7 +142,8 @@ def fixed(path: str) -> Url:
                                       node=w.node, member=w.users[MEMBER],
                                       spare=w.users["spare"], token=w.spare_token_id,
                                       image=w.image_a, keypair=w.keypair_a, net=w.network_a,
-                                      iface=w.interface_a)
+                                      iface=w.interface_a, stored=w.stored_a, blob=w.blob_a,
+                                      upload=w.upload_a)
 
 
 def api(**outcomes: int) -> dict[str, int | str]:
@@ -145,6 +169,10 @@ def all_(outcome: int | str) -> dict[str, int | str]:
 READ_A = {"member": 200, "viewer": 200, "other": 404, "system": 200}
 OPERATE_A = {"member": 200, "viewer": 403, "other": 404, "system": 200}
 OPERATE_A_NOT_READY = {"member": 406, "viewer": 403, "other": 404, "system": 406}
+# The bytes of uploads and blobs are on the fake agent's node, whose agent has no
+# server: whoever gets past the roles hears it can't be reached.
+READ_A_ON_NODE = {"member": 503, "viewer": 503, "other": 404, "system": 503}
+OPERATE_A_ON_NODE = {"member": 503, "viewer": 403, "other": 404, "system": 503}
 ADMIN_A_API = {"member": 403, "viewer": 403, "other": 404, "system": 200}
 SYSTEM_ONLY = {"member": 403, "viewer": 403, "other": 403, "system": 200}
 
@@ -245,6 +273,10 @@ MATRIX: dict[str, list[Check]] = {
         # Past the role checks, the URL is refused (400): nothing is fetched.
         Check("POST", fixed("/api/artifacts"), api(member=400, viewer=403, other=404, system=400),
               body=lambda w, who: {"namespace": w.ns_a, "url": "http://169.254.169.254/x"}),
+        # namespace clean, unconfirmed: refused past the role checks.
+        Check("DELETE", fixed("/api/artifacts"),
+              api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"namespace": w.ns_a}),
     ],
     "api/artifacts/<str:ref>": [
         Check("GET", fixed("/api/artifacts/{image}"), api(**READ_A)),
@@ -252,6 +284,76 @@ MATRIX: dict[str, list[Check]] = {
     ],
     "api/artifacts/<str:ref>/events": [
         Check("GET", fixed("/api/artifacts/{image}/events"), api(**READ_A))],
+    # Neither an upload nor a blob named: refused past the role checks.
+    "api/artifacts/upload/<str:name>": [
+        Check("POST", fixed("/api/artifacts/upload/made"),
+              api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"namespace": w.ns_a})],
+    "api/artifacts/<str:ref>/versions": [
+        Check("GET", fixed("/api/artifacts/{stored}/versions"), api(**READ_A)),
+        Check("POST", fixed("/api/artifacts/{stored}/versions"),
+              api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"max_versions": "many"}),
+    ],
+    "api/artifacts/<str:ref>/versions/<str:index>": [
+        Check("DELETE", lambda w, who: f"/api/artifacts/{w.fresh_image()}/versions/1",
+              api(**OPERATE_A))],
+    # Only the system namespace's artifacts are shared: A's never, by anyone.
+    "api/artifacts/<str:ref>/share": [
+        Check("POST", fixed("/api/artifacts/{image}/share"),
+              api(member=403, viewer=403, other=404, system=403))],
+    "api/artifacts/<str:ref>/unshare": [
+        Check("POST", fixed("/api/artifacts/{image}/unshare"),
+              api(member=403, viewer=403, other=404, system=403))],
+    "api/artifacts/<str:ref>/metadata": [
+        Check("GET", fixed("/api/artifacts/{image}/metadata"), api(**READ_A)),
+        Check("POST", fixed("/api/artifacts/{image}/metadata"), api(**OPERATE_A),
+              body=lambda w, who: {"key": "colour", "value": "blue"}),
+    ],
+    "api/artifacts/<str:ref>/metadata/<str:key>": [
+        Check("PUT", fixed("/api/artifacts/{image}/metadata/shade"), api(**OPERATE_A),
+              body=lambda w, who: {"value": "dark"}),
+        Check("DELETE", lambda w, who: _with_object_metadata(w, "artifacts", w.image_a),
+              api(**OPERATE_A)),
+    ],
+    "api/blobs": [
+        Check("GET", fixed("/api/blobs"), api(member=200, viewer=200, other=200, system=200))],
+    "api/blobs/<str:ref>": [Check("GET", fixed("/api/blobs/{blob}"), api(**READ_A))],
+    "api/blobs/<str:ref>/data": [
+        Check("GET", fixed("/api/blobs/{blob}/data"), api(**READ_A_ON_NODE))],
+    "api/blobs/<str:ref>/events": [
+        Check("GET", fixed("/api/blobs/{blob}/events"), api(**READ_A))],
+    "api/blobs/<str:ref>/metadata": [
+        Check("GET", fixed("/api/blobs/{blob}/metadata"), api(**READ_A)),
+        Check("POST", fixed("/api/blobs/{blob}/metadata"), api(**OPERATE_A),
+              body=lambda w, who: {"key": "colour", "value": "blue"}),
+    ],
+    "api/blobs/<str:ref>/metadata/<str:key>": [
+        Check("PUT", fixed("/api/blobs/{blob}/metadata/shade"), api(**OPERATE_A),
+              body=lambda w, who: {"value": "dark"}),
+        Check("DELETE", lambda w, who: _with_object_metadata(w, "blobs", w.blob_a),
+              api(**OPERATE_A)),
+    ],
+    # Anyone may ask; only those who may see A's blob find it (others get null).
+    "api/blob_checksums/<str:algorithm>/<str:digest>": [
+        Check("GET", lambda w, who: f"/api/blob_checksums/sha512/{_sha512_of_blob(w)}",
+              api(member=200, viewer=200, other=200, system=200))],
+    "api/upload": [
+        Check("POST", fixed("/api/upload"), api(member=200, viewer=403, other=404, system=200),
+              body=lambda w, who: {"namespace": w.ns_a})],
+    "api/upload/<str:ref>": [
+        Check("GET", fixed("/api/upload/{upload}"), api(**READ_A_ON_NODE)),
+        Check("POST", fixed("/api/upload/{upload}"), api(**OPERATE_A_ON_NODE),
+              body=lambda w, who: {"some": "bytes"}),
+    ],
+    "api/upload/<str:ref>/truncate/<str:offset>": [
+        Check("POST", fixed("/api/upload/{upload}/truncate/0"), api(**OPERATE_A_ON_NODE))],
+    "api/label/<path:name>": [
+        Check("GET", lambda w, who: w.fresh_label(), api(**READ_A)),
+        Check("POST", lambda w, who: f"/api/label/{w.ns_a}/{w.unique('lbl')}", api(**OPERATE_A),
+              body=lambda w, who: {"blob_uuid": w.blob_a}),
+        Check("DELETE", lambda w, who: w.fresh_label(), api(**OPERATE_A)),
+    ],
     "api/keypairs": [
         Check("GET", fixed("/api/keypairs"), api(member=200, viewer=200, other=200, system=200)),
         Check("POST", fixed("/api/keypairs"), api(member=400, viewer=403, other=404, system=400),
@@ -344,6 +446,23 @@ MATRIX: dict[str, list[Check]] = {
                                                     system=200), htmx=True,
               body=lambda w, who: {"url": "http://169.254.169.254/x"})],
     "images/<uuid:uuid>/": [Check("GET", fixed("/images/{image}/"), page(**READ_A))],
+    "images/<uuid:uuid>/download/": [
+        Check("GET", fixed("/images/{stored}/download/"), page(**READ_A_ON_NODE))],
+    "images/blobs/<uuid:uuid>/download/": [
+        Check("GET", fixed("/images/blobs/{blob}/download/"), page(**READ_A_ON_NODE))],
+    # The upload form's calls (JSON). Each person starts one in the namespace they work in
+    # (B's admin in B); A's uploads are A's.
+    "images/uploads/": [
+        Check("POST", fixed("/images/uploads/"),
+              page(member=200, viewer=403, other=200, system=200))],
+    "images/uploads/<uuid:uuid>/": [
+        Check("GET", fixed("/images/uploads/{upload}/"), page(**READ_A_ON_NODE))],
+    "images/uploads/<uuid:uuid>/chunk/": [
+        Check("POST", fixed("/images/uploads/{upload}/chunk/"), page(**OPERATE_A_ON_NODE))],
+    # No name given: refused past the role checks.
+    "images/uploads/<uuid:uuid>/artifact/": [
+        Check("POST", lambda w, who: f"/images/uploads/{w.fresh_upload()}/artifact/",
+              page(member=400, viewer=403, other=404, system=400))],
     "images/<uuid:uuid>/delete/": [
         Check("POST", lambda w, who: f"/images/{w.fresh_image()}/delete/",
               page(member=MOVED, viewer=403, other=404, system=MOVED))],
@@ -517,6 +636,18 @@ def _with_network_metadata(w: World) -> str:
     return f"/api/networks/{w.network_a}/metadata/{key}"
 
 
+def _with_object_metadata(w: World, things: str, uuid: str) -> str:
+    """The API URL of a metadata key just set on one of A's artifacts or blobs."""
+    key = w.unique("tag")
+    response = w.cloud.api().request("PUT", f"/{things}/{uuid}/metadata/{key}", {"value": 1})
+    assert response.status_code == 200, response.text
+    return f"/api/{things}/{uuid}/metadata/{key}"
+
+
+def _sha512_of_blob(w: World) -> str:
+    return w.cloud.api().get(f"/blobs/{w.blob_a}").json()["sha512"]
+
+
 def _with_metadata(w: World, key: str) -> str:
     response = w.cloud.api().request("PUT", f"/auth/namespaces/{w.ns_a}/metadata/{key}",
                                      {"value": 1})
@@ -568,7 +699,8 @@ def test_every_route_is_in_the_matrix() -> None:
 def world(module_portal: InProcessPortal) -> World:
     cloud = module_portal
     api = cloud.api()
-    node = FakeAgent(cloud).register().node
+    agent = FakeAgent(cloud).register()
+    node = agent.node
     suffix = secrets.token_hex(3)
     ns_a, ns_b = f"owner-{suffix}", f"other-{suffix}"
     for ns in (ns_a, ns_b):
@@ -604,6 +736,11 @@ def world(module_portal: InProcessPortal) -> World:
                   instance_a=put_instance(cloud, ns_a, "a1"), users=users, tokens=tokens,
                   sessions=sessions, spare_token_id=spare_token_id, spare_user=users["spare"])
     world.image_a = world.fresh_image()
+    # An uploaded file of A: its records, and its node's report of the bytes.
+    world.stored_a, world.blob_a = put_uploaded(cloud, ns_a, "matrix-file", agent.node,
+                                                MATRIX_BYTES)
+    agent.report_blob(world.blob_a, MATRIX_BYTES)
+    world.upload_a = world.fresh_upload()
     world.keypair_a = world.fresh_keypair()
     world.network_a = world.fresh_network()
     world.interface_a = put_interface(cloud, ns_a, world.instance_a, world.network_a)

@@ -25,9 +25,10 @@ def bad_images(tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("path,reason", [
-    ("/missing.qcow2", "404"),
-    ("/page.qcow2", "html"),
-    ("/noise.img", "not a disk image"),
+    ("/missing.qcow2", "could not be fetched: 127.0.0.1 answered 404"),
+    # Fetched (any file is an artifact), but no disk can be made of it.
+    ("/page.qcow2", "is not a bootable disk image (the file is not a disk image"),
+    ("/noise.img", "is not a bootable disk image (the file is not a disk image"),
 ])
 def test_image_that_is_not_usable_gives_an_error_state(cloud: Cloud, bad_images, path: str,
                                                        reason: str) -> None:
@@ -43,7 +44,8 @@ def test_image_that_is_not_usable_gives_an_error_state(cloud: Cloud, bad_images,
     # Nothing half-made: no domain, no instance directory, no partial download.
     assert uuid not in cloud.domains()
     assert not cloud.instance_dir(uuid).exists()
-    assert not any((cloud.image_cache_dir() / ".partial").iterdir())
+    for store in ("images", "blobs"):
+        assert not any((cloud.image_cache_dir().parent / store / ".partial").iterdir())
     assert not list(cloud.image_cache_dir().glob("*.qcow2.*"))
     cloud.api().delete(f"/instances/{uuid}")
     wait_for(lambda: cloud.api().get(f"/instances/{uuid}").json()["state"] == "deleted",

@@ -80,6 +80,18 @@ def test_a_declared_gigabyte_is_refused_before_its_body_is_read(
         assert "content-security-policy" in headers
 
 
+def test_upload_chunks_have_their_own_limit(cloud: Cloud) -> None:
+    """Shaken Fist's client sends chunks of up to 2 MiB (tests/integration/
+    test_sf_client_storage.py sends them); one byte more is refused before
+    anything reads it, before any credentials are looked at."""
+    path = "/api/upload/0d6c6a38-7f0e-4a55-9a43-6b1f7b3f0aff"
+    with socket.create_connection(("127.0.0.1", cloud.port), timeout=10) as sock:
+        sock.sendall(_post_headers(cloud, path, f"Content-Length: {2 * CHUNK + 1}\r\n"))
+        status, _, body = _read_response(sock)
+    assert status == 413
+    assert json.loads(body)["error"].endswith("this route's limit of 2097152 bytes")
+
+
 def test_a_streamed_gigabyte_is_cut_off_as_it_arrives(cloud: Cloud) -> None:
     """Chunked, so no length says it is too large: the portal reads up to its
     limit, answers 413 and stops, holding at most the limit meanwhile."""

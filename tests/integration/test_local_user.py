@@ -1,9 +1,10 @@
 """A local unprivileged user on a running cloud's machine reads nothing under
 its state directory: not the portal's database (sessions, password hashes,
 token digests), not a guest's disk or config drive (user data, keys), not a
-snapshot or a cached image, not a network's DHCP hosts, not a secret. The
-test walks the whole directory as root, then tries every file and directory
-as ``nobody`` (no groups): opening each file, listing each directory."""
+snapshot, a blob, an upload or a cached image, not a network's DHCP hosts,
+not a secret. The test walks the whole directory as root, then tries every
+file and directory as ``nobody`` (no groups): opening each file, listing
+each directory."""
 
 from __future__ import annotations
 
@@ -77,13 +78,19 @@ def test_a_local_user_reads_nothing_of_the_state(cloud: Cloud) -> None:
         wait_for(lambda: all(i["state"] == "created"
                              for i in api.get(f"/instances/{uuid}/snapshot").json()),
                  90, "the snapshot")
+        # An upload under way: its bytes wait on the node.
+        upload = api.post("/upload").json()["uuid"]
+        assert api.request("POST", f"/upload/{upload}", raw=b"private bytes" * 100).json() == 1300
         # What is there to protect is there: the database, a disk, a config
-        # drive, a snapshot in the image cache, a DHCP hosts file.
+        # drive, a snapshot in the image cache and among the blobs, an upload,
+        # a DHCP hosts file.
         every = _everything_under(cloud.state_dir)
         names = {Path(p).name for p in every}
         assert {"db.sqlite3", "secret_key", "vda.qcow2", "config.iso", "hosts", "names",
                 "dnsmasq.conf", "used-grants"} <= names, sorted(names)
         assert len([p for p in every if p.endswith(".qcow2") and "/images/" in p]) >= 2
+        assert len([p for p in every if "/blobs/" in p and not p.endswith(".json")]) >= 2
+        assert [p for p in every if p.endswith(f"/uploads/{upload}")]
         assert taken
 
         assert _readable_by_nobody(every) == []

@@ -5,8 +5,8 @@
   TLS handshake. Root, with the cloud's certificates, gets answers.
 - Records planted in etcd with the cloud's certificate, each with one field
   that would reach a path, a command or the domain XML, are refused by the
-  agent: the error is on the instance (or network, or image), and nothing is
-  made for them, inside the instance directory or out of it.
+  agent: the error is on the instance (or network, or blob), and nothing is
+  made for them, inside the instance directory or out of it, nor fetched.
 - Every certificate renewed while requests run through every link: none fails,
   and the servers present the new certificates at once.
 """
@@ -32,7 +32,7 @@ import websockets
 
 from cloudstate import signing, tls
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, consolelog_path, grant_claims
-from cloudstate.model import Disk, DiskSource, Image, InstanceSpec, NetworkSpec
+from cloudstate.model import Blob, Disk, DiskSource, InstanceSpec, NetworkSpec
 from deploy.pki import CertificateAuthority
 from tests.support.cloud import Cloud, run_async, wait_for
 
@@ -168,25 +168,30 @@ def _observed(cloud: Cloud, key: str) -> dict[str, Any] | None:
 
 def test_hostile_records_are_refused_with_an_error_and_nothing_is_made(cloud: Cloud) -> None:
     uuids = {what: str(uuidlib.uuid4()) for what in
-             ("device", "base", "name", "size", "snapshot-of", "network", "image")}
+             ("device", "base", "name", "size", "snapshot-of", "network", "snapshot", "fetch")}
     device = "../../../planted-canary"
     records: dict[str, dict[str, Any]] = {
         # A device that would put the disk outside the instance directory.
         cloud.keys.instance(uuids["device"]): _instance(cloud, uuids["device"], device=device),
-        # A base image that is a file on the host, not something an operator registered.
+        # A base whose blob is a file of the host, not one in the blob store.
         cloud.keys.instance(uuids["base"]): _instance(
-            cloud, uuids["base"], source=DiskSource(url="file:///etc/shadow").to_dict()),
+            cloud, uuids["base"],
+            source=DiskSource(blob_uuid="../../../../etc/shadow", url="demo").to_dict()),
         # A name that is no hostname (it becomes the guest's, and a DNS name in dnsmasq).
         cloud.keys.instance(uuids["name"]): {**_instance(cloud, uuids["name"]),
                                              "name": "x\naddress=/#/10.6.6.6"},
         # A disk of a billion gigabytes.
         cloud.keys.instance(uuids["size"]): _instance(cloud, uuids["size"], size_gb=10**9),
-        # A snapshot, held by this node, of a "disk" outside any instance.
-        cloud.keys.image(uuids["image"]): Image(
-            uuid=uuids["image"], name="planted-snapshot", namespace="system",
-            source_url=f"sf://instance/{uuids['snapshot-of']}/vda", kind="snapshot",
-            node=cloud.node, instance_uuid=uuids["snapshot-of"],
-            device="../../../../planted-canary-2").to_dict(),
+        # A snapshot, to be taken by this node, of a "disk" outside any instance.
+        cloud.keys.blob(uuids["snapshot"]): Blob(
+            uuid=uuids["snapshot"], namespace="system", origin="snapshot", node=cloud.node,
+            source_url=f"sf://instance/{uuids['snapshot-of']}/vda",
+            instance_uuid=uuids["snapshot-of"], device="../../../../planted-canary-2").to_dict(),
+        # A blob for this node to fetch from a file of the host, which only an
+        # operator's registered file may be (and then read by every node).
+        cloud.keys.blob(uuids["fetch"]): Blob(
+            uuid=uuids["fetch"], namespace="system", origin="fetch", node=cloud.node,
+            source_url="file:///etc/shadow").to_dict(),
         # A network whose range is this host's loopback.
         cloud.keys.network(uuids["network"]): NetworkSpec(
             uuid=uuids["network"], name="planted", namespace="system",
@@ -209,7 +214,7 @@ def test_hostile_records_are_refused_with_an_error_and_nothing_is_made(cloud: Cl
     try:
         expected = {
             "device": "disks[0].device '../../../planted-canary' is not a disk device name",
-            "base": "disks[0].source.url 'file:///etc/shadow': only http and https URLs",
+            "base": "disks[0].source.blob_uuid '../../../../etc/shadow' is not a uuid",
             "name": "name: ",
             "size": "disks[0].size_gb 1000000000 is not a whole number",
         }
@@ -220,10 +225,17 @@ def test_hostile_records_are_refused_with_an_error_and_nothing_is_made(cloud: Cl
             assert observed["state"] == "error", observed
             assert "the node agent refused its record" in observed["error"], observed
             assert reason in observed["error"], observed
-        image = wait_for(lambda: _observed(
-            cloud, cloud.keys.observed_image(cloud.node, uuids["image"])), 30,
-            "the agent's verdict on the planted snapshot")
-        assert image["state"] == "error" and "device" in image["error"], image
+        blob_errors = {
+            "snapshot": "device '../../../../planted-canary-2' is not a disk device name",
+            "fetch": "source_url 'file:///etc/shadow': only http and https URLs are fetched",
+        }
+        for what, reason in blob_errors.items():
+            blob = wait_for(lambda what=what: _observed(
+                cloud, cloud.keys.observed_blob(cloud.node, uuids[what])), 30,
+                f"the agent's verdict on the planted {what} blob")
+            assert blob["state"] == "error", blob
+            assert "the node agent refused its record" in blob["error"], blob
+            assert reason in blob["error"], blob
         network = wait_for(lambda: _observed(
             cloud, cloud.keys.observed_network(uuids["network"])), 30,
             "the network node's verdict on the planted network")
@@ -236,6 +248,9 @@ def test_hostile_records_are_refused_with_an_error_and_nothing_is_made(cloud: Cl
         for canary in canaries:
             assert not canary.exists(), canary
         assert set(cloud.state_dir.rglob("*.qcow2")) == qcow2_before
+        # Nor was anything fetched or copied for the planted blobs.
+        assert not [path for path in cloud.state_dir.rglob("*")
+                    if uuids["snapshot"] in path.name or uuids["fetch"] in path.name]
         assert not any(name.startswith(cloud.net_names.tag) and "4000001" in name
                        for name in cloud.network_objects()["links"])
         # And the agent carries on: it still renews its node's lease.
@@ -255,6 +270,8 @@ def test_hostile_records_are_refused_with_an_error_and_nothing_is_made(cloud: Cl
     # A refused record that goes away takes its error with it.
     wait_for(lambda: _observed(cloud, cloud.keys.observed_instance(uuids["device"])) is None,
              30, "the planted instance's error to go with its record")
+    wait_for(lambda: _observed(cloud, cloud.keys.observed_blob(cloud.node, uuids["fetch"]))
+             is None, 30, "the planted blob's error to go with its record")
 
 
 # --- renewal ---------------------------------------------------------------------------------

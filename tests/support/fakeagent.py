@@ -2,9 +2,12 @@
 
 It writes only what a real agent would write into etcd: its node's record
 and liveness (so the scheduler places instances on it), and, when a test
-says so, the observed state of instances and networks (built, running,
-torn down). It never reads desired state, builds or starts anything: a test
-says what the agent "saw", and checks what the portal makes of it.
+says so, the observed state of instances, networks and blobs (built,
+running, torn down; a blob's bytes held). It runs no server: what the
+portal asks of a node's agent (a console, an upload's bytes, a blob's)
+answers 503, the node's agent unreachable. It never reads desired state,
+builds or starts anything: a test says what the agent "saw", and checks
+what the portal makes of it.
 
 What a real agent does with desired state (guests, networks, images) is
 covered by the integration tests under tests/integration, which run the
@@ -13,11 +16,18 @@ real one on libvirt.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from cloudstate.etcd import Etcd, KeyValue, Put
 from cloudstate.keys import Keys
-from cloudstate.model import InstanceObserved, InstanceSpec, NetworkObserved, NodeInfo
+from cloudstate.model import (
+    BlobObserved,
+    InstanceObserved,
+    InstanceSpec,
+    NetworkObserved,
+    NodeInfo,
+)
 from nodeagent.net import releases
 from tests.support.objects import Cloud
 
@@ -96,3 +106,11 @@ class FakeAgent:
         observed = NetworkObserved(node=self.node, state=state)
         self.cloud.etcd_call(
             lambda etcd: etcd.put(self.keys.observed_network(uuid), observed.to_json()))
+
+    def report_blob(self, uuid: str, data: bytes, fmt: str | None = "raw") -> None:
+        """What the agent reports once it holds a blob's bytes (``data``)."""
+        observed = BlobObserved(state="ready", size=len(data),
+                                sha512=hashlib.sha512(data).hexdigest(), done=len(data),
+                                total=len(data), format=fmt, virtual_size=len(data))
+        self.cloud.etcd_call(
+            lambda etcd: etcd.put(self.keys.observed_blob(self.node, uuid), observed.to_json()))

@@ -100,3 +100,12 @@ async def test_websockets_and_lifespan_pass_untouched() -> None:
 
 async def _no_receive() -> dict[str, Any]:
     raise AssertionError("not read")
+
+
+def test_upload_chunks_may_be_as_large_as_clients_send_them_and_no_larger() -> None:
+    uuid = "0d6c6a38-7f0e-4a55-9a43-6b1f7b3f0aff"
+    for path in (f"/api/upload/{uuid}", f"/images/uploads/{uuid}/chunk/"):
+        assert bodylimit.limit_for(path) == 2 * bodylimit.MiB, path
+    for path in ("/api/upload", f"/api/upload/{uuid}/truncate/5", f"/images/uploads/{uuid}/",
+                 f"/images/uploads/{uuid}/artifact/", "/api/artifacts/upload/x"):
+        assert bodylimit.limit_for(path) == bodylimit.DEFAULT_MAX_BYTES, path

@@ -12,7 +12,7 @@ import pytest
 
 from nodeagent.images import formats
 from nodeagent.images.errors import ImageError
-from nodeagent.images.sandbox import Sandbox
+from nodeagent.images.sandbox import Sandbox, SandboxBroken
 
 
 def _write(tmp_path: Path, data: bytes) -> Path:
@@ -108,3 +108,39 @@ def test_the_sandbox_reaches_its_own_files_and_nothing_of_the_agents(tmp_path: P
         assert run("sh", "-c", f"echo made > {box.inner('out')}").returncode == 0
         assert box.take_back("out").stat().st_uid == 0
     assert not box.dir.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_what_the_sandbox_is_lent_it_reads_and_never_changes(tmp_path: Path) -> None:
+    """A blob lent to qemu-img stays the agent's: readable, not writable, and
+    what comes back must be that very file, the agent's alone again."""
+    with Sandbox(tmp_path / ".partial", "job", "nobody") as box:
+        lent = box.path("blob")
+        lent.write_bytes(b"the blob's bytes")
+        box.hand_over("blob")
+
+        def run(*argv: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run(box.command(list(argv)), capture_output=True,
+                                  pass_fds=box.pass_fds)
+
+        assert run("cat", box.inner("blob")).stdout == b"the blob's bytes"
+        assert run("sh", "-c", f"echo changed > {box.inner('blob')}").returncode != 0
+        assert run("chmod", "666", box.inner("blob")).returncode != 0
+        details = box.take_back("blob").stat()
+        assert (details.st_uid, details.st_gid, details.st_mode & 0o777) == (0, 0, 0o600)
+        assert lent.read_bytes() == b"the blob's bytes"
+
+        # Something put in the place of a lent file (the directory is the
+        # sandbox user's) is refused, and nothing is followed through a link.
+        private = tmp_path / "agent-only"
+        private.write_bytes(b"root's")
+        private.chmod(0o600)
+        box.hand_over("blob")
+        assert run("sh", "-c", f"rm -f {box.inner('blob')} && "
+                               f"ln -s {private} {box.inner('blob')}").returncode == 0
+        with pytest.raises(SandboxBroken):
+            box.take_back("blob")
+        assert run("sh", "-c", f"ln -s {private} {box.inner('made')}").returncode == 0
+        with pytest.raises(SandboxBroken):
+            box.take_back("made")
+        assert private.stat().st_uid == 0 and private.stat().st_mode & 0o777 == 0o600

@@ -26,8 +26,10 @@ UUID = "6f1c3a44-9a0e-4c4b-8d59-1d2f3c4b5a69"
     (KEYS.network(UUID), (ObjectKind.NETWORK, UUID, False)),
     (KEYS.observed_network(UUID), (ObjectKind.NETWORK, UUID, True)),
     (KEYS.interface(UUID), (ObjectKind.INTERFACE, UUID, False)),
-    (KEYS.image(UUID), (ObjectKind.IMAGE, UUID, False)),
-    (KEYS.observed_image("node-1", UUID), (ObjectKind.IMAGE, UUID, True)),
+    (KEYS.artifact(UUID), (ObjectKind.IMAGE, UUID, False)),
+    (KEYS.blob(UUID), (ObjectKind.BLOB, UUID, False)),
+    (KEYS.observed_blob("node-1", UUID), (ObjectKind.BLOB, UUID, True)),
+    (KEYS.upload(UUID), (ObjectKind.UPLOAD, UUID, False)),
     (KEYS.keypair(UUID), (ObjectKind.KEYPAIR, UUID, False)),
     (KEYS.node("node-1"), (ObjectKind.NODE, "node-1", False)),
     (KEYS.node_alive("node-1"), (ObjectKind.NODE, "node-1", True)),
@@ -41,8 +43,9 @@ def test_a_key_of_an_objects_record_classifies_as_that_object(
 @pytest.mark.parametrize("key", [
     KEYS.instance_name("ns", "web"), KEYS.address(UUID, "10.0.0.5"), KEYS.vxlan(7),
     KEYS.network_fence(UUID), KEYS.placement("node-1"), KEYS.mac("02:00:00:00:00:01"),
-    KEYS.instances, KEYS.observed_images + "node-1/", "/other" + KEYS.instance(UUID),
-    KEYS.observed_images + "node-1/" + UUID + "/extra",
+    KEYS.instances, KEYS.observed_blobs + "node-1/", "/other" + KEYS.instance(UUID),
+    KEYS.observed_blobs + "node-1/" + UUID + "/extra", KEYS.blob_fence(UUID),
+    KEYS.artifact_url("ns", "image", "http://x/y"),
 ])
 def test_keys_that_are_no_objects_record_classify_as_nothing(key: str) -> None:
     assert KEYS.classify(key) is None

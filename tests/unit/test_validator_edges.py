@@ -29,19 +29,30 @@ NET = ipaddress.IPv4Network("10.0.0.0/24")
 
 
 def _portal_names() -> list[tuple[str, Callable[[Any], Any], str, int]]:
-    from portal.cloud import artifacts, keypairs
+    from portal.cloud import artifacts, keypairs, uploads
+    from portal.cloud.errors import BadRequest
 
-    return [("image name", artifacts.validate_name, "debian-12.qcow2", 63),
-            ("keypair name", keypairs.validate_name, "me@laptop", 63)]
+    def upload_sha512(value: Any) -> Any:
+        try:
+            return uploads.checked_sha512(value)
+        except BadRequest as exc:
+            raise ValidationError("sha512", exc.message) from None
+
+    return [("image name", artifacts.validate_name, "debian-12.qcow2", 255),
+            ("keypair name", keypairs.validate_name, "me@laptop", 63),
+            ("upload sha512", upload_sha512, "a" * 128, 0)]
 
 
-def _sha256(value: Any) -> Any:
-    from nodeagent.images.cache import ImageError, _check_sha256_arg
+PORTAL_IDS = ["image name", "keypair name", "upload sha512"]
+
+
+def _sha512(value: Any) -> Any:
+    from nodeagent.images.blobs import ImageError, check_sha512
 
     try:
-        return _check_sha256_arg(value)
+        return check_sha512(value)
     except ImageError as exc:
-        raise ValidationError("sha256", exc.message) from None
+        raise ValidationError("sha512", exc.message) from None
 
 
 # (what, validator, a value it accepts, the longest it accepts or 0 for no length rule)
@@ -57,9 +68,9 @@ VALIDATORS: list[tuple[str, Callable[[Any], Any], str, int]] = [
     ("nic model", netvalidation.nic_model, "virtio", 0),
     ("cpus", validation.cpus, "2", 0),
     ("memory", validation.memory_mib, "256", 0),
-    ("sha256", _sha256, "a" * 64, 0),
+    ("sha512", _sha512, "a" * 128, 0),
 ]
-EMPTY_MEANS_DEFAULT = {"nic model": "virtio"}
+EMPTY_MEANS_DEFAULT = {"nic model": "virtio", "upload sha512": None}
 LOOKALIKES = {  # a character -> one that looks like it
     "a": "\u0430", "e": "\u0435", "o": "\u043e", "c": "\u0441", "p": "\u0440", "i": "\u0456",
     "0": "\uff10", "1": "\uff11", "2": "\u0662", "-": "\u2010", ".": "\u2024", ":": "\uff1a",
@@ -87,7 +98,7 @@ def _refused_or_clean(check: Callable[[Any], Any], value: Any, clean: str) -> No
 
 
 @pytest.mark.parametrize("what,check,good,longest", _all_validators(),
-                         ids=[entry[0] for entry in VALIDATORS] + ["image name", "keypair name"])
+                         ids=[entry[0] for entry in VALIDATORS] + PORTAL_IDS)
 def test_edges(what: str, check: Callable[[Any], Any], good: str, longest: int) -> None:
     accepted = str(check(good))
     for padded in (good + "\n", good + "\r\n", good + "\n\n", "\n" + good, good + "\x00",
