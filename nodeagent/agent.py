@@ -14,11 +14,12 @@ This module only composes the parts and runs them:
                   reaches it through net.ports alone
     images/       the image cache, kept in step with etcd
     consoles/     the console relays, on the agent's server (server)
+    usage/        usage history for graphs, Shaken Fist's resources events and
+                  /metrics, sampled at a fixed interval
     events        events to the portal, spooled on disk until acknowledged
 
-Each part that runs for the agent's life is a task started in ``run``; a
-new one (sampling usage history, say) is a module of its own with a
-``run()`` coroutine, started there beside the others.
+Each part that runs for the agent's life is a task started in ``run``: a
+module of its own with a ``run()`` coroutine, started there beside the others.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import logging
 from importlib import metadata
 from typing import Protocol
 
-from cloudstate import netvalidation, signing
+from cloudstate import metrics, netvalidation, signing
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
@@ -49,6 +50,11 @@ from nodeagent.net.names import NetNames
 from nodeagent.net.reconciler import NetworkReconciler
 from nodeagent.server import AgentServer
 from nodeagent.settings import AgentSettings
+from nodeagent.usage.history import HistoryStore
+from nodeagent.usage.placed import PlacedInstances
+from nodeagent.usage.resources import NodeFacts, ResourcesReporter
+from nodeagent.usage.routes import UsageRoutes
+from nodeagent.usage.sampler import UsageSampler
 from nodeagent.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -102,17 +108,28 @@ class Agent:
             host=settings.node_ip, port=settings.agent_port, node=settings.node_name,
             secret=secret,
         )
-        ConsoleRoutes(
+        consoles = ConsoleRoutes(
             server=self.server, node=settings.node_name, keys=self.keys, mirror=self.mirror,
             hypervisor=self.hypervisor, instances_dir=settings.instances_dir,
-        ).register()
+        )
+        consoles.register()
         ImageRoutes(server=self.server, images=self.image_sync).register()
+        self.sampler = UsageSampler(
+            interval=settings.usage_interval, hypervisor=self.hypervisor,
+            store=HistoryStore(settings.usage_dir),
+            placed=PlacedInstances(mirror=self.mirror, keys=self.keys, node=settings.node_name))
+        UsageRoutes(server=self.server, sampler=self.sampler, on_this_node=consoles.on_this_node,
+                    queues={"instances": self.queue, "images": self.image_queue,
+                            "networks": self.networks.queue},
+                    metrics_token=metrics.token()).register()
+        self.resources = ResourcesReporter(node=settings.node_name, sampler=self.sampler,
+                                           events=self.events, facts=self._node_facts)
         self.started = asyncio.Event()
 
     async def run(self) -> None:
         settings = self.settings
         for path in (settings.node_dir, settings.instances_dir, settings.images_dir,
-                     settings.networks_dir):
+                     settings.networks_dir, settings.usage_dir):
             path.mkdir(parents=True, exist_ok=True)
         virt = await hostfacts.probe_virtualization(settings.virt_type, settings.machine)
         log.info("node %s: %s (%s)", settings.node_name, virt.virt_type, virt.reason)
@@ -151,6 +168,8 @@ class Agent:
                     settings.common.node_lease_ttl, self._mark_alive
                 ))
                 group.create_task(self._refresh_node_info(virt))
+                for part in (self.sampler, self.resources):
+                    group.create_task(part.run())
                 await self.sweep()
                 self.started.set()
                 group.create_task(self._periodic_sweep())
@@ -192,6 +211,15 @@ class Agent:
             current = NodeInfo.from_json(kv.value) if kv else None
             if current is None or info.replace(started_at=current.started_at) != current:
                 await self.etcd.put(self.keys.node(self.settings.node_name), info.to_json())
+
+    def _node_facts(self) -> NodeFacts:
+        settings = self.settings
+        return NodeFacts(
+            is_network_node=self.networks.is_network_node,
+            disks={"sfroot": str(settings.common.state_dir),
+                   "instances": str(settings.instances_dir),
+                   "image_cache": str(settings.images_dir)},
+            queue_waiting=self.queue.waiting, queue_processing=self.queue.in_progress)
 
     async def _mark_alive(self, lease_id: int) -> None:
         await self.etcd.put(self.keys.node_alive(self.settings.node_name), b"1", lease=lease_id)
