@@ -23,6 +23,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_application = get_asgi_application()
 
 from portal.lifespan import lifespan  # noqa: E402
+from portal.metrics import CountWebsockets  # noqa: E402
 from portal.routing import (  # noqa: E402
     AGENT_PREFIX,
     agent_websocket_urlpatterns,
@@ -45,6 +46,6 @@ async def websockets(scope, receive, send):  # type: ignore[no-untyped-def]
 
 application = ProtocolTypeRouter({
     "http": ASGIStaticFilesHandler(django_application),
-    "websocket": websockets,
+    "websocket": CountWebsockets(websockets),
     "lifespan": lifespan,
 })

@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from cloudstate.etcd import Etcd
-from cloudstate.keys import Keys
+from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import InstanceSpec, InterfaceSpec
 from cloudstate.vocabulary import ObjectKind
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 INSTANCE_CHANGED = "instance.changed"
 IMAGE_CHANGED = "image.changed"
 NETWORK_CHANGED = "network.changed"
+CLOUD_CHANGED = "cloud.changed"
 READY_TIMEOUT = 10.0
 
 
@@ -55,6 +56,12 @@ class Hub:
     def images_group(self) -> str:
         """Every change to an image or a node's copy of one (pages filter)."""
         return f"live.{self.id}.images"
+
+    @property
+    def cloud_group(self) -> str:
+        """A node came, went or changed, or a floating address was taken or
+        given back: what the dashboard shows beyond instances."""
+        return f"live.{self.id}.cloud"
 
     @property
     def networks_group(self) -> str:
@@ -107,12 +114,17 @@ class Hub:
         touched: dict[str, str] = {}
         images: set[str] = set()
         networks: set[str] = set()
+        cloud_changed = False
+        floating = self.keys.addresses(FLOATING_POOL)
         for change in changes:
             found = self.keys.classify(change.key)
             if found is None:
+                cloud_changed |= change.key.startswith(floating)
                 continue
             kind, uuid = found
-            if kind == ObjectKind.IMAGE:
+            if kind == ObjectKind.NODE:
+                cloud_changed = True
+            elif kind == ObjectKind.IMAGE:
                 images.add(uuid)
             elif kind == ObjectKind.NETWORK:
                 networks.add(uuid)
@@ -134,6 +146,8 @@ class Hub:
             message = {"type": INSTANCE_CHANGED, "uuid": uuid}
             await layer.group_send(self.namespace_group(namespace), message)
             await layer.group_send(self.everything_group, message)
+        if cloud_changed:
+            await layer.group_send(self.cloud_group, {"type": CLOUD_CHANGED})
         for image_uuid in sorted(images):
             await layer.group_send(self.images_group, {"type": IMAGE_CHANGED, "uuid": image_uuid})
         for network_uuid in sorted(networks):
