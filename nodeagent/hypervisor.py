@@ -192,11 +192,15 @@ class Hypervisor:
 
     async def domain_stats(self) -> list[tuple[str, dict[str, Any]]]:
         """(uuid, statistics) of every running domain on this libvirtd, in one
-        call: CPU time, memory, and every disk's and interface's counters."""
+        call: CPU time, memory, and every disk's and interface's counters.
+
+        A domain busy with something else (starting, a snapshot) is not waited
+        for: what QEMU would have to be asked for is left out of its record."""
         def query() -> list[tuple[str, dict[str, Any]]]:
             assert self._conn is not None
             records = self._conn.getAllDomainStats(
-                _USAGE_STATS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
+                _USAGE_STATS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+                | libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
             return [(dom.UUIDString(), stats) for dom, stats in records]
 
         return await self._run(query)

@@ -14,8 +14,8 @@ from nodeagent.usage.host import HostCounters
 Figures = dict[str, float | None]
 
 
-def rate(now: float, before: float | None, seconds: float) -> float | None:
-    if before is None or seconds <= 0 or now < before:
+def rate(now: float | None, before: float | None, seconds: float) -> float | None:
+    if now is None or before is None or seconds <= 0 or now < before:
         return None
     return (now - before) / seconds
 
@@ -43,7 +43,7 @@ def guest_figures(now: GuestCounters, before: GuestCounters | None, seconds: flo
 
     return {
         "cpu": per_second("cpu"),
-        "memory": float(now.memory_resident),
+        "memory": None if now.memory_resident is None else float(now.memory_resident),
         "disk_read": per_second("disk_read"),
         "disk_write": per_second("disk_written"),
         "net_rx": per_second("net_received"),

@@ -71,7 +71,9 @@ class History:
                 if os.fstat(fd).st_size:
                     log.warning("usage history %s has another layout; starting it afresh", path)
                 os.ftruncate(fd, 0)
-                os.ftruncate(fd, size)
+                # Every block allocated now: a full disk refuses the file here, rather
+                # than killing the agent (SIGBUS) on its first store into a hole.
+                os.posix_fallocate(fd, 0, size)
                 os.pwrite(fd, header, 0)
             self._map = mmap.mmap(fd, size)
         finally:
@@ -155,10 +157,12 @@ class HistoryStore:
         return None
 
     def keys(self) -> Iterator[str]:
-        """Every object with a history file."""
+        """Every object with a history file (others in the directory are not ours)."""
         if self.directory.exists():
             for path in self.directory.glob(f"*{SUFFIX}"):
-                yield path.name.removesuffix(SUFFIX)
+                key = path.name.removesuffix(SUFFIX)
+                if key == NODE_KEY or _is_uuid(key):
+                    yield key
 
     def forget(self, key: str) -> None:
         history = self._open.pop(key, None)
@@ -176,3 +180,10 @@ class HistoryStore:
         if key != NODE_KEY:
             key = str(uuidlib.UUID(key))
         return self.directory / f"{key}{SUFFIX}"
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuidlib.UUID(text)) == text
+    except ValueError:
+        return False

@@ -109,9 +109,12 @@ def _guests(sample: Sample, placed: Mapping[str, InstanceSpec]) -> list[Metric]:
     for name, kind, help_text, field in _GUEST_METRICS:
         family = kind(name, help_text, labels=GUEST_LABELS)
         for uuid, counters in sorted(sample.guests.items()):
+            value = getattr(counters, field)
+            if value is None:  # libvirt left it out this time: no sample rather than 0
+                continue
             spec = placed.get(uuid)
             family.add_metric([uuid, spec.name if spec else "", spec.namespace if spec else ""],
-                              getattr(counters, field))
+                              value)
         families.append(family)
     return families
 

@@ -11,6 +11,7 @@ as etcd or event log roles, say so rather than being left out).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import time
@@ -21,6 +22,8 @@ from typing import Any
 from cloudstate.vocabulary import EventType, ObjectKind
 from nodeagent.events import EventLog
 from nodeagent.usage.sampler import Sample, UsageSampler
+
+log = logging.getLogger(__name__)
 
 INTERVAL = 300.0
 MESSAGE = "updated node resources and package versions"
@@ -60,36 +63,15 @@ def resources_extra(sample: Sample, facts: NodeFacts,
         "memory_max": host.memory_total // MIB,
         "memory_available": host.memory_available // MIB,
     }
-    seen: set[int] = set()
-    total = used = 0
-    free_least: int | None = None
-    for name, path in facts.disks.items():
-        try:
-            stat = os.statvfs(path)
-        except OSError:
-            continue
-        free = stat.f_bavail * stat.f_frsize
-        extra[f"disk_free_{name}"] = free
-        if stat.f_fsid not in seen:  # the same filesystem counts once
-            seen.add(stat.f_fsid)
-            total += stat.f_blocks * stat.f_frsize
-            used += (stat.f_blocks - stat.f_bfree) * stat.f_frsize
-            free_least = free if free_least is None else min(free_least, free)
-    guests = sample.guests.values()
+    extra.update(_disks(facts.disks))
     extra.update({
-        "disk_total": total,
-        "disk_free": free_least or 0,
-        "disk_used": used,
         "disk_read_bytes": host.disk_read,
         "disk_write_bytes": host.disk_written,
         "network_read_bytes": host.net_received,
         "network_write_bytes": host.net_sent,
-        "cpu_total_instance_vcpus": sum(g.vcpus for g in guests),
-        "cpu_total_instance_cpu_time": int(sum(g.cpu for g in guests) * 1e9),
-        "memory_total_instance_max": sum(g.memory_max for g in guests) // MIB,
-        "memory_total_instance_actual": sum(g.memory_resident for g in guests) // MIB,
-        "instances_total": len(sample.guests),
-        "instances_active": len(sample.guests),
+    })
+    extra.update(_guests(sample))
+    extra.update({
         "node_queue_processing": facts.queue_processing,
         "node_queue_waiting": facts.queue_waiting,
         "node_queue_deferred": 0,
@@ -97,6 +79,43 @@ def resources_extra(sample: Sample, facts: NodeFacts,
     if cpu_fraction is not None:
         extra[f"process_cpu_fraction_{process_key(PROCESS)}"] = round(cpu_fraction, 4)
     return extra
+
+
+def _disks(disks: dict[str, str]) -> dict[str, int]:
+    """Free bytes under each path, and the totals of their filesystems (each once)."""
+    found: dict[str, int] = {}
+    seen: set[int] = set()
+    total = used = 0
+    free_least: int | None = None
+    for name, path in disks.items():
+        try:
+            stat = os.statvfs(path)
+        except OSError:
+            continue
+        free = stat.f_bavail * stat.f_frsize
+        found[f"disk_free_{name}"] = free
+        if stat.f_fsid not in seen:
+            seen.add(stat.f_fsid)
+            total += stat.f_blocks * stat.f_frsize
+            used += (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+            free_least = free if free_least is None else min(free_least, free)
+    return {**found, "disk_total": total, "disk_free": free_least or 0, "disk_used": used}
+
+
+def _guests(sample: Sample) -> dict[str, int]:
+    """The running guests' totals (a figure libvirt left out of a guest counts as none)."""
+    def total(field: str) -> float:
+        return sum(value for guest in sample.guests.values()
+                   if (value := getattr(guest, field)) is not None)
+
+    return {
+        "cpu_total_instance_vcpus": int(total("vcpus")),
+        "cpu_total_instance_cpu_time": int(total("cpu") * 1e9),
+        "memory_total_instance_max": int(total("memory_max")) // MIB,
+        "memory_total_instance_actual": int(total("memory_resident")) // MIB,
+        "instances_total": len(sample.guests),
+        "instances_active": len(sample.guests),
+    }
 
 
 class ProcessCpu:
@@ -138,7 +157,10 @@ class ResourcesReporter:
 
     async def run(self) -> None:
         while True:
-            await self.report()
+            try:
+                await self.report()
+            except Exception:  # noqa: BLE001 - a missed report is not worth the agent's life
+                log.exception("the node's resources event failed")
             await asyncio.sleep(self.interval)
 
     async def report(self) -> None:

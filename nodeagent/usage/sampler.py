@@ -4,9 +4,11 @@ every guest, turned into figures, written to the history files and handed to
 whoever is watching live.
 
 Samples are taken on the interval's boundaries of the wall clock (10:00:00,
-10:00:10, ...), so each lands in its own slot of the finest tier, and the
-history of every node lines up. The sampler also answers "what is it like
-now" for /metrics, reading afresh when sampling is off or behind.
+10:00:10, ...) and stand for that moment, however long libvirt took to
+answer: so each lands in its own slot of the finest tier, graphs get a point
+every interval exactly, and the history of every node lines up. The sampler
+also answers "what is it like now" for /metrics, reading afresh when
+sampling is off or behind.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class Sample:
     taken: float
     seconds: float
     host: HostCounters
+    # The moment it stands for in the history and for live graphs: the interval's
+    # boundary it was taken at (``taken`` for a reading out of the loop).
+    at: float
     guests: dict[str, GuestCounters]  # the running guests placed on this node
     node: Figures
     figures: dict[str, Figures] = field(default_factory=dict)  # per guest
@@ -84,15 +89,21 @@ class UsageSampler:
         try:
             while True:
                 now = self.clock()
-                await asyncio.sleep(self.interval - now % self.interval)
-                await self.sample()
+                boundary = (now // self.interval + 1) * self.interval
+                await asyncio.sleep(boundary - now)
+                try:
+                    await self.sample(at=boundary)
+                except Exception:  # noqa: BLE001 - graphs are never worth the agent's life
+                    log.exception("a usage sample failed; the next one is in %d s",
+                                  self.interval)
         finally:
             self.store.close()
 
-    async def sample(self) -> Sample:
-        """Take a sample, keep it in the history and send it to listeners."""
+    async def sample(self, at: float | None = None) -> Sample:
+        """Take a sample (standing for the moment ``at``, or now), keep it in the
+        history and send it to listeners."""
         placed = self.placed()
-        sample = await self.read(placed)
+        sample = await self.read(placed, at)
         self._record(sample, placed)
         self._publish(sample)
         return sample
@@ -108,7 +119,7 @@ class UsageSampler:
 
     # --- reading -----------------------------------------------------------------------
 
-    async def read(self, placed: Mapping[str, InstanceSpec]) -> Sample:
+    async def read(self, placed: Mapping[str, InstanceSpec], at: float | None = None) -> Sample:
         try:
             records = await self.hypervisor.domain_stats()
             answered = True
@@ -132,16 +143,17 @@ class UsageSampler:
         node = node_figures(host, before.host if before else None, seconds, len(guests))
         if not answered:
             node["guests"] = None
-        self.latest = Sample(taken=taken, seconds=seconds, host=host, guests=guests, node=node,
+        self.latest = Sample(taken=taken, seconds=seconds, host=host,
+                             at=taken if at is None else at, guests=guests, node=node,
                              figures=figures, libvirt_answered=answered)
         return self.latest
 
     # --- keeping -----------------------------------------------------------------------
 
     def _record(self, sample: Sample, placed: Mapping[str, InstanceSpec]) -> None:
-        self.store.get(NODE_KEY, NODE_METRICS).record(sample.taken, sample.node, sample.seconds)
+        self.store.get(NODE_KEY, NODE_METRICS).record(sample.at, sample.node, sample.seconds)
         for uuid, figures in sample.figures.items():
-            self.store.get(uuid, INSTANCE_METRICS).record(sample.taken, figures, sample.seconds)
+            self.store.get(uuid, INSTANCE_METRICS).record(sample.at, figures, sample.seconds)
         # A guest's history goes with it: once it is no longer placed here,
         # or is deleted and its domain gone.
         for key in list(self.store.keys()):
@@ -156,11 +168,11 @@ class UsageSampler:
     def _publish(self, sample: Sample) -> None:
         topics = self.topics
         if topics.listened(NODE_TOPIC):
-            topics.publish(NODE_TOPIC, {"t": sample.taken, "values": _clean(sample.node)})
+            topics.publish(NODE_TOPIC, {"t": sample.at, "values": _clean(sample.node)})
         for uuid, figures in sample.figures.items():
             topic = instance_topic(uuid)
             if topics.listened(topic):
-                topics.publish(topic, {"t": sample.taken, "values": _clean(figures)})
+                topics.publish(topic, {"t": sample.at, "values": _clean(figures)})
         if topics.listened(SUMMARY_TOPIC):
             topics.publish(SUMMARY_TOPIC, self.summary(sample))
 
@@ -168,13 +180,13 @@ class UsageSampler:
         """Every running guest's figures now and its last hour of CPU, as a
         list of instances shows them (and the node's own)."""
         return {
-            "t": sample.taken,
+            "t": sample.at,
             "interval": self.interval,
             "node": {**_clean(sample.node), "cpu_hour": self._sparkline(NODE_KEY, NODE_METRICS,
-                                                                         sample.taken)},
+                                                                         sample.at)},
             "instances": {
                 uuid: {**_clean(figures),
-                       "cpu_hour": self._sparkline(uuid, INSTANCE_METRICS, sample.taken)}
+                       "cpu_hour": self._sparkline(uuid, INSTANCE_METRICS, sample.at)}
                 for uuid, figures in sample.figures.items()
             },
         }

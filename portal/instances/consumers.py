@@ -64,13 +64,17 @@ class InstanceListConsumer(LivePage):
         nodes = {record.spec.node for record in records if record.spec.node}
         if not self.figures and nodes:
             self.figures = usage.instance_figures(await usage.summaries(nodes))
-        if self.feeds is not None:
-            self.feeds.want({(node, usage_contract.SUMMARY_TOPIC) for node in nodes})
+        self._follow(nodes)
         await self.send(text_data=render_to_string(
             "instances/_rows.html",
             {"records": records, "oob": True, "show_namespace": self.show_namespace,
              "can_operate": self.can_operate, "usage": self.figures},
         ))
+
+    def _follow(self, nodes: set[str]) -> None:
+        """Follow the figures of exactly these nodes (those of the rows shown)."""
+        if self.feeds is not None:
+            self.feeds.want({(node, usage_contract.SUMMARY_TOPIC) for node in nodes})
 
     async def _node_summary(self, feed: Feed, summary: dict[str, Any]) -> None:
         """A node's new figures: the CPU cell of each of its instances shown here."""
@@ -109,6 +113,8 @@ class InstanceListConsumer(LivePage):
         else:
             return
         await self.send(text_data=html)
+        self._follow({shown.spec.node for shown in map(self.hub.instance, self.shown)
+                      if shown is not None and shown.spec.node})
 
 
 class InstanceDetailConsumer(LivePage):

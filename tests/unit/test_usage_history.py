@@ -101,6 +101,8 @@ def test_the_store_keeps_a_file_per_object_and_forgets_one(tmp_path: Path) -> No
     assert list(store.keys()) == ["node"]
     with pytest.raises(ValueError):
         store.get("../../etc/passwd", INSTANCE_METRICS)
+    (tmp_path / "usage" / "notes.usage").write_text("someone's file")
+    assert list(store.keys()) == ["node"]  # not ours, not touched
     store.close()
 
 
@@ -201,3 +203,14 @@ def test_the_host_reader_reads_this_machine() -> None:
     counters = HostReader().read()
     assert counters.cpus >= 1 and counters.memory_total > counters.memory_available > 0
     assert counters.cpu_busy > 0
+
+
+def test_what_libvirt_left_out_is_no_figure_not_zero() -> None:
+    busy = {k: v for k, v in LIBVIRT_STATS.items() if not k.startswith("block.")}
+    before = guest_counters("u", LIBVIRT_STATS)
+    left_out = guest_counters("u", busy)
+    assert left_out.disk_read is None and left_out.cpu == before.cpu
+    # Neither a drop to nothing now nor a spike from nothing at the next sample.
+    assert guest_figures(left_out, before, 10.0)["disk_read"] is None
+    assert guest_figures(before, left_out, 10.0)["disk_read"] is None
+    assert guest_figures(guest_counters("u", {}), None, 10.0)["memory"] is None

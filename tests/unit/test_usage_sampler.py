@@ -306,3 +306,50 @@ async def test_metrics_are_off_without_a_token(world: dict[str, Any]) -> None:
             assert "SFCLOUD_METRICS_TOKEN" in (await answer.json())["error"]
     finally:
         await server.stop()
+
+
+async def test_the_loop_samples_on_the_intervals_boundaries_however_slow_libvirt_is(
+        tmp_path: Path) -> None:
+    class SlowHypervisor(FakeHypervisor):
+        async def domain_stats(self) -> list[tuple[str, dict[str, Any]]]:
+            await asyncio.sleep(0.3)
+            return await super().domain_stats()
+
+    hypervisor = SlowHypervisor()
+    hypervisor.records = [(A, _stats(1))]
+    sampler = UsageSampler(interval=1, hypervisor=hypervisor,  # type: ignore[arg-type]
+                           store=HistoryStore(tmp_path), placed=lambda: {A: _spec(A)})
+    with sampler.topics.listen(usage.instance_topic(A)) as queue:
+        running = asyncio.create_task(sampler.run())
+        points = [await asyncio.wait_for(queue.get(), 3) for _ in range(3)]
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    times = [point["t"] for point in points]
+    assert all(t == int(t) for t in times), times  # the boundary, not when libvirt answered
+    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [1, 1]
+    assert sampler.latest is not None and sampler.latest.taken > sampler.latest.at
+
+
+async def test_a_failing_sample_never_stops_the_loop(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    hypervisor = FakeHypervisor()
+    calls = []
+
+    def placed() -> dict[str, InstanceSpec]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("No space left on device")
+        return {A: _spec(A)}
+
+    sampler = UsageSampler(interval=1, hypervisor=hypervisor,  # type: ignore[arg-type]
+                           store=HistoryStore(tmp_path), placed=placed)
+    running = asyncio.create_task(sampler.run())
+    try:
+        for _ in range(40):
+            if len(calls) >= 2:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert len(calls) >= 2 and "a usage sample failed" in caplog.text

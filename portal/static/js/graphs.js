@@ -218,7 +218,7 @@
         cursor: { drag: { x: false, y: false } },
       }, [self.data[0]].concat(columns), spec.plot);
       spec.chart = chart;
-      spec.unit = unit;
+      spec.format = unit.fmt;
       self.charts.push(chart);
       self.showNow(spec);
     });
@@ -229,7 +229,7 @@
     var parts = spec.lines.map(function (line) {
       var column = self.data[1 + self.metrics.indexOf(line[0])];
       for (var i = column.length - 1; i >= 0; i--) {
-        if (column[i] != null) return (spec.lines.length > 1 ? line[1] + " " : "") + spec.unit.fmt(column[i]);
+        if (column[i] != null) return (spec.lines.length > 1 ? line[1] + " " : "") + spec.format(column[i]);
       }
       return null;
     }).filter(function (p) { return p !== null; });
