@@ -90,13 +90,13 @@ def restart_agent(cloud: Cloud, interval: str) -> None:
 def report_history(cloud: Cloud) -> None:
     directory = cloud.state_dir / "node" / cloud.node / "usage"
     files = sorted(directory.glob(f"*{SUFFIX}"))
-    on_disk = sum(f.stat().st_blocks * 512 for f in files)
+    size = sum(f.stat().st_size for f in files)
+    allocated = sum(f.stat().st_blocks * 512 for f in files)
     bound = file_size(len(NODE_METRICS)) + (len(files) - 1) * file_size(len(INSTANCE_METRICS))
-    print(f"\nusage history: {len(files)} files (the node and each guest), "
-          f"{on_disk / 1024:.0f} KiB on disk; bound: {bound / 1024:.0f} KiB "
-          f"({file_size(len(NODE_METRICS))} B for the node + "
-          f"{file_size(len(INSTANCE_METRICS))} B per guest, whatever the uptime), mapped into "
-          "the agent's memory at most once")
+    print(f"\nusage history: {len(files)} files (the node and each guest), {size} bytes "
+          f"({allocated / 1024:.0f} KiB allocated by the filesystem); the bound: {bound} bytes "
+          f"= {file_size(len(NODE_METRICS))} for the node + {file_size(len(INSTANCE_METRICS))} "
+          "per guest whatever the uptime, mapped into the agent's memory once")
 
 
 def report(title: str, figures: Figures) -> None:
