@@ -308,6 +308,9 @@
         self.livePoints += 1;
         self.section.dataset.livePoints = String(self.livePoints);
         self.section.dataset.lastSample = String(message.t);
+        // How long after it was taken the sample showed here (one clock: the browser's and
+        // the node's, on the machines where the tests run).
+        self.section.dataset.lateness = (Date.now() / 1000 - message.t).toFixed(3);
         if (self.data === null || self.section.dataset.loading) self.pending.push(message);
         else self.addSample(message, true);
       }
