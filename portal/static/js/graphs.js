@@ -13,7 +13,6 @@
 
   var HEIGHT = 150;
   var SPANS = { hour: 3600, day: 86400, week: 604800 };
-  var STEPS = { hour: 10, day: 300, week: 3600 };
   var FINAL_CLOSES = [4401, 4404]; // not logged in; no such object (or not theirs)
 
   // What each kind of object shows: [metric, label] per line, and how its figures read.
