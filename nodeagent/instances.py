@@ -21,7 +21,7 @@ from pathlib import Path
 from cloudstate.etcd import Delete, Etcd, Put
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
-from cloudstate.model import Disk, Image, ImageObserved, InstanceObserved, InstanceSpec
+from cloudstate.model import Blob, BlobObserved, Disk, InstanceObserved, InstanceSpec
 from nodeagent import configdrive, domainxml, failpoints
 from nodeagent.domainxml import DomainDisk, DomainOwner
 from nodeagent.events import EventLog
@@ -30,7 +30,7 @@ from nodeagent.hypervisor import Hypervisor, HypervisorError
 from nodeagent.images.cache import CachedImage
 from nodeagent.images.errors import ImageError
 from nodeagent.images.overlay import create_overlay
-from nodeagent.images.sync import ImageSync
+from nodeagent.images.sync import BlobNotReady, BlobSync
 from nodeagent.net.kernel import KernelError
 from nodeagent.net.ports import Ports
 from nodeagent.snapshots import SnapshotTaker
@@ -64,7 +64,7 @@ class InstanceReconciler:
         etcd: Etcd,
         mirror: Mirror,
         hypervisor: Hypervisor,
-        images: ImageSync,
+        images: BlobSync,
         ports: Ports,
         events: EventLog | None = None,
     ):
@@ -75,8 +75,7 @@ class InstanceReconciler:
         self._hv = hypervisor
         self._images = images
         self._events = events
-        self._snapshots = SnapshotTaker(hypervisor=hypervisor, cache=images.cache,
-                                        report=self._report_image, events=events)
+        self._snapshots = SnapshotTaker(hypervisor=hypervisor, images=images, events=events)
         self._ports = ports
 
     @property
@@ -93,20 +92,19 @@ class InstanceReconciler:
         kv = self._mirror.get(self._keys.observed_instance(uuid))
         return None if kv is None else InstanceObserved.from_json(kv.value)
 
-    def pending_snapshots(self, uuid: str) -> list[Image]:
+    def pending_snapshots(self, uuid: str) -> list[Blob]:
         """Snapshots of this instance asked of this node and not yet taken.
         One found "creating" was interrupted (this pass is the only one that
         takes them), and is taken again."""
         found = []
-        for kv in self._mirror.items(self._keys.images):
-            image = Image.from_json(kv.value)
-            if (image.kind == "snapshot" and image.instance_uuid == uuid
-                    and image.node == self.node and image.state != "deleted"):
-                observed = self._mirror.get(self._keys.observed_image(self.node, image.uuid))
-                state = ImageObserved.from_json(observed.value).state if observed else None
-                if state in (None, "creating"):
-                    found.append(image)
-        return sorted(found, key=lambda image: (image.created_at, image.device or ""))
+        for kv in self._mirror.items(self._keys.blobs):
+            blob = Blob.from_json(kv.value)
+            if (blob.origin == "snapshot" and blob.instance_uuid == uuid
+                    and blob.node == self.node and blob.desired != "deleted"):
+                observed = self._images.observed(blob.uuid)
+                if observed is None or observed.state == "creating":
+                    found.append(blob)
+        return sorted(found, key=lambda blob: (blob.created_at, blob.device or ""))
 
     def instance_dir(self, uuid: str) -> Path:
         # The uuid becomes a path: make sure it can't be anything but a uuid.
@@ -150,6 +148,11 @@ class InstanceReconciler:
         try:
             await self._snapshots.resume_if_we_paused(spec, self.instance_dir(uuid))
             await self._converge(spec, observed)
+        except BlobNotReady as exc:
+            # A base still being made elsewhere; its observed record changing
+            # queues this instance again.
+            log.info("instance %s waits: %s", uuid, exc)
+            return
         except (InstanceFailure, ImageError, HypervisorError, domainxml.DomainXMLError,
                 KernelError) as exc:
             log.warning("instance %s failed: %s", uuid, exc)
@@ -163,18 +166,13 @@ class InstanceReconciler:
                 await self._snapshots.take(spec, self.instance_dir(uuid), snapshots)
             except (ImageError, HypervisorError, OSError) as exc:
                 log.warning("snapshot of %s failed: %s", uuid, exc)
-                for image in snapshots:
-                    await self._report_image(image.uuid, ImageObserved(
+                for blob in snapshots:
+                    await self._images.report(blob.uuid, BlobObserved(
                         state="error", error=str(exc)))
 
     async def _fail_snapshots(self, uuid: str, why: str) -> None:
-        for image in self.pending_snapshots(uuid):
-            await self._report_image(image.uuid, ImageObserved(state="error", error=why))
-
-    async def _report_image(self, image_uuid: str, observed: ImageObserved) -> None:
-        revision = await self._etcd.put(self._keys.observed_image(self.node, image_uuid),
-                                        observed.to_json())
-        await self._mirror.wait_for_revision(revision)
+        for blob in self.pending_snapshots(uuid):
+            await self._images.report(blob.uuid, BlobObserved(state="error", error=why))
 
     async def _converge(self, spec: InstanceSpec, observed: InstanceObserved | None) -> None:
         applied = observed.applied_power_generation if observed else 0
@@ -259,7 +257,7 @@ class InstanceReconciler:
     async def _base_image(self, disk: Disk) -> CachedImage | None:
         if disk.source is None:
             return None
-        return await self._images.ensure_source(disk.source)
+        return await self._images.image(disk.source)
 
     async def _ensure_disk(
         self, disk: Disk, base: CachedImage | None, directory: Path, *, repairing: bool

@@ -25,6 +25,7 @@ import uuid as uuidlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from cloudstate import privacy
 from cloudstate.usage import TIERS, Tier
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ class History:
         header = _header(len(self.metrics), self.tiers)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            # What guests did is the agent's alone, even in a file an older
+            # version made readable.
+            os.fchmod(fd, 0o600)
             if os.fstat(fd).st_size != size or os.pread(fd, HEADER_SIZE, 0) != header:
                 if os.fstat(fd).st_size:
                     log.warning("usage history %s has another layout; starting it afresh", path)
@@ -137,7 +141,8 @@ class History:
 
 class HistoryStore:
     """The directory of a node's history files: ``node.usage`` for the node,
-    ``<uuid>.usage`` for each guest it holds."""
+    ``<uuid>.usage`` for each guest it holds; the directory is 0700 and the
+    files 0600 (``cloudstate.privacy``)."""
 
     def __init__(self, directory: Path):
         self.directory = directory
@@ -146,7 +151,7 @@ class HistoryStore:
     def get(self, key: str, metrics: Sequence[str]) -> History:
         history = self._open.get(key)
         if history is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            privacy.private_dir(self.directory)
             history = self._open[key] = History(self._path(key), metrics)
         return history
 

@@ -6,16 +6,19 @@ from django.urls import path
 from portal.api.views import (
     artifacts,
     auth,
+    blobs,
     consoles,
     events,
     instance_actions,
     instances,
     interfaces,
     keypairs,
+    labels,
     namespaces,
     networks,
     nodes,
     root,
+    uploads,
 )
 
 urlpatterns = [
@@ -28,6 +31,9 @@ urlpatterns = [
     *instance_actions.routes,
     *events.routes,
     *artifacts.routes,
+    *blobs.routes,
+    *uploads.routes,
+    *labels.routes,
     *keypairs.routes,
     *networks.routes,
     *interfaces.routes,

@@ -16,7 +16,7 @@ from typing import Any
 from django.urls import reverse
 
 from cloudstate import usage as usage_contract
-from cloudstate.model import Image, NetworkSpec
+from cloudstate.model import Artifact, NetworkSpec
 from cloudstate.vocabulary import EventType, ObjectKind
 from portal.accounts.access import Access
 from portal.cloud import usage
@@ -59,11 +59,12 @@ def _names(live: Hub, access: Access) -> dict[str, tuple[str, str, str | None]]:
         if visible(network.namespace, scope):
             found[network.uuid] = (ObjectKind.NETWORK, network.name,
                                    reverse("network-detail", args=[network.uuid]))
-    for kv in live.mirror.items(live.keys.images):
-        image = Image.from_json(kv.value)
-        if visible(image.namespace, scope):
-            found[image.uuid] = (ObjectKind.IMAGE, image.name,
-                                 reverse("image-detail", args=[image.uuid]))
+    # Artifacts (images, snapshots, labels): their events are the image page's.
+    for kv in live.mirror.items(live.keys.artifacts):
+        artifact = Artifact.from_json(kv.value)
+        if visible(artifact.namespace, scope):
+            found[artifact.uuid] = (ObjectKind.IMAGE, artifact.name,
+                                    reverse("image-detail", args=[artifact.uuid]))
     if access.is_system:
         for kv in live.mirror.items(live.keys.nodes):
             name = kv.key.rsplit("/", 1)[-1]

@@ -15,7 +15,6 @@ from typing import Any
 from django.template.loader import render_to_string
 
 from cloudstate import usage as usage_contract
-from cloudstate.model import Image
 from portal.cloud import usage
 from portal.cloud.instances import InstanceRecord, visible
 from portal.instances import detail
@@ -150,6 +149,6 @@ class InstanceDetailConsumer(LivePage):
             await self.refresh()
 
     async def image_changed(self, event: dict) -> None:
-        image = self.hub.mirror.get(self.hub.keys.image(event["uuid"]))
-        if image is not None and Image.from_json(image.value).instance_uuid == self.uuid:
+        artifact = self.hub.artifact(event["uuid"])
+        if artifact is not None and artifact.instance_uuid == self.uuid:
             await self.refresh()

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for, namespace_choices
-from portal.cloud import images, instances, keypairs, networks, usage
+from portal.cloud import artifacts, instances, keypairs, networks, usage
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.events.sections import events_context
 from portal.instances import detail
@@ -58,7 +58,8 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
                      if access.can_operate(ns)) if access.all_namespaces else None
     namespace = access.current
     visible_images = frozenset(choices) if choices is not None else frozenset({namespace})
-    names = sorted({image.name for image in await images.list_images(visible_images)})
+    names = sorted({record.spec.name for record in await artifacts.list_records(visible_images)
+                    if record.spec.type != "label" and record.state != "error"})
     keys = await keypairs.list_keypairs(visible_images)
     # A NIC goes on a network of the instance's own namespace: with all
     # namespaces shown, each network says whose it is.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,6 +177,9 @@ def test_history_survives_restarts_and_leaves_with_its_instance(ucloud: Cloud) -
 
     files = ucloud.state_dir / "node" / ucloud.node / "usage"
     assert (files / f"{uuid}{SUFFIX}").exists()
+    # What guests did is the agent's alone (cloudstate.privacy).
+    assert stat.S_IMODE(files.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files.iterdir()} == {0o600}
     assert ucloud.api().delete(f"/instances/{uuid}").status_code == 200
     wait_for(lambda: not (files / f"{uuid}{SUFFIX}").exists(), 60,
              "the instance's history to go with it")

@@ -5,6 +5,7 @@ samples are made of."""
 from __future__ import annotations
 
 import math
+import stat
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,24 @@ def test_the_store_keeps_a_file_per_object_and_forgets_one(tmp_path: Path) -> No
         store.get("../../etc/passwd", INSTANCE_METRICS)
     (tmp_path / "usage" / "notes.usage").write_text("someone's file")
     assert list(store.keys()) == ["node"]  # not ours, not touched
+    store.close()
+
+
+def test_history_is_private_to_the_agent_even_where_an_older_version_left_it_open(
+        tmp_path: Path) -> None:
+    directory = tmp_path / "usage"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    uuid = "6f1c1bd2-6bd6-4ad1-9a3f-0d6c2b3c9a10"
+    older = directory / f"{uuid}.usage"
+    older.write_bytes(b"")
+    older.chmod(0o644)
+    store = HistoryStore(directory)
+    store.get(uuid, INSTANCE_METRICS)
+    store.get("node", NODE_METRICS)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    for path in directory.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
     store.close()
 
 

@@ -212,16 +212,18 @@ async def served(world: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     await server.stop()
 
 
-def _grant(path: str) -> dict[str, str]:
+def _grant(path: str, query: dict[str, str] | None = None) -> dict[str, str]:
     token = signing.sign(SECRET, AGENT_GRANT_PURPOSE,
-                         grant_claims(node=NODE, method="GET", path=path), 30)
+                         grant_claims(node=NODE, method="GET", path=path, query=query), 30)
     return {"Authorization": f"Bearer {token}"}
 
 
-async def _get(served: dict[str, Any], path: str, query: str = "",
+async def _get(served: dict[str, Any], path: str, query: dict[str, str] | None = None,
                headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    async with served["http"].get(served["base"] + path + query,
-                                  headers=_grant(path) if headers is None else headers) as answer:
+    """GET under a grant of exactly this path and query (or ``headers``)."""
+    async with served["http"].get(served["base"] + path, params=query,
+                                  headers=_grant(path, query) if headers is None else headers,
+                                  ) as answer:
         body = await answer.read()
         try:
             return answer.status, json.loads(body)
@@ -232,7 +234,7 @@ async def _get(served: dict[str, Any], path: str, query: str = "",
 async def test_history_routes_answer_the_range_asked_for(served: dict[str, Any]) -> None:
     served["hypervisor"].records = [(A, _stats(1))]
     await served["sampler"].sample()
-    status, answer = await _get(served, usage.instance_path(A), "?range=day")
+    status, answer = await _get(served, usage.instance_path(A), {"range": "day"})
     assert status == 200
     assert (answer["range"], answer["step"], answer["interval"]) == ("day", 300, 10)
     assert len(answer["times"]) == 288 and answer["metrics"]["memory"][-1] == 204_800_000.0
@@ -245,11 +247,12 @@ async def test_history_routes_answer_the_range_asked_for(served: dict[str, Any])
 
 
 @pytest.mark.parametrize("path, query, status, error", [
-    (usage.instance_path(A), "?range=year", 400, "range: must be one of hour, day, week"),
-    (usage.instance_path(ELSEWHERE), "", 404, "no such instance on this node"),
-    (usage.instance_path("not-a-uuid"), "", 400, "not an instance UUID"),
+    (usage.instance_path(A), {"range": "year"}, 400, "range: must be one of hour, day, week"),
+    (usage.instance_path(ELSEWHERE), None, 404, "no such instance on this node"),
+    (usage.instance_path("not-a-uuid"), None, 400, "not an instance UUID"),
 ])
-async def test_history_routes_refuse_clearly(served: dict[str, Any], path: str, query: str,
+async def test_history_routes_refuse_clearly(served: dict[str, Any], path: str,
+                                             query: dict[str, str] | None,
                                              status: int, error: str) -> None:
     assert await _get(served, path, query) == (status, {"error": error, "status": status})
 

@@ -21,8 +21,9 @@ def test_delete_all_leaves_nothing_behind(netcloud: Cloud, outside_world: Outsid
         check_delete_all(netcloud, outside_world)
     finally:
         # Whatever a failure left must not spoil the tests that follow.
-        api.delete("/instances", {"confirm": True})
-        api.delete("/networks", {"confirm": True, "clean_wait": True})
+        api.delete("/instances", {"confirm": True, "namespace": "system"})
+        api.delete("/networks", {"confirm": True, "namespace": "system",
+                                "clean_wait": True})
 
 
 def check_delete_all(netcloud: Cloud, outside_world: OutsideWorld) -> None:
@@ -45,10 +46,11 @@ def check_delete_all(netcloud: Cloud, outside_world: OutsideWorld) -> None:
     assert len(in_use["dnsmasq"]) == 2 and len(in_use["namespaces"]) == 2
     assert netcloud.net_names.uplink_bridge in in_use["links"]
 
-    deleted = api.delete("/instances", {"confirm": True, "namespace": None}).json()
+    deleted = api.delete("/instances", {"confirm": True, "namespace": "system"}).json()
     assert sorted(deleted) == sorted([both["uuid"], one["uuid"]])
     # At once, while the instances are still going: the networks wait for them.
-    response = api.delete("/networks", {"confirm": True, "namespace": None, "clean_wait": True})
+    response = api.delete("/networks", {"confirm": True, "namespace": "system",
+                                     "clean_wait": True})
     assert response.status_code == 200, response.text
     assert sorted(response.json()) == sorted([outer["uuid"], inner["uuid"]])
     for uuid in (outer["uuid"], inner["uuid"]):
