@@ -1,13 +1,15 @@
 """The node agent's one network listener: authenticated HTTP and websocket routes.
 
-The portal (consoles, console logs, uploads, blob downloads) and other
-nodes' agents (copying a blob this node holds) talk to it. Every request carries a grant signed
-with the cluster secret (``Authorization: Bearer ...``); the server checks the
-signature, the expiry, that the grant names this node and exactly this method,
-path and query, and that it has not been used before (even by an agent
-before a restart: used grants are kept on disk until they expire). Handlers get the verified
+The portal (consoles, console logs, uploads, blob downloads, usage history
+and live samples) and other nodes' agents (copying a blob this node holds)
+talk to it. Every request carries a grant signed with the cluster secret
+(``Authorization: Bearer ...``); the server checks the signature, the
+expiry, that the grant names this node and exactly this method, path and
+query, and that it has not been used before (even by an agent before a
+restart: used grants are kept on disk until they expire). Handlers get the verified
 claims and never see an unauthenticated request, so a new route only has to
-be registered with ``add_route``.
+be registered with ``add_route``. The one exception is /metrics, for
+Prometheus, which sends a fixed bearer token instead (``add_token_route``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cloudstate import signing
+from cloudstate import metrics, signing
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, query_claim
 from nodeagent.replays import ReplayGuard, ReplaysFull
 
@@ -56,6 +58,22 @@ class AgentServer:
             if isinstance(claims, web.Response):
                 return claims
             return await handler(request, claims)
+
+        self._app.router.add_route(method, path, checked)
+
+    def add_token_route(self, method: str, path: str, token: str | None,
+                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                        off_message: str) -> None:
+        """Serve ``handler(request)`` to a tool outside the cloud (Prometheus)
+        that sends one fixed bearer token, as it can't sign a grant per
+        request. Without a token configured the route answers 404."""
+
+        async def checked(request: web.Request) -> web.StreamResponse:
+            if token is None:
+                return _refuse(404, off_message)
+            if not metrics.allowed(request.headers.get("Authorization", ""), token):
+                return _refuse(401, "the bearer token is missing or wrong")
+            return await handler(request)
 
         self._app.router.add_route(method, path, checked)
 

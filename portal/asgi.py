@@ -28,6 +28,7 @@ django_application = get_asgi_application()
 
 from portal.bodylimit import BodyLimit  # noqa: E402
 from portal.lifespan import lifespan  # noqa: E402
+from portal.metrics import CountWebsockets  # noqa: E402
 from portal.routing import (  # noqa: E402
     AGENT_PREFIX,
     agent_websocket_urlpatterns,
@@ -51,6 +52,6 @@ async def websockets(scope, receive, send):  # type: ignore[no-untyped-def]
 application = ProtocolTypeRouter({
     # Request bodies are limited per route as they arrive, before Django reads them.
     "http": BodyLimit(ASGIStaticFilesHandler(django_application)),
-    "websocket": websockets,
+    "websocket": CountWebsockets(websockets),
     "lifespan": lifespan,
 })
