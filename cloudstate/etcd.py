@@ -29,6 +29,7 @@ import grpc
 from aetcd import rpc, watcher
 from aetcd.utils import prefix_range_end
 
+from cloudstate.metrics import ETCD_SECONDS
 from cloudstate.tls import Credentials, TlsError
 
 log = logging.getLogger(__name__)
@@ -368,8 +369,16 @@ class Etcd:
             if len(self._endpoints) > 1:
                 self._current = (self._current + 1) % len(self._endpoints)
 
-    async def _unary(self, call: Callable[[aetcd.Client], Awaitable[T]]) -> T:
-        """Run one unary call, trying each endpoint once before giving up."""
+    async def _unary(self, operation: str, call: Callable[[aetcd.Client], Awaitable[T]]) -> T:
+        """Run one unary call, trying each endpoint once before giving up;
+        its round trip (retries included) goes into the process's metrics."""
+        started = time.perf_counter()
+        try:
+            return await self._try_each_endpoint(call)
+        finally:
+            ETCD_SECONDS.labels(operation).observe(time.perf_counter() - started)
+
+    async def _try_each_endpoint(self, call: Callable[[aetcd.Client], Awaitable[T]]) -> T:
         last: Exception | None = None
         for _ in range(len(self._endpoints)):
             async with self._session() as conn:
@@ -383,7 +392,7 @@ class Etcd:
         raise EtcdUnavailable(str(last)) from last
 
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return await self._unary(lambda client: getattr(client, name)(*args, **kwargs))
+        return await self._unary(name, lambda client: getattr(client, name)(*args, **kwargs))
 
     async def close(self) -> None:
         """Close the channel; calls and watches still running on it end."""
@@ -415,7 +424,7 @@ class Etcd:
             )
             return int(response.header.revision)
 
-        return await self._unary(call)
+        return await self._unary("revision", call)
 
     async def prefix_stats(self, prefix: str, changed_after: int) -> PrefixStats:
         """Count the keys under ``prefix`` and tell whether any of them was
@@ -457,7 +466,7 @@ class Etcd:
                 revision=int(response.header.revision),
             )
 
-        return await self._unary(call)
+        return await self._unary("prefix_stats", call)
 
     async def put(
         self, key: str, value: bytes | str | dict | list, lease: int | None = None
@@ -493,7 +502,7 @@ class Etcd:
             )
             return TxnResult(succeeded=response.succeeded, revision=response.header.revision)
 
-        return await self._unary(call)
+        return await self._unary("txn", call)
 
     async def compact(self, revision: int) -> None:
         await self._call("compact", revision, physical=True)
@@ -512,7 +521,7 @@ class Etcd:
                                 leader=int(reply.leader) == int(reply.header.member_id),
                                 errors=tuple(reply.errors))
 
-        return await self._unary(call)
+        return await self._unary("member_status", call)
 
     async def alarms(self) -> list[Alarm]:
         """Every alarm raised in the cluster (NOSPACE blocks all writes)."""
@@ -524,7 +533,7 @@ class Etcd:
                           kind="NOSPACE" if a.alarm == rpc.NOSPACE else str(a.alarm))
                     for a in reply.alarms]
 
-        return await self._unary(call)
+        return await self._unary("alarms", call)
 
     async def disarm(self, alarm: Alarm) -> None:
         async def call(client: aetcd.Client) -> None:
@@ -533,7 +542,7 @@ class Etcd:
                                  alarm=rpc.NOSPACE if alarm.kind == "NOSPACE" else rpc.NONE),
                 timeout=self._timeout, metadata=client.metadata)
 
-        await self._unary(call)
+        await self._unary("disarm", call)
 
     async def defragment(self) -> None:
         """Give the member's free pages back to the disk. It blocks that
@@ -542,7 +551,7 @@ class Etcd:
             await client.maintenancestub.Defragment(
                 rpc.DefragmentRequest(), timeout=self._timeout, metadata=client.metadata)
 
-        await self._unary(call)
+        await self._unary("defragment", call)
 
     # --- leases -------------------------------------------------------------
 

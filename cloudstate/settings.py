@@ -132,6 +132,9 @@ DECLARED: tuple[Setting, ...] = (
             BOTH, default="300"),
     Setting("SFCLOUD_FETCH_ALLOW", NETWORKS,
             "networks image downloads may reach beyond the public internet", BOTH),
+    Setting("SFCLOUD_METRICS_TOKEN", secret(min_length=16),
+            "the bearer token Prometheus sends for `/metrics` on the portal and the agents",
+            BOTH, shown_default="none: `/metrics` answers 404"),
 
     # --- the portal ----------------------------------------------------------------
     Setting("SFCLOUD_PORTAL_ADDRESS", HOST_PORT,
@@ -242,6 +245,9 @@ DECLARED: tuple[Setting, ...] = (
             "downloads) on the node's address; `0`: any free port", (AGENT,), default="13001"),
     Setting("SFCLOUD_AGENT_WORKERS", integer(minimum=1),
             "objects an agent works on at once", (AGENT,), default="4"),
+    Setting("SFCLOUD_USAGE_INTERVAL", integer(minimum=0, maximum=300),
+            "seconds between the agent's samples of its node and guests for graphs and "
+            "`/metrics`; `0`: no sampling", (AGENT,), default="10"),
     Setting("SFCLOUD_NODE_LEASE_TTL", integer(minimum=1),
             "seconds a node stays online after its agent last renewed its lease",
             (AGENT,), default="10"),

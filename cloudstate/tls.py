@@ -17,11 +17,13 @@ does, they share one:
     portal.crt, portal.key    the portal: etcd client, agents' client, events server
     agent-<node>.crt, .key    a node agent: etcd client, its server, its events client
     etcd-<member>.crt, .key   an etcd member: client and peer server, peer client
+    monitor-<name>.crt, .key  a scraper (Prometheus): reads the agents' /metrics, nothing else
 
 A certificate says what it belongs to in its subject: the organizational
-unit is the role (``portal``, ``agent``, ``etcd``) and the common name the
-node or member (``portal`` for the portal). Servers use the role to refuse
-the wrong kind of peer, e.g. an etcd member's certificate at an agent's door.
+unit is the role (``portal``, ``agent``, ``etcd``, ``monitor``) and the
+common name the node, member or scraper (``portal`` for the portal). Servers
+use the role to refuse the wrong kind of peer, e.g. an etcd member's
+certificate at an agent's door, or a monitor's anywhere but /metrics.
 
 Renewal writes a new certificate over the old one, by rename, for the same
 key (``deploy.pki``), so a reader never sees a certificate and a key that do
@@ -50,7 +52,10 @@ CA_KEY = "ca.key"
 ROLE_PORTAL = "portal"
 ROLE_AGENT = "agent"
 ROLE_ETCD = "etcd"
-ROLES = (ROLE_PORTAL, ROLE_AGENT, ROLE_ETCD)
+# Least privilege: a client only (it serves nothing), let in by the agents'
+# token routes (/metrics) and refused everywhere else.
+ROLE_MONITOR = "monitor"
+ROLES = (ROLE_PORTAL, ROLE_AGENT, ROLE_ETCD, ROLE_MONITOR)
 
 # How often a context source looks at its files' stat at most: a few stat()s
 # per new connection would be cheap too, but there is no need.
@@ -126,6 +131,11 @@ def agent(pki_dir: Path, node: str) -> Credentials:
 def etcd_member(pki_dir: Path, member: str) -> Credentials:
     return Credentials(pki_dir / CA_CERT, pki_dir / f"etcd-{member}.crt",
                        pki_dir / f"etcd-{member}.key", label=f"etcd member {member}")
+
+
+def monitor(pki_dir: Path, name: str) -> Credentials:
+    return Credentials(pki_dir / CA_CERT, pki_dir / f"monitor-{name}.crt",
+                       pki_dir / f"monitor-{name}.key", label=f"monitor {name}")
 
 
 # --- who is at the other end ---------------------------------------------------------

@@ -11,6 +11,7 @@ the CA, and copies each node's files to it:
     python -m deploy.pki issue agent n2 --ip 10.0.0.12 a node's agent
     python -m deploy.pki issue etcd e1 --ip 10.0.0.11  an etcd member
     python -m deploy.pki issue portal --ip 10.0.0.11   the portal
+    python -m deploy.pki issue monitor prometheus      a scraper of the agents' /metrics
     python -m deploy.pki renew [--days N] [--all]      renew what expires soon
     python -m deploy.pki list                          what is there, and until when
 
@@ -193,12 +194,15 @@ class CertificateAuthority:
     def issue(self, subject: Subject, *, new_key: bool = False,
               days: int = CERT_DAYS) -> Issued:
         """Sign a certificate for ``subject``, keeping its existing key unless
-        ``new_key``. Every certificate serves and connects (serverAuth and
+        ``new_key``. The cloud's parts serve and connect (serverAuth and
         clientAuth): etcd members are both to each other, agents serve the
         portal and fetch from each other, the portal connects to agents and
-        serves their events."""
+        serves their events. A monitor only connects (clientAuth), and
+        serves on no address."""
         if subject.role not in tls.ROLES:
             raise PkiError(f"no such role {subject.role!r}: one of {', '.join(tls.ROLES)}")
+        if subject.role == tls.ROLE_MONITOR and (subject.ips or subject.dns):
+            raise PkiError("a monitor's certificate serves on no address: no --ip or --dns")
         ca_cert, ca_key = self._loaded()
         cert_path, key_path = self.paths(subject)
         if key_path.exists() and not new_key:
@@ -225,9 +229,7 @@ class CertificateAuthority:
                 digital_signature=True, content_commitment=False, key_encipherment=True,
                 data_encipherment=False, key_agreement=False, key_cert_sign=False,
                 crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage(_usages(subject.role)), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 ca_key.public_key()), critical=False)
         )
@@ -291,6 +293,12 @@ class CertificateAuthority:
         return renewed
 
 
+def _usages(role: str) -> list[x509.ObjectIdentifier]:
+    if role == tls.ROLE_MONITOR:
+        return [ExtendedKeyUsageOID.CLIENT_AUTH]
+    return [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
 def _union(old: Iterable[object], new: Iterable[object]) -> tuple:  # type: ignore[type-arg]
     merged = list(old)
     merged += [item for item in new if item not in merged]
@@ -341,9 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("init", help="make the CA, if there is none")
     issue = commands.add_parser("issue", help="issue (or re-issue) one certificate")
     issue.add_argument("role", choices=tls.ROLES)
-    issue.add_argument("name", nargs="?", help="the node or etcd member (not for portal)")
+    issue.add_argument("name", nargs="?",
+                       help="the node, etcd member or monitor (not for portal)")
     issue.add_argument("--ip", action="append", default=[],
-                       help="an address it serves on (repeat); 127.0.0.1 is always added")
+                       help="an address it serves on (repeat); 127.0.0.1 is always added "
+                            "(not for monitor, which serves nothing)")
     issue.add_argument("--dns", action="append", default=[], help="a DNS name it serves on")
     issue.add_argument("--new-key", action="store_true",
                        help="a new key too (rotation); parts using it reconnect")
@@ -372,12 +382,15 @@ def _run(ca: CertificateAuthority, args: argparse.Namespace) -> int:
     elif args.command == "issue":
         name = "portal" if args.role == tls.ROLE_PORTAL else args.name
         if not name:
-            raise PkiError(f"an {args.role} certificate needs a name (the node or member)")
+            raise PkiError(f"a certificate for {args.role} needs a name (the node, member "
+                           "or monitor)")
         try:
-            ips = _union([LOOPBACK], [ipaddress.ip_address(ip) for ip in args.ip])
+            ips = [ipaddress.ip_address(ip) for ip in args.ip]
         except ValueError as exc:
             raise PkiError(str(exc)) from None
-        subject = Subject(args.role, name, ips, tuple(args.dns))
+        if args.role != tls.ROLE_MONITOR:
+            ips = _union([LOOPBACK], ips)
+        subject = Subject(args.role, name, tuple(ips), tuple(args.dns))
         issued = ca.issue(subject, new_key=args.new_key)
         if args.owner:
             try:
@@ -398,7 +411,7 @@ def _run(ca: CertificateAuthority, args: argparse.Namespace) -> int:
             print(f"CA  {ca.cert_path}  until {ca.ca_certificate().not_valid_after_utc:%Y-%m-%d}")
         for found in ca.issued():
             addresses = ", ".join([str(ip) for ip in found.subject.ips] + list(found.subject.dns))
-            print(f"{found.subject.role:6} {found.subject.name:20} until "
+            print(f"{found.subject.role:7} {found.subject.name:20} until "
                   f"{found.not_after:%Y-%m-%d}  {addresses}  {found.path.name}")
     return 0
 

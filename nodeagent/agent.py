@@ -15,11 +15,12 @@ This module only composes the parts and runs them:
     images/       blobs (and uploads becoming blobs) and the qcow2 images made
                   from them, kept in step with etcd
     consoles/     the console relays, on the agent's server (server)
+    usage/        usage history for graphs, Shaken Fist's resources events and
+                  /metrics, sampled at a fixed interval
     events        events to the portal, spooled on disk until acknowledged
 
-Each part that runs for the agent's life is a task started in ``run``; a
-new one (sampling usage history, say) is a module of its own with a
-``run()`` coroutine, started there beside the others.
+Each part that runs for the agent's life is a task started in ``run``: a
+module of its own with a ``run()`` coroutine, started there beside the others.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import logging
 from importlib import metadata
 from typing import Protocol
 
-from cloudstate import netvalidation, privacy, signing, tls
+from cloudstate import metrics, netvalidation, privacy, signing, tls
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
@@ -53,6 +54,11 @@ from nodeagent.net.names import NetNames
 from nodeagent.net.reconciler import NetworkReconciler
 from nodeagent.server import AgentServer
 from nodeagent.settings import AgentSettings
+from nodeagent.usage.history import HistoryStore
+from nodeagent.usage.placed import PlacedInstances
+from nodeagent.usage.resources import NodeFacts, ResourcesReporter
+from nodeagent.usage.routes import UsageRoutes
+from nodeagent.usage.sampler import UsageSampler
 from nodeagent.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -123,11 +129,22 @@ class Agent:
             secret=secret, server_tls=tls.ServerTls(settings.credentials),
             replay_file=settings.node_dir / "used-grants",
         )
-        ConsoleRoutes(
+        consoles = ConsoleRoutes(
             server=self.server, node=settings.node_name, keys=self.keys, mirror=self.mirror,
             hypervisor=self.hypervisor, instances_dir=settings.instances_dir,
-        ).register()
+        )
+        consoles.register()
         StorageRoutes(server=self.server, blobs=self.blob_sync, uploads=self.uploads).register()
+        self.sampler = UsageSampler(
+            interval=settings.usage_interval, hypervisor=self.hypervisor,
+            store=HistoryStore(settings.usage_dir),
+            placed=PlacedInstances(mirror=self.mirror, keys=self.keys, node=settings.node_name))
+        UsageRoutes(server=self.server, sampler=self.sampler, on_this_node=consoles.on_this_node,
+                    queues={"instances": self.queue, "blobs": self.blob_queue,
+                            "networks": self.networks.queue},
+                    metrics_token=metrics.token()).register()
+        self.resources = ResourcesReporter(node=settings.node_name, sampler=self.sampler,
+                                           events=self.events, facts=self._node_facts)
         self.started = asyncio.Event()
 
     async def run(self) -> None:
@@ -137,9 +154,9 @@ class Agent:
         for path in (settings.common.state_dir, settings.node_dir.parent, settings.node_dir,
                      settings.instances_dir, settings.images_dir, settings.networks_dir):
             privacy.passage_dir(path)
-        # Blobs and uploads are the agent's alone (an image QEMU opens is a
-        # hard link under images/, reached by that path).
-        for path in (settings.blobs_dir, settings.uploads_dir):
+        # Blobs, uploads and usage history are the agent's alone (an image
+        # QEMU opens is a hard link under images/, reached by that path).
+        for path in (settings.blobs_dir, settings.uploads_dir, settings.usage_dir):
             privacy.private_dir(path)
         privacy.tighten(settings.node_dir)
         virt = await hostfacts.probe_virtualization(settings.virt_type, settings.machine)
@@ -180,6 +197,8 @@ class Agent:
                     settings.common.node_lease_ttl, self._mark_alive
                 ))
                 group.create_task(self._refresh_node_info(virt))
+                for part in (self.sampler, self.resources):
+                    group.create_task(part.run())
                 await self.sweep()
                 self.started.set()
                 group.create_task(self._periodic_sweep())
@@ -223,6 +242,15 @@ class Agent:
             current = NodeInfo.from_json(kv.value) if kv else None
             if current is None or info.replace(started_at=current.started_at) != current:
                 await self.etcd.put(self.keys.node(self.settings.node_name), info.to_json())
+
+    def _node_facts(self) -> NodeFacts:
+        settings = self.settings
+        return NodeFacts(
+            is_network_node=self.networks.is_network_node,
+            disks={"sfroot": str(settings.common.state_dir),
+                   "instances": str(settings.instances_dir),
+                   "image_cache": str(settings.images_dir)},
+            queue_waiting=self.queue.waiting, queue_processing=self.queue.in_progress)
 
     async def _mark_alive(self, lease_id: int) -> None:
         await self.etcd.put(self.keys.node_alive(self.settings.node_name), b"1", lease=lease_id)

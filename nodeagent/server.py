@@ -1,17 +1,23 @@
 """The node agent's one network listener: authenticated HTTP and websocket routes.
 
-The portal (consoles, console logs, uploads, blob downloads) and other
-nodes' agents (copying a blob this node holds) talk to it, over TLS only:
-the server presents this node's certificate and the TLS handshake refuses a
-client without a certificate from the cloud's CA; of those, only the
-portal's and agents' are let in (not an etcd member's, say). Every request
-also carries a grant signed with the cluster secret (``Authorization:
-Bearer ...``); the server checks the signature, the expiry, that the grant
-names this node and exactly this method, path and query, and that it has
-not been used before (even by an agent before a restart: used grants are
-kept on disk until they expire). Handlers get the verified claims and never
-see an unauthenticated request, so a new route only has to be registered
-with ``add_route``.
+The portal (consoles, console logs, uploads, blob downloads, usage history
+and live samples) and other nodes' agents (copying a blob this node holds)
+talk to it, over TLS only: the server presents this node's certificate and
+the TLS handshake refuses a client without a certificate from the cloud's
+CA. Every request also carries a grant signed with the cluster secret
+(``Authorization: Bearer ...``) and only the portal's and agents'
+certificates are let in with one (not an etcd member's, say); the server
+checks the signature, the expiry, that the grant names this node and exactly
+this method, path and query, and that it has not been used before (even by
+an agent before a restart: used grants are kept on disk until they expire).
+Handlers get the verified claims and never see an unauthenticated request,
+so a new route only has to be registered with ``add_route``.
+
+The one exception is /metrics, for Prometheus, which can't sign a grant per
+request: it sends a fixed bearer token instead (``add_token_route``), over
+the same TLS with a certificate of its own, a ``monitor``'s. That role is
+let in on token routes only, never where a grant is the key: a scraper's
+certificate and token read figures and nothing else.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cloudstate import signing, tls
+from cloudstate import metrics, signing, tls
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, query_claim
 from nodeagent.replays import ReplayGuard, ReplaysFull
 
@@ -38,8 +44,10 @@ def _refuse(status: int, message: str) -> web.Response:
     return web.json_response({"error": message, "status": status}, status=status)
 
 
-# Who may call an agent: the portal, and other agents (blob copies).
+# Who may call an agent's grant routes: the portal, and other agents (blob copies).
 CALLERS = (tls.ROLE_PORTAL, tls.ROLE_AGENT)
+# Who may read its token routes (/metrics): those, and Prometheus with a monitor's certificate.
+READERS = (*CALLERS, tls.ROLE_MONITOR)
 
 
 class AgentServer:
@@ -65,6 +73,25 @@ class AgentServer:
             if isinstance(claims, web.Response):
                 return claims
             return await handler(request, claims)
+
+        self._app.router.add_route(method, path, checked)
+
+    def add_token_route(self, method: str, path: str, token: str | None,
+                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                        off_message: str) -> None:
+        """Serve ``handler(request)`` to a tool outside the cloud (Prometheus)
+        that sends one fixed bearer token, as it can't sign a grant per
+        request. Without a token configured the route answers 404."""
+
+        async def checked(request: web.Request) -> web.StreamResponse:
+            peer = tls.peer_from_transport(request.transport)
+            if peer is None or peer.role not in READERS:
+                return _refuse(403, f"{peer or 'this certificate'} may not read {request.path}")
+            if token is None:
+                return _refuse(404, off_message)
+            if not metrics.allowed(request.headers.get("Authorization", ""), token):
+                return _refuse(401, "the bearer token is missing or wrong")
+            return await handler(request)
 
         self._app.router.add_route(method, path, checked)
 

@@ -48,6 +48,8 @@ class AgentSettings:
     # The agent's authenticated server (console relays, console logs) listens
     # on node_ip at this port; 0 picks a free one (the node record says which).
     agent_port: int = setting("SFCLOUD_AGENT_PORT")
+    # Seconds between usage samples (graphs, /metrics); 0: no sampling.
+    usage_interval: int = setting("SFCLOUD_USAGE_INTERVAL")
     # The unprivileged user qemu-img runs as on downloaded bytes.
     image_check_user: str = setting("SFCLOUD_IMAGE_CHECK_USER")
 
@@ -84,3 +86,7 @@ class AgentSettings:
     @property
     def networks_dir(self) -> Path:
         return self.node_dir / "networks"
+
+    @property
+    def usage_dir(self) -> Path:
+        return self.node_dir / "usage"

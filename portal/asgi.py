@@ -29,6 +29,7 @@ django_application = get_asgi_application()
 
 from portal.bodylimit import BodyLimit  # noqa: E402
 from portal.lifespan import lifespan  # noqa: E402
+from portal.metrics import CountWebsockets  # noqa: E402
 from portal.routing import websocket_urlpatterns  # noqa: E402
 
 # Every websocket here is a browser's. Node agents send their events to the
@@ -41,6 +42,6 @@ browser_websockets = OriginValidator(
 application = ProtocolTypeRouter({
     # Request bodies are limited per route as they arrive, before Django reads them.
     "http": BodyLimit(ASGIStaticFilesHandler(django_application)),
-    "websocket": browser_websockets,
+    "websocket": CountWebsockets(browser_websockets),
     "lifespan": lifespan,
 })

@@ -64,9 +64,12 @@ INSTALLED_APPS = [
     "portal.live",
     "portal.events",
     "portal.consoles",
+    "portal.usage",
+    "portal.dashboard",
 ]
 
 MIDDLEWARE = [
+    "portal.metrics.count_requests",
     "django.middleware.security.SecurityMiddleware",
     "portal.csp.content_security_policy",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -116,7 +119,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "instance-list"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 # Django's own hashers: PBKDF2-SHA256 for new passwords; scrypt hashes verify too.

@@ -45,9 +45,9 @@ async def switch_namespace(request: HttpRequest) -> HttpResponse:
     current, everything = resolve_current(wanted, access.memberships, choices)
     if everything or current == wanted:
         await request.session.aset(SESSION_KEY, ALL_NAMESPACES if everything else wanted)
-    target = request.POST.get("next") or reverse("instance-list")
+    target = request.POST.get("next") or reverse("home")
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = reverse("instance-list")
+        target = reverse("home")
     return HttpResponseRedirect(target)
 
 

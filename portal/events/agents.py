@@ -42,6 +42,7 @@ from django.conf import settings
 from cloudstate import signing, tls
 from cloudstate.etcd import EtcdUnavailable
 from cloudstate.validation import ValidationError
+from portal import metrics
 from portal.cloud import store
 from portal.events import log as eventlog
 from portal.events import tokens
@@ -53,6 +54,7 @@ PATH = "/ws/agent/events/"
 MAX_BATCH = 500
 MAX_MESSAGE = 1 << 20
 CLOSE_BAD_MESSAGE = 4400
+SOCKET_KIND = "agent"  # in the portal's /metrics, beside the browsers' websockets
 
 
 @functools.cache
@@ -130,6 +132,7 @@ class AgentsListener:
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
         await ws.prepare(request)
         self._sockets.add(ws)
+        metrics.websocket_accepted(SOCKET_KIND)
         try:
             async for message in ws:
                 if message.type != WSMsgType.TEXT:
@@ -145,6 +148,7 @@ class AgentsListener:
                 await ws.send_json({"ack": acked})
         finally:
             self._sockets.discard(ws)
+            metrics.websocket_ended(SOCKET_KIND)
         return ws
 
     async def start(self) -> None:

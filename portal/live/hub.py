@@ -18,7 +18,7 @@ import weakref
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from cloudstate.keys import Keys
+from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Artifact, BlobObserved, InstanceObserved, InstanceSpec, InterfaceSpec
 from cloudstate.vocabulary import ObjectKind
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 INSTANCE_CHANGED = "instance.changed"
 IMAGE_CHANGED = "image.changed"
 NETWORK_CHANGED = "network.changed"
+CLOUD_CHANGED = "cloud.changed"
 READY_TIMEOUT = 10.0
 # After an instance is torn down, look for blobs it was the last to use
 # this much later (several going at once are looked at together).
@@ -62,6 +63,12 @@ class Hub:
         """Every change to an artifact, or to a blob of one (a node's copy,
         say), named by the artifact (pages filter)."""
         return f"live.{self.id}.images"
+
+    @property
+    def cloud_group(self) -> str:
+        """A node came, went or changed, or a floating address was taken or
+        given back: what the dashboard shows beyond instances."""
+        return f"live.{self.id}.cloud"
 
     @property
     def networks_group(self) -> str:
@@ -116,15 +123,20 @@ class Hub:
         images: set[str] = set()
         networks: set[str] = set()
         people: set[int] = set()
+        cloud_changed = False
+        floating = self.keys.addresses(FLOATING_POOL)
         for change in changes:
             if (user_id := self.keys.user_of_access_change(change.key)) is not None:
                 people.add(user_id)
                 continue
             found = self.keys.classify(change.key)
             if found is None:
+                cloud_changed |= change.key.startswith(floating)
                 continue
             kind, uuid = found.kind, found.uuid
-            if kind == ObjectKind.IMAGE:
+            if kind == ObjectKind.NODE:
+                cloud_changed = True
+            elif kind == ObjectKind.IMAGE:
                 images.add(uuid)
             elif kind == ObjectKind.BLOB:
                 images.update(self.artifacts_holding(uuid))
@@ -159,6 +171,8 @@ class Hub:
             message = {"type": INSTANCE_CHANGED, "uuid": uuid}
             await layer.group_send(self.namespace_group(namespace), message)
             await layer.group_send(self.everything_group, message)
+        if cloud_changed:
+            await layer.group_send(self.cloud_group, {"type": CLOUD_CHANGED})
         for image_uuid in sorted(images):
             await layer.group_send(self.images_group, {"type": IMAGE_CHANGED, "uuid": image_uuid})
         for network_uuid in sorted(networks):

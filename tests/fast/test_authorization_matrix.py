@@ -394,7 +394,20 @@ MATRIX: dict[str, list[Check]] = {
        for verb in ("float", "defloat")},
 
     # --- pages ----------------------------------------------------------------------------------
-    "": [Check("GET", fixed("/"), all_(MOVED))],
+    # The dashboard: everyone sees it, each what they may see (e2e/test_usage.py).
+    "": [Check("GET", fixed("/"), page(member=200, viewer=200, other=200, system=200))],
+    # The cloud of this test sets no metrics token: /metrics is off for every caller.
+    "metrics": [Check("GET", fixed("/metrics"), all_(404))],
+    # Graphs' history: A's instance is on a node that does not exist, so whoever may see
+    # it hears that the node is offline; nodes' history is for members of system, who
+    # hear that the fake agent's node has no server to ask (tests/integration/
+    # test_usage.py reads a real agent's).
+    "instances/<uuid:uuid>/usage/": [
+        Check("GET", fixed("/instances/{inst}/usage/"),
+              page(member=503, viewer=503, other=404, system=503))],
+    "nodes/<str:name>/usage/": [
+        Check("GET", fixed("/nodes/{node}/usage/?range=day"),
+              page(member=403, viewer=403, other=403, system=503))],
     "styleguide/": [Check("GET", fixed("/styleguide/"), all_(404))],
     "login/": [Check("GET", fixed("/login/"),
                      {**dict.fromkeys([MEMBER, VIEWER, OTHER, SYSTEM], MOVED),
@@ -587,12 +600,19 @@ WEBSOCKETS.update({
     "ws/networks/": {**_SEES_A, OTHER: "sent"},
     "ws/networks/<uuid:uuid>/": _SEES_A,
     "ws/nodes/<str:name>/events/": {**dict.fromkeys(EVERYONE, "refused"), SYSTEM: "sent"},
+    "ws/dashboard/": {**dict.fromkeys(EVERYONE, "sent"),
+                      **dict.fromkeys(NO_CREDENTIALS, "refused")},
+    # Graphs' live samples: the first message says whether the node can be followed.
+    "ws/usage/instances/<uuid:uuid>/": _SEES_A,
+    "ws/usage/nodes/<str:name>/": {**dict.fromkeys(EVERYONE, "refused"), SYSTEM: "sent"},
 })
 WEBSOCKET_PATHS: dict[str, Callable[[World], str]] = {
     "ws/instances/<uuid:uuid>/": lambda w: f"/ws/instances/{w.instance_a}/",
     "ws/images/<uuid:uuid>/": lambda w: f"/ws/images/{w.image_a}/",
     "ws/networks/<uuid:uuid>/": lambda w: f"/ws/networks/{w.network_a}/",
     "ws/nodes/<str:name>/events/": lambda w: f"/ws/nodes/{w.node}/events/",
+    "ws/usage/instances/<uuid:uuid>/": lambda w: f"/ws/usage/instances/{w.instance_a}/",
+    "ws/usage/nodes/<str:name>/": lambda w: f"/ws/usage/nodes/{w.node}/",
     "ws/consoles/<str:kind>/<uuid:uuid>/": lambda w: f"/ws/consoles/serial/{w.instance_a}/",
 }
 # Lists every caller may open: what of A's they must hold only for those who may see A.
@@ -607,6 +627,9 @@ WEBSOCKET_FIRST: dict[str, str] = {
     "ws/networks/": 'id="network-rows"',
     "ws/networks/<uuid:uuid>/": 'id="network-overview"',
     "ws/nodes/<str:name>/events/": 'id="event-rows"',
+    "ws/dashboard/": 'id="dash-summary"',
+    "ws/usage/instances/<uuid:uuid>/": '"type": "state"',
+    "ws/usage/nodes/<str:name>/": '"type": "state"',
 }
 
 

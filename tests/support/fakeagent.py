@@ -4,10 +4,10 @@ It writes only what a real agent would write into etcd: its node's record
 and liveness (so the scheduler places instances on it), and, when a test
 says so, the observed state of instances, networks and blobs (built,
 running, torn down; a blob's bytes held). It runs no server: what the
-portal asks of a node's agent (a console, an upload's bytes, a blob's)
-answers 503, the node's agent unreachable. It never reads desired state,
-builds or starts anything: a test says what the agent "saw", and checks
-what the portal makes of it.
+portal asks of a node's agent (a console, an upload's bytes, a blob's, a
+graph's history or live samples) answers 503, the node's agent
+unreachable. It never reads desired state, builds or starts anything: a
+test says what the agent "saw", and checks what the portal makes of it.
 
 What a real agent does with desired state (guests, networks, images) is
 covered by the integration tests under tests/integration, which run the

@@ -2,7 +2,8 @@
 certificates from the cloud's CA, and lets through only fresh grants for this
 node and this exact request (query included), each once, even across a
 restart. A renewed certificate is served at the next connection, without a
-restart."""
+restart. Its token routes (/metrics) also let a monitor's certificate in,
+with the token; a monitor gets nothing else, even with a valid grant."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from cloudstate import signing, tls
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, grant_claims
 from deploy.pki import CertificateAuthority
 from nodeagent.server import AgentServer
-from tests.support.pki import make_pki
+from tests.support.pki import issue_monitor, make_pki
 
 SECRET = b"a-test-cluster-secret-of-enough-length"
+TOKEN = "a-metrics-token-for-this-test"  # noqa: S105 - a test's own
 
 
 @pytest.fixture
@@ -38,6 +40,10 @@ async def server(pki: Path, tmp_path: Path) -> AsyncIterator[AgentServer]:
     await running.stop()
 
 
+async def _figures(_request: web.Request) -> web.Response:
+    return web.Response(text="figures")
+
+
 async def _started(pki: Path, replay_file: Path) -> AgentServer:
     running = AgentServer(host="127.0.0.1", port=0, node="node-a", secret=SECRET,
                           server_tls=tls.ServerTls(tls.agent(pki, "node-a")),
@@ -47,6 +53,7 @@ async def _started(pki: Path, replay_file: Path) -> AgentServer:
         return web.json_response({"uuid": request.match_info["uuid"], "extra": claims.get("x")})
 
     running.add_route("GET", "/things/{uuid}", echo)
+    running.add_token_route("GET", "/metrics", TOKEN, _figures, "metrics are off")
     await running.start()
     return running
 
@@ -174,3 +181,41 @@ async def test_a_used_grant_stays_used_across_a_restart(pki: Path, tmp_path: Pat
 
 async def test_picks_a_free_port_when_asked_for_zero(server: AgentServer) -> None:
     assert server.port > 0
+
+
+# --- token routes: /metrics for Prometheus -----------------------------------------------
+
+
+async def test_a_monitor_reads_token_routes_with_the_token_and_nothing_else(
+        server: AgentServer, pki: Path, portal: ssl.SSLContext) -> None:
+    monitor = tls.client_context(issue_monitor(pki))
+    assert await _get(server, TOKEN, "/metrics", context=monitor) == 200
+    assert await _get(server, None, "/metrics", context=monitor) == 401
+    assert await _get(server, "not-the-token", "/metrics", context=monitor) == 401
+    # A grant route, even with a grant for exactly this request: not a monitor's door.
+    assert await _get(server, _grant(), context=monitor) == 403
+    # The cloud's parts keep both kinds of door.
+    assert await _get(server, TOKEN, "/metrics", context=portal) == 200
+    assert await _get(server, _grant(), context=portal) == 200
+
+
+async def test_token_routes_refuse_other_roles_and_strangers(
+        server: AgentServer, pki: Path) -> None:
+    member = tls.client_context(tls.etcd_member(pki, "e1"))
+    assert await _get(server, TOKEN, "/metrics", context=member) == 403
+    bare = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    with pytest.raises(aiohttp.ClientError):
+        await _get(server, TOKEN, "/metrics", context=bare)
+
+
+async def test_token_routes_answer_404_when_no_token_is_set(pki: Path, tmp_path: Path) -> None:
+    running = AgentServer(host="127.0.0.1", port=0, node="node-a", secret=SECRET,
+                          server_tls=tls.ServerTls(tls.agent(pki, "node-a")))
+
+    running.add_token_route("GET", "/metrics", None, _figures, "metrics are off")
+    await running.start()
+    try:
+        monitor = tls.client_context(issue_monitor(pki))
+        assert await _get(running, "anything", "/metrics", context=monitor) == 404
+    finally:
+        await running.stop()

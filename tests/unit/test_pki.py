@@ -112,9 +112,32 @@ def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert pki.main(["--dir", directory, "renew", "--days", "30"]) == 0
     out = capsys.readouterr()
     assert "made the CA" in out.out
-    assert "agent  n2" in out.out and "127.0.0.1, 10.0.0.12" in out.out
+    assert "agent   n2" in out.out and "127.0.0.1, 10.0.0.12" in out.out
     assert "nothing expires within 30 days" in out.out
     assert "needs a name" in out.err and "nonsense" in out.err
+
+
+def test_a_monitor_only_connects_and_serves_on_no_address(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tmp_path / "pki"
+    assert pki.main(["--dir", str(directory), "init"]) == 0
+    assert pki.main(["--dir", str(directory), "issue", "monitor", "prometheus"]) == 0
+    cert = certificate(directory / "monitor-prometheus.crt")
+    usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usages) == [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+    with pytest.raises(x509.ExtensionNotFound):  # no address, not even loopback
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert tls.named(cert).peer == tls.Peer(tls.ROLE_MONITOR, "prometheus")
+    assert mode(directory / "monitor-prometheus.key") == 0o600
+    assert pki.main(["--dir", str(directory), "issue", "monitor", "p2", "--ip", "10.0.0.9"]) == 1
+    assert pki.main(["--dir", str(directory), "issue", "monitor"]) == 1
+    assert not (directory / "monitor-p2.crt").exists()
+    err = capsys.readouterr().err
+    assert "serves on no address" in err and "needs a name" in err
+    # Renewal keeps it what it is.
+    [renewed] = [issued for issued in CertificateAuthority(directory).renew(
+        within_days=0, everything=True) if issued.subject.role == tls.ROLE_MONITOR]
+    assert renewed.subject == Subject(tls.ROLE_MONITOR, "prometheus")
 
 
 def test_a_part_checks_its_certificate_at_start(tmp_path: Path) -> None:
