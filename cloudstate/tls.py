@@ -23,7 +23,9 @@ A certificate says what it belongs to in its subject: the organizational
 unit is the role (``portal``, ``agent``, ``etcd``, ``monitor``) and the
 common name the node, member or scraper (``portal`` for the portal). Servers
 use the role to refuse the wrong kind of peer, e.g. an etcd member's
-certificate at an agent's door, or a monitor's anywhere but /metrics.
+certificate at an agent's door, or a monitor's anywhere but /metrics. etcd
+can't read roles: it wants ``ETCD_CLIENT_NAME`` among a client's names,
+which only the parts' certificates carry.
 
 Renewal writes a new certificate over the old one, by rename, for the same
 key (``deploy.pki``), so a reader never sees a certificate and a key that do
@@ -56,6 +58,15 @@ ROLE_ETCD = "etcd"
 # token routes (/metrics) and refused everywhere else.
 ROLE_MONITOR = "monitor"
 ROLES = (ROLE_PORTAL, ROLE_AGENT, ROLE_ETCD, ROLE_MONITOR)
+
+# etcd trusts the whole CA, so it must tell a monitor's certificate from the
+# parts' by something the certificate says: it lets in only client
+# certificates that name ETCD_CLIENT_NAME (``--client-cert-allowed-hostname``),
+# which the CA writes into every certificate of these roles and never into a
+# monitor's. (.invalid, RFC 6761: a name that resolves nowhere, so naming it
+# serves nothing.)
+ETCD_CLIENT_NAME = "etcd-client.sfcloud.invalid"
+ETCD_CLIENTS = (ROLE_PORTAL, ROLE_AGENT, ROLE_ETCD)
 
 # How often a context source looks at its files' stat at most: a few stat()s
 # per new connection would be cheap too, but there is no need.
@@ -218,6 +229,10 @@ def require(credentials: Credentials, *, role: str, name: str, ip: str | None = 
         raise TlsError(f"{credentials.cert} is not a PEM certificate: {exc}") from None
     if found.peer != Peer(role, name):
         raise TlsError(f"{credentials.cert} is for {found.peer}, not {role} {name}")
+    if role in ETCD_CLIENTS and ETCD_CLIENT_NAME not in found.dns:
+        raise TlsError(f"{credentials.cert} predates etcd's check of its clients (it does not "
+                       f"name {ETCD_CLIENT_NAME}) and etcd would refuse it; renew it: "
+                       "`python -m deploy.pki renew --all` (make run does this by itself)")
     if ip is not None and ipaddress.ip_address(ip) not in found.ips:
         raise TlsError(f"{credentials.cert} does not cover {ip}, the address {role} {name} "
                        f"serves on; issue it again: `python -m deploy.pki issue {role} "

@@ -4,8 +4,9 @@ Used by the all-in-one runner (``make run``) and by the tests. The member
 listens on 127.0.0.1 only, and only over TLS: it serves with its own
 certificate from the cloud's CA (``etcd-<name>.crt`` in the PKI directory,
 for clients and for its peer port alike) and refuses any client that does
-not present a certificate the same CA signed, so on a shared machine no
-local user without the cloud's keys reaches it. Its data directory may be
+not present a certificate the same CA signed for one of the cloud's parts
+(naming ``tls.ETCD_CLIENT_NAME``, which a monitor's never does), so on a
+shared machine no local user without the cloud's keys reaches it. Its data directory may be
 fresh or left over from an earlier run: etcd ignores the ``--initial-*``
 flags once a data directory exists, so starting again simply carries on
 with the stored state.
@@ -19,16 +20,12 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import base64
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -143,7 +140,6 @@ class LocalEtcd:
         self.extra_args = list(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_start = 0
-        self._probe_tls: tls.ClientTls | None = None
 
     @classmethod
     def standalone(cls, data_dir: str | os.PathLike[str], *, name: str = "sfcloud",
@@ -209,6 +205,8 @@ class LocalEtcd:
             f"--key-file={self.tls.key}",
             f"--trusted-ca-file={self.tls.ca}",
             "--client-cert-auth",
+            # ...and, of those, only the parts' (not a monitor's: Prometheus').
+            f"--client-cert-allowed-hostname={tls.ETCD_CLIENT_NAME}",
             f"--peer-cert-file={self.tls.cert}",
             f"--peer-key-file={self.tls.key}",
             f"--peer-trusted-ca-file={self.tls.ca}",
@@ -235,7 +233,6 @@ class LocalEtcd:
             self.client_tls.check()
         except tls.TlsError as exc:
             raise EtcdStartError(f"etcd {self.name} can't start: {exc}") from None
-        self._probe_tls = tls.ClientTls(self.client_tls)
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._log_start = log.tell()
@@ -262,7 +259,7 @@ class LocalEtcd:
                     f"etcd {self.name} exited with status {self._proc.returncode}"
                     f"\n{self.log_tail()}"
                 )
-            if self._answers() and self._is_ours():
+            if self._serves_as_ours():
                 return
             if time.monotonic() > deadline:
                 raise EtcdStartError(
@@ -271,39 +268,34 @@ class LocalEtcd:
                 )
             time.sleep(0.05)
 
-    def _answers(self) -> bool:
-        # A linearizable read needs an elected leader, so it is a better signal
-        # than an open port; unlike /health it still works under a NOSPACE
-        # alarm, which an operator must be able to start etcd to disarm.
-        try:
-            self._gateway("/v3/kv/range", {"key": base64.b64encode(b"\0").decode()})
-        except (OSError, ValueError):
-            return False
-        return True
+    def _serves_as_ours(self) -> bool:
+        """Whether the member on our port serves a linearizable read, and is ours.
 
-    def _is_ours(self) -> bool:
-        # Another etcd could already hold the port we were given; then ours
-        # dies on bind, but the probe above may have been answered by the other.
-        try:
-            members = self._gateway("/v3/cluster/member/list", {}).get("members", [])
-        except (OSError, ValueError):
-            return False
-        return self.running and any(m.get("name") == self.name for m in members)
+        A read needs an elected leader, so it is a better signal than an open
+        port; unlike /health it still works under a NOSPACE alarm, which an
+        operator must be able to start etcd to disarm. Another etcd could
+        already hold the port we were given (ours then dies on bind, but the
+        other would answer): the member list names ours. Over gRPC, as
+        sfcloud's clients talk: etcd's HTTP gateway can't reach its own gRPC
+        side once clients must name ``tls.ETCD_CLIENT_NAME``.
+        """
+        import grpc  # noqa: PLC0415 - gRPC only for those who need it
+        from aetcd import rpc  # noqa: PLC0415
 
-    def _gateway(self, path: str, body: dict[str, object]) -> dict[str, object]:
-        assert self._probe_tls is not None, "start() first"
-        request = urllib.request.Request(  # noqa: S310 - always our own https:// URL
-            self.endpoint + path,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        # No proxy: an http_proxy setting must not route loopback traffic.
-        opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}),
-            urllib.request.HTTPSHandler(context=self._probe_tls.current()))
-        with opener.open(request, timeout=1.0) as response:
-            return dict(json.load(response))
+        try:
+            ca, cert, key = self.client_tls.read()
+        except tls.TlsError:
+            return False
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                                   certificate_chain=cert)
+        try:
+            with grpc.secure_channel(f"{LOOPBACK}:{self.client_port}", credentials) as channel:
+                rpc.KVStub(channel).Range(rpc.RangeRequest(key=b"\0"), timeout=1.0)
+                members = rpc.ClusterStub(channel).MemberList(rpc.MemberListRequest(),
+                                                               timeout=1.0)
+        except grpc.RpcError:
+            return False
+        return self.running and any(m.name == self.name for m in members.members)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (etcd flushes and exits), then SIGKILL if it hangs."""

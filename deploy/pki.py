@@ -26,6 +26,7 @@ renewal needs no restart and fails no request.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import ipaddress
 import os
@@ -198,11 +199,14 @@ class CertificateAuthority:
         clientAuth): etcd members are both to each other, agents serve the
         portal and fetch from each other, the portal connects to agents and
         serves their events. A monitor only connects (clientAuth), and
-        serves on no address."""
+        serves on no address. The parts' certificates also name
+        ``tls.ETCD_CLIENT_NAME``, without which etcd refuses a client: a
+        monitor's never does."""
         if subject.role not in tls.ROLES:
             raise PkiError(f"no such role {subject.role!r}: one of {', '.join(tls.ROLES)}")
         if subject.role == tls.ROLE_MONITOR and (subject.ips or subject.dns):
             raise PkiError("a monitor's certificate serves on no address: no --ip or --dns")
+        subject = with_etcd_access(subject)
         ca_cert, ca_key = self._loaded()
         cert_path, key_path = self.paths(subject)
         if key_path.exists() and not new_key:
@@ -270,6 +274,7 @@ class CertificateAuthority:
         """Issue ``subject``'s certificate if it is missing, does not cover
         its addresses, or expires within ``renew_days``; the new one, or None
         if the existing one is fine."""
+        subject = with_etcd_access(subject)  # one issued before etcd checked it: again
         current = self.find(subject)
         if (current is not None and not current.expires_within(renew_days)
                 and set(subject.ips) <= set(current.subject.ips)
@@ -291,6 +296,14 @@ class CertificateAuthority:
             if everything or found.expires_within(within_days):
                 renewed.append(self.issue(found.subject))
         return renewed
+
+
+def with_etcd_access(subject: Subject) -> Subject:
+    """``subject`` as the CA writes it: a part that may use etcd also names
+    ``tls.ETCD_CLIENT_NAME``, which etcd wants of its clients; a monitor never."""
+    if subject.role in tls.ETCD_CLIENTS and tls.ETCD_CLIENT_NAME not in subject.dns:
+        return dataclasses.replace(subject, dns=(*subject.dns, tls.ETCD_CLIENT_NAME))
+    return subject
 
 
 def _usages(role: str) -> list[x509.ObjectIdentifier]:

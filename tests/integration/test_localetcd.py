@@ -4,7 +4,6 @@ deploy.etcdmaint, which gets a full one writing again."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from cloudstate import tls
 from cloudstate.etcd import Etcd, EtcdUnavailable
 from deploy.localetcd import EtcdStartError, LocalEtcd, free_ports
 from deploy.pki import ensure_local_etcd
+from tests.support.pki import issue_monitor
 
 pytestmark = [
     pytest.mark.integration,
@@ -109,6 +109,8 @@ def test_command_has_the_flags_a_small_cloud_needs(tmp_path: Path, pki: Path) ->
     assert "--listen-peer-urls=https://127.0.0.1:2222" in command
     # Client certificates from the cloud's CA, on both ports.
     assert "--client-cert-auth" in command and "--peer-client-cert-auth" in command
+    # Of those, the parts' only: a monitor's certificate doesn't name this.
+    assert f"--client-cert-allowed-hostname={tls.ETCD_CLIENT_NAME}" in command
     assert f"--trusted-ca-file={pki / 'ca.crt'}" in command
     assert f"--cert-file={pki / 'etcd-sfcloud.crt'}" in command
     assert "--auto-compaction-mode=periodic" in command
@@ -121,41 +123,42 @@ def test_command_has_the_flags_a_small_cloud_needs(tmp_path: Path, pki: Path) ->
 async def test_clients_without_the_clouds_certificate_are_refused(tmp_path: Path,
                                                                   pki: Path) -> None:
     with LocalEtcd(tmp_path / "data", pki_dir=pki) as server:
-        url = f"{server.endpoint}/v3/kv/range"
-        body = json.dumps({"key": base64.b64encode(b"\0").decode()}).encode()
+        url = f"{server.endpoint}/health"
         # Plain HTTP to the TLS port.
         with pytest.raises(OSError):
-            _post(url.replace("https://", "http://"), body, None)
+            _get(url.replace("https://", "http://"), None)
         # TLS, trusting the cloud's CA, but with no certificate of our own.
         with pytest.raises(OSError):
-            _post(url, body, ssl.create_default_context(cafile=str(pki / "ca.crt")))
+            _get(url, ssl.create_default_context(cafile=str(pki / "ca.crt")))
         # A certificate from a CA of someone's own, named as the portal's.
         ensure_local_etcd(tmp_path / "other", "sfcloud")
-        forged = tls.client_context(tls.Credentials(pki / "ca.crt",
-                                                    tmp_path / "other/portal.crt",
-                                                    tmp_path / "other/portal.key"))
+        forged = tls.Credentials(pki / "ca.crt", tmp_path / "other/portal.crt",
+                                 tmp_path / "other/portal.key")
         with pytest.raises(OSError):
-            _post(url, body, forged)
+            _get(url, tls.client_context(forged))
+        # A monitor's certificate (Prometheus'), signed by the cloud's own CA: it
+        # opens an agent's /metrics, never etcd.
+        monitor = issue_monitor(pki)
+        with pytest.raises(OSError):
+            _get(url, tls.client_context(monitor))
         # The same request with the cloud's certificate is answered.
-        assert "header" in json.loads(_post(url, body, tls.client_context(server.client_tls)))
-        # And so does the gRPC client that sfcloud uses, which a stranger's
-        # certificate gets nowhere with either.
+        assert json.loads(_get(url, tls.client_context(server.client_tls))) == {"health": "true"}
+        # And so does the gRPC client that sfcloud uses, which a stranger's or a
+        # monitor's certificate gets nowhere with.
         etcd = server.client()
         assert await etcd.get("/nothing") is None
         await etcd.close()
-        stranger = Etcd(server.endpoints, tls=tls.Credentials(
-            pki / "ca.crt", tmp_path / "other/portal.crt", tmp_path / "other/portal.key"),
-            timeout=2.0)
-        with pytest.raises(EtcdUnavailable):
-            await stranger.get("/nothing")
-        await stranger.close()
+        for credentials in (forged, monitor):
+            refused = Etcd(server.endpoints, tls=credentials, timeout=2.0)
+            with pytest.raises(EtcdUnavailable):
+                await refused.get("/nothing")
+            await refused.close()
 
 
-def _post(url: str, body: bytes, context: ssl.SSLContext | None) -> bytes:
+def _get(url: str, context: ssl.SSLContext | None) -> bytes:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
                                          urllib.request.HTTPSHandler(context=context))
-    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 - loopback
-    with opener.open(request, timeout=5) as response:
+    with opener.open(url, timeout=5) as response:
         return bytes(response.read())
 
 

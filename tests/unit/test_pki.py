@@ -140,6 +140,47 @@ def test_a_monitor_only_connects_and_serves_on_no_address(
     assert renewed.subject == Subject(tls.ROLE_MONITOR, "prometheus")
 
 
+def _dns(path: Path) -> list[str]:
+    try:
+        sans = certificate(path).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return list(sans.get_values_for_type(x509.DNSName))
+
+
+def test_the_parts_name_what_etcd_wants_of_its_clients_and_a_monitor_does_not(
+        tmp_path: Path) -> None:
+    directory = tmp_path / "pki"
+    all_in_one(directory)
+    for name in ("etcd-sfcloud", "portal", "agent-n1"):
+        assert tls.ETCD_CLIENT_NAME in _dns(directory / f"{name}.crt"), name
+    assert _dns(directory / "etcd-sfcloud.crt") == ["localhost", tls.ETCD_CLIENT_NAME]
+    ca = CertificateAuthority(directory)
+    ca.issue(Subject(tls.ROLE_MONITOR, "prometheus"))
+    assert _dns(directory / "monitor-prometheus.crt") == []
+    ca.renew(within_days=0, everything=True)
+    assert _dns(directory / "monitor-prometheus.crt") == []
+    assert tls.ETCD_CLIENT_NAME in _dns(directory / "portal.crt")
+
+
+def test_a_certificate_from_before_etcds_check_is_issued_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = tmp_path / "pki"
+    all_in_one(directory)
+    ca = CertificateAuthority(directory)
+    # As an older CA wrote it: the same key, no ETCD_CLIENT_NAME.
+    with monkeypatch.context() as patched:
+        patched.setattr(pki, "with_etcd_access", lambda subject: subject)
+        ca.issue(Subject(tls.ROLE_AGENT, "n1", (LOOPBACK,)))
+    assert tls.ETCD_CLIENT_NAME not in _dns(directory / "agent-n1.crt")
+    with pytest.raises(tls.TlsError, match="renew it"):
+        tls.require(tls.agent(directory, "n1"), role=tls.ROLE_AGENT, name="n1")
+    # make run's next start issues it again, with the name.
+    assert [i.path.name for i in all_in_one(directory)] == ["agent-n1.crt"]
+    tls.require(tls.agent(directory, "n1"), role=tls.ROLE_AGENT, name="n1")
+
+
 def test_a_part_checks_its_certificate_at_start(tmp_path: Path) -> None:
     all_in_one(tmp_path / "pki")
     credentials = tls.agent(tmp_path / "pki", "n1")
