@@ -219,6 +219,10 @@ DECLARED: tuple[Setting, ...] = (
             "seconds without input before a console closes", (PORTAL,), default="1800"),
     Setting("SFCLOUD_CONSOLE_SESSIONS_PER_USER", integer(minimum=1),
             "consoles one person may have open at once", (PORTAL,), default="6"),
+    Setting("SFCLOUD_SCHEDULER", choice("spread", "pack"),
+            "where a new instance goes when none is named: `spread` (the node with the most "
+            "memory free) or `pack` (the fullest node it fits on)", (PORTAL,),
+            default="spread"),
     Setting("SFCLOUD_CPU_OVERCOMMIT", number(),
             "virtual CPUs scheduled per real one", (PORTAL,), default="16"),
     Setting("SFCLOUD_RAM_OVERCOMMIT", number(),

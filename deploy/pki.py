@@ -223,16 +223,24 @@ class CertificateAuthority:
         if found is None:
             raise PkiError(f"no certificate for {subject.role} {subject.name} in "
                            f"{self.directory}")
-        cert = x509.load_pem_x509_certificate(found.path.read_bytes())
-        serials = self.revoked_serials()
-        if cert.serial_number not in serials:
-            self._write_crl([*serials, cert.serial_number])
+        cert_pem = found.path.read_bytes()
+        self.revoke_certificate(cert_pem)
+        serial = x509.load_pem_x509_certificate(cert_pem).serial_number
         self.revoked_dir.mkdir(mode=0o700, exist_ok=True)
-        stamp = f"{_now():%Y%m%dT%H%M%S}-{cert.serial_number:x}"
+        stamp = f"{_now():%Y%m%dT%H%M%S}-{serial:x}"
         for path in self.paths(subject):
             if path.exists():
                 os.replace(path, self.revoked_dir / f"{path.name}.{stamp}")
         return found
+
+    def revoke_certificate(self, cert_pem: bytes) -> None:
+        """Revoke a certificate by its contents (one already replaced in the
+        directory, such as a portal key rotated away from a node that left)."""
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        cert.verify_directly_issued_by(self.ca_certificate())
+        serials = self.revoked_serials()
+        if cert.serial_number not in serials:
+            self._write_crl([*serials, cert.serial_number])
 
     def is_revoked(self, cert_pem: bytes) -> bool:
         serial = x509.load_pem_x509_certificate(cert_pem).serial_number

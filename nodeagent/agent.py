@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tomllib
 from importlib import metadata
 from typing import Protocol
 
@@ -35,6 +36,7 @@ from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Artifact, Blob, InstanceSpec, NodeInfo, Upload
+from cloudstate.settings import REPO_ROOT
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
 from cloudstate.vocabulary import ObjectKind
@@ -77,10 +79,21 @@ class Running(Protocol):
 
 
 def release() -> str:
+    """sfcloud's version, and the deploy's release id when it installed this
+    code (a RELEASE file beside it, deploy/release.py): "0.1.0+06b8fe401b7e"."""
     try:
-        return metadata.version("sfcloud")
+        version = metadata.version("sfcloud")
     except metadata.PackageNotFoundError:
-        return "dev"
+        try:
+            version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())[
+                "project"]["version"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            version = "dev"
+    try:
+        deployed = (REPO_ROOT / "RELEASE").read_text().strip()
+    except OSError:
+        return version
+    return f"{version}+{deployed}" if deployed else version
 
 
 class Agent:

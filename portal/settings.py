@@ -172,6 +172,7 @@ LOGGING = {
 API_TOKEN_LIFETIME = read("SFCLOUD_API_TOKEN_LIFETIME")
 # Overcommit as a small cloud wants it: CPUs are shared freely, memory and
 # disk are not (a TCG guest costs its memory plus ~200 MiB of emulator).
+SCHEDULER_STRATEGY = read("SFCLOUD_SCHEDULER")
 SCHEDULER_CPU_OVERCOMMIT = read("SFCLOUD_CPU_OVERCOMMIT")
 SCHEDULER_RAM_OVERCOMMIT = read("SFCLOUD_RAM_OVERCOMMIT")
 SCHEDULER_RAM_RESERVED_MIB = read("SFCLOUD_RAM_RESERVED_MIB")
