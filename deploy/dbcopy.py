@@ -1,8 +1,9 @@
-"""``python -m deploy.dbcopy SOURCE TARGET``: a consistent copy of the
+"""``python3 dbcopy.py SOURCE TARGET``: a consistent copy of the
 portal's SQLite database, taken while the portal runs (SQLite's online
 backup: readers and writers carry on). sfcloud-deploy's backups use it on
 the portal's node; a restore copies the other way, with the portal stopped.
-The copy is written beside its target and renamed over it.
+The copy is written beside its target and renamed over it. Standard
+library only: the deploy copies it to every node with runservice.py.
 """
 
 from __future__ import annotations

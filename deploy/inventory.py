@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -220,6 +221,8 @@ def build(config: CloudConfig, deploy_dir: DeployDir, release: Release, plan: Et
         "sfcloud_service_manager": config.service_manager,
         "sfcloud_database": config.database,
         "sfcloud_deploy_pki": str(deploy_dir.pki),
+        # The deploy's own helpers, copied to every node (not the release's).
+        "sfcloud_deploy_tools": str(Path(__file__).resolve().parent),
         "sfcloud_deploy_secrets": str(deploy_dir.secrets),
         "sfcloud_deploy_demo_image": demo_image,
         "sfcloud_switch_release": switch_release,

@@ -9,8 +9,12 @@ service's user and directory, send its output to a log, and then become the
 program (exec), so the pidfile names the program itself and stopping it
 stops that process only (as ``KillMode=process``: guests and dnsmasq live on).
 
-    python -m deploy.runservice --env-file /etc/sfcloud/sfcloud.env \\
+    python3 runservice.py --env-file /etc/sfcloud/sfcloud.env \\
         --log /var/log/sfcloud/nodeagent.log --user root -- python -m nodeagent
+
+It comes with the deploy tool, not with a release (the deploy copies it to
+/usr/local/lib/sfcloud-deploy on every node), and needs only the standard
+library, so Debian's Python runs it whatever release is installed.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.runservice",
+    parser = argparse.ArgumentParser(prog="runservice.py",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--env-file", action="append", default=[], type=Path,
                         help="KEY=value lines to add to the environment (repeat)")
@@ -86,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         os.execvpe(command[0], command, env)  # noqa: S606 - an argument list, as given
     except OSError as exc:
-        print(f"deploy.runservice: can't run {command[0]}: {exc}", file=sys.stderr)
+        print(f"runservice: can't run {command[0]}: {exc}", file=sys.stderr)
         return 127
 
 
