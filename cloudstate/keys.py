@@ -8,6 +8,8 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/nodes/<node>                     capacity and facts (that node's agent)
     <prefix>/alive/<node>                     heartbeat, on a lease (that node's agent)
     <prefix>/placement/<node>                 fence for scheduling onto a node (portal)
+    <prefix>/maintenance/<node>               present while an operator keeps new
+                                              instances off the node (portal)
     <prefix>/artifacts/<uuid>                 an image, snapshot, label or file, with its
                                               versions (portal)
     <prefix>/names/artifact-urls/<ns>/<type>/<sha256(url)>
@@ -105,6 +107,13 @@ class Keys:
 
     def placement(self, node: str) -> str:
         return self._k("placement", node)
+
+    @property
+    def maintenance_all(self) -> str:
+        return self._k("maintenance", "")
+
+    def maintenance(self, node: str) -> str:
+        return self._k("maintenance", node)
 
     # artifacts, blobs, uploads
     @property

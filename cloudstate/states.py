@@ -26,7 +26,14 @@ def instance_state(spec: InstanceSpec, observed: InstanceObserved | None) -> str
     return observed.state
 
 
-def power_state(observed: InstanceObserved | None) -> str:
+# An instance whose node is offline: what it was last seen doing may no
+# longer be true, so it is not shown ("on" would be stale).
+UNREACHABLE = "unreachable"
+
+
+def power_state(observed: InstanceObserved | None, *, node_online: bool = True) -> str:
+    if not node_online and observed is not None and observed.state != "deleted":
+        return UNREACHABLE
     return observed.power_state if observed is not None else "initial"
 
 

@@ -40,9 +40,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="sfcloud-deploy", description=__doc__.splitlines()[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter,
                                   epilog="\n".join(__doc__.splitlines()[2:]))
-    top.add_argument("--dir", type=Path,
-                     default=Path(os.environ.get("SFCLOUD_DEPLOY_DIR") or DEFAULT_DIR),
-                     help=f"the deploy directory (default: $SFCLOUD_DEPLOY_DIR or {DEFAULT_DIR})")
+    top.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR),
+                     help=f"the deploy directory (default: {DEFAULT_DIR})")
     top.add_argument("--verbose", "-v", action="store_true", help="show Ansible's output")
     verbs = top.add_subparsers(dest="verb", required=True)
 

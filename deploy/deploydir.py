@@ -1,6 +1,6 @@
 """The deploy directory: everything ``sfcloud-deploy`` keeps on the machine
-it runs on (``/etc/sfcloud/deploy`` by default, ``--dir`` or
-``SFCLOUD_DEPLOY_DIR`` otherwise), private to root:
+it runs on (``/etc/sfcloud/deploy`` by default, or
+``--dir``), private to root:
 
     cloud.yml        what the cloud is made of (deploy.cloudconfig)
     pki/             the cloud's CA (ca.key never leaves it), every part's

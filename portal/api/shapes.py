@@ -77,6 +77,7 @@ def node(record: NodeRecord) -> dict[str, Any]:
         "ip": info.ip,
         "lastseen": time.time() if record.alive else info.started_at,
         "state": record.state,
+        "maintenance": record.maintenance,
         "release": info.release,
         "metadata": {},
         "version": SCHEMA_VERSION,

@@ -30,6 +30,7 @@ from portal.cloud import (
     changes,
     interfaces,
     keypairs,
+    nodes,
     ownership,
     refs,
     scheduler,
@@ -76,15 +77,20 @@ class InstanceRecord:
     spec: InstanceSpec
     observed: InstanceObserved | None
     revision: int = 0
+    node_online: bool = True  # its node's lease is alive (as far as the reader knows)
 
     @classmethod
-    def from_kvs(cls, spec_kv: KeyValue, observed_kv: KeyValue | None) -> InstanceRecord:
+    def from_kvs(cls, spec_kv: KeyValue, observed_kv: KeyValue | None, *,
+                 offline: set[str] | frozenset[str] = frozenset()) -> InstanceRecord:
         """The record from its desired and observed keys, as etcd or a mirror
-        holds them (the revision is the desired record's)."""
+        holds them (the revision is the desired record's); ``offline``: the
+        nodes known to be offline."""
+        spec = InstanceSpec.from_json(spec_kv.value)
         return cls(
-            spec=InstanceSpec.from_json(spec_kv.value),
+            spec=spec,
             observed=InstanceObserved.from_json(observed_kv.value) if observed_kv else None,
             revision=spec_kv.mod_revision,
+            node_online=spec.node not in offline,
         )
 
     @property
@@ -97,7 +103,7 @@ class InstanceRecord:
 
     @property
     def power_state(self) -> str:
-        return states.power_state(self.observed)
+        return states.power_state(self.observed, node_online=self.node_online)
 
     @property
     def error(self) -> str | None:
@@ -188,7 +194,8 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             resolved = await _resolve_bases(request, namespace)
             disks = _disks(request, resolved)
         loads = await scheduler.snapshot(etcd, keys)
-        node = scheduler.choose(demand, loads, required=request.placed_on, preferred=holders)
+        node = scheduler.choose(demand, loads, required=request.placed_on, preferred=holders,
+                                affinity=scheduler.affinity_of(metadata))
         instance_uuid = str(uuidlib.uuid4())
         # Addresses, MACs and floating addresses, reserved in this same
         # transaction: a create that fails leaves none of them behind.
@@ -293,10 +300,12 @@ async def _name_points_at(name_key: str, uuid: str) -> bool:
 
 async def _load(uuid: str) -> InstanceRecord | None:
     etcd, keys = store.etcd(), store.keys()
-    spec_kv, observed_kv = await asyncio.gather(
-        etcd.get(keys.instance(uuid)), etcd.get(keys.observed_instance(uuid))
+    spec_kv, observed_kv, offline = await asyncio.gather(
+        etcd.get(keys.instance(uuid)), etcd.get(keys.observed_instance(uuid)),
+        nodes.offline_nodes(),
     )
-    return None if spec_kv is None else InstanceRecord.from_kvs(spec_kv, observed_kv)
+    return None if spec_kv is None else InstanceRecord.from_kvs(spec_kv, observed_kv,
+                                                                 offline=offline)
 
 
 
@@ -309,11 +318,13 @@ async def list_instances(
     namespaces: Namespaces, *, include_deleted: bool = False
 ) -> list[InstanceRecord]:
     etcd, keys = store.etcd(), store.keys()
-    (spec_kvs, _), (observed_kvs, _) = await asyncio.gather(
-        etcd.get_prefix(keys.instances), etcd.get_prefix(keys.observed_instances)
+    (spec_kvs, _), (observed_kvs, _), offline = await asyncio.gather(
+        etcd.get_prefix(keys.instances), etcd.get_prefix(keys.observed_instances),
+        nodes.offline_nodes(),
     )
     observed = {kv.key.rsplit("/", 1)[-1]: kv for kv in observed_kvs}
-    records = (InstanceRecord.from_kvs(kv, observed.get(kv.key.rsplit("/", 1)[-1]))
+    records = (InstanceRecord.from_kvs(kv, observed.get(kv.key.rsplit("/", 1)[-1]),
+                                       offline=offline)
                for kv in spec_kvs)
     return sorted_records(
         record for record in records

@@ -5,11 +5,20 @@ not yet torn down) counts against it. Placement is optimistic: the caller
 commits with a comparison on the node's placement key, which every placement
 onto that node rewrites, so two concurrent creates can never both take the
 last free memory of a node; the loser recomputes and tries again.
+
+Among the nodes that fit (online, not in maintenance, with room), the
+choice follows, in order: Shaken Fist's affinity metadata (an instance's
+``affinity``, ``{"tag": score}``, adds each score once per instance with that
+tag already on a node: positive attracts, negative repels); then a node
+holding what the instance starts from (no copy); then the strategy
+(SFCLOUD_SCHEDULER): ``spread`` takes the node with the most memory to
+spare, ``pack`` the one with the least that still fits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -31,11 +40,13 @@ class Demand:
 class NodeLoad:
     info: NodeInfo
     alive: bool
+    maintenance: bool = False
     placement_revision: int = 0
     cpus: int = 0
     memory_mib: int = 0
     disk_gb: int = 0
     instances: list[str] = field(default_factory=list)
+    tags: Counter[str] = field(default_factory=Counter)  # instances on it per tag
 
     @property
     def cpu_limit(self) -> int:
@@ -54,6 +65,8 @@ class NodeLoad:
         """Why this node can't take ``demand``, or None if it can."""
         if not self.alive:
             return "offline"
+        if self.maintenance:
+            return "in maintenance"
         if not self.info.is_hypervisor:
             return "not a hypervisor"
         if demand.cpus > self.info.vcpus:
@@ -83,20 +96,24 @@ async def snapshot(etcd: Etcd, keys: Keys) -> dict[str, NodeLoad]:
     placements, _ = await etcd.get_prefix(keys.placement(""))
     nodes, _ = await etcd.get_prefix(keys.nodes)
     alive, _ = await etcd.get_prefix(keys.alive)
+    maintenance, _ = await etcd.get_prefix(keys.maintenance_all)
     specs, _ = await etcd.get_prefix(keys.instances)
     observed_kvs, _ = await etcd.get_prefix(keys.observed_instances)
     return loads_from(nodes=nodes, alive=alive, specs=specs, observed=observed_kvs,
-                      placements=placements)
+                      placements=placements, maintenance=maintenance)
 
 
 def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
                specs: Iterable[KeyValue], observed: Iterable[KeyValue],
-               placements: Iterable[KeyValue] = ()) -> dict[str, NodeLoad]:
+               placements: Iterable[KeyValue] = (),
+               maintenance: Iterable[KeyValue] = ()) -> dict[str, NodeLoad]:
     """The accounting of ``snapshot`` over records already read (from etcd,
     or from a mirror of it, as the dashboard does)."""
     alive_names = {kv.key.rsplit("/", 1)[-1] for kv in alive}
+    kept_off = {kv.key.rsplit("/", 1)[-1] for kv in maintenance}
     loads = {
-        info.name: NodeLoad(info=info, alive=info.name in alive_names)
+        info.name: NodeLoad(info=info, alive=info.name in alive_names,
+                            maintenance=info.name in kept_off)
         for info in (NodeInfo.from_json(kv.value) for kv in nodes)
     }
     for kv in placements:
@@ -115,13 +132,35 @@ def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
         load.memory_mib += spec.memory
         load.disk_gb += spec.disk_total_gb
         load.instances.append(spec.uuid)
+        load.tags.update(set(instance_tags(spec)))
     return loads
 
 
+def instance_tags(spec: InstanceSpec) -> list[str]:
+    tags = spec.metadata.get("tags") if isinstance(spec.metadata, dict) else None
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+
+def affinity_of(metadata: Mapping[str, object] | None) -> dict[str, int]:
+    """An instance's ``affinity`` metadata (validated as a dict of ints when
+    it was set), or nothing."""
+    found = (metadata or {}).get("affinity")
+    if not isinstance(found, dict):
+        return {}
+    return {str(tag): score for tag, score in found.items()
+            if isinstance(score, int) and not isinstance(score, bool)}
+
+
+def affinity_score(load: NodeLoad, affinity: Mapping[str, int]) -> int:
+    return sum(score * load.tags[tag] for tag, score in affinity.items())
+
+
 def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None = None,
-           preferred: set[str] | frozenset[str] = frozenset()) -> NodeLoad:
-    """The node with the most memory to spare among those that fit, a
-    preferred one (holding what the instance starts from) if any fits."""
+           preferred: set[str] | frozenset[str] = frozenset(),
+           affinity: Mapping[str, int] | None = None, strategy: str | None = None
+           ) -> NodeLoad:
+    """The best node among those that fit (see the module's docstring), or
+    InsufficientResources naming what each node lacks."""
     if required is not None:
         if required not in loads:
             raise NotFound(f"there is no node named {required!r}")
@@ -138,5 +177,11 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
             f"no node can take {demand.cpus} vCPUs, {demand.memory_mib} MiB memory and "
             f"{demand.disk_gb} GB disk ({detail})"
         )
-    return max(fitting, key=lambda load: (load.info.name in preferred,
-                                          load.memory_limit - load.memory_mib, load.info.name))
+    pack = (strategy or settings.SCHEDULER_STRATEGY) == "pack"
+
+    def rank(load: NodeLoad) -> tuple[int, bool, int, str]:
+        spare = load.memory_limit - load.memory_mib
+        return (affinity_score(load, affinity or {}), load.info.name in preferred,
+                -spare if pack else spare, load.info.name)
+
+    return max(fitting, key=rank)

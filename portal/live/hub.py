@@ -94,20 +94,28 @@ class Hub:
 
     # --- reading ---------------------------------------------------------------------
 
+    def offline_nodes(self) -> set[str]:
+        """Registered nodes whose heartbeat lease has ended."""
+        alive = {kv.key.rsplit("/", 1)[-1] for kv in self.mirror.items(self.keys.alive)}
+        return {name for kv in self.mirror.items(self.keys.nodes)
+                if (name := kv.key.rsplit("/", 1)[-1]) not in alive}
+
     def instance(self, uuid: str) -> InstanceRecord | None:
         spec_kv = self.mirror.get(self.keys.instance(uuid))
         if spec_kv is None:
             return None
         return InstanceRecord.from_kvs(spec_kv,
-                                       self.mirror.get(self.keys.observed_instance(uuid)))
+                                       self.mirror.get(self.keys.observed_instance(uuid)),
+                                       offline=self.offline_nodes())
 
     def all_instances(self) -> list[InstanceRecord]:
         """Every instance record in the mirror, deleted ones included."""
         records = []
+        offline = self.offline_nodes()
         for kv in self.mirror.items(self.keys.instances):
             if found := self.keys.classify(kv.key):
                 observed = self.mirror.get(self.keys.observed_instance(found.uuid))
-                records.append(InstanceRecord.from_kvs(kv, observed))
+                records.append(InstanceRecord.from_kvs(kv, observed, offline=offline))
         return records
 
     def instances(self, namespaces: Namespaces) -> list[InstanceRecord]:
@@ -131,11 +139,15 @@ class Hub:
                 continue
             found = self.keys.classify(change.key)
             if found is None:
-                cloud_changed |= change.key.startswith(floating)
+                cloud_changed |= change.key.startswith((floating, self.keys.maintenance_all))
                 continue
             kind, uuid = found.kind, found.uuid
             if kind == ObjectKind.NODE:
                 cloud_changed = True
+                if found.observed:
+                    # Its lease began or ended: its instances' power shows
+                    # as reachable again, or not.
+                    touched.update(self._instances_on(uuid))
             elif kind == ObjectKind.IMAGE:
                 images.add(uuid)
             elif kind == ObjectKind.BLOB:
@@ -206,6 +218,15 @@ class Hub:
         """The artifacts one of whose versions is this blob."""
         return {artifact.uuid for kv in self.mirror.items(self.keys.artifacts)
                 if blob_uuid in (artifact := Artifact.from_json(kv.value)).versions.values()}
+
+    def _instances_on(self, node: str) -> dict[str, str]:
+        """uuid -> namespace of the active instances placed on ``node``."""
+        found = {}
+        for kv in self.mirror.items(self.keys.instances):
+            spec = InstanceSpec.from_json(kv.value)
+            if spec.node == node and spec.desired != "deleted":
+                found[spec.uuid] = spec.namespace
+        return found
 
     def _networks_of_instance(self, spec: InstanceSpec) -> set[str]:
         found = set()

@@ -58,3 +58,42 @@ def test_no_nodes_at_all() -> None:
 def test_placement_on_an_unknown_node() -> None:
     with pytest.raises(NotFound):
         choose(Demand(1, 256, 1), {"a": load("a")}, required="zzz")
+
+
+def test_a_node_in_maintenance_takes_nothing_and_the_507_says_so() -> None:
+    loads = {"a": load("a"), "b": load("b", used_memory=6000)}
+    loads["a"].maintenance = True
+    assert choose(Demand(1, 512, 1), loads).info.name == "b"
+    with pytest.raises(InsufficientResources, match="a: in maintenance"):
+        choose(Demand(1, 4096, 1), loads)
+
+
+def test_pack_fills_the_fullest_node_that_fits() -> None:
+    loads = {"a": load("a", used_memory=1024), "b": load("b", used_memory=4096),
+             "c": load("c", used_memory=7800)}
+    assert choose(Demand(1, 512, 1), loads, strategy="pack").info.name == "b"
+    assert choose(Demand(1, 512, 1), loads, strategy="spread").info.name == "a"
+
+
+def test_affinity_metadata_attracts_and_repels() -> None:
+    loads = {"a": load("a", used_memory=4096), "b": load("b", used_memory=1024)}
+    loads["a"].tags.update(["database"])
+    # Without affinity: the freest node. Attracted to "database": a.
+    assert choose(Demand(1, 512, 1), loads).info.name == "b"
+    assert choose(Demand(1, 512, 1), loads, affinity={"database": 10}).info.name == "a"
+    # Repelled by "database" while b (without it) is freest anyway, and even
+    # when b is the fuller node.
+    loads["b"].memory_mib = 6000
+    assert choose(Demand(1, 512, 1), loads).info.name == "a"
+    assert choose(Demand(1, 512, 1), loads, affinity={"database": -10}).info.name == "b"
+
+
+def test_affinity_counts_instances_by_tag_from_their_metadata() -> None:
+    from cloudstate.model import InstanceSpec
+    from portal.cloud.scheduler import affinity_of, instance_tags
+
+    spec = InstanceSpec(uuid="u", name="n", namespace="ns", cpus=1, memory=256, disks=[],
+                        node="a", metadata={"tags": ["web", 3, "db"]})
+    assert instance_tags(spec) == ["web", "db"]
+    assert affinity_of({"affinity": {"web": -5, "x": True, "y": "1"}}) == {"web": -5}
+    assert affinity_of(None) == {}
