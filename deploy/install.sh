@@ -11,8 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 WITH_TEST=0
+WITH_LAB=0
 if [ "${1:-}" = "--test" ]; then
     WITH_TEST=1
+elif [ "${1:-}" = "--lab" ]; then
+    # make test-lab: the test tools, Ansible (the deploy extra), and what the
+    # lab's hosts run (they share this machine's /usr). Installing them must
+    # not start their daemons: keep a policy-rc.d that exits 101.
+    WITH_TEST=1
+    WITH_LAB=1
 fi
 
 PACKAGES=(
@@ -27,6 +34,9 @@ PACKAGES=(
 )
 if [ "$WITH_TEST" = 1 ]; then
     PACKAGES+=(chromium)
+fi
+if [ "$WITH_LAB" = 1 ]; then
+    PACKAGES+=(openssh-server postgresql redis-server curl)
 fi
 
 missing=()
@@ -56,6 +66,10 @@ if [ "$WITH_TEST" = 1 ]; then
     # settings are tested too).
     extras="[test,multi]"
     stamp="$stamp-test"
+fi
+if [ "$WITH_LAB" = 1 ]; then
+    extras="[test,multi,deploy]"
+    stamp="$stamp-lab"
 fi
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then

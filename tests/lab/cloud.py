@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudstate.config import REPO_ROOT
-from tests.lab.hosts import Lab
+from tests.lab.hosts import Lab, LabHost
 
 SF_CLIENT = str(Path(sys.executable).with_name("sf-client"))
 ETCDCTL = "/usr/bin/etcdctl"
@@ -98,6 +98,10 @@ class LabCloud:
         return self.deploy(["add-node", name, "--address", self.lab.hosts[name].address,
                             *flags])
 
+    def console_log(self, node: str, uuid: str) -> str:
+        path = f"/var/lib/sfcloud/node/{node}/instances/{uuid}/console.log"
+        return self.lab.hosts[node].run("cat", path, check=False).stdout
+
     def secret(self, name: str) -> str:
         return (self.deploy_dir / "secrets" / name).read_text().strip()
 
@@ -139,6 +143,63 @@ class LabCloud:
             f"--key={pki}/etcd-{host}.key",
             "--dial-timeout=3s", "--command-timeout=10s", *args,
             check=check, timeout=timeout)
+
+
+# How deploy/ansible/tasks/service.yml starts a service without an init
+# system; the tests start one again this way after killing it, as systemd's
+# Restart= would.
+_RUNSERVICE = ["/usr/bin/python3", "/usr/local/lib/sfcloud-deploy/runservice.py"]
+SERVICES: dict[str, tuple[str, list[str], list[str]]] = {
+    # name: (user, env files, command)
+    "sfcloud-etcd": ("etcd", ["--env-file=/etc/sfcloud/etcd.env",
+                              "--env-file-if-exists=/etc/sfcloud/etcd-bootstrap.env"],
+                     ["/usr/bin/etcd"]),
+    "sfcloud-nodeagent": ("root", ["--env-file=/etc/sfcloud/sfcloud.env"],
+                          ["/opt/sfcloud/.venv/bin/python", "-m", "nodeagent"]),
+}
+
+
+def pidfile(service: str) -> str:
+    return f"/run/sfcloud/{service}.pid"
+
+
+def start_service(host: LabHost, service: str) -> None:
+    user, env_files, command = SERVICES[service]
+    host.run("start-stop-daemon", "--start", "--background", "--make-pidfile",
+             "--pidfile", pidfile(service), "--chdir", "/opt/sfcloud",
+             "--startas", _RUNSERVICE[0], "--", _RUNSERVICE[1],
+             "--log", f"/var/log/sfcloud/{service}.log", "--user", user,
+             "--chdir", "/opt/sfcloud", *env_files, "--", *command)
+
+
+def stop_service(host: LabHost, service: str, *, kill: bool = False) -> None:
+    """Stop it (TERM), or with ``kill`` as a crash would (KILL)."""
+    host.run("start-stop-daemon", "--stop", "--pidfile", pidfile(service),
+             "--remove-pidfile", "--retry", "KILL/5" if kill else "TERM/20/KILL/5")
+
+
+def qemu_pids(host: LabHost) -> dict[str, int]:
+    """Guest uuid -> its qemu's PID, for the guests running on ``host``
+    (libvirt gives each qemu a mount namespace of its own, so they are
+    found by the host's network namespace)."""
+    assert host.sshd is not None
+    netns = os.readlink(f"/proc/{host.sshd.pid}/ns/net")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "ns" / "net") != netns:
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv[0].decode(errors="replace").rsplit("/", 1)[-1].startswith("qemu-system"):
+            continue
+        for index, arg in enumerate(argv[:-1]):
+            if arg == b"-uuid":
+                found[argv[index + 1].decode()] = int(entry.name)
+    return found
 
 
 def demo_image() -> str:

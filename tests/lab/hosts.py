@@ -129,6 +129,28 @@ class Lab:
             self.hosts[name] = LabHost(name, f"{SUBNET}.{11 + index}", f"lab{self.id}-{name}")
         os.chmod(self.directory, 0o755)  # noqa: S103 - the hosts' sshd reads its config here
 
+    @classmethod
+    def attach(cls, state: Path) -> Lab:
+        """A lab another process brought up and described with ``describe``
+        (while developing scenarios against a lab kept running)."""
+        import json
+
+        data = json.loads(state.read_text())
+        lab = cls(list(data["sshd"]), id=data["id"], directory=Path(data["dir"]))
+        for name, pid in data["sshd"].items():
+            lab.hosts[name].sshd = _Running(pid)  # type: ignore[assignment]
+            lab.hosts[name].mount_ns = _mount_ns(pid)
+            lab.hosts[name].address = data["addresses"][name]
+        return lab
+
+    def describe(self, state: Path) -> None:
+        import json
+
+        state.write_text(json.dumps({
+            "id": self.id, "dir": str(self.directory),
+            "sshd": {n: h.sshd.pid for n, h in self.hosts.items() if h.sshd is not None},
+            "addresses": {n: h.address for n, h in self.hosts.items()}}))
+
     # --- paths --------------------------------------------------------------------
 
     @property
@@ -335,6 +357,19 @@ class Lab:
             if host.sshd is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     host.sshd.wait(5)
+
+
+@dataclass
+class _Running:
+    """An attached host's sshd (started by another process)."""
+
+    pid: int
+
+    def poll(self) -> int | None:
+        return None if _exists(self.pid) else 0
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
 
 
 def _exists(pid: int) -> bool:
