@@ -135,6 +135,9 @@ def pki_files(config: CloudConfig, node: NodeConfig, plan: EtcdPlan,
     files = {f"{NODE_PKI}/{name}": _file((source / name).read_text(), mode="0644")
              for name in (tls.CA_CERT, tls.CA_CRL)}
     for stem, owner, group, key_mode in wanted:
+        if not (source / f"{stem}.crt").exists():
+            # Revoked (a node being removed): the play that stops it needs none.
+            continue
         files[f"{NODE_PKI}/{stem}.crt"] = _file((source / f"{stem}.crt").read_text(),
                                                 owner, group, "0644")
         files[f"{NODE_PKI}/{stem}.key"] = _file((source / f"{stem}.key").read_text(),

@@ -358,5 +358,6 @@ def test_backup_wipe_every_member_restore_same_keys_same_guests(cloud: LabCloud)
     print(restored.stdout[-2000:])
     assert _durable_keys(cloud) == keys
     assert {n: qemu_pids(h) for n, h in cloud.lab.hosts.items() if n != "h4"} == guests
-    wait_for(lambda: all(i["power_state"] == "on" for i in instances(cloud).values())
-             and len(instances(cloud)) == 6, 120, "six guests shown on after the restore")
+    listed = instances(cloud)
+    assert len(listed) == 6
+    assert all(i["power_state"] == "on" for i in listed.values()), listed
