@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from portal.accounts.access import access_for
 from portal.cloud import nodes, scheduler, store, usage
+from portal.cloud.errors import NotFound
 from portal.events.sections import events_context
 from portal.web import arender
 
@@ -38,6 +42,23 @@ async def node_detail(request: HttpRequest, name: str) -> HttpResponse:
         if record.info.name == name:
             return await arender(request, "nodes/detail.html", {
                 "record": record, "load": loads.get(name), "name_in_path": quote(name, safe=""),
+                "can_maintain": (await access_for(request)).is_system_admin,
                 **await events_context("node", name),
             })
     raise Http404("No such node")
+
+
+@login_required
+@require_POST
+async def node_maintenance(request: HttpRequest, name: str) -> HttpResponse:
+    """Put a node in maintenance (no new instances there) or take it out."""
+    if not (await access_for(request)).is_system_admin:
+        raise PermissionDenied("Only admins of the system namespace may change nodes.")
+    wanted = request.POST.get("maintenance") == "on"
+    try:
+        await nodes.set_maintenance(name, wanted)
+    except NotFound:
+        raise Http404("No such node") from None
+    messages.success(request, f"{name} is in maintenance: no new instances go there."
+                     if wanted else f"{name} takes new instances again.")
+    return HttpResponseRedirect(reverse("node-detail", args=[name]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from cloudstate.etcd import Etcd
 from tests.support.fakeagent import FakeAgent
-from tests.support.inprocess import InProcessPortal
+from tests.support.inprocess import InProcessPortal, Person
 
 BODY = {"name": "placed", "cpus": 1, "memory": 256, "disk": [{"size": 1, "base": "demo"}]}
 
@@ -71,3 +71,18 @@ def test_a_node_is_forgotten_only_once_offline_and_empty(
     assert gone.status_code == 200 and gone.json()["state"] == "deleted"
     assert api.get(f"/nodes/{agent.node}").status_code == 404
     assert agent.node not in [n["name"] for n in api.get("/nodes").json()]
+
+
+def test_the_nodes_page_starts_and_ends_maintenance(
+        portal: InProcessPortal, agent: FakeAgent, admin: Person) -> None:
+    browser = admin.browser
+    page = browser.get(f"/nodes/{agent.node}/")
+    assert page.status_code == 200 and "Start maintenance" in page.text
+    started = browser.post(f"/nodes/{agent.node}/maintenance", {"maintenance": "on"})
+    assert started.status_code == 302
+    assert portal.api().get(f"/nodes/{agent.node}").json()["maintenance"] is True
+    shown = browser.get(f"/nodes/{agent.node}/")
+    assert "End maintenance" in shown.text and "none go here" in shown.text
+    assert "maintenance" in browser.get("/nodes/").text
+    browser.post(f"/nodes/{agent.node}/maintenance", {"maintenance": "off"})
+    assert portal.api().get(f"/nodes/{agent.node}").json()["maintenance"] is False
