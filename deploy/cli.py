@@ -75,8 +75,8 @@ def parser() -> argparse.ArgumentParser:
     removed = verbs.add_parser("remove-node", help="take a node out of the cloud")
     removed.add_argument("name")
     removed.add_argument("--force", action="store_true",
-                         help="even while it holds instances (deleted with it), or if it "
-                              "does not answer")
+                         help="even while it holds instances (they stay, shown unreachable, "
+                              "until deleted), or if it does not answer")
 
     verbs.add_parser("apply", help="converge every node to cloud.yml (changes nothing when "
                                    "nothing changed)")

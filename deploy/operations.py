@@ -235,7 +235,7 @@ def add_node(ctx: Context, node: NodeConfig) -> CloudConfig:
 
 def remove_node(ctx: Context, name: str, *, force: bool = False) -> CloudConfig:
     """Take a node out of the cloud: refused while it holds instances (unless
-    forced: they are deleted with it, as Shaken Fist does) or when etcd would
+    forced: they then show unreachable until deleted) or when etcd would
     lose its quorum; its etcd member leaves first; its certificates are
     revoked and every other node told before it is stopped."""
     config = ctx.config()
@@ -271,8 +271,13 @@ def remove_node(ctx: Context, name: str, *, force: bool = False) -> CloudConfig:
     # The others learn of the revocation (and of etcd without it) first.
     ctx.play(remaining, plan, what=f"telling the others {name} is gone")
     reachable = _stop_node(ctx, config, node)
-    api.call("DELETE", f"/nodes/{name}", {"force": force}, missing_ok=True)
     cloudconfig.save(ctx.deploy_dir.path, remaining)
+    try:
+        api.call("DELETE", f"/nodes/{name}", missing_ok=True)
+    except DeployError as exc:
+        # Forced with instances there: the portal keeps the node, offline,
+        # and shows them unreachable until they are deleted.
+        ctx.say(f"the portal keeps {name} for now: {exc}")
     if not reachable:
         ctx.say(f"{name} did not answer: its services were not stopped there, but its "
                 "certificates are revoked, so nothing of the cloud lets it in")
