@@ -311,6 +311,17 @@ class Lab:
 
     # --- down -------------------------------------------------------------------------
 
+    def keep_logs(self, target: Path) -> None:
+        """Each host's /var/log/sfcloud (services' logs), copied to
+        ``target/<host>/`` before ``down`` removes them."""
+        for host in self.hosts.values():
+            logs = self.directory / host.name / "upper" / "var" / "log" / "sfcloud"
+            if logs.is_dir():
+                shutil.copytree(logs, target / host.name, dirs_exist_ok=True)
+        deploy_logs = self.directory / "deploy" / "logs"
+        if deploy_logs.is_dir():
+            shutil.copytree(deploy_logs, target / "deploy", dirs_exist_ok=True)
+
     def down(self) -> None:
         """Remove every process, namespace and file of the lab (also after a
         failed ``up``)."""

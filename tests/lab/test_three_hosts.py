@@ -94,6 +94,7 @@ def cloud() -> Iterator[LabCloud]:
     finally:
         figure("sfcloud-deploy runs (s)", made.timings)
         started = time.monotonic()
+        lab.keep_logs(REPO_ROOT / "var" / "lab-logs" / lab.id)
         lab.down()
         figure("lab down (s)", round(time.monotonic() - started, 1))
         figure("whole lab cycle (s)", FIGURES)

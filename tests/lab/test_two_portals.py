@@ -40,6 +40,7 @@ def cloud() -> Iterator[LabCloud]:
         yield made
     finally:
         print(f"\nLAB FIGURE two portals, sfcloud-deploy runs (s): {made.timings}", flush=True)
+        lab.keep_logs(REPO_ROOT / "var" / "lab-logs" / lab.id)
         lab.down()
 
 
