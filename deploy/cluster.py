@@ -82,13 +82,30 @@ class Cluster:
     def voting(self) -> list[Member]:
         return [m for m in self.members() or [] if not m.learner]
 
-    def add_learner(self, address: str) -> Member:
-        """Announce ``address`` as a learner, unless it is a member already."""
+    def add_learner(self, address: str, *, timeout: float = 60.0) -> Member:
+        """Announce ``address`` as a learner, unless it is a member already.
+
+        Asked of the voting members only (the newcomer's own address answers
+        nothing yet), and again for a while: etcd refuses a change of
+        membership while it judges itself unhealthy (a member restarted a
+        moment ago, say), with the same "unavailable" as a member that is down.
+        """
         url = peer_url(address)
-        for member in self.members() or []:
-            if url in member.peer_urls:
-                return member
-        return self._run(lambda etcd: etcd.add_member([url], learner=True))
+        deadline = time.monotonic() + timeout
+        while True:
+            members = self.members() or []
+            for member in members:
+                if url in member.peer_urls:
+                    return member
+            voters = [a for a in self.addresses if a != address
+                      and any(client_url(a) in m.client_urls for m in members if not m.learner)]
+            try:
+                return self._run(lambda etcd: etcd.add_member([url], learner=True),
+                                 addresses=voters or None)
+            except EtcdUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(2.0)
 
     def promote(self, address: str, *, timeout: float = 120.0) -> None:
         """Make the learner at ``address`` a voting member, once it has caught
