@@ -73,7 +73,10 @@ _UNAVAILABLE_CODES = {
 # a write gets while the member shuts down under it; and over TLS, a member
 # that closes its connections as it stops leaves calls in flight with UNKNOWN
 # "No status received" or "Stream removed (...)": no answer, as above.
-_UNAVAILABLE_UNKNOWN_DETAILS = ("raft: stopped", "No status received", "Stream removed")
+# "context deadline exceeded": a member without quorum gives up on a
+# request (seen renewing a lease with two of three members stopped).
+_UNAVAILABLE_UNKNOWN_DETAILS = ("raft: stopped", "No status received", "Stream removed",
+                                "context deadline exceeded")
 _UNAVAILABLE = (
     aetcd_errors.ConnectionFailedError,
     aetcd_errors.ConnectionTimeoutError,

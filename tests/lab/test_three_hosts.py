@@ -269,6 +269,10 @@ def test_one_etcd_member_down_works_two_down_refuses_writes_with_a_503(
         return (said.stdout + said.stderr).count("is healthy")
 
     wait_for(lambda: healthy() == 3, 60, "3 of 3 healthy")
+    # Every agent lived through it (none gave up on its lease while etcd had
+    # no quorum): all nodes online without anyone restarting them.
+    wait_for(lambda: {v["state"] for v in nodes(cloud).values()} == {"created"}, 60,
+             "every node online after etcd's quorum came back")
 
 
 # --- grow, shrink, and what a removed node may still do -----------------------------------------
