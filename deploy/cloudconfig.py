@@ -245,6 +245,12 @@ def _port(what: str, value: Any) -> int:
     return value
 
 
+def _count(what: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{what}: {value!r} is not a whole number")
+    return value
+
+
 def from_dict(data: Any) -> CloudConfig:
     top = _mapping(CONFIG_FILE, data)
     known = {"name", "service_manager", "ssh", "source", "database", "scheduler", "portal",
@@ -282,7 +288,7 @@ def from_dict(data: Any) -> CloudConfig:
             agents_port=_port("portal: agents_port", portal.get("agents_port", 13002)),
             allowed_hosts=tuple(str(h) for h in portal.get("allowed_hosts") or ()),
             origins=tuple(str(o) for o in portal.get("origins") or ())),
-        backups_keep=int(_mapping("backups", top.get("backups")).get("keep", 5)),
+        backups_keep=_count("backups: keep", _mapping("backups", top.get("backups")).get("keep", 5)),
         demo_image=top.get("demo_image") or None,
         settings={str(k): str(v) for k, v in settings.items()},
     ).validated()
