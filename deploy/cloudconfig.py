@@ -288,7 +288,8 @@ def from_dict(data: Any) -> CloudConfig:
             agents_port=_port("portal: agents_port", portal.get("agents_port", 13002)),
             allowed_hosts=tuple(str(h) for h in portal.get("allowed_hosts") or ()),
             origins=tuple(str(o) for o in portal.get("origins") or ())),
-        backups_keep=_count("backups: keep", _mapping("backups", top.get("backups")).get("keep", 5)),
+        backups_keep=_count("backups: keep",
+                            _mapping("backups", top.get("backups")).get("keep", 5)),
         demo_image=top.get("demo_image") or None,
         settings={str(k): str(v) for k, v in settings.items()},
     ).validated()
