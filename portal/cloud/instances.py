@@ -179,8 +179,8 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     for attempt in range(_PLACEMENT_ATTEMPTS):
         if await etcd.get(name_key) is not None:
             raise Conflict(
-                f"an instance named {request.name!r} already exists in namespace "
-                f"{namespace!r}"
+                f"an instance named {request.name} already exists in namespace "
+                f"{namespace}"
             )
         if attempt:
             # Another create may just have made the artifact of a URL this

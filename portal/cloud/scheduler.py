@@ -17,6 +17,7 @@ from django.conf import settings
 from cloudstate.etcd import Etcd, KeyValue
 from cloudstate.keys import Keys
 from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo
+from cloudstate.validation import shown
 from portal.cloud.errors import InsufficientResources, NotFound
 
 
@@ -124,7 +125,7 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
     preferred one (holding what the instance starts from) if any fits."""
     if required is not None:
         if required not in loads:
-            raise NotFound(f"there is no node named {required!r}")
+            raise NotFound(f"there is no node named {shown(required)}")
         candidates = {required: loads[required]}
     else:
         candidates = loads
