@@ -25,6 +25,8 @@ from portal.cloud.errors import Conflict, NotFound
 Namespaces = frozenset[str] | None
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}")
+# Longer than any public key (an RSA key of 16384 bits is about 2.8 KB).
+MAX_KEY_TEXT = 16 * 1024
 KIND = ObjectKind.KEYPAIR
 
 

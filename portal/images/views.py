@@ -16,13 +16,16 @@ from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from cloudstate import validation
 from cloudstate.validation import ValidationError
 from portal import downloads
 from portal.accounts.access import Access, access_for
 from portal.cloud import artifacts, blobs, urlcheck
 from portal.cloud.catalogue import ArtifactRecord
 from portal.cloud.errors import CloudError, Forbidden, NotFound
+from portal.errors import sentence
 from portal.events.sections import events_context
+from portal.formerrors import add_refusal
 from portal.web import arender
 
 
@@ -34,16 +37,23 @@ class CacheForm(forms.Form):
     name = forms.CharField(label="Name", required=False, max_length=63,
                            help_text="Defaults to the file name in the URL.")
 
+    def clean_url(self) -> str:
+        try:
+            return validation.image_url(self.cleaned_data["url"].strip(), "url")
+        except ValidationError as exc:
+            raise forms.ValidationError(sentence(exc.message)) from None
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data.get("name") or ""
+        try:
+            return artifacts.validate_name(name) if name else ""
+        except ValidationError as exc:
+            raise forms.ValidationError(sentence(exc.message)) from None
+
 
 def page_context(records: list[ArtifactRecord], access: Access) -> dict:
     return {"records": records, "nodes": records[0].hypervisors if records else (),
             "can_operate": access.current is not None and access.can_operate(access.current)}
-
-
-def _toast(text: str, level: str) -> HttpResponse:
-    response = HttpResponse(status=200)
-    response["HX-Trigger"] = json.dumps({"sfcloud:toast": {"text": text, "level": level}})
-    return response
 
 
 @login_required
@@ -58,36 +68,38 @@ async def image_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 async def image_cache(request: HttpRequest) -> HttpResponse:
+    """Cache a URL. A refusal shows beside its field with what was typed
+    kept: the form alone with htmx, else the whole page."""
     access = await access_for(request)
     namespace = access.current
     if namespace is None or not access.can_operate(namespace):
         raise PermissionDenied("Your role here does not let you add images.")
     form = CacheForm(request.POST)
-    error = None
     if form.is_valid():
-        url = form.cleaned_data["url"].strip()
+        url = form.cleaned_data["url"]
         try:
             # The API accepts any URL and reports a failed fetch on the
             # image; the form says at once what is plainly not an image.
             await urlcheck.probe(url, "url")
             record = await artifacts.cache(access.actor(request), url, namespace,
                                            name=form.cleaned_data["name"] or None)
-        except ValidationError as exc:
-            error = str(exc)
-        except CloudError as exc:
-            error = exc.message
+        except (ValidationError, CloudError) as exc:
+            add_refusal(form, exc, default="url")
         else:
             text = f"Fetching {record.spec.name}; every node copies it."
             if request.htmx:  # type: ignore[attr-defined]
-                return _toast(text, "success")
+                response = await arender(request, "images/_cache_form.html",
+                                         {"form": CacheForm()})
+                response["HX-Trigger"] = json.dumps({"sfcloud:toast": {"text": text,
+                                                                       "level": "success"}})
+                return response
             messages.success(request, text)
             return HttpResponseRedirect(reverse("image-list"))
-    else:
-        error = "; ".join(f"{form.fields[f].label}: {' '.join(e)}" for f, e in form.errors.items())
     if request.htmx:  # type: ignore[attr-defined]
-        return _toast(error, "error")
-    messages.error(request, error)
-    return HttpResponseRedirect(reverse("image-list"))
+        return await arender(request, "images/_cache_form.html", {"form": form}, status=400)
+    records = await artifacts.list_records(access.scope)
+    return await arender(request, "images/list.html", {
+        **page_context(records, access), "form": form}, status=400)
 
 
 async def _record_for(request: HttpRequest, uuid: UUID) -> tuple[ArtifactRecord, Access]:

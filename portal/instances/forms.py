@@ -11,6 +11,7 @@ from cloudstate import sshkeys, validation
 from cloudstate.model import Keypair
 from portal.cloud.instances import MAX_USER_DATA_BYTES
 from portal.cloud.interfaces import NicRequest
+from portal.errors import sentence
 
 CUSTOM_URL = "__url__"
 PASTE_KEY = "__paste__"
@@ -29,8 +30,8 @@ class InstanceForm(forms.Form):
         label="Disk size (GB)", min_value=1, max_value=validation.MAX_DISK_GB, initial=1
     )
     image = forms.ChoiceField(label="Image", help_text="What the disk starts with.")
-    image_url = forms.URLField(
-        label="Image URL", required=False, assume_scheme="https",
+    image_url = forms.CharField(
+        label="Image URL", required=False, max_length=2048,
         help_text="An http(s) URL of a qcow2 or raw disk image, fetched once per node.",
     )
     keypair = forms.ChoiceField(
@@ -88,7 +89,14 @@ class InstanceForm(forms.Form):
         try:
             return validation.hostname(self.cleaned_data["name"])
         except validation.ValidationError as exc:
-            raise forms.ValidationError(exc.message) from exc
+            raise forms.ValidationError(sentence(exc.message)) from exc
+
+    def clean_image_url(self) -> str:
+        url = (self.cleaned_data.get("image_url") or "").strip()
+        try:
+            return validation.image_url(url, "image_url") if url else ""
+        except validation.ValidationError as exc:
+            raise forms.ValidationError(sentence(exc.message)) from exc
 
     def clean_ssh_key(self) -> str:
         text = self.cleaned_data.get("ssh_key", "").strip()
@@ -145,6 +153,11 @@ class InstanceForm(forms.Form):
         return [NicRequest(network=uuid, float=index == 0 and bool(
                     self.cleaned_data.get("float_first")))
                 for index, uuid in enumerate(u for u in order if u in chosen)]
+
+    @property
+    def base_field(self) -> str:
+        """The field the disk's base came from (a refusal of it shows there)."""
+        return "image_url" if self.cleaned_data.get("image") == CUSTOM_URL else "image"
 
     @property
     def base(self) -> str:

@@ -14,12 +14,17 @@ from django.views.decorators.http import require_http_methods, require_POST
 from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for, namespace_choices
 from portal.cloud import artifacts, instances, keypairs, networks, usage
-from portal.cloud.errors import CloudError, Forbidden, NotFound
+from portal.cloud.errors import CloudError, Conflict, Forbidden, NotFound
 from portal.events.sections import events_context
+from portal.formerrors import add_refusal
 from portal.instances import detail
 from portal.instances.forms import InstanceForm
 from portal.live.hub import hub
 from portal.web import arender
+
+# The service's names for the create form's fields, where they differ.
+CREATE_FIELDS = {"disk size": "disk_size", "network": "networks", "user_data": "user_data",
+                 "ssh_key": "ssh_key", "keypair": "keypair", "cpus": "cpus", "memory": "memory"}
 
 DETAIL_SECTIONS = [
     "instances/_section_power.html",
@@ -81,10 +86,10 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
                 ssh_key=ssh_key, keypair=keypair, user_data=data["user_data_b64"],
                 networks=form.nics,
             ))
-        except ValidationError as exc:
-            form.add_error(None, str(exc))
-        except CloudError as exc:
-            form.add_error(None, exc.message)
+        except Conflict as exc:
+            add_refusal(form, exc, CREATE_FIELDS, default="name")
+        except (ValidationError, CloudError) as exc:
+            add_refusal(form, exc, {**CREATE_FIELDS, "base": form.base_field})
         else:
             messages.success(request, f"Instance {record.spec.name} is being created.")
             return HttpResponseRedirect(reverse("instance-list"))

@@ -7,6 +7,7 @@ from django import forms
 
 from cloudstate import netvalidation
 from cloudstate.validation import ValidationError
+from portal.errors import sentence
 
 
 class NetworkForm(forms.Form):
@@ -28,4 +29,14 @@ class NetworkForm(forms.Form):
         try:
             return netvalidation.network_name(self.cleaned_data["name"])
         except ValidationError as exc:
-            raise forms.ValidationError(exc.message) from exc
+            raise forms.ValidationError(sentence(exc.message)) from exc
+
+    def clean_netblock(self) -> str:
+        """As the API checks it, except that host bits are refused, naming
+        the range to give, rather than dropped behind the person's back."""
+        try:
+            network = netvalidation.netblock(self.cleaned_data["netblock"],
+                                             keep_host_bits=True)
+        except ValidationError as exc:
+            raise forms.ValidationError(sentence(exc.message)) from exc
+        return str(network)

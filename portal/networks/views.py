@@ -19,8 +19,9 @@ from cloudstate import states
 from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for
 from portal.cloud import instances, interfaces, networks
-from portal.cloud.errors import CloudError, Forbidden, NotFound
+from portal.cloud.errors import CloudError, Conflict, Forbidden, NotFound
 from portal.events.sections import events_context
+from portal.formerrors import add_refusal
 from portal.networks.forms import NetworkForm
 from portal.web import arender
 
@@ -59,9 +60,11 @@ async def network_create(request: HttpRequest) -> HttpResponse:
                 provide_dhcp=data["provide_dhcp"], provide_nat=data["provide_nat"],
                 provide_dns=data["provide_dns"]))
         except ValidationError as exc:
-            form.add_error("netblock" if exc.field == "netblock" else None, str(exc))
+            add_refusal(form, exc)
+        except Conflict as exc:
+            add_refusal(form, exc, default="name")
         except CloudError as exc:
-            form.add_error(None, exc.message)
+            add_refusal(form, exc)
         else:
             messages.success(request, f"Network {record.spec.name} is being created.")
             return HttpResponseRedirect(reverse("network-detail", args=[record.uuid]))

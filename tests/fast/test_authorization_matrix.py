@@ -111,6 +111,10 @@ class World:
         assert response.status_code == 200, response.text
         return response.json()["uuid"]
 
+    def fresh_person(self) -> int:
+        """A person nobody else uses, for a check that deletes one."""
+        return self.cloud.person(self.unique("gone")).user_id
+
     def fresh_namespace(self) -> str:
         name = self.unique("tmp")
         assert self.cloud.api().post("/auth/namespaces", {"namespace": name}).status_code == 200
@@ -455,8 +459,9 @@ MATRIX: dict[str, list[Check]] = {
                       page(member=200, viewer=200, other=200, system=200))],
     # B's admin works in B, where they may add images (the URL is then refused: a toast).
     "images/cache/": [
-        Check("POST", fixed("/images/cache/"), page(member=200, viewer=403, other=200,
-                                                    system=200), htmx=True,
+        # Those who may add images hear why this URL is refused, beside the field (400).
+        Check("POST", fixed("/images/cache/"), page(member=400, viewer=403, other=400,
+                                                    system=400), htmx=True,
               body=lambda w, who: {"url": "http://169.254.169.254/x"})],
     "images/<uuid:uuid>/": [Check("GET", fixed("/images/{image}/"), page(**READ_A))],
     "images/<uuid:uuid>/download/": [
@@ -563,6 +568,9 @@ MATRIX: dict[str, list[Check]] = {
         Check("POST", fixed("/manage/people/{spare}/active/"),
               page(member=403, viewer=403, other=403, system=MOVED),
               body=lambda w, who: {"active": "1"})],
+    "manage/people/<int:user_id>/delete/": [
+        Check("POST", lambda w, who: f"/manage/people/{w.fresh_person()}/delete/",
+              page(member=403, viewer=403, other=403, system=MOVED))],
     "manage/people/<int:user_id>/password/": [
         Check("POST", fixed("/manage/people/{spare}/password/"),
               page(member=403, viewer=403, other=403, system=200))],

@@ -39,6 +39,12 @@ def jsonish(value: Any) -> str:
 
 
 @register.filter
+def key_type(public_key: str) -> str:
+    """An OpenSSH public key's type (its first word), such as ssh-ed25519."""
+    return public_key.split(None, 1)[0] if public_key.strip() else ""
+
+
+@register.filter
 def b64size(value: str) -> int:
     try:
         return len(base64.b64decode(value))
