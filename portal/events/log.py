@@ -147,11 +147,13 @@ def parse_type(value: Any) -> str | None:
 
 
 async def list_events(kind: str, object_uuid: str, *, limit: int = DEFAULT_LIMIT,
-                      event_type: str | None = None) -> list[Event]:
-    """An object's events, newest first."""
+                      event_type: str | None = None, before: float | None = None) -> list[Event]:
+    """An object's events, newest first (older than ``before``, if given)."""
     query = Event.objects.filter(object_kind=kind, object_uuid=object_uuid)
     if event_type is not None:
         query = query.filter(type=event_type)
+    if before is not None:
+        query = query.filter(timestamp__lt=before)
     return [event async for event in query.order_by("-timestamp", "-id")[:limit]]
 
 

@@ -24,7 +24,7 @@ from portal.cloud import artifacts, blobs, urlcheck
 from portal.cloud.catalogue import ArtifactRecord
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.errors import sentence
-from portal.events.sections import events_context
+from portal.events.sections import events_context, events_query
 from portal.formerrors import add_refusal
 from portal.web import arender
 
@@ -116,7 +116,8 @@ async def image_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     return await arender(request, "images/detail.html", {
         "record": record, "nodes": record.hypervisors,
         "can_operate": access.can_operate(record.spec.namespace),
-        **await events_context("image", record.uuid),
+        **await events_context("image", record.uuid, events_query(request.GET),
+                                  here=request.path),
     })
 
 

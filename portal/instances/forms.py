@@ -4,10 +4,12 @@ so both go through one set of checks."""
 from __future__ import annotations
 
 import base64
+import json
+from typing import Any
 
 from django import forms
 
-from cloudstate import sshkeys, validation
+from cloudstate import metadata, sshkeys, validation
 from cloudstate.model import Keypair
 from portal.cloud.instances import MAX_USER_DATA_BYTES
 from portal.cloud.interfaces import NicRequest
@@ -163,3 +165,41 @@ class InstanceForm(forms.Form):
     def base(self) -> str:
         data = self.cleaned_data
         return data["image_url"] if data["image"] == CUSTOM_URL else data["image"]
+
+
+class TagForm(forms.Form):
+    """A tag (metadata key and value) on an instance, checked by the rules
+    the API uses, both fields at once."""
+
+    key = forms.CharField(label="Key", max_length=128,
+                          widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    value = forms.CharField(label="Value", required=False, max_length=4096,
+                            widget=forms.TextInput(attrs={"autocomplete": "off"}),
+                            help_text='Text, or JSON such as ["web", "blue"] for the tags key.')
+
+    def clean_key(self) -> str:
+        try:
+            return metadata.validate_key(self.cleaned_data["key"].strip())
+        except validation.ValidationError as exc:
+            raise forms.ValidationError(sentence(exc.message)) from exc
+
+    def clean_value(self) -> object:
+        raw = self.cleaned_data.get("value", "")
+        try:
+            value = json.loads(raw) if raw.strip()[:1] in ("[", "{") else raw
+        except ValueError:
+            # Looks like JSON but is not: kept as the text it is.
+            value = raw
+        try:
+            return metadata.validate_value(value)
+        except validation.ValidationError as exc:
+            raise forms.ValidationError(sentence(exc.message)) from exc
+
+
+class SnapshotForm(forms.Form):
+    device = forms.ChoiceField(label="Disks", required=False)
+
+    def __init__(self, *args: Any, devices: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["device"].choices = [("", "All disks, at one instant")] + [
+            (device, f"{device} only") for device in devices]

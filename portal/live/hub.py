@@ -18,7 +18,7 @@ import weakref
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from cloudstate.etcd import Etcd
+from cloudstate.etcd import Etcd, KeyValue
 from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Artifact, BlobObserved, InstanceObserved, InstanceSpec, InterfaceSpec
@@ -49,6 +49,10 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._blob_sweep: asyncio.Task[None] | None = None
         self._blob_sweep_again = False
+        # Records parsed from the mirror, each kept while its keys' revisions
+        # hold: a list of 10,000 instances parses only what changed.
+        self._instances: dict[str, tuple[tuple[int, int], InstanceRecord]] = {}
+        self._interfaces: dict[str, tuple[int, InterfaceSpec]] = {}
 
     # --- groups ----------------------------------------------------------------------
 
@@ -98,23 +102,53 @@ class Hub:
     def instance(self, uuid: str) -> InstanceRecord | None:
         spec_kv = self.mirror.get(self.keys.instance(uuid))
         if spec_kv is None:
+            self._instances.pop(uuid, None)
             return None
-        return InstanceRecord.from_kvs(spec_kv,
-                                       self.mirror.get(self.keys.observed_instance(uuid)))
+        return self._record(uuid, spec_kv)
+
+    def _record(self, uuid: str, spec_kv: KeyValue) -> InstanceRecord:
+        observed_kv = self.mirror.get(self.keys.observed_instance(uuid))
+        stamp = (spec_kv.mod_revision, observed_kv.mod_revision if observed_kv else 0)
+        cached = self._instances.get(uuid)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        record = InstanceRecord.from_kvs(spec_kv, observed_kv)
+        self._instances[uuid] = (stamp, record)
+        return record
 
     def all_instances(self) -> list[InstanceRecord]:
         """Every instance record in the mirror, deleted ones included."""
+        family = self.keys.instances
         records = []
-        for kv in self.mirror.items(self.keys.instances):
-            if found := self.keys.classify(kv.key):
-                observed = self.mirror.get(self.keys.observed_instance(found.uuid))
-                records.append(InstanceRecord.from_kvs(kv, observed))
+        for kv in self.mirror.items(family):
+            if uuid := self.keys.uuid_of(kv.key, family):
+                records.append(self._record(uuid, kv))
+        if len(self._instances) > len(records):
+            # Forget the parsed copies of instances that are gone.
+            kept = {record.uuid for record in records}
+            for uuid in [u for u in self._instances if u not in kept]:
+                del self._instances[uuid]
         return records
 
-    def instances(self, namespaces: Namespaces) -> list[InstanceRecord]:
-        return sorted_records(
-            record for record in self.all_instances()
-            if record.spec.desired != "deleted" and visible(record.spec.namespace, namespaces))
+    def interface(self, uuid: str) -> InterfaceSpec | None:
+        kv = self.mirror.get(self.keys.interface(uuid))
+        if kv is None:
+            self._interfaces.pop(uuid, None)
+            return None
+        cached = self._interfaces.get(uuid)
+        if cached is not None and cached[0] == kv.mod_revision:
+            return cached[1]
+        spec = InterfaceSpec.from_json(kv.value)
+        self._interfaces[uuid] = (kv.mod_revision, spec)
+        return spec
+
+    def instances(self, namespaces: Namespaces, *, ordered: bool = True) -> list[InstanceRecord]:
+        """The instances these namespaces hold (not deleted ones), oldest
+        first unless ``ordered`` is False (a list that sorts them itself)."""
+        found = (record for record in self.all_instances()
+                 if record.spec.desired != "deleted"
+                 and visible(record.spec.namespace, namespaces))
+        return sorted_records(found) if ordered else list(found)
 
     # --- fan-out ---------------------------------------------------------------------
 
@@ -148,8 +182,12 @@ class Hub:
             elif kind == ObjectKind.NETWORK:
                 networks.add(uuid)
             elif kind == ObjectKind.INTERFACE:
-                networks.update(InterfaceSpec.from_json(kv.value).network_uuid
-                                for kv in (change.old, change.new) if kv is not None)
+                for kv in (change.old, change.new):
+                    if kv is not None:
+                        nic = InterfaceSpec.from_json(kv.value)
+                        networks.add(nic.network_uuid)
+                        # Its addresses show in its instance's row and page.
+                        touched[nic.instance_uuid] = nic.namespace
             elif kind == ObjectKind.INSTANCE:
                 if _torn_down(change, self.keys.observed_instance(uuid)):
                     self._sweep_unused_blobs()

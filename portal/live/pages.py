@@ -12,13 +12,15 @@ Messages are HTML fragments that htmx swaps in by id.
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from portal.accounts.access import Access, access_for_scope
 from portal.accounts.notify import user_group
 from portal.cloud.errors import NotFound
 from portal.events import log as eventlog
-from portal.events.sections import event_row_oob, event_rows_oob
+from portal.events.sections import EventsQuery, event_row_oob, event_rows_oob, events_query
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_ACCESS_CHANGED = 4403
@@ -30,6 +32,14 @@ class LivePage(AsyncWebsocketConsumer):
     groups_joined: list[str]
     # (kind, id) of the object whose event log the page shows, set by admit().
     events_of: tuple[str, str] | None = None
+    # Which of its events the page shows (its address's events_type, events_before).
+    events_shown: EventsQuery
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The query string the page opened its websocket with (the page's own)."""
+        raw = self.scope.get("query_string", b"").decode("latin-1")
+        return dict(parse_qsl(raw, keep_blank_values=True))
 
     async def admit(self) -> list[str] | None:
         """The Channels groups this page listens to, or None to refuse it
@@ -47,6 +57,7 @@ class LivePage(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.access = await access_for_scope(self.scope)
+        self.events_shown = events_query(self.params)
         groups = await self.admit()
         if groups is None:
             await self.close(code=CLOSE_NOT_FOUND)
@@ -59,7 +70,7 @@ class LivePage(AsyncWebsocketConsumer):
             self.groups_joined.append(group)
         await self.refresh()
         if self.events_of is not None:
-            await self.send(text_data=await event_rows_oob(*self.events_of))
+            await self.send(text_data=await event_rows_oob(*self.events_of, self.events_shown))
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
@@ -72,7 +83,8 @@ class LivePage(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_ACCESS_CHANGED)
 
     async def event_added(self, event: dict) -> None:
-        await self.send(text_data=event_row_oob(event["event"]))
+        if self.events_shown.shows_new(event["event"].get("type", "")):
+            await self.send(text_data=event_row_oob(event["event"]))
 
 
 class CollectionPage(LivePage):

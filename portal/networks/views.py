@@ -20,7 +20,7 @@ from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for
 from portal.cloud import instances, interfaces, networks
 from portal.cloud.errors import CloudError, Conflict, Forbidden, NotFound
-from portal.events.sections import events_context
+from portal.events.sections import events_context, events_query
 from portal.formerrors import add_refusal
 from portal.networks.forms import NetworkForm
 from portal.web import arender
@@ -103,7 +103,8 @@ async def network_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
         **await detail_context(record),
         "can_operate": access.can_operate(record.spec.namespace),
         "deletable": record.spec.desired != "deleted",
-        **await events_context("network", record.uuid),
+        **await events_context("network", record.uuid, events_query(request.GET),
+                                  here=request.path),
     })
 
 

@@ -438,6 +438,17 @@ MATRIX: dict[str, list[Check]] = {
     "instances/new/": [Check("GET", fixed("/instances/new/"),
                              page(member=200, viewer=403, other=200, system=200))],
     "instances/<uuid:uuid>/": [Check("GET", fixed("/instances/{inst}/"), page(**READ_A))],
+    "instances/<uuid:uuid>/<tab:tab>/": [
+        Check("GET", fixed("/instances/{inst}/console/"), page(**READ_A)),
+        Check("GET", fixed("/instances/{inst}/events/"), page(**READ_A))],
+    # The list's "with the selected": a page naming them first, then done (a redirect).
+    "instances/bulk/": [
+        Check("POST", fixed("/instances/bulk/"), page(**OPERATE_A),
+              body=lambda w, who: {"action": "pause", "uuid": w.instance_a}),
+        Check("POST", lambda w, who: "/instances/bulk/",
+              page(member=MOVED, viewer=403, other=404, system=MOVED),
+              body=lambda w, who: {"action": "delete", "uuid": w.fresh_instance(),
+                                   "confirmed": "yes"})],
     "instances/<uuid:uuid>/delete/": [
         Check("POST", lambda w, who: f"/instances/{w.fresh_instance()}/delete/",
               page(member=MOVED, viewer=403, other=404, system=MOVED))],
@@ -447,8 +458,10 @@ MATRIX: dict[str, list[Check]] = {
     # the service refuses (the instance is not built); viewers get 403, outsiders 404.
     "instances/<uuid:uuid>/power/<str:action>/": [
         Check("POST", fixed("/instances/{inst}/power/pause/"), page(**OPERATE_A), htmx=True)],
+    # A form's refusal is the form again, with the reason beside the field (400).
     "instances/<uuid:uuid>/snapshot/": [
-        Check("POST", fixed("/instances/{inst}/snapshot/"), page(**OPERATE_A), htmx=True)],
+        Check("POST", fixed("/instances/{inst}/snapshot/"),
+              page(member=400, viewer=403, other=404, system=400), htmx=True)],
     "instances/<uuid:uuid>/metadata/": [
         Check("POST", fixed("/instances/{inst}/metadata/"), page(**OPERATE_A), htmx=True,
               body=lambda w, who: {"key": "shade", "value": "dark"})],
