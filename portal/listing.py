@@ -200,6 +200,30 @@ class Listing(Generic[T]):
             "narrowed": query.narrowed,
         }
 
+    def page_context(self, page: Page[T]) -> dict[str, Any]:
+        """What a list's live parts (rows, count, pager, empty state) need:
+        the page and links that keep the rest of the query."""
+        query = page.query
+        return {
+            "page": page,
+            "rows": page.rows,
+            "previous_link": self.link(query, page=query.page - 1) if query.page > 1 else "",
+            "next_link": self.link(query, page=query.page + 1) if query.page < page.pages
+            else "",
+            "clear_link": self.link(Query(sort=query.sort, per_page=query.per_page)),
+        }
+
+    def view_context(self, rows: Sequence[T], page: Page[T]) -> dict[str, Any]:
+        """Everything a list page's template needs from the listing: the
+        page (as page_context), its controls, its sortable headings and the
+        query its websocket is opened with."""
+        return {
+            **self.page_context(page),
+            "controls": self.controls(rows, page.query),
+            "sort_links": {name: self.sort_link(page.query, name) for name in self.sorts},
+            "ws_query": urlencode(page.query.params(self.default_sort)),
+        }
+
     def link(self, query: Query, **changes: Any) -> str:
         """A query string (with its "?") for this list with ``changes``."""
         params = query.params(self.default_sort, **changes)

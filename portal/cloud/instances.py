@@ -127,6 +127,7 @@ async def create(actor: Actor, namespace: str,
         record = await _place(wanted, namespace)
         entry.object_id = record.uuid
     await changes.event(actor, KIND, record.uuid, "created", node=record.spec.node)
+    await interfaces.record_on_networks(actor, record.spec, "added")
     return record
 
 
@@ -236,6 +237,8 @@ async def delete(actor: Actor, record: InstanceRecord) -> InstanceRecord:
         deleted, asked = await _mark_deleted(record)
     if asked:
         await changes.event(actor, KIND, record.uuid, "deletion requested")
+        await interfaces.record_on_networks(actor, record.spec, "goes (its instance is being "
+                                                                "deleted)")
     return deleted
 
 

@@ -5,6 +5,8 @@ one from a file (portal.images.uploads), downloading one, and deleting one."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 from uuid import UUID
 
 from django import forms
@@ -26,6 +28,7 @@ from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.errors import sentence
 from portal.events.sections import events_context, events_query
 from portal.formerrors import add_refusal
+from portal.images.listing import IMAGES, rows_for, source_shown
 from portal.web import arender
 
 
@@ -51,8 +54,13 @@ class CacheForm(forms.Form):
             raise forms.ValidationError(sentence(exc.message)) from None
 
 
-def page_context(records: list[ArtifactRecord], access: Access) -> dict:
-    return {"records": records, "nodes": records[0].hypervisors if records else (),
+def page_context(records: list[ArtifactRecord], access: Access,
+                 params: Mapping[str, Any]) -> dict[str, Any]:
+    """The list's page as asked (portal.listing): for the page and its websocket."""
+    rows = rows_for(records, access)
+    page = IMAGES.page(rows, IMAGES.read(params))
+    return {**IMAGES.view_context(rows, page), "list_label": "images",
+            "nodes": records[0].hypervisors if records else (),
             "can_operate": access.current is not None and access.can_operate(access.current)}
 
 
@@ -60,9 +68,9 @@ def page_context(records: list[ArtifactRecord], access: Access) -> dict:
 async def image_list(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
     records = await artifacts.list_records(access.scope)
-    return await arender(request, "images/list.html", {
-        **page_context(records, access), "form": CacheForm(),
-    })
+    context = page_context(records, access, request.GET)
+    return await arender(request, "images/list.html", {**context, "form": CacheForm()},
+                         status=400 if context["page"].query.errors else 200)
 
 
 @login_required
@@ -99,7 +107,7 @@ async def image_cache(request: HttpRequest) -> HttpResponse:
         return await arender(request, "images/_cache_form.html", {"form": form}, status=400)
     records = await artifacts.list_records(access.scope)
     return await arender(request, "images/list.html", {
-        **page_context(records, access), "form": form}, status=400)
+        **page_context(records, access, request.GET), "form": form}, status=400)
 
 
 async def _record_for(request: HttpRequest, uuid: UUID) -> tuple[ArtifactRecord, Access]:
@@ -115,6 +123,7 @@ async def image_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, access = await _record_for(request, uuid)
     return await arender(request, "images/detail.html", {
         "record": record, "nodes": record.hypervisors,
+        "used_by": record.used_by_in(access.scope), "source": source_shown(record, access),
         "can_operate": access.can_operate(record.spec.namespace),
         **await events_context("image", record.uuid, events_query(request.GET),
                                   here=request.path),

@@ -25,12 +25,7 @@ from cloudstate import usage as usage_contract
 from portal.cloud import usage
 from portal.cloud.instances import InstanceRecord, visible
 from portal.instances import detail
-from portal.instances.listing import (
-    InstanceRow,
-    listing_for,
-    page_context,
-    rows_in_scope,
-)
+from portal.instances.listing import InstanceRow, listing_for, rows_in_scope
 from portal.listing import Listing, Page, Query
 from portal.live.hub import Hub, hub
 from portal.live.pages import LivePage
@@ -100,16 +95,8 @@ class InstanceListConsumer(LivePage):
             self.summarised |= missing
             self.figures.update(usage.instance_figures(await usage.summaries(missing)))
         self._follow(nodes)
-        context = self._context(**page_context(self.listing, page), list_label="instances",
-                                oob=True)
-        await self.send(text_data=render_to_string("instances/_rows.html", context))
-        # Separate messages: htmx reads a message that starts with a <tbody> in a table's
-        # context, which a <nav> after it would not survive.
-        await self.send(text_data=render_to_string("components/pager.html",
-                                                   {**context, "id": "pager"}))
-        await self.send(text_data=render_to_string("components/pager.html",
-                                                   {**context, "id": "pager-end"}))
-        await self.send(text_data=render_to_string("instances/_empty.html", context))
+        await self.send_list_page("instances/_rows.html", "instances/_empty.html", self._context(
+            **self.listing.page_context(page), list_label="instances"))
 
     def _follow(self, nodes: set[str]) -> None:
         """Follow the figures of exactly these nodes (those of the rows shown)."""

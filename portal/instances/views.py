@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib import messages
@@ -20,7 +19,7 @@ from portal.events.sections import events_context, events_query
 from portal.formerrors import add_refusal
 from portal.instances import bulk, detail
 from portal.instances.forms import InstanceForm, SnapshotForm, TagForm
-from portal.instances.listing import listing_for, page_context, rows_in_scope
+from portal.instances.listing import listing_for, rows_in_scope
 from portal.live.hub import hub
 from portal.web import arender
 
@@ -41,10 +40,7 @@ async def instance_list(request: HttpRequest) -> HttpResponse:
     figures = usage.instance_figures(
         await usage.summaries(row.record.spec.node for row in page.rows))
     return await arender(request, "instances/list.html", {
-        **page_context(listing, page),
-        "controls": listing.controls(rows, page.query),
-        "sort_links": {name: listing.sort_link(page.query, name) for name in listing.sorts},
-        "ws_query": urlencode(page.query.params(listing.default_sort)),
+        **listing.view_context(rows, page),
         "can_operate": access.can_operate_here,
         "show_namespace": access.all_namespaces,
         "usage": figures,

@@ -53,6 +53,9 @@ class Hub:
         # hold: a list of 10,000 instances parses only what changed.
         self._instances: dict[str, tuple[tuple[int, int], InstanceRecord]] = {}
         self._interfaces: dict[str, tuple[int, InterfaceSpec]] = {}
+        # Every instance record as of a mirror revision: pages asking again
+        # before anything changed (50 browsers after one change) share it.
+        self._all: tuple[int, list[InstanceRecord]] = (-1, [])
 
     # --- groups ----------------------------------------------------------------------
 
@@ -117,7 +120,11 @@ class Hub:
         return record
 
     def all_instances(self) -> list[InstanceRecord]:
-        """Every instance record in the mirror, deleted ones included."""
+        """Every instance record in the mirror, deleted ones included (a
+        list shared by callers: don't change it)."""
+        if self._all[0] == self.mirror.revision:
+            return self._all[1]
+        revision = self.mirror.revision
         family = self.keys.instances
         records = []
         for kv in self.mirror.items(family):
@@ -128,6 +135,7 @@ class Hub:
             kept = {record.uuid for record in records}
             for uuid in [u for u in self._instances if u not in kept]:
                 del self._instances[uuid]
+        self._all = (revision, records)
         return records
 
     def interface(self, uuid: str) -> InterfaceSpec | None:

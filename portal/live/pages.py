@@ -15,6 +15,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
 
 from portal.accounts.access import Access, access_for_scope
 from portal.accounts.notify import user_group
@@ -78,6 +79,19 @@ class LivePage(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Read-only: anything a browser sends is ignored."""
+
+    async def send_list_page(self, rows_template: str, empty_template: str,
+                             context: dict) -> None:
+        """A list page again (portal.listing): its rows, its count and pager
+        (above and below the table) and its empty state. Separate messages:
+        htmx reads a message that starts with a <tbody> in a table's context,
+        which a <nav> after it would not survive."""
+        context = {**context, "oob": True}
+        await self.send(text_data=render_to_string(rows_template, context))
+        for pager in ("pager", "pager-end"):
+            await self.send(text_data=render_to_string("components/pager.html",
+                                                       {**context, "id": pager}))
+        await self.send(text_data=render_to_string(empty_template, context))
 
     async def access_changed(self, event: dict) -> None:
         await self.close(code=CLOSE_ACCESS_CHANGED)

@@ -5,6 +5,7 @@ refusal reads the same in both."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -23,22 +24,26 @@ from portal.cloud.errors import CloudError, Conflict, Forbidden, NotFound
 from portal.events.sections import events_context, events_query
 from portal.formerrors import add_refusal
 from portal.networks.forms import NetworkForm
+from portal.networks.listing import NETWORKS
 from portal.web import arender
 
 
-def list_context(records: list[networks.NetworkRecord], access: Any) -> dict[str, Any]:
-    """What the list's rows need, for the page and for its websocket."""
-    return {"records": records, "all_namespaces": access.all_namespaces}
+def list_context(records: list[networks.NetworkRecord], access: Any,
+                 params: Mapping[str, Any]) -> dict[str, Any]:
+    """The list's page as asked (portal.listing), for the page and its websocket."""
+    page = NETWORKS.page(records, NETWORKS.read(params))
+    return {**NETWORKS.view_context(records, page), "list_label": "networks",
+            "all_namespaces": access.all_namespaces,
+            "can_operate": access.current is not None and access.can_operate(access.current)}
 
 
 @login_required
 async def network_list(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
     records = await networks.list_networks(access.scope)
-    return await arender(request, "networks/list.html", {
-        **list_context(records, access),
-        "can_operate": access.current is not None and access.can_operate(access.current),
-    })
+    context = list_context(records, access, request.GET)
+    return await arender(request, "networks/list.html", context,
+                         status=400 if context["page"].query.errors else 200)
 
 
 @login_required
