@@ -796,7 +796,7 @@ def world(module_portal: InProcessPortal) -> World:
 
 def _token_id(browser: Browser, name: str) -> int:
     page_text = browser.get("/account/tokens/").text
-    row = re.search(rf'<tr id="token-(\d+)">\s*<td>{name}</td>', page_text)
+    row = re.search(rf'<tr id="token-(\d+)">\s*<td[^>]*>{name}</td>', page_text)
     assert row, f"token {name} is not on its owner's page"
     return int(row.group(1))
 

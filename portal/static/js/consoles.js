@@ -23,7 +23,7 @@ const REASONS = {
   4004: "No such instance.",
   4008: "Too many consoles open: close one first.",
   4009: STOPPED,
-  4010: "The instance stopped: its console opens again once it is on.",
+  4010: "The instance is not running (it stopped): its console opens again once it is on.",
   4011: "The instance's node does not answer.",
   4012: "The console broke the protocol.",
   4013: "Your access changed.",
