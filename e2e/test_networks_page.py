@@ -49,8 +49,9 @@ def test_network_pages_and_floating_buttons(page: Page, netcloud: Cloud) -> None
     page.get_by_label("web-net (10.88.0.0/24)").check()
     page.get_by_role("button", name="Create instance").click()
     page.wait_for_url(f"{netcloud.url}/instances/")
-    page.locator("#instance-rows tr", has_text="web-vm").get_by_role("link").click()
-
+    page.locator("#instance-rows tr", has_text="web-vm").get_by_role("link",
+                                                                     name="web-vm").click()
+    page.get_by_role("link", name="Networking").click()
     section = page.locator("#instance-interfaces")
     expect(section).to_contain_text("web-net")
     expect(section).to_contain_text("10.88.0.")

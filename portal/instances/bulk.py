@@ -73,7 +73,8 @@ async def bulk_action(request: HttpRequest) -> HttpResponse:
         if not access.can_operate(record.spec.namespace):
             raise PermissionDenied(f"Your role in {record.spec.namespace} is viewer: you may "
                                    f"not change {record.spec.name}.")
-    context = {"action": action, "label": labels.get(action, ""), "effect": EFFECTS.get(action),
+    context = {"action": action, "action_label": labels.get(action, ""),
+               "effect": EFFECTS.get(action),
                "dangerous": action in DANGEROUS, "records": records, "missing": missing,
                "next": back, "problem": problem}
     if problem or request.POST.get("confirmed") != "yes":
