@@ -113,6 +113,9 @@ def test_serial_console_in_the_page(page: Page, cloud: Cloud, guest: dict) -> No
     boots = cloud.console_log(guest["uuid"]).count("SFCLOUD-READY")
     assert api.post(f"/instances/{guest['uuid']}/poweroff").status_code == 200
     expect(status).to_contain_text("not running", timeout=60_000)
+    # The console closes as the guest stops, maybe before its node has said it is off.
+    wait_for(lambda: api.get(f"/instances/{guest['uuid']}").json()["power_state"] == "off",
+             60, "the guest to be off")
     assert api.post(f"/instances/{guest['uuid']}/poweron").status_code == 200
     expect(status).to_have_text("Connected", timeout=60_000)
     wait_for(lambda: cloud.console_log(guest["uuid"]).count("SFCLOUD-READY") > boots, 90,

@@ -6,6 +6,8 @@ watch it leave the list. The network pages follow the cloud without reloads."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -57,7 +59,7 @@ def test_network_pages_and_floating_buttons(page: Page, netcloud: Cloud) -> None
     expect(section).to_contain_text("10.88.0.")
     section.get_by_role("button", name="Add floating address").click()
     expect(section.get_by_role("button", name="Remove floating address")).to_be_visible()
-    uuid = page.url.rstrip("/").rsplit("/", 1)[-1]
+    uuid = re.search(r"/instances/([0-9a-f-]{36})/", page.url).group(1)  # type: ignore[union-attr]
     nic = netcloud.api().get(f"/instances/{uuid}/interfaces").json()[0]
     assert nic["floating"]
     expect(section).to_contain_text(nic["floating"])
