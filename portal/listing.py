@@ -162,15 +162,18 @@ class Listing(Generic[T]):
         return found
 
     def page(self, rows: Sequence[T], query: Query) -> Page[T]:
-        ordered = self.ordered(rows, query)
+        return self.cut(self.ordered(rows, query), len(rows), query)
+
+    def cut(self, ordered: Sequence[T], in_scope: int, query: Query) -> Page[T]:
+        """The query's page of rows already matched and ordered."""
         pages = max(1, math.ceil(len(ordered) / query.per_page))
         if query.page > pages:
             # Past the end (rows went, or a typed number): the last page instead.
             query = Query(q=query.q, filters=query.filters, sort=query.sort, page=pages,
                           per_page=query.per_page, errors=query.errors)
         start = (query.page - 1) * query.per_page
-        return Page(rows=ordered[start:start + query.per_page], total=len(ordered),
-                    in_scope=len(rows), query=query, pages=pages)
+        return Page(rows=list(ordered[start:start + query.per_page]), total=len(ordered),
+                    in_scope=in_scope, query=query, pages=pages)
 
     # --- what the page's controls need -------------------------------------------------------
 
@@ -213,13 +216,15 @@ class Listing(Generic[T]):
             "clear_link": self.link(Query(sort=query.sort, per_page=query.per_page)),
         }
 
-    def view_context(self, rows: Sequence[T], page: Page[T]) -> dict[str, Any]:
+    def view_context(self, rows: Sequence[T], page: Page[T],
+                     controls: dict[str, Any] | None = None) -> dict[str, Any]:
         """Everything a list page's template needs from the listing: the
-        page (as page_context), its controls, its sortable headings and the
-        query its websocket is opened with."""
+        page (as page_context), its controls (worked out from ``rows`` unless
+        given), its sortable headings and the query its websocket is opened
+        with."""
         return {
             **self.page_context(page),
-            "controls": self.controls(rows, page.query),
+            "controls": controls if controls is not None else self.controls(rows, page.query),
             "sort_links": {name: self.sort_link(page.query, name) for name in self.sorts},
             "ws_query": urlencode(page.query.params(self.default_sort)),
         }
@@ -248,3 +253,36 @@ def _whole(text: str, default: int) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 9:
         return -1
     return int(text)
+
+
+@dataclass
+class Ordered(Generic[T]):
+    """A query's matching rows in order, and its controls' choices, as of a version of the
+    rows (the live hub's mirror revision)."""
+
+    version: int
+    rows: list[T]
+    in_scope: int
+    controls: dict[str, Any]
+
+
+class OrderedCache(Generic[T]):
+    """The last few queries' ordered rows, kept while the rows' version holds: the next page,
+    a reload, or fifty people on the same list cost a slice, not a sort of everything."""
+
+    def __init__(self, size: int = 32):
+        self.size = size
+        self._kept: dict[Any, Ordered[T]] = {}
+
+    def get(self, key: Any, version: int) -> Ordered[T] | None:
+        found = self._kept.get(key)
+        if found is None or found.version != version:
+            return None
+        self._kept[key] = self._kept.pop(key)  # most recently used last
+        return found
+
+    def put(self, key: Any, entry: Ordered[T]) -> None:
+        self._kept.pop(key, None)
+        self._kept[key] = entry
+        while len(self._kept) > self.size:
+            del self._kept[next(iter(self._kept))]

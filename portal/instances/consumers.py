@@ -25,7 +25,7 @@ from cloudstate import usage as usage_contract
 from portal.cloud import usage
 from portal.cloud.instances import InstanceRecord, visible
 from portal.instances import detail
-from portal.instances.listing import InstanceRow, listing_for, rows_in_scope
+from portal.instances.listing import InstanceRow, listing_for, ordered
 from portal.listing import Listing, Page, Query
 from portal.live.hub import Hub, hub
 from portal.live.pages import LivePage
@@ -84,10 +84,9 @@ class InstanceListConsumer(LivePage):
 
     async def refresh(self) -> None:
         """The page as it is now: its rows, then its count, pager and empty state."""
-        rows = rows_in_scope(self.hub, self.scope_namespaces)
-        ordered = self.listing.ordered(rows, self.query)
-        self.matching = {row.uuid: self.listing.sort_key(row, self.query) for row in ordered}
-        page: Page[InstanceRow] = self.listing.page(rows, self.query)
+        found = ordered(self.hub, self.scope_namespaces, self.show_namespace, self.query)
+        self.matching = {row.uuid: self.listing.sort_key(row, self.query) for row in found.rows}
+        page: Page[InstanceRow] = self.listing.cut(found.rows, found.in_scope, self.query)
         self.shown = [row.uuid for row in page.rows]
         nodes = {row.record.spec.node for row in page.rows if row.record.spec.node}
         if missing := nodes - self.summarised:

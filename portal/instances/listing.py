@@ -10,17 +10,36 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cache, cached_property
+from typing import Any
 from urllib.parse import urlsplit
+
+from django.urls import reverse
 
 from portal.cloud.instances import InstanceRecord
 from portal.cloud.refs import Namespaces
-from portal.listing import Filter, Listing, Sort
+from portal.instances import detail
+from portal.listing import Filter, Listing, Ordered, OrderedCache, Page, Query, Sort
 from portal.live.hub import Hub
 
 # The states a row is filtered by: the instance's own while it is not built
 # (creating, error, deleting), else its power state (on, off, paused...).
 STATUS_ORDER = ("creating", "on", "paused", "off", "crashed", "initial", "error", "deleting")
+
+
+_SOME_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+@cache
+def _url_patterns() -> dict[str, str]:
+    """Each link of a row, reversed once with a stand-in UUID (and action): a
+    page of rows needs hundreds, and reverse() is not free."""
+    return {
+        "detail": reverse("instance-detail", args=[_SOME_UUID]),
+        "console": reverse("instance-tab", args=[_SOME_UUID, "console"]),
+        "delete": reverse("instance-delete", args=[_SOME_UUID]),
+        "power": reverse("instance-power", args=[_SOME_UUID, "ACTION"]),
+    }
 
 
 class InstanceRow:
@@ -37,6 +56,18 @@ class InstanceRow:
     @property
     def name(self) -> str:
         return self.record.spec.name
+
+    @cached_property
+    def urls(self) -> dict[str, str]:
+        return {name: url.replace(_SOME_UUID, self.uuid)
+                for name, url in _url_patterns().items() if name != "power"}
+
+    @cached_property
+    def power_menu(self) -> list[dict[str, Any]]:
+        """The power actions possible now (portal.instances.detail), each with its URL."""
+        url = _url_patterns()["power"].replace(_SOME_UUID, self.uuid)
+        return [{**button, "url": url.replace("ACTION", button["action"])}
+                for button in detail.power_buttons(self.record)]
 
     @cached_property
     def status(self) -> str:
@@ -183,3 +214,32 @@ def rows_in_scope(hub: Hub, namespaces: Namespaces) -> list[InstanceRow]:
 
 # Rows worked out so far, by hub (one per portal process and event loop), by uuid.
 _ROWS: dict[int, dict[str, InstanceRow]] = {}
+_ORDERED: dict[int, OrderedCache[InstanceRow]] = {}
+
+
+def ordered(hub: Hub, namespaces: Namespaces, everything: bool,
+            query: Query) -> Ordered[InstanceRow]:
+    """The rows that match the query, in its order, and the list's controls.
+    Kept while nothing in the mirror changed (OrderedCache), so paging
+    through a list, reloading it, or many people looking at it sort it once."""
+    listing = listing_for(everything)
+    cache = _ORDERED.setdefault(id(hub), OrderedCache())
+    key = (everything, namespaces, query.q, query.filters, query.sort)
+    version = hub.mirror.revision
+    found = cache.get(key, version)
+    if found is None:
+        rows = rows_in_scope(hub, namespaces)
+        found = Ordered(version, listing.ordered(rows, query), len(rows),
+                        listing.controls(rows, query))
+        cache.put(key, found)
+    return found
+
+
+def ordered_page(hub: Hub, namespaces: Namespaces, everything: bool,
+                 query: Query) -> tuple[Page[InstanceRow], dict[str, Any]]:
+    """The query's page, and the list's controls."""
+    found = ordered(hub, namespaces, everything, query)
+    page = listing_for(everything).cut(found.rows, found.in_scope, query)
+    controls = {**found.controls, "per_page": page.query.per_page,
+                "errors": page.query.errors}
+    return page, controls

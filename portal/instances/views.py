@@ -19,7 +19,7 @@ from portal.events.sections import events_context, events_query
 from portal.formerrors import add_refusal
 from portal.instances import bulk, detail
 from portal.instances.forms import InstanceForm, SnapshotForm, TagForm
-from portal.instances.listing import listing_for, rows_in_scope
+from portal.instances.listing import listing_for, ordered_page
 from portal.live.hub import hub
 from portal.web import arender
 
@@ -34,13 +34,12 @@ async def instance_list(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
     live = await hub()
     listing = listing_for(access.all_namespaces)
-    query = listing.read(request.GET)
-    rows = rows_in_scope(live, access.scope)
-    page = listing.page(rows, query)
+    page, controls = ordered_page(live, access.scope, access.all_namespaces,
+                                  listing.read(request.GET))
     figures = usage.instance_figures(
         await usage.summaries(row.record.spec.node for row in page.rows))
     return await arender(request, "instances/list.html", {
-        **listing.view_context(rows, page),
+        **listing.view_context([], page, controls),
         "can_operate": access.can_operate_here,
         "show_namespace": access.all_namespaces,
         "usage": figures,

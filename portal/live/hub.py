@@ -56,6 +56,9 @@ class Hub:
         # Every instance record as of a mirror revision: pages asking again
         # before anything changed (50 browsers after one change) share it.
         self._all: tuple[int, list[InstanceRecord]] = (-1, [])
+        # The uuids of the instances in the mirror, kept by _on_changes (None
+        # until first needed: then read from the mirror once).
+        self._uuids: set[str] | None = None
 
     # --- groups ----------------------------------------------------------------------
 
@@ -125,16 +128,18 @@ class Hub:
         if self._all[0] == self.mirror.revision:
             return self._all[1]
         revision = self.mirror.revision
-        family = self.keys.instances
+        if self._uuids is None:
+            family = self.keys.instances
+            self._uuids = {uuid for kv in self.mirror.items(family)
+                           if (uuid := self.keys.uuid_of(kv.key, family))}
         records = []
-        for kv in self.mirror.items(family):
-            if uuid := self.keys.uuid_of(kv.key, family):
-                records.append(self._record(uuid, kv))
-        if len(self._instances) > len(records):
-            # Forget the parsed copies of instances that are gone.
-            kept = {record.uuid for record in records}
-            for uuid in [u for u in self._instances if u not in kept]:
-                del self._instances[uuid]
+        for uuid in list(self._uuids):
+            spec_kv = self.mirror.get(self.keys.instance(uuid))
+            if spec_kv is None:
+                self._uuids.discard(uuid)
+                self._instances.pop(uuid, None)
+            else:
+                records.append(self._record(uuid, spec_kv))
         self._all = (revision, records)
         return records
 
@@ -197,6 +202,11 @@ class Hub:
                         # Its addresses show in its instance's row and page.
                         touched[nic.instance_uuid] = nic.namespace
             elif kind == ObjectKind.INSTANCE:
+                if self._uuids is not None and not found.observed:
+                    if change.new is None:
+                        self._uuids.discard(uuid)
+                    else:
+                        self._uuids.add(uuid)
                 if _torn_down(change, self.keys.observed_instance(uuid)):
                     self._sweep_unused_blobs()
                 # A removed spec is gone from the mirror; its old value still
