@@ -63,7 +63,11 @@ def test_network_pages_and_floating_buttons(page: Page, netcloud: Cloud) -> None
     nic = netcloud.api().get(f"/instances/{uuid}/interfaces").json()[0]
     assert nic["floating"]
     expect(section).to_contain_text(nic["floating"])
+    # Giving the address back asks first, naming it.
     section.get_by_role("button", name="Remove floating address").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog.get_by_role("heading")).to_have_text(f"Give back {nic['floating']}?")
+    dialog.get_by_role("button", name="Remove floating address").click()
     expect(section.get_by_role("button", name="Add floating address")).to_be_visible()
     assert netcloud.api().get(f"/interfaces/{nic['uuid']}").json()["floating"] is None
 

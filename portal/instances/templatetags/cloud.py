@@ -10,15 +10,7 @@ from typing import Any
 
 from django import template
 
-from portal.instances import detail
-
 register = template.Library()
-
-
-@register.filter
-def power_buttons(record: Any) -> list[dict[str, str]]:
-    """The power actions to offer for an instance (see instances.detail)."""
-    return detail.power_buttons(record)
 
 
 @register.filter
