@@ -148,17 +148,22 @@ class Listing(Generic[T]):
                 return False
         return not query.q or self.search(row, query.q.casefold())
 
+    def _sort(self, query: Query) -> tuple[Sort[T], bool]:
+        """The query's sort (the default if it names none) and whether it is descending."""
+        name = query.sort or self.default_sort
+        return self.sorts[name.removeprefix("-")], name.startswith("-")
+
     def sort_key(self, row: T, query: Query) -> Any:
-        return self.sorts[query.sort.removeprefix("-")].key(row)
+        return self._sort(query)[0].key(row)
 
     def ordered(self, rows: Iterable[T], query: Query) -> list[T]:
         """Every row that matches, in the query's order."""
         found = [row for row in rows if self.matches(row, query)] if query.narrowed \
             else list(rows)
-        key = self.sorts[query.sort.removeprefix("-")].key
+        sort, descending = self._sort(query)
         # Two stable passes: the tie key always ascending, the sort either way.
         found.sort(key=self.tie)
-        found.sort(key=key, reverse=query.sort.startswith("-"))
+        found.sort(key=sort.key, reverse=descending)
         return found
 
     def page(self, rows: Sequence[T], query: Query) -> Page[T]:

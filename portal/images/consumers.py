@@ -36,7 +36,7 @@ class ImagesConsumer(CollectionPage):
             return
         await self.send(text_data=render_to_string("images/_nodes.html", {
             "record": record, "nodes": record.hypervisors, "oob": True,
-            "used_by": record.used_by_in(self.access.scope)}))
+            "used_by": record.used_by_in(self.access.visible)}))
 
     async def image_changed(self, event: dict) -> None:
         await self.member_changed(event["uuid"])

@@ -33,7 +33,7 @@ def source_shown(record: ArtifactRecord, access: Access) -> str:
 
 
 def rows_for(records: Sequence[ArtifactRecord], access: Access) -> list[ImageRow]:
-    return [ImageRow(record, record.used_by_in(access.scope), source_shown(record, access))
+    return [ImageRow(record, record.used_by_in(access.visible), source_shown(record, access))
             for record in records]
 
 

@@ -123,7 +123,7 @@ async def image_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, access = await _record_for(request, uuid)
     return await arender(request, "images/detail.html", {
         "record": record, "nodes": record.hypervisors,
-        "used_by": record.used_by_in(access.scope), "source": source_shown(record, access),
+        "used_by": record.used_by_in(access.visible), "source": source_shown(record, access),
         "can_operate": access.can_operate(record.spec.namespace),
         **await events_context("image", record.uuid, events_query(request.GET),
                                   here=request.path),
