@@ -25,13 +25,17 @@ EVENTS_SHOWN = 50
 @dataclass(frozen=True)
 class EventsQuery:
     type: str | None = None
-    before: float | None = None
+    # The page older than this event (its timestamp and id: events at the same instant
+    # are still told apart).
+    before: tuple[float, int] | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
     def urlencode(self, **changes: Any) -> str:
         values = {"events_type": self.type, "events_before": self.before, **changes}
-        return urlencode({k: f"{v:.6f}" if isinstance(v, float) else v
-                          for k, v in values.items() if v not in (None, "")})
+        if isinstance(values["events_before"], tuple):
+            timestamp, event_id = values["events_before"]
+            values["events_before"] = f"{timestamp!r}:{event_id}"
+        return urlencode({k: v for k, v in values.items() if v not in (None, "")})
 
     def shows_new(self, event_type: str) -> bool:
         """Whether a new event of this type belongs on the page shown."""
@@ -49,11 +53,12 @@ def events_query(params: Any) -> EventsQuery:
     before_text = params.get("events_before") or ""
     before = None
     if before_text:
+        timestamp_text, _, id_text = before_text.partition(":")
         try:
-            before = float(before_text)
+            before = (float(timestamp_text), int(id_text or 0))
         except ValueError:
             before = None
-        if before is None or not math.isfinite(before) or before <= 0:
+        if before is None or not math.isfinite(before[0]) or before[0] <= 0:
             errors["events_before"] = "That is not a time; the newest events are shown."
             before = None
     return EventsQuery(type=kind, before=before, errors=errors)
@@ -66,7 +71,8 @@ async def events_context(kind: str, uuid: str, query: EventsQuery | None = None,
     query = query or EventsQuery()
     found = await eventlog.list_events(kind, uuid, limit=EVENTS_SHOWN + 1,
                                        event_type=query.type, before=query.before)
-    older = found[EVENTS_SHOWN - 1].timestamp if len(found) > EVENTS_SHOWN else None
+    last = found[EVENTS_SHOWN - 1] if len(found) > EVENTS_SHOWN else None
+    older = (last.timestamp, last.id) if last is not None else None
     return {"events": found[:EVENTS_SHOWN], "event_kind": kind, "event_uuid": uuid,
             "events_filter": query, "event_types": TYPES, "events_here": here,
             "events_older": f"{here}?{query.urlencode(events_before=older)}" if older else "",
