@@ -14,7 +14,8 @@ class NetworkForm(forms.Form):
     name = forms.CharField(max_length=63, help_text="Letters, digits, dots, hyphens, underscores.")
     netblock = forms.CharField(
         label="Address range", max_length=43, initial="10.0.0.0/24",
-        help_text="An IPv4 CIDR block from /8 to /29. Ranges may overlap other networks'.",
+        help_text="An IPv4 range such as 10.0.0.0/24, with a prefix length from /8 to /29. "
+                  "It may overlap other networks' ranges.",
     )
     provide_dhcp = forms.BooleanField(label="Hand out addresses by DHCP", required=False,
                                       initial=True)
