@@ -27,7 +27,8 @@ from portal.accounts.actor import Actor
 from portal.cloud import instances, metadata, power, snapshots
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.cloud.instances import InstanceRecord
-from portal.formerrors import add_refusal, message_of
+from portal.errors import sentence
+from portal.formerrors import add_refusal, split_field
 from portal.instances import detail
 from portal.instances.forms import SnapshotForm, TagForm
 from portal.instances.views import detail_page
@@ -62,7 +63,9 @@ async def _act(request: HttpRequest, uuid: UUID,
     except Forbidden as exc:
         raise PermissionDenied(exc.message) from None
     except (ValidationError, CloudError) as exc:
-        return _reply(request, record, message_of(exc), "error")
+        why = exc.message if isinstance(exc, ValidationError) else split_field(exc.message)[1]
+        return _reply(request, record, sentence(f"not done for {record.spec.name}: {why}"),
+                      "error")
     return _reply(request, record, text, "success")
 
 
