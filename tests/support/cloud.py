@@ -166,6 +166,9 @@ class Cloud:
             "SFCLOUD_VXLAN_PORT": str(free_port(socket.SOCK_DGRAM)),
             # The agent's server takes any free port and registers it.
             "SFCLOUD_AGENT_PORT": "0",
+            # The demo image is the one file:// blob; its directory is registered.
+            **({"SFCLOUD_FILE_IMAGE_DIRS": str(demo_image.resolve().parent)}
+               if demo_image is not None else {}),
             **extra_env,
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
