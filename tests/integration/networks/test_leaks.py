@@ -11,7 +11,7 @@ from tests.support.networld import OutsideWorld, ping
 
 pytestmark = pytest.mark.integration
 
-RESERVATION_FAMILIES = ("ipam/", "vxlan/", "macs/", "interfaces/", "fences/",
+RESERVATION_FAMILIES = ("ipam/", "vxlan/", "macs/", "interfaces/", "fences/networks/",
                         "names/networks/")
 
 
@@ -69,5 +69,9 @@ def check_delete_all(netcloud: Cloud, outside_world: OutsideWorld) -> None:
     # etcd: no reservation of any kind; networks kept only as deleted records.
     for family in RESERVATION_FAMILIES:
         assert netcloud.etcd_keys(family) == [], family
+    # A blob's fence lives as long as the blob (the demo image's stays).
+    blobs = {key.rsplit("/", 1)[-1] for key in netcloud.etcd_keys("blobs/")}
+    fenced = {key.rsplit("/", 1)[-1] for key in netcloud.etcd_keys("fences/blobs/")}
+    assert fenced <= blobs
     states = {n["state"] for n in api.get("/networks", {"all": True}).json()}
     assert states <= {"deleted"}
