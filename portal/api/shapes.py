@@ -16,6 +16,7 @@ from portal.cloud.catalogue import ArtifactRecord, BlobRecord
 from portal.cloud.instances import InstanceRecord
 from portal.cloud.networks import NetworkRecord
 from portal.cloud.nodes import NodeRecord
+from portal.cloud.quotas import Line
 
 SCHEMA_VERSION = 1
 
@@ -105,6 +106,12 @@ def namespace(record: Namespace) -> dict[str, Any]:
         "trust": {"full": []},
         "version": SCHEMA_VERSION,
     }
+
+
+def quota(namespace: str, lines: list[Line]) -> dict[str, Any]:
+    """A namespace's quotas: each kind's limit (null: none), its use, the
+    unit of both, and what pages call it."""
+    return {"namespace": namespace, "quota": {line.name: line.as_json() for line in lines}}
 
 
 def artifact(record: ArtifactRecord) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from portal.accounts.models import SYSTEM_NAMESPACE, AuditAction
 from portal.accounts.namespaces import require_open
 from portal.cloud import artifacts, blobs, changes, nodes, ownership, store
 from portal.cloud.catalogue import ArtifactRecord, Catalogue
-from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
+from portal.cloud.errors import BadRequest, CloudError, Conflict, Forbidden, NotFound
 from portal.cloud.refs import Namespaces, visible
 from portal.cloud.versions import Change
 from portal.consoles import agent
@@ -180,7 +180,7 @@ async def _from_upload(actor: Actor, ref: str, fields: dict[str, Any],
     gone = Change([], [Delete(store.keys().upload(upload.uuid))])
     try:
         planned = (await artifacts.commit_plans(plan, f"artifact {fields['name']}", gone))[0]
-    except Conflict:
+    except CloudError:  # a conflict, or over quota: the bytes are nobody's
         await _drop_sealed(upload.node, sealed)
         raise
     if not planned.added:
