@@ -79,6 +79,7 @@ def register(counter: Counter, *kinds: QuotaKind) -> None:
     for kind in kinds:
         if kind.name in KINDS:
             raise ValueError(f"quota kind {kind.name} is registered twice")
+    for kind in kinds:
         KINDS[kind.name] = kind
         _COUNTERS[kind.name] = counter
 
@@ -96,6 +97,17 @@ def shown(kind: str, amount: int) -> str:
                 return f"{amount / size:.1f}".removesuffix(".0") + f" {suffix}"
         return f"{amount} bytes"
     return f"{amount} {unit}" if unit else str(amount)
+
+
+def as_input(kind: str, amount: int) -> str:
+    """An amount as a form shows it to edit, read back exactly by
+    ``parse_amount``: sizes in the largest unit they are a whole number of."""
+    if KINDS[kind].unit == BYTES and amount:
+        for suffix in ("T", "G", "M", "K"):
+            size = _BYTE_UNITS[suffix.lower()]
+            if amount % size == 0:
+                return f"{amount // size}{suffix}"
+    return str(amount)
 
 
 def parse_amount(kind: str, value: object) -> int | None:

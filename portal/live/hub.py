@@ -11,6 +11,7 @@ browsers, not every process's.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import weakref
@@ -33,6 +34,7 @@ INSTANCE_CHANGED = "instance.changed"
 IMAGE_CHANGED = "image.changed"
 NETWORK_CHANGED = "network.changed"
 CLOUD_CHANGED = "cloud.changed"
+QUOTA_CHANGED = "quota.changed"
 READY_TIMEOUT = 10.0
 # After an instance is torn down, look for blobs it was the last to use
 # this much later (several going at once are looked at together).
@@ -80,6 +82,11 @@ class Hub:
         """A node came, went or changed, or a floating address was taken or
         given back: what the dashboard shows beyond instances."""
         return f"live.{self.id}.cloud"
+
+    def quota_group(self, namespace: str) -> str:
+        """What a namespace holds of a kind of quota, or its limits, may have
+        changed (pages showing its quotas count again from the mirror)."""
+        return f"live.{self.id}.quota.{namespace}"
 
     @property
     def networks_group(self) -> str:
@@ -173,10 +180,12 @@ class Hub:
         people: set[int] = set()
         cloud_changed = False
         floating = self.keys.addresses(FLOATING_POOL)
+        quota_namespaces: set[str] = set()
         for change in changes:
             if (user_id := self.keys.user_of_access_change(change.key)) is not None:
                 people.add(user_id)
                 continue
+            quota_namespaces.update(self._quota_namespaces(change))
             found = self.keys.classify(change.key)
             if found is None:
                 cloud_changed |= change.key.startswith(floating)
@@ -230,11 +239,30 @@ class Hub:
             await layer.group_send(self.everything_group, message)
         if cloud_changed:
             await layer.group_send(self.cloud_group, {"type": CLOUD_CHANGED})
+        for namespace in sorted(quota_namespaces | set(touched.values())):
+            await layer.group_send(self.quota_group(namespace), {"type": QUOTA_CHANGED})
         for image_uuid in sorted(images):
             await layer.group_send(self.images_group, {"type": IMAGE_CHANGED, "uuid": image_uuid})
         for network_uuid in sorted(networks):
             await layer.group_send(self.networks_group,
                                    {"type": NETWORK_CHANGED, "uuid": network_uuid})
+
+    def _quota_namespaces(self, change: Change) -> set[str]:
+        """The namespaces whose quotas a change to something other than an
+        instance or an interface (those are in ``touched``) may concern:
+        a namespace's limits, a network, an artifact, a blob's size."""
+        keys = self.keys
+        if (namespace := keys.uuid_of(change.key, keys.quotas)) is not None:
+            return {namespace}
+        if keys.uuid_of(change.key, keys.networks) or keys.uuid_of(change.key, keys.artifacts):
+            return {json.loads(kv.value).get("namespace", "")
+                    for kv in (change.old, change.new) if kv is not None} - {""}
+        parts = keys.observed_blob_parts(change.key)
+        blob = parts[1] if parts else keys.uuid_of(change.key, keys.blobs)
+        if blob is None:
+            return set()
+        return {artifact.namespace for uuid in self.artifacts_holding(blob)
+                if (artifact := self.artifact(uuid)) is not None}
 
     def _sweep_unused_blobs(self) -> None:
         """An instance is gone, or a blob failed, and with it maybe the last
