@@ -130,9 +130,13 @@ async def limits_of(namespace: str) -> dict[str, int]:
 async def report(who: RoleChecks, namespace: str) -> list[Line]:
     """A namespace's limits and use, for someone who may read the namespace."""
     await _existing(who, namespace)
-    keys = store.keys()
+    return await count_lines(namespace)
+
+
+async def count_lines(namespace: str) -> list[Line]:
+    """A namespace's limits and use, counted afresh from etcd."""
     limits = await limits_of(namespace)
-    return lines(limits, await _count(keys, namespace, list(quotas.KINDS)))
+    return lines(limits, await _count(store.keys(), namespace, list(quotas.KINDS)))
 
 
 async def _existing(who: RoleChecks, namespace: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import secrets
 from collections import Counter
 from collections.abc import Iterator
@@ -326,3 +327,32 @@ def test_creates_racing_for_the_last_unit_exactly_one_wins(portal: InProcessPort
     losers = {reply.json()["error"] for reply in replies if reply.status_code == 403}
     assert losers == {f"quota exceeded: {kind} limit 2, in use 2, asked 1"}
     assert quota_of(api, namespace)[kind]["in_use"] == 2
+
+
+# --- the operators' check ------------------------------------------------------------------------
+
+
+def test_manage_quotas_reports_use_and_repairs_orphaned_records(portal: InProcessPortal,
+                                                                agent: FakeAgent) -> None:
+    from django.core.management import CommandError, call_command
+
+    namespace = make_namespace(portal, instances=2, vcpus=None)
+    api = member_api(portal, namespace)
+    for name in ("a", "b"):
+        assert api.post("/instances", instance(name)).status_code == 200
+    portal.api().put(f"/auth/namespaces/{namespace}/quota", {"instances": 1})
+    # A namespace deleted while etcd was away left its quotas behind.
+    portal.etcd_call(lambda etcd: etcd.put(portal.keys.quota("gone"), quotas.limits_to_json(
+        {"vcpus": 1})))
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="namespaces that no longer exist: gone"):
+        call_command("quotas", stdout=out)
+    text = out.getvalue()
+    assert f"{namespace}: instances 2/1, " in text
+    assert "  over instances: limit 1, in use 2" in text
+    assert "system: no limits" in text
+    out = io.StringIO()
+    call_command("quotas", "--repair", stdout=out)
+    assert "orphaned: the quotas of namespace gone, which is gone; removed" in out.getvalue()
+    assert portal.etcd_keys("quotas/gone") == []
+    call_command("quotas", stdout=io.StringIO())  # nothing left to repair
