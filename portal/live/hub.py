@@ -196,7 +196,11 @@ class Hub:
             elif kind == ObjectKind.IMAGE:
                 images.add(uuid)
             elif kind == ObjectKind.BLOB:
-                images.update(self.artifacts_holding(uuid))
+                holders = self.artifacts_holding(uuid)
+                images.update(holders)
+                # Its size counts against the quotas of the namespaces keeping it.
+                quota_namespaces.update(artifact.namespace for holder in holders
+                                        if (artifact := self.artifact(holder)) is not None)
                 if found.observed and _reports_failure(change):
                     # A version that failed (or was no new version) beside
                     # one shown is dropped: its blob is used by nothing.
@@ -248,21 +252,16 @@ class Hub:
                                    {"type": NETWORK_CHANGED, "uuid": network_uuid})
 
     def _quota_namespaces(self, change: Change) -> set[str]:
-        """The namespaces whose quotas a change to something other than an
-        instance or an interface (those are in ``touched``) may concern:
-        a namespace's limits, a network, an artifact, a blob's size."""
+        """The namespaces whose quotas a change to their limits, a network or
+        an artifact concerns (instances and interfaces are in ``touched``,
+        blobs are looked at with their artifacts)."""
         keys = self.keys
         if (namespace := keys.uuid_of(change.key, keys.quotas)) is not None:
             return {namespace}
         if keys.uuid_of(change.key, keys.networks) or keys.uuid_of(change.key, keys.artifacts):
             return {json.loads(kv.value).get("namespace", "")
                     for kv in (change.old, change.new) if kv is not None} - {""}
-        parts = keys.observed_blob_parts(change.key)
-        blob = parts[1] if parts else keys.uuid_of(change.key, keys.blobs)
-        if blob is None:
-            return set()
-        return {artifact.namespace for uuid in self.artifacts_holding(blob)
-                if (artifact := self.artifact(uuid)) is not None}
+        return set()
 
     def _sweep_unused_blobs(self) -> None:
         """An instance is gone, or a blob failed, and with it maybe the last

@@ -103,9 +103,13 @@ def test_the_namespace_page_follows_use_and_limits_live(portal: InProcessPortal,
         assert made.status_code == 200, made.text
         _until(ws, lambda m: 'data-resource="vcpus" data-used="3" data-limit="8"' in m)
         # An image, then a limit changed: each shows without a reload.
-        assert api.post("/artifacts", {"url": "http://127.0.0.1:9/live.qcow2"}).status_code \
-            == 200
+        image = api.post("/artifacts", {"url": "http://127.0.0.1:9/live.qcow2"})
+        assert image.status_code == 200, image.text
         _until(ws, lambda m: 'data-resource="images" data-used="1" data-limit="2"' in m)
+        # Its bytes count once its node holds them.
+        kv = portal.etcd_call(lambda etcd: etcd.get(portal.keys.artifact(image.json()["uuid"])))
+        agent.report_blob(next(iter(kv.json()["versions"].values())), b"i" * 4096)
+        _until(ws, lambda m: 'data-resource="image_bytes" data-used="4096"' in m)
         portal.api().put(f"/auth/namespaces/{TEAM}/quota", {"vcpus": 16})
         _until(ws, lambda m: 'data-resource="vcpus" data-used="3" data-limit="16"' in m)
         # Deleted: given back.
