@@ -144,3 +144,25 @@ def test_a_create_over_quota_is_refused_beside_its_field(portal: InProcessPortal
     assert page.status_code == 400
     assert re.search(r'id="id_name_error"[^>]*><li>Quota exceeded: networks limit 0, in use 0, '
                      r'asked 1', page.text), page.text
+
+
+def test_snapshots_and_floating_over_quota_are_refused_in_the_instance_page(
+        portal: InProcessPortal, alice: Person, agent: FakeAgent) -> None:
+    portal.api().put(f"/auth/namespaces/{TEAM}/quota", {"snapshots": 0,
+                                                        "floating_addresses": 0})
+    api = alice.api(TEAM)
+    network = api.post("/networks", {"name": "n", "netblock": "10.82.0.0/24",
+                                     "provide_nat": False}).json()["uuid"]
+    made = api.post("/instances", {"name": "vm", "cpus": 1, "memory": 128,
+                                   "disk": [{"size": 1}], "network": [{"network_uuid": network}]})
+    assert made.status_code == 200, made.text
+    uuid = made.json()["uuid"]
+    agent.report_instance(uuid)
+    page = alice.browser.post(f"/instances/{uuid}/snapshot/", {"device": ""}, htmx=True)
+    assert page.status_code == 400
+    assert re.search(r'id="id_device_error"[^>]*><li>Quota exceeded: snapshots limit 0, '
+                     r'in use 0, asked 1', page.text), page.text
+    interface = made.json()["interfaces"][0]["uuid"]
+    page = alice.browser.post(f"/networks/interface/{interface}/float/", htmx=True)
+    assert "quota exceeded: floating_addresses limit 0, in use 0, asked 1" in page.text
+    assert api.get(f"/interfaces/{interface}").json()["floating"] is None
