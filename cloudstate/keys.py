@@ -28,7 +28,7 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/access/<user>                    rewritten when what a person may do changed
                                               (any portal), so every portal process re-checks
                                               that person's open consoles and live pages
-    <prefix>/quotas/<ns>                      a namespace's limits (portal; cloudstate.quotas)
+    <prefix>/quotas/limits/<ns>               a namespace's limits (portal; cloudstate.quotas)
     <prefix>/fences/quotas/<ns>               rewritten by every create that takes a limited
                                               kind, so two creates can't both take the last unit
 
@@ -254,10 +254,10 @@ class Keys:
     # quotas
     @property
     def quotas(self) -> str:
-        return self._k("quotas", "")
+        return self._k("quotas", "limits", "")
 
     def quota(self, namespace: str) -> str:
-        return self._k("quotas", namespace)
+        return self._k("quotas", "limits", namespace)
 
     def quota_fence(self, namespace: str) -> str:
         return self._k("fences", "quotas", namespace)

@@ -259,9 +259,9 @@ def test_a_lowered_limit_removes_nothing_and_refuses_more(portal: InProcessPorta
 
 def test_a_deleted_namespace_takes_its_quota_with_it(portal: InProcessPortal) -> None:
     namespace = make_namespace(portal, vcpus=2)
-    assert portal.etcd_keys(f"quotas/{namespace}") != []
+    assert portal.etcd_keys(f"quotas/limits/{namespace}") != []
     assert portal.api().delete(f"/auth/namespaces/{namespace}").status_code == 200
-    assert portal.etcd_keys(f"quotas/{namespace}") == []
+    assert portal.etcd_keys(f"quotas/limits/{namespace}") == []
     # Made again, it starts from the defaults, not from what the old one had.
     assert portal.api().post("/auth/namespaces", {"namespace": namespace}).status_code == 200
     assert quota_of(portal.api(), namespace)["vcpus"]["limit"] == quotas.KINDS["vcpus"].default
@@ -354,5 +354,5 @@ def test_manage_quotas_reports_use_and_repairs_orphaned_records(portal: InProces
     out = io.StringIO()
     call_command("quotas", "--repair", stdout=out)
     assert "orphaned: the quotas of namespace gone, which is gone; removed" in out.getvalue()
-    assert portal.etcd_keys("quotas/gone") == []
+    assert portal.etcd_keys("quotas/limits/gone") == []
     call_command("quotas", stdout=io.StringIO())  # nothing left to repair
