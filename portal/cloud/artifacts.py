@@ -270,9 +270,9 @@ async def _cache(url: str, namespace: str, *, shared: bool,
                                              precache=True)
             if not fetch and artifact == existing.spec:
                 return existing, False
-        change += await quota_guard(namespace, quota_asked(
-            "image", new_artifact=existing is None, size=None) if fetch else {})
         if fetch:
+            change += await quota_guard(namespace, quota_asked(
+                "image", new_artifact=existing is None, size=None))
             newest = existing.newest if existing is not None else None
             blob = Blob(uuid=str(uuidlib.uuid4()), namespace=namespace, origin="fetch",
                         node=await nodes.storage_node(), source_url=url,

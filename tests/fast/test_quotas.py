@@ -356,3 +356,18 @@ def test_manage_quotas_reports_use_and_repairs_orphaned_records(portal: InProces
     assert "orphaned: the quotas of namespace gone, which is gone; removed" in out.getvalue()
     assert portal.etcd_keys("quotas/limits/gone") == []
     call_command("quotas", stdout=io.StringIO())  # nothing left to repair
+
+
+def test_racers_for_a_few_units_get_exactly_that_many(portal: InProcessPortal,
+                                                      agent: FakeAgent) -> None:
+    """Room for 3 vCPUs, 10 creates of one each at once: 3 made, never more."""
+    namespace = make_namespace(portal, vcpus=3)
+    api = member_api(portal, namespace)
+    with raced_transactions(portal) as txns:
+        replies = api.concurrently([("POST", "/instances", instance(f"few-{n}"))
+                                    for n in range(10)])
+    statuses = Counter(reply.status_code for reply in replies)
+    assert statuses == {200: 3, 403: 7}, [r.text for r in replies]
+    assert txns["lost"] > 0
+    assert quota_of(api, namespace)["vcpus"]["in_use"] == 3
+    assert len(api.get("/instances").json()) == 3
