@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from tests.fast.conftest import TEAM
 from tests.support.fakeagent import FakeAgent
+from tests.support.httpserve import HTTPTestServer
 from tests.support.inprocess import InProcessPortal, Person, Socket
 
 
@@ -166,3 +167,19 @@ def test_snapshots_and_floating_over_quota_are_refused_in_the_instance_page(
     page = alice.browser.post(f"/networks/interface/{interface}/float/", htmx=True)
     assert "quota exceeded: floating_addresses limit 0, in use 0, asked 1" in page.text
     assert api.get(f"/interfaces/{interface}").json()["floating"] is None
+
+
+def test_an_image_over_quota_is_refused_in_the_images_form(portal: InProcessPortal,
+                                                           alice: Person) -> None:
+    portal.api().put(f"/auth/namespaces/{TEAM}/quota", {"images": 0})
+    with HTTPTestServer() as served:
+        # A disk's first bytes, so the form's probe takes it for an image.
+        served.serve_bytes("/small.qcow2", b"QFI\xfb\x00\x00\x00\x03" + b"\x00" * 4088,
+                           "application/x-qcow2")
+        url = served.url("/small.qcow2")
+        page = alice.browser.post("/images/cache/", {"url": url, "name": ""}, htmx=True)
+    assert page.status_code == 400
+    assert re.search(r'id="id_url_error"[^>]*><li>Quota exceeded: images limit 0, in use 0, '
+                     r'asked 1', page.text), page.text
+    assert f'value="{url}"' in page.text
+    assert alice.api(TEAM).get("/artifacts").json() == []
