@@ -35,7 +35,7 @@ from portal.accounts import audit
 from portal.accounts.actor import Actor
 from portal.accounts.models import SYSTEM_NAMESPACE, AuditAction
 from portal.accounts.namespaces import require_open
-from portal.cloud import artifacts, blobs, changes, nodes, ownership, store
+from portal.cloud import artifacts, blobs, changes, nodes, ownership, quotas, store
 from portal.cloud.catalogue import ArtifactRecord, Catalogue
 from portal.cloud.errors import BadRequest, CloudError, Conflict, Forbidden, NotFound
 from portal.cloud.refs import Namespaces, visible
@@ -54,6 +54,9 @@ async def create(actor: Actor, namespace: str) -> Upload:
     async with changes.changing(actor, AuditAction.CREATE, KIND, namespace=namespace,
                                 what=f"namespace {namespace}") as entry:
         await require_open(namespace)
+        # Early, so that nobody sends gigabytes the seal would refuse (the
+        # quota itself is checked when the bytes become a version).
+        await quotas.guard(namespace, {"image_bytes": 0})
         upload = Upload(uuid=str(uuidlib.uuid4()), namespace=namespace,
                         node=await nodes.storage_node(), created_at=time.time())
         await store.etcd().put(store.keys().upload(upload.uuid), upload.to_json())

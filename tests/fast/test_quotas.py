@@ -205,6 +205,15 @@ def test_images_are_refused_by_count_and_by_bytes(portal: InProcessPortal,
     assert len(api.get("/artifacts").json()) == 2
 
 
+def test_an_upload_is_refused_at_its_start_when_no_image_bytes_are_left(
+        portal: InProcessPortal, agent: FakeAgent) -> None:
+    namespace = make_namespace(portal, image_bytes=0)
+    api = member_api(portal, namespace)
+    refused(api.post("/upload"), "quota exceeded: image_bytes limit 0 bytes, in use 0 bytes, "
+                                 "asked more (its size is not known yet)")
+    assert portal.etcd_keys("uploads/") == []
+
+
 def _making_blob(portal: InProcessPortal, artifact_uuid: str) -> str:
     kv = portal.etcd_call(lambda etcd: etcd.get(portal.keys.artifact(artifact_uuid)))
     assert kv is not None
