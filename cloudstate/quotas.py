@@ -91,12 +91,18 @@ def shown(kind: str, amount: int) -> str:
     """An amount as people read it: "8", "2048 MiB", "20 GB", "1.5 GiB"."""
     unit = KINDS[kind].unit
     if unit == BYTES:
-        for suffix, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20),
-                             ("KiB", 1 << 10)):
-            if amount >= size:
-                return f"{amount / size:.1f}".removesuffix(".0") + f" {suffix}"
-        return f"{amount} bytes"
+        return _binary(amount, (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20),
+                                ("KiB", 1 << 10)), "bytes")
+    if unit == "MiB":  # as the portal shows memory elsewhere
+        return _binary(amount, (("GiB", 1 << 10),), "MiB")
     return f"{amount} {unit}" if unit else str(amount)
+
+
+def _binary(amount: int, units: tuple[tuple[str, int], ...], smallest: str) -> str:
+    for suffix, size in units:
+        if amount >= size:
+            return f"{amount / size:.1f}".removesuffix(".0") + f" {suffix}"
+    return f"{amount} {smallest}"
 
 
 def as_input(kind: str, amount: int) -> str:

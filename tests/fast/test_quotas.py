@@ -131,7 +131,7 @@ def test_instance_kinds_are_refused_with_limit_and_use(portal: InProcessPortal,
     refused(api.post("/instances", instance("two", cpus=2)),
             "quota exceeded: vcpus limit 3, in use 2, asked 2")
     refused(api.post("/instances", instance("two", memory=768)),
-            "quota exceeded: memory_mib limit 1024 MiB, in use 512 MiB, asked 768 MiB")
+            "quota exceeded: memory_mib limit 1 GiB, in use 512 MiB, asked 768 MiB")
     refused(api.post("/instances", instance("two", disk=5)),
             "quota exceeded: disk_gb limit 10 GB, in use 6 GB, asked 5 GB")
     assert api.post("/instances", instance("two")).status_code == 200

@@ -58,7 +58,9 @@ def test_amounts_refused_say_what_is_accepted(kind: str, given: object) -> None:
 
 def test_amounts_shown_and_edited_read_back_exactly() -> None:
     assert quotas.shown("vcpus", 8) == "8"
-    assert quotas.shown("memory_mib", 2048) == "2048 MiB"
+    assert quotas.shown("memory_mib", 512) == "512 MiB"
+    assert quotas.shown("memory_mib", 2048) == "2 GiB"
+    assert quotas.shown("memory_mib", 81920) == "80 GiB"
     assert quotas.shown("disk_gb", 20) == "20 GB"
     assert quotas.shown("image_bytes", 3 << 29) == "1.5 GiB"
     assert quotas.shown("image_bytes", 1000) == "1000 bytes"
