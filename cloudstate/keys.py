@@ -4,8 +4,10 @@ One writer per key family, so no two processes ever race on a key:
 
     <prefix>/instances/<uuid>                 desired instance (portal)
     <prefix>/observed/instances/<uuid>        what the node saw (the instance's agent)
-    <prefix>/names/instances/<ns>/<name>      name -> uuid, unique per namespace (portal)
+    <prefix>/names/instances/<ns>/<name>      name -> uuid of instances made when names were
+                                              unique (portal; removed with the instance)
     <prefix>/nodes/<node>                     capacity and facts (that node's agent)
+    <prefix>/nodespecs/<node>                 a node's metadata (portal)
     <prefix>/alive/<node>                     heartbeat, on a lease (that node's agent)
     <prefix>/placement/<node>                 fence for scheduling onto a node (portal)
     <prefix>/images/<uuid>                    an image that instances may boot from (portal)
@@ -25,6 +27,9 @@ Networks (see cloudstate.ipam for how reservations are made and released):
     <prefix>/interfaces/<uuid>                an instance's NIC (portal; removed, with the
                                               reservations below, by the agent that tore
                                               down its instance)
+    <prefix>/deleted/interfaces/<uuid>        what a torn-down instance's NIC was, so it
+                                              stays readable while its instance is (that
+                                              agent; forgotten with the instance)
     <prefix>/ipam/<network uuid>/<address>    an address reserved on a network
     <prefix>/ipam/floating/<address>          an address reserved from the floating pool
                                               (released by the network node once unused)
@@ -84,6 +89,13 @@ class Keys:
         return self._k("nodes", name)
 
     @property
+    def node_specs(self) -> str:
+        return self._k("nodespecs", "")
+
+    def node_spec(self, name: str) -> str:
+        return self._k("nodespecs", name)
+
+    @property
     def alive(self) -> str:
         return self._k("alive", "")
 
@@ -107,6 +119,9 @@ class Keys:
     @property
     def observed_images(self) -> str:
         return self._k("observed", "images", "")
+
+    def observed_images_of(self, node: str) -> str:
+        return self._k("observed", "images", node, "")
 
     def observed_image(self, node: str, uuid: str) -> str:
         return self._k("observed", "images", node, uuid)
@@ -149,6 +164,13 @@ class Keys:
 
     def interface(self, uuid: str) -> str:
         return self._k("interfaces", uuid)
+
+    @property
+    def deleted_interfaces(self) -> str:
+        return self._k("deleted", "interfaces", "")
+
+    def deleted_interface(self, uuid: str) -> str:
+        return self._k("deleted", "interfaces", uuid)
 
     @property
     def ipam(self) -> str:
@@ -225,6 +247,7 @@ class Keys:
             (self.images, ObjectKind.IMAGE),
             (self.keypairs, ObjectKind.KEYPAIR),
             (self.nodes, ObjectKind.NODE),
+            (self.node_specs, ObjectKind.NODE),
             (self.alive, ObjectKind.NODE),
             (self.console_sessions, ObjectKind.CONSOLE),
         )

@@ -46,14 +46,18 @@ def network_name(value: Any, field: str = "name") -> str:
 
 
 def netblock(value: Any, field: str = "netblock") -> ipaddress.IPv4Network:
-    """An IPv4 CIDR between /8 and /29; host bits are dropped (10.0.0.1/24
-    means 10.0.0.0/24, as Shaken Fist's client suggests typing it)."""
+    """An IPv4 CIDR between /8 and /29. One with host bits set (10.0.0.1/24)
+    is refused, naming the network address meant (10.0.0.0/24), as Shaken
+    Fist refuses it: silently changing what was typed hides a typo."""
     if not isinstance(value, str) or "/" not in value:
         raise ValidationError(field, f"{value!r} is not a CIDR block such as 10.0.0.0/24")
     try:
         network = ipaddress.ip_network(value.strip(), strict=False)
     except ValueError as exc:
         raise ValidationError(field, f"{value!r} is not a valid CIDR block ({exc})") from exc
+    if network.network_address != ipaddress.ip_interface(value.strip()).ip:
+        raise ValidationError(field, f"{value.strip()} has host bits set: the network is "
+                                     f"{network}, use that")
     if not isinstance(network, ipaddress.IPv4Network):
         raise ValidationError(field, f"{value!r} is not IPv4; only IPv4 networks are offered")
     if network.prefixlen > MAX_PREFIXLEN:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
+from portal import health
 from portal.accounts import audit
 from portal.events import log as eventlog
 from portal.live import janitor
@@ -45,6 +46,7 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 log.warning("live hub not started yet: %s", exc)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            health.drain()
             for task in housekeeping:
                 task.cancel()
             await asyncio.gather(*housekeeping, return_exceptions=True)

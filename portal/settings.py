@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.cloud.middleware.EtcdUnavailableMiddleware",
+    "portal.cloud.middleware.ApiJsonErrors",
 ]
 
 ROOT_URLCONF = "portal.urls"

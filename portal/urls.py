@@ -1,7 +1,7 @@
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from portal import styleguide
+from portal import health, styleguide
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="instance-list"), name="home"),
@@ -14,6 +14,7 @@ urlpatterns = [
     path("networks/", include("portal.networks.urls")),
     path("", include("portal.consoles.urls")),
     path("api", include("portal.api.urls")),
+    *health.routes(),
     # Answers 404 unless DEBUG is on.
     path("styleguide/", styleguide.view, name="styleguide"),
 ]

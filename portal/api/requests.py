@@ -210,6 +210,13 @@ def network_request(body: dict[str, Any]) -> networks.NetworkRequest:
     )
 
 
+def metadata_key(body: dict[str, Any]) -> Any:
+    """The key of POST .../metadata (the collection): ``{"key": ..., "value": ...}``."""
+    if body.get("key") in (None, ""):
+        raise BadRequest("key: missing; send {\"key\": ..., \"value\": ...}")
+    return body["key"]
+
+
 def metadata_value(body: dict[str, Any]) -> Any:
     """The value of PUT .../metadata/<key>: any JSON, null included, but given."""
     if "value" not in body:

@@ -6,11 +6,12 @@ is nothing to say), or the client fails with a KeyError.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from cloudstate.model import Keypair
 from portal.accounts.models import Namespace
+from portal.accounts.namespaces import trusted_names
+from portal.cloud import nodes
 from portal.cloud.artifacts import ImageRecord
 from portal.cloud.instances import InstanceRecord
 from portal.cloud.networks import NetworkRecord
@@ -73,13 +74,15 @@ def node(record: NodeRecord) -> dict[str, Any]:
         "name": info.name,
         "fqdn": info.name,
         "ip": info.ip,
-        "lastseen": time.time() if record.alive else info.started_at,
+        "lastseen": nodes.seen_at(record),
         "state": record.state,
         "release": info.release,
-        "metadata": {},
+        "metadata": record.spec.metadata,
         "version": SCHEMA_VERSION,
         "is_hypervisor": info.is_hypervisor,
         "is_network_node": info.is_network_node,
+        # etcd, the event log, the database and cluster upkeep are not a
+        # node's job in sfcloud (the portal does them), so no node is one.
         "is_etcd_master": False,
         "is_eventlog_node": False,
         "is_database_node": False,
@@ -90,6 +93,7 @@ def node(record: NodeRecord) -> dict[str, Any]:
         "disk_free_gb": info.disk_free_gb,
         "virt_type": info.virt_type,
         "virt_reason": info.virt_reason,
+        "firmware": ["bios", *info.firmware],
     }
 
 
@@ -99,8 +103,7 @@ def namespace(record: Namespace) -> dict[str, Any]:
         "state": record.state,
         "keys": sorted(key.name for key in record.keys.all()),
         "metadata": record.metadata,
-        # Shaken Fist's trusts between namespaces are not offered.
-        "trust": {"full": []},
+        "trust": {"full": trusted_names(record)},
         "version": SCHEMA_VERSION,
     }
 

@@ -111,7 +111,8 @@ async def create(actor: Actor, namespace: str,
         wanted = given(request)
         record = await _place(wanted, namespace)
         entry.object_id = record.uuid
-    await changes.event(actor, KIND, record.uuid, "created", node=record.spec.node)
+    await changes.event(actor, KIND, record.uuid, "created", operation=AuditAction.CREATE,
+                        node=record.spec.node)
     return record
 
 
@@ -141,15 +142,11 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
         cpus=request.cpus, memory_mib=request.memory,
         disk_gb=sum(d.size_gb for d in disks if d.type == "disk"),
     )
-    name_key = keys.instance_name(namespace, request.name)
     nic_networks = await interfaces.resolve(request.networks, namespace)
     interfaces.check_unique_addresses(request.networks, nic_networks)
+    # Names need not be unique, as in Shaken Fist: instances are told apart
+    # by UUID, and a name that matches several is refused as a reference.
     for _ in range(_PLACEMENT_ATTEMPTS):
-        if await etcd.get(name_key) is not None:
-            raise Conflict(
-                f"an instance named {request.name!r} already exists in namespace "
-                f"{namespace!r}"
-            )
         loads = await scheduler.snapshot(etcd, keys)
         node = scheduler.choose(demand, loads, required=request.placed_on, preferred=holders)
         instance_uuid = str(uuidlib.uuid4())
@@ -176,11 +173,9 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
         )
         placement_key = keys.placement(node.info.name)
         result = await etcd.txn(
-            [Compare.absent(name_key),
-             Compare.unchanged_since(placement_key, node.placement_revision),
+            [Compare.unchanged_since(placement_key, node.placement_revision),
              *nics.compares],
             [Put(keys.instance(spec.uuid), spec.to_json()),
-             Put(name_key, spec.uuid),
              Put(placement_key, spec.uuid),
              *nics.puts],
         )
@@ -196,7 +191,8 @@ async def delete(actor: Actor, record: InstanceRecord) -> InstanceRecord:
                                 object_name=record.spec.name):
         deleted, asked = await _mark_deleted(record)
     if asked:
-        await changes.event(actor, KIND, record.uuid, "deletion requested")
+        await changes.event(actor, KIND, record.uuid, "deletion requested",
+                            operation=AuditAction.DELETE)
     return deleted
 
 
@@ -223,7 +219,7 @@ async def _mark_deleted(record: InstanceRecord) -> tuple[InstanceRecord, bool]:
         result = await etcd.txn(
             [Compare.unchanged_since(keys.instance(spec.uuid), current.revision)],
             [Put(keys.instance(spec.uuid), spec.to_json()),
-             # Free the name at once, so it can be used again.
+             # Instances made when names were unique each kept a name key.
              *([Delete(name_key)] if await _name_points_at(name_key, spec.uuid) else [])],
         )
         if result.succeeded:

@@ -192,12 +192,14 @@ async def _instance_is_active(spec: InterfaceSpec) -> bool:
     return kv is not None and states.is_active(InstanceSpec.from_json(kv.value))
 
 
-async def _record_events(actor: Actor, spec: InterfaceSpec, message: str) -> None:
+async def _record_events(actor: Actor, spec: InterfaceSpec, message: str,
+                         operation: AuditAction) -> None:
     await changes.event(actor, ObjectKind.INSTANCE, spec.instance_uuid,
-                        f"eth{spec.order}: {message}", type=EventType.MUTATE,
-                        interface=spec.uuid)
+                        f"eth{spec.order}: {message}", operation=operation,
+                        type=EventType.MUTATE, interface=spec.uuid)
     await changes.event(actor, ObjectKind.NETWORK, spec.network_uuid,
-                        f"interface {spec.uuid} {message}", type=EventType.MUTATE)
+                        f"interface {spec.uuid} {message}", operation=operation,
+                        type=EventType.MUTATE)
 
 
 async def float_interface(actor: Actor, record: InterfaceRecord) -> InterfaceSpec:
@@ -205,7 +207,7 @@ async def float_interface(actor: Actor, record: InterfaceRecord) -> InterfaceSpe
     async with changes.changing(actor, AuditAction.FLOAT, ObjectKind.INTERFACE,
                                 namespace=record.spec.namespace, object_id=record.uuid):
         floated = await _float(record)
-    await _record_events(actor, floated, f"floated at {floated.floating}")
+    await _record_events(actor, floated, f"floated at {floated.floating}", AuditAction.FLOAT)
     return floated
 
 
@@ -215,7 +217,8 @@ async def defloat_interface(actor: Actor, record: InterfaceRecord) -> InterfaceS
     async with changes.changing(actor, AuditAction.DEFLOAT, ObjectKind.INTERFACE,
                                 namespace=record.spec.namespace, object_id=record.uuid):
         spec, address = await _defloat(record)
-    await _record_events(actor, spec, f"floating address {address} removed")
+    await _record_events(actor, spec, f"floating address {address} removed",
+                         AuditAction.DEFLOAT)
     return spec
 
 

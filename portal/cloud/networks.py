@@ -138,7 +138,8 @@ async def create(actor: Actor, namespace: str,
         record = await _build(_checked(wanted), namespace)
         entry.object_id = record.uuid
     spec = record.spec
-    await changes.event(actor, KIND, spec.uuid, "created", netblock=spec.netblock,
+    await changes.event(actor, KIND, spec.uuid, "created", operation=AuditAction.CREATE,
+                        netblock=spec.netblock,
                         vxlan_id=spec.vxid, floating_gateway=spec.floating_gateway)
     return record
 
@@ -207,7 +208,8 @@ async def delete(actor: Actor, record: NetworkRecord) -> NetworkRecord:
         deleted, asked = await _mark_deleted(record)
     if asked:
         waiting = " (it waits for its instances being deleted)" if deleted.interfaces else ""
-        await changes.event(actor, KIND, record.uuid, "deletion asked for" + waiting)
+        await changes.event(actor, KIND, record.uuid, "deletion asked for" + waiting,
+                            operation=AuditAction.DELETE)
     return deleted
 
 

@@ -53,10 +53,12 @@ async def request(actor: Actor, record: InstanceRecord, *, all_disks: bool = Fal
     name = record.spec.name
     await changes.event(actor, KIND, record.uuid,
                         f"snapshot of {', '.join(i.device or '' for i in images)} requested",
+                        operation=AuditAction.SNAPSHOT,
                         images=[i.uuid for i in images])
     for image in images:
         await changes.event(actor, ObjectKind.IMAGE, image.uuid,
                             f"snapshot of {name} {image.device} requested",
+                            operation=AuditAction.SNAPSHOT,
                             instance=record.uuid)
     return images
 

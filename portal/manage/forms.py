@@ -20,6 +20,12 @@ class KeyForm(forms.Form):
                                help_text="e.g. ci or backup; the secret is generated for you.")
 
 
+class TrustForm(forms.Form):
+    external_namespace = forms.CharField(
+        label="Namespace to trust", max_length=63,
+        help_text="Its members and keys may then see this namespace (and not change it).")
+
+
 class MemberForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Role.MEMBER)

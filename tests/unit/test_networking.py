@@ -52,7 +52,7 @@ def test_names_fit_linux_and_carry_the_cluster_tag() -> None:
 
 
 @pytest.mark.parametrize("value,expected", [
-    ("10.0.0.1/24", "10.0.0.0/24"), ("192.168.5.0/29", "192.168.5.0/29"),
+    (" 10.0.0.0/24 ", "10.0.0.0/24"), ("192.168.5.0/29", "192.168.5.0/29"),
     ("172.16.0.0/12", "172.16.0.0/12"),
 ])
 def test_netblocks(value: str, expected: str) -> None:
@@ -63,6 +63,8 @@ def test_netblocks(value: str, expected: str) -> None:
     ("10.0.0.0/30", "smaller than a /29"), ("10.0.0.0", "not a CIDR"),
     ("10.0.0.0/7", "larger than a /8"), ("224.0.0.0/24", "multicast"),
     ("0.0.0.0/8", "this network"), ("x/24", "not a valid CIDR"), (None, "not a CIDR"),
+    # Host bits are a typo to point out, not something to change silently.
+    ("192.168.1.2/24", "192.168.1.2/24 has host bits set: the network is 192.168.1.0/24"),
 ])
 def test_bad_netblocks(value: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):

@@ -12,7 +12,9 @@ from portal.api import requests, shapes
 from portal.api.framework import endpoint
 from portal.cloud import instances, networks
 from portal.cloud import interfaces as nics
+from portal.cloud import metadata as metadata_service
 from portal.cloud.changes import Later
+from portal.cloud.errors import NotFound
 
 
 @endpoint("GET", "POST", "DELETE")
@@ -49,13 +51,24 @@ async def _views(records: list[instances.InstanceRecord]) -> list[dict]:
 async def detail(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict:
     record = await instances.get(ref, actor.visible)
     if request.method == "DELETE":
+        # Shaken Fist's client sends the namespace given with --namespace:
+        # the instance must be in it. (A GET's namespace is ignored, as there.)
+        if body.get("namespace"):
+            namespace = await requests.namespace_of(actor, body)
+            if record.spec.namespace != namespace:
+                raise NotFound(f"instance {ref} is not in namespace {namespace}")
         record = await instances.delete(actor, record)
     return await _view(record)
 
 
-@endpoint("GET")
-async def metadata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict:
+@endpoint("GET", "POST")
+async def metadata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict | None:
+    """The instance's metadata; POST sets one key, as PUT .../metadata/<key> does."""
     record = await instances.get(ref, actor.visible)
+    if request.method == "POST":
+        await metadata_service.set_item(actor, record, Later(lambda: requests.metadata_key(body)),
+                                        Later(lambda: requests.metadata_value(body)))
+        return None
     return record.spec.metadata
 
 

@@ -11,11 +11,11 @@ from cloudstate import states
 from portal.accounts.actor import Actor
 from portal.api import requests, shapes
 from portal.api.framework import endpoint
+from portal.api.views.events import api_events
 from portal.cloud import interfaces, networks
 from portal.cloud import metadata as metadata_service
 from portal.cloud.changes import Later
 from portal.cloud.errors import BadRequest, Forbidden, NotFound
-from portal.events import log as eventlog
 
 FLOATING_UNDELETABLE = "the floating network belongs to the cloud and can't be deleted"
 
@@ -81,9 +81,15 @@ async def addresses(request: HttpRequest, body: dict, actor: Actor, ref: str) ->
     return await networks.addresses(await _find(ref, actor))
 
 
-@endpoint("GET")
-async def metadata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict:
-    return (await _find(ref, actor)).spec.metadata
+@endpoint("GET", "POST")
+async def metadata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict | None:
+    """The network's metadata; POST sets one key, as PUT .../metadata/<key> does."""
+    record = await _find(ref, actor)
+    if request.method == "POST":
+        await metadata_service.set_item(actor, record, Later(lambda: requests.metadata_key(body)),
+                                        Later(lambda: requests.metadata_value(body)))
+        return None
+    return record.spec.metadata
 
 
 @endpoint("PUT", "DELETE")
@@ -101,11 +107,7 @@ async def metadata_item(request: HttpRequest, body: dict, actor: Actor, ref: str
 @endpoint("GET")
 async def events(request: HttpRequest, body: dict, actor: Actor, ref: str) -> list:
     """The network's event log: what was asked of it and what the network node did."""
-    record = await _find(ref, actor)
-    found = await eventlog.list_events(
-        "network", record.uuid, limit=eventlog.parse_limit(body.get("limit")),
-        event_type=eventlog.parse_type(body.get("event_type")))
-    return [event.as_api() for event in found]
+    return await api_events("network", (await _find(ref, actor)).uuid, body)
 
 
 routes = [
