@@ -35,7 +35,7 @@ from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Image, InstanceSpec, NodeInfo
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
-from nodeagent import hostfacts
+from nodeagent import firmware, hostfacts
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
@@ -177,6 +177,7 @@ class Agent:
             release=release(),
             is_network_node=self.networks.is_network_node,
             agent_port=self.server.port,
+            firmware=firmware.offered(),
         )
 
     async def _register(self, virt: hostfacts.Virtualization) -> None:

@@ -9,23 +9,29 @@ later pass would mistake for a finished one.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import os
+import pwd
 import secrets
 import shutil
+import subprocess
 import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudstate import disklayout
 from cloudstate.etcd import Delete, Etcd, Put
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
 from cloudstate.model import Disk, Image, ImageObserved, InstanceObserved, InstanceSpec
-from nodeagent import configdrive, domainxml, failpoints
+from nodeagent import configdrive, domainxml, failpoints, firmware
 from nodeagent.domainxml import DomainDisk, DomainOwner
 from nodeagent.events import EventLog
 from nodeagent.hostfacts import Virtualization
+from nodeagent.hotplug import NicSync
 from nodeagent.hypervisor import Hypervisor, HypervisorError
 from nodeagent.images.cache import CachedImage
 from nodeagent.images.errors import ImageError
@@ -39,10 +45,44 @@ log = logging.getLogger(__name__)
 
 CONFIG_DRIVE = "config.iso"
 CONSOLE_LOG = "console.log"
+QEMU_USER = "libvirt-qemu"  # Debian's libvirt runs QEMU as this user
 
 
 class InstanceFailure(Exception):
     """Something about this instance can't be made to work; shown to its owner."""
+
+
+def config_drive_place(spec: InstanceSpec) -> disklayout.Placed:
+    """Where the config drive goes: after the first disk, on its bus."""
+    first = spec.disks[0]
+    if first.bus not in disklayout.BUSES:  # an instance from before the layout rules
+        return disklayout.Placed(device="vdb", bus="virtio")
+    return disklayout.config_drive(disklayout.Placed(first.device, first.bus, first.type))
+
+
+def qemu_owns(path: Path) -> None:
+    """Hand a file QEMU opens itself (an nvme disk, given as a QEMU argument
+    rather than a libvirt disk) to QEMU's user: libvirt only does that for
+    the disks it knows of."""
+    try:
+        user = pwd.getpwnam(QEMU_USER)
+    except KeyError:
+        return  # libvirt runs QEMU as root here
+    os.chown(path, user.pw_uid, user.pw_gid)
+
+
+def _copy_nvram(template: CachedImage, loader: firmware.Loader) -> None:
+    """The instance's own UEFI variable store, from its template image (raw
+    bytes, as OVMF reads them), under a temporary name first."""
+    tmp = loader.nvram.with_name(f".{loader.nvram.name}.tmp")
+    subprocess.run(["qemu-img", "convert", "-q", "-O", "raw", str(template.path), str(tmp)],
+                   check=True, capture_output=True, timeout=60)
+    try:
+        firmware.check_template(tmp, loader.variables_size)
+    except firmware.FirmwareMissing:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, loader.nvram)
 
 
 @dataclass(frozen=True)
@@ -78,6 +118,8 @@ class InstanceReconciler:
         self._snapshots = SnapshotTaker(hypervisor=hypervisor, cache=images.cache,
                                         report=self._report_image, events=events)
         self._ports = ports
+        self._nics = NicSync(hypervisor=hypervisor, ports=ports, etcd=etcd, mirror=mirror,
+                             events=events)
 
     @property
     def node(self) -> str:
@@ -202,7 +244,10 @@ class InstanceReconciler:
             self._emit(spec.uuid, f"power action {spec.power.action} applied",
                        duration=time.monotonic() - started,
                        extra={"generation": spec.power.generation})
-        if await self._power_state(spec.uuid) in ("on", "paused"):
+        running = await self._power_state(spec.uuid) in ("on", "paused")
+        # Interfaces added or removed since the domain was defined (hot plug).
+        await self._nics.sync(spec, running=running)
+        if running:
             await self._ports.attach(spec)
         await self._report(
             spec, state="created", error=None, applied_power_generation=applied,
@@ -231,11 +276,15 @@ class InstanceReconciler:
             await self._ensure_disk(disk, bases[disk.device], directory, repairing=repairing)
             for disk in spec.disks
         ]
+        disks[0] = dataclasses.replace(disks[0], boot=True)
         failpoints.hit("after-disks")
         self._write_config_drive(spec)
-        disks.insert(1, DomainDisk(
-            device="vdb", path=directory / CONFIG_DRIVE, format="raw", readonly=True,
-        ))
+        if spec.configdrive != "none":
+            place = config_drive_place(spec)
+            disks.insert(1, DomainDisk(device=place.device, bus=place.bus,
+                                       path=directory / CONFIG_DRIVE, format="raw",
+                                       readonly=True))
+        firmware = await self._firmware(spec, directory)
         xml = domainxml.render(
             template_path=self._ctx.domain_template,
             owner=self._ctx.owner,
@@ -246,15 +295,30 @@ class InstanceReconciler:
             cpus=spec.cpus,
             memory_mib=spec.memory,
             virt_type=self._ctx.virt.virt_type,
-            machine=self._ctx.virt.machine,
+            machine=spec.machine_type or self._ctx.virt.machine,
             disks=disks,
             interfaces=await self._ports.ensure_ports(spec),
             console_log=directory / CONSOLE_LOG,
             video_model=str(spec.video.get("model", "cirrus")),
             vnc_password=secrets.token_urlsafe(6)[:8],
+            firmware=firmware,
         )
         await self._hv.define(xml)
         failpoints.hit("after-define")
+
+    async def _firmware(self, spec: InstanceSpec, directory: Path) -> firmware.Loader | None:
+        """A UEFI guest's firmware; its own NVRAM template copied in first."""
+        if not spec.uefi:
+            return None
+        try:
+            loader = firmware.loader(directory, secure_boot=spec.secure_boot,
+                                     own_template=spec.nvram_template is not None)
+            if spec.nvram_template is not None and not loader.nvram.exists():
+                template = await self._images.ensure_source(spec.nvram_template)
+                await asyncio.to_thread(_copy_nvram, template, loader)
+        except firmware.FirmwareMissing as exc:
+            raise InstanceFailure(str(exc)) from exc
+        return loader
 
     async def _base_image(self, disk: Disk) -> CachedImage | None:
         if disk.source is None:
@@ -267,7 +331,8 @@ class InstanceReconciler:
         if disk.type == "cdrom":
             if base is None:
                 raise InstanceFailure(f"cdrom {disk.device} has no image to show")
-            return DomainDisk(device=disk.device, path=base.path, type="cdrom", bus="ide",
+            # Instances made before cdroms moved to usb kept theirs on ide.
+            return DomainDisk(device=disk.device, path=base.path, type="cdrom", bus=disk.bus,
                               format=base.format, readonly=True)
         path = directory / f"{disk.device}.qcow2"
         if not path.exists():
@@ -276,6 +341,8 @@ class InstanceReconciler:
                 raise InstanceFailure(f"disk {disk.device} is missing from {self.node}")
             await create_overlay(base, path, disk.size_gb)
             failpoints.hit("after-overlay")
+        if disk.bus == "nvme":
+            qemu_owns(path)
         return DomainDisk(device=disk.device, path=path, bus=disk.bus)
 
     def _write_config_drive(self, spec: InstanceSpec) -> None:
@@ -294,7 +361,10 @@ class InstanceReconciler:
             user_data=user_data,
             network_data=self._ports.network_data(spec),
         )
-        configdrive.write(content, self.instance_dir(spec.uuid) / CONFIG_DRIVE)
+        path = self.instance_dir(spec.uuid) / CONFIG_DRIVE
+        configdrive.write(content, path)
+        if config_drive_place(spec).bus == "nvme":
+            qemu_owns(path)
 
     # --- power ------------------------------------------------------------------------
 

@@ -18,10 +18,13 @@ from portal.cloud.networks import NetworkRecord
 from portal.cloud.nodes import NodeRecord
 
 SCHEMA_VERSION = 1
+DEFAULT_MACHINE = "pc"
 
 
-def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = None
-             ) -> dict[str, Any]:
+def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = None,
+             node_machine: str = DEFAULT_MACHINE) -> dict[str, Any]:
+    """``node_machine``: the machine type of the instance's node, which an
+    instance gets unless it asked for another (secure boot's q35)."""
     spec = record.spec
     disks = [
         {"device": d.device, "bus": d.bus, "size": d.size_gb, "type": d.type,
@@ -42,11 +45,12 @@ def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = N
         "ssh_key": spec.ssh_key,
         "user_data": spec.user_data,
         "video": spec.video,
-        "uefi": False,
-        "secure_boot": False,
-        "nvram_template": None,
+        "uefi": spec.uefi,
+        "secure_boot": spec.secure_boot,
+        "nvram_template": spec.nvram_template.image_uuid or spec.nvram_template.url
+        if spec.nvram_template else None,
         "configdrive": spec.configdrive,
-        "machine_type": "pc",
+        "machine_type": spec.machine_type or node_machine,
         "side_channels": [],
         "state": record.state,
         "power_state": record.power_state,

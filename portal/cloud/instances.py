@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from cloudstate import states
+from cloudstate import disklayout, states
 from cloudstate.etcd import Compare, Delete, KeyValue, Put
-from cloudstate.model import Disk, InstanceObserved, InstanceSpec
+from cloudstate.model import Disk, DiskSource, InstanceObserved, InstanceSpec
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
@@ -32,13 +32,15 @@ MAX_USER_DATA_BYTES = 64 * 1024
 MAX_SSH_KEY_BYTES = 16 * 1024
 _PLACEMENT_ATTEMPTS = 8
 KIND = ObjectKind.INSTANCE
+# Secure boot needs SMM, which QEMU emulates on q35 only (as Shaken Fist does).
+SECURE_BOOT_MACHINE = "q35"
 
 
 @dataclass(frozen=True)
 class DiskRequest:
     size_gb: int
     base: str | None = None
-    bus: str = "virtio"
+    bus: str = "virtio"  # as asked for: a cdrom on virtio ends up on usb
     type: str = "disk"
 
 
@@ -56,6 +58,9 @@ class InstanceRequest:
     placed_on: str | None = None
     keypair: str | None = None  # a keypair of the namespace, by name
     networks: list[interfaces.NicRequest] = field(default_factory=list)
+    uefi: bool = False
+    secure_boot: bool = False  # needs uefi
+    nvram_template: str | None = None  # an image reference, used with uefi
 
 
 @dataclass(frozen=True)
@@ -92,12 +97,6 @@ class InstanceRecord:
         return self.observed.error if self.observed else None
 
 
-def _disk_device(index: int) -> str:
-    # Shaken Fist's layout: the root disk is vda, the config drive vdb, the
-    # rest follow from vdc.
-    return "vda" if index == 0 else "vd" + chr(ord("a") + index + 1)
-
-
 # --- writes ----------------------------------------------------------------------------
 
 
@@ -118,17 +117,15 @@ async def create(actor: Actor, namespace: str,
 
 async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     etcd, keys = store.etcd(), store.keys()
+    # Shaken Fist's layout (cloudstate.disklayout): vda, the config drive, then the rest.
+    places = disklayout.lay_out([(disk.bus, disk.type) for disk in request.disks],
+                                config_drive=request.configdrive != "none")
     disks = [
-        Disk(
-            device=_disk_device(index) if disk.type == "disk" else f"hd{chr(ord('c') + index)}",
-            size_gb=disk.size_gb,
-            base=disk.base,
-            source=await images.resolve(disk.base, namespace),
-            bus=disk.bus if disk.type == "disk" else "ide",
-            type=disk.type,
-        )
-        for index, disk in enumerate(request.disks)
+        Disk(device=place.device, size_gb=disk.size_gb, base=disk.base,
+             source=await images.resolve(disk.base, namespace), bus=place.bus, type=place.type)
+        for disk, place in zip(request.disks, places, strict=True)
     ]
+    firmware = await _firmware(request, namespace)
     ssh_key, keypair_name = request.ssh_key, None
     if request.keypair:
         if ssh_key:
@@ -141,6 +138,7 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     demand = scheduler.Demand(
         cpus=request.cpus, memory_mib=request.memory,
         disk_gb=sum(d.size_gb for d in disks if d.type == "disk"),
+        firmware=firmware.needs,
     )
     nic_networks = await interfaces.resolve(request.networks, namespace)
     interfaces.check_unique_addresses(request.networks, nic_networks)
@@ -170,6 +168,10 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             configdrive=request.configdrive,
             requested_placement=request.placed_on,
             interfaces=[nic.uuid for nic in nics.interfaces],
+            uefi=request.uefi,
+            secure_boot=request.secure_boot,
+            nvram_template=firmware.nvram_template,
+            machine_type=firmware.machine_type,
         )
         placement_key = keys.placement(node.info.name)
         result = await etcd.txn(
@@ -182,6 +184,30 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
         if result.succeeded:
             return InstanceRecord(spec=spec, observed=None, revision=result.revision)
     raise Conflict("too many instances are being created at once; try again")
+
+
+@dataclass(frozen=True)
+class _Firmware:
+    needs: tuple[str, ...] = ()  # what the node must offer (NodeInfo.firmware)
+    nvram_template: DiskSource | None = None
+    machine_type: str | None = None
+
+
+async def _firmware(request: InstanceRequest, namespace: str) -> _Firmware:
+    """What booting as asked needs: UEFI firmware (and secure boot's, which
+    takes machine q35) on the node, and the NVRAM template's image."""
+    if not request.uefi:
+        return _Firmware()
+    template = None
+    if request.nvram_template:
+        try:
+            template = await images.resolve(request.nvram_template, namespace)
+        except (BadRequest, NotFound):
+            raise NotFound(f"nvram_template: there is no image {request.nvram_template!r} "
+                           "to start the UEFI variables from") from None
+    if request.secure_boot:
+        return _Firmware(("uefi", "secure-boot"), template, SECURE_BOOT_MACHINE)
+    return _Firmware(("uefi",), template)
 
 
 async def delete(actor: Actor, record: InstanceRecord) -> InstanceRecord:
@@ -289,7 +315,8 @@ async def purge(record: InstanceRecord) -> bool:
         return False
     keys = store.keys()
     return await store.forget(keys.instance(record.uuid), keys.observed_instance(record.uuid),
-                              record.revision)
+                              record.revision,
+                              *(keys.deleted_interface(uuid) for uuid in record.spec.interfaces))
 
 
 async def _owned_instances(namespace: str) -> list[str]:

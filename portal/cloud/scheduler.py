@@ -18,12 +18,15 @@ from cloudstate.keys import Keys
 from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo
 from portal.cloud.errors import InsufficientResources, NotFound
 
+FIRMWARE_NAMES = {"uefi": "UEFI", "secure-boot": "secure boot"}
+
 
 @dataclass(frozen=True)
 class Demand:
     cpus: int
     memory_mib: int
     disk_gb: int
+    firmware: tuple[str, ...] = ()  # boot firmware beyond BIOS: "uefi", "secure-boot"
 
 
 @dataclass
@@ -55,6 +58,10 @@ class NodeLoad:
             return "offline"
         if not self.info.is_hypervisor:
             return "not a hypervisor"
+        missing = [name for name in demand.firmware if name not in self.info.firmware]
+        if missing:
+            return f"no {' or '.join(FIRMWARE_NAMES[name] for name in missing)} firmware " \
+                   "(Debian's ovmf package)"
         if demand.cpus > self.info.vcpus:
             return f"has only {self.info.vcpus} CPUs"
         if self.cpus + demand.cpus > self.cpu_limit:
@@ -127,7 +134,9 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
         detail = "; ".join(f"{name}: {reason}" for name, reason in sorted(reasons.items()))
         raise InsufficientResources(
             f"no node can take {demand.cpus} vCPUs, {demand.memory_mib} MiB memory and "
-            f"{demand.disk_gb} GB disk ({detail})"
+            f"{demand.disk_gb} GB disk"
+            + "".join(f" with {FIRMWARE_NAMES[name]}" for name in demand.firmware[-1:])
+            + f" ({detail})"
         )
     return max(fitting, key=lambda load: (load.info.name in preferred,
                                           load.memory_limit - load.memory_mib, load.info.name))

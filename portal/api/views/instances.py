@@ -10,7 +10,7 @@ from django.urls import path
 from portal.accounts.actor import Actor
 from portal.api import requests, shapes
 from portal.api.framework import endpoint
-from portal.cloud import instances, networks
+from portal.cloud import hotplug, instances, networks
 from portal.cloud import interfaces as nics
 from portal.cloud import metadata as metadata_service
 from portal.cloud.changes import Later
@@ -72,10 +72,23 @@ async def metadata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> 
     return record.spec.metadata
 
 
-@endpoint("GET")
-async def interfaces(request: HttpRequest, body: dict, actor: Actor, ref: str) -> list:
+@endpoint("GET", "POST")
+async def interfaces(request: HttpRequest, body: dict, actor: Actor, ref: str) -> Any:
+    """The instance's interfaces; POST hot-plugs one more (``{"network": netdesc}``)."""
     record = await instances.get(ref, actor.visible)
+    if request.method == "POST":
+        added = await hotplug.attach(actor, record, Later(lambda: requests.netdesc(body)))
+        return (await nics.views([added]))[0]
     return await nics.views(await nics.of_instance(record.spec))
+
+
+@endpoint("DELETE")
+async def interface_detail(request: HttpRequest, body: dict, actor: Actor, ref: str,
+                           uuid: str) -> dict:
+    """Unplug one interface (sfcloud's own: Shaken Fist has no such call)."""
+    record = await instances.get(ref, actor.visible)
+    removed = await hotplug.detach(actor, record, uuid)
+    return (await nics.views([removed]))[0]
 
 
 routes = [
@@ -83,4 +96,5 @@ routes = [
     path("/instances/<str:ref>", detail),
     path("/instances/<str:ref>/metadata", metadata),
     path("/instances/<str:ref>/interfaces", interfaces),
+    path("/instances/<str:ref>/interfaces/<str:uuid>", interface_detail),
 ]
