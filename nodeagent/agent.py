@@ -107,6 +107,7 @@ class Agent:
             hypervisor=self.hypervisor, instances_dir=settings.instances_dir,
         ).register()
         ImageRoutes(server=self.server, images=self.image_sync).register()
+        self.networks.ping.register(self.server)
         self.started = asyncio.Event()
 
     async def run(self) -> None:

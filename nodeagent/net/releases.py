@@ -93,6 +93,9 @@ def unused_floating(snap: Snapshot, spec: NetworkSpec) -> list[tuple[str, int]]:
             continue
         if reservation.type == "gateway":
             in_use = spec.floating_gateway == reservation.address
+        elif reservation.type == "routed":
+            # Given back once unrouted and its route gone (this pass removed it).
+            in_use = reservation.address in spec.routed
         else:
             iface = snap.interfaces.get(reservation.user[-1])
             in_use = iface is not None and iface.floating == reservation.address

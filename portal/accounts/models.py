@@ -177,6 +177,7 @@ class AuditAction(models.TextChoices):
     UNROUTE = "unroute"
     SET_DNS = "set-dns"  # a name a network's DNS answers
     DELETE_DNS = "delete-dns"
+    PING = "ping"  # an address, from a network's router
 
 
 class Via(models.TextChoices):

@@ -12,7 +12,7 @@ from portal.accounts.actor import Actor
 from portal.api import requests, shapes
 from portal.api.framework import endpoint
 from portal.api.views.events import api_events
-from portal.cloud import interfaces, networks
+from portal.cloud import dnsentries, interfaces, netping, networks, routed
 from portal.cloud import metadata as metadata_service
 from portal.cloud.changes import Later
 from portal.cloud.errors import BadRequest, Forbidden, NotFound
@@ -110,6 +110,36 @@ async def events(request: HttpRequest, body: dict, actor: Actor, ref: str) -> li
     return await api_events("network", (await _find(ref, actor)).uuid, body)
 
 
+@endpoint("POST")
+async def route(request: HttpRequest, body: dict, actor: Actor, ref: str) -> str:
+    """Route an address of the floating network here; the address, as a JSON string."""
+    return await routed.route(actor, await _find(ref, actor))
+
+
+@endpoint("DELETE")
+async def route_detail(request: HttpRequest, body: dict, actor: Actor, ref: str,
+                       address: str) -> None:
+    await routed.unroute(actor, await _find(ref, actor), address)
+    return None
+
+
+@endpoint("POST", "DELETE")
+async def dns(request: HttpRequest, body: dict, actor: Actor, ref: str) -> None:
+    """Extra names the network's DNS answers: POST ``{"name", "value"}``, DELETE ``{"name"}``."""
+    record = await _find(ref, actor)
+    if request.method == "POST":
+        await dnsentries.set_entry(actor, record, body.get("name"), body.get("value"))
+    else:
+        await dnsentries.delete_entry(actor, record, body.get("name"))
+    return None
+
+
+@endpoint("GET")
+async def ping(request: HttpRequest, body: dict, actor: Actor, ref: str, address: str) -> dict:
+    """Ping an address of the network from its router, on the network node."""
+    return await netping.ping(actor, await _find(ref, actor), address)
+
+
 routes = [
     path("/networks", collection),
     path("/networks/<str:ref>", detail),
@@ -118,4 +148,8 @@ routes = [
     path("/networks/<str:ref>/metadata", metadata),
     path("/networks/<str:ref>/metadata/<str:key>", metadata_item),
     path("/networks/<str:ref>/events", events),
+    path("/networks/<str:ref>/route", route),
+    path("/networks/<str:ref>/route/<str:address>", route_detail),
+    path("/networks/<str:ref>/dns", dns),
+    path("/networks/<str:ref>/ping/<str:address>", ping),
 ]
