@@ -34,7 +34,8 @@ class DomainDisk:
     type: str = "disk"  # disk or cdrom
     format: str = "qcow2"
     readonly: bool = False
-    boot: bool = False  # the one the firmware boots from
+    # 1 for the disk the firmware boots from; None for no place in the boot order.
+    boot_order: int | None = None
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,19 @@ def config_drive_place(spec: InstanceSpec) -> disklayout.Placed:
     return disklayout.config_drive(disklayout.Placed(first.device, first.bus, first.type))
 
 
+def boot_order(disks: list[DomainDisk]) -> list[DomainDisk]:
+    """The first disk boots. When it is an nvme disk (a QEMU argument), the
+    first disk libvirt knows comes next: a libvirt disk without a boot order
+    would otherwise be given boot index 1 as well, which QEMU refuses."""
+    ordered = [dataclasses.replace(disks[0], boot_order=1), *disks[1:]]
+    if ordered[0].bus == "nvme":
+        for index, disk in enumerate(ordered):
+            if disk.bus != "nvme":
+                ordered[index] = dataclasses.replace(disk, boot_order=2)
+                break
+    return ordered
+
+
 def qemu_owns(path: Path) -> None:
     """Hand a file QEMU opens itself (an nvme disk, given as a QEMU argument
     rather than a libvirt disk) to QEMU's user: libvirt only does that for
@@ -276,14 +289,15 @@ class InstanceReconciler:
             await self._ensure_disk(disk, bases[disk.device], directory, repairing=repairing)
             for disk in spec.disks
         ]
-        disks[0] = dataclasses.replace(disks[0], boot=True)
+        disks = boot_order(disks)
         failpoints.hit("after-disks")
         self._write_config_drive(spec)
         if spec.configdrive != "none":
             place = config_drive_place(spec)
             disks.insert(1, DomainDisk(device=place.device, bus=place.bus,
                                        path=directory / CONFIG_DRIVE, format="raw",
-                                       readonly=True))
+                                       # QEMU's AHCI has no read-only disks.
+                                       readonly=place.bus != "sata"))
         firmware = await self._firmware(spec, directory)
         xml = domainxml.render(
             template_path=self._ctx.domain_template,

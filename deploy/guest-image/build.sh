@@ -40,9 +40,10 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 [ $# -eq 1 ] || die "usage: $0 OUTDIR"
 
 DISK_MB=64
-# virtio_pci first and sr_mod before the disk controllers, so that cdroms found while a
-# controller's module initialises are bound to sr at once and exist when modprobe returns.
-GUEST_MODULES=(virtio_pci sr_mod virtio_blk virtio_net virtio_scsi virtio_console ata_piix
+# virtio_pci first and sr_mod and sd_mod before the disk controllers, so that cdroms and SCSI
+# disks found while a controller's module initialises are bound at once and exist when modprobe
+# returns. (NVMe is built into the kernel; it has no AHCI and no USB at all.)
+GUEST_MODULES=(virtio_pci sr_mod sd_mod virtio_blk virtio_net virtio_scsi virtio_console ata_piix
     isofs nls_utf8 button evdev)
 BUSYBOX=${SFCLOUD_BUSYBOX:-/bin/busybox}
 
@@ -230,7 +231,7 @@ mount_config_drive() {
     dev=$(findfs LABEL=config-2 2>/dev/null) && mount -t iso9660 -o ro "$dev" "$CD" 2>/dev/null &&
         return 0
     # findfs can miss a drive (no label probe for some devices): try each candidate by content.
-    for dev in /dev/sr* /dev/vd*; do
+    for dev in /dev/sr* /dev/vd* /dev/sd* /dev/nvme*n1; do
         [ -b "$dev" ] || continue
         mount -t iso9660 -o ro "$dev" "$CD" 2>/dev/null || continue
         [ -f "$META" ] && return 0

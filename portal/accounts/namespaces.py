@@ -245,5 +245,7 @@ async def remove_trust(actor: Actor, namespace: str, other: str) -> Namespace:
 async def _administered(actor: Actor, namespace: str) -> Namespace:
     """The namespace, for an Actor who administers it."""
     target = await get_namespace(actor, namespace)
+    if not actor.can_read(namespace):
+        raise Forbidden(f"namespace {namespace} trusts yours: you may see it, not change it")
     actor.require_admin(namespace, f"namespace {namespace}")
     return target

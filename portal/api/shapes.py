@@ -195,4 +195,8 @@ def network(record: NetworkRecord) -> dict[str, Any]:
         "metadata": spec.metadata,
         "created": spec.created_at,
         "version": SCHEMA_VERSION,
+        # sfcloud's own: what `network add-routed` routed here, and the extra
+        # names its DNS answers.
+        "routed": spec.routed,
+        "dns_entries": spec.dns_entries,
     }

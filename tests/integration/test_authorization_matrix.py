@@ -164,6 +164,7 @@ MATRIX: dict[str, list[Check]] = {
               api(**ADMIN_A_API)),
     ],
     "api/auth/namespaces/<str:namespace>/keys": [
+        Check("GET", fixed("/api/auth/namespaces/{a}/keys"), api(**READ_A)),
         Check("POST", fixed("/api/auth/namespaces/{a}/keys"), api(**ADMIN_A_API),
               body=lambda w, who: {"key_name": w.unique("k"), "key": secrets.token_urlsafe(16)}),
         Check("PUT", fixed("/api/auth/namespaces/{a}/keys"), api(**ADMIN_A_API),
@@ -177,7 +178,16 @@ MATRIX: dict[str, list[Check]] = {
     ],
     "api/auth/namespaces/<str:namespace>/metadata": [
         Check("GET", fixed("/api/auth/namespaces/{a}/metadata"), api(**READ_A)),
+        Check("POST", fixed("/api/auth/namespaces/{a}/metadata"), api(**ADMIN_A_API),
+              body=lambda w, who: {"key": "shade", "value": "dark"}),
     ],
+    # Trusting a fresh namespace each time: no caller comes to see A through it.
+    "api/auth/namespaces/<str:namespace>/trust": [
+        Check("POST", fixed("/api/auth/namespaces/{a}/trust"), api(**ADMIN_A_API),
+              body=lambda w, who: {"external_namespace": w.fresh_namespace()})],
+    "api/auth/namespaces/<str:namespace>/trust/<str:other>": [
+        Check("DELETE", lambda w, who: f"/api/auth/namespaces/{w.ns_a}/trust/"
+                                       f"{w.fresh_namespace()}", api(**ADMIN_A_API))],
     "api/auth/namespaces/<str:namespace>/metadata/<str:key>": [
         Check("PUT", fixed("/api/auth/namespaces/{a}/metadata/colour"), api(**ADMIN_A_API),
               body=lambda w, who: {"value": "blue"}),
@@ -199,9 +209,16 @@ MATRIX: dict[str, list[Check]] = {
               api(member=200, viewer=403, other=404, system=200)),
     ],
     "api/instances/<str:ref>/metadata": [
-        Check("GET", fixed("/api/instances/{inst}/metadata"), api(**READ_A))],
+        Check("GET", fixed("/api/instances/{inst}/metadata"), api(**READ_A)),
+        Check("POST", fixed("/api/instances/{inst}/metadata"), api(**OPERATE_A),
+              body=lambda w, who: {"key": "shade", "value": "dark"})],
+    # A hot-plugged NIC is reserved (its node, a ghost, never plugs it in).
     "api/instances/<str:ref>/interfaces": [
-        Check("GET", fixed("/api/instances/{inst}/interfaces"), api(**READ_A))],
+        Check("GET", fixed("/api/instances/{inst}/interfaces"), api(**READ_A)),
+        Check("POST", fixed("/api/instances/{inst}/interfaces"), api(**OPERATE_A),
+              body=lambda w, who: {"network": {"network_uuid": w.network_a}})],
+    "api/instances/<str:ref>/interfaces/<str:uuid>": [
+        Check("DELETE", lambda w, who: _hot_plugged(w), api(**OPERATE_A))],
     # The instance's node is a ghost, so whoever gets past the roles hears it is offline.
     "api/instances/<str:ref>/consoledata": [
         Check("GET", fixed("/api/instances/{inst}/consoledata"),
@@ -210,7 +227,24 @@ MATRIX: dict[str, list[Check]] = {
               api(member=503, viewer=403, other=404, system=503)),
     ],
     "api/nodes": [Check("GET", fixed("/api/nodes"), api(**SYSTEM_ONLY))],
-    "api/nodes/<str:ref>": [Check("GET", fixed("/api/nodes/{node}"), api(**SYSTEM_ONLY))],
+    "api/nodes/<str:ref>": [
+        Check("GET", fixed("/api/nodes/{node}"), api(**SYSTEM_ONLY)),
+        # The node is online: past the role check, deleting it is refused (409).
+        Check("DELETE", fixed("/api/nodes/{node}"), api(**{**SYSTEM_ONLY, "system": 409}))],
+    "api/nodes/<str:ref>/metadata": [
+        Check("GET", fixed("/api/nodes/{node}/metadata"), api(**SYSTEM_ONLY)),
+        Check("POST", fixed("/api/nodes/{node}/metadata"), api(**SYSTEM_ONLY),
+              body=lambda w, who: {"key": "rack", "value": "r1"})],
+    "api/nodes/<str:ref>/metadata/<str:key>": [
+        Check("PUT", fixed("/api/nodes/{node}/metadata/rack"), api(**SYSTEM_ONLY),
+              body=lambda w, who: {"value": "r2"}),
+        Check("DELETE", lambda w, who: _with_node_metadata(w), api(**SYSTEM_ONLY))],
+    # Health: anyone, no credentials needed (a load balancer has none).
+    **{route: [Check("GET", fixed("/" + route), all_(200))]
+       for route in ("api/livez", "api/readyz", "api/healthz", "livez", "readyz", "healthz")},
+    # Whatever no route matches under /api: a JSON 404 for everyone.
+    "api^/.*$": [Check("GET", fixed("/api/no-such-route"), all_(404)),
+                 Check("POST", fixed("/api/label/nothing"), all_(404))],
     # Instance operations. The instance tried is never built (its node does not exist), so
     # a caller who passes the role checks is told to retry (406), as Shaken Fist's client
     # expects while an instance is not yet created.
@@ -267,7 +301,28 @@ MATRIX: dict[str, list[Check]] = {
     ],
     **{f"api/networks/<str:ref>/{part}": [
         Check("GET", fixed(f"/api/networks/{{net}}/{part}"), api(**READ_A))]
-       for part in ("interfaces", "addresses", "metadata", "events")},
+       for part in ("interfaces", "addresses", "events")},
+    "api/networks/<str:ref>/metadata": [
+        Check("GET", fixed("/api/networks/{net}/metadata"), api(**READ_A)),
+        Check("POST", fixed("/api/networks/{net}/metadata"), api(**OPERATE_A),
+              body=lambda w, who: {"key": "shade", "value": "dark"})],
+    # This cloud has no floating network: past the role checks, routing is 507.
+    "api/networks/<str:ref>/route": [
+        Check("POST", fixed("/api/networks/{net}/route"),
+              api(member=507, viewer=403, other=404, system=507))],
+    "api/networks/<str:ref>/route/<str:address>": [
+        Check("DELETE", fixed("/api/networks/{net}/route/192.0.2.9"),
+              api(member=404, viewer=403, other=404, system=404))],
+    # The network has no DNS of its own: past the role checks, 406.
+    "api/networks/<str:ref>/dns": [
+        Check("POST", fixed("/api/networks/{net}/dns"),
+              api(member=406, viewer=403, other=404, system=406),
+              body=lambda w, who: {"name": "db", "value": "10.99.0.9"}),
+        Check("DELETE", fixed("/api/networks/{net}/dns"),
+              api(member=406, viewer=403, other=404, system=406),
+              body=lambda w, who: {"name": "db"})],
+    "api/networks/<str:ref>/ping/<str:address>": [
+        Check("GET", fixed("/api/networks/{net}/ping/10.99.0.1"), api(**OPERATE_A))],
     "api/networks/<str:ref>/metadata/<str:key>": [
         Check("PUT", fixed("/api/networks/{net}/metadata/colour"), api(**OPERATE_A),
               body=lambda w, who: {"value": "blue"}),
@@ -409,6 +464,14 @@ MATRIX: dict[str, list[Check]] = {
     "manage/namespaces/<str:namespace>/keys/<str:key_name>/delete/": [
         Check("POST", lambda w, who: f"/manage/namespaces/{w.ns_a}/keys/{w.fresh_key()}/delete/",
               page(member=403, viewer=403, other=404, system=MOVED))],
+    "manage/namespaces/<str:namespace>/trust/": [
+        Check("POST", fixed("/manage/namespaces/{a}/trust/"),
+              page(member=403, viewer=403, other=404, system=MOVED),
+              body=lambda w, who: {"external_namespace": w.fresh_namespace()})],
+    "manage/namespaces/<str:namespace>/trust/<str:other>/remove/": [
+        Check("POST", lambda w, who: f"/manage/namespaces/{w.ns_a}/trust/"
+                                     f"{w.fresh_namespace()}/remove/",
+              page(member=403, viewer=403, other=404, system=MOVED))],
     "manage/people/": [
         Check("GET", fixed("/manage/people/"), page(**SYSTEM_ONLY)),
         # No password given: the generated one is shown on the answer itself (200).
@@ -497,6 +560,23 @@ def _with_instance_metadata(w: World) -> str:
                                      {"value": 1})
     assert response.status_code == 200, response.text
     return f"/api/instances/{w.instance_a}/metadata/{key}"
+
+
+def _with_node_metadata(w: World) -> str:
+    key = w.unique("tag")
+    response = w.cloud.api().request("PUT", f"/nodes/{w.cloud.node}/metadata/{key}",
+                                     {"value": 1})
+    assert response.status_code == 200, response.text
+    return f"/api/nodes/{w.cloud.node}/metadata/{key}"
+
+
+def _hot_plugged(w: World) -> str:
+    """The API URL of a NIC just added to a fresh instance of A."""
+    instance = w.fresh_instance()
+    response = w.cloud.api().post(f"/instances/{instance}/interfaces",
+                                  {"network": {"network_uuid": w.network_a}})
+    assert response.status_code == 200, response.text
+    return f"/api/instances/{instance}/interfaces/{response.json()['uuid']}"
 
 
 def _with_network_metadata(w: World) -> str:

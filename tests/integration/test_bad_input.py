@@ -38,6 +38,20 @@ def instance_keys(cloud: Cloud) -> list[str]:
      "user_data"),
     ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1}], "ssh_key": "hello"},
      "ssh_key"),
+    # Shaken Fist's buses, and its refusal of IDE.
+    ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1, "bus": "ide"}]},
+     "disk[0].bus: invalid disk bus ide"),
+    ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1, "bus": "floppy"}]},
+     "invalid disk bus floppy"),
+    ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1, "type": "floppy"}]},
+     "invalid disk type floppy"),
+    ({"name": "ok", "cpus": 1, "memory": 256,
+      "disk": [{"size": 1}, {"type": "cdrom", "base": "demo", "bus": "nvme"}]},
+     "a cdrom can't be on nvme"),
+    ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1}], "secure_boot": True},
+     "secure boot requires UEFI be enabled"),
+    ({"name": "ok", "cpus": 1, "memory": 256, "disk": [{"size": 1}], "uefi": "maybe"},
+     "uefi: must be true or false"),
 ])
 def test_malformed_create_is_400_and_leaves_nothing(cloud: Cloud, body: object,
                                                     expected: str) -> None:
@@ -69,17 +83,33 @@ def test_unauthenticated_and_garbage_tokens_are_401(cloud: Cloud) -> None:
     assert response.status_code == 401
 
 
-def test_duplicate_name_is_409(cloud: Cloud) -> None:
+def test_duplicate_names_are_allowed_and_a_name_naming_two_is_400(cloud: Cloud) -> None:
+    # As in Shaken Fist: instances are told apart by UUID.
     body = {"name": "twin", "cpus": 1, "memory": 128, "disk": [{"size": 1}]}
     first = cloud.api().post("/instances", body)
-    assert first.status_code == 200
     second = cloud.api().post("/instances", body)
-    assert second.status_code == 409
-    assert "already exists" in second.json()["error"]
-    uuid = first.json()["uuid"]
-    cloud.api().delete(f"/instances/{uuid}")
-    wait_for(lambda: cloud.api().get(f"/instances/{uuid}").json()["state"] == "deleted",
-             30, "twin deleted")
+    assert (first.status_code, second.status_code) == (200, 200), second.text
+    uuids = [first.json()["uuid"], second.json()["uuid"]]
+    assert uuids[0] != uuids[1]
+    ambiguous = cloud.api().get("/instances/twin")
+    assert ambiguous.status_code == 400
+    assert ambiguous.json()["error"] == \
+        'multiple instances have the name "twin" in namespace "system": use the UUID'
+    for uuid in uuids:
+        cloud.api().delete(f"/instances/{uuid}")
+    for uuid in uuids:
+        wait_for(lambda u=uuid: cloud.api().get(f"/instances/{u}").json()["state"] == "deleted",
+                 30, "twin deleted")
+
+
+def test_a_missing_nvram_template_is_404(cloud: Cloud) -> None:
+    before = instance_keys(cloud)
+    response = cloud.api().post("/instances", {
+        "name": "nvram", "cpus": 1, "memory": 128, "disk": [{"size": 1}], "uefi": True,
+        "nvram_template": "no-such-image"})
+    assert response.status_code == 404, response.text
+    assert "nvram_template" in response.json()["error"]
+    assert instance_keys(cloud) == before
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def test_the_first_disk_boots_and_scsi_gets_its_controller() -> None:
     import xml.etree.ElementTree as ET
 
     root = ET.fromstring(render(disks=[
-        DomainDisk(device="sda", path=Path("/d/sda.qcow2"), bus="scsi", boot=True),
+        DomainDisk(device="sda", path=Path("/d/sda.qcow2"), bus="scsi", boot_order=1),
         DomainDisk(device="sdb", path=Path("/d/config.iso"), bus="scsi", format="raw",
                    readonly=True),
         DomainDisk(device="sdc", path=Path("/d/cd.qcow2"), bus="usb", type="cdrom",
@@ -73,6 +73,7 @@ def test_the_first_disk_boots_and_scsi_gets_its_controller() -> None:
     disks = root.findall("devices/disk")
     assert [d.find("target").get("dev") for d in disks] == ["sda", "sdb", "sdc"]
     assert [d.find("boot") is not None for d in disks] == [True, False, False]
+    assert disks[0].find("boot").get("order") == "1"
     assert disks[2].get("device") == "cdrom" and disks[2].find("target").get("bus") == "usb"
     assert root.find("devices/controller[@type='scsi']").get("model") == "virtio-scsi"
     assert root.find("os/boot") is None  # boot order is per device
@@ -84,7 +85,7 @@ def test_nvme_disks_are_qemu_arguments() -> None:
     import xml.etree.ElementTree as ET
 
     root = ET.fromstring(render(disks=[
-        DomainDisk(device="nvme0", path=Path("/d/x,y/nvme0.qcow2"), bus="nvme", boot=True),
+        DomainDisk(device="nvme0", path=Path("/d/x,y/nvme0.qcow2"), bus="nvme", boot_order=1),
         DomainDisk(device="nvme1", path=Path("/d/config.iso"), bus="nvme", format="raw",
                    readonly=True),
     ]))
@@ -129,3 +130,15 @@ def test_uefi_and_secure_boot(tmp_path: Path) -> None:
     with pytest.raises(firmware.FirmwareMissing, match="no secure boot firmware"):
         firmware.loader(Path("/i/u1"), secure_boot=True, own_template=False,
                         directory=tmp_path)
+
+
+def test_an_nvme_first_disk_boots_and_a_libvirt_disk_comes_second() -> None:
+    from nodeagent.instances import boot_order
+
+    ordered = boot_order([DomainDisk(device="nvme0", path=Path("/d/a"), bus="nvme"),
+                          DomainDisk(device="nvme1", path=Path("/d/b"), bus="nvme"),
+                          DomainDisk(device="vdc", path=Path("/d/c"))])
+    assert [d.boot_order for d in ordered] == [1, None, 2]
+    assert [d.boot_order for d in boot_order([DomainDisk(device="vda", path=Path("/d/a")),
+                                               DomainDisk(device="vdb", path=Path("/d/b"))])] \
+        == [1, None]
