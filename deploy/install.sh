@@ -18,8 +18,8 @@ fi
 PACKAGES=(
     # virtualisation (ovmf: UEFI and secure boot for guests)
     qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-dev ovmf
-    # state, networking
-    etcd-server etcd-client dnsmasq-base iproute2 nftables
+    # state, networking (ping: `network ping` from a network's namespace)
+    etcd-server etcd-client dnsmasq-base iproute2 nftables iputils-ping
     # building libvirt-python, and the venv itself
     python3-venv python3-dev gcc pkg-config
     # the small guest image the demo and the tests boot

@@ -402,7 +402,8 @@ def ensure_host_routes(namespace: str, name: str, addresses: set[str]) -> None:
                    if route["proto"] == ROUTED_PROTO}
         try:
             for stale in present - addresses:
-                ns.route("del", dst=f"{stale}/32", table=254, proto=ROUTED_PROTO)
+                ns.route("del", dst=f"{stale}/32", oif=index, table=254, proto=ROUTED_PROTO,
+                         scope=253)
             for missing in addresses - present:
                 ns.route("replace", dst=f"{missing}/32", oif=index, proto=ROUTED_PROTO,
                          scope=253)

@@ -110,7 +110,8 @@ def instance_show(w: World) -> None:
     out = w.sf("instance", "show", w.instance["uuid"]).stdout
     assert w.instance["uuid"] in out and "created" in out
     shown = w.sf_json("instance", "show", "-s", w.instance["uuid"])
-    assert shown["uuid"] == w.instance["uuid"] and shown["interfaces"]
+    assert shown["uuid"] == w.instance["uuid"] and shown["network_interfaces"]
+    assert "snapshots" in shown
 
 
 def instance_list(w: World) -> None:
@@ -194,8 +195,11 @@ def instance_consoledelete(w: World) -> None:
 
 def instance_add_interface(w: World) -> None:
     uuid = w.instance["uuid"]
-    added = w.sf_json("instance", "add-interface", uuid, "-n", w.network["name"])
-    assert added["instance_uuid"] == uuid and added["ipv4"]
+    w.sf("instance", "add-interface", uuid, "-n", w.network["name"])  # prints nothing
+    nics = w.api.get(f"/instances/{uuid}/interfaces").json()
+    assert [nic["order"] for nic in nics] == [0, 1]
+    added = nics[1]
+    assert added["network_uuid"] == w.network["uuid"] and added["ipv4"]
     w.cloud.wait_console(uuid, f"SFCLOUD-HOTPLUG: eth1 {added['ipv4']}/", BOOT)
     w.api.delete(f"/instances/{uuid}/interfaces/{added['uuid']}")
     w.cloud.wait_console(uuid, "SFCLOUD-UNPLUG: eth1", BOOT)
@@ -224,7 +228,7 @@ def artifact_cache_list_show_events_delete(w: World) -> None:
              "the artifact to be cached")
     assert w.sf_json("artifact", "events", uuid)
     w.sf("artifact", "delete", uuid)
-    assert w.api.get(f"/artifacts/{uuid}").json()["state"] == "deleted"
+    assert uuid not in [a["uuid"] for a in w.sf_json("artifact", "list")]
 
 
 # --- networks ----------------------------------------------------------------------------------
