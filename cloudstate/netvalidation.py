@@ -55,9 +55,6 @@ def netblock(value: Any, field: str = "netblock") -> ipaddress.IPv4Network:
         network = ipaddress.ip_network(value.strip(), strict=False)
     except ValueError as exc:
         raise ValidationError(field, f"{value!r} is not a valid CIDR block ({exc})") from exc
-    if network.network_address != ipaddress.ip_interface(value.strip()).ip:
-        raise ValidationError(field, f"{value.strip()} has host bits set: the network is "
-                                     f"{network}, use that")
     if not isinstance(network, ipaddress.IPv4Network):
         raise ValidationError(field, f"{value!r} is not IPv4; only IPv4 networks are offered")
     if network.prefixlen > MAX_PREFIXLEN:
@@ -66,6 +63,9 @@ def netblock(value: Any, field: str = "netblock") -> ipaddress.IPv4Network:
         )
     if network.prefixlen < MIN_PREFIXLEN:
         raise ValidationError(field, f"{value!r} is larger than a /{MIN_PREFIXLEN}")
+    if network.network_address != ipaddress.ip_interface(value.strip()).ip:
+        raise ValidationError(field, f"{value.strip()} has host bits set: the network is "
+                                     f"{network}, use that")
     for forbidden, why in _FORBIDDEN:
         if network.overlaps(forbidden):
             raise ValidationError(field, f"{value!r} overlaps {forbidden}, which {why}")
