@@ -197,7 +197,8 @@ def test_consoledata_api_and_sf_client(cloud: Cloud, guest: str) -> None:
     assert "SFCLOUD-READY" in shown
 
     # Shaken Fist's -1 is the whole log (rotated copies too); other negatives nothing.
-    whole = cloud.sf("instance", "consoledata", guest, "-1").stdout
+    # The client reads a bare -1 as an option: "--" first, as a shell user types it.
+    whole = cloud.sf("instance", "consoledata", guest, "--", "-1").stdout
     assert "SFCLOUD-GUEST-UP" in whole and len(whole) > 300
     assert api.get(f"/instances/{guest}/consoledata", {"length": -1}).content \
         .startswith(log[:100])
