@@ -370,6 +370,9 @@ MATRIX: dict[str, list[Check]] = {
               page(member=MOVED, viewer=403, other=404, system=MOVED))],
     "nodes/": [Check("GET", fixed("/nodes/"), page(**SYSTEM_ONLY))],
     "nodes/<str:name>/": [Check("GET", fixed("/nodes/{node}/"), page(**SYSTEM_ONLY))],
+    # The node is online: past the role check, the refusal is a message on its page.
+    "nodes/<str:name>/delete/": [Check("POST", fixed("/nodes/{node}/delete/"),
+                                       page(**{**SYSTEM_ONLY, "system": MOVED}))],
     # The instance page's buttons and small forms answer htmx with a toast (200), also when
     # the service refuses (the instance is not built); viewers get 403, outsiders 404.
     "instances/<uuid:uuid>/power/<str:action>/": [
@@ -413,6 +416,14 @@ MATRIX: dict[str, list[Check]] = {
     "networks/instance/<uuid:uuid>/interfaces/": [
         Check("GET", fixed("/networks/instance/{inst}/interfaces/"), page(**READ_A),
               htmx=True)],
+    # Adding and removing NICs answer with the section again (200); viewers get 403.
+    "networks/instance/<uuid:uuid>/interfaces/add/": [
+        Check("POST", fixed("/networks/instance/{inst}/interfaces/add/"), page(**OPERATE_A),
+              htmx=True, body=lambda w, who: {"network": w.network_a})],
+    "networks/instance/<uuid:uuid>/interfaces/<uuid:interface>/remove/": [
+        Check("POST", lambda w, who: _hot_plugged(w).replace("/api/instances/",
+                                                              "/networks/instance/")
+              + "/remove/", page(**OPERATE_A), htmx=True)],
     # The float buttons answer with the section again (200), saying why the service
     # refused (the interface has no address); viewers get 403, outsiders 404.
     **{f"networks/interface/<uuid:uuid>/{verb}/": [
