@@ -35,13 +35,15 @@ class NicSync:
 
     async def sync(self, spec: InstanceSpec, *, running: bool) -> None:
         present = await self._hv.interfaces(spec.uuid)
-        for iface, port in await self._ports.ensure_ports_of(spec):
-            if port.mac in present:
-                continue
-            if running and not self._ports.applied(iface):
-                continue  # the network node's report brings us back
-            await self._hv.plug(spec.uuid, domainxml.interface_xml(port))
-            self._emit(spec, f"eth{iface.order} plugged in (interface {iface.uuid})")
+        # Bridges are only made (kernel work) when a NIC is missing.
+        if any(iface.macaddr not in present for iface, _ in self._ports.nics(spec)):
+            for iface, port in await self._ports.ensure_ports_of(spec):
+                if port.mac in present:
+                    continue
+                if running and not self._ports.applied(iface):
+                    continue  # the network node's report brings us back
+                await self._hv.plug(spec.uuid, domainxml.interface_xml(port))
+                self._emit(spec, f"eth{iface.order} plugged in (interface {iface.uuid})")
         detached = self._ports.detached(spec)
         if not detached:
             return
