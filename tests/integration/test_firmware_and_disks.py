@@ -16,7 +16,9 @@ import base64
 import json
 import re
 import secrets
+import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import libvirt
 import pytest
@@ -206,3 +208,38 @@ def test_nvme_disks_are_qemu_arguments(cloud: Cloud) -> None:
     wait_for(lambda: "SFCLOUD-HOSTNAME: nvme" in cloud.console_log(uuid), BOOT,
              "the guest to read its config drive on nvme")
     delete(cloud, uuid)
+
+
+def test_an_nvram_template_starts_the_guests_uefi_variables(
+        cloud: Cloud, image_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # OVMF's empty variable store, as a qcow2 image (what an image URL is expected to be).
+    template = tmp_path / "nvram.qcow2"
+    subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2",
+                    "/usr/share/OVMF/OVMF_VARS.fd", str(template)], check=True)
+    image_server.serve_file("/nvram-template.qcow2", template)
+    url = image_server.url("/nvram-template.qcow2")
+    created = sf_create(cloud, "nvram", "-d", "1@demo", "--uefi", "--nvram-template", url)
+    uuid = created["uuid"]
+    assert created["nvram_template"] == url
+    wait_for(lambda: cloud.api().get(f"/instances/{uuid}").json()["state"] != "creating"
+             and cloud.api().get(f"/instances/{uuid}").json()["state"] != "initial", BOOT,
+             "the instance to be built")
+    shown = cloud.api().get(f"/instances/{uuid}").json()
+    assert shown["state"] == "created", shown["error_message"]
+    cloud.wait_console(uuid, "SFCLOUD-READY", BOOT)
+    root = domain_xml(uuid)
+    # The instance's own store was copied in; libvirt was given no template of its own.
+    assert root.find("os/nvram").get("template") is None
+    nvram = cloud.instance_dir(uuid) / "nvram"
+    assert nvram.stat().st_size == 131072
+    delete(cloud, uuid)
+    # A template that is not a variable store for this firmware: the instance says why.
+    image_server.serve_file("/not-nvram.qcow2", cloud.demo_image,
+                            content_type="application/octet-stream")
+    bad = sf_create(cloud, "badnvram", "-d", "1@demo", "--uefi", "--nvram-template",
+                    image_server.url("/not-nvram.qcow2"))
+    wait_for(lambda: cloud.api().get(f"/instances/{bad['uuid']}").json()["state"] == "error",
+             120, "the instance to fail")
+    assert "NVRAM template" in cloud.api().get(f"/instances/{bad['uuid']}").json()[
+        "error_message"]
+    delete(cloud, bad["uuid"])
