@@ -120,7 +120,9 @@ class InstanceSpec(Record):
     uefi: bool = False
     secure_boot: bool = False
     nvram_template: DiskSource | None = None
-    machine_type: str | None = None  # None: the node's default machine
+    # The QEMU machine, chosen at placement; None for instances placed before
+    # it was recorded (they get their node's).
+    machine_type: str | None = None
 
     @property
     def domain_name(self) -> str:

@@ -88,8 +88,8 @@ def _copy_nvram(template: CachedImage, loader: firmware.Loader) -> None:
     """The instance's own UEFI variable store, from its template image (raw
     bytes, as OVMF reads them), under a temporary name first."""
     tmp = loader.nvram.with_name(f".{loader.nvram.name}.tmp")
-    subprocess.run(["qemu-img", "convert", "-q", "-O", "raw", str(template.path), str(tmp)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(["qemu-img", "convert", "-q", "-f", template.format, "-O", "raw",
+                    str(template.path), str(tmp)], check=True, capture_output=True, timeout=60)
     try:
         firmware.check_template(tmp, loader.variables_size)
     except firmware.FirmwareMissing:
@@ -298,7 +298,7 @@ class InstanceReconciler:
                                        path=directory / CONFIG_DRIVE, format="raw",
                                        # QEMU's AHCI has no read-only disks.
                                        readonly=place.bus != "sata"))
-        firmware = await self._firmware(spec, directory)
+        loader = await self._firmware(spec, directory)
         xml = domainxml.render(
             template_path=self._ctx.domain_template,
             owner=self._ctx.owner,
@@ -315,7 +315,7 @@ class InstanceReconciler:
             console_log=directory / CONSOLE_LOG,
             video_model=str(spec.video.get("model", "cirrus")),
             vnc_password=secrets.token_urlsafe(6)[:8],
-            firmware=firmware,
+            firmware=loader,
         )
         await self._hv.define(xml)
         failpoints.hit("after-define")

@@ -21,10 +21,8 @@ SCHEMA_VERSION = 1
 DEFAULT_MACHINE = "pc"
 
 
-def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = None,
-             node_machine: str = DEFAULT_MACHINE) -> dict[str, Any]:
-    """``node_machine``: the machine type of the instance's node, which an
-    instance gets unless it asked for another (secure boot's q35)."""
+def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = None
+             ) -> dict[str, Any]:
     spec = record.spec
     disks = [
         {"device": d.device, "bus": d.bus, "size": d.size_gb, "type": d.type,
@@ -50,7 +48,8 @@ def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = N
         "nvram_template": spec.nvram_template.image_uuid or spec.nvram_template.url
         if spec.nvram_template else None,
         "configdrive": spec.configdrive,
-        "machine_type": spec.machine_type or node_machine,
+        # Instances placed before the machine was recorded have the default.
+        "machine_type": spec.machine_type or DEFAULT_MACHINE,
         "side_channels": [],
         "state": record.state,
         "power_state": record.power_state,

@@ -171,7 +171,8 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             uefi=request.uefi,
             secure_boot=request.secure_boot,
             nvram_template=firmware.nvram_template,
-            machine_type=firmware.machine_type,
+            # Secure boot's q35, else the machine the node gives its guests.
+            machine_type=firmware.machine_type or node.info.machine,
         )
         placement_key = keys.placement(node.info.name)
         result = await etcd.txn(
