@@ -332,6 +332,9 @@ class InstanceReconciler:
                 await asyncio.to_thread(_copy_nvram, template, loader)
         except firmware.FirmwareMissing as exc:
             raise InstanceFailure(str(exc)) from exc
+        except subprocess.CalledProcessError as exc:
+            raise InstanceFailure("the NVRAM template could not be read: "
+                                  f"{exc.stderr.decode(errors='replace').strip()}") from exc
         return loader
 
     async def _base_image(self, disk: Disk) -> CachedImage | None:
