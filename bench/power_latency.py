@@ -26,7 +26,7 @@ from support import running_cloud, summary
 
 from cloudstate.config import parse_endpoints
 from cloudstate.etcd import Etcd
-from cloudstate.model import ImageObserved, InstanceObserved
+from cloudstate.model import BlobObserved, InstanceObserved
 from tests.support.cloud import Cloud, wait_for
 
 
@@ -79,12 +79,13 @@ def sfcloud_snapshot(cloud: Cloud, uuid: str) -> tuple[float, float, str]:
     response = api.post(f"/instances/{uuid}/snapshot", {"device": "vda"})
     assert response.status_code == 200, response.text
     image = response.json()["vda"]["artifact_uuid"]
-    asyncio.run(until(cloud, cloud.keys.observed_image(cloud.node, image), start,
-                      lambda v: ImageObserved.from_json(v).state == "ready"))
+    blob = response.json()["vda"]["blob_uuid"]
+    asyncio.run(until(cloud, cloud.keys.observed_blob(cloud.node, blob), start,
+                      lambda v: BlobObserved.from_json(v).state == "ready"))
     elapsed = time.perf_counter() - started
 
     def paused() -> float | None:
-        for event in api.get(f"/artifacts/{image}/events").json():
+        for event in api.get(f"/blobs/{blob}/events").json():
             if (event.get("extra") or {}).get("paused_seconds") is not None:
                 return event["extra"]["paused_seconds"]
         return None

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +25,8 @@ from typing import Any, TypeVar
 import aetcd
 import aetcd.exceptions as aetcd_errors
 from aetcd.utils import prefix_range_end
+
+from cloudstate.metrics import ETCD_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -266,8 +269,16 @@ class Etcd:
             if len(self._endpoints) > 1:
                 self._current = (self._current + 1) % len(self._endpoints)
 
-    async def _unary(self, call: Callable[[aetcd.Client], Awaitable[T]]) -> T:
-        """Run one unary call, trying each endpoint once before giving up."""
+    async def _unary(self, operation: str, call: Callable[[aetcd.Client], Awaitable[T]]) -> T:
+        """Run one unary call, trying each endpoint once before giving up;
+        its round trip (retries included) goes into the process's metrics."""
+        started = time.perf_counter()
+        try:
+            return await self._try_each_endpoint(call)
+        finally:
+            ETCD_SECONDS.labels(operation).observe(time.perf_counter() - started)
+
+    async def _try_each_endpoint(self, call: Callable[[aetcd.Client], Awaitable[T]]) -> T:
         last: Exception | None = None
         for _ in range(len(self._endpoints)):
             async with self._session() as conn:
@@ -281,7 +292,7 @@ class Etcd:
         raise EtcdUnavailable(str(last)) from last
 
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return await self._unary(lambda client: getattr(client, name)(*args, **kwargs))
+        return await self._unary(name, lambda client: getattr(client, name)(*args, **kwargs))
 
     async def close(self) -> None:
         """Close the channel; calls and watches still running on it end."""
@@ -313,7 +324,7 @@ class Etcd:
             )
             return int(response.header.revision)
 
-        return await self._unary(call)
+        return await self._unary("revision", call)
 
     async def prefix_stats(self, prefix: str, changed_after: int) -> PrefixStats:
         """Count the keys under ``prefix`` and tell whether any of them was
@@ -355,7 +366,7 @@ class Etcd:
                 revision=int(response.header.revision),
             )
 
-        return await self._unary(call)
+        return await self._unary("prefix_stats", call)
 
     async def put(
         self, key: str, value: bytes | str | dict | list, lease: int | None = None
@@ -391,7 +402,7 @@ class Etcd:
             )
             return TxnResult(succeeded=response.succeeded, revision=response.header.revision)
 
-        return await self._unary(call)
+        return await self._unary("txn", call)
 
     async def compact(self, revision: int) -> None:
         await self._call("compact", revision, physical=True)

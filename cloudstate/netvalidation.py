@@ -21,8 +21,8 @@ MAX_INTERFACES = 8
 NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139")
 RESERVED_NAMES = ("floating",)
 
-_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62})$")
-_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 # Ranges a guest network must never use: they mean something on every host.
 _FORBIDDEN = [
     (ipaddress.IPv4Network("0.0.0.0/8"), "is 'this network'"),
@@ -34,7 +34,7 @@ _FORBIDDEN = [
 
 
 def network_name(value: Any, field: str = "name") -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValidationError(
             field,
             f"{value!r} is not a valid network name: use 1-63 letters, digits, dots, hyphens "
@@ -90,7 +90,7 @@ def address_in(value: Any, network: ipaddress.IPv4Network, field: str = "address
 
 def mac_address(value: Any, field: str = "macaddress") -> str:
     text = str(value).strip().lower().replace("-", ":")
-    if not _MAC.match(text):
+    if not _MAC.fullmatch(text):
         raise ValidationError(field, f"{value!r} is not a MAC address such as 02:00:00:12:34:56")
     if int(text[:2], 16) & 1:
         raise ValidationError(field, f"{value!r} is a multicast address; a NIC needs unicast")

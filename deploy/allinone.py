@@ -20,8 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+from cloudstate import privacy
 from cloudstate.settings import REPO_ROOT, check_at_start, is_set, read
 from cloudstate.signing import load_secret
+from deploy import portaluser
 from deploy.guestimage import ensure_guest_image
 from deploy.localetcd import LocalEtcd
 from deploy.localvirt import LocalLibvirt, stop_process
@@ -39,6 +41,7 @@ class Runner:
         self.etcd: LocalEtcd | None = None
         self.libvirt = LocalLibvirt(self.log_dir)
         self.env = dict(os.environ)
+        self.portal_user: portaluser.PortalUser | None = None
 
     # --- output -------------------------------------------------------------------
 
@@ -53,6 +56,25 @@ class Runner:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     # --- children -----------------------------------------------------------------
+
+    # --- the portal's user ---------------------------------------------------------
+
+    def prepare_portal_user(self) -> None:
+        """Run the portal unprivileged, as its systemd unit does, when its
+        user can reach the code; else say why it stays root."""
+        prepared = portaluser.prepare(
+            self.state_dir, sys.executable, env=self.env,
+            secrets=portaluser.readable_secrets(self.state_dir))
+        self.portal_user = prepared.user
+        if prepared.user is None:
+            self.say(f"warning: the portal runs as root: {prepared.why_not}. Put the "
+                     "checkout and its Python where other users can read them (e.g. "
+                     "/opt/sfcloud) to run it unprivileged")
+        else:
+            self.say(f"the portal runs as user {prepared.user.name}")
+
+    def as_portal(self, argv: list[str]) -> list[str]:
+        return argv if self.portal_user is None else self.portal_user.command(argv)
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the child
@@ -101,11 +123,11 @@ class Runner:
     def prepare_portal(self, demo_image: Path) -> dict[str, str]:
         python = sys.executable
         manage = str(REPO_ROOT / "manage.py")
-        subprocess.run([python, manage, "migrate", "--noinput", "-v", "0"],
-                       env=self.env, check=True)
+        subprocess.run(self.as_portal([python, manage, "migrate", "--noinput", "-v", "0"]),
+                       env=self.env, check=True, cwd=REPO_ROOT)
         result = subprocess.run(
-            [python, manage, "bootstrap", "--demo-image", str(demo_image)],
-            env=self.env, check=True, capture_output=True, text=True,
+            self.as_portal([python, manage, "bootstrap", "--demo-image", str(demo_image)]),
+            env=self.env, check=True, capture_output=True, text=True, cwd=REPO_ROOT,
         )
         secrets = {}
         for line in result.stdout.splitlines():
@@ -120,12 +142,12 @@ class Runner:
                 f"{self.address} is already in use; set SFCLOUD_PORTAL_ADDRESS to another address"
             )
         self.spawn("nodeagent", [sys.executable, "-m", "nodeagent"])
-        self.spawn("portal", [
+        self.spawn("portal", self.as_portal([
             sys.executable, "-m", "uvicorn", "portal.asgi:application",
             "--host", host, "--port", port, "--lifespan", "on",
             # permessage-deflate costs 35x on console (VNC) traffic.
             "--ws-per-message-deflate", "false", "--no-access-log",
-        ])
+        ]))
         deadline = time.monotonic() + 60
         while not _port_taken(host, int(port)):
             for name, process in self.children:
@@ -181,17 +203,19 @@ def main() -> int:
     args = parser.parse_args()
     # Before anything is started or made: a bad setting stops us here, named.
     check_at_start("make run")
+    privacy.private_umask()  # and every child's: the state is no local user's business
     address = args.address or read("SFCLOUD_PORTAL_ADDRESS")
     state_dir = read("SFCLOUD_STATE_DIR").resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(state_dir, 0o711)  # noqa: S103 - qemu must reach disk images below it
+    privacy.passage_dir(state_dir)  # qemu must reach disk images below it
+    privacy.tighten(state_dir)  # what an older version left readable
     runner = Runner(state_dir, address)
-    runner.log_dir.mkdir(exist_ok=True)
+    privacy.private_dir(runner.log_dir)
     runner.env["SFCLOUD_STATE_DIR"] = str(state_dir)
     runner.env["SFCLOUD_PORTAL_ADDRESS"] = address
     # The agent sends its events there.
     runner.env.setdefault("SFCLOUD_PORTAL_URL", f"http://{address}")
     load_secret(state_dir, create=True)  # shared by the portal and the agent
+    runner.prepare_portal_user()
 
     def stop(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -204,6 +228,7 @@ def main() -> int:
         runner.start_libvirt()
         runner.say("preparing the demo image (the first time this builds it, ~1 minute)")
         demo = ensure_guest_image(state_dir / "cache" / "guest-image") / "disk.qcow2"
+        privacy.tighten(state_dir / "cache")  # the agent copies it; nobody else reads it
         secrets = runner.prepare_portal(demo)
         runner.start_services()
         runner.banner(secrets)

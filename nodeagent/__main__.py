@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 
+from cloudstate import privacy
 from cloudstate.settings import check_at_start, read
 from nodeagent import kvmdevice
 from nodeagent.agent import Agent
@@ -22,6 +23,7 @@ def main() -> None:
     if args.name:
         os.environ["SFCLOUD_NODE_NAME"] = args.name
     check_at_start("nodeagent")
+    privacy.private_umask()
     logging.basicConfig(
         level=(args.log_level or read("SFCLOUD_LOG_LEVEL")).upper(),
         format="%(asctime)s nodeagent %(levelname)s %(name)s: %(message)s",

@@ -86,10 +86,10 @@ def loader(instance_dir: Path, *, secure_boot: bool, own_template: bool,
                   template=None if own_template else directory / build.variables)
 
 
-def check_template(path: Path, expected_size: int) -> None:
-    """An instance's own variable store must be one for this OVMF build
-    (QEMU refuses a flash of another size at start, with a cryptic message)."""
-    size = path.stat().st_size
+def check_template(size: int, expected_size: int) -> None:
+    """An instance's own variable store (``size`` bytes as raw data) must be
+    one for this OVMF build (QEMU refuses a flash of another size at start,
+    with a cryptic message)."""
     if size != expected_size:
         raise FirmwareMissing(
             f"the NVRAM template is {size} bytes; this node's OVMF needs a variable store of "

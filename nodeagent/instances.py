@@ -9,14 +9,12 @@ later pass would mistake for a finished one.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
 import pwd
 import secrets
 import shutil
-import subprocess
 import time
 import uuid as uuidlib
 from dataclasses import dataclass
@@ -26,17 +24,18 @@ from cloudstate import disklayout
 from cloudstate.etcd import Delete, Etcd, Put
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
-from cloudstate.model import Disk, Image, ImageObserved, InstanceObserved, InstanceSpec
+from cloudstate.model import Blob, BlobObserved, Disk, InstanceObserved, InstanceSpec
 from nodeagent import configdrive, domainxml, failpoints, firmware
 from nodeagent.domainxml import DomainDisk, DomainOwner
 from nodeagent.events import EventLog
 from nodeagent.hostfacts import Virtualization
 from nodeagent.hotplug import NicSync
 from nodeagent.hypervisor import Hypervisor, HypervisorError
+from nodeagent.images import qemuimg
 from nodeagent.images.cache import CachedImage
 from nodeagent.images.errors import ImageError
 from nodeagent.images.overlay import create_overlay
-from nodeagent.images.sync import ImageSync
+from nodeagent.images.sync import BlobNotReady, BlobSync
 from nodeagent.net.kernel import KernelError
 from nodeagent.net.ports import Ports
 from nodeagent.snapshots import SnapshotTaker
@@ -84,14 +83,21 @@ def qemu_owns(path: Path) -> None:
     os.chown(path, user.pw_uid, user.pw_gid)
 
 
-def _copy_nvram(template: CachedImage, loader: firmware.Loader) -> None:
+async def _copy_nvram(template: CachedImage, loader: firmware.Loader) -> None:
     """The instance's own UEFI variable store, from its template image (raw
-    bytes, as OVMF reads them), under a temporary name first."""
+    bytes, as OVMF reads them), under a temporary name first. The size is
+    checked before anything is written; qemu-img's messages name files of
+    this node, so they go to the log and the instance gets a plain reason."""
+    firmware.check_template(template.virtual_size, loader.variables_size)
     tmp = loader.nvram.with_name(f".{loader.nvram.name}.tmp")
-    subprocess.run(["qemu-img", "convert", "-q", "-f", template.format, "-O", "raw",
-                    str(template.path), str(tmp)], check=True, capture_output=True, timeout=60)
     try:
-        firmware.check_template(tmp, loader.variables_size)
+        await qemuimg.run(["convert", "-q", "-U", "-f", template.format, "-O", "raw",
+                           str(template.path), str(tmp)], timeout=60)
+        firmware.check_template(tmp.stat().st_size, loader.variables_size)
+    except (qemuimg.QemuImgFailed, TimeoutError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise InstanceFailure("the NVRAM template could not be read as a disk image "
+                              "(the node's log says why)") from exc
     except firmware.FirmwareMissing:
         tmp.unlink(missing_ok=True)
         raise
@@ -117,7 +123,7 @@ class InstanceReconciler:
         etcd: Etcd,
         mirror: Mirror,
         hypervisor: Hypervisor,
-        images: ImageSync,
+        images: BlobSync,
         ports: Ports,
         events: EventLog | None = None,
     ):
@@ -128,8 +134,7 @@ class InstanceReconciler:
         self._hv = hypervisor
         self._images = images
         self._events = events
-        self._snapshots = SnapshotTaker(hypervisor=hypervisor, cache=images.cache,
-                                        report=self._report_image, events=events)
+        self._snapshots = SnapshotTaker(hypervisor=hypervisor, images=images, events=events)
         self._ports = ports
         self._nics = NicSync(hypervisor=hypervisor, ports=ports, etcd=etcd, mirror=mirror,
                              events=events)
@@ -148,20 +153,19 @@ class InstanceReconciler:
         kv = self._mirror.get(self._keys.observed_instance(uuid))
         return None if kv is None else InstanceObserved.from_json(kv.value)
 
-    def pending_snapshots(self, uuid: str) -> list[Image]:
+    def pending_snapshots(self, uuid: str) -> list[Blob]:
         """Snapshots of this instance asked of this node and not yet taken.
         One found "creating" was interrupted (this pass is the only one that
         takes them), and is taken again."""
         found = []
-        for kv in self._mirror.items(self._keys.images):
-            image = Image.from_json(kv.value)
-            if (image.kind == "snapshot" and image.instance_uuid == uuid
-                    and image.node == self.node and image.state != "deleted"):
-                observed = self._mirror.get(self._keys.observed_image(self.node, image.uuid))
-                state = ImageObserved.from_json(observed.value).state if observed else None
-                if state in (None, "creating"):
-                    found.append(image)
-        return sorted(found, key=lambda image: (image.created_at, image.device or ""))
+        for kv in self._mirror.items(self._keys.blobs):
+            blob = Blob.from_json(kv.value)
+            if (blob.origin == "snapshot" and blob.instance_uuid == uuid
+                    and blob.node == self.node and blob.desired != "deleted"):
+                observed = self._images.observed(blob.uuid)
+                if observed is None or observed.state == "creating":
+                    found.append(blob)
+        return sorted(found, key=lambda blob: (blob.created_at, blob.device or ""))
 
     def instance_dir(self, uuid: str) -> Path:
         # The uuid becomes a path: make sure it can't be anything but a uuid.
@@ -205,6 +209,11 @@ class InstanceReconciler:
         try:
             await self._snapshots.resume_if_we_paused(spec, self.instance_dir(uuid))
             await self._converge(spec, observed)
+        except BlobNotReady as exc:
+            # A base still being made elsewhere; its observed record changing
+            # queues this instance again.
+            log.info("instance %s waits: %s", uuid, exc)
+            return
         except (InstanceFailure, ImageError, HypervisorError, domainxml.DomainXMLError,
                 KernelError) as exc:
             log.warning("instance %s failed: %s", uuid, exc)
@@ -218,18 +227,13 @@ class InstanceReconciler:
                 await self._snapshots.take(spec, self.instance_dir(uuid), snapshots)
             except (ImageError, HypervisorError, OSError) as exc:
                 log.warning("snapshot of %s failed: %s", uuid, exc)
-                for image in snapshots:
-                    await self._report_image(image.uuid, ImageObserved(
+                for blob in snapshots:
+                    await self._images.report(blob.uuid, BlobObserved(
                         state="error", error=str(exc)))
 
     async def _fail_snapshots(self, uuid: str, why: str) -> None:
-        for image in self.pending_snapshots(uuid):
-            await self._report_image(image.uuid, ImageObserved(state="error", error=why))
-
-    async def _report_image(self, image_uuid: str, observed: ImageObserved) -> None:
-        revision = await self._etcd.put(self._keys.observed_image(self.node, image_uuid),
-                                        observed.to_json())
-        await self._mirror.wait_for_revision(revision)
+        for blob in self.pending_snapshots(uuid):
+            await self._images.report(blob.uuid, BlobObserved(state="error", error=why))
 
     async def _converge(self, spec: InstanceSpec, observed: InstanceObserved | None) -> None:
         applied = observed.applied_power_generation if observed else 0
@@ -328,19 +332,16 @@ class InstanceReconciler:
             loader = firmware.loader(directory, secure_boot=spec.secure_boot,
                                      own_template=spec.nvram_template is not None)
             if spec.nvram_template is not None and not loader.nvram.exists():
-                template = await self._images.ensure_source(spec.nvram_template)
-                await asyncio.to_thread(_copy_nvram, template, loader)
+                template = await self._images.image(spec.nvram_template)
+                await _copy_nvram(template, loader)
         except firmware.FirmwareMissing as exc:
             raise InstanceFailure(str(exc)) from exc
-        except subprocess.CalledProcessError as exc:
-            raise InstanceFailure("the NVRAM template could not be read: "
-                                  f"{exc.stderr.decode(errors='replace').strip()}") from exc
         return loader
 
     async def _base_image(self, disk: Disk) -> CachedImage | None:
         if disk.source is None:
             return None
-        return await self._images.ensure_source(disk.source)
+        return await self._images.image(disk.source)
 
     async def _ensure_disk(
         self, disk: Disk, base: CachedImage | None, directory: Path, *, repairing: bool

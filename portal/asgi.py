@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import os
 
+from cloudstate import privacy
+
+# Sessions, password hashes, token digests: the portal's files are its own.
+privacy.private_umask()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
@@ -22,7 +26,9 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_application = get_asgi_application()
 
+from portal.bodylimit import BodyLimit  # noqa: E402
 from portal.lifespan import lifespan  # noqa: E402
+from portal.metrics import CountWebsockets  # noqa: E402
 from portal.routing import (  # noqa: E402
     AGENT_PREFIX,
     agent_websocket_urlpatterns,
@@ -44,7 +50,8 @@ async def websockets(scope, receive, send):  # type: ignore[no-untyped-def]
 
 
 application = ProtocolTypeRouter({
-    "http": ASGIStaticFilesHandler(django_application),
-    "websocket": websockets,
+    # Request bodies are limited per route as they arrive, before Django reads them.
+    "http": BodyLimit(ASGIStaticFilesHandler(django_application)),
+    "websocket": CountWebsockets(websockets),
     "lifespan": lifespan,
 })

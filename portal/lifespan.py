@@ -11,7 +11,7 @@ from portal import health
 from portal.accounts import audit
 from portal.events import log as eventlog
 from portal.live import janitor
-from portal.live.hub import hub
+from portal.live.hub import hub, stop_hub
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,6 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 task.cancel()
             await asyncio.gather(*housekeeping, return_exceptions=True)
             if started is not None:
-                await started.stop()
+                await stop_hub()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -1,15 +1,18 @@
 from django.urls import path
 
 from portal.consoles.routing import websocket_urlpatterns as console_urlpatterns
+from portal.dashboard.consumers import DashboardConsumer
 from portal.events.agents import PATH as AGENT_EVENTS_PATH
 from portal.events.agents import AgentEventsConsumer
 from portal.events.consumers import NodeEventsConsumer
 from portal.images.consumers import ImagesConsumer
 from portal.instances.consumers import InstanceDetailConsumer, InstanceListConsumer
 from portal.networks.consumers import NetworksConsumer
+from portal.usage.consumers import InstanceGraphConsumer, NodeGraphConsumer
 
 # Browsers' websockets: the session authenticates them and their Origin is checked.
 websocket_urlpatterns = [
+    path("ws/dashboard/", DashboardConsumer.as_asgi()),
     path("ws/instances/", InstanceListConsumer.as_asgi()),
     path("ws/instances/<uuid:uuid>/", InstanceDetailConsumer.as_asgi()),
     path("ws/images/", ImagesConsumer.as_asgi()),
@@ -17,6 +20,8 @@ websocket_urlpatterns = [
     path("ws/networks/", NetworksConsumer.as_asgi()),
     path("ws/networks/<uuid:uuid>/", NetworksConsumer.as_asgi()),
     path("ws/nodes/<str:name>/events/", NodeEventsConsumer.as_asgi()),
+    path("ws/usage/instances/<uuid:uuid>/", InstanceGraphConsumer.as_asgi()),
+    path("ws/usage/nodes/<str:name>/", NodeGraphConsumer.as_asgi()),
     *console_urlpatterns,
 ]
 
@@ -24,5 +29,6 @@ websocket_urlpatterns = [
 # signed with the cluster secret.
 AGENT_PREFIX = "/ws/agent/"
 agent_websocket_urlpatterns = [
+    path("ws/dashboard/", DashboardConsumer.as_asgi()),
     path(AGENT_EVENTS_PATH, AgentEventsConsumer.as_asgi()),
 ]

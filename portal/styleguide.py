@@ -7,6 +7,8 @@ template to a static file without the portal's settings.
 
 from __future__ import annotations
 
+import math
+
 from django import forms
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
@@ -118,6 +120,9 @@ def context() -> dict:
         "form": DemoForm(),
         "invalid_form": invalid,
         "instances": instances,
+        # A busy hour with a gap (the guest was off for a while), as lists draw them.
+        "cpu_hour": [round(0.5 + 0.4 * math.sin(i / 6), 3) if not 30 <= i < 36 else None
+                     for i in range(60)],
     }
 
 

@@ -1,10 +1,9 @@
 from django.urls import include, path
-from django.views.generic import RedirectView
 
-from portal import health, styleguide
+from portal import health, metrics, styleguide
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="instance-list"), name="home"),
+    path("", include("portal.dashboard.urls")),
     path("", include("portal.accounts.urls")),
     path("manage/", include("portal.manage.urls")),
     path("instances/", include("portal.instances.urls")),
@@ -13,7 +12,10 @@ urlpatterns = [
     path("keypairs/", include("portal.keypairs.urls")),
     path("networks/", include("portal.networks.urls")),
     path("", include("portal.consoles.urls")),
+    path("", include("portal.usage.urls")),
     path("api", include("portal.api.urls")),
+    # For Prometheus, with the metrics token (SFCLOUD_METRICS_TOKEN).
+    path("metrics", metrics.view, name="metrics"),
     *health.routes(),
     # Answers 404 unless DEBUG is on.
     path("styleguide/", styleguide.view, name="styleguide"),

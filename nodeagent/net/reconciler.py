@@ -35,7 +35,8 @@ from collections.abc import Callable
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
-from cloudstate.model import InstanceSpec, InterfaceSpec
+from cloudstate.model import InstanceSpec, InterfaceSpec, NetworkSpec
+from cloudstate.vocabulary import ObjectKind
 from nodeagent.events import EventLog
 from nodeagent.net import dnsmasq, nftables, snapshot
 from nodeagent.net.context import NetworkContext
@@ -107,7 +108,7 @@ class NetworkReconciler:
                     await self._mesh.ensure(snap, spec)
                     if self._router.wanted(snap, spec):
                         await self._router.ensure(snap, spec)
-                else:
+                elif not vxid_reused_here(snap, spec, self._mesh.wanted):
                     await self._mesh.remove(spec.vxid)
             except _FAILURES as exc:
                 log.warning("network %s (%s): %s", spec.name, uuid, exc)
@@ -130,28 +131,35 @@ class NetworkReconciler:
     def on_changes(self, changes: list[Change]) -> None:
         keys = self._keys
         for change in changes:
-            if uuid := keys.uuid_of(change.key, keys.networks):
-                self.queue.add(uuid)
-            elif keys.uuid_of(change.key, keys.interfaces):
+            if change.key == keys.network_node_role:
+                self.sweep()
+                continue
+            found = keys.classify(change.key)
+            if found is None:
+                continue
+            if found.kind == ObjectKind.NETWORK and found.observed:
+                # The network node applied something: instances waiting for
+                # their DHCP entries may start.
+                self._poke_waiting_instances(found.uuid)
+            elif found.kind == ObjectKind.NETWORK:
+                self.queue.add(found.uuid)
+            elif found.kind == ObjectKind.INTERFACE:
                 for kv in (change.old, change.new):
                     if kv is not None:
                         self.queue.add(InterfaceSpec.from_json(kv.value).network_uuid)
-            elif keys.uuid_of(change.key, keys.instances):
+            elif found.kind == ObjectKind.INSTANCE and not found.observed:
                 # Placement and deletion decide which nodes are on a network.
                 for kv in (change.old, change.new):
                     if kv is not None:
-                        for iface_uuid in InstanceSpec.from_json(kv.value).interfaces:
-                            iface_kv = self._mirror.get(keys.interface(iface_uuid))
-                            if iface_kv is not None:
-                                self.queue.add(InterfaceSpec.from_json(iface_kv.value)
-                                               .network_uuid)
-            elif uuid := keys.uuid_of(change.key, keys.observed_networks):
-                # The network node applied something: instances waiting for
-                # their DHCP entries may start.
-                self._poke_waiting_instances(uuid)
-            elif change.key == keys.network_node_role or keys.uuid_of(change.key, keys.nodes):
-                for kv in self._mirror.items(keys.networks):
-                    self.queue.add(kv.key.rsplit("/", 1)[-1])
+                        self._queue_networks_of(InstanceSpec.from_json(kv.value))
+            elif found.kind == ObjectKind.NODE and not found.observed:
+                self.sweep()
+
+    def _queue_networks_of(self, instance: InstanceSpec) -> None:
+        for iface_uuid in instance.interfaces:
+            iface_kv = self._mirror.get(self._keys.interface(iface_uuid))
+            if iface_kv is not None:
+                self.queue.add(InterfaceSpec.from_json(iface_kv.value).network_uuid)
 
     def _poke_waiting_instances(self, network_uuid: str) -> None:
         for kv in self._mirror.items(self._keys.interfaces):
@@ -164,7 +172,8 @@ class NetworkReconciler:
 
     def sweep(self) -> None:
         for kv in self._mirror.items(self._keys.networks):
-            self.queue.add(kv.key.rsplit("/", 1)[-1])
+            if uuid := self._keys.uuid_of(kv.key, self._keys.networks):
+                self.queue.add(uuid)
 
     # --- garbage ---------------------------------------------------------------------------
 
@@ -185,3 +194,12 @@ class NetworkReconciler:
         self._router.close()
         for handle in self._retries.values():
             handle.cancel()
+
+
+def vxid_reused_here(snap: snapshot.Snapshot, spec: NetworkSpec,
+                     wanted: Callable[[snapshot.Snapshot, NetworkSpec], bool]) -> bool:
+    """Whether a network this node wants reuses ``spec``'s VXLAN id. A deleted
+    network's record outlives the release of its id, which a new network may
+    then be given: the links are named by the id, so they must stay."""
+    return any(other.uuid != spec.uuid and other.vxid == spec.vxid and wanted(snap, other)
+               for other, _ in snap.networks.values())

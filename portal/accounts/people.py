@@ -74,9 +74,10 @@ def create_user(actor: Actor, username: str, password: str, *, namespace: str | 
                 role: str = Role.MEMBER) -> AbstractBaseUser:
     with _audited(actor, namespace, AuditAction.CREATE, USER, object_name=username) as entry:
         actor.require_system_admin("create people")
-        username = (username or "").strip()
-        if not username or len(username) > 150:
-            raise BadRequest("username: give 1-150 characters")
+        try:
+            username = validation.username(username)
+        except validation.ValidationError as exc:
+            raise BadRequest(str(exc)) from None
         model = get_user_model()
         probe = model(username=username)
         _check_password(password, probe)

@@ -7,6 +7,7 @@ from portal import health
 from portal.api.views import (
     artifacts,
     auth,
+    blobs,
     consoles,
     events,
     fallback,
@@ -14,10 +15,12 @@ from portal.api.views import (
     instances,
     interfaces,
     keypairs,
+    labels,
     namespaces,
     networks,
     nodes,
     root,
+    uploads,
 )
 
 urlpatterns = [
@@ -30,6 +33,9 @@ urlpatterns = [
     *instance_actions.routes,
     *events.routes,
     *artifacts.routes,
+    *blobs.routes,
+    *uploads.routes,
+    *labels.routes,
     *keypairs.routes,
     *networks.routes,
     *interfaces.routes,

@@ -5,9 +5,9 @@ record; the network node's dnsmasq serves them with the instances' names."""
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Any
 
+from cloudstate import validation
 from cloudstate.model import NetworkSpec
 from cloudstate.validation import ValidationError
 from cloudstate.vocabulary import ObjectKind
@@ -19,14 +19,6 @@ from portal.cloud.networks import NetworkRecord
 
 KIND = ObjectKind.NETWORK
 MAX_ENTRIES = 256
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-
-
-def dns_name(value: Any) -> str:
-    if not isinstance(value, str) or len(value) > 253 or \
-            not all(_LABEL.match(label) for label in value.rstrip(".").split(".")):
-        raise ValidationError("name", f"{value!r} is not a valid DNS name")
-    return value.rstrip(".").lower()
 
 
 def dns_address(value: Any) -> str:
@@ -47,7 +39,7 @@ async def set_entry(actor: Actor, record: NetworkRecord, name: Any, value: Any) 
                                 object_id=record.uuid, object_name=spec.name,
                                 detail=str(name)[:200]):
         _serving(record)
-        name, value = dns_name(name), dns_address(value)
+        name, value = validation.dns_name(name), dns_address(value)
 
         def change(current: NetworkRecord) -> NetworkSpec:
             entries = {**current.spec.dns_entries, name: value}
@@ -68,7 +60,7 @@ async def delete_entry(actor: Actor, record: NetworkRecord, name: Any) -> Networ
                                 object_id=record.uuid, object_name=spec.name,
                                 detail=str(name)[:200]):
         _serving(record)
-        name = dns_name(name)
+        name = validation.dns_name(name)
 
         def change(current: NetworkRecord) -> NetworkSpec:
             if name not in current.spec.dns_entries:

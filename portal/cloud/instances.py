@@ -16,16 +16,27 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from cloudstate import disklayout, states
+from cloudstate import disklayout, states, validation
+from cloudstate import metadata as metadata_rules
 from cloudstate.etcd import Compare, Delete, KeyValue, Put
 from cloudstate.model import Disk, DiskSource, InstanceObserved, InstanceSpec
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
-from portal.accounts.models import AuditAction
+from portal.accounts.models import SYSTEM_NAMESPACE, AuditAction
 from portal.accounts.namespaces import require_open
-from portal.cloud import changes, images, interfaces, keypairs, ownership, refs, scheduler, store
+from portal.cloud import (
+    bases,
+    catalogue,
+    changes,
+    interfaces,
+    keypairs,
+    ownership,
+    refs,
+    scheduler,
+    store,
+)
 from portal.cloud.changes import Later, given
-from portal.cloud.errors import BadRequest, Conflict, NotFound
+from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 from portal.cloud.refs import Namespaces, visible
 
 MAX_USER_DATA_BYTES = 64 * 1024
@@ -52,8 +63,9 @@ class InstanceRequest:
     disks: list[DiskRequest]
     ssh_key: str | None = None
     user_data: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    video: dict[str, Any] = field(default_factory=lambda: {"model": "cirrus", "memory": 16384})
+    # As given: checked by create() (cloudstate.metadata, validation.video).
+    metadata: Any = None
+    video: Any = None
     configdrive: str = "openstack-disk"
     placed_on: str | None = None
     keypair: str | None = None  # a keypair of the namespace, by name
@@ -108,6 +120,9 @@ async def create(actor: Actor, namespace: str,
                                 what=f"namespace {namespace}") as entry:
         await require_open(namespace)
         wanted = given(request)
+        if wanted.placed_on is not None and not actor.can_operate(SYSTEM_NAMESPACE):
+            # Choosing a node (and learning which exist) is the operators' call.
+            raise Forbidden("placed_on: only the system namespace may choose the node")
         record = await _place(wanted, namespace)
         entry.object_id = record.uuid
     await changes.event(actor, KIND, record.uuid, "created", operation=AuditAction.CREATE,
@@ -115,26 +130,63 @@ async def create(actor: Actor, namespace: str,
     return record
 
 
+@dataclass(frozen=True)
+class _Sources:
+    """What the instance starts from, each resolved to a blob
+    (portal.cloud.bases): its disks' bases, then its NVRAM template."""
+
+    disks: list[bases.Resolved]
+    nvram_template: bases.Resolved | None = None
+
+    @property
+    def every(self) -> list[bases.Resolved]:
+        return [*self.disks, *([self.nvram_template] if self.nvram_template else [])]
+
+
+async def _resolve_sources(request: InstanceRequest, namespace: str) -> _Sources:
+    found = await catalogue.load()
+    resolved: list[bases.Resolved] = []
+    for disk in request.disks:
+        resolved.append(await bases.resolve(disk.base, namespace, found, resolved))
+    template = None
+    if request.uefi and request.nvram_template:
+        try:
+            template = await bases.resolve(request.nvram_template, namespace, found, resolved)
+        except (BadRequest, NotFound):
+            raise NotFound(f"nvram_template: there is no image {request.nvram_template!r} "
+                           "to start the UEFI variables from") from None
+    return _Sources(disks=resolved, nvram_template=template)
+
+
+def _disks(request: InstanceRequest, places: list[disklayout.Placed],
+           sources: _Sources) -> list[Disk]:
+    return [
+        Disk(device=place.device, size_gb=disk.size_gb, base=disk.base,
+             source=resolved.source, bus=place.bus, type=place.type)
+        for disk, place, resolved in zip(request.disks, places, sources.disks, strict=True)
+    ]
+
+
 async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     etcd, keys = store.etcd(), store.keys()
+    # The same rules as PUT .../metadata/<key>, for the whole object at once.
+    metadata = metadata_rules.validate_all(request.metadata, "instance")
+    video = validation.video(request.video)
     # Shaken Fist's layout (cloudstate.disklayout): vda, the config drive, then the rest.
     places = disklayout.lay_out([(disk.bus, disk.type) for disk in request.disks],
                                 config_drive=request.configdrive != "none")
-    disks = [
-        Disk(device=place.device, size_gb=disk.size_gb, base=disk.base,
-             source=await images.resolve(disk.base, namespace), bus=place.bus, type=place.type)
-        for disk, place in zip(request.disks, places, strict=True)
-    ]
-    firmware = await _firmware(request, namespace)
+    sources = await _resolve_sources(request, namespace)
+    disks = _disks(request, places, sources)
+    firmware = _firmware(request, sources)
     ssh_key, keypair_name = request.ssh_key, None
     if request.keypair:
         if ssh_key:
             raise BadRequest("ssh_key: give either ssh_key or keypair, not both")
         keypair = await keypairs.find(request.keypair, namespace)
         ssh_key, keypair_name = keypair.public_key, keypair.name
-    # A snapshot lives on the node that took it. Its instances go there when
-    # it has room, which saves a copy; elsewhere that node's agent copies it.
-    holders = await images.nodes_holding(disks)
+    # A blob lives on the node that made it. Its instances go there when it
+    # has room, which saves a copy; elsewhere that node's agent copies it.
+    holders = bases.holders(sources.every)
     demand = scheduler.Demand(
         cpus=request.cpus, memory_mib=request.memory,
         disk_gb=sum(d.size_gb for d in disks if d.type == "disk"),
@@ -144,7 +196,13 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     interfaces.check_unique_addresses(request.networks, nic_networks)
     # Names need not be unique, as in Shaken Fist: instances are told apart
     # by UUID, and a name that matches several is refused as a reference.
-    for _ in range(_PLACEMENT_ATTEMPTS):
+    for attempt in range(_PLACEMENT_ATTEMPTS):
+        if attempt:
+            # Another create may just have made the artifact of a URL this
+            # one was about to fetch: start from what is there now.
+            sources = await _resolve_sources(request, namespace)
+            disks = _disks(request, places, sources)
+            firmware = _firmware(request, sources)
         loads = await scheduler.snapshot(etcd, keys)
         node = scheduler.choose(demand, loads, required=request.placed_on, preferred=holders)
         instance_uuid = str(uuidlib.uuid4())
@@ -163,8 +221,8 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             ssh_key=ssh_key,
             keypair=keypair_name,
             user_data=request.user_data,
-            metadata=request.metadata,
-            video=request.video,
+            metadata=metadata,
+            video=video,
             configdrive=request.configdrive,
             requested_placement=request.placed_on,
             interfaces=[nic.uuid for nic in nics.interfaces],
@@ -175,12 +233,14 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             machine_type=firmware.machine_type or node.info.machine,
         )
         placement_key = keys.placement(node.info.name)
+        # The blobs it starts from, fenced; a new URL's fetch, asked of its node.
+        storage = bases.change(sources.every, namespace, node.info.name)
         result = await etcd.txn(
             [Compare.unchanged_since(placement_key, node.placement_revision),
-             *nics.compares],
+             *nics.compares, *storage.compares],
             [Put(keys.instance(spec.uuid), spec.to_json()),
              Put(placement_key, spec.uuid),
-             *nics.puts],
+             *nics.puts, *storage.ops],
         )
         if result.succeeded:
             return InstanceRecord(spec=spec, observed=None, revision=result.revision)
@@ -194,18 +254,12 @@ class _Firmware:
     machine_type: str | None = None
 
 
-async def _firmware(request: InstanceRequest, namespace: str) -> _Firmware:
+def _firmware(request: InstanceRequest, sources: _Sources) -> _Firmware:
     """What booting as asked needs: UEFI firmware (and secure boot's, which
-    takes machine q35) on the node, and the NVRAM template's image."""
+    takes machine q35) on the node, and the NVRAM template's blob."""
     if not request.uefi:
         return _Firmware()
-    template = None
-    if request.nvram_template:
-        try:
-            template = await images.resolve(request.nvram_template, namespace)
-        except (BadRequest, NotFound):
-            raise NotFound(f"nvram_template: there is no image {request.nvram_template!r} "
-                           "to start the UEFI variables from") from None
+    template = sources.nvram_template.source if sources.nvram_template else None
     if request.secure_boot:
         return _Firmware(("uefi", "secure-boot"), template, SECURE_BOOT_MACHINE)
     return _Firmware(("uefi",), template)
@@ -224,8 +278,8 @@ async def delete(actor: Actor, record: InstanceRecord) -> InstanceRecord:
 
 
 async def delete_all(actor: Actor, scope: Namespaces, *, confirm: bool) -> list[str]:
-    """Delete every active instance of ``scope`` (None: every namespace,
-    for a member of system); all or nothing as far as roles go: refused
+    """Delete every active instance of ``scope`` (named namespaces, never
+    None); all or nothing as far as roles go: refused
     before anything is deleted if one of them may not be. Returns their UUIDs."""
     changes.may_delete_all(actor, KIND, scope, confirm=confirm)
     records = await list_instances(scope)

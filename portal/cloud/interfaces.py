@@ -103,6 +103,12 @@ async def plan(
         # delete racing with us must see that it gained a user.
         result.compares.append(Compare.unchanged_since(keys.network(uuid), record.revision))
         result.puts.append(Put(keys.network_fence(uuid), instance_uuid))
+    # Addresses this request names for some NIC: a NIC given any address
+    # must not be handed one of them, or the NIC naming it would collide.
+    named: dict[str, set[str]] = {}
+    for nic, record in zip(nics, records, strict=True):
+        if nic.address not in (None, NO_ADDRESS):
+            named.setdefault(record.uuid, set()).add(nic.address)
     for index, (nic, record) in enumerate(zip(nics, records, strict=True)):
         order = first_order + index
         pool = ipam.Pool.for_network(record.uuid, record.spec.netblock)
@@ -118,7 +124,7 @@ async def plan(
             address = nic.address
         else:
             try:
-                address = pool.choose(in_use)[0]
+                address = pool.choose(in_use | named.get(record.uuid, set()))[0]
             except ipam.PoolExhausted as exc:
                 raise InsufficientResources(
                     f"network {record.spec.name} is full: {exc}") from exc

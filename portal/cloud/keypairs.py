@@ -23,12 +23,12 @@ from portal.cloud.errors import Conflict, NotFound
 
 Namespaces = frozenset[str] | None
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,62}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}")
 KIND = ObjectKind.KEYPAIR
 
 
 def validate_name(value: object) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise validation.ValidationError(
             "name", f"{value!r} is not a valid keypair name: use 1-63 letters, digits, "
             "dots, hyphens, underscores and @, starting with a letter or digit")

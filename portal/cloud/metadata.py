@@ -1,8 +1,8 @@
 """Metadata ("tags" in the portal): small key/value pairs on an object.
 
 One implementation for every kind of object that keeps its metadata in its
-desired record in etcd (instances, networks, nodes): the same key rules and
-size limits (cloudstate.metadata), the same audit row and the same event.
+desired record in etcd (instances, networks, nodes, artifacts, blobs): the same
+key rules and size limits (cloudstate.metadata), the same audit row and the same event.
 A new kind plugs in with its ``update`` function in ``_REWRITERS``.
 """
 
@@ -16,7 +16,7 @@ from cloudstate import metadata as rules
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
-from portal.cloud import changes, instances, networks, nodes
+from portal.cloud import artifacts, blobs, changes, instances, networks, nodes
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import NotFound
 
@@ -48,6 +48,8 @@ _REWRITERS: dict[ObjectKind, Rewriter] = {
     ObjectKind.INSTANCE: instances.update,
     ObjectKind.NETWORK: networks.update,
     ObjectKind.NODE: nodes.update,
+    ObjectKind.IMAGE: artifacts.update,
+    ObjectKind.BLOB: blobs.update,
 }
 
 

@@ -214,7 +214,7 @@ async def delete(actor: Actor, record: NetworkRecord) -> NetworkRecord:
 
 
 async def delete_all(actor: Actor, scope: Namespaces, *, confirm: bool) -> list[str]:
-    """Delete every network of ``scope`` (None: every namespace) that nothing
+    """Delete every network of ``scope`` (named namespaces) that nothing
     active uses; networks still used by instances being deleted wait for them
     (delete-wait). Refused before anything is deleted if the Actor may not
     delete one of them; the ones still in use are named in a 409 at the end."""

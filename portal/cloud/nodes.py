@@ -22,7 +22,7 @@ from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import SYSTEM_NAMESPACE, AuditAction
 from portal.cloud import changes, store
-from portal.cloud.errors import Conflict, Forbidden, NotFound
+from portal.cloud.errors import Conflict, Forbidden, InsufficientResources, NotFound
 
 KIND = ObjectKind.NODE
 DELETED = "deleted"
@@ -107,7 +107,7 @@ async def update(record: NodeRecord, change: Callable[[NodeRecord], NodeSpec]) -
 
 async def delete(actor: Actor, record: NodeRecord) -> NodeRecord:
     """Forget a node that is gone for good: its record, metadata, placement
-    fence, cached images and, if it held it, the network node's role.
+    fence, its copies of blobs and, if it held it, the network node's role.
 
     Refused (409) while its agent is online (it would register again at
     once: stop it first) and while any instance placed on it is not fully
@@ -144,7 +144,7 @@ async def _forget(record: NodeRecord) -> None:
                                  placement.mod_revision if placement else 0),
          *([Compare.value_is(keys.network_node_role, name)] if gives_up_role else [])],
         [Delete(keys.node(name)), Delete(keys.node_spec(name)), Delete(keys.placement(name)),
-         Delete(keys.observed_images_of(name), prefix=True),
+         Delete(keys.observed_blobs_of(name), prefix=True),
          *([Delete(keys.network_node_role)] if gives_up_role else [])],
     )
     if not result.succeeded:
@@ -170,3 +170,12 @@ async def _instances_on(node: str) -> list[InstanceSpec]:
 def seen_at(record: NodeRecord) -> float:
     """When the node was last known to be there (now, while it is alive)."""
     return time.time() if record.alive else record.last_seen
+
+
+async def storage_node() -> str:
+    """Where new bytes are made (a fetch, an upload): the live hypervisor
+    with the most free disk."""
+    live = [r for r in await list_nodes() if r.alive and r.info.is_hypervisor]
+    if not live:
+        raise InsufficientResources("no hypervisor node is online to store it on")
+    return max(live, key=lambda r: (r.info.disk_free_gb, r.info.name)).info.name

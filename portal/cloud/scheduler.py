@@ -9,11 +9,12 @@ last free memory of a node; the loser recomputes and tries again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from cloudstate.etcd import Etcd
+from cloudstate.etcd import Etcd, KeyValue
 from cloudstate.keys import Keys
 from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo
 from portal.cloud.errors import InsufficientResources, NotFound
@@ -91,7 +92,15 @@ async def snapshot(etcd: Etcd, keys: Keys) -> dict[str, NodeLoad]:
     alive, _ = await etcd.get_prefix(keys.alive)
     specs, _ = await etcd.get_prefix(keys.instances)
     observed_kvs, _ = await etcd.get_prefix(keys.observed_instances)
+    return loads_from(nodes=nodes, alive=alive, specs=specs, observed=observed_kvs,
+                      placements=placements)
 
+
+def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
+               specs: Iterable[KeyValue], observed: Iterable[KeyValue],
+               placements: Iterable[KeyValue] = ()) -> dict[str, NodeLoad]:
+    """The accounting of ``snapshot`` over records already read (from etcd,
+    or from a mirror of it, as the dashboard does)."""
     alive_names = {kv.key.rsplit("/", 1)[-1] for kv in alive}
     loads = {
         info.name: NodeLoad(info=info, alive=info.name in alive_names)
@@ -101,13 +110,13 @@ async def snapshot(etcd: Etcd, keys: Keys) -> dict[str, NodeLoad]:
         node = kv.key.rsplit("/", 1)[-1]
         if node in loads:
             loads[node].placement_revision = kv.mod_revision
-    observed = {
-        kv.key.rsplit("/", 1)[-1]: InstanceObserved.from_json(kv.value) for kv in observed_kvs
+    seen = {
+        kv.key.rsplit("/", 1)[-1]: InstanceObserved.from_json(kv.value) for kv in observed
     }
     for kv in specs:
         spec = InstanceSpec.from_json(kv.value)
         load = loads.get(spec.node)
-        if load is None or not holds_resources(spec, observed.get(spec.uuid)):
+        if load is None or not holds_resources(spec, seen.get(spec.uuid)):
             continue
         load.cpus += spec.cpus
         load.memory_mib += spec.memory

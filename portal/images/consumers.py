@@ -1,12 +1,13 @@
-"""Websockets that keep the images pages current: the list (every image the
-person may see, with each node's progress) and one image's page (its nodes
-and its event log)."""
+"""Websockets that keep the images pages current: the list (every artifact
+the person may see, with each node's progress) and one artifact's page (its
+versions, its nodes and its event log)."""
 
 from __future__ import annotations
 
 from django.template.loader import render_to_string
 
 from portal.cloud import artifacts
+from portal.cloud.catalogue import ArtifactRecord
 from portal.cloud.errors import NotFound
 from portal.images.views import page_context
 from portal.live.hub import hub
@@ -19,7 +20,7 @@ class ImagesConsumer(CollectionPage):
     async def group(self) -> str:
         return (await hub()).images_group
 
-    async def find(self, uuid: str) -> artifacts.ImageRecord:
+    async def find(self, uuid: str) -> ArtifactRecord:
         return await artifacts.get(uuid, self.access.visible)
 
     async def refresh(self) -> None:

@@ -75,8 +75,8 @@ async def snapshot(request: HttpRequest, uuid: UUID) -> HttpResponse:
 
     async def run(actor: Actor, record: InstanceRecord) -> str:
         taken = await snapshots.request(actor, record, all_disks=device is None, device=device)
-        names = ", ".join(image.name for image in taken)
-        return f"Taking a snapshot of {record.spec.name}: {names}."
+        disks = ", ".join(item.device for item in taken)
+        return f"Taking a snapshot of {record.spec.name}: {disks}."
 
     return await _act(request, uuid, run)
 

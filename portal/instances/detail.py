@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cloudstate import power
-from portal.cloud import artifacts
+from portal.cloud import snapshots
 from portal.cloud.instances import InstanceRecord
 
 # Sections whose root element has a stable id and takes ``oob``, so the
@@ -37,14 +37,27 @@ def power_pending(record: InstanceRecord) -> str | None:
     return power.LABELS.get(record.spec.power.action, record.spec.power.action)
 
 
+async def snapshot_rows(record: InstanceRecord) -> list[dict[str, Any]]:
+    """Each snapshot taken of the instance, newest first."""
+    rows = []
+    for artifact, version in reversed(await snapshots.versions_of(record)):
+        blob = artifact.blobs[version.blob_uuid]
+        rows.append({
+            "artifact": artifact, "blob": blob, "index": version.index,
+            "device": artifact.spec.device, "state": blob.state, "error": blob.error,
+            "size": blob.facts.size, "created": blob.spec.created_at,
+            "progress": blob.progress(blob.spec.node or ""),
+        })
+    return rows
+
+
 async def section_context(record: InstanceRecord, *, can_operate: bool) -> dict[str, Any]:
-    snapshots = await artifacts.list_records(None, kind="snapshot", instance_uuid=record.uuid)
     return {
         "record": record,
         "can_operate": can_operate,
         "power_buttons": power_buttons(record) if can_operate else [],
         "power_pending": power_pending(record),
-        "snapshots": sorted(snapshots, key=lambda r: r.image.created_at, reverse=True),
+        "snapshots": await snapshot_rows(record),
         "snapshot_devices": [d.device for d in record.spec.disks if d.type == "disk"],
         "metadata_items": sorted(record.spec.metadata.items()),
     }

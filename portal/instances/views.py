@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for, namespace_choices
-from portal.cloud import images, instances, keypairs, networks
+from portal.cloud import artifacts, instances, keypairs, networks, usage
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.events.sections import events_context
 from portal.instances import detail
@@ -24,6 +24,7 @@ from portal.web import arender
 DETAIL_SECTIONS = [
     "instances/_section_power.html",
     "instances/_section_overview.html",
+    "usage/_section_instance_graphs.html",
     "instances/_section_interfaces.html",
     "consoles/_section_console.html",
     "instances/_section_metadata.html",
@@ -37,10 +38,12 @@ async def instance_list(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
     live = await hub()
     records = live.instances(access.scope)
+    figures = usage.instance_figures(await usage.summaries(r.spec.node for r in records))
     return await arender(request, "instances/list.html", {
         "records": records,
         "can_operate": access.can_operate_here,
         "show_namespace": access.all_namespaces,
+        "usage": figures,
     })
 
 
@@ -55,7 +58,8 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
                      if access.can_operate(ns)) if access.all_namespaces else None
     namespace = access.current
     visible_images = frozenset(choices) if choices is not None else frozenset({namespace})
-    names = sorted({image.name for image in await images.list_images(visible_images)})
+    names = sorted({record.spec.name for record in await artifacts.list_records(visible_images)
+                    if record.spec.type != "label" and record.state != "error"})
     keys = await keypairs.list_keypairs(visible_images)
     # A NIC goes on a network of the instance's own namespace: with all
     # namespaces shown, each network says whose it is.

@@ -19,10 +19,12 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from cloudstate.etcd import Etcd
-from cloudstate.keys import Keys
+from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.mirror import Change, Mirror
-from cloudstate.model import InstanceSpec, InterfaceSpec
+from cloudstate.model import Artifact, BlobObserved, InstanceObserved, InstanceSpec, InterfaceSpec
 from cloudstate.vocabulary import ObjectKind
+from portal.accounts.notify import ACCESS_CHANGED, user_group
+from portal.cloud import blobs
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,11 @@ log = logging.getLogger(__name__)
 INSTANCE_CHANGED = "instance.changed"
 IMAGE_CHANGED = "image.changed"
 NETWORK_CHANGED = "network.changed"
+CLOUD_CHANGED = "cloud.changed"
 READY_TIMEOUT = 10.0
+# After an instance is torn down, look for blobs it was the last to use
+# this much later (several going at once are looked at together).
+BLOB_SWEEP_DELAY = 2.0
 
 
 class Hub:
@@ -41,6 +47,8 @@ class Hub:
         self.mirror = Mirror(self._etcd, self.keys.root,
                              resync_interval=settings.CLOUD.resync_interval)
         self._task: asyncio.Task[None] | None = None
+        self._blob_sweep: asyncio.Task[None] | None = None
+        self._blob_sweep_again = False
 
     # --- groups ----------------------------------------------------------------------
 
@@ -53,8 +61,15 @@ class Hub:
 
     @property
     def images_group(self) -> str:
-        """Every change to an image or a node's copy of one (pages filter)."""
+        """Every change to an artifact, or to a blob of one (a node's copy,
+        say), named by the artifact (pages filter)."""
         return f"live.{self.id}.images"
+
+    @property
+    def cloud_group(self) -> str:
+        """A node came, went or changed, or a floating address was taken or
+        given back: what the dashboard shows beyond instances."""
+        return f"live.{self.id}.cloud"
 
     @property
     def networks_group(self) -> str:
@@ -71,10 +86,11 @@ class Hub:
         await asyncio.wait_for(self.mirror.ready.wait(), READY_TIMEOUT)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
+        for task in (self._task, self._blob_sweep):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._blob_sweep = None
         await self._etcd.close()
 
     # --- reading ---------------------------------------------------------------------
@@ -107,19 +123,36 @@ class Hub:
         touched: dict[str, str] = {}
         images: set[str] = set()
         networks: set[str] = set()
+        people: set[int] = set()
+        cloud_changed = False
+        floating = self.keys.addresses(FLOATING_POOL)
         for change in changes:
+            if (user_id := self.keys.user_of_access_change(change.key)) is not None:
+                people.add(user_id)
+                continue
             found = self.keys.classify(change.key)
             if found is None:
+                cloud_changed |= change.key.startswith(floating)
                 continue
-            kind, uuid = found
-            if kind == ObjectKind.IMAGE:
+            kind, uuid = found.kind, found.uuid
+            if kind == ObjectKind.NODE:
+                cloud_changed = True
+            elif kind == ObjectKind.IMAGE:
                 images.add(uuid)
+            elif kind == ObjectKind.BLOB:
+                images.update(self.artifacts_holding(uuid))
+                if found.observed and _reports_failure(change):
+                    # A version that failed (or was no new version) beside
+                    # one shown is dropped: its blob is used by nothing.
+                    self._sweep_unused_blobs()
             elif kind == ObjectKind.NETWORK:
                 networks.add(uuid)
             elif kind == ObjectKind.INTERFACE:
                 networks.update(InterfaceSpec.from_json(kv.value).network_uuid
                                 for kv in (change.old, change.new) if kv is not None)
             elif kind == ObjectKind.INSTANCE:
+                if _torn_down(change, self.keys.observed_instance(uuid)):
+                    self._sweep_unused_blobs()
                 # A removed spec is gone from the mirror; its old value still
                 # says whose it was.
                 spec_kv = self.mirror.get(self.keys.instance(uuid))
@@ -130,15 +163,50 @@ class Hub:
                     touched[uuid] = spec.namespace
                     # Its interfaces' state, shown on their networks' pages, follows it.
                     networks.update(self._networks_of_instance(spec))
+        # What someone may see changed, maybe in another portal process: this
+        # process's live pages of theirs close and reconnect (their consoles
+        # re-check through LocalSessions).
+        for user_id in sorted(people):
+            await layer.group_send(user_group(user_id), {"type": ACCESS_CHANGED})
         for uuid, namespace in touched.items():
             message = {"type": INSTANCE_CHANGED, "uuid": uuid}
             await layer.group_send(self.namespace_group(namespace), message)
             await layer.group_send(self.everything_group, message)
+        if cloud_changed:
+            await layer.group_send(self.cloud_group, {"type": CLOUD_CHANGED})
         for image_uuid in sorted(images):
             await layer.group_send(self.images_group, {"type": IMAGE_CHANGED, "uuid": image_uuid})
         for network_uuid in sorted(networks):
             await layer.group_send(self.networks_group,
                                    {"type": NETWORK_CHANGED, "uuid": network_uuid})
+
+    def _sweep_unused_blobs(self) -> None:
+        """An instance is gone, or a blob failed, and with it maybe the last
+        use of a blob (Shaken Fist deletes a blob when its reference count
+        falls to 0)."""
+        if self._blob_sweep is not None and not self._blob_sweep.done():
+            self._blob_sweep_again = True
+            return
+        self._blob_sweep = asyncio.get_running_loop().create_task(self._collect_blobs())
+
+    async def _collect_blobs(self) -> None:
+        self._blob_sweep_again = True
+        while self._blob_sweep_again:
+            self._blob_sweep_again = False
+            await asyncio.sleep(BLOB_SWEEP_DELAY)
+            try:
+                await blobs.collect_garbage()
+            except Exception:  # noqa: BLE001 - the janitor's sweep comes back to it
+                log.exception("deleting unused blobs failed")
+
+    def artifact(self, uuid: str) -> Artifact | None:
+        kv = self.mirror.get(self.keys.artifact(uuid))
+        return None if kv is None else Artifact.from_json(kv.value)
+
+    def artifacts_holding(self, blob_uuid: str) -> set[str]:
+        """The artifacts one of whose versions is this blob."""
+        return {artifact.uuid for kv in self.mirror.items(self.keys.artifacts)
+                if blob_uuid in (artifact := Artifact.from_json(kv.value)).versions.values()}
 
     def _networks_of_instance(self, spec: InstanceSpec) -> set[str]:
         found = set()
@@ -147,6 +215,20 @@ class Hub:
             if kv is not None:
                 found.add(InterfaceSpec.from_json(kv.value).network_uuid)
         return found
+
+
+def _reports_failure(change: Change) -> bool:
+    """Whether this change (to a node's copy of a blob) reports a failure."""
+    return change.new is not None and BlobObserved.from_json(change.new.value).state == "error"
+
+
+def _torn_down(change: Change, observed_key: str) -> bool:
+    """Whether this change is an instance's node reporting it deleted."""
+    if change.key != observed_key or change.new is None:
+        return False
+    now = InstanceObserved.from_json(change.new.value).state
+    before = InstanceObserved.from_json(change.old.value).state if change.old else None
+    return now == "deleted" and before != "deleted"
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
@@ -160,3 +242,10 @@ async def hub() -> Hub:
         current = _hubs[loop] = Hub()
     await current.start()
     return current
+
+
+async def stop_hub() -> None:
+    """Stop this loop's hub, if one was started (a test's loop ends with its test)."""
+    current = _hubs.pop(asyncio.get_running_loop(), None)
+    if current is not None:
+        await current.stop()

@@ -3,6 +3,8 @@ a node's page, and deleting a node that is gone for good."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -12,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from portal.accounts.access import access_for
 from portal.accounts.models import SYSTEM_NAMESPACE
-from portal.cloud import nodes, scheduler, store
+from portal.cloud import nodes, scheduler, store, usage
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.events.sections import events_context
 from portal.web import arender
@@ -26,8 +28,10 @@ async def node_list(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("Only members of the system namespace may see nodes.")
     loads = await scheduler.snapshot(store.etcd(), store.keys())
     records = await nodes.list_nodes()
+    found = await usage.summaries(record.info.name for record in records if record.alive)
     return await arender(request, "nodes/list.html", {
         "rows": [(record, loads.get(record.info.name)) for record in records],
+        "figures": {name: summary.get("node") for name, summary in found.items()},
     })
 
 
@@ -40,7 +44,7 @@ async def node_detail(request: HttpRequest, name: str) -> HttpResponse:
     for record in await nodes.list_nodes():
         if record.info.name == name:
             return await arender(request, "nodes/detail.html", {
-                "record": record, "load": loads.get(name),
+                "record": record, "load": loads.get(name), "name_in_path": quote(name, safe=""),
                 "can_delete": access.can_operate(SYSTEM_NAMESPACE) and not record.alive,
                 **await events_context("node", name),
             })

@@ -1,21 +1,20 @@
 """The event log: agents' events reach the portal over an authenticated
 websocket, are kept on the node's disk while the portal is down and sent
 later, none lost and none twice; the API lists them newest first, filtered
-by type and limited, as Shaken Fist's client asks."""
+by type and limited, as Shaken Fist's client asks.
+
+Who may open the agents' socket, and what it does with a batch, is tried
+in process: tests/fast/test_agent_events_socket.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-import uuid as uuidlib
 
 import libvirt
 import pytest
-import websockets
 
-from cloudstate import signing
-from tests.support.cloud import Cloud, run_async, wait_for
+from tests.support.cloud import Cloud, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -97,42 +96,3 @@ def test_events_wait_on_the_node_while_the_portal_is_down(cloud: Cloud) -> None:
     wait_for(lambda: cloud.api().get(f"/instances/{uuid}").json()["state"] == "deleted", 60,
              "deleted")
     wait_for(lambda: "state is now deleted" in delivered(), 30, "the deleted event")
-
-
-def agent_socket_url(cloud: Cloud) -> str:
-    return f"ws://{cloud.address}/ws/agent/events/"
-
-
-async def exchange(cloud: Cloud, token: str, message: dict) -> dict:
-    async with websockets.connect(agent_socket_url(cloud),
-                                  additional_headers={"Authorization": f"Bearer {token}"},
-                                  open_timeout=10) as connection:
-        await connection.send(json.dumps(message))
-        return json.loads(await asyncio.wait_for(connection.recv(), 10))
-
-
-def test_agent_socket_needs_a_token_signed_with_the_cluster_secret(cloud: Cloud) -> None:
-    secret = cloud.env["SFCLOUD_CLUSTER_SECRET"].encode()
-    event_uuid = str(uuidlib.uuid4())
-    event = {"id": str(uuidlib.uuid4()), "kind": "node", "uuid": cloud.node, "type": "status",
-             "timestamp": time.time(), "message": f"probe {event_uuid}", "duration": None,
-             "extra": None}
-
-    for token in ("", "garbage", signing.sign(b"x" * 48, "agent-events", {"node": "n"}, 60),
-                  signing.sign(secret, "console", {"node": cloud.node}, 60),
-                  signing.sign(secret, "agent-events", {"node": cloud.node}, -1)):
-        with pytest.raises(websockets.InvalidStatus) as refused:
-            run_async(exchange(cloud, token, {"events": [event]}))
-        assert refused.value.response.status_code == 403
-
-    token = signing.sign(secret, "agent-events", {"node": "impostor"}, 60)
-    malformed = {"id": str(uuidlib.uuid4()), "kind": "spaceship", "uuid": "x",
-                 "timestamp": time.time(), "message": "bad"}
-    reply = run_async(exchange(cloud, token, {"events": [event, malformed, event]}))
-    # Both acknowledged (the malformed one dropped, not retried forever), the
-    # duplicate stored once, and the node named by the token, not the event.
-    assert set(reply["ack"]) == {event["id"], malformed["id"]}
-    found = [e for e in cloud.api().get(f"/nodes/{cloud.node}/events").json()
-             if e["message"] == f"probe {event_uuid}"]
-    assert len(found) == 1
-    assert found[0]["fqdn"] == "impostor"

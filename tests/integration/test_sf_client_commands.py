@@ -11,10 +11,12 @@ supported scenario. A newly supported command moves from ``Not`` to
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ import click
 import pytest
 
 from cloudstate.model import NodeInfo
-from tests.support.cloud import Cloud, wait_for
+from tests.support.cloud import ApiClient, Cloud, wait_for
 from tests.support.fixtures_networks import create_instance, create_network
 from tests.support.objects import mark_torn_down, put_instance
 
@@ -76,6 +78,41 @@ class World:
     def network_of_its_own(self) -> dict:
         return create_network(self.cloud, self.unique("n"), "10.61.0.0/24", provide_nat=False)
 
+    def tenant(self) -> Tenant:
+        """A namespace of its own with a key, for storage a scenario cleans up."""
+        return Tenant(self.cloud, self.cloud.make_namespace(self.unique("st")))
+
+
+@dataclass
+class Tenant:
+    """The client run as a namespace's key."""
+
+    cloud: Cloud
+    api: ApiClient
+
+    @property
+    def namespace(self) -> str:
+        return self.api.namespace
+
+    def sf(self, *args: str, **options: Any) -> subprocess.CompletedProcess:
+        return self.cloud.sf(*args, namespace=self.namespace, key=self.api.key, **options)
+
+    def sf_json(self, *args: str, **options: Any) -> Any:
+        return json.loads(self.sf("--json", *args, **options).stdout)
+
+    def upload(self, name: str, data: bytes, *options: str) -> str:
+        """Upload ``data`` as the artifact ``name``; its uuid."""
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "file.bin"
+            path.write_bytes(data)
+            out = self.sf("artifact", "upload", *options, name, str(path)).stdout
+        found = re.search(r"Created artifact ([0-9a-f-]{36})", out)
+        assert found, out
+        return found.group(1)
+
+    def clean(self) -> None:
+        self.sf("namespace", "clean", "--confirm", "--namespace", self.namespace)
+
 
 Scenario = Callable[[World], None]
 
@@ -90,9 +127,7 @@ class Not:
     reason: str
 
 
-STORAGE = "uploads, blobs, labels, artifact versions and sharing: issue 15's storage half"
 IN_GUEST_AGENT = "needs Shaken Fist's in-guest agent, which sfcloud does not have: not offered"
-USAGE = "node usage sampling (resources events, process metrics): not yet offered"
 
 
 # --- instances ---------------------------------------------------------------------------------
@@ -170,9 +205,13 @@ def instance_reboot(w: World) -> None:
 
 
 def instance_snapshot(w: World) -> None:
-    taken = w.sf_json("instance", "snapshot", w.instance["uuid"])
+    label = w.unique("snap")
+    taken = w.sf_json("instance", "snapshot", "-l", label, w.instance["uuid"])
     artifact = taken["vda"]["artifact_uuid"]
     assert w.api.get(f"/artifacts/{artifact}").json()["state"] == "created"
+    # -l also points a label at the snapshot's blob.
+    assert w.api.get(f"/label/{label}").json()["blob_uuid"] == taken["vda"]["blob_uuid"]
+    w.api.delete(f"/label/{label}")
     w.api.delete(f"/artifacts/{artifact}")
 
 
@@ -229,6 +268,68 @@ def artifact_cache_list_show_events_delete(w: World) -> None:
     assert w.sf_json("artifact", "events", uuid)
     w.sf("artifact", "delete", uuid)
     assert uuid not in [a["uuid"] for a in w.sf_json("artifact", "list")]
+
+
+def artifact_versions(w: World) -> None:
+    tenant = w.tenant()
+    first, second = b"one" * 400_000, b"two" * 400_000
+    uuid = tenant.upload("notes", first)
+    assert tenant.upload("notes", second, "--no-checksum") == uuid
+    assert [v["index"] for v in tenant.sf_json("artifact", "versions", uuid)] == [1, 2]
+    with tempfile.TemporaryDirectory() as directory:
+        target = Path(directory) / "back.bin"
+        tenant.sf("artifact", "download", uuid, str(target))
+        assert target.read_bytes() == second
+    tenant.sf("artifact", "max-versions", uuid, "1")
+    assert [v["index"] for v in tenant.sf_json("artifact", "versions", uuid)] == [2]
+    tenant.sf("artifact", "delete-version", uuid, "2")
+    assert tenant.api.get(f"/artifacts/{uuid}").json()["state"] == "deleted"
+    tenant.clean()
+
+
+def blobs_and_labels(w: World) -> None:
+    tenant = w.tenant()
+    data = secrets.token_bytes(1 << 20)
+    uuid = tenant.upload("alpha", data)
+    blob = tenant.api.get(f"/artifacts/{uuid}").json()["blob_uuid"]
+    assert blob in [b["uuid"] for b in tenant.sf_json("blob", "list")]
+    assert tenant.sf_json("blob", "show", blob)["locations"] == [w.cloud.node]
+    assert blob in tenant.sf("blob", "sha512", hashlib.sha512(data).hexdigest()).stdout
+    assert tenant.sf_json("blob", "events", blob)
+    tenant.sf("label", "update", "pinned", blob)
+    assert tenant.api.get("/label/pinned").json()["blob_uuid"] == blob
+    tenant.clean()
+
+
+def artifact_sharing(w: World) -> None:
+    tenant = w.tenant()
+    system = Tenant(w.cloud, w.cloud.api())
+    common = system.upload(w.unique("common"), secrets.token_bytes(4096))
+
+    def listed() -> list[str]:
+        return [a["uuid"] for a in tenant.sf_json("artifact", "list")]
+
+    assert common not in listed()
+    w.sf("artifact", "share", common)
+    assert common in listed()
+    w.sf("artifact", "unshare", common)
+    assert common not in listed()
+    w.sf("artifact", "delete", common)
+    tenant.clean()
+
+
+def backup_and_clean(w: World) -> None:
+    tenant = w.tenant()
+    uuid = tenant.upload("kept", secrets.token_bytes(8192))
+    blob = tenant.api.get(f"/artifacts/{uuid}").json()["blob_uuid"]
+    with tempfile.TemporaryDirectory() as directory:
+        tenant.sf("backup", "create", "summary.json", cwd=Path(directory))
+        summary = json.loads((Path(directory) / "summary.json").read_text())
+        assert uuid in summary["artifacts"]
+        assert (Path(directory) / "blobs" / blob).stat().st_size == 8192
+    tenant.clean()
+    assert uuid not in [a["uuid"] for a in tenant.sf_json("artifact", "list")]
+    assert tenant.api.get(f"/artifacts/{uuid}").json()["state"] == "deleted"
 
 
 # --- networks ----------------------------------------------------------------------------------
@@ -291,6 +392,13 @@ def node_list_show_events(w: World) -> None:
     assert node in [n["name"] for n in w.sf_json("node", "list")]
     assert "cluster maintainer" in w.sf("node", "show", node).stdout
     assert w.sf_json("node", "events", node)
+
+
+def node_resources_cpuhogs(w: World) -> None:
+    # The newest resources event of the node (logged as its agent starts).
+    extra = w.sf_json("node", "resources", w.cloud.node)
+    assert extra["is_hypervisor"] is True and extra["cpu_max"] >= 1
+    assert w.sf("node", "cpuhogs").returncode == 0
 
 
 def node_delete(w: World) -> None:
@@ -372,23 +480,23 @@ COMMANDS: dict[str, Runs | Not] = {
     "artifact show": Runs(artifact_cache_list_show_events_delete),
     "artifact events": Runs(artifact_cache_list_show_events_delete),
     "artifact delete": Runs(artifact_cache_list_show_events_delete),
-    "artifact upload": Not(STORAGE),
-    "artifact download": Not(STORAGE),
-    "artifact versions": Not(STORAGE),
-    "artifact max-versions": Not(STORAGE),
-    "artifact delete-version": Not(STORAGE),
-    "artifact share": Not(STORAGE),
-    "artifact unshare": Not(STORAGE),
+    "artifact upload": Runs(artifact_versions),
+    "artifact download": Runs(artifact_versions),
+    "artifact versions": Runs(artifact_versions),
+    "artifact max-versions": Runs(artifact_versions),
+    "artifact delete-version": Runs(artifact_versions),
+    "artifact share": Runs(artifact_sharing),
+    "artifact unshare": Runs(artifact_sharing),
     "artifact set-metadata": Not("client bug: it sends /instances/<ref>/metadata"),
     "artifact delete-metadata": Not("client bug: it sends /instances/<ref>/metadata"),
-    "blob list": Not(STORAGE),
-    "blob show": Not(STORAGE),
-    "blob sha512": Not(STORAGE),
-    "blob events": Not(STORAGE),
+    "blob list": Runs(blobs_and_labels),
+    "blob show": Runs(blobs_and_labels),
+    "blob sha512": Runs(blobs_and_labels),
+    "blob events": Runs(blobs_and_labels),
     "blob set-metadata": Not("client bug: it sends /instances/<uuid>/metadata"),
     "blob delete-metadata": Not("client bug: it sends /instances/<uuid>/metadata"),
-    "label update": Not(STORAGE),
-    "backup create": Not(STORAGE),
+    "label update": Runs(blobs_and_labels),
+    "backup create": Runs(backup_and_clean),
     "network create": Runs(network_create_show_list_delete),
     "network show": Runs(network_create_show_list_delete),
     "network list": Runs(network_create_show_list_delete),
@@ -406,8 +514,8 @@ COMMANDS: dict[str, Runs | Not] = {
     "node show": Runs(node_list_show_events),
     "node events": Runs(node_list_show_events),
     "node delete": Runs(node_delete),
-    "node resources": Not(USAGE),
-    "node cpuhogs": Not(USAGE),
+    "node resources": Runs(node_resources_cpuhogs),
+    "node cpuhogs": Runs(node_resources_cpuhogs),
     "namespace create": Runs(namespace_lifecycle),
     "namespace delete": Runs(namespace_lifecycle),
     "namespace list": Runs(namespace_lifecycle),
@@ -420,7 +528,7 @@ COMMANDS: dict[str, Runs | Not] = {
     "namespace delete-metadata": Runs(namespace_lifecycle),
     "namespace add-trust": Runs(namespace_trust),
     "namespace remove-trust": Runs(namespace_trust),
-    "namespace clean": Not(STORAGE + " (its last step deletes every artifact)"),
+    "namespace clean": Runs(backup_and_clean),
     "admin lock list": Not("sfcloud takes no cluster-wide locks (etcd transactions instead)"),
 }
 

@@ -86,15 +86,18 @@ class ApiClient:
         response.raise_for_status()
         self._token = response.json()["access_token"]
 
-    def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
+                **kwargs: Any) -> requests.Response:
+        """A JSON ``body``, or ``raw`` bytes (an upload's chunk)."""
         if self._token is None:
             self._auth()
         for attempt in range(2):
             response = self.session.request(
                 method, f"{self.base}{path}",
-                data=None if body is None else json.dumps(body),
+                data=raw if raw is not None else None if body is None else json.dumps(body),
                 headers={"Authorization": f"Bearer {self._token}",
-                         "Content-Type": "application/json"},
+                         "Content-Type": "application/octet-stream" if raw is not None
+                         else "application/json"},
                 timeout=60, **kwargs,
             )
             if response.status_code != 401 or attempt:
@@ -265,18 +268,29 @@ class Cloud:
         return self.api(name, secret)
 
     def sf(self, *args: str, check: bool = True, namespace: str = "system",
-           key: str | None = None) -> subprocess.CompletedProcess[str]:
+           key: str | None = None, cwd: Path | None = None,
+           timeout: float = 180) -> subprocess.CompletedProcess[str]:
         """Run the real Shaken Fist client against this cloud."""
         env = {**self.env, "SHAKENFIST_API_URL": self.api_url,
                "SHAKENFIST_NAMESPACE": namespace, "SHAKENFIST_KEY": key or self.system_key}
         result = subprocess.run([SF_CLIENT, *args], env=env, capture_output=True, text=True,
-                                timeout=180)
+                                timeout=timeout, cwd=cwd)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"sf-client {' '.join(args)} failed ({result.returncode}):\n"
                 f"{result.stdout}\n{result.stderr}"
             )
         return result
+
+    def sf_library(self, namespace: str = "system", key: str | None = None) -> Any:
+        """Shaken Fist's Python API client (shakenfist_client.apiclient), as a
+        Shaken Fist user's script would make it."""
+        from shakenfist_client import apiclient
+
+        return apiclient.Client(base_url=self.api_url, namespace=namespace,
+                                key=key or self.system_key,
+                                suppress_configuration_lookup=True,
+                                async_strategy=apiclient.ASYNC_BLOCK)
 
     def etcd_call(self, fn: Callable[[Etcd], Any]) -> Any:
         async def run() -> Any:

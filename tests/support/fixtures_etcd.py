@@ -12,6 +12,7 @@ Tests are skipped, not failed, on a machine without an etcd binary.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import uuid
@@ -81,3 +82,18 @@ async def private_etcd(private_etcd_server: LocalEtcd) -> AsyncIterator[Etcd]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def portal_etcd(settings, etcd_server: LocalEtcd, etcd: Etcd,  # type: ignore[no-untyped-def]
+                      etcd_prefix: str) -> AsyncIterator[None]:
+    """The portal's services (portal.cloud.store) pointed at this test's own
+    prefix of the session's etcd, for tests that call them in this process."""
+    from portal.cloud import store
+
+    settings.CLOUD = dataclasses.replace(settings.CLOUD, etcd_endpoints=etcd_server.endpoints,
+                                         etcd_prefix=etcd_prefix)
+    try:
+        yield
+    finally:
+        await store.etcd().close()

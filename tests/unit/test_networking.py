@@ -301,3 +301,23 @@ def test_nic_xml_bridge_or_plain_tap() -> None:
             {(e.tag, tuple(sorted(e.attrib.items()))) for e in element.iter()}
         assert set(domainxml.interface_macs(f"<domain><devices>{ET.tostring(alone).decode()}"
                                             "</devices></domain>")) == {"02:00:00:00:00:01"}
+
+
+def test_a_deleted_networks_links_stay_when_a_live_network_reuses_its_vxlan_id() -> None:
+    from nodeagent.net.reconciler import vxid_reused_here
+    from nodeagent.net.snapshot import Snapshot
+
+    old = dataclasses.replace(NET, uuid="old", desired="deleted")
+    new = dataclasses.replace(NET, uuid="new", name="green")
+    other = dataclasses.replace(NET, uuid="other", vxid=NET.vxid + 1)
+    snap = Snapshot(networks={"old": (old, 1), "new": (new, 2), "other": (other, 3)})
+
+    def wanted_here(_: Snapshot, spec: NetworkSpec) -> bool:
+        return spec.desired != "deleted"
+
+    assert vxid_reused_here(snap, old, wanted_here)
+    # Nothing live shares the id: the old network's links may go.
+    assert not vxid_reused_here(Snapshot(networks={"old": (old, 1), "other": (other, 3)}),
+                                old, wanted_here)
+    # A network never counts as reusing its own id.
+    assert not vxid_reused_here(snap, new, lambda _s, spec: spec.uuid == "new")

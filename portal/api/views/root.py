@@ -24,6 +24,9 @@ CAPABILITIES: dict[str, list[str]] = {
     "events": ["events-by-type"],
     "networks": ["provide-dns", "list-addresses", "route-addresses", "extra-dns-entries",
                  "get-network-namespace"],
+    "artifacts": ["artifact-metadata"],
+    # GET /blob_checksums/sha512/<hash>; GET /blobs/<uuid>/data with offset and limit.
+    "blobs": ["blob-metadata", "blob-search-by-hash", "blob-data-limit", "blob-events"],
 }
 
 _PAGE = """<!DOCTYPE html>

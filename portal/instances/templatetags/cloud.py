@@ -27,6 +27,12 @@ def progress_on(record: Any, node: str) -> int | None:
 
 
 @register.filter
+def get_item(mapping: Any, key: str) -> Any:
+    """mapping[key], or None: templates can't index by a variable."""
+    return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
 def jsonish(value: Any) -> str:
     """Strings as they are; anything else as compact JSON."""
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)

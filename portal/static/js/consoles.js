@@ -18,6 +18,7 @@ const REASONS = {
   4010: "The console closed (the instance stopped).",
   4011: "The instance's node does not answer.",
   4012: "The console broke the protocol.",
+  4013: "Your access changed.",
 };
 
 const root = document.getElementById("console");

@@ -292,6 +292,59 @@
   }
   document.addEventListener("htmx:afterSwap", function (e) { focusFirstInvalid(e.detail.target); });
 
+  // ---- Sorting a table by a figure ------------------------------------------------------------
+
+  // A table[data-sortable] whose header holds a button[data-sort-column] sorts, on a click, by
+  // that column's cells' data-sort-value, largest first; a second click restores the server's
+  // order. Live updates (rows and cells swapped in over the websocket) keep the chosen order.
+  function columnIndex(th) {
+    return Array.prototype.indexOf.call(th.parentElement.children, th);
+  }
+
+  function sortTable(table) {
+    var th = table.querySelector("th[aria-sort='descending']");
+    var body = table.tBodies[0];
+    if (!body) return;
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.forEach(function (row, i) { if (row.dataset.order === undefined) row.dataset.order = i; });
+    var key;
+    if (th) {
+      var index = columnIndex(th);
+      key = function (row) {
+        var cell = row.cells[index];
+        var v = cell ? parseFloat(cell.dataset.sortValue) : NaN;
+        return isNaN(v) ? -Infinity : -v;
+      };
+    } else {
+      key = function (row) { return parseFloat(row.dataset.order); };
+    }
+    var sorted = rows.slice().sort(function (a, b) { return key(a) - key(b); });
+    if (sorted.every(function (row, i) { return row === rows[i]; })) return;
+    sorted.forEach(function (row) { body.appendChild(row); });
+  }
+
+  function toggleSort(btn) {
+    var th = btn.closest("th");
+    var table = btn.closest("table");
+    var on = th.getAttribute("aria-sort") !== "descending";
+    table.querySelectorAll("th[aria-sort]").forEach(function (h) { h.setAttribute("aria-sort", "none"); });
+    // Rows swapped in since the page came get their place in the server's order from now.
+    Array.prototype.forEach.call(table.tBodies[0] ? table.tBodies[0].rows : [], function (row, i) {
+      if (!on) return;
+      row.dataset.order = i;
+    });
+    th.setAttribute("aria-sort", on ? "descending" : "none");
+    sortTable(table);
+    announce(on ? "Sorted by " + btn.textContent.trim() + ", largest first" : "Sorted as listed");
+  }
+
+  document.addEventListener("htmx:wsAfterMessage", function (e) {
+    var scope = e.target instanceof Element ? e.target : document;
+    scope.querySelectorAll("table[data-sortable]").forEach(function (table) {
+      if (table.querySelector("th[aria-sort='descending']")) sortTable(table);
+    });
+  });
+
   // ---- Clicks and keys, delegated -------------------------------------------------------------
 
   document.addEventListener("click", function (e) {
@@ -317,6 +370,9 @@
       menuBtn.setAttribute("aria-expanded", String(menuBtn.getAttribute("aria-expanded") !== "true"));
       return;
     }
+
+    var sortBtn = t.closest("[data-sort-column]");
+    if (sortBtn) { toggleSort(sortBtn); return; }
 
     var confirmBtn = t.closest("[data-confirm]");
     if (confirmBtn) { openConfirm(confirmBtn); return; }

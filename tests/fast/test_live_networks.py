@@ -1,21 +1,19 @@
-"""The network pages' websockets push what changes: a network becoming
-ready, an instance's interface arriving and leaving, and the list following
-networks as they come and go."""
+"""The network pages' websockets (ws/networks/) push what changes: a network
+being ready, an instance's interface arriving and leaving, and the list
+following networks as they come and go. The fake agent reports the network
+built; nothing is built and no guest boots.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-import pytest
-
-from tests.support.cloud import Cloud, wait_for
-from tests.support.consoles import open_socket, web_login
-from tests.support.fixtures_networks import create_network
-
-pytestmark = pytest.mark.integration
+from tests.support.fakeagent import FakeAgent
+from tests.support.inprocess import InProcessPortal, Person, Socket
 
 
-def _until(ws, wanted, timeout: float = 60) -> str:  # type: ignore[no-untyped-def]
+def _until(ws: Socket, wanted: Callable[[str], bool], timeout: float = 20) -> str:
     """Read messages until one satisfies ``wanted``; fail with the last one."""
     deadline = time.monotonic() + timeout
     last = ""
@@ -29,11 +27,14 @@ def _until(ws, wanted, timeout: float = 60) -> str:  # type: ignore[no-untyped-d
     raise AssertionError(f"no such message within {timeout:.0f} s; the last: {last[:500]!r}")
 
 
-def test_network_page_follows_its_interfaces(netcloud: Cloud) -> None:
-    api = netcloud.api()
-    session = web_login(netcloud.url, "admin", netcloud.admin_password)
-    network = create_network(netcloud, "live-net", "10.83.0.0/24")
-    with open_socket(session, netcloud.url, f"/ws/networks/{network['uuid']}/") as ws:
+def test_network_page_follows_its_interfaces(portal: InProcessPortal, agent: FakeAgent,
+                                             demo_image: str, admin: Person) -> None:
+    api = portal.api()
+    response = api.post("/networks", {"name": "live-net", "netblock": "10.83.0.0/24"})
+    assert response.status_code == 200, response.text
+    network = response.json()["uuid"]
+    agent.report_network(network)
+    with admin.browser.socket(f"/ws/networks/{network}/") as ws:
         # Each message starts with the element it replaces (htmx parses a
         # table body only at the start of a message).
         overview, rows = ws.recv(timeout=10), ws.recv(timeout=10)
@@ -43,17 +44,22 @@ def test_network_page_follows_its_interfaces(netcloud: Cloud) -> None:
 
         made = api.post("/instances", {"name": "live-vm", "cpus": 1, "memory": 128,
                                        "disk": [{"size": 1, "base": "demo"}],
-                                       "network": [{"network_uuid": network["uuid"]}]})
+                                       "network": [{"network_uuid": network}]})
         assert made.status_code == 200, made.text
         uuid = made.json()["uuid"]
         _until(ws, lambda m: m.startswith('<tbody id="network-interface-rows"') and "live-vm" in m)
 
         assert api.delete(f"/instances/{uuid}").status_code == 200
+        # Its node removes it, and with it the interface.
+        agent.tear_down_instance(uuid)
         _until(ws, lambda m: m.startswith('<tbody id="network-interface-rows"')
                and "live-vm" not in m)
-    wait_for(lambda: api.get(f"/instances/{uuid}").json()["state"] == "deleted", 60, "deleted")
+    assert api.get(f"/instances/{uuid}").json()["state"] == "deleted"
 
-    with open_socket(session, netcloud.url, "/ws/networks/") as ws:
+    with admin.browser.socket("/ws/networks/") as ws:
         assert "live-net" in ws.recv(timeout=10)
-        assert api.delete(f"/networks/{network['uuid']}").status_code == 200
+        assert api.delete(f"/networks/{network}").status_code == 200
+        _until(ws, lambda m: 'id="network-rows"' in m and 'data-state="deleting"' in m)
+        # The network node removes it.
+        agent.report_network(network, state="deleted")
         _until(ws, lambda m: 'id="network-rows"' in m and "live-net" not in m)
