@@ -47,7 +47,7 @@ def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = N
         "video": spec.video,
         "uefi": spec.uefi,
         "secure_boot": spec.secure_boot,
-        "nvram_template": spec.nvram_template.artifact_uuid or spec.nvram_template.url
+        "nvram_template": spec.nvram_template.url or spec.nvram_template.artifact_uuid
         if spec.nvram_template else None,
         "configdrive": spec.configdrive,
         # Instances placed before the machine was recorded have the default.
