@@ -395,7 +395,10 @@ def node_list_show_events(w: World) -> None:
 
 
 def node_resources_cpuhogs(w: World) -> None:
-    # The newest resources event of the node (logged as its agent starts).
+    # The newest resources event of the node (logged as its agent starts). The
+    # client's own table of it crashes (it looks up the key "resource"): --json.
+    wait_for(lambda: w.sf("--json", "node", "resources", w.cloud.node,
+                          check=False).returncode == 0, 60, "the node's first resources event")
     extra = w.sf_json("node", "resources", w.cloud.node)
     assert extra["is_hypervisor"] is True and extra["cpu_max"] >= 1
     assert w.sf("node", "cpuhogs").returncode == 0
