@@ -113,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     with running_cloud() as (cloud, etcd, _image), \
             tempfile.TemporaryDirectory(prefix="sfcloud-bench-bare-") as bare_dir:
-        bare = LocalEtcd(Path(bare_dir) / "data", name="bare")
+        bare = LocalEtcd.standalone(Path(bare_dir) / "data", name="bare")
         bare.start()
         libvirtd = next(p for p in psutil.process_iter(["name"]) if p.info["name"] == "libvirtd")
         try:

@@ -24,14 +24,12 @@ import time
 import libvirt
 from support import running_cloud, summary
 
-from cloudstate.config import parse_endpoints
-from cloudstate.etcd import Etcd
 from cloudstate.model import BlobObserved, InstanceObserved
 from tests.support.cloud import Cloud, wait_for
 
 
 async def until(cloud: Cloud, key: str, start_revision: int, done) -> None:  # type: ignore[no-untyped-def]
-    etcd = Etcd(parse_endpoints(cloud.env["SFCLOUD_ETCD_ENDPOINTS"]))
+    etcd = cloud.new_etcd()
     try:
         async for batch in etcd.watch_prefix(key, start_revision):
             if any(event.kind == "put" and done(event.kv.value) for event in batch):
@@ -41,7 +39,7 @@ async def until(cloud: Cloud, key: str, start_revision: int, done) -> None:  # t
 
 
 async def revision(cloud: Cloud) -> int:
-    etcd = Etcd(parse_endpoints(cloud.env["SFCLOUD_ETCD_ENDPOINTS"]))
+    etcd = cloud.new_etcd()
     try:
         return await etcd.revision() + 1
     finally:

@@ -89,5 +89,9 @@ def lay_out(disks: list[tuple[str, str]], *, config_drive: bool) -> list[Placed]
 
 
 def config_drive(first: Placed) -> Placed:
-    """The config drive: index 1, on the first disk's bus (a cdrom's usb too)."""
+    """The config drive: index 1, on the first disk's bus (a cdrom's usb too).
+    An instance laid out before these rules (its first disk on IDE) kept
+    Shaken Fist's old place for it, vdb on virtio."""
+    if first.bus not in BUSES:
+        return Placed(device="vdb", bus="virtio")
     return Placed(device=device_name(first.bus, 1), bus=first.bus)

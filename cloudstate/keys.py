@@ -25,6 +25,8 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/consoles/tickets/<sha256>        a one-time console ticket, on a lease (portal)
     <prefix>/consoles/sessions/<id>           a live console, on a lease (the portal serving it)
     <prefix>/consoles/slots/<user>/<n>        one of a person's console slots (ditto)
+    <prefix>/spent/<purpose>/<id>             a single-use token's id, once used, on a lease
+                                              until the token expires (the portal that took it)
     <prefix>/access/<user>                    rewritten when what a person may do changed
                                               (any portal), so every portal process re-checks
                                               that person's open consoles and live pages
@@ -250,6 +252,10 @@ class Keys:
 
     def console_slot(self, user_id: int, slot: int) -> str:
         return self._k("consoles", "slots", str(user_id), str(slot))
+
+    # single-use tokens
+    def spent_token(self, purpose: str, token_id: str) -> str:
+        return self._k("spent", purpose, token_id)
 
     # people
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from cloudstate.validation import ValidationError
@@ -18,6 +19,11 @@ from cloudstate.validation import ValidationError
 MIN_PREFIXLEN = 8
 MAX_PREFIXLEN = 29
 MAX_INTERFACES = 8
+# A NIC's order (its ethN). A hot-plugged one takes the one after the
+# highest, so removing and adding NICs climbs; past this, the lowest free.
+MAX_INTERFACE_ORDER = 255
+# Names a network's DNS answers beyond its instances' (portal.cloud.dnsentries).
+MAX_DNS_ENTRIES = 256
 NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139")
 RESERVED_NAMES = ("floating",)
 
@@ -130,3 +136,14 @@ def floating_router(network: ipaddress.IPv4Network, value: str) -> str:
     if address not in network:
         raise ValueError(f"SFCLOUD_FLOATING_ROUTER={value} is not in {network}")
     return str(address)
+
+
+def next_interface_order(taken: Iterable[int]) -> int:
+    """The order of a NIC added next to NICs of these orders: the one after
+    the highest, or once that would pass MAX_INTERFACE_ORDER, the lowest free
+    (an instance has at most MAX_INTERFACES, so one always is)."""
+    orders = set(taken)
+    following = max(orders, default=-1) + 1
+    if following <= MAX_INTERFACE_ORDER:
+        return following
+    return min(set(range(MAX_INTERFACE_ORDER + 1)) - orders)

@@ -39,13 +39,14 @@ from cloudstate.settingtypes import (
     BOOL,
     ENDPOINTS,
     HOST_PORT,
-    HTTP_URL,
+    HTTPS_URL,
     IP_ADDRESS,
     IPV4_ADDRESS,
     IPV4_ADDRESSES,
     NETWORKS,
     ORIGINS,
     PATH,
+    PATHS,
     PORT,
     TEXT,
     WORDS,
@@ -85,6 +86,10 @@ def _state_dir() -> Path:
     return read("SFCLOUD_STATE_DIR").resolve()
 
 
+def _agents_address() -> str:
+    return f"{read('SFCLOUD_PORTAL_ADDRESS').rpartition(':')[0]}:13002"
+
+
 def _portal_origins() -> list[str]:
     address = read("SFCLOUD_PORTAL_ADDRESS")
     return [f"http://{address}", f"http://localhost:{address.rpartition(':')[2]}"]
@@ -97,9 +102,10 @@ DECLARED: tuple[Setting, ...] = (
             (PORTAL, AGENT, RUNNER), default=lambda: REPO_ROOT / "var",
             shown_default="`var/` in the checkout"),
     Setting("SFCLOUD_ETCD_ENDPOINTS", ENDPOINTS,
-            "the etcd to use, e.g. `http://10.0.0.5:2379,http://10.0.0.6:2379`",
-            (PORTAL, AGENT, RUNNER), default="http://127.0.0.1:23790",
-            shown_default="`http://127.0.0.1:23790`, which `make run` starts when unset"),
+            "the etcd to use, over TLS with the cloud's certificates, e.g. "
+            "`https://10.0.0.5:2379,https://10.0.0.6:2379`",
+            (PORTAL, AGENT, RUNNER), default="https://127.0.0.1:23790",
+            shown_default="`https://127.0.0.1:23790`, which `make run` starts when unset"),
     Setting("SFCLOUD_ETCD_PREFIX", TEXT,
             "prefix of every etcd key, so one etcd can serve several clouds",
             BOTH, default="/sfcloud"),
@@ -112,6 +118,14 @@ DECLARED: tuple[Setting, ...] = (
             "shared by the portals and the agents; signs what they tell each other",
             (PORTAL, AGENT, RUNNER),
             shown_default="`cluster.secret` in the state directory (`make run` makes it)"),
+    Setting("SFCLOUD_PKI_DIR", PATH,
+            "the cloud's CA certificate and this machine's certificates and keys "
+            "(`python -m deploy.pki`); keep it private",
+            (PORTAL, AGENT, RUNNER), default=lambda: _state_dir() / "pki",
+            shown_default="`pki/` in the state directory (`make run` makes the CA there)"),
+    Setting("SFCLOUD_CERT_RENEW_DAYS", integer(minimum=1),
+            "a certificate expiring within this many days is renewed by `make run` and by "
+            "`python -m deploy.pki renew`", (RUNNER,), default="30"),
     Setting("SFCLOUD_LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR"),
             "how much the portal and the agent log", BOTH, default="INFO"),
     Setting("SFCLOUD_RESYNC_INTERVAL", number(),
@@ -135,6 +149,11 @@ DECLARED: tuple[Setting, ...] = (
             "exact origins browsers use (websocket Origin check, CSRF)",
             (PORTAL,), default=_portal_origins,
             shown_default="`http://` + the portal address, and `http://localhost:<its port>`"),
+    Setting("SFCLOUD_PORTAL_AGENTS_ADDRESS", HOST_PORT,
+            "where the portal takes its node agents' events: TLS, agents' certificates only "
+            "(a second listener beside the pages')", (PORTAL, AGENT, RUNNER),
+            default=_agents_address,
+            shown_default="the portal address's host, port 13002"),
     Setting("SFCLOUD_ALLOWED_HOSTS", WORDS, "Host headers the portal answers",
             (PORTAL,), default="127.0.0.1,localhost,[::1]"),
     Setting("SFCLOUD_HTTPS", BOOL, "secure cookies and HSTS, when served over HTTPS",
@@ -218,12 +237,13 @@ DECLARED: tuple[Setting, ...] = (
     Setting("SFCLOUD_NODE_IP", IP_ADDRESS,
             "this hypervisor's address on the network between nodes (VXLAN, the agent's server)",
             (AGENT,), default="127.0.0.1"),
-    Setting("SFCLOUD_PORTAL_URL", HTTP_URL, "where an agent sends its events",
-            (AGENT,), default=lambda: f"http://{read('SFCLOUD_PORTAL_ADDRESS')}",
-            shown_default="`http://` + the portal address"),
+    Setting("SFCLOUD_PORTAL_URL", HTTPS_URL,
+            "where an agent sends its events: the portal's agents address, over TLS",
+            (AGENT,), default=lambda: f"https://{read('SFCLOUD_PORTAL_AGENTS_ADDRESS')}",
+            shown_default="`https://` + `SFCLOUD_PORTAL_AGENTS_ADDRESS`"),
     Setting("SFCLOUD_AGENT_PORT", integer(minimum=0, maximum=65535),
-            "the agent's server (console relays, snapshots for other nodes) on the node's "
-            "address; `0`: any free port", (AGENT,), default="13001"),
+            "the agent's server (console relays, uploads, blobs for other nodes and "
+            "downloads) on the node's address; `0`: any free port", (AGENT,), default="13001"),
     Setting("SFCLOUD_AGENT_WORKERS", integer(minimum=1),
             "objects an agent works on at once", (AGENT,), default="4"),
     Setting("SFCLOUD_USAGE_INTERVAL", integer(minimum=0, maximum=300),
@@ -247,6 +267,11 @@ DECLARED: tuple[Setting, ...] = (
             pattern(r"[a-z_][a-z0-9_-]{0,31}", "a user name of this machine, not root"),
             "the unprivileged user `qemu-img` runs as to inspect and convert downloaded images",
             (AGENT,), default="nobody"),
+    Setting("SFCLOUD_FILE_IMAGE_DIRS", PATHS,
+            "directories whose files an operator may register as images (file:// blobs, "
+            "such as the demo image); the agent reads no other file for a blob",
+            (AGENT,), default=lambda: (read("SFCLOUD_STATE_DIR").resolve() / "cache",),
+            shown_default="`cache/` in the state directory"),
     Setting("SFCLOUD_FAILPOINTS", WORDS,
             "tests only: named points where the agent exits at once, to prove it converges",
             (AGENT, TESTS)),

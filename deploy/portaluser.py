@@ -5,8 +5,8 @@ The portal is the part strangers talk to; running it as root would hand a
 flaw in it (or in Django, or uvicorn) the whole machine. ``prepare`` makes
 the system user if missing, gives it the portal's own state (its database
 and secret key, under ``<state>/portal``), and lets its group read the few
-shared secrets the portal needs (the cluster secret; a TLS client key when
-there is one): group-readable by the portal's group only, never the world.
+shared secrets the portal needs (the cluster secret; its TLS key and
+certificates): group-readable by the portal's group only, never the world.
 This is the one place that decides what the portal user may read.
 
 The portal can only run as that user if the user can reach the code and the
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudstate import privacy
+from cloudstate import privacy, tls
 from cloudstate.settings import REPO_ROOT
 from cloudstate.signing import SECRET_FILE
 
@@ -52,10 +52,12 @@ class Prepared:
     why_not: str = ""
 
 
-def readable_secrets(state_dir: Path) -> list[Path]:
-    """The shared secrets the portal reads: its group may, nobody else.
-    (A TLS client key for etcd, when there is one, belongs here too.)"""
-    return [state_dir / SECRET_FILE]
+def readable_secrets(state_dir: Path, pki_dir: Path) -> list[Path]:
+    """The files the portal reads that are root's: the cluster secret, and
+    its TLS credentials (key, certificate, and the CA's certificate, made
+    root's alone under umask 077). Its group may read them, nobody else."""
+    credentials = tls.portal(pki_dir)
+    return [state_dir / SECRET_FILE, credentials.key, credentials.cert, credentials.ca]
 
 
 def useradd_argv(name: str) -> list[str]:
@@ -89,6 +91,9 @@ def prepare(state_dir: Path, python: str, *, secrets: Iterable[Path], env: dict[
         if secret.exists():
             os.chown(secret, 0, user.gid)
             os.chmod(secret, SECRET_MODE)
+            # The PKI directory is made 0700: let the user through to its
+            # files, never list them.
+            privacy.passage_dir(secret.parent)
     probe = subprocess.run(
         user.command([python, "-c", "import " + ", ".join(modules)]),
         capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120)

@@ -39,7 +39,7 @@ PERCENT = re.compile(r"\d+ %")
 
 @pytest.fixture(scope="module")
 def ucloud(etcd_server, guest_image_dir: Path, libvirt_daemon: None) -> Iterator[Cloud]:  # type: ignore[no-untyped-def]
-    with usage_cloud(etcd_server.endpoint, guest_image_dir) as running:
+    with usage_cloud(etcd_server, guest_image_dir) as running:
         yield running
 
 

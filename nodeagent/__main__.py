@@ -10,6 +10,7 @@ import signal
 
 from cloudstate import privacy
 from cloudstate.settings import check_at_start, read
+from cloudstate.tls import TlsError
 from nodeagent import kvmdevice
 from nodeagent.agent import Agent
 from nodeagent.settings import AgentSettings
@@ -43,7 +44,11 @@ async def _run(settings: AgentSettings) -> None:
         # next agent picks them up where this one left off.
         loop.add_signal_handler(signum, task.cancel)
     try:
-        await Agent(settings).run()
+        agent = Agent(settings)
+    except TlsError as exc:
+        raise SystemExit(f"nodeagent: not starting: {exc}") from None
+    try:
+        await agent.run()
     except asyncio.CancelledError:
         logging.getLogger("nodeagent").info("stopped")
 

@@ -30,7 +30,7 @@ import logging
 from importlib import metadata
 from typing import Protocol
 
-from cloudstate import metrics, netvalidation, privacy, signing
+from cloudstate import metrics, netvalidation, privacy, signing, tls
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
@@ -38,7 +38,7 @@ from cloudstate.model import Artifact, Blob, InstanceSpec, NodeInfo, Upload
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
 from cloudstate.vocabulary import ObjectKind
-from nodeagent import firmware, hostfacts
+from nodeagent import firmware, hostfacts, records
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
@@ -86,10 +86,18 @@ def release() -> str:
 class Agent:
     def __init__(self, settings: AgentSettings):
         self.settings = settings
+        # This node's certificate, for etcd, its server, and its own calls
+        # to other agents and to the portal. Wrong or missing: no start.
+        tls.require(settings.credentials, role=tls.ROLE_AGENT, name=settings.node_name,
+                    ip=settings.node_ip)
+        self.client_tls = tls.ClientTls(settings.credentials)
         self.keys = Keys(settings.common.etcd_prefix)
-        self.etcd = Etcd(settings.common.etcd_endpoints)
+        self.etcd = Etcd(settings.common.etcd_endpoints, tls=settings.credentials)
+        # Every record is checked before any part of the agent sees it
+        # (nodeagent.records); refused ones are reported, not acted on.
         self.mirror = Mirror(
-            self.etcd, self.keys.root, resync_interval=settings.common.resync_interval
+            self.etcd, self.keys.root, resync_interval=settings.common.resync_interval,
+            gate=records.RecordGate(self.keys),
         )
         self.owner = DomainOwner(cluster=settings.common.cluster, node=settings.node_name)
         self.queue = WorkQueue(self._reconcile, workers=settings.workers)
@@ -99,7 +107,8 @@ class Agent:
             on_reconnect=lambda: asyncio.get_running_loop().create_task(self.sweep()),
         )
         self.blobs = BlobStore(settings.blobs_dir, FetchPolicy.from_env(),
-                               sandbox_user=settings.image_check_user)
+                               sandbox_user=settings.image_check_user,
+                               file_dirs=settings.file_image_dirs)
         self.images = ImageCache(settings.images_dir, sandbox_user=settings.image_check_user)
         self.uploads = UploadStore(settings.uploads_dir)
         self.events = EventLog(EventSpool(settings.event_spool_dir))
@@ -107,7 +116,7 @@ class Agent:
         self.blob_sync = BlobSync(
             node=settings.node_name, keys=self.keys, etcd=self.etcd, mirror=self.mirror,
             blobs=self.blobs, cache=self.images, events=self.events, in_use=self._blob_in_use,
-            secret=secret)
+            secret=secret, client_tls=self.client_tls)
         # Downloads take long; they get their own workers so they never hold
         # up power actions and the like.
         self.blob_queue = WorkQueue(self.blob_sync.reconcile, workers=2)
@@ -118,7 +127,8 @@ class Agent:
         self.reconciler: InstanceReconciler | None = None
         self.server = AgentServer(
             host=settings.node_ip, port=settings.agent_port, node=settings.node_name,
-            secret=secret, replay_file=settings.node_dir / "used-grants",
+            secret=secret, server_tls=tls.ServerTls(settings.credentials),
+            replay_file=settings.node_dir / "used-grants",
         )
         consoles = ConsoleRoutes(
             server=self.server, node=settings.node_name, keys=self.keys, mirror=self.mirror,
@@ -171,7 +181,7 @@ class Agent:
         self.mirror.subscribe(self.networks.on_changes)
         sender = EventSender(
             self.events, url=events_url(settings.portal_url), node=settings.node_name,
-            secret=signing.load_secret(settings.common.state_dir))
+            secret=signing.load_secret(settings.common.state_dir), client_tls=self.client_tls)
         try:
             async with asyncio.TaskGroup() as group:
                 running: tuple[Running, ...] = (self.mirror, self.queue, self.blob_queue,
@@ -270,12 +280,19 @@ class Agent:
                         for blob in Artifact.from_json(kv.value).versions.values():
                             self.blob_queue.add(blob)
             elif found.kind == ObjectKind.INSTANCE:
-                # Ours now, or ours before this change (moved away or removed).
-                for kv in (change.new, change.old):
-                    if kv is not None and InstanceSpec.from_json(kv.value).node == \
-                            self.owner.node:
-                        self.queue.add(found.uuid)
-                        break
+                self._instance_changed(found.uuid, change)
+
+    def _instance_changed(self, uuid: str, change: Change) -> None:
+        if change.refused is not None or (change.old is None and change.new is None):
+            # A refused record, or a refused one gone: whose it is and
+            # what to say is the reconciler's to work out.
+            self.queue.add(uuid)
+            return
+        # Ours now, or ours before this change (moved away or removed).
+        for kv in (change.new, change.old):
+            if kv is not None and InstanceSpec.from_json(kv.value).node == self.owner.node:
+                self.queue.add(uuid)
+                return
 
     def _blob_changed(self, uuid: str, change: Change) -> None:
         self.blob_queue.add(uuid)
@@ -302,6 +319,10 @@ class Agent:
         it, or its NVRAM template)."""
         assert self.reconciler is not None
         local = self.reconciler.local_instances()
+        for refused in self.mirror.refused_items(self.keys.instances):
+            if (records.claimed_node(refused.kv.value) == self.owner.node
+                    or self.keys.uuid_of(refused.kv.key, self.keys.instances) in local):
+                return True  # a refused record of ours hides which blobs it uses: keep all
         return any((spec.desired != "deleted" or spec.uuid in local)
                    and blob_uuid in spec.blob_uuids
                    for spec in self._local_specs())

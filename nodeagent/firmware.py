@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodeagent import records
+
 OVMF_DIR = Path("/usr/share/OVMF")
 NVRAM_FILE = "nvram"
 UEFI = "uefi"
@@ -81,8 +83,11 @@ def loader(instance_dir: Path, *, secure_boot: bool, own_template: bool,
         what = "secure boot" if secure_boot else "UEFI"
         raise FirmwareMissing(f"this node has no {what} firmware: install Debian's ovmf "
                               f"package ({directory / build.code} is missing)")
+    # The variable store is written by QEMU and, from an instance's own
+    # template, by this agent: a file of the instance's directory, never a
+    # link out of it (records.contained).
     return Loader(code=directory / build.code, secure=build.secure,
-                  nvram=instance_dir / NVRAM_FILE,
+                  nvram=records.contained(instance_dir, NVRAM_FILE),
                   template=None if own_template else directory / build.variables)
 
 

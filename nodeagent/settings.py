@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloudstate import tls
 from cloudstate.config import Settings
 from cloudstate.settings import setting
 
@@ -51,6 +52,14 @@ class AgentSettings:
     usage_interval: int = setting("SFCLOUD_USAGE_INTERVAL")
     # The unprivileged user qemu-img runs as on downloaded bytes.
     image_check_user: str = setting("SFCLOUD_IMAGE_CHECK_USER")
+    # The only directories a file:// blob (an image an operator registered,
+    # such as the demo image) may be read from.
+    file_image_dirs: tuple[Path, ...] = setting("SFCLOUD_FILE_IMAGE_DIRS")
+
+    @property
+    def credentials(self) -> tls.Credentials:
+        """This node's certificate: etcd client, its server, its events client."""
+        return tls.agent(self.common.pki_dir, self.node_name)
 
     @property
     def node_dir(self) -> Path:

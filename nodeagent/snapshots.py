@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from cloudstate.model import Blob, BlobObserved, InstanceSpec
-from nodeagent import failpoints
+from nodeagent import failpoints, records
 from nodeagent.events import EventLog
 from nodeagent.hypervisor import Hypervisor
 from nodeagent.images import qemuimg
@@ -58,7 +58,11 @@ class SnapshotTaker:
         sources: dict[str, Path] = {}
         for image in wanted:
             disk = next((d for d in spec.disks if d.device == image.device), None)
-            path = directory / f"{image.device}.qcow2"
+            try:
+                path = records.contained(directory, f"{image.device}.qcow2")
+            except records.BadRecord as exc:
+                await self._fail(image, str(exc))
+                continue
             if disk is None or disk.type != "disk" or not path.exists():
                 await self._fail(image, f"instance {spec.name} has no disk {image.device} "
                                         "on this node")

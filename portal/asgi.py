@@ -1,5 +1,6 @@
 """The portal's ASGI application: pages and API over HTTP, live state and
-consoles over websockets, and a lifespan hook that starts the live hub.
+consoles over websockets, and a lifespan hook that starts the live hub and
+the listener node agents send their events to.
 
 Websockets are only accepted from the portal's own exact origins
 (scheme://host:port): Channels' AllowedHostsOriginValidator ignores the
@@ -29,29 +30,18 @@ django_application = get_asgi_application()
 from portal.bodylimit import BodyLimit  # noqa: E402
 from portal.lifespan import lifespan  # noqa: E402
 from portal.metrics import CountWebsockets  # noqa: E402
-from portal.routing import (  # noqa: E402
-    AGENT_PREFIX,
-    agent_websocket_urlpatterns,
-    websocket_urlpatterns,
-)
+from portal.routing import websocket_urlpatterns  # noqa: E402
 
+# Every websocket here is a browser's. Node agents send their events to the
+# portal's second listener, over TLS with the cloud's certificates
+# (portal.events.agents, started by the lifespan).
 browser_websockets = OriginValidator(
     AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.PORTAL_ORIGINS
 )
-agent_websockets = URLRouter(agent_websocket_urlpatterns)
-
-
-async def websockets(scope, receive, send):  # type: ignore[no-untyped-def]
-    """Agents' websockets skip the browser checks (they have no Origin or
-    session) and authenticate with a signed token instead."""
-    if scope["path"].startswith(AGENT_PREFIX):
-        return await agent_websockets(scope, receive, send)
-    return await browser_websockets(scope, receive, send)
-
 
 application = ProtocolTypeRouter({
     # Request bodies are limited per route as they arrive, before Django reads them.
     "http": BodyLimit(ASGIStaticFilesHandler(django_application)),
-    "websocket": CountWebsockets(websockets),
+    "websocket": CountWebsockets(browser_websockets),
     "lifespan": lifespan,
 })

@@ -1,5 +1,6 @@
-"""ASGI lifespan: start the live hub and the housekeeping with the server
-(pruning old history, purging long-deleted objects), stop them cleanly."""
+"""ASGI lifespan: start the live hub, the agents' events listener and the
+housekeeping with the server (pruning old history, purging long-deleted
+objects), stop them cleanly."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import asyncio
 import logging
 from typing import Any
 
+from cloudstate.tls import TlsError
 from portal import health
 from portal.accounts import audit
+from portal.events import agents
 from portal.events import log as eventlog
 from portal.live import janitor
 from portal.live.hub import hub, stop_hub
@@ -33,10 +36,20 @@ async def prune_history() -> None:
 
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     started = None
+    listener: agents.AgentsListener | None = None
     housekeeping: list[asyncio.Task[None]] = []
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            try:
+                # Without its certificate or its port the portal would lose
+                # every event quietly: refuse to start instead, saying why.
+                listener = agents.listener()
+                await listener.start()
+            except (TlsError, OSError) as exc:
+                await send({"type": "lifespan.startup.failed",
+                            "message": f"the agents' events listener can't start: {exc}"})
+                return
             housekeeping = [asyncio.create_task(prune_history(), name="prune-history"),
                             asyncio.create_task(janitor.run(), name="janitor")]
             try:
@@ -52,5 +65,7 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await asyncio.gather(*housekeeping, return_exceptions=True)
             if started is not None:
                 await stop_hub()
+            if listener is not None:
+                await listener.stop()
             await send({"type": "lifespan.shutdown.complete"})
             return

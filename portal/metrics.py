@@ -77,8 +77,19 @@ def websocket_kind(path: str) -> str:
     return parts[2] if len(parts) > 2 and parts[1] == "ws" and parts[2] else "other"
 
 
+def websocket_accepted(kind: str) -> None:
+    WEBSOCKETS.labels(kind).inc()
+    WEBSOCKETS_OPENED.labels(kind).inc()
+
+
+def websocket_ended(kind: str) -> None:
+    WEBSOCKETS.labels(kind).dec()
+
+
 class CountWebsockets:
-    """ASGI middleware: a websocket counts as open from its accept to its end."""
+    """ASGI middleware: a websocket counts as open from its accept to its end.
+    (Agents' event sockets come in on a listener of their own, which counts
+    them the same way: portal.events.agents.)"""
 
     def __init__(self, app: Any):
         self.app = app
@@ -92,14 +103,13 @@ class CountWebsockets:
             await send(message)
             if message["type"] == "websocket.accept" and not accepted:
                 accepted = True
-                WEBSOCKETS.labels(kind).inc()
-                WEBSOCKETS_OPENED.labels(kind).inc()
+                websocket_accepted(kind)
 
         try:
             await self.app(scope, receive, counting_send)
         finally:
             if accepted:
-                WEBSOCKETS.labels(kind).dec()
+                websocket_ended(kind)
 
 
 def view(request: HttpRequest) -> HttpResponse:

@@ -2,8 +2,6 @@ from django.urls import path
 
 from portal.consoles.routing import websocket_urlpatterns as console_urlpatterns
 from portal.dashboard.consumers import DashboardConsumer
-from portal.events.agents import PATH as AGENT_EVENTS_PATH
-from portal.events.agents import AgentEventsConsumer
 from portal.events.consumers import NodeEventsConsumer
 from portal.images.consumers import ImagesConsumer
 from portal.instances.consumers import InstanceDetailConsumer, InstanceListConsumer
@@ -24,11 +22,5 @@ websocket_urlpatterns = [
     path("ws/usage/nodes/<str:name>/", NodeGraphConsumer.as_asgi()),
     *console_urlpatterns,
 ]
-
-# Node agents' websockets: no session or Origin; each consumer checks a token
-# signed with the cluster secret.
-AGENT_PREFIX = "/ws/agent/"
-agent_websocket_urlpatterns = [
-    path("ws/dashboard/", DashboardConsumer.as_asgi()),
-    path(AGENT_EVENTS_PATH, AgentEventsConsumer.as_asgi()),
-]
+# Node agents send their events to a listener of their own, over TLS with the
+# cloud's certificates (portal.events.agents), never through these.

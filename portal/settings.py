@@ -42,6 +42,8 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 DEBUG = read("SFCLOUD_DEBUG")
 PORTAL_ADDRESS = read("SFCLOUD_PORTAL_ADDRESS")
+# Node agents send their events here, over TLS (portal.events.agents).
+PORTAL_AGENTS_ADDRESS = read("SFCLOUD_PORTAL_AGENTS_ADDRESS")
 ALLOWED_HOSTS = read("SFCLOUD_ALLOWED_HOSTS")
 # The exact scheme://host:port a browser may open pages and websockets from.
 PORTAL_ORIGINS = read("SFCLOUD_PORTAL_ORIGINS")

@@ -27,7 +27,6 @@ import secrets
 import shutil
 import time
 import uuid as uuidlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 from cloudstate.urlguard import FetchPolicy
 from nodeagent.images import qemuimg, sandbox
 from nodeagent.images.errors import ImageError
-from nodeagent.images.fetch import Fetched, Fetcher, Progress
+from nodeagent.images.fetch import Fetched, Fetcher, FirstHop, Progress
 from nodeagent.images.files import fsync_path, hash_file
 from nodeagent.images.inflight import ProgressCallback, Shared
 from nodeagent.images.qemuimg import FETCHED, GiB
@@ -79,18 +78,21 @@ def check_sha512(value: str | None) -> str | None:
 class BlobStore:
     def __init__(self, root: Path, policy: FetchPolicy, *, max_bytes: int = 64 * GiB,
                  connect_timeout: float = 10.0, idle_timeout: float = 60.0,
-                 min_rate: int = 1024, sandbox_user: str = "nobody"):
+                 min_rate: int = 1024, sandbox_user: str = "nobody",
+                 file_dirs: tuple[Path, ...] = ()):
         """``max_bytes`` bounds one blob. A download that stalls for
         ``idle_timeout`` seconds, or averages less than ``min_rate`` bytes/s
         over such a window (a server dripping bytes to hold us forever), fails.
-        qemu-img inspects what arrives as ``sandbox_user``."""
+        qemu-img inspects what arrives as ``sandbox_user``. A file:// blob is
+        read only from inside one of ``file_dirs``."""
         self.root = Path(root)
         self.policy = policy
         sandbox.check_user(sandbox_user)
         self.sandbox_user = sandbox_user
         self.max_bytes = max_bytes
         self._fetcher = Fetcher(max_bytes=max_bytes, connect_timeout=connect_timeout,
-                                idle_timeout=idle_timeout, min_rate=min_rate)
+                                idle_timeout=idle_timeout, min_rate=min_rate,
+                                file_dirs=file_dirs)
         self._partial = self.root / ".partial"
         self._fetches: Shared[StoredBlob] = Shared()
 
@@ -159,14 +161,15 @@ class BlobStore:
     # --- getting one ------------------------------------------------------------------
 
     async def fetch(self, uuid: str, url: str, *, policy: FetchPolicy | None = None,
-                    headers: Mapping[str, str] | None = None,
+                    first_hop: FirstHop | None = None,
                     expected_sha512: str | None = None,
                     unchanged: tuple[int | None, float | None] | None = None,
                     on_progress: ProgressCallback | None = None) -> StoredBlob:
         """The blob ``uuid``, fetched from ``url`` unless it is here already.
-        Callers asking for a blob being fetched share that fetch. ``headers``
-        go with the first request only, never where it redirects (a grant
-        for another node's agent, say). ``unchanged``: see Fetcher.fetch."""
+        Callers asking for a blob being fetched share that fetch.
+        ``first_hop`` (headers, a TLS context) goes with the first request
+        only, never where it redirects (a grant for another node's agent and
+        this node's certificate, say). ``unchanged``: see Fetcher.fetch."""
         uuid = blob_uuid(uuid)
         expected = check_sha512(expected_sha512)
         if uuid not in self._fetches and (held := self.lookup(uuid)) is not None:
@@ -174,18 +177,18 @@ class BlobStore:
 
         async def start(listeners: list[ProgressCallback]) -> StoredBlob:
             return await self._fetch(uuid, url, expected, listeners, policy or self.policy,
-                                     headers or {}, unchanged)
+                                     first_hop or FirstHop(), unchanged)
 
         return _checked(await self._fetches.run(uuid, start, on_progress), expected, url)
 
     async def _fetch(self, uuid: str, url: str, expected: str | None,
                      listeners: list[ProgressCallback], policy: FetchPolicy,
-                     headers: Mapping[str, str],
+                     first_hop: FirstHop,
                      unchanged: tuple[int | None, float | None] | None) -> StoredBlob:
         try:
             with self._sandbox(uuid) as box:
                 fetched = await self._fetcher.fetch(url, box.path(FETCHED), Progress(listeners),
-                                                    policy, headers, unchanged)
+                                                    policy, first_hop, unchanged)
                 if expected is not None and fetched.sha512 != expected:
                     raise ImageError(f"what {url} sent has sha512 {fetched.sha512}, not the "
                                      f"expected {expected}")

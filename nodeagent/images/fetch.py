@@ -4,9 +4,10 @@ An image URL is untrusted twice over: where it points (``cloudstate.urlguard``)
 and what comes back. So the download connects only to the addresses the
 guard approved (a resolver pinned to them, so a name can't be re-resolved
 elsewhere between check and connection), follows redirects by hand so each
-hop is checked, sends the caller's headers to the first host only, and
-streams under a size limit, a stall timeout and a minimum rate. A file://
-URL (an image an operator registered) is copied under the same size limit.
+hop is checked, sends the caller's headers and TLS context (``FirstHop``)
+to the first host only, and streams under a size limit, a stall timeout and
+a minimum rate. A file:// URL (an image an operator registered) is copied
+under the same size limit.
 
 Nothing here decides what the bytes are: any file may be a blob (as in
 Shaken Fist); ``qemuimg`` inspects them when a disk is made from them.
@@ -19,6 +20,7 @@ import dataclasses
 import email.utils
 import logging
 import os
+import ssl
 import stat
 import time
 from collections.abc import Mapping
@@ -58,6 +60,16 @@ class Fetched:
     modified: float | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class FirstHop:
+    """What goes with the first request only, never to where it redirects:
+    a grant for another node's agent, and the TLS context that presents this
+    node's certificate and checks that agent's (None: the system's CAs)."""
+
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    ssl: ssl.SSLContext | None = None
+
+
 class Progress:
     """Tells listeners how a download goes, at most once a PROGRESS_INTERVAL."""
 
@@ -80,17 +92,22 @@ class Progress:
 
 class Fetcher:
     def __init__(self, *, max_bytes: int, connect_timeout: float, idle_timeout: float,
-                 min_rate: int):
+                 min_rate: int, file_dirs: tuple[Path, ...] = ()):
         """``max_bytes`` bounds one image. A download that stalls for
         ``idle_timeout`` seconds, or averages less than ``min_rate`` bytes/s
-        over such a window (a server dripping bytes to hold us forever), fails."""
+        over such a window (a server dripping bytes to hold us forever), fails.
+        A file:// URL is read only when the file lies inside ``file_dirs``
+        (none: no file is read): etcd names the file, and a record planted
+        there must not make the root agent copy /etc/shadow into a blob that
+        other nodes and the portal then serve."""
         self.max_bytes = max_bytes
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.min_rate = min_rate
+        self.file_dirs = tuple(Path(os.path.realpath(d)) for d in file_dirs)
 
     async def fetch(self, url: str, dest: Path, progress: Progress, policy: FetchPolicy,
-                    headers: Mapping[str, str],
+                    first_hop: FirstHop,
                     unchanged: tuple[int | None, float | None] | None = None) -> Fetched:
         """Write what ``url`` holds to ``dest``. With ``unchanged`` (the
         length and Last-Modified of what was fetched from it before), raise
@@ -98,10 +115,10 @@ class Fetcher:
         if urlsplit(url).scheme.lower() == "file":
             await checked(url, policy)
             return await self._copy_file(url, dest, progress)
-        return await self._download(url, dest, progress, policy, headers, unchanged)
+        return await self._download(url, dest, progress, policy, first_hop, unchanged)
 
     async def _download(self, url: str, dest: Path, progress: Progress,
-                        policy: FetchPolicy, headers: Mapping[str, str],
+                        policy: FetchPolicy, first_hop: FirstHop,
                         unchanged: tuple[int | None, float | None] | None) -> Fetched:
         # Whatever the caller trusts, a web server may not send us to a file.
         hop_policy = dataclasses.replace(policy, allow_file=False)
@@ -128,13 +145,13 @@ class Fetcher:
                 raise ImageError(f"{url!r} is ambiguous about which host it names")
             connector = aiohttp.TCPConnector(resolver=_PinnedResolver(host, addresses),
                                              use_dns_cache=False)
+            hop = first_hop if previous_host is None else FirstHop()
             try:
                 async with aiohttp.ClientSession(
                     connector=connector, timeout=timeout, auto_decompress=False,
                     headers={"User-Agent": "sfcloud-nodeagent", "Accept-Encoding": "identity"},
-                ) as session, session.get(target, allow_redirects=False,
-                                          headers=headers if previous_host is None else None,
-                                          ) as response:
+                ) as session, session.get(target, allow_redirects=False, headers=hop.headers,
+                                          ssl=hop.ssl or True) as response:
                     if response.status in _REDIRECTS:
                         location = response.headers.get("Location")
                         if not location:
@@ -220,8 +237,14 @@ class Fetcher:
         loop = asyncio.get_running_loop()
 
         def copy() -> Fetched:
+            # The real path, links resolved, must be inside a registered
+            # directory; it is what gets opened, and never through a link.
+            real = Path(os.path.realpath(source))
+            if not any(real.is_relative_to(allowed) for allowed in self.file_dirs):
+                raise ImageError(f"{source} is outside the directories this node reads "
+                                 "registered images from (SFCLOUD_FILE_IMAGE_DIRS)")
             try:
-                src = source.open("rb")
+                src = open(real, "rb", opener=_no_follow)  # noqa: SIM115 - closed below
             except OSError as exc:
                 raise ImageError(f"{source} could not be read on this node: "
                                  f"{exc.strerror or exc}") from exc
@@ -268,3 +291,7 @@ def _http_date(value: str | None) -> float | None:
 def _cut_short(host: str, done: int, total: int | None) -> str:
     expected = f" of {total}" if total is not None else ""
     return f"the download from {host} was cut short after {done}{expected} bytes"
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)

@@ -2,11 +2,12 @@
 
 Each blob is made once, by its own node: fetched from its URL, taken as a
 snapshot (by the instance's own reconcile pass), or sealed from an upload.
-Every other node copies the bytes from a node that holds them, with a grant
-signed by the cluster secret, checked against the sha512 its holder
-reported. A node copies a blob when an instance here starts from it, or
-ahead of time when its artifact is marked for pre-caching; it forgets one
-whose record is deleted (once no local disk is backed by it).
+Every other node copies the bytes from a node that holds them, over TLS
+with its own certificate and a grant signed by the cluster secret, checked
+against the sha512 its holder reported. A node copies a blob when an
+instance here starts from it, or ahead of time when its artifact is marked
+for pre-caching; it forgets one whose record is deleted (once no local
+disk is backed by it).
 
 What this node holds of each blob (downloading with progress, ready,
 failed) goes to the node's own observed key, so the portal can show it per
@@ -23,18 +24,19 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from cloudstate import signing, storage
+from cloudstate import signing, storage, tls
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, AGENT_GRANT_TTL, grant_claims
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
 from cloudstate.model import Artifact, Blob, BlobObserved, DiskSource, NodeInfo
 from cloudstate.urlguard import FetchPolicy
+from nodeagent import records
 from nodeagent.events import EventLog
 from nodeagent.images.blobs import BlobStore, StoredBlob
 from nodeagent.images.cache import CachedImage, ImageCache
 from nodeagent.images.errors import ImageError
-from nodeagent.images.fetch import Unchanged
+from nodeagent.images.fetch import FirstHop, Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,11 @@ def blob_path(uuid: str) -> str:
 class BlobSync:
     def __init__(self, *, node: str, keys: Keys, etcd: Etcd, mirror: Mirror,
                  blobs: BlobStore, cache: ImageCache, events: EventLog | None = None,
-                 in_use: Callable[[str], bool] | None = None, secret: bytes | None = None):
+                 in_use: Callable[[str], bool] | None = None, secret: bytes | None = None,
+                 client_tls: tls.ClientTls | None = None):
         self.node = node
         self._secret = secret
+        self._client_tls = client_tls
         self._keys = keys
         self._etcd = etcd
         self._mirror = mirror
@@ -116,6 +120,17 @@ class BlobSync:
     # --- the pass for one blob --------------------------------------------------------
 
     async def reconcile(self, uuid: str) -> None:
+        refused = self._mirror.refused(self._keys.blob(uuid))
+        if refused is not None:
+            # Neither fetched nor forgotten: what it asks can't be trusted.
+            # A node that has anything of it, or that it names (where it is
+            # made), says why it stopped there.
+            observed = self.observed(uuid)
+            if observed is not None or records.claimed_node(refused.kv.value) == self.node:
+                error = f"the node agent refused its record: {refused.reason}"
+                if observed is None or observed.state != "error" or observed.error != error:
+                    await self._write(uuid, BlobObserved(state="error", error=error))
+            return
         blob = self.blob(uuid)
         if blob is None or blob.desired == "deleted":
             await self._forget(uuid, recorded=blob is not None)
@@ -208,7 +223,8 @@ class BlobSync:
         holder_name = holders[0]
         node_kv = self._mirror.get(self._keys.node(holder_name))
         holder = NodeInfo.from_json(node_kv.value) if node_kv else None
-        if holder is None or not holder.agent_port or self._secret is None:
+        if (holder is None or not holder.agent_port or self._secret is None
+                or self._client_tls is None):
             raise ImageError(f"node {holder_name}, which holds blob {blob.uuid}, "
                              "can't be reached")
         expected = copies[holder_name].sha512 or blob.sha512
@@ -219,13 +235,16 @@ class BlobSync:
                              AGENT_GRANT_TTL)
         # Only that node's address, whatever the store's policy says about others.
         policy = FetchPolicy(allowed_networks=[ipaddress.ip_network(holder.ip)])
-        return await self._fetch(blob, f"http://{host}:{holder.agent_port}{path}",
+        # Over TLS: this node's certificate goes with the grant, and the
+        # holder's must be the cloud's, for the address dialled.
+        return await self._fetch(blob, f"https://{host}:{holder.agent_port}{path}",
                                  policy=policy, expected_sha512=expected,
-                                 headers={"Authorization": f"Bearer {grant}"},
+                                 first_hop=FirstHop(headers={"Authorization": f"Bearer {grant}"},
+                                                    ssl=self._client_tls.current()),
                                  shown_url=f"node {holder_name}")
 
     async def _fetch(self, blob: Blob, url: str, *, policy: FetchPolicy | None = None,
-                     expected_sha512: str | None = None, headers: dict[str, str] | None = None,
+                     expected_sha512: str | None = None, first_hop: FirstHop | None = None,
                      shown_url: str | None = None,
                      unchanged: tuple[int | None, float | None] | None = None) -> StoredBlob:
         started = time.monotonic()
@@ -236,7 +255,7 @@ class BlobSync:
         try:
             stored = await self.blobs.fetch(
                 blob.uuid, url, policy=policy, expected_sha512=expected_sha512,
-                headers=headers, unchanged=unchanged,
+                first_hop=first_hop, unchanged=unchanged,
                 on_progress=lambda done, total: self._progress(blob.uuid, done, total))
         except Unchanged as exc:
             # No new version: the artifact keeps the one it has.

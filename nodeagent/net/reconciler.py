@@ -37,6 +37,7 @@ from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import InstanceSpec, InterfaceSpec, NetworkSpec
 from cloudstate.vocabulary import ObjectKind
+from nodeagent import records
 from nodeagent.events import EventLog
 from nodeagent.net import dnsmasq, nftables, snapshot
 from nodeagent.net.context import NetworkContext
@@ -99,6 +100,10 @@ class NetworkReconciler:
             snap = snapshot.read(self._keys, self._mirror)
             found = snap.networks.get(uuid)
             if found is None:
+                refused = self._mirror.refused(self._keys.network(uuid))
+                if refused is not None and records.is_uuid(uuid):
+                    log.warning("network %s: record refused: %s", uuid, refused.reason)
+                    await self._router.report_refused(snap, uuid, refused.reason)
                 return
             spec, _ = found
             try:
@@ -181,6 +186,15 @@ class NetworkReconciler:
         """Remove every kernel object and dnsmasq of this cloud that no
         network wants on this node (left by a crash, or by a network whose
         record is gone)."""
+        refused = [r.kv.key for family in (self._keys.networks, self._keys.interfaces,
+                                           self._keys.instances, self._keys.nodes)
+                   for r in self._mirror.refused_items(family)]
+        if refused:
+            # What a refused record wants can't be known, so nothing of ours
+            # counts as unwanted until it is fixed or gone.
+            log.warning("not collecting network garbage while records are refused: %s",
+                        ", ".join(refused))
+            return
         async with self._lock:
             snap = snapshot.read(self._keys, self._mirror)
             wanted = {spec.vxid for spec, _ in snap.networks.values()

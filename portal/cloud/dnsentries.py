@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from cloudstate import validation
+from cloudstate import netvalidation, validation
 from cloudstate.model import NetworkSpec
 from cloudstate.validation import ValidationError
 from cloudstate.vocabulary import ObjectKind
@@ -18,7 +18,7 @@ from portal.cloud.errors import NotFound, NotReady
 from portal.cloud.networks import NetworkRecord
 
 KIND = ObjectKind.NETWORK
-MAX_ENTRIES = 256
+MAX_ENTRIES = netvalidation.MAX_DNS_ENTRIES
 
 
 def dns_address(value: Any) -> str:

@@ -69,7 +69,7 @@ async def _attach(record: InstanceRecord, nic: interfaces.NicRequest) -> Interfa
         existing = await interfaces.of_instance(spec)
         plan = await interfaces.plan(
             [nic], networks, instance_uuid=spec.uuid, namespace=spec.namespace,
-            first_order=max((i.order for i in existing), default=-1) + 1)
+            first_order=netvalidation.next_interface_order(i.order for i in existing))
         added = plan.interfaces[0]
         grown = spec.replace(interfaces=[*spec.interfaces, added.uuid])
         result = await etcd.txn(

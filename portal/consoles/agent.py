@@ -1,7 +1,9 @@
 """The portal's side of the hop to a node agent's server (consoles, console
 logs, and storage: uploads streamed to a node, blobs streamed from one).
 
-Each request carries a grant signed with the cluster secret, bound to the
+Over TLS only: the portal presents its certificate from the cloud's CA and
+checks that the agent's (from the same CA) names the address it dials. Each
+request also carries a grant signed with the cluster secret, bound to the
 node, the method, the exact path and query, and good once, within seconds.
 Large bodies stream both ways, as fast as the other end takes them.
 """
@@ -18,7 +20,7 @@ from typing import Any
 import aiohttp
 from django.conf import settings
 
-from cloudstate import signing
+from cloudstate import signing, tls
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, AGENT_GRANT_TTL, grant_claims
 from cloudstate.model import NodeInfo
 from portal.cloud import store
@@ -47,6 +49,11 @@ def _secret() -> bytes:
     return signing.load_secret(settings.CLOUD.state_dir)
 
 
+@functools.cache
+def _tls() -> tls.ClientTls:
+    return tls.ClientTls(tls.portal(settings.CLOUD.pki_dir))
+
+
 def _http() -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
     session = _sessions.get(loop)
@@ -61,7 +68,7 @@ def _http() -> aiohttp.ClientSession:
 
 
 async def node_address(node: str) -> str:
-    """``http://ip:port`` of the node's agent server, if the node is alive."""
+    """``https://ip:port`` of the node's agent server, if the node is alive."""
     etcd, keys = store.etcd(), store.keys()
     info_kv, alive_kv = await asyncio.gather(etcd.get(keys.node(node)),
                                              etcd.get(keys.node_alive(node)))
@@ -71,7 +78,7 @@ async def node_address(node: str) -> str:
     if not info.agent_port:
         raise AgentUnavailable(f"node {node}'s agent has no server to reach")
     host = f"[{info.ip}]" if ":" in info.ip else info.ip
-    return f"http://{host}:{info.agent_port}"
+    return f"https://{host}:{info.agent_port}"
 
 
 def _authorization(node: str, method: str, path: str, query: dict[str, str] | None = None,
@@ -88,7 +95,7 @@ async def open_websocket(node: str, path: str, **claims: Any) -> aiohttp.ClientW
     try:
         return await _http().ws_connect(
             base + path, headers=_authorization(node, "GET", path, **claims),
-            heartbeat=30, max_msg_size=4 * 1024 * 1024, autoping=True,
+            heartbeat=30, max_msg_size=4 * 1024 * 1024, autoping=True, ssl=_tls().current(),
         )
     except aiohttp.WSServerHandshakeError as exc:
         raise AgentRefused(exc.status, f"node {node}'s agent refused: {exc.message}") from exc
@@ -105,7 +112,7 @@ async def request(node: str, method: str, path: str, params: dict[str, str] | No
     base = await node_address(node)
     try:
         async with _http().request(
-            method, base + path, params=params, data=data,
+            method, base + path, params=params, data=data, ssl=_tls().current(),
             headers=_authorization(node, method, path, query=params, **(claims or {})),
             timeout=aiohttp.ClientTimeout(total=timeout, connect=CONNECT_TIMEOUT),
         ) as response:
@@ -126,6 +133,7 @@ async def open_stream(node: str, path: str, headers: dict[str, str] | None = Non
     try:
         response = await _http().request(
             "GET", base + path, headers={**(headers or {}), **_authorization(node, "GET", path)},
+            ssl=_tls().current(),
             timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT,
                                           sock_read=CONNECT_TIMEOUT * 6))
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:

@@ -18,13 +18,12 @@ import weakref
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from cloudstate.etcd import Etcd
 from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Artifact, BlobObserved, InstanceObserved, InstanceSpec, InterfaceSpec
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.notify import ACCESS_CHANGED, user_group
-from portal.cloud import blobs
+from portal.cloud import blobs, store
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ class Hub:
     def __init__(self) -> None:
         self.id = secrets.token_hex(4)
         self.keys = Keys(settings.CLOUD.etcd_prefix)
-        self._etcd = Etcd(settings.CLOUD.etcd_endpoints)
+        self._etcd = store.new_etcd()
         self.mirror = Mirror(self._etcd, self.keys.root,
                              resync_interval=settings.CLOUD.resync_interval)
         self._task: asyncio.Task[None] | None = None

@@ -19,7 +19,6 @@ Named people, as the tests call them:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import secrets
 from collections.abc import Iterator
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.test import override_settings
@@ -36,6 +34,7 @@ from django.test.utils import setup_databases, teardown_databases
 from deploy.localetcd import LocalEtcd
 from portal.accounts.management.commands.bootstrap import register_demo_image
 from tests.support.fakeagent import FakeAgent
+from tests.support.fixtures_etcd import portal_cloud_settings
 from tests.support.inprocess import InProcessPortal, Person, running_portal
 from tests.support.networld import FLOATING_NETWORK, FLOATING_ROUTER
 
@@ -63,9 +62,8 @@ def bootstrapped_portal(etcd_server: LocalEtcd) -> Iterator[InProcessPortal]:
     prefix = f"/fast-{secrets.token_hex(6)}"
     system_key, admin_password = secrets.token_urlsafe(24), secrets.token_urlsafe(12)
     cluster_secret = secrets.token_urlsafe(48)
-    cloud = dataclasses.replace(
-        settings.CLOUD, etcd_endpoints=etcd_server.endpoints, etcd_prefix=prefix,
-        floating_network=FLOATING_NETWORK, floating_router=FLOATING_ROUTER)
+    cloud = portal_cloud_settings(etcd_server, prefix, floating_network=FLOATING_NETWORK,
+                                  floating_router=FLOATING_ROUTER)
     with pytest.MonkeyPatch.context() as env, override_settings(
             CLOUD=cloud,
             # The production hasher costs a third of a second per password.

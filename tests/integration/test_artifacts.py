@@ -137,7 +137,7 @@ def test_storage_housekeeping_forgets_what_is_long_gone(etcd_server, guest_image
     """With short lifetimes: a deleted artifact and its unused blob are read
     back as deleted, then forgotten (every key of theirs goes); an upload
     never made an artifact expires."""
-    short = Cloud(etcd_server.endpoint, demo_image=guest_image_dir / "disk.qcow2",
+    short = Cloud(etcd_server, demo_image=guest_image_dir / "disk.qcow2",
                   SFCLOUD_DELETED_RETENTION="2", SFCLOUD_JANITOR_INTERVAL="1",
                   SFCLOUD_UPLOAD_LIFETIME="3")
     try:

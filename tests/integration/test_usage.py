@@ -1,5 +1,6 @@
 """Usage on a real cloud with a real guest: /metrics as curl and Prometheus'
-parser read it, its figures against libvirt's and the host's own; Shaken
+parser read it (an agent's over TLS, with a monitor's certificate that opens
+nothing else), its figures against libvirt's and the host's own; Shaken
 Fist's resources events through sf-client; the history surviving restarts
 of the agent and of the portal, and leaving with its instance; live samples
 through the portal's websocket."""
@@ -16,7 +17,8 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from cloudstate import usage
+from cloudstate import signing, tls, usage
+from cloudstate.consoles import AGENT_GRANT_PURPOSE, consolelog_path, grant_claims
 from nodeagent.usage.history import SUFFIX
 from tests.support.cloud import Cloud, wait_for
 from tests.support.consoles import open_socket, web_login
@@ -26,6 +28,7 @@ from tests.support.usage import (
     boot_guest,
     curl,
     history,
+    monitor,
     scrape,
     usage_cloud,
     wait_for_samples,
@@ -36,7 +39,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def ucloud(etcd_server, guest_image_dir: Path, libvirt_daemon: None) -> Iterator[Cloud]:  # type: ignore[no-untyped-def]
-    with usage_cloud(etcd_server.endpoint, guest_image_dir) as running:
+    with usage_cloud(etcd_server, guest_image_dir) as running:
         yield running
 
 
@@ -72,10 +75,11 @@ def _one(samples: dict, name: str, **labels: str) -> float:
 
 def test_agent_metrics_agree_with_libvirt_and_the_host(ucloud: Cloud, guest: str) -> None:
     url = agent_url(ucloud) + "/metrics"
-    assert curl(url, token=None)[0] == 401
-    assert curl(url, token="not-the-token")[0] == 401
+    prometheus = monitor(ucloud)
+    assert curl(url, token=None, credentials=prometheus)[0] == 401
+    assert curl(url, token="not-the-token", credentials=prometheus)[0] == 401
     before = _libvirt_stats(guest)
-    samples = scrape(url)
+    samples = scrape(url, credentials=prometheus)
     after = _libvirt_stats(guest)
     labels = {"uuid": guest}
     # A counter read between two readings of libvirt's own lies between them.
@@ -97,6 +101,33 @@ def test_agent_metrics_agree_with_libvirt_and_the_host(ucloud: Cloud, guest: str
     assert _one(samples, "sfcloud_usage_interval_seconds") == USAGE_INTERVAL
     assert _one(samples, "sfcloud_agent_queue_waiting", queue="instances") >= 0
     assert sum(s.value for s in samples["sfcloud_etcd_request_duration_seconds_count"]) > 0
+
+
+def _grant(cloud: Cloud, path: str) -> str:
+    """A grant for one GET on the agent, as the portal signs them."""
+    secret = cloud.env["SFCLOUD_CLUSTER_SECRET"].encode()
+    return signing.sign(secret, AGENT_GRANT_PURPOSE,
+                        grant_claims(node=cloud.node, method="GET", path=path), 30)
+
+
+def test_an_agents_metrics_want_a_monitor_certificate_and_the_token(ucloud: Cloud,
+                                                                   guest: str) -> None:
+    base = agent_url(ucloud)
+    prometheus = monitor(ucloud)
+    # The token and the cloud's CA to check the agent with, but no certificate of
+    # our own: the agent ends the handshake (TLS 1.3: right after it), no HTTP answer.
+    status, complaint = curl(base + "/metrics", ca=prometheus.ca)
+    assert status == 0, complaint
+    # The monitor's certificate without the token: refused.
+    assert curl(base + "/metrics", token=None, credentials=prometheus)[0] == 401
+    # With the token: figures Prometheus' parser reads.
+    assert scrape(base + "/metrics", credentials=prometheus)["sfcloud_node_guests_running"]
+    # A grant route, with a grant for exactly this request: not a monitor's door...
+    path = consolelog_path(guest)
+    assert curl(base + path, token=_grant(ucloud, path), credentials=prometheus)[0] == 403
+    # ...while the portal's certificate still opens it.
+    portal = tls.portal(ucloud.pki_dir)
+    assert curl(base + path, token=_grant(ucloud, path), credentials=portal)[0] == 200
 
 
 def test_portal_metrics_count_requests_and_websockets(ucloud: Cloud, guest: str) -> None:

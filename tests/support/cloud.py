@@ -3,9 +3,11 @@ processes, against a real etcd and the machine's libvirtd.
 
 Each Cloud has its own etcd key prefix, state directory, cluster name and
 node name, so several can share one etcd and one libvirtd (and other work on
-this machine) without seeing each other. stop() removes only what it made:
-its processes, the libvirt domains marked with its cluster name, its files
-and its keys.
+this machine) without seeing each other. They share the test session's CA
+(the etcd server's PKI directory): each node agent gets its own certificate
+there, as `make run` issues one, and every link is TLS as users run it.
+stop() removes only what it made: its processes, the libvirt domains marked
+with its cluster name, its files and its keys.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ from typing import Any, TypeVar
 import libvirt
 import requests
 
+from cloudstate import tls
 from cloudstate.config import REPO_ROOT, parse_endpoints
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
+from deploy.localetcd import LocalEtcd
 from deploy.localvirt import stop_process
 from nodeagent.domainxml import DomainOwner, read_owner
 from nodeagent.net.names import NetNames
+from tests.support.pki import issue_agent
 
 T = TypeVar("T")
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -116,7 +121,7 @@ class ApiClient:
 
 
 class Cloud:
-    def __init__(self, etcd_endpoint: str, demo_image: Path | None = None, **extra_env: str):
+    def __init__(self, etcd: LocalEtcd, demo_image: Path | None = None, **extra_env: str):
         self.id = secrets.token_hex(4)
         self.cluster = f"test-{self.id}"
         self.node = f"node-{self.id}"
@@ -127,6 +132,10 @@ class Cloud:
         os.chmod(self.state_dir, 0o711)  # noqa: S103
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        # The portal's second listener, where agents send events over TLS.
+        self.agents_port = free_port()
+        self.agents_address = f"127.0.0.1:{self.agents_port}"
+        self.pki_dir = etcd.pki_dir
         self.url = f"http://{self.address}"
         self.api_url = f"{self.url}/api"
         self.admin_password = secrets.token_urlsafe(12)
@@ -138,12 +147,14 @@ class Cloud:
         self.env = {
             **os.environ,
             "SFCLOUD_STATE_DIR": str(self.state_dir),
-            "SFCLOUD_ETCD_ENDPOINTS": etcd_endpoint,
+            "SFCLOUD_ETCD_ENDPOINTS": etcd.endpoint,
+            "SFCLOUD_PKI_DIR": str(self.pki_dir),
             "SFCLOUD_ETCD_PREFIX": self.prefix,
             "SFCLOUD_CLUSTER": self.cluster,
             "SFCLOUD_NODE_NAME": self.node,
             "SFCLOUD_PORTAL_ADDRESS": self.address,
-            "SFCLOUD_PORTAL_URL": self.url,
+            "SFCLOUD_PORTAL_AGENTS_ADDRESS": self.agents_address,
+            "SFCLOUD_PORTAL_URL": f"https://{self.agents_address}",
             "SFCLOUD_ADMIN_PASSWORD": self.admin_password,
             "SFCLOUD_SYSTEM_KEY": self.system_key,
             "SFCLOUD_FETCH_ALLOW": "127.0.0.0/8",
@@ -155,6 +166,9 @@ class Cloud:
             "SFCLOUD_VXLAN_PORT": str(free_port(socket.SOCK_DGRAM)),
             # The agent's server takes any free port and registers it.
             "SFCLOUD_AGENT_PORT": "0",
+            # The demo image is the one file:// blob; its directory is registered.
+            **({"SFCLOUD_FILE_IMAGE_DIRS": str(demo_image.resolve().parent)}
+               if demo_image is not None else {}),
             **extra_env,
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -170,6 +184,7 @@ class Cloud:
                               cwd=REPO_ROOT)
 
     def start(self) -> Cloud:
+        self.issue_certificates()
         self._manage("migrate", "--noinput", "-v", "0")
         bootstrap = ["bootstrap"]
         if self.demo_image is not None:
@@ -178,6 +193,10 @@ class Cloud:
         self.start_agent()
         self.start_portal()
         return self
+
+    def issue_certificates(self) -> None:
+        """This cloud's node agent's certificate, from the session's CA."""
+        issue_agent(self.pki_dir, self.node)
 
     def _log(self, name: str) -> Path:
         return self.state_dir / f"{name}.log"
@@ -282,6 +301,11 @@ class Cloud:
             )
         return result
 
+    def new_etcd(self) -> Etcd:
+        """A client of this cloud's etcd, with the portal's certificate."""
+        return Etcd(parse_endpoints(self.env["SFCLOUD_ETCD_ENDPOINTS"]),
+                    tls=tls.portal(self.pki_dir))
+
     def sf_library(self, namespace: str = "system", key: str | None = None) -> Any:
         """Shaken Fist's Python API client (shakenfist_client.apiclient), as a
         Shaken Fist user's script would make it."""
@@ -294,7 +318,7 @@ class Cloud:
 
     def etcd_call(self, fn: Callable[[Etcd], Any]) -> Any:
         async def run() -> Any:
-            etcd = Etcd(parse_endpoints(self.env["SFCLOUD_ETCD_ENDPOINTS"]))
+            etcd = self.new_etcd()
             try:
                 return await fn(etcd)
             finally:

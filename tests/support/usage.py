@@ -1,6 +1,7 @@
 """A cloud for the usage tests (graphs, dashboard, /metrics): its agent samples
 every USAGE_INTERVAL seconds, so a figure moves within a test's patience, and
-both its portal and its agent expose /metrics under METRICS_TOKEN."""
+both its portal and its agent expose /metrics under METRICS_TOKEN (the agent's
+over TLS, to a monitor's certificate: ``monitor``)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,19 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from cloudstate import tls
 from cloudstate.model import NodeInfo
+from deploy.localetcd import LocalEtcd
 from tests.support.cloud import Cloud, wait_for
+from tests.support.pki import issue_monitor
 
 USAGE_INTERVAL = 2
 METRICS_TOKEN = "a-metrics-token-for-the-tests"  # noqa: S105 - a test's own
 
 
 @contextmanager
-def usage_cloud(etcd_endpoint: str, image_dir: Path) -> Iterator[Cloud]:
-    running = Cloud(etcd_endpoint, demo_image=image_dir / "disk.qcow2",
+def usage_cloud(etcd: LocalEtcd, image_dir: Path) -> Iterator[Cloud]:
+    running = Cloud(etcd, demo_image=image_dir / "disk.qcow2",
                     SFCLOUD_USAGE_INTERVAL=str(USAGE_INTERVAL),
                     SFCLOUD_METRICS_TOKEN=METRICS_TOKEN)
     try:
@@ -43,24 +47,42 @@ def boot_guest(cloud: Cloud, name: str, cpus: int = 1) -> str:
 def agent_url(cloud: Cloud) -> str:
     kv = cloud.etcd_call(lambda etcd: etcd.get(cloud.keys.node(cloud.node)))
     info = NodeInfo.from_json(kv.value)
-    return f"http://{info.ip}:{info.agent_port}"
+    return f"https://{info.ip}:{info.agent_port}"
 
 
-def curl(url: str, token: str | None = METRICS_TOKEN) -> tuple[int, str]:
-    """``curl`` as an operator (or Prometheus) would: the status and the body."""
+def monitor(cloud: Cloud) -> tls.Credentials:
+    """The files Prometheus scrapes the agents with: a monitor's certificate
+    from the cloud's CA (``python -m deploy.pki issue monitor prometheus``)."""
+    return issue_monitor(cloud.pki_dir, "prometheus")
+
+
+def curl(url: str, token: str | None = METRICS_TOKEN,
+         credentials: tls.Credentials | None = None,
+         ca: Path | None = None) -> tuple[int, str]:
+    """``curl`` as an operator (or Prometheus) would: the status and the body,
+    or 0 and curl's complaint when no HTTP answer came (a refused handshake).
+    ``credentials``: check the server with their CA and present their
+    certificate, as Prometheus' tls_config does; ``ca``: only check the server."""
     argv = ["curl", "--silent", "--show-error", "--max-time", "30",
             "--write-out", "\n%{http_code}", url]
     if token is not None:
         argv += ["--header", f"Authorization: Bearer {token}"]
-    result = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60)
+    if credentials is not None:
+        argv += ["--cacert", str(credentials.ca), "--cert", str(credentials.cert),
+                 "--key", str(credentials.key)]
+    elif ca is not None:
+        argv += ["--cacert", str(ca)]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
     body, _, status = result.stdout.rpartition("\n")
+    if result.returncode != 0:
+        return 0, result.stderr
     return int(status), body
 
 
-def scrape(url: str) -> dict[str, list[Any]]:
+def scrape(url: str, credentials: tls.Credentials | None = None) -> dict[str, list[Any]]:
     """/metrics read with curl and parsed by prometheus_client's text parser:
     every sample, by its name."""
-    status, text = curl(url)
+    status, text = curl(url, credentials=credentials)
     assert status == 200, text
     found: dict[str, list[Any]] = {}
     for family in text_string_to_metric_families(text):

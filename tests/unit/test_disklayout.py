@@ -22,6 +22,8 @@ def test_the_config_drive_takes_index_one() -> None:
     assert disklayout.config_drive(Placed("vda", "virtio")) == Placed("vdb", "virtio")
     assert disklayout.config_drive(Placed("sda", "sata")) == Placed("sdb", "sata")
     assert disklayout.config_drive(Placed("nvme0", "nvme")) == Placed("nvme1", "nvme")
+    # Laid out before these rules: a cdrom first, on IDE; the config drive was vdb.
+    assert disklayout.config_drive(Placed("hdc", "ide", "cdrom")) == Placed("vdb", "virtio")
 
 
 def test_each_disk_is_named_by_its_own_bus() -> None:

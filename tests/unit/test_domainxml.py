@@ -132,6 +132,18 @@ def test_uefi_and_secure_boot(tmp_path: Path) -> None:
                         directory=tmp_path)
 
 
+def test_a_variable_store_linked_out_of_its_instance_is_refused(tmp_path: Path) -> None:
+    from nodeagent import firmware, records
+
+    for name in ("OVMF_CODE.fd", "OVMF_VARS.fd"):
+        (tmp_path / name).write_bytes(b"\0" * 16)
+    instance = tmp_path / "instances" / "u1"
+    instance.mkdir(parents=True)
+    (instance / firmware.NVRAM_FILE).symlink_to("/etc/shadow")
+    with pytest.raises(records.BadRecord, match="leads outside"):
+        firmware.loader(instance, secure_boot=False, own_template=True, directory=tmp_path)
+
+
 def test_an_nvme_first_disk_boots_and_a_libvirt_disk_comes_second() -> None:
     from nodeagent.instances import boot_order
 

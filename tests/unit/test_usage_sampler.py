@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cloudstate import signing, usage
+from cloudstate import signing, tls, usage
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, grant_claims
 from cloudstate.model import InstanceSpec
 from nodeagent.events import EventLog, EventSpool
@@ -25,6 +25,7 @@ from nodeagent.usage.resources import NodeFacts, ResourcesReporter, process_key
 from nodeagent.usage.routes import UsageRoutes
 from nodeagent.usage.sampler import UsageSampler
 from nodeagent.workqueue import WorkQueue
+from tests.support.pki import make_pki
 
 SECRET = b"a-test-cluster-secret-of-enough-length"
 NODE = "node-a"
@@ -73,7 +74,20 @@ def world(tmp_path: Path) -> dict[str, Any]:
     sampler = UsageSampler(interval=10, hypervisor=hypervisor,  # type: ignore[arg-type]
                            store=HistoryStore(tmp_path / "usage"), placed=lambda: placed,
                            clock=clock)
-    return {"hypervisor": hypervisor, "clock": clock, "placed": placed, "sampler": sampler}
+    pki = make_pki(tmp_path / "pki", agents=[NODE], monitors=["prometheus"]).directory
+    return {"hypervisor": hypervisor, "clock": clock, "placed": placed, "sampler": sampler,
+            "pki": pki}
+
+
+def _server(world: dict[str, Any]) -> AgentServer:
+    """An agent server as the agent runs it: TLS with the node's certificate."""
+    return AgentServer(host="127.0.0.1", port=0, node=NODE, secret=SECRET,
+                       server_tls=tls.ServerTls(tls.agent(world["pki"], NODE)))
+
+
+def _client(credentials: tls.Credentials) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=tls.client_context(credentials)))
 
 
 async def test_samples_become_history_for_the_node_and_each_guest_placed_here(
@@ -200,15 +214,18 @@ async def test_resources_events_carry_shaken_fists_keys(world: dict[str, Any],
 
 @pytest.fixture
 async def served(world: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    server = AgentServer(host="127.0.0.1", port=0, node=NODE, secret=SECRET)
+    server = _server(world)
     queue = WorkQueue(lambda key: asyncio.sleep(0), workers=1)
     queue.add("x")
     UsageRoutes(server=server, sampler=world["sampler"],
                 on_this_node=lambda uuid: uuid in world["placed"],
                 queues={"instances": queue}, metrics_token="a-metrics-token-1234").register()
     await server.start()
-    async with aiohttp.ClientSession() as http:
-        yield {**world, "server": server, "http": http, "base": f"http://127.0.0.1:{server.port}"}
+    # Prometheus reads /metrics with a monitor's certificate; the portal reads the rest.
+    async with _client(tls.portal(world["pki"])) as http, \
+            _client(tls.monitor(world["pki"], "prometheus")) as monitor:
+        yield {**world, "server": server, "http": http, "monitor": monitor,
+               "base": f"https://127.0.0.1:{server.port}"}
     await server.stop()
 
 
@@ -219,9 +236,12 @@ def _grant(path: str, query: dict[str, str] | None = None) -> dict[str, str]:
 
 
 async def _get(served: dict[str, Any], path: str, query: dict[str, str] | None = None,
-               headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """GET under a grant of exactly this path and query (or ``headers``)."""
-    async with served["http"].get(served["base"] + path, params=query,
+               headers: dict[str, str] | None = None, as_monitor: bool = False
+               ) -> tuple[int, Any]:
+    """GET under a grant of exactly this path and query (or ``headers``), as
+    the portal (or as Prometheus)."""
+    http = served["monitor"] if as_monitor else served["http"]
+    async with http.get(served["base"] + path, params=query,
                                   headers=_grant(path, query) if headers is None else headers,
                                   ) as answer:
         body = await answer.read()
@@ -278,11 +298,14 @@ async def test_a_live_route_sends_each_new_sample(served: dict[str, Any]) -> Non
 async def test_metrics_need_the_token_and_parse_as_prometheus_text(
         served: dict[str, Any]) -> None:
     served["hypervisor"].records = [(A, _stats(7.5, rd=1234))]
-    assert (await _get(served, "/metrics", headers={}))[0] == 401
-    assert (await _get(served, "/metrics", headers={"Authorization": "Bearer wrong"}))[0] == 401
-    status, text = await _get(served, "/metrics",
+    assert (await _get(served, "/metrics", headers={}, as_monitor=True))[0] == 401
+    assert (await _get(served, "/metrics", headers={"Authorization": "Bearer wrong"},
+                       as_monitor=True))[0] == 401
+    status, text = await _get(served, "/metrics", as_monitor=True,
                               headers={"Authorization": "Bearer a-metrics-token-1234"})
     assert status == 200
+    # The monitor's certificate opens /metrics and nothing else.
+    assert (await _get(served, usage.NODE_PATH, as_monitor=True))[0] == 403
     found = {sample.name: sample for family in text_string_to_metric_families(text)
              for sample in family.samples if not sample.labels or "uuid" in sample.labels
              or "queue" in sample.labels}
@@ -297,13 +320,13 @@ async def test_metrics_need_the_token_and_parse_as_prometheus_text(
 
 
 async def test_metrics_are_off_without_a_token(world: dict[str, Any]) -> None:
-    server = AgentServer(host="127.0.0.1", port=0, node=NODE, secret=SECRET)
+    server = _server(world)
     UsageRoutes(server=server, sampler=world["sampler"], on_this_node=lambda uuid: False,
                 queues={}, metrics_token=None).register()
     await server.start()
     try:
-        async with aiohttp.ClientSession() as http, \
-                http.get(f"http://127.0.0.1:{server.port}/metrics",
+        async with _client(tls.monitor(world["pki"], "prometheus")) as http, \
+                http.get(f"https://127.0.0.1:{server.port}/metrics",
                          headers={"Authorization": "Bearer anything"}) as answer:
             assert answer.status == 404
             assert "SFCLOUD_METRICS_TOKEN" in (await answer.json())["error"]

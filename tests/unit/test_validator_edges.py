@@ -152,3 +152,12 @@ def test_no_validator_anchors_with_dollar_and_match() -> None:
                                      f"{line.strip()}")
     assert not offenders, ("match whole values with fullmatch (``$`` lets a final newline "
                            "through):\n" + "\n".join(offenders))
+
+
+def test_a_hot_plugged_nic_takes_the_next_order_then_the_lowest_free() -> None:
+    assert netvalidation.next_interface_order([]) == 0
+    assert netvalidation.next_interface_order([0, 3]) == 4
+    # Removing and adding NICs climbs; it never passes what the agent accepts.
+    top = netvalidation.MAX_INTERFACE_ORDER
+    assert netvalidation.next_interface_order([top - 1]) == top
+    assert netvalidation.next_interface_order([0, 1, top]) == 2

@@ -33,11 +33,11 @@ BOOT = 150
 def mesh_cloud(etcd_server, guest_image_dir: Path,  # type: ignore[no-untyped-def]
                libvirt_daemon: None) -> Iterator[MeshCloud]:
     mesh = Mesh().start(2)
-    running = MeshCloud(etcd_server.endpoint, mesh, demo_image=guest_image_dir / "disk.qcow2")
+    running = MeshCloud(etcd_server, mesh, demo_image=guest_image_dir / "disk.qcow2")
     try:
         # Agents in the hosts reach etcd and the portal (for their events)
         # on their own loopback.
-        mesh.relay([etcd_server.client_port, running.port])
+        mesh.relay([etcd_server.client_port, running.port, running.agents_port])
         yield running.start()
     finally:
         try:

@@ -24,6 +24,7 @@ from cloudstate.model import Artifact, Blob
 from cloudstate.settings import read
 from portal.accounts.keys import digest
 from portal.accounts.models import SYSTEM_NAMESPACE, ApiKey, Membership, Namespace, Role
+from portal.cloud import store
 
 ADMIN_USER = "admin"
 SYSTEM_KEY_NAME = "admin"
@@ -86,7 +87,7 @@ async def register_demo_image(path: Path) -> bool:
     the system namespace whose blob every node reads from the file itself.
     A rebuilt image (a new file) becomes its new version."""
     keys = Keys(settings.CLOUD.etcd_prefix)
-    etcd = Etcd(settings.CLOUD.etcd_endpoints)
+    etcd = store.new_etcd()
     try:
         source_url = path.as_uri()
         existing = await _demo_artifact(etcd, keys)
