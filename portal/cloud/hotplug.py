@@ -51,9 +51,8 @@ async def attach(actor: Actor, record: InstanceRecord,
                         f"eth{added.order} added on network {added.network_uuid}"
                         + (f" with address {added.ipv4}" if added.ipv4 else ""),
                         operation=AuditAction.ATTACH, interface=added.uuid)
-    await changes.event(actor, ObjectKind.NETWORK, added.network_uuid,
-                        f"interface {added.uuid} of instance {spec.name} added",
-                        operation=AuditAction.ATTACH, instance=record.uuid)
+    await interfaces.record_on_network(actor, spec, added, "added",
+                                       operation=AuditAction.ATTACH)
     return added
 
 
@@ -106,7 +105,6 @@ async def detach(actor: Actor, record: InstanceRecord, interface_uuid: str) -> I
         await instances.update(record, change)
     await changes.event(actor, KIND, record.uuid, f"eth{found.spec.order} removal requested",
                         operation=AuditAction.DETACH, interface=found.uuid)
-    await changes.event(actor, ObjectKind.NETWORK, found.spec.network_uuid,
-                        f"interface {found.uuid} of instance {spec.name} removal requested",
-                        operation=AuditAction.DETACH, instance=record.uuid)
+    await interfaces.record_on_network(actor, spec, found.spec, "goes (removal requested)",
+                                       operation=AuditAction.DETACH)
     return found.spec

@@ -127,6 +127,7 @@ async def create(actor: Actor, namespace: str,
         entry.object_id = record.uuid
     await changes.event(actor, KIND, record.uuid, "created", operation=AuditAction.CREATE,
                         node=record.spec.node)
+    await interfaces.record_on_networks(actor, record.spec, "added")
     return record
 
 
@@ -274,6 +275,8 @@ async def delete(actor: Actor, record: InstanceRecord) -> InstanceRecord:
     if asked:
         await changes.event(actor, KIND, record.uuid, "deletion requested",
                             operation=AuditAction.DELETE)
+        await interfaces.record_on_networks(actor, record.spec, "goes (its instance is being "
+                                                                "deleted)")
     return deleted
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db.models import Q
 
 from cloudstate.validation import ValidationError
 from cloudstate.vocabulary import EventType
@@ -158,13 +159,18 @@ def parse_type(value: Any) -> str | None:
 
 
 async def list_events(kind: str, object_uuid: str, *, limit: int | None = DEFAULT_LIMIT,
-                      event_type: str | None = None) -> list[Event]:
-    """An object's events, newest first (``limit`` None: all of them)."""
+                      event_type: str | None = None,
+                      before: tuple[float, int] | None = None) -> list[Event]:
+    """An object's events, newest first (``limit`` None: all of them); with
+    ``before`` (an event's timestamp and id), only those listed after it."""
     if event_type is not None and event_type not in TYPES:
         return []
     query = Event.objects.filter(object_kind=kind, object_uuid=object_uuid)
     if event_type is not None:
         query = query.filter(type=event_type)
+    if before is not None:
+        timestamp, event_id = before
+        query = query.filter(Q(timestamp__lt=timestamp) | Q(timestamp=timestamp, id__lt=event_id))
     query = query.order_by("-timestamp", "-id")
     if limit is not None:
         query = query[:limit]

@@ -16,7 +16,7 @@ from portal.accounts.access import access_for
 from portal.accounts.models import SYSTEM_NAMESPACE
 from portal.cloud import nodes, scheduler, store, usage
 from portal.cloud.errors import CloudError, Forbidden, NotFound
-from portal.events.sections import events_context
+from portal.events.sections import events_context, events_query
 from portal.web import arender
 
 
@@ -46,7 +46,8 @@ async def node_detail(request: HttpRequest, name: str) -> HttpResponse:
             return await arender(request, "nodes/detail.html", {
                 "record": record, "load": loads.get(name), "name_in_path": quote(name, safe=""),
                 "can_delete": access.can_operate(SYSTEM_NAMESPACE) and not record.alive,
-                **await events_context("node", name),
+                **await events_context("node", name, events_query(request.GET),
+                                       here=request.path),
             })
     raise Http404("No such node")
 

@@ -131,8 +131,8 @@ def test_a_create_with_a_name_in_use_is_not_refused(cloud: Cloud) -> None:
 def test_a_netblock_with_host_bits_names_the_network_to_use(cloud: Cloud) -> None:
     result = cloud.sf("network", "create", "hostbits", "192.168.1.2/24", check=False)
     assert result.returncode != 0
-    assert "192.168.1.2/24 has host bits set: the network is 192.168.1.0/24" in \
-        result.stdout + result.stderr
+    assert ("192.168.1.2/24 has host bits set: the range that address is in is "
+            "192.168.1.0/24; give that") in result.stdout + result.stderr
     assert cloud.api().get("/networks/hostbits").status_code == 404
 
 
