@@ -44,6 +44,12 @@ Where each checked field ends up:
     nodes/<name>            ip: VXLAN peers (kernel), the URL of its agent's server;
                             agent_port: that URL; firmware: only compared
     ipam/floating/<addr>    address: nftables; type, user: whether still in use
+    ipam/<network>/<addr>   user: whether still the interface's, to give back
+                            (an unplugged NIC's, a deleted instance's)
+    macs/<mac>, vxlan/<id>  the interface or network holding it: compared
+    observed/instances/<u>  read back by the agent that wrote it (power, errors)
+    observed/networks/<u>   applied: which interfaces may start; read whole by
+                            the network node, so one bad record must not stop it
     roles/network-node      the node's name: compared with ours
 
 The agent writes ``deleted/interfaces/`` and never reads it, and does not
@@ -69,8 +75,10 @@ from cloudstate.model import (
     Artifact,
     Blob,
     BlobObserved,
+    InstanceObserved,
     InstanceSpec,
     InterfaceSpec,
+    NetworkObserved,
     NetworkSpec,
     NodeInfo,
     Record,
@@ -545,6 +553,64 @@ def check_floating(key_address: str, raw: Any) -> None:
     _parses(AddressReservation, reservation)
 
 
+def check_pool_address(pool: str, key_address: str, raw: Any) -> None:
+    """An address of a network's own range, held by one of its interfaces
+    (cloudstate.ipam as portal.cloud.interfaces reserves it)."""
+    reservation = _dict(raw, "address")
+    _uuid(pool, "the key's network")
+    _ipv4(key_address, "the key's address")
+    _same_key(reservation.get("address"), key_address, "address")
+    _one_of(reservation.get("type"), "type", ("instance",))
+    user = reservation.get("user")
+    _require(isinstance(user, list) and len(user) == 2 and user[0] == "interface",
+             f"user {_shown(user)} is not ['interface', <uuid>]")
+    _uuid(user[1], "user[1]")
+    _same_key(reservation.get("network_uuid"), pool, "network_uuid")
+    _text(reservation.get("comment", ""), "comment")
+    _parses(AddressReservation, reservation)
+
+
+def check_holder(value: bytes, what: str) -> None:
+    """A MAC's or VXLAN id's claim: the uuid of the interface or network
+    holding it, nothing else."""
+    try:
+        holder = value.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadRecord(f"the {what} names no uuid") from None
+    _uuid(holder, f"the {what}")
+
+
+def check_observed_instance(key_uuid: str, raw: Any) -> None:
+    observed = _dict(raw, "observed instance")
+    _uuid(key_uuid, "the key's uuid")
+    _node(observed.get("node"), "node")
+    for field in ("state", "power_state"):
+        if field in observed:
+            _text(observed[field], field, limit=32)
+    _require(observed.get("error") is None or isinstance(observed["error"], str),
+             "error is not text")  # only ever shown
+    for field in ("applied_power_generation", "failed_spec_revision"):
+        _int(observed.get(field, 0), field, 0, 2**63)
+    _number(observed.get("updated_at"), "updated_at")
+    _parses(InstanceObserved, observed)
+
+
+def check_observed_network(key_uuid: str, raw: Any) -> None:
+    observed = _dict(raw, "observed network")
+    _uuid(key_uuid, "the key's uuid")
+    _node(observed.get("node"), "node")
+    _text(observed.get("state", "created"), "state", limit=32)
+    _require(observed.get("error") is None or isinstance(observed["error"], str),
+             "error is not text")
+    applied = observed.get("applied", [])
+    _require(isinstance(applied, list), "applied is not a list of interfaces")
+    for n, iface in enumerate(applied):
+        _uuid(iface, f"applied[{n}]")
+    _bool(observed.get("egress", False), "egress")
+    _number(observed.get("updated_at"), "updated_at")
+    _parses(NetworkObserved, observed)
+
+
 # --- paths made of record fields -----------------------------------------------------
 
 
@@ -580,7 +646,8 @@ class RecordGate:
             (keys.blobs, check_blob),
             (keys.uploads, check_upload),
             (keys.nodes, check_node),
-            (keys.addresses(FLOATING_POOL), check_floating),
+            (keys.observed_instances, check_observed_instance),
+            (keys.observed_networks, check_observed_network),
         )
 
     def __call__(self, key: str, value: bytes) -> str | None:
@@ -599,6 +666,19 @@ class RecordGate:
             node, _, uuid = key[len(keys.observed_blobs):].partition("/")
             check_observed_blob(node, uuid, _json(value))
             return
+        if key.startswith(keys.ipam):
+            pool, _, address = key[len(keys.ipam):].partition("/")
+            _require(bool(pool) and bool(address) and "/" not in address,
+                     f"{key!r} is not where a record is kept")
+            if pool == FLOATING_POOL:
+                check_floating(address, _json(value))
+            else:
+                check_pool_address(pool, address, _json(value))
+            return
+        for family, what in ((keys.macs, "MAC's holder"), (keys.vxlans, "VXLAN id's holder")):
+            if key.startswith(family):
+                check_holder(value, what)
+                return
         for family, check in self._families:
             if key.startswith(family):
                 # A deeper key would still be listed with the family's records.

@@ -20,8 +20,10 @@ from cloudstate.model import (
     BlobObserved,
     Disk,
     DiskSource,
+    InstanceObserved,
     InstanceSpec,
     InterfaceSpec,
+    NetworkObserved,
     NetworkSpec,
     NodeInfo,
     NodeSpec,
@@ -469,5 +471,71 @@ def _floating(**changes: Any) -> dict[str, Any]:
      "network_uuid None is not a uuid"),
 ])
 def test_hostile_newer_records_are_refused(key: str, record: Any, reason: str) -> None:
+    found = refusal(key, record)
+    assert found is not None and reason in found, found
+
+
+# --- what the agent reads besides objects: reservations, claims, its own reports ------------
+
+
+def _held(**changes: Any) -> dict[str, Any]:
+    """An address of network OTHER's range held by an interface, as
+    portal.cloud.interfaces reserves it."""
+    record = AddressReservation(address="10.0.0.5", type="instance", user=["interface", UUID],
+                                network_uuid=OTHER, comment=f"instance {BLOB} eth0").to_dict()
+    record.update(changes)
+    return record
+
+
+def test_reservations_claims_and_reports_as_written_pass() -> None:
+    assert refusal(KEYS.address(OTHER, "10.0.0.5"), _held()) is None
+    assert GATE(KEYS.mac("02:00:00:12:34:56"), UUID.encode()) is None
+    assert GATE(KEYS.vxlan(4242), OTHER.encode()) is None
+    assert refusal(KEYS.observed_instance(UUID), InstanceObserved(
+        node="node-a", state="error", power_state="crashed", error="QEMU said: no\nmore",
+        applied_power_generation=3, failed_spec_revision=17).to_dict()) is None
+    assert refusal(KEYS.observed_network(UUID), NetworkObserved(
+        node="node-a", applied=[OTHER, BLOB], egress=True).to_dict()) is None
+
+
+@pytest.mark.parametrize("key, record, reason", [
+    # Read before giving an unplugged NIC's address back: whose it is.
+    (KEYS.address(OTHER, "10.0.0.5"), b"{", "the record is not JSON"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(user=["interface"]),
+     "user ['interface'] is not ['interface', <uuid>]"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(user="interface"), "is not ['interface', <uuid>]"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(user=["interface", 5]), "user[1] 5 is not a uuid"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(type="floating"),
+     "type 'floating' is not one of instance"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(network_uuid=UUID), "network_uuid"),
+    (KEYS.address(OTHER, "10.0.0.6"), _held(), "address '10.0.0.5' is not the '10.0.0.6'"),
+    (KEYS.address("x", "10.0.0.5"), _held(), "the key's network 'x' is not a uuid"),
+    (KEYS.address("..", "x/10.0.0.5"), _held(), "is not where a record is kept"),
+    (KEYS.address(OTHER, "10.0.0.5") + "/deeper", _held(), "is not where a record is kept"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(comment="x" * 300), "comment"),
+    # Compared as text with the uuid of what holds them.
+    (KEYS.mac("02:00:00:12:34:56"), b"\xff\xfe", "the MAC's holder names no uuid"),
+    (KEYS.mac("02:00:00:12:34:56"), b"../x", "the MAC's holder '../x' is not a uuid"),
+    (KEYS.vxlan(4242), b"", "the VXLAN id's holder '' is not a uuid"),
+    # The agents' own reports, read back whole by the network node.
+    (KEYS.observed_network(UUID), b"[]", "the observed network record is not a JSON object"),
+    (KEYS.observed_network(UUID), {"node": "node-a", "applied": "all"},
+     "applied is not a list of interfaces"),
+    (KEYS.observed_network(UUID), {"node": "node-a", "applied": [None]},
+     "applied[0] None is not a uuid"),
+    (KEYS.observed_network(UUID), {"node": "node-a", "egress": "yes"}, "egress 'yes'"),
+    (KEYS.observed_network(UUID), {"node": "../a"}, "node '../a' is not a node name"),
+    (KEYS.observed_network("x"), {"node": "node-a"}, "the key's uuid 'x' is not a uuid"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "state": 5}, "state 5 is not text"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "error": ["x"]}, "error is not text"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "applied_power_generation": "1"},
+     "applied_power_generation '1' is not a whole number"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "updated_at": "now"},
+     "updated_at 'now' is not a number"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "power_state": "on" * 20},
+     "is not text of at most 32"),
+])
+def test_hostile_reservations_claims_and_reports_are_refused(key: str, record: Any,
+                                                             reason: str) -> None:
     found = refusal(key, record)
     assert found is not None and reason in found, found
