@@ -125,7 +125,7 @@ def test_a_node_without_ovmf_is_refused_clearly(cloud: Cloud) -> None:
             "name": "firmware", "cpus": 1, "memory": 128, "disk": [{"size": 1}],
             "uefi": True, "placed_on": bare})
         assert response.status_code == 507, response.text
-        assert f"{bare}: no UEFI firmware (Debian's ovmf package)" in response.json()["error"]
+        assert f"{bare} has no UEFI firmware (Debian's ovmf package)" in response.json()["error"]
     finally:
         cloud.etcd_call(forget)
 
