@@ -160,6 +160,13 @@ def test_floating_addresses_are_refused_at_create_and_at_float(portal: InProcess
     refused(api.post(f"/interfaces/{interface}/float"),
             "quota exceeded: floating_addresses limit 1, in use 1, asked 1")
     assert api.get(f"/interfaces/{interface}").json()["floating"] is None
+    # A floating NIC plugged into a running instance counts the same.
+    three = plain.json()["uuid"]
+    agent.report_instance(three, state="created", power_state="on")
+    refused(api.post(f"/instances/{three}/interfaces",
+                     {"network": {"network_uuid": network["uuid"], "float": True}}),
+            "quota exceeded: floating_addresses limit 1, in use 1, asked 1")
+    assert len(api.get(f"/instances/{three}/interfaces").json()) == 1
 
     # Given back only once the address is: the instance deleted and torn down by its node.
     first_uuid = first.json()["uuid"]
