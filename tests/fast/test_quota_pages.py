@@ -135,7 +135,8 @@ def test_a_create_over_quota_is_refused_beside_its_field(portal: InProcessPortal
                                                          alice: Person, agent: FakeAgent,
                                                          demo_image: str) -> None:
     portal.api().put(f"/auth/namespaces/{TEAM}/quota", {"vcpus": 2, "networks": 0})
-    form = {"name": "big", "cpus": "4", "memory": "256", "disk_size": "1", "image": "demo"}
+    form = {"name": "big", "cpus": "4", "memory": "256", "disk_size": "1", "image": "demo",
+            "disk_bus": "virtio", "firmware": "bios"}
     page = alice.browser.post("/instances/new/", form)
     assert page.status_code == 400, page.text[:500]
     assert re.search(r'id="id_cpus_error"[^>]*><li>Quota exceeded: vcpus limit 2, in use 0, '
