@@ -34,7 +34,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cloudstate import netvalidation
+from cloudstate import netvalidation, quotas
 from cloudstate.settingtypes import (
     BOOL,
     ENDPOINTS,
@@ -46,6 +46,7 @@ from cloudstate.settingtypes import (
     NETWORKS,
     ORIGINS,
     PATH,
+    PATHS,
     PORT,
     TEXT,
     WORDS,
@@ -79,6 +80,12 @@ def _floating_pool(text: str) -> str:
 
 FLOATING_POOL = Kind(f"an IPv4 network in CIDR form, /{netvalidation.MAX_PREFIXLEN} or larger, "
                      "e.g. 192.0.2.0/24", _floating_pool, empty="")
+
+
+DEFAULT_QUOTAS = Kind("kind=amount pairs separated by commas, each kind one of "
+                      + ", ".join(quotas.KINDS) + ", each amount a whole number (sizes "
+                      "such as 20G for the byte kinds) or none, e.g. vcpus=32,networks=none",
+                      quotas.parse_limits, empty={})
 
 
 def _state_dir() -> Path:
@@ -231,6 +238,10 @@ DECLARED: tuple[Setting, ...] = (
             "memory of each node kept free for the host", (PORTAL,), default="1024"),
     Setting("SFCLOUD_DISK_RESERVED_GB", integer(minimum=0),
             "disk of each node kept free for the host", (PORTAL,), default="5"),
+    Setting("SFCLOUD_DEFAULT_QUOTAS", DEFAULT_QUOTAS,
+            "a new namespace's quotas, where they differ from each kind's own default "
+            "(README: Quotas), e.g. `vcpus=32,image_bytes=50G,networks=none`; `system` has none",
+            (PORTAL,), shown_default="each kind's own"),
 
     # --- the node agent ------------------------------------------------------------
     Setting("SFCLOUD_NODE_NAME", pattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
@@ -270,6 +281,11 @@ DECLARED: tuple[Setting, ...] = (
             pattern(r"[a-z_][a-z0-9_-]{0,31}", "a user name of this machine, not root"),
             "the unprivileged user `qemu-img` runs as to inspect and convert downloaded images",
             (AGENT,), default="nobody"),
+    Setting("SFCLOUD_FILE_IMAGE_DIRS", PATHS,
+            "directories whose files an operator may register as images (file:// blobs, "
+            "such as the demo image); the agent reads no other file for a blob",
+            (AGENT,), default=lambda: (read("SFCLOUD_STATE_DIR").resolve() / "cache",),
+            shown_default="`cache/` in the state directory"),
     Setting("SFCLOUD_FAILPOINTS", WORDS,
             "tests only: named points where the agent exits at once, to prove it converges",
             (AGENT, TESTS)),

@@ -23,17 +23,20 @@ elif [ "${1:-}" = "--lab" ]; then
 fi
 
 PACKAGES=(
-    # virtualisation
-    qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-dev
-    # state, networking
-    etcd-server etcd-client dnsmasq-base iproute2 nftables
+    # virtualisation (ovmf: UEFI and secure boot for guests)
+    qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-dev ovmf
+    # state, networking (ping: `network ping` from a network's namespace)
+    etcd-server etcd-client dnsmasq-base iproute2 nftables iputils-ping
     # building libvirt-python, and the venv itself
     python3-venv python3-dev gcc pkg-config
     # the small guest image the demo and the tests boot
-    busybox-static syslinux syslinux-common mtools dosfstools fdisk kmod cpio
+    busybox-static syslinux syslinux-common syslinux-efi mtools dosfstools fdisk kmod cpio
 )
 if [ "$WITH_TEST" = 1 ]; then
     PACKAGES+=(chromium)
+    # npm fetches axe-core for the accessibility tests (e2e/axe.py), from the npm registry
+    # into var/; a Node.js that brings its own npm is used as it is.
+    command -v npm >/dev/null || PACKAGES+=(npm)
 fi
 if [ "$WITH_LAB" = 1 ]; then
     PACKAGES+=(openssh-server postgresql redis-server curl)

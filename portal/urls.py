@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from portal import metrics, styleguide
+from portal import health, metrics, styleguide
 
 urlpatterns = [
     path("", include("portal.dashboard.urls")),
@@ -16,6 +16,13 @@ urlpatterns = [
     path("api", include("portal.api.urls")),
     # For Prometheus, with the metrics token (SFCLOUD_METRICS_TOKEN).
     path("metrics", metrics.view, name="metrics"),
+    *health.routes(),
     # Answers 404 unless DEBUG is on.
     path("styleguide/", styleguide.view, name="styleguide"),
 ]
+
+# The portal's own error pages (portal.errors), each with a way back.
+handler400 = "portal.errors.bad_request"
+handler403 = "portal.errors.permission_denied"
+handler404 = "portal.errors.page_not_found"
+handler500 = "portal.errors.server_error"

@@ -6,18 +6,21 @@ is nothing to say), or the client fails with a KeyError.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from cloudstate.model import Keypair, Upload
 from cloudstate.storage import Version
 from portal.accounts.models import Namespace
+from portal.accounts.namespaces import trusted_names
+from portal.cloud import nodes
 from portal.cloud.catalogue import ArtifactRecord, BlobRecord
 from portal.cloud.instances import InstanceRecord
 from portal.cloud.networks import NetworkRecord
 from portal.cloud.nodes import NodeRecord
+from portal.cloud.quotas import Line
 
 SCHEMA_VERSION = 1
+DEFAULT_MACHINE = "pc"
 
 
 def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = None
@@ -43,11 +46,13 @@ def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = N
         "ssh_key": spec.ssh_key,
         "user_data": spec.user_data,
         "video": spec.video,
-        "uefi": False,
-        "secure_boot": False,
-        "nvram_template": None,
+        "uefi": spec.uefi,
+        "secure_boot": spec.secure_boot,
+        "nvram_template": spec.nvram_template.url or spec.nvram_template.artifact_uuid
+        if spec.nvram_template else None,
         "configdrive": spec.configdrive,
-        "machine_type": "pc",
+        # Instances placed before the machine was recorded have the default.
+        "machine_type": spec.machine_type or DEFAULT_MACHINE,
         "side_channels": [],
         "state": record.state,
         "power_state": record.power_state,
@@ -75,14 +80,16 @@ def node(record: NodeRecord) -> dict[str, Any]:
         "name": info.name,
         "fqdn": info.name,
         "ip": info.ip,
-        "lastseen": time.time() if record.alive else info.started_at,
+        "lastseen": nodes.seen_at(record),
         "state": record.state,
         "maintenance": record.maintenance,
         "release": info.release,
-        "metadata": {},
+        "metadata": record.spec.metadata,
         "version": SCHEMA_VERSION,
         "is_hypervisor": info.is_hypervisor,
         "is_network_node": info.is_network_node,
+        # etcd, the event log, the database and cluster upkeep are not a
+        # node's job in sfcloud (the portal does them), so no node is one.
         "is_etcd_master": False,
         "is_eventlog_node": False,
         "is_database_node": False,
@@ -93,6 +100,7 @@ def node(record: NodeRecord) -> dict[str, Any]:
         "disk_free_gb": info.disk_free_gb,
         "virt_type": info.virt_type,
         "virt_reason": info.virt_reason,
+        "firmware": ["bios", *info.firmware],
     }
 
 
@@ -102,10 +110,15 @@ def namespace(record: Namespace) -> dict[str, Any]:
         "state": record.state,
         "keys": sorted(key.name for key in record.keys.all()),
         "metadata": record.metadata,
-        # Shaken Fist's trusts between namespaces are not offered.
-        "trust": {"full": []},
+        "trust": {"full": trusted_names(record)},
         "version": SCHEMA_VERSION,
     }
+
+
+def quota(namespace: str, lines: list[Line]) -> dict[str, Any]:
+    """A namespace's quotas: each kind's limit (null: none), its use, the
+    unit of both, and what pages call it."""
+    return {"namespace": namespace, "quota": {line.name: line.as_json() for line in lines}}
 
 
 def artifact(record: ArtifactRecord) -> dict[str, Any]:
@@ -253,4 +266,8 @@ def network(record: NetworkRecord) -> dict[str, Any]:
         "metadata": spec.metadata,
         "created": spec.created_at,
         "version": SCHEMA_VERSION,
+        # sfcloud's own: what `network add-routed` routed here, and the extra
+        # names its DNS answers.
+        "routed": spec.routed,
+        "dns_entries": spec.dns_entries,
     }

@@ -3,12 +3,14 @@ Fist's client sends them. Each area keeps its routes next to its views."""
 
 from django.urls import path
 
+from portal import health
 from portal.api.views import (
     artifacts,
     auth,
     blobs,
     consoles,
     events,
+    fallback,
     instance_actions,
     instances,
     interfaces,
@@ -38,4 +40,7 @@ urlpatterns = [
     *networks.routes,
     *interfaces.routes,
     *consoles.routes,
+    *health.routes("/"),
+    # Last: JSON for every path nothing above matched.
+    *fallback.routes,
 ]

@@ -11,6 +11,7 @@ browsers, not every process's.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import weakref
@@ -18,6 +19,7 @@ import weakref
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from cloudstate.etcd import KeyValue
 from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Artifact, BlobObserved, InstanceObserved, InstanceSpec, InterfaceSpec
@@ -32,6 +34,7 @@ INSTANCE_CHANGED = "instance.changed"
 IMAGE_CHANGED = "image.changed"
 NETWORK_CHANGED = "network.changed"
 CLOUD_CHANGED = "cloud.changed"
+QUOTA_CHANGED = "quota.changed"
 READY_TIMEOUT = 10.0
 # After an instance is torn down, look for blobs it was the last to use
 # this much later (several going at once are looked at together).
@@ -48,6 +51,16 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._blob_sweep: asyncio.Task[None] | None = None
         self._blob_sweep_again = False
+        # Records parsed from the mirror, each kept while its keys' revisions
+        # hold: a list of 10,000 instances parses only what changed.
+        self._instances: dict[str, tuple[tuple[int, int], InstanceRecord]] = {}
+        self._interfaces: dict[str, tuple[int, InterfaceSpec]] = {}
+        # Every instance record as of a mirror revision: pages asking again
+        # before anything changed (50 browsers after one change) share it.
+        self._all: tuple[int, list[InstanceRecord]] = (-1, [])
+        # The uuids of the instances in the mirror, kept by _on_changes (None
+        # until first needed: then read from the mirror once).
+        self._uuids: set[str] | None = None
 
     # --- groups ----------------------------------------------------------------------
 
@@ -69,6 +82,11 @@ class Hub:
         """A node came, went or changed, or a floating address was taken or
         given back: what the dashboard shows beyond instances."""
         return f"live.{self.id}.cloud"
+
+    def quota_group(self, namespace: str) -> str:
+        """What a namespace holds of a kind of quota, or its limits, may have
+        changed (pages showing its quotas count again from the mirror)."""
+        return f"live.{self.id}.quota.{namespace}"
 
     @property
     def networks_group(self) -> str:
@@ -103,25 +121,64 @@ class Hub:
     def instance(self, uuid: str) -> InstanceRecord | None:
         spec_kv = self.mirror.get(self.keys.instance(uuid))
         if spec_kv is None:
+            self._instances.pop(uuid, None)
             return None
-        return InstanceRecord.from_kvs(spec_kv,
-                                       self.mirror.get(self.keys.observed_instance(uuid)),
-                                       offline=self.offline_nodes())
+        return self._record(uuid, spec_kv, self.offline_nodes())
+
+    def _record(self, uuid: str, spec_kv: KeyValue, offline: set[str]) -> InstanceRecord:
+        observed_kv = self.mirror.get(self.keys.observed_instance(uuid))
+        stamp = (spec_kv.mod_revision, observed_kv.mod_revision if observed_kv else 0)
+        cached = self._instances.get(uuid)
+        if cached is not None and cached[0] == stamp:
+            record = cached[1]
+            if record.node_online == (record.spec.node not in offline):
+                return record
+        # New, changed, or its node came or went (its power shows unreachable).
+        record = InstanceRecord.from_kvs(spec_kv, observed_kv, offline=offline)
+        self._instances[uuid] = (stamp, record)
+        return record
 
     def all_instances(self) -> list[InstanceRecord]:
-        """Every instance record in the mirror, deleted ones included."""
+        """Every instance record in the mirror, deleted ones included (a
+        list shared by callers: don't change it)."""
+        if self._all[0] == self.mirror.revision:
+            return self._all[1]
+        revision = self.mirror.revision
+        if self._uuids is None:
+            family = self.keys.instances
+            self._uuids = {uuid for kv in self.mirror.items(family)
+                           if (uuid := self.keys.uuid_of(kv.key, family))}
         records = []
         offline = self.offline_nodes()
-        for kv in self.mirror.items(self.keys.instances):
-            if found := self.keys.classify(kv.key):
-                observed = self.mirror.get(self.keys.observed_instance(found.uuid))
-                records.append(InstanceRecord.from_kvs(kv, observed, offline=offline))
+        for uuid in list(self._uuids):
+            spec_kv = self.mirror.get(self.keys.instance(uuid))
+            if spec_kv is None:
+                self._uuids.discard(uuid)
+                self._instances.pop(uuid, None)
+            else:
+                records.append(self._record(uuid, spec_kv, offline))
+        self._all = (revision, records)
         return records
 
-    def instances(self, namespaces: Namespaces) -> list[InstanceRecord]:
-        return sorted_records(
-            record for record in self.all_instances()
-            if record.spec.desired != "deleted" and visible(record.spec.namespace, namespaces))
+    def interface(self, uuid: str) -> InterfaceSpec | None:
+        kv = self.mirror.get(self.keys.interface(uuid))
+        if kv is None:
+            self._interfaces.pop(uuid, None)
+            return None
+        cached = self._interfaces.get(uuid)
+        if cached is not None and cached[0] == kv.mod_revision:
+            return cached[1]
+        spec = InterfaceSpec.from_json(kv.value)
+        self._interfaces[uuid] = (kv.mod_revision, spec)
+        return spec
+
+    def instances(self, namespaces: Namespaces, *, ordered: bool = True) -> list[InstanceRecord]:
+        """The instances these namespaces hold (not deleted ones), oldest
+        first unless ``ordered`` is False (a list that sorts them itself)."""
+        found = (record for record in self.all_instances()
+                 if record.spec.desired != "deleted"
+                 and visible(record.spec.namespace, namespaces))
+        return sorted_records(found) if ordered else list(found)
 
     # --- fan-out ---------------------------------------------------------------------
 
@@ -133,10 +190,12 @@ class Hub:
         people: set[int] = set()
         cloud_changed = False
         floating = self.keys.addresses(FLOATING_POOL)
+        quota_namespaces: set[str] = set()
         for change in changes:
             if (user_id := self.keys.user_of_access_change(change.key)) is not None:
                 people.add(user_id)
                 continue
+            quota_namespaces.update(self._quota_namespaces(change))
             found = self.keys.classify(change.key)
             if found is None:
                 cloud_changed |= change.key.startswith((floating, self.keys.maintenance_all))
@@ -151,7 +210,11 @@ class Hub:
             elif kind == ObjectKind.IMAGE:
                 images.add(uuid)
             elif kind == ObjectKind.BLOB:
-                images.update(self.artifacts_holding(uuid))
+                holders = self.artifacts_holding(uuid)
+                images.update(holders)
+                # Its size counts against the quotas of the namespaces keeping it.
+                quota_namespaces.update(artifact.namespace for holder in holders
+                                        if (artifact := self.artifact(holder)) is not None)
                 if found.observed and _reports_failure(change):
                     # A version that failed (or was no new version) beside
                     # one shown is dropped: its blob is used by nothing.
@@ -159,9 +222,18 @@ class Hub:
             elif kind == ObjectKind.NETWORK:
                 networks.add(uuid)
             elif kind == ObjectKind.INTERFACE:
-                networks.update(InterfaceSpec.from_json(kv.value).network_uuid
-                                for kv in (change.old, change.new) if kv is not None)
+                for kv in (change.old, change.new):
+                    if kv is not None:
+                        nic = InterfaceSpec.from_json(kv.value)
+                        networks.add(nic.network_uuid)
+                        # Its addresses show in its instance's row and page.
+                        touched[nic.instance_uuid] = nic.namespace
             elif kind == ObjectKind.INSTANCE:
+                if self._uuids is not None and not found.observed:
+                    if change.new is None:
+                        self._uuids.discard(uuid)
+                    else:
+                        self._uuids.add(uuid)
                 if _torn_down(change, self.keys.observed_instance(uuid)):
                     self._sweep_unused_blobs()
                 # A removed spec is gone from the mirror; its old value still
@@ -185,11 +257,25 @@ class Hub:
             await layer.group_send(self.everything_group, message)
         if cloud_changed:
             await layer.group_send(self.cloud_group, {"type": CLOUD_CHANGED})
+        for namespace in sorted(quota_namespaces | set(touched.values())):
+            await layer.group_send(self.quota_group(namespace), {"type": QUOTA_CHANGED})
         for image_uuid in sorted(images):
             await layer.group_send(self.images_group, {"type": IMAGE_CHANGED, "uuid": image_uuid})
         for network_uuid in sorted(networks):
             await layer.group_send(self.networks_group,
                                    {"type": NETWORK_CHANGED, "uuid": network_uuid})
+
+    def _quota_namespaces(self, change: Change) -> set[str]:
+        """The namespaces whose quotas a change to their limits, a network or
+        an artifact concerns (instances and interfaces are in ``touched``,
+        blobs are looked at with their artifacts)."""
+        keys = self.keys
+        if (namespace := keys.uuid_of(change.key, keys.quotas)) is not None:
+            return {namespace}
+        if keys.uuid_of(change.key, keys.networks) or keys.uuid_of(change.key, keys.artifacts):
+            return {json.loads(kv.value).get("namespace", "")
+                    for kv in (change.old, change.new) if kv is not None} - {""}
+        return set()
 
     def _sweep_unused_blobs(self) -> None:
         """An instance is gone, or a blob failed, and with it maybe the last

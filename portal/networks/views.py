@@ -1,10 +1,11 @@
 """The network pages: the list, the create form, a network with its
 interfaces and delete; and the interfaces section of an instance's page with
-its float and defloat buttons. They use the services the API uses, so a
+its float, defloat, add (hot plug) and remove buttons. They use the services the API uses, so a
 refusal reads the same in both."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -18,26 +19,32 @@ from django.views.decorators.http import require_http_methods, require_POST
 from cloudstate import states
 from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for
-from portal.cloud import instances, interfaces, networks
-from portal.cloud.errors import CloudError, Forbidden, NotFound
-from portal.events.sections import events_context
+from portal.accounts.actor import Actor
+from portal.cloud import hotplug, instances, interfaces, networks
+from portal.cloud.errors import CloudError, Conflict, Forbidden, NotFound, QuotaExceeded
+from portal.events.sections import events_context, events_query
+from portal.formerrors import add_refusal
 from portal.networks.forms import NetworkForm
+from portal.networks.listing import NETWORKS
 from portal.web import arender
 
 
-def list_context(records: list[networks.NetworkRecord], access: Any) -> dict[str, Any]:
-    """What the list's rows need, for the page and for its websocket."""
-    return {"records": records, "all_namespaces": access.all_namespaces}
+def list_context(records: list[networks.NetworkRecord], access: Any,
+                 params: Mapping[str, Any]) -> dict[str, Any]:
+    """The list's page as asked (portal.listing), for the page and its websocket."""
+    page = NETWORKS.page(records, NETWORKS.read(params))
+    return {**NETWORKS.view_context(records, page), "list_label": "networks",
+            "all_namespaces": access.all_namespaces,
+            "can_operate": access.current is not None and access.can_operate(access.current)}
 
 
 @login_required
 async def network_list(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
     records = await networks.list_networks(access.scope)
-    return await arender(request, "networks/list.html", {
-        **list_context(records, access),
-        "can_operate": access.current is not None and access.can_operate(access.current),
-    })
+    context = list_context(records, access, request.GET)
+    return await arender(request, "networks/list.html", context,
+                         status=400 if context["page"].query.errors else 200)
 
 
 @login_required
@@ -59,9 +66,11 @@ async def network_create(request: HttpRequest) -> HttpResponse:
                 provide_dhcp=data["provide_dhcp"], provide_nat=data["provide_nat"],
                 provide_dns=data["provide_dns"]))
         except ValidationError as exc:
-            form.add_error("netblock" if exc.field == "netblock" else None, str(exc))
+            add_refusal(form, exc)
+        except (Conflict, QuotaExceeded) as exc:
+            add_refusal(form, exc, default="name")
         except CloudError as exc:
-            form.add_error(None, exc.message)
+            add_refusal(form, exc)
         else:
             messages.success(request, f"Network {record.spec.name} is being created.")
             return HttpResponseRedirect(reverse("network-detail", args=[record.uuid]))
@@ -100,7 +109,8 @@ async def network_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
         **await detail_context(record),
         "can_operate": access.can_operate(record.spec.namespace),
         "deletable": record.spec.desired != "deleted",
-        **await events_context("network", record.uuid),
+        **await events_context("network", record.uuid, events_query(request.GET),
+                                  here=request.path),
     })
 
 
@@ -138,10 +148,13 @@ async def _interfaces_section(request: HttpRequest, record: instances.InstanceRe
     views = await interfaces.views(await interfaces.of_instance(record.spec))
     found = {n.uuid: n for n in await networks.list_networks(None, include_deleted=True)}
     rows = [(view, found.get(view["network_uuid"])) for view in views]
+    pluggable = [n for n in found.values()
+                 if n.spec.namespace == record.spec.namespace and n.spec.desired != "deleted"]
     return await arender(request, "networks/_instance_interfaces.html", {
         "record": record, "rows": rows, "error": error,
         "can_operate": can_operate and states.is_active(record.spec),
         "floating_available": networks.floating_pool() is not None,
+        "pluggable": sorted(pluggable, key=lambda n: n.spec.name),
     })
 
 
@@ -167,6 +180,44 @@ async def _change_float(request: HttpRequest, uuid: UUID, floating: bool) -> Htt
     except CloudError as exc:
         error = exc.message
     return await _interfaces_section(request, record, True, error)
+
+
+async def _plug(request: HttpRequest, uuid: UUID,
+                change: Callable[[Actor, instances.InstanceRecord], Awaitable[object]]
+                ) -> HttpResponse:
+    """Run a hot plug change on the instance; the section again, saying why
+    if the service refused."""
+    access = await access_for(request)
+    try:
+        record = await instances.get(str(uuid), access.visible)
+    except NotFound:
+        raise Http404("No such instance") from None
+    error = None
+    try:
+        await change(access.actor(request), record)
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from None
+    except (CloudError, ValidationError) as exc:
+        error = getattr(exc, "message", str(exc))
+    fresh = await instances.get(str(uuid), access.visible)
+    return await _interfaces_section(request, fresh, True, error)
+
+
+@login_required
+@require_POST
+async def instance_interface_add(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Hot-plug a NIC on the network the form names."""
+    network = request.POST.get("network", "")
+    return await _plug(request, uuid, lambda actor, record: hotplug.attach(
+        actor, record, interfaces.NicRequest(network=network)))
+
+
+@login_required
+@require_POST
+async def instance_interface_remove(request: HttpRequest, uuid: UUID,
+                                    interface: UUID) -> HttpResponse:
+    return await _plug(request, uuid, lambda actor, record: hotplug.detach(
+        actor, record, str(interface)))
 
 
 @login_required

@@ -29,7 +29,7 @@ def test_maintenance_keeps_new_instances_off_and_the_507_says_why(
     assert made.status_code == 200 and made.json()["node"] == second.node
     refused = api.post("/instances", {**BODY, "name": "b", "placed_on": agent.node})
     assert refused.status_code == 507
-    assert f"{agent.node}: in maintenance" in refused.json()["error"]
+    assert f"{agent.node} is in maintenance" in refused.json()["error"]
     off = api.post(f"/nodes/{agent.node}/maintenance", {"maintenance": False})
     assert off.json()["maintenance"] is False
     assert api.get(f"/nodes/{agent.node}").json()["maintenance"] is False
@@ -53,7 +53,7 @@ def test_an_offline_nodes_instances_are_unreachable_not_on(
     assert refused.status_code >= 400 and "unreachable" in refused.json()["error"]
     # Nothing new goes there.
     placed = api.post("/instances", {**BODY, "name": "later"})
-    assert placed.status_code == 507 and f"{agent.node}: offline" in placed.json()["error"]
+    assert placed.status_code == 507 and f"{agent.node} is offline" in placed.json()["error"]
 
 
 def test_a_node_is_forgotten_only_once_offline_and_empty(
@@ -64,7 +64,7 @@ def test_a_node_is_forgotten_only_once_offline_and_empty(
     uuid = api.post("/instances", BODY).json()["uuid"]
     _lose(portal, agent)
     holding = api.delete(f"/nodes/{agent.node}")
-    assert holding.status_code == 409 and "1 instances" in holding.json()["error"]
+    assert holding.status_code == 409 and "still hosts 1 instance" in holding.json()["error"]
     api.delete(f"/instances/{uuid}")
     agent.tear_down_instance(uuid)
     gone = api.delete(f"/nodes/{agent.node}")
@@ -78,11 +78,11 @@ def test_the_nodes_page_starts_and_ends_maintenance(
     browser = admin.browser
     page = browser.get(f"/nodes/{agent.node}/")
     assert page.status_code == 200 and "Start maintenance" in page.text
-    started = browser.post(f"/nodes/{agent.node}/maintenance", {"maintenance": "on"})
+    started = browser.post(f"/nodes/{agent.node}/maintenance/", {"maintenance": "on"})
     assert started.status_code == 302
     assert portal.api().get(f"/nodes/{agent.node}").json()["maintenance"] is True
     shown = browser.get(f"/nodes/{agent.node}/")
     assert "End maintenance" in shown.text and "none go here" in shown.text
     assert "maintenance" in browser.get("/nodes/").text
-    browser.post(f"/nodes/{agent.node}/maintenance", {"maintenance": "off"})
+    browser.post(f"/nodes/{agent.node}/maintenance/", {"maintenance": "off"})
     assert portal.api().get(f"/nodes/{agent.node}").json()["maintenance"] is False

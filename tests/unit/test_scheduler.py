@@ -36,11 +36,13 @@ def test_507_names_each_node_and_why() -> None:
     with pytest.raises(InsufficientResources) as caught:
         choose(Demand(1, 4096, 1), loads)
     message = str(caught.value)
-    assert "a: offline" in message and "b: 168 MiB memory free" in message
+    assert "a is offline" in message and "b has 168 MiB memory free of the 7168 MiB" in message
 
 
 def test_more_cpus_than_the_host_has_never_fit() -> None:
-    with pytest.raises(InsufficientResources, match="has only 4 CPUs"):
+    # Said so it does not contradict the Nodes page's "0 / 64" vCPUs (after overcommit).
+    with pytest.raises(InsufficientResources, match="a has 4 CPUs, and one instance may have "
+                                                    "at most as many vCPUs as its node has CPUs"):
         choose(Demand(8, 256, 1), {"a": load("a")})
 
 
@@ -48,6 +50,19 @@ def test_cpus_are_overcommitted_but_bounded() -> None:
     assert choose(Demand(4, 256, 1), {"a": load("a", used_cpus=60)})
     with pytest.raises(InsufficientResources):
         choose(Demand(4, 256, 1), {"a": load("a", used_cpus=62)})
+
+
+def test_firmware_a_node_lacks_is_named() -> None:
+    with_ovmf = NodeInfo(name="b", ip="127.0.0.1", vcpus=4, memory_mib=8192, disk_total_gb=100,
+                         disk_free_gb=80, virt_type="qemu", machine="pc", firmware=["uefi"])
+    loads = {"a": load("a"), "b": NodeLoad(info=with_ovmf, alive=True, memory_mib=0, cpus=0)}
+    assert choose(Demand(1, 256, 1, firmware=("uefi",)), loads).info.name == "b"
+    with pytest.raises(InsufficientResources) as caught:
+        choose(Demand(1, 256, 1, firmware=("uefi", "secure-boot")), loads)
+    assert str(caught.value) == (
+        "no node can run an instance of 1 vCPUs, 256 MiB memory and 1 GB disk with secure "
+        "boot: a has no UEFI or secure boot firmware (Debian's ovmf package); b has no secure "
+        "boot firmware (Debian's ovmf package)")
 
 
 def test_no_nodes_at_all() -> None:
@@ -64,7 +79,7 @@ def test_a_node_in_maintenance_takes_nothing_and_the_507_says_so() -> None:
     loads = {"a": load("a"), "b": load("b", used_memory=6000)}
     loads["a"].maintenance = True
     assert choose(Demand(1, 512, 1), loads).info.name == "b"
-    with pytest.raises(InsufficientResources, match="a: in maintenance"):
+    with pytest.raises(InsufficientResources, match="a is in maintenance"):
         choose(Demand(1, 4096, 1), loads)
 
 
