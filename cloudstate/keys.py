@@ -88,6 +88,14 @@ class Keys:
     def instance_name(self, namespace: str, name: str) -> str:
         return self._k("names", "instances", namespace, name)
 
+    def names(self, family: str) -> str:
+        """Every name of a family of unique names (instances, networks, keypairs)."""
+        return self._k("names", family, "")
+
+    def fences(self, family: str) -> str:
+        """Every fence of a family (networks, blobs)."""
+        return self._k("fences", family, "")
+
     # nodes
     @property
     def nodes(self) -> str:
