@@ -17,6 +17,7 @@ real one on libvirt.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cloudstate.etcd import Etcd, KeyValue, Put
@@ -26,9 +27,11 @@ from cloudstate.model import (
     InstanceObserved,
     InstanceSpec,
     NetworkObserved,
+    NetworkSpec,
     NodeInfo,
 )
 from nodeagent.net import releases
+from nodeagent.net import snapshot as net_snapshot
 from tests.support.objects import Cloud
 
 
@@ -40,6 +43,14 @@ class _Snapshot:
 
     def get(self, key: str) -> KeyValue | None:
         return self.kvs.get(key)
+
+    def items(self, prefix: str = "") -> Iterator[KeyValue]:
+        return (kv for key, kv in sorted(self.kvs.items()) if key.startswith(prefix))
+
+    @classmethod
+    async def read(cls, etcd: Etcd, keys: Keys) -> _Snapshot:
+        kvs, _ = await etcd.get_prefix(keys.root)
+        return cls({kv.key: kv for kv in kvs})
 
 
 class FakeAgent:
@@ -58,6 +69,7 @@ class FakeAgent:
         info = NodeInfo(name=self.node, ip="127.0.0.1", vcpus=vcpus, memory_mib=memory_mib,
                         disk_total_gb=disk_gb, disk_free_gb=disk_gb, virt_type="qemu",
                         machine="pc", is_network_node=network_node)
+        self._info = info
 
         async def write(etcd: Etcd) -> None:
             await etcd.put(self.keys.node(self.node), info.to_json())
@@ -65,6 +77,10 @@ class FakeAgent:
 
         self.cloud.etcd_call(write)
         return self
+
+    def info(self) -> NodeInfo:
+        """The node record register() wrote."""
+        return self._info
 
     def report_instance(self, uuid: str, state: str = "created", power_state: str = "on",
                         error: str | None = None) -> None:
@@ -89,8 +105,7 @@ class FakeAgent:
         real agent's own rule, nodeagent.net.releases)."""
 
         async def write(etcd: Etcd) -> None:
-            kvs, _ = await etcd.get_prefix(self.keys.root)
-            snapshot = _Snapshot({kv.key: kv for kv in kvs})
+            snapshot = await _Snapshot.read(etcd, self.keys)
             spec_kv = snapshot.get(self.keys.instance(uuid))
             assert spec_kv is not None, f"instance {uuid} has no desired record"
             spec = InstanceSpec.from_json(spec_kv.value)
@@ -106,6 +121,26 @@ class FakeAgent:
         observed = NetworkObserved(node=self.node, state=state)
         self.cloud.etcd_call(
             lambda etcd: etcd.put(self.keys.observed_network(uuid), observed.to_json()))
+
+    def tear_down_network(self, uuid: str) -> None:
+        """What the network node reports once it removed a deleted network:
+        its observed record says deleted, and in the same transaction its
+        VXLAN id, addresses, floating addresses and fence are released
+        (with the real network node's rule, nodeagent.net.releases)."""
+
+        async def write(etcd: Etcd) -> None:
+            mirror = await _Snapshot.read(etcd, self.keys)
+            spec_kv = mirror.get(self.keys.network(uuid))
+            assert spec_kv is not None, f"network {uuid} has no desired record"
+            spec = NetworkSpec.from_json(spec_kv.value)
+            assert spec.desired == "deleted", f"network {uuid} is not being deleted"
+            observed = NetworkObserved(node=self.node, state="deleted")
+            snap = net_snapshot.read(self.keys, mirror)  # type: ignore[arg-type]
+            await etcd.txn([], [Put(self.keys.observed_network(uuid), observed.to_json()),
+                                *releases.of_network(self.keys, mirror,  # type: ignore[arg-type]
+                                                     snap, spec)])
+
+        self.cloud.etcd_call(write)
 
     def report_blob(self, uuid: str, data: bytes, fmt: str | None = "raw") -> None:
         """What the agent reports once it holds a blob's bytes (``data``)."""
