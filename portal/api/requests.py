@@ -2,13 +2,17 @@
 services' requests, each field checked with a message naming it (a 400).
 Unknown keys are ignored. The pages build the same requests from their
 forms; the rules both must obey are the services' own.
+
+The bodies each route reads are declared as TypedDicts below (every key
+optional: a missing one is the route's to refuse, with a 400 naming it);
+the API's description (portal.api.openapi) is generated from them.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from cloudstate import netvalidation, sshkeys, validation
 from cloudstate.validation import ValidationError
@@ -23,6 +27,134 @@ from portal.cloud.instances import (
     InstanceRequest,
 )
 from portal.cloud.refs import Namespaces
+
+# --- the bodies, as declared for the API's description ------------------------------------------
+
+
+class InNamespace(TypedDict, total=False):
+    """Which namespace a request acts in (default: the caller's own)."""
+
+    namespace: str
+
+
+class ListBody(InNamespace, total=False):
+    all: bool  # deleted objects too
+
+
+class DeleteAllBody(InNamespace, total=False):
+    confirm: bool
+
+
+class DiskBody(TypedDict, total=False):
+    size: int
+    base: str
+    bus: str
+    type: Literal["disk", "cdrom"]
+
+
+class NetdescBody(TypedDict, total=False):
+    network_uuid: str
+    address: str
+    macaddress: str
+    model: str
+    float: bool | str
+
+
+class InstanceBody(InNamespace, total=False):
+    name: str
+    cpus: int
+    memory: int
+    disk: list[DiskBody]
+    network: list[NetdescBody]
+    ssh_key: str
+    user_data: str  # base64
+    metadata: dict[str, Any]
+    video: dict[str, Any]
+    configdrive: Literal["openstack-disk", "none"]
+    placed_on: str
+    keypair: str
+
+
+class NetworkBody(InNamespace, total=False):
+    name: str
+    netblock: str
+    provide_dhcp: bool
+    provide_nat: bool
+    provide_dns: bool
+
+
+class AuthBody(TypedDict, total=False):
+    namespace: str
+    key: str
+
+
+class NamespaceBody(TypedDict, total=False):
+    namespace: str
+    key_name: str
+    key: str
+
+
+class KeyBody(TypedDict, total=False):
+    key_name: str
+    key: str
+
+
+class ValueBody(TypedDict, total=False):
+    value: Any
+
+
+class MetadataBody(ValueBody, total=False):
+    key: str
+
+
+class EventsBody(TypedDict, total=False):
+    limit: int
+    event_type: str
+
+
+class ConsoleBody(TypedDict, total=False):
+    length: int
+
+
+class SnapshotBody(TypedDict, total=False):
+    all: bool
+    device: str
+
+
+class ArtifactBody(InNamespace, total=False):
+    url: str
+    shared: bool
+    name: str
+
+
+class ArtifactListBody(TypedDict, total=False):
+    node: str
+
+
+class MaxVersionsBody(TypedDict, total=False):
+    max_versions: int
+
+
+class FromUploadBody(InNamespace, total=False):
+    upload_uuid: str
+    blob_uuid: str
+    source_url: str
+    shared: bool
+    artifact_type: str
+    sha512: str
+
+
+class LabelBody(TypedDict, total=False):
+    blob_uuid: str
+    max_versions: int
+
+
+class KeypairBody(InNamespace, total=False):
+    name: str
+    public_key: str
+
+
+# --- reading them --------------------------------------------------------------------------------
 
 _TRUE_WORDS = ("true", "yes", "1")
 _FALSE_WORDS = ("false", "no", "0")

@@ -8,6 +8,7 @@ from portal.api.views import (
     auth,
     blobs,
     consoles,
+    description,
     events,
     instance_actions,
     instances,
@@ -24,6 +25,7 @@ from portal.api.views import (
 urlpatterns = [
     path("", root.root),
     path("/", root.root),
+    *description.routes,
     *auth.routes,
     *namespaces.routes,
     *instances.routes,

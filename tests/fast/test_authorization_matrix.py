@@ -187,6 +187,9 @@ MATRIX: dict[str, list[Check]] = {
     # --- the JSON API -----------------------------------------------------------------------
     "api": [Check("GET", fixed("/api"), all_(200))],
     "api/": [Check("GET", fixed("/api/"), all_(200))],
+    # The API's description, as JSON and as a page: public, as GET /api is.
+    "api/openapi.json": [Check("GET", fixed("/api/openapi.json"), all_(200))],
+    "api/docs": [Check("GET", fixed("/api/docs"), all_(200))],
     "api/auth": [Check("POST", fixed("/api/auth"), all_(401),
                        body=lambda w, who: {"namespace": w.ns_a, "key": "not-the-key"})],
     "api/auth/namespaces": [
