@@ -41,6 +41,7 @@ _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 class Route:
     pattern: str  # as portal.api.urls declares it, e.g. /instances/<str:ref>
     endpoint: Endpoint
+    view: Any  # the view function the route calls
 
     @property
     def path(self) -> str:
@@ -65,7 +66,7 @@ def routes() -> list[Route]:
                 if endpoint is None:
                     raise TypeError(f"API route {prefix}{pattern.pattern} is not an "
                                     "@endpoint view (portal.api.framework)")
-                yield Route(prefix + str(pattern.pattern), endpoint)
+                yield Route(prefix + str(pattern.pattern), endpoint, pattern.callback)
 
     return list(walk(urlpatterns, ""))
 
