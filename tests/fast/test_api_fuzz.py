@@ -18,7 +18,6 @@ Hypothesis prints the failing request, shrunk, and how to replay it.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections import Counter
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from django.urls import Resolver404, resolve
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from cloudstate.settings import read
 from portal.api import openapi
 from tests.support.evidence import record
 from tests.support.fakeagent import FakeAgent
@@ -39,7 +39,7 @@ from tests.support.inprocess import InProcessPortal
 from tests.support.objects import PUBLIC_KEY, put_uploaded
 from tests.support.schemagen import strategy
 
-EXAMPLES = int(os.environ.get("SFCLOUD_FUZZ_EXAMPLES", "8"))
+EXAMPLES = read("SFCLOUD_FUZZ_EXAMPLES")
 DOCUMENT = openapi.document()
 COMPONENTS = DOCUMENT["components"]["schemas"]
 OPERATIONS = sorted((item_path, method) for item_path, item in DOCUMENT["paths"].items()

@@ -3,7 +3,7 @@ same moment, to the portal in process over the real etcd (their
 transactions really interleave). Each round counts winners and losers,
 asserts the rule (exactly one winner, never overcommitted), and runs the
 invariant checker over etcd afterwards. Rounds: SFCLOUD_STRESS_ROUNDS
-(3 here, more under `make soak`); the counts are printed as EVIDENCE lines.
+(3 in `make test`, 20 under `make soak`); the counts are printed as EVIDENCE lines.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ import pytest
 from django.conf import settings
 
 from cloudstate.audit import Limits
-from tests.support.evidence import record, rounds
+from cloudstate.settings import read
+from tests.support.evidence import record
 from tests.support.fakeagent import FakeAgent
 from tests.support.inprocess import InProcessPortal, Reply
 from tests.support.invariants import portal_drift
 from tests.support.objects import PUBLIC_KEY
 
 RACERS = 20
-ROUNDS = rounds(3)
+ROUNDS = read("SFCLOUD_STRESS_ROUNDS")
 
 
 def tally(replies: list[Reply]) -> Counter[int]:
