@@ -294,6 +294,12 @@ def check_stuck(state: EtcdState) -> Iterator[Drift]:
         elif observed.state == "creating" and state.overdue(spec.created_at):
             yield Drift("stuck", f"instance {uuid}",
                         f"creating for {state.now - spec.created_at:.0f} s")
+        elif (observed.state == "created"
+              and observed.applied_power_generation < spec.power.generation
+              and state.overdue(observed.updated_at)):
+            yield Drift("stuck", f"instance {uuid}",
+                        f"power action {spec.power.action} (generation "
+                        f"{spec.power.generation}) not applied")
     for uuid, net in state.networks.items():
         if net.desired == "deleted" and not state.network_released(uuid) \
                 and state.overdue(net.deleted_at):

@@ -82,7 +82,8 @@ def consistent() -> World:
     w.put(k.instance_name("team", "vm"), INSTANCE)
     w.put(k.observed_instance(INSTANCE), InstanceObserved(node=NODE, state="created",
                                                           power_state="on",
-                                                          applied_power_generation=1))
+                                                          applied_power_generation=1,
+                                                          updated_at=NOW - 3600))
     w.put(k.interface(IFACE), InterfaceSpec(uuid=IFACE, network_uuid=NETWORK,
                                             instance_uuid=INSTANCE, namespace="team", order=0,
                                             macaddr=MAC, ipv4="10.0.0.5",
@@ -184,6 +185,10 @@ BREAKAGES: dict[str, tuple[Callable[[World], None], str, str]] = {
         lambda w: (w.drop(w.keys.observed_instance(INSTANCE)),
                    w.put(w.keys.instance(INSTANCE), spec_of(w).replace(created_at=NOW - 3600))),
         "stuck", "initial"),
+    "power action never applied": (
+        lambda w: w.put(w.keys.instance(INSTANCE), spec_of(w).replace(
+            power=spec_of(w).power.replace(generation=2, action="pause"))),
+        "stuck", "power action pause"),
     "undecodable record": (lambda w: w.put(w.keys.instance(INSTANCE), b"{not json"),
                            "records", "does not decode"),
 }
