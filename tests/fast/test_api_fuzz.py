@@ -39,6 +39,7 @@ from tests.support.inprocess import InProcessPortal
 from tests.support.objects import PUBLIC_KEY, put_uploaded
 from tests.support.schemagen import strategy
 
+pytestmark = pytest.mark.stress
 EXAMPLES = read("SFCLOUD_FUZZ_EXAMPLES")
 DOCUMENT = openapi.document()
 COMPONENTS = DOCUMENT["components"]["schemas"]

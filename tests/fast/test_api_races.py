@@ -27,6 +27,7 @@ from tests.support.inprocess import InProcessPortal, Reply
 from tests.support.invariants import portal_drift
 from tests.support.objects import PUBLIC_KEY
 
+pytestmark = pytest.mark.stress
 RACERS = 20
 ROUNDS = read("SFCLOUD_STRESS_ROUNDS")
 

@@ -170,6 +170,7 @@ def instances_in_error(cloud: Cloud, uuids: list[str]) -> dict[str, str]:
     return found
 
 
+@pytest.mark.timeout(3600)
 def test_agent_killed_at_random_converges(chaos_cloud: Cloud,
                                           slow_images: HTTPTestServer) -> None:
     seed = read("SFCLOUD_CHAOS_SEED") or random.SystemRandom().randrange(1, 2**31)

@@ -120,6 +120,7 @@ def first_ok_after(answers: list[Answer], since: float) -> float | None:
     return min(ok) - since if ok else None
 
 
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("outage", [30, 180], ids=["30s", "3min"])
 def test_etcd_gone_under_a_live_cloud(outage_cloud: Cloud, private_etcd_server: LocalEtcd,
                                       outage: int) -> None:
