@@ -53,3 +53,4 @@ bench: test-deps
 	$(PYTHON) bench/power_latency.py
 	$(PYTHON) bench/ipam.py
 	$(PYTHON) bench/console.py
+	$(PYTHON) bench/instance_list.py

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from cloudstate.validation import ValidationError
+from cloudstate.validation import ValidationError, shown
 
 MAX_KEYS = 64
 MAX_BYTES = 16 * 1024
@@ -22,7 +22,7 @@ _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
 def validate_key(key: object) -> str:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise ValidationError(
-            "key", f"{key!r} is not a valid metadata key: use 1-128 letters, digits and "
+            "key", f"{shown(key)} is not a valid metadata key: use 1-128 letters, digits and "
                    ". _ : @ + -, starting with a letter or digit")
     return key
 

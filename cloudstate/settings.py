@@ -46,6 +46,7 @@ from cloudstate.settingtypes import (
     NETWORKS,
     ORIGINS,
     PATH,
+    PATHS,
     PORT,
     TEXT,
     WORDS,
@@ -266,6 +267,11 @@ DECLARED: tuple[Setting, ...] = (
             pattern(r"[a-z_][a-z0-9_-]{0,31}", "a user name of this machine, not root"),
             "the unprivileged user `qemu-img` runs as to inspect and convert downloaded images",
             (AGENT,), default="nobody"),
+    Setting("SFCLOUD_FILE_IMAGE_DIRS", PATHS,
+            "directories whose files an operator may register as images (file:// blobs, "
+            "such as the demo image); the agent reads no other file for a blob",
+            (AGENT,), default=lambda: (read("SFCLOUD_STATE_DIR").resolve() / "cache",),
+            shown_default="`cache/` in the state directory"),
     Setting("SFCLOUD_FAILPOINTS", WORDS,
             "tests only: named points where the agent exits at once (`name`) or stalls "
             "(`name:sleep=S`), to prove it converges (nodeagent/failpoints.py)",

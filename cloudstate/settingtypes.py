@@ -106,6 +106,14 @@ def _path(text: str) -> Path:
     return Path(text.strip())
 
 
+def _absolute_paths(text: str) -> tuple[Path, ...]:
+    paths = tuple(Path(word) for word in _words(text))
+    for path in paths:
+        if not path.is_absolute():
+            raise ValueError(f"{str(path)!r} is not an absolute path")
+    return paths
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
     by_lower = {option.lower(): option for option in options}
 
@@ -217,6 +225,7 @@ BOOL = Kind("1, 0, yes, no, true, false, on or off (any case)", _boolean)
 TEXT = Kind("any text", _text, empty="")
 WORDS = Kind("comma-separated words", _words, empty=[])
 PATH = Kind("a file or directory path", _path, empty=None)
+PATHS = Kind("comma-separated absolute paths", _absolute_paths, empty=())
 ENDPOINTS = Kind("comma-separated host:port or https://host:port", parse_endpoints)
 NETWORKS = Kind("comma-separated networks in CIDR form, e.g. 10.0.0.0/8,fd00::/8",
                 parse_networks, empty=[])

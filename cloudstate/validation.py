@@ -34,6 +34,25 @@ _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}")
 _DIGITS = re.compile(r" *-?[0-9]+ *")
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """A value someone gave, as a message quotes it: text in double quotes,
+    cut short, with control characters made visible; anything else named as
+    JSON would name it. Messages say this rather than Python's repr (quotes
+    and escapes that read as a program's, not the portal's)."""
+    if isinstance(value, str):
+        text = value if len(value) <= limit else value[:limit - 1] + "\u2026"
+        visible = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+        return f'"{visible}"'
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return "a list" if isinstance(value, list | tuple) else "an object" \
+        if isinstance(value, dict) else f"a {type(value).__name__}"
+
+
 class ValidationError(ValueError):
     """A value a user gave is not acceptable; the message says why."""
 
@@ -49,7 +68,7 @@ def hostname(value: Any, field: str = "name") -> str:
     if not _HOSTNAME.fullmatch(value) or value.isdigit():
         raise ValidationError(
             field,
-            f"{value!r} is not a valid hostname: use 1-63 letters, digits and hyphens, "
+            f"{shown(value)} is not a valid hostname: use 1-63 letters, digits and hyphens, "
             "not starting or ending with a hyphen",
         )
     return value
@@ -59,7 +78,7 @@ def namespace_name(value: Any, field: str = "namespace") -> str:
     if not isinstance(value, str) or not _NAMESPACE.fullmatch(value):
         raise ValidationError(
             field,
-            f"{value!r} is not a valid namespace name: use 1-63 lowercase letters, digits, "
+            f"{shown(value)} is not a valid namespace name: use 1-63 lowercase letters, digits, "
             "hyphens and underscores, starting and ending with a letter or digit",
         )
     return value
@@ -69,7 +88,7 @@ def username(value: Any, field: str = "username") -> str:
     if not isinstance(value, str) or not _USERNAME.fullmatch(value):
         raise ValidationError(
             field,
-            f"{value!r} is not a valid username: use 1-150 letters, digits and . _ @ + -, "
+            f"{shown(value)} is not a valid username: use 1-150 letters, digits and . _ @ + -, "
             "starting with a letter or digit",
         )
     return value
@@ -84,7 +103,7 @@ def integer(value: Any, field: str, low: int, high: int, unit: str = "") -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int):
-        raise ValidationError(field, f"must be a whole number, not {type(value).__name__}")
+        raise ValidationError(field, f"must be a whole number, not {shown(value)}")
     if not low <= value <= high:
         suffix = f" {unit}" if unit else ""
         raise ValidationError(field, f"must be between {low} and {high}{suffix}, not {value}")
@@ -110,9 +129,9 @@ def image_url(value: Any, field: str = "base") -> str:
     try:
         parts = urlsplit(value)
     except ValueError as exc:
-        raise ValidationError(field, f"{value!r} is not a valid URL: {exc}") from exc
+        raise ValidationError(field, f"{shown(value)} is not a valid URL ({exc})") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError(field, f"{value!r} is not an http or https URL")
+        raise ValidationError(field, f"{shown(value)} is not an http or https URL")
     if len(value) > 2048:
         raise ValidationError(field, "URL is longer than 2048 characters")
     return value
@@ -128,7 +147,7 @@ def video(value: Any) -> dict[str, Any]:
         raise ValidationError("video", "must be an object with model and memory")
     model = value.get("model") or DEFAULT_VIDEO["model"]
     if model not in VIDEO_MODELS:
-        raise ValidationError("video.model", f"{str(model)[:40]!r} is not offered; use one of "
+        raise ValidationError("video.model", f"{shown(str(model), 40)} is not offered; use one of "
                                              f"{', '.join(VIDEO_MODELS)}")
     memory = DEFAULT_VIDEO["memory"] if value.get("memory") is None else value["memory"]
     memory = integer(memory, "video.memory", MIN_VIDEO_KIB, MAX_VIDEO_KIB, "KiB")

@@ -107,7 +107,8 @@ class Agent:
             on_reconnect=lambda: asyncio.get_running_loop().create_task(self.sweep()),
         )
         self.blobs = BlobStore(settings.blobs_dir, FetchPolicy.from_env(),
-                               sandbox_user=settings.image_check_user)
+                               sandbox_user=settings.image_check_user,
+                               file_dirs=settings.file_image_dirs)
         self.images = ImageCache(settings.images_dir, sandbox_user=settings.image_check_user)
         self.uploads = UploadStore(settings.uploads_dir)
         self.events = EventLog(EventSpool(settings.event_spool_dir))

@@ -52,6 +52,9 @@ class AgentSettings:
     usage_interval: int = setting("SFCLOUD_USAGE_INTERVAL")
     # The unprivileged user qemu-img runs as on downloaded bytes.
     image_check_user: str = setting("SFCLOUD_IMAGE_CHECK_USER")
+    # The only directories a file:// blob (an image an operator registered,
+    # such as the demo image) may be read from.
+    file_image_dirs: tuple[Path, ...] = setting("SFCLOUD_FILE_IMAGE_DIRS")
 
     @property
     def credentials(self) -> tls.Credentials:

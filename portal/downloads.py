@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
+from cloudstate.validation import shown
 from portal.cloud import blobs
 from portal.cloud.catalogue import BlobRecord
 from portal.cloud.errors import BadRequest
@@ -32,7 +33,7 @@ class RangeNotSatisfiable(Exception):
 def _whole_number(request: HttpRequest, name: str) -> int:
     raw = request.GET.get(name, "0") or "0"
     if not raw.isdigit():
-        raise BadRequest(f"{name}: must be a whole number of bytes, not {raw!r}")
+        raise BadRequest(f"{name}: must be a whole number of bytes, not {shown(raw)}")
     return int(raw)
 
 

@@ -82,7 +82,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.cloud.middleware.EtcdUnavailableMiddleware",
+    "portal.errors.RefusalsMiddleware",
 ]
+# A form sent with a missing or stale CSRF token gets the portal's own page.
+CSRF_FAILURE_VIEW = "portal.errors.csrf_failure"
 
 ROOT_URLCONF = "portal.urls"
 ASGI_APPLICATION = "portal.asgi.application"

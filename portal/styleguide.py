@@ -14,6 +14,8 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from portal.listing import Filter, Listing, Sort
+
 STATES = [
     "initial",
     "creating",
@@ -67,6 +69,19 @@ class DemoForm(forms.Form):
         return cleaned
 
 
+# A list as the portal's lists are (portal.listing), over the sample instances.
+SAMPLE_LIST: Listing[dict] = Listing(
+    sorts={"name": Sort("Name", lambda row: row["name"]),
+           "cpus": Sort("vCPUs", lambda row: row["cpus"], up="fewest first", down="most first")},
+    default_sort="name",
+    filters={"state": Filter("State", lambda row, value: row["state"] == value,
+                             lambda rows: [(s, s) for s in sorted({r["state"] for r in rows})])},
+    search=lambda row, term: term in row["name"],
+    tie=lambda row: row["uuid"],
+    search_help="A name, the start of a UUID or an address, or a tag.",
+)
+
+
 def context() -> dict:
     invalid = DemoForm(
         {"name": "web-1", "image": "debian-12", "cpus": "64", "memory": "64"},
@@ -115,7 +130,10 @@ def context() -> dict:
             "memory": 512,
         },
     ]
+    # Sorted by something the list has not: said beside the control, the default used.
+    rows_page = SAMPLE_LIST.page(instances, SAMPLE_LIST.read({"sort": "price", "per_page": "25"}))
     return {
+        "list": {**SAMPLE_LIST.view_context(instances, rows_page), "list_label": "instances"},
         "states": STATES,
         "form": DemoForm(),
         "invalid_form": invalid,

@@ -78,18 +78,21 @@ def check_sha512(value: str | None) -> str | None:
 class BlobStore:
     def __init__(self, root: Path, policy: FetchPolicy, *, max_bytes: int = 64 * GiB,
                  connect_timeout: float = 10.0, idle_timeout: float = 60.0,
-                 min_rate: int = 1024, sandbox_user: str = "nobody"):
+                 min_rate: int = 1024, sandbox_user: str = "nobody",
+                 file_dirs: tuple[Path, ...] = ()):
         """``max_bytes`` bounds one blob. A download that stalls for
         ``idle_timeout`` seconds, or averages less than ``min_rate`` bytes/s
         over such a window (a server dripping bytes to hold us forever), fails.
-        qemu-img inspects what arrives as ``sandbox_user``."""
+        qemu-img inspects what arrives as ``sandbox_user``. A file:// blob is
+        read only from inside one of ``file_dirs``."""
         self.root = Path(root)
         self.policy = policy
         sandbox.check_user(sandbox_user)
         self.sandbox_user = sandbox_user
         self.max_bytes = max_bytes
         self._fetcher = Fetcher(max_bytes=max_bytes, connect_timeout=connect_timeout,
-                                idle_timeout=idle_timeout, min_rate=min_rate)
+                                idle_timeout=idle_timeout, min_rate=min_rate,
+                                file_dirs=file_dirs)
         self._partial = self.root / ".partial"
         self._fetches: Shared[StoredBlob] = Shared()
 

@@ -93,14 +93,19 @@ class Progress:
 
 class Fetcher:
     def __init__(self, *, max_bytes: int, connect_timeout: float, idle_timeout: float,
-                 min_rate: int):
+                 min_rate: int, file_dirs: tuple[Path, ...] = ()):
         """``max_bytes`` bounds one image. A download that stalls for
         ``idle_timeout`` seconds, or averages less than ``min_rate`` bytes/s
-        over such a window (a server dripping bytes to hold us forever), fails."""
+        over such a window (a server dripping bytes to hold us forever), fails.
+        A file:// URL is read only when the file lies inside ``file_dirs``
+        (none: no file is read): etcd names the file, and a record planted
+        there must not make the root agent copy /etc/shadow into a blob that
+        other nodes and the portal then serve."""
         self.max_bytes = max_bytes
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.min_rate = min_rate
+        self.file_dirs = tuple(Path(os.path.realpath(d)) for d in file_dirs)
 
     async def fetch(self, url: str, dest: Path, progress: Progress, policy: FetchPolicy,
                     first_hop: FirstHop,
@@ -234,8 +239,14 @@ class Fetcher:
         loop = asyncio.get_running_loop()
 
         def copy() -> Fetched:
+            # The real path, links resolved, must be inside a registered
+            # directory; it is what gets opened, and never through a link.
+            real = Path(os.path.realpath(source))
+            if not any(real.is_relative_to(allowed) for allowed in self.file_dirs):
+                raise ImageError(f"{source} is outside the directories this node reads "
+                                 "registered images from (SFCLOUD_FILE_IMAGE_DIRS)")
             try:
-                src = source.open("rb")
+                src = open(real, "rb", opener=_no_follow)  # noqa: SIM115 - closed below
             except OSError as exc:
                 raise ImageError(f"{source} could not be read on this node: "
                                  f"{exc.strerror or exc}") from exc
@@ -282,3 +293,7 @@ def _http_date(value: str | None) -> float | None:
 def _cut_short(host: str, done: int, total: int | None) -> str:
     expected = f" of {total}" if total is not None else ""
     return f"the download from {host} was cut short after {done}{expected} bytes"
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)

@@ -18,6 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
+from cloudstate.validation import ValidationError
 from portal.accounts import people
 from portal.accounts.access import (
     ALL_NAMESPACES,
@@ -31,6 +32,7 @@ from portal.accounts.actor import Actor, address_of
 from portal.accounts.login import ThrottledPasswordChangeForm
 from portal.accounts.models import PersonalToken
 from portal.cloud.errors import CloudError, NotFound
+from portal.formerrors import add_refusal
 from portal.web import arender
 
 EXPIRY_CHOICES = [(7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "1 year")]
@@ -79,8 +81,8 @@ async def token_list(request: HttpRequest) -> HttpResponse:
         try:
             token, secret = await sync_to_async(people.create_token)(
                 actor, data["name"], data["days"], data.get("namespace") or "")
-        except CloudError as exc:
-            form.add_error(None, exc.message)
+        except (CloudError, ValidationError) as exc:
+            add_refusal(form, exc, {"expiry": "days"}, default="name")
         else:
             form = TokenForm(namespaces=sorted(access.memberships))
     tokens = [t async for t in PersonalToken.objects.filter(user=user)]

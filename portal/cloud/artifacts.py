@@ -28,6 +28,7 @@ from django.conf import settings
 from cloudstate import storage, validation
 from cloudstate.etcd import Compare, Delete
 from cloudstate.model import Artifact, Blob
+from cloudstate.validation import shown
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts import audit
 from portal.accounts.actor import Actor
@@ -61,7 +62,7 @@ def validate_name(value: object, field: str = "name") -> str:
     characters (spaces inside too), no slash, nothing around it."""
     if not isinstance(value, str) or not _NAME.fullmatch(value) or value != value.strip():
         raise validation.ValidationError(
-            field, f"{value!r} is not a valid artifact name: use 1-{MAX_NAME} characters, "
+            field, f"{shown(value)} is not a valid artifact name: use 1-{MAX_NAME} characters, "
                    "printable ASCII without a slash")
     return value
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from cloudstate import storage, validation
 from cloudstate.model import Artifact, Blob, DiskSource
+from cloudstate.validation import shown
 from portal.cloud import artifacts, urlcheck, versions
 from portal.cloud.catalogue import ArtifactRecord, BlobRecord, Catalogue, artifact_visible
 from portal.cloud.errors import BadRequest, NotFound, NotReady
@@ -75,7 +76,7 @@ async def resolve(base: str | None, namespace: str, found: Catalogue,
     try:
         record = await artifacts.get(base, visible, found)
     except NotFound:
-        raise NotFound(f"base: there is no artifact {base!r}; give an image name (such as "
+        raise NotFound(f"base: there is no artifact {shown(base)}; give an image name (such as "
                        "demo), an artifact UUID, label:<name>, an sf:// reference or an "
                        "http(s) URL") from None
     return _from_artifact(base, record)
@@ -103,7 +104,7 @@ def _from_sf_url(base: str, namespace: str, found: Catalogue,
             raise NotFound(f"base: blob {parts[0]} not found")
         _require_usable(base, blob)
         return Resolved(source=DiskSource(blob_uuid=blob.uuid, url=base), blob=blob)
-    raise BadRequest(f"base: {base!r} is not a reference this cloud knows: use "
+    raise BadRequest(f"base: {shown(base)} is not a reference this cloud knows: use "
                      "sf://label/<namespace>/<name>, sf://snapshot/<uuid>, sf://artifact/"
                      "<uuid>, sf://upload/<namespace>/<name>, sf://blob/<uuid> or "
                      "sf://instance/<uuid>/<disk>")

@@ -12,7 +12,7 @@ Reference counts are derived, never stored, so they cannot drift.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -71,6 +71,9 @@ class ArtifactRecord:
     blobs: dict[str, BlobRecord] = field(default_factory=dict)  # of its versions
     revision: int = 0
     hypervisors: tuple[str, ...] = ()  # live ones, that a pre-cached artifact should reach
+    # Instance uuid -> its namespace, for every instance (the catalogue's, shared).
+    instance_namespaces: Mapping[str, str] = field(default_factory=dict, compare=False,
+                                                   repr=False)
 
     @property
     def uuid(self) -> str:
@@ -113,6 +116,12 @@ class ArtifactRecord:
             blob = self.blobs.get(version.blob_uuid)
             found.extend(u for u in (blob.instances if blob else ()) if u not in found)
         return tuple(found)
+
+    def used_by_in(self, namespaces: Namespaces) -> tuple[str, ...]:
+        """The instances using it that these namespaces hold: a shared image
+        tells no namespace about another's instances."""
+        return tuple(uuid for uuid in self.used_by
+                     if visible(self.instance_namespaces.get(uuid, ""), namespaces))
 
 
 @dataclass(frozen=True)
@@ -185,7 +194,8 @@ async def load() -> Catalogue:
     records = {
         artifact.uuid: ArtifactRecord(
             spec=artifact, found=versions[artifact.uuid], revision=revision, hypervisors=live,
-            blobs={b: blobs[b] for b in artifact.versions.values() if b in blobs})
+            blobs={b: blobs[b] for b in artifact.versions.values() if b in blobs},
+            instance_namespaces=namespaces)
         for artifact, revision in artifacts
     }
     return Catalogue(artifacts=records, blobs=blobs, hypervisors=live,

@@ -127,6 +127,7 @@ async def create(actor: Actor, namespace: str,
         record = await _place(wanted, namespace)
         entry.object_id = record.uuid
     await changes.event(actor, KIND, record.uuid, "created", node=record.spec.node)
+    await interfaces.record_on_networks(actor, record.spec, "added")
     return record
 
 
@@ -179,8 +180,8 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     for attempt in range(_PLACEMENT_ATTEMPTS):
         if await etcd.get(name_key) is not None:
             raise Conflict(
-                f"an instance named {request.name!r} already exists in namespace "
-                f"{namespace!r}"
+                f"an instance named {request.name} already exists in namespace "
+                f"{namespace}"
             )
         if attempt:
             # Another create may just have made the artifact of a URL this
@@ -236,6 +237,8 @@ async def delete(actor: Actor, record: InstanceRecord) -> InstanceRecord:
         deleted, asked = await _mark_deleted(record)
     if asked:
         await changes.event(actor, KIND, record.uuid, "deletion requested")
+        await interfaces.record_on_networks(actor, record.spec, "goes (its instance is being "
+                                                                "deleted)")
     return deleted
 
 

@@ -206,6 +206,17 @@ async def _record_events(actor: Actor, spec: InterfaceSpec, message: str) -> Non
                         f"interface {spec.uuid} {message}", type=EventType.MUTATE)
 
 
+async def record_on_networks(actor: Actor, instance: InstanceSpec, what: str) -> None:
+    """Tell each network of the instance's NICs (its event log) that one of
+    them arrived or is going: a network's page shows who joins it."""
+    for spec in await of_instance(instance):
+        address = spec.ipv4 or "no address"
+        await changes.event(actor, ObjectKind.NETWORK, spec.network_uuid,
+                            f"interface {spec.uuid} {what}: eth{spec.order} of instance "
+                            f"{instance.name}, {address}", type=EventType.MUTATE,
+                            interface=spec.uuid, instance=instance.uuid)
+
+
 async def float_interface(actor: Actor, record: InterfaceRecord) -> InterfaceSpec:
     """Give the interface an address from the floating pool (507 when none is left)."""
     async with changes.changing(actor, AuditAction.FLOAT, ObjectKind.INTERFACE,

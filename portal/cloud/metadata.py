@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
 from cloudstate import metadata as rules
+from cloudstate.validation import shown
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
@@ -73,7 +74,7 @@ async def delete_item(actor: Actor, record: H, key: str) -> H:
     def change(current: H) -> Any:
         spec = current.spec
         if key not in spec.metadata:
-            raise NotFound(f"{kind} {spec.name} has no metadata key {key!r}")
+            raise NotFound(f"{kind} {spec.name} has no metadata key {shown(key)}")
         return spec.replace(metadata={k: v for k, v in spec.metadata.items() if k != key})
 
     async with _changing(actor, record, AuditAction.DELETE_METADATA, key):

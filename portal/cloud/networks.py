@@ -151,8 +151,8 @@ async def _build(request: NetworkRequest, namespace: str) -> NetworkRecord:
     for _ in range(_CREATE_ATTEMPTS):
         if await etcd.get(name_key) is not None:
             raise Conflict(
-                f"a network named {request.name!r} already exists in namespace "
-                f"{namespace!r}"
+                f"a network named {request.name} already exists in namespace "
+                f"{namespace}"
             )
         vxid = ipam.random_vxid()
         compares, ops = [Compare.absent(name_key)], []

@@ -17,6 +17,7 @@ from django.conf import settings
 from cloudstate.etcd import Etcd, KeyValue
 from cloudstate.keys import Keys
 from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo
+from cloudstate.validation import shown
 from portal.cloud.errors import InsufficientResources, NotFound
 
 
@@ -51,21 +52,29 @@ class NodeLoad:
         return max(self.info.disk_total_gb - settings.SCHEDULER_DISK_RESERVED_GB, 0)
 
     def shortfall(self, demand: Demand) -> str | None:
-        """Why this node can't take ``demand``, or None if it can."""
+        """Why this node can't take ``demand`` (to follow its name: "is
+        offline", "has ..."), or None if it can. The figures are those the
+        Nodes page shows: what is placed against the limit after overcommit
+        and reserves."""
         if not self.alive:
-            return "offline"
+            return "is offline"
         if not self.info.is_hypervisor:
-            return "not a hypervisor"
+            return "runs no instances (it is not a hypervisor)"
         if demand.cpus > self.info.vcpus:
-            return f"has only {self.info.vcpus} CPUs"
+            # Overcommit shares CPUs between guests; one guest never gets
+            # more vCPUs than the host has CPUs to run them on at once.
+            return (f"has {self.info.vcpus} CPUs, and one instance may have at most as many "
+                    "vCPUs as its node has CPUs")
         if self.cpus + demand.cpus > self.cpu_limit:
-            return f"{self.cpu_limit - self.cpus} vCPUs free"
+            return (f"has {max(self.cpu_limit - self.cpus, 0)} of its {self.cpu_limit} vCPUs "
+                    "free")
         if self.memory_mib + demand.memory_mib > self.memory_limit:
-            return f"{max(self.memory_limit - self.memory_mib, 0)} MiB memory free"
+            return (f"has {max(self.memory_limit - self.memory_mib, 0)} MiB memory free of "
+                    f"the {self.memory_limit} MiB it gives guests")
         free_disk = min(self.disk_limit - self.disk_gb,
                         self.info.disk_free_gb - settings.SCHEDULER_DISK_RESERVED_GB)
         if demand.disk_gb > free_disk:
-            return f"{max(free_disk, 0)} GB disk free"
+            return f"has {max(free_disk, 0)} GB disk free"
         return None
 
 
@@ -124,7 +133,7 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
     preferred one (holding what the instance starts from) if any fits."""
     if required is not None:
         if required not in loads:
-            raise NotFound(f"there is no node named {required!r}")
+            raise NotFound(f"there is no node named {shown(required)}")
         candidates = {required: loads[required]}
     else:
         candidates = loads
@@ -133,10 +142,10 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
     reasons = {name: load.shortfall(demand) for name, load in candidates.items()}
     fitting = [candidates[name] for name, reason in reasons.items() if reason is None]
     if not fitting:
-        detail = "; ".join(f"{name}: {reason}" for name, reason in sorted(reasons.items()))
+        detail = "; ".join(f"{name} {reason}" for name, reason in sorted(reasons.items()))
         raise InsufficientResources(
-            f"no node can take {demand.cpus} vCPUs, {demand.memory_mib} MiB memory and "
-            f"{demand.disk_gb} GB disk ({detail})"
+            f"no node can run an instance of {demand.cpus} vCPUs, {demand.memory_mib} MiB "
+            f"memory and {demand.disk_gb} GB disk: {detail}"
         )
     return max(fitting, key=lambda load: (load.info.name in preferred,
                                           load.memory_limit - load.memory_mib, load.info.name))

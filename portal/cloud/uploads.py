@@ -29,6 +29,7 @@ from django.conf import settings
 
 from cloudstate.etcd import Delete
 from cloudstate.model import Blob, Upload
+from cloudstate.validation import shown
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts import audit
 from portal.accounts.actor import Actor
@@ -99,7 +100,7 @@ async def truncate(actor: Actor, upload: Upload, offset: object) -> int:
     if isinstance(offset, str) and offset.isdigit():
         offset = int(offset)
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise BadRequest(f"offset: {offset!r} is not a whole number of bytes")
+        raise BadRequest(f"offset: {shown(offset)} is not a whole number of bytes")
     try:
         return _size(await agent.request(upload.node, "POST",
                                          _path(upload, "truncate", str(offset))))

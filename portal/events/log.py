@@ -20,6 +20,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db.models import Q
 
 from cloudstate.validation import ValidationError
 from cloudstate.vocabulary import EventType
@@ -147,11 +148,16 @@ def parse_type(value: Any) -> str | None:
 
 
 async def list_events(kind: str, object_uuid: str, *, limit: int = DEFAULT_LIMIT,
-                      event_type: str | None = None) -> list[Event]:
-    """An object's events, newest first."""
+                      event_type: str | None = None,
+                      before: tuple[float, int] | None = None) -> list[Event]:
+    """An object's events, newest first; with ``before`` (an event's
+    timestamp and id), only those listed after it."""
     query = Event.objects.filter(object_kind=kind, object_uuid=object_uuid)
     if event_type is not None:
         query = query.filter(type=event_type)
+    if before is not None:
+        timestamp, event_id = before
+        query = query.filter(Q(timestamp__lt=timestamp) | Q(timestamp=timestamp, id__lt=event_id))
     return [event async for event in query.order_by("-timestamp", "-id")[:limit]]
 
 

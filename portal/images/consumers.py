@@ -25,17 +25,18 @@ class ImagesConsumer(CollectionPage):
 
     async def refresh(self) -> None:
         if self.uuid is None:
+            # The page the person looks at (its query is the socket's), read again.
             records = await artifacts.list_records(self.access.scope)
-            context = page_context(records, self.access)
-            html = render_to_string("images/_rows.html", {**context, "oob": True})
-        else:
-            try:
-                record = await self.find(self.uuid)
-            except NotFound:
-                return
-            html = render_to_string("images/_nodes.html", {
-                "record": record, "nodes": record.hypervisors, "oob": True})
-        await self.send(text_data=html)
+            await self.send_list_page("images/_rows.html", "images/_empty.html",
+                                      page_context(records, self.access, self.params))
+            return
+        try:
+            record = await self.find(self.uuid)
+        except NotFound:
+            return
+        await self.send(text_data=render_to_string("images/_nodes.html", {
+            "record": record, "nodes": record.hypervisors, "oob": True,
+            "used_by": record.used_by_in(self.access.visible)}))
 
     async def image_changed(self, event: dict) -> None:
         await self.member_changed(event["uuid"])

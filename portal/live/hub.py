@@ -18,6 +18,7 @@ import weakref
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from cloudstate.etcd import KeyValue
 from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.mirror import Change, Mirror
 from cloudstate.model import Artifact, BlobObserved, InstanceObserved, InstanceSpec, InterfaceSpec
@@ -48,6 +49,16 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._blob_sweep: asyncio.Task[None] | None = None
         self._blob_sweep_again = False
+        # Records parsed from the mirror, each kept while its keys' revisions
+        # hold: a list of 10,000 instances parses only what changed.
+        self._instances: dict[str, tuple[tuple[int, int], InstanceRecord]] = {}
+        self._interfaces: dict[str, tuple[int, InterfaceSpec]] = {}
+        # Every instance record as of a mirror revision: pages asking again
+        # before anything changed (50 browsers after one change) share it.
+        self._all: tuple[int, list[InstanceRecord]] = (-1, [])
+        # The uuids of the instances in the mirror, kept by _on_changes (None
+        # until first needed: then read from the mirror once).
+        self._uuids: set[str] | None = None
 
     # --- groups ----------------------------------------------------------------------
 
@@ -97,23 +108,60 @@ class Hub:
     def instance(self, uuid: str) -> InstanceRecord | None:
         spec_kv = self.mirror.get(self.keys.instance(uuid))
         if spec_kv is None:
+            self._instances.pop(uuid, None)
             return None
-        return InstanceRecord.from_kvs(spec_kv,
-                                       self.mirror.get(self.keys.observed_instance(uuid)))
+        return self._record(uuid, spec_kv)
+
+    def _record(self, uuid: str, spec_kv: KeyValue) -> InstanceRecord:
+        observed_kv = self.mirror.get(self.keys.observed_instance(uuid))
+        stamp = (spec_kv.mod_revision, observed_kv.mod_revision if observed_kv else 0)
+        cached = self._instances.get(uuid)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        record = InstanceRecord.from_kvs(spec_kv, observed_kv)
+        self._instances[uuid] = (stamp, record)
+        return record
 
     def all_instances(self) -> list[InstanceRecord]:
-        """Every instance record in the mirror, deleted ones included."""
+        """Every instance record in the mirror, deleted ones included (a
+        list shared by callers: don't change it)."""
+        if self._all[0] == self.mirror.revision:
+            return self._all[1]
+        revision = self.mirror.revision
+        if self._uuids is None:
+            family = self.keys.instances
+            self._uuids = {uuid for kv in self.mirror.items(family)
+                           if (uuid := self.keys.uuid_of(kv.key, family))}
         records = []
-        for kv in self.mirror.items(self.keys.instances):
-            if found := self.keys.classify(kv.key):
-                observed = self.mirror.get(self.keys.observed_instance(found.uuid))
-                records.append(InstanceRecord.from_kvs(kv, observed))
+        for uuid in list(self._uuids):
+            spec_kv = self.mirror.get(self.keys.instance(uuid))
+            if spec_kv is None:
+                self._uuids.discard(uuid)
+                self._instances.pop(uuid, None)
+            else:
+                records.append(self._record(uuid, spec_kv))
+        self._all = (revision, records)
         return records
 
-    def instances(self, namespaces: Namespaces) -> list[InstanceRecord]:
-        return sorted_records(
-            record for record in self.all_instances()
-            if record.spec.desired != "deleted" and visible(record.spec.namespace, namespaces))
+    def interface(self, uuid: str) -> InterfaceSpec | None:
+        kv = self.mirror.get(self.keys.interface(uuid))
+        if kv is None:
+            self._interfaces.pop(uuid, None)
+            return None
+        cached = self._interfaces.get(uuid)
+        if cached is not None and cached[0] == kv.mod_revision:
+            return cached[1]
+        spec = InterfaceSpec.from_json(kv.value)
+        self._interfaces[uuid] = (kv.mod_revision, spec)
+        return spec
+
+    def instances(self, namespaces: Namespaces, *, ordered: bool = True) -> list[InstanceRecord]:
+        """The instances these namespaces hold (not deleted ones), oldest
+        first unless ``ordered`` is False (a list that sorts them itself)."""
+        found = (record for record in self.all_instances()
+                 if record.spec.desired != "deleted"
+                 and visible(record.spec.namespace, namespaces))
+        return sorted_records(found) if ordered else list(found)
 
     # --- fan-out ---------------------------------------------------------------------
 
@@ -147,9 +195,18 @@ class Hub:
             elif kind == ObjectKind.NETWORK:
                 networks.add(uuid)
             elif kind == ObjectKind.INTERFACE:
-                networks.update(InterfaceSpec.from_json(kv.value).network_uuid
-                                for kv in (change.old, change.new) if kv is not None)
+                for kv in (change.old, change.new):
+                    if kv is not None:
+                        nic = InterfaceSpec.from_json(kv.value)
+                        networks.add(nic.network_uuid)
+                        # Its addresses show in its instance's row and page.
+                        touched[nic.instance_uuid] = nic.namespace
             elif kind == ObjectKind.INSTANCE:
+                if self._uuids is not None and not found.observed:
+                    if change.new is None:
+                        self._uuids.discard(uuid)
+                    else:
+                        self._uuids.add(uuid)
                 if _torn_down(change, self.keys.observed_instance(uuid)):
                     self._sweep_unused_blobs()
                 # A removed spec is gone from the mirror; its old value still

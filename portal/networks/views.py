@@ -5,6 +5,7 @@ refusal reads the same in both."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -19,25 +20,30 @@ from cloudstate import states
 from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for
 from portal.cloud import instances, interfaces, networks
-from portal.cloud.errors import CloudError, Forbidden, NotFound
-from portal.events.sections import events_context
+from portal.cloud.errors import CloudError, Conflict, Forbidden, NotFound
+from portal.events.sections import events_context, events_query
+from portal.formerrors import add_refusal
 from portal.networks.forms import NetworkForm
+from portal.networks.listing import NETWORKS
 from portal.web import arender
 
 
-def list_context(records: list[networks.NetworkRecord], access: Any) -> dict[str, Any]:
-    """What the list's rows need, for the page and for its websocket."""
-    return {"records": records, "all_namespaces": access.all_namespaces}
+def list_context(records: list[networks.NetworkRecord], access: Any,
+                 params: Mapping[str, Any]) -> dict[str, Any]:
+    """The list's page as asked (portal.listing), for the page and its websocket."""
+    page = NETWORKS.page(records, NETWORKS.read(params))
+    return {**NETWORKS.view_context(records, page), "list_label": "networks",
+            "all_namespaces": access.all_namespaces,
+            "can_operate": access.current is not None and access.can_operate(access.current)}
 
 
 @login_required
 async def network_list(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
     records = await networks.list_networks(access.scope)
-    return await arender(request, "networks/list.html", {
-        **list_context(records, access),
-        "can_operate": access.current is not None and access.can_operate(access.current),
-    })
+    context = list_context(records, access, request.GET)
+    return await arender(request, "networks/list.html", context,
+                         status=400 if context["page"].query.errors else 200)
 
 
 @login_required
@@ -59,9 +65,11 @@ async def network_create(request: HttpRequest) -> HttpResponse:
                 provide_dhcp=data["provide_dhcp"], provide_nat=data["provide_nat"],
                 provide_dns=data["provide_dns"]))
         except ValidationError as exc:
-            form.add_error("netblock" if exc.field == "netblock" else None, str(exc))
+            add_refusal(form, exc)
+        except Conflict as exc:
+            add_refusal(form, exc, default="name")
         except CloudError as exc:
-            form.add_error(None, exc.message)
+            add_refusal(form, exc)
         else:
             messages.success(request, f"Network {record.spec.name} is being created.")
             return HttpResponseRedirect(reverse("network-detail", args=[record.uuid]))
@@ -100,7 +108,8 @@ async def network_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
         **await detail_context(record),
         "can_operate": access.can_operate(record.spec.namespace),
         "deletable": record.spec.desired != "deleted",
-        **await events_context("network", record.uuid),
+        **await events_context("network", record.uuid, events_query(request.GET),
+                                  here=request.path),
     })
 
 

@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 
 from portal.accounts.access import access_for
 from portal.cloud import nodes, scheduler, store, usage
-from portal.events.sections import events_context
+from portal.events.sections import events_context, events_query
 from portal.web import arender
 
 
@@ -38,6 +38,7 @@ async def node_detail(request: HttpRequest, name: str) -> HttpResponse:
         if record.info.name == name:
             return await arender(request, "nodes/detail.html", {
                 "record": record, "load": loads.get(name), "name_in_path": quote(name, safe=""),
-                **await events_context("node", name),
+                **await events_context("node", name, events_query(request.GET),
+                                  here=request.path),
             })
     raise Http404("No such node")

@@ -48,8 +48,8 @@ def test_personal_tokens_act_as_their_person_with_their_role(
 
     # Last used is shown; revoking ends it at once, on the API and through /auth.
     tokens_page = alice.browser.get("/account/tokens/").text
-    assert re.search(r"<td>laptop</td>.*?ago</time>", tokens_page, re.S)
-    token_id = re.search(r'<tr id="token-(\d+)">\s*<td>laptop</td>', tokens_page).group(1)
+    assert re.search(r'data-label="Name">laptop</td>.*?ago</time>', tokens_page, re.S)
+    token_id = re.search(r'<tr id="token-(\d+)">\s*<td[^>]*>laptop</td>', tokens_page).group(1)
     exchanged = portal.api(TEAM, member_token).token
     assert alice.browser.post(f"/account/tokens/{token_id}/revoke/").status_code == 302
     for credential in (member_token, exchanged):

@@ -48,13 +48,13 @@ def small_network(portal: InProcessPortal, agent: FakeAgent) -> dict:
 
 
 @pytest.mark.parametrize("body,status,expected", [
-    ({"name": "bad", "netblock": "10.0.0.0"}, 400, "not a CIDR"),
-    ({"name": "bad", "netblock": "10.0.0.300/24"}, 400, "not a valid CIDR"),
-    ({"name": "bad", "netblock": "banana/24"}, 400, "not a valid CIDR"),
+    ({"name": "bad", "netblock": "10.0.0.0"}, 400, "not an address range"),
+    ({"name": "bad", "netblock": "10.0.0.300/24"}, 400, "is not an IPv4 address"),
+    ({"name": "bad", "netblock": "banana/24"}, 400, "is not an IPv4 address"),
     ({"name": "bad", "netblock": "10.0.0.0/30"}, 400, "smaller than a /29"),
     ({"name": "bad", "netblock": "10.0.0.0/32"}, 400, "smaller than a /29"),
     ({"name": "bad", "netblock": "10.0.0.0/4"}, 400, "larger than a /8"),
-    ({"name": "bad", "netblock": "fd00::/64"}, 400, "only IPv4"),
+    ({"name": "bad", "netblock": "fd00::/64"}, 400, "IPv4 only"),
     ({"name": "bad", "netblock": "127.0.0.0/24"}, 400, "loopback"),
     ({"name": "bad", "netblock": "169.254.0.0/24"}, 400, "link-local"),
     ({"name": "bad", "netblock": "192.0.2.0/29"}, 400, "floating network"),

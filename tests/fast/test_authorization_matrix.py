@@ -111,6 +111,10 @@ class World:
         assert response.status_code == 200, response.text
         return response.json()["uuid"]
 
+    def fresh_person(self) -> int:
+        """A person nobody else uses, for a check that deletes one."""
+        return self.cloud.person(self.unique("gone")).user_id
+
     def fresh_namespace(self) -> str:
         name = self.unique("tmp")
         assert self.cloud.api().post("/auth/namespaces", {"namespace": name}).status_code == 200
@@ -437,6 +441,17 @@ MATRIX: dict[str, list[Check]] = {
     "instances/new/": [Check("GET", fixed("/instances/new/"),
                              page(member=200, viewer=403, other=200, system=200))],
     "instances/<uuid:uuid>/": [Check("GET", fixed("/instances/{inst}/"), page(**READ_A))],
+    "instances/<uuid:uuid>/<tab:tab>/": [
+        Check("GET", fixed("/instances/{inst}/console/"), page(**READ_A)),
+        Check("GET", fixed("/instances/{inst}/events/"), page(**READ_A))],
+    # The list's "with the selected": a page naming them first, then done (a redirect).
+    "instances/bulk/": [
+        Check("POST", fixed("/instances/bulk/"), page(**OPERATE_A),
+              body=lambda w, who: {"action": "pause", "uuid": w.instance_a}),
+        Check("POST", lambda w, who: "/instances/bulk/",
+              page(member=MOVED, viewer=403, other=404, system=MOVED),
+              body=lambda w, who: {"action": "delete", "uuid": w.fresh_instance(),
+                                   "confirmed": "yes"})],
     "instances/<uuid:uuid>/delete/": [
         Check("POST", lambda w, who: f"/instances/{w.fresh_instance()}/delete/",
               page(member=MOVED, viewer=403, other=404, system=MOVED))],
@@ -446,8 +461,10 @@ MATRIX: dict[str, list[Check]] = {
     # the service refuses (the instance is not built); viewers get 403, outsiders 404.
     "instances/<uuid:uuid>/power/<str:action>/": [
         Check("POST", fixed("/instances/{inst}/power/pause/"), page(**OPERATE_A), htmx=True)],
+    # A form's refusal is the form again, with the reason beside the field (400).
     "instances/<uuid:uuid>/snapshot/": [
-        Check("POST", fixed("/instances/{inst}/snapshot/"), page(**OPERATE_A), htmx=True)],
+        Check("POST", fixed("/instances/{inst}/snapshot/"),
+              page(member=400, viewer=403, other=404, system=400), htmx=True)],
     "instances/<uuid:uuid>/metadata/": [
         Check("POST", fixed("/instances/{inst}/metadata/"), page(**OPERATE_A), htmx=True,
               body=lambda w, who: {"key": "shade", "value": "dark"})],
@@ -458,8 +475,9 @@ MATRIX: dict[str, list[Check]] = {
                       page(member=200, viewer=200, other=200, system=200))],
     # B's admin works in B, where they may add images (the URL is then refused: a toast).
     "images/cache/": [
-        Check("POST", fixed("/images/cache/"), page(member=200, viewer=403, other=200,
-                                                    system=200), htmx=True,
+        # Those who may add images hear why this URL is refused, beside the field (400).
+        Check("POST", fixed("/images/cache/"), page(member=400, viewer=403, other=400,
+                                                    system=400), htmx=True,
               body=lambda w, who: {"url": "http://169.254.169.254/x"})],
     "images/<uuid:uuid>/": [Check("GET", fixed("/images/{image}/"), page(**READ_A))],
     "images/<uuid:uuid>/download/": [
@@ -566,6 +584,9 @@ MATRIX: dict[str, list[Check]] = {
         Check("POST", fixed("/manage/people/{spare}/active/"),
               page(member=403, viewer=403, other=403, system=MOVED),
               body=lambda w, who: {"active": "1"})],
+    "manage/people/<int:user_id>/delete/": [
+        Check("POST", lambda w, who: f"/manage/people/{w.fresh_person()}/delete/",
+              page(member=403, viewer=403, other=403, system=MOVED))],
     "manage/people/<int:user_id>/password/": [
         Check("POST", fixed("/manage/people/{spare}/password/"),
               page(member=403, viewer=403, other=403, system=200))],
@@ -778,7 +799,7 @@ def world(module_portal: InProcessPortal) -> World:
 
 def _token_id(browser: Browser, name: str) -> int:
     page_text = browser.get("/account/tokens/").text
-    row = re.search(rf'<tr id="token-(\d+)">\s*<td>{name}</td>', page_text)
+    row = re.search(rf'<tr id="token-(\d+)">\s*<td[^>]*>{name}</td>', page_text)
     assert row, f"token {name} is not on its owner's page"
     return int(row.group(1))
 

@@ -23,7 +23,11 @@ def test_namespace_admin_manages_own_namespace_only(
     assert bad_role.status_code == 400
     unknown = bob.browser.post(f"/manage/namespaces/{OTHER}/members/",
                                {"username": "nobody-" + OTHER, "role": "member"}, htmx=True)
-    assert unknown.status_code == 400 and "there is no user named" in unknown.text
+    # Beside the field it is about, with what was typed kept.
+    assert unknown.status_code == 400
+    assert re.search(r'id="id_username_error"[^>]*><li>There is no user named nobody-other',
+                     unknown.text), unknown.text
+    assert 'value="nobody-other"' in unknown.text
     # Another namespace is not theirs: not found, whatever they try.
     for path in (f"/manage/namespaces/{TEAM}/", f"/manage/namespaces/{TEAM}/members/"):
         assert bob.browser.get(path).status_code == 404

@@ -24,15 +24,17 @@ CHUNK = 1024 * 1024
 
 
 def _largest_open_file(pid: int) -> int:
-    """The size of the largest regular file the process holds open (Django
-    spools a body to an unlinked temporary file, so it shows only here)."""
+    """The size of the largest unlinked regular file the process holds open:
+    Django spools a body to an unlinked temporary file, so it shows only
+    here (the database and its journal are files with names, and grow)."""
     largest = 0
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
+            target = os.readlink(fd)
             details = os.stat(fd)
         except OSError:
             continue
-        if stat.S_ISREG(details.st_mode):
+        if stat.S_ISREG(details.st_mode) and target.endswith(" (deleted)"):
             largest = max(largest, details.st_size)
     return largest
 

@@ -192,7 +192,9 @@ class Images:
 
 def make_images(root: Path, policy: FetchPolicy = LOOPBACK, *, max_bytes: int = 64 * GiB,
                 **timeouts: Any) -> Images:
-    return Images(BlobStore(root / "blobs", policy, max_bytes=max_bytes, **timeouts),
+    # Files under <root>/src may be registered as images (file:// blobs).
+    return Images(BlobStore(root / "blobs", policy, max_bytes=max_bytes,
+                            file_dirs=(root / "src",), **timeouts),
                   ImageCache(root / "images", max_bytes=max_bytes))
 
 
@@ -361,10 +363,25 @@ async def test_file_url_when_allowed(images: Images, tmp_path: Path) -> None:
     assert files_under(images.blobs.root / ".partial") == []
 
 
+async def test_a_file_outside_the_registered_directories_is_never_read(
+        images: Images, tmp_path: Path) -> None:
+    """etcd names the file; a planted record must not make the root agent copy
+    a host file into a blob that other nodes and the portal would serve."""
+    allow = FetchPolicy(allow_file=True)
+    (tmp_path / "src").mkdir()
+    make_qcow2(tmp_path, name="outside.qcow2")
+    (tmp_path / "src" / "link.qcow2").symlink_to(tmp_path / "outside.qcow2")
+    for url in (f"file://{tmp_path}/outside.qcow2", f"file://{tmp_path}/src/link.qcow2",
+                f"file://{tmp_path}/src/../outside.qcow2", "file:///etc/shadow"):
+        with pytest.raises(ImageError, match="outside the directories"):
+            await images.fetch(url, "f", policy=allow)
+    assert_nothing_fetched(images)
+
+
 async def test_unreadable_file_url(images: Images, tmp_path: Path) -> None:
     allow = FetchPolicy(allow_file=True)
     with pytest.raises(ImageError, match="could not be read"):
-        await images.fetch(f"file://{tmp_path}/missing.qcow2", "f", policy=allow)
+        await images.fetch(f"file://{tmp_path}/src/missing.qcow2", "f", policy=allow)
     with pytest.raises(ImageError, match="must be local"):
         await images.fetch(f"file://elsewhere{tmp_path}/x.qcow2", "f", policy=allow)
     assert_nothing_fetched(images)

@@ -166,6 +166,9 @@ class Cloud:
             "SFCLOUD_VXLAN_PORT": str(free_port(socket.SOCK_DGRAM)),
             # The agent's server takes any free port and registers it.
             "SFCLOUD_AGENT_PORT": "0",
+            # The demo image is the one file:// blob; its directory is registered.
+            **({"SFCLOUD_FILE_IMAGE_DIRS": str(demo_image.resolve().parent)}
+               if demo_image is not None else {}),
             **extra_env,
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -282,6 +285,20 @@ class Cloud:
         )
         self._manage("shell", "-c", code)
         return self.api(name, secret)
+
+    def make_person(self, username: str, password: str, roles: dict[str, str]) -> int:
+        """A person with these roles (namespace -> role), made directly in
+        the portal's database; returns their id."""
+        code = (
+            "from django.contrib.auth import get_user_model\n"
+            "from portal.accounts.models import Membership, Namespace\n"
+            f"user = get_user_model().objects.create_user({username!r}, password={password!r})\n"
+            f"for name, role in {roles!r}.items():\n"
+            "    ns, _ = Namespace.objects.get_or_create(name=name)\n"
+            "    Membership.objects.create(user=user, namespace=ns, role=role)\n"
+            "print(user.pk)\n"
+        )
+        return int(self._manage("shell", "-c", code).stdout.strip().splitlines()[-1])
 
     def sf(self, *args: str, check: bool = True, namespace: str = "system",
            key: str | None = None, cwd: Path | None = None,

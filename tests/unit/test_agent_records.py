@@ -224,7 +224,7 @@ def _net(**changes: Any) -> dict[str, Any]:
     (KEYS.interface(UUID), _iface(network_uuid="../x"), "network_uuid '../x' is not a uuid"),
     (KEYS.network(UUID), _net(vxid=-1), "vxid -1 is not a whole number from 1 to 16777215"),
     (KEYS.network(UUID), _net(netblock="10.0.0.1/24"), "is not a network as the portal writes"),
-    (KEYS.network(UUID), _net(netblock="127.0.0.0/8"), "netblock: '127.0.0.0/8' overlaps"),
+    (KEYS.network(UUID), _net(netblock="127.0.0.0/8"), "netblock: 127.0.0.0/8 overlaps"),
     (KEYS.network(UUID), _net(mtu=100000), "mtu 100000"),
     (KEYS.network(UUID), _net(name="x; reboot"), "name: "),
     (KEYS.network(UUID), _net(provide_nat="yes"), "provide_nat 'yes' is not true or false"),

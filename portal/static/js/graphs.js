@@ -347,13 +347,16 @@
     window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", redraw);
   };
 
+  // Graphs in a tab not shown yet (the instance page's) start when it is shown: nothing is
+  // fetched or followed for a tab nobody looks at.
   function start() {
     if (typeof uPlot === "undefined") return;
     document.querySelectorAll("[data-graphs]").forEach(function (section) {
-      if (!section.graphs) section.graphs = new Graphs(section);
+      if (!section.graphs && !section.closest("[hidden]")) section.graphs = new Graphs(section);
     });
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
+  document.addEventListener("sfcloud:tabshown", start);
 })();
