@@ -92,7 +92,7 @@ def test_portal_killed_under_live_pages_and_a_console(page: Page, own_cloud: Clo
     wait_for(lambda: api.get(f"/instances/{uuid}").json()["power_state"] == "on", 60,
              "the guest on")
 
-    log_in(page, cloud.url, "admin", cloud.admin_password, then=f"/instances/{uuid}/")
+    log_in(page, cloud.url, "admin", cloud.admin_password, then=f"/instances/{uuid}/console/")
     console = page.locator("#console-serial [data-status]")
     expect(console).to_have_text("Connected", timeout=30_000)
     marker = secrets.token_hex(4)

@@ -26,6 +26,7 @@ from cloudstate.vocabulary import ObjectKind
 from portal.accounts.notify import ACCESS_CHANGED, user_group
 from portal.cloud import blobs, store
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
+from portal.live.storehealth import StoreHealth
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ INSTANCE_CHANGED = "instance.changed"
 IMAGE_CHANGED = "image.changed"
 NETWORK_CHANGED = "network.changed"
 CLOUD_CHANGED = "cloud.changed"
+STORE_CHANGED = "store.changed"
 READY_TIMEOUT = 10.0
 # After an instance is torn down, look for blobs it was the last to use
 # this much later (several going at once are looked at together).
@@ -46,7 +48,9 @@ class Hub:
         self._etcd = store.new_etcd()
         self.mirror = Mirror(self._etcd, self.keys.root,
                              resync_interval=settings.CLOUD.resync_interval)
+        self.store = StoreHealth(self._etcd, self.mirror, self._on_store_change)
         self._task: asyncio.Task[None] | None = None
+        self._store_task: asyncio.Task[None] | None = None
         self._blob_sweep: asyncio.Task[None] | None = None
         self._blob_sweep_again = False
         # Records parsed from the mirror, each kept while its keys' revisions
@@ -87,20 +91,26 @@ class Hub:
         them (pages filter by namespace and re-read)."""
         return f"live.{self.id}.networks"
 
+    @property
+    def store_group(self) -> str:
+        """Every live page: etcd became unreachable, or reachable again."""
+        return f"live.{self.id}.store"
+
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         if self._task is None:
             self.mirror.subscribe(self._on_changes)
             self._task = asyncio.create_task(self.mirror.run(), name="live-hub")
+            self._store_task = asyncio.create_task(self.store.run(), name="live-hub-store")
         await asyncio.wait_for(self.mirror.ready.wait(), READY_TIMEOUT)
 
     async def stop(self) -> None:
-        for task in (self._task, self._blob_sweep):
+        for task in (self._task, self._store_task, self._blob_sweep):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._task = self._blob_sweep = None
+        self._task = self._store_task = self._blob_sweep = None
         await self._etcd.close()
 
     # --- reading ---------------------------------------------------------------------
@@ -164,6 +174,9 @@ class Hub:
         return sorted_records(found) if ordered else list(found)
 
     # --- fan-out ---------------------------------------------------------------------
+
+    async def _on_store_change(self, reachable: bool) -> None:
+        await get_channel_layer().group_send(self.store_group, {"type": STORE_CHANGED})
 
     async def _on_changes(self, changes: list[Change]) -> None:
         layer = get_channel_layer()
