@@ -50,7 +50,13 @@ STALLS = ["mid-download:sleep=0.5", "mid-qemu-img:sleep=0.3", "mid-config-drive:
 EXITS = ["mid-download", "mid-qemu-img", "after-overlay", "after-disks", "mid-config-drive",
          "after-define", "after-power", "before-report", "after-report", "mid-teardown",
          "before-release", "snapshot-paused"]
+# How long a power action or a snapshot waits for a built instance to act on.
+BUILT_WITHIN = 10.0
 POWER = ["poweroff", "poweron", "pause", "unpause", "reboothard", "rebootsoft"]
+# The actions that apply to a guest in each power state: most actions are
+# chosen from these, so they reach the agent instead of being refused.
+FITTING = {"on": ["poweroff", "pause", "reboothard", "rebootsoft"], "off": ["poweron"],
+           "paused": ["unpause", "poweroff"]}
 
 
 @pytest.fixture
@@ -117,6 +123,27 @@ class Chaos:
 
     # --- the operations ---------------------------------------------------------------------
 
+    def target(self) -> tuple[str, str | None]:
+        """An instance for a power action or a snapshot, and its power state:
+        mostly one already built, waiting up to BUILT_WITHIN for one (one
+        still creating refuses them with a 406, and a stream of those would
+        prove little), now and then any."""
+        wants_built = self.rng.random() < 0.8
+        deadline = time.monotonic() + (BUILT_WITHIN if wants_built else 0)
+        while True:
+            built = {}
+            for uuid in self.live:
+                shown = self.cloud.api().get(f"/instances/{uuid}")
+                if shown.status_code == 200 and shown.json()["state"] == "created":
+                    built[uuid] = shown.json()["power_state"]
+            if built or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        if wants_built and built:
+            uuid = self.rng.choice(sorted(built))
+            return uuid, built[uuid]
+        return self.rng.choice(self.live), None
+
     def call(self, what: str, method: str, path: str, body: object = None) -> dict | None:
         response = self.cloud.api().request(method, path, body)
         self.answers[f"{what} {response.status_code}"] += 1
@@ -150,11 +177,14 @@ class Chaos:
                 if downloads:
                     self.ops["create downloading"] += 1
         elif what == "power":
-            verb = rng.choice(POWER)
-            self.call(f"power {verb}", "POST", f"/instances/{rng.choice(self.live)}/{verb}")
+            uuid, power = self.target()
+            fitting = FITTING.get(power or "", [])
+            fits = rng.random() < 0.75  # drawn always: the stream of draws stays the seed's
+            verb = rng.choice(fitting if fitting and fits else POWER)
+            self.call(f"power {verb}", "POST", f"/instances/{uuid}/{verb}")
         elif what == "snapshot":
-            self.call("snapshot", "POST", f"/instances/{rng.choice(self.live)}/snapshot",
-                      {"all": True})
+            uuid, _ = self.target()
+            self.call("snapshot", "POST", f"/instances/{uuid}/snapshot", {"all": True})
         else:
             uuid = rng.choice(self.live)
             if self.call("delete", "DELETE", f"/instances/{uuid}") is not None:
