@@ -32,7 +32,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cloudstate.settings import read
-from portal.api import openapi
+from portal.api import openapi, shapes
+from portal.cloud import keypairs, store
+from portal.cloud.errors import BadRequest
 from tests.support.evidence import record
 from tests.support.fakeagent import FakeAgent
 from tests.support.inprocess import InProcessPortal
@@ -205,13 +207,15 @@ def check_answer(item_path: str, method: str, status: int, content: bytes,
                              f"schema: {exc.message} at {list(exc.absolute_path)}") from None
 
 
-@pytest.mark.parametrize("item_path,method", OPERATIONS,
-                         ids=[f"{m.upper()} {p}" for p, m in OPERATIONS])
-def test_route_survives_fuzzing(world: World, item_path: str, method: str) -> None:
+def fuzz(world: World, item_path: str, method: str, examples: int,
+         tally: Counter[int] | None = None) -> None:
+    """Send ``examples`` drawn requests to one route and method; fail on a
+    server error, an answer breaking its schema or a refusal that changed
+    etcd (Hypothesis shrinks the request and prints it)."""
     api = world.portal.api()
-    tally = TALLY.setdefault(f"{method.upper()} {item_path}", Counter())
+    tally = Counter() if tally is None else tally
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=examples, deadline=None, database=None, print_blob=True,
               suppress_health_check=[HealthCheck.function_scoped_fixture,
                                      HealthCheck.too_slow, HealthCheck.filter_too_much,
                                      HealthCheck.large_base_example])
@@ -231,6 +235,47 @@ def test_route_survives_fuzzing(world: World, item_path: str, method: str) -> No
                                  f"{changed}")
 
     one()
+
+
+@pytest.mark.parametrize("item_path,method", OPERATIONS,
+                         ids=[f"{m.upper()} {p}" for p, m in OPERATIONS])
+def test_route_survives_fuzzing(world: World, item_path: str, method: str) -> None:
+    fuzz(world, item_path, method, EXAMPLES,
+         TALLY.setdefault(f"{method.upper()} {item_path}", Counter()))
+
+
+# --- the fuzzer finds what it is there to find ------------------------------------------------
+
+
+def test_the_fuzzer_finds_a_planted_server_error(world: World,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("planted")
+
+    monkeypatch.setattr(keypairs, "create", broken)
+    with pytest.raises(Exception, match="planted|500"):
+        fuzz(world, "/keypairs", "post", 5)
+
+
+def test_the_fuzzer_finds_a_half_made_object_after_a_refusal(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def half(actor: Any, name: object, *args: Any, **kwargs: Any) -> None:
+        key = world.portal.keys.root + "/planted/" + secrets.token_hex(4)
+        await store.etcd().put(key, b"half-made")
+        raise BadRequest("planted refusal")
+
+    monkeypatch.setattr(keypairs, "create", half)
+    with pytest.raises(AssertionError, match="changed etcd"):
+        fuzz(world, "/keypairs", "post", 5)
+
+
+def test_the_fuzzer_finds_an_answer_breaking_its_schema(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    ok = world.portal.api().post("/keypairs", {"name": "shaped", "public_key": PUBLIC_KEY})
+    assert ok.status_code == 200, ok.text
+    monkeypatch.setattr(shapes, "keypair", lambda keypair: {"uuid": 7})
+    with pytest.raises(AssertionError, match="breaking its own schema"):
+        fuzz(world, "/keypairs", "get", 5)
 
 
 @pytest.fixture(scope="module", autouse=True)
