@@ -149,6 +149,8 @@ def test_etcd_gone_under_a_live_cloud(outage_cloud: Cloud, private_etcd_server: 
     assert "etcd" in (listed.stdout + listed.stderr), listed.stdout + listed.stderr
     time.sleep(max(0.0, outage - (time.monotonic() - gone_at)))
     assert qemu_pid(keeper) == pid, "the guest was restarted while etcd was gone"
+    assert cloud.agent is not None and cloud.agent.poll() is None, \
+        f"the agent died while etcd was gone:\n{cloud.log_text('agent')[-5000:]}"
 
     # --- etcd back ---------------------------------------------------------------------------
     back_at = time.monotonic()
