@@ -53,30 +53,45 @@ class Route:
         return [m.group("name") for m in _PARAMETER.finditer(self.pattern)]
 
 
-def routes() -> list[Route]:
-    """Every route of the API, from its route table."""
+def _walk(patterns: list[Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    """(pattern, view) of every route under ``patterns``."""
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            yield prefix + str(pattern.pattern), pattern.callback
+
+
+def _table() -> list[tuple[str, Any]]:
+    """The route table, without its last entry: the answer for paths it
+    has no route for (a 404 in the API's error shape), which is no route."""
     from portal.api.urls import urlpatterns
+    from portal.api.views.fallback import no_such_route
 
-    def walk(patterns: list[Any], prefix: str) -> Iterator[Route]:
-        for pattern in patterns:
-            if isinstance(pattern, URLResolver):
-                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
-            elif isinstance(pattern, URLPattern):
-                endpoint = getattr(pattern.callback, "api_endpoint", None)
-                if endpoint is None:
-                    raise TypeError(f"API route {prefix}{pattern.pattern} is not an "
-                                    "@endpoint view (portal.api.framework)")
-                yield Route(prefix + str(pattern.pattern), endpoint, pattern.callback)
+    return [(pattern, view) for pattern, view in _walk(urlpatterns, "")
+            if view is not no_such_route]
 
-    return list(walk(urlpatterns, ""))
+
+def routes() -> list[Route]:
+    """Every route of the API that declares how it answers (an ``@endpoint``
+    view, or a plain one given an ``api_endpoint``); any other is left out
+    here and named by ``undescribed``, so the description is never refused
+    (a 500) for a route someone forgot to declare."""
+    return [Route(pattern, view.api_endpoint, view) for pattern, view in _table()
+            if isinstance(getattr(view, "api_endpoint", None), Endpoint)]
 
 
 def undescribed() -> list[str]:
     """'METHOD pattern' of every route method without its line in operations,
-    and of every line in operations for a route or method that is gone."""
+    of every line in operations for a route or method that is gone, and
+    '? pattern' of every route that declares no methods at all."""
+    undeclared = sorted(f"? {pattern} (not an @endpoint view, and no api_endpoint)"
+                        for pattern, view in _table()
+                        if not isinstance(getattr(view, "api_endpoint", None), Endpoint))
     served = {(route.pattern, method) for route in routes() for method in route.endpoint.methods}
     described = {(pattern, method) for pattern, ops in OPERATIONS.items() for method in ops}
-    return sorted(f"{method} {pattern or '(empty)'}" for pattern, method in served ^ described)
+    return undeclared + sorted(f"{method} {pattern or '(empty)'}"
+                               for pattern, method in served ^ described)
 
 
 # --- JSON Schema from the shapes ----------------------------------------------------------------
@@ -144,7 +159,10 @@ ERROR = {
 def _operation(route: Route, method: str, op: Op | None, schemas: Schemas) -> dict[str, Any]:
     op = op or Op(UNDESCRIBED, Any)
     error = {"$ref": "#/components/schemas/Error"}
-    failure = {"content": {"application/json": {"schema": error}}}
+    if op.errors == "application/json":
+        failure = {"content": {"application/json": {"schema": error}}}
+    else:
+        failure = {"content": {op.errors: {"schema": {"type": "string"}}}}
     if op.content == "application/json":
         success = {"content": {"application/json": {
             "schema": schemas.of(op.returns, closed=True)}}}

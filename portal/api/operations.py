@@ -20,6 +20,7 @@ from portal.api import shapes
 
 # What an answer is when it is not JSON.
 HTML = "text/html"
+TEXT = "text/plain"
 OCTETS = "application/octet-stream"
 
 
@@ -34,6 +35,7 @@ class Op:
     query: tuple[tuple[str, str], ...] = ()
     # It may answer 507: no room (a node, a pool, a network).
     full: bool = False
+    errors: str = "application/json"  # what a refusal or a 503 answers with
 
 
 def _metadata(thing: str) -> dict[str, dict[str, Op]]:
@@ -61,6 +63,11 @@ OPERATIONS: dict[str, dict[str, Op]] = {
     "/": {"GET": Op("What this server is, and its capabilities (a page)", content=HTML)},
     "/openapi.json": {"GET": Op("This description of the API (OpenAPI 3.1)", dict[str, Any])},
     "/docs": {"GET": Op("This description of the API, as a page", content=HTML)},
+    # portal.health: for load balancers, in plain text.
+    "/livez": {"GET": Op("The portal process answers: ok", content=TEXT, errors=TEXT)},
+    "/readyz": {"GET": Op("This portal can serve (etcd and the database answer): ready; "
+                          "else 503, not ready", content=TEXT, errors=TEXT)},
+    "/healthz": {"GET": Op("The same as /readyz", content=TEXT, errors=TEXT)},
     "/auth": {"POST": Op("Trade a namespace's key (or a personal token) for a bearer token",
                          shapes.TokenShape, bodies.AuthBody)},
     # --- namespaces ------------------------------------------------------------------------------
@@ -74,6 +81,7 @@ OPERATIONS: dict[str, dict[str, Op]] = {
         "DELETE": Op("Delete an empty namespace"),
     },
     "/auth/namespaces/<str:namespace>/keys": {
+        "GET": Op("The names of the namespace's keys", list[str]),
         "POST": Op("Add a key to the namespace; answers its name", str, bodies.KeyBody),
         "PUT": Op("Change a key's secret; answers its name", str, bodies.KeyBody),
     },
@@ -82,7 +90,14 @@ OPERATIONS: dict[str, dict[str, Op]] = {
         "DELETE": Op("Delete this key (its tokens end)"),
     },
     "/auth/namespaces/<str:namespace>/metadata": {
-        "GET": Op("The namespace's metadata", dict[str, Any])},
+        "GET": Op("The namespace's metadata", dict[str, Any]),
+        "POST": Op("Set one key of the namespace's metadata; answers all of it",
+                   dict[str, Any], bodies.MetadataBody)},
+    "/auth/namespaces/<str:namespace>/trust": {
+        "POST": Op("Let another namespace see this one's shared objects",
+                   shapes.NamespaceShape, bodies.TrustBody)},
+    "/auth/namespaces/<str:namespace>/trust/<str:other>": {
+        "DELETE": Op("Stop trusting the other namespace", shapes.NamespaceShape)},
     "/auth/namespaces/<str:namespace>/metadata/<str:key>": {
         "PUT": Op("Set one key of the namespace's metadata; answers all of it",
                   dict[str, Any], bodies.ValueBody),
@@ -103,14 +118,20 @@ OPERATIONS: dict[str, dict[str, Op]] = {
         "DELETE": Op("Delete the instance (its state goes deleting, then deleted)",
                      shapes.InstanceShape),
     },
-    "/instances/<str:ref>/metadata": {"GET": Op("The instance's metadata", dict[str, Any])},
+    "/instances/<str:ref>/metadata": {
+        "GET": Op("The instance's metadata", dict[str, Any]),
+        "POST": Op("Set one key of the instance's metadata", None, bodies.MetadataBody)},
     "/instances/<str:ref>/metadata/<str:key>": {
         "PUT": Op("Set one key of the instance's metadata", None, bodies.ValueBody),
         "POST": Op("Set one key of the instance's metadata", None, bodies.ValueBody),
         "DELETE": Op("Delete one key of the instance's metadata"),
     },
     "/instances/<str:ref>/interfaces": {
-        "GET": Op("The instance's network interfaces", list[shapes.InterfaceShape])},
+        "GET": Op("The instance's network interfaces", list[shapes.InterfaceShape]),
+        "POST": Op("Hot-plug one more interface, on a network given as a netdesc",
+                   shapes.InterfaceShape, bodies.HotplugBody, full=True)},
+    "/instances/<str:ref>/interfaces/<str:uuid>": {
+        "DELETE": Op("Unplug one interface (sfcloud's own)", shapes.InterfaceShape)},
     **{f"/instances/<str:ref>/{verb}": {"POST": Op(
         f"Power action {verb} (409 when it makes no sense now, 406 while not ready)")}
        for verb in power_rules.API_ACTIONS},
@@ -127,7 +148,10 @@ OPERATIONS: dict[str, dict[str, Op]] = {
     **_events("/instances/<str:ref>/events", "instance"),
     # --- nodes -----------------------------------------------------------------------------------
     "/nodes": {"GET": Op("The hypervisors (system only)", list[shapes.NodeShape])},
-    "/nodes/<str:ref>": {"GET": Op("One hypervisor (system only)", shapes.NodeShape)},
+    "/nodes/<str:ref>": {
+        "GET": Op("One hypervisor (system only)", shapes.NodeShape),
+        "DELETE": Op("Forget a node that is gone for good (system only)", shapes.NodeShape)},
+    **_metadata("node"),
     **_events("/nodes/<str:ref>/events", "node"),
     # --- artifacts, blobs, uploads, labels -------------------------------------------------------
     "/artifacts": {
@@ -208,11 +232,17 @@ OPERATIONS: dict[str, dict[str, Op]] = {
         "GET": Op("The network's interfaces", list[shapes.InterfaceShape])},
     "/networks/<str:ref>/addresses": {
         "GET": Op("The network's addresses that are not free", list[shapes.AddressShape])},
-    "/networks/<str:ref>/metadata": {"GET": Op("The network's metadata", dict[str, Any])},
-    "/networks/<str:ref>/metadata/<str:key>": {
-        "PUT": Op("Set one key of the network's metadata", None, bodies.ValueBody),
-        "DELETE": Op("Delete one key of the network's metadata"),
-    },
+    **_metadata("network"),
+    "/networks/<str:ref>/route": {
+        "POST": Op("Route an address of the floating network to this network; answers it",
+                   str, full=True)},
+    "/networks/<str:ref>/route/<str:address>": {
+        "DELETE": Op("Stop routing that address here")},
+    "/networks/<str:ref>/dns": {
+        "POST": Op("Add a name the network's DNS answers", None, bodies.DnsEntryBody),
+        "DELETE": Op("Remove a name the network's DNS answers", None, bodies.DnsEntryBody)},
+    "/networks/<str:ref>/ping/<str:address>": {
+        "GET": Op("Ping an address of the network from its router", shapes.PingShape)},
     **_events("/networks/<str:ref>/events", "network"),
     "/interfaces/<str:uuid>": {"GET": Op("One interface", shapes.InterfaceShape)},
     "/interfaces/<str:uuid>/float": {

@@ -11,18 +11,20 @@ from what is sent.
 
 from __future__ import annotations
 
-import time
 from typing import Any, NotRequired, TypedDict
 
 from cloudstate.model import Keypair, Upload
 from cloudstate.storage import Version
 from portal.accounts.models import Namespace
+from portal.accounts.namespaces import trusted_names
+from portal.cloud import nodes
 from portal.cloud.catalogue import ArtifactRecord, BlobRecord
 from portal.cloud.instances import InstanceRecord
 from portal.cloud.networks import NetworkRecord
 from portal.cloud.nodes import NodeRecord
 
 SCHEMA_VERSION = 1
+DEFAULT_MACHINE = "pc"
 
 
 # --- the shapes --------------------------------------------------------------------------------
@@ -117,6 +119,7 @@ class NodeShape(TypedDict):
     disk_free_gb: int
     virt_type: str
     virt_reason: str
+    firmware: list[str]
 
 
 class NamespaceShape(TypedDict):
@@ -259,6 +262,8 @@ class NetworkShape(TypedDict):
     metadata: dict[str, Any]
     created: float | None
     version: int
+    routed: list[str]
+    dns_entries: dict[str, str]
 
 
 class AddressShape(TypedDict):
@@ -267,7 +272,15 @@ class AddressShape(TypedDict):
     address: str
     type: str
     user: list[str] | None
+    when: float | None
     comment: str
+
+
+class PingShape(TypedDict):
+    """What ping printed, run from the network's router (GET .../ping/<address>)."""
+
+    stdout: str
+    stderr: str
 
 
 class EventShape(TypedDict):
@@ -277,6 +290,7 @@ class EventShape(TypedDict):
     duration: float | None
     message: str
     extra: dict[str, Any] | None
+    operation: str | None
 
 
 class TokenShape(TypedDict):
@@ -311,11 +325,13 @@ def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = N
         "ssh_key": spec.ssh_key,
         "user_data": spec.user_data,
         "video": spec.video,
-        "uefi": False,
-        "secure_boot": False,
-        "nvram_template": None,
+        "uefi": spec.uefi,
+        "secure_boot": spec.secure_boot,
+        "nvram_template": spec.nvram_template.url or spec.nvram_template.artifact_uuid
+        if spec.nvram_template else None,
         "configdrive": spec.configdrive,
-        "machine_type": "pc",
+        # Instances placed before the machine was recorded have the default.
+        "machine_type": spec.machine_type or DEFAULT_MACHINE,
         "side_channels": [],
         "state": record.state,
         "power_state": record.power_state,
@@ -343,13 +359,15 @@ def node(record: NodeRecord) -> NodeShape:
         "name": info.name,
         "fqdn": info.name,
         "ip": info.ip,
-        "lastseen": time.time() if record.alive else info.started_at,
+        "lastseen": nodes.seen_at(record),
         "state": record.state,
         "release": info.release,
-        "metadata": {},
+        "metadata": record.spec.metadata,
         "version": SCHEMA_VERSION,
         "is_hypervisor": info.is_hypervisor,
         "is_network_node": info.is_network_node,
+        # etcd, the event log, the database and cluster upkeep are not a
+        # node's job in sfcloud (the portal does them), so no node is one.
         "is_etcd_master": False,
         "is_eventlog_node": False,
         "is_database_node": False,
@@ -360,6 +378,7 @@ def node(record: NodeRecord) -> NodeShape:
         "disk_free_gb": info.disk_free_gb,
         "virt_type": info.virt_type,
         "virt_reason": info.virt_reason,
+        "firmware": ["bios", *info.firmware],
     }
 
 
@@ -369,8 +388,7 @@ def namespace(record: Namespace) -> NamespaceShape:
         "state": record.state,
         "keys": sorted(key.name for key in record.keys.all()),
         "metadata": record.metadata,
-        # Shaken Fist's trusts between namespaces are not offered.
-        "trust": {"full": []},
+        "trust": {"full": trusted_names(record)},
         "version": SCHEMA_VERSION,
     }
 
@@ -520,4 +538,8 @@ def network(record: NetworkRecord) -> NetworkShape:
         "metadata": spec.metadata,
         "created": spec.created_at,
         "version": SCHEMA_VERSION,
+        # sfcloud's own: what `network add-routed` routed here, and the extra
+        # names its DNS answers.
+        "routed": spec.routed,
+        "dns_entries": spec.dns_entries,
     }

@@ -3,6 +3,7 @@ Fist's client sends them. Each area keeps its routes next to its views."""
 
 from django.urls import path
 
+from portal import health
 from portal.api.views import (
     artifacts,
     auth,
@@ -10,6 +11,7 @@ from portal.api.views import (
     consoles,
     description,
     events,
+    fallback,
     instance_actions,
     instances,
     interfaces,
@@ -40,4 +42,7 @@ urlpatterns = [
     *networks.routes,
     *interfaces.routes,
     *consoles.routes,
+    *health.routes("/"),
+    # Last: JSON for every path nothing above matched.
+    *fallback.routes,
 ]

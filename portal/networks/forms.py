@@ -33,11 +33,9 @@ class NetworkForm(forms.Form):
             raise forms.ValidationError(sentence(exc.message)) from exc
 
     def clean_netblock(self) -> str:
-        """As the API checks it, except that host bits are refused, naming
-        the range to give, rather than dropped behind the person's back."""
+        """As the API checks it (host bits refused, naming the range to give)."""
         try:
-            network = netvalidation.netblock(self.cleaned_data["netblock"],
-                                             keep_host_bits=True)
+            network = netvalidation.netblock(self.cleaned_data["netblock"])
         except ValidationError as exc:
             raise forms.ValidationError(sentence(exc.message)) from exc
         return str(network)

@@ -1,11 +1,11 @@
 """The network pages: the list, the create form, a network with its
 interfaces and delete; and the interfaces section of an instance's page with
-its float and defloat buttons. They use the services the API uses, so a
+its float, defloat, add (hot plug) and remove buttons. They use the services the API uses, so a
 refusal reads the same in both."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +19,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from cloudstate import states
 from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for
-from portal.cloud import instances, interfaces, networks
+from portal.accounts.actor import Actor
+from portal.cloud import hotplug, instances, interfaces, networks
 from portal.cloud.errors import CloudError, Conflict, Forbidden, NotFound
 from portal.events.sections import events_context, events_query
 from portal.formerrors import add_refusal
@@ -147,10 +148,13 @@ async def _interfaces_section(request: HttpRequest, record: instances.InstanceRe
     views = await interfaces.views(await interfaces.of_instance(record.spec))
     found = {n.uuid: n for n in await networks.list_networks(None, include_deleted=True)}
     rows = [(view, found.get(view["network_uuid"])) for view in views]
+    pluggable = [n for n in found.values()
+                 if n.spec.namespace == record.spec.namespace and n.spec.desired != "deleted"]
     return await arender(request, "networks/_instance_interfaces.html", {
         "record": record, "rows": rows, "error": error,
         "can_operate": can_operate and states.is_active(record.spec),
         "floating_available": networks.floating_pool() is not None,
+        "pluggable": sorted(pluggable, key=lambda n: n.spec.name),
     })
 
 
@@ -176,6 +180,44 @@ async def _change_float(request: HttpRequest, uuid: UUID, floating: bool) -> Htt
     except CloudError as exc:
         error = exc.message
     return await _interfaces_section(request, record, True, error)
+
+
+async def _plug(request: HttpRequest, uuid: UUID,
+                change: Callable[[Actor, instances.InstanceRecord], Awaitable[object]]
+                ) -> HttpResponse:
+    """Run a hot plug change on the instance; the section again, saying why
+    if the service refused."""
+    access = await access_for(request)
+    try:
+        record = await instances.get(str(uuid), access.visible)
+    except NotFound:
+        raise Http404("No such instance") from None
+    error = None
+    try:
+        await change(access.actor(request), record)
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from None
+    except (CloudError, ValidationError) as exc:
+        error = getattr(exc, "message", str(exc))
+    fresh = await instances.get(str(uuid), access.visible)
+    return await _interfaces_section(request, fresh, True, error)
+
+
+@login_required
+@require_POST
+async def instance_interface_add(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """Hot-plug a NIC on the network the form names."""
+    network = request.POST.get("network", "")
+    return await _plug(request, uuid, lambda actor, record: hotplug.attach(
+        actor, record, interfaces.NicRequest(network=network)))
+
+
+@login_required
+@require_POST
+async def instance_interface_remove(request: HttpRequest, uuid: UUID,
+                                    interface: UUID) -> HttpResponse:
+    return await _plug(request, uuid, lambda actor, record: hotplug.detach(
+        actor, record, str(interface)))
 
 
 @login_required

@@ -116,6 +116,8 @@ def world(portal: InProcessPortal, agent: FakeAgent, demo_image: str) -> World:
         "digest": [blob_shown["sha512"]],
         "offset": ["0", "16"],
         "name": ["system/fuzzlabel", "fuzzlabel", "fuzzimg"],
+        "other": ["fuzzns"],
+        "address": ["10.60.0.1", "10.60.0.7", "192.0.2.7"],
     })
 
 
@@ -180,10 +182,13 @@ def _reaches(filled: str, item_path: str) -> bool:
         match = resolve("/api" + unquote(filled))
     except Resolver404:
         return False
-    return _ROUTE_OF_VIEW.get(match.func) == item_path
+    return item_path in _ROUTES_OF_VIEW.get(match.func, set())
 
 
-_ROUTE_OF_VIEW = {route.view: route.path for route in openapi.routes()}
+# A view may serve several routes (/readyz and /healthz).
+_ROUTES_OF_VIEW: dict[Any, set[str]] = {}
+for _route in openapi.routes():
+    _ROUTES_OF_VIEW.setdefault(_route.view, set()).add(_route.path)
 
 
 # --- what must hold -----------------------------------------------------------------------------

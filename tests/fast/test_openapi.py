@@ -46,6 +46,25 @@ def test_a_new_route_appears_in_the_description_by_itself(monkeypatch: pytest.Mo
         openapi.document.cache_clear()
 
 
+def test_a_plain_view_is_named_and_the_description_still_served(
+        monkeypatch: pytest.MonkeyPatch, portal: InProcessPortal) -> None:
+    """A view that declares no methods (not an @endpoint, no api_endpoint)
+    fails the completeness test, never the served description (it was a
+    500 when main's health routes arrived)."""
+    async def plain(request: Any) -> None:
+        return None
+
+    monkeypatch.setattr(urls, "urlpatterns", [path("/plainly", plain), *urls.urlpatterns])
+    openapi.document.cache_clear()
+    try:
+        assert openapi.undescribed()[0].startswith("? /plainly ")
+        served = portal.api().get("/openapi.json")
+        assert served.status_code == 200 and "/plainly" not in served.json()["paths"]
+    finally:
+        monkeypatch.undo()
+        openapi.document.cache_clear()
+
+
 def _refs(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [v for k, v in value.items() if k == "$ref"] + \

@@ -45,7 +45,7 @@ class _Snapshot:
         return self.kvs.get(key)
 
     def items(self, prefix: str = "") -> Iterator[KeyValue]:
-        return (kv for key, kv in sorted(self.kvs.items()) if key.startswith(prefix))
+        return iter([kv for key, kv in sorted(self.kvs.items()) if key.startswith(prefix)])
 
     @classmethod
     async def read(cls, etcd: Etcd, keys: Keys) -> _Snapshot:
@@ -63,12 +63,14 @@ class FakeAgent:
         return self.cloud.keys
 
     def register(self, vcpus: int = 8, memory_mib: int = 16384, disk_gb: int = 200,
-                 network_node: bool = True) -> FakeAgent:
+                 network_node: bool = True,
+                 firmware: tuple[str, ...] = ("uefi", "secure-boot")) -> FakeAgent:
         """The node record and liveness key an agent writes at start (the
-        liveness key without its lease: this node never goes away)."""
+        liveness key without its lease: this node never goes away), with the
+        boot firmware it offers beyond BIOS (nodeagent.firmware.offered)."""
         info = NodeInfo(name=self.node, ip="127.0.0.1", vcpus=vcpus, memory_mib=memory_mib,
                         disk_total_gb=disk_gb, disk_free_gb=disk_gb, virt_type="qemu",
-                        machine="pc", is_network_node=network_node)
+                        machine="pc", is_network_node=network_node, firmware=list(firmware))
         self._info = info
 
         async def write(etcd: Etcd) -> None:

@@ -10,9 +10,11 @@ from django.urls import path
 from portal.accounts.actor import Actor
 from portal.api import requests, shapes
 from portal.api.framework import endpoint
-from portal.cloud import instances, networks
+from portal.cloud import hotplug, instances, networks
 from portal.cloud import interfaces as nics
+from portal.cloud import metadata as metadata_service
 from portal.cloud.changes import Later
+from portal.cloud.errors import NotFound
 
 
 @endpoint("GET", "POST", "DELETE")
@@ -49,20 +51,44 @@ async def _views(records: list[instances.InstanceRecord]) -> list[dict]:
 async def detail(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict:
     record = await instances.get(ref, actor.visible)
     if request.method == "DELETE":
+        # Shaken Fist's client sends the namespace given with --namespace:
+        # the instance must be in it. (A GET's namespace is ignored, as there.)
+        if body.get("namespace"):
+            namespace = await requests.namespace_of(actor, body)
+            if record.spec.namespace != namespace:
+                raise NotFound(f"instance {ref} is not in namespace {namespace}")
         record = await instances.delete(actor, record)
     return await _view(record)
 
 
-@endpoint("GET")
-async def metadata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict:
+@endpoint("GET", "POST")
+async def metadata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict | None:
+    """The instance's metadata; POST sets one key, as PUT .../metadata/<key> does."""
     record = await instances.get(ref, actor.visible)
+    if request.method == "POST":
+        await metadata_service.set_item(actor, record, Later(lambda: requests.metadata_key(body)),
+                                        Later(lambda: requests.metadata_value(body)))
+        return None
     return record.spec.metadata
 
 
-@endpoint("GET")
-async def interfaces(request: HttpRequest, body: dict, actor: Actor, ref: str) -> list:
+@endpoint("GET", "POST")
+async def interfaces(request: HttpRequest, body: dict, actor: Actor, ref: str) -> Any:
+    """The instance's interfaces; POST hot-plugs one more (``{"network": netdesc}``)."""
     record = await instances.get(ref, actor.visible)
+    if request.method == "POST":
+        added = await hotplug.attach(actor, record, Later(lambda: requests.netdesc(body)))
+        return (await nics.views([added]))[0]
     return await nics.views(await nics.of_instance(record.spec))
+
+
+@endpoint("DELETE")
+async def interface_detail(request: HttpRequest, body: dict, actor: Actor, ref: str,
+                           uuid: str) -> dict:
+    """Unplug one interface (sfcloud's own: Shaken Fist has no such call)."""
+    record = await instances.get(ref, actor.visible)
+    removed = await hotplug.detach(actor, record, uuid)
+    return (await nics.views([removed]))[0]
 
 
 routes = [
@@ -70,4 +96,5 @@ routes = [
     path("/instances/<str:ref>", detail),
     path("/instances/<str:ref>/metadata", metadata),
     path("/instances/<str:ref>/interfaces", interfaces),
+    path("/instances/<str:ref>/interfaces/<str:uuid>", interface_detail),
 ]
