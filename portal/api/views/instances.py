@@ -8,11 +8,10 @@ from django.http import HttpRequest
 from django.urls import path
 
 from portal.accounts.actor import Actor
-from portal.api import requests, shapes
+from portal.api import metadata, requests, shapes
 from portal.api.framework import endpoint
 from portal.cloud import hotplug, instances, networks
 from portal.cloud import interfaces as nics
-from portal.cloud import metadata as metadata_service
 from portal.cloud.changes import Later
 from portal.cloud.errors import NotFound
 
@@ -62,17 +61,6 @@ async def detail(request: HttpRequest, body: dict, actor: Actor, ref: str) -> di
 
 
 @endpoint("GET", "POST")
-async def metadata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict | None:
-    """The instance's metadata; POST sets one key, as PUT .../metadata/<key> does."""
-    record = await instances.get(ref, actor.visible)
-    if request.method == "POST":
-        await metadata_service.set_item(actor, record, Later(lambda: requests.metadata_key(body)),
-                                        Later(lambda: requests.metadata_value(body)))
-        return None
-    return record.spec.metadata
-
-
-@endpoint("GET", "POST")
 async def interfaces(request: HttpRequest, body: dict, actor: Actor, ref: str) -> Any:
     """The instance's interfaces; POST hot-plugs one more (``{"network": netdesc}``)."""
     record = await instances.get(ref, actor.visible)
@@ -91,10 +79,14 @@ async def interface_detail(request: HttpRequest, body: dict, actor: Actor, ref: 
     return (await nics.views([removed]))[0]
 
 
+async def _find(ref: str, actor: Actor) -> instances.InstanceRecord:
+    return await instances.get(ref, actor.visible)
+
+
 routes = [
     path("/instances", collection),
     path("/instances/<str:ref>", detail),
-    path("/instances/<str:ref>/metadata", metadata),
+    *metadata.routes("/instances/<str:ref>", _find, "instance"),
     path("/instances/<str:ref>/interfaces", interfaces),
     path("/instances/<str:ref>/interfaces/<str:uuid>", interface_detail),
 ]

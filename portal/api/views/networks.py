@@ -9,11 +9,10 @@ from django.urls import path
 
 from cloudstate import states
 from portal.accounts.actor import Actor
-from portal.api import requests, shapes
+from portal.api import metadata, requests, shapes
 from portal.api.framework import endpoint
 from portal.api.views.events import api_events
 from portal.cloud import dnsentries, interfaces, netping, networks, routed
-from portal.cloud import metadata as metadata_service
 from portal.cloud.changes import Later
 from portal.cloud.errors import BadRequest, Forbidden, NotFound
 
@@ -81,29 +80,6 @@ async def addresses(request: HttpRequest, body: dict, actor: Actor, ref: str) ->
     return await networks.addresses(await _find(ref, actor))
 
 
-@endpoint("GET", "POST")
-async def metadata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict | None:
-    """The network's metadata; POST sets one key, as PUT .../metadata/<key> does."""
-    record = await _find(ref, actor)
-    if request.method == "POST":
-        await metadata_service.set_item(actor, record, Later(lambda: requests.metadata_key(body)),
-                                        Later(lambda: requests.metadata_value(body)))
-        return None
-    return record.spec.metadata
-
-
-@endpoint("PUT", "DELETE")
-async def metadata_item(request: HttpRequest, body: dict, actor: Actor, ref: str,
-                        key: str) -> None:
-    record = await _find(ref, actor)
-    if request.method == "PUT":
-        await metadata_service.set_item(actor, record, key,
-                                        Later(lambda: requests.metadata_value(body)))
-    else:
-        await metadata_service.delete_item(actor, record, key)
-    return None
-
-
 @endpoint("GET")
 async def events(request: HttpRequest, body: dict, actor: Actor, ref: str) -> list:
     """The network's event log: what was asked of it and what the network node did."""
@@ -145,8 +121,7 @@ routes = [
     path("/networks/<str:ref>", detail),
     path("/networks/<str:ref>/interfaces", network_interfaces),
     path("/networks/<str:ref>/addresses", addresses),
-    path("/networks/<str:ref>/metadata", metadata),
-    path("/networks/<str:ref>/metadata/<str:key>", metadata_item),
+    *metadata.routes("/networks/<str:ref>", _find, "network"),
     path("/networks/<str:ref>/events", events),
     path("/networks/<str:ref>/route", route),
     path("/networks/<str:ref>/route/<str:address>", route_detail),
