@@ -47,6 +47,7 @@ def _metadata(thing: str) -> dict[str, dict[str, Op]]:
         },
         f"/{thing}s/<str:ref>/metadata/<str:key>": {
             "PUT": Op(f"Set one key of the {thing}'s metadata", None, bodies.ValueBody),
+            "POST": Op(f"Set one key of the {thing}'s metadata", None, bodies.ValueBody),
             "DELETE": Op(f"Delete one key of the {thing}'s metadata"),
         },
     }
@@ -118,14 +119,7 @@ OPERATIONS: dict[str, dict[str, Op]] = {
         "DELETE": Op("Delete the instance (its state goes deleting, then deleted)",
                      shapes.InstanceShape),
     },
-    "/instances/<str:ref>/metadata": {
-        "GET": Op("The instance's metadata", dict[str, Any]),
-        "POST": Op("Set one key of the instance's metadata", None, bodies.MetadataBody)},
-    "/instances/<str:ref>/metadata/<str:key>": {
-        "PUT": Op("Set one key of the instance's metadata", None, bodies.ValueBody),
-        "POST": Op("Set one key of the instance's metadata", None, bodies.ValueBody),
-        "DELETE": Op("Delete one key of the instance's metadata"),
-    },
+    **_metadata("instance"),
     "/instances/<str:ref>/interfaces": {
         "GET": Op("The instance's network interfaces", list[shapes.InterfaceShape]),
         "POST": Op("Hot-plug one more interface, on a network given as a netdesc",
