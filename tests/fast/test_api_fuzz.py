@@ -249,6 +249,13 @@ def test_route_survives_fuzzing(world: World, item_path: str, method: str) -> No
          TALLY.setdefault(f"{method.upper()} {item_path}", Counter()))
 
 
+def test_the_floating_network_has_every_network_key(world: World) -> None:
+    """Found by the fuzzer (60 examples): the floating network's view
+    lacked the keys main added to networks (routed, dns_entries)."""
+    shown = world.portal.api().get("/networks/floating")
+    check_answer("/networks/{ref}", "get", shown.status_code, shown.content, shown.headers)
+
+
 # --- the fuzzer finds what it is there to find ------------------------------------------------
 
 
