@@ -222,17 +222,23 @@ def audit(state: EtcdState, only: Iterable[str] | None = None) -> list[Drift]:
 
 @dataclass(frozen=True)
 class NameIndex:
-    """A family of unique names: names/<family>/<namespace>/<name> -> uuid."""
+    """A family of names: names/<family>/<namespace>/<name> -> uuid."""
 
     family: str
     records: Callable[[EtcdState], dict[str, Any]]
     # Whether a record still holds its name (an instance being deleted has
     # given it back at once).
     holds_name: Callable[[Any], bool]
+    # Whether every live record must hold its name (names unique in their
+    # namespace). Instances' names need not be unique, as in Shaken Fist:
+    # only those made while they were keep a name key, which must still be
+    # right while it lasts.
+    unique: bool = True
 
 
 NAME_INDEXES: list[NameIndex] = [
-    NameIndex("instances", lambda s: s.instances, lambda r: r.desired != "deleted"),
+    NameIndex("instances", lambda s: s.instances, lambda r: r.desired != "deleted",
+              unique=False),
     NameIndex("networks", lambda s: s.networks, lambda r: r.desired != "deleted"),
     NameIndex("keypairs", lambda s: s.keypairs, lambda r: True),
 ]
@@ -257,7 +263,7 @@ def check_names_index(state: EtcdState) -> Iterator[Drift]:
                 yield Drift("names", subject, f"points at {uuid}, named "
                                               f"{record.namespace}/{record.name}")
         for uuid, record in records.items():
-            if family.holds_name(record) and \
+            if family.unique and family.holds_name(record) and \
                     index.get(f"{record.namespace}/{record.name}") != uuid:
                 yield Drift("names", f"{family.family[:-1]} {uuid}",
                             f"its name {record.namespace}/{record.name} does not point at it")

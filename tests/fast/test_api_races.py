@@ -89,7 +89,6 @@ def instance_body(name: str, **extra: object) -> dict:
 # --- names that must be unique -------------------------------------------------------------
 
 UNIQUE_NAMES = {
-    "instance": ("/instances", lambda name: instance_body(name)),
     "network": ("/networks", lambda name: {"name": name, "netblock": "10.50.0.0/24",
                                            "provide_nat": False}),
     "keypair": ("/keypairs", lambda name: {"name": name, "public_key": PUBLIC_KEY}),
@@ -116,6 +115,42 @@ def test_one_name_many_creates_exactly_one_wins(portal: InProcessPortal, agent: 
            transactions_lost_to_the_race=txns["lost"])
     # Namespaces are rows of the portal's database, kept unique there.
     assert kind == "namespace" or txns["lost"] > 0, "the requests did not interleave"
+
+
+# --- one instance name, which need not be unique -----------------------------------------------
+
+
+def test_one_instance_name_many_creates(portal: InProcessPortal, agent: FakeAgent) -> None:
+    """Instance names need not be unique, as in Shaken Fist: every create
+    that gets a place is its own instance under the same name. All of them
+    race for the one node's placement key, so each wave of transactions has
+    one winner and the rest go round again; one out of attempts is told to
+    try again (409), never a 5xx, never two instances on one UUID."""
+    api = portal.api()
+    totals: Counter[int] = Counter()
+    with raced_transactions(portal) as txns:
+        for _ in range(ROUNDS):
+            name = f"twin-{secrets.token_hex(3)}"
+            replies = api.concurrently([("POST", "/instances", instance_body(name))] * RACERS)
+            counted = tally(replies)
+            assert set(counted) <= {200, 409} and counted[200] >= 1, counted
+            made = [r.json()["uuid"] for r in replies if r.status_code == 200]
+            assert len(set(made)) == len(made)
+            assert all("try again" in r.json()["error"] for r in replies
+                       if r.status_code == 409)
+            named = [i["uuid"] for i in api.get("/instances").json() if i["name"] == name]
+            assert sorted(named) == sorted(made)
+            if len(made) > 1:  # a name several hold is no reference
+                assert api.get(f"/instances/{name}").status_code == 400
+            totals += counted
+            assert_no_drift(portal)
+            for uuid in made:
+                assert api.delete(f"/instances/{uuid}").status_code == 200
+                agent.tear_down_instance(uuid)
+    record("races", scenario="one instance name (duplicates allowed)", racers=RACERS,
+           rounds=ROUNDS, created=totals[200], told_to_retry_409=totals[409],
+           transactions_lost_to_the_race=txns["lost"])
+    assert txns["lost"] > 0, "the requests did not interleave"
 
 
 # --- one fixed address -----------------------------------------------------------------------

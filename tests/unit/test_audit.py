@@ -103,6 +103,15 @@ def test_a_consistent_cloud_shows_no_drift() -> None:
     assert audit(consistent().state()) == []
 
 
+def test_instances_need_no_name_key_and_may_share_a_name() -> None:
+    """As in Shaken Fist: instances are told apart by UUID."""
+    w = consistent()
+    w.drop(w.keys.instance_name("team", "vm"))
+    twin = "77777777-7777-4777-8777-777777777777"
+    w.put(w.keys.instance(twin), spec_of(w).replace(uuid=twin, interfaces=[]))
+    assert [d for d in audit(w.state()) if d.check == "names"] == []
+
+
 def spec_of(w: World) -> InstanceSpec:
     return InstanceSpec.from_json(w.kvs[w.keys.instance(INSTANCE)])
 
@@ -124,8 +133,12 @@ def released(w: World) -> None:
 
 # Each breakage, and the check that must name it (with a word of its detail).
 BREAKAGES: dict[str, tuple[Callable[[World], None], str, str]] = {
-    "name index gone": (lambda w: w.drop(w.keys.instance_name("team", "vm")),
+    "name index gone": (lambda w: w.drop(w.keys.keypair_name("team", "kp")),
                         "names", "does not point at it"),
+    "an instance's old name key pointing at another": (
+        lambda w: w.put(w.keys.instance_name("team", "vm"),
+                        "66666666-6666-4666-8666-666666666666"),
+        "names", "does not exist"),
     "name of a deleted instance kept": (
         lambda w: (delete_instance(w, torn_down=True), released(w),
                    w.put(w.keys.instance_name("team", "vm"), INSTANCE)),
