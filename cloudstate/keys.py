@@ -30,6 +30,9 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/access/<user>                    rewritten when what a person may do changed
                                               (any portal), so every portal process re-checks
                                               that person's open consoles and live pages
+    <prefix>/quotas/limits/<ns>               a namespace's limits (portal; cloudstate.quotas)
+    <prefix>/fences/quotas/<ns>               rewritten by every create that takes a limited
+                                              kind, so two creates can't both take the last unit
 
 Networks (see cloudstate.ipam for how reservations are made and released):
 
@@ -277,6 +280,17 @@ class Keys:
         """The person an ``access_change`` key is about, else None."""
         found = self.uuid_of(key, self.access_changes)
         return int(found) if found is not None and found.isascii() and found.isdigit() else None
+
+    # quotas
+    @property
+    def quotas(self) -> str:
+        return self._k("quotas", "limits", "")
+
+    def quota(self, namespace: str) -> str:
+        return self._k("quotas", "limits", namespace)
+
+    def quota_fence(self, namespace: str) -> str:
+        return self._k("fences", "quotas", namespace)
 
     # parsing
     def classify(self, key: str) -> Classified | None:

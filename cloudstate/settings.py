@@ -34,7 +34,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cloudstate import netvalidation
+from cloudstate import netvalidation, quotas
 from cloudstate.settingtypes import (
     BOOL,
     ENDPOINTS,
@@ -80,6 +80,12 @@ def _floating_pool(text: str) -> str:
 
 FLOATING_POOL = Kind(f"an IPv4 network in CIDR form, /{netvalidation.MAX_PREFIXLEN} or larger, "
                      "e.g. 192.0.2.0/24", _floating_pool, empty="")
+
+
+DEFAULT_QUOTAS = Kind("kind=amount pairs separated by commas, each kind one of "
+                      + ", ".join(quotas.KINDS) + ", each amount a whole number (sizes "
+                      "such as 20G for the byte kinds) or none, e.g. vcpus=32,networks=none",
+                      quotas.parse_limits, empty={})
 
 
 def _state_dir() -> Path:
@@ -228,6 +234,10 @@ DECLARED: tuple[Setting, ...] = (
             "memory of each node kept free for the host", (PORTAL,), default="1024"),
     Setting("SFCLOUD_DISK_RESERVED_GB", integer(minimum=0),
             "disk of each node kept free for the host", (PORTAL,), default="5"),
+    Setting("SFCLOUD_DEFAULT_QUOTAS", DEFAULT_QUOTAS,
+            "a new namespace's quotas, where they differ from each kind's own default "
+            "(README: Quotas), e.g. `vcpus=32,image_bytes=50G,networks=none`; `system` has none",
+            (PORTAL,), shown_default="each kind's own"),
 
     # --- the node agent ------------------------------------------------------------
     Setting("SFCLOUD_NODE_NAME", pattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",

@@ -5,6 +5,7 @@ from portal.dashboard.consumers import DashboardConsumer
 from portal.events.consumers import NodeEventsConsumer
 from portal.images.consumers import ImagesConsumer
 from portal.instances.consumers import InstanceDetailConsumer, InstanceListConsumer
+from portal.manage.consumers import QuotaConsumer
 from portal.networks.consumers import NetworksConsumer
 from portal.usage.consumers import InstanceGraphConsumer, NodeGraphConsumer
 
@@ -20,6 +21,7 @@ websocket_urlpatterns = [
     path("ws/nodes/<str:name>/events/", NodeEventsConsumer.as_asgi()),
     path("ws/usage/instances/<uuid:uuid>/", InstanceGraphConsumer.as_asgi()),
     path("ws/usage/nodes/<str:name>/", NodeGraphConsumer.as_asgi()),
+    path("ws/quotas/<str:namespace>/", QuotaConsumer.as_asgi()),
     *console_urlpatterns,
 ]
 # Node agents send their events to a listener of their own, over TLS with the

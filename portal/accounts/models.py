@@ -154,6 +154,7 @@ class AuditAction(models.TextChoices):
     UNSHARE = "unshare"
     SNAPSHOT = "snapshot"
     SET_METADATA = "set-metadata"
+    SET_QUOTA = "set-quota"  # a namespace's limits
     DELETE_METADATA = "delete-metadata"
     FLOAT = "float"
     DEFLOAT = "defloat"

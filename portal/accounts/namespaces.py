@@ -28,7 +28,7 @@ from portal.accounts.models import (
     Trust,
 )
 from portal.accounts.roles import RoleChecks
-from portal.cloud import ownership
+from portal.cloud import ownership, quotas
 from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 
 KIND = ObjectKind.NAMESPACE
@@ -113,6 +113,12 @@ async def create_namespace(actor: Actor, name: Any, *, key_name: Any = None,
             namespace = await _create(name, key_name, key)
         except IntegrityError:
             raise Conflict(f"a namespace named {name} already exists") from None
+        try:
+            await quotas.start_namespace(name)
+        except BaseException:
+            # Nothing half-made: a namespace without its quotas would be unlimited.
+            await Namespace.objects.filter(name=name).adelete()
+            raise
     if key_name:
         await audit.record(actor, name, AuditAction.CREATE, KEY_KIND, object_name=key_name)
     return namespace
@@ -153,6 +159,7 @@ async def delete_namespace(actor: Actor, name: str) -> None:
         members = [uid async for uid in Membership.objects.filter(
             namespace__name=name).values_list("user_id", flat=True)]
         await Namespace.objects.filter(name=name).adelete()
+        await quotas.forget_namespace(name)
     await notify.access_changed(members)
 
 

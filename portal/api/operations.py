@@ -94,6 +94,11 @@ OPERATIONS: dict[str, dict[str, Op]] = {
         "GET": Op("The namespace's metadata", dict[str, Any]),
         "POST": Op("Set one key of the namespace's metadata; answers all of it",
                    dict[str, Any], bodies.MetadataBody)},
+    "/auth/namespaces/<str:namespace>/quota": {
+        "GET": Op("The namespace's quotas: each kind's limit and what is in use",
+                  shapes.QuotaShape),
+        "PUT": Op("Set limits (system admins): kind -> a whole number, or null for none; "
+                  "kinds not named keep theirs", shapes.QuotaShape, dict[str, int | None])},
     "/auth/namespaces/<str:namespace>/trust": {
         "POST": Op("Let another namespace see this one's shared objects",
                    shapes.NamespaceShape, bodies.TrustBody)},

@@ -11,7 +11,7 @@ from what is sent.
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 from cloudstate.model import Keypair, Upload
 from cloudstate.storage import Version
@@ -22,6 +22,7 @@ from portal.cloud.catalogue import ArtifactRecord, BlobRecord
 from portal.cloud.instances import InstanceRecord
 from portal.cloud.networks import NetworkRecord
 from portal.cloud.nodes import NodeRecord
+from portal.cloud.quotas import Line
 
 SCHEMA_VERSION = 1
 DEFAULT_MACHINE = "pc"
@@ -95,6 +96,18 @@ class InstanceShape(TypedDict):
     created: float
     version: int
     requested_placement: NotRequired[str]
+
+
+class QuotaLineShape(TypedDict):
+    limit: int | None  # None: no limit
+    in_use: int
+    unit: str
+    label: str
+
+
+class QuotaShape(TypedDict):
+    namespace: str
+    quota: dict[str, QuotaLineShape]  # keyed by kind: instances, vcpus, memory_mib, ...
 
 
 class NodeShape(TypedDict):
@@ -391,6 +404,13 @@ def namespace(record: Namespace) -> NamespaceShape:
         "trust": {"full": trusted_names(record)},
         "version": SCHEMA_VERSION,
     }
+
+
+def quota(namespace: str, lines: list[Line]) -> QuotaShape:
+    """A namespace's quotas: each kind's limit (null: none), its use, the
+    unit of both, and what pages call it."""
+    return {"namespace": namespace,
+            "quota": {line.name: cast(QuotaLineShape, line.as_json()) for line in lines}}
 
 
 def artifact(record: ArtifactRecord) -> ArtifactShape:

@@ -21,7 +21,7 @@ from cloudstate.model import InterfaceSpec
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
-from portal.cloud import changes, instances, interfaces, store
+from portal.cloud import changes, instances, interfaces, quotas, store
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import BadRequest, Conflict, NotFound, NotReady
 from portal.cloud.instances import InstanceRecord
@@ -71,10 +71,13 @@ async def _attach(record: InstanceRecord, nic: interfaces.NicRequest) -> Interfa
             first_order=netvalidation.next_interface_order(i.order for i in existing))
         added = plan.interfaces[0]
         grown = spec.replace(interfaces=[*spec.interfaces, added.uuid])
+        # A floating address plugged later counts as one given at create.
+        quota = await quotas.guard(spec.namespace,
+                                   {"floating_addresses": 1} if nic.float else {})
         result = await etcd.txn(
             [Compare.unchanged_since(keys.instance(spec.uuid), current.revision),
-             *plan.compares],
-            [Put(keys.instance(spec.uuid), grown.to_json()), *plan.puts],
+             *plan.compares, *quota.compares],
+            [Put(keys.instance(spec.uuid), grown.to_json()), *plan.puts, *quota.ops],
         )
         if result.succeeded:
             return added

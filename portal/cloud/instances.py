@@ -31,6 +31,7 @@ from portal.cloud import (
     interfaces,
     keypairs,
     ownership,
+    quotas,
     refs,
     scheduler,
     store,
@@ -195,9 +196,13 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     )
     nic_networks = await interfaces.resolve(request.networks, namespace)
     interfaces.check_unique_addresses(request.networks, nic_networks)
+    asked = quota_asked(request)
     # Names need not be unique, as in Shaken Fist: instances are told apart
     # by UUID, and a name that matches several is refused as a reference.
     for attempt in range(_PLACEMENT_ATTEMPTS):
+        # Counted again at every attempt: a create that lost a race to the
+        # last unit is refused here on its next round.
+        quota = await quotas.guard(namespace, asked)
         if attempt:
             # Another create may just have made the artifact of a URL this
             # one was about to fetch: start from what is there now.
@@ -238,14 +243,23 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
         storage = bases.change(sources.every, namespace, node.info.name)
         result = await etcd.txn(
             [Compare.unchanged_since(placement_key, node.placement_revision),
-             *nics.compares, *storage.compares],
+             *nics.compares, *storage.compares, *quota.compares],
             [Put(keys.instance(spec.uuid), spec.to_json()),
              Put(placement_key, spec.uuid),
-             *nics.puts, *storage.ops],
+             *nics.puts, *storage.ops, *quota.ops],
         )
         if result.succeeded:
             return InstanceRecord(spec=spec, observed=None, revision=result.revision)
     raise Conflict("too many instances are being created at once; try again")
+
+
+def quota_asked(request: InstanceRequest) -> dict[str, int]:
+    """What an instance takes of its namespace's quotas (cloudstate.quotas
+    counts the same from its record)."""
+    asked = {"instances": 1, "vcpus": request.cpus, "memory_mib": request.memory,
+             "disk_gb": sum(disk.size_gb for disk in request.disks)}
+    floating = sum(1 for nic in request.networks if nic.float)
+    return {**asked, "floating_addresses": floating} if floating else asked
 
 
 @dataclass(frozen=True)

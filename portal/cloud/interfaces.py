@@ -27,7 +27,7 @@ from cloudstate.model import (
 from cloudstate.vocabulary import EventType, ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
-from portal.cloud import changes, networks, store
+from portal.cloud import changes, networks, quotas, store
 from portal.cloud.errors import BadRequest, Conflict, InsufficientResources, NotFound
 
 Namespaces = frozenset[str] | None
@@ -283,8 +283,11 @@ async def _float(record: InterfaceRecord) -> InterfaceSpec:
             raise Conflict(
                 f"interface {spec.uuid} already has the floating address {current.floating}")
         floated["spec"] = current.replace(floating=address)
-        return ([Compare.unchanged_since(keys.interface(spec.uuid), kv.mod_revision)],
-                [Put(keys.interface(spec.uuid), floated["spec"].to_json())])
+        # Counted again at each attempt, in the transaction that takes the address.
+        quota = await quotas.guard(spec.namespace, {"floating_addresses": 1})
+        return ([Compare.unchanged_since(keys.interface(spec.uuid), kv.mod_revision),
+                 *quota.compares],
+                [Put(keys.interface(spec.uuid), floated["spec"].to_json()), *quota.ops])
 
     try:
         await ipam.allocate(etcd, keys, pool, lambda address: AddressReservation(

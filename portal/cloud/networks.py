@@ -34,7 +34,7 @@ from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
 from portal.accounts.namespaces import require_open
-from portal.cloud import changes, ownership, refs, store
+from portal.cloud import changes, ownership, quotas, refs, store
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import BadRequest, Conflict, InsufficientResources, NotFound
 from portal.cloud.refs import Namespaces, visible
@@ -155,8 +155,9 @@ async def _build(request: NetworkRequest, namespace: str) -> NetworkRecord:
                 f"a network named {request.name} already exists in namespace "
                 f"{namespace}"
             )
+        quota = await quotas.guard(namespace, {"networks": 1})
         vxid = ipam.random_vxid()
-        compares, ops = [Compare.absent(name_key)], []
+        compares, ops = [Compare.absent(name_key), *quota.compares], [*quota.ops]
         compare, put = ipam.claim_vxid(keys, vxid, network_uuid)
         compares.append(compare)
         ops.append(put)

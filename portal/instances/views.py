@@ -25,7 +25,10 @@ from portal.web import arender
 
 # The service's names for the create form's fields, where they differ.
 CREATE_FIELDS = {"disk size": "disk_size", "network": "networks", "user_data": "user_data",
-                 "ssh_key": "ssh_key", "keypair": "keypair", "cpus": "cpus", "memory": "memory"}
+                 "ssh_key": "ssh_key", "keypair": "keypair", "cpus": "cpus", "memory": "memory",
+                 # Quotas (cloudstate.quotas) by the field that asks for them.
+                 "instances": "name", "vcpus": "cpus", "memory_mib": "memory",
+                 "disk_gb": "disk_size", "floating_addresses": "networks"}
 
 @login_required
 async def instance_list(request: HttpRequest) -> HttpResponse:

@@ -11,6 +11,7 @@ browsers, not every process's.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import weakref
@@ -35,6 +36,7 @@ IMAGE_CHANGED = "image.changed"
 NETWORK_CHANGED = "network.changed"
 CLOUD_CHANGED = "cloud.changed"
 STORE_CHANGED = "store.changed"
+QUOTA_CHANGED = "quota.changed"
 READY_TIMEOUT = 10.0
 # After an instance is torn down, look for blobs it was the last to use
 # this much later (several going at once are looked at together).
@@ -84,6 +86,11 @@ class Hub:
         """A node came, went or changed, or a floating address was taken or
         given back: what the dashboard shows beyond instances."""
         return f"live.{self.id}.cloud"
+
+    def quota_group(self, namespace: str) -> str:
+        """What a namespace holds of a kind of quota, or its limits, may have
+        changed (pages showing its quotas count again from the mirror)."""
+        return f"live.{self.id}.quota.{namespace}"
 
     @property
     def networks_group(self) -> str:
@@ -186,10 +193,12 @@ class Hub:
         people: set[int] = set()
         cloud_changed = False
         floating = self.keys.addresses(FLOATING_POOL)
+        quota_namespaces: set[str] = set()
         for change in changes:
             if (user_id := self.keys.user_of_access_change(change.key)) is not None:
                 people.add(user_id)
                 continue
+            quota_namespaces.update(self._quota_namespaces(change))
             found = self.keys.classify(change.key)
             if found is None:
                 cloud_changed |= change.key.startswith(floating)
@@ -200,7 +209,11 @@ class Hub:
             elif kind == ObjectKind.IMAGE:
                 images.add(uuid)
             elif kind == ObjectKind.BLOB:
-                images.update(self.artifacts_holding(uuid))
+                holders = self.artifacts_holding(uuid)
+                images.update(holders)
+                # Its size counts against the quotas of the namespaces keeping it.
+                quota_namespaces.update(artifact.namespace for holder in holders
+                                        if (artifact := self.artifact(holder)) is not None)
                 if found.observed and _reports_failure(change):
                     # A version that failed (or was no new version) beside
                     # one shown is dropped: its blob is used by nothing.
@@ -243,11 +256,25 @@ class Hub:
             await layer.group_send(self.everything_group, message)
         if cloud_changed:
             await layer.group_send(self.cloud_group, {"type": CLOUD_CHANGED})
+        for namespace in sorted(quota_namespaces | set(touched.values())):
+            await layer.group_send(self.quota_group(namespace), {"type": QUOTA_CHANGED})
         for image_uuid in sorted(images):
             await layer.group_send(self.images_group, {"type": IMAGE_CHANGED, "uuid": image_uuid})
         for network_uuid in sorted(networks):
             await layer.group_send(self.networks_group,
                                    {"type": NETWORK_CHANGED, "uuid": network_uuid})
+
+    def _quota_namespaces(self, change: Change) -> set[str]:
+        """The namespaces whose quotas a change to their limits, a network or
+        an artifact concerns (instances and interfaces are in ``touched``,
+        blobs are looked at with their artifacts)."""
+        keys = self.keys
+        if (namespace := keys.uuid_of(change.key, keys.quotas)) is not None:
+            return {namespace}
+        if keys.uuid_of(change.key, keys.networks) or keys.uuid_of(change.key, keys.artifacts):
+            return {json.loads(kv.value).get("namespace", "")
+                    for kv in (change.old, change.new) if kv is not None} - {""}
+        return set()
 
     def _sweep_unused_blobs(self) -> None:
         """An instance is gone, or a blob failed, and with it maybe the last

@@ -14,6 +14,8 @@ urlpatterns = [
          name="namespace-admin-members"),
     path("namespaces/<str:namespace>/members/<int:user_id>/remove/",
          namespaces.namespace_member_remove, name="namespace-admin-member-remove"),
+    path("namespaces/<str:namespace>/quota/", namespaces.namespace_quota,
+         name="namespace-admin-quota"),
     path("namespaces/<str:namespace>/keys/", namespaces.namespace_key_create,
          name="namespace-admin-keys"),
     path("namespaces/<str:namespace>/keys/<str:key_name>/rotate/",

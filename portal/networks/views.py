@@ -21,7 +21,7 @@ from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for
 from portal.accounts.actor import Actor
 from portal.cloud import hotplug, instances, interfaces, networks
-from portal.cloud.errors import CloudError, Conflict, Forbidden, NotFound
+from portal.cloud.errors import CloudError, Conflict, Forbidden, NotFound, QuotaExceeded
 from portal.events.sections import events_context, events_query
 from portal.formerrors import add_refusal
 from portal.networks.forms import NetworkForm
@@ -67,7 +67,7 @@ async def network_create(request: HttpRequest) -> HttpResponse:
                 provide_dns=data["provide_dns"]))
         except ValidationError as exc:
             add_refusal(form, exc)
-        except Conflict as exc:
+        except (Conflict, QuotaExceeded) as exc:
             add_refusal(form, exc, default="name")
         except CloudError as exc:
             add_refusal(form, exc)

@@ -225,6 +225,12 @@ MATRIX: dict[str, list[Check]] = {
         Check("POST", fixed("/api/auth/namespaces/{a}/metadata"), api(**ADMIN_A_API),
               body=lambda w, who: {"key": "shade", "value": "dark"}),
     ],
+    "api/auth/namespaces/<str:namespace>/quota": [
+        Check("GET", fixed("/api/auth/namespaces/{a}/quota"), api(**READ_A)),
+        # Setting quotas is the system admins' (a namespace's own admins may only read them).
+        Check("PUT", fixed("/api/auth/namespaces/{a}/quota"), api(**ADMIN_A_API),
+              body=lambda w, who: {"snapshot_bytes": None}),
+    ],
     # Trusting a fresh namespace each time: no caller comes to see A through it.
     "api/auth/namespaces/<str:namespace>/trust": [
         Check("POST", fixed("/api/auth/namespaces/{a}/trust"), api(**ADMIN_A_API),
@@ -616,6 +622,10 @@ MATRIX: dict[str, list[Check]] = {
     "manage/namespaces/<str:namespace>/": [
         Check("GET", fixed("/manage/namespaces/{a}/"),
               page(member=403, viewer=403, other=404, system=200))],
+    "manage/namespaces/<str:namespace>/quota/": [
+        Check("POST", fixed("/manage/namespaces/{a}/quota/"),
+              page(member=403, viewer=403, other=404, system=MOVED),
+              body=lambda w, who: {"snapshot_bytes": ""})],
     "manage/namespaces/<str:namespace>/delete/": [
         Check("POST", lambda w, who: f"/manage/namespaces/{fresh_ns_for_system(w, who)}/delete/",
               page(member=403, viewer=403, other=404, system=MOVED))],
@@ -705,6 +715,7 @@ WEBSOCKETS.update({
     # Graphs' live samples: the first message says whether the node can be followed.
     "ws/usage/instances/<uuid:uuid>/": _SEES_A,
     "ws/usage/nodes/<str:name>/": {**dict.fromkeys(EVERYONE, "refused"), SYSTEM: "sent"},
+    "ws/quotas/<str:namespace>/": _SEES_A,
 })
 WEBSOCKET_PATHS: dict[str, Callable[[World], str]] = {
     "ws/instances/<uuid:uuid>/": lambda w: f"/ws/instances/{w.instance_a}/",
@@ -714,6 +725,7 @@ WEBSOCKET_PATHS: dict[str, Callable[[World], str]] = {
     "ws/usage/instances/<uuid:uuid>/": lambda w: f"/ws/usage/instances/{w.instance_a}/",
     "ws/usage/nodes/<str:name>/": lambda w: f"/ws/usage/nodes/{w.node}/",
     "ws/consoles/<str:kind>/<uuid:uuid>/": lambda w: f"/ws/consoles/serial/{w.instance_a}/",
+    "ws/quotas/<str:namespace>/": lambda w: f"/ws/quotas/{w.ns_a}/",
 }
 # Lists every caller may open: what of A's they must hold only for those who may see A.
 WEBSOCKET_LIST_OF_A: dict[str, Callable[[World], str]] = {
@@ -730,6 +742,7 @@ WEBSOCKET_FIRST: dict[str, str] = {
     "ws/dashboard/": 'id="dash-summary"',
     "ws/usage/instances/<uuid:uuid>/": '"type": "state"',
     "ws/usage/nodes/<str:name>/": '"type": "state"',
+    "ws/quotas/<str:namespace>/": 'id="quota-lines"',
 }
 
 

@@ -16,6 +16,7 @@ from portal.accounts import namespaces as service
 from portal.accounts.actor import Actor
 from portal.api import shapes
 from portal.api.framework import endpoint
+from portal.cloud import quotas
 
 
 @endpoint("GET", "POST")
@@ -63,6 +64,16 @@ async def metadata(request: HttpRequest, body: dict, actor: Actor, namespace: st
     return (await service.get_namespace(actor, namespace)).metadata
 
 
+@endpoint("GET", "PUT")
+async def quota(request: HttpRequest, body: dict, actor: Actor, namespace: str) -> dict:
+    """The namespace's limits and use (anyone who may read it); PUT changes
+    the limits named in the body, e.g. ``{"vcpus": 8, "networks": null}``
+    (system admins)."""
+    if request.method == "PUT":
+        await quotas.set_limits(actor, namespace, body)
+    return shapes.quota(namespace, await quotas.report(actor, namespace))
+
+
 @endpoint("PUT", "DELETE")
 async def metadata_item(request: HttpRequest, body: dict, actor: Actor, namespace: str,
                         key: str) -> dict:
@@ -90,6 +101,7 @@ routes = [
     path("/auth/namespaces/<str:namespace>/keys", keys),
     path("/auth/namespaces/<str:namespace>/keys/<str:key_name>", key_detail),
     path("/auth/namespaces/<str:namespace>/metadata", metadata),
+    path("/auth/namespaces/<str:namespace>/quota", quota),
     path("/auth/namespaces/<str:namespace>/metadata/<str:key>", metadata_item),
     path("/auth/namespaces/<str:namespace>/trust", trust),
     path("/auth/namespaces/<str:namespace>/trust/<str:other>", trust_detail),
