@@ -33,6 +33,18 @@ Networks (see cloudstate.ipam for how reservations are made and released):
     <prefix>/fences/networks/<uuid>           rewritten by every attach to the network, so a
                                               delete that saw no users can't miss a new one
     <prefix>/roles/network-node               the node that holds the network node's role
+    <prefix>/observed/interfaces/<uuid>       the filtering its hypervisor applied (the agent
+                                              of its instance's node; released with it)
+
+Security groups (see cloudstate.secgroups):
+
+    <prefix>/secgroups/<uuid>                 a security group and its rules (portal)
+    <prefix>/names/secgroups/<ns>/<name>      name -> uuid (portal)
+    <prefix>/addrsets/<uuid>                  an address set (portal)
+    <prefix>/names/addrsets/<ns>/<name>       name -> uuid (portal)
+    <prefix>/fences/secgroups/<ns>            rewritten by every create of a namespace's
+                                              groups or address sets, so two creates can't
+                                              both take the last place under the quota
 """
 
 from __future__ import annotations
@@ -176,8 +188,39 @@ class Keys:
         return self._k("macs", mac.lower())
 
     @property
+    def observed_interfaces(self) -> str:
+        return self._k("observed", "interfaces", "")
+
+    def observed_interface(self, uuid: str) -> str:
+        return self._k("observed", "interfaces", uuid)
+
+    @property
     def network_node_role(self) -> str:
         return self._k("roles", "network-node")
+
+    # security groups
+    @property
+    def security_groups(self) -> str:
+        return self._k("secgroups", "")
+
+    def security_group(self, uuid: str) -> str:
+        return self._k("secgroups", uuid)
+
+    def security_group_name(self, namespace: str, name: str) -> str:
+        return self._k("names", "secgroups", namespace, name)
+
+    @property
+    def address_sets(self) -> str:
+        return self._k("addrsets", "")
+
+    def address_set(self, uuid: str) -> str:
+        return self._k("addrsets", uuid)
+
+    def address_set_name(self, namespace: str, name: str) -> str:
+        return self._k("names", "addrsets", namespace, name)
+
+    def security_fence(self, namespace: str) -> str:
+        return self._k("fences", "secgroups", namespace)
 
     # consoles
     @property
@@ -222,6 +265,9 @@ class Keys:
             (self.networks, ObjectKind.NETWORK),
             (self.observed_networks, ObjectKind.NETWORK),
             (self.interfaces, ObjectKind.INTERFACE),
+            (self.observed_interfaces, ObjectKind.INTERFACE),
+            (self.security_groups, ObjectKind.SECURITY_GROUP),
+            (self.address_sets, ObjectKind.ADDRESS_SET),
             (self.images, ObjectKind.IMAGE),
             (self.keypairs, ObjectKind.KEYPAIR),
             (self.nodes, ObjectKind.NODE),

@@ -194,6 +194,11 @@ DECLARED: tuple[Setting, ...] = (
             "memory of each node kept free for the host", (PORTAL,), default="1024"),
     Setting("SFCLOUD_DISK_RESERVED_GB", integer(minimum=0),
             "disk of each node kept free for the host", (PORTAL,), default="5"),
+    Setting("SFCLOUD_SECURITY_GROUPS_PER_NAMESPACE", integer(minimum=1, maximum=1000),
+            "security groups a namespace may have (its `default` group counts)",
+            (PORTAL,), default="10"),
+    Setting("SFCLOUD_RULES_PER_SECURITY_GROUP", integer(minimum=1, maximum=1000),
+            "rules one security group may have", (PORTAL,), default="100"),
 
     # --- the node agent ------------------------------------------------------------
     Setting("SFCLOUD_NODE_NAME", pattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",

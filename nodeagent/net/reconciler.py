@@ -13,16 +13,18 @@ This module only coordinates; each job is a module of its own:
 - ``router``: the network node's namespace, dnsmasq and, through
   ``egress``, NAT and floating addresses; with ``report`` and ``releases``,
   what it tells etcd and gives back;
+- ``secgroups``: the filtering of this node's guests (security groups,
+  anti-spoofing) on every network's bridge, node-wide in one pass;
 - ``ports``: what the instance reconciler asks for one instance;
 - ``gc``: whatever carries this cloud's tag and nothing wants.
 
 One pass of one network composes them as ``reconcile`` shows: the mesh
 first, since everything else hangs off its bridge, then the network node's
-router on it; a network gone comes down router first. A further part for
-this node's guests (security groups, filtering on the network's bridge) is
-one more module here, ensured after the mesh it filters, with its leftovers
-collected in ``gc``. Kernel changes happen one at a time, under one lock,
-whichever part or caller makes them.
+router on it; a network gone comes down router first. Each such pass then
+asks for a pass of the security groups (the key ``FILTER``), which a change
+of a group or an address set also asks for: it renders every port of the
+node at once, so it runs after the networks it filters. Kernel changes
+happen one at a time, under one lock, whichever part or caller makes them.
 """
 
 from __future__ import annotations
@@ -45,11 +47,15 @@ from nodeagent.net.mesh import Mesh
 from nodeagent.net.ports import Ports
 from nodeagent.net.role import NetworkNodeRole
 from nodeagent.net.router import Router
+from nodeagent.net.secgroups import SecurityGroups
+from nodeagent.net.snapshot import Snapshot
 from nodeagent.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = 15.0
+# The work queue's key for a pass of the security groups (not a network uuid).
+FILTER = "security-groups"
 _FAILURES = (KernelError, dnsmasq.DnsmasqError, nftables.NftError, OSError,
              subprocess.SubprocessError)
 
@@ -76,8 +82,13 @@ class NetworkReconciler:
         self._mesh = Mesh(context, self.role)
         self._router = Router(context=context, role=self.role, keys=keys, etcd=etcd,
                               mirror=mirror, requeue=self.queue.add, events=events)
-        self._collector = Collector(context, self.role)
+        self.filtering = SecurityGroups(
+            context=context, keys=keys, etcd=etcd, mirror=mirror, role=self.role,
+            poke_instance=poke_instance, retry_later=lambda: self._retry_later(FILTER),
+            events=events)
+        self._collector = Collector(context, self.role, self.filtering)
         self.ports = Ports(context=context, keys=keys, mirror=mirror, mesh=self._mesh,
+                           filtering=self.filtering, wanted=self.wanted_networks,
                            lock=self._lock, retry_later=self._retry_later)
 
     @property
@@ -89,7 +100,21 @@ class NetworkReconciler:
 
     # --- one network -----------------------------------------------------------------------
 
+    def wanted_networks(self, snap: Snapshot) -> set[str]:
+        """The networks whose bridge this node has (or is about to)."""
+        return {uuid for uuid, (spec, _) in snap.networks.items()
+                if self._mesh.wanted(snap, spec)}
+
     async def reconcile(self, uuid: str) -> None:
+        if uuid == FILTER:
+            async with self._lock:
+                snap = snapshot.read(self._keys, self._mirror)
+                await self.filtering.ensure(snap, self.wanted_networks(snap))
+            return
+        await self._reconcile_network(uuid)
+        self.queue.add(FILTER)
+
+    async def _reconcile_network(self, uuid: str) -> None:
         async with self._lock:
             # Read inside the lock: a pass that waited must not act on what
             # was true before the pass it waited for.
@@ -143,6 +168,9 @@ class NetworkReconciler:
                             if iface_kv is not None:
                                 self.queue.add(InterfaceSpec.from_json(iface_kv.value)
                                                .network_uuid)
+            elif keys.uuid_of(change.key, keys.security_groups) \
+                    or keys.uuid_of(change.key, keys.address_sets):
+                self.queue.add(FILTER)
             elif uuid := keys.uuid_of(change.key, keys.observed_networks):
                 # The network node applied something: instances waiting for
                 # their DHCP entries may start.
@@ -163,6 +191,7 @@ class NetworkReconciler:
     def sweep(self) -> None:
         for kv in self._mirror.items(self._keys.networks):
             self.queue.add(kv.key.rsplit("/", 1)[-1])
+        self.queue.add(FILTER)
 
     # --- garbage ---------------------------------------------------------------------------
 

@@ -24,8 +24,9 @@ from nodeagent.net.snapshot import Snapshot
 
 
 def of_instance(keys: Keys, mirror: Mirror, spec: InstanceSpec) -> list[Delete]:
-    """Its interfaces, their addresses and MACs. Floating addresses stay
-    reserved until the network node has removed their NAT."""
+    """Its interfaces (with what their filtering reported), their addresses
+    and MACs. Floating addresses stay reserved until the network node has
+    removed their NAT."""
     found: list[Delete] = []
     for uuid in spec.interfaces:
         kv = mirror.get(keys.interface(uuid))
@@ -33,6 +34,8 @@ def of_instance(keys: Keys, mirror: Mirror, spec: InstanceSpec) -> list[Delete]:
             continue
         iface = InterfaceSpec.from_json(kv.value)
         found.append(Delete(keys.interface(uuid)))
+        if mirror.get(keys.observed_interface(uuid)) is not None:
+            found.append(Delete(keys.observed_interface(uuid)))
         address = mirror.get(keys.address(iface.network_uuid, iface.ipv4 or ""))
         if iface.ipv4 is not None and address is not None and \
                 AddressReservation.from_json(address.value).user[-1] == uuid:

@@ -1,0 +1,97 @@
+"""This node's security group tables in the kernel, and the tracked
+connections they judge.
+
+``apply`` makes both tables exactly what a Policy renders to, in one
+``nft -f`` (all or nothing: a refused batch leaves the tables as they
+were); the digest in the tables' comment makes an unchanged policy cost one
+``nft list``. ``cut`` then ends the tracked connections the policy no longer
+allows, and only those. Everything runs in our network namespace, or in the
+one named (the tests' pseudo-hypervisors).
+
+The calls block (subprocesses); callers run them in a worker thread while
+holding the kernel lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from nodeagent.net import conntrack, filterrules
+from nodeagent.net.nftables import NftError, nft
+from nodeagent.net.policy import Policy
+
+log = logging.getLogger(__name__)
+
+_ZONE_ENTRY = re.compile(r'"([^"]+)"\s*:\s*(\d+)')
+
+
+class Firewall:
+    def __init__(self, table: str, tag: str, netns: str | None = None):
+        self.names = filterrules.Names(table, tag)
+        self.netns = netns
+
+    @property
+    def table(self) -> str:
+        return self.names.table
+
+    def _nft(self, *args: str, stdin: str | None = None) -> str:
+        result = nft(*args, stdin=stdin, netns=self.netns)
+        if result.returncode != 0:
+            raise NftError(result.stderr.strip() or f"nft {' '.join(args)} failed")
+        return result.stdout
+
+    def _listed(self, family: str, chain: str | None = None) -> str | None:
+        """``nft list`` of one of our tables (or one chain of it); None if absent."""
+        what = ("chain", family, self.table, chain) if chain else ("table", family, self.table)
+        result = nft("list", *what, netns=self.netns)
+        return result.stdout if result.returncode == 0 else None
+
+    def exists(self) -> bool:
+        return all(self._listed(family) is not None for family in ("bridge", "inet"))
+
+    def applied_digest(self) -> str:
+        """The digest of what the kernel holds ("" if the tables are not both there)."""
+        if self._listed("bridge") is None:
+            return ""
+        inet = self._listed("inet")
+        return filterrules.digest_of(inet) if inet else ""
+
+    def apply(self, policy: Policy) -> bool:
+        """Make the tables render ``policy``; False if they already did."""
+        text = filterrules.render(policy, self.names)
+        if self.applied_digest() == filterrules.digest_of(text):
+            return False
+        try:
+            self._nft("-f", "-", stdin=text)
+        except NftError as exc:
+            raise NftError(f"nft refused the security group rules: {exc}") from exc
+        return True
+
+    def remove(self) -> bool:
+        """Both tables gone; False if there were none."""
+        if self._listed("bridge") is None and self._listed("inet") is None:
+            return False
+        self._nft("-f", "-", stdin=filterrules.removal(self.table))
+        return True
+
+    def zones(self) -> dict[str, int]:
+        """bridge -> conntrack zone, as the kernel's tables have them now."""
+        listed = self._listed("inet", "zones")
+        return {bridge: int(zone) for bridge, zone in _ZONE_ENTRY.findall(listed or "")}
+
+    def cut(self, policy: Policy) -> int:
+        """End each tracked connection of the policy's zones that it no
+        longer allows, or that involves an address no interface has any
+        more; returns how many ended."""
+        ended = 0
+        for segment in policy.segments:
+            for flow in conntrack.flows(segment.zone, self.netns):
+                if (policy.stale(flow) or not policy.allows(flow)) \
+                        and conntrack.delete(flow, self.netns):
+                    ended += 1
+        return ended
+
+    def flush(self, zone: int) -> int:
+        """End every connection of a zone no network of ours uses any more."""
+        return conntrack.flush(zone, self.netns)
