@@ -262,7 +262,7 @@ class _Builder:
         common = dict(tap=self.names.tap(iface.uuid), interface=iface.uuid,
                       instance=iface.instance_uuid, network=iface.network_uuid,
                       zone=segment.zone, mac=iface.macaddr.lower(), address=iface.ipv4,
-                      allowed=collapse(iface.allowed_addresses))
+                      allowed=tuple(iface.allowed_addresses))
         if not iface.port_security:
             return Port(**common, filtered=False)  # type: ignore[arg-type]
         egress, ingress, groups, errors = [], [], {}, []

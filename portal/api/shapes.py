@@ -9,12 +9,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cloudstate.model import Keypair
+from cloudstate.model import Keypair, SecurityRule
 from portal.accounts.models import Namespace
+from portal.cloud.addresssets import AddressSetRecord
 from portal.cloud.artifacts import ImageRecord
 from portal.cloud.instances import InstanceRecord
 from portal.cloud.networks import NetworkRecord
 from portal.cloud.nodes import NodeRecord
+from portal.cloud.secgroups import GroupRecord
 
 SCHEMA_VERSION = 1
 
@@ -185,6 +187,65 @@ def network(record: NetworkRecord) -> dict[str, Any]:
         "mtu": spec.mtu,
         "state": record.state,
         "error_message": record.error,
+        "metadata": spec.metadata,
+        "created": spec.created_at,
+        "version": SCHEMA_VERSION,
+    }
+
+
+def security_rule(rule: SecurityRule, names: dict[str, str]) -> dict[str, Any]:
+    """A rule; ``names`` gives the names of the groups and address sets it may name."""
+    remote: dict[str, Any] | None = None
+    if rule.remote_cidrs:
+        remote = {"cidrs": list(rule.remote_cidrs)}
+    elif rule.remote_group:
+        remote = {"group": rule.remote_group, "name": names.get(rule.remote_group)}
+    elif rule.remote_address_set:
+        remote = {"address_set": rule.remote_address_set,
+                  "name": names.get(rule.remote_address_set)}
+    return {
+        "uuid": rule.uuid,
+        "direction": rule.direction,
+        "ethertype": rule.ethertype,
+        "protocol": rule.protocol,
+        "ports": rule.ports,
+        "icmp_type": rule.icmp_type,
+        "icmp_code": rule.icmp_code,
+        "remote": remote,
+        "description": rule.description,
+        "created": rule.created_at,
+    }
+
+
+def security_group(record: GroupRecord, names: dict[str, str],
+                   attached: int) -> dict[str, Any]:
+    spec = record.spec
+    return {
+        "uuid": spec.uuid,
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "description": spec.description,
+        "stateful": True,
+        "rules": [security_rule(rule, names) for rule in spec.rules],
+        "state": record.state,
+        "generation": spec.generation,
+        "attached_interfaces": attached,
+        "metadata": spec.metadata,
+        "created": spec.created_at,
+        "version": SCHEMA_VERSION,
+    }
+
+
+def address_set(record: AddressSetRecord) -> dict[str, Any]:
+    spec = record.spec
+    return {
+        "uuid": spec.uuid,
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "description": spec.description,
+        "cidrs": list(spec.cidrs),
+        "state": record.state,
+        "generation": spec.generation,
         "metadata": spec.metadata,
         "created": spec.created_at,
         "version": SCHEMA_VERSION,

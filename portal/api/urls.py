@@ -16,6 +16,7 @@ from portal.api.views import (
     networks,
     nodes,
     root,
+    secgroups,
 )
 
 urlpatterns = [
@@ -31,5 +32,6 @@ urlpatterns = [
     *keypairs.routes,
     *networks.routes,
     *interfaces.routes,
+    *secgroups.routes,
     *consoles.routes,
 ]

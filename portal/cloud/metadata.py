@@ -1,7 +1,7 @@
 """Metadata ("tags" in the portal): small key/value pairs on an object.
 
 One implementation for every kind of object that keeps its metadata in its
-desired record in etcd (instances and networks): the same key rules and
+desired record in etcd (instances, networks and security groups): the same key rules and
 size limits (cloudstate.metadata), the same audit row and the same event.
 A new kind plugs in with its ``update`` function in ``_REWRITERS``.
 """
@@ -16,7 +16,7 @@ from cloudstate import metadata as rules
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
-from portal.cloud import changes, instances, networks
+from portal.cloud import changes, instances, networks, secgroups
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import NotFound
 
@@ -47,6 +47,7 @@ Rewriter = Callable[[Any, Callable[[Any], Any]], Awaitable[Any]]
 _REWRITERS: dict[ObjectKind, Rewriter] = {
     ObjectKind.INSTANCE: instances.update,
     ObjectKind.NETWORK: networks.update,
+    ObjectKind.SECURITY_GROUP: secgroups.update,
 }
 
 

@@ -88,3 +88,28 @@ async def rewrite(record: R, change: Callable[[R], _Spec], *, key: Callable[[str
             raise NotFound(f"{kind} {record.uuid} not found")
         current = fresh
     raise Conflict(f"the {kind} is changing too often right now; try again")
+
+
+async def insert_named(*, key: str, value: bytes, name_key: str, uuid: str, fence_key: str,
+                       taken: str, full: str | None = None,
+                       count: Callable[[], Awaitable[int]] | None = None,
+                       limit: int = 0) -> None:
+    """Write a new record with its name key, where names are unique within a
+    namespace and (with ``count``) the namespace may hold at most ``limit``:
+    fenced on ``fence_key``, which every such create rewrites, so two creates
+    can't both take a name or the last place. ``taken`` and ``full`` are the
+    409s' messages."""
+    etcd_client = etcd()
+    for _ in range(REWRITE_ATTEMPTS * 2):
+        fence = await etcd_client.get(fence_key)
+        if await etcd_client.get(name_key) is not None:
+            raise Conflict(taken)
+        if count is not None and await count() >= limit:
+            raise Conflict(full or taken)
+        result = await etcd_client.txn(
+            [Compare.absent(name_key),
+             Compare.unchanged_since(fence_key, fence.mod_revision if fence else 0)],
+            [Put(key, value), Put(name_key, uuid), Put(fence_key, uuid)])
+        if result.succeeded:
+            return
+    raise Conflict("too many changes at once in this namespace right now; try again")

@@ -16,6 +16,8 @@ CAPABILITIES: dict[str, list[str]] = {
     # GET .../events honours event_type and limit.
     "events": ["events-by-type"],
     "networks": ["provide-dns", "list-addresses"],
+    # Stateful allow-list firewalls on every interface (sfcloud's own API).
+    "security-groups": ["security-groups", "address-sets", "port-security"],
 }
 
 _PAGE = """<!DOCTYPE html>
