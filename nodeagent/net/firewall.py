@@ -4,8 +4,13 @@ connections they judge.
 ``apply`` makes both tables exactly what a Policy renders to, in one
 ``nft -f`` (all or nothing: a refused batch leaves the tables as they
 were); the digest in the tables' comment makes an unchanged policy cost one
-``nft list``. ``cut`` then ends the tracked connections the policy no longer
-allows, and only those. Everything runs in our network namespace, or in the
+``nft list``, and a change is applied as what differs from the tables last
+applied (``filterrules.changes``: a remote group's member coming or going
+rewrites set elements and its own port's chains, no other rule); after a
+start, what the kernel holds is not known in detail, and a change replaces
+the tables whole.
+``cut`` then ends the tracked connections the policy no longer allows, and
+only those. Everything runs in our network namespace, or in the
 one named (the tests' pseudo-hypervisors).
 
 The calls block (subprocesses); callers run them in a worker thread while
@@ -30,6 +35,7 @@ class Firewall:
     def __init__(self, table: str, tag: str, netns: str | None = None):
         self.names = filterrules.Names(table, tag)
         self.netns = netns
+        self._tables: filterrules.Tables | None = None  # as last applied
 
     @property
     def table(self) -> str:
@@ -47,25 +53,29 @@ class Firewall:
         result = nft("list", *what, netns=self.netns)
         return result.stdout if result.returncode == 0 else None
 
-    def exists(self) -> bool:
-        return all(self._listed(family) is not None for family in ("bridge", "inet"))
-
     def applied_digest(self) -> str:
         """The digest of what the kernel holds ("" if the tables are not both there)."""
-        if self._listed("bridge") is None:
+        listed = self._listed("bridge", filterrules.DIGEST_CHAIN)
+        if listed is None or self._listed("inet") is None:
             return ""
-        inet = self._listed("inet")
-        return filterrules.digest_of(inet) if inet else ""
+        return filterrules.digest_of(listed)
 
     def apply(self, policy: Policy) -> bool:
         """Make the tables render ``policy``; False if they already did."""
-        text = filterrules.render(policy, self.names)
-        if self.applied_digest() == filterrules.digest_of(text):
+        tables = filterrules.build(policy, self.names)
+        applied = self.applied_digest()
+        if applied == tables.digest:
+            self._tables = tables
             return False
+        if self._tables is not None and applied == self._tables.digest:
+            text = filterrules.changes(self._tables, tables, self.table)
+        else:
+            text = filterrules.full(tables, self.table)
         try:
             self._nft("-f", "-", stdin=text)
         except NftError as exc:
             raise NftError(f"nft refused the security group rules: {exc}") from exc
+        self._tables = tables
         return True
 
     def remove(self) -> bool:
@@ -73,6 +83,7 @@ class Firewall:
         if self._listed("bridge") is None and self._listed("inet") is None:
             return False
         self._nft("-f", "-", stdin=filterrules.removal(self.table))
+        self._tables = None
         return True
 
     def zones(self) -> dict[str, int]:
