@@ -42,9 +42,11 @@ Security groups (see cloudstate.secgroups):
     <prefix>/names/secgroups/<ns>/<name>      name -> uuid (portal)
     <prefix>/addrsets/<uuid>                  an address set (portal)
     <prefix>/names/addrsets/<ns>/<name>       name -> uuid (portal)
-    <prefix>/fences/secgroups/<ns>            rewritten by every create of a namespace's
-                                              groups or address sets, so two creates can't
-                                              both take the last place under the quota
+    <prefix>/quotas/secgroups/<ns>            rewritten by every create of a namespace's
+                                              groups or address sets (and every use of one),
+                                              so two creates can't both take the last place
+                                              under the quota, nor a delete miss a new user;
+                                              it lasts as long as the namespace's groups
 """
 
 from __future__ import annotations
@@ -220,7 +222,7 @@ class Keys:
         return self._k("names", "addrsets", namespace, name)
 
     def security_fence(self, namespace: str) -> str:
-        return self._k("fences", "secgroups", namespace)
+        return self._k("quotas", "secgroups", namespace)
 
     # consoles
     @property

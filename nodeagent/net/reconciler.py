@@ -20,11 +20,13 @@ This module only coordinates; each job is a module of its own:
 
 One pass of one network composes them as ``reconcile`` shows: the mesh
 first, since everything else hangs off its bridge, then the network node's
-router on it; a network gone comes down router first. Each such pass then
-asks for a pass of the security groups (the key ``FILTER``), which a change
-of a group or an address set also asks for: it renders every port of the
-node at once, so it runs after the networks it filters. Kernel changes
-happen one at a time, under one lock, whichever part or caller makes them.
+router on it; a network gone comes down router first. Each such pass ends
+with the security groups' (``secgroups``), which render every port of the
+node at once and so run after the networks they filter (but before a
+network the network node is about to report gone comes down); a change of
+a group or an address set asks for that part alone (the key ``FILTER``).
+Kernel changes happen one at a time, under one lock, whichever part or
+caller makes them.
 """
 
 from __future__ import annotations
@@ -106,36 +108,35 @@ class NetworkReconciler:
                 if self._mesh.wanted(snap, spec)}
 
     async def reconcile(self, uuid: str) -> None:
-        if uuid == FILTER:
-            async with self._lock:
-                snap = snapshot.read(self._keys, self._mirror)
-                await self.filtering.ensure(snap, self.wanted_networks(snap))
-            return
-        await self._reconcile_network(uuid)
-        self.queue.add(FILTER)
-
-    async def _reconcile_network(self, uuid: str) -> None:
         async with self._lock:
             # Read inside the lock: a pass that waited must not act on what
             # was true before the pass it waited for.
             snap = snapshot.read(self._keys, self._mirror)
-            found = snap.networks.get(uuid)
-            if found is None:
-                return
-            spec, _ = found
-            try:
-                if self.role.held and not snap.alive(spec):
-                    await self._router.tear_down(snap, spec)
-                elif self._mesh.wanted(snap, spec):
-                    await self._mesh.ensure(snap, spec)
-                    if self._router.wanted(snap, spec):
-                        await self._router.ensure(snap, spec)
-                else:
-                    await self._mesh.remove(spec.vxid)
-            except _FAILURES as exc:
-                log.warning("network %s (%s): %s", spec.name, uuid, exc)
-                await self._router.report_failure(snap, spec, exc)
-                self._retry_later(uuid)
+            if uuid != FILTER:
+                await self._reconcile_network(snap, uuid)
+            await self.filtering.ensure(snap, self.wanted_networks(snap))
+
+    async def _reconcile_network(self, snap: Snapshot, uuid: str) -> None:
+        found = snap.networks.get(uuid)
+        if found is None:
+            return
+        spec, _ = found
+        try:
+            if self.role.held and not snap.alive(spec):
+                # Its filtering goes first, so a network reported deleted
+                # has nothing left on this node.
+                await self.filtering.ensure(snap, self.wanted_networks(snap))
+                await self._router.tear_down(snap, spec)
+            elif self._mesh.wanted(snap, spec):
+                await self._mesh.ensure(snap, spec)
+                if self._router.wanted(snap, spec):
+                    await self._router.ensure(snap, spec)
+            else:
+                await self._mesh.remove(spec.vxid)
+        except _FAILURES as exc:
+            log.warning("network %s (%s): %s", spec.name, uuid, exc)
+            await self._router.report_failure(snap, spec, exc)
+            self._retry_later(uuid)
 
     def _retry_later(self, uuid: str) -> None:
         if uuid in self._retries:

@@ -13,12 +13,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for, namespace_choices
-from portal.cloud import images, instances, keypairs, networks
+from portal.cloud import images, instances, keypairs, networks, secgroups
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.events.sections import events_context
 from portal.instances import detail
 from portal.instances.forms import InstanceForm
 from portal.live.hub import hub
+from portal.networks.views import interfaces_context
 from portal.web import arender
 
 DETAIL_SECTIONS = [
@@ -63,9 +64,14 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
              + f"{r.spec.name} ({r.spec.netblock})")
             for r in await networks.list_networks(visible_images)
             if r.spec.desired != "deleted"]
+    if namespace is not None and choices is None:
+        await secgroups.ensure_default(namespace)
+    groups = [(r.uuid, (f"{r.spec.namespace}/" if choices is not None else "") + r.spec.name)
+              for r in await secgroups.list_groups(visible_images)]
     initial = {"image": request.GET["image"]} if request.GET.get("image") in names else None
     form = InstanceForm(request.POST or None, request.FILES or None, images=names,
-                        namespaces=choices, keypairs=keys, networks=nets, initial=initial)
+                        namespaces=choices, keypairs=keys, networks=nets,
+                        security_groups=groups, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         namespace = data.get("namespace") or namespace
@@ -102,6 +108,7 @@ async def _record_for(request: HttpRequest, uuid: UUID) -> tuple[instances.Insta
 async def instance_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, can_operate = await _record_for(request, uuid)
     return await arender(request, "instances/detail.html", {
+        **await interfaces_context(record, can_operate),
         **await detail.section_context(record, can_operate=can_operate),
         **await events_context("instance", record.uuid),
         "record": record,

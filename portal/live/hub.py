@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 INSTANCE_CHANGED = "instance.changed"
 IMAGE_CHANGED = "image.changed"
 NETWORK_CHANGED = "network.changed"
+SECGROUP_CHANGED = "secgroup.changed"
 READY_TIMEOUT = 10.0
 
 
@@ -61,6 +62,12 @@ class Hub:
         """Every change to a network, its interfaces or the instances using
         them (pages filter by namespace and re-read)."""
         return f"live.{self.id}.networks"
+
+    @property
+    def secgroups_group(self) -> str:
+        """Every change to a security group, an address set or an interface's
+        filtering (pages filter by namespace and re-read)."""
+        return f"live.{self.id}.secgroups"
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -107,6 +114,7 @@ class Hub:
         touched: dict[str, str] = {}
         images: set[str] = set()
         networks: set[str] = set()
+        secgroups: set[str] = set()
         for change in changes:
             found = self.keys.classify(change.key)
             if found is None:
@@ -117,8 +125,19 @@ class Hub:
             elif kind == ObjectKind.NETWORK:
                 networks.add(uuid)
             elif kind == ObjectKind.INTERFACE:
-                networks.update(InterfaceSpec.from_json(kv.value).network_uuid
-                                for kv in (change.old, change.new) if kv is not None)
+                # Its spec or what its hypervisor applied: its network's page,
+                # its instance's page and the pages of its groups show it.
+                for iface in self._interfaces_of(change, uuid):
+                    networks.add(iface.network_uuid)
+                    secgroups.update(iface.security_groups)
+                    self._touch_instance(iface.instance_uuid, touched)
+            elif kind in (ObjectKind.SECURITY_GROUP, ObjectKind.ADDRESS_SET):
+                secgroups.add(uuid)
+                # Whether its users' rules are applied changes with it.
+                for kv in self.mirror.items(self.keys.interfaces):
+                    iface = InterfaceSpec.from_json(kv.value)
+                    if uuid in iface.security_groups:
+                        self._touch_instance(iface.instance_uuid, touched)
             elif kind == ObjectKind.INSTANCE:
                 # A removed spec is gone from the mirror; its old value still
                 # says whose it was.
@@ -139,6 +158,23 @@ class Hub:
         for network_uuid in sorted(networks):
             await layer.group_send(self.networks_group,
                                    {"type": NETWORK_CHANGED, "uuid": network_uuid})
+        for group_uuid in sorted(secgroups):
+            await layer.group_send(self.secgroups_group,
+                                   {"type": SECGROUP_CHANGED, "uuid": group_uuid})
+
+    def _interfaces_of(self, change: Change, uuid: str) -> list[InterfaceSpec]:
+        """The interface a changed key is about, as it is and as it was."""
+        found = [InterfaceSpec.from_json(kv.value) for kv in (change.old, change.new)
+                 if kv is not None and change.key == self.keys.interface(uuid)]
+        current = self.mirror.get(self.keys.interface(uuid))
+        if not found and current is not None:
+            found.append(InterfaceSpec.from_json(current.value))
+        return found
+
+    def _touch_instance(self, uuid: str, touched: dict[str, str]) -> None:
+        spec_kv = self.mirror.get(self.keys.instance(uuid))
+        if spec_kv is not None:
+            touched[uuid] = InstanceSpec.from_json(spec_kv.value).namespace
 
     def _networks_of_instance(self, spec: InstanceSpec) -> set[str]:
         found = set()

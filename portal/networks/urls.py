@@ -12,4 +12,6 @@ urlpatterns = [
          name="instance-interfaces"),
     path("interface/<uuid:uuid>/float/", views.interface_float, name="interface-float"),
     path("interface/<uuid:uuid>/defloat/", views.interface_defloat, name="interface-defloat"),
+    path("interface/<uuid:uuid>/security-groups/", views.interface_security_groups,
+         name="interface-security-groups"),
 ]

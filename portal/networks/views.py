@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from cloudstate import states
 from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for
-from portal.cloud import instances, interfaces, networks
+from portal.cloud import filtering, instances, interfaces, networks, secgroups
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.events.sections import events_context
 from portal.networks.forms import NetworkForm
@@ -133,16 +133,30 @@ async def _instance_for(request: HttpRequest, uuid: UUID) -> tuple[instances.Ins
     return record, access.can_operate(record.spec.namespace)
 
 
-async def _interfaces_section(request: HttpRequest, record: instances.InstanceRecord,
-                              can_operate: bool, error: str | None = None) -> HttpResponse:
+async def interfaces_context(record: instances.InstanceRecord,
+                             can_operate: bool) -> dict[str, Any]:
+    """What the instance page's interfaces section shows (also sent by the
+    page's websocket): each NIC with its network, its security groups and
+    what its hypervisor has in force."""
     views = await interfaces.views(await interfaces.of_instance(record.spec))
     found = {n.uuid: n for n in await networks.list_networks(None, include_deleted=True)}
-    rows = [(view, found.get(view["network_uuid"])) for view in views]
-    return await arender(request, "networks/_instance_interfaces.html", {
-        "record": record, "rows": rows, "error": error,
-        "can_operate": can_operate and states.is_active(record.spec),
+    groups = await secgroups.of_namespace(record.spec.namespace)
+    rows = []
+    for view in views:
+        names = view["filtering"]["group_names"] if view["filtering"] else {}
+        rows.append((view, found.get(view["network_uuid"]),
+                     [(uuid, names.get(uuid, uuid)) for uuid in view["security_groups"]]))
+    return {
+        "record": record, "rows": rows, "groups": groups,
+        "interfaces_editable": can_operate and states.is_active(record.spec),
         "floating_available": networks.floating_pool() is not None,
-    })
+    }
+
+
+async def _interfaces_section(request: HttpRequest, record: instances.InstanceRecord,
+                              can_operate: bool, error: str | None = None) -> HttpResponse:
+    return await arender(request, "networks/_instance_interfaces.html", {
+        **await interfaces_context(record, can_operate), "error": error})
 
 
 @login_required
@@ -179,3 +193,34 @@ async def interface_float(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @require_POST
 async def interface_defloat(request: HttpRequest, uuid: UUID) -> HttpResponse:
     return await _change_float(request, uuid, False)
+
+
+@login_required
+@require_POST
+async def interface_security_groups(request: HttpRequest, uuid: UUID) -> HttpResponse:
+    """The interface's groups as ticked, or filtering off; the section again."""
+    access = await access_for(request)
+    try:
+        found = await interfaces.get(str(uuid), access.visible)
+        record = await instances.get(found.spec.instance_uuid, access.visible)
+    except NotFound:
+        raise Http404("No such interface") from None
+    actor = access.actor(request)
+    wanted = request.POST.getlist("security_groups")
+    filtering_off = request.POST.get("port_security") == "off"
+    error = None
+    try:
+        if filtering_off:
+            await filtering.set_port_security(actor, found, False)
+        else:
+            if not found.spec.port_security:
+                await filtering.set_port_security(actor, found, True)
+                found = await interfaces.get(str(uuid), access.visible)
+            await filtering.set_security_groups(actor, found, wanted)
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from None
+    except ValidationError as exc:
+        error = str(exc)
+    except CloudError as exc:
+        error = exc.message
+    return await _interfaces_section(request, record, True, error)
