@@ -83,6 +83,13 @@ class World:
         return response.json()["uuid"]
 
     def fresh_secgroup(self) -> str:
+        """A group of A to delete: one a refused delete left, else a new one
+        (a namespace may only have so many)."""
+        spare = [g["uuid"] for g in self.cloud.api().get(
+            "/security-groups", {"namespace": self.ns_a}).json()
+                 if g["name"].startswith("sg-") and g["uuid"] != self.secgroup_a]
+        if spare:
+            return spare[0]
         response = self.cloud.api().post("/security-groups", {
             "namespace": self.ns_a, "name": self.unique("sg"),
             "rules": [{"direction": "ingress", "protocol": "tcp", "ports": "22"}]})
