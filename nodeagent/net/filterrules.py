@@ -17,8 +17,10 @@ bits of its mark. The order a bridged IPv4 packet meets them in:
                             share a connection
     inet prerouting -150    ``tracked``: a packet of a known connection is
                             marked ESTABLISHED
-    bridge forward -300     ``forward``: towards one of our ports, a frame
-                            must be VETTED; ARP passes; otherwise the sending
+    bridge forward -300     ``forward``: nothing goes between one of our ports
+                            and a port no interface names (fail closed both
+                            ways); towards one of our ports, a frame must be
+                            VETTED; ARP passes; otherwise the sending
                             port's egress chain marks EGRESS_OK, the
                             receiving port's ingress chain INGRESS_OK (trusted
                             ports give theirs freely: the guest at the other
@@ -201,6 +203,8 @@ def _base_chains(names: Names) -> dict[str, Chain]:
         ), "type filter hook prerouting priority -300; policy accept;"),
         "forward": Chain((
             f'oifname "{names.taps}" oifname != @taps drop',
+            # From one of our ports to one that is not: a stranger in our bridge.
+            "iifname @ports oifname != @ports drop",
             "oifname != @ports accept",
             f"meta mark & {_hex(VETTED)} == 0 drop",
             "ether type != { ip, arp } drop",
