@@ -20,6 +20,8 @@ PACKAGES=(
     qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-dev
     # state, networking
     etcd-server etcd-client dnsmasq-base iproute2 nftables
+    # security groups: ending the tracked connections a removed rule allowed
+    conntrack
     # building libvirt-python, and the venv itself
     python3-venv python3-dev gcc pkg-config
     # the small guest image the demo and the tests boot

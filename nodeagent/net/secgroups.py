@@ -30,7 +30,7 @@ from cloudstate.mirror import Mirror
 from cloudstate.model import InterfaceObserved
 from nodeagent import failpoints
 from nodeagent.events import EventLog
-from nodeagent.net import conntrack, policy
+from nodeagent.net import conntrack, kernel, policy
 from nodeagent.net.context import NetworkContext
 from nodeagent.net.firewall import Firewall
 from nodeagent.net.nftables import NftError
@@ -41,7 +41,7 @@ from nodeagent.net.snapshot import Snapshot
 log = logging.getLogger(__name__)
 
 MAX_ZONE = 65535
-FAILURES = (NftError, conntrack.ConntrackError, OSError)
+FAILURES = (NftError, conntrack.ConntrackError, kernel.KernelError, OSError)
 
 
 class SecurityGroups:
@@ -81,6 +81,7 @@ class SecurityGroups:
         try:
             failpoints.hit("before-filter-apply")
             if built.segments or built.ports:
+                await asyncio.to_thread(kernel.ensure_bridge_netfilter)
                 changed = await asyncio.to_thread(self.firewall.apply, built)
             else:
                 changed = await asyncio.to_thread(self.firewall.remove)

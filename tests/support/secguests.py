@@ -43,7 +43,7 @@ def serve_on(port: int) -> str:
 
 def probe(name: str, url: str) -> str:
     """Print PROBE <name> ok|no every second."""
-    return (f"(while true; do if wget -q -T 2 -O /dev/null {url}; then echo 'PROBE {name} ok';"
+    return (f"(while true; do if timeout 3 wget -q -O /dev/null {url}; then echo 'PROBE {name} ok';"
             f" else echo 'PROBE {name} no'; fi; sleep 1; done) &\n")
 
 

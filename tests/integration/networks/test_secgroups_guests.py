@@ -162,10 +162,11 @@ def test_a_guest_can_only_send_as_itself(netcloud: Cloud) -> None:
 """)
     x = boot(api, "x", net["uuid"], "10.91.0.6", [everyone["uuid"]], """
 cat /sys/class/net/eth0/address > /tmp/mac
-try() { for i in 1 2 3 4 5; do wget -q -T 2 -O /dev/null http://10.91.0.5:8080/ && return 0;
+try() { for i in 1 2 3 4 5; do timeout 3 wget -q -O /dev/null http://10.91.0.5:8080/ && return 0;
         sleep 1; done; return 1; }
 report() { if try; then echo "SPOOF $1 ok"; else echo "SPOOF $1 no"; fi; }
-(for i in $(seq 120); do wget -q -T 2 -O /dev/null http://10.91.0.5:8080/ && break; sleep 1; done
+(for i in $(seq 120); do timeout 3 wget -q -O /dev/null http://10.91.0.5:8080/ && break
+   sleep 1; done
  report own
  ip addr add 10.91.0.66/24 dev eth0; ip addr del 10.91.0.6/24 dev eth0
  report other-address
@@ -328,7 +329,7 @@ def test_unknown_ports_on_a_managed_bridge_pass_nothing(netcloud: Cloud) -> None
                      ["ip", "link", "set", "eth0", "up"], ["ip", "link", "set", "lo", "up"]):
             in_netns(stranger, *argv, check=True)
         in_netns(stranger, "busybox", "httpd", "-p", "8080", "-h", "/tmp", check=True)
-        result = in_netns(stranger, "busybox", "wget", "-q", "-T", "3", "-O", "-",
+        result = in_netns(stranger, "timeout", "3", "busybox", "wget", "-q", "-O", "-",
                           "http://10.94.0.5:8080/", timeout=20)
         assert result.returncode != 0
         # Not even ARP: the stranger never learned where the guest is.
