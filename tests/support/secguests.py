@@ -15,12 +15,16 @@ outside world.
 
 from __future__ import annotations
 
+import re
 import time
 
 from tests.support.cloud import ApiClient, Cloud, wait_for
 from tests.support.fixtures_networks import script
 
 BOOT = 150
+# The console's shell prompt (and the terminal query it sends) may start a
+# line our background jobs then finish.
+_PROMPT = re.compile(r"^root@[^#\s]*# (?:\x1b\[[0-9;?]*[A-Za-z])*")
 
 # A server on 8080 (busybox httpd) and a "tick" server on 9000: each
 # connection gets the time once a second until it breaks.
@@ -79,7 +83,7 @@ class Console:
         self.offset = len(self.text())
 
     def lines(self) -> list[str]:
-        return [line.strip() for line in self.text()[self.offset:].splitlines()]
+        return [_PROMPT.sub("", line).strip() for line in self.text()[self.offset:].splitlines()]
 
     def wait(self, line: str, timeout: float = 60) -> float:
         """Seconds until ``line`` is printed (after the mark)."""
