@@ -346,9 +346,12 @@ def changes(old: Tables, new: Tables, table: str) -> str:
             if entries:
                 maps.append(f"add element {prefix} {name} {{ " + _elements(
                     f'"{key}" : jump {chain}' for key, chain in entries) + " }")
-    # What nothing names any more goes last, once its users were rewritten.
-    drop += [f"delete chain {prefix} {name}" for name in sorted(old.chains.keys()
-                                                                - new.chains.keys())]
+    # What nothing names any more goes last, once its users were rewritten:
+    # chains that go may name each other (a port's chain jumps to a group's),
+    # so all of them are emptied before any is deleted.
+    gone = sorted(old.chains.keys() - new.chains.keys())
+    drop += [f"flush chain {prefix} {name}" for name in gone]
+    drop += [f"delete chain {prefix} {name}" for name in gone]
     drop += [f"delete set {prefix} {name}" for name in sorted(old.sets.keys() - new.sets.keys())]
     lines = [*head, *fill, *rules, *maps, *drop]
     if old.inet != new.inet:

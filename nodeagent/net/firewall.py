@@ -67,12 +67,19 @@ class Firewall:
         if applied == tables.digest:
             self._tables = tables
             return False
+        full = filterrules.full(tables, self.table)
         if self._tables is not None and applied == self._tables.digest:
-            text = filterrules.changes(self._tables, tables, self.table)
-        else:
-            text = filterrules.full(tables, self.table)
+            try:
+                self._nft("-f", "-", stdin=filterrules.changes(self._tables, tables, self.table))
+            except NftError as exc:
+                # Nothing of it was applied: the whole tables, in one go, then.
+                log.warning("nft refused the changes to %s (%s); replacing the tables whole",
+                            self.table, exc)
+            else:
+                self._tables = tables
+                return True
         try:
-            self._nft("-f", "-", stdin=text)
+            self._nft("-f", "-", stdin=full)
         except NftError as exc:
             raise NftError(f"nft refused the security group rules: {exc}") from exc
         self._tables = tables

@@ -58,11 +58,13 @@ def flow(address: str, port: int = 9000) -> str:
 
 
 def boot(api: ApiClient, name: str, network: str, address: str, groups: list[str],
-         user_data: str, **extra: object) -> dict:
-    nic = {"network_uuid": network, "address": address, "security_groups": groups, **extra}
+         user_data: str, placed_on: str | None = None, **nic: object) -> dict:
+    """An instance with one NIC (``nic``: more of its network entry)."""
+    entry = {"network_uuid": network, "address": address, "security_groups": groups, **nic}
     response = api.post("/instances", {"name": name, "cpus": 1, "memory": 128,
                                        "disk": [{"size": 1, "base": "demo"}],
-                                       "network": [nic], "user_data": script(user_data)})
+                                       "network": [entry], "user_data": script(user_data),
+                                       **({"placed_on": placed_on} if placed_on else {})})
     assert response.status_code == 200, response.text
     return response.json()
 

@@ -167,6 +167,18 @@ def test_a_member_arriving_changes_set_elements_and_its_own_chains_only() -> Non
     assert deletes and flushes and max(flushes) < min(deletes)
     full = filterrules.full(after, "t")
     assert filterrules.digest_of(full) == after.digest
+    # A group gone with its last port: every chain that goes is emptied
+    # before any goes (the port's chains jump to the group's).
+    server = ifaces["server"]
+    del snap.interfaces[server.uuid]
+    del snap.groups[web.uuid]
+    last = filterrules.changes(after, filterrules.build(_build(snap), filterrules.Names(
+        "t", "sfab12")), "t").splitlines()
+    emptied = [i for i, line in enumerate(last) if line.startswith("flush chain")
+               and "digest" not in line]
+    deleted = [i for i, line in enumerate(last) if line.startswith("delete chain")]
+    # From "after": the two ports' s_, e_ and i_ chains, and web's two.
+    assert len(deleted) == 8 and max(emptied) < min(deleted)
 
 
 def test_conntrack_lines_are_read_by_their_original_direction() -> None:

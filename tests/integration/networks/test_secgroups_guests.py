@@ -120,7 +120,8 @@ def test_default_group_stateful_rules_and_a_remote_group_changed_live(netcloud: 
               + probe("s2222", "http://10.90.0.5:2222/")
               + probe("c2", "http://10.90.0.12:8080/") + flow("10.90.0.5"))
     c2 = boot(api, "c2", net["uuid"], "10.90.0.12", ["default"],
-              SERVE + probe("s8080", "http://10.90.0.5:8080/") + flow("10.90.0.5"))
+              SERVE + probe("s8080", "http://10.90.0.5:8080/") + flow("10.90.0.5")
+              + probe("c1", "http://10.90.0.11:8080/"))
     guests = {vm["name"]: Console(netcloud, vm["uuid"]) for vm in (s, c1, c2)}
     c2_nic = c2["interfaces"][0]
     try:
@@ -165,6 +166,7 @@ def test_default_group_stateful_rules_and_a_remote_group_changed_live(netcloud: 
         # no connection it started is tracked any more (C1 still tries to
         # reach its address, which makes entries of C1's).
         zone = zone_of(netcloud, net["vxlan_id"])
+        guests["c2"].settled("c1", "ok")  # default members reach each other
         assert "10.90.0.12" in sent_by("10.90.0.12", zone)
         # (The tables follow the interface's release, a moment after the
         # instance reads "deleted".)
@@ -254,7 +256,12 @@ nc -ll -p 22 -e /tmp/tick &
 """, float=True)
     floating = guest["interfaces"][0]["floating"]
     try:
-        Console(netcloud, guest["uuid"]).wait("SFCLOUD-READY", BOOT)
+        try:
+            Console(netcloud, guest["uuid"]).wait("SFCLOUD-READY", BOOT)
+        except AssertionError as error:
+            shown = api.get(f"/instances/{guest['uuid']}").json()
+            raise AssertionError(f"{error}\n{shown}\n{netcloud.log_text('agent')[-6000:]}") \
+                from None
 
         def answers(port: int) -> socket.socket | None:
             client = sock(outside_world.www)
