@@ -24,8 +24,6 @@ from portal.cloud.changes import Later, given
 from portal.cloud.errors import Conflict, NotFound
 from portal.cloud.interfaces import InterfaceRecord
 
-_ATTEMPTS = 16
-
 
 async def set_security_groups(actor: Actor, record: InterfaceRecord,
                               groups: list[str] | Later[list[str]]) -> InterfaceSpec:
@@ -84,23 +82,26 @@ async def set_allowed_addresses(actor: Actor, record: InterfaceRecord,
 
 async def _rewrite(record: InterfaceRecord, change: Callable[[InterfaceSpec], InterfaceSpec],
                    *, groups: list[str]) -> InterfaceSpec:
-    etcd, keys = store.etcd(), store.keys()
-    current = record
-    for _ in range(_ATTEMPTS):
-        if not await interfaces.instance_is_active(current.spec):
-            raise Conflict(f"the instance of interface {current.uuid} is being deleted")
-        spec = change(current.spec)
-        compares = [Compare.unchanged_since(keys.interface(spec.uuid), current.revision),
-                    *await interfaces.secgroups_present(groups)]
-        result = await etcd.txn(compares, [Put(keys.interface(spec.uuid), spec.to_json()),
-                                           Put(keys.security_fence(spec.namespace), spec.uuid)])
-        if result.succeeded:
-            return spec
+    """The interface rewritten, if its instance is not going and its groups
+    are still there; the namespace's fence rewritten with it."""
+    keys = store.keys()
+
+    async def guarded(spec: InterfaceSpec) -> tuple[list[Compare], list[Put]]:
+        if not await interfaces.instance_is_active(spec):
+            raise Conflict(f"the instance of interface {spec.uuid} is being deleted")
+        return (await interfaces.secgroups_present(groups),
+                [Put(keys.security_fence(spec.namespace), spec.uuid)])
+
+    async def load(uuid: str) -> InterfaceRecord | None:
         try:
-            current = await interfaces.get(spec.uuid, None)
+            return await interfaces.get(uuid, None)
         except NotFound:
-            raise NotFound(f"interface {spec.uuid} not found") from None
-    raise Conflict("the interface kept changing; try again")
+            return None
+
+    updated = await store.rewrite(record, lambda current: change(current.spec),
+                                  key=keys.interface, load=load, kind="interface",
+                                  guard=guarded)
+    return updated.spec
 
 
 async def _names(uuids: list[str]) -> list[str]:

@@ -305,23 +305,13 @@ async def _rewrite(record: GroupRecord, change: Callable[[GroupRecord], Security
     """``update``, and with ``fence`` (a rule names another group or an
     address set, which must not be deleted meanwhile) the namespace's fence
     rewritten in the same transaction."""
-    if not fence:
-        return await update(record, change)
-    etcd, keys = store.etcd(), store.keys()
-    fence_key = keys.security_fence(record.spec.namespace)
-    current = record
-    for _ in range(_ATTEMPTS):
-        spec = change(current)
-        result = await etcd.txn(
-            [Compare.unchanged_since(keys.security_group(record.uuid), current.revision)],
-            [Put(keys.security_group(record.uuid), spec.to_json()), Put(fence_key, record.uuid)])
-        if result.succeeded:
-            return GroupRecord(spec=spec, revision=result.revision)
-        fresh = await _load(record.uuid)
-        if fresh is None:
-            raise NotFound(f"security group {record.uuid} not found")
-        current = fresh
-    raise Conflict("the security group is changing too often right now; try again")
+    fence_key = store.keys().security_fence(record.spec.namespace)
+
+    async def fenced(spec: SecurityGroup) -> tuple[list[Compare], list[Put]]:
+        return [], [Put(fence_key, spec.uuid)]
+
+    return await store.rewrite(record, change, key=store.keys().security_group, load=_load,
+                               kind="security group", guard=fenced if fence else None)
 
 
 # --- rules -------------------------------------------------------------------------------------

@@ -67,18 +67,24 @@ class Rewritable(Protocol):
 R = TypeVar("R", bound=Rewritable)
 
 
+Guard = Callable[[Any], Awaitable[tuple[list[Compare], list[Put]]]]
+
+
 async def rewrite(record: R, change: Callable[[R], _Spec], *, key: Callable[[str], str],
-                  load: Callable[[str], Awaitable[R | None]], kind: str) -> R:
+                  load: Callable[[str], Awaitable[R | None]], kind: str,
+                  guard: Guard | None = None) -> R:
     """Rewrite the desired record with ``change``, which sees the latest
     record and may raise to refuse; tried again on a fresh read when another
     writer got there first, so no change is lost. ``key`` names the record's
-    key from its uuid, ``load`` reads it again."""
+    key from its uuid, ``load`` reads it again; ``guard(spec)``, if given,
+    adds comparisons and writes to each attempt's transaction (a fence)."""
     current = record
     for _ in range(REWRITE_ATTEMPTS):
         spec = change(current)
+        compares, puts = await guard(spec) if guard is not None else ([], [])
         result = await etcd().txn(
-            [Compare.unchanged_since(key(record.uuid), current.revision)],
-            [Put(key(record.uuid), spec.to_json())],
+            [Compare.unchanged_since(key(record.uuid), current.revision), *compares],
+            [Put(key(record.uuid), spec.to_json()), *puts],
         )
         if result.succeeded:
             return dataclasses.replace(current, spec=spec,  # type: ignore[type-var]
