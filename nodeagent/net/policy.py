@@ -16,10 +16,12 @@ nothing in or out but DHCP), and the ports that use it report why.
 from __future__ import annotations
 
 import ipaddress
+import logging
+import uuid as uuidlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from cloudstate import secgroups
+from cloudstate import netvalidation, secgroups
 from cloudstate.model import (
     AddressSet,
     InterfaceSpec,
@@ -31,6 +33,8 @@ from cloudstate.secgroups import Ports
 from cloudstate.validation import ValidationError
 from nodeagent.net.names import NetNames
 from nodeagent.net.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
 
 IPV4 = ipaddress.IPv4Network
 DHCP_SERVER, DHCP_CLIENT = 67, 68
@@ -234,12 +238,35 @@ def build(snap: Snapshot, *, node: str, names: NetNames, zones: Mapping[int, int
     for iface in sorted(snap.interfaces.values(), key=lambda i: i.uuid):
         if snap.node_of(iface) != node or iface.network_uuid not in builder.segments:
             continue
+        if (problem := _unusable(iface)) is not None:
+            # Left out: its tap then passes nothing (fail closed).
+            log.warning("interface %s is not filtered (so passes nothing): %s",
+                        iface.uuid, problem)
+            continue
         ports.append(builder.port(iface))
     return Policy(segments=tuple(segments), ports=tuple(ports), chains=builder.chains,
                   sets=builder.sets)
 
 
+def _unusable(iface: InterfaceSpec) -> str | None:
+    """Why an interface record can't be rendered (etcd may hold what no
+    portal wrote), or None."""
+    try:
+        if str(uuidlib.UUID(iface.uuid)) != iface.uuid:
+            return "its uuid is not in canonical form"
+        netvalidation.mac_address(iface.macaddr)
+        if iface.ipv4 is not None:
+            ipaddress.IPv4Address(iface.ipv4)
+        secgroups.allowed_addresses(list(iface.allowed_addresses))
+    except (ValueError, ValidationError) as exc:
+        return str(exc)
+    return None
+
+
 def _sources(iface: InterfaceSpec) -> list[str]:
+    """The CIDRs an interface may send from (none, for a record that can't be used)."""
+    if _unusable(iface) is not None:
+        return []
     own = [f"{iface.ipv4}/32"] if iface.ipv4 else []
     return own + list(iface.allowed_addresses)
 
@@ -325,7 +352,7 @@ class _Builder:
         elif rule.remote_address_set:
             remote_set = address_set_name(rule.remote_address_set)
             found: AddressSet | None = self.snap.address_sets.get(rule.remote_address_set)
-            remote = self.sets.setdefault(remote_set, collapse(found.cidrs) if found else ())
+            remote = self.sets.setdefault(remote_set, _cidrs_of(found))
         return Rule(direction=rule.direction, protocol=secgroups.protocol_number(rule.protocol),
                     ports=secgroups.parse_ports(rule.ports), icmp_type=rule.icmp_type,
                     icmp_code=rule.icmp_code, remote=remote, remote_set=remote_set)
@@ -334,6 +361,19 @@ class _Builder:
         return collapse(c for iface in self.snap.on(network)
                         if iface.port_security and group in iface.security_groups
                         for c in _sources(iface))
+
+
+def _cidrs_of(address_set: AddressSet | None) -> tuple[str, ...]:
+    """An address set's CIDRs; none (matching nothing) if it is gone or
+    holds what is not a CIDR."""
+    if address_set is None:
+        return ()
+    try:
+        return collapse(secgroups.cidrs(address_set.cidrs, "cidrs",
+                                        secgroups.MAX_ADDRESS_SET_CIDRS))
+    except ValidationError as exc:
+        log.warning("address set %s matches nothing: %s", address_set.uuid, exc)
+        return ()
 
 
 # --- names --------------------------------------------------------------------------------------

@@ -126,6 +126,18 @@ def test_a_policy_allows_what_the_rules_say_and_nothing_else() -> None:
     assert not built.stale(Flow(zone=3, protocol=6, src="192.0.2.9", dst="10.0.0.5"))
 
 
+def test_records_no_portal_would_write_are_left_out() -> None:
+    snap, ifaces, web = _snapshot()
+    other = ifaces["other"]
+    snap.interfaces[other.uuid] = other.replace(macaddr='02:00:00:00:00:01" drop; "')
+    remote = ifaces["remote"]
+    snap.interfaces[remote.uuid] = remote.replace(allowed_addresses=["not-a-cidr"])
+    built = _build(snap)
+    assert other.uuid not in [p.interface for p in built.ports]  # its tap passes nothing
+    assert built.sets[policy.group_set_name(web.rules[0].remote_group, "n1", snap)] == (
+        "10.0.0.6/32",)
+
+
 def test_a_group_that_fails_its_check_keeps_what_was_applied() -> None:
     snap, ifaces, web = _snapshot()
     first = _build(snap)
