@@ -36,7 +36,7 @@ def libvirt_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def cloud(etcd_server, guest_image_dir: Path, libvirt_daemon: None) -> Iterator[Cloud]:  # type: ignore[no-untyped-def]
-    running = Cloud(etcd_server.endpoint, demo_image=guest_image_dir / "disk.qcow2")
+    running = Cloud(etcd_server, demo_image=guest_image_dir / "disk.qcow2")
     try:
         yield running.start()
     finally:

@@ -27,8 +27,6 @@ from pathlib import Path
 import libvirt
 from support import running_cloud, summary
 
-from cloudstate.config import parse_endpoints
-from cloudstate.etcd import Etcd
 from cloudstate.model import InstanceObserved
 from tests.support.cloud import Cloud, wait_for
 
@@ -36,7 +34,7 @@ BODY = {"cpus": 1, "memory": 256, "disk": [{"size": 1, "base": "demo"}]}
 
 
 async def sfcloud_once(cloud: Cloud, name: str) -> tuple[float, str]:
-    etcd = Etcd(parse_endpoints(cloud.env["SFCLOUD_ETCD_ENDPOINTS"]))
+    etcd = cloud.new_etcd()
     api = cloud.api()
     await asyncio.to_thread(api._auth)  # authentication is not part of the figure
     try:

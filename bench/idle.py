@@ -1,6 +1,8 @@
 """What sfcloud costs while nothing happens: memory and CPU of etcd, the
 portal and the node agent over a 60 s idle window, with no instances and
-with 5 running.
+with 5 running; then, with the 5 running, the same with usage sampling off
+(the agent restarted with SFCLOUD_USAGE_INTERVAL=0) and on again, so the
+cost of sampling is measured beside its absence in the same run.
 
     python bench/idle.py [--window 60] [--instances 5]
 
@@ -8,7 +10,9 @@ Memory is PSS (shared pages divided among the processes sharing them),
 summed over each process and its children; CPU is user+system time over the
 window as a percentage of one core. Baselines measured in the same windows:
 a second, bare etcd that no client talks to (the floor for a watched etcd),
-and libvirtd. Guests' own qemu processes are reported separately.
+and libvirtd (which answers the samples' statistics calls). Guests' own qemu
+processes are reported separately. The usage history's files are counted
+at the end: their size on disk against the fixed bound per object.
 """
 
 from __future__ import annotations
@@ -22,8 +26,12 @@ from pathlib import Path
 import psutil
 from support import running_cloud
 
+from cloudstate.usage import INSTANCE_METRICS, NODE_METRICS
 from deploy.localetcd import LocalEtcd
+from nodeagent.usage.history import SUFFIX, file_size
 from tests.support.cloud import Cloud, wait_for
+
+DEFAULT_INTERVAL = 10  # SFCLOUD_USAGE_INTERVAL's default
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -70,6 +78,27 @@ def qemu_processes(cloud: Cloud) -> list[psutil.Process]:
     return found
 
 
+def restart_agent(cloud: Cloud, interval: str) -> None:
+    """The agent again with SFCLOUD_USAGE_INTERVAL=``interval`` ("": its default);
+    it adopts the running guests. Start-up work settles before measuring."""
+    cloud.env["SFCLOUD_USAGE_INTERVAL"] = interval
+    cloud.stop_agent()
+    cloud.start_agent()
+    time.sleep(15)
+
+
+def report_history(cloud: Cloud) -> None:
+    directory = cloud.state_dir / "node" / cloud.node / "usage"
+    files = sorted(directory.glob(f"*{SUFFIX}"))
+    size = sum(f.stat().st_size for f in files)
+    allocated = sum(f.stat().st_blocks * 512 for f in files)
+    bound = file_size(len(NODE_METRICS)) + (len(files) - 1) * file_size(len(INSTANCE_METRICS))
+    print(f"\nusage history: {len(files)} files (the node and each guest), {size} bytes "
+          f"({allocated / 1024:.0f} KiB allocated by the filesystem); the bound: {bound} bytes "
+          f"= {file_size(len(NODE_METRICS))} for the node + {file_size(len(INSTANCE_METRICS))} "
+          "per guest whatever the uptime, mapped into the agent's memory once")
+
+
 def report(title: str, figures: Figures) -> None:
     print(f"\n{title}")
     print(f"  {'process':<28}{'PSS MiB':>10}{'CPU % of a core':>18}")
@@ -84,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     with running_cloud() as (cloud, etcd, _image), \
             tempfile.TemporaryDirectory(prefix="sfcloud-bench-bare-") as bare_dir:
-        bare = LocalEtcd(Path(bare_dir) / "data", name="bare")
+        bare = LocalEtcd.standalone(Path(bare_dir) / "data", name="bare")
         bare.start()
         libvirtd = next(p for p in psutil.process_iter(["name"]) if p.info["name"] == "libvirtd")
         try:
@@ -115,15 +144,27 @@ def main() -> None:
                 cloud.wait_console(uuid, "SFCLOUD-READY", timeout=180)
             time.sleep(10)
             busy = measure(groups(), args.window)
-            report(f"Idle, {args.instances} instances running ({args.window:.0f} s window)", busy)
+            report(f"Idle, {args.instances} instances running, sampling every "
+                   f"{DEFAULT_INTERVAL} s ({args.window:.0f} s window)", busy)
+            restart_agent(cloud, interval="0")
+            unsampled = measure(groups(), args.window)
+            report(f"The same, sampling off ({args.window:.0f} s window)", unsampled)
+            restart_agent(cloud, interval="")
+            sampled = measure(groups(), args.window)
+            report(f"The same, sampling on again ({args.window:.0f} s window)", sampled)
 
             control = ("etcd (sfcloud's)", "portal (uvicorn)", "node agent")
-            for label, figures in (("no instances", idle), (f"{args.instances} instances", busy)):
+            for label, figures in (
+                    ("no instances", idle), (f"{args.instances} instances", busy),
+                    (f"{args.instances} instances, sampling off", unsampled),
+                    (f"{args.instances} instances, sampling on again", sampled)):
                 pss = sum(figures[name][0] for name in control)
                 cpu = sum(figures[name][1] for name in control)
                 print(f"\ncontrol plane total, {label}: {pss:.1f} MiB PSS, {cpu:.2f} % of a core"
                       f" (bare etcd alone: {figures['baseline: bare etcd'][0]:.1f} MiB, "
-                      f"{figures['baseline: bare etcd'][1]:.2f} %)")
+                      f"{figures['baseline: bare etcd'][1]:.2f} %; libvirtd "
+                      f"{figures['baseline: libvirtd'][1]:.2f} %)")
+            report_history(cloud)
             for uuid in uuids:
                 api.delete(f"/instances/{uuid}")
             wait_for(lambda: not cloud.domains(), 60, "the instances to go")

@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cloudstate import ipam  # noqa: E402
+from cloudstate import ipam, tls  # noqa: E402
 from cloudstate.config import parse_endpoints  # noqa: E402
 from cloudstate.etcd import Etcd  # noqa: E402
 from cloudstate.keys import Keys  # noqa: E402
@@ -42,11 +42,15 @@ def _reservation(address: str) -> AddressReservation:
                               network_uuid="bench")
 
 
-async def _worker(endpoint: str, prefix: str, count: int, mode: str,
+def _client(endpoint: str, pki_dir: str) -> Etcd:
+    return Etcd(parse_endpoints(endpoint), tls=tls.portal(Path(pki_dir)))
+
+
+async def _worker(endpoint: str, pki_dir: str, prefix: str, count: int, mode: str,
                   start_at: float) -> tuple[list[tuple[str, float, int]], float]:
     """(address or key, seconds, attempts) for each of ``count`` concurrent
     operations, and when the last one finished."""
-    etcd = Etcd(parse_endpoints(endpoint))
+    etcd = _client(endpoint, pki_dir)
     keys = Keys(prefix)
     pool = ipam.Pool.for_network("bench", NETBLOCK)
     await etcd.revision()  # connect before the clock starts
@@ -78,19 +82,20 @@ async def _worker(endpoint: str, prefix: str, count: int, mode: str,
         await etcd.close()
 
 
-def _process(endpoint: str, prefix: str, count: int, mode: str, start_at: float,
-             results: multiprocessing.Queue) -> None:
-    results.put(asyncio.run(_worker(endpoint, prefix, count, mode, start_at)))
+def _process(endpoint: str, pki_dir: str, prefix: str, count: int, mode: str,
+             start_at: float, results: multiprocessing.Queue) -> None:
+    results.put(asyncio.run(_worker(endpoint, pki_dir, prefix, count, mode, start_at)))
 
 
-def _round(endpoint: str, mode: str, processes: int, total: int) -> dict[str, float]:
+def _round(endpoint: str, pki_dir: str, mode: str, processes: int,
+           total: int) -> dict[str, float]:
     prefix = f"/bench-ipam-{uuidlib.uuid4().hex[:8]}"
     context = multiprocessing.get_context("spawn")  # gRPC and fork don't mix
     results: multiprocessing.Queue = context.Queue()
     shares = [total // processes + (1 if i < total % processes else 0) for i in range(processes)]
     start_at = time.time() + 3.0  # every process connected and waiting by then
-    workers = [context.Process(target=_process, args=(endpoint, prefix, share, mode, start_at,
-                                                       results)) for share in shares]
+    workers = [context.Process(target=_process, args=(endpoint, pki_dir, prefix, share, mode,
+                                                       start_at, results)) for share in shares]
     for worker in workers:
         worker.start()
     done: list[tuple[str, float, int]] = []
@@ -104,7 +109,7 @@ def _round(endpoint: str, mode: str, processes: int, total: int) -> dict[str, fl
     wall = finished - start_at
 
     async def check() -> int:
-        etcd = Etcd(parse_endpoints(endpoint))
+        etcd = _client(endpoint, pki_dir)
         try:
             stored = await ipam.taken(etcd, Keys(prefix), "bench")
             await etcd.delete_prefix(prefix + "/")
@@ -133,15 +138,15 @@ def main() -> None:
     parser.add_argument("--allocations", type=int, default=200)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sfcloud-bench-ipam-") as tmp:
-        etcd = LocalEtcd(Path(tmp) / "data", name="bench-ipam")
+        etcd = LocalEtcd.standalone(Path(tmp) / "data", name="bench-ipam")
         etcd.start()
         try:
             rounds: dict[str, list[dict[str, float]]] = {"ipam": [], "put": []}
             for _ in range(args.rounds):
                 # Alternate, so load from elsewhere on the machine hits both.
                 for mode in ("ipam", "put"):
-                    rounds[mode].append(_round(etcd.endpoint, mode, args.processes,
-                                               args.allocations))
+                    rounds[mode].append(_round(etcd.endpoint, str(etcd.pki_dir), mode,
+                                               args.processes, args.allocations))
         finally:
             etcd.stop()
 

@@ -24,14 +24,12 @@ import time
 import libvirt
 from support import running_cloud, summary
 
-from cloudstate.config import parse_endpoints
-from cloudstate.etcd import Etcd
-from cloudstate.model import ImageObserved, InstanceObserved
+from cloudstate.model import BlobObserved, InstanceObserved
 from tests.support.cloud import Cloud, wait_for
 
 
 async def until(cloud: Cloud, key: str, start_revision: int, done) -> None:  # type: ignore[no-untyped-def]
-    etcd = Etcd(parse_endpoints(cloud.env["SFCLOUD_ETCD_ENDPOINTS"]))
+    etcd = cloud.new_etcd()
     try:
         async for batch in etcd.watch_prefix(key, start_revision):
             if any(event.kind == "put" and done(event.kv.value) for event in batch):
@@ -41,7 +39,7 @@ async def until(cloud: Cloud, key: str, start_revision: int, done) -> None:  # t
 
 
 async def revision(cloud: Cloud) -> int:
-    etcd = Etcd(parse_endpoints(cloud.env["SFCLOUD_ETCD_ENDPOINTS"]))
+    etcd = cloud.new_etcd()
     try:
         return await etcd.revision() + 1
     finally:
@@ -79,12 +77,13 @@ def sfcloud_snapshot(cloud: Cloud, uuid: str) -> tuple[float, float, str]:
     response = api.post(f"/instances/{uuid}/snapshot", {"device": "vda"})
     assert response.status_code == 200, response.text
     image = response.json()["vda"]["artifact_uuid"]
-    asyncio.run(until(cloud, cloud.keys.observed_image(cloud.node, image), start,
-                      lambda v: ImageObserved.from_json(v).state == "ready"))
+    blob = response.json()["vda"]["blob_uuid"]
+    asyncio.run(until(cloud, cloud.keys.observed_blob(cloud.node, blob), start,
+                      lambda v: BlobObserved.from_json(v).state == "ready"))
     elapsed = time.perf_counter() - started
 
     def paused() -> float | None:
-        for event in api.get(f"/artifacts/{image}/events").json():
+        for event in api.get(f"/blobs/{blob}/events").json():
             if (event.get("extra") or {}).get("paused_seconds") is not None:
                 return event["extra"]["paused_seconds"]
         return None

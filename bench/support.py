@@ -27,9 +27,9 @@ def running_cloud() -> Iterator[tuple[Cloud, LocalEtcd, Path]]:
     with tempfile.TemporaryDirectory(prefix="sfcloud-bench-etcd-") as tmp:
         libvirt = LocalLibvirt(Path(tmp) / "logs")
         libvirt.ensure()
-        etcd = LocalEtcd(Path(tmp) / "data", name="bench")
+        etcd = LocalEtcd.standalone(Path(tmp) / "data", name="bench")
         etcd.start()
-        cloud = Cloud(etcd.endpoint, demo_image=image_dir / "disk.qcow2")
+        cloud = Cloud(etcd, demo_image=image_dir / "disk.qcow2")
         try:
             cloud.start()
             yield cloud, etcd, image_dir

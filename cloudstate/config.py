@@ -27,6 +27,8 @@ class Settings:
     # that carry it, so several clouds can share one libvirtd.
     cluster: str = setting("SFCLOUD_CLUSTER")
     state_dir: Path = field(default_factory=lambda: read("SFCLOUD_STATE_DIR").resolve())
+    # The cloud's CA certificate and this machine's certificates (cloudstate.tls).
+    pki_dir: Path = field(default_factory=lambda: read("SFCLOUD_PKI_DIR").resolve())
     node_lease_ttl: int = setting("SFCLOUD_NODE_LEASE_TTL")
     resync_interval: float = setting("SFCLOUD_RESYNC_INTERVAL")
     # Networks. The floating pool is where NAT egress addresses and floating

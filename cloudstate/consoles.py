@@ -11,6 +11,7 @@ tell "ended by an administrator" from "the network dropped".
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,9 @@ CLOSE_NOT_RUNNING = 4009
 CLOSE_CONSOLE_GONE = 4010  # the guest stopped, or libvirt closed the console
 CLOSE_AGENT_UNREACHABLE = 4011
 CLOSE_PROTOCOL = 4012
+# The person's access changed (demoted, removed, disabled, logged out): the
+# page reconnects, and gets a read-only console, or a refusal.
+CLOSE_ACCESS_CHANGED = 4013
 # Codes after which a page should not reconnect by itself.
 FINAL_CLOSE_CODES = frozenset({
     CLOSE_ENDED_BY_ADMIN, CLOSE_IDLE, CLOSE_REFUSED, CLOSE_NOT_FOUND, CLOSE_LIMIT,
@@ -82,8 +86,16 @@ class ConsoleSession(Record):
 
 
 def grant_claims(
-    *, node: str, method: str, path: str, **extra: Any
+    *, node: str, method: str, path: str, query: Mapping[str, str] | None = None, **extra: Any
 ) -> dict[str, Any]:
-    """The claims of an agent grant: bound to one node, method and path, and
-    carrying a unique id so the agent accepts it once."""
-    return {"node": node, "method": method, "path": path, "jti": secrets.token_hex(12), **extra}
+    """The claims of an agent grant: bound to one node, method, path and
+    query (a grant to read 10 bytes of a log can't be used to read all of
+    it), and carrying a unique id so the agent accepts it once."""
+    return {"node": node, "method": method, "path": path, "query": query_claim(query or {}),
+            "jti": secrets.token_hex(12), **extra}
+
+
+def query_claim(query: Mapping[str, str]) -> list[list[str]]:
+    """A query string as a grant states it: its decoded pairs, sorted, so
+    the encoding on the wire does not matter."""
+    return sorted([str(key), str(value)] for key, value in query.items())

@@ -1,7 +1,8 @@
 """The one place sfcloud talks to etcd.
 
 A thin layer over aetcd (asyncio gRPC) that adds what aetcd leaves to its
-callers: plain immutable results, failover between endpoints, watches that
+callers: TLS with the cloud's certificates (etcd refuses a client without
+one), plain immutable results, failover between endpoints, watches that
 survive an etcd restart by resuming from the last revision they delivered,
 and leases that are kept alive (and re-granted after they were lost).
 
@@ -17,13 +18,19 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aetcd
 import aetcd.exceptions as aetcd_errors
+import grpc
+from aetcd import rpc, watcher
 from aetcd.utils import prefix_range_end
+
+from cloudstate.metrics import ETCD_SECONDS
+from cloudstate.tls import Credentials, TlsError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,8 @@ _CHANNEL_OPTIONS = {
     "grpc.use_local_subchannel_pool": 1,
     "grpc.max_reconnect_backoff_ms": 2_000,
 }
+# How often, at most, a client looks whether its certificate files changed.
+TLS_RECHECK_INTERVAL = 1.0
 _UNAVAILABLE_CODES = {
     aetcd.rpc.StatusCode.UNAVAILABLE,
     aetcd.rpc.StatusCode.DEADLINE_EXCEEDED,
@@ -59,8 +68,10 @@ _UNAVAILABLE_CODES = {
     aetcd.rpc.StatusCode.CANCELLED,
 }
 # etcd 3.4 sends errors it has no gRPC code for as UNKNOWN, among them the one
-# a write gets while the member shuts down under it.
-_UNAVAILABLE_UNKNOWN_DETAILS = {"raft: stopped"}
+# a write gets while the member shuts down under it; and over TLS, a member
+# that closes its connections as it stops leaves calls in flight with UNKNOWN
+# "No status received" or "Stream removed (...)": no answer, as above.
+_UNAVAILABLE_UNKNOWN_DETAILS = ("raft: stopped", "No status received", "Stream removed")
 _UNAVAILABLE = (
     aetcd_errors.ConnectionFailedError,
     aetcd_errors.ConnectionTimeoutError,
@@ -132,6 +143,24 @@ class PrefixStats:
     keys: int
     changed: bool
     revision: int
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    """What one etcd member says of itself."""
+
+    member_id: int
+    revision: int
+    db_size: int  # bytes on disk, free pages included
+    db_size_in_use: int  # bytes holding data; the rest is what defragmenting gives back
+    leader: bool
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Alarm:
+    member_id: int
+    kind: str  # "NOSPACE": the member's database reached its quota
 
 
 # --- transaction building blocks --------------------------------------------
@@ -207,43 +236,117 @@ def _to_bytes(value: bytes | str | dict | list) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
+class _TlsClient(aetcd.Client):
+    """aetcd's client over a TLS channel: aetcd 1.0 only dials plain gRPC.
+
+    The channel verifies etcd's certificate against the cloud's CA (it must
+    name the address dialled) and presents this part's certificate, which
+    etcd requires (``--client-cert-auth``). This replaces only how the
+    channel is made; the stubs are aetcd's.
+    """
+
+    def __init__(self, *, host: str, port: int, credentials: grpc.ChannelCredentials,
+                 timeout: float, options: dict[str, Any]):
+        super().__init__(host=host, port=port, timeout=timeout,  # type: ignore[arg-type]
+                         options=options)
+        self._credentials = credentials
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        # Nothing here awaits, so two callers can't both get this far.
+        self.channel = rpc.secure_channel(f"{self._host}:{self._port}", self._credentials,
+                                          options=self._options.items())
+        self.kvstub = rpc.KVStub(self.channel)
+        self.clusterstub = rpc.ClusterStub(self.channel)
+        self.leasestub = rpc.LeaseStub(self.channel)
+        self.maintenancestub = rpc.MaintenanceStub(self.channel)
+        self._watcher = watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout,
+                                        metadata=self.metadata)
+        self._connected.set()
+
+
 class _Connection:
     """One gRPC channel and the number of calls currently using it.
 
     Closing a grpc.aio channel cancels every call on it, and each of those
     calls then raises ``asyncio.CancelledError`` in its own task, which looks
     exactly like that task being cancelled. So a broken channel is only
-    retired when a call fails, and closed once its last user has finished.
+    retired when a call fails (or the certificate files changed), and closed
+    once its last user has finished.
     """
 
-    def __init__(self, client: aetcd.Client):
+    def __init__(self, client: aetcd.Client, tls_stamp: object):
         self.client = client
+        self.tls_stamp = tls_stamp
         self.users = 0
         self.retired = False
 
 
 class Etcd:
-    """An asyncio etcd client bound to the event loop that first uses it."""
+    """An asyncio etcd client bound to the event loop that first uses it.
 
-    def __init__(self, endpoints: Sequence[tuple[str, int]], timeout: float = 5.0):
+    ``tls`` are this part's credentials (``cloudstate.tls``). They are read
+    when a channel is opened; once their files change (a renewal), the next
+    call opens a new channel with them, while calls and watches already
+    running finish on the old one.
+    """
+
+    def __init__(self, endpoints: Sequence[tuple[str, int]], *, tls: Credentials,
+                 timeout: float = 5.0):
         if not endpoints:
             raise ValueError("no etcd endpoints")
         self._endpoints = list(endpoints)
         self._current = 0
         self._timeout = timeout
+        self._tls = tls
+        self._tls_checked = 0.0
         self._conn: _Connection | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     # --- connection management --------------------------------------------
 
     def _new_client(self) -> aetcd.Client:
         host, port = self._endpoints[self._current]
-        return aetcd.Client(host=host, port=port, timeout=self._timeout, options=_CHANNEL_OPTIONS)
+        ca, cert, key = self._tls.read()
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                                   certificate_chain=cert)
+        return _TlsClient(host=host, port=port, credentials=credentials,
+                          timeout=self._timeout, options=_CHANNEL_OPTIONS)
+
+    def _retire_if_renewed(self) -> None:
+        """Leave a channel whose certificate files were replaced since it was
+        opened (looked at once a second at most)."""
+        now = time.monotonic()
+        if self._conn is None or now - self._tls_checked < TLS_RECHECK_INTERVAL:
+            return
+        self._tls_checked = now
+        if self._tls.stamp() != self._conn.tls_stamp:
+            conn, self._conn = self._conn, None
+            conn.retired = True
+            if conn.users == 0:
+                # Nobody uses it: close it in the background (never await in
+                # a caller's path for an old channel's goodbye).
+                task = asyncio.get_running_loop().create_task(_close_quietly(conn.client))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[_Connection]:
         """The current connection, kept open until the caller is done with it."""
+        self._retire_if_renewed()
         if self._conn is None:
-            self._conn = _Connection(self._new_client())
+            # The stamp before the read: a change while reading retires this
+            # channel at the next check rather than going unnoticed.
+            stamp = self._tls.stamp()
+            try:
+                client = self._new_client()
+            except TlsError as exc:
+                # Without its certificate files this part reaches no member:
+                # callers treat it as they treat etcd down (a 503, a retry),
+                # and the message names the missing file.
+                raise EtcdUnavailable(str(exc)) from exc
+            self._conn = _Connection(client, stamp)
         conn = self._conn
         conn.users += 1
         try:
@@ -266,8 +369,16 @@ class Etcd:
             if len(self._endpoints) > 1:
                 self._current = (self._current + 1) % len(self._endpoints)
 
-    async def _unary(self, call: Callable[[aetcd.Client], Awaitable[T]]) -> T:
-        """Run one unary call, trying each endpoint once before giving up."""
+    async def _unary(self, operation: str, call: Callable[[aetcd.Client], Awaitable[T]]) -> T:
+        """Run one unary call, trying each endpoint once before giving up;
+        its round trip (retries included) goes into the process's metrics."""
+        started = time.perf_counter()
+        try:
+            return await self._try_each_endpoint(call)
+        finally:
+            ETCD_SECONDS.labels(operation).observe(time.perf_counter() - started)
+
+    async def _try_each_endpoint(self, call: Callable[[aetcd.Client], Awaitable[T]]) -> T:
         last: Exception | None = None
         for _ in range(len(self._endpoints)):
             async with self._session() as conn:
@@ -281,7 +392,7 @@ class Etcd:
         raise EtcdUnavailable(str(last)) from last
 
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return await self._unary(lambda client: getattr(client, name)(*args, **kwargs))
+        return await self._unary(name, lambda client: getattr(client, name)(*args, **kwargs))
 
     async def close(self) -> None:
         """Close the channel; calls and watches still running on it end."""
@@ -313,7 +424,7 @@ class Etcd:
             )
             return int(response.header.revision)
 
-        return await self._unary(call)
+        return await self._unary("revision", call)
 
     async def prefix_stats(self, prefix: str, changed_after: int) -> PrefixStats:
         """Count the keys under ``prefix`` and tell whether any of them was
@@ -355,7 +466,7 @@ class Etcd:
                 revision=int(response.header.revision),
             )
 
-        return await self._unary(call)
+        return await self._unary("prefix_stats", call)
 
     async def put(
         self, key: str, value: bytes | str | dict | list, lease: int | None = None
@@ -391,10 +502,56 @@ class Etcd:
             )
             return TxnResult(succeeded=response.succeeded, revision=response.header.revision)
 
-        return await self._unary(call)
+        return await self._unary("txn", call)
 
     async def compact(self, revision: int) -> None:
         await self._call("compact", revision, physical=True)
+
+    # --- maintenance (deploy.etcdmaint) ---------------------------------------
+    # Each of these answers for, or acts on, the member this client is
+    # connected to: give it a single endpoint to choose which.
+
+    async def member_status(self) -> MemberStatus:
+        async def call(client: aetcd.Client) -> MemberStatus:
+            reply = await client.maintenancestub.Status(
+                rpc.StatusRequest(), timeout=self._timeout, metadata=client.metadata)
+            return MemberStatus(member_id=int(reply.header.member_id),
+                                revision=int(reply.header.revision), db_size=int(reply.dbSize),
+                                db_size_in_use=int(reply.dbSizeInUse),
+                                leader=int(reply.leader) == int(reply.header.member_id),
+                                errors=tuple(reply.errors))
+
+        return await self._unary("member_status", call)
+
+    async def alarms(self) -> list[Alarm]:
+        """Every alarm raised in the cluster (NOSPACE blocks all writes)."""
+        async def call(client: aetcd.Client) -> list[Alarm]:
+            reply = await client.maintenancestub.Alarm(
+                rpc.AlarmRequest(action=rpc.AlarmRequest.GET, memberID=0, alarm=rpc.NONE),
+                timeout=self._timeout, metadata=client.metadata)
+            return [Alarm(member_id=int(a.memberID),
+                          kind="NOSPACE" if a.alarm == rpc.NOSPACE else str(a.alarm))
+                    for a in reply.alarms]
+
+        return await self._unary("alarms", call)
+
+    async def disarm(self, alarm: Alarm) -> None:
+        async def call(client: aetcd.Client) -> None:
+            await client.maintenancestub.Alarm(
+                rpc.AlarmRequest(action=rpc.AlarmRequest.DEACTIVATE, memberID=alarm.member_id,
+                                 alarm=rpc.NOSPACE if alarm.kind == "NOSPACE" else rpc.NONE),
+                timeout=self._timeout, metadata=client.metadata)
+
+        await self._unary("disarm", call)
+
+    async def defragment(self) -> None:
+        """Give the member's free pages back to the disk. It blocks that
+        member's reads and writes while it runs: one member at a time."""
+        async def call(client: aetcd.Client) -> None:
+            await client.maintenancestub.Defragment(
+                rpc.DefragmentRequest(), timeout=self._timeout, metadata=client.metadata)
+
+        await self._unary("defragment", call)
 
     # --- leases -------------------------------------------------------------
 
@@ -546,7 +703,7 @@ def _is_unavailable(exc: BaseException) -> bool:
     code = rpc_error.code()
     if code in _UNAVAILABLE_CODES:
         return True
-    return code == aetcd.rpc.StatusCode.UNKNOWN and rpc_error.details() in (
+    return code == aetcd.rpc.StatusCode.UNKNOWN and (rpc_error.details() or "").startswith(
         _UNAVAILABLE_UNKNOWN_DETAILS
     )
 

@@ -8,14 +8,26 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/nodes/<node>                     capacity and facts (that node's agent)
     <prefix>/alive/<node>                     heartbeat, on a lease (that node's agent)
     <prefix>/placement/<node>                 fence for scheduling onto a node (portal)
-    <prefix>/images/<uuid>                    an image that instances may boot from (portal)
-    <prefix>/names/images/<ns>/<name>         name -> uuid (portal)
-    <prefix>/observed/images/<node>/<uuid>    that node's cache of an image (that node's agent)
+    <prefix>/artifacts/<uuid>                 an image, snapshot, label or file, with its
+                                              versions (portal)
+    <prefix>/names/artifact-urls/<ns>/<type>/<sha256(url)>
+                                              -> the namespace's one active artifact of that
+                                              type and source URL (portal)
+    <prefix>/blobs/<uuid>                     fixed bytes an artifact version holds (portal)
+    <prefix>/observed/blobs/<node>/<uuid>     that node's copy of a blob (that node's agent)
+    <prefix>/fences/blobs/<uuid>              rewritten by whatever starts using a blob, so
+                                              a sweep that saw it unused can't miss that
+    <prefix>/uploads/<uuid>                   bytes being uploaded to a node (portal)
     <prefix>/keypairs/<uuid>                  an ssh public key a namespace keeps (portal)
     <prefix>/names/keypairs/<ns>/<name>       name -> uuid (portal)
     <prefix>/consoles/tickets/<sha256>        a one-time console ticket, on a lease (portal)
     <prefix>/consoles/sessions/<id>           a live console, on a lease (the portal serving it)
     <prefix>/consoles/slots/<user>/<n>        one of a person's console slots (ditto)
+    <prefix>/spent/<purpose>/<id>             a single-use token's id, once used, on a lease
+                                              until the token expires (the portal that took it)
+    <prefix>/access/<user>                    rewritten when what a person may do changed
+                                              (any portal), so every portal process re-checks
+                                              that person's open consoles and live pages
 
 Networks (see cloudstate.ipam for how reservations are made and released):
 
@@ -51,6 +63,7 @@ Security groups (see cloudstate.secgroups):
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -107,23 +120,41 @@ class Keys:
     def placement(self, node: str) -> str:
         return self._k("placement", node)
 
-    # images
+    # artifacts, blobs, uploads
     @property
-    def images(self) -> str:
-        return self._k("images", "")
+    def artifacts(self) -> str:
+        return self._k("artifacts", "")
 
-    def image(self, uuid: str) -> str:
-        return self._k("images", uuid)
+    def artifact(self, uuid: str) -> str:
+        return self._k("artifacts", uuid)
 
-    def image_name(self, namespace: str, name: str) -> str:
-        return self._k("names", "images", namespace, name)
+    def artifact_url(self, namespace: str, type: str, url: str) -> str:
+        digest = hashlib.sha256(url.encode()).hexdigest()
+        return self._k("names", "artifact-urls", namespace, type, digest)
 
     @property
-    def observed_images(self) -> str:
-        return self._k("observed", "images", "")
+    def blobs(self) -> str:
+        return self._k("blobs", "")
 
-    def observed_image(self, node: str, uuid: str) -> str:
-        return self._k("observed", "images", node, uuid)
+    def blob(self, uuid: str) -> str:
+        return self._k("blobs", uuid)
+
+    @property
+    def observed_blobs(self) -> str:
+        return self._k("observed", "blobs", "")
+
+    def observed_blob(self, node: str, uuid: str) -> str:
+        return self._k("observed", "blobs", node, uuid)
+
+    def blob_fence(self, uuid: str) -> str:
+        return self._k("fences", "blobs", uuid)
+
+    @property
+    def uploads(self) -> str:
+        return self._k("uploads", "")
+
+    def upload(self, uuid: str) -> str:
+        return self._k("uploads", uuid)
 
     # keypairs
     @property
@@ -245,36 +276,62 @@ class Keys:
     def console_slot(self, user_id: int, slot: int) -> str:
         return self._k("consoles", "slots", str(user_id), str(slot))
 
+    # single-use tokens
+    def spent_token(self, purpose: str, token_id: str) -> str:
+        return self._k("spent", purpose, token_id)
+
+    # people
+    @property
+    def access_changes(self) -> str:
+        return self._k("access", "")
+
+    def access_change(self, user_id: int) -> str:
+        return self._k("access", str(user_id))
+
+    def user_of_access_change(self, key: str) -> int | None:
+        """The person an ``access_change`` key is about, else None."""
+        found = self.uuid_of(key, self.access_changes)
+        return int(found) if found is not None and found.isascii() and found.isdigit() else None
+
     # parsing
     def classify(self, key: str) -> Classified | None:
-        """Which object a key holds a record of: (kind, uuid), the uuid being
-        a node's name for nodes and a session's id for consoles. Desired and
-        observed records of an object classify alike. None for keys that
-        are not an object's own record (names, reservations, fences...)."""
-        for family, kind in self._families():
+        """Which object a key holds a record of: (kind, uuid, observed), the
+        uuid being a node's name for nodes and a session's id for consoles.
+        ``observed`` tells an agent's report (and a node's liveness) from the
+        desired record. None for keys that are not an object's own record
+        (names, reservations, fences...)."""
+        for family, kind, observed in self._families():
             if uuid := self.uuid_of(key, family):
-                return Classified(kind, uuid)
-        if key.startswith(self.observed_images):
-            node, _, uuid = key[len(self.observed_images):].partition("/")
-            if node and uuid and "/" not in uuid:
-                return Classified(ObjectKind.IMAGE, uuid)
+                return Classified(kind, uuid, observed)
+        if parts := self.observed_blob_parts(key):
+            return Classified(ObjectKind.BLOB, parts[1], observed=True)
         return None
 
-    def _families(self) -> tuple[tuple[str, ObjectKind], ...]:
+    def observed_blob_parts(self, key: str) -> tuple[str, str] | None:
+        """(node, blob uuid) of an observed blob key, else None."""
+        if not key.startswith(self.observed_blobs):
+            return None
+        node, _, uuid = key[len(self.observed_blobs):].partition("/")
+        return (node, uuid) if node and uuid and "/" not in uuid else None
+
+    def _families(self) -> tuple[tuple[str, ObjectKind, bool], ...]:
+        # Labels are artifacts (of type label), so they classify as images.
         return (
-            (self.instances, ObjectKind.INSTANCE),
-            (self.observed_instances, ObjectKind.INSTANCE),
-            (self.networks, ObjectKind.NETWORK),
-            (self.observed_networks, ObjectKind.NETWORK),
-            (self.interfaces, ObjectKind.INTERFACE),
-            (self.observed_interfaces, ObjectKind.INTERFACE),
-            (self.security_groups, ObjectKind.SECURITY_GROUP),
-            (self.address_sets, ObjectKind.ADDRESS_SET),
-            (self.images, ObjectKind.IMAGE),
-            (self.keypairs, ObjectKind.KEYPAIR),
-            (self.nodes, ObjectKind.NODE),
-            (self.alive, ObjectKind.NODE),
-            (self.console_sessions, ObjectKind.CONSOLE),
+            (self.instances, ObjectKind.INSTANCE, False),
+            (self.observed_instances, ObjectKind.INSTANCE, True),
+            (self.networks, ObjectKind.NETWORK, False),
+            (self.observed_networks, ObjectKind.NETWORK, True),
+            (self.interfaces, ObjectKind.INTERFACE, False),
+            (self.observed_interfaces, ObjectKind.INTERFACE, True),
+            (self.security_groups, ObjectKind.SECURITY_GROUP, False),
+            (self.address_sets, ObjectKind.ADDRESS_SET, False),
+            (self.artifacts, ObjectKind.IMAGE, False),
+            (self.blobs, ObjectKind.BLOB, False),
+            (self.uploads, ObjectKind.UPLOAD, False),
+            (self.keypairs, ObjectKind.KEYPAIR, False),
+            (self.nodes, ObjectKind.NODE, False),
+            (self.alive, ObjectKind.NODE, True),
+            (self.console_sessions, ObjectKind.CONSOLE, False),
         )
 
     def uuid_of(self, key: str, family: str) -> str | None:
@@ -287,7 +344,9 @@ class Keys:
 
 
 class Classified(NamedTuple):
-    """What ``Keys.classify`` found: the kind of object and its uuid (or name)."""
+    """What ``Keys.classify`` found: the kind of object, its uuid (or name),
+    and whether the key is the observed side of it."""
 
     kind: ObjectKind
     uuid: str
+    observed: bool = False

@@ -6,6 +6,12 @@ Because etcd 3.4 watches can miss a delete near a compaction and no watch
 survives every failure, it also re-lists when etcd says the history is gone
 and re-lists and diffs on a slow timer; either way subscribers are told only
 about keys that really changed.
+
+A mirror may have a gate: a check each record must pass to be mirrored at
+all (the node agent's, which acts as root on what it reads). A record the
+gate refuses is not in the mirror, as if absent, but is kept aside with the
+reason (``refused``), so a reader can tell "gone" from "refused" and report
+the refusal rather than act on either.
 """
 
 from __future__ import annotations
@@ -24,11 +30,20 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Change:
     key: str
-    old: KeyValue | None  # None: the key was created
-    new: KeyValue | None  # None: the key was deleted
+    old: KeyValue | None  # None: the key was created (or its last value was refused)
+    new: KeyValue | None  # None: the key was deleted, or its new value refused
+    refused: str | None = None  # why the gate refused the new value
+
+
+@dataclass(frozen=True)
+class Refused:
+    kv: KeyValue
+    reason: str
 
 
 Listener = Callable[[list[Change]], Awaitable[None] | None]
+# A record's key and value -> None if it may be mirrored, else why not.
+Gate = Callable[[str, bytes], str | None]
 
 
 class Mirror:
@@ -38,11 +53,14 @@ class Mirror:
     # asks etcd whether anything under the prefix changed at all.
     fence_after = 0.1
 
-    def __init__(self, etcd: Etcd, prefix: str, *, resync_interval: float = 300.0):
+    def __init__(self, etcd: Etcd, prefix: str, *, resync_interval: float = 300.0,
+                 gate: Gate | None = None):
         self._etcd = etcd
         self._prefix = prefix
         self._resync_interval = resync_interval
+        self._gate = gate
         self._data: dict[str, KeyValue] = {}
+        self._refused: dict[str, Refused] = {}
         self._listeners: list[Listener] = []
         self.revision = 0
         self.ready = asyncio.Event()
@@ -56,6 +74,22 @@ class Mirror:
     def items(self, prefix: str = "") -> Iterator[KeyValue]:
         """Values under ``prefix`` (a snapshot: safe to mutate the mirror meanwhile)."""
         return iter([kv for key, kv in self._data.items() if key.startswith(prefix)])
+
+    def refused(self, key: str) -> Refused | None:
+        """The record at ``key`` the gate refused (and why), if it did."""
+        return self._refused.get(key)
+
+    def refused_items(self, prefix: str = "") -> list[Refused]:
+        return [r for key, r in self._refused.items() if key.startswith(prefix)]
+
+    def _check(self, kv: KeyValue) -> str | None:
+        if self._gate is None:
+            return None
+        try:
+            return self._gate(kv.key, kv.value)
+        except Exception as exc:  # noqa: BLE001 - a gate that breaks refuses, loudly
+            log.exception("checking %s failed", kv.key)
+            return f"could not be checked ({exc})"
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(changes)`` after every applied batch; returns an unsubscribe."""
@@ -88,13 +122,30 @@ class Mirror:
 
     async def _relist(self) -> None:
         kvs, revision = await self._etcd.get_prefix(self._prefix)
-        fresh = {kv.key: kv for kv in kvs}
-        changes = [
-            Change(key, self._data.get(key), fresh.get(key))
-            for key in sorted(self._data.keys() | fresh.keys())
-            if _differs(self._data.get(key), fresh.get(key))
-        ]
+        fresh: dict[str, KeyValue] = {}
+        refused: dict[str, Refused] = {}
+        for kv in kvs:
+            known = self._refused.get(kv.key)
+            if known is not None and known.kv.mod_revision == kv.mod_revision:
+                refused[kv.key] = known  # checked already
+            elif (reason := self._check(kv)) is None:
+                fresh[kv.key] = kv
+            else:
+                refused[kv.key] = Refused(kv, reason)
+        changes = []
+        for key in sorted(self._data.keys() | fresh.keys() | self._refused.keys()
+                          | refused.keys()):
+            old, new = self._data.get(key), fresh.get(key)
+            now, before = refused.get(key), self._refused.get(key)
+            if now is not None:
+                if before is None or before.kv.mod_revision != now.kv.mod_revision:
+                    changes.append(Change(key, old, None, refused=now.reason))
+            elif before is not None or _differs(old, new):
+                # A refused value was never mirrored: from the readers' side,
+                # the key goes from nothing to ``new`` (or stays absent).
+                changes.append(Change(key, old, new))
         self._data = fresh
+        self._refused = refused
         self.revision = revision
         self.ready.set()
         await self._notify(changes)
@@ -111,14 +162,21 @@ class Mirror:
     async def _apply(self, batch: list[WatchEvent]) -> None:
         changes = []
         for event in batch:
-            old = self._data.get(event.kv.key)
+            key = event.kv.key
+            old = self._data.get(key)
+            was_refused = self._refused.pop(key, None)
             if event.kind == "delete":
                 if old is not None:
-                    del self._data[event.kv.key]
-                    changes.append(Change(event.kv.key, old, None))
+                    del self._data[key]
+                if old is not None or was_refused is not None:
+                    changes.append(Change(key, old, None))
+            elif (reason := self._check(event.kv)) is None:
+                self._data[key] = event.kv
+                changes.append(Change(key, old, event.kv))
             else:
-                self._data[event.kv.key] = event.kv
-                changes.append(Change(event.kv.key, old, event.kv))
+                self._data.pop(key, None)
+                self._refused[key] = Refused(event.kv, reason)
+                changes.append(Change(key, old, None, refused=reason))
         self.revision = batch[-1].revision
         await self._notify(changes)
 
@@ -155,7 +213,7 @@ class Mirror:
                 grace = 1.0  # later rounds poll only for a revision not yet made
                 if not self.ready.is_set():
                     continue
-                known = len(self._data)
+                known = len(self._data) + len(self._refused)
                 stats = await self._etcd.prefix_stats(self._prefix, seen)
                 if (
                     stats.revision >= revision

@@ -58,23 +58,20 @@ class Record:
 
 @dataclass(frozen=True)
 class DiskSource(Record):
-    """Where a disk's initial contents come from, resolved by the portal so
-    the agent needs no lookup: an image (by uuid, with the URL to fetch it
-    from) or a plain URL the user gave."""
+    """Where a disk's initial contents come from, resolved by the portal at
+    create time so the agent needs no lookup: a blob (fixed bytes), and, for
+    the person reading the instance, the artifact and URL it was found by."""
 
-    url: str
-    image_uuid: str | None = None
-
-    @property
-    def cache_key(self) -> str:
-        return f"image-{self.image_uuid}" if self.image_uuid else self.url
+    blob_uuid: str = ""  # empty only in records of releases before blobs
+    url: str = ""
+    artifact_uuid: str | None = None
 
 
 @dataclass(frozen=True)
 class Disk(Record):
     device: str  # vda, vdb, ...
     size_gb: int
-    base: str | None = None  # as the user gave it: "demo", a URL, or None (blank)
+    base: str | None = None  # as the user gave it: "demo", a URL, label:x, or None (blank)
     source: DiskSource | None = None
     bus: str = "virtio"
     type: str = "disk"
@@ -158,46 +155,110 @@ class NodeInfo(Record):
     agent_port: int = 0
 
 
-# --- images ------------------------------------------------------------------
+# --- artifacts, blobs, uploads ------------------------------------------------
+# Shaken Fist's storage model. A blob is fixed bytes (an image as fetched, a
+# snapshot, an upload), made on one node and copied to others as they need
+# it. An artifact is what people name and share: a list of versions, each a
+# blob. A label is an artifact whose versions are blobs of other artifacts.
 
 
 @dataclass(frozen=True)
-class Image(Record):
-    """An image instances may boot from: fetched from ``source_url``, or (a
-    snapshot) made on ``node`` from an instance's disk.
+class Artifact(Record):
+    """An image, snapshot, label or other file, with its versions.
 
-    A snapshot's bytes start out only on the node that took it, in its image
-    cache; ``node`` says which, so that a node without them knows whom to
-    copy them from (and the scheduler prefers that node while it has room).
+    ``versions`` maps each version's index (a string: JSON's keys are) to
+    its blob, including blobs still being made; what the API shows of them
+    is derived (cloudstate.storage). Indexes only grow: a version deleted
+    leaves a gap, as in Shaken Fist.
     """
 
     uuid: str
     name: str
     namespace: str
     source_url: str
+    type: str = "image"  # image, snapshot, label or other
     shared: bool = False
-    kind: str = "image"  # image or snapshot
-    state: str = "created"  # created or deleted (what each node holds is observed)
-    created_at: float = field(default_factory=time.time)
-    # Fetch onto every hypervisor ahead of time (an "artifact cache" request).
+    max_versions: int = 3
+    versions: dict[str, str] = field(default_factory=dict)
+    last_index: int = 0
+    # Copied onto every hypervisor ahead of time (an "artifact cache" request).
     precache: bool = False
-    node: str | None = None  # a snapshot: the node holding it
+    desired: str = "active"  # active or deleted
     instance_uuid: str | None = None  # a snapshot: of which instance
     device: str | None = None  # a snapshot: of which disk
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
     deleted_at: float | None = None
+
+    def with_version(self, blob_uuid: str) -> Artifact:
+        index = self.last_index + 1
+        return self.replace(versions={**self.versions, str(index): blob_uuid},
+                            last_index=index)
 
 
 @dataclass(frozen=True)
-class ImageObserved(Record):
-    """One node's cached copy of an image (or a snapshot being taken)."""
+class Blob(Record):
+    """Fixed bytes, made once on ``node`` and never changed.
 
-    state: str  # downloading, creating, ready, error, removed
+    ``origin`` says how: ``fetch`` (``node`` downloads ``source_url``),
+    ``snapshot`` (``node`` copies ``instance_uuid``'s ``device``), ``upload``
+    (already on ``node``, sealed from an upload) or ``file`` (a file an
+    operator registered, such as the demo image: every node reads
+    ``source_url`` itself, so ``node`` is None). Every other node copies the
+    bytes from a node that holds them. ``size`` and ``sha512`` are known up
+    front for uploads, else from the nodes' observed records. A fetch that
+    ``replaces`` an artifact's newest version (the URL cached again) is
+    only a new version if the file changed (its length or Last-Modified).
+    """
+
+    uuid: str
+    namespace: str  # whose request made it
+    origin: str
+    node: str | None
+    source_url: str | None = None
+    replaces: str | None = None
+    instance_uuid: str | None = None
+    device: str | None = None
+    size: int | None = None
+    sha512: str | None = None
+    desired: str = "active"  # active or deleted
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    deleted_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        """Blobs have no names: their UUID stands in (in audit rows, say)."""
+        return self.uuid
+
+
+@dataclass(frozen=True)
+class BlobObserved(Record):
+    """One node's copy of a blob's bytes (or the blob being made there)."""
+
+    state: str  # downloading, creating, ready, error
     size: int = 0
-    sha256: str | None = None
+    sha512: str | None = None
     error: str | None = None
+    # What qemu-img makes of the bytes, for the blob's view: its format
+    # (anything is "raw" to it) and the disk size a guest would see.
+    format: str | None = None
+    virtual_size: int | None = None
+    modified: float | None = None  # Last-Modified of a fetch
     updated_at: float = field(default_factory=time.time)
     done: int = 0  # bytes so far, while downloading or copying
     total: int | None = None  # bytes expected, when known
+
+
+@dataclass(frozen=True)
+class Upload(Record):
+    """Bytes being sent to ``node`` a chunk at a time, until they become a
+    blob (POST /artifacts/upload/<name>). They belong to ``namespace``."""
+
+    uuid: str
+    namespace: str
+    node: str
+    created_at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Any
 
-from cloudstate.validation import ValidationError
+from cloudstate.validation import ValidationError, shown
 
 # Smaller than a /29 leaves too few addresses once the network, broadcast and
 # router addresses are taken (Shaken Fist's rule); larger than a /8 is a
@@ -21,11 +21,12 @@ MAX_INTERFACES = 8
 NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139")
 RESERVED_NAMES = ("floating",)
 
-_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62})$")
-_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+_DIGITS = re.compile(r"[0-9]{1,2}")
 # Ranges a guest network must never use: they mean something on every host.
 _FORBIDDEN = [
-    (ipaddress.IPv4Network("0.0.0.0/8"), "is 'this network'"),
+    (ipaddress.IPv4Network("0.0.0.0/8"), "means this host's own network"),
     (ipaddress.IPv4Network("127.0.0.0/8"), "is loopback"),
     (ipaddress.IPv4Network("169.254.0.0/16"), "is link-local"),
     (ipaddress.IPv4Network("224.0.0.0/4"), "is multicast"),
@@ -34,37 +35,58 @@ _FORBIDDEN = [
 
 
 def network_name(value: Any, field: str = "name") -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValidationError(
             field,
-            f"{value!r} is not a valid network name: use 1-63 letters, digits, dots, hyphens "
-            "and underscores, starting with a letter or digit",
+            f"{shown(value)} is not a valid network name: use 1-63 letters, digits, dots, "
+            "hyphens and underscores, starting with a letter or digit",
         )
     if value.lower() in RESERVED_NAMES:
-        raise ValidationError(field, f"{value!r} is reserved for the cloud's floating network")
+        raise ValidationError(field, f"{shown(value)} is reserved for the cloud's floating "
+                                     "network: choose another name")
     return value
 
 
-def netblock(value: Any, field: str = "netblock") -> ipaddress.IPv4Network:
-    """An IPv4 CIDR between /8 and /29; host bits are dropped (10.0.0.1/24
-    means 10.0.0.0/24, as Shaken Fist's client suggests typing it)."""
+def netblock(value: Any, field: str = "netblock", *,
+             keep_host_bits: bool = False) -> ipaddress.IPv4Network:
+    """An IPv4 range between /8 and /29, such as 10.0.0.0/24.
+
+    The API drops host bits (10.0.0.1/24 means 10.0.0.0/24, as Shaken
+    Fist's client lets people type it); with ``keep_host_bits`` (the pages)
+    they are refused instead, naming the range to give, so nobody gets a
+    range other than the one they typed without being told."""
+    example = "such as 10.0.0.0/24"
     if not isinstance(value, str) or "/" not in value:
-        raise ValidationError(field, f"{value!r} is not a CIDR block such as 10.0.0.0/24")
+        raise ValidationError(field, f"{shown(value)} is not an address range: give an IPv4 "
+                                     f"address and a prefix length, {example}")
+    text = value.strip()
+    address_text, _, length_text = text.partition("/")
+    if ":" in address_text:
+        raise ValidationError(field, f"{shown(text)} is an IPv6 range: networks here are "
+                                     f"IPv4 only, {example}")
     try:
-        network = ipaddress.ip_network(value.strip(), strict=False)
-    except ValueError as exc:
-        raise ValidationError(field, f"{value!r} is not a valid CIDR block ({exc})") from exc
-    if not isinstance(network, ipaddress.IPv4Network):
-        raise ValidationError(field, f"{value!r} is not IPv4; only IPv4 networks are offered")
+        address = ipaddress.IPv4Address(address_text)
+    except ValueError:
+        raise ValidationError(field, f"{shown(address_text)} is not an IPv4 address (four "
+                                     f"numbers from 0 to 255): give a range {example}") from None
+    if not _DIGITS.fullmatch(length_text) or int(length_text) > 32:
+        raise ValidationError(field, f"/{length_text[:12]} is not a prefix length: give one from "
+                                     f"/{MIN_PREFIXLEN} to /{MAX_PREFIXLEN}, {example}")
+    network = ipaddress.IPv4Network(f"{address}/{int(length_text)}", strict=False)
     if network.prefixlen > MAX_PREFIXLEN:
         raise ValidationError(
-            field, f"{value!r} is smaller than a /{MAX_PREFIXLEN}: too few addresses for guests"
-        )
+            field, f"{text} is smaller than a /{MAX_PREFIXLEN}: too few addresses for guests "
+                   f"(give a prefix length from /{MIN_PREFIXLEN} to /{MAX_PREFIXLEN})")
     if network.prefixlen < MIN_PREFIXLEN:
-        raise ValidationError(field, f"{value!r} is larger than a /{MIN_PREFIXLEN}")
+        raise ValidationError(field, f"{text} is larger than a /{MIN_PREFIXLEN}: give a "
+                                     f"prefix length from /{MIN_PREFIXLEN} to /{MAX_PREFIXLEN}")
+    if keep_host_bits and address != network.network_address:
+        raise ValidationError(field, f"{text} has host bits set: the range that address is in "
+                                     f"is {network}; give that")
     for forbidden, why in _FORBIDDEN:
         if network.overlaps(forbidden):
-            raise ValidationError(field, f"{value!r} overlaps {forbidden}, which {why}")
+            raise ValidationError(field, f"{network} overlaps {forbidden}, which {why}: "
+                                         "choose a private range such as 10.0.0.0/24")
     return network
 
 
@@ -74,7 +96,7 @@ def address_in(value: Any, network: ipaddress.IPv4Network, field: str = "address
     try:
         address = ipaddress.IPv4Address(str(value).strip())
     except ValueError as exc:
-        raise ValidationError(field, f"{value!r} is not an IPv4 address") from exc
+        raise ValidationError(field, f"{shown(value)} is not an IPv4 address") from exc
     if address not in network:
         raise ValidationError(field, f"{address} is not in the network's range {network}")
     if address in (network.network_address, network.broadcast_address):
@@ -86,10 +108,12 @@ def address_in(value: Any, network: ipaddress.IPv4Network, field: str = "address
 
 def mac_address(value: Any, field: str = "macaddress") -> str:
     text = str(value).strip().lower().replace("-", ":")
-    if not _MAC.match(text):
-        raise ValidationError(field, f"{value!r} is not a MAC address such as 02:00:00:12:34:56")
+    if not _MAC.fullmatch(text):
+        raise ValidationError(field, f"{shown(value)} is not a MAC address such as "
+                                     "02:00:00:12:34:56")
     if int(text[:2], 16) & 1:
-        raise ValidationError(field, f"{value!r} is a multicast address; a NIC needs unicast")
+        raise ValidationError(field, f"{shown(value)} is a multicast address; a NIC needs "
+                                     "unicast")
     if text == "00:00:00:00:00:00":
         raise ValidationError(field, "the all-zero MAC address can't be used")
     return text
@@ -99,7 +123,7 @@ def nic_model(value: Any, field: str = "model") -> str:
     model = value or "virtio"
     if model not in NIC_MODELS:
         raise ValidationError(
-            field, f"{value!r} is not offered; use one of {', '.join(NIC_MODELS)}"
+            field, f"{shown(value)} is not offered; use one of {', '.join(NIC_MODELS)}"
         )
     return str(model)
 

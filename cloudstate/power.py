@@ -8,6 +8,8 @@ spells some of them the way Shaken Fist's URLs do (``poweron``).
 
 from __future__ import annotations
 
+from cloudstate.validation import shown
+
 # The API's verb (the last part of POST /instances/<ref>/<verb>) -> intent.
 API_ACTIONS: dict[str, str] = {
     "poweron": "on",
@@ -58,7 +60,7 @@ _WHY_NOT = {
 def refusal(action: str, power_state: str) -> str | None:
     """Why ``action`` can't be applied in ``power_state``, or None if it can."""
     if action not in ALLOWED_FROM:
-        return f"{action!r} is not a power action"
+        return f"{shown(action)} is not a power action"
     if power_state in ALLOWED_FROM[action]:
         return None
     return _WHY_NOT.get((action, power_state), f"its power state is {power_state}")

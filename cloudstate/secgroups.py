@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloudstate.model import SecurityRule
-from cloudstate.validation import ValidationError
+from cloudstate.validation import ValidationError, shown
 
 DEFAULT_GROUP = "default"
 DEFAULT_DESCRIPTION = "every interface that names no group: anything out, in only from its members"
@@ -36,8 +36,8 @@ MAX_ALLOWED_ADDRESSES = 16
 MAX_GROUPS_PER_INTERFACE = 8
 MAX_DESCRIPTION = 255
 
-_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62})$")
-_PORT_ITEM = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_PORT_ITEM = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?")
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,9 @@ class Ports:
 
 
 def name(value: Any, kind: str = "security group", field: str = "name") -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValidationError(
-            field, f"{value!r} is not a valid {kind} name: use 1-63 letters, digits, dots, "
+            field, f"{shown(value)} is not a valid {kind} name: use 1-63 letters, digits, dots, "
             "hyphens and underscores, starting with a letter or digit")
     return value
 
@@ -96,14 +96,15 @@ def description(value: Any, field: str = "description") -> str:
 def cidr(value: Any, field: str) -> str:
     """An IPv4 network or address in canonical CIDR form (host bits are
     dropped: 10.0.0.5/24 means 10.0.0.0/24; an address means its /32)."""
+    refusal = f"{shown(value)} is not a CIDR block such as 10.0.0.0/24"
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(field, f"{value!r} is not a CIDR block such as 10.0.0.0/24")
+        raise ValidationError(field, refusal)
     try:
         network = ipaddress.ip_network(value.strip(), strict=False)
-    except ValueError as exc:
-        raise ValidationError(field, f"{value!r} is not a valid CIDR block ({exc})") from exc
+    except ValueError:
+        raise ValidationError(field, refusal) from None
     if not isinstance(network, ipaddress.IPv4Network):
-        raise ValidationError(field, f"{value!r} is IPv6; networks and rules are IPv4 only")
+        raise ValidationError(field, f"{shown(value)} is IPv6; networks and rules are IPv4 only")
     return str(network)
 
 
@@ -140,7 +141,7 @@ def protocol(value: Any, field: str = "protocol") -> str:
     if isinstance(value, str) and value.strip().isdigit():
         number = int(value)
     if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 255:
-        raise ValidationError(field, f"{value!r} is not a protocol: use any, tcp, udp, icmp "
+        raise ValidationError(field, f"{shown(value)} is not a protocol: use any, tcp, udp, icmp "
                                      "or an IP protocol number from 1 to 255")
     for known, proto_number in PROTOCOLS.items():
         if proto_number == number:
@@ -176,9 +177,9 @@ def ports(value: Any, field: str = "ports") -> str | None:
     ranges = []
     for item in items:
         text = str(item).strip() if not isinstance(item, bool) else ""
-        match = _PORT_ITEM.match(text)
+        match = _PORT_ITEM.fullmatch(text)
         if not match:
-            raise ValidationError(field, f"{item!r} is not a port or a range such as 80-90")
+            raise ValidationError(field, f"{shown(item)} is not a port or a range such as 80-90")
         low = int(match.group(1))
         high = int(match.group(2)) if match.group(2) else low
         if not 1 <= low <= high <= 65535:
@@ -249,7 +250,7 @@ def check_rule(raw: Any, field: str = "rule") -> CheckedRule:
         raise ValidationError(field, "must be an object with a direction")
     direction = raw.get("direction")
     if direction not in DIRECTIONS:
-        raise ValidationError(f"{field}.direction", f"{direction!r} is not ingress or egress")
+        raise ValidationError(f"{field}.direction", f"{shown(direction)} is not ingress or egress")
     ethertype = str(raw.get("ethertype") or "ipv4").lower()
     if ethertype != "ipv4":
         raise ValidationError(f"{field}.ethertype", "only ipv4: networks are IPv4 only, and "

@@ -39,13 +39,14 @@ from cloudstate.settingtypes import (
     BOOL,
     ENDPOINTS,
     HOST_PORT,
-    HTTP_URL,
+    HTTPS_URL,
     IP_ADDRESS,
     IPV4_ADDRESS,
     IPV4_ADDRESSES,
     NETWORKS,
     ORIGINS,
     PATH,
+    PATHS,
     PORT,
     TEXT,
     WORDS,
@@ -85,6 +86,10 @@ def _state_dir() -> Path:
     return read("SFCLOUD_STATE_DIR").resolve()
 
 
+def _agents_address() -> str:
+    return f"{read('SFCLOUD_PORTAL_ADDRESS').rpartition(':')[0]}:13002"
+
+
 def _portal_origins() -> list[str]:
     address = read("SFCLOUD_PORTAL_ADDRESS")
     return [f"http://{address}", f"http://localhost:{address.rpartition(':')[2]}"]
@@ -97,9 +102,10 @@ DECLARED: tuple[Setting, ...] = (
             (PORTAL, AGENT, RUNNER), default=lambda: REPO_ROOT / "var",
             shown_default="`var/` in the checkout"),
     Setting("SFCLOUD_ETCD_ENDPOINTS", ENDPOINTS,
-            "the etcd to use, e.g. `http://10.0.0.5:2379,http://10.0.0.6:2379`",
-            (PORTAL, AGENT, RUNNER), default="http://127.0.0.1:23790",
-            shown_default="`http://127.0.0.1:23790`, which `make run` starts when unset"),
+            "the etcd to use, over TLS with the cloud's certificates, e.g. "
+            "`https://10.0.0.5:2379,https://10.0.0.6:2379`",
+            (PORTAL, AGENT, RUNNER), default="https://127.0.0.1:23790",
+            shown_default="`https://127.0.0.1:23790`, which `make run` starts when unset"),
     Setting("SFCLOUD_ETCD_PREFIX", TEXT,
             "prefix of every etcd key, so one etcd can serve several clouds",
             BOTH, default="/sfcloud"),
@@ -112,6 +118,14 @@ DECLARED: tuple[Setting, ...] = (
             "shared by the portals and the agents; signs what they tell each other",
             (PORTAL, AGENT, RUNNER),
             shown_default="`cluster.secret` in the state directory (`make run` makes it)"),
+    Setting("SFCLOUD_PKI_DIR", PATH,
+            "the cloud's CA certificate and this machine's certificates and keys "
+            "(`python -m deploy.pki`); keep it private",
+            (PORTAL, AGENT, RUNNER), default=lambda: _state_dir() / "pki",
+            shown_default="`pki/` in the state directory (`make run` makes the CA there)"),
+    Setting("SFCLOUD_CERT_RENEW_DAYS", integer(minimum=1),
+            "a certificate expiring within this many days is renewed by `make run` and by "
+            "`python -m deploy.pki renew`", (RUNNER,), default="30"),
     Setting("SFCLOUD_LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR"),
             "how much the portal and the agent log", BOTH, default="INFO"),
     Setting("SFCLOUD_RESYNC_INTERVAL", number(),
@@ -119,6 +133,9 @@ DECLARED: tuple[Setting, ...] = (
             BOTH, default="300"),
     Setting("SFCLOUD_FETCH_ALLOW", NETWORKS,
             "networks image downloads may reach beyond the public internet", BOTH),
+    Setting("SFCLOUD_METRICS_TOKEN", secret(min_length=16),
+            "the bearer token Prometheus sends for `/metrics` on the portal and the agents",
+            BOTH, shown_default="none: `/metrics` answers 404"),
 
     # --- the portal ----------------------------------------------------------------
     Setting("SFCLOUD_PORTAL_ADDRESS", HOST_PORT,
@@ -132,9 +149,18 @@ DECLARED: tuple[Setting, ...] = (
             "exact origins browsers use (websocket Origin check, CSRF)",
             (PORTAL,), default=_portal_origins,
             shown_default="`http://` + the portal address, and `http://localhost:<its port>`"),
+    Setting("SFCLOUD_PORTAL_AGENTS_ADDRESS", HOST_PORT,
+            "where the portal takes its node agents' events: TLS, agents' certificates only "
+            "(a second listener beside the pages')", (PORTAL, AGENT, RUNNER),
+            default=_agents_address,
+            shown_default="the portal address's host, port 13002"),
     Setting("SFCLOUD_ALLOWED_HOSTS", WORDS, "Host headers the portal answers",
             (PORTAL,), default="127.0.0.1,localhost,[::1]"),
     Setting("SFCLOUD_HTTPS", BOOL, "secure cookies and HSTS, when served over HTTPS",
+            (PORTAL,), default="off"),
+    Setting("SFCLOUD_TLS_PROXY", BOOL,
+            "behind a proxy that terminates TLS: trust its `X-Forwarded-Proto: https` "
+            "(never set it without such a proxy); secure cookies and HSTS",
             (PORTAL,), default="off"),
     Setting("SFCLOUD_DEBUG", BOOL, "Django's debug pages; never on a portal others can reach",
             (PORTAL,), default="off"),
@@ -167,6 +193,9 @@ DECLARED: tuple[Setting, ...] = (
     Setting("SFCLOUD_LOGIN_FAILURES_PER_ADDRESS", integer(minimum=1),
             "failed log-ins allowed per client address within the window",
             (PORTAL,), default="20"),
+    Setting("SFCLOUD_API_KEY_FAILURES_PER_NAMESPACE", integer(minimum=1),
+            "wrong keys allowed per namespace within the window (`POST /api/auth`), "
+            "from all addresses together", (PORTAL,), default="50"),
     Setting("SFCLOUD_LOGIN_FAILURE_WINDOW", integer(minimum=1),
             "seconds over which failed log-ins are counted", (PORTAL,), default="900"),
     Setting("SFCLOUD_PERSONAL_TOKEN_MAX_DAYS", integer(minimum=1),
@@ -177,11 +206,16 @@ DECLARED: tuple[Setting, ...] = (
             "how long the portal keeps the audit trail, in days (0: forever)",
             (PORTAL,), default="365"),
     Setting("SFCLOUD_DELETED_RETENTION", integer(minimum=0),
-            "seconds a deleted instance or network stays readable by UUID before it is forgotten",
+            "seconds a deleted instance, network, artifact or blob stays readable by UUID "
+            "before it is forgotten",
             (PORTAL,), default="3600"),
     Setting("SFCLOUD_JANITOR_INTERVAL", number(),
-            "seconds between the portal's sweeps for deleted objects to forget",
+            "seconds between the portal's sweeps for deleted objects to forget (and unused "
+            "blobs, expired uploads)",
             (PORTAL,), default="600"),
+    Setting("SFCLOUD_UPLOAD_LIFETIME", integer(minimum=1),
+            "seconds an upload may wait to be made an artifact before it is forgotten",
+            (PORTAL,), default="604800"),
     Setting("SFCLOUD_CONSOLE_IDLE_TIMEOUT", integer(minimum=1),
             "seconds without input before a console closes", (PORTAL,), default="1800"),
     Setting("SFCLOUD_CONSOLE_SESSIONS_PER_USER", integer(minimum=1),
@@ -208,14 +242,18 @@ DECLARED: tuple[Setting, ...] = (
     Setting("SFCLOUD_NODE_IP", IP_ADDRESS,
             "this hypervisor's address on the network between nodes (VXLAN, the agent's server)",
             (AGENT,), default="127.0.0.1"),
-    Setting("SFCLOUD_PORTAL_URL", HTTP_URL, "where an agent sends its events",
-            (AGENT,), default=lambda: f"http://{read('SFCLOUD_PORTAL_ADDRESS')}",
-            shown_default="`http://` + the portal address"),
+    Setting("SFCLOUD_PORTAL_URL", HTTPS_URL,
+            "where an agent sends its events: the portal's agents address, over TLS",
+            (AGENT,), default=lambda: f"https://{read('SFCLOUD_PORTAL_AGENTS_ADDRESS')}",
+            shown_default="`https://` + `SFCLOUD_PORTAL_AGENTS_ADDRESS`"),
     Setting("SFCLOUD_AGENT_PORT", integer(minimum=0, maximum=65535),
-            "the agent's server (console relays, snapshots for other nodes) on the node's "
-            "address; `0`: any free port", (AGENT,), default="13001"),
+            "the agent's server (console relays, uploads, blobs for other nodes and "
+            "downloads) on the node's address; `0`: any free port", (AGENT,), default="13001"),
     Setting("SFCLOUD_AGENT_WORKERS", integer(minimum=1),
             "objects an agent works on at once", (AGENT,), default="4"),
+    Setting("SFCLOUD_USAGE_INTERVAL", integer(minimum=0, maximum=300),
+            "seconds between the agent's samples of its node and guests for graphs and "
+            "`/metrics`; `0`: no sampling", (AGENT,), default="10"),
     Setting("SFCLOUD_NODE_LEASE_TTL", integer(minimum=1),
             "seconds a node stays online after its agent last renewed its lease",
             (AGENT,), default="10"),
@@ -230,6 +268,15 @@ DECLARED: tuple[Setting, ...] = (
     Setting("SFCLOUD_MACHINE", TEXT, "the QEMU machine type guests get", (AGENT,), default="pc"),
     Setting("SFCLOUD_DOMAIN_TEMPLATE", PATH, "your own Jinja2 domain XML template",
             (AGENT,), shown_default="built in"),
+    Setting("SFCLOUD_IMAGE_CHECK_USER",
+            pattern(r"[a-z_][a-z0-9_-]{0,31}", "a user name of this machine, not root"),
+            "the unprivileged user `qemu-img` runs as to inspect and convert downloaded images",
+            (AGENT,), default="nobody"),
+    Setting("SFCLOUD_FILE_IMAGE_DIRS", PATHS,
+            "directories whose files an operator may register as images (file:// blobs, "
+            "such as the demo image); the agent reads no other file for a blob",
+            (AGENT,), default=lambda: (read("SFCLOUD_STATE_DIR").resolve() / "cache",),
+            shown_default="`cache/` in the state directory"),
     Setting("SFCLOUD_FAILPOINTS", WORDS,
             "tests only: named points where the agent exits at once, to prove it converges",
             (AGENT, TESTS)),

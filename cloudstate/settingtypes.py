@@ -106,6 +106,14 @@ def _path(text: str) -> Path:
     return Path(text.strip())
 
 
+def _absolute_paths(text: str) -> tuple[Path, ...]:
+    paths = tuple(Path(word) for word in _words(text))
+    for path in paths:
+        if not path.is_absolute():
+            raise ValueError(f"{str(path)!r} is not an absolute path")
+    return paths
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
     by_lower = {option.lower(): option for option in options}
 
@@ -118,11 +126,18 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
 
 
 def parse_endpoints(text: str) -> list[tuple[str, int]]:
-    """Turn ``http://a:2379,b:2379`` into ``[("a", 2379), ("b", 2379)]``."""
+    """Turn ``https://a:2379,b:2379`` into ``[("a", 2379), ("b", 2379)]``.
+
+    sfcloud reaches etcd over TLS only (with the cloud's certificates), so
+    an ``http://`` endpoint is refused rather than quietly dialled with TLS.
+    """
     endpoints = []
     for item in _words(text):
         if "://" in item:
-            item = item.split("://", 1)[1]
+            scheme, item = item.split("://", 1)
+            if scheme.lower() != "https":
+                raise ValueError(f"{scheme}:// endpoints are not used: etcd is reached over "
+                                 "TLS only, write https://host:port")
         item = item.rstrip("/")
         host, _, port = item.rpartition(":")
         if not host:
@@ -182,6 +197,13 @@ def _http_url(text: str) -> str:
     return text
 
 
+def _https_url(text: str) -> str:
+    text = _http_url(text)
+    if urlsplit(text).scheme != "https":
+        raise ValueError("not an https URL (this link is TLS only)")
+    return text
+
+
 def _origins(text: str) -> list[str]:
     origins = _words(text)
     for origin in origins:
@@ -203,13 +225,14 @@ BOOL = Kind("1, 0, yes, no, true, false, on or off (any case)", _boolean)
 TEXT = Kind("any text", _text, empty="")
 WORDS = Kind("comma-separated words", _words, empty=[])
 PATH = Kind("a file or directory path", _path, empty=None)
-ENDPOINTS = Kind("comma-separated host:port or http://host:port", parse_endpoints)
+PATHS = Kind("comma-separated absolute paths", _absolute_paths, empty=())
+ENDPOINTS = Kind("comma-separated host:port or https://host:port", parse_endpoints)
 NETWORKS = Kind("comma-separated networks in CIDR form, e.g. 10.0.0.0/8,fd00::/8",
                 parse_networks, empty=[])
 IPV4_ADDRESSES = Kind("comma-separated IPv4 addresses", parse_ipv4_addresses, empty=())
 IP_ADDRESS = Kind("an IPv4 or IPv6 address", _ip_address)
 IPV4_ADDRESS = Kind("an IPv4 address", _ipv4_address, empty="")
-HTTP_URL = Kind("an http:// or https:// URL", _http_url)
+HTTPS_URL = Kind("an https:// URL", _https_url)
 ORIGINS = Kind("comma-separated origins, scheme://host[:port] with no path", _origins)
 HOST_PORT = Kind("host:port, e.g. 127.0.0.1:13000", _host_port)
 PORT = Kind("a port, 1 to 65535", _integer(1, 65535))

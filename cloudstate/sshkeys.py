@@ -16,6 +16,8 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
+from cloudstate.validation import shown
+
 MAX_KEY_LENGTH = 16 * 1024
 MIN_RSA_BITS = 2048
 
@@ -88,7 +90,7 @@ def parse(text: str) -> PublicKey:
     key_type, encoded = parts[0], parts[1]
     comment = parts[2].strip() if len(parts) > 2 else ""
     if key_type not in TYPES:
-        raise BadKey(f"{key_type[:40]!r} is not a key type we accept "
+        raise BadKey(f"{shown(key_type, 40)} is not a key type we accept "
                      f"(use one of {', '.join(TYPES[:5])})")
     try:
         blob = base64.b64decode(encoded, validate=True)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from cloudstate.settings import read
 from cloudstate.settingtypes import IPNetwork
+from cloudstate.validation import shown
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 RESOLVE_TIMEOUT = 10.0
@@ -91,7 +92,7 @@ async def check_url(url: str, policy: FetchPolicy) -> list[IPAddress]:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise URLRefused(f"{url!r} is not a valid URL: {exc}") from exc
+        raise URLRefused(f"{shown(url)} is not a valid URL: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme == "file":
         if policy.allow_file:
@@ -102,7 +103,7 @@ async def check_url(url: str, policy: FetchPolicy) -> list[IPAddress]:
                          "give an http or https URL")
     host = parts.hostname
     if not host:
-        raise URLRefused(f"{url!r} has no host name")
+        raise URLRefused(f"{shown(url)} has no host name")
     # Credentials in a URL end up in etcd and in API output, and
     # "http://trusted@evil/" is a classic way to make a URL look like it
     # points somewhere it doesn't.
@@ -115,8 +116,8 @@ async def check_url(url: str, policy: FetchPolicy) -> list[IPAddress]:
     for address in addresses:
         reason = refusal_reason(address, policy)
         if reason:
-            shown = host if host == str(address) else f"{host} (which resolves to {address})"
-            raise URLRefused(f"refusing to fetch from {shown}: it is {reason}")
+            named = host if host == str(address) else f"{host} (which resolves to {address})"
+            raise URLRefused(f"refusing to fetch from {named}: it is {reason}")
     return addresses
 
 

@@ -17,7 +17,10 @@ class ObjectKind(StrEnum):
     INSTANCE = "instance"
     NETWORK = "network"
     INTERFACE = "interface"
+    # An artifact (Shaken Fist's word): an image, snapshot, label or other file.
     IMAGE = "image"
+    BLOB = "blob"  # an artifact version's bytes
+    UPLOAD = "upload"
     KEYPAIR = "keypair"
     NODE = "node"
     CONSOLE = "console"  # a console session
@@ -35,7 +38,7 @@ class ObjectKind(StrEnum):
 # The kinds that keep an event log (Shaken Fist's /<kind>s/<ref>/events).
 EVENT_KINDS: tuple[ObjectKind, ...] = (
     ObjectKind.INSTANCE, ObjectKind.NETWORK, ObjectKind.NODE, ObjectKind.IMAGE,
-    ObjectKind.SECURITY_GROUP, ObjectKind.ADDRESS_SET,
+    ObjectKind.BLOB, ObjectKind.SECURITY_GROUP, ObjectKind.ADDRESS_SET,
 )
 
 

@@ -29,6 +29,9 @@ PACKAGES=(
 )
 if [ "$WITH_TEST" = 1 ]; then
     PACKAGES+=(chromium)
+    # npm fetches axe-core for the accessibility tests (e2e/axe.py), from the npm registry
+    # into var/; a Node.js that brings its own npm is used as it is.
+    command -v npm >/dev/null || PACKAGES+=(npm)
 fi
 
 missing=()

@@ -1,9 +1,15 @@
 """Run a single-member etcd as a child process.
 
 Used by the all-in-one runner (``make run``) and by the tests. The member
-listens on 127.0.0.1 only. Its data directory may be fresh or left over from
-an earlier run: etcd ignores the ``--initial-*`` flags once a data directory
-exists, so starting again simply carries on with the stored state.
+listens on 127.0.0.1 only, and only over TLS: it serves with its own
+certificate from the cloud's CA (``etcd-<name>.crt`` in the PKI directory,
+for clients and for its peer port alike) and refuses any client that does
+not present a certificate the same CA signed for one of the cloud's parts
+(naming ``tls.ETCD_CLIENT_NAME``, which a monitor's never does), so on a
+shared machine no local user without the cloud's keys reaches it. Its data directory may be
+fresh or left over from an earlier run: etcd ignores the ``--initial-*``
+flags once a data directory exists, so starting again simply carries on
+with the stored state.
 
 etcd writes its log to ``<data dir's parent>/<name>.etcd.log`` (appended to
 across restarts), so the log survives wiping the data directory and a failed
@@ -14,19 +20,21 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import base64
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+from cloudstate import tls
+
+if TYPE_CHECKING:
+    from cloudstate.etcd import Etcd
 
 ETCD_BINARY = "/usr/bin/etcd"
 LOOPBACK = "127.0.0.1"
@@ -97,6 +105,7 @@ class LocalEtcd:
         self,
         data_dir: str | os.PathLike[str],
         *,
+        pki_dir: str | os.PathLike[str],
         name: str = "sfcloud",
         client_port: int | None = None,
         peer_port: int | None = None,
@@ -106,9 +115,17 @@ class LocalEtcd:
         snapshot_count: int = DEFAULT_SNAPSHOT_COUNT,
         log_path: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
+        client_tls: tls.Credentials | None = None,
     ):
+        """The member's certificate must be in ``pki_dir`` already
+        (``deploy.pki.ensure_local_etcd`` makes one); ``client_tls`` is what
+        this object's own probes and ``client()`` present (the portal's by
+        default)."""
         self.data_dir = Path(data_dir).absolute()
         self.name = name
+        self.pki_dir = Path(pki_dir).absolute()
+        self.tls = tls.etcd_member(self.pki_dir, name)
+        self.client_tls = client_tls or tls.portal(self.pki_dir)
         if not client_port or not peer_port:  # None or 0: any free port
             free = free_ports(2)
             client_port = client_port or free[0]
@@ -124,11 +141,23 @@ class LocalEtcd:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_start = 0
 
+    @classmethod
+    def standalone(cls, data_dir: str | os.PathLike[str], *, name: str = "sfcloud",
+                   **options: object) -> LocalEtcd:
+        """A member with a CA of its own in ``pki/`` beside its data directory
+        (made if missing, kept if there): for benchmarks and tools that run
+        an etcd by itself."""
+        from deploy.pki import ensure_local_etcd  # noqa: PLC0415 - cryptography only here
+
+        pki_dir = Path(data_dir).absolute().parent / "pki"
+        ensure_local_etcd(pki_dir, name)
+        return cls(data_dir, pki_dir=pki_dir, name=name, **options)  # type: ignore[arg-type]
+
     # --- addresses ------------------------------------------------------------
 
     @property
     def endpoint(self) -> str:
-        return f"http://{LOOPBACK}:{self.client_port}"
+        return f"https://{LOOPBACK}:{self.client_port}"
 
     @property
     def endpoints(self) -> list[tuple[str, int]]:
@@ -137,7 +166,13 @@ class LocalEtcd:
 
     @property
     def peer_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.peer_port}"
+        return f"https://{LOOPBACK}:{self.peer_port}"
+
+    def client(self, *, timeout: float = 5.0) -> Etcd:
+        """A client of this member with ``client_tls``."""
+        from cloudstate.etcd import Etcd  # noqa: PLC0415 - gRPC only for those who need it
+
+        return Etcd(self.endpoints, tls=self.client_tls, timeout=timeout)
 
     @property
     def pid(self) -> int | None:
@@ -163,6 +198,19 @@ class LocalEtcd:
             "--auto-compaction-mode=periodic",
             f"--auto-compaction-retention={self.compaction_retention}",
             f"--quota-backend-bytes={self.quota_bytes}",
+            # TLS on both ports, with a client certificate from the cloud's CA
+            # required on both. etcd reads these files at every new
+            # connection, so a renewed certificate needs no restart.
+            f"--cert-file={self.tls.cert}",
+            f"--key-file={self.tls.key}",
+            f"--trusted-ca-file={self.tls.ca}",
+            "--client-cert-auth",
+            # ...and, of those, only the parts' (not a monitor's: Prometheus').
+            f"--client-cert-allowed-hostname={tls.ETCD_CLIENT_NAME}",
+            f"--peer-cert-file={self.tls.cert}",
+            f"--peer-key-file={self.tls.key}",
+            f"--peer-trusted-ca-file={self.tls.ca}",
+            "--peer-client-cert-auth",
             f"--snapshot-count={self.snapshot_count}",
             # Metrics stay on the client URL, which is loopback.
             "--metrics=basic",
@@ -180,6 +228,11 @@ class LocalEtcd:
         """Start etcd and return once it serves linearizable reads."""
         if self.running:
             raise RuntimeError(f"etcd {self.name} is already running (pid {self.pid})")
+        try:
+            self.tls.check()
+            self.client_tls.check()
+        except tls.TlsError as exc:
+            raise EtcdStartError(f"etcd {self.name} can't start: {exc}") from None
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._log_start = log.tell()
@@ -206,7 +259,7 @@ class LocalEtcd:
                     f"etcd {self.name} exited with status {self._proc.returncode}"
                     f"\n{self.log_tail()}"
                 )
-            if self._answers() and self._is_ours():
+            if self._serves_as_ours():
                 return
             if time.monotonic() > deadline:
                 raise EtcdStartError(
@@ -215,36 +268,34 @@ class LocalEtcd:
                 )
             time.sleep(0.05)
 
-    def _answers(self) -> bool:
-        # A linearizable read needs an elected leader, so it is a better signal
-        # than an open port; unlike /health it still works under a NOSPACE
-        # alarm, which an operator must be able to start etcd to disarm.
-        try:
-            self._gateway("/v3/kv/range", {"key": base64.b64encode(b"\0").decode()})
-        except (OSError, ValueError):
-            return False
-        return True
+    def _serves_as_ours(self) -> bool:
+        """Whether the member on our port serves a linearizable read, and is ours.
 
-    def _is_ours(self) -> bool:
-        # Another etcd could already hold the port we were given; then ours
-        # dies on bind, but the probe above may have been answered by the other.
-        try:
-            members = self._gateway("/v3/cluster/member/list", {}).get("members", [])
-        except (OSError, ValueError):
-            return False
-        return self.running and any(m.get("name") == self.name for m in members)
+        A read needs an elected leader, so it is a better signal than an open
+        port; unlike /health it still works under a NOSPACE alarm, which an
+        operator must be able to start etcd to disarm. Another etcd could
+        already hold the port we were given (ours then dies on bind, but the
+        other would answer): the member list names ours. Over gRPC, as
+        sfcloud's clients talk: etcd's HTTP gateway can't reach its own gRPC
+        side once clients must name ``tls.ETCD_CLIENT_NAME``.
+        """
+        import grpc  # noqa: PLC0415 - gRPC only for those who need it
+        from aetcd import rpc  # noqa: PLC0415
 
-    def _gateway(self, path: str, body: dict[str, object]) -> dict[str, object]:
-        request = urllib.request.Request(  # noqa: S310 - always our own http:// URL
-            self.endpoint + path,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        # No proxy: an http_proxy setting must not route loopback traffic.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(request, timeout=1.0) as response:
-            return dict(json.load(response))
+        try:
+            ca, cert, key = self.client_tls.read()
+        except tls.TlsError:
+            return False
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                                   certificate_chain=cert)
+        try:
+            with grpc.secure_channel(f"{LOOPBACK}:{self.client_port}", credentials) as channel:
+                rpc.KVStub(channel).Range(rpc.RangeRequest(key=b"\0"), timeout=1.0)
+                members = rpc.ClusterStub(channel).MemberList(rpc.MemberListRequest(),
+                                                               timeout=1.0)
+        except grpc.RpcError:
+            return False
+        return self.running and any(m.name == self.name for m in members.members)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (etcd flushes and exits), then SIGKILL if it hangs."""
@@ -315,7 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--client-port", type=int, default=DEFAULT_CLIENT_PORT, help="0: any")
     parser.add_argument("--peer-port", type=int, default=DEFAULT_PEER_PORT, help="0: any")
     args = parser.parse_args(argv)
-    server = LocalEtcd(
+    # Its certificates (and a CA) in pki/ beside the data directory.
+    server = LocalEtcd.standalone(
         args.data_dir, name=args.name, client_port=args.client_port, peer_port=args.peer_port
     )
 

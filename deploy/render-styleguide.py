@@ -31,6 +31,7 @@ def _stub(request):
 
 # The names base.html links to; here they only need to resolve.
 urlpatterns = [
+    path("", _stub, name="home"),
     path("instances/", _stub, name="instance-list"),
     path("images/", _stub, name="image-list"),
     path("networks/", _stub, name="network-list"),
@@ -77,8 +78,10 @@ def main() -> None:
                         "django.contrib.auth.context_processors.auth",
                         "django.contrib.messages.context_processors.messages",
                     ],
-                    # The top bar's tags, without installing (and configuring) the accounts app.
-                    "libraries": {"navigation": "portal.accounts.templatetags.navigation"},
+                    # The top bar's tags and the usage figures', without installing (and
+                    # configuring) the portal's apps.
+                    "libraries": {"navigation": "portal.accounts.templatetags.navigation",
+                                  "usage": "portal.usage.templatetags.usage"},
                 },
             }
         ],

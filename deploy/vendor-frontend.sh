@@ -17,8 +17,9 @@ declare -A RANGE=(
   [@xterm/xterm]='6'
   [@xterm/addon-fit]='0.11'
   [@novnc/novnc]='1.7.0'
+  [uplot]='1.6'
 )
-ORDER=(htmx.org htmx-ext-ws @xterm/xterm @xterm/addon-fit @novnc/novnc)
+ORDER=(htmx.org htmx-ext-ws @xterm/xterm @xterm/addon-fit @novnc/novnc uplot)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest=$root/portal/static/vendor
@@ -104,6 +105,12 @@ novnc=$work/x/@novnc/novnc/package
 (cd "$novnc" && find core vendor -type f -name '*.js' -o -type f -name LICENSE) | sort > "$work/novnc.files"
 take @novnc/novnc novnc LICENSE.txt AUTHORS $(cd "$novnc" && ls docs/LICENSE.*) $(cat "$work/novnc.files")
 
+# uPlot, for the usage graphs: its prebuilt single file (a global uPlot) and its stylesheet.
+take uplot uplot LICENSE
+for f in uPlot.iife.min.js uPlot.min.css; do
+  install -D -m 0644 "$work/x/uplot/package/dist/$f" "$new/uplot/$f"
+done
+
 # Sourcemaps are not vendored, so drop the comments that point at them: browsers would fetch a
 # 404, and Django's ManifestStaticFilesStorage refuses to collectstatic a missing referenced file.
 find "$new" -name '*.js' -exec sed -i '/^\/\/# sourceMappingURL=/d' {} +
@@ -127,6 +134,7 @@ find "$new" -name '*.js' -exec sed -i '/^\/\/# sourceMappingURL=/d' {} +
       @xterm/xterm) dir=xterm ;;
       @xterm/addon-fit) dir=xterm-addon-fit ;;
       @novnc/novnc) dir=novnc ;;
+      uplot) dir=uplot ;;
     esac
     echo "| \`$name\` | $version | \`$integrity\` | \`$dir/\` | $license |"
   done < "$work/packed.tsv"

@@ -86,9 +86,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     setattr(item, f"rep_{report.when}", report)
 
 
-def log_in(page: Page, base_url: str, username: str, password: str) -> None:
+def log_in(page: Page, base_url: str, username: str, password: str,
+           then: str | None = "/instances/") -> None:
+    """Log in (which lands on the dashboard), then go to ``then`` if given."""
     page.goto(f"{base_url}/login/")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base_url}/instances/")
+    page.wait_for_url(f"{base_url}/")
+    if then is not None:
+        page.goto(f"{base_url}{then}")

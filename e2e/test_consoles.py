@@ -5,6 +5,7 @@ page and in its pop-out window."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 
@@ -67,7 +68,7 @@ def _type(page: Page, text: str) -> None:
 
 def test_serial_console_in_the_page(page: Page, cloud: Cloud, guest: dict) -> None:
     log_in(page, cloud.url, "admin", cloud.admin_password)
-    page.goto(f"{cloud.url}/instances/{guest['uuid']}/")
+    page.goto(f"{cloud.url}/instances/{guest['uuid']}/console/")
     status = page.locator("#console-serial [data-status]")
     expect(status).to_have_text("Connected", timeout=30_000)
     _type(page, "")
@@ -85,7 +86,7 @@ def test_serial_console_in_the_page(page: Page, cloud: Cloud, guest: dict) -> No
 
     # A second page on the same console sees what happens there.
     second = page.context.new_page()
-    second.goto(f"{cloud.url}/instances/{guest['uuid']}/")
+    second.goto(f"{cloud.url}/instances/{guest['uuid']}/console/")
     expect(second.locator("#console-serial [data-status]")).to_have_text("Connected",
                                                                          timeout=30_000)
     expect(second.locator("#console-serial [data-viewers]")).to_have_text("2 people watching")
@@ -112,18 +113,27 @@ def test_serial_console_in_the_page(page: Page, cloud: Cloud, guest: dict) -> No
     boots = cloud.console_log(guest["uuid"]).count("SFCLOUD-READY")
     assert api.post(f"/instances/{guest['uuid']}/poweroff").status_code == 200
     expect(status).to_contain_text("not running", timeout=60_000)
+    # The console closes as the guest stops, maybe before its node has said it is off.
+    wait_for(lambda: api.get(f"/instances/{guest['uuid']}").json()["power_state"] == "off",
+             60, "the guest to be off")
     assert api.post(f"/instances/{guest['uuid']}/poweron").status_code == 200
     expect(status).to_have_text("Connected", timeout=60_000)
     wait_for(lambda: cloud.console_log(guest["uuid"]).count("SFCLOUD-READY") > boots, 90,
              "the guest to boot again")
     _type(page, f"echo rebooted-{marker}")
     _terminal_shows(page, f"rebooted-{marker}\n")
+    # Nothing was typed into the new boot's shell behind the person's back: the scrollback
+    # replayed on reconnecting held the old boot's cursor position requests, which the
+    # terminal used to answer ("8;16R" at the prompt, then "-/bin/sh: 8: not found").
+    shown = page.evaluate(TERMINAL_TEXT)
+    after = shown[shown.rfind(f"echo rebooted-{marker}") - 200:]
+    assert "not found" not in after and not re.search(r"\d+;\d+R", after), after
 
 
 def test_graphical_console_in_the_page_and_popped_out(
         page: Page, cloud: Cloud, guest: dict) -> None:
     log_in(page, cloud.url, "admin", cloud.admin_password)
-    page.goto(f"{cloud.url}/instances/{guest['uuid']}/")
+    page.goto(f"{cloud.url}/instances/{guest['uuid']}/console/")
     # A blank frame to compare with: noVNC's canvas before it has drawn anything.
     page.get_by_role("tab", name="Graphical").click()
     expect(page.locator("#console-vnc [data-status]")).to_have_text("Connected", timeout=30_000)

@@ -63,16 +63,20 @@ def test_key_user_data_pause_snapshot_and_events(page: Page, cloud: Cloud,
     power.get_by_role("button", name="Pause").click()
     expect(power).to_have_attribute("data-power", "paused", timeout=30_000)
     assert domain_state(uuid) == libvirt.VIR_DOMAIN_PAUSED
-    expect(page.locator("#section-overview [data-field=power]")).to_contain_text("paused")
+    expect(power.locator(".badge")).to_contain_text("paused")
     power.get_by_role("button", name="Unpause").click()
     expect(power).to_have_attribute("data-power", "on", timeout=30_000)
     assert domain_state(uuid) == libvirt.VIR_DOMAIN_RUNNING
 
+    # The page's tabs change without a reload (the same document, checked below).
+    page.get_by_role("link", name="Snapshots").click()
+    page.wait_for_url(f"{cloud.url}/instances/{uuid}/snapshots/")
     page.get_by_role("button", name="Take snapshot").click()
     snapshot = page.locator("#snapshots tbody tr[data-device=vda]")
     expect(snapshot).to_have_count(1, timeout=30_000)
     expect(snapshot).to_have_attribute("data-state", "created", timeout=90_000)
 
+    page.get_by_role("link", name="Events").click()
     rows = page.locator("#event-rows")
     for text in ("pause requested by admin", "power action pause applied",
                  "power state on -> paused", "power action unpause applied",

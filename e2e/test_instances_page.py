@@ -32,7 +32,9 @@ def test_create_watch_live_and_delete(page: Page, cloud: Cloud) -> None:
     expect(row).to_have_attribute("data-power", "on", timeout=30_000)
     assert page.evaluate("window.__sameDocument === true")
 
-    row.get_by_role("button", name="Delete").click()
+    # Actions are in the row's menu; deleting asks first, naming the instance.
+    row.get_by_role("button", name="Actions for browser-vm").click()
+    page.get_by_role("button", name="Delete…").click()
     dialog = page.locator("dialog#delete-dialog")
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("browser-vm")

@@ -6,6 +6,8 @@ watch it leave the list. The network pages follow the cloud without reloads."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -49,18 +51,23 @@ def test_network_pages_and_floating_buttons(page: Page, netcloud: Cloud) -> None
     page.get_by_label("web-net (10.88.0.0/24)").check()
     page.get_by_role("button", name="Create instance").click()
     page.wait_for_url(f"{netcloud.url}/instances/")
-    page.locator("#instance-rows tr", has_text="web-vm").get_by_role("link").click()
-
+    page.locator("#instance-rows tr", has_text="web-vm").get_by_role("link",
+                                                                     name="web-vm").click()
+    page.get_by_role("link", name="Networking").click()
     section = page.locator("#instance-interfaces")
     expect(section).to_contain_text("web-net")
     expect(section).to_contain_text("10.88.0.")
     section.get_by_role("button", name="Add floating address").click()
     expect(section.get_by_role("button", name="Remove floating address")).to_be_visible()
-    uuid = page.url.rstrip("/").rsplit("/", 1)[-1]
+    uuid = re.search(r"/instances/([0-9a-f-]{36})/", page.url).group(1)  # type: ignore[union-attr]
     nic = netcloud.api().get(f"/instances/{uuid}/interfaces").json()[0]
     assert nic["floating"]
     expect(section).to_contain_text(nic["floating"])
+    # Giving the address back asks first, naming it.
     section.get_by_role("button", name="Remove floating address").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog.get_by_role("heading")).to_have_text(f"Give back {nic['floating']}?")
+    dialog.get_by_role("button", name="Remove floating address").click()
     expect(section.get_by_role("button", name="Add floating address")).to_be_visible()
     assert netcloud.api().get(f"/interfaces/{nic['uuid']}").json()["floating"] is None
 

@@ -8,7 +8,9 @@ import logging
 import os
 import signal
 
+from cloudstate import privacy
 from cloudstate.settings import check_at_start, read
+from cloudstate.tls import TlsError
 from nodeagent import kvmdevice
 from nodeagent.agent import Agent
 from nodeagent.settings import AgentSettings
@@ -22,6 +24,7 @@ def main() -> None:
     if args.name:
         os.environ["SFCLOUD_NODE_NAME"] = args.name
     check_at_start("nodeagent")
+    privacy.private_umask()
     logging.basicConfig(
         level=(args.log_level or read("SFCLOUD_LOG_LEVEL")).upper(),
         format="%(asctime)s nodeagent %(levelname)s %(name)s: %(message)s",
@@ -41,7 +44,11 @@ async def _run(settings: AgentSettings) -> None:
         # next agent picks them up where this one left off.
         loop.add_signal_handler(signum, task.cancel)
     try:
-        await Agent(settings).run()
+        agent = Agent(settings)
+    except TlsError as exc:
+        raise SystemExit(f"nodeagent: not starting: {exc}") from None
+    try:
+        await agent.run()
     except asyncio.CancelledError:
         logging.getLogger("nodeagent").info("stopped")
 

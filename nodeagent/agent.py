@@ -12,13 +12,15 @@ This module only composes the parts and runs them:
                   configdrive and snapshots)
     net/          this node's share of every network; the instance reconciler
                   reaches it through net.ports alone
-    images/       the image cache, kept in step with etcd
+    images/       blobs (and uploads becoming blobs) and the qcow2 images made
+                  from them, kept in step with etcd
     consoles/     the console relays, on the agent's server (server)
+    usage/        usage history for graphs, Shaken Fist's resources events and
+                  /metrics, sampled at a fixed interval
     events        events to the portal, spooled on disk until acknowledged
 
-Each part that runs for the agent's life is a task started in ``run``; a
-new one (sampling usage history, say) is a module of its own with a
-``run()`` coroutine, started there beside the others.
+Each part that runs for the agent's life is a task started in ``run``: a
+module of its own with a ``run()`` coroutine, started there beside the others.
 """
 
 from __future__ import annotations
@@ -28,32 +30,44 @@ import logging
 from importlib import metadata
 from typing import Protocol
 
-from cloudstate import netvalidation, signing
+from cloudstate import metrics, netvalidation, privacy, signing, tls
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
-from cloudstate.model import Image, InstanceSpec, NodeInfo
+from cloudstate.model import Artifact, Blob, InstanceSpec, NodeInfo, Upload
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
-from nodeagent import hostfacts
+from cloudstate.vocabulary import ObjectKind
+from nodeagent import hostfacts, records
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
 from nodeagent.hypervisor import Hypervisor
+from nodeagent.images.blobs import BlobStore
 from nodeagent.images.cache import ImageCache
-from nodeagent.images.routes import ImageRoutes
-from nodeagent.images.sync import ImageSync, specs_using
+from nodeagent.images.routes import StorageRoutes
+from nodeagent.images.sync import BlobSync
+from nodeagent.images.uploads import UploadStore
 from nodeagent.instances import InstanceContext, InstanceReconciler
 from nodeagent.net.context import NetworkContext
 from nodeagent.net.names import NetNames
 from nodeagent.net.reconciler import NetworkReconciler
 from nodeagent.server import AgentServer
 from nodeagent.settings import AgentSettings
+from nodeagent.usage.history import HistoryStore
+from nodeagent.usage.placed import PlacedInstances
+from nodeagent.usage.resources import NodeFacts, ResourcesReporter
+from nodeagent.usage.routes import UsageRoutes
+from nodeagent.usage.sampler import UsageSampler
 from nodeagent.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
 NODE_INFO_REFRESH = 60.0
+# An upload file no upload record claims is removed once idle this long (its
+# record is written before its first byte arrives; this only covers the
+# moment the agent's mirror takes to see it).
+UPLOAD_IDLE_GRACE = 120.0
 
 
 class Running(Protocol):
@@ -72,10 +86,18 @@ def release() -> str:
 class Agent:
     def __init__(self, settings: AgentSettings):
         self.settings = settings
+        # This node's certificate, for etcd, its server, and its own calls
+        # to other agents and to the portal. Wrong or missing: no start.
+        tls.require(settings.credentials, role=tls.ROLE_AGENT, name=settings.node_name,
+                    ip=settings.node_ip)
+        self.client_tls = tls.ClientTls(settings.credentials)
         self.keys = Keys(settings.common.etcd_prefix)
-        self.etcd = Etcd(settings.common.etcd_endpoints)
+        self.etcd = Etcd(settings.common.etcd_endpoints, tls=settings.credentials)
+        # Every record is checked before any part of the agent sees it
+        # (nodeagent.records); refused ones are reported, not acted on.
         self.mirror = Mirror(
-            self.etcd, self.keys.root, resync_interval=settings.common.resync_interval
+            self.etcd, self.keys.root, resync_interval=settings.common.resync_interval,
+            gate=records.RecordGate(self.keys),
         )
         self.owner = DomainOwner(cluster=settings.common.cluster, node=settings.node_name)
         self.queue = WorkQueue(self._reconcile, workers=settings.workers)
@@ -84,15 +106,20 @@ class Agent:
             on_domain_event=self.queue.add,
             on_reconnect=lambda: asyncio.get_running_loop().create_task(self.sweep()),
         )
-        self.images = ImageCache(settings.images_dir, FetchPolicy.from_env())
+        self.blobs = BlobStore(settings.blobs_dir, FetchPolicy.from_env(),
+                               sandbox_user=settings.image_check_user,
+                               file_dirs=settings.file_image_dirs)
+        self.images = ImageCache(settings.images_dir, sandbox_user=settings.image_check_user)
+        self.uploads = UploadStore(settings.uploads_dir)
         self.events = EventLog(EventSpool(settings.event_spool_dir))
         secret = load_secret(settings.common.state_dir)
-        self.image_sync = ImageSync(
+        self.blob_sync = BlobSync(
             node=settings.node_name, keys=self.keys, etcd=self.etcd, mirror=self.mirror,
-            cache=self.images, events=self.events, in_use=self._image_in_use, secret=secret)
+            blobs=self.blobs, cache=self.images, events=self.events, in_use=self._blob_in_use,
+            secret=secret, client_tls=self.client_tls)
         # Downloads take long; they get their own workers so they never hold
         # up power actions and the like.
-        self.image_queue = WorkQueue(self.image_sync.reconcile, workers=2)
+        self.blob_queue = WorkQueue(self.blob_sync.reconcile, workers=2)
         self.networks = NetworkReconciler(
             context=_network_context(settings), keys=self.keys, etcd=self.etcd,
             mirror=self.mirror, poke_instance=self.queue.add, events=self.events,
@@ -100,24 +127,44 @@ class Agent:
         self.reconciler: InstanceReconciler | None = None
         self.server = AgentServer(
             host=settings.node_ip, port=settings.agent_port, node=settings.node_name,
-            secret=secret,
+            secret=secret, server_tls=tls.ServerTls(settings.credentials),
+            replay_file=settings.node_dir / "used-grants",
         )
-        ConsoleRoutes(
+        consoles = ConsoleRoutes(
             server=self.server, node=settings.node_name, keys=self.keys, mirror=self.mirror,
             hypervisor=self.hypervisor, instances_dir=settings.instances_dir,
-        ).register()
-        ImageRoutes(server=self.server, images=self.image_sync).register()
+        )
+        consoles.register()
+        StorageRoutes(server=self.server, blobs=self.blob_sync, uploads=self.uploads).register()
+        self.sampler = UsageSampler(
+            interval=settings.usage_interval, hypervisor=self.hypervisor,
+            store=HistoryStore(settings.usage_dir),
+            placed=PlacedInstances(mirror=self.mirror, keys=self.keys, node=settings.node_name))
+        UsageRoutes(server=self.server, sampler=self.sampler, on_this_node=consoles.on_this_node,
+                    queues={"instances": self.queue, "blobs": self.blob_queue,
+                            "networks": self.networks.queue},
+                    metrics_token=metrics.token()).register()
+        self.resources = ResourcesReporter(node=settings.node_name, sampler=self.sampler,
+                                           events=self.events, facts=self._node_facts)
         self.started = asyncio.Event()
 
     async def run(self) -> None:
         settings = self.settings
-        for path in (settings.node_dir, settings.instances_dir, settings.images_dir,
-                     settings.networks_dir):
-            path.mkdir(parents=True, exist_ok=True)
+        # QEMU and dnsmasq open files below these by name; nobody lists them,
+        # and what an older version left readable is made private.
+        for path in (settings.common.state_dir, settings.node_dir.parent, settings.node_dir,
+                     settings.instances_dir, settings.images_dir, settings.networks_dir):
+            privacy.passage_dir(path)
+        # Blobs, uploads and usage history are the agent's alone (an image
+        # QEMU opens is a hard link under images/, reached by that path).
+        for path in (settings.blobs_dir, settings.uploads_dir, settings.usage_dir):
+            privacy.private_dir(path)
+        privacy.tighten(settings.node_dir)
         virt = await hostfacts.probe_virtualization(settings.virt_type, settings.machine)
         log.info("node %s: %s (%s)", settings.node_name, virt.virt_type, virt.reason)
         await self.hypervisor.connect()
         self.images.cleanup_partials()
+        self.blobs.cleanup_partials()
         self.reconciler = InstanceReconciler(
             context=InstanceContext(
                 owner=self.owner,
@@ -126,17 +173,17 @@ class Agent:
                 domain_template=settings.domain_template,
             ),
             keys=self.keys, etcd=self.etcd, mirror=self.mirror,
-            hypervisor=self.hypervisor, images=self.image_sync, events=self.events,
+            hypervisor=self.hypervisor, images=self.blob_sync, events=self.events,
             ports=self.networks.ports,
         )
         self.mirror.subscribe(self._on_changes)
         self.mirror.subscribe(self.networks.on_changes)
         sender = EventSender(
             self.events, url=events_url(settings.portal_url), node=settings.node_name,
-            secret=signing.load_secret(settings.common.state_dir))
+            secret=signing.load_secret(settings.common.state_dir), client_tls=self.client_tls)
         try:
             async with asyncio.TaskGroup() as group:
-                running: tuple[Running, ...] = (self.mirror, self.queue, self.image_queue,
+                running: tuple[Running, ...] = (self.mirror, self.queue, self.blob_queue,
                                                 sender, self.networks.queue)
                 for part in running:
                     group.create_task(part.run())
@@ -151,12 +198,16 @@ class Agent:
                     settings.common.node_lease_ttl, self._mark_alive
                 ))
                 group.create_task(self._refresh_node_info(virt))
+                for part in (self.sampler, self.resources):
+                    group.create_task(part.run())
                 await self.sweep()
                 self.started.set()
                 group.create_task(self._periodic_sweep())
         finally:
             self.networks.close()
             await self.server.stop()
+            await self.blobs.close()
+            await self.images.close()
             await self.hypervisor.close()
             await self.etcd.close()
 
@@ -193,6 +244,15 @@ class Agent:
             if current is None or info.replace(started_at=current.started_at) != current:
                 await self.etcd.put(self.keys.node(self.settings.node_name), info.to_json())
 
+    def _node_facts(self) -> NodeFacts:
+        settings = self.settings
+        return NodeFacts(
+            is_network_node=self.networks.is_network_node,
+            disks={"sfroot": str(settings.common.state_dir),
+                   "instances": str(settings.instances_dir),
+                   "image_cache": str(settings.images_dir)},
+            queue_waiting=self.queue.waiting, queue_processing=self.queue.in_progress)
+
     async def _mark_alive(self, lease_id: int) -> None:
         await self.etcd.put(self.keys.node_alive(self.settings.node_name), b"1", lease=lease_id)
 
@@ -200,53 +260,92 @@ class Agent:
 
     def _on_changes(self, changes: list[Change]) -> None:
         for change in changes:
-            image_uuid = self.keys.uuid_of(change.key, self.keys.images)
-            if image_uuid is not None:
-                self._image_changed(image_uuid, change)
+            found = self.keys.classify(change.key)
+            if found is None:
                 continue
-            uuid = self.keys.uuid_of(change.key, self.keys.instances)
-            if uuid is None:
-                continue
-            # Ours now, or ours before this change (moved away or removed).
-            for kv in (change.new, change.old):
-                if kv is not None and InstanceSpec.from_json(kv.value).node == self.owner.node:
-                    self.queue.add(uuid)
-                    break
+            if found.kind == ObjectKind.BLOB and found.observed:
+                # A copy became ready (or failed) somewhere: nodes waiting
+                # for it copy it now, instances waiting for it start.
+                self.blob_queue.add(found.uuid)
+                self._poke_instances_using(found.uuid)
+            elif found.observed:
+                continue  # what agents report of other objects is not work for this one
+            elif found.kind == ObjectKind.BLOB:
+                self._blob_changed(found.uuid, change)
+            elif found.kind == ObjectKind.IMAGE:
+                for kv in (change.old, change.new):
+                    if kv is not None:
+                        for blob in Artifact.from_json(kv.value).versions.values():
+                            self.blob_queue.add(blob)
+            elif found.kind == ObjectKind.INSTANCE:
+                self._instance_changed(found.uuid, change)
 
-    def _image_changed(self, uuid: str, change: Change) -> None:
-        self.image_queue.add(uuid)
+    def _instance_changed(self, uuid: str, change: Change) -> None:
+        if change.refused is not None or (change.old is None and change.new is None):
+            # A refused record, or a refused one gone: whose it is and
+            # what to say is the reconciler's to work out.
+            self.queue.add(uuid)
+            return
+        # Ours now, or ours before this change (moved away or removed).
+        for kv in (change.new, change.old):
+            if kv is not None and InstanceSpec.from_json(kv.value).node == self.owner.node:
+                self.queue.add(uuid)
+                return
+
+    def _blob_changed(self, uuid: str, change: Change) -> None:
+        self.blob_queue.add(uuid)
         if change.new is None:
             return
-        image = Image.from_json(change.new.value)
+        blob = Blob.from_json(change.new.value)
         # A snapshot to take is work for the instance's own pass, which it
         # must not race (pausing, powering, deleting).
-        if image.kind == "snapshot" and image.node == self.owner.node and image.instance_uuid:
-            self.queue.add(image.instance_uuid)
+        if blob.origin == "snapshot" and blob.node == self.owner.node and blob.instance_uuid:
+            self.queue.add(blob.instance_uuid)
 
-    def _image_in_use(self, cache_key: str) -> bool:
+    def _local_specs(self) -> list[InstanceSpec]:
+        return [spec for kv in self.mirror.items(self.keys.instances)
+                if (spec := InstanceSpec.from_json(kv.value)).node == self.owner.node]
+
+    def _poke_instances_using(self, blob_uuid: str) -> None:
+        for spec in self._local_specs():
+            if spec.desired != "deleted" and any(
+                    d.source is not None and d.source.blob_uuid == blob_uuid
+                    for d in spec.disks):
+                self.queue.add(spec.uuid)
+
+    def _blob_in_use(self, blob_uuid: str) -> bool:
         """Whether an instance on this node (even one being deleted, whose
-        disks may still be there) has a disk backed by this cached image."""
-        specs = [InstanceSpec.from_json(kv.value) for kv in self.mirror.items(self.keys.instances)]
+        disks may still be there) has a disk backed by this blob."""
         assert self.reconciler is not None
         local = self.reconciler.local_instances()
-        return any(spec.node == self.owner.node and (spec.desired != "deleted"
-                                                     or spec.uuid in local)
-                   for spec in specs_using(specs, cache_key))
+        for refused in self.mirror.refused_items(self.keys.instances):
+            if (records.claimed_node(refused.kv.value) == self.owner.node
+                    or self.keys.uuid_of(refused.kv.key, self.keys.instances) in local):
+                return True  # a refused record of ours hides which blobs it uses: keep all
+        return any((spec.desired != "deleted" or spec.uuid in local)
+                   and any(d.source is not None and d.source.blob_uuid == blob_uuid
+                           for d in spec.disks)
+                   for spec in self._local_specs())
 
     async def sweep(self) -> None:
         """Queue everything this node should have or does have."""
-        for kv in self.mirror.items(self.keys.images):
-            if uuid := self.keys.uuid_of(kv.key, self.keys.images):
-                self.image_queue.add(uuid)
+        blobs = self.blob_sync.blob_uuids()
+        held = set(self.blobs.uuids()) | set(self.images.uuids())
+        for uuid in blobs | held:
+            self.blob_queue.add(uuid)
+        uploads = {kv.key.rsplit("/", 1)[-1] for kv in self.mirror.items(self.keys.uploads)
+                   if Upload.from_json(kv.value).node == self.owner.node}
+        for uuid in self.uploads.sweep(uploads, grace=UPLOAD_IDLE_GRACE):
+            log.info("removed upload %s: nobody wants it any more", uuid)
         wanted = {
             uuid for kv in self.mirror.items(self.keys.instances)
             if (uuid := self.keys.uuid_of(kv.key, self.keys.instances))
             and InstanceSpec.from_json(kv.value).node == self.owner.node
         }
         assert self.reconciler is not None
-        held = self.reconciler.local_instances()
-        held |= set(await self.hypervisor.owned_domains(self.owner))
-        for uuid in wanted | held:
+        held_instances = self.reconciler.local_instances()
+        held_instances |= set(await self.hypervisor.owned_domains(self.owner))
+        for uuid in wanted | held_instances:
             self.queue.add(uuid)
         await self.networks.collect_garbage()
         self.networks.sweep()

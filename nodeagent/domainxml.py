@@ -15,9 +15,10 @@ from typing import Any
 
 import jinja2
 
+from cloudstate.validation import VIDEO_MODELS  # one list, checked when the portal creates
+
 METADATA_NS = "https://sfcloud.dev/xmlns/domain/1"
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "domain.xml.j2"
-VIDEO_MODELS = ("cirrus", "vga", "virtio", "qxl", "bochs")
 
 
 class DomainXMLError(Exception):

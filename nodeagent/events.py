@@ -5,6 +5,13 @@ else happens to it, so an agent that can't reach the portal (down, being
 upgraded, a network hiccup) loses none: the sender delivers them in order
 once the portal is back, and deletes each file only when the portal has
 acknowledged storing it. Idle, the sender waits on an asyncio.Event.
+
+The portal takes events on a listener of its own for agents (not the one
+browsers use): TLS, where each side checks the other's certificate from the
+cloud's CA, and the agent's certificate must name the node its token names.
+Each connection opens with a fresh token, signed with the cluster secret and
+good once (its id is spent in etcd by the portal), so a token seen on the
+wire can't be used again.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import websockets
 
-from cloudstate import signing
+from cloudstate import signing, tls
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +46,12 @@ MAX_SPOOLED = 100_000
 
 
 def events_url(portal_url: str) -> str:
-    """``http://portal:13000`` -> ``ws://portal:13000/ws/agent/events/``."""
+    """``https://portal:13002`` -> ``wss://portal:13002/ws/agent/events/``."""
     parts = urlsplit(portal_url.rstrip("/"))
-    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
-    if scheme is None or not parts.netloc:
-        raise ValueError(f"SFCLOUD_PORTAL_URL: {portal_url!r} is not an http(s) URL")
-    return urlunsplit((scheme, parts.netloc, parts.path + EVENTS_PATH, "", ""))
+    if parts.scheme not in ("https", "wss") or not parts.netloc:
+        raise ValueError(f"SFCLOUD_PORTAL_URL: {portal_url!r} is not an https URL "
+                         "(agents send events over TLS only)")
+    return urlunsplit(("wss", parts.netloc, parts.path + EVENTS_PATH, "", ""))
 
 
 class EventSpool:
@@ -117,12 +124,25 @@ class EventLog:
         self.wakeup.set()
 
 
+class PortalRefused(OSError):
+    """The far end of the events socket is not the cloud's portal."""
+
+
+def event_token(secret: bytes, node: str) -> str:
+    """A token for one events connection: names the node, expires soon, and
+    carries an id the portal accepts once."""
+    return signing.sign(secret, PURPOSE, {"node": node, "jti": secrets.token_urlsafe(16)},
+                        ttl=TOKEN_TTL)
+
+
 class EventSender:
-    def __init__(self, events: EventLog, *, url: str, node: str, secret: bytes):
+    def __init__(self, events: EventLog, *, url: str, node: str, secret: bytes,
+                 client_tls: tls.ClientTls):
         self._events = events
         self._url = url
         self._node = node
         self._secret = secret
+        self._tls = client_tls
         self.delivered = 0
 
     async def run(self) -> None:
@@ -154,11 +174,15 @@ class EventSender:
                 await self._events.wakeup.wait()
 
     async def _deliver(self) -> None:
-        token = signing.sign(self._secret, PURPOSE, {"node": self._node}, ttl=TOKEN_TTL)
+        token = event_token(self._secret, self._node)
         async with websockets.connect(
             self._url, additional_headers={"Authorization": f"Bearer {token}"},
-            open_timeout=10, max_size=1 << 20,
+            open_timeout=10, max_size=1 << 20, ssl=self._tls.current(),
         ) as connection:
+            peer = tls.peer_from_transport(connection.transport)
+            if peer is None or peer.role != tls.ROLE_PORTAL:
+                raise PortalRefused(f"{self._url} answered with the certificate of "
+                                    f"{peer or 'something else'}, not the portal's")
             while True:
                 batch = self._events.spool.pending(BATCH)
                 if not batch:

@@ -1,12 +1,23 @@
 """The node agent's one network listener: authenticated HTTP and websocket routes.
 
-The portal (consoles, console logs) and other nodes' agents (copying a
-snapshot this node holds) talk to it. Every request carries a grant signed
-with the cluster secret (``Authorization: Bearer ...``); the server checks the
-signature, the expiry, that the grant names this node and exactly this method
-and path, and that it has not been used before. Handlers get the verified
-claims and never see an unauthenticated request, so a new route only has to
-be registered with ``add_route``.
+The portal (consoles, console logs, uploads, blob downloads, usage history
+and live samples) and other nodes' agents (copying a blob this node holds)
+talk to it, over TLS only: the server presents this node's certificate and
+the TLS handshake refuses a client without a certificate from the cloud's
+CA. Every request also carries a grant signed with the cluster secret
+(``Authorization: Bearer ...``) and only the portal's and agents'
+certificates are let in with one (not an etcd member's, say); the server
+checks the signature, the expiry, that the grant names this node and exactly
+this method, path and query, and that it has not been used before (even by
+an agent before a restart: used grants are kept on disk until they expire).
+Handlers get the verified claims and never see an unauthenticated request,
+so a new route only has to be registered with ``add_route``.
+
+The one exception is /metrics, for Prometheus, which can't sign a grant per
+request: it sends a fixed bearer token instead (``add_token_route``), over
+the same TLS with a certificate of its own, a ``monitor``'s. That role is
+let in on token routes only, never where a grant is the key: a scraper's
+certificate and token read figures and nothing else.
 """
 
 from __future__ import annotations
@@ -14,47 +25,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from cloudstate import signing
-from cloudstate.consoles import AGENT_GRANT_PURPOSE
+from cloudstate import metrics, signing, tls
+from cloudstate.consoles import AGENT_GRANT_PURPOSE, query_claim
+from nodeagent.replays import ReplayGuard, ReplaysFull
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 
 
-class ReplayGuard:
-    """Remembers grant ids until they expire, so each is accepted once."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, float] = {}
-
-    def first_use(self, jti: str, expires: float) -> bool:
-        now = time.time()
-        if len(self._seen) > 1024:
-            self._seen = {k: exp for k, exp in self._seen.items() if exp >= now}
-        if jti in self._seen:
-            return False
-        self._seen[jti] = expires
-        return True
-
-
 def _refuse(status: int, message: str) -> web.Response:
     return web.json_response({"error": message, "status": status}, status=status)
 
 
+# Who may call an agent's grant routes: the portal, and other agents (blob copies).
+CALLERS = (tls.ROLE_PORTAL, tls.ROLE_AGENT)
+# Who may read its token routes (/metrics): those, and Prometheus with a monitor's certificate.
+READERS = (*CALLERS, tls.ROLE_MONITOR)
+
+
 class AgentServer:
-    def __init__(self, *, host: str, port: int, node: str, secret: bytes):
+    def __init__(self, *, host: str, port: int, node: str, secret: bytes,
+                 server_tls: tls.ServerTls, replay_file: Path | None = None):
+        """``replay_file`` keeps the ids of grants used (until they expire)
+        across restarts; without it they are remembered in memory only."""
         self.host = host
         self.port = port
         self.node = node
         self._secret = secret
-        self._replays = ReplayGuard()
+        self._tls = server_tls
+        self._replays = ReplayGuard(replay_file)
         self._app = web.Application()
         self._runner: web.AppRunner | None = None
         self._websockets: set[web.WebSocketResponse] = set()
@@ -70,6 +76,25 @@ class AgentServer:
 
         self._app.router.add_route(method, path, checked)
 
+    def add_token_route(self, method: str, path: str, token: str | None,
+                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                        off_message: str) -> None:
+        """Serve ``handler(request)`` to a tool outside the cloud (Prometheus)
+        that sends one fixed bearer token, as it can't sign a grant per
+        request. Without a token configured the route answers 404."""
+
+        async def checked(request: web.Request) -> web.StreamResponse:
+            peer = tls.peer_from_transport(request.transport)
+            if peer is None or peer.role not in READERS:
+                return _refuse(403, f"{peer or 'this certificate'} may not read {request.path}")
+            if token is None:
+                return _refuse(404, off_message)
+            if not metrics.allowed(request.headers.get("Authorization", ""), token):
+                return _refuse(401, "the bearer token is missing or wrong")
+            return await handler(request)
+
+        self._app.router.add_route(method, path, checked)
+
     async def websocket(self, request: web.Request, **options: Any) -> web.WebSocketResponse:
         """Accept a websocket the server closes when it stops (handlers would
         otherwise hold the shutdown up for as long as their peer stays)."""
@@ -80,6 +105,9 @@ class AgentServer:
         return ws
 
     def _verify(self, request: web.Request) -> dict[str, Any] | web.Response:
+        peer = tls.peer_from_transport(request.transport)
+        if peer is None or peer.role not in CALLERS:
+            return _refuse(403, f"{peer or 'this certificate'} may not call a node agent")
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return _refuse(401, "a signed grant is required")
@@ -89,11 +117,17 @@ class AgentServer:
             return _refuse(401, f"grant refused: {exc}")
         if claims.get("node") != self.node:
             return _refuse(403, f"the grant is for node {claims.get('node')!r}, not this one")
-        if claims.get("method") != request.method or claims.get("path") != request.path:
+        if claims.get("method") != request.method or claims.get("path") != request.path \
+                or claims.get("query", []) != query_claim(request.query):
             return _refuse(403, "the grant is for another request")
         jti = claims.get("jti")
-        if not isinstance(jti, str) or not self._replays.first_use(jti, claims["exp"]):
-            return _refuse(403, "the grant was used already")
+        if not isinstance(jti, str):
+            return _refuse(403, "the grant has no id")
+        try:
+            if not self._replays.first_use(jti, claims["exp"]):
+                return _refuse(403, "the grant was used already")
+        except ReplaysFull:
+            return _refuse(503, "too many requests at once; try again in a few seconds")
         return claims
 
     async def start(self) -> int:
@@ -101,10 +135,12 @@ class AgentServer:
         self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False,
                                      shutdown_timeout=3)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,
+                           ssl_context=self._tls.listening)
         await site.start()
         self.port = self._runner.addresses[0][1]
-        log.info("agent server listening on %s:%d", self.host, self.port)
+        log.info("agent server listening on %s:%d (TLS, the cloud's certificates only)",
+                 self.host, self.port)
         return self.port
 
     async def stop(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloudstate import tls
 from cloudstate.config import Settings
 from cloudstate.settings import setting
 
@@ -47,6 +48,18 @@ class AgentSettings:
     # The agent's authenticated server (console relays, console logs) listens
     # on node_ip at this port; 0 picks a free one (the node record says which).
     agent_port: int = setting("SFCLOUD_AGENT_PORT")
+    # Seconds between usage samples (graphs, /metrics); 0: no sampling.
+    usage_interval: int = setting("SFCLOUD_USAGE_INTERVAL")
+    # The unprivileged user qemu-img runs as on downloaded bytes.
+    image_check_user: str = setting("SFCLOUD_IMAGE_CHECK_USER")
+    # The only directories a file:// blob (an image an operator registered,
+    # such as the demo image) may be read from.
+    file_image_dirs: tuple[Path, ...] = setting("SFCLOUD_FILE_IMAGE_DIRS")
+
+    @property
+    def credentials(self) -> tls.Credentials:
+        """This node's certificate: etcd client, its server, its events client."""
+        return tls.agent(self.common.pki_dir, self.node_name)
 
     @property
     def node_dir(self) -> Path:
@@ -58,7 +71,16 @@ class AgentSettings:
 
     @property
     def images_dir(self) -> Path:
+        """qcow2 images made from blobs, which guests' disks are overlays on."""
         return self.node_dir / "images"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.node_dir / "blobs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.node_dir / "uploads"
 
     @property
     def event_spool_dir(self) -> Path:
@@ -67,3 +89,7 @@ class AgentSettings:
     @property
     def networks_dir(self) -> Path:
         return self.node_dir / "networks"
+
+    @property
+    def usage_dir(self) -> Path:
+        return self.node_dir / "usage"

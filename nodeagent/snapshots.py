@@ -1,12 +1,13 @@
 """Snapshots of an instance's disks, taken into this node's image cache.
 
-Consistency across all the disks of one snapshot request: a running guest is
-paused (QEMU drains and flushes every disk when it stops the vCPUs), each
-disk's qcow2 overlay is copied, which takes only as long as copying what the
-guest has written, and the guest is resumed. Only then is each copy turned
-into a standalone qcow2 (the overlay plus everything under it), and adopted
-by the image cache under the snapshot image's key, so new instances on this
-node use it as their base at once.
+Each snapshot is a blob (origin ``snapshot``) that the portal recorded on
+this node. Consistency across all the disks of one snapshot request: a
+running guest is paused (QEMU drains and flushes every disk when it stops
+the vCPUs), each disk's qcow2 overlay is copied, which takes only as long as
+copying what the guest has written, and the guest is resumed. Only then is
+each copy turned into a standalone qcow2 (the overlay plus everything under
+it), taken into the blob store (hashed), and linked into the image cache,
+so new instances on this node use it as their base at once.
 
 A marker file records that we paused the guest: an agent killed while it
 was paused resumes it on the next pass instead of leaving it stopped.
@@ -19,31 +20,26 @@ import contextlib
 import logging
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from cloudstate.model import Image, ImageObserved, InstanceSpec
-from nodeagent import failpoints
+from cloudstate.model import Blob, BlobObserved, InstanceSpec
+from nodeagent import failpoints, records
 from nodeagent.events import EventLog
 from nodeagent.hypervisor import Hypervisor
 from nodeagent.images import qemuimg
-from nodeagent.images.cache import ImageCache
 from nodeagent.images.errors import ImageError
-from nodeagent.images.sync import cache_key
+from nodeagent.images.sync import BlobSync
 
 log = logging.getLogger(__name__)
 
 PAUSED_MARKER = "snapshot-paused"
 
-Report = Callable[[str, ImageObserved], Awaitable[None]]
-
 
 class SnapshotTaker:
-    def __init__(self, *, hypervisor: Hypervisor, cache: ImageCache, report: Report,
+    def __init__(self, *, hypervisor: Hypervisor, images: BlobSync,
                  events: EventLog | None = None):
         self._hv = hypervisor
-        self._cache = cache
-        self._report = report
+        self._images = images
         self._events = events
 
     async def resume_if_we_paused(self, spec: InstanceSpec, directory: Path) -> None:
@@ -57,12 +53,16 @@ class SnapshotTaker:
             await self._hv.resume(spec.uuid)
         marker.unlink(missing_ok=True)
 
-    async def take(self, spec: InstanceSpec, directory: Path, wanted: list[Image]) -> None:
+    async def take(self, spec: InstanceSpec, directory: Path, wanted: list[Blob]) -> None:
         """Take every snapshot in ``wanted`` (disks of ``spec``) at one instant."""
         sources: dict[str, Path] = {}
         for image in wanted:
             disk = next((d for d in spec.disks if d.device == image.device), None)
-            path = directory / f"{image.device}.qcow2"
+            try:
+                path = records.contained(directory, f"{image.device}.qcow2")
+            except records.BadRecord as exc:
+                await self._fail(image, str(exc))
+                continue
             if disk is None or disk.type != "disk" or not path.exists():
                 await self._fail(image, f"instance {spec.name} has no disk {image.device} "
                                         "on this node")
@@ -72,7 +72,7 @@ class SnapshotTaker:
         if not todo:
             return
         for image in todo:
-            await self._report(image.uuid, ImageObserved(state="creating"))
+            await self._images.report(image.uuid, BlobObserved(state="creating"))
         started = time.monotonic()
         copies = await self._copy_consistently(spec, directory, todo, sources)
         paused_for = time.monotonic() - started
@@ -84,12 +84,12 @@ class SnapshotTaker:
             finally:
                 copies[image.uuid].unlink(missing_ok=True)
 
-    async def _copy_consistently(self, spec: InstanceSpec, directory: Path, todo: list[Image],
+    async def _copy_consistently(self, spec: InstanceSpec, directory: Path, todo: list[Blob],
                                  sources: dict[str, Path]) -> dict[str, Path]:
         state = await self._hv.state(spec.uuid)
         running = state is not None and state.power_state == "on"
         marker = directory / PAUSED_MARKER
-        copies = {image.uuid: self._cache.scratch_path(f"snapshot-{image.uuid}")
+        copies = {image.uuid: self._images.blobs.scratch_path(f"snapshot-{image.uuid}")
                   for image in todo}
         try:
             if running:
@@ -109,40 +109,40 @@ class SnapshotTaker:
                 marker.unlink(missing_ok=True)
         return copies
 
-    async def _finish(self, image: Image, copy: Path, started: float, paused_for: float) -> None:
-        standalone = self._cache.scratch_path(f"snapshot-{image.uuid}-flat")
+    async def _finish(self, image: Blob, copy: Path, started: float, paused_for: float) -> None:
+        standalone = self._images.blobs.scratch_path(f"snapshot-{image.uuid}-flat")
         try:
             try:
                 await qemuimg.flatten(copy, standalone, lambda pct: self._progress(image, pct))
-            except ImageError as exc:
-                raise ImageError(f"converting the snapshot failed: {exc.message}") from exc
-            cached = await self._cache.adopt(cache_key(image), standalone,
-                                             url=image.source_url)
+            except qemuimg.QemuImgFailed as exc:
+                raise ImageError("converting the snapshot failed (the node's log says why)"
+                                 ) from exc
+            stored = await self._images.blobs.adopt(image.uuid, standalone)
         finally:
             standalone.unlink(missing_ok=True)
-        await self._report(image.uuid, ImageObserved(
-            state="ready", size=cached.size, sha256=cached.sha256, done=cached.size,
-            total=cached.size))
+        # New instances on this node start from it without converting it again.
+        await self._images.cache.ensure(stored)
+        await self._images.adopt(image, stored, duration=time.monotonic() - started)
         if self._events:
             self._events.emit(
-                "image", image.uuid, f"snapshot of {image.device} taken ({cached.size} bytes)",
+                "blob", image.uuid, f"snapshot of {image.device} taken ({stored.size} bytes)",
                 duration=time.monotonic() - started,
                 extra={"instance": image.instance_uuid, "paused_seconds": round(paused_for, 3)})
             if image.instance_uuid:
                 self._events.emit(
                     "instance", image.instance_uuid,
-                    f"snapshot of {image.device} taken as image {image.name}",
+                    f"snapshot of {image.device} taken as blob {image.uuid}",
                     duration=time.monotonic() - started,
-                    extra={"image": image.uuid, "paused_seconds": round(paused_for, 3)})
+                    extra={"blob": image.uuid, "paused_seconds": round(paused_for, 3)})
 
-    async def _progress(self, image: Image, percent: float) -> None:
-        await self._report(image.uuid, ImageObserved(
+    async def _progress(self, image: Blob, percent: float) -> None:
+        await self._images.report(image.uuid, BlobObserved(
             state="creating", done=int(percent * 100), total=10000))
 
-    async def _fail(self, image: Image, message: str) -> None:
-        await self._report(image.uuid, ImageObserved(state="error", error=message))
+    async def _fail(self, image: Blob, message: str) -> None:
+        await self._images.report(image.uuid, BlobObserved(state="error", error=message))
         if self._events:
-            self._events.emit("image", image.uuid, f"snapshot failed: {message}")
+            self._events.emit("blob", image.uuid, f"snapshot failed: {message}")
             if image.instance_uuid:
                 self._events.emit("instance", image.instance_uuid,
                                   f"snapshot of {image.device} failed: {message}")

@@ -34,6 +34,15 @@ class WorkQueue:
             self._idle.clear()
             self._queue.put_nowait(key)
 
+    @property
+    def waiting(self) -> int:
+        """Keys queued for a pass (a key being handled and queued again counts)."""
+        return len(self._queued) + len(self._dirty)
+
+    @property
+    def in_progress(self) -> int:
+        return len(self._running)
+
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             for _ in range(self._workers):

@@ -1,5 +1,6 @@
 """The portal's ASGI application: pages and API over HTTP, live state and
-consoles over websockets, and a lifespan hook that starts the live hub.
+consoles over websockets, and a lifespan hook that starts the live hub and
+the listener node agents send their events to.
 
 Websockets are only accepted from the portal's own exact origins
 (scheme://host:port): Channels' AllowedHostsOriginValidator ignores the
@@ -11,6 +12,10 @@ from __future__ import annotations
 
 import os
 
+from cloudstate import privacy
+
+# Sessions, password hashes, token digests: the portal's files are its own.
+privacy.private_umask()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
@@ -22,29 +27,21 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_application = get_asgi_application()
 
+from portal.bodylimit import BodyLimit  # noqa: E402
 from portal.lifespan import lifespan  # noqa: E402
-from portal.routing import (  # noqa: E402
-    AGENT_PREFIX,
-    agent_websocket_urlpatterns,
-    websocket_urlpatterns,
-)
+from portal.metrics import CountWebsockets  # noqa: E402
+from portal.routing import websocket_urlpatterns  # noqa: E402
 
+# Every websocket here is a browser's. Node agents send their events to the
+# portal's second listener, over TLS with the cloud's certificates
+# (portal.events.agents, started by the lifespan).
 browser_websockets = OriginValidator(
     AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.PORTAL_ORIGINS
 )
-agent_websockets = URLRouter(agent_websocket_urlpatterns)
-
-
-async def websockets(scope, receive, send):  # type: ignore[no-untyped-def]
-    """Agents' websockets skip the browser checks (they have no Origin or
-    session) and authenticate with a signed token instead."""
-    if scope["path"].startswith(AGENT_PREFIX):
-        return await agent_websockets(scope, receive, send)
-    return await browser_websockets(scope, receive, send)
-
 
 application = ProtocolTypeRouter({
-    "http": ASGIStaticFilesHandler(django_application),
-    "websocket": websockets,
+    # Request bodies are limited per route as they arrive, before Django reads them.
+    "http": BodyLimit(ASGIStaticFilesHandler(django_application)),
+    "websocket": CountWebsockets(browser_websockets),
     "lifespan": lifespan,
 })

@@ -1,6 +1,7 @@
-"""ASGI lifespan: start the live hub and the housekeeping with the server
-(pruning old history, purging long-deleted objects, giving interfaces from
-before security groups their default group), stop them cleanly."""
+"""ASGI lifespan: start the live hub, the agents' events listener and the
+housekeeping with the server (pruning old history, purging long-deleted
+objects, giving interfaces from before security groups their default group),
+stop them cleanly."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import asyncio
 import logging
 from typing import Any
 
+from cloudstate.tls import TlsError
 from portal.accounts import audit
 from portal.cloud import filtering
+from portal.events import agents
 from portal.events import log as eventlog
 from portal.live import janitor
-from portal.live.hub import hub
+from portal.live.hub import hub, stop_hub
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +47,20 @@ async def adopt_unfiltered_interfaces() -> None:
 
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     started = None
+    listener: agents.AgentsListener | None = None
     housekeeping: list[asyncio.Task[None]] = []
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            try:
+                # Without its certificate or its port the portal would lose
+                # every event quietly: refuse to start instead, saying why.
+                listener = agents.listener()
+                await listener.start()
+            except (TlsError, OSError) as exc:
+                await send({"type": "lifespan.startup.failed",
+                            "message": f"the agents' events listener can't start: {exc}"})
+                return
             housekeeping = [asyncio.create_task(prune_history(), name="prune-history"),
                             asyncio.create_task(janitor.run(), name="janitor"),
                             asyncio.create_task(adopt_unfiltered_interfaces(),
@@ -63,6 +76,8 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 task.cancel()
             await asyncio.gather(*housekeeping, return_exceptions=True)
             if started is not None:
-                await started.stop()
+                await stop_hub()
+            if listener is not None:
+                await listener.stop()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -1,16 +1,17 @@
 from django.urls import path
 
 from portal.consoles.routing import websocket_urlpatterns as console_urlpatterns
-from portal.events.agents import PATH as AGENT_EVENTS_PATH
-from portal.events.agents import AgentEventsConsumer
+from portal.dashboard.consumers import DashboardConsumer
 from portal.events.consumers import NodeEventsConsumer
 from portal.images.consumers import ImagesConsumer
 from portal.instances.consumers import InstanceDetailConsumer, InstanceListConsumer
 from portal.networks.consumers import NetworksConsumer
 from portal.secgroups.consumers import AddressSetConsumer, SecurityGroupsConsumer
+from portal.usage.consumers import InstanceGraphConsumer, NodeGraphConsumer
 
 # Browsers' websockets: the session authenticates them and their Origin is checked.
 websocket_urlpatterns = [
+    path("ws/dashboard/", DashboardConsumer.as_asgi()),
     path("ws/instances/", InstanceListConsumer.as_asgi()),
     path("ws/instances/<uuid:uuid>/", InstanceDetailConsumer.as_asgi()),
     path("ws/images/", ImagesConsumer.as_asgi()),
@@ -21,12 +22,9 @@ websocket_urlpatterns = [
     path("ws/secgroups/<uuid:uuid>/", SecurityGroupsConsumer.as_asgi()),
     path("ws/address-sets/<uuid:uuid>/", AddressSetConsumer.as_asgi()),
     path("ws/nodes/<str:name>/events/", NodeEventsConsumer.as_asgi()),
+    path("ws/usage/instances/<uuid:uuid>/", InstanceGraphConsumer.as_asgi()),
+    path("ws/usage/nodes/<str:name>/", NodeGraphConsumer.as_asgi()),
     *console_urlpatterns,
 ]
-
-# Node agents' websockets: no session or Origin; each consumer checks a token
-# signed with the cluster secret.
-AGENT_PREFIX = "/ws/agent/"
-agent_websocket_urlpatterns = [
-    path(AGENT_EVENTS_PATH, AgentEventsConsumer.as_asgi()),
-]
+# Node agents send their events to a listener of their own, over TLS with the
+# cloud's certificates (portal.events.agents), never through these.

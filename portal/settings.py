@@ -12,6 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
+from cloudstate import privacy
 from cloudstate.config import Settings as CloudSettings
 from cloudstate.settings import check_at_start, read
 from portal import backends
@@ -21,6 +22,8 @@ check_at_start("portal")
 BASE_DIR = Path(__file__).resolve().parent
 CLOUD = CloudSettings.from_env()
 PORTAL_STATE = CLOUD.state_dir / "portal"
+if PORTAL_STATE.is_dir():
+    privacy.tighten(PORTAL_STATE)  # what an older version left readable
 
 
 def _secret_key() -> str:
@@ -29,7 +32,7 @@ def _secret_key() -> str:
         return str(key)
     path = PORTAL_STATE / "secret_key"
     if not path.exists():
-        PORTAL_STATE.mkdir(parents=True, exist_ok=True)
+        privacy.private_dir(PORTAL_STATE)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(50))
@@ -39,6 +42,8 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 DEBUG = read("SFCLOUD_DEBUG")
 PORTAL_ADDRESS = read("SFCLOUD_PORTAL_ADDRESS")
+# Node agents send their events here, over TLS (portal.events.agents).
+PORTAL_AGENTS_ADDRESS = read("SFCLOUD_PORTAL_AGENTS_ADDRESS")
 ALLOWED_HOSTS = read("SFCLOUD_ALLOWED_HOSTS")
 # The exact scheme://host:port a browser may open pages and websockets from.
 PORTAL_ORIGINS = read("SFCLOUD_PORTAL_ORIGINS")
@@ -59,20 +64,28 @@ INSTALLED_APPS = [
     "portal.live",
     "portal.events",
     "portal.consoles",
+    "portal.usage",
+    "portal.dashboard",
 ]
 
 MIDDLEWARE = [
+    "portal.metrics.count_requests",
     "django.middleware.security.SecurityMiddleware",
     "portal.csp.content_security_policy",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before anything reads the body: it is empty when BodyLimit refused it (asgi.py).
+    "portal.bodylimit.refuse_large_bodies",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.cloud.middleware.EtcdUnavailableMiddleware",
+    "portal.errors.RefusalsMiddleware",
 ]
+# A form sent with a missing or stale CSRF token gets the portal's own page.
+CSRF_FAILURE_VIEW = "portal.errors.csrf_failure"
 
 ROOT_URLCONF = "portal.urls"
 ASGI_APPLICATION = "portal.asgi.application"
@@ -109,7 +122,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "instance-list"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 # Django's own hashers: PBKDF2-SHA256 for new passwords; scrypt hashes verify too.
@@ -118,7 +131,13 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.ScryptPasswordHasher",
 ]
 
-HTTPS = read("SFCLOUD_HTTPS")
+# Behind a proxy that terminates TLS, requests reach us over plain HTTP: the
+# proxy's X-Forwarded-Proto tells Django which were HTTPS (for secure cookies,
+# HSTS and CSRF's origin checks). Only trusted when set: a client could send it.
+TLS_PROXY = read("SFCLOUD_TLS_PROXY")
+HTTPS = read("SFCLOUD_HTTPS") or TLS_PROXY
+if TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_NAME = "sfcloud_session"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -167,12 +186,16 @@ RULES_PER_SECURITY_GROUP = read("SFCLOUD_RULES_PER_SECURITY_GROUP")
 # Deleted instances stay readable by UUID this long, then are forgotten.
 DELETED_RETENTION = read("SFCLOUD_DELETED_RETENTION")
 JANITOR_INTERVAL = read("SFCLOUD_JANITOR_INTERVAL")
+# An upload never made an artifact is forgotten this long after it began.
+UPLOAD_LIFETIME = read("SFCLOUD_UPLOAD_LIFETIME")
 
 # Failed log-ins (and API key checks) allowed per account and per client
 # address within the window before further attempts are refused.
 LOGIN_FAILURE_WINDOW = read("SFCLOUD_LOGIN_FAILURE_WINDOW")
 LOGIN_FAILURES_PER_USER = read("SFCLOUD_LOGIN_FAILURES_PER_USER")
 LOGIN_FAILURES_PER_ADDRESS = read("SFCLOUD_LOGIN_FAILURES_PER_ADDRESS")
+# Wrong API keys allowed per namespace (from every address together).
+API_KEY_FAILURES_PER_NAMESPACE = read("SFCLOUD_API_KEY_FAILURES_PER_NAMESPACE")
 # Personal API tokens: the longest life a person may give one, in days.
 PERSONAL_TOKEN_MAX_DAYS = read("SFCLOUD_PERSONAL_TOKEN_MAX_DAYS")
 # How long the event log keeps what happened to each object.

@@ -7,10 +7,14 @@ template to a static file without the portal's settings.
 
 from __future__ import annotations
 
+import math
+
 from django import forms
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from portal.listing import Filter, Listing, Sort
 
 STATES = [
     "initial",
@@ -65,6 +69,19 @@ class DemoForm(forms.Form):
         return cleaned
 
 
+# A list as the portal's lists are (portal.listing), over the sample instances.
+SAMPLE_LIST: Listing[dict] = Listing(
+    sorts={"name": Sort("Name", lambda row: row["name"]),
+           "cpus": Sort("vCPUs", lambda row: row["cpus"], up="fewest first", down="most first")},
+    default_sort="name",
+    filters={"state": Filter("State", lambda row, value: row["state"] == value,
+                             lambda rows: [(s, s) for s in sorted({r["state"] for r in rows})])},
+    search=lambda row, term: term in row["name"],
+    tie=lambda row: row["uuid"],
+    search_help="A name, the start of a UUID or an address, or a tag.",
+)
+
+
 def context() -> dict:
     invalid = DemoForm(
         {"name": "web-1", "image": "debian-12", "cpus": "64", "memory": "64"},
@@ -113,11 +130,17 @@ def context() -> dict:
             "memory": 512,
         },
     ]
+    # Sorted by something the list has not: said beside the control, the default used.
+    rows_page = SAMPLE_LIST.page(instances, SAMPLE_LIST.read({"sort": "price", "per_page": "25"}))
     return {
+        "list": {**SAMPLE_LIST.view_context(instances, rows_page), "list_label": "instances"},
         "states": STATES,
         "form": DemoForm(),
         "invalid_form": invalid,
         "instances": instances,
+        # A busy hour with a gap (the guest was off for a while), as lists draw them.
+        "cpu_hour": [round(0.5 + 0.4 * math.sin(i / 6), 3) if not 30 <= i < 36 else None
+                     for i in range(60)],
     }
 
 

@@ -1,10 +1,9 @@
 from django.urls import include, path
-from django.views.generic import RedirectView
 
-from portal import styleguide
+from portal import metrics, styleguide
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="instance-list"), name="home"),
+    path("", include("portal.dashboard.urls")),
     path("", include("portal.accounts.urls")),
     path("manage/", include("portal.manage.urls")),
     path("instances/", include("portal.instances.urls")),
@@ -14,7 +13,16 @@ urlpatterns = [
     path("networks/", include("portal.networks.urls")),
     path("security-groups/", include("portal.secgroups.urls")),
     path("", include("portal.consoles.urls")),
+    path("", include("portal.usage.urls")),
     path("api", include("portal.api.urls")),
+    # For Prometheus, with the metrics token (SFCLOUD_METRICS_TOKEN).
+    path("metrics", metrics.view, name="metrics"),
     # Answers 404 unless DEBUG is on.
     path("styleguide/", styleguide.view, name="styleguide"),
 ]
+
+# The portal's own error pages (portal.errors), each with a way back.
+handler400 = "portal.errors.bad_request"
+handler403 = "portal.errors.permission_denied"
+handler404 = "portal.errors.page_not_found"
+handler500 = "portal.errors.server_error"

@@ -2,9 +2,10 @@
 
 The agent authenticates to QEMU with the session's one-time password and
 offers the browser "no authentication" (it was authorised by its ticket), as
-Nova's security proxy does: the password never leaves the hypervisor. For a
-read-only session it also reads the browser's messages and passes on only
-those that do not act on the guest.
+Nova's security proxy does: the password never leaves the hypervisor. Every
+session is shared (the browser's ClientInit is rewritten), so no viewer can
+push the others off. For a read-only session it also reads the browser's
+messages and passes on only those that do not act on the guest.
 """
 
 from __future__ import annotations
@@ -83,6 +84,19 @@ async def accept_client(read: ReadExactly, write: Write) -> None:
     await write(struct.pack("!I", 0))
 
 
+SHARED = 1
+
+
+async def relay_client_init(read: ReadExactly, write: Write) -> int:
+    """Pass the browser's ClientInit on to QEMU as "shared", whatever it
+    asked: an exclusive ClientInit makes QEMU drop every other session, so
+    any viewer, a read-only one too, could disconnect everyone else. Returns
+    the flag the browser sent."""
+    (asked,) = await read(1)
+    await write(bytes([SHARED]))
+    return asked
+
+
 # Client-to-server messages (RFC 6143 section 7.5 and common extensions):
 # the ones a viewer may send, and those that act on the guest.
 _SET_PIXEL_FORMAT = 0
@@ -143,19 +157,15 @@ def _message_length(buffer: bytes | bytearray) -> int | None:
 
 
 class ViewOnlyFilter:
-    """Passes a client's RFB stream on minus every message that acts on the guest."""
+    """Passes a client's RFB stream on minus every message that acts on the
+    guest. It starts after ClientInit (``relay_client_init`` handles that)."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
-        self.initialised = False  # ClientInit (one byte) comes before any message
 
     def feed(self, data: bytes) -> bytes:
         self._buffer += data
         out = bytearray()
-        if not self.initialised and self._buffer:
-            out += self._buffer[:1]
-            del self._buffer[:1]
-            self.initialised = True
         while self._buffer:
             length = _message_length(self._buffer)
             if length is None or len(self._buffer) < length:

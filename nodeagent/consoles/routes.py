@@ -16,6 +16,7 @@ from cloudstate.consoles import agent_path, consolelog_path
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
 from cloudstate.model import InstanceSpec
+from nodeagent import records
 from nodeagent.consoles import logfile
 from nodeagent.consoles.serial import SerialConsoles
 from nodeagent.consoles.vnc import VncConsoles
@@ -47,8 +48,12 @@ class ConsoleRoutes:
     def log_path(self, uuid: str) -> Path | None:
         if not self.on_this_node(uuid):
             return None
-        # The uuid becomes a path: make sure it is nothing but a uuid.
-        return self._instances_dir / str(uuidlib.UUID(uuid)) / CONSOLE_LOG
+        # The uuid becomes a path: make sure it is nothing but a uuid, in our directory.
+        try:
+            return records.contained(
+                records.contained(self._instances_dir, str(uuidlib.UUID(uuid))), CONSOLE_LOG)
+        except (ValueError, records.BadRecord):
+            return None
 
     def register(self) -> None:
         server = self._server

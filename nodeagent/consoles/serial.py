@@ -242,7 +242,7 @@ class SerialConsoles:
             await hub.ensure_open()
         except (DomainNotRunning, HypervisorError) as exc:
             # Still worth showing what it printed before it stopped.
-            await ws.send_bytes(self._scrollback(log_path))
+            await send_scrollback(ws, self._scrollback(log_path))
             self._forget(uuid)
             # Not running is final (the page reopens it when the instance
             # powers on); a console that failed to open on a running guest
@@ -256,7 +256,7 @@ class SerialConsoles:
         viewer = Viewer(read_only=bool(claims.get("read_only")))
         hub.add(viewer)
         try:
-            await ws.send_bytes(scrollback)
+            await send_scrollback(ws, scrollback)
             await _relay(ws, hub, viewer)
         finally:
             hub.remove(viewer)
@@ -268,6 +268,15 @@ class SerialConsoles:
     def _scrollback(path: Path) -> bytes:
         data = logfile.tail(path, SCROLLBACK_BYTES)
         return logfile.from_line_start(data) if len(data) == SCROLLBACK_BYTES else data
+
+
+async def send_scrollback(ws: web.WebSocketResponse, scrollback: bytes) -> None:
+    """The recent output, said to be so first: a terminal must not answer
+    the queries in it (a cursor position request the guest made long ago,
+    ESC[6n, which busybox's shell sends with every prompt). The answer would
+    reach the guest now, typed into whatever reads its console."""
+    await ws.send_str(json.dumps({"type": "scrollback", "bytes": len(scrollback)}))
+    await ws.send_bytes(scrollback)
 
 
 async def _relay(ws: web.WebSocketResponse, hub: SerialHub, viewer: Viewer) -> None:

@@ -92,6 +92,12 @@ class VncConsoles:
                 await ws.send_bytes(data)
 
             await rfb.accept_client(browser.read, send)
+
+            async def to_qemu(data: bytes) -> None:
+                writer.write(data)
+                await writer.drain()
+
+            await rfb.relay_client_init(browser.read, to_qemu)
             view_only = rfb.ViewOnlyFilter() if claims.get("read_only") else None
             code = await _splice(ws, browser.leftover(), reader, writer, view_only)
         except rfb.RFBError as exc:

@@ -20,9 +20,14 @@ def write_hashed(out: BinaryIO, hasher: Any, chunks: list[bytes]) -> None:
         out.write(chunk)
 
 
+def new_hasher() -> Any:
+    """The checksum blobs are known by: sha512, as Shaken Fist's."""
+    return hashlib.sha512()
+
+
 def hash_file(path: Path) -> tuple[int, str]:
-    """(size, sha256) of a file."""
-    hasher = hashlib.sha256()
+    """(size, sha512) of a file."""
+    hasher = new_hasher()
     size = 0
     with path.open("rb") as f:
         while chunk := f.read(CHUNK):

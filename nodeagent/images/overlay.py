@@ -44,8 +44,8 @@ async def create_overlay(base: CachedImage | None, dest: Path, size_gb: int) -> 
     try:
         try:
             await qemuimg.run(args)
-        except ImageError as exc:
-            raise ImageError(f"creating the disk failed: {exc.message}") from exc
+        except qemuimg.QemuImgFailed as exc:
+            raise ImageError("creating the disk failed (the node's log says why)") from exc
         await asyncio.to_thread(fsync_path, tmp)
         os.link(tmp, dest)  # unlike rename, refuses to replace an existing disk
         await asyncio.to_thread(fsync_path, dest.parent)

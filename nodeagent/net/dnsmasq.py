@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -70,10 +71,11 @@ class DnsmasqConfig:
     upstream: tuple[str, ...] = ()  # resolvers beyond the cloud
 
 
-def render_conf(config: DnsmasqConfig, directory: Path) -> str:
+def render_conf(config: DnsmasqConfig, directory: Path, user: str = "nobody") -> str:
     network_address = config.network.split("/")[0]
     lines = [
         "# Written by the sfcloud node agent; changes are overwritten.",
+        f"user={user}",
         f"interface={INSIDE}",
         "bind-interfaces",
         "except-interface=lo",
@@ -128,16 +130,28 @@ def _bindings(hosts_text: str) -> set[tuple[str, str]]:
     return found
 
 
-def _write(path: Path, text: str) -> bool:
-    """Write atomically; False if the file already says exactly this."""
-    if path.exists() and path.read_text() == text:
+def _write(path: Path, text: str, owner: int = 0) -> bool:
+    """Write atomically, readable by ``owner`` (a uid) alone; False if the
+    file already says exactly this."""
+    if path.exists() and path.read_text() == text and path.stat().st_uid == owner:
         return False
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    # dnsmasq drops root after starting and re-reads these on SIGHUP.
-    os.chmod(tmp, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chown(tmp, owner, -1)
     os.replace(tmp, path)
     return True
+
+
+def dnsmasq_user() -> tuple[str, int]:
+    """Who dnsmasq runs as once it has its sockets: Debian's ``dnsmasq``
+    user, not ``nobody`` (which other daemons share), so the hosts files it
+    re-reads on SIGHUP can be its own and no one else's."""
+    for name in ("dnsmasq", "nobody"):
+        with contextlib.suppress(KeyError):
+            return name, pwd.getpwnam(name).pw_uid
+    raise DnsmasqError("neither a dnsmasq nor a nobody user exists to run dnsmasq as")
 
 
 # --- processes -------------------------------------------------------------------------
@@ -204,12 +218,15 @@ class Outcome:
 def ensure(namespace: str, directory: Path, config: DnsmasqConfig) -> Outcome:
     """Make this network's dnsmasq run with exactly ``config``."""
     directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o711)  # noqa: S103 - dnsmasq (nobody) re-reads files here
+    os.chmod(directory, 0o711)  # noqa: S103 - dnsmasq re-reads its files here, lists nothing
+    user, uid = dnsmasq_user()
     old_hosts = (directory / HOSTS).read_text() if (directory / HOSTS).exists() else ""
-    conf_changed = _write(directory / CONF, render_conf(config, directory))
+    # The configuration is read once, as root; the hosts files again on SIGHUP,
+    # after dnsmasq dropped root: those are its user's.
+    conf_changed = _write(directory / CONF, render_conf(config, directory, user))
     hosts_text = render_hosts(config)
-    hosts_changed = _write(directory / HOSTS, hosts_text)
-    names_changed = _write(directory / NAMES, render_names(config))
+    hosts_changed = _write(directory / HOSTS, hosts_text, uid)
+    names_changed = _write(directory / NAMES, render_names(config), uid)
     pid = running_pid(directory)
     lost_binding = bool(_bindings(old_hosts) - _bindings(hosts_text))
     if pid is not None and (conf_changed or lost_binding):
@@ -238,6 +255,9 @@ def _start(namespace: str, directory: Path) -> int:
     while time.monotonic() < deadline:
         pid = running_pid(directory)
         if pid is not None:
+            # dnsmasq makes it world-readable; like everything here, it is ours.
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(directory / PIDFILE, 0o600)
             return pid
         time.sleep(0.02)
     raise DnsmasqError(f"dnsmasq for {namespace} started but wrote no pid file")

@@ -7,9 +7,10 @@ else, so the same etcd always gives the same policy. ``firewall`` renders
 it as nftables, and ``allows`` answers the question conntrack cleanup asks
 after a change: would this tracked flow still be let in now?
 
-Groups are checked again here (cloudstate.secgroups): etcd may hold what no
-portal wrote. A group whose rules fail the check keeps the chains it had in
-the last policy applied (none, if it never had any: its ports then let
+Groups are checked before they get here (nodeagent.records refuses a
+record no portal would write) and their rules again here
+(cloudstate.secgroups). A group refused either way keeps the chains it had
+in the last policy applied (none, if it never had any: its ports then let
 nothing in or out but DHCP), and the ports that use it report why.
 """
 
@@ -295,12 +296,19 @@ class _Builder:
         egress, ingress, groups, errors = [], [], {}, []
         for uuid in iface.security_groups:
             group = self.snap.groups.get(uuid)
-            if group is None:
+            if group is None and uuid in self.snap.refused_groups:
+                # Its record was refused: what was applied of it stays.
+                error: str | None = (f"security group {uuid}: "
+                                     f"{self.snap.refused_groups[uuid]}")
+                out, into = (self._kept(uuid, segment, direction)
+                             for direction in ("egress", "ingress"))
+            elif group is None:
                 errors.append(f"security group {uuid} does not exist")
                 continue
-            error = self._check(group)
-            out = self._chain(group, segment, "egress", error)
-            into = self._chain(group, segment, "ingress", error)
+            else:
+                error = self._check(group)
+                out = self._chain(group, segment, "egress", error)
+                into = self._chain(group, segment, "ingress", error)
             if error is not None:
                 errors.append(error)
             if out is not None and into is not None:
@@ -326,19 +334,25 @@ class _Builder:
         if name in self.chains:
             return self.chains[name]
         if error is not None:
-            # Keep what was applied before (with the sets it used), if anything.
-            kept = self.previous.chains.get(name)
-            if kept is not None:
-                self.chains[name] = kept
-                for rule in kept.rules:
-                    if rule.remote_set and rule.remote_set in self.previous.sets:
-                        self.sets[rule.remote_set] = self.previous.sets[rule.remote_set]
-            return kept
+            return self._kept(group.uuid, segment, direction)
         rules = tuple(self._rule(rule, segment) for rule in group.rules
                       if rule.direction == direction)
         chain = self.chains[name] = GroupChain(name=name, group=group.uuid,
                                                generation=group.generation, rules=rules)
         return chain
+
+    def _kept(self, group: str, segment: Segment, direction: str) -> GroupChain | None:
+        """The chain applied before (with the sets it used), if anything."""
+        name = chain_name(group, segment.network, direction, self.snap)
+        if name in self.chains:
+            return self.chains[name]
+        kept = self.previous.chains.get(name)
+        if kept is not None:
+            self.chains[name] = kept
+            for rule in kept.rules:
+                if rule.remote_set and rule.remote_set in self.previous.sets:
+                    self.sets[rule.remote_set] = self.previous.sets[rule.remote_set]
+        return kept
 
     def _rule(self, rule: SecurityRule, segment: Segment) -> Rule:
         remote: tuple[str, ...] | None = None

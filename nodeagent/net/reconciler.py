@@ -39,7 +39,9 @@ from collections.abc import Callable
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
 from cloudstate.mirror import Change, Mirror
-from cloudstate.model import InstanceSpec, InterfaceSpec
+from cloudstate.model import InstanceSpec, InterfaceSpec, NetworkSpec
+from cloudstate.vocabulary import ObjectKind
+from nodeagent import records
 from nodeagent.events import EventLog
 from nodeagent.net import dnsmasq, nftables, snapshot
 from nodeagent.net.context import NetworkContext
@@ -119,6 +121,10 @@ class NetworkReconciler:
     async def _reconcile_network(self, snap: Snapshot, uuid: str) -> None:
         found = snap.networks.get(uuid)
         if found is None:
+            refused = self._mirror.refused(self._keys.network(uuid))
+            if refused is not None and records.is_uuid(uuid):
+                log.warning("network %s: record refused: %s", uuid, refused.reason)
+                await self._router.report_refused(snap, uuid, refused.reason)
             return
         spec, _ = found
         try:
@@ -131,7 +137,7 @@ class NetworkReconciler:
                 await self._mesh.ensure(snap, spec)
                 if self._router.wanted(snap, spec):
                     await self._router.ensure(snap, spec)
-            else:
+            elif not vxid_reused_here(snap, spec, self._mesh.wanted):
                 await self._mesh.remove(spec.vxid)
         except _FAILURES as exc:
             log.warning("network %s (%s): %s", spec.name, uuid, exc)
@@ -154,31 +160,37 @@ class NetworkReconciler:
     def on_changes(self, changes: list[Change]) -> None:
         keys = self._keys
         for change in changes:
-            if uuid := keys.uuid_of(change.key, keys.networks):
-                self.queue.add(uuid)
-            elif keys.uuid_of(change.key, keys.interfaces):
+            if change.key == keys.network_node_role:
+                self.sweep()
+                continue
+            found = keys.classify(change.key)
+            if found is None:
+                continue
+            if found.kind == ObjectKind.NETWORK and found.observed:
+                # The network node applied something: instances waiting for
+                # their DHCP entries may start.
+                self._poke_waiting_instances(found.uuid)
+            elif found.kind == ObjectKind.NETWORK:
+                self.queue.add(found.uuid)
+            elif found.kind == ObjectKind.INTERFACE and not found.observed:
                 for kv in (change.old, change.new):
                     if kv is not None:
                         self.queue.add(InterfaceSpec.from_json(kv.value).network_uuid)
-            elif keys.uuid_of(change.key, keys.instances):
+            elif found.kind == ObjectKind.INSTANCE and not found.observed:
                 # Placement and deletion decide which nodes are on a network.
                 for kv in (change.old, change.new):
                     if kv is not None:
-                        for iface_uuid in InstanceSpec.from_json(kv.value).interfaces:
-                            iface_kv = self._mirror.get(keys.interface(iface_uuid))
-                            if iface_kv is not None:
-                                self.queue.add(InterfaceSpec.from_json(iface_kv.value)
-                                               .network_uuid)
-            elif keys.uuid_of(change.key, keys.security_groups) \
-                    or keys.uuid_of(change.key, keys.address_sets):
+                        self._queue_networks_of(InstanceSpec.from_json(kv.value))
+            elif found.kind in (ObjectKind.SECURITY_GROUP, ObjectKind.ADDRESS_SET):
                 self.queue.add(FILTER)
-            elif uuid := keys.uuid_of(change.key, keys.observed_networks):
-                # The network node applied something: instances waiting for
-                # their DHCP entries may start.
-                self._poke_waiting_instances(uuid)
-            elif change.key == keys.network_node_role or keys.uuid_of(change.key, keys.nodes):
-                for kv in self._mirror.items(keys.networks):
-                    self.queue.add(kv.key.rsplit("/", 1)[-1])
+            elif found.kind == ObjectKind.NODE and not found.observed:
+                self.sweep()
+
+    def _queue_networks_of(self, instance: InstanceSpec) -> None:
+        for iface_uuid in instance.interfaces:
+            iface_kv = self._mirror.get(self._keys.interface(iface_uuid))
+            if iface_kv is not None:
+                self.queue.add(InterfaceSpec.from_json(iface_kv.value).network_uuid)
 
     def _poke_waiting_instances(self, network_uuid: str) -> None:
         for kv in self._mirror.items(self._keys.interfaces):
@@ -191,7 +203,8 @@ class NetworkReconciler:
 
     def sweep(self) -> None:
         for kv in self._mirror.items(self._keys.networks):
-            self.queue.add(kv.key.rsplit("/", 1)[-1])
+            if uuid := self._keys.uuid_of(kv.key, self._keys.networks):
+                self.queue.add(uuid)
         self.queue.add(FILTER)
 
     # --- garbage ---------------------------------------------------------------------------
@@ -200,6 +213,15 @@ class NetworkReconciler:
         """Remove every kernel object and dnsmasq of this cloud that no
         network wants on this node (left by a crash, or by a network whose
         record is gone)."""
+        refused = [r.kv.key for family in (self._keys.networks, self._keys.interfaces,
+                                           self._keys.instances, self._keys.nodes)
+                   for r in self._mirror.refused_items(family)]
+        if refused:
+            # What a refused record wants can't be known, so nothing of ours
+            # counts as unwanted until it is fixed or gone.
+            log.warning("not collecting network garbage while records are refused: %s",
+                        ", ".join(refused))
+            return
         async with self._lock:
             snap = snapshot.read(self._keys, self._mirror)
             wanted = {spec.vxid for spec, _ in snap.networks.values()
@@ -213,3 +235,12 @@ class NetworkReconciler:
         self._router.close()
         for handle in self._retries.values():
             handle.cancel()
+
+
+def vxid_reused_here(snap: snapshot.Snapshot, spec: NetworkSpec,
+                     wanted: Callable[[snapshot.Snapshot, NetworkSpec], bool]) -> bool:
+    """Whether a network this node wants reuses ``spec``'s VXLAN id. A deleted
+    network's record outlives the release of its id, which a new network may
+    then be given: the links are named by the id, so they must stay."""
+    return any(other.uuid != spec.uuid and other.vxid == spec.vxid and wanted(snap, other)
+               for other, _ in snap.networks.values())

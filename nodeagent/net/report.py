@@ -55,6 +55,20 @@ class NetworkReporter:
         revision = await self._etcd.put(self._keys.observed_network(spec.uuid), record.to_json())
         await self._mirror.wait_for_revision(revision)
 
+    async def refused(self, snap: Snapshot, uuid: str, reason: str) -> None:
+        """A network whose record the agent refused: its state says why, and
+        whatever was built for it is left as it is."""
+        current = snap.observed.get(uuid)
+        record = NetworkObserved(node=self._node, state="error",
+                                 error=f"the network node refused its record: {reason}",
+                                 applied=current.applied if current else [],
+                                 egress=bool(current and current.egress), updated_at=time.time())
+        self.emit_changes(uuid, current, record)
+        if current is not None and record.replace(updated_at=0) == current.replace(updated_at=0):
+            return
+        revision = await self._etcd.put(self._keys.observed_network(uuid), record.to_json())
+        await self._mirror.wait_for_revision(revision)
+
     def emit_changes(self, uuid: str, before: NetworkObserved | None,
                      after: NetworkObserved) -> None:
         if before is None or before.state != after.state or before.error != after.error:

@@ -178,5 +178,10 @@ class Router:
         if self._role.held and spec.desired != "deleted":
             await self._reporter.report(snap, spec, state="error", error=str(error))
 
+    async def report_refused(self, snap: Snapshot, uuid: str, reason: str) -> None:
+        """The network node says why it does not act on a network's record."""
+        if self._role.held:
+            await self._reporter.refused(snap, uuid, reason)
+
     def close(self) -> None:
         self._dnsmasq.close()

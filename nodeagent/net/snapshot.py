@@ -35,6 +35,8 @@ class Snapshot:
     # key -> (reservation, mod_revision)
     floating: dict[str, tuple[AddressReservation, int]] = field(default_factory=dict)
     groups: dict[str, SecurityGroup] = field(default_factory=dict)
+    # group uuid -> why the agent refused its record (nodeagent.records)
+    refused_groups: dict[str, str] = field(default_factory=dict)
     address_sets: dict[str, AddressSet] = field(default_factory=dict)
     # interface uuid -> mod_revision of its record; its observed filtering
     interface_revisions: dict[str, int] = field(default_factory=dict)
@@ -84,6 +86,9 @@ def read(keys: Keys, mirror: Mirror) -> Snapshot:
     for kv in mirror.items(keys.security_groups):
         group = SecurityGroup.from_json(kv.value)
         snap.groups[group.uuid] = group
+    for refused in mirror.refused_items(keys.security_groups):
+        if uuid := keys.uuid_of(refused.kv.key, keys.security_groups):
+            snap.refused_groups[uuid] = refused.reason
     for kv in mirror.items(keys.address_sets):
         address_set = AddressSet.from_json(kv.value)
         snap.address_sets[address_set.uuid] = address_set

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any
 
+from channels import auth as channels_auth
+from django.conf import settings
 from django.http import HttpRequest
 
 from portal.accounts.actor import Actor, address_of
@@ -110,3 +113,18 @@ async def access_for_scope(scope: dict[str, Any]) -> Access:
     session = scope.get("session")
     wanted = await session.aget(SESSION_KEY) if session is not None else None
     return await _access(user, wanted)
+
+
+async def access_now(scope: dict[str, Any]) -> Access:
+    """For a websocket open a while: the person's roles as they are now,
+    read afresh (the scope's user and session were loaded at connect). A
+    session logged out or ended by a new password, or an account disabled
+    since, has no access at all."""
+    session = scope.get("session")
+    if session is None or not session.session_key:
+        return Access()
+    fresh = import_module(settings.SESSION_ENGINE).SessionStore(session.session_key)
+    user = await channels_auth.get_user({"session": fresh})
+    if not user.is_authenticated or user.pk != getattr(scope.get("user"), "pk", None):
+        return Access()
+    return await _access(user, await fresh.aget(SESSION_KEY))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 from cloudstate.validation import ValidationError
@@ -91,6 +92,28 @@ def write_now(actor: Actor, entry: Entry) -> None:
     row = entry.row(actor)
     row.save()
     _logged(row)
+
+
+def record_repeat_now(actor: Actor, namespace: str | None, action: str, kind: str, *,
+                      same: tuple[str, ...], object_id: str = "", object_name: str = "",
+                      outcome: str = Outcome.OK, detail: str = "") -> AuditEvent:
+    """Record an attempt that may come in a flood (a failed or throttled
+    log-in): the first within the window writes a row, the others only
+    count on it. ``same`` names the row's fields that make attempts "the
+    same" besides action, kind and outcome, e.g. ("object_name",) for one
+    account, ("source",) for one address. Returns the row."""
+    row = Entry(namespace, action, kind, object_id, object_name, detail, outcome).row(actor)
+    now = timezone.now()
+    window = timedelta(seconds=settings.LOGIN_FAILURE_WINDOW)
+    match = {name: getattr(row, name) for name in ("action", "object_kind", "outcome", *same)}
+    earlier = AuditEvent.objects.filter(when__gte=now - window, **match).order_by("-when").first()
+    if earlier is not None:
+        AuditEvent.objects.filter(pk=earlier.pk).update(repeats=F("repeats") + 1, last_at=now)
+        earlier.refresh_from_db(fields=["repeats", "last_at"])
+        return earlier
+    row.save()
+    _logged(row)
+    return row
 
 
 async def record(actor: Actor, namespace: str | None, action: str, kind: str, *,

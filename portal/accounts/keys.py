@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,8 +42,14 @@ from portal.accounts.models import (
 from portal.accounts.roles import RoleChecks
 from portal.cloud.errors import BadRequest, Unauthenticated
 
+log = logging.getLogger(__name__)
+
 _TOKEN_SALT = "sfcloud.api-token"  # noqa: S105 - a signing salt, not a secret
-MIN_SECRET_LENGTH = 8
+# A namespace key is a password an automation types in: 16 characters at
+# least, for new keys and new secrets. A shorter key set before this rule
+# still works (only its digest is kept, so it can't be found out), and each
+# use of one is logged, so that an operator rotates it.
+MIN_SECRET_LENGTH = 16
 PERSONAL_PREFIX = "sfp_"
 # Writing last_used on every request would make each read a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -118,6 +125,10 @@ async def authenticate_key(namespace: object, secret: object) -> tuple[str, int]
     except ApiKey.DoesNotExist:
         raise Unauthenticated("unknown namespace or key") from None
     await ApiKey.objects.filter(pk=key.pk).aupdate(last_used=timezone.now())
+    if len(secret) < MIN_SECRET_LENGTH:
+        log.warning("namespace %s: key %s is shorter than %d characters; give it a longer "
+                    "secret (sf-client namespace update-key)", namespace, key.name,
+                    MIN_SECRET_LENGTH)
     return _issue({"k": key.pk, "n": key.nonce})
 
 

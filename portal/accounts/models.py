@@ -127,6 +127,12 @@ class AuditAction(models.TextChoices):
     CREATE = "create"
     DELETE = "delete"
     CACHE = "cache"  # an image, fetched onto every node ahead of time
+    UPLOAD = "upload"  # bytes sent to become an artifact's version
+    LABEL = "label"  # a label pointed at a blob
+    DELETE_VERSION = "delete-version"  # one version of an artifact
+    SET_MAX_VERSIONS = "set-max-versions"
+    SHARE = "share"  # an artifact, with every namespace
+    UNSHARE = "unshare"
     SNAPSHOT = "snapshot"
     SET_METADATA = "set-metadata"
     DELETE_METADATA = "delete-metadata"
@@ -191,6 +197,11 @@ class AuditEvent(models.Model):
     detail = models.TextField(blank=True)
     via = models.CharField(max_length=8, choices=Via.choices, blank=True)
     source = models.GenericIPAddressField(null=True, blank=True)  # the client's address
+    # Failed and throttled log-ins are counted on one row per account or
+    # address and window (a flood must not write a row per attempt): how
+    # many there were, and when the last one came.
+    repeats = models.PositiveIntegerField(default=1)
+    last_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-when", "-id"]

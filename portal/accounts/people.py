@@ -74,9 +74,10 @@ def create_user(actor: Actor, username: str, password: str, *, namespace: str | 
                 role: str = Role.MEMBER) -> AbstractBaseUser:
     with _audited(actor, namespace, AuditAction.CREATE, USER, object_name=username) as entry:
         actor.require_system_admin("create people")
-        username = (username or "").strip()
-        if not username or len(username) > 150:
-            raise BadRequest("username: give 1-150 characters")
+        try:
+            username = validation.username(username)
+        except validation.ValidationError as exc:
+            raise BadRequest(str(exc)) from None
         model = get_user_model()
         probe = model(username=username)
         _check_password(password, probe)
@@ -113,6 +114,30 @@ def set_active(actor: Actor, user_id: int, active: bool) -> AbstractBaseUser:
         user.save(update_fields=["is_active"])
     notify.access_changed_now([user.pk])
     return user
+
+
+def delete_user(actor: Actor, user_id: int) -> str:
+    """Delete an account, its memberships and its personal tokens; returns
+    the name it had. The audit trail keeps who they were: its rows name
+    people by their username, and this deletion's row says which account
+    (its id) and what roles it held. Their sessions, pages and consoles end."""
+    with _audited(actor, None, AuditAction.DELETE, USER, object_id=user_id) as entry:
+        user = get_user(actor, user_id)
+        name = user.get_username()
+        entry.object_name = name
+        if user.pk == actor.user_id:
+            raise BadRequest("you can't delete your own account")
+        if _is_last_system_admin(user):
+            raise BadRequest("this is the last admin of the system namespace: make someone "
+                             "else an admin of it first")
+        roles = [f"{m.role} of {m.namespace.name}" for m in
+                 Membership.objects.filter(user=user).select_related("namespace")
+                 .order_by("namespace__name")]
+        entry.detail = f"account {user.pk}, " + (", ".join(roles) if roles else "no roles")
+        with transaction.atomic():
+            user.delete()
+    notify.access_changed_now([user_id])
+    return name
 
 
 def reset_password(actor: Actor, user_id: int, password: str | None = None) -> str:

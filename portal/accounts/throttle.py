@@ -23,6 +23,13 @@ from portal.accounts.models import LoginFailure
 class Refusal:
     retry_after: int  # seconds
     message: str
+    # Which limit refused it: the audit trail counts refusals on one row per
+    # account, or per address, and window.
+    per: str = "account"  # or "address"
+
+    @property
+    def audit_same(self) -> tuple[str, ...]:
+        return ("object_name",) if self.per == "account" else ("source",)
 
 
 def _window() -> timedelta:
@@ -35,17 +42,21 @@ def _wait_message(what: str, seconds: int) -> str:
     return f"Too many failed attempts {what}. Try again in {minutes} {unit}."
 
 
-def check(username: str, source: str | None, *, per_account: bool = True) -> Refusal | None:
+def check(username: str, source: str | None, *, account_limit: int | None = None,
+          account_name: str = "account") -> Refusal | None:
     """Whether a new attempt must be refused now (sync: forms call it).
-    ``per_account=False`` counts only by address: for API keys, where
-    locking a namespace's name would let anyone lock out its automation."""
+    ``username`` is the account counted against (a person, or "api:<ns>"
+    for a namespace's keys, which get a limit of their own: high enough that
+    a stranger's wrong keys rarely lock out the namespace's automation, low
+    enough that guesses spread over many addresses stay few)."""
     since = timezone.now() - _window()
     recent = LoginFailure.objects.filter(when__gte=since)
-    for queryset, limit, what in (
-        (recent.filter(username=username.lower()) if per_account else recent.none(),
-         settings.LOGIN_FAILURES_PER_USER, "for this account"),
+    for queryset, limit, what, per in (
+        (recent.filter(username=username.lower()),
+         account_limit or settings.LOGIN_FAILURES_PER_USER, f"for this {account_name}",
+         "account"),
         (recent.filter(source=source) if source else recent.none(),
-         settings.LOGIN_FAILURES_PER_ADDRESS, "from your address"),
+         settings.LOGIN_FAILURES_PER_ADDRESS, "from your address", "address"),
     ):
         count = queryset.count()
         if count >= limit:
@@ -53,7 +64,7 @@ def check(username: str, source: str | None, *, per_account: bool = True) -> Ref
             # of the window to bring the count below the limit.
             freeing = queryset.order_by("when")[count - limit].when
             retry = max(1, math.ceil((freeing + _window() - timezone.now()).total_seconds()))
-            return Refusal(retry_after=retry, message=_wait_message(what, retry))
+            return Refusal(retry_after=retry, message=_wait_message(what, retry), per=per)
     return None
 
 

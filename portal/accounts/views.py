@@ -11,7 +11,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import PasswordChangeForm
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -19,6 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
+from cloudstate.validation import ValidationError
 from portal.accounts import people
 from portal.accounts.access import (
     ALL_NAMESPACES,
@@ -29,8 +29,10 @@ from portal.accounts.access import (
     resolve_current,
 )
 from portal.accounts.actor import Actor, address_of
+from portal.accounts.login import ThrottledPasswordChangeForm
 from portal.accounts.models import PersonalToken
 from portal.cloud.errors import CloudError, NotFound
+from portal.formerrors import add_refusal
 from portal.web import arender
 
 EXPIRY_CHOICES = [(7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "1 year")]
@@ -45,9 +47,9 @@ async def switch_namespace(request: HttpRequest) -> HttpResponse:
     current, everything = resolve_current(wanted, access.memberships, choices)
     if everything or current == wanted:
         await request.session.aset(SESSION_KEY, ALL_NAMESPACES if everything else wanted)
-    target = request.POST.get("next") or reverse("instance-list")
+    target = request.POST.get("next") or reverse("home")
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = reverse("instance-list")
+        target = reverse("home")
     return HttpResponseRedirect(target)
 
 
@@ -79,8 +81,8 @@ async def token_list(request: HttpRequest) -> HttpResponse:
         try:
             token, secret = await sync_to_async(people.create_token)(
                 actor, data["name"], data["days"], data.get("namespace") or "")
-        except CloudError as exc:
-            form.add_error(None, exc.message)
+        except (CloudError, ValidationError) as exc:
+            add_refusal(form, exc, {"expiry": "days"}, default="name")
         else:
             form = TokenForm(namespaces=sorted(access.memberships))
     tokens = [t async for t in PersonalToken.objects.filter(user=user)]
@@ -106,12 +108,12 @@ async def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def password_change(request: HttpRequest) -> HttpResponse:
-    form = PasswordChangeForm(request.user, request.POST or None)
+    form = ThrottledPasswordChangeForm(request, request.POST or None)
     if request.method == "POST" and form.is_valid():
         actor = Actor.own_account(request.user, address_of(request))
         user = people.change_own_password(actor, form)
         update_session_auth_hash(request, user)
         messages.success(request, "Your password is changed.")
         return HttpResponseRedirect(reverse("password-change"))
-    return render(request, "accounts/password.html", {"form": form},
-                  status=400 if form.errors else 200)
+    status = 429 if form.throttled else 400 if form.errors else 200
+    return render(request, "accounts/password.html", {"form": form}, status=status)

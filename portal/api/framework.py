@@ -15,7 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from cloudstate.etcd import EtcdUnavailable
@@ -27,7 +28,6 @@ from portal.cloud.middleware import MESSAGE as ETCD_DOWN
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024
 
 
 def error(status: int, message: str) -> JsonResponse:
@@ -35,9 +35,8 @@ def error(status: int, message: str) -> JsonResponse:
 
 
 def parse_body(request: HttpRequest) -> dict[str, Any]:
+    # Bodies over the route's limit were refused as they arrived (portal.bodylimit).
     raw = request.body
-    if len(raw) > MAX_BODY_BYTES:
-        raise ValidationError("body", f"is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         return {}
     try:
@@ -62,21 +61,24 @@ async def authenticate(request: HttpRequest) -> Principal:
 Handler = Callable[..., Awaitable[Any]]
 
 
-def endpoint(*methods: str, authenticated: bool = True) -> Callable[[Handler], Any]:
+def endpoint(*methods: str, authenticated: bool = True,
+             raw_body: bool = False) -> Callable[[Handler], Any]:
     """Wrap ``handler(request, body, actor, **url_args)`` (or, without
     authentication, ``handler(request, body, **url_args)``) as an API view.
     The Actor is the caller (a key or a person's token), as every service
-    that changes something takes it."""
+    that changes something takes it. With ``raw_body`` the body is not
+    JSON: the handler gets ``{}`` and reads the request itself, a piece at
+    a time (an upload's chunk)."""
 
     def decorate(handler: Handler) -> Any:
         @csrf_exempt
         @functools.wraps(handler)
-        async def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        async def view(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
             if request.method not in methods:
                 return error(405, f"{request.method} is not allowed here; use "
                                   + " or ".join(methods))
             try:
-                body = parse_body(request)
+                body = {} if raw_body else parse_body(request)
                 if authenticated:
                     principal = await authenticate(request)
                     actor = Actor.for_api(principal, address_of(request))
@@ -90,7 +92,7 @@ def endpoint(*methods: str, authenticated: bool = True) -> Callable[[Handler], A
             except EtcdUnavailable as exc:
                 log.warning("etcd unavailable: %s", exc)
                 return error(503, ETCD_DOWN)
-            if isinstance(result, HttpResponse):
+            if isinstance(result, HttpResponseBase):
                 return result
             return JsonResponse(result, safe=False, status=200)
 

@@ -64,10 +64,14 @@ async def listing_scope(actor: Actor, body: dict[str, Any]) -> Namespaces:
 
 
 async def deleting_scope(actor: Actor, body: dict[str, Any]) -> Namespaces:
-    """What a "delete all" covers: the namespace asked for (or the caller's
-    own); everything for a member of system who names none."""
-    namespace = await namespace_of(actor, body)
-    return None if actor.is_system and not body.get("namespace") else frozenset({namespace})
+    """What a "delete all" covers: one namespace, the one asked for (or the
+    caller's own). A member of system, who sees every namespace, must name
+    it, as in Shaken Fist: deleting a namespace's objects is then deliberate,
+    and nothing ever deletes every namespace's at once."""
+    if actor.is_system and not isinstance(body.get("namespace"), str):
+        raise BadRequest("namespace: a caller in the system namespace must name the "
+                         "namespace to delete from")
+    return frozenset({await namespace_of(actor, body)})
 
 
 # --- instances ---------------------------------------------------------------------------------
@@ -189,12 +193,6 @@ def instance_request(body: dict[str, Any]) -> InstanceRequest:
     configdrive = body.get("configdrive") or "openstack-disk"
     if configdrive not in ("openstack-disk", "none"):
         raise ValidationError("configdrive", "must be openstack-disk or none")
-    metadata = body.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise ValidationError("metadata", "must be an object")
-    video = body.get("video") or {"model": "cirrus", "memory": 16384}
-    if not isinstance(video, dict):
-        raise ValidationError("video", "must be an object")
     placed_on = body.get("placed_on")
     if placed_on is not None and not isinstance(placed_on, str):
         raise ValidationError("placed_on", "must be a node name")
@@ -208,8 +206,9 @@ def instance_request(body: dict[str, Any]) -> InstanceRequest:
         disks=disks(body.get("disk")),
         ssh_key=ssh_key(body.get("ssh_key")),
         user_data=user_data(body.get("user_data")),
-        metadata=metadata,
-        video=video,
+        # The service checks both, whichever door they came through.
+        metadata=body.get("metadata"),
+        video=body.get("video"),
         configdrive=configdrive,
         placed_on=placed_on,
         keypair=keypair,

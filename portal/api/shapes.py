@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cloudstate.model import Keypair, SecurityRule
+from cloudstate.model import Keypair, SecurityRule, Upload
+from cloudstate.storage import Version
 from portal.accounts.models import Namespace
 from portal.cloud.addresssets import AddressSetRecord
-from portal.cloud.artifacts import ImageRecord
+from portal.cloud.catalogue import ArtifactRecord, BlobRecord
 from portal.cloud.instances import InstanceRecord
 from portal.cloud.networks import NetworkRecord
 from portal.cloud.nodes import NodeRecord
@@ -26,7 +27,7 @@ def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = N
     spec = record.spec
     disks = [
         {"device": d.device, "bus": d.bus, "size": d.size_gb, "type": d.type,
-         "blob_uuid": d.source.image_uuid if d.source else None, "snapshot_ignores": False}
+         "blob_uuid": d.source.blob_uuid if d.source else None, "snapshot_ignores": False}
         for d in spec.disks
     ]
     return {
@@ -36,7 +37,8 @@ def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = N
         "cpus": spec.cpus,
         "memory": spec.memory,
         "disk_spec": [
-            {"size": d.size_gb, "base": d.base, "bus": d.bus, "type": d.type}
+            {"size": d.size_gb, "base": d.base, "bus": d.bus, "type": d.type,
+             **({"blob_uuid": d.source.blob_uuid} if d.source else {})}
             for d in spec.disks
         ],
         "disks": disks,
@@ -107,57 +109,119 @@ def namespace(record: Namespace) -> dict[str, Any]:
     }
 
 
-def artifact(record: ImageRecord) -> dict[str, Any]:
-    """An image as Shaken Fist shows an artifact: one version (its blob)."""
-    image = record.image
-    size = record.size
-    blobs = {} if size is None else {"1": {
-        "uuid": image.uuid, "size": size, "reference_count": len(record.used_by),
-        "depends_on": None, "instances": list(record.used_by),
-    }}
+def artifact(record: ArtifactRecord) -> dict[str, Any]:
+    """An artifact as Shaken Fist shows one: its versions shown (``blobs``,
+    keyed by index), the newest one's ``index`` and ``blob_uuid`` (none
+    yet: index 0 and no blob_uuid). ``nodes`` (sfcloud's) says what each
+    node holds of the blob being made, or of the newest."""
+    spec = record.spec
+    newest = record.found.newest
+    current = record.current
     return {
-        "uuid": image.uuid,
-        "name": image.name,
-        "namespace": image.namespace,
-        "artifact_type": image.kind,
-        "source_url": image.source_url,
+        "uuid": spec.uuid,
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "artifact_type": spec.type,
+        "source_url": spec.source_url,
         "state": record.state,
-        "shared": image.shared,
-        "max_versions": 1,
-        "index": 1,
-        "blob_uuid": image.uuid if size is not None else None,
-        "blobs": blobs,
-        "metadata": {},
+        "shared": spec.shared,
+        "max_versions": spec.max_versions,
+        "index": newest.index if newest else 0,
+        **({"blob_uuid": newest.blob_uuid} if newest else {}),
+        "blobs": {str(v.index): _version(record.blobs[v.blob_uuid])
+                  for v in record.found.shown if v.blob_uuid in record.blobs},
+        "metadata": spec.metadata,
         "version": SCHEMA_VERSION,
         "error_message": record.error,
-        "created": image.created_at,
-        "instance_uuid": image.instance_uuid,
-        "device": image.device,
-        "nodes": {
-            node: {"state": observed.state, "done": observed.done, "total": observed.total,
-                   "size": observed.size, "sha256": observed.sha256, "error": observed.error}
-            for node, observed in sorted(record.by_node.items())
-        },
+        "created": spec.created_at,
+        "instance_uuid": spec.instance_uuid,
+        "device": spec.device,
+        "nodes": _copies(current) if current else {},
     }
 
 
-def snapshot(record: ImageRecord) -> dict[str, Any]:
-    """One disk's snapshot as GET /instances/<ref>/snapshot lists it."""
-    image = record.image
-    node = record.by_node.get(image.node or "")
+def _version(blob_record: BlobRecord) -> dict[str, Any]:
+    return {"uuid": blob_record.uuid, "size": blob_record.facts.size or 0,
+            "reference_count": blob_record.references, "depends_on": None,
+            "instances": list(blob_record.instances)}
+
+
+def _copies(blob_record: BlobRecord) -> dict[str, Any]:
     return {
-        "uuid": image.uuid,
-        "blob_uuid": image.uuid,
-        "artifact_uuid": image.uuid,
-        "name": image.name,
-        "device": image.device,
-        "created": image.created_at,
+        node: {"state": copy.state, "done": copy.done, "total": copy.total, "size": copy.size,
+               "sha512": copy.sha512, "error": copy.error}
+        for node, copy in sorted(blob_record.copies.items())
+    }
+
+
+def blob(record: BlobRecord) -> dict[str, Any]:
+    """A blob as Shaken Fist shows one (the keys with spaces are qemu-img's
+    words, as there, and absent when qemu-img has not described it yet: the
+    client reads them with a default); ``transcodes`` is empty: the qcow2
+    each node makes of a blob is not a blob of its own here."""
+    spec, facts = record.spec, record.facts
+    made = record.copies.get(spec.node or "")
+    return {
+        "uuid": spec.uuid,
         "state": record.state,
-        "source_url": image.source_url,
-        "node": image.node,
-        "size": record.size,
-        "progress": record.progress(image.node or ""),
-        "error_message": node.error if node else None,
+        "metadata": spec.metadata,
+        "version": SCHEMA_VERSION,
+        "size": facts.size or 0,
+        "modified": facts.modified,
+        "fetched_at": made.updated_at if made and made.state == "ready" else spec.created_at,
+        "depends_on": None,
+        "transcodes": {},
+        "locations": record.locations,
+        "reference_count": record.references,
+        "sha512": facts.sha512,
+        "last_used": None,
+        **({"virtual size": facts.virtual_size} if facts.virtual_size is not None else {}),
+        **({"file format": facts.format} if facts.format is not None else {}),
+        "instances": list(record.instances),
+        "origin": spec.origin,
+        "node": spec.node,
+        "source_url": spec.source_url,
+        "error_message": record.error,
+        "nodes": _copies(record),
+    }
+
+
+def snapshot(record: ArtifactRecord, version: Version) -> dict[str, Any]:
+    """One version of one disk's snapshot, as GET /instances/<ref>/snapshot
+    lists them: the artifact merged with the blob, ``uuid`` the artifact's
+    and ``state`` the blob's, as in Shaken Fist, with the disk and when."""
+    spec = record.spec
+    blob_record = record.blobs[version.blob_uuid]
+    node = blob_record.spec.node or ""
+    return {
+        **blob(blob_record),
+        "uuid": spec.uuid,
+        "artifact_uuid": spec.uuid,
+        "blob_uuid": blob_record.uuid,
+        "index": version.index,
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "artifact_type": spec.type,
+        "source_url": spec.source_url,
+        "max_versions": spec.max_versions,
+        "shared": spec.shared,
+        "device": spec.device,
+        "created": blob_record.spec.created_at,
+        "state": blob_record.state,
+        "progress": blob_record.progress(node),
+    }
+
+
+def upload(item: Upload, size: int | None = None) -> dict[str, Any]:
+    return {
+        "uuid": item.uuid,
+        "state": "created",
+        "metadata": {},
+        "version": SCHEMA_VERSION,
+        "node": item.node,
+        "namespace": item.namespace,
+        "created_at": item.created_at,
+        **({"size": size} if size is not None else {}),
     }
 
 

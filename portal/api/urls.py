@@ -6,17 +6,20 @@ from django.urls import path
 from portal.api.views import (
     artifacts,
     auth,
+    blobs,
     consoles,
     events,
     instance_actions,
     instances,
     interfaces,
     keypairs,
+    labels,
     namespaces,
     networks,
     nodes,
     root,
     secgroups,
+    uploads,
 )
 
 urlpatterns = [
@@ -29,6 +32,9 @@ urlpatterns = [
     *instance_actions.routes,
     *events.routes,
     *artifacts.routes,
+    *blobs.routes,
+    *uploads.routes,
+    *labels.routes,
     *keypairs.routes,
     *networks.routes,
     *interfaces.routes,

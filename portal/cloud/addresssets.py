@@ -19,6 +19,7 @@ from cloudstate import secgroups as rules_of
 from cloudstate.etcd import Compare, Delete, KeyValue
 from cloudstate.model import AddressSet, SecurityGroup
 from cloudstate.secgroups import MAX_ADDRESS_SET_CIDRS, MAX_ADDRESS_SETS
+from cloudstate.validation import shown
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
@@ -88,7 +89,7 @@ async def find_in(ref: str, namespace: str, field: str) -> str:
     try:
         return (await get(ref, frozenset({namespace}))).uuid
     except NotFound:
-        raise NotFound(f"{field}: address set {ref} not found in namespace {namespace}") \
+        raise NotFound(f"{field}: no address set {shown(ref)} in namespace {namespace}") \
             from None
 
 
@@ -129,8 +130,8 @@ async def _insert(spec: AddressSet) -> None:
         key=keys.address_set(spec.uuid), value=spec.to_json(),
         name_key=keys.address_set_name(spec.namespace, spec.name), uuid=spec.uuid,
         fence_key=keys.security_fence(spec.namespace),
-        taken=f"an address set named {spec.name!r} already exists in namespace "
-              f"{spec.namespace!r}",
+        taken=f"an address set named {shown(spec.name)} already exists in namespace "
+              f"{shown(spec.namespace)}",
         full=f"namespace {spec.namespace} has {MAX_ADDRESS_SETS} address sets, its limit: "
              "delete one first",
         count=count, limit=MAX_ADDRESS_SETS)

@@ -62,9 +62,12 @@ async def changing(actor: Actor, action: str, kind: ObjectKind, *, namespace: st
 
 def may_delete_all(actor: Actor, kind: ObjectKind, scope: frozenset[str] | None, *,
                    confirm: bool) -> None:
-    """Before deleting every ``kind`` of ``scope`` (None: every namespace):
-    the Actor must operate in each namespace asked for, and have confirmed.
-    (The caller then checks each object, before deleting any of them.)"""
+    """Before deleting every ``kind`` of ``scope``: the Actor must operate in
+    each namespace asked for, and have confirmed. (The caller then checks
+    each object, before deleting any of them.) ``scope`` must name its
+    namespaces: no request deletes every namespace's objects at once."""
+    if scope is None:
+        raise BadRequest(f"namespace: deleting every {kind} needs the namespace named")
     for namespace in sorted(scope or ()):
         actor.require_operate(namespace, f"namespace {namespace}")
     if not confirm:

@@ -16,16 +16,27 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from cloudstate import states
+from cloudstate import metadata as metadata_rules
+from cloudstate import states, validation
 from cloudstate.etcd import Compare, Delete, KeyValue, Put
 from cloudstate.model import Disk, InstanceObserved, InstanceSpec
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
-from portal.accounts.models import AuditAction
+from portal.accounts.models import SYSTEM_NAMESPACE, AuditAction
 from portal.accounts.namespaces import require_open
-from portal.cloud import changes, images, interfaces, keypairs, ownership, refs, scheduler, store
+from portal.cloud import (
+    bases,
+    catalogue,
+    changes,
+    interfaces,
+    keypairs,
+    ownership,
+    refs,
+    scheduler,
+    store,
+)
 from portal.cloud.changes import Later, given
-from portal.cloud.errors import BadRequest, Conflict, NotFound
+from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 from portal.cloud.refs import Namespaces, visible
 
 MAX_USER_DATA_BYTES = 64 * 1024
@@ -50,8 +61,9 @@ class InstanceRequest:
     disks: list[DiskRequest]
     ssh_key: str | None = None
     user_data: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    video: dict[str, Any] = field(default_factory=lambda: {"model": "cirrus", "memory": 16384})
+    # As given: checked by create() (cloudstate.metadata, validation.video).
+    metadata: Any = None
+    video: Any = None
     configdrive: str = "openstack-disk"
     placed_on: str | None = None
     keypair: str | None = None  # a keypair of the namespace, by name
@@ -109,34 +121,55 @@ async def create(actor: Actor, namespace: str,
                                 what=f"namespace {namespace}") as entry:
         await require_open(namespace)
         wanted = given(request)
+        if wanted.placed_on is not None and not actor.can_operate(SYSTEM_NAMESPACE):
+            # Choosing a node (and learning which exist) is the operators' call.
+            raise Forbidden("placed_on: only the system namespace may choose the node")
         record = await _place(wanted, namespace)
         entry.object_id = record.uuid
     await changes.event(actor, KIND, record.uuid, "created", node=record.spec.node)
+    await interfaces.record_on_networks(actor, record.spec, "added")
     return record
 
 
-async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
-    etcd, keys = store.etcd(), store.keys()
-    disks = [
+async def _resolve_bases(request: InstanceRequest, namespace: str) -> list[bases.Resolved]:
+    """The blob each disk starts from (portal.cloud.bases)."""
+    found = await catalogue.load()
+    resolved: list[bases.Resolved] = []
+    for disk in request.disks:
+        resolved.append(await bases.resolve(disk.base, namespace, found, resolved))
+    return resolved
+
+
+def _disks(request: InstanceRequest, resolved: list[bases.Resolved]) -> list[Disk]:
+    return [
         Disk(
             device=_disk_device(index) if disk.type == "disk" else f"hd{chr(ord('c') + index)}",
             size_gb=disk.size_gb,
             base=disk.base,
-            source=await images.resolve(disk.base, namespace),
+            source=resolved[index].source,
             bus=disk.bus if disk.type == "disk" else "ide",
             type=disk.type,
         )
         for index, disk in enumerate(request.disks)
     ]
+
+
+async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
+    etcd, keys = store.etcd(), store.keys()
+    # The same rules as PUT .../metadata/<key>, for the whole object at once.
+    metadata = metadata_rules.validate_all(request.metadata, "instance")
+    video = validation.video(request.video)
+    resolved = await _resolve_bases(request, namespace)
+    disks = _disks(request, resolved)
     ssh_key, keypair_name = request.ssh_key, None
     if request.keypair:
         if ssh_key:
             raise BadRequest("ssh_key: give either ssh_key or keypair, not both")
         keypair = await keypairs.find(request.keypair, namespace)
         ssh_key, keypair_name = keypair.public_key, keypair.name
-    # A snapshot lives on the node that took it. Its instances go there when
-    # it has room, which saves a copy; elsewhere that node's agent copies it.
-    holders = await images.nodes_holding(disks)
+    # A blob lives on the node that made it. Its instances go there when it
+    # has room, which saves a copy; elsewhere that node's agent copies it.
+    holders = bases.holders(resolved)
     demand = scheduler.Demand(
         cpus=request.cpus, memory_mib=request.memory,
         disk_gb=sum(d.size_gb for d in disks if d.type == "disk"),
@@ -144,12 +177,17 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     name_key = keys.instance_name(namespace, request.name)
     nic_networks = await interfaces.resolve(request.networks, namespace)
     interfaces.check_unique_addresses(request.networks, nic_networks)
-    for _ in range(_PLACEMENT_ATTEMPTS):
+    for attempt in range(_PLACEMENT_ATTEMPTS):
         if await etcd.get(name_key) is not None:
             raise Conflict(
-                f"an instance named {request.name!r} already exists in namespace "
-                f"{namespace!r}"
+                f"an instance named {request.name} already exists in namespace "
+                f"{namespace}"
             )
+        if attempt:
+            # Another create may just have made the artifact of a URL this
+            # one was about to fetch: start from what is there now.
+            resolved = await _resolve_bases(request, namespace)
+            disks = _disks(request, resolved)
         loads = await scheduler.snapshot(etcd, keys)
         node = scheduler.choose(demand, loads, required=request.placed_on, preferred=holders)
         instance_uuid = str(uuidlib.uuid4())
@@ -168,21 +206,23 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             ssh_key=ssh_key,
             keypair=keypair_name,
             user_data=request.user_data,
-            metadata=request.metadata,
-            video=request.video,
+            metadata=metadata,
+            video=video,
             configdrive=request.configdrive,
             requested_placement=request.placed_on,
             interfaces=[nic.uuid for nic in nics.interfaces],
         )
         placement_key = keys.placement(node.info.name)
+        # The blobs its disks start from, fenced; a new URL's fetch, asked of its node.
+        storage = bases.change(resolved, namespace, node.info.name)
         result = await etcd.txn(
             [Compare.absent(name_key),
              Compare.unchanged_since(placement_key, node.placement_revision),
-             *nics.compares],
+             *nics.compares, *storage.compares],
             [Put(keys.instance(spec.uuid), spec.to_json()),
              Put(name_key, spec.uuid),
              Put(placement_key, spec.uuid),
-             *nics.puts],
+             *nics.puts, *storage.ops],
         )
         if result.succeeded:
             return InstanceRecord(spec=spec, observed=None, revision=result.revision)
@@ -197,12 +237,14 @@ async def delete(actor: Actor, record: InstanceRecord) -> InstanceRecord:
         deleted, asked = await _mark_deleted(record)
     if asked:
         await changes.event(actor, KIND, record.uuid, "deletion requested")
+        await interfaces.record_on_networks(actor, record.spec, "goes (its instance is being "
+                                                                "deleted)")
     return deleted
 
 
 async def delete_all(actor: Actor, scope: Namespaces, *, confirm: bool) -> list[str]:
-    """Delete every active instance of ``scope`` (None: every namespace,
-    for a member of system); all or nothing as far as roles go: refused
+    """Delete every active instance of ``scope`` (named namespaces, never
+    None); all or nothing as far as roles go: refused
     before anything is deleted if one of them may not be. Returns their UUIDs."""
     changes.may_delete_all(actor, KIND, scope, confirm=confirm)
     records = await list_instances(scope)

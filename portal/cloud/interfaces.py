@@ -118,8 +118,8 @@ async def group_uuids(refs: list[str] | None, namespace: str, *, port_security: 
             record = await secgroups.get(ref, frozenset({namespace}))
         except NotFound:
             if ref != DEFAULT_GROUP:
-                raise NotFound(f"{field}: security group {ref} not found in namespace "
-                               f"{namespace}") from None
+                raise NotFound(f"{field}: no security group {validation.shown(ref)} in "
+                               f"namespace {namespace}") from None
             record = await secgroups.ensure_default(namespace)
         if record.uuid not in uuids:
             uuids.append(record.uuid)
@@ -150,6 +150,12 @@ async def plan(
         # delete racing with us must see that it gained a user.
         result.compares.append(Compare.unchanged_since(keys.network(uuid), record.revision))
         result.puts.append(Put(keys.network_fence(uuid), instance_uuid))
+    # Addresses this request names for some NIC: a NIC given any address
+    # must not be handed one of them, or the NIC naming it would collide.
+    named: dict[str, set[str]] = {}
+    for nic, record in zip(nics, records, strict=True):
+        if nic.address not in (None, NO_ADDRESS):
+            named.setdefault(record.uuid, set()).add(nic.address)
     for order, (nic, record) in enumerate(zip(nics, records, strict=True)):
         pool = ipam.Pool.for_network(record.uuid, record.spec.netblock)
         in_use = taken[record.uuid]
@@ -164,7 +170,7 @@ async def plan(
             address = nic.address
         else:
             try:
-                address = pool.choose(in_use)[0]
+                address = pool.choose(in_use | named.get(record.uuid, set()))[0]
             except ipam.PoolExhausted as exc:
                 raise InsufficientResources(
                     f"network {record.spec.name} is full: {exc}") from exc
@@ -264,6 +270,17 @@ async def _record_events(actor: Actor, spec: InterfaceSpec, message: str) -> Non
                         interface=spec.uuid)
     await changes.event(actor, ObjectKind.NETWORK, spec.network_uuid,
                         f"interface {spec.uuid} {message}", type=EventType.MUTATE)
+
+
+async def record_on_networks(actor: Actor, instance: InstanceSpec, what: str) -> None:
+    """Tell each network of the instance's NICs (its event log) that one of
+    them arrived or is going: a network's page shows who joins it."""
+    for spec in await of_instance(instance):
+        address = spec.ipv4 or "no address"
+        await changes.event(actor, ObjectKind.NETWORK, spec.network_uuid,
+                            f"interface {spec.uuid} {what}: eth{spec.order} of instance "
+                            f"{instance.name}, {address}", type=EventType.MUTATE,
+                            interface=spec.uuid, instance=instance.uuid)
 
 
 async def float_interface(actor: Actor, record: InterfaceRecord) -> InterfaceSpec:

@@ -14,6 +14,7 @@ import uuid as uuidlib
 from cloudstate import sshkeys, validation
 from cloudstate.etcd import Compare, Delete, Put
 from cloudstate.model import Keypair
+from cloudstate.validation import shown
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
@@ -23,14 +24,16 @@ from portal.cloud.errors import Conflict, NotFound
 
 Namespaces = frozenset[str] | None
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,62}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}")
+# Longer than any public key (an RSA key of 16384 bits is about 2.8 KB).
+MAX_KEY_TEXT = 16 * 1024
 KIND = ObjectKind.KEYPAIR
 
 
 def validate_name(value: object) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise validation.ValidationError(
-            "name", f"{value!r} is not a valid keypair name: use 1-63 letters, digits, "
+            "name", f"{shown(value)} is not a valid keypair name: use 1-63 letters, digits, "
             "dots, hyphens, underscores and @, starting with a letter or digit")
     return value
 
@@ -64,7 +67,7 @@ async def _create(name: object, public_key: object, namespace: str) -> Keypair:
         [Put(keys.keypair(keypair.uuid), keypair.to_json()), Put(name_key, keypair.uuid)],
     )
     if not result.succeeded:
-        raise Conflict(f"a keypair named {name!r} already exists in namespace {namespace!r}")
+        raise Conflict(f"a keypair named {name} already exists in namespace {namespace}")
     return keypair
 
 
@@ -87,7 +90,7 @@ async def get(ref: str, namespaces: Namespaces) -> Keypair:
         if len(matches) > 1:
             raise validation.ValidationError(
                 "keypair", f"{len(matches)} keypairs in different namespaces are named "
-                f"{ref!r}: use the UUID") from None
+                f"{shown(ref)}: use the UUID") from None
         raise NotFound(f"keypair {ref} not found") from None
     kv = await etcd.get(keys.keypair(uuid))
     keypair = None if kv is None else Keypair.from_json(kv.value)
@@ -104,7 +107,7 @@ async def find(name: str, namespace: str) -> Keypair:
         if found is not None:
             return Keypair.from_json(found.value)
     raise validation.ValidationError(
-        "keypair", f"there is no keypair named {name!r} in namespace {namespace!r}")
+        "keypair", f"there is no keypair named {shown(name)} in namespace {namespace}")
 
 
 async def delete(actor: Actor, keypair: Keypair) -> None:

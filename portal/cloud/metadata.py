@@ -1,8 +1,9 @@
 """Metadata ("tags" in the portal): small key/value pairs on an object.
 
 One implementation for every kind of object that keeps its metadata in its
-desired record in etcd (instances, networks and security groups): the same key rules and
-size limits (cloudstate.metadata), the same audit row and the same event.
+desired record in etcd (instances, networks, artifacts, blobs, security
+groups): the same key rules and size limits (cloudstate.metadata), the same
+audit row and the same event.
 A new kind plugs in with its ``update`` function in ``_REWRITERS``.
 """
 
@@ -13,10 +14,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
 from cloudstate import metadata as rules
+from cloudstate.validation import shown
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
-from portal.cloud import changes, instances, networks, secgroups
+from portal.cloud import artifacts, blobs, changes, instances, networks, secgroups
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import NotFound
 
@@ -47,6 +49,8 @@ Rewriter = Callable[[Any, Callable[[Any], Any]], Awaitable[Any]]
 _REWRITERS: dict[ObjectKind, Rewriter] = {
     ObjectKind.INSTANCE: instances.update,
     ObjectKind.NETWORK: networks.update,
+    ObjectKind.IMAGE: artifacts.update,
+    ObjectKind.BLOB: blobs.update,
     ObjectKind.SECURITY_GROUP: secgroups.update,
 }
 
@@ -72,7 +76,7 @@ async def delete_item(actor: Actor, record: H, key: str) -> H:
     def change(current: H) -> Any:
         spec = current.spec
         if key not in spec.metadata:
-            raise NotFound(f"{kind} {spec.name} has no metadata key {key!r}")
+            raise NotFound(f"{kind} {spec.name} has no metadata key {shown(key)}")
         return spec.replace(metadata={k: v for k, v in spec.metadata.items() if k != key})
 
     async with _changing(actor, record, AuditAction.DELETE_METADATA, key):

@@ -151,8 +151,8 @@ async def _build(request: NetworkRequest, namespace: str) -> NetworkRecord:
     for _ in range(_CREATE_ATTEMPTS):
         if await etcd.get(name_key) is not None:
             raise Conflict(
-                f"a network named {request.name!r} already exists in namespace "
-                f"{namespace!r}"
+                f"a network named {request.name} already exists in namespace "
+                f"{namespace}"
             )
         vxid = ipam.random_vxid()
         compares, ops = [Compare.absent(name_key)], []
@@ -212,7 +212,7 @@ async def delete(actor: Actor, record: NetworkRecord) -> NetworkRecord:
 
 
 async def delete_all(actor: Actor, scope: Namespaces, *, confirm: bool) -> list[str]:
-    """Delete every network of ``scope`` (None: every namespace) that nothing
+    """Delete every network of ``scope`` (named namespaces) that nothing
     active uses; networks still used by instances being deleted wait for them
     (delete-wait). Refused before anything is deleted if the Actor may not
     delete one of them; the ones still in use are named in a 409 at the end."""

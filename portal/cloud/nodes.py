@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from cloudstate.model import NodeInfo
 from portal.cloud import store
+from portal.cloud.errors import InsufficientResources
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,12 @@ async def list_nodes() -> list[NodeRecord]:
         records.append(NodeRecord(info=info, alive=info.name in alive_names,
                                   last_seen=info.started_at))
     return sorted(records, key=lambda r: r.info.name)
+
+
+async def storage_node() -> str:
+    """Where new bytes are made (a fetch, an upload): the live hypervisor
+    with the most free disk."""
+    live = [r for r in await list_nodes() if r.alive and r.info.is_hypervisor]
+    if not live:
+        raise InsufficientResources("no hypervisor node is online to store it on")
+    return max(live, key=lambda r: (r.info.disk_free_gb, r.info.name)).info.name

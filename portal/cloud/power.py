@@ -9,6 +9,7 @@ built, or the agent has not yet applied the previous action, the answer is
 from __future__ import annotations
 
 from cloudstate import power
+from cloudstate.validation import shown
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
 from portal.cloud import changes, instances
@@ -24,7 +25,7 @@ def check(record: InstanceRecord, action: str) -> None:
     name = record.spec.name
     label = power.LABELS.get(action, action).lower()
     if action not in power.ALLOWED_FROM:
-        raise BadRequest(f"{action!r} is not a power action")
+        raise BadRequest(f"{shown(action)} is not a power action")
     if record.state in ("deleting", "deleted"):
         raise Conflict(f"cannot {label} instance {name}: it is being deleted")
     if record.state == "error":

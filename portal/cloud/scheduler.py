@@ -9,13 +9,15 @@ last free memory of a node; the loser recomputes and tries again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from cloudstate.etcd import Etcd
+from cloudstate.etcd import Etcd, KeyValue
 from cloudstate.keys import Keys
 from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo
+from cloudstate.validation import shown
 from portal.cloud.errors import InsufficientResources, NotFound
 
 
@@ -50,21 +52,29 @@ class NodeLoad:
         return max(self.info.disk_total_gb - settings.SCHEDULER_DISK_RESERVED_GB, 0)
 
     def shortfall(self, demand: Demand) -> str | None:
-        """Why this node can't take ``demand``, or None if it can."""
+        """Why this node can't take ``demand`` (to follow its name: "is
+        offline", "has ..."), or None if it can. The figures are those the
+        Nodes page shows: what is placed against the limit after overcommit
+        and reserves."""
         if not self.alive:
-            return "offline"
+            return "is offline"
         if not self.info.is_hypervisor:
-            return "not a hypervisor"
+            return "runs no instances (it is not a hypervisor)"
         if demand.cpus > self.info.vcpus:
-            return f"has only {self.info.vcpus} CPUs"
+            # Overcommit shares CPUs between guests; one guest never gets
+            # more vCPUs than the host has CPUs to run them on at once.
+            return (f"has {self.info.vcpus} CPUs, and one instance may have at most as many "
+                    "vCPUs as its node has CPUs")
         if self.cpus + demand.cpus > self.cpu_limit:
-            return f"{self.cpu_limit - self.cpus} vCPUs free"
+            return (f"has {max(self.cpu_limit - self.cpus, 0)} of its {self.cpu_limit} vCPUs "
+                    "free")
         if self.memory_mib + demand.memory_mib > self.memory_limit:
-            return f"{max(self.memory_limit - self.memory_mib, 0)} MiB memory free"
+            return (f"has {max(self.memory_limit - self.memory_mib, 0)} MiB memory free of "
+                    f"the {self.memory_limit} MiB it gives guests")
         free_disk = min(self.disk_limit - self.disk_gb,
                         self.info.disk_free_gb - settings.SCHEDULER_DISK_RESERVED_GB)
         if demand.disk_gb > free_disk:
-            return f"{max(free_disk, 0)} GB disk free"
+            return f"has {max(free_disk, 0)} GB disk free"
         return None
 
 
@@ -84,7 +94,15 @@ async def snapshot(etcd: Etcd, keys: Keys) -> dict[str, NodeLoad]:
     alive, _ = await etcd.get_prefix(keys.alive)
     specs, _ = await etcd.get_prefix(keys.instances)
     observed_kvs, _ = await etcd.get_prefix(keys.observed_instances)
+    return loads_from(nodes=nodes, alive=alive, specs=specs, observed=observed_kvs,
+                      placements=placements)
 
+
+def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
+               specs: Iterable[KeyValue], observed: Iterable[KeyValue],
+               placements: Iterable[KeyValue] = ()) -> dict[str, NodeLoad]:
+    """The accounting of ``snapshot`` over records already read (from etcd,
+    or from a mirror of it, as the dashboard does)."""
     alive_names = {kv.key.rsplit("/", 1)[-1] for kv in alive}
     loads = {
         info.name: NodeLoad(info=info, alive=info.name in alive_names)
@@ -94,13 +112,13 @@ async def snapshot(etcd: Etcd, keys: Keys) -> dict[str, NodeLoad]:
         node = kv.key.rsplit("/", 1)[-1]
         if node in loads:
             loads[node].placement_revision = kv.mod_revision
-    observed = {
-        kv.key.rsplit("/", 1)[-1]: InstanceObserved.from_json(kv.value) for kv in observed_kvs
+    seen = {
+        kv.key.rsplit("/", 1)[-1]: InstanceObserved.from_json(kv.value) for kv in observed
     }
     for kv in specs:
         spec = InstanceSpec.from_json(kv.value)
         load = loads.get(spec.node)
-        if load is None or not holds_resources(spec, observed.get(spec.uuid)):
+        if load is None or not holds_resources(spec, seen.get(spec.uuid)):
             continue
         load.cpus += spec.cpus
         load.memory_mib += spec.memory
@@ -115,7 +133,7 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
     preferred one (holding what the instance starts from) if any fits."""
     if required is not None:
         if required not in loads:
-            raise NotFound(f"there is no node named {required!r}")
+            raise NotFound(f"there is no node named {shown(required)}")
         candidates = {required: loads[required]}
     else:
         candidates = loads
@@ -124,10 +142,10 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
     reasons = {name: load.shortfall(demand) for name, load in candidates.items()}
     fitting = [candidates[name] for name, reason in reasons.items() if reason is None]
     if not fitting:
-        detail = "; ".join(f"{name}: {reason}" for name, reason in sorted(reasons.items()))
+        detail = "; ".join(f"{name} {reason}" for name, reason in sorted(reasons.items()))
         raise InsufficientResources(
-            f"no node can take {demand.cpus} vCPUs, {demand.memory_mib} MiB memory and "
-            f"{demand.disk_gb} GB disk ({detail})"
+            f"no node can run an instance of {demand.cpus} vCPUs, {demand.memory_mib} MiB "
+            f"memory and {demand.disk_gb} GB disk: {detail}"
         )
     return max(fitting, key=lambda load: (load.info.name in preferred,
                                           load.memory_limit - load.memory_mib, load.info.name))

@@ -28,7 +28,7 @@ from cloudstate import secgroups as rules_of
 from cloudstate.etcd import Compare, Delete, KeyValue, Put
 from cloudstate.model import InterfaceSpec, SecurityGroup, SecurityRule
 from cloudstate.secgroups import DEFAULT_GROUP, CheckedRule
-from cloudstate.validation import ValidationError
+from cloudstate.validation import ValidationError, shown
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
@@ -185,8 +185,8 @@ async def _insert(spec: SecurityGroup, *, quota: bool) -> None:
         key=keys.security_group(spec.uuid), value=spec.to_json(),
         name_key=keys.security_group_name(spec.namespace, spec.name), uuid=spec.uuid,
         fence_key=keys.security_fence(spec.namespace),
-        taken=f"a security group named {spec.name!r} already exists in namespace "
-              f"{spec.namespace!r}",
+        taken=f"a security group named {shown(spec.name)} already exists in namespace "
+              f"{shown(spec.namespace)}",
         full=f"namespace {spec.namespace} has {limit} security groups, its limit "
              "(SFCLOUD_SECURITY_GROUPS_PER_NAMESPACE): delete one first",
         count=count if quota else None, limit=limit)
@@ -367,7 +367,7 @@ async def _remote_group(ref: str, namespace: str, own: tuple[str, str], field: s
     except NotFound:
         if ref == DEFAULT_GROUP:
             return (await ensure_default(namespace)).uuid
-        raise NotFound(f"{field}: security group {ref} not found in namespace "
+        raise NotFound(f"{field}: no security group {shown(ref)} in namespace "
                        f"{namespace}") from None
     return found.uuid
 

@@ -1,21 +1,23 @@
-"""Snapshots of an instance's disks, as images new instances can start from.
+"""Snapshots of an instance's disks, as artifacts new instances can start from.
 
-The portal records one snapshot image per disk asked for (kind
-``snapshot``, on the instance's node); the node's agent takes them all at
-one instant and reports each one's progress until it is ready.
+As in Shaken Fist, each disk has one snapshot artifact (type ``snapshot``,
+source ``sf://instance/<uuid>/<disk>``), and each snapshot taken is a new
+version of it: a blob recorded on the instance's node, which that node's
+agent takes (all of one request at one instant) and reports until ready.
 """
 
 from __future__ import annotations
 
-import time
 import uuid as uuidlib
+from dataclasses import dataclass
 
-from cloudstate.etcd import Compare, Put
-from cloudstate.model import Image
+from cloudstate.model import Blob
+from cloudstate.storage import Version
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
-from portal.cloud import changes, store
+from portal.cloud import artifacts, changes
+from portal.cloud.catalogue import ArtifactRecord, Catalogue
 from portal.cloud.errors import BadRequest, Conflict, NotReady
 from portal.cloud.instances import KIND, InstanceRecord
 
@@ -42,27 +44,35 @@ def devices_for(record: InstanceRecord, *, all_disks: bool, device: object) -> l
     return disks if all_disks else disks[:1]
 
 
+@dataclass(frozen=True)
+class Taken:
+    """One disk's snapshot asked for: Shaken Fist's answer names all three."""
+
+    device: str
+    artifact_uuid: str
+    blob_uuid: str
+    source_url: str
+
+
 async def request(actor: Actor, record: InstanceRecord, *, all_disks: bool = False,
-                  device: object = None) -> list[Image]:
-    """One snapshot image per disk asked for; the instance's node takes them."""
+                  device: object = None) -> list[Taken]:
+    """One new snapshot version per disk asked for; the instance's node takes them."""
     async with changes.changing(actor, AuditAction.SNAPSHOT, KIND,
                                 namespace=record.spec.namespace, object_id=record.uuid,
                                 object_name=record.spec.name) as entry:
-        images = await _record_images(record, all_disks=all_disks, device=device)
-        entry.detail = ", ".join(f"{image.device}: {image.uuid}" for image in images)
-    name = record.spec.name
+        taken = await _record(record, all_disks=all_disks, device=device)
+        entry.detail = ", ".join(f"{t.device}: {t.artifact_uuid}/{t.blob_uuid}" for t in taken)
     await changes.event(actor, KIND, record.uuid,
-                        f"snapshot of {', '.join(i.device or '' for i in images)} requested",
-                        images=[i.uuid for i in images])
-    for image in images:
-        await changes.event(actor, ObjectKind.IMAGE, image.uuid,
-                            f"snapshot of {name} {image.device} requested",
-                            instance=record.uuid)
-    return images
+                        f"snapshot of {', '.join(t.device for t in taken)} requested",
+                        blobs=[t.blob_uuid for t in taken])
+    for item in taken:
+        await changes.event(actor, ObjectKind.IMAGE, item.artifact_uuid,
+                            f"snapshot of {record.spec.name} {item.device} requested",
+                            instance=record.uuid, blob=item.blob_uuid)
+    return taken
 
 
-async def _record_images(record: InstanceRecord, *, all_disks: bool,
-                         device: object) -> list[Image]:
+async def _record(record: InstanceRecord, *, all_disks: bool, device: object) -> list[Taken]:
     name = record.spec.name
     if record.state in ("deleting", "deleted"):
         raise Conflict(f"cannot snapshot instance {name}: it is being deleted")
@@ -72,22 +82,31 @@ async def _record_images(record: InstanceRecord, *, all_disks: bool,
         raise NotReady(f"instance {name} is not created yet (it is {record.state}); "
                        "try again in a moment")
     devices = devices_for(record, all_disks=all_disks, device=device)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    etcd, keys = store.etcd(), store.keys()
-    created_at = time.time()
-    for attempt in range(5):
-        suffix = "" if attempt == 0 else f"-{attempt + 1}"
-        images = [Image(
-            uuid=str(uuidlib.uuid4()), name=f"{name[:36]}-{dev}-{stamp}{suffix}",
-            namespace=record.spec.namespace, source_url=source_url(record.uuid, dev),
-            kind="snapshot", node=record.spec.node, instance_uuid=record.uuid, device=dev,
-            created_at=created_at,
-        ) for dev in devices]
-        result = await etcd.txn(
-            [Compare.absent(keys.image_name(i.namespace, i.name)) for i in images],
-            [op for i in images for op in (Put(keys.image(i.uuid), i.to_json()),
-                                          Put(keys.image_name(i.namespace, i.name), i.uuid))],
-        )
-        if result.succeeded:
-            return images
-    raise Conflict("too many snapshots of this instance at once; try again")
+    spec = record.spec
+    blobs = {dev: Blob(uuid=str(uuidlib.uuid4()), namespace=spec.namespace, origin="snapshot",
+                       node=spec.node, source_url=source_url(spec.uuid, dev),
+                       instance_uuid=spec.uuid, device=dev) for dev in devices}
+
+    def plan(found: Catalogue) -> list[artifacts.Planned]:
+        return [artifacts.plan_version(
+            found, namespace=spec.namespace, type="snapshot", source_url=source_url(spec.uuid, dev),
+            name=f"{name}-{dev}", blob=blob, instance_uuid=spec.uuid, device=dev)
+            for dev, blob in blobs.items()]
+
+    planned = await artifacts.commit_plans(plan, f"the snapshots of {name}")
+    return [Taken(device=dev, artifact_uuid=p.artifact_uuid, blob_uuid=p.blob_uuid,
+                  source_url=source_url(spec.uuid, dev))
+            for dev, p in zip(blobs, planned, strict=True)]
+
+
+async def versions_of(record: InstanceRecord) -> list[tuple[ArtifactRecord, Version]]:
+    """Every version of every snapshot of the instance (being taken, failed
+    or kept), oldest first, as GET /instances/<ref>/snapshot lists them."""
+    found = []
+    for artifact in await artifacts.list_records(None, type="snapshot",
+                                                 instance_uuid=record.uuid):
+        for version in artifact.found.kept:
+            if version.blob_uuid in artifact.blobs:
+                found.append((artifact, version))
+    return sorted(found, key=lambda item: (item[0].blobs[item[1].blob_uuid].spec.created_at,
+                                           item[0].spec.device or ""))

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
 
+from cloudstate import tls
 from cloudstate.etcd import Compare, Delete, Etcd, Put
 from cloudstate.keys import Keys
 from portal.cloud.errors import Conflict, NotFound
@@ -26,11 +27,17 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Etcd] = (
 REWRITE_ATTEMPTS = 8
 
 
+def new_etcd() -> Etcd:
+    """A client of its own (the live hub's watch, a management command),
+    with the portal's certificate."""
+    return Etcd(settings.CLOUD.etcd_endpoints, tls=tls.portal(settings.CLOUD.pki_dir))
+
+
 def etcd() -> Etcd:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = _clients[loop] = Etcd(settings.CLOUD.etcd_endpoints)
+        client = _clients[loop] = new_etcd()
     return client
 
 

@@ -18,6 +18,7 @@ from yarl import URL
 
 from cloudstate.pinned import PinnedResolver
 from cloudstate.urlguard import FetchPolicy, IPAddress, URLRefused, check_url
+from cloudstate.validation import shown
 from portal.cloud.errors import BadRequest
 
 PROBE_BYTES = 64 * 1024
@@ -91,7 +92,7 @@ async def probe(url: str, field: str = "url") -> str:
         try:
             target = URL(url)
         except (ValueError, TypeError) as exc:
-            raise BadRequest(f"{field}: {url!r} is not a valid URL: {exc}") from exc
+            raise BadRequest(f"{field}: {shown(url)} is not a valid URL: {exc}") from exc
         addresses = await check(str(target), field)
         host = (target.raw_host or "").lower()
         connector = aiohttp.TCPConnector(resolver=PinnedResolver(host, addresses),

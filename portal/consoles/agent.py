@@ -1,7 +1,11 @@
-"""The portal's side of the hop to a node agent's server.
+"""The portal's side of the hop to a node agent's server (consoles, console
+logs, and storage: uploads streamed to a node, blobs streamed from one).
 
-Each request carries a grant signed with the cluster secret, bound to the
-node, the method and the exact path, and good once, within seconds.
+Over TLS only: the portal presents its certificate from the cloud's CA and
+checks that the agent's (from the same CA) names the address it dials. Each
+request also carries a grant signed with the cluster secret, bound to the
+node, the method, the exact path and query, and good once, within seconds.
+Large bodies stream both ways, as fast as the other end takes them.
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ import asyncio
 import functools
 import json
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from django.conf import settings
 
-from cloudstate import signing
+from cloudstate import signing, tls
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, AGENT_GRANT_TTL, grant_claims
 from cloudstate.model import NodeInfo
 from portal.cloud import store
@@ -44,6 +49,11 @@ def _secret() -> bytes:
     return signing.load_secret(settings.CLOUD.state_dir)
 
 
+@functools.cache
+def _tls() -> tls.ClientTls:
+    return tls.ClientTls(tls.portal(settings.CLOUD.pki_dir))
+
+
 def _http() -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
     session = _sessions.get(loop)
@@ -58,7 +68,7 @@ def _http() -> aiohttp.ClientSession:
 
 
 async def node_address(node: str) -> str:
-    """``http://ip:port`` of the node's agent server, if the node is alive."""
+    """``https://ip:port`` of the node's agent server, if the node is alive."""
     etcd, keys = store.etcd(), store.keys()
     info_kv, alive_kv = await asyncio.gather(etcd.get(keys.node(node)),
                                              etcd.get(keys.node_alive(node)))
@@ -66,14 +76,16 @@ async def node_address(node: str) -> str:
         raise AgentUnavailable(f"node {node} is offline")
     info = NodeInfo.from_json(info_kv.value)
     if not info.agent_port:
-        raise AgentUnavailable(f"node {node}'s agent offers no console service")
+        raise AgentUnavailable(f"node {node}'s agent has no server to reach")
     host = f"[{info.ip}]" if ":" in info.ip else info.ip
-    return f"http://{host}:{info.agent_port}"
+    return f"https://{host}:{info.agent_port}"
 
 
-def _authorization(node: str, method: str, path: str, **extra: Any) -> dict[str, str]:
+def _authorization(node: str, method: str, path: str, query: dict[str, str] | None = None,
+                   **extra: Any) -> dict[str, str]:
     token = signing.sign(_secret(), AGENT_GRANT_PURPOSE,
-                         grant_claims(node=node, method=method, path=path, **extra),
+                         grant_claims(node=node, method=method, path=path, query=query,
+                                      **extra),
                          AGENT_GRANT_TTL)
     return {"Authorization": f"Bearer {token}"}
 
@@ -83,7 +95,7 @@ async def open_websocket(node: str, path: str, **claims: Any) -> aiohttp.ClientW
     try:
         return await _http().ws_connect(
             base + path, headers=_authorization(node, "GET", path, **claims),
-            heartbeat=30, max_msg_size=4 * 1024 * 1024, autoping=True,
+            heartbeat=30, max_msg_size=4 * 1024 * 1024, autoping=True, ssl=_tls().current(),
         )
     except aiohttp.WSServerHandshakeError as exc:
         raise AgentRefused(exc.status, f"node {node}'s agent refused: {exc.message}") from exc
@@ -91,13 +103,18 @@ async def open_websocket(node: str, path: str, **claims: Any) -> aiohttp.ClientW
         raise AgentUnavailable(f"node {node}'s agent does not answer ({exc})") from exc
 
 
-async def request(node: str, method: str, path: str, params: dict[str, str] | None = None) -> bytes:
+async def request(node: str, method: str, path: str, params: dict[str, str] | None = None,
+                  *, data: Any = None, timeout: float = 60,
+                  claims: dict[str, Any] | None = None) -> bytes:
+    """Ask the agent; its answer's body, or AgentRefused with its error.
+    ``data`` may be an async iterator of bytes, streamed as it yields (so a
+    large body is never held whole); ``claims`` go into the grant."""
     base = await node_address(node)
     try:
         async with _http().request(
-            method, base + path, params=params,
-            headers=_authorization(node, method, path),
-            timeout=aiohttp.ClientTimeout(total=60, connect=CONNECT_TIMEOUT),
+            method, base + path, params=params, data=data, ssl=_tls().current(),
+            headers=_authorization(node, method, path, query=params, **(claims or {})),
+            timeout=aiohttp.ClientTimeout(total=timeout, connect=CONNECT_TIMEOUT),
         ) as response:
             body = await response.read()
             if response.status != 200:
@@ -105,6 +122,35 @@ async def request(node: str, method: str, path: str, params: dict[str, str] | No
             return body
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise AgentUnavailable(f"node {node}'s agent does not answer ({exc})") from exc
+
+
+async def open_stream(node: str, path: str, headers: dict[str, str] | None = None,
+                      ) -> tuple[int, dict[str, str], AsyncIterator[bytes]]:
+    """GET a (large) body from the agent: its status, headers and an
+    iterator over it that reads only as fast as it is consumed, and lets
+    the connection go when finished or closed."""
+    base = await node_address(node)
+    try:
+        response = await _http().request(
+            "GET", base + path, headers={**(headers or {}), **_authorization(node, "GET", path)},
+            ssl=_tls().current(),
+            timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT,
+                                          sock_read=CONNECT_TIMEOUT * 6))
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise AgentUnavailable(f"node {node}'s agent does not answer ({exc})") from exc
+    if response.status not in (200, 206):
+        body = await response.read()
+        response.release()
+        raise AgentRefused(response.status, _error_text(body))
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.content.iter_chunked(256 * 1024):
+                yield chunk
+        finally:
+            response.release()
+
+    return response.status, dict(response.headers), body()
 
 
 def _error_text(body: bytes) -> str:

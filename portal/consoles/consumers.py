@@ -23,6 +23,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from cloudstate.consoles import (
+    CLOSE_ACCESS_CHANGED,
     CLOSE_AGENT_UNREACHABLE,
     CLOSE_ENDED_BY_ADMIN,
     CLOSE_IDLE,
@@ -33,7 +34,7 @@ from cloudstate.consoles import (
     agent_path,
     new_session_id,
 )
-from portal.accounts.access import access_for_scope
+from portal.accounts.access import access_for_scope, access_now
 from portal.cloud import store
 from portal.cloud.errors import CloudError
 from portal.consoles import agent, changes, tickets
@@ -44,6 +45,9 @@ from portal.live.hub import hub
 log = logging.getLogger(__name__)
 
 TICKET_WAIT = 10.0
+# Changes to a person's access reach their consoles at once through etcd;
+# this re-check is the safety net when that message was lost.
+ACCESS_RECHECK_INTERVAL = 30.0
 CLOSE_UNAUTHENTICATED = 4401
 _local: dict[int, LocalSessions] = {}
 
@@ -87,6 +91,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self._end(code=CLOSE_REFUSED, reason="no ticket given")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.ending:
+            return  # closing (access changed, ended by an admin...): nothing more goes in
         if self.agent_ws is None:
             if not self.opening and text_data is not None:
                 self.opening = True
@@ -144,7 +150,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self._end(code=CLOSE_AGENT_UNREACHABLE, reason=exc.message[:120])
             return
         local = await _local_sessions()
-        local.add(lease.record.id, self._ended_elsewhere)
+        local.add(lease.record.id, self._ended_elsewhere, user_id=self.user_id,
+                  recheck=self._access_may_have_changed)
         await changes.opened(access.actor(self.scope), lease.record)
         log.info("console session %s: %s opened the %s console of %s (read-only: %s)",
                  lease.record.id, self.username, self.kind, self.uuid, self.read_only)
@@ -155,6 +162,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         self.tasks += [
             asyncio.create_task(self._from_agent()),
             asyncio.create_task(self._idle_watch()),
+            asyncio.create_task(self._access_watch()),
             asyncio.create_task(lease.keep(lambda: (self.to_browser, self.from_browser),
                                            self._ended_elsewhere)),
         ]
@@ -188,6 +196,35 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
                                  reason=f"closed after {timeout} s without input")
                 return
             await asyncio.sleep(remaining)
+
+    def _access_may_have_changed(self) -> None:
+        """A portal process changed this person's access (etcd told us)."""
+        self.tasks.append(asyncio.get_running_loop().create_task(self._check_access()))
+
+    async def _access_watch(self) -> None:
+        """Re-check now and then as well, should a change not have reached
+        us (etcd out of reach when it was made)."""
+        while True:
+            await asyncio.sleep(ACCESS_RECHECK_INTERVAL)
+            await self._check_access()
+
+    async def _check_access(self) -> None:
+        """Close the console if its person may no longer use it as opened:
+        the account disabled or logged out, the instance out of their sight,
+        or (for a read-write console) their role now only a viewer's. The
+        page reconnects by itself, and gets what they may have now."""
+        if self.ending:
+            return
+        try:
+            _, read_only = await console_target(await access_now(self.scope), self.uuid)
+        except CloudError:
+            allowed = False
+        else:
+            allowed = read_only <= self.read_only
+        if not allowed:
+            log.info("console session %s: the access of %s changed; closing it",
+                     self.lease.record.id if self.lease else "-", self.username)
+            await self._end(code=CLOSE_ACCESS_CHANGED, reason="your access changed")
 
     def _ended_elsewhere(self) -> None:
         asyncio.get_running_loop().create_task(

@@ -139,23 +139,35 @@ async def end(etcd: Etcd, keys: Keys, session_id: str) -> bool:
 
 
 class LocalSessions:
-    """The sessions this process serves, told when one is ended elsewhere."""
+    """The sessions this process serves: told when one is ended elsewhere,
+    and when its person's access changed (in any process)."""
 
     def __init__(self, mirror: Mirror, keys: Keys):
         self._keys = keys
         self._enders: dict[str, Callable[[], None]] = {}
+        self._checkers: dict[str, tuple[int, Callable[[], None]]] = {}
         mirror.subscribe(self._on_changes)
 
-    def add(self, session_id: str, end: Callable[[], None]) -> None:
+    def add(self, session_id: str, end: Callable[[], None], *, user_id: int,
+            recheck: Callable[[], None]) -> None:
         self._enders[session_id] = end
+        self._checkers[session_id] = (user_id, recheck)
 
     def discard(self, session_id: str) -> None:
         self._enders.pop(session_id, None)
+        self._checkers.pop(session_id, None)
 
     def _on_changes(self, changes: list[Change]) -> None:
         for change in changes:
+            user_id = self._keys.user_of_access_change(change.key)
+            if user_id is not None:
+                for owner, recheck in list(self._checkers.values()):
+                    if owner == user_id:
+                        recheck()
+                continue
             found = self._keys.classify(change.key)
             if change.new is None and found is not None and found.kind == ObjectKind.CONSOLE:
+                self._checkers.pop(found.uuid, None)
                 ender = self._enders.pop(found.uuid, None)
                 if ender is not None:
                     ender()

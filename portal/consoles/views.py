@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from cloudstate.consoles import KINDS
+from cloudstate.validation import shown
 from portal.accounts.access import access_for, actor_for
 from portal.cloud import store
 from portal.cloud.errors import CloudError, Forbidden, NotFound
@@ -33,7 +34,7 @@ def _json_error(status: int, message: str) -> JsonResponse:
 async def console_ticket(request: HttpRequest, uuid: UUID, kind: str) -> JsonResponse:
     """A one-time ticket for this person to open this console, valid a minute."""
     if kind not in KINDS:
-        return _json_error(404, f"there is no {kind!r} console")
+        return _json_error(404, f"there is no {shown(kind)} console")
     try:
         record, read_only = await console_target(await access_for(request), str(uuid))
     except NotFound as exc:

@@ -15,10 +15,12 @@ import math
 import socket
 import time
 import uuid as uuidlib
+from collections.abc import Iterable
 from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db.models import Q
 
 from cloudstate.validation import ValidationError
 from cloudstate.vocabulary import EventType
@@ -32,6 +34,12 @@ MAX_LIMIT = 1000
 MAX_MESSAGE = 2000
 MAX_EXTRA_BYTES = 16 * 1024
 PORTAL_FQDN = socket.gethostname()
+RESOURCES_RETENTION = 7 * 86400
+
+
+# Every new event, whatever its object: pages that show the latest events of
+# many objects (the dashboard) listen here and keep what their person may see.
+LATEST_GROUP = "events.latest"
 
 
 def group_name(kind: str, object_uuid: str) -> str:
@@ -71,11 +79,11 @@ async def store(events: list[Event]) -> None:
     await Event.objects.abulk_create(fresh, ignore_conflicts=True)
     layer = get_channel_layer()
     for event in fresh:
+        message = {"type": EVENT_ADDED, "kind": event.object_kind, "uuid": event.object_uuid,
+                   "event": {**event.as_api(), "id": event.event_id}}
         try:
-            await layer.group_send(group_name(event.object_kind, event.object_uuid), {
-                "type": EVENT_ADDED, "kind": event.object_kind, "uuid": event.object_uuid,
-                "event": {**event.as_api(), "id": event.event_id},
-            })
+            await layer.group_send(group_name(event.object_kind, event.object_uuid), message)
+            await layer.group_send(LATEST_GROUP, message)
         except Exception:  # noqa: BLE001 - stored is what matters; a page reloads it
             log.exception("could not push event %s to open pages", event.event_id)
 
@@ -140,16 +148,36 @@ def parse_type(value: Any) -> str | None:
 
 
 async def list_events(kind: str, object_uuid: str, *, limit: int = DEFAULT_LIMIT,
-                      event_type: str | None = None) -> list[Event]:
-    """An object's events, newest first."""
+                      event_type: str | None = None,
+                      before: tuple[float, int] | None = None) -> list[Event]:
+    """An object's events, newest first; with ``before`` (an event's
+    timestamp and id), only those listed after it."""
     query = Event.objects.filter(object_kind=kind, object_uuid=object_uuid)
     if event_type is not None:
         query = query.filter(type=event_type)
+    if before is not None:
+        timestamp, event_id = before
+        query = query.filter(Q(timestamp__lt=timestamp) | Q(timestamp=timestamp, id__lt=event_id))
+    return [event async for event in query.order_by("-timestamp", "-id")[:limit]]
+
+
+async def latest(objects: list[str] | None, limit: int, *,
+                 exclude_types: Iterable[str] = ()) -> list[Event]:
+    """The newest events of the objects named (by uuid; a node by its name),
+    or of everything (None), newest first, leaving out ``exclude_types``."""
+    query = Event.objects.exclude(type__in=[str(t) for t in exclude_types])
+    if objects is not None:
+        query = query.filter(object_uuid__in=objects)
     return [event async for event in query.order_by("-timestamp", "-id")[:limit]]
 
 
 async def prune() -> int:
-    """Forget events older than the retention period; returns how many went."""
-    cutoff = time.time() - settings.EVENT_RETENTION_DAYS * 86400
-    deleted, _ = await Event.objects.filter(timestamp__lt=cutoff).adelete()
-    return deleted
+    """Forget events older than the retention period, and nodes' resources
+    events (one per node every five minutes) after a week, as Shaken Fist
+    does; returns how many went."""
+    now = time.time()
+    deleted, _ = await Event.objects.filter(
+        timestamp__lt=now - settings.EVENT_RETENTION_DAYS * 86400).adelete()
+    resources, _ = await Event.objects.filter(
+        type=EventType.RESOURCES, timestamp__lt=now - RESOURCES_RETENTION).adelete()
+    return deleted + resources

@@ -4,13 +4,16 @@ so both go through one set of checks."""
 from __future__ import annotations
 
 import base64
+import json
+from typing import Any
 
 from django import forms
 
-from cloudstate import sshkeys, validation
+from cloudstate import metadata, sshkeys, validation
 from cloudstate.model import Keypair
 from portal.cloud.instances import MAX_USER_DATA_BYTES
 from portal.cloud.interfaces import NicRequest
+from portal.errors import sentence
 
 CUSTOM_URL = "__url__"
 PASTE_KEY = "__paste__"
@@ -33,8 +36,8 @@ class InstanceForm(forms.Form):
         label="Disk size (GB)", min_value=1, max_value=validation.MAX_DISK_GB, initial=1
     )
     image = forms.ChoiceField(label="Image", help_text="What the disk starts with.")
-    image_url = forms.URLField(
-        label="Image URL", required=False, assume_scheme="https",
+    image_url = forms.CharField(
+        label="Image URL", required=False, max_length=2048,
         help_text="An http(s) URL of a qcow2 or raw disk image, fetched once per node.",
     )
     keypair = forms.ChoiceField(
@@ -99,7 +102,14 @@ class InstanceForm(forms.Form):
         try:
             return validation.hostname(self.cleaned_data["name"])
         except validation.ValidationError as exc:
-            raise forms.ValidationError(exc.message) from exc
+            raise forms.ValidationError(sentence(exc.message)) from exc
+
+    def clean_image_url(self) -> str:
+        url = (self.cleaned_data.get("image_url") or "").strip()
+        try:
+            return validation.image_url(url, "image_url") if url else ""
+        except validation.ValidationError as exc:
+            raise forms.ValidationError(sentence(exc.message)) from exc
 
     def clean_ssh_key(self) -> str:
         text = self.cleaned_data.get("ssh_key", "").strip()
@@ -159,6 +169,49 @@ class InstanceForm(forms.Form):
                 for index, uuid in enumerate(u for u in order if u in chosen)]
 
     @property
+    def base_field(self) -> str:
+        """The field the disk's base came from (a refusal of it shows there)."""
+        return "image_url" if self.cleaned_data.get("image") == CUSTOM_URL else "image"
+
+    @property
     def base(self) -> str:
         data = self.cleaned_data
         return data["image_url"] if data["image"] == CUSTOM_URL else data["image"]
+
+
+class TagForm(forms.Form):
+    """A tag (metadata key and value) on an instance, checked by the rules
+    the API uses, both fields at once."""
+
+    key = forms.CharField(label="Key", max_length=128,
+                          widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    value = forms.CharField(label="Value", required=False, max_length=4096,
+                            widget=forms.TextInput(attrs={"autocomplete": "off"}),
+                            help_text='Text, or JSON such as ["web", "blue"] for the tags key.')
+
+    def clean_key(self) -> str:
+        try:
+            return metadata.validate_key(self.cleaned_data["key"].strip())
+        except validation.ValidationError as exc:
+            raise forms.ValidationError(sentence(exc.message)) from exc
+
+    def clean_value(self) -> object:
+        raw = self.cleaned_data.get("value", "")
+        try:
+            value = json.loads(raw) if raw.strip()[:1] in ("[", "{") else raw
+        except ValueError:
+            # Looks like JSON but is not: kept as the text it is.
+            value = raw
+        try:
+            return metadata.validate_value(value)
+        except validation.ValidationError as exc:
+            raise forms.ValidationError(sentence(exc.message)) from exc
+
+
+class SnapshotForm(forms.Form):
+    device = forms.ChoiceField(label="Disks", required=False)
+
+    def __init__(self, *args: Any, devices: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["device"].choices = [("", "All disks, at one instant")] + [
+            (device, f"{device} only") for device in devices]

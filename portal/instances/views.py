@@ -13,36 +13,39 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for, namespace_choices
-from portal.cloud import images, instances, keypairs, networks, secgroups
-from portal.cloud.errors import CloudError, Forbidden, NotFound
-from portal.events.sections import events_context
-from portal.instances import detail
-from portal.instances.forms import InstanceForm
+from portal.cloud import artifacts, instances, keypairs, networks, secgroups, usage
+from portal.cloud.errors import CloudError, Conflict, Forbidden, NotFound
+from portal.events.sections import events_context, events_query
+from portal.formerrors import add_refusal
+from portal.instances import bulk, detail
+from portal.instances.forms import InstanceForm, SnapshotForm, TagForm
+from portal.instances.listing import listing_for, ordered_page
 from portal.live.hub import hub
 from portal.networks.views import interfaces_context
 from portal.web import arender
 
-DETAIL_SECTIONS = [
-    "instances/_section_power.html",
-    "instances/_section_overview.html",
-    "instances/_section_interfaces.html",
-    "consoles/_section_console.html",
-    "instances/_section_metadata.html",
-    "instances/_section_snapshots.html",
-    "events/_section.html",
-]
-
+# The service's names for the create form's fields, where they differ.
+CREATE_FIELDS = {"disk size": "disk_size", "network": "networks", "user_data": "user_data",
+                 "ssh_key": "ssh_key", "keypair": "keypair", "cpus": "cpus", "memory": "memory"}
 
 @login_required
 async def instance_list(request: HttpRequest) -> HttpResponse:
+    """One page of the instances in scope, as asked (portal.listing): the
+    rows come from the live hub's mirror and only the page is rendered."""
     access = await access_for(request)
     live = await hub()
-    records = live.instances(access.scope)
+    listing = listing_for(access.all_namespaces)
+    page, controls = ordered_page(live, access.scope, access.all_namespaces,
+                                  listing.read(request.GET))
+    figures = usage.instance_figures(
+        await usage.summaries(row.record.spec.node for row in page.rows))
     return await arender(request, "instances/list.html", {
-        "records": records,
+        **listing.view_context([], page, controls),
         "can_operate": access.can_operate_here,
         "show_namespace": access.all_namespaces,
-    })
+        "usage": figures,
+        "bulk_actions": bulk.CHOICES,
+    }, status=400 if page.query.errors else 200)
 
 
 @login_required
@@ -56,7 +59,8 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
                      if access.can_operate(ns)) if access.all_namespaces else None
     namespace = access.current
     visible_images = frozenset(choices) if choices is not None else frozenset({namespace})
-    names = sorted({image.name for image in await images.list_images(visible_images)})
+    names = sorted({record.spec.name for record in await artifacts.list_records(visible_images)
+                    if record.spec.type != "label" and record.state != "error"})
     keys = await keypairs.list_keypairs(visible_images)
     # A NIC goes on a network of the instance's own namespace: with all
     # namespaces shown, each network says whose it is.
@@ -83,10 +87,10 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
                 ssh_key=ssh_key, keypair=keypair, user_data=data["user_data_b64"],
                 networks=form.nics,
             ))
-        except ValidationError as exc:
-            form.add_error(None, str(exc))
-        except CloudError as exc:
-            form.add_error(None, exc.message)
+        except Conflict as exc:
+            add_refusal(form, exc, CREATE_FIELDS, default="name")
+        except (ValidationError, CloudError) as exc:
+            add_refusal(form, exc, {**CREATE_FIELDS, "base": form.base_field})
         else:
             messages.success(request, f"Instance {record.spec.name} is being created.")
             return HttpResponseRedirect(reverse("instance-list"))
@@ -105,17 +109,32 @@ async def _record_for(request: HttpRequest, uuid: UUID) -> tuple[instances.Insta
 
 
 @login_required
-async def instance_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
+async def instance_detail(request: HttpRequest, uuid: UUID,
+                          tab: str = detail.DEFAULT_TAB) -> HttpResponse:
+    """The instance's page, showing one of its tabs (all are in the page)."""
     record, can_operate = await _record_for(request, uuid)
+    return await detail_page(request, record, can_operate, tab)
+
+
+async def detail_page(request: HttpRequest, record: instances.InstanceRecord,
+                      can_operate: bool, tab: str, *, status: int = 200,
+                      tag_form: TagForm | None = None,
+                      snapshot_form: SnapshotForm | None = None) -> HttpResponse:
+    """The page with ``tab`` showing; a form given is shown as it was sent
+    (with its errors beside its fields)."""
+    events = events_query(request.GET)
+    devices = detail.snapshot_devices(record)
     return await arender(request, "instances/detail.html", {
         **await interfaces_context(record, can_operate),
         **await detail.section_context(record, can_operate=can_operate),
-        **await events_context("instance", record.uuid),
-        "record": record,
-        "can_operate": can_operate,
-        # Each part of the page is its own template, in this order.
-        "sections": DETAIL_SECTIONS,
-    })
+        **await events_context("instance", record.uuid, events,
+                               here=reverse("instance-tab", args=[record.uuid, "events"])),
+        "tag_form": tag_form or TagForm(),
+        "snapshot_form": snapshot_form or SnapshotForm(devices=devices),
+        "tabs": list(detail.TABS.values()),
+        "tab": detail.TABS[tab],
+        "events_query": events.urlencode(),
+    }, status=400 if events.errors else status)
 
 
 @login_required

@@ -16,16 +16,36 @@ from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for
 from portal.cloud import keypairs
 from portal.cloud.errors import CloudError, Forbidden, NotFound
+from portal.errors import sentence
+from portal.formerrors import add_refusal
 from portal.web import arender
 
 
 class KeypairForm(forms.Form):
+    """Both fields are checked at once, by the service's own rules, so every
+    problem shows on the first submit."""
+
     name = forms.CharField(label="Name", max_length=63,
-                           help_text="How you pick it when creating an instance.")
+                           help_text="How you pick it when creating an instance: letters, "
+                                     "digits, dots, hyphens, underscores and @.")
     public_key = forms.CharField(
-        label="Public key", widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        label="Public key", max_length=keypairs.MAX_KEY_TEXT,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
         help_text="One OpenSSH public key: the contents of a .pub file, such as "
                   "~/.ssh/id_ed25519.pub.")
+
+    def clean_name(self) -> str:
+        try:
+            return keypairs.validate_name(self.cleaned_data["name"])
+        except ValidationError as exc:
+            raise forms.ValidationError(sentence(exc.message)) from None
+
+    def clean_public_key(self) -> str:
+        try:
+            return keypairs.validate_key(self.cleaned_data["public_key"]).line
+        except ValidationError as exc:
+            raise forms.ValidationError(sentence(f"This is not a usable key: {exc.message}")) \
+                from None
 
 
 @login_required
@@ -42,10 +62,8 @@ async def keypair_list(request: HttpRequest) -> HttpResponse:
         try:
             keypair = await keypairs.create(access.actor(request), form.cleaned_data["name"],
                                             form.cleaned_data["public_key"], namespace)
-        except ValidationError as exc:
-            form.add_error("public_key" if exc.field == "public_key" else "name", exc.message)
-        except CloudError as exc:
-            form.add_error("name", exc.message)
+        except (ValidationError, CloudError) as exc:
+            add_refusal(form, exc, default="name")
         else:
             messages.success(request, f"Keypair {keypair.name} added ({keypair.fingerprint}).")
             return HttpResponseRedirect(reverse("keypair-list"))

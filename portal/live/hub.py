@@ -18,11 +18,13 @@ import weakref
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from cloudstate.etcd import Etcd
-from cloudstate.keys import Keys
+from cloudstate.etcd import KeyValue
+from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.mirror import Change, Mirror
-from cloudstate.model import InstanceSpec, InterfaceSpec
+from cloudstate.model import Artifact, BlobObserved, InstanceObserved, InstanceSpec, InterfaceSpec
 from cloudstate.vocabulary import ObjectKind
+from portal.accounts.notify import ACCESS_CHANGED, user_group
+from portal.cloud import blobs, store
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
 
 log = logging.getLogger(__name__)
@@ -30,18 +32,34 @@ log = logging.getLogger(__name__)
 INSTANCE_CHANGED = "instance.changed"
 IMAGE_CHANGED = "image.changed"
 NETWORK_CHANGED = "network.changed"
+CLOUD_CHANGED = "cloud.changed"
 SECGROUP_CHANGED = "secgroup.changed"
 READY_TIMEOUT = 10.0
+# After an instance is torn down, look for blobs it was the last to use
+# this much later (several going at once are looked at together).
+BLOB_SWEEP_DELAY = 2.0
 
 
 class Hub:
     def __init__(self) -> None:
         self.id = secrets.token_hex(4)
         self.keys = Keys(settings.CLOUD.etcd_prefix)
-        self._etcd = Etcd(settings.CLOUD.etcd_endpoints)
+        self._etcd = store.new_etcd()
         self.mirror = Mirror(self._etcd, self.keys.root,
                              resync_interval=settings.CLOUD.resync_interval)
         self._task: asyncio.Task[None] | None = None
+        self._blob_sweep: asyncio.Task[None] | None = None
+        self._blob_sweep_again = False
+        # Records parsed from the mirror, each kept while its keys' revisions
+        # hold: a list of 10,000 instances parses only what changed.
+        self._instances: dict[str, tuple[tuple[int, int], InstanceRecord]] = {}
+        self._interfaces: dict[str, tuple[int, InterfaceSpec]] = {}
+        # Every instance record as of a mirror revision: pages asking again
+        # before anything changed (50 browsers after one change) share it.
+        self._all: tuple[int, list[InstanceRecord]] = (-1, [])
+        # The uuids of the instances in the mirror, kept by _on_changes (None
+        # until first needed: then read from the mirror once).
+        self._uuids: set[str] | None = None
 
     # --- groups ----------------------------------------------------------------------
 
@@ -54,8 +72,15 @@ class Hub:
 
     @property
     def images_group(self) -> str:
-        """Every change to an image or a node's copy of one (pages filter)."""
+        """Every change to an artifact, or to a blob of one (a node's copy,
+        say), named by the artifact (pages filter)."""
         return f"live.{self.id}.images"
+
+    @property
+    def cloud_group(self) -> str:
+        """A node came, went or changed, or a floating address was taken or
+        given back: what the dashboard shows beyond instances."""
+        return f"live.{self.id}.cloud"
 
     @property
     def networks_group(self) -> str:
@@ -78,10 +103,11 @@ class Hub:
         await asyncio.wait_for(self.mirror.ready.wait(), READY_TIMEOUT)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
+        for task in (self._task, self._blob_sweep):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._blob_sweep = None
         await self._etcd.close()
 
     # --- reading ---------------------------------------------------------------------
@@ -89,23 +115,60 @@ class Hub:
     def instance(self, uuid: str) -> InstanceRecord | None:
         spec_kv = self.mirror.get(self.keys.instance(uuid))
         if spec_kv is None:
+            self._instances.pop(uuid, None)
             return None
-        return InstanceRecord.from_kvs(spec_kv,
-                                       self.mirror.get(self.keys.observed_instance(uuid)))
+        return self._record(uuid, spec_kv)
+
+    def _record(self, uuid: str, spec_kv: KeyValue) -> InstanceRecord:
+        observed_kv = self.mirror.get(self.keys.observed_instance(uuid))
+        stamp = (spec_kv.mod_revision, observed_kv.mod_revision if observed_kv else 0)
+        cached = self._instances.get(uuid)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        record = InstanceRecord.from_kvs(spec_kv, observed_kv)
+        self._instances[uuid] = (stamp, record)
+        return record
 
     def all_instances(self) -> list[InstanceRecord]:
-        """Every instance record in the mirror, deleted ones included."""
+        """Every instance record in the mirror, deleted ones included (a
+        list shared by callers: don't change it)."""
+        if self._all[0] == self.mirror.revision:
+            return self._all[1]
+        revision = self.mirror.revision
+        if self._uuids is None:
+            family = self.keys.instances
+            self._uuids = {uuid for kv in self.mirror.items(family)
+                           if (uuid := self.keys.uuid_of(kv.key, family))}
         records = []
-        for kv in self.mirror.items(self.keys.instances):
-            if found := self.keys.classify(kv.key):
-                observed = self.mirror.get(self.keys.observed_instance(found.uuid))
-                records.append(InstanceRecord.from_kvs(kv, observed))
+        for uuid in list(self._uuids):
+            spec_kv = self.mirror.get(self.keys.instance(uuid))
+            if spec_kv is None:
+                self._uuids.discard(uuid)
+                self._instances.pop(uuid, None)
+            else:
+                records.append(self._record(uuid, spec_kv))
+        self._all = (revision, records)
         return records
 
-    def instances(self, namespaces: Namespaces) -> list[InstanceRecord]:
-        return sorted_records(
-            record for record in self.all_instances()
-            if record.spec.desired != "deleted" and visible(record.spec.namespace, namespaces))
+    def interface(self, uuid: str) -> InterfaceSpec | None:
+        kv = self.mirror.get(self.keys.interface(uuid))
+        if kv is None:
+            self._interfaces.pop(uuid, None)
+            return None
+        cached = self._interfaces.get(uuid)
+        if cached is not None and cached[0] == kv.mod_revision:
+            return cached[1]
+        spec = InterfaceSpec.from_json(kv.value)
+        self._interfaces[uuid] = (kv.mod_revision, spec)
+        return spec
+
+    def instances(self, namespaces: Namespaces, *, ordered: bool = True) -> list[InstanceRecord]:
+        """The instances these namespaces hold (not deleted ones), oldest
+        first unless ``ordered`` is False (a list that sorts them itself)."""
+        found = (record for record in self.all_instances()
+                 if record.spec.desired != "deleted"
+                 and visible(record.spec.namespace, namespaces))
+        return sorted_records(found) if ordered else list(found)
 
     # --- fan-out ---------------------------------------------------------------------
 
@@ -115,30 +178,52 @@ class Hub:
         images: set[str] = set()
         networks: set[str] = set()
         secgroups: set[str] = set()
+        people: set[int] = set()
+        cloud_changed = False
+        floating = self.keys.addresses(FLOATING_POOL)
         for change in changes:
+            if (user_id := self.keys.user_of_access_change(change.key)) is not None:
+                people.add(user_id)
+                continue
             found = self.keys.classify(change.key)
             if found is None:
+                cloud_changed |= change.key.startswith(floating)
                 continue
-            kind, uuid = found
-            if kind == ObjectKind.IMAGE:
+            kind, uuid = found.kind, found.uuid
+            if kind == ObjectKind.NODE:
+                cloud_changed = True
+            elif kind == ObjectKind.IMAGE:
                 images.add(uuid)
+            elif kind == ObjectKind.BLOB:
+                images.update(self.artifacts_holding(uuid))
+                if found.observed and _reports_failure(change):
+                    # A version that failed (or was no new version) beside
+                    # one shown is dropped: its blob is used by nothing.
+                    self._sweep_unused_blobs()
             elif kind == ObjectKind.NETWORK:
                 networks.add(uuid)
             elif kind == ObjectKind.INTERFACE:
                 # Its spec or what its hypervisor applied: its network's page,
-                # its instance's page and the pages of its groups show it.
-                for iface in self._interfaces_of(change, uuid):
-                    networks.add(iface.network_uuid)
-                    secgroups.update(iface.security_groups)
-                    self._touch_instance(iface.instance_uuid, touched)
+                # its instance's row and page, and the pages of its groups show it.
+                for nic in self._interfaces_of(change, uuid):
+                    networks.add(nic.network_uuid)
+                    secgroups.update(nic.security_groups)
+                    touched[nic.instance_uuid] = nic.namespace
             elif kind in (ObjectKind.SECURITY_GROUP, ObjectKind.ADDRESS_SET):
                 secgroups.add(uuid)
                 # Whether its users' rules are applied changes with it.
                 for kv in self.mirror.items(self.keys.interfaces):
-                    iface = InterfaceSpec.from_json(kv.value)
-                    if uuid in iface.security_groups:
-                        self._touch_instance(iface.instance_uuid, touched)
+                    nic = InterfaceSpec.from_json(kv.value)
+                    if uuid in nic.security_groups:
+                        touched[nic.instance_uuid] = nic.namespace
             elif kind == ObjectKind.INSTANCE:
+                if self._uuids is not None and not found.observed:
+                    if change.new is None:
+                        self._uuids.discard(uuid)
+                    else:
+                        self._uuids.add(uuid)
+                if _torn_down(change, self.keys.observed_instance(uuid)):
+                    self._sweep_unused_blobs()
                 # A removed spec is gone from the mirror; its old value still
                 # says whose it was.
                 spec_kv = self.mirror.get(self.keys.instance(uuid))
@@ -149,10 +234,17 @@ class Hub:
                     touched[uuid] = spec.namespace
                     # Its interfaces' state, shown on their networks' pages, follows it.
                     networks.update(self._networks_of_instance(spec))
+        # What someone may see changed, maybe in another portal process: this
+        # process's live pages of theirs close and reconnect (their consoles
+        # re-check through LocalSessions).
+        for user_id in sorted(people):
+            await layer.group_send(user_group(user_id), {"type": ACCESS_CHANGED})
         for uuid, namespace in touched.items():
             message = {"type": INSTANCE_CHANGED, "uuid": uuid}
             await layer.group_send(self.namespace_group(namespace), message)
             await layer.group_send(self.everything_group, message)
+        if cloud_changed:
+            await layer.group_send(self.cloud_group, {"type": CLOUD_CHANGED})
         for image_uuid in sorted(images):
             await layer.group_send(self.images_group, {"type": IMAGE_CHANGED, "uuid": image_uuid})
         for network_uuid in sorted(networks):
@@ -171,10 +263,33 @@ class Hub:
             found.append(InterfaceSpec.from_json(current.value))
         return found
 
-    def _touch_instance(self, uuid: str, touched: dict[str, str]) -> None:
-        spec_kv = self.mirror.get(self.keys.instance(uuid))
-        if spec_kv is not None:
-            touched[uuid] = InstanceSpec.from_json(spec_kv.value).namespace
+    def _sweep_unused_blobs(self) -> None:
+        """An instance is gone, or a blob failed, and with it maybe the last
+        use of a blob (Shaken Fist deletes a blob when its reference count
+        falls to 0)."""
+        if self._blob_sweep is not None and not self._blob_sweep.done():
+            self._blob_sweep_again = True
+            return
+        self._blob_sweep = asyncio.get_running_loop().create_task(self._collect_blobs())
+
+    async def _collect_blobs(self) -> None:
+        self._blob_sweep_again = True
+        while self._blob_sweep_again:
+            self._blob_sweep_again = False
+            await asyncio.sleep(BLOB_SWEEP_DELAY)
+            try:
+                await blobs.collect_garbage()
+            except Exception:  # noqa: BLE001 - the janitor's sweep comes back to it
+                log.exception("deleting unused blobs failed")
+
+    def artifact(self, uuid: str) -> Artifact | None:
+        kv = self.mirror.get(self.keys.artifact(uuid))
+        return None if kv is None else Artifact.from_json(kv.value)
+
+    def artifacts_holding(self, blob_uuid: str) -> set[str]:
+        """The artifacts one of whose versions is this blob."""
+        return {artifact.uuid for kv in self.mirror.items(self.keys.artifacts)
+                if blob_uuid in (artifact := Artifact.from_json(kv.value)).versions.values()}
 
     def _networks_of_instance(self, spec: InstanceSpec) -> set[str]:
         found = set()
@@ -183,6 +298,20 @@ class Hub:
             if kv is not None:
                 found.add(InterfaceSpec.from_json(kv.value).network_uuid)
         return found
+
+
+def _reports_failure(change: Change) -> bool:
+    """Whether this change (to a node's copy of a blob) reports a failure."""
+    return change.new is not None and BlobObserved.from_json(change.new.value).state == "error"
+
+
+def _torn_down(change: Change, observed_key: str) -> bool:
+    """Whether this change is an instance's node reporting it deleted."""
+    if change.key != observed_key or change.new is None:
+        return False
+    now = InstanceObserved.from_json(change.new.value).state
+    before = InstanceObserved.from_json(change.old.value).state if change.old else None
+    return now == "deleted" and before != "deleted"
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
@@ -196,3 +325,10 @@ async def hub() -> Hub:
         current = _hubs[loop] = Hub()
     await current.start()
     return current
+
+
+async def stop_hub() -> None:
+    """Stop this loop's hub, if one was started (a test's loop ends with its test)."""
+    current = _hubs.pop(asyncio.get_running_loop(), None)
+    if current is not None:
+        await current.stop()

@@ -1,10 +1,14 @@
-"""Forget instances and networks that were deleted long ago.
+"""Forget instances, networks and artifacts that were deleted long ago, and
+keep storage tidy.
 
 Shaken Fist's client reads a deleted object back by UUID to see it
 "deleted", so records stay for a while (an hour, as Shaken Fist keeps them);
-after that they would only grow etcd. Every portal process sweeps now and
-then, from its live hub's mirror; purges are fenced transactions, so no
-leader is needed. The ASGI lifespan starts the sweeping (``run``).
+after that they would only grow etcd. Storage is swept too: versions past
+an artifact's limit are dropped, blobs nothing uses any more are deleted
+(an instance's deletion may have been their last use), uploads never
+converted expire. Every portal process sweeps now and then; every change
+is a fenced transaction, so no leader is needed. The ASGI lifespan starts
+the sweeping (``run``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from django.conf import settings
 from cloudstate.etcd import EtcdUnavailable, KeyValue
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
-from portal.cloud import instances, networks
+from portal.cloud import artifacts, blobs, catalogue, instances, networks, uploads
 from portal.live.hub import hub
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,20 @@ async def sweep(mirror: Mirror, keys: Keys) -> int:
     return total
 
 
+async def sweep_storage(now: float) -> int:
+    """Tidy artifacts, delete unused blobs, forget what is long gone;
+    returns how many records changed."""
+    found = await catalogue.load()
+    changed = await artifacts.tidy(found)
+    changed += await blobs.collect_garbage()
+    changed += await artifacts.purge(found, now)
+    changed += await blobs.purge(found, now)
+    changed += await uploads.expire(now)
+    if changed:
+        log.info("storage sweep: %d records changed", changed)
+    return changed
+
+
 async def run() -> None:
     """Sweep every JANITOR_INTERVAL, for as long as the portal runs."""
     while True:
@@ -81,5 +99,6 @@ async def run() -> None:
         try:
             live = await hub()
             await sweep(live.mirror, live.keys)
+            await sweep_storage(time.time())
         except (EtcdUnavailable, TimeoutError) as exc:
             log.warning("janitor: etcd unavailable (%s)", exc)

@@ -12,13 +12,16 @@ Messages are HTML fragments that htmx swaps in by id.
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
 
 from portal.accounts.access import Access, access_for_scope
 from portal.accounts.notify import user_group
 from portal.cloud.errors import NotFound
 from portal.events import log as eventlog
-from portal.events.sections import event_row_oob, event_rows_oob
+from portal.events.sections import EventsQuery, event_row_oob, event_rows_oob, events_query
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_ACCESS_CHANGED = 4403
@@ -30,6 +33,14 @@ class LivePage(AsyncWebsocketConsumer):
     groups_joined: list[str]
     # (kind, id) of the object whose event log the page shows, set by admit().
     events_of: tuple[str, str] | None = None
+    # Which of its events the page shows (its address's events_type, events_before).
+    events_shown: EventsQuery
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The query string the page opened its websocket with (the page's own)."""
+        raw = self.scope.get("query_string", b"").decode("latin-1")
+        return dict(parse_qsl(raw, keep_blank_values=True))
 
     async def admit(self) -> list[str] | None:
         """The Channels groups this page listens to, or None to refuse it
@@ -47,6 +58,7 @@ class LivePage(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.access = await access_for_scope(self.scope)
+        self.events_shown = events_query(self.params)
         groups = await self.admit()
         if groups is None:
             await self.close(code=CLOSE_NOT_FOUND)
@@ -59,7 +71,7 @@ class LivePage(AsyncWebsocketConsumer):
             self.groups_joined.append(group)
         await self.refresh()
         if self.events_of is not None:
-            await self.send(text_data=await event_rows_oob(*self.events_of))
+            await self.send(text_data=await event_rows_oob(*self.events_of, self.events_shown))
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
@@ -68,11 +80,25 @@ class LivePage(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Read-only: anything a browser sends is ignored."""
 
+    async def send_list_page(self, rows_template: str, empty_template: str,
+                             context: dict) -> None:
+        """A list page again (portal.listing): its rows, its count and pager
+        (above and below the table) and its empty state. Separate messages:
+        htmx reads a message that starts with a <tbody> in a table's context,
+        which a <nav> after it would not survive."""
+        context = {**context, "oob": True}
+        await self.send(text_data=render_to_string(rows_template, context))
+        for pager in ("pager", "pager-end"):
+            await self.send(text_data=render_to_string("components/pager.html",
+                                                       {**context, "id": pager}))
+        await self.send(text_data=render_to_string(empty_template, context))
+
     async def access_changed(self, event: dict) -> None:
         await self.close(code=CLOSE_ACCESS_CHANGED)
 
     async def event_added(self, event: dict) -> None:
-        await self.send(text_data=event_row_oob(event["event"]))
+        if self.events_shown.shows_new(event["event"].get("type", "")):
+            await self.send(text_data=event_row_oob(event["event"]))
 
 
 class CollectionPage(LivePage):

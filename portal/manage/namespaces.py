@@ -14,12 +14,14 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from cloudstate.validation import ValidationError
 from portal.accounts import keys, people
 from portal.accounts import namespaces as service
 from portal.accounts.access import Access, actor_for
 from portal.accounts.models import ApiKey, Namespace
 from portal.cloud import ownership
 from portal.cloud.errors import CloudError
+from portal.formerrors import add_refusal, message_of
 from portal.manage.common import ROLE_CHOICES, act, admin_of, http, manager
 from portal.manage.forms import KeyForm, MemberForm, NamespaceForm
 from portal.web import arender
@@ -44,8 +46,8 @@ async def namespace_list(request: HttpRequest) -> HttpResponse:
             try:
                 created = await service.create_namespace(access.actor(request),
                                                          form.cleaned_data["name"])
-            except CloudError as exc:
-                form.add_error("name", exc.message)
+            except (CloudError, ValidationError) as exc:
+                add_refusal(form, exc, default="name")
             else:
                 messages.success(request, f"Namespace {created.name} is created.")
                 return HttpResponseRedirect(reverse("namespace-admin", args=[created.name]))
@@ -62,13 +64,14 @@ async def namespace_list(request: HttpRequest) -> HttpResponse:
 async def _namespace_page(request: HttpRequest, access: Access, namespace: Namespace,
                           **extra: Any) -> HttpResponse:
     key_form = extra.pop("key_form", None) or KeyForm()
+    member_form = extra.pop("member_form", None) or MemberForm()
     status = extra.pop("status", 200)
     owned = await ownership.owned_by(namespace.name)
     key_rows = [k async for k in ApiKey.objects.filter(namespace=namespace)]
     members = await sync_to_async(people.members)(access, namespace.name)
     return await arender(request, "manage/namespace.html", {
         "namespace": namespace, "owned": owned, "owned_text": ownership.describe(owned),
-        "keys": key_rows, "members": members, "member_form": MemberForm(),
+        "keys": key_rows, "members": members, "member_form": member_form,
         "key_form": key_form, "role_choices": ROLE_CHOICES,
         "can_delete": access.is_system_admin and not namespace.is_system,
         "api_url": request.build_absolute_uri("/api"), "tab": "namespaces", **extra,
@@ -106,9 +109,11 @@ async def namespace_key_create(request: HttpRequest, namespace: str) -> HttpResp
         try:
             key = await service.set_key(access.actor(request), namespace,
                                         form.cleaned_data["key_name"], secret, new=True)
+        except ValidationError as exc:
+            add_refusal(form, exc, default="key_name")
         except CloudError as exc:
             http(exc)
-            form.add_error("key_name", exc.message)
+            add_refusal(form, exc, default="key_name")
         else:
             return await _namespace_page(request, access, found, new_key=key.name,
                                          new_secret=secret)
@@ -142,34 +147,36 @@ async def namespace_key_delete(request: HttpRequest, namespace: str,
         lambda: service.delete_key(actor, namespace, key_name))
 
 
-async def _members_section(request: HttpRequest, access: Access, namespace: Namespace,
-                           error: str | None) -> HttpResponse:
-    """The members table: an htmx partial, after a change or on its own;
-    without htmx, back to the namespace's page."""
+async def _members_section(request: HttpRequest, access: Access, namespace: Namespace, *,
+                           form: MemberForm | None = None,
+                           row_error: tuple[int, str] | None = None) -> HttpResponse:
+    """The members table after a change: with htmx, the table alone (swapped
+    in place); without, the namespace's whole page. A refused change shows
+    beside what was changed: the row's role, or the add form's field."""
+    failed = row_error is not None or (form is not None and bool(form.errors))
     if not request.htmx:  # type: ignore[attr-defined]
-        if error:
-            messages.error(request, error)
-        return HttpResponseRedirect(reverse("namespace-admin", args=[namespace.name]))
+        if not failed:
+            return HttpResponseRedirect(reverse("namespace-admin", args=[namespace.name]))
+        return await _namespace_page(request, access, namespace, member_form=form,
+                                     row_error=row_error, status=400)
     members = await sync_to_async(people.members)(access, namespace.name)
     return await arender(request, "manage/_members.html", {
-        "namespace": namespace, "members": members, "member_form": MemberForm(),
-        "role_choices": ROLE_CHOICES, "error": error,
-    }, status=400 if error else 200)
+        "namespace": namespace, "members": members,
+        "member_form": form if failed and form is not None else MemberForm(),
+        "role_choices": ROLE_CHOICES, "row_error": row_error,
+    }, status=400 if failed else 200)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 async def namespace_members(request: HttpRequest, namespace: str) -> HttpResponse:
-    """The members table: an htmx partial, also the target of its forms."""
+    """The members table: an htmx partial, also the target of its forms
+    (adding someone, or changing a row's role: those carry ``row``)."""
     access, found = await admin_of(request, namespace)
     if request.method != "POST":
-        members = await sync_to_async(people.members)(access, namespace)
-        return await arender(request, "manage/_members.html", {
-            "namespace": found, "members": members, "member_form": MemberForm(),
-            "role_choices": ROLE_CHOICES, "error": None,
-        })
-    error = None
+        return await _members_section(request, access, found)
     form = MemberForm(request.POST)
+    row = request.POST.get("row", "")
     if form.is_valid():
         try:
             await sync_to_async(people.set_membership)(
@@ -177,10 +184,14 @@ async def namespace_members(request: HttpRequest, namespace: str) -> HttpRespons
                 form.cleaned_data["role"])
         except CloudError as exc:
             _http_unless_member_missing(exc)
-            error = exc.message
-    else:
-        error = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
-    return await _members_section(request, access, found, error)
+            if row.isdigit():
+                return await _members_section(request, access, found,
+                                              row_error=(int(row), message_of(exc)))
+            add_refusal(form, exc, {"role": "role"}, default="username")
+    elif row.isdigit():
+        return await _members_section(request, access, found, row_error=(
+            int(row), " ".join(str(e) for errors in form.errors.values() for e in errors)))
+    return await _members_section(request, access, found, form=form)
 
 
 def _http_unless_member_missing(exc: CloudError) -> None:
@@ -195,10 +206,10 @@ def _http_unless_member_missing(exc: CloudError) -> None:
 async def namespace_member_remove(request: HttpRequest, namespace: str,
                                   user_id: int) -> HttpResponse:
     access, found = await admin_of(request, namespace)
-    error = None
     try:
         await sync_to_async(people.remove_membership)(access.actor(request), namespace, user_id)
     except CloudError as exc:
         http(exc)
-        error = exc.message
-    return await _members_section(request, access, found, error)
+        return await _members_section(request, access, found,
+                                      row_error=(user_id, message_of(exc)))
+    return await _members_section(request, access, found)

@@ -23,6 +23,7 @@ urlpatterns = [
     path("people/", people.user_list, name="user-admin-list"),
     path("people/<int:user_id>/", people.user_detail, name="user-admin"),
     path("people/<int:user_id>/active/", people.user_active, name="user-admin-active"),
+    path("people/<int:user_id>/delete/", people.user_delete, name="user-admin-delete"),
     path("people/<int:user_id>/password/", people.user_password, name="user-admin-password"),
     path("people/<int:user_id>/memberships/", people.user_membership,
          name="user-admin-membership"),

@@ -25,21 +25,21 @@ class NetworksConsumer(CollectionPage):
     async def refresh(self) -> None:
         if self.uuid is None:
             # Re-read what this person may see: one range read, and what
-            # other namespaces' networks do never shows in it.
+            # other namespaces' networks do never shows in it; then the page
+            # they look at (its query is the socket's).
             records = await networks.list_networks(self.access.scope)
-            html = render_to_string("networks/_rows.html",
-                                    {**list_context(records, self.access), "oob": True})
-        else:
-            try:
-                record = await self.find(self.uuid)
-            except NotFound:
-                return
-            context = {**await detail_context(record), "oob": True}
-            # Two messages: htmx parses a message that starts with a <div> as
-            # such, and a <tbody> after it would lose its table context.
-            await self.send(text_data=render_to_string("networks/_overview.html", context))
-            html = render_to_string("networks/_interface_rows.html", context)
-        await self.send(text_data=html)
+            await self.send_list_page("networks/_rows.html", "networks/_empty.html",
+                                      list_context(records, self.access, self.params))
+            return
+        try:
+            record = await self.find(self.uuid)
+        except NotFound:
+            return
+        context = {**await detail_context(record), "oob": True}
+        # Two messages: htmx parses a message that starts with a <div> as
+        # such, and a <tbody> after it would lose its table context.
+        await self.send(text_data=render_to_string("networks/_overview.html", context))
+        await self.send(text_data=render_to_string("networks/_interface_rows.html", context))
 
     async def network_changed(self, event: dict) -> None:
         await self.member_changed(event["uuid"])

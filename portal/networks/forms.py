@@ -7,13 +7,15 @@ from django import forms
 
 from cloudstate import netvalidation
 from cloudstate.validation import ValidationError
+from portal.errors import sentence
 
 
 class NetworkForm(forms.Form):
     name = forms.CharField(max_length=63, help_text="Letters, digits, dots, hyphens, underscores.")
     netblock = forms.CharField(
         label="Address range", max_length=43, initial="10.0.0.0/24",
-        help_text="An IPv4 CIDR block from /8 to /29. Ranges may overlap other networks'.",
+        help_text="An IPv4 range such as 10.0.0.0/24, with a prefix length from /8 to /29. "
+                  "It may overlap other networks' ranges.",
     )
     provide_dhcp = forms.BooleanField(label="Hand out addresses by DHCP", required=False,
                                       initial=True)
@@ -28,4 +30,30 @@ class NetworkForm(forms.Form):
         try:
             return netvalidation.network_name(self.cleaned_data["name"])
         except ValidationError as exc:
-            raise forms.ValidationError(exc.message) from exc
+            raise forms.ValidationError(sentence(exc.message)) from exc
+
+    def clean_netblock(self) -> str:
+        """As the API checks it, except that host bits are refused, naming
+        the range to give, rather than dropped behind the person's back."""
+        try:
+            network = netvalidation.netblock(self.cleaned_data["netblock"],
+                                             keep_host_bits=True)
+        except ValidationError as exc:
+            raise forms.ValidationError(sentence(exc.message)) from exc
+        return str(network)
+
+
+class InterfaceGroupsForm(forms.Form):
+    """An interface's security groups as ticked, or its filtering off; one
+    per NIC on the instance page, told apart by ``prefix`` (eth0, eth1...)."""
+
+    security_groups = forms.MultipleChoiceField(
+        label="Security groups", required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: the namespace's default group.")
+    filtering_off = forms.BooleanField(
+        label="Filtering off (no groups, no anti-spoofing)", required=False)
+
+    def __init__(self, *args: object, groups: list[tuple[str, str]],
+                 **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["security_groups"].choices = groups  # type: ignore[attr-defined]

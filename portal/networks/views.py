@@ -5,6 +5,7 @@ refusal reads the same in both."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -19,25 +20,30 @@ from cloudstate import states
 from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for
 from portal.cloud import filtering, instances, interfaces, networks, secgroups
-from portal.cloud.errors import CloudError, Forbidden, NotFound
-from portal.events.sections import events_context
-from portal.networks.forms import NetworkForm
+from portal.cloud.errors import CloudError, Conflict, Forbidden, NotFound
+from portal.events.sections import events_context, events_query
+from portal.formerrors import add_refusal
+from portal.networks.forms import InterfaceGroupsForm, NetworkForm
+from portal.networks.listing import NETWORKS
 from portal.web import arender
 
 
-def list_context(records: list[networks.NetworkRecord], access: Any) -> dict[str, Any]:
-    """What the list's rows need, for the page and for its websocket."""
-    return {"records": records, "all_namespaces": access.all_namespaces}
+def list_context(records: list[networks.NetworkRecord], access: Any,
+                 params: Mapping[str, Any]) -> dict[str, Any]:
+    """The list's page as asked (portal.listing), for the page and its websocket."""
+    page = NETWORKS.page(records, NETWORKS.read(params))
+    return {**NETWORKS.view_context(records, page), "list_label": "networks",
+            "all_namespaces": access.all_namespaces,
+            "can_operate": access.current is not None and access.can_operate(access.current)}
 
 
 @login_required
 async def network_list(request: HttpRequest) -> HttpResponse:
     access = await access_for(request)
     records = await networks.list_networks(access.scope)
-    return await arender(request, "networks/list.html", {
-        **list_context(records, access),
-        "can_operate": access.current is not None and access.can_operate(access.current),
-    })
+    context = list_context(records, access, request.GET)
+    return await arender(request, "networks/list.html", context,
+                         status=400 if context["page"].query.errors else 200)
 
 
 @login_required
@@ -59,9 +65,11 @@ async def network_create(request: HttpRequest) -> HttpResponse:
                 provide_dhcp=data["provide_dhcp"], provide_nat=data["provide_nat"],
                 provide_dns=data["provide_dns"]))
         except ValidationError as exc:
-            form.add_error("netblock" if exc.field == "netblock" else None, str(exc))
+            add_refusal(form, exc)
+        except Conflict as exc:
+            add_refusal(form, exc, default="name")
         except CloudError as exc:
-            form.add_error(None, exc.message)
+            add_refusal(form, exc)
         else:
             messages.success(request, f"Network {record.spec.name} is being created.")
             return HttpResponseRedirect(reverse("network-detail", args=[record.uuid]))
@@ -100,7 +108,8 @@ async def network_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
         **await detail_context(record),
         "can_operate": access.can_operate(record.spec.namespace),
         "deletable": record.spec.desired != "deleted",
-        **await events_context("network", record.uuid),
+        **await events_context("network", record.uuid, events_query(request.GET),
+                                  here=request.path),
     })
 
 
@@ -133,30 +142,41 @@ async def _instance_for(request: HttpRequest, uuid: UUID) -> tuple[instances.Ins
     return record, access.can_operate(record.spec.namespace)
 
 
-async def interfaces_context(record: instances.InstanceRecord,
-                             can_operate: bool) -> dict[str, Any]:
+async def interfaces_context(record: instances.InstanceRecord, can_operate: bool,
+                             sent: InterfaceGroupsForm | None = None) -> dict[str, Any]:
     """What the instance page's interfaces section shows (also sent by the
-    page's websocket): each NIC with its network, its security groups and
-    what its hypervisor has in force."""
+    page's websocket): each NIC with its network, its security groups, what
+    its hypervisor has in force and the form that changes its groups
+    (``sent``, with its problems, in place of the form of the NIC it was
+    sent for)."""
     views = await interfaces.views(await interfaces.of_instance(record.spec))
     found = {n.uuid: n for n in await networks.list_networks(None, include_deleted=True)}
-    groups = await secgroups.of_namespace(record.spec.namespace)
+    choices = [(group.uuid, group.spec.name)
+               for group in await secgroups.of_namespace(record.spec.namespace)]
     rows = []
     for view in views:
         names = view["filtering"]["group_names"] if view["filtering"] else {}
+        prefix = f"eth{view['order']}"
+        form = sent if sent is not None and sent.prefix == prefix else InterfaceGroupsForm(
+            prefix=prefix, groups=choices, initial={
+                "security_groups": view["security_groups"],
+                "filtering_off": not view["port_security"]})
         rows.append((view, found.get(view["network_uuid"]),
-                     [(uuid, names.get(uuid, uuid)) for uuid in view["security_groups"]]))
+                     [(uuid, names.get(uuid, uuid)) for uuid in view["security_groups"]],
+                     form))
     return {
-        "record": record, "rows": rows, "groups": groups,
+        "record": record, "rows": rows,
         "interfaces_editable": can_operate and states.is_active(record.spec),
         "floating_available": networks.floating_pool() is not None,
     }
 
 
 async def _interfaces_section(request: HttpRequest, record: instances.InstanceRecord,
-                              can_operate: bool, error: str | None = None) -> HttpResponse:
+                              can_operate: bool, error: str | None = None, *,
+                              sent: InterfaceGroupsForm | None = None) -> HttpResponse:
     return await arender(request, "networks/_instance_interfaces.html", {
-        **await interfaces_context(record, can_operate), "error": error})
+        **await interfaces_context(record, can_operate, sent), "error": error},
+        status=400 if sent is not None and sent.errors else 200)
 
 
 @login_required
@@ -198,29 +218,33 @@ async def interface_defloat(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @login_required
 @require_POST
 async def interface_security_groups(request: HttpRequest, uuid: UUID) -> HttpResponse:
-    """The interface's groups as ticked, or filtering off; the section again."""
+    """The interface's groups as ticked, or filtering off; the section again
+    (with the form's problems beside its fields, and what was ticked kept)."""
     access = await access_for(request)
     try:
         found = await interfaces.get(str(uuid), access.visible)
         record = await instances.get(found.spec.instance_uuid, access.visible)
     except NotFound:
         raise Http404("No such interface") from None
-    actor = access.actor(request)
-    wanted = request.POST.getlist("security_groups")
-    filtering_off = request.POST.get("port_security") == "off"
-    error = None
-    try:
-        if filtering_off:
-            await filtering.set_port_security(actor, found, False)
+    choices = [(group.uuid, group.spec.name)
+               for group in await secgroups.of_namespace(found.spec.namespace)]
+    form = InterfaceGroupsForm(request.POST, prefix=f"eth{found.spec.order}", groups=choices)
+    if form.is_valid():
+        actor = access.actor(request)
+        try:
+            if form.cleaned_data["filtering_off"]:
+                await filtering.set_port_security(actor, found, False)
+            else:
+                if not found.spec.port_security:
+                    await filtering.set_port_security(actor, found, True)
+                    found = await interfaces.get(str(uuid), access.visible)
+                await filtering.set_security_groups(actor, found,
+                                                    form.cleaned_data["security_groups"])
+        except Forbidden as exc:
+            raise PermissionDenied(exc.message) from None
+        except (ValidationError, CloudError) as exc:
+            add_refusal(form, exc, {"security_groups": "security_groups",
+                                    "port_security": "filtering_off"}, default="security_groups")
         else:
-            if not found.spec.port_security:
-                await filtering.set_port_security(actor, found, True)
-                found = await interfaces.get(str(uuid), access.visible)
-            await filtering.set_security_groups(actor, found, wanted)
-    except Forbidden as exc:
-        raise PermissionDenied(exc.message) from None
-    except ValidationError as exc:
-        error = str(exc)
-    except CloudError as exc:
-        error = exc.message
-    return await _interfaces_section(request, record, True, error)
+            return await _interfaces_section(request, record, True)
+    return await _interfaces_section(request, record, True, sent=form)

@@ -7,6 +7,7 @@ reads the same in both; the lists and a group's page follow the cloud live
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any
 from uuid import UUID
@@ -24,6 +25,7 @@ from portal.accounts.access import Access, access_for, actor_for
 from portal.cloud import addresssets, instances, interfaces, networks, secgroups
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.events.sections import events_context
+from portal.formerrors import add_refusal, message_of, split_field
 from portal.secgroups.forms import AddressSetForm, CidrsForm, GroupForm, RuleForm
 from portal.web import arender
 
@@ -78,12 +80,10 @@ async def group_list(request: HttpRequest) -> HttpResponse:
                 record = await secgroups.create(actor, access.current, secgroups.GroupRequest(
                     name=form.cleaned_data["name"],
                     description=form.cleaned_data["description"]))
-            except ValidationError as exc:
-                form.add_error("name" if exc.field == "name" else None, str(exc))
             except Forbidden as exc:
                 raise PermissionDenied(exc.message) from None
-            except CloudError as exc:
-                form.add_error(None, exc.message)
+            except (ValidationError, CloudError) as exc:
+                add_refusal(form, exc, default="name")
             else:
                 messages.success(request, f"Security group {record.spec.name} created: "
                                           "now add its rules.")
@@ -107,10 +107,8 @@ async def address_set_create(request: HttpRequest) -> HttpResponse:
             record = await addresssets.create(actor, access.current, addresssets.AddressSetRequest(
                 name=form.cleaned_data["name"], cidrs=form.cidr_list(),
                 description=form.cleaned_data["description"]))
-        except ValidationError as exc:
-            form.add_error("cidrs" if exc.field.startswith("cidrs") else "name", str(exc))
-        except CloudError as exc:
-            form.add_error(None, exc.message)
+        except (ValidationError, CloudError) as exc:
+            add_refusal(form, exc, default="name")
         else:
             messages.success(request, f"Address set {record.spec.name} created.")
             return HttpResponseRedirect(reverse("secgroup-list"))
@@ -166,14 +164,26 @@ async def rule_add(request: HttpRequest, uuid: UUID) -> HttpResponse:
             await secgroups.add_rules(access.actor(request), record, [form.rule()])
         except Forbidden as exc:
             raise PermissionDenied(exc.message) from None
-        except ValidationError as exc:
-            form.add_error(None, str(exc))
-        except CloudError as exc:
-            form.add_error(None, exc.message)
+        except (ValidationError, CloudError) as exc:
+            form.add_error(_rule_field(exc, form), message_of(exc))
         else:
             messages.success(request, "Rule added; the hypervisors apply it now.")
             return HttpResponseRedirect(reverse("secgroup-detail", args=[record.uuid]))
     return await _detail(request, record, access, form, status=400)
+
+
+# The rule form's field for each part of a rule the service names ("rules[0].remote.cidrs").
+_RULE_PARTS = {"remote.cidrs": "cidrs", "remote.group": "remote",
+               "remote.address_set": "remote", "icmp_code": "icmp_type", "ethertype": "direction"}
+
+
+def _rule_field(exc: ValidationError | CloudError, form: RuleForm) -> str:
+    """The field of the rule form a refusal is about (the direction when it
+    names none: a duplicate rule, a full group)."""
+    named = exc.field if isinstance(exc, ValidationError) else split_field(exc.message)[0]
+    part = re.sub(r"^rules?(\[\d+\])?\.", "", named or "")
+    part = _RULE_PARTS.get(part, part)
+    return part if part in form.fields else "direction"
 
 
 def _toast(text: str, level: str) -> HttpResponse:
@@ -228,10 +238,8 @@ async def address_set_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
             await addresssets.set_cidrs(access.actor(request), record, form.cidr_list())
         except Forbidden as exc:
             raise PermissionDenied(exc.message) from None
-        except ValidationError as exc:
-            form.add_error("cidrs", str(exc))
-        except CloudError as exc:
-            form.add_error(None, exc.message)
+        except (ValidationError, CloudError) as exc:
+            add_refusal(form, exc, default="cidrs")
         else:
             messages.success(request, f"Address set {record.spec.name} now has "
                                       f"{len(form.cidr_list())} CIDR(s).")

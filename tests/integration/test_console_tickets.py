@@ -52,7 +52,7 @@ async def test_an_expired_ticket_is_refused(etcd: Etcd, etcd_prefix: str) -> Non
 async def test_concurrent_uses_exactly_one_wins(etcd_server: LocalEtcd, etcd: Etcd,
                                                 etcd_prefix: str) -> None:
     keys = Keys(etcd_prefix.rstrip("/"))
-    clients = [Etcd(etcd_server.endpoints) for _ in range(8)]  # eight "portal processes"
+    clients = [etcd_server.client() for _ in range(8)]  # eight "portal processes"
     try:
         for _ in range(5):
             ticket = await tickets.issue(etcd, keys, **_bound())
@@ -71,7 +71,7 @@ def _session(session_id: str, user_id: int = 7) -> ConsoleSession:
 async def test_slots_limit_sessions_per_person_across_processes(
         etcd_server: LocalEtcd, etcd: Etcd, etcd_prefix: str) -> None:
     keys = Keys(etcd_prefix.rstrip("/"))
-    other = Etcd(etcd_server.endpoints)
+    other = etcd_server.client()
     try:
         attempts = [sessions.SessionLease(client, keys, _session(f"s{n}"))
                     for n, client in enumerate([etcd, other, etcd, other, etcd])]
@@ -101,7 +101,7 @@ async def test_ending_a_session_from_another_process(
         await asyncio.sleep(1.5)  # one refresh: the byte counts are written
         kv = await etcd.get(keys.console_session("ends"))
         assert ConsoleSession.from_json(kv.value).bytes_total == 105
-        admin = Etcd(etcd_server.endpoints)
+        admin = etcd_server.client()
         try:
             assert await sessions.end(admin, keys, "ends")
             assert not await sessions.end(admin, keys, "ends")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import secrets
 import struct
+import subprocess
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -17,6 +19,7 @@ import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from cloudstate.config import REPO_ROOT
 from tests.support.cloud import Cloud, wait_for
 from tests.support.consoles import (
     SecondPortal,
@@ -93,11 +96,16 @@ def test_serial_console_round_trip_viewers_and_scrollback(
     finally:
         first.close()
         second.close()
-    # A newcomer gets the scrollback from the console log first.
+    # A newcomer gets the scrollback from the console log first, said to be so (so that the
+    # browser's terminal does not answer the queries in it: the prompt's ESC[6n, here).
     third, _ = open_console(member, cloud.url, guest)
     try:
-        replay = read_until(third, f"again-{marker}".encode(), timeout=20)
-        assert f"hello-{marker} 42".encode() in replay
+        announced = json.loads(third.recv(timeout=20))
+        assert announced["type"] == "scrollback"
+        replay = third.recv(timeout=20)
+        assert isinstance(replay, bytes) and len(replay) == announced["bytes"]
+        assert f"hello-{marker} 42".encode() in replay and b"again-" + marker.encode() in replay
+        assert b"\x1b[6n" in replay  # busybox asks where the cursor is after every prompt
     finally:
         third.close()
 
@@ -205,7 +213,7 @@ def test_consoledata_api_and_sf_client(cloud: Cloud, guest: str) -> None:
     assert "SFCLOUD-READY" not in cloud.sf("instance", "consoledata", guest).stdout
 
 
-def _rfb_client(ws) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _rfb_client(ws, shared: bool = True) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """Through the relay: the server offers "none", then ServerInit."""
     buffer = bytearray()
 
@@ -221,12 +229,34 @@ def _rfb_client(ws) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     assert read(2) == b"\x01\x01"  # one security type: none
     ws.send(b"\x01")
     assert read(4) == b"\0\0\0\0"
-    ws.send(b"\x01")  # ClientInit: shared
+    ws.send(b"\x01" if shared else b"\x00")  # ClientInit: shared, or exclusive
     width, height = struct.unpack("!HH", read(4))
     read(16)
     (name_length,) = struct.unpack("!I", read(4))
     read(name_length)
     return width, height
+
+
+def test_an_exclusive_vnc_client_cannot_push_others_off(
+        cloud: Cloud, guest: str, people: dict[str, str], member) -> None:  # type: ignore[no-untyped-def]
+    """A viewer asking QEMU for exclusive access (ClientInit 0) would have it
+    drop every other session; the relay always asks for a shared one."""
+    working, _ = open_console(member, cloud.url, guest, "vnc")
+    viewer = web_login(cloud.url, people["viewer"], PASSWORD)
+    pushy, _ = open_console(viewer, cloud.url, guest, "vnc")
+    try:
+        width, height = _rfb_client(working)
+        _rfb_client(pushy, shared=False)
+        time.sleep(1)  # QEMU acts on ClientInit at once; give it a moment anyway
+        # The first session still gets frames.
+        working.send(struct.pack("!BBHHHH", 3, 0, 0, 0, width, height))
+        frame = working.recv(timeout=30)
+        assert isinstance(frame, bytes) and len(frame) > 0
+        pushy.send(struct.pack("!BBHHHH", 3, 0, 0, 0, width, height))
+        assert len(pushy.recv(timeout=30)) > 0
+    finally:
+        working.close()
+        pushy.close()
 
 
 def _vnc_password(uuid: str) -> str | None:
@@ -346,6 +376,70 @@ def _closed_with(ws, timeout: float = 30) -> int:  # type: ignore[no-untyped-def
         while True:
             ws.recv(timeout=timeout)
     return closed.value.rcvd.code if closed.value.rcvd else 0
+
+
+@pytest.fixture(scope="module")
+def other_portal(cloud: Cloud) -> Iterator[SecondPortal]:
+    """Another portal process with the usual settings (an admin works there)."""
+    portal = SecondPortal(cloud)
+    yield portal
+    portal.stop()
+
+
+def _admin_post(session, base: str, path: str, data: dict):  # type: ignore[no-untyped-def]
+    return session.post(f"{base}{path}", data=data, timeout=30, allow_redirects=False,
+                        headers={"X-CSRFToken": session.cookies.get("csrftoken", ""),
+                                 "Referer": f"{base}{path}", "HX-Request": "true"})
+
+
+def test_a_demoted_members_console_stops_at_once_across_processes(
+        cloud: Cloud, guest: str, other_portal: SecondPortal) -> None:
+    """The console is open on one portal process; an admin demotes its person
+    to viewer on another. Within a second the console closes (and takes no
+    more keys); the page's reconnect gets a read-only one. Removed from the
+    namespace, that one closes too and no new one is granted."""
+    name = f"demoted-{secrets.token_hex(3)}"
+    add_person(cloud, name, PASSWORD, TEAM, "member")
+    person = web_login(cloud.url, name, PASSWORD)
+    admin = web_login(other_portal.url, "admin", cloud.admin_password)
+    ws, ready = open_console(person, cloud.url, guest)
+    try:
+        assert ready["read_only"] is False
+        _prompt(ws)
+        changed = _admin_post(admin, other_portal.url, f"/manage/namespaces/{TEAM}/members/",
+                              {"username": name, "role": "viewer"})
+        assert changed.status_code == 200, changed.text[-500:]
+        started = time.monotonic()
+        assert _closed_with(ws, timeout=5) == 4013
+        assert time.monotonic() - started < 1.0
+        marker = secrets.token_hex(4)
+        with pytest.raises(ConnectionClosed):
+            ws.send(f"echo after-{marker}\r".encode())
+    finally:
+        ws.close()
+    # What the page does next: a new ticket, now for a read-only console.
+    ws, ready = open_console(person, cloud.url, guest)
+    try:
+        assert ready["read_only"] is True
+        ws.send(f"echo viewer-{marker}\r".encode())
+        removed = _admin_post(admin, other_portal.url,
+                              f"/manage/namespaces/{TEAM}/members/"
+                              f"{_user_id(cloud, name)}/remove/", {})
+        assert removed.status_code == 200, removed.text[-500:]
+        assert _closed_with(ws, timeout=5) == 4013
+    finally:
+        ws.close()
+    assert request_ticket(person, cloud.url, guest).status_code == 404
+    time.sleep(1)
+    assert marker not in cloud.console_log(guest)
+
+
+def _user_id(cloud: Cloud, username: str) -> int:
+    code = ("from django.contrib.auth import get_user_model\n"
+            f"print(get_user_model().objects.get(username={username!r}).pk)")
+    result = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], env=cloud.env,
+                            cwd=REPO_ROOT, check=True, capture_output=True, text=True)
+    return int(result.stdout.split()[-1])
 
 
 def test_admin_sees_and_ends_a_session_served_by_another_process(

@@ -288,8 +288,8 @@ async def test_unavailable_is_raised_promptly(
     assert kv is not None and kv.value == b"v"
 
 
-async def test_unavailable_when_nothing_listens() -> None:
-    etcd = Etcd([("127.0.0.1", free_port())])
+async def test_unavailable_when_nothing_listens(etcd_server: LocalEtcd) -> None:
+    etcd = Etcd([("127.0.0.1", free_port())], tls=etcd_server.client_tls)
     try:
         started = time.monotonic()
         with pytest.raises(EtcdUnavailable):
@@ -302,7 +302,7 @@ async def test_unavailable_when_nothing_listens() -> None:
 async def test_unavailable_when_etcd_hangs(private_etcd_server: LocalEtcd) -> None:
     # A frozen member accepts connections but never answers: only the
     # per-call deadline ends the wait.
-    etcd = Etcd(private_etcd_server.endpoints, timeout=1.0)
+    etcd = private_etcd_server.client(timeout=1.0)
     assert private_etcd_server.pid is not None
     try:
         await etcd.put("/k", "v")  # connect while it answers
@@ -638,7 +638,7 @@ class GatedEtcd(Etcd):
 async def test_mirror_relists_after_compaction_behind_its_back(
     private_etcd_server: LocalEtcd,
 ) -> None:
-    etcd = GatedEtcd(private_etcd_server.endpoints)
+    etcd = GatedEtcd(private_etcd_server.endpoints, tls=private_etcd_server.client_tls)
     try:
         await etcd.put("/m/keep", "1")
         await etcd.put("/m/gone", "1")

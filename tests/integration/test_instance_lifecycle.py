@@ -80,7 +80,7 @@ def test_guest_powering_itself_off_shows_as_off(cloud: Cloud) -> None:
 def test_deleted_instances_are_forgotten_after_the_retention(etcd_server, guest_image_dir,
                                                              libvirt_daemon) -> None:
     """With a short retention, a deleted instance's and network's records leave etcd."""
-    short = Cloud(etcd_server.endpoint, demo_image=guest_image_dir / "disk.qcow2",
+    short = Cloud(etcd_server, demo_image=guest_image_dir / "disk.qcow2",
                   SFCLOUD_DELETED_RETENTION="2", SFCLOUD_JANITOR_INTERVAL="1")
     try:
         short.start()

@@ -28,7 +28,7 @@ async def test_concurrent_allocations_are_unique(etcd_server: LocalEtcd, etcd: E
     keys = Keys(etcd_prefix.rstrip("/"))
     pool = ipam.Pool.for_network("net", "10.0.0.0/24")
     # Several clients (separate connections), many writers each.
-    clients = [Etcd(etcd_server.endpoints) for _ in range(4)]
+    clients = [etcd_server.client() for _ in range(4)]
     try:
         results = await asyncio.gather(*(
             ipam.allocate(clients[i % 4], keys, pool, reservation) for i in range(200)

@@ -1,6 +1,11 @@
-"""Namespaces and keys through Shaken Fist's own client and through raw
-HTTP: create, list, add/update/delete keys, delete; a key's tokens end the
-moment the key is deleted or given a new secret; bad input is a clear 4xx."""
+"""Namespaces and keys through Shaken Fist's own client (a real process, so a
+real portal): create, list, add/update/delete keys, delete; a key's tokens
+end the moment the key is deleted or given a new secret; refusals reach the
+client; its delete-all must name a namespace. And, from real sockets on
+several addresses, wrong keys for one namespace meet that namespace's limit.
+
+Refusals, bad input and key conflicts through the API are tried in
+process: tests/fast/test_api_namespaces.py."""
 
 from __future__ import annotations
 
@@ -76,73 +81,90 @@ def test_sf_client_namespace_create_list_keys_delete(cloud: Cloud) -> None:
     assert cloud.api().get(f"/auth/namespaces/{ns}").status_code == 404
 
 
-def test_delete_refusals_name_what_remains(cloud: Cloud) -> None:
-    api = cloud.api()
+def test_sf_client_reports_delete_refusals(cloud: Cloud) -> None:
+    """The refusals (tested in tests/fast/test_api_namespaces.py) reach
+    Shaken Fist's client as failures that say why."""
+    from tests.support.objects import mark_torn_down, put_instance
+
     refused = cloud.sf("namespace", "delete", "system", check=False)
     assert refused.returncode != 0
-    response = api.delete("/auth/namespaces/system")
-    assert response.status_code == 403
-    assert response.json()["error"] == "the system namespace cannot be deleted"
-
     ns = f"busy-{secrets.token_hex(3)}"
-    assert api.post("/auth/namespaces", {"namespace": ns}).status_code == 200
-    # An instance that can't be placed anywhere still belongs to the namespace:
-    # write one directly, for a node that does not exist, so no guest boots.
-    from tests.support.objects import put_instance
-
+    assert cloud.api().post("/auth/namespaces", {"namespace": ns}).status_code == 200
+    # An instance on a node that does not exist, so no guest boots.
     uuid = put_instance(cloud, ns, "leftover")
-    response = api.delete(f"/auth/namespaces/{ns}")
-    assert response.status_code == 400
-    assert response.json()["error"] == (
-        f"namespace {ns} still owns instances: leftover: delete them first")
     by_client = cloud.sf("namespace", "delete", ns, check=False)
     assert by_client.returncode != 0
     assert "still owns instances: leftover" in by_client.stdout + by_client.stderr
-    # Refused means untouched: still there, still accepting objects.
-    assert api.get(f"/auth/namespaces/{ns}").json()["state"] == "created"
-
-    assert api.delete(f"/instances/{uuid}").status_code == 200
-    # Deleting is not gone: the instance is torn down by its node first.
-    assert api.delete(f"/auth/namespaces/{ns}").status_code == 400
-    from tests.support.objects import mark_torn_down
-
+    assert cloud.api().delete(f"/instances/{uuid}").status_code == 200
     mark_torn_down(cloud, uuid)
-    assert api.delete(f"/auth/namespaces/{ns}").status_code == 200
+    assert cloud.api().delete(f"/auth/namespaces/{ns}").status_code == 200
 
 
-@pytest.mark.parametrize("body,status,message", [
-    ({"namespace": "Bad Name"}, 400, "not a valid namespace name"),
-    ({"namespace": ""}, 400, "not a valid namespace name"),
-    ({"namespace": 7}, 400, "not a valid namespace name"),
-    ({"namespace": "system"}, 409, "already exists"),
-    ({"namespace": "withkey-x", "key_name": "k", "key": "short"}, 400, "at least 8"),
-])
-def test_bad_namespace_input(cloud: Cloud, body: dict, status: int, message: str) -> None:
-    response = cloud.api().post("/auth/namespaces", body)
-    assert response.status_code == status, response.text
-    assert message in response.json()["error"]
-    # Nothing half-made: a refused create with a bad key leaves no namespace.
-    assert cloud.api().get("/auth/namespaces/withkey-x").status_code == 404
+GONE = ("delete-wait", "deleting", "deleted")
 
 
-def test_key_conflicts_and_garbage(cloud: Cloud) -> None:
-    api = cloud.api()
-    ns = f"keys-{secrets.token_hex(3)}"
-    assert api.post("/auth/namespaces", {"namespace": ns}).status_code == 200
-    secret = secrets.token_urlsafe(16)
-    assert api.post(f"/auth/namespaces/{ns}/keys",
-                    {"key_name": "a", "key": secret}).json() == "a"
-    dup = api.post(f"/auth/namespaces/{ns}/keys", {"key_name": "a", "key": "another-secret"})
-    assert dup.status_code == 409 and "already has a key named a" in dup.json()["error"]
-    same = api.post(f"/auth/namespaces/{ns}/keys", {"key_name": "b", "key": secret})
-    assert same.status_code == 409
-    assert same.json()["error"] == f"another key of namespace {ns} already has that secret"
-    missing = api.request("PUT", f"/auth/namespaces/{ns}/keys/nope", {"key": "long-enough"})
-    assert missing.status_code == 404
-    assert api.delete(f"/auth/namespaces/{ns}/keys/nope").status_code == 404
-    assert api.get("/auth/namespaces/no-such-ns").status_code == 404
-    for garbage in ("x", "a" * 4000, "sfp_nothing", "Zm9v.YmFy:baz"):
-        response = requests.get(f"{cloud.api_url}/auth/namespaces", timeout=10,
-                                headers={"Authorization": f"Bearer {garbage}"})
-        assert response.status_code == 401, garbage
-    api.delete(f"/auth/namespaces/{ns}")
+def test_system_key_without_a_namespace_deletes_nothing(cloud: Cloud) -> None:
+    """`delete-all` with the system key (the README's own setup) and no
+    --namespace would have deleted every namespace's objects: refused with
+    a 400 as Shaken Fist does, and a named namespace loses only its own."""
+    teams = [f"victim-{secrets.token_hex(3)}" for _ in range(2)]
+    made = {}
+    for team in teams:
+        client = cloud.make_namespace(team)
+        response = client.post("/networks", {"name": "keep", "netblock": "10.91.0.0/24",
+                                             "provide_dhcp": False, "provide_nat": False})
+        assert response.status_code == 200, response.text
+        made[team] = response.json()["uuid"]
+    try:
+        for kind in ("network", "instance"):
+            refused = cloud.sf(kind, "delete-all", "--confirm", check=False)
+            assert refused.returncode != 0
+            assert "must name the namespace" in refused.stdout + refused.stderr
+        response = cloud.api().delete("/networks", {"confirm": True, "namespace": None})
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("namespace:")
+        for team, uuid in made.items():
+            assert cloud.api().get(f"/networks/{uuid}").json()["state"] not in GONE, team
+        # Naming one deletes that one's only.
+        cloud.sf("network", "delete-all", "--confirm", "--namespace", teams[0])
+        assert cloud.api().get(f"/networks/{made[teams[0]]}").json()["state"] in GONE
+        assert cloud.api().get(f"/networks/{made[teams[1]]}").json()["state"] not in GONE
+    finally:
+        for uuid in made.values():
+            cloud.api().delete(f"/networks/{uuid}")
+
+
+def test_wrong_keys_from_many_addresses_are_limited_per_namespace(cloud: Cloud) -> None:
+    """Each address stays under its own limit, so only the namespace's limit
+    stops guesses spread over many addresses."""
+    import http.client
+
+    from tests.support.consoles import SecondPortal
+
+    team = cloud.make_namespace(f"guessed-{secrets.token_hex(3)}")
+    portal = SecondPortal(cloud, SFCLOUD_API_KEY_FAILURES_PER_NAMESPACE="6",
+                          SFCLOUD_LOGIN_FAILURES_PER_ADDRESS="3")
+
+    def auth(source: str, key: str, namespace: str = team.namespace) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=30,
+                                          source_address=(source, 0))
+        try:
+            conn.request("POST", "/api/auth", json.dumps({"namespace": namespace,
+                                                          "key": key}),
+                         {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    try:
+        for number in range(6):  # two wrong keys from each of three addresses
+            assert auth(f"127.0.0.{2 + number // 2}", f"wrong-key-{number:08d}")[0] == 401
+        status, body = auth("127.0.0.9", "wrong-key-from-a-new-address")
+        assert status == 429 and "for this namespace" in body
+        # While it lasts, the right key waits too: the price of the limit.
+        assert auth("127.0.0.10", team.key)[0] == 429
+        # Another namespace is not affected.
+        assert auth("127.0.0.9", "x" * 20, namespace="system")[0] == 401
+    finally:
+        portal.stop()

@@ -147,12 +147,3 @@ def test_not_yet_created_is_406_so_the_client_retries(cloud: Cloud,
     settle(cloud, uuid, PAUSED, "paused")
     cloud.api().delete(f"/instances/{uuid}")
     wait_for(lambda: show(cloud, uuid)["state"] == "deleted", 60, "deleted")
-
-
-def test_other_namespaces_instances_are_not_found(cloud: Cloud) -> None:
-    uuid = create(cloud, "powerprivate")
-    other = cloud.make_namespace("powerother")
-    status = other.post(f"/instances/{uuid}/poweroff").status_code
-    assert status == 404
-    cloud.api().delete(f"/instances/{uuid}")
-    wait_for(lambda: show(cloud, uuid)["state"] == "deleted", 60, "deleted")

@@ -99,7 +99,12 @@ def test_instance_operations_with_the_client(cloud: Cloud, image_server) -> None
     assert list(snapshot) == ["vda"]
     # The client waited until the snapshot was created.
     listed = json.loads(cloud.sf("--json", "instance", "show", "-s", "sfops").stdout)["snapshots"]
-    assert [s["uuid"] for s in listed] == [snapshot["vda"]["blob_uuid"]]
+    # As Shaken Fist lists them: the artifact's uuid, the blob's state.
+    assert [(s["uuid"], s["device"]) for s in listed] == \
+        [(snapshot["vda"]["artifact_uuid"], "vda")]
+    versions = cloud.api().get(f"/instances/{uuid}/snapshot").json()
+    assert [(s["blob_uuid"], s["state"]) for s in versions] == \
+        [(snapshot["vda"]["blob_uuid"], "created")]
     assert cloud.api().get(f"/artifacts/{snapshot['vda']['artifact_uuid']}").json()["state"] \
         == "created"
 

@@ -3,9 +3,11 @@ processes, against a real etcd and the machine's libvirtd.
 
 Each Cloud has its own etcd key prefix, state directory, cluster name and
 node name, so several can share one etcd and one libvirtd (and other work on
-this machine) without seeing each other. stop() removes only what it made:
-its processes, the libvirt domains marked with its cluster name, its files
-and its keys.
+this machine) without seeing each other. They share the test session's CA
+(the etcd server's PKI directory): each node agent gets its own certificate
+there, as `make run` issues one, and every link is TLS as users run it.
+stop() removes only what it made: its processes, the libvirt domains marked
+with its cluster name, its files and its keys.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ from typing import Any, TypeVar
 import libvirt
 import requests
 
+from cloudstate import tls
 from cloudstate.config import REPO_ROOT, parse_endpoints
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
+from deploy.localetcd import LocalEtcd
 from deploy.localvirt import stop_process
 from nodeagent.domainxml import DomainOwner, read_owner
 from nodeagent.net.names import NetNames
+from tests.support.pki import issue_agent
 
 T = TypeVar("T")
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -86,15 +91,18 @@ class ApiClient:
         response.raise_for_status()
         self._token = response.json()["access_token"]
 
-    def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
+                **kwargs: Any) -> requests.Response:
+        """A JSON ``body``, or ``raw`` bytes (an upload's chunk)."""
         if self._token is None:
             self._auth()
         for attempt in range(2):
             response = self.session.request(
                 method, f"{self.base}{path}",
-                data=None if body is None else json.dumps(body),
+                data=raw if raw is not None else None if body is None else json.dumps(body),
                 headers={"Authorization": f"Bearer {self._token}",
-                         "Content-Type": "application/json"},
+                         "Content-Type": "application/octet-stream" if raw is not None
+                         else "application/json"},
                 timeout=60, **kwargs,
             )
             if response.status_code != 401 or attempt:
@@ -113,7 +121,7 @@ class ApiClient:
 
 
 class Cloud:
-    def __init__(self, etcd_endpoint: str, demo_image: Path | None = None, **extra_env: str):
+    def __init__(self, etcd: LocalEtcd, demo_image: Path | None = None, **extra_env: str):
         self.id = secrets.token_hex(4)
         self.cluster = f"test-{self.id}"
         self.node = f"node-{self.id}"
@@ -124,6 +132,10 @@ class Cloud:
         os.chmod(self.state_dir, 0o711)  # noqa: S103
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        # The portal's second listener, where agents send events over TLS.
+        self.agents_port = free_port()
+        self.agents_address = f"127.0.0.1:{self.agents_port}"
+        self.pki_dir = etcd.pki_dir
         self.url = f"http://{self.address}"
         self.api_url = f"{self.url}/api"
         self.admin_password = secrets.token_urlsafe(12)
@@ -135,12 +147,14 @@ class Cloud:
         self.env = {
             **os.environ,
             "SFCLOUD_STATE_DIR": str(self.state_dir),
-            "SFCLOUD_ETCD_ENDPOINTS": etcd_endpoint,
+            "SFCLOUD_ETCD_ENDPOINTS": etcd.endpoint,
+            "SFCLOUD_PKI_DIR": str(self.pki_dir),
             "SFCLOUD_ETCD_PREFIX": self.prefix,
             "SFCLOUD_CLUSTER": self.cluster,
             "SFCLOUD_NODE_NAME": self.node,
             "SFCLOUD_PORTAL_ADDRESS": self.address,
-            "SFCLOUD_PORTAL_URL": self.url,
+            "SFCLOUD_PORTAL_AGENTS_ADDRESS": self.agents_address,
+            "SFCLOUD_PORTAL_URL": f"https://{self.agents_address}",
             "SFCLOUD_ADMIN_PASSWORD": self.admin_password,
             "SFCLOUD_SYSTEM_KEY": self.system_key,
             "SFCLOUD_FETCH_ALLOW": "127.0.0.0/8",
@@ -152,6 +166,9 @@ class Cloud:
             "SFCLOUD_VXLAN_PORT": str(free_port(socket.SOCK_DGRAM)),
             # The agent's server takes any free port and registers it.
             "SFCLOUD_AGENT_PORT": "0",
+            # The demo image is the one file:// blob; its directory is registered.
+            **({"SFCLOUD_FILE_IMAGE_DIRS": str(demo_image.resolve().parent)}
+               if demo_image is not None else {}),
             **extra_env,
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -167,6 +184,7 @@ class Cloud:
                               cwd=REPO_ROOT)
 
     def start(self) -> Cloud:
+        self.issue_certificates()
         self._manage("migrate", "--noinput", "-v", "0")
         bootstrap = ["bootstrap"]
         if self.demo_image is not None:
@@ -175,6 +193,10 @@ class Cloud:
         self.start_agent()
         self.start_portal()
         return self
+
+    def issue_certificates(self) -> None:
+        """This cloud's node agent's certificate, from the session's CA."""
+        issue_agent(self.pki_dir, self.node)
 
     def _log(self, name: str) -> Path:
         return self.state_dir / f"{name}.log"
@@ -264,13 +286,28 @@ class Cloud:
         self._manage("shell", "-c", code)
         return self.api(name, secret)
 
+    def make_person(self, username: str, password: str, roles: dict[str, str]) -> int:
+        """A person with these roles (namespace -> role), made directly in
+        the portal's database; returns their id."""
+        code = (
+            "from django.contrib.auth import get_user_model\n"
+            "from portal.accounts.models import Membership, Namespace\n"
+            f"user = get_user_model().objects.create_user({username!r}, password={password!r})\n"
+            f"for name, role in {roles!r}.items():\n"
+            "    ns, _ = Namespace.objects.get_or_create(name=name)\n"
+            "    Membership.objects.create(user=user, namespace=ns, role=role)\n"
+            "print(user.pk)\n"
+        )
+        return int(self._manage("shell", "-c", code).stdout.strip().splitlines()[-1])
+
     def sf(self, *args: str, check: bool = True, namespace: str = "system",
-           key: str | None = None) -> subprocess.CompletedProcess[str]:
+           key: str | None = None, cwd: Path | None = None,
+           timeout: float = 180) -> subprocess.CompletedProcess[str]:
         """Run the real Shaken Fist client against this cloud."""
         env = {**self.env, "SHAKENFIST_API_URL": self.api_url,
                "SHAKENFIST_NAMESPACE": namespace, "SHAKENFIST_KEY": key or self.system_key}
         result = subprocess.run([SF_CLIENT, *args], env=env, capture_output=True, text=True,
-                                timeout=180)
+                                timeout=timeout, cwd=cwd)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"sf-client {' '.join(args)} failed ({result.returncode}):\n"
@@ -278,9 +315,24 @@ class Cloud:
             )
         return result
 
+    def new_etcd(self) -> Etcd:
+        """A client of this cloud's etcd, with the portal's certificate."""
+        return Etcd(parse_endpoints(self.env["SFCLOUD_ETCD_ENDPOINTS"]),
+                    tls=tls.portal(self.pki_dir))
+
+    def sf_library(self, namespace: str = "system", key: str | None = None) -> Any:
+        """Shaken Fist's Python API client (shakenfist_client.apiclient), as a
+        Shaken Fist user's script would make it."""
+        from shakenfist_client import apiclient
+
+        return apiclient.Client(base_url=self.api_url, namespace=namespace,
+                                key=key or self.system_key,
+                                suppress_configuration_lookup=True,
+                                async_strategy=apiclient.ASYNC_BLOCK)
+
     def etcd_call(self, fn: Callable[[Etcd], Any]) -> Any:
         async def run() -> Any:
-            etcd = Etcd(parse_endpoints(self.env["SFCLOUD_ETCD_ENDPOINTS"]))
+            etcd = self.new_etcd()
             try:
                 return await fn(etcd)
             finally:

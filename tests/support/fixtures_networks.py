@@ -34,7 +34,7 @@ def netcloud(etcd_server, guest_image_dir: Path, libvirt_daemon: None,  # type: 
     """A single-node cloud whose node is also the network node, with NAT and
     floating addresses through the outside world's uplink."""
     running = Cloud(
-        etcd_server.endpoint, demo_image=guest_image_dir / "disk.qcow2",
+        etcd_server, demo_image=guest_image_dir / "disk.qcow2",
         SFCLOUD_UPLINK=outside_world.uplink,
         SFCLOUD_FLOATING_NETWORK=FLOATING_NETWORK,
         SFCLOUD_FLOATING_ROUTER=FLOATING_ROUTER,

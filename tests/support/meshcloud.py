@@ -18,9 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cloudstate.config import REPO_ROOT
+from deploy.localetcd import LocalEtcd
 from nodeagent.net.names import NetNames
 from tests.support.cloud import Cloud, wait_for
 from tests.support.networld import Mesh
+from tests.support.pki import issue_agent
 
 
 def libvirtd_netns() -> str:
@@ -35,14 +37,20 @@ def libvirtd_netns() -> str:
 
 
 class MeshCloud(Cloud):
-    def __init__(self, etcd_endpoint: str, mesh: Mesh, demo_image: Path | None = None,
+    def __init__(self, etcd: LocalEtcd, mesh: Mesh, demo_image: Path | None = None,
                  **extra_env: str):
-        super().__init__(etcd_endpoint, demo_image=demo_image, **extra_env)
+        super().__init__(etcd, demo_image=demo_image, **extra_env)
         self.mesh = mesh
         self.nodes = [f"{self.node}-{index}" for index in range(len(mesh.hosts))]
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
         # The network node's names: its namespaces carry its node's hash.
         self.net_names = NetNames.for_cluster(self.cluster, node=self.nodes[0])
+
+    def issue_certificates(self) -> None:
+        """Each node's agent certificate, naming its address on the mesh
+        (where the portal and the other agents reach its server)."""
+        for node, host in zip(self.nodes, self.mesh.hosts, strict=True):
+            issue_agent(self.pki_dir, node, host.address)
 
     def start_agent(self, failpoints: str = "", wait: bool = True) -> subprocess.Popen[bytes]:
         for node in self.nodes:

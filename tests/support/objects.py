@@ -3,16 +3,28 @@ who may see and change them rather than about guests.
 
 The instances are placed on a node that does not exist, so no agent acts
 on them and no guest boots; the API, pages and websockets treat them like
-any other.
+any other. The cloud is a whole one (tests.support.cloud) or the portal in
+process (tests.support.inprocess).
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid as uuidlib
+from typing import Any, Protocol
 
 from cloudstate.etcd import Put
-from cloudstate.model import Disk, Image, InstanceObserved, InstanceSpec, InterfaceSpec
-from tests.support.cloud import Cloud
+from cloudstate.keys import Keys
+from cloudstate.model import Artifact, Blob, Disk, InstanceObserved, InstanceSpec, InterfaceSpec
+
+
+class Cloud(Protocol):
+    """What these need of a test cloud: its key layout and a way to run an
+    etcd call against it."""
+
+    keys: Keys
+
+    def etcd_call(self, fn: Any) -> Any: ...
 
 GHOST_NODE = "ghost-node"
 PUBLIC_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKu4Sb8bV0dSRiGSI7qHnHjYw5uCqbH5zN2q8cYbZ4bh "
@@ -39,17 +51,39 @@ def mark_torn_down(cloud: Cloud, uuid: str) -> None:
 
 
 def put_image(cloud: Cloud, namespace: str, name: str) -> str:
-    """An image record no node holds or fetches (not marked for pre-caching)."""
-    image = Image(uuid=str(uuidlib.uuid4()), name=name, namespace=namespace,
-                  source_url=f"https://images.invalid/{name}.qcow2")
+    """An image artifact whose one version is a blob of the ghost node:
+    no node holds it or fetches it (it is not marked for pre-caching)."""
+    url = f"https://images.invalid/{name}.qcow2"
+    blob = Blob(uuid=str(uuidlib.uuid4()), namespace=namespace, origin="fetch", node=GHOST_NODE,
+                source_url=url)
+    return _put_artifact(cloud, namespace, name, url, blob)
+
+
+def put_uploaded(cloud: Cloud, namespace: str, name: str, node: str,
+                 data: bytes) -> tuple[str, str]:
+    """(artifact, blob) of ``data`` as though uploaded to ``node`` and made
+    the artifact ``name``: the records only. The node's report that it
+    holds the bytes is the test's to write (FakeAgent.report_blob)."""
+    blob = Blob(uuid=str(uuidlib.uuid4()), namespace=namespace, origin="upload", node=node,
+                size=len(data), sha512=hashlib.sha512(data).hexdigest())
+    url = f"sf://upload/{namespace}/{name}"
+    return _put_artifact(cloud, namespace, name, url, blob), blob.uuid
+
+
+def _put_artifact(cloud: Cloud, namespace: str, name: str, url: str, blob: Blob) -> str:
+    """An image artifact of ``url`` whose one version is ``blob``, recorded
+    as the portal records them; returns the artifact's UUID."""
+    artifact = Artifact(uuid=str(uuidlib.uuid4()), name=name, namespace=namespace,
+                        source_url=url).with_version(blob.uuid)
     keys = cloud.keys
 
     async def write(etcd):  # type: ignore[no-untyped-def]
-        await etcd.txn([], [Put(keys.image(image.uuid), image.to_json()),
-                            Put(keys.image_name(namespace, name), image.uuid)])
+        await etcd.txn([], [Put(keys.artifact(artifact.uuid), artifact.to_json()),
+                            Put(keys.artifact_url(namespace, "image", url), artifact.uuid),
+                            Put(keys.blob(blob.uuid), blob.to_json())])
 
     cloud.etcd_call(write)
-    return image.uuid
+    return artifact.uuid
 
 
 def put_interface(cloud: Cloud, namespace: str, instance_uuid: str, network_uuid: str) -> str:

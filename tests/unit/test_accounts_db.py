@@ -21,16 +21,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 async def test_key_tokens_end_when_the_key_is_rotated_or_deleted() -> None:
     ns = await Namespace.objects.acreate(name="unit")
-    key, created = await keys.set_key(ns, "ci", "first-secret")
-    assert created and key.digest != "first-secret"
-    token, lifetime = await keys.authenticate_key("unit", "first-secret")
+    key, created = await keys.set_key(ns, "ci", "first-secret-of-ci")
+    assert created and key.digest != "first-secret-of-ci"
+    token, lifetime = await keys.authenticate_key("unit", "first-secret-of-ci")
     assert (await keys.principal_for_token(token)).name == "key unit/ci"
-    await keys.set_key(ns, "ci", "second-secret")
+    await keys.set_key(ns, "ci", "second-secret-of-ci")
     with pytest.raises(Unauthenticated, match="has been changed"):
         await keys.principal_for_token(token)
     with pytest.raises(Unauthenticated):
-        await keys.authenticate_key("unit", "first-secret")
-    token, _ = await keys.authenticate_key("unit", "second-secret")
+        await keys.authenticate_key("unit", "first-secret-of-ci")
+    token, _ = await keys.authenticate_key("unit", "second-secret-of-ci")
     await ApiKey.objects.filter(pk=key.pk).adelete()
     with pytest.raises(Unauthenticated, match="no longer exists"):
         await keys.principal_for_token(token)
@@ -38,10 +38,10 @@ async def test_key_tokens_end_when_the_key_is_rotated_or_deleted() -> None:
 
 async def test_bearer_tokens_expire(monkeypatch: pytest.MonkeyPatch, settings) -> None:  # type: ignore[no-untyped-def]
     ns = await Namespace.objects.acreate(name="expiring")
-    await keys.set_key(ns, "ci", "a-long-secret")
+    await keys.set_key(ns, "ci", "a-long-secret-key")
     real = time.time
     monkeypatch.setattr(signing.time, "time", lambda: real() - settings.API_TOKEN_LIFETIME - 5)
-    token, _ = await keys.authenticate_key("expiring", "a-long-secret")
+    token, _ = await keys.authenticate_key("expiring", "a-long-secret-key")
     monkeypatch.setattr(signing.time, "time", real)
     with pytest.raises(Unauthenticated, match="token expired"):
         await keys.principal_for_token(token)
@@ -82,12 +82,29 @@ def test_failed_logins_are_limited_per_account_and_per_address(settings) -> None
     throttle.failed("dave", "10.9.9.9")
     refusal = throttle.check("erin", "10.9.9.9")
     assert refusal is not None and "from your address" in refusal.message
-    assert throttle.check("erin", "10.9.9.9", per_account=False) is not None
+    assert throttle.check("erin", "10.9.9.9", account_limit=100) is not None
+    assert throttle.check("erin", "10.9.9.9").per == "address"
     # Old failures age out of the window.
     LoginFailure.objects.update(when=timezone.now() - timedelta(hours=1))
     assert throttle.check("bob", "10.9.9.9") is None
     throttle.succeeded("bob")
     assert not LoginFailure.objects.filter(username="bob").exists()
+
+
+def test_a_namespace_has_its_own_limit_across_addresses(settings) -> None:  # type: ignore[no-untyped-def]
+    """Wrong API keys for one namespace from many addresses: each address is
+    under its own limit, the namespace's limit stops them together."""
+    settings.LOGIN_FAILURES_PER_ADDRESS = 5
+    for number in range(7):
+        address = f"198.51.100.{number}"
+        assert throttle.check("api:shop", address, account_limit=7,
+                              account_name="namespace") is None
+        throttle.failed("api:shop", address)
+    refusal = throttle.check("api:shop", "203.0.113.9", account_limit=7,
+                             account_name="namespace")
+    assert refusal is not None and "for this namespace" in refusal.message
+    assert refusal.per == "account"
+    assert throttle.check("api:other", "203.0.113.9", account_limit=7) is None
 
 
 async def test_audit_recording_names_the_outcome() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import aetcd
@@ -15,6 +16,11 @@ import pytest
 
 import cloudstate.etcd
 from cloudstate.etcd import Etcd, EtcdUnavailable, _by_revision, _is_unavailable
+from cloudstate.tls import Credentials
+
+# These tests replace the channel; the files are never read.
+NO_FILES = Credentials(Path("/nonexistent/ca.crt"), Path("/nonexistent/t.crt"),
+                       Path("/nonexistent/t.key"))
 
 
 class FakeClient:
@@ -57,7 +63,7 @@ async def test_a_failed_call_does_not_close_the_channel_under_other_calls(
         return clients[-1]
 
     monkeypatch.setattr(Etcd, "_new_client", new_client)
-    etcd = Etcd([("127.0.0.1", 1)])
+    etcd = Etcd([("127.0.0.1", 1)], tls=NO_FILES)
     async with asyncio.timeout(5):
         assert await etcd.get("/ok") is None
         slow = asyncio.create_task(etcd.get("/slow"))
@@ -79,11 +85,52 @@ async def test_a_failed_call_does_not_close_the_channel_under_other_calls(
         assert clients[1].closed.is_set()
 
 
+async def test_missing_certificate_files_make_etcd_unavailable_naming_the_file() -> None:
+    """As with etcd down, callers answer 503 or try again later (a renewal
+    that took a file away for a moment), rather than fail with a new error."""
+    etcd = Etcd([("127.0.0.1", 1)], tls=NO_FILES)
+    with pytest.raises(EtcdUnavailable, match="/nonexistent/ca.crt"):
+        await etcd.get("/anything")
+    await etcd.close()
+
+
+async def test_renewed_certificate_files_move_new_calls_to_a_new_channel(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    files = Credentials(tmp_path / "ca.crt", tmp_path / "p.crt", tmp_path / "p.key")
+    for path in (files.ca, files.cert, files.key):
+        path.write_text("pem")
+    clients: list[FakeClient] = []
+
+    def new_client(self: Etcd) -> Any:
+        clients.append(FakeClient())
+        return clients[-1]
+
+    monkeypatch.setattr(Etcd, "_new_client", new_client)
+    monkeypatch.setattr(cloudstate.etcd, "TLS_RECHECK_INTERVAL", 0.0)
+    etcd = Etcd([("127.0.0.1", 1)], tls=files)
+    async with asyncio.timeout(5):
+        assert await etcd.get("/ok") is None
+        slow = asyncio.create_task(etcd.get("/slow"))  # a call (a watch, say) in flight
+        await clients[0].slow_started.wait()
+        assert await etcd.get("/ok") is None
+        assert len(clients) == 1  # nothing changed: the same channel
+
+        files.cert.write_text("renewed pem")  # what `deploy.pki renew` does, by rename
+        assert await etcd.get("/ok") is None
+        assert len(clients) == 2  # a new channel, with the new files
+        assert not clients[0].closed.is_set()  # the call in flight carries on
+        clients[0].release.set()
+        assert await slow is None
+        assert clients[0].closed.is_set()  # and then the old channel goes
+        await etcd.close()
+
+
 class LeaseEtcd(Etcd):
     """Lease calls answered in memory."""
 
     def __init__(self) -> None:
-        super().__init__([("127.0.0.1", 1)])
+        super().__init__([("127.0.0.1", 1)], tls=NO_FILES)
         self.granted: list[int] = []
         self.revoked: list[int] = []
         self.expired: set[int] = set()
@@ -185,6 +232,10 @@ def as_raised_by_aetcd(error: grpc.aio.AioRpcError) -> Exception:
         (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline", True),
         (grpc.StatusCode.CANCELLED, "context canceled", True),  # etcd stopping
         (grpc.StatusCode.UNKNOWN, "raft: stopped", True),  # etcd stopping, 3.4
+        # etcd stopping with TLS connections open: the stream ends unanswered.
+        (grpc.StatusCode.UNKNOWN, "No status received", True),
+        (grpc.StatusCode.UNKNOWN, "Stream removed (Data frame with END_STREAM flag received)",
+         True),
         (grpc.StatusCode.UNKNOWN, "something else", False),
         (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: key is not provided", False),
         (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: requested lease not found", False),

@@ -47,7 +47,7 @@ def test_half_written_events_from_a_crash_are_cleaned(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("portal,url", [
-    ("http://127.0.0.1:13000", "ws://127.0.0.1:13000/ws/agent/events/"),
+    ("https://127.0.0.1:13002", "wss://127.0.0.1:13002/ws/agent/events/"),
     ("https://cloud.example.org/", "wss://cloud.example.org/ws/agent/events/"),
     ("https://example.org/sfcloud", "wss://example.org/sfcloud/ws/agent/events/"),
 ])
@@ -55,6 +55,8 @@ def test_events_url(portal: str, url: str) -> None:
     assert events_url(portal) == url
 
 
-def test_events_url_needs_http() -> None:
-    with pytest.raises(ValueError, match="SFCLOUD_PORTAL_URL"):
-        events_url("127.0.0.1:13000")
+@pytest.mark.parametrize("portal", ["127.0.0.1:13000", "http://127.0.0.1:13000",
+                                    "ws://127.0.0.1:13002"])
+def test_events_url_needs_https(portal: str) -> None:
+    with pytest.raises(ValueError, match="SFCLOUD_PORTAL_URL.*TLS only"):
+        events_url(portal)

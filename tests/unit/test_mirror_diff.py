@@ -339,3 +339,59 @@ async def test_wait_for_revision_waits_for_the_first_list() -> None:
     async with running(mirror):
         await waiter
         assert values(mirror) == {"/p/a": "1"}
+
+
+def only_digits(_key: str, value: bytes) -> str | None:
+    return None if value.isdigit() else f"{value.decode()!r} is not a number"
+
+
+async def test_a_gate_keeps_refused_records_out_but_says_why() -> None:
+    fake = FakeEtcd()
+    fake.put("/p/a", "1")
+    fake.put("/p/b", "../../etc")
+    mirror, recorder = make(fake, gate=only_digits)  # type: ignore[arg-type]
+    async with running(mirror):
+        # Listed: the refused one is absent from the mirror, and reported refused.
+        assert values(mirror) == {"/p/a": "1"}
+        refused = mirror.refused("/p/b")
+        assert refused is not None and refused.reason == "'../../etc' is not a number"
+        assert [(c.key, c.refused) for c in recorder.changes] == [
+            ("/p/a", None), ("/p/b", "'../../etc' is not a number")]
+        recorder.changes.clear()
+
+        # Watched: a good record turning bad leaves the mirror, named refused;
+        # a refused one turning good comes in; deleting a refused one is said.
+        fake.put("/p/a", "x")
+        fake.put("/p/b", "2")
+        fake.put("/p/c", "y")
+        rev = fake.delete("/p/c")
+        await mirror.wait_for_revision(rev, timeout=WAIT)
+        assert [(c.key, c.old and c.old.value, c.new and c.new.value, c.refused)
+                for c in recorder.changes] == [
+            ("/p/a", b"1", None, "'x' is not a number"),
+            ("/p/b", None, b"2", None),
+            ("/p/c", None, None, "'y' is not a number"),
+            ("/p/c", None, None, None),
+        ]
+        assert values(mirror) == {"/p/b": "2"}
+        assert [r.kv.key for r in mirror.refused_items()] == ["/p/a"]
+        # The refused record still counts as present for read-your-writes.
+        rev = fake.touch_elsewhere()
+        await mirror.wait_for_revision(rev, timeout=WAIT)
+
+
+async def test_a_relist_reports_refusals_once_and_recoveries() -> None:
+    fake = FakeEtcd()
+    fake.put("/p/a", "bad")
+    mirror, recorder = make(fake, gate=only_digits, resync_interval=0.05)  # type: ignore[arg-type]
+    async with running(mirror):
+        lists = fake.lists
+        async with asyncio.timeout(WAIT):
+            while fake.lists < lists + 3:
+                await asyncio.sleep(0.01)
+        assert [c.refused for c in recorder.changes] == ["'bad' is not a number"]
+        fake.drop_deletes = True
+        fake.delete("/p/a")  # the watch loses it; the next re-list finds it gone
+        await recorder.wait_for(2)
+        assert (recorder.changes[-1].old, recorder.changes[-1].new) == (None, None)
+        assert mirror.refused("/p/a") is None

@@ -11,7 +11,7 @@ def spec(**changes: object) -> InstanceSpec:
         uuid="0f8e2c1a-0000-4000-8000-000000000001", name="vm", namespace="system", cpus=1,
         memory=256, node="n1",
         disks=[Disk(device="vda", size_gb=1, base="demo",
-                    source=DiskSource(url="file:///x", image_uuid="i1"))],
+                    source=DiskSource(blob_uuid="b1", url="demo", artifact_uuid="a1"))],
     )
     return base.replace(**changes)
 
@@ -20,7 +20,7 @@ def test_round_trip_keeps_nested_records() -> None:
     original = spec(power=PowerIntent(generation=3, action="off"))
     again = InstanceSpec.from_json(original.to_json())
     assert again == original
-    assert again.disks[0].source == DiskSource(url="file:///x", image_uuid="i1")
+    assert again.disks[0].source == DiskSource(blob_uuid="b1", url="demo", artifact_uuid="a1")
 
 
 def test_unknown_keys_from_a_newer_writer_are_ignored() -> None:
@@ -28,11 +28,6 @@ def test_unknown_keys_from_a_newer_writer_are_ignored() -> None:
     data = json.loads(original.to_json())
     data["added_in_a_later_release"] = {"x": 1}
     assert InstanceSpec.from_dict(data) == original
-
-
-def test_cache_key_prefers_the_image() -> None:
-    assert DiskSource(url="http://h/a").cache_key == "http://h/a"
-    assert DiskSource(url="http://h/a", image_uuid="u").cache_key == "image-u"
 
 
 def test_state_is_derived_from_desired_and_observed() -> None:

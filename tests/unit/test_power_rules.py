@@ -23,5 +23,5 @@ def test_every_refusal_says_why_and_buttons_match_the_table() -> None:
             why = power.refusal(action, state)
             assert why is None or len(why) > 8
             assert (action in power.available(state)) is (why is None)
-    assert power.refusal("explode", "on") == "'explode' is not a power action"
+    assert power.refusal("explode", "on") == '"explode" is not a power action'
     assert set(power.API_ACTIONS.values()) == set(power.ALLOWED_FROM) == set(power.LEADS_TO)

@@ -78,8 +78,17 @@ async def test_offers_the_browser_no_authentication() -> None:
         await rfb.accept_client(sneaky.read, sneaky.write)
 
 
+async def test_client_init_reaches_qemu_as_shared_whatever_the_browser_asks() -> None:
+    """An exclusive ClientInit (0) would make QEMU disconnect every other
+    session: a viewer could push off everyone else."""
+    for asked in (0, 1, 7):
+        browser, qemu = Script(bytes([asked]) + b"rest"), Script(b"")
+        assert await rfb.relay_client_init(browser.read, qemu.write) == asked
+        assert qemu.outgoing == bytes([rfb.SHARED])
+        assert browser.incoming == b"rest"  # nothing after ClientInit is taken
+
+
 def test_view_only_filter_drops_input_and_keeps_the_rest() -> None:
-    client_init = b"\x01"
     set_encodings = struct.pack("!BxH", 2, 2) + struct.pack("!ii", 0, -223)
     update = struct.pack("!BBHHHH", 3, 1, 0, 0, 720, 400)
     key = struct.pack("!BBxxI", 4, 1, 0x61)
@@ -89,9 +98,9 @@ def test_view_only_filter_drops_input_and_keeps_the_rest() -> None:
     fence = struct.pack("!BxxxIB", 248, 0, 3) + b"abc"
     desktop = struct.pack("!BxHHBx", 251, 800, 600, 1) + bytes(16)
     xvp = struct.pack("!BxBB", 250, 1, 4)  # "reboot"
-    stream = (client_init + set_encodings + key + update + pointer + cut + qemu_key + fence
+    stream = (set_encodings + key + update + pointer + cut + qemu_key + fence
               + desktop + xvp + update)
-    expected = client_init + set_encodings + update + fence + update
+    expected = set_encodings + update + fence + update
 
     whole = rfb.ViewOnlyFilter()
     assert whole.feed(stream) == expected
@@ -104,6 +113,6 @@ def test_view_only_filter_drops_input_and_keeps_the_rest() -> None:
 def test_view_only_filter_refuses_what_it_cannot_parse() -> None:
     view_only = rfb.ViewOnlyFilter()
     with pytest.raises(rfb.RFBError, match="unknown"):
-        view_only.feed(b"\x01" + b"\x63" + bytes(20))
+        view_only.feed(b"\x63" + bytes(20))
     with pytest.raises(rfb.RFBError, match="too large"):
-        rfb.ViewOnlyFilter().feed(b"\x01" + struct.pack("!BxxxI", 6, 1 << 30))
+        rfb.ViewOnlyFilter().feed(struct.pack("!BxxxI", 6, 1 << 30))

@@ -153,6 +153,29 @@ def test_a_group_that_fails_its_check_keeps_what_was_applied() -> None:
     assert server is not None and server.groups == {} and server.error
 
 
+def test_a_group_whose_record_was_refused_keeps_what_was_applied() -> None:
+    """The agent's gate (nodeagent.records) keeps a refused group out of the
+    snapshot: its ports keep the chains applied before and say why, and a
+    group that is simply gone is no chain at all."""
+    snap, ifaces, web = _snapshot()
+    first = _build(snap)
+    del snap.groups[web.uuid]
+    snap.refused_groups[web.uuid] = "rules[0].ports: '0' is not a port"
+    second = _build(snap, first)
+    server = second.port(ifaces["server"].uuid)
+    assert server is not None and server.groups == {web.uuid: 1}
+    assert server.error == f"security group {web.uuid}: rules[0].ports: '0' is not a port"
+    assert second.chains == first.chains and second.sets == first.sets
+    # Never applied before: no chain of it (nothing let in), and the reason.
+    server = _build(snap).port(ifaces["server"].uuid)
+    assert server is not None and server.groups == {} and server.ingress == ()
+    assert server.error and "is not a port" in server.error
+    # Deleted rather than refused: gone from the port, which says so.
+    del snap.refused_groups[web.uuid]
+    server = _build(snap, first).port(ifaces["server"].uuid)
+    assert server is not None and server.groups == {} and "does not exist" in (server.error or "")
+
+
 def test_a_member_arriving_changes_set_elements_and_its_own_chains_only() -> None:
     snap, ifaces, web = _snapshot()
     before = filterrules.build(_build(snap), filterrules.Names("t", "sfab12"))

@@ -74,8 +74,8 @@ def test_unset_or_empty_means_the_default(monkeypatch: pytest.MonkeyPatch) -> No
     ("SFCLOUD_ALLOWED_HOSTS", " cloud.example, ,localhost,", ["cloud.example", "localhost"]),
     ("SFCLOUD_DOMAIN_TEMPLATE", "/etc/sfcloud/domain.xml", Path("/etc/sfcloud/domain.xml")),
     ("SFCLOUD_DNS_SERVERS", " 192.0.2.53 ,198.51.100.53", ("192.0.2.53", "198.51.100.53")),
-    ("SFCLOUD_ETCD_ENDPOINTS", "http://a:2379,[::1]:2380,b", [("a", 2379), ("::1", 2380),
-                                                              ("b", 2379)]),
+    ("SFCLOUD_ETCD_ENDPOINTS", "https://a:2379,[::1]:2380,b", [("a", 2379), ("::1", 2380),
+                                                               ("b", 2379)]),
     ("SFCLOUD_NODE_IP", "10.0.0.5", "10.0.0.5"),
     ("SFCLOUD_FLOATING_NETWORK", "192.0.2.0/28", "192.0.2.0/28"),
     ("SFCLOUD_NET_TAG", "lab1", "lab1"),
@@ -101,6 +101,8 @@ def test_each_kind_reads_its_value(monkeypatch: pytest.MonkeyPatch, name: str, t
     ("SFCLOUD_DNS_SERVERS", "8.8.8", "SFCLOUD_DNS_SERVERS='8.8.8': '8.8.8' is not an IPv4 address"),
     ("SFCLOUD_FETCH_ALLOW", "10.0.0.1/8", "'10.0.0.1/8' is not a network in CIDR form"),
     ("SFCLOUD_ETCD_ENDPOINTS", "etcd:port", "'etcd:port' has no valid port"),
+    ("SFCLOUD_ETCD_ENDPOINTS", "https://a:2379,http://b:2379",
+     "http:// endpoints are not used: etcd is reached over TLS only"),
     ("SFCLOUD_FLOATING_NETWORK", "192.0.2.1/28", "SFCLOUD_FLOATING_NETWORK='192.0.2.1/28': "
      "not a valid CIDR"),
     ("SFCLOUD_FLOATING_NETWORK", "192.0.2.0/30", "smaller than a /29"),
@@ -109,6 +111,9 @@ def test_each_kind_reads_its_value(monkeypatch: pytest.MonkeyPatch, name: str, t
     ("SFCLOUD_NODE_NAME", "../etc", "it accepts a host name"),
     ("SFCLOUD_NET_TAG", "Lab-1", "it accepts 2 to 6 lowercase letters or digits"),
     ("SFCLOUD_PORTAL_URL", "127.0.0.1:13000", "not an http(s) URL"),
+    ("SFCLOUD_PORTAL_URL", "http://127.0.0.1:13002", "not an https URL (this link is TLS only)"),
+    ("SFCLOUD_PORTAL_AGENTS_ADDRESS", "13002", "not host:port"),
+    ("SFCLOUD_CERT_RENEW_DAYS", "0", "it accepts a whole number, at least 1"),
     ("SFCLOUD_PORTAL_ADDRESS", "localhost", "not host:port"),
     ("SFCLOUD_PORTAL_ORIGINS", "https://cloud.example/", "'https://cloud.example/' is not an "
      "origin"),
@@ -125,9 +130,12 @@ def test_worked_out_defaults_follow_the_settings_they_come_from(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SFCLOUD_PORTAL_ADDRESS", "10.0.0.5:8000")
     monkeypatch.setenv("SFCLOUD_STATE_DIR", str(tmp_path))
-    assert read("SFCLOUD_PORTAL_URL") == "http://10.0.0.5:8000"
+    # Agents send events to the portal's own listener for them, over TLS.
+    assert read("SFCLOUD_PORTAL_AGENTS_ADDRESS") == "10.0.0.5:13002"
+    assert read("SFCLOUD_PORTAL_URL") == "https://10.0.0.5:13002"
     assert read("SFCLOUD_PORTAL_ORIGINS") == ["http://10.0.0.5:8000", "http://localhost:8000"]
     assert read("SFCLOUD_DATABASE") == tmp_path / "portal" / "db.sqlite3"
+    assert read("SFCLOUD_PKI_DIR") == tmp_path / "pki"
     monkeypatch.setenv("SFCLOUD_PORTAL_URL", "https://cloud.example")
     assert read("SFCLOUD_PORTAL_URL") == "https://cloud.example"
 

@@ -21,28 +21,31 @@ UUID = "6f1c3a44-9a0e-4c4b-8d59-1d2f3c4b5a69"
 
 
 @pytest.mark.parametrize("key,expected", [
-    (KEYS.instance(UUID), (ObjectKind.INSTANCE, UUID)),
-    (KEYS.observed_instance(UUID), (ObjectKind.INSTANCE, UUID)),
-    (KEYS.network(UUID), (ObjectKind.NETWORK, UUID)),
-    (KEYS.observed_network(UUID), (ObjectKind.NETWORK, UUID)),
-    (KEYS.interface(UUID), (ObjectKind.INTERFACE, UUID)),
-    (KEYS.image(UUID), (ObjectKind.IMAGE, UUID)),
-    (KEYS.observed_image("node-1", UUID), (ObjectKind.IMAGE, UUID)),
-    (KEYS.keypair(UUID), (ObjectKind.KEYPAIR, UUID)),
-    (KEYS.node("node-1"), (ObjectKind.NODE, "node-1")),
-    (KEYS.node_alive("node-1"), (ObjectKind.NODE, "node-1")),
-    (KEYS.console_session("s1"), (ObjectKind.CONSOLE, "s1")),
+    (KEYS.instance(UUID), (ObjectKind.INSTANCE, UUID, False)),
+    (KEYS.observed_instance(UUID), (ObjectKind.INSTANCE, UUID, True)),
+    (KEYS.network(UUID), (ObjectKind.NETWORK, UUID, False)),
+    (KEYS.observed_network(UUID), (ObjectKind.NETWORK, UUID, True)),
+    (KEYS.interface(UUID), (ObjectKind.INTERFACE, UUID, False)),
+    (KEYS.artifact(UUID), (ObjectKind.IMAGE, UUID, False)),
+    (KEYS.blob(UUID), (ObjectKind.BLOB, UUID, False)),
+    (KEYS.observed_blob("node-1", UUID), (ObjectKind.BLOB, UUID, True)),
+    (KEYS.upload(UUID), (ObjectKind.UPLOAD, UUID, False)),
+    (KEYS.keypair(UUID), (ObjectKind.KEYPAIR, UUID, False)),
+    (KEYS.node("node-1"), (ObjectKind.NODE, "node-1", False)),
+    (KEYS.node_alive("node-1"), (ObjectKind.NODE, "node-1", True)),
+    (KEYS.console_session("s1"), (ObjectKind.CONSOLE, "s1", False)),
 ])
 def test_a_key_of_an_objects_record_classifies_as_that_object(
-        key: str, expected: tuple[ObjectKind, str]) -> None:
+        key: str, expected: tuple[ObjectKind, str, bool]) -> None:
     assert KEYS.classify(key) == expected
 
 
 @pytest.mark.parametrize("key", [
     KEYS.instance_name("ns", "web"), KEYS.address(UUID, "10.0.0.5"), KEYS.vxlan(7),
     KEYS.network_fence(UUID), KEYS.placement("node-1"), KEYS.mac("02:00:00:00:00:01"),
-    KEYS.instances, KEYS.observed_images + "node-1/", "/other" + KEYS.instance(UUID),
-    KEYS.observed_images + "node-1/" + UUID + "/extra",
+    KEYS.instances, KEYS.observed_blobs + "node-1/", "/other" + KEYS.instance(UUID),
+    KEYS.observed_blobs + "node-1/" + UUID + "/extra", KEYS.blob_fence(UUID),
+    KEYS.artifact_url("ns", "image", "http://x/y"),
 ])
 def test_keys_that_are_no_objects_record_classify_as_nothing(key: str) -> None:
     assert KEYS.classify(key) is None

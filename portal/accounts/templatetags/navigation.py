@@ -19,6 +19,7 @@ class Section:
 
 
 SECTIONS = (
+    Section("Dashboard", "home"),
     Section("Instances", "instance-list"),
     Section("Images", "image-list"),
     Section("Networks", "network-list"),
@@ -45,6 +46,8 @@ def main_nav(context: template.Context) -> list[NavLink]:
         if section.needs is not None and not context.get(section.needs):
             continue
         url = reverse(section.url_name)
-        current = "page" if path == url else "true" if path.startswith(url) else ""
+        # The dashboard is "/", which every path starts with.
+        inside = path.startswith(url) and url != "/"
+        current = "page" if path == url else "true" if inside else ""
         links.append(NavLink(section.label, url, current))
     return links

@@ -1,10 +1,12 @@
 """POST /api/auth: trade a namespace's key (or a person's token) for a
 bearer token. Failed attempts count against the caller's address and the
-namespace, as failed log-ins do, so keys can't be guessed at speed."""
+namespace, as failed log-ins do, so keys can't be guessed at speed, nor
+from many addresses at once (the namespace's limit is its own setting)."""
 
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest
 from django.urls import path
 
@@ -20,7 +22,9 @@ async def auth(request: HttpRequest, body: dict) -> dict:
     namespace = body.get("namespace")
     account = f"api:{namespace}"[:200]
     source = address_of(request)
-    refusal = await sync_to_async(throttle.check)(account, source, per_account=False)
+    refusal = await sync_to_async(throttle.check)(
+        account, source, account_limit=settings.API_KEY_FAILURES_PER_NAMESPACE,
+        account_name="namespace")
     if refusal is not None:
         raise TooManyRequests(refusal.message)
     try:

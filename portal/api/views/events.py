@@ -11,7 +11,7 @@ from django.urls import path
 
 from portal.accounts.actor import Actor
 from portal.api.framework import endpoint
-from portal.cloud import artifacts, instances, nodes
+from portal.cloud import artifacts, blobs, instances, nodes
 from portal.cloud.errors import Forbidden, NotFound
 from portal.events import log as eventlog
 
@@ -38,6 +38,12 @@ async def artifact_events(request: HttpRequest, body: dict, actor: Actor,
 
 
 @endpoint("GET")
+async def blob_events(request: HttpRequest, body: dict, actor: Actor, ref: str) -> list:
+    record = await blobs.get(ref, actor.visible)
+    return await _events("blob", record.uuid, body)
+
+
+@endpoint("GET")
 async def node_events(request: HttpRequest, body: dict, actor: Actor, ref: str) -> list:
     if not actor.is_system:
         raise Forbidden("only the system namespace may see nodes")
@@ -49,5 +55,6 @@ async def node_events(request: HttpRequest, body: dict, actor: Actor, ref: str) 
 routes = [
     path("/instances/<str:ref>/events", instance_events),
     path("/artifacts/<str:ref>/events", artifact_events),
+    path("/blobs/<str:ref>/events", blob_events),
     path("/nodes/<str:ref>/events", node_events),
 ]

@@ -13,7 +13,7 @@ from cloudstate import power as power_rules
 from portal.accounts.actor import Actor
 from portal.api import requests, shapes
 from portal.api.framework import endpoint
-from portal.cloud import artifacts, instances, metadata, power, snapshots
+from portal.cloud import instances, metadata, power, snapshots
 from portal.cloud.changes import Later
 
 
@@ -35,10 +35,10 @@ async def snapshot(request: HttpRequest, body: dict, actor: Actor, ref: str) -> 
     if request.method == "POST":
         taken = await snapshots.request(actor, record, all_disks=bool(body.get("all")),
                                         device=body.get("device"))
-        return {image.device: {"artifact_uuid": image.uuid, "blob_uuid": image.uuid,
-                               "source_url": image.source_url} for image in taken}
-    found = await artifacts.list_records(None, kind="snapshot", instance_uuid=record.uuid)
-    return [shapes.snapshot(item) for item in sorted(found, key=lambda r: r.image.created_at)]
+        return {item.device: {"artifact_uuid": item.artifact_uuid, "blob_uuid": item.blob_uuid,
+                              "source_url": item.source_url} for item in taken}
+    return [shapes.snapshot(artifact, version)
+            for artifact, version in await snapshots.versions_of(record)]
 
 
 @endpoint("PUT", "POST", "DELETE")

@@ -10,15 +10,7 @@ from typing import Any
 
 from django import template
 
-from portal.instances import detail
-
 register = template.Library()
-
-
-@register.filter
-def power_buttons(record: Any) -> list[dict[str, str]]:
-    """The power actions to offer for an instance (see instances.detail)."""
-    return detail.power_buttons(record)
 
 
 @register.filter
@@ -27,9 +19,21 @@ def progress_on(record: Any, node: str) -> int | None:
 
 
 @register.filter
+def get_item(mapping: Any, key: str) -> Any:
+    """mapping[key], or None: templates can't index by a variable."""
+    return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
 def jsonish(value: Any) -> str:
     """Strings as they are; anything else as compact JSON."""
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+@register.filter
+def key_type(public_key: str) -> str:
+    """An OpenSSH public key's type (its first word), such as ssh-ed25519."""
+    return public_key.split(None, 1)[0] if public_key.strip() else ""
 
 
 @register.filter

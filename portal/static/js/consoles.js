@@ -5,8 +5,16 @@
 // URL, a log or a Referer. After a dropped connection the page reconnects by itself with a fresh
 // ticket, unless the server said why it closed (ended by an administrator, idle, not allowed).
 // window.term and window.rfb are exposed for tests and for the curious.
+//
+// The consoles start when their tab is first shown, and take the keyboard only when the person
+// chooses them (a click in the screen, a pointer's click on the tab, or "Type in the console"):
+// Tab never walks into a terminal, and Ctrl+] (as in virsh console and telnet) hands the keyboard
+// back to the page, so every button stays reachable from the keyboard (WCAG 2.1.2).
 
 const FINAL_CODES = new Set([4000, 4001, 4003, 4004, 4008, 4009, 4012, 4401]);
+// Not failures: the instance is off, and its console opens again once it is on.
+const STOPPED_CODES = new Set([4009, 4010]);
+const STOPPED = "The instance is not running: its console opens by itself once it is on.";
 const REASONS = {
   4000: "Ended by an administrator.",
   4001: "Closed after a long time without input.",
@@ -14,10 +22,11 @@ const REASONS = {
   4003: "The console ticket was refused.",
   4004: "No such instance.",
   4008: "Too many consoles open: close one first.",
-  4009: "The instance is not running.",
-  4010: "The console closed (the instance stopped).",
+  4009: STOPPED,
+  4010: "The instance is not running (it stopped): its console opens again once it is on.",
   4011: "The instance's node does not answer.",
   4012: "The console broke the protocol.",
+  4013: "Your access changed.",
 };
 
 const root = document.getElementById("console");
@@ -82,7 +91,13 @@ class ConsoleLink {
     try {
       info = await fetchTicket(this.kind);
     } catch (error) {
-      // 4xx (not allowed, not running, too many) will not fix itself; 5xx may (node restarting).
+      if (error.status === 409) {
+        // Not running: nothing is wrong, it just has no console now.
+        this.wanted = false;
+        this.show("idle", STOPPED);
+        return;
+      }
+      // 4xx (not allowed, too many) will not fix itself; 5xx may (node restarting).
       if (error.status && error.status < 500 && error.status !== 429) {
         this.wanted = false;
         this.show("closed", error.message.charAt(0).toUpperCase() + error.message.slice(1) + ".");
@@ -117,6 +132,11 @@ class ConsoleLink {
     this.ws = null;
     this.handlers.closed();
     if (!this.wanted) { this.show("idle", "Not connected"); return; }
+    if (STOPPED_CODES.has(event.code)) {
+      this.wanted = false;
+      this.show("idle", REASONS[event.code]);
+      return;
+    }
     if (FINAL_CODES.has(event.code)) {
       this.wanted = false;
       this.show("closed", event.reason || REASONS[event.code] || "Closed.");
@@ -158,9 +178,16 @@ function askText(pane) {
 
 // ---- Serial ---------------------------------------------------------------------------------
 
+// Ctrl+] hands the keyboard back to the page (the key virsh console and telnet use to escape).
+function isLeaveKey(e) {
+  return e.type === "keydown" && e.ctrlKey && !e.altKey && !e.metaKey &&
+    (e.key === "]" || e.code === "BracketRight");
+}
+
 function startSerial(pane) {
   const screen = pane.querySelector("[data-screen]");
   const viewers = pane.querySelector("[data-viewers]");
+  const typeButton = pane.querySelector("[data-act='focus']");
   const term = new window.Terminal({
     convertEol: false, cursorBlink: true, scrollback: 5000, fontSize: 14,
     fontFamily: getComputedStyle(document.documentElement).getPropertyValue("--font-mono") || "monospace",
@@ -168,19 +195,36 @@ function startSerial(pane) {
   const fit = new window.FitAddon.FitAddon();
   term.loadAddon(fit);
   term.open(screen);
+  // Tab walks past the terminal: it is entered by choice (a click, the button), never by accident.
+  if (term.textarea) term.textarea.tabIndex = -1;
   fit.fit();
-  new ResizeObserver(() => fit.fit()).observe(screen);
+  new ResizeObserver(() => { if (screen.offsetParent) fit.fit(); }).observe(screen);
   window.term = term;
 
   let socket = null;
   let readOnly = false;
+  // Bytes of the next binary messages that are replayed scrollback (the agent says how many
+  // first), and how many writes of them xterm is still parsing. While it parses scrollback, what
+  // it would answer (a cursor position report for a replayed ESC[6n, say) is not sent: the guest
+  // asked that long ago, and an answer now lands in whatever reads its console at the moment
+  // (after a power cycle, the new boot's shell: "8;16R").
+  let replayLeft = 0;
+  let replaying = 0;
   const encoder = new TextEncoder();
   const send = (text) => {
+    if (replaying > 0) return;
     if (socket && socket.readyState === WebSocket.OPEN && !readOnly) socket.send(encoder.encode(text));
   };
   term.onData(send);
   term.onBinary((data) => send(data));
 
+  const write = (bytes, replayed) => {
+    if (!replayed) { term.write(bytes); return; }
+    replaying += 1;
+    term.write(bytes, () => { replaying -= 1; });
+  };
+
+  const leave = () => { term.blur(); typeButton.focus(); };
   const copySelection = () => {
     const text = term.getSelection();
     if (text) window.sfcloud.copy(text).then(() => window.sfcloud.toast("Copied.", "success"));
@@ -195,10 +239,12 @@ function startSerial(pane) {
     term.focus();
   };
   term.attachCustomKeyEventHandler((e) => {
+    if (isLeaveKey(e)) { e.preventDefault(); leave(); return false; }
     if (e.type === "keydown" && e.ctrlKey && e.shiftKey && e.code === "KeyC") { copySelection(); return false; }
     if (e.type === "keydown" && e.ctrlKey && e.shiftKey && e.code === "KeyV") { paste(); return false; }
     return true;
   });
+  typeButton.addEventListener("click", () => term.focus());
   pane.querySelector("[data-act='copy']").addEventListener("click", copySelection);
   pane.querySelector("[data-act='paste']").addEventListener("click", paste);
   pane.querySelector("[data-act='fullscreen']").addEventListener("click", () => fullscreen(pane));
@@ -211,17 +257,27 @@ function startSerial(pane) {
       // The server replays the recent scrollback first: start from a clean screen so a
       // reconnect shows it once.
       term.reset();
+      replayLeft = 0;
       ws.onmessage = (event) => {
         if (typeof event.data === "string") {
           const message = JSON.parse(event.data);
           if (message.type === "viewers") {
             viewers.textContent = message.count > 1 ? `${message.count} people watching` : "";
+          } else if (message.type === "scrollback") {
+            replayLeft = Number(message.bytes) || 0;
           }
           return;
         }
-        term.write(new Uint8Array(event.data));
+        const bytes = new Uint8Array(event.data);
+        if (replayLeft > 0) {
+          const replayed = bytes.subarray(0, replayLeft);
+          replayLeft -= replayed.length;
+          write(replayed, true);
+          if (replayed.length < bytes.length) write(bytes.subarray(replayed.length), false);
+        } else {
+          write(bytes, false);
+        }
       };
-      term.focus();
     },
     closed() { socket = null; viewers.textContent = ""; },
   });
@@ -326,6 +382,17 @@ function startVnc(pane) {
     try { localStorage.setItem("sfcloud-vnc-layout", layout.value); } catch (e) { /* fine */ }
   });
 
+  // noVNC takes every key while its screen has the focus; Ctrl+] is ours (caught first).
+  const typeButton = pane.querySelector("[data-act='focus']");
+  screen.addEventListener("keydown", (e) => {
+    if (!isLeaveKey(e)) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    if (rfb) rfb.blur();
+    typeButton.focus();
+  }, true);
+  typeButton.addEventListener("click", () => { if (rfb) rfb.focus(); });
+
   const link = new ConsoleLink("vnc", pane, {
     ready(ws, info) {
       // noVNC takes over the socket here: from now on it carries only RFB.
@@ -385,15 +452,16 @@ function startVnc(pane) {
 
 // ---- Page start -------------------------------------------------------------------------------
 
-// An instance page without a console (a deleted instance) has nothing to start.
-function start() {
+// An instance page without a console (a deleted instance) has nothing to start. On the instance
+// page the consoles start when their tab is first shown; the pop-out window starts at once.
+function start(pointer) {
   const serialPane = root.querySelector("[data-console='serial']");
   const vncPane = root.querySelector("[data-console='vnc']");
   const serial = serialPane ? startSerial(serialPane) : null;
   const vnc = vncPane ? startVnc(vncPane) : null;
   let running = root.dataset.running === "true";
 
-  function choose(kind) {
+  function choose(kind, focus) {
     root.querySelectorAll("[data-console-tab]").forEach((tab) => {
       const on = tab.dataset.consoleTab === kind;
       tab.setAttribute("aria-selected", String(on));
@@ -403,19 +471,27 @@ function start() {
     if (vncPane) vncPane.hidden = kind !== "vnc";
     const chosen = kind === "serial" ? serial : vnc;
     if (chosen && running && !chosen.link.wanted) chosen.link.connect();
-    if (kind === "serial" && serial) requestAnimationFrame(() => serial.term.focus());
+    if (focus && kind === "serial" && serial) requestAnimationFrame(() => serial.term.focus());
   }
 
   root.querySelectorAll("[data-console-tab]").forEach((tab) => {
-    tab.addEventListener("click", (e) => { e.preventDefault(); choose(tab.dataset.consoleTab); });
+    // A pointer's click also gives the terminal the keyboard; Enter on the tab leaves it here.
+    tab.addEventListener("click", (e) => { e.preventDefault(); choose(tab.dataset.consoleTab, e.detail > 0); });
+  });
+
+  // Shown again later by a pointer's click on its tab: the keyboard goes to what is showing.
+  const panel = root.closest("[data-tab-panel]");
+  document.addEventListener("sfcloud:tabshown", (e) => {
+    if (!panel || e.detail.tab !== panel.dataset.tabPanel || !e.detail.pointer) return;
+    if (serial && serialPane && !serialPane.hidden) requestAnimationFrame(() => serial.term.focus());
   });
 
   if (root.dataset.autoconnect === "vnc") {
     if (vnc) vnc.link.connect();
   } else if (running) {
-    choose(location.hash === "#console-vnc" ? "vnc" : "serial");
+    choose(location.hash === "#console-vnc" ? "vnc" : "serial", pointer);
   } else {
-    if (serial) serial.link.show("idle", "Not connected");
+    if (serial) serial.link.show("idle", STOPPED);
   }
 
   // The instance page's power section is kept live (swapped in by htmx when the power state
@@ -441,4 +517,16 @@ function start() {
   }
 }
 
-if (root) start();
+if (root) {
+  const panel = root.closest("[data-tab-panel]");
+  if (!panel || !panel.hidden) {
+    start(false);
+  } else {
+    const begin = (e) => {
+      if (e.detail.tab !== panel.dataset.tabPanel) return;
+      document.removeEventListener("sfcloud:tabshown", begin);
+      start(e.detail.pointer);
+    };
+    document.addEventListener("sfcloud:tabshown", begin);
+  }
+}

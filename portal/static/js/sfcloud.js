@@ -291,7 +291,164 @@
       scope.querySelector("form:not([data-no-autofocus]) [aria-invalid='true']");
     if (bad) bad.focus();
   }
-  document.addEventListener("htmx:afterSwap", function (e) { focusFirstInvalid(e.detail.target); });
+  document.addEventListener("htmx:afterSwap", function (e) {
+    // An outerHTML swap replaced the target: look in what took its place.
+    var target = e.detail.target;
+    var scope = target.isConnected ? target : (target.id && document.getElementById(target.id)) || document;
+    focusFirstInvalid(scope);
+  });
+
+  // ---- Sorting a table by a figure ------------------------------------------------------------
+
+  // A table[data-sortable] whose header holds a button[data-sort-column] sorts, on a click, by
+  // that column's cells' data-sort-value, largest first; a second click restores the server's
+  // order. Live updates (rows and cells swapped in over the websocket) keep the chosen order.
+  function columnIndex(th) {
+    return Array.prototype.indexOf.call(th.parentElement.children, th);
+  }
+
+  function sortTable(table) {
+    var th = table.querySelector("th[aria-sort='descending']");
+    var body = table.tBodies[0];
+    if (!body) return;
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.forEach(function (row, i) { if (row.dataset.order === undefined) row.dataset.order = i; });
+    var key;
+    if (th) {
+      var index = columnIndex(th);
+      key = function (row) {
+        var cell = row.cells[index];
+        var v = cell ? parseFloat(cell.dataset.sortValue) : NaN;
+        return isNaN(v) ? -Infinity : -v;
+      };
+    } else {
+      key = function (row) { return parseFloat(row.dataset.order); };
+    }
+    var sorted = rows.slice().sort(function (a, b) { return key(a) - key(b); });
+    if (sorted.every(function (row, i) { return row === rows[i]; })) return;
+    sorted.forEach(function (row) { body.appendChild(row); });
+  }
+
+  function toggleSort(btn) {
+    var th = btn.closest("th");
+    var table = btn.closest("table");
+    var on = th.getAttribute("aria-sort") !== "descending";
+    table.querySelectorAll("th[aria-sort]").forEach(function (h) { h.setAttribute("aria-sort", "none"); });
+    // Rows swapped in since the page came get their place in the server's order from now.
+    Array.prototype.forEach.call(table.tBodies[0] ? table.tBodies[0].rows : [], function (row, i) {
+      if (!on) return;
+      row.dataset.order = i;
+    });
+    th.setAttribute("aria-sort", on ? "descending" : "none");
+    sortTable(table);
+    announce(on ? "Sorted by " + btn.textContent.trim() + ", largest first" : "Sorted as listed");
+  }
+
+  document.addEventListener("htmx:wsAfterMessage", function (e) {
+    var scope = e.target instanceof Element ? e.target : document;
+    scope.querySelectorAll("table[data-sortable]").forEach(function (table) {
+      if (table.querySelector("th[aria-sort='descending']")) sortTable(table);
+    });
+  });
+
+  // ---- Tabs that are addresses ------------------------------------------------------------------
+
+  // <ul data-tabs> of links, each with data-tab="name", and panels [data-tab-panel="name"] on the
+  // page: a click shows its panel without a reload and puts its address in the history, so a
+  // reload, a bookmark or Back shows the same tab. The panel shown gets "sfcloud:tabshown" (its
+  // scripts start then: a console, graphs); detail.pointer says whether a pointer chose it.
+  function showTab(list, name, pointer, push) {
+    var link = list.querySelector("[data-tab='" + name + "']");
+    if (!link) return false;
+    list.querySelectorAll("[data-tab]").forEach(function (a) {
+      if (a === link) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+    });
+    var panel = null;
+    document.querySelectorAll("[data-tab-panel]").forEach(function (p) {
+      var on = p.dataset.tabPanel === name;
+      p.hidden = !on;
+      if (on) panel = p;
+    });
+    if (push) history.pushState({ tab: name }, "", link.href);
+    var label = link.textContent.trim();
+    var base = document.title.split(" · ");
+    document.title = (name === "summary" ? [base[0]] : [base[0], label]).concat(base.slice(-1)).join(" · ");
+    if (panel) panel.dispatchEvent(new CustomEvent("sfcloud:tabshown", { bubbles: true, detail: { tab: name, pointer: pointer } }));
+    return true;
+  }
+
+  window.addEventListener("popstate", function () {
+    document.querySelectorAll("[data-tabs]").forEach(function (list) {
+      var here = Array.prototype.find.call(list.querySelectorAll("[data-tab]"), function (a) {
+        return a.pathname === location.pathname;
+      });
+      if (here) showTab(list, here.dataset.tab, false, false);
+    });
+  });
+
+  // ---- Row menus (popovers) -------------------------------------------------------------------
+
+  // A menu opens under its button (the top layer has no anchor to it in every browser yet), and
+  // closes once one of its items was chosen.
+  document.addEventListener("toggle", function (e) {
+    var menu = e.target;
+    if (!(menu instanceof HTMLElement) || !menu.classList.contains("menu") || e.newState !== "open") return;
+    var button = document.querySelector("[popovertarget='" + menu.id + "']");
+    if (!button) return;
+    var r = button.getBoundingClientRect();
+    menu.style.margin = "0";
+    menu.style.right = "auto";
+    menu.style.bottom = "auto";
+    var width = menu.offsetWidth;
+    var left = Math.min(Math.max(8, r.right - width), window.innerWidth - width - 8);
+    var top = r.bottom + 4;
+    if (top + menu.offsetHeight > window.innerHeight - 8) top = Math.max(8, r.top - menu.offsetHeight - 4);
+    menu.style.left = left + "px";
+    menu.style.top = top + "px";
+  }, true);
+
+  function closeMenuOf(el) {
+    var menu = el.closest && el.closest(".menu[popover]");
+    if (menu && menu.matches(":popover-open")) menu.hidePopover();
+  }
+
+  // ---- Choosing several rows ------------------------------------------------------------------
+
+  // Rows' checkboxes ([data-select-row], in a form[data-bulk] by their form= attribute) keep their
+  // ticks while the rows are swapped in again over the websocket; [data-select-all] ticks the page.
+  var selected = new Set();
+
+  function syncSelection() {
+    var boxes = document.querySelectorAll("[data-select-row]");
+    var shown = 0;
+    boxes.forEach(function (box) {
+      box.checked = selected.has(box.value);
+      if (box.checked) shown += 1;
+    });
+    var all = document.querySelector("[data-select-all]");
+    if (all) {
+      all.checked = boxes.length > 0 && shown === boxes.length;
+      all.indeterminate = shown > 0 && shown < boxes.length;
+    }
+    // Only ticks on the page count: the form sends the boxes it can see.
+    document.querySelectorAll("[data-bulk-count]").forEach(function (el) {
+      el.textContent = shown === 0 ? "None selected" : shown + " selected";
+    });
+  }
+
+  document.addEventListener("change", function (e) {
+    var t = e.target;
+    if (t.matches && t.matches("[data-select-row]")) {
+      if (t.checked) selected.add(t.value); else selected.delete(t.value);
+      syncSelection();
+    } else if (t.matches && t.matches("[data-select-all]")) {
+      document.querySelectorAll("[data-select-row]").forEach(function (box) {
+        if (t.checked) selected.add(box.value); else selected.delete(box.value);
+      });
+      syncSelection();
+    }
+  });
+  document.addEventListener("htmx:wsAfterMessage", syncSelection);
 
   // ---- Clicks and keys, delegated -------------------------------------------------------------
 
@@ -319,8 +476,21 @@
       return;
     }
 
+    var sortBtn = t.closest("[data-sort-column]");
+    if (sortBtn) { toggleSort(sortBtn); return; }
+
+    var tabLink = t.closest("[data-tabs] [data-tab]");
+    if (tabLink && !e.ctrlKey && !e.metaKey && !e.shiftKey && e.button === 0) {
+      // detail is 0 for a click made with the keyboard (Enter on the link).
+      if (showTab(tabLink.closest("[data-tabs]"), tabLink.dataset.tab, e.detail > 0, true)) e.preventDefault();
+      return;
+    }
+
     var confirmBtn = t.closest("[data-confirm]");
-    if (confirmBtn) { openConfirm(confirmBtn); return; }
+    if (confirmBtn) { closeMenuOf(confirmBtn); openConfirm(confirmBtn); return; }
+
+    var menuItem = t.closest(".menu .menu__item");
+    if (menuItem) closeMenuOf(menuItem);
 
     if (!nativeCommands) {
       var cmdBtn = t.closest("button[commandfor]");
@@ -366,6 +536,7 @@
     }
 
     focusFirstInvalid(document);
+    syncSelection();
   });
 
   window.sfcloud = { toast: toast, setTheme: setTheme, copy: copyText };

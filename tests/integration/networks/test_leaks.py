@@ -11,7 +11,7 @@ from tests.support.networld import OutsideWorld, ping
 
 pytestmark = pytest.mark.integration
 
-RESERVATION_FAMILIES = ("ipam/", "vxlan/", "macs/", "interfaces/", "fences/",
+RESERVATION_FAMILIES = ("ipam/", "vxlan/", "macs/", "interfaces/", "fences/networks/",
                         "names/networks/")
 
 
@@ -21,8 +21,9 @@ def test_delete_all_leaves_nothing_behind(netcloud: Cloud, outside_world: Outsid
         check_delete_all(netcloud, outside_world)
     finally:
         # Whatever a failure left must not spoil the tests that follow.
-        api.delete("/instances", {"confirm": True})
-        api.delete("/networks", {"confirm": True, "clean_wait": True})
+        api.delete("/instances", {"confirm": True, "namespace": "system"})
+        api.delete("/networks", {"confirm": True, "namespace": "system",
+                                "clean_wait": True})
 
 
 def check_delete_all(netcloud: Cloud, outside_world: OutsideWorld) -> None:
@@ -46,10 +47,11 @@ def check_delete_all(netcloud: Cloud, outside_world: OutsideWorld) -> None:
     assert len(in_use["dnsmasq"]) == 2 and len(in_use["namespaces"]) == 2
     assert netcloud.net_names.uplink_bridge in in_use["links"]
 
-    deleted = api.delete("/instances", {"confirm": True, "namespace": None}).json()
+    deleted = api.delete("/instances", {"confirm": True, "namespace": "system"}).json()
     assert sorted(deleted) == sorted([both["uuid"], one["uuid"]])
     # At once, while the instances are still going: the networks wait for them.
-    response = api.delete("/networks", {"confirm": True, "namespace": None, "clean_wait": True})
+    response = api.delete("/networks", {"confirm": True, "namespace": "system",
+                                     "clean_wait": True})
     assert response.status_code == 200, response.text
     assert sorted(response.json()) == sorted([outer["uuid"], inner["uuid"]])
     for uuid in (outer["uuid"], inner["uuid"]):
@@ -68,5 +70,9 @@ def check_delete_all(netcloud: Cloud, outside_world: OutsideWorld) -> None:
     # etcd: no reservation of any kind; networks kept only as deleted records.
     for family in RESERVATION_FAMILIES:
         assert netcloud.etcd_keys(family) == [], family
+    # A blob's fence lives as long as the blob (the demo image's stays).
+    blobs = {key.rsplit("/", 1)[-1] for key in netcloud.etcd_keys("blobs/")}
+    fenced = {key.rsplit("/", 1)[-1] for key in netcloud.etcd_keys("fences/blobs/")}
+    assert fenced <= blobs
     states = {n["state"] for n in api.get("/networks", {"all": True}).json()}
     assert states <= {"deleted"}

@@ -34,11 +34,11 @@ BOOT = 150
 def mesh_cloud(etcd_server, guest_image_dir: Path,  # type: ignore[no-untyped-def]
                libvirt_daemon: None) -> Iterator[MeshCloud]:
     mesh = Mesh().start(2)
-    running = MeshCloud(etcd_server.endpoint, mesh, demo_image=guest_image_dir / "disk.qcow2")
+    running = MeshCloud(etcd_server, mesh, demo_image=guest_image_dir / "disk.qcow2")
     try:
         # Agents in the hosts reach etcd and the portal (for their events)
         # on their own loopback.
-        mesh.relay([etcd_server.client_port, running.port])
+        mesh.relay([etcd_server.client_port, running.port, running.agents_port])
         yield running.start()
     finally:
         try:
@@ -133,8 +133,8 @@ ping -c3 -W2 10.50.0.10 >/dev/null 2>&1 && echo "NET-TEST mesh ok" || echo "NET-
 
 
 def test_a_snapshot_taken_on_one_node_boots_on_another(mesh_cloud: MeshCloud) -> None:
-    """The other node's agent copies the snapshot from the agent of the node
-    that took it (a signed grant, the holder's sha256 checked) and boots it."""
+    """The other node's agent copies the snapshot's blob from the agent of the
+    node that took it (a signed grant, the holder's sha512 checked) and boots it."""
     cloud = mesh_cloud
     holder, other = cloud.nodes
     api = cloud.api()
@@ -147,6 +147,7 @@ def test_a_snapshot_taken_on_one_node_boots_on_another(mesh_cloud: MeshCloud) ->
         cloud.wait_console(source["uuid"], "SNAPDATA-WRITTEN", BOOT)
         taken = api.post(f"/instances/{source['uuid']}/snapshot", {"all": True}).json()
         images = [taken[device]["artifact_uuid"] for device in ("vda", "vdc")]
+        blobs = [taken[device]["blob_uuid"] for device in ("vda", "vdc")]
         wait_for(lambda: {i["state"] for i in api.get(
             f"/instances/{source['uuid']}/snapshot").json()} == {"created"}, 90, "the snapshots")
 
@@ -157,14 +158,16 @@ def test_a_snapshot_taken_on_one_node_boots_on_another(mesh_cloud: MeshCloud) ->
         log = cloud.wait_console(copy["uuid"], "SFCLOUD-READY", BOOT)
         assert f"SNAPDATA-READ vda: {marker}-vda" in log, log
         assert f"SNAPDATA-READ vdc: {marker}-vdc" in log, log
-        for image in images:
-            events = [e["message"] for e in api.get(f"/artifacts/{image}/events").json()]
+        for blob in blobs:
+            events = [e["message"] for e in api.get(f"/blobs/{blob}/events").json()]
             assert f"fetching onto {other}" in events, events
-            # The copy is the holder's bytes: both nodes report the same sha256.
-            copies = {n: cloud.etcd_call(lambda etcd, n=n, i=image: etcd.get(
-                f"{cloud.prefix}/observed/images/{n}/{i}")) for n in (holder, other)}
-            digests = {json.loads(kv.value)["sha256"] for kv in copies.values()}
+            # The copy is the holder's bytes: both nodes report the same sha512.
+            copies = {n: cloud.etcd_call(lambda etcd, n=n, b=blob: etcd.get(
+                cloud.keys.observed_blob(n, b))) for n in (holder, other)}
+            digests = {json.loads(kv.value)["sha512"] for kv in copies.values()}
             assert len(digests) == 1, copies
+            assert sorted(api.get(f"/blobs/{blob}").json()["locations"]) == sorted(
+                [holder, other])
     finally:
         delete_instances(cloud, *made)
 

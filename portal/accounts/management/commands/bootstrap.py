@@ -18,12 +18,13 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from cloudstate.etcd import Compare, Etcd, Put
+from cloudstate.etcd import Compare, Delete, Etcd, Put
 from cloudstate.keys import Keys
-from cloudstate.model import Image
+from cloudstate.model import Artifact, Blob
 from cloudstate.settings import read
 from portal.accounts.keys import digest
 from portal.accounts.models import SYSTEM_NAMESPACE, ApiKey, Membership, Namespace, Role
+from portal.cloud import store
 
 ADMIN_USER = "admin"
 SYSTEM_KEY_NAME = "admin"
@@ -82,28 +83,48 @@ class Command(BaseCommand):
 
 
 async def register_demo_image(path: Path) -> bool:
-    """Make the built guest image bootable as ``demo`` (shared, owned by system)."""
+    """Make the built guest image bootable as ``demo``: a shared artifact of
+    the system namespace whose blob every node reads from the file itself.
+    A rebuilt image (a new file) becomes its new version."""
     keys = Keys(settings.CLOUD.etcd_prefix)
-    etcd = Etcd(settings.CLOUD.etcd_endpoints)
+    etcd = store.new_etcd()
     try:
-        name_key = keys.image_name(SYSTEM_NAMESPACE, "demo")
-        existing = await etcd.get(name_key)
         source_url = path.as_uri()
+        existing = await _demo_artifact(etcd, keys)
+        blob = Blob(uuid=str(uuidlib.uuid4()), namespace=SYSTEM_NAMESPACE, origin="file",
+                    node=None, source_url=source_url)
         if existing is not None:
-            image_kv = await etcd.get(keys.image(existing.value.decode()))
-            if image_kv is not None:
-                image = Image.from_json(image_kv.value)
-                if image.source_url != source_url:
-                    # A rebuilt image lives in a new cache directory.
-                    await etcd.put(keys.image(image.uuid), image.replace(
-                        source_url=source_url, uuid=image.uuid).to_json())
+            artifact, revision = existing
+            newest = artifact.versions.get(str(artifact.last_index))
+            kv = await etcd.get(keys.blob(newest)) if newest else None
+            if kv is not None and Blob.from_json(kv.value).source_url == source_url:
                 return False
-        image = Image(uuid=str(uuidlib.uuid4()), name="demo", namespace=SYSTEM_NAMESPACE,
-                      source_url=source_url, shared=True)
+            old_index = keys.artifact_url(artifact.namespace, artifact.type, artifact.source_url)
+            artifact = artifact.replace(source_url=source_url).with_version(blob.uuid)
+            new_index = keys.artifact_url(artifact.namespace, artifact.type, source_url)
+            await etcd.txn([Compare.unchanged_since(keys.artifact(artifact.uuid), revision)],
+                           [Delete(old_index), Put(new_index, artifact.uuid),
+                            Put(keys.artifact(artifact.uuid), artifact.to_json()),
+                            Put(keys.blob(blob.uuid), blob.to_json())])
+            return False
+        artifact = Artifact(uuid=str(uuidlib.uuid4()), name="demo", namespace=SYSTEM_NAMESPACE,
+                            source_url=source_url, shared=True).with_version(blob.uuid)
+        index = keys.artifact_url(SYSTEM_NAMESPACE, artifact.type, source_url)
         result = await etcd.txn(
-            [Compare.absent(name_key)],
-            [Put(keys.image(image.uuid), image.to_json()), Put(name_key, image.uuid)],
+            [Compare.absent(index)],
+            [Put(keys.artifact(artifact.uuid), artifact.to_json()), Put(index, artifact.uuid),
+             Put(keys.blob(blob.uuid), blob.to_json())],
         )
         return result.succeeded
     finally:
         await etcd.close()
+
+
+async def _demo_artifact(etcd: Etcd, keys: Keys) -> tuple[Artifact, int] | None:
+    kvs, _ = await etcd.get_prefix(keys.artifacts)
+    for kv in kvs:
+        artifact = Artifact.from_json(kv.value)
+        if artifact.name == "demo" and artifact.namespace == SYSTEM_NAMESPACE \
+                and artifact.desired != "deleted":
+            return artifact, kv.mod_revision
+    return None
