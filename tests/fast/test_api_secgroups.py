@@ -2,16 +2,22 @@
 names or UUIDs, the default group, quotas, bulk rules that go in all or not
 at all, bad input that gets a 4xx naming the problem and changes nothing,
 and an interface's groups changed live (on interfaces of a node that does
-not exist, so no guest boots)."""
+not exist, so no guest boots).
+
+Who may call each route is in test_authorization_matrix.py; what a node
+does with the groups is tried in tests/integration/networks/
+(test_secgroups_filter.py on namespaces, test_secgroups_guests.py with guests).
+"""
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
-from tests.support.cloud import Cloud
+from tests.support.fakeagent import FakeAgent
+from tests.support.inprocess import InProcessPortal as Cloud
 from tests.support.objects import put_instance, put_interface
-
-pytestmark = pytest.mark.integration
 
 
 def group_keys(cloud: Cloud) -> list[str]:
@@ -20,10 +26,13 @@ def group_keys(cloud: Cloud) -> list[str]:
 
 
 @pytest.fixture
+def cloud(portal: Cloud) -> Cloud:
+    return portal
+
+
+@pytest.fixture
 def api(cloud: Cloud):  # type: ignore[no-untyped-def]
     """A namespace of the test's own, so quotas and defaults start afresh."""
-    import secrets
-
     name = f"sg{secrets.token_hex(3)}"
     client = cloud.make_namespace(name)
     yield client
@@ -112,14 +121,14 @@ def test_the_default_group_and_a_group_with_rules(api) -> None:  # type: ignore[
     ({"direction": "ingress", "protocol": "icmp", "icmp_code": 1}, 400, "needs an icmp type"),
     ({"direction": "ingress", "ethertype": "ipv6"}, 400, "only ipv4"),
     ({"direction": "ingress", "remote": {"cidrs": ["fd00::/8"]}}, 400, "IPv6"),
-    ({"direction": "ingress", "remote": {"cidrs": ["10.0.0.300/8"]}}, 400, "not a valid CIDR"),
+    ({"direction": "ingress", "remote": {"cidrs": ["10.0.0.300/8"]}}, 400, "is not a CIDR block"),
     ({"direction": "ingress", "remote": {"cidrs": "10.0.0.0/8"}}, 400, "must be a list"),
     ({"direction": "ingress", "remote": {"cidrs": ["10.0.0.0/8"], "group": "default"}}, 400,
      "give only one remote end"),
     ({"direction": "ingress", "remote": {"group": "nosuch"}}, 404,
-     "security group nosuch not found"),
+     'no security group "nosuch" in namespace'),
     ({"direction": "ingress", "remote": {"address_set": "nosuch"}}, 404,
-     "address set nosuch not found"),
+     'no address set "nosuch" in namespace'),
     ({"direction": "ingress", "description": "x" * 256}, 400, "longer than 255"),
     ({"direction": "ingress", "description": "two\nlines"}, 400, "control characters"),
     ("ingress", 400, "must be an object"),
@@ -186,7 +195,7 @@ def test_address_sets_and_what_refuses_a_delete(api) -> None:  # type: ignore[no
     assert updated.json()["cidrs"] == ["203.0.113.0/24"]
     assert updated.json()["generation"] == office["generation"] + 1
     response = api.request("PUT", "/address-sets/office", {"cidrs": ["nope"]})
-    assert response.status_code == 400 and "not a valid CIDR" in response.json()["error"]
+    assert response.status_code == 400 and "is not a CIDR block" in response.json()["error"]
     response = api.delete("/address-sets/office")
     assert response.status_code == 409 and "admin" in response.json()["error"]
 
@@ -263,7 +272,71 @@ def test_an_interfaces_groups_change_live_and_block_a_delete(cloud: Cloud, api) 
 
 
 def test_the_capability_is_announced(cloud: Cloud) -> None:
-    import requests
+    page = cloud.api().get("/").text
+    assert "<li>security-groups: security-groups, address-sets, port-security</li>" in page
 
-    page = requests.get(cloud.api_url, timeout=10).text
-    assert "security-groups" in page and "address-sets" in page
+
+# --- instances' NICs ---------------------------------------------------------------------------
+
+# What a refused create must not have made or reserved.
+CREATE_KEYS = ("instances/", "names/instances/", "interfaces/", "ipam/", "macs/", "fences/")
+
+
+def _create_keys(cloud: Cloud) -> list[str]:
+    # A network's own addresses (gateway, DHCP) are in ipam/ from its creation.
+    return sorted(key for family in CREATE_KEYS for key in cloud.etcd_keys(family))
+
+
+@pytest.fixture
+def lan(cloud: Cloud, api, agent: FakeAgent, demo_image: str) -> str:  # type: ignore[no-untyped-def]
+    response = cloud.api().post("/networks", {"namespace": api.namespace, "name": "lan",
+                                              "netblock": "10.97.0.0/24", "provide_nat": False})
+    assert response.status_code == 200, response.text
+    agent.report_network(response.json()["uuid"])
+    return response.json()["uuid"]
+
+
+def _vm(name: str, **nic: object) -> dict:
+    return {"name": name, "cpus": 1, "memory": 128, "disk": [{"size": 1, "base": "demo"}],
+            "network": [{"network_uuid": "lan", **nic}]}
+
+
+@pytest.mark.parametrize("nic,status,expected", [
+    ({"security_groups": ["nosuch"]}, 404, 'no security group "nosuch" in namespace'),
+    ({"security_groups": ["web"], "port_security": False}, 400,
+     "port_security off has no security groups"),
+    ({"security_groups": [f"g{n}" for n in range(9)]}, 400, "at most 8"),
+    ({"security_groups": [5]}, 400, "must be a list of security group names or UUIDs"),
+    ({"security_groups": "web", "allowed_addresses": ["10.0.0.1/33"]}, 400,
+     "network[0].allowed_addresses[0]"),
+    ({"port_security": "maybe"}, 400, "network[0].port_security"),
+])
+def test_a_create_naming_bad_groups_makes_nothing(cloud: Cloud, api, lan: str,  # type: ignore[no-untyped-def]
+                                                  nic: dict, status: int, expected: str) -> None:
+    api.post("/security-groups", {"name": "web"})
+    # A group of another namespace is as unknown as one nobody made.
+    cloud.make_namespace(f"{api.namespace}-o").post("/security-groups", {"name": "theirs"})
+    before = _create_keys(cloud)
+    response = api.post("/instances", _vm("bad", **nic))
+    assert response.status_code == status, response.text
+    assert expected in response.json()["error"]
+    assert _create_keys(cloud) == before
+    response = api.post("/instances", _vm("bad", security_groups=["theirs"]))
+    assert response.status_code == 404 and "theirs" in response.json()["error"]
+    assert _create_keys(cloud) == before
+
+
+def test_created_nics_get_the_default_group_or_the_groups_given(cloud: Cloud, api,  # type: ignore[no-untyped-def]
+                                                                lan: str) -> None:
+    web = api.post("/security-groups", {"name": "web"}).json()
+    response = api.post("/instances", {**_vm("two"), "network": [
+        {"network_uuid": "lan"},
+        {"network_uuid": "lan", "security_groups": "web,default"},
+        {"network_uuid": "lan", "port_security": False}]})
+    assert response.status_code == 200, response.text
+    default = api.get("/security-groups/default").json()["uuid"]
+    nics = sorted(api.get(f"/instances/{response.json()['uuid']}/interfaces").json(),
+                  key=lambda nic: nic["order"])
+    assert [(nic["security_groups"], nic["port_security"]) for nic in nics] == [
+        ([default], True), ([web["uuid"], default], True), ([], False)]
+    assert api.get("/security-groups/web").json()["attached_interfaces"] == 1
