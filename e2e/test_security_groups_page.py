@@ -77,7 +77,7 @@ def test_a_group_attached_from_the_instance_page_takes_effect(
         assert not answers(outside_world.www, floating, 8080)  # default: members only
 
         # The instance's page: tick the group on eth0 and apply.
-        page.goto(f"{netcloud.url}/instances/{vm['uuid']}/")
+        page.goto(f"{netcloud.url}/instances/{vm['uuid']}/networking/")
         section = page.locator("#instance-interfaces")
         cell = section.locator("td.secgroups-cell")
         expect(cell).to_contain_text("default")
