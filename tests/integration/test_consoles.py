@@ -272,9 +272,11 @@ def _vnc_password(uuid: str) -> str | None:
 def test_vnc_through_the_portal_with_a_password_per_session(
         cloud: Cloud, guest: str, member) -> None:  # type: ignore[no-untyped-def]
     ws, _ = open_console(member, cloud.url, guest, "vnc")
-    first_password = _vnc_password(guest)
     try:
+        # The server's init arrives only after the agent set this session's password
+        # and logged in with it, so the password is read after it, not before.
         width, height = _rfb_client(ws)
+        first_password = _vnc_password(guest)
         assert (width, height) in ((720, 400), (640, 480), (800, 600), (1024, 768)), (width, height)
         # A full frame, raw encoding: the guest's text screen is in it.
         ws.send(struct.pack("!BxH", 2, 1) + struct.pack("!i", 0))  # SetEncodings: raw
@@ -286,8 +288,11 @@ def test_vnc_through_the_portal_with_a_password_per_session(
     finally:
         ws.close()
     second, _ = open_console(member, cloud.url, guest, "vnc")
-    second.close()
-    second_password = _vnc_password(guest)
+    try:
+        _rfb_client(second)
+        second_password = _vnc_password(guest)
+    finally:
+        second.close()
     assert first_password and second_password and first_password != second_password
 
     # Nothing of the guest's console listens on a network port.
