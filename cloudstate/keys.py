@@ -4,8 +4,10 @@ One writer per key family, so no two processes ever race on a key:
 
     <prefix>/instances/<uuid>                 desired instance (portal)
     <prefix>/observed/instances/<uuid>        what the node saw (the instance's agent)
-    <prefix>/names/instances/<ns>/<name>      name -> uuid, unique per namespace (portal)
+    <prefix>/names/instances/<ns>/<name>      name -> uuid of instances made when names were
+                                              unique (portal; removed with the instance)
     <prefix>/nodes/<node>                     capacity and facts (that node's agent)
+    <prefix>/nodespecs/<node>                 a node's metadata (portal)
     <prefix>/alive/<node>                     heartbeat, on a lease (that node's agent)
     <prefix>/placement/<node>                 fence for scheduling onto a node (portal)
     <prefix>/artifacts/<uuid>                 an image, snapshot, label or file, with its
@@ -37,6 +39,9 @@ Networks (see cloudstate.ipam for how reservations are made and released):
     <prefix>/interfaces/<uuid>                an instance's NIC (portal; removed, with the
                                               reservations below, by the agent that tore
                                               down its instance)
+    <prefix>/deleted/interfaces/<uuid>        what a torn-down instance's NIC was, so it
+                                              stays readable while its instance is (that
+                                              agent; forgotten with the instance)
     <prefix>/ipam/<network uuid>/<address>    an address reserved on a network
     <prefix>/ipam/floating/<address>          an address reserved from the floating pool
                                               (released by the network node once unused)
@@ -111,6 +116,13 @@ class Keys:
         return self._k("nodes", name)
 
     @property
+    def node_specs(self) -> str:
+        return self._k("nodespecs", "")
+
+    def node_spec(self, name: str) -> str:
+        return self._k("nodespecs", name)
+
+    @property
     def alive(self) -> str:
         return self._k("alive", "")
 
@@ -142,6 +154,9 @@ class Keys:
     @property
     def observed_blobs(self) -> str:
         return self._k("observed", "blobs", "")
+
+    def observed_blobs_of(self, node: str) -> str:
+        return self._k("observed", "blobs", node, "")
 
     def observed_blob(self, node: str, uuid: str) -> str:
         return self._k("observed", "blobs", node, uuid)
@@ -194,6 +209,13 @@ class Keys:
 
     def interface(self, uuid: str) -> str:
         return self._k("interfaces", uuid)
+
+    @property
+    def deleted_interfaces(self) -> str:
+        return self._k("deleted", "interfaces", "")
+
+    def deleted_interface(self, uuid: str) -> str:
+        return self._k("deleted", "interfaces", uuid)
 
     @property
     def ipam(self) -> str:
@@ -330,6 +352,7 @@ class Keys:
             (self.uploads, ObjectKind.UPLOAD, False),
             (self.keypairs, ObjectKind.KEYPAIR, False),
             (self.nodes, ObjectKind.NODE, False),
+            (self.node_specs, ObjectKind.NODE, False),
             (self.alive, ObjectKind.NODE, True),
             (self.console_sessions, ObjectKind.CONSOLE, False),
         )

@@ -111,6 +111,15 @@ class InstanceSpec(Record):
     keypair: str | None = None
     # Its NICs' interface uuids, in order: the first is eth0.
     interfaces: list[str] = field(default_factory=list)
+    # Boot firmware, as Shaken Fist's create asks for it: UEFI (OVMF) instead
+    # of BIOS, secure boot on top (which needs machine q35), and the image
+    # whose contents start the instance's UEFI variable store.
+    uefi: bool = False
+    secure_boot: bool = False
+    nvram_template: DiskSource | None = None
+    # The QEMU machine, chosen at placement; None for instances placed before
+    # it was recorded (they get their node's).
+    machine_type: str | None = None
 
     @property
     def domain_name(self) -> str:
@@ -119,6 +128,13 @@ class InstanceSpec(Record):
     @property
     def disk_total_gb(self) -> int:
         return sum(d.size_gb for d in self.disks)
+
+    @property
+    def blob_uuids(self) -> list[str]:
+        """The blobs it starts from, one entry per use: each disk's base and
+        its NVRAM template (a record from before blobs names none)."""
+        sources = [d.source for d in self.disks] + [self.nvram_template]
+        return [s.blob_uuid for s in sources if s is not None and s.blob_uuid]
 
 
 @dataclass(frozen=True)
@@ -153,6 +169,23 @@ class NodeInfo(Record):
     started_at: float = field(default_factory=time.time)
     # The agent's authenticated server (console relays, console logs) on ``ip``; 0: none.
     agent_port: int = 0
+    # The boot firmware this node offers guests beyond BIOS ("uefi",
+    # "secure-boot"): only such a node is given an instance that asks for it.
+    firmware: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NodeSpec(Record):
+    """What the portal keeps about a node (its agent writes NodeInfo, the
+    portal this): the node's metadata. Absent until someone sets some."""
+
+    name: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def namespace(self) -> str:
+        """Nodes belong to the cloud: only the system namespace sees them."""
+        return "system"
 
 
 # --- artifacts, blobs, uploads ------------------------------------------------
@@ -296,6 +329,11 @@ class NetworkSpec(Record):
     desired: str = "active"  # active or deleted
     deleted_at: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Addresses of the floating pool routed to this network as a whole (a
+    # guest configures one itself), each reserved in the floating pool.
+    routed: list[str] = field(default_factory=list)
+    # Names the network's DNS answers beyond its instances': name -> address.
+    dns_entries: dict[str, str] = field(default_factory=dict)
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -442,5 +480,6 @@ _NESTED: dict[tuple[str, str], type[Record]] = {
     ("SecurityGroup", "rules"): SecurityRule,
     ("InstanceSpec", "disks"): Disk,
     ("InstanceSpec", "power"): PowerIntent,
+    ("InstanceSpec", "nvram_template"): DiskSource,
     ("Disk", "source"): DiskSource,
 }

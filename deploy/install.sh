@@ -16,16 +16,16 @@ if [ "${1:-}" = "--test" ]; then
 fi
 
 PACKAGES=(
-    # virtualisation
-    qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-dev
-    # state, networking
-    etcd-server etcd-client dnsmasq-base iproute2 nftables
+    # virtualisation (ovmf: UEFI and secure boot for guests)
+    qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-dev ovmf
+    # state, networking (ping: `network ping` from a network's namespace)
+    etcd-server etcd-client dnsmasq-base iproute2 nftables iputils-ping
     # security groups: ending the tracked connections a removed rule allowed
     conntrack
     # building libvirt-python, and the venv itself
     python3-venv python3-dev gcc pkg-config
     # the small guest image the demo and the tests boot
-    busybox-static syslinux syslinux-common mtools dosfstools fdisk kmod cpio
+    busybox-static syslinux syslinux-common syslinux-efi mtools dosfstools fdisk kmod cpio
 )
 if [ "$WITH_TEST" = 1 ]; then
     PACKAGES+=(chromium)

@@ -38,7 +38,7 @@ from cloudstate.model import Artifact, Blob, InstanceSpec, NodeInfo, Upload
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
 from cloudstate.vocabulary import ObjectKind
-from nodeagent import hostfacts, records
+from nodeagent import firmware, hostfacts, records
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
@@ -136,6 +136,7 @@ class Agent:
         )
         consoles.register()
         StorageRoutes(server=self.server, blobs=self.blob_sync, uploads=self.uploads).register()
+        self.networks.ping.register(self.server)
         self.sampler = UsageSampler(
             interval=settings.usage_interval, hypervisor=self.hypervisor,
             store=HistoryStore(settings.usage_dir),
@@ -228,6 +229,7 @@ class Agent:
             release=release(),
             is_network_node=self.networks.is_network_node,
             agent_port=self.server.port,
+            firmware=firmware.offered(),
         )
 
     async def _register(self, virt: hostfacts.Virtualization) -> None:
@@ -308,14 +310,13 @@ class Agent:
 
     def _poke_instances_using(self, blob_uuid: str) -> None:
         for spec in self._local_specs():
-            if spec.desired != "deleted" and any(
-                    d.source is not None and d.source.blob_uuid == blob_uuid
-                    for d in spec.disks):
+            if spec.desired != "deleted" and blob_uuid in spec.blob_uuids:
                 self.queue.add(spec.uuid)
 
     def _blob_in_use(self, blob_uuid: str) -> bool:
         """Whether an instance on this node (even one being deleted, whose
-        disks may still be there) has a disk backed by this blob."""
+        disks may still be there) starts from this blob (a disk backed by
+        it, or its NVRAM template)."""
         assert self.reconciler is not None
         local = self.reconciler.local_instances()
         for refused in self.mirror.refused_items(self.keys.instances):
@@ -323,8 +324,7 @@ class Agent:
                     or self.keys.uuid_of(refused.kv.key, self.keys.instances) in local):
                 return True  # a refused record of ours hides which blobs it uses: keep all
         return any((spec.desired != "deleted" or spec.uuid in local)
-                   and any(d.source is not None and d.source.blob_uuid == blob_uuid
-                           for d in spec.disks)
+                   and blob_uuid in spec.blob_uuids
                    for spec in self._local_specs())
 
     async def sweep(self) -> None:

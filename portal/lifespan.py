@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from cloudstate.tls import TlsError
+from portal import health
 from portal.accounts import audit
 from portal.cloud import filtering
 from portal.events import agents
@@ -72,6 +73,7 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 log.warning("live hub not started yet: %s", exc)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            health.drain()
             for task in housekeeping:
                 task.cancel()
             await asyncio.gather(*housekeeping, return_exceptions=True)

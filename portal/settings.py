@@ -82,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.cloud.middleware.EtcdUnavailableMiddleware",
+    "portal.cloud.middleware.ApiJsonErrors",
     "portal.errors.RefusalsMiddleware",
 ]
 # A form sent with a missing or stale CSRF token gets the portal's own page.

@@ -48,6 +48,7 @@ from nodeagent.net.context import NetworkContext
 from nodeagent.net.gc import Collector
 from nodeagent.net.kernel import KernelError
 from nodeagent.net.mesh import Mesh
+from nodeagent.net.ping import PingRoute
 from nodeagent.net.ports import Ports
 from nodeagent.net.role import NetworkNodeRole
 from nodeagent.net.router import Router
@@ -94,6 +95,7 @@ class NetworkReconciler:
         self.ports = Ports(context=context, keys=keys, mirror=mirror, mesh=self._mesh,
                            filtering=self.filtering, wanted=self.wanted_networks,
                            lock=self._lock, retry_later=self._retry_later)
+        self.ping = PingRoute(context=context, keys=keys, mirror=mirror, role=self.role)
 
     @property
     def is_network_node(self) -> bool:

@@ -99,8 +99,9 @@ class SecurityGroups:
             # changed while it was down.
             await self._end_disallowed(built)
         await self._report(snap, built, previous)
-        before = {p.instance for p in (previous or Policy()).ports}
-        for instance in sorted({p.instance for p in built.ports} - before):
+        # Instances with a port new in force (a guest to start, a NIC to plug in).
+        before = {p.interface for p in (previous or Policy()).ports}
+        for instance in sorted({p.instance for p in built.ports if p.interface not in before}):
             self._poke_instance(instance)
 
     def _zone_map(self, snap: Snapshot, wanted: set[str]) -> dict[int, int]:

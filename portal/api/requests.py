@@ -10,7 +10,7 @@ import base64
 import binascii
 from typing import Any
 
-from cloudstate import netvalidation, sshkeys, validation
+from cloudstate import disklayout, netvalidation, sshkeys, validation
 from cloudstate import secgroups as rules_of
 from cloudstate.validation import ValidationError
 from portal.accounts.actor import Actor
@@ -114,12 +114,11 @@ def disks(raw: Any) -> list[DiskRequest]:
         field_name = f"disk[{index}]"
         if not isinstance(item, dict):
             raise ValidationError(field_name, "must be an object")
-        kind = item.get("type") or "disk"
-        if kind not in ("disk", "cdrom"):
-            raise ValidationError(f"{field_name}.type", "must be disk or cdrom")
-        bus = item.get("bus") or "virtio"
-        if kind == "disk" and bus != "virtio":
-            raise ValidationError(f"{field_name}.bus", "only virtio disks are offered")
+        kind = disklayout.disk_type(item.get("type"), f"{field_name}.type")
+        bus = disklayout.bus(item.get("bus"), f"{field_name}.bus")
+        if kind == "cdrom" and bus == "nvme":
+            raise ValidationError(f"{field_name}.bus", "a cdrom can't be on nvme (no removable "
+                                                       "media there): use usb, sata or scsi")
         base = item.get("base")
         if base is not None and not isinstance(base, str):
             raise ValidationError(f"{field_name}.base", "must be a string")
@@ -186,6 +185,13 @@ def group_refs(value: Any, field: str) -> list[str] | None:
         raise ValidationError(
             field, f"at most {rules_of.MAX_GROUPS_PER_INTERFACE} security groups per interface")
     return [v.strip() for v in value]
+def netdesc(body: dict[str, Any]) -> interfaces.NicRequest:
+    """The one NIC of a hot plug: ``{"network": netdesc}``, as Shaken Fist's client sends it."""
+    raw = body.get("network")
+    if not isinstance(raw, dict):
+        raise ValidationError("network", "must be one network description (an object with "
+                                         "network_uuid)")
+    return nics([raw])[0]
 
 
 def instance_request(body: dict[str, Any]) -> InstanceRequest:
@@ -199,6 +205,13 @@ def instance_request(body: dict[str, Any]) -> InstanceRequest:
     keypair = body.get("keypair") or None
     if keypair is not None and not isinstance(keypair, str):
         raise ValidationError("keypair", "must be the name of a keypair")
+    uefi = flag(body.get("uefi"), "uefi", default=False, words=True)
+    secure_boot = flag(body.get("secure_boot"), "secure_boot", default=False, words=True)
+    if secure_boot and not uefi:
+        raise ValidationError("secure_boot", "secure boot requires UEFI be enabled")
+    nvram_template = body.get("nvram_template") or None
+    if nvram_template is not None and not isinstance(nvram_template, str):
+        raise ValidationError("nvram_template", "must name an image")
     return InstanceRequest(
         name=validation.hostname(body.get("name")),
         cpus=validation.cpus(body.get("cpus")),
@@ -213,6 +226,10 @@ def instance_request(body: dict[str, Any]) -> InstanceRequest:
         placed_on=placed_on,
         keypair=keypair,
         networks=nics(body.get("network")),
+        uefi=uefi,
+        secure_boot=secure_boot,
+        # Shaken Fist uses the template only with UEFI, and so do we.
+        nvram_template=nvram_template if uefi else None,
     )
 
 
@@ -229,6 +246,13 @@ def network_request(body: dict[str, Any]) -> networks.NetworkRequest:
         provide_nat=flag(body.get("provide_nat"), "provide_nat", default=True),
         provide_dns=flag(body.get("provide_dns"), "provide_dns", default=False),
     )
+
+
+def metadata_key(body: dict[str, Any]) -> Any:
+    """The key of POST .../metadata (the collection): ``{"key": ..., "value": ...}``."""
+    if body.get("key") in (None, ""):
+        raise BadRequest("key: missing; send {\"key\": ..., \"value\": ...}")
+    return body["key"]
 
 
 def metadata_value(body: dict[str, Any]) -> Any:

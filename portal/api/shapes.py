@@ -6,12 +6,13 @@ is nothing to say), or the client fails with a KeyError.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from cloudstate.model import Keypair, SecurityRule, Upload
 from cloudstate.storage import Version
 from portal.accounts.models import Namespace
+from portal.accounts.namespaces import trusted_names
+from portal.cloud import nodes
 from portal.cloud.addresssets import AddressSetRecord
 from portal.cloud.catalogue import ArtifactRecord, BlobRecord
 from portal.cloud.instances import InstanceRecord
@@ -20,6 +21,7 @@ from portal.cloud.nodes import NodeRecord
 from portal.cloud.secgroups import GroupRecord
 
 SCHEMA_VERSION = 1
+DEFAULT_MACHINE = "pc"
 
 
 def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = None
@@ -45,11 +47,13 @@ def instance(record: InstanceRecord, interfaces: list[dict[str, Any]] | None = N
         "ssh_key": spec.ssh_key,
         "user_data": spec.user_data,
         "video": spec.video,
-        "uefi": False,
-        "secure_boot": False,
-        "nvram_template": None,
+        "uefi": spec.uefi,
+        "secure_boot": spec.secure_boot,
+        "nvram_template": spec.nvram_template.url or spec.nvram_template.artifact_uuid
+        if spec.nvram_template else None,
         "configdrive": spec.configdrive,
-        "machine_type": "pc",
+        # Instances placed before the machine was recorded have the default.
+        "machine_type": spec.machine_type or DEFAULT_MACHINE,
         "side_channels": [],
         "state": record.state,
         "power_state": record.power_state,
@@ -77,13 +81,15 @@ def node(record: NodeRecord) -> dict[str, Any]:
         "name": info.name,
         "fqdn": info.name,
         "ip": info.ip,
-        "lastseen": time.time() if record.alive else info.started_at,
+        "lastseen": nodes.seen_at(record),
         "state": record.state,
         "release": info.release,
-        "metadata": {},
+        "metadata": record.spec.metadata,
         "version": SCHEMA_VERSION,
         "is_hypervisor": info.is_hypervisor,
         "is_network_node": info.is_network_node,
+        # etcd, the event log, the database and cluster upkeep are not a
+        # node's job in sfcloud (the portal does them), so no node is one.
         "is_etcd_master": False,
         "is_eventlog_node": False,
         "is_database_node": False,
@@ -94,6 +100,7 @@ def node(record: NodeRecord) -> dict[str, Any]:
         "disk_free_gb": info.disk_free_gb,
         "virt_type": info.virt_type,
         "virt_reason": info.virt_reason,
+        "firmware": ["bios", *info.firmware],
     }
 
 
@@ -103,8 +110,7 @@ def namespace(record: Namespace) -> dict[str, Any]:
         "state": record.state,
         "keys": sorted(key.name for key in record.keys.all()),
         "metadata": record.metadata,
-        # Shaken Fist's trusts between namespaces are not offered.
-        "trust": {"full": []},
+        "trust": {"full": trusted_names(record)},
         "version": SCHEMA_VERSION,
     }
 
@@ -254,6 +260,10 @@ def network(record: NetworkRecord) -> dict[str, Any]:
         "metadata": spec.metadata,
         "created": spec.created_at,
         "version": SCHEMA_VERSION,
+        # sfcloud's own: what `network add-routed` routed here, and the extra
+        # names its DNS answers.
+        "routed": spec.routed,
+        "dns_entries": spec.dns_entries,
     }
 
 

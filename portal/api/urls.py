@@ -3,12 +3,14 @@ Fist's client sends them. Each area keeps its routes next to its views."""
 
 from django.urls import path
 
+from portal import health
 from portal.api.views import (
     artifacts,
     auth,
     blobs,
     consoles,
     events,
+    fallback,
     instance_actions,
     instances,
     interfaces,
@@ -40,4 +42,7 @@ urlpatterns = [
     *interfaces.routes,
     *secgroups.routes,
     *consoles.routes,
+    *health.routes("/"),
+    # Last: JSON for every path nothing above matched.
+    *fallback.routes,
 ]

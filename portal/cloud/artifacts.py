@@ -211,7 +211,8 @@ async def cache(actor: Actor, url: object, namespace: str, *, shared: bool = Fal
         record, fetching = await _cache(url, namespace, shared=shared, name=wanted)
         entry.object_id, entry.object_name = record.uuid, record.spec.name
     if fetching:
-        await changes.event(actor, KIND, record.uuid, "caching requested", url=url)
+        await changes.event(actor, KIND, record.uuid, "caching requested",
+                            operation=AuditAction.CACHE, url=url)
     return record
 
 
@@ -303,7 +304,7 @@ async def delete(actor: Actor, record: ArtifactRecord) -> ArtifactRecord | None:
             return None
         deleted = await _rewrite(record, lambda current: current.spec.replace(
             desired="deleted", deleted_at=time.time()))
-    await changes.event(actor, KIND, record.uuid, "deleted")
+    await changes.event(actor, KIND, record.uuid, "deleted", operation=AuditAction.DELETE)
     return deleted
 
 
@@ -343,7 +344,8 @@ async def delete_version(actor: Actor, record: ArtifactRecord, index: object) ->
             return current.spec.replace(versions=left, **gone)
 
         updated = await _rewrite(record, change)
-    await changes.event(actor, KIND, record.uuid, f"version {key} deleted", index=int(key))
+    await changes.event(actor, KIND, record.uuid, f"version {key} deleted",
+                        operation=AuditAction.DELETE_VERSION, index=int(key))
     return updated
 
 
@@ -374,7 +376,7 @@ async def set_max_versions(actor: Actor, record: ArtifactRecord, value: object
 
         updated = await _rewrite(record, change)
     await changes.event(actor, KIND, record.uuid, f"at most {wanted} versions kept",
-                        max_versions=wanted)
+                        operation=AuditAction.SET_MAX_VERSIONS, max_versions=wanted)
     return updated
 
 
@@ -387,7 +389,8 @@ async def set_shared(actor: Actor, record: ArtifactRecord, shared: bool) -> Arti
         if not shared and not record.spec.shared:
             raise Forbidden("artifact not shared")
         updated = await _rewrite(record, lambda current: current.spec.replace(shared=shared))
-    await changes.event(actor, KIND, record.uuid, "shared" if shared else "unshared")
+    await changes.event(actor, KIND, record.uuid, "shared" if shared else "unshared",
+                        operation=AuditAction.SHARE if shared else AuditAction.UNSHARE)
     return updated
 
 

@@ -131,11 +131,12 @@ async def group_uuids(refs: list[str] | None, namespace: str, *, port_security: 
 
 async def plan(
     nics: list[NicRequest], resolved: list[Resolved], *, instance_uuid: str,
-    namespace: str,
+    namespace: str, first_order: int = 0,
 ) -> Plan:
     """Choose addresses and MACs for every NIC, from a fresh read, and the
-    comparisons that make the create fail (and be planned again) if anyone
-    else took one of them meanwhile (or deleted one of its groups)."""
+    comparisons that make the create (or hot plug) fail, and be planned
+    again, if anyone else took one of them meanwhile (or deleted one of its
+    groups). The NICs are numbered from ``first_order`` (0 is eth0)."""
     etcd, keys = store.etcd(), store.keys()
     result = Plan()
     if not nics:
@@ -156,7 +157,8 @@ async def plan(
     for nic, record in zip(nics, records, strict=True):
         if nic.address not in (None, NO_ADDRESS):
             named.setdefault(record.uuid, set()).add(nic.address)
-    for order, (nic, record) in enumerate(zip(nics, records, strict=True)):
+    for index, (nic, record) in enumerate(zip(nics, records, strict=True)):
+        order = first_order + index
         pool = ipam.Pool.for_network(record.uuid, record.spec.netblock)
         in_use = taken[record.uuid]
         interface_uuid = str(uuidlib.uuid4())
@@ -165,7 +167,7 @@ async def plan(
             address = None
         elif nic.address is not None:
             if nic.address in in_use:
-                raise Conflict(f"network[{order}].address: {nic.address} is already in use on "
+                raise Conflict(f"network[{index}].address: {nic.address} is already in use on "
                                f"network {record.spec.name}")
             address = nic.address
         else:
@@ -184,7 +186,7 @@ async def plan(
             result.puts.append(put)
         mac = nic.macaddress or ipam.random_mac()
         if nic.macaddress and await etcd.get(keys.mac(mac)) is not None:
-            raise Conflict(f"network[{order}].macaddress: {mac} is already in use")
+            raise Conflict(f"network[{index}].macaddress: {mac} is already in use")
         compare, put = ipam.claim_mac(keys, mac, interface_uuid)
         result.compares.append(compare)
         result.puts.append(put)
@@ -207,7 +209,7 @@ async def plan(
         spec = InterfaceSpec(
             uuid=interface_uuid, network_uuid=record.uuid, instance_uuid=instance_uuid,
             namespace=namespace, order=order, macaddr=mac, ipv4=address, model=nic.model,
-            floating=floating, security_groups=resolved[order].groups,
+            floating=floating, security_groups=resolved[index].groups,
             port_security=nic.port_security, allowed_addresses=list(nic.allowed_addresses),
         )
         result.interfaces.append(spec)
@@ -239,6 +241,7 @@ async def secgroups_present(uuids: list[str]) -> list[Compare]:
 class InterfaceRecord:
     spec: InterfaceSpec
     revision: int
+    live: bool = True  # False: what remains of an interface whose instance was torn down
 
     @property
     def uuid(self) -> str:
@@ -246,17 +249,23 @@ class InterfaceRecord:
 
 
 async def get(uuid: str, namespaces: Namespaces) -> InterfaceRecord:
+    """An interface by UUID; one of a torn-down instance too, for as long as
+    the instance is readable (its state then reads "deleted")."""
     try:
         uuid = str(uuidlib.UUID(uuid))
     except ValueError:
         raise NotFound(f"interface {uuid} not found") from None
-    kv = await store.etcd().get(store.keys().interface(uuid))
+    etcd, keys = store.etcd(), store.keys()
+    kv = await etcd.get(keys.interface(uuid))
+    live = kv is not None
+    if kv is None:
+        kv = await etcd.get(keys.deleted_interface(uuid))
     if kv is None:
         raise NotFound(f"interface {uuid} not found")
     spec = InterfaceSpec.from_json(kv.value)
     if not networks.visible(spec.namespace, namespaces):
         raise NotFound(f"interface {uuid} not found")
-    return InterfaceRecord(spec=spec, revision=kv.mod_revision)
+    return InterfaceRecord(spec=spec, revision=kv.mod_revision if live else 0, live=live)
 
 
 async def instance_is_active(spec: InterfaceSpec) -> bool:
@@ -264,31 +273,41 @@ async def instance_is_active(spec: InterfaceSpec) -> bool:
     return kv is not None and states.is_active(InstanceSpec.from_json(kv.value))
 
 
-async def _record_events(actor: Actor, spec: InterfaceSpec, message: str) -> None:
+async def _record_events(actor: Actor, spec: InterfaceSpec, message: str,
+                         operation: AuditAction) -> None:
     await changes.event(actor, ObjectKind.INSTANCE, spec.instance_uuid,
-                        f"eth{spec.order}: {message}", type=EventType.MUTATE,
-                        interface=spec.uuid)
+                        f"eth{spec.order}: {message}", operation=operation,
+                        type=EventType.MUTATE, interface=spec.uuid)
     await changes.event(actor, ObjectKind.NETWORK, spec.network_uuid,
-                        f"interface {spec.uuid} {message}", type=EventType.MUTATE)
+                        f"interface {spec.uuid} {message}", operation=operation,
+                        type=EventType.MUTATE)
 
 
 async def record_on_networks(actor: Actor, instance: InstanceSpec, what: str) -> None:
     """Tell each network of the instance's NICs (its event log) that one of
     them arrived or is going: a network's page shows who joins it."""
     for spec in await of_instance(instance):
-        address = spec.ipv4 or "no address"
-        await changes.event(actor, ObjectKind.NETWORK, spec.network_uuid,
-                            f"interface {spec.uuid} {what}: eth{spec.order} of instance "
-                            f"{instance.name}, {address}", type=EventType.MUTATE,
-                            interface=spec.uuid, instance=instance.uuid)
+        await record_on_network(actor, instance, spec, what)
+
+
+async def record_on_network(actor: Actor, instance: InstanceSpec, spec: InterfaceSpec,
+                            what: str, operation: str | None = None) -> None:
+    """One NIC arrived on or is going from its network (instance create and
+    delete, hot plug): the network's event log says so."""
+    address = spec.ipv4 or "no address"
+    await changes.event(actor, ObjectKind.NETWORK, spec.network_uuid,
+                        f"interface {spec.uuid} {what}: eth{spec.order} of instance "
+                        f"{instance.name}, {address}", type=EventType.MUTATE,
+                        operation=operation, interface=spec.uuid, instance=instance.uuid)
 
 
 async def float_interface(actor: Actor, record: InterfaceRecord) -> InterfaceSpec:
     """Give the interface an address from the floating pool (507 when none is left)."""
     async with changes.changing(actor, AuditAction.FLOAT, ObjectKind.INTERFACE,
                                 namespace=record.spec.namespace, object_id=record.uuid):
+        _require_live(record)
         floated = await _float(record)
-    await _record_events(actor, floated, f"floated at {floated.floating}")
+    await _record_events(actor, floated, f"floated at {floated.floating}", AuditAction.FLOAT)
     return floated
 
 
@@ -297,9 +316,16 @@ async def defloat_interface(actor: Actor, record: InterfaceRecord) -> InterfaceS
     pool once it has removed the address's NAT."""
     async with changes.changing(actor, AuditAction.DEFLOAT, ObjectKind.INTERFACE,
                                 namespace=record.spec.namespace, object_id=record.uuid):
+        _require_live(record)
         spec, address = await _defloat(record)
-    await _record_events(actor, spec, f"floating address {address} removed")
+    await _record_events(actor, spec, f"floating address {address} removed",
+                         AuditAction.DEFLOAT)
     return spec
+
+
+def _require_live(record: InterfaceRecord) -> None:
+    if not record.live:
+        raise Conflict(f"interface {record.uuid} belongs to a deleted instance")
 
 
 async def _float(record: InterfaceRecord) -> InterfaceSpec:
@@ -369,6 +395,8 @@ def interface_state(
     instance_state = states.instance_state(*instance)
     if instance_state in (states.DELETING, states.DELETED):
         return states.DELETED
+    if spec.uuid not in instance[0].interfaces:
+        return states.DELETING  # detached from its instance; its node is unplugging it
     if instance_state == states.ERROR or filtering == states.ERROR:
         return states.ERROR
     if instance_state == states.CREATED and network is not None and spec.uuid in network.applied:
@@ -453,8 +481,12 @@ def view(spec: InterfaceSpec, state: str,
 
 
 async def of_instance(instance: InstanceSpec) -> list[InterfaceSpec]:
+    """Its interfaces, in order; a torn-down instance's from what they were."""
     etcd, keys = store.etcd(), store.keys()
     kvs = await asyncio.gather(*(etcd.get(keys.interface(u)) for u in instance.interfaces))
+    if instance.desired == "deleted" and any(kv is None for kv in kvs):
+        kvs = [kv or await etcd.get(keys.deleted_interface(u))
+               for u, kv in zip(instance.interfaces, kvs, strict=True)]
     return [InterfaceSpec.from_json(kv.value) for kv in kvs if kv is not None]
 
 

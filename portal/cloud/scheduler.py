@@ -20,12 +20,15 @@ from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo
 from cloudstate.validation import shown
 from portal.cloud.errors import InsufficientResources, NotFound
 
+FIRMWARE_NAMES = {"uefi": "UEFI", "secure-boot": "secure boot"}
+
 
 @dataclass(frozen=True)
 class Demand:
     cpus: int
     memory_mib: int
     disk_gb: int
+    firmware: tuple[str, ...] = ()  # boot firmware beyond BIOS: "uefi", "secure-boot"
 
 
 @dataclass
@@ -60,6 +63,10 @@ class NodeLoad:
             return "is offline"
         if not self.info.is_hypervisor:
             return "runs no instances (it is not a hypervisor)"
+        missing = [name for name in demand.firmware if name not in self.info.firmware]
+        if missing:
+            return (f"has no {' or '.join(FIRMWARE_NAMES[name] for name in missing)} firmware "
+                    "(Debian's ovmf package)")
         if demand.cpus > self.info.vcpus:
             # Overcommit shares CPUs between guests; one guest never gets
             # more vCPUs than the host has CPUs to run them on at once.
@@ -145,7 +152,9 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
         detail = "; ".join(f"{name} {reason}" for name, reason in sorted(reasons.items()))
         raise InsufficientResources(
             f"no node can run an instance of {demand.cpus} vCPUs, {demand.memory_mib} MiB "
-            f"memory and {demand.disk_gb} GB disk: {detail}"
+            f"memory and {demand.disk_gb} GB disk"
+            + "".join(f" with {FIRMWARE_NAMES[name]}" for name in demand.firmware[-1:])
+            + f": {detail}"
         )
     return max(fitting, key=lambda load: (load.info.name in preferred,
                                           load.memory_limit - load.memory_mib, load.info.name))

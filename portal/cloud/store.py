@@ -45,12 +45,14 @@ def keys() -> Keys:
     return Keys(settings.CLOUD.etcd_prefix)
 
 
-async def forget(spec_key: str, observed_key: str, revision: int) -> bool:
-    """Remove an object's desired and observed records for good, fenced on
-    the revision it was judged at: several portal processes may try at once,
-    and only one transaction succeeds."""
+async def forget(spec_key: str, observed_key: str, revision: int, *also: str) -> bool:
+    """Remove an object's desired and observed records (and the keys
+    ``also`` names) for good, fenced on the revision it was judged at:
+    several portal processes may try at once, and only one transaction
+    succeeds."""
     result = await etcd().txn([Compare.unchanged_since(spec_key, revision)],
-                              [Delete(spec_key), Delete(observed_key)])
+                              [Delete(spec_key), Delete(observed_key),
+                               *(Delete(key) for key in also)])
     return result.succeeded
 
 

@@ -156,7 +156,7 @@ async def to_artifact(actor: Actor, name: Any, namespace: str, *, upload_uuid: A
     if planned.added:
         await changes.event(actor, artifacts.KIND, planned.artifact_uuid,
                             f"new version uploaded (blob {planned.blob_uuid})",
-                            blob=planned.blob_uuid)
+                            operation=AuditAction.UPLOAD, blob=planned.blob_uuid)
     return await artifacts.reload(planned.artifact_uuid)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from django import forms
 
-from cloudstate import metadata, sshkeys, validation
+from cloudstate import disklayout, metadata, sshkeys, validation
 from cloudstate.model import Keypair
 from portal.cloud.instances import MAX_USER_DATA_BYTES
 from portal.cloud.interfaces import NicRequest
@@ -17,6 +17,7 @@ from portal.errors import sentence
 
 CUSTOM_URL = "__url__"
 PASTE_KEY = "__paste__"
+BIOS, UEFI, SECURE_BOOT = "bios", "uefi", "secure-boot"
 
 
 def group_field(network_uuid: str) -> str:
@@ -35,6 +36,14 @@ class InstanceForm(forms.Form):
     disk_size = forms.IntegerField(
         label="Disk size (GB)", min_value=1, max_value=validation.MAX_DISK_GB, initial=1
     )
+    disk_bus = forms.ChoiceField(
+        label="Disk bus", initial=disklayout.DEFAULT_BUS,
+        choices=[(bus, bus) for bus in disklayout.BUSES],
+        help_text="How the guest sees its disk; virtio is fastest. Its OS needs the driver.")
+    firmware = forms.ChoiceField(
+        label="Boot firmware", initial=BIOS,
+        choices=[(BIOS, "BIOS"), (UEFI, "UEFI"), (SECURE_BOOT, "UEFI with secure boot")],
+        help_text="UEFI needs an image that boots under UEFI; secure boot, a signed one.")
     image = forms.ChoiceField(label="Image", help_text="What the disk starts with.")
     image_url = forms.CharField(
         label="Image URL", required=False, max_length=2048,
@@ -167,6 +176,14 @@ class InstanceForm(forms.Form):
                     self.cleaned_data.get("float_first")),
                     security_groups=self.cleaned_data.get(group_field(uuid)) or None)
                 for index, uuid in enumerate(u for u in order if u in chosen)]
+
+    @property
+    def uefi(self) -> bool:
+        return self.cleaned_data.get("firmware") in (UEFI, SECURE_BOOT)
+
+    @property
+    def secure_boot(self) -> bool:
+        return self.cleaned_data.get("firmware") == SECURE_BOOT
 
     @property
     def base_field(self) -> str:

@@ -83,9 +83,10 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
         try:
             record = await instances.create(actor, namespace, instances.InstanceRequest(
                 name=data["name"], cpus=data["cpus"], memory=data["memory"],
-                disks=[instances.DiskRequest(size_gb=data["disk_size"], base=form.base)],
+                disks=[instances.DiskRequest(size_gb=data["disk_size"], base=form.base,
+                                             bus=data["disk_bus"])],
                 ssh_key=ssh_key, keypair=keypair, user_data=data["user_data_b64"],
-                networks=form.nics,
+                networks=form.nics, uefi=form.uefi, secure_boot=form.secure_boot,
             ))
         except Conflict as exc:
             add_refusal(form, exc, CREATE_FIELDS, default="name")

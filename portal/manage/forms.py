@@ -40,6 +40,12 @@ class KeyForm(forms.Form):
         return checked(validation.namespace_name, self.cleaned_data["key_name"], "key_name")
 
 
+class TrustForm(forms.Form):
+    external_namespace = forms.CharField(
+        label="Namespace to trust", max_length=63,
+        help_text="Its members and keys may then see this namespace (and not change it).")
+
+
 class MemberForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Role.MEMBER)

@@ -1,5 +1,5 @@
 """The namespaces admin pages: the list (and creating one), a namespace with
-its members and keys, deleting one."""
+its members, keys and the namespaces it trusts, deleting one."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from portal.cloud import ownership
 from portal.cloud.errors import CloudError
 from portal.formerrors import add_refusal, message_of
 from portal.manage.common import ROLE_CHOICES, act, admin_of, http, manager
-from portal.manage.forms import KeyForm, MemberForm, NamespaceForm
+from portal.manage.forms import KeyForm, MemberForm, NamespaceForm, TrustForm
 from portal.web import arender
 
 
@@ -73,6 +73,8 @@ async def _namespace_page(request: HttpRequest, access: Access, namespace: Names
         "namespace": namespace, "owned": owned, "owned_text": ownership.describe(owned),
         "keys": key_rows, "members": members, "member_form": member_form,
         "key_form": key_form, "role_choices": ROLE_CHOICES,
+        "trusted": service.trusted_names(namespace)[1:],
+        "trust_form": extra.pop("trust_form", None) or TrustForm(),
         "can_delete": access.is_system_admin and not namespace.is_system,
         "api_url": request.build_absolute_uri("/api"), "tab": "namespaces", **extra,
     }, status=status)
@@ -145,6 +147,36 @@ async def namespace_key_delete(request: HttpRequest, namespace: str,
         request, reverse("namespace-admin", args=[namespace]),
         f"Key {key_name} is deleted; tokens issued from it no longer work.",
         lambda: service.delete_key(actor, namespace, key_name))
+
+
+@login_required
+@require_POST
+async def namespace_trust_add(request: HttpRequest, namespace: str) -> HttpResponse:
+    access, found = await admin_of(request, namespace)
+    form = TrustForm(request.POST)
+    if form.is_valid():
+        other = form.cleaned_data["external_namespace"]
+        try:
+            await service.add_trust(access.actor(request), namespace, other)
+        except CloudError as exc:
+            if exc.status in (401, 403):
+                http(exc)
+            add_refusal(form, exc, default="external_namespace")
+        else:
+            messages.success(request, f"Namespace {other} may now see {namespace}.")
+            return HttpResponseRedirect(reverse("namespace-admin", args=[namespace]))
+    return await _namespace_page(request, access, found, trust_form=form, status=400)
+
+
+@login_required
+@require_POST
+async def namespace_trust_remove(request: HttpRequest, namespace: str,
+                                 other: str) -> HttpResponse:
+    _, actor = await actor_for(request)
+    return await act(
+        request, reverse("namespace-admin", args=[namespace]),
+        f"Namespace {other} no longer sees {namespace}.",
+        lambda: service.remove_trust(actor, namespace, other))
 
 
 async def _members_section(request: HttpRequest, access: Access, namespace: Namespace, *,

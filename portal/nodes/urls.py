@@ -5,4 +5,5 @@ from portal.nodes import views
 urlpatterns = [
     path("", views.node_list, name="node-list"),
     path("<str:name>/", views.node_detail, name="node-detail"),
+    path("<str:name>/delete/", views.node_delete, name="node-delete"),
 ]

@@ -340,3 +340,39 @@ def test_created_nics_get_the_default_group_or_the_groups_given(cloud: Cloud, ap
     assert [(nic["security_groups"], nic["port_security"]) for nic in nics] == [
         ([default], True), ([web["uuid"], default], True), ([], False)]
     assert api.get("/security-groups/web").json()["attached_interfaces"] == 1
+
+
+def test_hot_plugged_nics_take_groups_as_created_ones_do(cloud: Cloud, api, lan: str,  # type: ignore[no-untyped-def]
+                                                         agent: FakeAgent) -> None:
+    web = api.post("/security-groups", {"name": "web"}).json()
+    made = api.post("/instances", _vm("plugged"))
+    assert made.status_code == 200, made.text
+    uuid = made.json()["uuid"]
+    agent.report_instance(uuid, state="created", power_state="on")
+    default = api.get("/security-groups/default").json()["uuid"]
+
+    def plug(**nic: object):  # type: ignore[no-untyped-def]
+        return api.post(f"/instances/{uuid}/interfaces",
+                        {"network": {"network_uuid": "lan", **nic}})
+
+    # Refused, nothing made: a group it can't see, groups without filtering.
+    before = _create_keys(cloud)
+    for nic, status, expected in (
+            ({"security_groups": ["nosuch"]}, 404, 'no security group "nosuch"'),
+            ({"security_groups": ["web"], "port_security": False}, 400, "has no security"),
+            ({"security_groups": {"web": 1}}, 400, "must be a list of security group")):
+        response = plug(**nic)
+        assert response.status_code == status, response.text
+        assert expected in response.json()["error"]
+    assert _create_keys(cloud) == before
+    assert len(api.get(f"/instances/{uuid}/interfaces").json()) == 1
+
+    # The groups given, the default for none, none with filtering off.
+    shown = [plug(security_groups=["web"]).json(), plug().json(),
+             plug(port_security=False).json()]
+    assert [(nic["order"], nic["security_groups"], nic["port_security"]) for nic in shown] == [
+        (1, [web["uuid"]], True), (2, [default], True), (3, [], False)]
+    assert api.get("/security-groups/web/interfaces").json()[0]["uuid"] == shown[0]["uuid"]
+    # In use now: the group can't go while the plugged NIC names it.
+    response = api.delete("/security-groups/web")
+    assert response.status_code == 409 and "in use by 1 interface" in response.json()["error"]

@@ -236,6 +236,7 @@ MATRIX: dict[str, list[Check]] = {
               api(**ADMIN_A_API)),
     ],
     "api/auth/namespaces/<str:namespace>/keys": [
+        Check("GET", fixed("/api/auth/namespaces/{a}/keys"), api(**READ_A)),
         Check("POST", fixed("/api/auth/namespaces/{a}/keys"), api(**ADMIN_A_API),
               body=lambda w, who: {"key_name": w.unique("k"), "key": secrets.token_urlsafe(16)}),
         Check("PUT", fixed("/api/auth/namespaces/{a}/keys"), api(**ADMIN_A_API),
@@ -249,7 +250,16 @@ MATRIX: dict[str, list[Check]] = {
     ],
     "api/auth/namespaces/<str:namespace>/metadata": [
         Check("GET", fixed("/api/auth/namespaces/{a}/metadata"), api(**READ_A)),
+        Check("POST", fixed("/api/auth/namespaces/{a}/metadata"), api(**ADMIN_A_API),
+              body=lambda w, who: {"key": "shade", "value": "dark"}),
     ],
+    # Trusting a fresh namespace each time: no caller comes to see A through it.
+    "api/auth/namespaces/<str:namespace>/trust": [
+        Check("POST", fixed("/api/auth/namespaces/{a}/trust"), api(**ADMIN_A_API),
+              body=lambda w, who: {"external_namespace": w.fresh_namespace()})],
+    "api/auth/namespaces/<str:namespace>/trust/<str:other>": [
+        Check("DELETE", lambda w, who: f"/api/auth/namespaces/{w.ns_a}/trust/"
+                                       f"{w.fresh_namespace()}", api(**ADMIN_A_API))],
     "api/auth/namespaces/<str:namespace>/metadata/<str:key>": [
         Check("PUT", fixed("/api/auth/namespaces/{a}/metadata/colour"), api(**ADMIN_A_API),
               body=lambda w, who: {"value": "blue"}),
@@ -271,9 +281,16 @@ MATRIX: dict[str, list[Check]] = {
               api(member=200, viewer=403, other=404, system=200)),
     ],
     "api/instances/<str:ref>/metadata": [
-        Check("GET", fixed("/api/instances/{inst}/metadata"), api(**READ_A))],
+        Check("GET", fixed("/api/instances/{inst}/metadata"), api(**READ_A)),
+        Check("POST", fixed("/api/instances/{inst}/metadata"), api(**OPERATE_A),
+              body=lambda w, who: {"key": "shade", "value": "dark"})],
+    # A hot-plugged NIC is reserved (its node, a ghost, never plugs it in).
     "api/instances/<str:ref>/interfaces": [
-        Check("GET", fixed("/api/instances/{inst}/interfaces"), api(**READ_A))],
+        Check("GET", fixed("/api/instances/{inst}/interfaces"), api(**READ_A)),
+        Check("POST", fixed("/api/instances/{inst}/interfaces"), api(**OPERATE_A),
+              body=lambda w, who: {"network": {"network_uuid": w.network_a}})],
+    "api/instances/<str:ref>/interfaces/<str:uuid>": [
+        Check("DELETE", lambda w, who: _hot_plugged(w), api(**OPERATE_A))],
     # The instance's node is a ghost, so whoever gets past the roles hears it is offline.
     "api/instances/<str:ref>/consoledata": [
         Check("GET", fixed("/api/instances/{inst}/consoledata"),
@@ -282,7 +299,24 @@ MATRIX: dict[str, list[Check]] = {
               api(member=503, viewer=403, other=404, system=503)),
     ],
     "api/nodes": [Check("GET", fixed("/api/nodes"), api(**SYSTEM_ONLY))],
-    "api/nodes/<str:ref>": [Check("GET", fixed("/api/nodes/{node}"), api(**SYSTEM_ONLY))],
+    "api/nodes/<str:ref>": [
+        Check("GET", fixed("/api/nodes/{node}"), api(**SYSTEM_ONLY)),
+        # The node is online: past the role check, deleting it is refused (409).
+        Check("DELETE", fixed("/api/nodes/{node}"), api(**{**SYSTEM_ONLY, "system": 409}))],
+    "api/nodes/<str:ref>/metadata": [
+        Check("GET", fixed("/api/nodes/{node}/metadata"), api(**SYSTEM_ONLY)),
+        Check("POST", fixed("/api/nodes/{node}/metadata"), api(**SYSTEM_ONLY),
+              body=lambda w, who: {"key": "rack", "value": "r1"})],
+    "api/nodes/<str:ref>/metadata/<str:key>": [
+        Check("PUT", fixed("/api/nodes/{node}/metadata/rack"), api(**SYSTEM_ONLY),
+              body=lambda w, who: {"value": "r2"}),
+        Check("DELETE", lambda w, who: _with_node_metadata(w), api(**SYSTEM_ONLY))],
+    # Health: anyone, no credentials needed (a load balancer has none).
+    **{route: [Check("GET", fixed("/" + route), all_(200))]
+       for route in ("api/livez", "api/readyz", "api/healthz", "livez", "readyz", "healthz")},
+    # Whatever no route matches under /api: a JSON 404 for everyone.
+    "api^/.*$": [Check("GET", fixed("/api/no-such-route"), all_(404)),
+                 Check("POST", fixed("/api/labels/nothing"), all_(404))],
     # Instance operations. The instance tried is never built (its node does not exist), so
     # a caller who passes the role checks is told to retry (406), as Shaken Fist's client
     # expects while an instance is not yet created.
@@ -413,7 +447,30 @@ MATRIX: dict[str, list[Check]] = {
     ],
     **{f"api/networks/<str:ref>/{part}": [
         Check("GET", fixed(f"/api/networks/{{net}}/{part}"), api(**READ_A))]
-       for part in ("interfaces", "addresses", "metadata", "events")},
+       for part in ("interfaces", "addresses", "events")},
+    "api/networks/<str:ref>/metadata": [
+        Check("GET", fixed("/api/networks/{net}/metadata"), api(**READ_A)),
+        Check("POST", fixed("/api/networks/{net}/metadata"), api(**OPERATE_A),
+              body=lambda w, who: {"key": "shade", "value": "dark"})],
+    # An address of the floating network, reserved for A's network (no network node
+    # here routes it).
+    "api/networks/<str:ref>/route": [
+        Check("POST", fixed("/api/networks/{net}/route"),
+              api(member=200, viewer=403, other=404, system=200))],
+    "api/networks/<str:ref>/route/<str:address>": [
+        Check("DELETE", lambda w, who: _routed(w, who), api(**OPERATE_A))],
+    # The network has no DNS of its own: past the role checks, 406.
+    "api/networks/<str:ref>/dns": [
+        Check("POST", fixed("/api/networks/{net}/dns"),
+              api(member=406, viewer=403, other=404, system=406),
+              body=lambda w, who: {"name": "db", "value": "10.99.0.9"}),
+        Check("DELETE", fixed("/api/networks/{net}/dns"),
+              api(member=406, viewer=403, other=404, system=406),
+              body=lambda w, who: {"name": "db"})],
+    # Pinging is the network node's agent's job: past the role checks, 503 here.
+    "api/networks/<str:ref>/ping/<str:address>": [
+        Check("GET", fixed("/api/networks/{net}/ping/10.99.0.1"),
+              api(member=503, viewer=403, other=404, system=503))],
     "api/networks/<str:ref>/metadata/<str:key>": [
         Check("PUT", fixed("/api/networks/{net}/metadata/colour"), api(**OPERATE_A),
               body=lambda w, who: {"value": "blue"}),
@@ -545,6 +602,9 @@ MATRIX: dict[str, list[Check]] = {
               page(member=MOVED, viewer=403, other=404, system=MOVED))],
     "nodes/": [Check("GET", fixed("/nodes/"), page(**SYSTEM_ONLY))],
     "nodes/<str:name>/": [Check("GET", fixed("/nodes/{node}/"), page(**SYSTEM_ONLY))],
+    # The node is online: past the role check, the refusal is a message on its page.
+    "nodes/<str:name>/delete/": [Check("POST", fixed("/nodes/{node}/delete/"),
+                                       page(**{**SYSTEM_ONLY, "system": MOVED}))],
     # The instance page's buttons and small forms answer htmx with a toast (200), also when
     # the service refuses (the instance is not built); viewers get 403, outsiders 404.
     "instances/<uuid:uuid>/power/<str:action>/": [
@@ -608,6 +668,14 @@ MATRIX: dict[str, list[Check]] = {
     "networks/instance/<uuid:uuid>/interfaces/": [
         Check("GET", fixed("/networks/instance/{inst}/interfaces/"), page(**READ_A),
               htmx=True)],
+    # Adding and removing NICs answer with the section again (200); viewers get 403.
+    "networks/instance/<uuid:uuid>/interfaces/add/": [
+        Check("POST", fixed("/networks/instance/{inst}/interfaces/add/"), page(**OPERATE_A),
+              htmx=True, body=lambda w, who: {"network": w.network_a})],
+    "networks/instance/<uuid:uuid>/interfaces/<uuid:interface>/remove/": [
+        Check("POST", lambda w, who: _hot_plugged(w).replace("/api/instances/",
+                                                              "/networks/instance/")
+              + "/remove/", page(**OPERATE_A), htmx=True)],
     # The float buttons answer with the section again (200), saying why the service
     # refused (the interface has no address); viewers get 403, outsiders 404.
     **{f"networks/interface/<uuid:uuid>/{verb}/": [
@@ -697,6 +765,14 @@ MATRIX: dict[str, list[Check]] = {
               page(member=403, viewer=403, other=404, system=200))],
     "manage/namespaces/<str:namespace>/keys/<str:key_name>/delete/": [
         Check("POST", lambda w, who: f"/manage/namespaces/{w.ns_a}/keys/{w.fresh_key()}/delete/",
+              page(member=403, viewer=403, other=404, system=MOVED))],
+    "manage/namespaces/<str:namespace>/trust/": [
+        Check("POST", fixed("/manage/namespaces/{a}/trust/"),
+              page(member=403, viewer=403, other=404, system=MOVED),
+              body=lambda w, who: {"external_namespace": w.fresh_namespace()})],
+    "manage/namespaces/<str:namespace>/trust/<str:other>/remove/": [
+        Check("POST", lambda w, who: f"/manage/namespaces/{w.ns_a}/trust/"
+                                     f"{w.fresh_namespace()}/remove/",
               page(member=403, viewer=403, other=404, system=MOVED))],
     "manage/people/": [
         Check("GET", fixed("/manage/people/"), page(**SYSTEM_ONLY)),
@@ -808,6 +884,33 @@ def _with_instance_metadata(w: World) -> str:
                                      {"value": 1})
     assert response.status_code == 200, response.text
     return f"/api/instances/{w.instance_a}/metadata/{key}"
+
+
+def _with_node_metadata(w: World) -> str:
+    key = w.unique("tag")
+    response = w.cloud.api().request("PUT", f"/nodes/{w.node}/metadata/{key}", {"value": 1})
+    assert response.status_code == 200, response.text
+    return f"/api/nodes/{w.node}/metadata/{key}"
+
+
+def _hot_plugged(w: World) -> str:
+    """The API URL of a NIC just added to a fresh instance of A."""
+    instance = w.fresh_instance()
+    response = w.cloud.api().post(f"/instances/{instance}/interfaces",
+                                  {"network": {"network_uuid": w.network_a}})
+    assert response.status_code == 200, response.text
+    return f"/api/instances/{instance}/interfaces/{response.json()['uuid']}"
+
+
+def _routed(w: World, who: str) -> str:
+    """The API URL of an address just routed to A's network, for a caller
+    who may unroute it (the pool is small: no network node here gives
+    unrouted addresses back); the others are refused before it matters."""
+    if who not in (MEMBER, SYSTEM):
+        return f"/api/networks/{w.network_a}/route/192.0.2.9"
+    response = w.cloud.api().post(f"/networks/{w.network_a}/route")
+    assert response.status_code == 200, response.text
+    return f"/api/networks/{w.network_a}/route/{response.json()}"
 
 
 def _with_network_metadata(w: World) -> str:
@@ -933,6 +1036,7 @@ def world(module_portal: InProcessPortal) -> World:
     world.upload_a = world.fresh_upload()
     world.keypair_a = world.fresh_keypair()
     world.network_a = world.fresh_network()
+    agent.report_network(world.network_a)  # built by its network node
     world.interface_a = put_interface(cloud, ns_a, world.instance_a, world.network_a)
     world.secgroup_a = world.fresh_secgroup()
     world.rule_a = api.get(f"/security-groups/{world.secgroup_a}").json()["rules"][0]["uuid"]

@@ -17,6 +17,7 @@ real one on libvirt.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cloudstate.etcd import Etcd, KeyValue, Put
@@ -41,6 +42,9 @@ class _Snapshot:
     def get(self, key: str) -> KeyValue | None:
         return self.kvs.get(key)
 
+    def items(self, prefix: str = "") -> Iterator[KeyValue]:
+        return iter([kv for key, kv in self.kvs.items() if key.startswith(prefix)])
+
 
 class FakeAgent:
     def __init__(self, cloud: Cloud, node: str = "fake-node"):
@@ -52,12 +56,14 @@ class FakeAgent:
         return self.cloud.keys
 
     def register(self, vcpus: int = 8, memory_mib: int = 16384, disk_gb: int = 200,
-                 network_node: bool = True) -> FakeAgent:
+                 network_node: bool = True,
+                 firmware: tuple[str, ...] = ("uefi", "secure-boot")) -> FakeAgent:
         """The node record and liveness key an agent writes at start (the
-        liveness key without its lease: this node never goes away)."""
+        liveness key without its lease: this node never goes away), with the
+        boot firmware it offers beyond BIOS (nodeagent.firmware.offered)."""
         info = NodeInfo(name=self.node, ip="127.0.0.1", vcpus=vcpus, memory_mib=memory_mib,
                         disk_total_gb=disk_gb, disk_free_gb=disk_gb, virt_type="qemu",
-                        machine="pc", is_network_node=network_node)
+                        machine="pc", is_network_node=network_node, firmware=list(firmware))
 
         async def write(etcd: Etcd) -> None:
             await etcd.put(self.keys.node(self.node), info.to_json())

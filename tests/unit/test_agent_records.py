@@ -22,11 +22,14 @@ from cloudstate.model import (
     BlobObserved,
     Disk,
     DiskSource,
+    InstanceObserved,
     InstanceSpec,
     InterfaceObserved,
     InterfaceSpec,
+    NetworkObserved,
     NetworkSpec,
     NodeInfo,
+    NodeSpec,
     SecurityGroup,
     SecurityRule,
     Upload,
@@ -228,7 +231,8 @@ def _net(**changes: Any) -> dict[str, Any]:
     (KEYS.interface(UUID), _iface(floating="0x7f.1"), "floating '0x7f.1' is not an IPv4"),
     (KEYS.interface(UUID), _iface(network_uuid="../x"), "network_uuid '../x' is not a uuid"),
     (KEYS.network(UUID), _net(vxid=-1), "vxid -1 is not a whole number from 1 to 16777215"),
-    (KEYS.network(UUID), _net(netblock="10.0.0.1/24"), "is not a network as the portal writes"),
+    (KEYS.network(UUID), _net(netblock="10.0.0.1/24"), "netblock: 10.0.0.1/24 has host bits set"),
+    (KEYS.network(UUID), _net(netblock=" 10.0.0.0/24"), "is not a network as the portal writes"),
     (KEYS.network(UUID), _net(netblock="127.0.0.0/8"), "netblock: 127.0.0.0/8 overlaps"),
     (KEYS.network(UUID), _net(mtu=100000), "mtu 100000"),
     (KEYS.network(UUID), _net(name="x; reboot"), "name: "),
@@ -413,3 +417,224 @@ def test_paths_made_of_record_fields_stay_in_their_directory(tmp_path: Path) -> 
     (directory / "vdc.qcow2").symlink_to("/etc/passwd")
     with pytest.raises(BadRecord, match="leads outside"):
         contained(directory, "vdc.qcow2")
+
+
+# --- what this cloud's newer records look like ----------------------------------------
+
+
+def _laid_out(disks: list[Disk], **changes: Any) -> dict[str, Any]:
+    return instance(disks=[d.to_dict() for d in disks], **changes)
+
+
+SOURCE = DiskSource(blob_uuid=BLOB, url="demo", artifact_uuid=OTHER)
+TEMPLATE = DiskSource(blob_uuid=OTHER, url="sf://label/shop/vars", artifact_uuid=UUID)
+
+
+def test_newer_shapes_the_portal_writes_pass() -> None:
+    # Every bus cloudstate.disklayout offers, by its names; cdroms on usb.
+    for record in (
+        _laid_out([Disk(device="vda", size_gb=8, source=SOURCE),
+                   Disk(device="sdc", size_gb=1, bus="sata"),
+                   Disk(device="sdd", size_gb=1, bus="scsi"),
+                   Disk(device="sde", size_gb=1, bus="usb"),
+                   Disk(device="sdf", size_gb=1, bus="usb", type="cdrom", source=SOURCE)]),
+        _laid_out([Disk(device="nvme0", size_gb=8, bus="nvme", source=SOURCE),
+                   Disk(device="nvme2", size_gb=1, bus="nvme")]),
+        _laid_out([Disk(device="sda", size_gb=1, bus="usb", type="cdrom", source=SOURCE),
+                   Disk(device="vdc", size_gb=8)]),
+        # Without a config drive the second disk takes its index.
+        _laid_out([Disk(device="vda", size_gb=8), Disk(device="vdb", size_gb=1)],
+                  configdrive="none"),
+        # UEFI, secure boot (on q35) and the instance's own variable store.
+        instance(uefi=True, secure_boot=True, nvram_template=TEMPLATE.to_dict(),
+                 machine_type="q35"),
+        instance(uefi=True, machine_type="pc-i440fx-7.2"),
+    ):
+        assert refusal(KEYS.instance(UUID), record) is None, record
+    spec = InstanceSpec.from_dict(instance(uefi=True, nvram_template=TEMPLATE.to_dict()))
+    assert spec.blob_uuids == [BLOB, BLOB, OTHER]
+    for reference in ("vars", "https://example.org/OVMF_VARS.fd", f"sf://blob/{OTHER}"):
+        assert refusal(KEYS.instance(UUID), instance(uefi=True, nvram_template=DiskSource(
+            blob_uuid=OTHER, url=reference).to_dict())) is None, reference
+    # A snapshot of a disk on any bus.
+    for device in ("sdc", "nvme0"):
+        assert refusal(KEYS.blob(BLOB), Blob(
+            uuid=BLOB, namespace="shop", origin="snapshot", node="node-a",
+            source_url=f"sf://instance/{OTHER}/{device}", instance_uuid=OTHER,
+            device=device).to_dict()) is None, device
+    # Routed addresses and DNS entries.
+    assert refusal(KEYS.network(UUID), _net(
+        routed=["192.0.2.20", "192.0.2.21"],
+        dns_entries={"db": "10.0.0.9", "www.example.org": "192.0.2.20",
+                     "v6.example.org": "2001:db8::1"})) is None
+    # A NIC hot-plugged in after others came and went.
+    assert refusal(KEYS.interface(UUID), _iface(order=9)) is None
+    assert refusal(KEYS.node("node-a"), NodeInfo(
+        name="node-a", ip="10.0.0.11", vcpus=4, memory_mib=8192, disk_total_gb=100,
+        disk_free_gb=50, virt_type="kvm", machine="pc", agent_port=13001,
+        firmware=["uefi", "secure-boot"]).to_dict()) is None
+    for kind, user in (("gateway", ["network", OTHER]), ("routed", ["network", OTHER])):
+        assert refusal(KEYS.address(FLOATING_POOL, "192.0.2.20"), AddressReservation(
+            address="192.0.2.20", type=kind, user=user, network_uuid=OTHER).to_dict()) is None
+    # Not the agent's to read: node metadata (the portal's) and the copies of
+    # a torn-down instance's interfaces (the agent's own writes).
+    assert refusal(KEYS.node_spec("node-a"), NodeSpec(name="node-a",
+                                                      metadata={"rack": "3"}).to_dict()) is None
+    assert refusal(KEYS.deleted_interface(UUID), _iface()) is None
+
+
+@pytest.mark.parametrize("record, reason", [
+    (_disk0(device="nvme10"), "is not a disk device name"),
+    (_disk0(device="nvme0/../x"), "is not a disk device name"),
+    (_disk0(device="nvme"), "is not a disk device name"),
+    (_disk0(bus="floppy"), "disks[0].bus 'floppy' is not one of"),
+    (_disk0(type="floppy"), "disks[0].type 'floppy'"),
+    # The config drive's place, by the first disk's bus, is the agent's own.
+    (_laid_out([Disk(device="sda", size_gb=8, bus="sata"), Disk(device="sdb", size_gb=1)]),
+     "disks[1].device sdb is the config drive's"),
+    (_laid_out([Disk(device="nvme0", size_gb=8, bus="nvme"),
+                Disk(device="nvme1", size_gb=1, bus="nvme")]),
+     "disks[1].device nvme1 is the config drive's"),
+    (_laid_out([Disk(device="vda", size_gb=8), Disk(device="vdb", size_gb=1)]),
+     "disks[1].device vdb is the config drive's"),
+    (instance(uefi="yes"), "uefi 'yes' is not true or false"),
+    (instance(secure_boot=True), "secure_boot is asked for without uefi"),
+    (instance(nvram_template=TEMPLATE.to_dict()), "nvram_template is given without uefi"),
+    (instance(uefi=True, nvram_template="../../etc/shadow"),
+     "the nvram_template record is not a JSON object"),
+    (instance(uefi=True, nvram_template={"blob_uuid": "../../etc/shadow", "url": "x"}),
+     "nvram_template.blob_uuid '../../etc/shadow' is not a uuid"),
+    (instance(uefi=True, nvram_template={"url": "https://example.org/vars.fd"}),
+     "nvram_template.blob_uuid None is not a uuid"),
+    (instance(uefi=True, nvram_template={"blob_uuid": OTHER, "url": "file:///etc/shadow"}),
+     "nvram_template.url 'file:///etc/shadow': only http and https URLs are fetched"),
+    (instance(uefi=True, nvram_template={"blob_uuid": OTHER, "url": "x",
+                                         "artifact_uuid": "../a"}),
+     "nvram_template.artifact_uuid '../a' is not a uuid"),
+    (instance(machine_type="q35'/><devices"), "machine_type \"q35'/><devices\" is not a QEMU"),
+    (instance(machine_type="../q35"), "is not a QEMU machine type"),
+    (instance(machine_type="Q" * 65), "is not a QEMU machine type"),
+])
+def test_hostile_newer_instances_are_refused(record: Any, reason: str) -> None:
+    found = refusal(KEYS.instance(UUID), record)
+    assert found is not None and reason in found, found
+
+
+def _floating(**changes: Any) -> dict[str, Any]:
+    record = AddressReservation(address="192.0.2.9", type="floating", user=["interface", UUID],
+                                network_uuid=OTHER).to_dict()
+    record.update(changes)
+    return record
+
+
+@pytest.mark.parametrize("key, record, reason", [
+    (KEYS.network(UUID), _net(routed="192.0.2.20"), "routed must be a list"),
+    (KEYS.network(UUID), _net(routed=["192.0.2.20", "192.0.2.20"]),
+     "routed lists an address twice"),
+    (KEYS.network(UUID), _net(routed=["192.0.2.20/0"]), "routed[0] '192.0.2.20/0' is not an IPv4"),
+    (KEYS.network(UUID), _net(routed=["192.0.2.20 accept; x"]), "is not an IPv4"),
+    (KEYS.network(UUID), _net(routed=["2001:db8::1"]), "is not an IPv4"),
+    (KEYS.network(UUID), _net(routed=[f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}"
+                                      for n in range(65537)]), "at most 65536 addresses"),
+    (KEYS.network(UUID), _net(dns_entries=["db"]), "the dns_entries record is not"),
+    (KEYS.network(UUID), _net(dns_entries={"db\naddress=/#/1.2.3.4": "10.0.0.9"}),
+     "is not a valid DNS name"),
+    (KEYS.network(UUID), _net(dns_entries={"../db": "10.0.0.9"}), "is not a valid DNS name"),
+    (KEYS.network(UUID), _net(dns_entries={"DB": "10.0.0.9"}), "the portal would not write"),
+    (KEYS.network(UUID), _net(dns_entries={"db.": "10.0.0.9"}), "the portal would not write"),
+    (KEYS.network(UUID), _net(dns_entries={"db": "10.0.0.9\n10.0.0.1 gw"}),
+     "dns_entries[db] '10.0.0.9\\n10.0.0.1 gw' is not an IP address"),
+    (KEYS.network(UUID), _net(dns_entries={"db": 5}), "dns_entries[db] 5 is not an IP"),
+    (KEYS.network(UUID), _net(dns_entries={f"n{n}": "10.0.0.9" for n in range(257)}),
+     "dns_entries has more than 256 names"),
+    (KEYS.interface(UUID), _iface(order=256), "order 256 is not a whole number from 0 to 255"),
+    (KEYS.interface(UUID), _iface(order=-1), "order -1"),
+    (KEYS.node("node-b"), NodeInfo(name="node-b", ip="10.0.0.12", vcpus=1, memory_mib=1,
+                                   disk_total_gb=1, disk_free_gb=1, virt_type="kvm",
+                                   machine="pc", firmware=["uefi", "../x"]).to_dict(),
+     "firmware ['uefi', '../x'] is not a list of uefi, secure-boot"),
+    (KEYS.node("node-b"), {**NodeInfo(name="node-b", ip="10.0.0.12", vcpus=1, memory_mib=1,
+                                      disk_total_gb=1, disk_free_gb=1, virt_type="kvm",
+                                      machine="pc").to_dict(), "firmware": "uefi"},
+     "firmware 'uefi' is not a list"),
+    # The network node reads what holds a floating address: never a shape it can't.
+    (KEYS.address(FLOATING_POOL, "192.0.2.9"), _floating(user=[]),
+     "user [] is not ['interface', <uuid>]"),
+    (KEYS.address(FLOATING_POOL, "192.0.2.9"), _floating(user=["interface", "../x"]),
+     "user[1] '../x' is not a uuid"),
+    (KEYS.address(FLOATING_POOL, "192.0.2.9"), _floating(type="routed"),
+     "user ['interface', '0d6c6a38-7f0e-4a55-9a43-6b1f7b3f0a01'] is not ['network', <uuid>]"),
+    (KEYS.address(FLOATING_POOL, "192.0.2.9"), _floating(type="instance"),
+     "type 'instance' is not one of floating, gateway, routed"),
+    (KEYS.address(FLOATING_POOL, "192.0.2.9"), _floating(network_uuid=None),
+     "network_uuid None is not a uuid"),
+])
+def test_hostile_newer_records_are_refused(key: str, record: Any, reason: str) -> None:
+    found = refusal(key, record)
+    assert found is not None and reason in found, found
+
+
+# --- what the agent reads besides objects: reservations, claims, its own reports ------------
+
+
+def _held(**changes: Any) -> dict[str, Any]:
+    """An address of network OTHER's range held by an interface, as
+    portal.cloud.interfaces reserves it."""
+    record = AddressReservation(address="10.0.0.5", type="instance", user=["interface", UUID],
+                                network_uuid=OTHER, comment=f"instance {BLOB} eth0").to_dict()
+    record.update(changes)
+    return record
+
+
+def test_reservations_claims_and_reports_as_written_pass() -> None:
+    assert refusal(KEYS.address(OTHER, "10.0.0.5"), _held()) is None
+    assert GATE(KEYS.mac("02:00:00:12:34:56"), UUID.encode()) is None
+    assert GATE(KEYS.vxlan(4242), OTHER.encode()) is None
+    assert refusal(KEYS.observed_instance(UUID), InstanceObserved(
+        node="node-a", state="error", power_state="crashed", error="QEMU said: no\nmore",
+        applied_power_generation=3, failed_spec_revision=17).to_dict()) is None
+    assert refusal(KEYS.observed_network(UUID), NetworkObserved(
+        node="node-a", applied=[OTHER, BLOB], egress=True).to_dict()) is None
+
+
+@pytest.mark.parametrize("key, record, reason", [
+    # Read before giving an unplugged NIC's address back: whose it is.
+    (KEYS.address(OTHER, "10.0.0.5"), b"{", "the record is not JSON"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(user=["interface"]),
+     "user ['interface'] is not ['interface', <uuid>]"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(user="interface"), "is not ['interface', <uuid>]"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(user=["interface", 5]), "user[1] 5 is not a uuid"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(type="floating"),
+     "type 'floating' is not one of instance"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(network_uuid=UUID), "network_uuid"),
+    (KEYS.address(OTHER, "10.0.0.6"), _held(), "address '10.0.0.5' is not the '10.0.0.6'"),
+    (KEYS.address("x", "10.0.0.5"), _held(), "the key's network 'x' is not a uuid"),
+    (KEYS.address("..", "x/10.0.0.5"), _held(), "is not where a record is kept"),
+    (KEYS.address(OTHER, "10.0.0.5") + "/deeper", _held(), "is not where a record is kept"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(comment="x" * 300), "comment"),
+    # Compared as text with the uuid of what holds them.
+    (KEYS.mac("02:00:00:12:34:56"), b"\xff\xfe", "the MAC's holder names no uuid"),
+    (KEYS.mac("02:00:00:12:34:56"), b"../x", "the MAC's holder '../x' is not a uuid"),
+    (KEYS.vxlan(4242), b"", "the VXLAN id's holder '' is not a uuid"),
+    # The agents' own reports, read back whole by the network node.
+    (KEYS.observed_network(UUID), b"[]", "the observed network record is not a JSON object"),
+    (KEYS.observed_network(UUID), {"node": "node-a", "applied": "all"},
+     "applied is not a list of interfaces"),
+    (KEYS.observed_network(UUID), {"node": "node-a", "applied": [None]},
+     "applied[0] None is not a uuid"),
+    (KEYS.observed_network(UUID), {"node": "node-a", "egress": "yes"}, "egress 'yes'"),
+    (KEYS.observed_network(UUID), {"node": "../a"}, "node '../a' is not a node name"),
+    (KEYS.observed_network("x"), {"node": "node-a"}, "the key's uuid 'x' is not a uuid"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "state": 5}, "state 5 is not text"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "error": ["x"]}, "error is not text"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "applied_power_generation": "1"},
+     "applied_power_generation '1' is not a whole number"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "updated_at": "now"},
+     "updated_at 'now' is not a number"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "power_state": "on" * 20},
+     "is not text of at most 32"),
+])
+def test_hostile_reservations_claims_and_reports_are_refused(key: str, record: Any,
+                                                             reason: str) -> None:
+    found = refusal(key, record)
+    assert found is not None and reason in found, found

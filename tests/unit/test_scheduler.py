@@ -52,6 +52,19 @@ def test_cpus_are_overcommitted_but_bounded() -> None:
         choose(Demand(4, 256, 1), {"a": load("a", used_cpus=62)})
 
 
+def test_firmware_a_node_lacks_is_named() -> None:
+    with_ovmf = NodeInfo(name="b", ip="127.0.0.1", vcpus=4, memory_mib=8192, disk_total_gb=100,
+                         disk_free_gb=80, virt_type="qemu", machine="pc", firmware=["uefi"])
+    loads = {"a": load("a"), "b": NodeLoad(info=with_ovmf, alive=True, memory_mib=0, cpus=0)}
+    assert choose(Demand(1, 256, 1, firmware=("uefi",)), loads).info.name == "b"
+    with pytest.raises(InsufficientResources) as caught:
+        choose(Demand(1, 256, 1, firmware=("uefi", "secure-boot")), loads)
+    assert str(caught.value) == (
+        "no node can run an instance of 1 vCPUs, 256 MiB memory and 1 GB disk with secure "
+        "boot: a has no UEFI or secure boot firmware (Debian's ovmf package); b has no secure "
+        "boot firmware (Debian's ovmf package)")
+
+
 def test_no_nodes_at_all() -> None:
     with pytest.raises(InsufficientResources, match="no nodes"):
         choose(Demand(1, 256, 1), {})

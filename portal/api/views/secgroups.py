@@ -11,10 +11,9 @@ from django.http import HttpRequest
 from django.urls import path
 
 from portal.accounts.actor import Actor
-from portal.api import requests, shapes
+from portal.api import metadata, requests, shapes
 from portal.api.framework import endpoint
 from portal.cloud import addresssets, filtering, interfaces, networks, secgroups
-from portal.cloud import metadata as metadata_service
 from portal.cloud.changes import Later
 from portal.cloud.errors import NotFound
 from portal.events import log as eventlog
@@ -94,21 +93,8 @@ async def group_interfaces(request: HttpRequest, body: dict, actor: Actor, ref: 
     return await interfaces.views(await secgroups.interfaces_using(record.uuid))
 
 
-@endpoint("GET")
-async def metadata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict:
-    return (await secgroups.get(ref, actor.visible)).spec.metadata
-
-
-@endpoint("PUT", "DELETE")
-async def metadata_item(request: HttpRequest, body: dict, actor: Actor, ref: str,
-                        key: str) -> None:
-    record = await secgroups.get(ref, actor.visible)
-    if request.method == "PUT":
-        await metadata_service.set_item(actor, record, key,
-                                        Later(lambda: requests.metadata_value(body)))
-    else:
-        await metadata_service.delete_item(actor, record, key)
-    return None
+async def _find(ref: str, actor: Actor) -> secgroups.GroupRecord:
+    return await secgroups.get(ref, actor.visible)
 
 
 async def _events(kind: str, uuid: str, body: dict) -> list:
@@ -201,8 +187,7 @@ routes = [
     path("/security-groups/<str:ref>/rules", rules),
     path("/security-groups/<str:ref>/rules/<str:rule_uuid>", rule),
     path("/security-groups/<str:ref>/interfaces", group_interfaces),
-    path("/security-groups/<str:ref>/metadata", metadata),
-    path("/security-groups/<str:ref>/metadata/<str:key>", metadata_item),
+    *metadata.routes("/security-groups/<str:ref>", _find, "security_group"),
     path("/security-groups/<str:ref>/events", events),
     path("/address-sets", address_sets),
     path("/address-sets/<str:ref>", address_set),

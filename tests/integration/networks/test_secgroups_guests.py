@@ -379,3 +379,49 @@ def test_unknown_ports_on_a_managed_bridge_pass_nothing(netcloud: Cloud) -> None
         subprocess.run(["ip", "netns", "del", stranger], capture_output=True)
         delete_instances(netcloud, guest["uuid"])
         api.delete(f"/networks/{net['uuid']}")
+
+
+def test_hot_plugged_interfaces_take_their_groups(netcloud: Cloud) -> None:
+    """A NIC hot-plugged into a running guest is filtered as a created one
+    is: the groups given, else the namespace's default, in force before the
+    guest sees the NIC. C (egress only) reaches S's plugged NIC in ``web``
+    on 8080, and not its other plugged NIC, which is in default."""
+    api = namespace(netcloud)
+    home = network(api, "plughome", "10.96.0.0/24")
+    side = network(api, "plugside", "10.96.1.0/24")
+    web = group(api, "web", {"direction": "ingress", "protocol": "tcp", "ports": "8080"})
+    client = group(api, "client", {"direction": "egress"})
+    server = boot(api, "s", home["uuid"], "10.96.0.5", [], SERVE)
+    prober = boot(api, "c", side["uuid"], "10.96.1.5", [client["uuid"]],
+                  probe("web", "http://10.96.1.10:8080/")
+                  + probe("plain", "http://10.96.1.11:8080/"))
+    consoles = {vm["name"]: Console(netcloud, vm["uuid"]) for vm in (server, prober)}
+    try:
+        consoles["s"].wait("SFCLOUD-READY", BOOT)
+        consoles["c"].wait("SFCLOUD-READY", BOOT)
+        plugged = []
+        for address, groups in (("10.96.1.10", ["web"]), ("10.96.1.11", None)):
+            entry = {"network_uuid": side["uuid"], "address": address,
+                     **({"security_groups": groups} if groups else {})}
+            response = api.post(f"/instances/{server['uuid']}/interfaces", {"network": entry})
+            assert response.status_code == 200, response.text
+            plugged.append(response.json())
+        default = api.get("/security-groups/default").json()["uuid"]
+        assert [nic["security_groups"] for nic in plugged] == [[web["uuid"]], [default]]
+        for order, nic in enumerate(plugged, start=1):
+            try:
+                consoles["s"].wait(f"SFCLOUD-HOTPLUG: eth{order} {nic['ipv4']}/24", BOOT)
+            except AssertionError:
+                print("DEBUG console", consoles["s"].lines()[-40:])
+                print("DEBUG nics", api.get(f"/instances/{server['uuid']}/interfaces").json())
+                print("DEBUG events", [e["message"] for e in api.get(
+                    f"/instances/{server['uuid']}/events").json()][-20:])
+                raise
+            applied(api, nic["uuid"], 60)
+        assert allows_port("tcp", 8080, filter_tables(netcloud))
+        consoles["c"].settled("web", "ok", 90)
+        consoles["c"].settled("plain", "no")
+    finally:
+        delete_instances(netcloud, server["uuid"], prober["uuid"])
+        for net in (home, side):
+            api.delete(f"/networks/{net['uuid']}")

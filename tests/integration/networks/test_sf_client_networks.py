@@ -19,7 +19,7 @@ def sf_json(cloud: Cloud, *args: str) -> object:
 
 def test_network_create_list_show_delete(netcloud: Cloud) -> None:
     # The client waits while the state is initial or creating.
-    created = sf_json(netcloud, "network", "create", "sfnet", "10.78.0.1/24")
+    created = sf_json(netcloud, "network", "create", "sfnet", "10.78.0.0/24")
     assert created["state"] == "created" and created["netblock"] == "10.78.0.0/24"
     uuid = created["uuid"]
     assert created["metadata"] == {}
