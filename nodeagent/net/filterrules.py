@@ -22,7 +22,8 @@ bits of its mark. The order a bridged IPv4 packet meets them in:
                             ways); towards one of our ports, a frame must be
                             VETTED; ARP passes; otherwise the sending
                             port's egress chain marks EGRESS_OK, the
-                            receiving port's ingress chain INGRESS_OK (trusted
+                            receiving port's ingress chain INGRESS_OK (DHCP
+                            and the router's pings always; trusted
                             ports give theirs freely: the guest at the other
                             end of a VXLAN link is judged by its own node)
     inet forward 0          ``forward``: on our bridges, known connections
@@ -149,8 +150,8 @@ def _spoof_chain(port: Port) -> Chain:
     return Chain(tuple(rules))
 
 
-def _port_chain(baseline: str, bit: int, groups: tuple[str, ...]) -> Chain:
-    rules = [f"{baseline} {_mark(bit, 'return')}"]
+def _port_chain(baselines: tuple[str, ...], bit: int, groups: tuple[str, ...]) -> Chain:
+    rules = [f"{baseline} {_mark(bit, 'return')}" for baseline in baselines]
     for group in groups:
         rules += [f"jump {group}", f"meta mark & {_hex(bit)} != 0 return"]
     return Chain(tuple(rules))
@@ -245,10 +246,13 @@ def build(policy: Policy, names: Names) -> Tables:
     chains = _base_chains(names)
     for port in filtered:
         chains[spoof_chain(port)] = _spoof_chain(port)
-        chains[f"e_{port.tap}"] = _port_chain("ether type ip udp sport 68 udp dport 67",
+        chains[f"e_{port.tap}"] = _port_chain(("ether type ip udp sport 68 udp dport 67",),
                                               EGRESS_OK, port.egress)
-        chains[f"i_{port.tap}"] = _port_chain("ether type ip udp sport 67 udp dport 68",
-                                              INGRESS_OK, port.ingress)
+        # DHCP's answers, and (for `network ping`) the network's router's pings.
+        router = (f"ether type ip ip saddr {port.router} icmp type echo-request",) \
+            if port.router else ()
+        chains[f"i_{port.tap}"] = _port_chain(("ether type ip udp sport 67 udp dport 68",
+                                               *router), INGRESS_OK, port.ingress)
     for chain in policy.chains.values():
         chains[chain.name] = _group_chain(chain)
     return Tables(sets=sets, maps=maps, chains=chains, inet=_inet_body(policy, names))

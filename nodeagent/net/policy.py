@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 IPV4 = ipaddress.IPv4Network
 DHCP_SERVER, DHCP_CLIENT = 67, 68
-UDP = 17
+UDP, ICMP = 17, 1
+ECHO_REQUEST = 8
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,9 @@ class Port:
     mac: str
     address: str | None  # its own IPv4 address
     allowed: tuple[str, ...] = ()  # further CIDRs it may send from
+    # Its network's router, whose pings it answers whatever its groups say
+    # (Shaken Fist's `network ping` from the network node).
+    router: str | None = None
     filtered: bool = True  # port security
     groups: dict[str, int] = field(default_factory=dict)  # uuid -> generation applied
     egress: tuple[str, ...] = ()  # GroupChain names, in order
@@ -174,7 +178,7 @@ class Policy:
                                     for p in receivers)
 
     def _port_allows(self, port: Port, direction: str, flow: Flow, remote: str) -> bool:
-        if not port.filtered or _baseline(direction, flow):
+        if not port.filtered or _baseline(direction, flow, port.router):
             return True
         chains = port.egress if direction == "egress" else port.ingress
         return any(rule.matches(flow, remote) for name in chains
@@ -196,9 +200,12 @@ class Policy:
         return False
 
 
-def _baseline(direction: str, flow: Flow) -> bool:
+def _baseline(direction: str, flow: Flow, router: str | None) -> bool:
     """DHCP, which every guest needs whatever its groups say (the spoofing
-    checks keep guests from answering it)."""
+    checks keep guests from answering it), and its router's pings."""
+    if direction == "ingress" and flow.protocol == ICMP and flow.src == router \
+            and flow.icmp_type == ECHO_REQUEST:
+        return True
     if flow.protocol != UDP:
         return False
     if direction == "egress":
@@ -290,7 +297,7 @@ class _Builder:
         common = dict(tap=self.names.tap(iface.uuid), interface=iface.uuid,
                       instance=iface.instance_uuid, network=iface.network_uuid,
                       zone=segment.zone, mac=iface.macaddr.lower(), address=iface.ipv4,
-                      allowed=tuple(iface.allowed_addresses))
+                      allowed=tuple(iface.allowed_addresses), router=segment.router)
         if not iface.port_security:
             return Port(**common, filtered=False)  # type: ignore[arg-type]
         egress, ingress, groups, errors = [], [], {}, []

@@ -242,3 +242,24 @@ def test_an_interfaces_filtering_state() -> None:
     assert states.filtering_state(off, observed, {}) == "pending"
     assert states.filtering_state(off, observed.replace(port_security=False, groups={}),
                                   {}) == "off"
+
+
+def test_the_routers_pings_reach_every_filtered_port() -> None:
+    """Shaken Fist's `network ping` comes from the network node's router: its
+    echo requests are let in whatever the port's groups say; nothing else of
+    the router's is, and nobody else's pings are."""
+    snap, ifaces, _ = _snapshot()
+    built = _build(snap)
+    router = snap.networks["n1"][0].router
+    server = ifaces["member"]  # in a group with no ingress rule at all
+    ping = Flow(zone=3, protocol=1, src=router, dst=server.ipv4 or "", icmp_type=8)
+    assert built.allows(ping)
+    assert not built.allows(Flow(zone=3, protocol=1, src="10.0.0.99", dst=server.ipv4 or "",
+                                 icmp_type=0))
+    assert not built.allows(Flow(zone=3, protocol=6, src=router, dst=server.ipv4 or "",
+                                 sport=40000, dport=22))
+    tables = filterrules.build(built, filterrules.Names("t", "sfab12"))
+    tap = NAMES.tap(server.uuid)
+    assert any(f"ip saddr {router} icmp type echo-request" in rule
+               for rule in tables.chains[f"i_{tap}"].rules)
+    assert not any("echo-request" in rule for rule in tables.chains[f"e_{tap}"].rules)
