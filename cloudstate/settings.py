@@ -238,6 +238,8 @@ DECLARED: tuple[Setting, ...] = (
             "a new namespace's quotas, where they differ from each kind's own default "
             "(README: Quotas), e.g. `vcpus=32,image_bytes=50G,networks=none`; `system` has none",
             (PORTAL,), shown_default="each kind's own"),
+    Setting("SFCLOUD_RULES_PER_SECURITY_GROUP", integer(minimum=1, maximum=1000),
+            "rules one security group may have", (PORTAL,), default="100"),
 
     # --- the node agent ------------------------------------------------------------
     Setting("SFCLOUD_NODE_NAME", pattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",

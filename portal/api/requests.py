@@ -15,10 +15,11 @@ import binascii
 from typing import Any, Literal, TypedDict
 
 from cloudstate import disklayout, netvalidation, sshkeys, validation
+from cloudstate import secgroups as rules_of
 from cloudstate.validation import ValidationError
 from portal.accounts.actor import Actor
 from portal.accounts.models import Namespace
-from portal.cloud import interfaces, networks
+from portal.cloud import addresssets, interfaces, networks, secgroups
 from portal.cloud.errors import BadRequest, NotFound
 from portal.cloud.instances import (
     MAX_SSH_KEY_BYTES,
@@ -306,10 +307,29 @@ def nics(raw: Any) -> list[interfaces.NicRequest]:
             macaddress=netvalidation.mac_address(mac, f"{name}.macaddress") if mac else None,
             model=netvalidation.nic_model(item.get("model"), f"{name}.model"),
             float=flag(item.get("float"), f"{name}.float", default=False, words=True),
+            security_groups=group_refs(item.get("security_groups"),
+                                       f"{name}.security_groups"),
+            port_security=flag(item.get("port_security"), f"{name}.port_security",
+                               default=True, words=True),
+            allowed_addresses=rules_of.allowed_addresses(item.get("allowed_addresses"),
+                                                         f"{name}.allowed_addresses"),
         ))
     return found
 
 
+def group_refs(value: Any, field: str) -> list[str] | None:
+    """Security groups by name or UUID: a list, or one as text (Shaken
+    Fist's command line sends "a,b"); None or nothing: the default."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValidationError(field, "must be a list of security group names or UUIDs")
+    if len(value) > rules_of.MAX_GROUPS_PER_INTERFACE:
+        raise ValidationError(
+            field, f"at most {rules_of.MAX_GROUPS_PER_INTERFACE} security groups per interface")
+    return [v.strip() for v in value]
 def netdesc(body: dict[str, Any]) -> interfaces.NicRequest:
     """The one NIC of a hot plug: ``{"network": netdesc}``, as Shaken Fist's client sends it."""
     raw = body.get("network")
@@ -385,3 +405,38 @@ def metadata_value(body: dict[str, Any]) -> Any:
     if "value" not in body:
         raise BadRequest("value: missing; send {\"value\": ...}")
     return body["value"]
+
+
+# --- security groups ---------------------------------------------------------------------------
+
+
+def security_group_request(body: dict[str, Any]) -> secgroups.GroupRequest:
+    """A create: a name, a description and rules (each checked by the service)."""
+    rules = body.get("rules")
+    if rules is not None and not isinstance(rules, list):
+        raise ValidationError("rules", "must be a list of rules")
+    return secgroups.GroupRequest(name=body.get("name"), description=body.get("description"),
+                                  rules=rules or [])
+
+
+def rules_to_add(body: dict[str, Any]) -> list[Any]:
+    """POST .../rules takes one rule, or {"rules": [...]} to add several at once."""
+    if "rules" in body:
+        if not isinstance(body["rules"], list):
+            raise ValidationError("rules", "must be a list of rules")
+        return body["rules"]
+    if "direction" not in body:
+        raise BadRequest('send a rule ({"direction": "ingress", ...}) or {"rules": [...]}')
+    return [body]
+
+
+def address_set_request(body: dict[str, Any]) -> addresssets.AddressSetRequest:
+    return addresssets.AddressSetRequest(name=body.get("name"), cidrs=body.get("cidrs"),
+                                         description=body.get("description"))
+
+
+def given_field(body: dict[str, Any], name: str) -> Any:
+    """A field a PUT must carry (null included, but present)."""
+    if name not in body:
+        raise BadRequest(f"{name}: missing; send {{\"{name}\": ...}}")
+    return body[name]

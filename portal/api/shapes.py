@@ -13,16 +13,18 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict, cast
 
-from cloudstate.model import Keypair, Upload
+from cloudstate.model import Keypair, SecurityRule, Upload
 from cloudstate.storage import Version
 from portal.accounts.models import Namespace
 from portal.accounts.namespaces import trusted_names
 from portal.cloud import nodes
+from portal.cloud.addresssets import AddressSetRecord
 from portal.cloud.catalogue import ArtifactRecord, BlobRecord
 from portal.cloud.instances import InstanceRecord
 from portal.cloud.networks import NetworkRecord
 from portal.cloud.nodes import NodeRecord
 from portal.cloud.quotas import Line
+from portal.cloud.secgroups import GroupRecord
 
 SCHEMA_VERSION = 1
 DEFAULT_MACHINE = "pc"
@@ -562,4 +564,63 @@ def network(record: NetworkRecord) -> NetworkShape:
         # names its DNS answers.
         "routed": spec.routed,
         "dns_entries": spec.dns_entries,
+    }
+
+
+def security_rule(rule: SecurityRule, names: dict[str, str]) -> dict[str, Any]:
+    """A rule; ``names`` gives the names of the groups and address sets it may name."""
+    remote: dict[str, Any] | None = None
+    if rule.remote_cidrs:
+        remote = {"cidrs": list(rule.remote_cidrs)}
+    elif rule.remote_group:
+        remote = {"group": rule.remote_group, "name": names.get(rule.remote_group)}
+    elif rule.remote_address_set:
+        remote = {"address_set": rule.remote_address_set,
+                  "name": names.get(rule.remote_address_set)}
+    return {
+        "uuid": rule.uuid,
+        "direction": rule.direction,
+        "ethertype": rule.ethertype,
+        "protocol": rule.protocol,
+        "ports": rule.ports,
+        "icmp_type": rule.icmp_type,
+        "icmp_code": rule.icmp_code,
+        "remote": remote,
+        "description": rule.description,
+        "created": rule.created_at,
+    }
+
+
+def security_group(record: GroupRecord, names: dict[str, str],
+                   attached: int) -> dict[str, Any]:
+    spec = record.spec
+    return {
+        "uuid": spec.uuid,
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "description": spec.description,
+        "stateful": True,
+        "rules": [security_rule(rule, names) for rule in spec.rules],
+        "state": record.state,
+        "generation": spec.generation,
+        "attached_interfaces": attached,
+        "metadata": spec.metadata,
+        "created": spec.created_at,
+        "version": SCHEMA_VERSION,
+    }
+
+
+def address_set(record: AddressSetRecord) -> dict[str, Any]:
+    spec = record.spec
+    return {
+        "uuid": spec.uuid,
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "description": spec.description,
+        "cidrs": list(spec.cidrs),
+        "state": record.state,
+        "generation": spec.generation,
+        "metadata": spec.metadata,
+        "created": spec.created_at,
+        "version": SCHEMA_VERSION,
     }

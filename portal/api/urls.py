@@ -21,6 +21,7 @@ from portal.api.views import (
     networks,
     nodes,
     root,
+    secgroups,
     uploads,
 )
 
@@ -41,6 +42,7 @@ urlpatterns = [
     *keypairs.routes,
     *networks.routes,
     *interfaces.routes,
+    *secgroups.routes,
     *consoles.routes,
     *health.routes("/"),
     # Last: JSON for every path nothing above matched.

@@ -37,6 +37,7 @@ NETWORK_CHANGED = "network.changed"
 CLOUD_CHANGED = "cloud.changed"
 STORE_CHANGED = "store.changed"
 QUOTA_CHANGED = "quota.changed"
+SECGROUP_CHANGED = "secgroup.changed"
 READY_TIMEOUT = 10.0
 # After an instance is torn down, look for blobs it was the last to use
 # this much later (several going at once are looked at together).
@@ -102,6 +103,12 @@ class Hub:
     def store_group(self) -> str:
         """Every live page: etcd became unreachable, or reachable again."""
         return f"live.{self.id}.store"
+
+    @property
+    def secgroups_group(self) -> str:
+        """Every change to a security group, an address set or an interface's
+        filtering (pages filter by namespace and re-read)."""
+        return f"live.{self.id}.secgroups"
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -190,6 +197,7 @@ class Hub:
         touched: dict[str, str] = {}
         images: set[str] = set()
         networks: set[str] = set()
+        secgroups: set[str] = set()
         people: set[int] = set()
         cloud_changed = False
         floating = self.keys.addresses(FLOATING_POOL)
@@ -221,11 +229,18 @@ class Hub:
             elif kind == ObjectKind.NETWORK:
                 networks.add(uuid)
             elif kind == ObjectKind.INTERFACE:
-                for kv in (change.old, change.new):
-                    if kv is not None:
-                        nic = InterfaceSpec.from_json(kv.value)
-                        networks.add(nic.network_uuid)
-                        # Its addresses show in its instance's row and page.
+                # Its spec or what its hypervisor applied: its network's page,
+                # its instance's row and page, and the pages of its groups show it.
+                for nic in self._interfaces_of(change, uuid):
+                    networks.add(nic.network_uuid)
+                    secgroups.update(nic.security_groups)
+                    touched[nic.instance_uuid] = nic.namespace
+            elif kind in (ObjectKind.SECURITY_GROUP, ObjectKind.ADDRESS_SET):
+                secgroups.add(uuid)
+                # Whether its users' rules are applied changes with it.
+                for kv in self.mirror.items(self.keys.interfaces):
+                    nic = InterfaceSpec.from_json(kv.value)
+                    if uuid in nic.security_groups:
                         touched[nic.instance_uuid] = nic.namespace
             elif kind == ObjectKind.INSTANCE:
                 if self._uuids is not None and not found.observed:
@@ -263,6 +278,18 @@ class Hub:
         for network_uuid in sorted(networks):
             await layer.group_send(self.networks_group,
                                    {"type": NETWORK_CHANGED, "uuid": network_uuid})
+        for group_uuid in sorted(secgroups):
+            await layer.group_send(self.secgroups_group,
+                                   {"type": SECGROUP_CHANGED, "uuid": group_uuid})
+
+    def _interfaces_of(self, change: Change, uuid: str) -> list[InterfaceSpec]:
+        """The interface a changed key is about, as it is and as it was."""
+        found = [InterfaceSpec.from_json(kv.value) for kv in (change.old, change.new)
+                 if kv is not None and change.key == self.keys.interface(uuid)]
+        current = self.mirror.get(self.keys.interface(uuid))
+        if not found and current is not None:
+            found.append(InterfaceSpec.from_json(current.value))
+        return found
 
     def _quota_namespaces(self, change: Change) -> set[str]:
         """The namespaces whose quotas a change to their limits, a network or
