@@ -35,6 +35,8 @@ POINTS = (
     "snapshot-paused", "mid-teardown", "before-release",
     # the network node
     "after-netns", "after-dnsmasq", "after-egress", "after-network-teardown",
+    # security groups on a hypervisor
+    "before-filter-apply",
 )
 EXIT_STATUS = 75
 

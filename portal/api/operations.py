@@ -247,4 +247,44 @@ OPERATIONS: dict[str, dict[str, Op]] = {
     "/interfaces/<str:uuid>/float": {
         "POST": Op("Give the interface a floating address", full=True)},
     "/interfaces/<str:uuid>/defloat": {"POST": Op("Take the interface's floating address")},
+    # --- security groups (sfcloud's own; README: Security groups) -------------------------------
+    "/interfaces/<str:uuid>/security-groups": {
+        "GET": Op("The interface, with its security groups and their state",
+                  shapes.InterfaceShape),
+        "PUT": Op("Set the interface's groups, live ({\"security_groups\": [...]}; none: "
+                  "default)", shapes.InterfaceShape, dict[str, Any])},
+    "/interfaces/<str:uuid>/port-security": {
+        "PUT": Op("Turn filtering of the interface off or on ({\"port_security\": bool})",
+                  shapes.InterfaceShape, dict[str, Any])},
+    "/interfaces/<str:uuid>/allowed-addresses": {
+        "PUT": Op("Addresses the guest may also send from ({\"allowed_addresses\": [CIDR]})",
+                  shapes.InterfaceShape, dict[str, Any])},
+    "/security-groups": {
+        "GET": Op("The security groups of a namespace (all the caller sees by default)",
+                  list[dict[str, Any]], bodies.ListBody),
+        "POST": Op("Create a group with its rules (all or none)", dict[str, Any],
+                   dict[str, Any])},
+    "/security-groups/<str:ref>": {
+        "GET": Op("One security group and its rules", dict[str, Any]),
+        "DELETE": Op("Delete a group nothing uses (never a namespace's default)")},
+    "/security-groups/<str:ref>/rules": {
+        "GET": Op("The group's rules", list[dict[str, Any]]),
+        "POST": Op("Add one rule, or {\"rules\": [...]} (all or none)", Any, dict[str, Any])},
+    "/security-groups/<str:ref>/rules/<str:rule_uuid>": {
+        "GET": Op("One rule", dict[str, Any]),
+        "DELETE": Op("Remove one rule: the connections it alone allowed end")},
+    "/security-groups/<str:ref>/interfaces": {
+        "GET": Op("The interfaces that use the group, with what their hypervisors have in force",
+                  list[shapes.InterfaceShape])},
+    **_metadata("security-group"),
+    **_events("/security-groups/<str:ref>/events", "security group"),
+    "/address-sets": {
+        "GET": Op("The address sets of a namespace", list[dict[str, Any]], bodies.ListBody),
+        "POST": Op("Create a named list of CIDRs", dict[str, Any], dict[str, Any])},
+    "/address-sets/<str:ref>": {
+        "GET": Op("One address set", dict[str, Any]),
+        "PUT": Op("Change its CIDRs ({\"cidrs\": [...]}): every rule naming it follows",
+                  dict[str, Any], dict[str, Any]),
+        "DELETE": Op("Delete an address set no rule names")},
+    **_events("/address-sets/<str:ref>/events", "address set"),
 }

@@ -59,6 +59,9 @@ class NetdescBody(TypedDict, total=False):
     macaddress: str
     model: str
     float: bool | str
+    security_groups: list[str]  # names or UUIDs; none given: the namespace's default
+    port_security: bool
+    allowed_addresses: list[str]
 
 
 class InstanceBody(InNamespace, total=False):

@@ -50,6 +50,17 @@ class DiskShape(TypedDict):
     snapshot_ignores: bool
 
 
+class FilteringShape(TypedDict):
+    """What an interface's hypervisor has in force of its security groups."""
+
+    state: str  # applied, pending, error, off
+    error: str | None
+    node: str | None
+    applied_groups: list[str]
+    applied_at: float | None
+    group_names: dict[str, str]  # uuid -> name of the groups it asks for
+
+
 class InterfaceShape(TypedDict):
     """An instance's NIC (portal.cloud.interfaces.view makes it)."""
 
@@ -64,6 +75,11 @@ class InterfaceShape(TypedDict):
     order: int
     model: str
     floating: str | None
+    security_groups: list[str]
+    port_security: bool
+    allowed_addresses: list[str]
+    filtering: FilteringShape | None
+    error_message: str | None
 
 
 class InstanceShape(TypedDict):

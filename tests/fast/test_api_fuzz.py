@@ -102,11 +102,16 @@ def world(portal: InProcessPortal, agent: FakeAgent, demo_image: str) -> World:
     ok(api.post("/auth/namespaces", {"namespace": "fuzzns", "key_name": "spare",
                                      "key": secrets.token_urlsafe(16)}))
     blob_shown = ok(api.get(f"/blobs/{blob}"))
+    group = ok(api.post("/security-groups", {"name": "fuzzsg", "rules": [
+        {"direction": "ingress", "protocol": "tcp", "ports": "22"}]}))
+    ok(api.post("/address-sets", {"name": "fuzzset", "cidrs": ["192.0.2.0/24"]}))
     any_ref = [instance["uuid"], "fuzzvm", network["uuid"], "fuzznet", artifact, "fuzzimg",
-               blob, keypair["uuid"], upload["uuid"], agent.node, "floating", demo_image]
+               blob, keypair["uuid"], upload["uuid"], agent.node, "floating", demo_image,
+               group["uuid"], "fuzzsg", "fuzzset"]
     return World(portal, {
         "ref": any_ref,
         "uuid": [instance["interfaces"][0]["uuid"]],
+        "rule_uuid": [group["rules"][0]["uuid"]],
         # Never the system namespace or its key: the fuzzer's own credentials.
         "namespace": ["fuzzns"],
         "key_name": ["spare"],
