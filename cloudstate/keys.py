@@ -55,6 +55,20 @@ Networks (see cloudstate.ipam for how reservations are made and released):
     <prefix>/fences/networks/<uuid>           rewritten by every attach to the network, so a
                                               delete that saw no users can't miss a new one
     <prefix>/roles/network-node               the node that holds the network node's role
+    <prefix>/observed/interfaces/<uuid>       the filtering its hypervisor applied (the agent
+                                              of its instance's node; released with it)
+
+Security groups (see cloudstate.secgroups):
+
+    <prefix>/secgroups/<uuid>                 a security group and its rules (portal)
+    <prefix>/names/secgroups/<ns>/<name>      name -> uuid (portal)
+    <prefix>/addrsets/<uuid>                  an address set (portal)
+    <prefix>/names/addrsets/<ns>/<name>       name -> uuid (portal)
+    <prefix>/quotas/secgroups/<ns>            rewritten by every create of a namespace's
+                                              groups or address sets (and every use of one),
+                                              so two creates can't both take the last place
+                                              under the quota, nor a delete miss a new user;
+                                              it lasts as long as the namespace's groups
 """
 
 from __future__ import annotations
@@ -97,6 +111,14 @@ class Keys:
 
     def instance_name(self, namespace: str, name: str) -> str:
         return self._k("names", "instances", namespace, name)
+
+    def names(self, family: str) -> str:
+        """Every name of a family of unique names (instances, networks, keypairs)."""
+        return self._k("names", family, "")
+
+    def fences(self, family: str) -> str:
+        """Every fence of a family (networks, blobs)."""
+        return self._k("fences", family, "")
 
     # nodes
     @property
@@ -241,8 +263,39 @@ class Keys:
         return self._k("macs", mac.lower())
 
     @property
+    def observed_interfaces(self) -> str:
+        return self._k("observed", "interfaces", "")
+
+    def observed_interface(self, uuid: str) -> str:
+        return self._k("observed", "interfaces", uuid)
+
+    @property
     def network_node_role(self) -> str:
         return self._k("roles", "network-node")
+
+    # security groups
+    @property
+    def security_groups(self) -> str:
+        return self._k("secgroups", "")
+
+    def security_group(self, uuid: str) -> str:
+        return self._k("secgroups", uuid)
+
+    def security_group_name(self, namespace: str, name: str) -> str:
+        return self._k("names", "secgroups", namespace, name)
+
+    @property
+    def address_sets(self) -> str:
+        return self._k("addrsets", "")
+
+    def address_set(self, uuid: str) -> str:
+        return self._k("addrsets", uuid)
+
+    def address_set_name(self, namespace: str, name: str) -> str:
+        return self._k("names", "addrsets", namespace, name)
+
+    def security_fence(self, namespace: str) -> str:
+        return self._k("quotas", "secgroups", namespace)
 
     # consoles
     @property
@@ -322,6 +375,9 @@ class Keys:
             (self.networks, ObjectKind.NETWORK, False),
             (self.observed_networks, ObjectKind.NETWORK, True),
             (self.interfaces, ObjectKind.INTERFACE, False),
+            (self.observed_interfaces, ObjectKind.INTERFACE, True),
+            (self.security_groups, ObjectKind.SECURITY_GROUP, False),
+            (self.address_sets, ObjectKind.ADDRESS_SET, False),
             (self.artifacts, ObjectKind.IMAGE, False),
             (self.blobs, ObjectKind.BLOB, False),
             (self.uploads, ObjectKind.UPLOAD, False),

@@ -382,6 +382,31 @@ class InterfaceSpec(Record):
     model: str = "virtio"
     floating: str | None = None  # an address from the floating pool, DNATed to ipv4
     created_at: float = field(default_factory=time.time)
+    # Filtering on the hypervisor (cloudstate.secgroups): the union of these
+    # security groups' rules applies; an interface of a namespace names at
+    # least its ``default`` group. With port_security off nothing is
+    # filtered (neither groups nor anti-spoofing) and the list is empty.
+    security_groups: list[str] = field(default_factory=list)
+    port_security: bool = True
+    # Addresses (CIDRs) the guest may send from besides its own, for a
+    # virtual IP several guests share; members of its groups' sets too.
+    allowed_addresses: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InterfaceObserved(Record):
+    """What the hypervisor of an interface's instance has applied of its
+    filtering (written by that node's agent)."""
+
+    node: str
+    state: str = "created"  # created (applied) or error
+    error: str | None = None
+    # uuid -> generation of each security group in force on the port, as
+    # applied; compared with the desired records to tell "applied" from "pending".
+    groups: dict[str, int] = field(default_factory=dict)
+    port_security: bool = True
+    allowed_addresses: list[str] = field(default_factory=list)
+    applied_at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)
@@ -396,7 +421,63 @@ class AddressReservation(Record):
     created_at: float = field(default_factory=time.time)
 
 
+# --- security groups -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecurityRule(Record):
+    """One allow rule of a security group, checked by cloudstate.secgroups.
+
+    The remote end is at most one of: CIDRs, the members of a security
+    group (by uuid), or an address set (by uuid); none means anywhere."""
+
+    uuid: str
+    direction: str  # ingress or egress
+    protocol: str = "any"  # any, tcp, udp, icmp, or an IP protocol number as text
+    ports: str | None = None  # tcp/udp destination ports, "22,80-90"; None: all
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    remote_cidrs: list[str] = field(default_factory=list)
+    remote_group: str | None = None
+    remote_address_set: str | None = None
+    description: str = ""
+    ethertype: str = "ipv4"
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class SecurityGroup(Record):
+    """A namespace's named set of allow rules, applied to the interfaces
+    that name it. ``generation`` grows with every change of its rules, so
+    an agent can say which version it has applied."""
+
+    uuid: str
+    name: str
+    namespace: str
+    description: str = ""
+    rules: list[SecurityRule] = field(default_factory=list)
+    generation: int = 1
+    created_at: float = field(default_factory=time.time)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AddressSet(Record):
+    """A named list of CIDRs (an office's ranges, a partner's hosts) that
+    rules may name as their remote end."""
+
+    uuid: str
+    name: str
+    namespace: str
+    cidrs: list[str] = field(default_factory=list)
+    description: str = ""
+    generation: int = 1
+    created_at: float = field(default_factory=time.time)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
 _NESTED: dict[tuple[str, str], type[Record]] = {
+    ("SecurityGroup", "rules"): SecurityRule,
     ("InstanceSpec", "disks"): Disk,
     ("InstanceSpec", "power"): PowerIntent,
     ("InstanceSpec", "nvram_template"): DiskSource,

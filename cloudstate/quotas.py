@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING
 
 from cloudstate import storage
 from cloudstate.keys import Keys
-from cloudstate.model import Artifact, Blob, BlobObserved, InstanceSpec, InterfaceSpec, NetworkSpec
+from cloudstate.model import (
+    Artifact,
+    Blob,
+    BlobObserved,
+    InstanceSpec,
+    InterfaceSpec,
+    NetworkSpec,
+    SecurityGroup,
+)
 
 BYTES = "bytes"
 _BYTE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -268,6 +276,13 @@ def _networks(records: Records, keys: Keys, namespace: str) -> dict[str, int]:
         and net.desired != "deleted")}
 
 
+def _security_groups(records: Records, keys: Keys, namespace: str) -> dict[str, int]:
+    # The namespace's default group counts: it is there from the first use.
+    return {"security_groups": sum(
+        1 for kv in records(keys.security_groups)
+        if SecurityGroup.from_json(kv.value).namespace == namespace)}
+
+
 def artifact_kind(artifact_type: str) -> tuple[str, str] | None:
     """(count kind, bytes kind) an artifact of this type counts against;
     None for labels, which only point at others' versions."""
@@ -325,3 +340,5 @@ register(Counter(("images", "image_bytes", "snapshots", "snapshot_bytes"),
          QuotaKind("snapshot_bytes", "Snapshot storage", BYTES, default=200 << 30))
 register(Counter(("networks",), lambda keys: (keys.networks,), _networks),
          QuotaKind("networks", "Networks", default=10))
+register(Counter(("security_groups",), lambda keys: (keys.security_groups,), _security_groups),
+         QuotaKind("security_groups", "Security groups", default=10))

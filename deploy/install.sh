@@ -27,6 +27,8 @@ PACKAGES=(
     qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-dev ovmf
     # state, networking (ping: `network ping` from a network's namespace)
     etcd-server etcd-client dnsmasq-base iproute2 nftables iputils-ping
+    # security groups: ending the tracked connections a removed rule allowed
+    conntrack
     # building libvirt-python, and the venv itself
     python3-venv python3-dev gcc pkg-config
     # the small guest image the demo and the tests boot

@@ -40,7 +40,7 @@ from cloudstate.settings import REPO_ROOT
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
 from cloudstate.vocabulary import ObjectKind
-from nodeagent import firmware, hostfacts, records
+from nodeagent import firmware, hostfacts, periodic, records
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
@@ -251,13 +251,15 @@ class Agent:
 
     async def _refresh_node_info(self, virt: hostfacts.Virtualization) -> None:
         """Free disk changes as images arrive; rewrite only when it does."""
-        while True:
-            await asyncio.sleep(NODE_INFO_REFRESH)
+
+        async def refresh() -> None:
             info = self._node_info(virt)
             kv = self.mirror.get(self.keys.node(self.settings.node_name))
             current = NodeInfo.from_json(kv.value) if kv else None
             if current is None or info.replace(started_at=current.started_at) != current:
                 await self.etcd.put(self.keys.node(self.settings.node_name), info.to_json())
+
+        await periodic.every(NODE_INFO_REFRESH, refresh, "refreshing the node's record")
 
     def _node_facts(self) -> NodeFacts:
         settings = self.settings
@@ -364,9 +366,7 @@ class Agent:
         self.networks.sweep()
 
     async def _periodic_sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.common.resync_interval)
-            await self.sweep()
+        await periodic.every(self.settings.common.resync_interval, self.sweep, "the full sweep")
 
     async def _reconcile(self, uuid: str) -> None:
         assert self.reconciler is not None

@@ -2,9 +2,10 @@
 plug in the ones added since it was defined, unplug the ones removed, and
 give a removed one's address and MAC back once the guest has let go of it.
 
-A NIC is plugged into a running guest only once the network node has its
-DHCP entry (the guest asks for an address as soon as it sees the NIC); the
-network node's report queues the instance again when it has. An unplugged
+A NIC is plugged into a running guest only once its security groups are in
+force on this node and the network node has its DHCP entry (the guest
+sends, and asks for an address, as soon as it sees the NIC); the filter's
+pass and the network node's report queue the instance again when they are. An unplugged
 NIC leaves a running guest when the guest acknowledges the removal (ACPI
 hot plug); libvirt's device-removed event queues the instance again then.
 """
@@ -40,8 +41,9 @@ class NicSync:
             for iface, port in await self._ports.ensure_ports_of(spec):
                 if port.mac in present:
                     continue
-                if running and not self._ports.applied(iface):
-                    continue  # the network node's report brings us back
+                if running and not self._ports.ready(iface):
+                    # The network node's report, or the filter's pass, brings us back.
+                    continue
                 await self._hv.plug(spec.uuid, domainxml.interface_xml(port))
                 self._emit(spec, f"eth{iface.order} plugged in (interface {iface.uuid})")
         detached = self._ports.detached(spec)

@@ -52,6 +52,11 @@ _USAGE_STATS = (
 _event_impl_registered = False
 
 
+def power_state_of(code: int) -> str:
+    """Our word for a libvirt domain state (``virDomain.state()[0]``)."""
+    return _POWER_STATES.get(code, "on")
+
+
 class HypervisorError(Exception):
     """libvirt refused something; the message is libvirt's own."""
 
@@ -183,7 +188,7 @@ class Hypervisor:
                 if _is_missing(exc):  # undefined between lookup and query
                     return None
                 raise
-            return DomainState(uuid, _POWER_STATES.get(state, "on"), owner)
+            return DomainState(uuid, power_state_of(state), owner)
 
         return await self._run(query)
 

@@ -478,6 +478,7 @@ class InstanceReconciler:
         domain = await self._hv.state(uuid)
         if domain is not None and domain.owner == self._ctx.owner:
             await self._hv.undefine(uuid)
+        failpoints.hit("mid-teardown")
         directory = self.instance_dir(uuid)
         if directory.exists():
             shutil.rmtree(directory)
@@ -496,6 +497,7 @@ class InstanceReconciler:
         current = found or InstanceObserved(node=self.node)
         record = current.replace(node=self.node, state="deleted", power_state="off", error=None,
                                  updated_at=time.time())
+        failpoints.hit("before-release")
         result = await self._etcd.txn(
             [], [Put(self._keys.observed_instance(spec.uuid), record.to_json()), *releases]
         )
@@ -511,7 +513,9 @@ class InstanceReconciler:
         if wanted.replace(updated_at=0) == current.replace(updated_at=0) and found is not None:
             return
         wanted = wanted.replace(updated_at=time.time())
+        failpoints.hit("before-report")
         revision = await self._etcd.put(self._keys.observed_instance(spec.uuid), wanted.to_json())
+        failpoints.hit("after-report")
         self._emit_changes(spec.uuid, found, wanted)
         # Later passes read our own record from the mirror: let it catch up.
         await self._mirror.wait_for_revision(revision)

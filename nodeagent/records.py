@@ -28,7 +28,12 @@ Where each checked field ends up:
                             (one dropped from the list is unplugged: hot plug)
     interfaces/<uuid>       uuid: the tap's name; macaddr, model: XML, dnsmasq's
                             hosts file; ipv4, floating: dnsmasq and nftables;
-                            order: the NIC's place, ethN in network_data.json
+                            order: the NIC's place, ethN in network_data.json;
+                            security_groups: chain names; allowed_addresses: nftables
+    observed/interfaces/<u> groups: chain names compared with what is applied
+    secgroups/<uuid>        uuid, rules[].remote_group, remote_address_set: chain and
+                            set names; rules: nftables (each checked as the API does)
+    addrsets/<uuid>         uuid: a set's name; cidrs: its elements
     networks/<uuid>         vxid: link names and the VXLAN id; netblock: addresses,
                             routes, dnsmasq ranges, nftables; mtu: links;
                             floating_gateway, routed: addresses, routes, proxy
@@ -64,24 +69,29 @@ import os
 import re
 import uuid as uuidlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from cloudstate import disklayout, netvalidation, storage, validation
+from cloudstate import disklayout, netvalidation, secgroups, storage, validation
 from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.model import (
     AddressReservation,
+    AddressSet,
     Artifact,
     Blob,
     BlobObserved,
     InstanceObserved,
     InstanceSpec,
+    InterfaceObserved,
     InterfaceSpec,
     NetworkObserved,
     NetworkSpec,
     NodeInfo,
     Record,
+    SecurityGroup,
+    SecurityRule,
     Upload,
 )
 from cloudstate.power import API_ACTIONS
@@ -114,6 +124,9 @@ DESIRED = ("active", "deleted")
 MAX_SIZE = 2**62
 MAX_VERSIONS = 1000
 POWER_ACTIONS = tuple(API_ACTIONS.values())
+# The most rules a group may have (SFCLOUD_RULES_PER_SECURITY_GROUP's ceiling).
+MAX_RULES = 1000
+FILTERING_STATES = ("created", "error")
 FLOATING_TYPES = ("floating", "gateway", "routed")
 
 
@@ -392,7 +405,99 @@ def check_interface(key_uuid: str, raw: Any) -> None:
     _ipv4(iface.get("ipv4"), "ipv4", optional=True)
     _valid(netvalidation.nic_model, iface.get("model", "virtio"), "model")
     _ipv4(iface.get("floating"), "floating", optional=True)
+    _security_groups(iface.get("security_groups", []), "security_groups")
+    _bool(iface.get("port_security", True), "port_security")
+    _cidr_list(iface.get("allowed_addresses", []), "allowed_addresses",
+               secgroups.MAX_ALLOWED_ADDRESSES)
     _parses(InterfaceSpec, iface)
+
+
+def _security_groups(value: Any, field: str) -> None:
+    limit = secgroups.MAX_GROUPS_PER_INTERFACE
+    _require(isinstance(value, list) and len(value) <= limit,
+             f"{field} must be a list of at most {limit} security groups")
+    for n, uuid in enumerate(value):
+        _uuid(uuid, f"{field}[{n}]")
+
+
+def _cidr_list(value: Any, field: str, limit: int) -> None:
+    """CIDRs as the portal writes them: checked, canonical, sorted, once each."""
+    _require(isinstance(value, list), f"{field} is not a list of CIDR blocks")
+    canonical = list(_valid(partial(secgroups.cidrs, limit=limit), value, field))
+    _require(canonical == value, f"{field} {_shown(value)} is not CIDR blocks as the portal "
+                                 "writes them (canonical, sorted, each once)")
+
+
+def check_observed_interface(key_uuid: str, raw: Any) -> None:
+    observed = _dict(raw, "observed interface")
+    _uuid(key_uuid, "the key's uuid")
+    _node(observed.get("node"), "node")
+    _one_of(observed.get("state", "created"), "state", FILTERING_STATES)
+    _require(observed.get("error") is None or isinstance(observed["error"], str),
+             "error is not text")  # only ever shown
+    groups = _dict(observed.get("groups", {}), "groups")
+    _require(len(groups) <= secgroups.MAX_GROUPS_PER_INTERFACE,
+             f"groups names more than {secgroups.MAX_GROUPS_PER_INTERFACE} security groups")
+    for uuid, generation in groups.items():
+        _uuid(uuid, "groups' uuid")
+        _int(generation, f"groups[{uuid}]", 1, 2**53)
+    _bool(observed.get("port_security", True), "port_security")
+    _cidr_list(observed.get("allowed_addresses", []), "allowed_addresses",
+               secgroups.MAX_ALLOWED_ADDRESSES)
+    _number(observed.get("applied_at"), "applied_at")
+    _parses(InterfaceObserved, observed)
+
+
+def check_security_group(key_uuid: str, raw: Any) -> None:
+    group = _dict(raw, "security group")
+    _uuid(key_uuid, "the key's uuid")
+    _same_key(group.get("uuid"), key_uuid, "uuid")
+    _valid(lambda value, field: secgroups.name(value, "security group", field),
+           group.get("name"), "name")
+    _valid(validation.namespace_name, group.get("namespace"), "namespace")
+    _valid(secgroups.description, group.get("description", ""), "description")
+    _int(group.get("generation", 1), "generation", 1, 2**53)
+    _require(isinstance(group.get("metadata", {}), dict), "metadata is not an object")
+    rules = group.get("rules", [])
+    _require(isinstance(rules, list) and len(rules) <= MAX_RULES,
+             f"rules must be a list of at most {MAX_RULES}")
+    for n, rule in enumerate(rules):
+        _rule(rule, f"rules[{n}]")
+    _parses(SecurityGroup, group)
+
+
+def _rule(raw: Any, field: str) -> None:
+    """A stored rule: its remote ends by uuid, and exactly what the API's
+    check makes of it (cloudstate.secgroups), so a port list, protocol or
+    CIDR reaches nftables only in the form the portal writes."""
+    rule = _dict(raw, field)
+    _uuid(rule.get("uuid"), f"{field}.uuid")
+    _optional_uuid(rule.get("remote_group"), f"{field}.remote_group")
+    _optional_uuid(rule.get("remote_address_set"), f"{field}.remote_address_set")
+    _require(isinstance(rule.get("remote_cidrs", []), list),
+             f"{field}.remote_cidrs is not a list of CIDR blocks")
+    remotes = [name for name in ("remote_cidrs", "remote_group", "remote_address_set")
+               if rule.get(name)]
+    _require(len(remotes) <= 1, f"{field} has {' and '.join(remotes)}: a rule has one remote end")
+    _number(rule.get("created_at"), f"{field}.created_at")
+    try:
+        secgroups.recheck(SecurityRule.from_dict(rule))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise BadRecord(f"{field}: {exc}") from None
+
+
+def check_address_set(key_uuid: str, raw: Any) -> None:
+    address_set = _dict(raw, "address set")
+    _uuid(key_uuid, "the key's uuid")
+    _same_key(address_set.get("uuid"), key_uuid, "uuid")
+    _valid(lambda value, field: secgroups.name(value, "address set", field),
+           address_set.get("name"), "name")
+    _valid(validation.namespace_name, address_set.get("namespace"), "namespace")
+    _valid(secgroups.description, address_set.get("description", ""), "description")
+    _int(address_set.get("generation", 1), "generation", 1, 2**53)
+    _require(isinstance(address_set.get("metadata", {}), dict), "metadata is not an object")
+    _cidr_list(address_set.get("cidrs", []), "cidrs", secgroups.MAX_ADDRESS_SET_CIDRS)
+    _parses(AddressSet, address_set)
 
 
 def check_network(key_uuid: str, raw: Any) -> None:
@@ -641,6 +746,9 @@ class RecordGate:
         self._families: tuple[tuple[str, Callable[[str, Any], None]], ...] = (
             (keys.instances, check_instance),
             (keys.interfaces, check_interface),
+            (keys.observed_interfaces, check_observed_interface),
+            (keys.security_groups, check_security_group),
+            (keys.address_sets, check_address_set),
             (keys.networks, check_network),
             (keys.artifacts, check_artifact),
             (keys.blobs, check_blob),

@@ -22,6 +22,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from cloudstate.etcd import EtcdUnavailable
+from portal.api.framework import Endpoint
 from portal.cloud import store
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,13 @@ async def livez(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 async def readyz(request: HttpRequest) -> HttpResponse:
     return _text("ready") if await ready() else _text("not ready", 503)
+
+
+# How the API's description (portal.api.openapi) sees them under /api: read
+# with GET, no token.
+for _view in (livez, readyz):
+    _view.api_endpoint = Endpoint(  # type: ignore[attr-defined]
+        methods=("GET",), authenticated=False, raw_body=False)
 
 
 def routes(prefix: str = "") -> list:

@@ -11,6 +11,7 @@ urlpatterns = [
     path("images/", include("portal.images.urls")),
     path("keypairs/", include("portal.keypairs.urls")),
     path("networks/", include("portal.networks.urls")),
+    path("security-groups/", include("portal.secgroups.urls")),
     path("", include("portal.consoles.urls")),
     path("", include("portal.usage.urls")),
     path("api", include("portal.api.urls")),

@@ -125,7 +125,7 @@ def render_names(config: DnsmasqConfig) -> str:
     return "".join(lines)
 
 
-def _bindings(hosts_text: str) -> set[tuple[str, str]]:
+def bindings(hosts_text: str) -> set[tuple[str, str]]:
     found = set()
     for line in hosts_text.splitlines():
         parts = line.split(",")
@@ -232,7 +232,7 @@ def ensure(namespace: str, directory: Path, config: DnsmasqConfig) -> Outcome:
     hosts_changed = _write(directory / HOSTS, hosts_text, uid)
     names_changed = _write(directory / NAMES, render_names(config), uid)
     pid = running_pid(directory)
-    lost_binding = bool(_bindings(old_hosts) - _bindings(hosts_text))
+    lost_binding = bool(bindings(old_hosts) - bindings(hosts_text))
     if pid is not None and (conf_changed or lost_binding):
         stop(pid, directory / CONF)
         return Outcome(_start(namespace, directory), "restarted")

@@ -497,3 +497,21 @@ def is_default_route_link(name: str) -> bool:
             if route.get("RTA_OIF") == index:
                 return True
         return bool(ipr.get_addr(index=index, family=2))
+
+
+BRIDGE_NF_CALL = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+
+
+def ensure_bridge_netfilter() -> None:
+    """Bridged IPv4 passes the inet hooks (br_netfilter) in our namespace,
+    where the security groups track connections: load the module if the
+    kernel has it as one, and switch it on. Every bridge of the namespace
+    is then seen by the inet hooks; ours only filter our own bridges."""
+    if not BRIDGE_NF_CALL.exists():
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True, timeout=30)
+    try:
+        if BRIDGE_NF_CALL.read_text().strip() != "1":
+            BRIDGE_NF_CALL.write_text("1")
+    except OSError as exc:
+        raise KernelError(f"bridged traffic can't be filtered statefully here (br_netfilter: "
+                          f"{exc.strerror}): security groups are not enforced") from exc

@@ -101,9 +101,16 @@ def digest_of(text: str) -> str:
     return ""
 
 
+def nft(*args: str, stdin: str | None = None,
+        netns: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run nft here, or in the named network namespace."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    return subprocess.run([*prefix, "nft", *args], input=stdin, capture_output=True, text=True,
+                          timeout=30)
+
+
 def _nft(namespace: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", namespace, "nft", *args], input=stdin,
-                          capture_output=True, text=True, timeout=30)
+    return nft(*args, stdin=stdin, netns=namespace)
 
 
 def applied_digest(namespace: str, table: str) -> str:

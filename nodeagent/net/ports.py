@@ -22,19 +22,25 @@ from nodeagent.domainxml import DomainInterface
 from nodeagent.net import networkdata, releases, snapshot
 from nodeagent.net.context import NetworkContext
 from nodeagent.net.mesh import Mesh
+from nodeagent.net.secgroups import SecurityGroups
+from nodeagent.net.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
 
 class Ports:
     def __init__(self, *, context: NetworkContext, keys: Keys, mirror: Mirror, mesh: Mesh,
+                 filtering: SecurityGroups, wanted: Callable[[Snapshot], set[str]],
                  lock: asyncio.Lock, retry_later: Callable[[str], None]):
         """``lock`` is the network code's kernel lock; ``retry_later(network_uuid)``
-        asks for another pass of a network after a while."""
+        asks for another pass of a network after a while; ``wanted(snap)``
+        names the networks this node carries."""
         self._ctx = context
         self._keys = keys
         self._mirror = mirror
         self._mesh = mesh
+        self._filtering = filtering
+        self._wanted = wanted
         self._lock = lock
         self._retry_later = retry_later
 
@@ -51,8 +57,9 @@ class Ports:
         return sorted(found, key=lambda pair: pair[0].order)
 
     async def ensure_ports(self, spec: InstanceSpec) -> list[DomainInterface]:
-        """Make the bridges the instance's NICs plug into; its NICs as the
-        domain XML describes them, in order."""
+        """Make the bridges the instance's NICs plug into, and their ports'
+        filtering (keyed by the taps' names, so in force before the guest's
+        first packet); its NICs as the domain XML describes them, in order."""
         return [port for _, port in await self.ensure_ports_of(spec)]
 
     async def ensure_ports_of(self, spec: InstanceSpec
@@ -64,6 +71,7 @@ class Ports:
             for network in {net.uuid: net for _, net in nics}.values():
                 await asyncio.to_thread(self._mesh.build, network,
                                         snap.peers(network.uuid, self._ctx.node))
+            await self._filtering.ensure(snap, self._wanted(snap))
         namespaced = bool(self._ctx.libvirt_netns)
         names = self._ctx.names
         return [
@@ -76,12 +84,19 @@ class Ports:
         ]
 
     def not_ready(self, spec: InstanceSpec) -> str | None:
-        """Why the instance should not boot yet (its DHCP entries are not in
-        place), or None."""
+        """Why the instance should not boot yet (its ports' filtering or its
+        DHCP entries are not in place), or None."""
         for iface, network in self.nics(spec):
+            if not self._filtering.covers(iface.uuid):
+                return f"waiting for the security groups of eth{iface.order}"
             if not self.applied(iface):
                 return f"waiting for the network node to set up network {network.name}"
         return None
+
+    def ready(self, iface: InterfaceSpec) -> bool:
+        """Whether a NIC may be shown to its running guest (hot plug): its
+        filtering in force and its DHCP entry in place."""
+        return self._filtering.covers(iface.uuid) and self.applied(iface)
 
     def applied(self, iface: InterfaceSpec) -> bool:
         """Whether the network node has the interface's DHCP entry in place."""

@@ -44,11 +44,15 @@ def of_instance(keys: Keys, mirror: Mirror, spec: InstanceSpec) -> list[Put | De
 
 def of_interface(keys: Keys, mirror: Mirror, iface: InterfaceSpec, *,
                  keep: bool) -> list[Put | Delete]:
-    """One interface's record (a copy left to read if ``keep``), its address
-    and its MAC, each only if still the interface's own."""
+    """One interface's record (a copy left to read if ``keep``) and its
+    filtering's report, its address and its MAC, each only if still the
+    interface's own."""
     found: list[Put | Delete] = [Delete(keys.interface(iface.uuid))]
     if keep:
         found.append(Put(keys.deleted_interface(iface.uuid), iface.to_json()))
+    if mirror.get(keys.observed_interface(iface.uuid)) is not None:
+        # What its node reported of its filtering goes with it.
+        found.append(Delete(keys.observed_interface(iface.uuid)))
     address = mirror.get(keys.address(iface.network_uuid, iface.ipv4 or ""))
     if iface.ipv4 is not None and address is not None and \
             AddressReservation.from_json(address.value).user[-1] == iface.uuid:
@@ -60,8 +64,12 @@ def of_interface(keys: Keys, mirror: Mirror, iface: InterfaceSpec, *,
 
 
 def detached(keys: Keys, mirror: Mirror, spec: InstanceSpec) -> list[InterfaceSpec]:
-    """Interfaces of the instance that it no longer lists (unplugged)."""
-    listed = set(spec.interfaces)
+    """Interfaces of the instance that it no longer lists (unplugged). What
+    it lists is read from the mirror with them: ``spec`` may be older than a
+    NIC hot-plugged since, whose record the mirror already has."""
+    current = mirror.get(keys.instance(spec.uuid))
+    listed = set(spec.interfaces if current is None
+                 else InstanceSpec.from_json(current.value).interfaces)
     return sorted((iface for iface in (InterfaceSpec.from_json(kv.value)
                                        for kv in mirror.items(keys.interfaces))
                    if iface.instance_uuid == spec.uuid and iface.uuid not in listed),

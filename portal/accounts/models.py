@@ -176,6 +176,12 @@ class AuditAction(models.TextChoices):
     LOGIN = "login"
     OPEN = "open"  # a console
     END = "end"  # someone else's console
+    ADD_RULES = "add-rules"  # to a security group
+    REMOVE_RULE = "remove-rule"
+    UPDATE = "update"  # an address set's CIDRs
+    SET_SECURITY_GROUPS = "set-security-groups"  # an interface's
+    SET_PORT_SECURITY = "set-port-security"
+    SET_ALLOWED_ADDRESSES = "set-allowed-addresses"
     TRUST = "trust"  # a namespace lets another see it
     UNTRUST = "untrust"
     ATTACH = "attach"  # an interface, hot-plugged into an instance

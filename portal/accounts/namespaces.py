@@ -156,6 +156,7 @@ async def delete_namespace(actor: Actor, name: str) -> None:
             raise BadRequest(
                 f"namespace {name} still owns {ownership.describe(owned)}: delete them first"
             )
+        await ownership.release(name)
         members = [uid async for uid in Membership.objects.filter(
             namespace__name=name).values_list("user_id", flat=True)]
         await Namespace.objects.filter(name=name).adelete()

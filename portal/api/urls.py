@@ -9,6 +9,7 @@ from portal.api.views import (
     auth,
     blobs,
     consoles,
+    description,
     events,
     fallback,
     instance_actions,
@@ -20,12 +21,14 @@ from portal.api.views import (
     networks,
     nodes,
     root,
+    secgroups,
     uploads,
 )
 
 urlpatterns = [
     path("", root.root),
     path("/", root.root),
+    *description.routes,
     *auth.routes,
     *namespaces.routes,
     *instances.routes,
@@ -39,6 +42,7 @@ urlpatterns = [
     *keypairs.routes,
     *networks.routes,
     *interfaces.routes,
+    *secgroups.routes,
     *consoles.routes,
     *health.routes("/"),
     # Last: JSON for every path nothing above matched.

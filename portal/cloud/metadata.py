@@ -1,8 +1,9 @@
 """Metadata ("tags" in the portal): small key/value pairs on an object.
 
 One implementation for every kind of object that keeps its metadata in its
-desired record in etcd (instances, networks, nodes, artifacts, blobs): the same
-key rules and size limits (cloudstate.metadata), the same audit row and the same event.
+desired record in etcd (instances, networks, nodes, artifacts, blobs, security
+groups): the same key rules and size limits (cloudstate.metadata), the same
+audit row and the same event.
 A new kind plugs in with its ``update`` function in ``_REWRITERS``.
 """
 
@@ -17,7 +18,7 @@ from cloudstate.validation import shown
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
-from portal.cloud import artifacts, blobs, changes, instances, networks, nodes
+from portal.cloud import artifacts, blobs, changes, instances, networks, nodes, secgroups
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import NotFound
 
@@ -51,6 +52,7 @@ _REWRITERS: dict[ObjectKind, Rewriter] = {
     ObjectKind.NODE: nodes.update,
     ObjectKind.IMAGE: artifacts.update,
     ObjectKind.BLOB: blobs.update,
+    ObjectKind.SECURITY_GROUP: secgroups.update,
 }
 
 

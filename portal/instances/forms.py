@@ -20,6 +20,10 @@ PASTE_KEY = "__paste__"
 BIOS, UEFI, SECURE_BOOT = "bios", "uefi", "secure-boot"
 
 
+def group_field(network_uuid: str) -> str:
+    return f"secgroups_{network_uuid.replace('-', '')}"
+
+
 class InstanceForm(forms.Form):
     name = forms.CharField(
         max_length=63, help_text="Becomes the guest's hostname: letters, digits and hyphens."
@@ -74,12 +78,19 @@ class InstanceForm(forms.Form):
 
     def __init__(self, *args, images: list[str],  # type: ignore[no-untyped-def]
                  namespaces: list[str] | None = None, keypairs: list[Keypair] = (),  # type: ignore[assignment]
-                 networks: list[tuple[str, str]] = (), **kwargs):  # type: ignore[assignment]
+                 networks: list[tuple[str, str]] = (),  # type: ignore[assignment]
+                 security_groups: list[tuple[str, str]] = (), **kwargs):  # type: ignore[assignment]
         super().__init__(*args, **kwargs)
         self.fields["networks"].choices = list(networks)
         if not networks:
             del self.fields["networks"]
             del self.fields["float_first"]
+        # Each NIC's security groups: a field per network, after the networks.
+        for uuid, label in networks if security_groups else ():
+            self.fields[group_field(uuid)] = forms.MultipleChoiceField(
+                label=f"Security groups on {label}", required=False,
+                widget=forms.CheckboxSelectMultiple, choices=list(security_groups),
+                help_text="None ticked: the namespace's default group.")
         if namespaces is not None:
             # Asked only when the person is looking at all namespaces at once.
             self.fields["namespace"] = forms.ChoiceField(
@@ -162,7 +173,8 @@ class InstanceForm(forms.Form):
             return []
         order = [uuid for uuid, _ in self.fields["networks"].choices]
         return [NicRequest(network=uuid, float=index == 0 and bool(
-                    self.cleaned_data.get("float_first")))
+                    self.cleaned_data.get("float_first")),
+                    security_groups=self.cleaned_data.get(group_field(uuid)) or None)
                 for index, uuid in enumerate(u for u in order if u in chosen)]
 
     @property

@@ -27,6 +27,7 @@ from cloudstate.vocabulary import ObjectKind
 from portal.accounts.notify import ACCESS_CHANGED, user_group
 from portal.cloud import blobs, store
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
+from portal.live.storehealth import StoreHealth
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,9 @@ INSTANCE_CHANGED = "instance.changed"
 IMAGE_CHANGED = "image.changed"
 NETWORK_CHANGED = "network.changed"
 CLOUD_CHANGED = "cloud.changed"
+STORE_CHANGED = "store.changed"
 QUOTA_CHANGED = "quota.changed"
+SECGROUP_CHANGED = "secgroup.changed"
 READY_TIMEOUT = 10.0
 # After an instance is torn down, look for blobs it was the last to use
 # this much later (several going at once are looked at together).
@@ -48,7 +51,9 @@ class Hub:
         self._etcd = store.new_etcd()
         self.mirror = Mirror(self._etcd, self.keys.root,
                              resync_interval=settings.CLOUD.resync_interval)
+        self.store = StoreHealth(self._etcd, self.mirror, self._on_store_change)
         self._task: asyncio.Task[None] | None = None
+        self._store_task: asyncio.Task[None] | None = None
         self._blob_sweep: asyncio.Task[None] | None = None
         self._blob_sweep_again = False
         # Records parsed from the mirror, each kept while its keys' revisions
@@ -94,20 +99,32 @@ class Hub:
         them (pages filter by namespace and re-read)."""
         return f"live.{self.id}.networks"
 
+    @property
+    def store_group(self) -> str:
+        """Every live page: etcd became unreachable, or reachable again."""
+        return f"live.{self.id}.store"
+
+    @property
+    def secgroups_group(self) -> str:
+        """Every change to a security group, an address set or an interface's
+        filtering (pages filter by namespace and re-read)."""
+        return f"live.{self.id}.secgroups"
+
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         if self._task is None:
             self.mirror.subscribe(self._on_changes)
             self._task = asyncio.create_task(self.mirror.run(), name="live-hub")
+            self._store_task = asyncio.create_task(self.store.run(), name="live-hub-store")
         await asyncio.wait_for(self.mirror.ready.wait(), READY_TIMEOUT)
 
     async def stop(self) -> None:
-        for task in (self._task, self._blob_sweep):
+        for task in (self._task, self._store_task, self._blob_sweep):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._task = self._blob_sweep = None
+        self._task = self._store_task = self._blob_sweep = None
         await self._etcd.close()
 
     # --- reading ---------------------------------------------------------------------
@@ -182,11 +199,15 @@ class Hub:
 
     # --- fan-out ---------------------------------------------------------------------
 
+    async def _on_store_change(self, reachable: bool) -> None:
+        await get_channel_layer().group_send(self.store_group, {"type": STORE_CHANGED})
+
     async def _on_changes(self, changes: list[Change]) -> None:
         layer = get_channel_layer()
         touched: dict[str, str] = {}
         images: set[str] = set()
         networks: set[str] = set()
+        secgroups: set[str] = set()
         people: set[int] = set()
         cloud_changed = False
         floating = self.keys.addresses(FLOATING_POOL)
@@ -222,11 +243,18 @@ class Hub:
             elif kind == ObjectKind.NETWORK:
                 networks.add(uuid)
             elif kind == ObjectKind.INTERFACE:
-                for kv in (change.old, change.new):
-                    if kv is not None:
-                        nic = InterfaceSpec.from_json(kv.value)
-                        networks.add(nic.network_uuid)
-                        # Its addresses show in its instance's row and page.
+                # Its spec or what its hypervisor applied: its network's page,
+                # its instance's row and page, and the pages of its groups show it.
+                for nic in self._interfaces_of(change, uuid):
+                    networks.add(nic.network_uuid)
+                    secgroups.update(nic.security_groups)
+                    touched[nic.instance_uuid] = nic.namespace
+            elif kind in (ObjectKind.SECURITY_GROUP, ObjectKind.ADDRESS_SET):
+                secgroups.add(uuid)
+                # Whether its users' rules are applied changes with it.
+                for kv in self.mirror.items(self.keys.interfaces):
+                    nic = InterfaceSpec.from_json(kv.value)
+                    if uuid in nic.security_groups:
                         touched[nic.instance_uuid] = nic.namespace
             elif kind == ObjectKind.INSTANCE:
                 if self._uuids is not None and not found.observed:
@@ -264,6 +292,18 @@ class Hub:
         for network_uuid in sorted(networks):
             await layer.group_send(self.networks_group,
                                    {"type": NETWORK_CHANGED, "uuid": network_uuid})
+        for group_uuid in sorted(secgroups):
+            await layer.group_send(self.secgroups_group,
+                                   {"type": SECGROUP_CHANGED, "uuid": group_uuid})
+
+    def _interfaces_of(self, change: Change, uuid: str) -> list[InterfaceSpec]:
+        """The interface a changed key is about, as it is and as it was."""
+        found = [InterfaceSpec.from_json(kv.value) for kv in (change.old, change.new)
+                 if kv is not None and change.key == self.keys.interface(uuid)]
+        current = self.mirror.get(self.keys.interface(uuid))
+        if not found and current is not None:
+            found.append(InterfaceSpec.from_json(current.value))
+        return found
 
     def _quota_namespaces(self, change: Change) -> set[str]:
         """The namespaces whose quotas a change to their limits, a network or

@@ -16,4 +16,6 @@ urlpatterns = [
          views.instance_interface_remove, name="instance-interface-remove"),
     path("interface/<uuid:uuid>/float/", views.interface_float, name="interface-float"),
     path("interface/<uuid:uuid>/defloat/", views.interface_defloat, name="interface-defloat"),
+    path("interface/<uuid:uuid>/security-groups/", views.interface_security_groups,
+         name="interface-security-groups"),
 ]

@@ -74,6 +74,9 @@ class World:
     keypair_a: str = ""
     network_a: str = ""
     interface_a: str = ""
+    secgroup_a: str = ""
+    rule_a: str = ""
+    address_set_a: str = ""
     counter: Iterator[int] = field(default_factory=lambda: iter(range(10_000)))
 
     def unique(self, stem: str) -> str:
@@ -115,6 +118,33 @@ class World:
         """A person nobody else uses, for a check that deletes one."""
         return self.cloud.person(self.unique("gone")).user_id
 
+    def fresh_secgroup(self) -> str:
+        """A group of A to delete: one a refused delete left, else a new one
+        (a namespace may only have so many)."""
+        spare = [g["uuid"] for g in self.cloud.api().get(
+            "/security-groups", {"namespace": self.ns_a}).json()
+                 if g["name"].startswith("sg-") and g["uuid"] != self.secgroup_a]
+        if spare:
+            return spare[0]
+        response = self.cloud.api().post("/security-groups", {
+            "namespace": self.ns_a, "name": self.unique("sg"),
+            "rules": [{"direction": "ingress", "protocol": "tcp", "ports": "22"}]})
+        assert response.status_code == 200, response.text
+        return response.json()["uuid"]
+
+    def fresh_rule(self) -> str:
+        """A rule just added to A's group."""
+        response = self.cloud.api().post(f"/security-groups/{self.secgroup_a}/rules", {
+            "direction": "ingress", "protocol": "udp", "ports": str(next(self.counter) + 1)})
+        assert response.status_code == 200, response.text
+        return response.json()[-1]["uuid"]
+
+    def fresh_address_set(self) -> str:
+        response = self.cloud.api().post("/address-sets", {
+            "namespace": self.ns_a, "name": self.unique("as"), "cidrs": ["192.0.2.0/24"]})
+        assert response.status_code == 200, response.text
+        return response.json()["uuid"]
+
     def fresh_namespace(self) -> str:
         name = self.unique("tmp")
         assert self.cloud.api().post("/auth/namespaces", {"namespace": name}).status_code == 200
@@ -147,7 +177,8 @@ def fixed(path: str) -> Url:
                                       spare=w.users["spare"], token=w.spare_token_id,
                                       image=w.image_a, keypair=w.keypair_a, net=w.network_a,
                                       iface=w.interface_a, stored=w.stored_a, blob=w.blob_a,
-                                      upload=w.upload_a)
+                                      upload=w.upload_a, sg=w.secgroup_a, rule=w.rule_a,
+                                      aset=w.address_set_a)
 
 
 def api(**outcomes: int) -> dict[str, int | str]:
@@ -191,6 +222,9 @@ MATRIX: dict[str, list[Check]] = {
     # --- the JSON API -----------------------------------------------------------------------
     "api": [Check("GET", fixed("/api"), all_(200))],
     "api/": [Check("GET", fixed("/api/"), all_(200))],
+    # The API's description, as JSON and as a page: public, as GET /api is.
+    "api/openapi.json": [Check("GET", fixed("/api/openapi.json"), all_(200))],
+    "api/docs": [Check("GET", fixed("/api/docs"), all_(200))],
     "api/auth": [Check("POST", fixed("/api/auth"), all_(401),
                        body=lambda w, who: {"namespace": w.ns_a, "key": "not-the-key"})],
     "api/auth/namespaces": [
@@ -463,6 +497,66 @@ MATRIX: dict[str, list[Check]] = {
               api(member=409, viewer=403, other=404, system=409))]
        for verb in ("float", "defloat")},
 
+    "api/security-groups": [
+        Check("GET", fixed("/api/security-groups"),
+              api(member=200, viewer=200, other=200, system=200)),
+        # Past the role checks, the name is refused (400): nothing is made.
+        Check("POST", fixed("/api/security-groups"),
+              api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"namespace": w.ns_a, "name": "no/such"}),
+    ],
+    "api/security-groups/<str:ref>": [
+        Check("GET", fixed("/api/security-groups/{sg}"), api(**READ_A)),
+        Check("DELETE", lambda w, who: f"/api/security-groups/{w.fresh_secgroup()}",
+              api(**OPERATE_A)),
+    ],
+    "api/security-groups/<str:ref>/rules": [
+        Check("GET", fixed("/api/security-groups/{sg}/rules"), api(**READ_A)),
+        Check("POST", fixed("/api/security-groups/{sg}/rules"),
+              api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"direction": "ingress", "protocol": "tcp", "ports": "x"}),
+    ],
+    "api/security-groups/<str:ref>/rules/<str:rule_uuid>": [
+        Check("GET", fixed("/api/security-groups/{sg}/rules/{rule}"), api(**READ_A)),
+        Check("DELETE", lambda w, who: f"/api/security-groups/{w.secgroup_a}/rules/"
+                                       f"{w.fresh_rule()}", api(**OPERATE_A)),
+    ],
+    **{f"api/security-groups/<str:ref>/{part}": [
+        Check("GET", fixed(f"/api/security-groups/{{sg}}/{part}"), api(**READ_A))]
+       for part in ("interfaces", "metadata", "events")},
+    "api/security-groups/<str:ref>/metadata/<str:key>": [
+        Check("PUT", fixed("/api/security-groups/{sg}/metadata/colour"), api(**OPERATE_A),
+              body=lambda w, who: {"value": "blue"}),
+        Check("DELETE", lambda w, who: _with_secgroup_metadata(w), api(**OPERATE_A)),
+    ],
+    "api/address-sets": [
+        Check("GET", fixed("/api/address-sets"),
+              api(member=200, viewer=200, other=200, system=200)),
+        Check("POST", fixed("/api/address-sets"),
+              api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"namespace": w.ns_a, "name": "x", "cidrs": ["nope"]}),
+    ],
+    "api/address-sets/<str:ref>": [
+        Check("GET", fixed("/api/address-sets/{aset}"), api(**READ_A)),
+        Check("PUT", fixed("/api/address-sets/{aset}"), api(**OPERATE_A),
+              body=lambda w, who: {"cidrs": ["198.51.100.0/24"]}),
+        Check("DELETE", lambda w, who: f"/api/address-sets/{w.fresh_address_set()}",
+              api(**OPERATE_A)),
+    ],
+    "api/address-sets/<str:ref>/events": [
+        Check("GET", fixed("/api/address-sets/{aset}/events"), api(**READ_A))],
+    "api/interfaces/<str:uuid>/security-groups": [
+        Check("GET", fixed("/api/interfaces/{iface}/security-groups"), api(**READ_A)),
+        Check("PUT", fixed("/api/interfaces/{iface}/security-groups"), api(**OPERATE_A),
+              body=lambda w, who: {"security_groups": ["default"]}),
+    ],
+    "api/interfaces/<str:uuid>/port-security": [
+        Check("PUT", fixed("/api/interfaces/{iface}/port-security"), api(**OPERATE_A),
+              body=lambda w, who: {"port_security": True})],
+    "api/interfaces/<str:uuid>/allowed-addresses": [
+        Check("PUT", fixed("/api/interfaces/{iface}/allowed-addresses"), api(**OPERATE_A),
+              body=lambda w, who: {"allowed_addresses": []})],
+
     # --- pages ----------------------------------------------------------------------------------
     # The dashboard: everyone sees it, each what they may see (e2e/test_usage.py).
     "": [Check("GET", fixed("/"), page(member=200, viewer=200, other=200, system=200))],
@@ -602,6 +696,45 @@ MATRIX: dict[str, list[Check]] = {
         Check("POST", fixed(f"/networks/interface/{{iface}}/{verb}/"), page(**OPERATE_A),
               htmx=True)]
        for verb in ("float", "defloat")},
+    "networks/interface/<uuid:uuid>/security-groups/": [
+        Check("POST", fixed("/networks/interface/{iface}/security-groups/"), page(**OPERATE_A),
+              htmx=True, body=lambda w, who: {"security_groups": []})],
+    # Each works in their own namespace: B's admin may make groups in B (the name
+    # is then refused: the form again, 400).
+    "security-groups/": [
+        Check("GET", fixed("/security-groups/"),
+              page(member=200, viewer=200, other=200, system=200)),
+        Check("POST", fixed("/security-groups/"),
+              page(member=400, viewer=403, other=400, system=400),
+              body=lambda w, who: {"group-name": "no/such"}),
+    ],
+    "security-groups/<uuid:uuid>/": [
+        Check("GET", fixed("/security-groups/{sg}/"), page(**READ_A))],
+    "security-groups/<uuid:uuid>/rules/": [
+        Check("POST", fixed("/security-groups/{sg}/rules/"),
+              page(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"direction": "ingress", "protocol": "tcp", "ports": "x",
+                                   "remote": "any"})],
+    "security-groups/<uuid:uuid>/rules/<uuid:rule_uuid>/remove/": [
+        Check("POST", lambda w, who: f"/security-groups/{w.secgroup_a}/rules/{w.fresh_rule()}"
+                                     "/remove/", page(**OPERATE_A), htmx=True)],
+    "security-groups/<uuid:uuid>/delete/": [
+        Check("POST", lambda w, who: f"/security-groups/{w.fresh_secgroup()}/delete/",
+              page(member=MOVED, viewer=403, other=404, system=MOVED))],
+    "security-groups/address-sets/": [
+        Check("POST", fixed("/security-groups/address-sets/"),
+              page(member=400, viewer=403, other=400, system=400),
+              body=lambda w, who: {"set-name": "x", "set-cidrs": "nope"})],
+    "security-groups/address-sets/<uuid:uuid>/": [
+        Check("GET", fixed("/security-groups/address-sets/{aset}/"), page(**READ_A)),
+        Check("POST", fixed("/security-groups/address-sets/{aset}/"),
+              page(member=MOVED, viewer=403, other=404, system=MOVED),
+              body=lambda w, who: {"cidrs": "198.51.100.0/24"}),
+    ],
+    "security-groups/address-sets/<uuid:uuid>/delete/": [
+        Check("POST", lambda w, who: f"/security-groups/address-sets/{w.fresh_address_set()}"
+                                     "/delete/",
+              page(member=MOVED, viewer=403, other=404, system=MOVED))],
     # Readers get a ticket (read-only for viewers) once the instance runs; this one does not.
     "instances/<uuid:uuid>/console/<str:kind>/ticket": [
         Check("POST", fixed("/instances/{inst}/console/serial/ticket"),
@@ -711,6 +844,9 @@ WEBSOCKETS.update({
     "ws/images/<uuid:uuid>/": _SEES_A,
     "ws/networks/": {**_SEES_A, OTHER: "sent"},
     "ws/networks/<uuid:uuid>/": _SEES_A,
+    "ws/secgroups/": {**_SEES_A, OTHER: "sent"},
+    "ws/secgroups/<uuid:uuid>/": _SEES_A,
+    "ws/address-sets/<uuid:uuid>/": _SEES_A,
     "ws/nodes/<str:name>/events/": {**dict.fromkeys(EVERYONE, "refused"), SYSTEM: "sent"},
     "ws/dashboard/": {**dict.fromkeys(EVERYONE, "sent"),
                       **dict.fromkeys(NO_CREDENTIALS, "refused")},
@@ -723,6 +859,8 @@ WEBSOCKET_PATHS: dict[str, Callable[[World], str]] = {
     "ws/instances/<uuid:uuid>/": lambda w: f"/ws/instances/{w.instance_a}/",
     "ws/images/<uuid:uuid>/": lambda w: f"/ws/images/{w.image_a}/",
     "ws/networks/<uuid:uuid>/": lambda w: f"/ws/networks/{w.network_a}/",
+    "ws/secgroups/<uuid:uuid>/": lambda w: f"/ws/secgroups/{w.secgroup_a}/",
+    "ws/address-sets/<uuid:uuid>/": lambda w: f"/ws/address-sets/{w.address_set_a}/",
     "ws/nodes/<str:name>/events/": lambda w: f"/ws/nodes/{w.node}/events/",
     "ws/usage/instances/<uuid:uuid>/": lambda w: f"/ws/usage/instances/{w.instance_a}/",
     "ws/usage/nodes/<str:name>/": lambda w: f"/ws/usage/nodes/{w.node}/",
@@ -733,6 +871,7 @@ WEBSOCKET_PATHS: dict[str, Callable[[World], str]] = {
 WEBSOCKET_LIST_OF_A: dict[str, Callable[[World], str]] = {
     "ws/images/": lambda w: w.image_a,
     "ws/networks/": lambda w: w.network_a,
+    "ws/secgroups/": lambda w: w.secgroup_a,
 }
 WEBSOCKET_FIRST: dict[str, str] = {
     "ws/instances/<uuid:uuid>/": 'id="section-power"',
@@ -740,6 +879,9 @@ WEBSOCKET_FIRST: dict[str, str] = {
     "ws/images/<uuid:uuid>/": 'id="image-nodes"',
     "ws/networks/": 'id="network-rows"',
     "ws/networks/<uuid:uuid>/": 'id="network-overview"',
+    "ws/secgroups/": 'id="secgroup-rows"',
+    "ws/secgroups/<uuid:uuid>/": 'id="secgroup-overview"',
+    "ws/address-sets/<uuid:uuid>/": 'id="event-rows"',
     "ws/nodes/<str:name>/events/": 'id="event-rows"',
     "ws/dashboard/": 'id="dash-summary"',
     "ws/usage/instances/<uuid:uuid>/": '"type": "state"',
@@ -811,6 +953,13 @@ def _with_object_metadata(w: World, things: str, uuid: str) -> str:
 
 def _sha512_of_blob(w: World) -> str:
     return w.cloud.api().get(f"/blobs/{w.blob_a}").json()["sha512"]
+def _with_secgroup_metadata(w: World) -> str:
+    """The API URL of a metadata key just set on A's security group."""
+    key = w.unique("tag")
+    response = w.cloud.api().request("PUT", f"/security-groups/{w.secgroup_a}/metadata/{key}",
+                                     {"value": 1})
+    assert response.status_code == 200, response.text
+    return f"/api/security-groups/{w.secgroup_a}/metadata/{key}"
 
 
 def _with_metadata(w: World, key: str) -> str:
@@ -910,6 +1059,9 @@ def world(module_portal: InProcessPortal) -> World:
     world.network_a = world.fresh_network()
     agent.report_network(world.network_a)  # built by its network node
     world.interface_a = put_interface(cloud, ns_a, world.instance_a, world.network_a)
+    world.secgroup_a = world.fresh_secgroup()
+    world.rule_a = api.get(f"/security-groups/{world.secgroup_a}").json()["rules"][0]["uuid"]
+    world.address_set_a = world.fresh_address_set()
     # Each person works in their own namespace in the pages.
     for who, ns in ((MEMBER, ns_a), (VIEWER, ns_a), (OTHER, ns_b), (SYSTEM, "system")):
         _post(world, who, "/namespace/", {"namespace": ns})

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from cloudstate.etcd import Etcd, KeyValue, Put
 from cloudstate.keys import Keys
@@ -27,9 +28,11 @@ from cloudstate.model import (
     InstanceObserved,
     InstanceSpec,
     NetworkObserved,
+    NetworkSpec,
     NodeInfo,
 )
 from nodeagent.net import releases
+from nodeagent.net import snapshot as net_snapshot
 from tests.support.objects import Cloud
 
 
@@ -43,7 +46,15 @@ class _Snapshot:
         return self.kvs.get(key)
 
     def items(self, prefix: str = "") -> Iterator[KeyValue]:
-        return iter([kv for key, kv in self.kvs.items() if key.startswith(prefix)])
+        return iter([kv for key, kv in sorted(self.kvs.items()) if key.startswith(prefix)])
+
+    def refused_items(self, prefix: str = "") -> list[Any]:
+        return []  # read straight from etcd: no gate refuses anything here
+
+    @classmethod
+    async def read(cls, etcd: Etcd, keys: Keys) -> _Snapshot:
+        kvs, _ = await etcd.get_prefix(keys.root)
+        return cls({kv.key: kv for kv in kvs})
 
 
 class FakeAgent:
@@ -64,6 +75,7 @@ class FakeAgent:
         info = NodeInfo(name=self.node, ip="127.0.0.1", vcpus=vcpus, memory_mib=memory_mib,
                         disk_total_gb=disk_gb, disk_free_gb=disk_gb, virt_type="qemu",
                         machine="pc", is_network_node=network_node, firmware=list(firmware))
+        self._info = info
 
         async def write(etcd: Etcd) -> None:
             await etcd.put(self.keys.node(self.node), info.to_json())
@@ -71,6 +83,10 @@ class FakeAgent:
 
         self.cloud.etcd_call(write)
         return self
+
+    def info(self) -> NodeInfo:
+        """The node record register() wrote."""
+        return self._info
 
     def report_instance(self, uuid: str, state: str = "created", power_state: str = "on",
                         error: str | None = None) -> None:
@@ -95,8 +111,7 @@ class FakeAgent:
         real agent's own rule, nodeagent.net.releases)."""
 
         async def write(etcd: Etcd) -> None:
-            kvs, _ = await etcd.get_prefix(self.keys.root)
-            snapshot = _Snapshot({kv.key: kv for kv in kvs})
+            snapshot = await _Snapshot.read(etcd, self.keys)
             spec_kv = snapshot.get(self.keys.instance(uuid))
             assert spec_kv is not None, f"instance {uuid} has no desired record"
             spec = InstanceSpec.from_json(spec_kv.value)
@@ -112,6 +127,26 @@ class FakeAgent:
         observed = NetworkObserved(node=self.node, state=state)
         self.cloud.etcd_call(
             lambda etcd: etcd.put(self.keys.observed_network(uuid), observed.to_json()))
+
+    def tear_down_network(self, uuid: str) -> None:
+        """What the network node reports once it removed a deleted network:
+        its observed record says deleted, and in the same transaction its
+        VXLAN id, addresses, floating addresses and fence are released
+        (with the real network node's rule, nodeagent.net.releases)."""
+
+        async def write(etcd: Etcd) -> None:
+            mirror = await _Snapshot.read(etcd, self.keys)
+            spec_kv = mirror.get(self.keys.network(uuid))
+            assert spec_kv is not None, f"network {uuid} has no desired record"
+            spec = NetworkSpec.from_json(spec_kv.value)
+            assert spec.desired == "deleted", f"network {uuid} is not being deleted"
+            observed = NetworkObserved(node=self.node, state="deleted")
+            snap = net_snapshot.read(self.keys, mirror)  # type: ignore[arg-type]
+            await etcd.txn([], [Put(self.keys.observed_network(uuid), observed.to_json()),
+                                *releases.of_network(self.keys, mirror,  # type: ignore[arg-type]
+                                                     snap, spec)])
+
+        self.cloud.etcd_call(write)
 
     def report_blob(self, uuid: str, data: bytes, fmt: str | None = "raw") -> None:
         """What the agent reports once it holds a blob's bytes (``data``)."""

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+from cloudstate import secgroups
 from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.model import (
     AddressReservation,
+    AddressSet,
     Artifact,
     Blob,
     BlobObserved,
@@ -22,11 +24,14 @@ from cloudstate.model import (
     DiskSource,
     InstanceObserved,
     InstanceSpec,
+    InterfaceObserved,
     InterfaceSpec,
     NetworkObserved,
     NetworkSpec,
     NodeInfo,
     NodeSpec,
+    SecurityGroup,
+    SecurityRule,
     Upload,
 )
 from nodeagent.records import BadRecord, RecordGate, claimed_node, contained
@@ -288,6 +293,100 @@ def _net(**changes: Any) -> dict[str, Any]:
      "address '192.0.2.10' is not the '192.0.2.9' its key names"),
 ])
 def test_hostile_records_of_other_kinds_are_refused(key: str, record: Any, reason: str) -> None:
+    found = refusal(key, record)
+    assert found is not None and reason in found, found
+
+
+GROUP = "0d6c6a38-7f0e-4a55-9a43-6b1f7b3f0a04"
+RULE = "0d6c6a38-7f0e-4a55-9a43-6b1f7b3f0a05"
+
+
+def _group(*rules: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    record = SecurityGroup(uuid=GROUP, name="web", namespace="shop", rules=[
+        SecurityRule(uuid=RULE, direction="ingress", protocol="tcp", ports="22,80-90",
+                     remote_cidrs=["10.0.0.0/8"])]).to_dict()
+    if rules:
+        record["rules"] = [{**record["rules"][0], **rule} for rule in rules]
+    record.update(changes)
+    return record
+
+
+def _address_set(**changes: Any) -> dict[str, Any]:
+    record = AddressSet(uuid=UUID, name="office", namespace="shop",
+                        cidrs=["10.1.0.0/16", "192.0.2.7/32"]).to_dict()
+    record.update(changes)
+    return record
+
+
+def _observed_iface(**changes: Any) -> dict[str, Any]:
+    record = InterfaceObserved(node="node-a", groups={GROUP: 3}).to_dict()
+    record.update(changes)
+    return record
+
+
+def test_security_groups_as_the_portal_writes_them_pass() -> None:
+    ids = iter(str(uuidlib.uuid4()) for _ in range(10))
+    default = SecurityGroup(uuid=GROUP, name=secgroups.DEFAULT_GROUP, namespace="shop",
+                            description=secgroups.DEFAULT_DESCRIPTION,
+                            rules=secgroups.default_rules(GROUP, lambda: next(ids)),
+                            generation=7, metadata={"team": "web"})
+    assert refusal(KEYS.security_group(GROUP), default.to_dict()) is None
+    assert refusal(KEYS.security_group(GROUP), _group()) is None
+    for rule in ({"protocol": "icmp", "ports": None, "icmp_type": 8, "icmp_code": 0},
+                 {"protocol": "47", "ports": None, "remote_cidrs": []},
+                 {"protocol": "udp", "ports": "53", "remote_cidrs": [],
+                  "remote_address_set": OTHER}):
+        assert refusal(KEYS.security_group(GROUP), _group(rule)) is None, rule
+    assert refusal(KEYS.address_set(UUID), _address_set()) is None
+    assert refusal(KEYS.interface(UUID), _iface(
+        security_groups=[GROUP, OTHER], allowed_addresses=["10.0.0.0/30"])) is None
+    assert refusal(KEYS.interface(UUID), _iface(security_groups=[], port_security=False)) \
+        is None
+    assert refusal(KEYS.observed_interface(UUID), _observed_iface()) is None
+    assert refusal(KEYS.observed_interface(UUID), _observed_iface(
+        state="error", error="nft said:\nno", groups={})) is None
+
+
+@pytest.mark.parametrize("key, record, reason", [
+    (KEYS.interface(UUID), _iface(security_groups=["web"]), "security_groups[0] 'web' is not"),
+    (KEYS.interface(UUID), _iface(security_groups=GROUP), "security_groups must be a list"),
+    (KEYS.interface(UUID), _iface(security_groups=[GROUP] * 9), "at most 8"),
+    (KEYS.interface(UUID), _iface(port_security="off"), "port_security 'off' is not true"),
+    (KEYS.interface(UUID), _iface(allowed_addresses=["10.0.0.1; flush ruleset"]),
+     "is not a CIDR block"),
+    (KEYS.interface(UUID), _iface(allowed_addresses=["10.0.0.1/24"]), "as the portal writes"),
+    (KEYS.interface(UUID), _iface(allowed_addresses=["::1/128"]), "IPv6"),
+    (KEYS.observed_interface(UUID), _observed_iface(groups={"x": 1}), "groups' uuid 'x'"),
+    (KEYS.observed_interface(UUID), _observed_iface(groups={GROUP: "1"}), "is not a whole"),
+    (KEYS.observed_interface(UUID), _observed_iface(node="../n"), "node '../n'"),
+    (KEYS.observed_interface(UUID), _observed_iface(state="gone"), "state 'gone'"),
+    (KEYS.observed_interface("x"), _observed_iface(), "the key's uuid 'x'"),
+    (KEYS.security_group(GROUP), _group(uuid=OTHER), "is not the"),
+    (KEYS.security_group(GROUP), _group(name="web; flush"), "not a valid security group name"),
+    (KEYS.security_group(GROUP), _group(generation=0), "generation 0"),
+    (KEYS.security_group(GROUP), _group(rules={}), "rules must be a list"),
+    (KEYS.security_group(GROUP), _group({"ports": "99999"}), "rules[0]"),
+    (KEYS.security_group(GROUP), _group({"ports": "80,22"}), "canonical"),
+    (KEYS.security_group(GROUP), _group({"protocol": "tcp; drop"}), "is not a protocol"),
+    (KEYS.security_group(GROUP), _group({"direction": "sideways"}), "is not ingress or egress"),
+    (KEYS.security_group(GROUP), _group({"remote_cidrs": ["10.0.0.1/8"]}), "canonical"),
+    (KEYS.security_group(GROUP), _group({"remote_cidrs": "10.0.0.0/8"}), "remote_cidrs is not"),
+    (KEYS.security_group(GROUP), _group({"remote_group": "../x"}), "remote_group '../x'"),
+    (KEYS.security_group(GROUP), _group({"remote_address_set": "x"}), "remote_address_set 'x'"),
+    (KEYS.security_group(GROUP), _group({"remote_group": OTHER}), "one remote end"),
+    (KEYS.security_group(GROUP), _group({"uuid": "r1"}), "rules[0].uuid 'r1'"),
+    (KEYS.security_group(GROUP), _group({"ethertype": "ipv6"}), "ipv4"),
+    (KEYS.security_group(GROUP), _group({"description": "a\nb"}), "control characters"),
+    (KEYS.security_group(GROUP), _group({"icmp_type": "8; x"}), "icmp_type"),
+    (KEYS.security_group(GROUP), _group(rules=[{"uuid": RULE}] * 1001), "at most 1000"),
+    (KEYS.address_set(UUID), _address_set(cidrs=["nope"]), "is not a CIDR block"),
+    (KEYS.address_set(UUID), _address_set(cidrs=["10.1.0.0/16", "10.1.0.0/16"]),
+     "each once"),
+    (KEYS.address_set(UUID), _address_set(cidrs="10.1.0.0/16"), "is not a list"),
+    (KEYS.address_set(UUID), _address_set(name="../x"), "not a valid address set name"),
+    (KEYS.address_set(UUID), _address_set(uuid=OTHER), "is not the"),
+])
+def test_hostile_security_records_are_refused(key: str, record: Any, reason: str) -> None:
     found = refusal(key, record)
     assert found is not None and reason in found, found
 

@@ -28,7 +28,7 @@ def _floating_view() -> dict[str, Any]:
         "netblock": str(pool.network), "provide_dhcp": False, "provide_nat": False,
         "provide_dns": False, "floating_gateway": None, "vxlan_id": None, "mtu": None,
         "state": states.CREATED, "error_message": None, "metadata": {}, "created": None,
-        "version": shapes.SCHEMA_VERSION,
+        "version": shapes.SCHEMA_VERSION, "routed": [], "dns_entries": {},
     }
 
 

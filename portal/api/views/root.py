@@ -27,6 +27,8 @@ CAPABILITIES: dict[str, list[str]] = {
     "artifacts": ["artifact-metadata"],
     # GET /blob_checksums/sha512/<hash>; GET /blobs/<uuid>/data with offset and limit.
     "blobs": ["blob-metadata", "blob-search-by-hash", "blob-data-limit", "blob-events"],
+    # Stateful allow-list firewalls on every interface (sfcloud's own API).
+    "security-groups": ["security-groups", "address-sets", "port-security"],
 }
 
 _PAGE = """<!DOCTYPE html>

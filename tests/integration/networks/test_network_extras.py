@@ -116,8 +116,15 @@ def test_a_routed_address_reaches_a_guest_that_configures_it(
     assert address.startswith("192.0.2.")
     reservation = f"{netcloud.prefix}/ipam/floating/{address}"
     assert reservation in netcloud.etcd_keys("ipam/floating/")
-    vm = create_instance(netcloud, "router-user", [{"network_uuid": net["uuid"]}],
-                         user_data=f"ip addr add {address}/32 dev eth0\n")
+    # Under security groups the guest may send from the routed address only
+    # if its NIC allows it, and be pinged from outside only if a group lets
+    # ICMP in (the default group takes in only its own members).
+    pingable = api.post("/security-groups", {"name": "routed-ping", "rules": [
+        {"direction": "ingress", "protocol": "icmp"}, {"direction": "egress"}]})
+    assert pingable.status_code == 200, pingable.text
+    vm = create_instance(netcloud, "router-user", [{
+        "network_uuid": net["uuid"], "security_groups": ["routed-ping"],
+        "allowed_addresses": [address]}], user_data=f"ip addr add {address}/32 dev eth0\n")
     try:
         netcloud.wait_console(vm["uuid"], "SFCLOUD-READY", BOOT)
         # From beyond the uplink, to the guest itself: no NAT, the guest owns it.
@@ -137,6 +144,7 @@ def test_a_routed_address_reaches_a_guest_that_configures_it(
     finally:
         delete_instances(netcloud, vm["uuid"])
         delete_networks(netcloud, net["uuid"])
+        api.delete("/security-groups/routed-ping")
 
 
 def test_extra_dns_names(netcloud: Cloud) -> None:
