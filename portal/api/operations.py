@@ -150,6 +150,9 @@ OPERATIONS: dict[str, dict[str, Op]] = {
     "/nodes/<str:ref>": {
         "GET": Op("One hypervisor (system only)", shapes.NodeShape),
         "DELETE": Op("Forget a node that is gone for good (system only)", shapes.NodeShape)},
+    "/nodes/<str:ref>/maintenance": {
+        "POST": Op("Put the node in maintenance (no new instances placed there) or take it out "
+                   "({\"maintenance\": bool}; system admins)", shapes.NodeShape, dict[str, Any])},
     **_metadata("node"),
     **_events("/nodes/<str:ref>/events", "node"),
     # --- artifacts, blobs, uploads, labels -------------------------------------------------------

@@ -135,6 +135,7 @@ class NodeShape(TypedDict):
     ip: str
     lastseen: float
     state: str
+    maintenance: bool  # sfcloud's: no new instances are placed there
     release: str
     metadata: dict[str, Any]
     version: int
