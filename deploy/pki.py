@@ -43,6 +43,7 @@ import ipaddress
 import os
 import secrets
 import shutil
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -100,18 +101,21 @@ def _now() -> datetime.datetime:
 
 def _write_private(path: Path, data: bytes, mode: int) -> None:
     """Write by rename, created with ``mode`` from the start (never briefly
-    readable by others), and owned as the file it replaces was (a key given
-    to the portal's user stays that user's when it is rotated)."""
+    readable by others), and owned, with the mode, as the file it replaces
+    was (a key or a revocation list lent to the portal's group stays readable
+    by it when it is renewed, whatever the umask of the renewing process)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         owner = os.stat(path)
     except FileNotFoundError:
         owner = None
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o600)
     try:
         with os.fdopen(fd, "wb") as out:
             if owner is not None and (owner.st_uid, owner.st_gid) != (os.getuid(), os.getgid()):
                 os.fchown(out.fileno(), owner.st_uid, owner.st_gid)
+            # The umask filtered open's mode: say it again, once the owner is right.
+            os.fchmod(out.fileno(), stat.S_IMODE(owner.st_mode) if owner is not None else mode)
             out.write(data)
             out.flush()
             os.fsync(out.fileno())

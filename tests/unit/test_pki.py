@@ -5,6 +5,7 @@ renewal that keeps the key, and contexts that follow their files."""
 from __future__ import annotations
 
 import datetime
+import grp
 import ipaddress
 import os
 import ssl
@@ -19,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cloudstate import tls
 from deploy import pki
 from deploy.pki import CertificateAuthority, Subject, ensure_all_in_one
+
+NOBODY_GID = grp.getgrnam("nogroup").gr_gid
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
@@ -307,3 +310,20 @@ def test_a_ca_from_before_revocation_gets_an_empty_list(tmp_path: Path) -> None:
     all_in_one(directory)
     assert (directory / "ca.crl").exists()
     assert tls.client_context(tls.portal(directory)).verify_flags & ssl.VERIFY_CRL_CHECK_LEAF
+
+
+def test_files_keep_their_mode_and_owner_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o077)  # as make run and every sfcloud process set it
+    try:
+        public = tmp_path / "ca.crl"
+        pki._write_private(public, b"list", 0o644)
+        assert stat.S_IMODE(public.stat().st_mode) == 0o644
+        lent = tmp_path / "portal.key"
+        pki._write_private(lent, b"one", 0o600)
+        os.chown(lent, 0, NOBODY_GID)
+        lent.chmod(0o640)  # lent to the portal's group, as make run does
+        pki._write_private(lent, b"two", 0o600)  # renewed
+        assert lent.read_bytes() == b"two"
+        assert (lent.stat().st_gid, stat.S_IMODE(lent.stat().st_mode)) == (NOBODY_GID, 0o640)
+    finally:
+        os.umask(previous)
