@@ -231,6 +231,8 @@ OPERABLE = """() => Array.from(document.querySelectorAll("main a[href], main but
     + "main input:not([type=hidden]), main textarea, main summary"))
   .filter((el) => !el.disabled && el.getClientRects().length > 0
                   && !el.closest("dialog, [popover], [inert], .xterm")
+                  // behind a closed disclosure: its summary (reached) opens it first
+                  && !el.closest("details:not([open]) > :not(summary)")
                   && getComputedStyle(el).visibility !== "hidden")
   .map((el) => MARK)""".replace("MARK", MARK)
 FOCUSED = """() => { const el = document.activeElement;
