@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from cloudstate import storage
 from cloudstate.keys import Keys
 from cloudstate.model import (
+    AddressSet,
     Artifact,
     Blob,
     BlobObserved,
@@ -283,6 +284,12 @@ def _security_groups(records: Records, keys: Keys, namespace: str) -> dict[str, 
         if SecurityGroup.from_json(kv.value).namespace == namespace)}
 
 
+def _address_sets(records: Records, keys: Keys, namespace: str) -> dict[str, int]:
+    return {"address_sets": sum(
+        1 for kv in records(keys.address_sets)
+        if AddressSet.from_json(kv.value).namespace == namespace)}
+
+
 def artifact_kind(artifact_type: str) -> tuple[str, str] | None:
     """(count kind, bytes kind) an artifact of this type counts against;
     None for labels, which only point at others' versions."""
@@ -342,3 +349,5 @@ register(Counter(("networks",), lambda keys: (keys.networks,), _networks),
          QuotaKind("networks", "Networks", default=10))
 register(Counter(("security_groups",), lambda keys: (keys.security_groups,), _security_groups),
          QuotaKind("security_groups", "Security groups", default=10))
+register(Counter(("address_sets",), lambda keys: (keys.address_sets,), _address_sets),
+         QuotaKind("address_sets", "Address sets", default=50))

@@ -3,8 +3,8 @@ remote end (an office's ranges, a partner's hosts), as Neutron's address
 groups and AWS's prefix lists are. Changing one changes every rule that
 names it, on every node, as one set's elements.
 
-A namespace has at most ``MAX_ADDRESS_SETS`` of them, each at most
-``MAX_ADDRESS_SET_CIDRS`` CIDRs; names are unique within the namespace.
+How many a namespace may have is its address_sets quota; each holds at
+most ``MAX_ADDRESS_SET_CIDRS`` CIDRs; names are unique within the namespace.
 Creates share the namespace's security fence with security groups (see
 portal.cloud.secgroups), so a delete can't miss a rule naming the set.
 """
@@ -18,13 +18,13 @@ from typing import Any, ClassVar
 from cloudstate import secgroups as rules_of
 from cloudstate.etcd import Compare, Delete, KeyValue
 from cloudstate.model import AddressSet, SecurityGroup
-from cloudstate.secgroups import MAX_ADDRESS_SET_CIDRS, MAX_ADDRESS_SETS
+from cloudstate.secgroups import MAX_ADDRESS_SET_CIDRS
 from cloudstate.validation import shown
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
 from portal.accounts.namespaces import require_open
-from portal.cloud import changes, ownership, refs, store
+from portal.cloud import changes, ownership, quotas, refs, store
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import Conflict, NotFound
 from portal.cloud.refs import Namespaces, visible
@@ -121,10 +121,12 @@ async def create(actor: Actor, namespace: str,
 
 
 async def _insert(spec: AddressSet) -> None:
+    """Write a new set, its name and the namespace's fence, within the
+    namespace's address_sets quota."""
     keys = store.keys()
 
-    async def count() -> int:
-        return len(await list_sets(frozenset({spec.namespace})))
+    async def guard() -> store.Guarded:
+        return await quotas.guard(spec.namespace, {"address_sets": 1})
 
     await store.insert_named(
         key=keys.address_set(spec.uuid), value=spec.to_json(),
@@ -132,9 +134,7 @@ async def _insert(spec: AddressSet) -> None:
         fence_key=keys.security_fence(spec.namespace),
         taken=f"an address set named {shown(spec.name)} already exists in namespace "
               f"{shown(spec.namespace)}",
-        full=f"namespace {spec.namespace} has {MAX_ADDRESS_SETS} address sets, its limit: "
-             "delete one first",
-        count=count, limit=MAX_ADDRESS_SETS)
+        guard=guard)
 
 
 async def set_cidrs(actor: Actor, record: AddressSetRecord,

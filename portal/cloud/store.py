@@ -113,23 +113,18 @@ class Guarded(Protocol):
 
 
 async def insert_named(*, key: str, value: bytes, name_key: str, uuid: str, fence_key: str,
-                       taken: str, full: str | None = None,
-                       count: Callable[[], Awaitable[int]] | None = None,
-                       limit: int = 0,
+                       taken: str,
                        guard: Callable[[], Awaitable[Guarded]] | None = None) -> None:
     """Write a new record with its name key, where names are unique within a
-    namespace and (with ``count``) the namespace may hold at most ``limit``:
-    fenced on ``fence_key``, which every such create rewrites, so two creates
-    can't both take a name or the last place. ``taken`` and ``full`` are the
-    409s' messages. ``guard``, asked again at every attempt, adds what the
+    namespace: fenced on ``fence_key``, which every such create rewrites, so
+    two creates can't both take a name or the last place. ``taken`` is the
+    409's message. ``guard``, asked again at every attempt, adds what the
     transaction must also compare and write (a namespace's quota) or refuses."""
     etcd_client = etcd()
     for _ in range(REWRITE_ATTEMPTS * 2):
         fence = await etcd_client.get(fence_key)
         if await etcd_client.get(name_key) is not None:
             raise Conflict(taken)
-        if count is not None and await count() >= limit:
-            raise Conflict(full or taken)
         extra = await guard() if guard is not None else None
         result = await etcd_client.txn(
             [Compare.absent(name_key),

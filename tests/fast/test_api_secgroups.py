@@ -188,6 +188,24 @@ def test_limits_are_clear_refusals(cloud: Cloud, api) -> None:  # type: ignore[n
     assert api.get("/security-groups/q0").json()["rules"] == []
 
 
+def test_address_sets_count_against_their_quota(cloud: Cloud, api) -> None:  # type: ignore[no-untyped-def]
+    assert cloud.api().put(f"/auth/namespaces/{api.namespace}/quota",
+                           {"address_sets": 2}).status_code == 200
+    for name in ("office", "partner"):
+        assert api.post("/address-sets", {"name": name,
+                                          "cidrs": ["192.0.2.0/24"]}).status_code == 200
+    response = api.post("/address-sets", {"name": "third", "cidrs": ["198.51.100.0/24"]})
+    assert response.status_code == 403
+    assert response.json()["error"] == "quota exceeded: address_sets limit 2, in use 2, asked 1"
+    assert [s["name"] for s in api.get("/address-sets").json()] == ["office", "partner"]
+    quota = cloud.api().get(f"/auth/namespaces/{api.namespace}/quota").json()["quota"]
+    assert quota["address_sets"]["in_use"] == 2
+    # A delete gives its place back at once.
+    assert api.delete("/address-sets/office").status_code == 200
+    assert api.post("/address-sets", {"name": "third",
+                                      "cidrs": ["198.51.100.0/24"]}).status_code == 200
+
+
 def test_address_sets_and_what_refuses_a_delete(api) -> None:  # type: ignore[no-untyped-def]
     response = api.post("/address-sets", {"name": "office",
                                           "cidrs": ["192.0.2.7/24", "198.51.100.1"]})

@@ -53,14 +53,16 @@ def test_a_system_admin_sets_quotas_on_the_page(portal: InProcessPortal, admin: 
     assert 'id="quota-form"' in page.text and 'value="100G"' in page.text  # image_bytes
     fields = {"instances": "3", "vcpus": "6", "memory_mib": "", "disk_gb": "50",
               "floating_addresses": "2", "images": "5", "image_bytes": "20G", "snapshots": "",
-              "snapshot_bytes": "1T", "networks": "2", "security_groups": "4"}
+              "snapshot_bytes": "1T", "networks": "2", "security_groups": "4",
+              "address_sets": "7"}
     done = admin.browser.post(f"/manage/namespaces/{namespace}/quota/", fields)
     assert done.status_code == 302, done.text
     shown = portal.api().get(f"/auth/namespaces/{namespace}/quota").json()["quota"]
     assert {k: v["limit"] for k, v in shown.items()} == {
         "instances": 3, "vcpus": 6, "memory_mib": None, "disk_gb": 50,
         "floating_addresses": 2, "images": 5, "image_bytes": 20 << 30, "snapshots": None,
-        "snapshot_bytes": 1 << 40, "networks": 2, "security_groups": 4}
+        "snapshot_bytes": 1 << 40, "networks": 2, "security_groups": 4,
+        "address_sets": 7}
     page = admin.browser.get(f"/manage/namespaces/{namespace}/")
     assert _row(page.text, "memory_mib") == ("0", "")
     assert 'value="20G"' in page.text
