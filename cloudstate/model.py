@@ -144,7 +144,7 @@ class NodeInfo(Record):
     memory_mib: int
     disk_total_gb: int
     disk_free_gb: int
-    virt_type: str  # "kvm" or "qemu" (software emulation)
+    virt_type: str  # "kvm", "qemu" (software emulation) or "test" (simulated)
     machine: str
     virt_reason: str = ""
     release: str = ""
@@ -153,6 +153,9 @@ class NodeInfo(Record):
     started_at: float = field(default_factory=time.time)
     # The agent's authenticated server (console relays, console logs) on ``ip``; 0: none.
     agent_port: int = 0
+    # A simulated hypervisor (libvirt's test driver, nodeagent.simulated): it
+    # runs no guests, and only a portal placing on simulated nodes uses it.
+    simulated: bool = False
 
 
 # --- artifacts, blobs, uploads ------------------------------------------------

@@ -14,6 +14,7 @@ from cloudstate.tls import TlsError
 from nodeagent import kvmdevice
 from nodeagent.agent import Agent
 from nodeagent.settings import AgentSettings
+from nodeagent.simulated import SimulationRefused
 
 
 def main() -> None:
@@ -45,7 +46,7 @@ async def _run(settings: AgentSettings) -> None:
         loop.add_signal_handler(signum, task.cancel)
     try:
         agent = Agent(settings)
-    except TlsError as exc:
+    except (TlsError, SimulationRefused) as exc:
         raise SystemExit(f"nodeagent: not starting: {exc}") from None
     try:
         await agent.run()

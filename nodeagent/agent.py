@@ -38,7 +38,7 @@ from cloudstate.model import Artifact, Blob, InstanceSpec, NodeInfo, Upload
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
 from cloudstate.vocabulary import ObjectKind
-from nodeagent import hostfacts, records
+from nodeagent import hostfacts, records, simulated
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
@@ -90,6 +90,9 @@ class Agent:
         # to other agents and to the portal. Wrong or missing: no start.
         tls.require(settings.credentials, role=tls.ROLE_AGENT, name=settings.node_name,
                     ip=settings.node_ip)
+        # Simulated (libvirt's test driver) only when asked twice, plainly.
+        self.simulated = settings.common.simulated_hypervisor
+        simulated.check_mode(simulated=self.simulated, libvirt_uri=settings.libvirt_uri)
         self.client_tls = tls.ClientTls(settings.credentials)
         self.keys = Keys(settings.common.etcd_prefix)
         self.etcd = Etcd(settings.common.etcd_endpoints, tls=settings.credentials)
@@ -121,8 +124,8 @@ class Agent:
         # up power actions and the like.
         self.blob_queue = WorkQueue(self.blob_sync.reconcile, workers=2)
         self.networks = NetworkReconciler(
-            context=_network_context(settings), keys=self.keys, etcd=self.etcd,
-            mirror=self.mirror, poke_instance=self.queue.add, events=self.events,
+            context=_network_context(settings, simulated=self.simulated), keys=self.keys,
+            etcd=self.etcd, mirror=self.mirror, poke_instance=self.queue.add, events=self.events,
         )
         self.reconciler: InstanceReconciler | None = None
         self.server = AgentServer(
@@ -160,7 +163,8 @@ class Agent:
         for path in (settings.blobs_dir, settings.uploads_dir, settings.usage_dir):
             privacy.private_dir(path)
         privacy.tighten(settings.node_dir)
-        virt = await hostfacts.probe_virtualization(settings.virt_type, settings.machine)
+        virt = (simulated.VIRTUALIZATION if self.simulated else
+                await hostfacts.probe_virtualization(settings.virt_type, settings.machine))
         log.info("node %s: %s (%s)", settings.node_name, virt.virt_type, virt.reason)
         await self.hypervisor.connect()
         self.images.cleanup_partials()
@@ -171,6 +175,7 @@ class Agent:
                 virt=virt,
                 instances_dir=settings.instances_dir,
                 domain_template=settings.domain_template,
+                simulated=self.simulated,
             ),
             keys=self.keys, etcd=self.etcd, mirror=self.mirror,
             hypervisor=self.hypervisor, images=self.blob_sync, events=self.events,
@@ -214,7 +219,8 @@ class Agent:
     # --- node registration ----------------------------------------------------------
 
     def _node_info(self, virt: hostfacts.Virtualization) -> NodeInfo:
-        cap = hostfacts.capacity(self.settings.common.state_dir)
+        cap = (simulated.CAPACITY if self.simulated
+               else hostfacts.capacity(self.settings.common.state_dir))
         return NodeInfo(
             name=self.settings.node_name,
             ip=self.settings.node_ip,
@@ -228,6 +234,7 @@ class Agent:
             release=release(),
             is_network_node=self.networks.is_network_node,
             agent_port=self.server.port,
+            simulated=self.simulated,
         )
 
     async def _register(self, virt: hostfacts.Virtualization) -> None:
@@ -360,7 +367,7 @@ class Agent:
         await self.reconciler.reconcile(uuid)
 
 
-def _network_context(settings: AgentSettings) -> NetworkContext:
+def _network_context(settings: AgentSettings, *, simulated: bool) -> NetworkContext:
     floating = netvalidation.floating_network(settings.common.floating_network)
     return NetworkContext(
         node=settings.node_name,
@@ -369,11 +376,14 @@ def _network_context(settings: AgentSettings) -> NetworkContext:
                                    node=settings.node_name),
         vxlan_port=settings.common.vxlan_port,
         networks_dir=settings.networks_dir,
-        wants_network_node=settings.network_node,
+        # A simulated node never holds the network node's role: it has no
+        # kernel networking to hold it with.
+        wants_network_node=settings.network_node and not simulated,
         uplink=settings.uplink,
         dns_servers=settings.dns_servers,
         libvirt_netns=settings.libvirt_netns,
         floating=floating,
         floating_router=(netvalidation.floating_router(floating, settings.common.floating_router)
                          if floating else None),
+        simulated=simulated,
     )

@@ -28,7 +28,7 @@ from cloudstate.etcd import Delete, Etcd, Put
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
 from cloudstate.model import Blob, BlobObserved, Disk, InstanceObserved, InstanceSpec
-from nodeagent import configdrive, domainxml, failpoints, records
+from nodeagent import configdrive, domainxml, failpoints, records, simulated
 from nodeagent.domainxml import DomainDisk, DomainOwner
 from nodeagent.events import EventLog
 from nodeagent.hostfacts import Virtualization
@@ -59,6 +59,9 @@ class InstanceContext:
     virt: Virtualization
     instances_dir: Path
     domain_template: Path | None
+    # A simulated hypervisor (nodeagent.simulated): disks are sparse files
+    # and no base image is fetched.
+    simulated: bool = False
 
 
 class InstanceReconciler:
@@ -315,7 +318,7 @@ class InstanceReconciler:
         failpoints.hit("after-define")
 
     async def _base_image(self, disk: Disk) -> CachedImage | None:
-        if disk.source is None:
+        if disk.source is None or self._ctx.simulated:
             return None
         return await self._images.image(disk.source)
 
@@ -323,6 +326,9 @@ class InstanceReconciler:
         self, disk: Disk, base: CachedImage | None, directory: Path, *, repairing: bool
     ) -> DomainDisk:
         if disk.type == "cdrom":
+            if self._ctx.simulated:
+                return DomainDisk(device=disk.device, path=directory / f"{disk.device}.iso",
+                                  type="cdrom", bus="ide", format="raw", readonly=True)
             if base is None:
                 raise InstanceFailure(f"cdrom {disk.device} has no image to show")
             return DomainDisk(device=disk.device, path=base.path, type="cdrom", bus="ide",
@@ -332,7 +338,10 @@ class InstanceReconciler:
             if repairing:
                 # Never silently replace a disk that held the user's data.
                 raise InstanceFailure(f"disk {disk.device} is missing from {self.node}")
-            await create_overlay(base, path, disk.size_gb)
+            if self._ctx.simulated:
+                simulated.make_sparse_disk(path, disk.size_gb)
+            else:
+                await create_overlay(base, path, disk.size_gb)
             failpoints.hit("after-overlay")
         return DomainDisk(device=disk.device, path=path, bus=disk.bus)
 

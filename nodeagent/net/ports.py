@@ -54,12 +54,13 @@ class Ports:
         """Make the bridges the instance's NICs plug into; its NICs as the
         domain XML describes them."""
         nics = self.nics(spec)
-        async with self._lock:
-            snap = snapshot.read(self._keys, self._mirror)
-            for network in {net.uuid: net for _, net in nics}.values():
-                await asyncio.to_thread(self._mesh.build, network,
-                                        snap.peers(network.uuid, self._ctx.node))
-        namespaced = bool(self._ctx.libvirt_netns)
+        if not self._ctx.simulated:  # a simulated node builds no bridge
+            async with self._lock:
+                snap = snapshot.read(self._keys, self._mirror)
+                for network in {net.uuid: net for _, net in nics}.values():
+                    await asyncio.to_thread(self._mesh.build, network,
+                                            snap.peers(network.uuid, self._ctx.node))
+        namespaced = bool(self._ctx.libvirt_netns) or self._ctx.simulated
         names = self._ctx.names
         return [
             DomainInterface(
@@ -72,7 +73,9 @@ class Ports:
 
     def not_ready(self, spec: InstanceSpec) -> str | None:
         """Why the instance should not boot yet (its DHCP entries are not in
-        place), or None."""
+        place), or None. A simulated node has no network node to wait for."""
+        if self._ctx.simulated:
+            return None
         for iface, network in self.nics(spec):
             kv = self._mirror.get(self._keys.observed_network(network.uuid))
             observed = NetworkObserved.from_json(kv.value) if kv else None
@@ -84,7 +87,7 @@ class Ports:
         """Plug a running instance's taps into their bridges. A tap that is
         not there (yet) is left to the network's next pass."""
         nics = self.nics(spec)
-        if not nics:
+        if not nics or self._ctx.simulated:
             return
         async with self._lock:
             for iface, network in nics:

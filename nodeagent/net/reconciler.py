@@ -92,6 +92,8 @@ class NetworkReconciler:
     # --- one network -----------------------------------------------------------------------
 
     async def reconcile(self, uuid: str) -> None:
+        if self._ctx.simulated:
+            return  # no kernel networking on a simulated node (nodeagent.simulated)
         async with self._lock:
             # Read inside the lock: a pass that waited must not act on what
             # was true before the pass it waited for.
@@ -184,6 +186,8 @@ class NetworkReconciler:
         """Remove every kernel object and dnsmasq of this cloud that no
         network wants on this node (left by a crash, or by a network whose
         record is gone)."""
+        if self._ctx.simulated:
+            return
         refused = [r.kv.key for family in (self._keys.networks, self._keys.interfaces,
                                            self._keys.instances, self._keys.nodes)
                    for r in self._mirror.refused_items(family)]

@@ -92,6 +92,8 @@ def node(record: NodeRecord) -> dict[str, Any]:
         "disk_free_gb": info.disk_free_gb,
         "virt_type": info.virt_type,
         "virt_reason": info.virt_reason,
+        # Not Shaken Fist's: a node over libvirt's test driver, running no guests.
+        "simulated": info.simulated,
     }
 
 

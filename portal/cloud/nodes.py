@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from cloudstate.model import NodeInfo
 from portal.cloud import store
 from portal.cloud.errors import InsufficientResources
@@ -39,7 +41,9 @@ async def list_nodes() -> list[NodeRecord]:
 async def storage_node() -> str:
     """Where new bytes are made (a fetch, an upload): the live hypervisor
     with the most free disk."""
-    live = [r for r in await list_nodes() if r.alive and r.info.is_hypervisor]
+    live = [r for r in await list_nodes() if r.alive and r.info.is_hypervisor
+            # never a simulated node for a real cloud, nor the reverse (scheduler)
+            and r.info.simulated == settings.CLOUD.simulated_hypervisor]
     if not live:
         raise InsufficientResources("no hypervisor node is online to store it on")
     return max(live, key=lambda r: (r.info.disk_free_gb, r.info.name)).info.name

@@ -60,6 +60,12 @@ class NodeLoad:
             return "is offline"
         if not self.info.is_hypervisor:
             return "runs no instances (it is not a hypervisor)"
+        if self.info.simulated != settings.CLOUD.simulated_hypervisor:
+            # Never mixed: a simulated node runs no guest, so only a portal
+            # measuring scale (SFCLOUD_SIMULATED_HYPERVISOR) places there,
+            # and such a portal places nowhere else.
+            return ("is a simulated node (it runs no guests)" if self.info.simulated
+                    else "is a real node, and this portal places on simulated nodes only")
         if demand.cpus > self.info.vcpus:
             # Overcommit shares CPUs between guests; one guest never gets
             # more vCPUs than the host has CPUs to run them on at once.
