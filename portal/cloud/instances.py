@@ -10,6 +10,7 @@ for them (portal.cloud.changes).
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
@@ -38,10 +39,12 @@ from portal.cloud import (
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 from portal.cloud.refs import Namespaces, visible
+from portal.metrics import PLACEMENT_SECONDS
 
 MAX_USER_DATA_BYTES = 64 * 1024
 MAX_SSH_KEY_BYTES = 16 * 1024
-_PLACEMENT_ATTEMPTS = 8
+_PLACEMENT_ATTEMPTS = 16
+_PLACEMENT_BACKOFF = 0.01  # s: the longest random wait after the first lost race
 KIND = ObjectKind.INSTANCE
 
 
@@ -177,6 +180,7 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     name_key = keys.instance_name(namespace, request.name)
     nic_networks = await interfaces.resolve(request.networks, namespace)
     interfaces.check_unique_addresses(request.networks, nic_networks)
+    lost: set[str] = set()
     for attempt in range(_PLACEMENT_ATTEMPTS):
         if await etcd.get(name_key) is not None:
             raise Conflict(
@@ -188,8 +192,10 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             # one was about to fetch: start from what is there now.
             resolved = await _resolve_bases(request, namespace)
             disks = _disks(request, resolved)
-        loads = await scheduler.snapshot(etcd, keys)
-        node = scheduler.choose(demand, loads, required=request.placed_on, preferred=holders)
+        with PLACEMENT_SECONDS.time():
+            loads = await scheduler.snapshot(etcd, keys)
+            node = scheduler.choose(demand, loads, required=request.placed_on,
+                                    preferred=holders, avoid=lost)
         instance_uuid = str(uuidlib.uuid4())
         # Addresses, MACs and floating addresses, reserved in this same
         # transaction: a create that fails leaves none of them behind.
@@ -226,6 +232,10 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
         )
         if result.succeeded:
             return InstanceRecord(spec=spec, observed=None, revision=result.revision)
+        # Most likely another create took the same node first: try another
+        # while one fits, and let concurrent losers spread out in time too.
+        lost.add(node.info.name)
+        await asyncio.sleep(random.uniform(0, _PLACEMENT_BACKOFF * (attempt + 1)))
     raise Conflict("too many instances are being created at once; try again")
 
 
@@ -311,15 +321,14 @@ async def get(ref: str, namespaces: Namespaces) -> InstanceRecord:
 async def list_instances(
     namespaces: Namespaces, *, include_deleted: bool = False
 ) -> list[InstanceRecord]:
-    etcd, keys = store.etcd(), store.keys()
-    (spec_kvs, _), (observed_kvs, _) = await asyncio.gather(
-        etcd.get_prefix(keys.instances), etcd.get_prefix(keys.observed_instances)
-    )
-    observed = {kv.key.rsplit("/", 1)[-1]: kv for kv in observed_kvs}
-    records = (InstanceRecord.from_kvs(kv, observed.get(kv.key.rsplit("/", 1)[-1]))
-               for kv in spec_kvs)
+    # From the live hub's mirror, whose records stay parsed between calls
+    # (10,000 instances read and parsed from etcd took seconds). The hub
+    # builds on this module, hence the import here.
+    from portal.live.hub import current_hub  # noqa: PLC0415
+
+    live = await current_hub()
     return sorted_records(
-        record for record in records
+        record for record in live.all_instances()
         if visible(record.spec.namespace, namespaces)
         and (include_deleted or record.spec.desired != "deleted")
     )

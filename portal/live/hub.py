@@ -300,6 +300,15 @@ async def hub() -> Hub:
     return current
 
 
+async def current_hub() -> Hub:
+    """This process's hub once its mirror holds every change committed
+    before the call, so a request that follows its own write (a create,
+    then a list) sees it."""
+    live = await hub()
+    await live.mirror.wait_for_revision(await store.etcd().revision())
+    return live
+
+
 async def stop_hub() -> None:
     """Stop this loop's hub, if one was started (a test's loop ends with its test)."""
     current = _hubs.pop(asyncio.get_running_loop(), None)
