@@ -4,6 +4,10 @@ One writer per key family, so no two processes ever race on a key:
 
     <prefix>/instances/<uuid>                 desired instance (portal)
     <prefix>/observed/instances/<uuid>        what the node saw (the instance's agent)
+    <prefix>/on/<node>/instances/<uuid>       a copy of the desired record, written in the
+                                              same transaction (portal)
+    <prefix>/on/<node>/observed/<uuid>        a copy of the observed record, likewise (the
+                                              instance's agent)
     <prefix>/names/instances/<ns>/<name>      name -> uuid, unique per namespace (portal)
     <prefix>/nodes/<node>                     capacity and facts (that node's agent)
     <prefix>/alive/<node>                     heartbeat, on a lease (that node's agent)
@@ -85,6 +89,20 @@ class Keys:
     def observed_instance(self, uuid: str) -> str:
         return self._k("observed", "instances", uuid)
 
+    # Each node's copies of its instances' records: an agent watches these
+    # (nodeagent.scope), so what it holds does not grow with the cloud.
+    def node_instances(self, node: str) -> str:
+        return self._k("on", node, "instances", "")
+
+    def node_instance(self, node: str, uuid: str) -> str:
+        return self._k("on", node, "instances", uuid)
+
+    def node_observed(self, node: str) -> str:
+        return self._k("on", node, "observed", "")
+
+    def node_observed_instance(self, node: str, uuid: str) -> str:
+        return self._k("on", node, "observed", uuid)
+
     def instance_name(self, namespace: str, name: str) -> str:
         return self._k("names", "instances", namespace, name)
 
@@ -131,6 +149,10 @@ class Keys:
 
     def observed_blob(self, node: str, uuid: str) -> str:
         return self._k("observed", "blobs", node, uuid)
+
+    @property
+    def fences(self) -> str:
+        return self._k("fences", "")
 
     def blob_fence(self, uuid: str) -> str:
         return self._k("fences", "blobs", uuid)
@@ -205,6 +227,10 @@ class Keys:
 
     def mac(self, mac: str) -> str:
         return self._k("macs", mac.lower())
+
+    @property
+    def roles(self) -> str:
+        return self._k("roles", "")
 
     @property
     def network_node_role(self) -> str:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from cloudstate.etcd import Compacted, Etcd, EtcdUnavailable, KeyValue, WatchEvent
 
@@ -46,6 +48,26 @@ Listener = Callable[[list[Change]], Awaitable[None] | None]
 Gate = Callable[[str, bytes], str | None]
 
 
+class MirrorView(Protocol):
+    """What readers of a mirror use: a Mirror, or several read as one
+    (cloudstate.scopedmirror)."""
+
+    ready: asyncio.Event
+
+    def get(self, key: str) -> KeyValue | None: ...
+
+    def items(self, prefix: str = "") -> Iterator[KeyValue]: ...
+
+    def refused(self, key: str) -> Refused | None: ...
+
+    def refused_items(self, prefix: str = "") -> list[Refused]: ...
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]: ...
+
+    async def wait_for_revision(self, revision: int, timeout: float = 10.0, *,
+                                keys: Iterable[str] = ()) -> None: ...
+
+
 class Mirror:
     # How long to wait before retrying after etcd failed or a bug surfaced.
     retry_delay = 1.0
@@ -54,9 +76,13 @@ class Mirror:
     fence_after = 0.1
 
     def __init__(self, etcd: Etcd, prefix: str, *, resync_interval: float = 300.0,
-                 gate: Gate | None = None):
+                 gate: Gate | None = None, shown_as: str | None = None):
+        """``shown_as``: readers see keys under ``prefix`` as under this
+        prefix instead (a node's copies of its records, read as the records
+        themselves: nodeagent.scope)."""
         self._etcd = etcd
         self._prefix = prefix
+        self._shown_as = shown_as
         self._resync_interval = resync_interval
         self._gate = gate
         self._data: dict[str, KeyValue] = {}
@@ -120,8 +146,14 @@ class Mirror:
                 log.exception("mirror of %s failed; re-listing", self._prefix)
                 await asyncio.sleep(self.retry_delay)
 
+    def _shown(self, kv: KeyValue) -> KeyValue:
+        if self._shown_as is None:
+            return kv
+        return dataclasses.replace(kv, key=self._shown_as + kv.key[len(self._prefix):])
+
     async def _relist(self) -> None:
         kvs, revision = await self._etcd.get_prefix(self._prefix)
+        kvs = [self._shown(kv) for kv in kvs]
         fresh: dict[str, KeyValue] = {}
         refused: dict[str, Refused] = {}
         for kv in kvs:
@@ -162,6 +194,8 @@ class Mirror:
     async def _apply(self, batch: list[WatchEvent]) -> None:
         changes = []
         for event in batch:
+            if self._shown_as is not None:
+                event = dataclasses.replace(event, kv=self._shown(event.kv))
             key = event.kv.key
             old = self._data.get(key)
             was_refused = self._refused.pop(key, None)
@@ -193,9 +227,12 @@ class Mirror:
             except Exception:
                 log.exception("mirror listener failed")
 
-    async def wait_for_revision(self, revision: int, timeout: float = 10.0) -> None:
+    async def wait_for_revision(self, revision: int, timeout: float = 10.0, *,
+                                keys: Iterable[str] = ()) -> None:
         """Wait until the mirror reflects every change under its prefix up to
-        ``revision`` (read-your-writes); raises ``TimeoutError``.
+        ``revision`` (read-your-writes); raises ``TimeoutError``. ``keys``:
+        what the caller wrote at that revision, for a scoped mirror to wait
+        on the parts holding them only (one mirror holds them all).
 
         The watch moves ``self.revision`` only when something under the
         prefix changes, so a revision made by a write elsewhere (or returned

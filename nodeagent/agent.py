@@ -31,14 +31,15 @@ from importlib import metadata
 from typing import Protocol
 
 from cloudstate import metrics, netvalidation, privacy, signing, tls
-from cloudstate.etcd import Etcd
+from cloudstate.etcd import Compare, Etcd, Put
 from cloudstate.keys import Keys
-from cloudstate.mirror import Change, Mirror
+from cloudstate.mirror import Change
 from cloudstate.model import Artifact, Blob, InstanceSpec, NodeInfo, Upload
+from cloudstate.scopedmirror import ScopedMirror
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
 from cloudstate.vocabulary import ObjectKind
-from nodeagent import hostfacts, records, simulated
+from nodeagent import hostfacts, records, scope, simulated
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
@@ -98,8 +99,13 @@ class Agent:
         self.etcd = Etcd(settings.common.etcd_endpoints, tls=settings.credentials)
         # Every record is checked before any part of the agent sees it
         # (nodeagent.records); refused ones are reported, not acted on.
-        self.mirror = Mirror(
-            self.etcd, self.keys.root, resync_interval=settings.common.resync_interval,
+        # Only what this node acts on (nodeagent.scope): its memory does not
+        # grow with the rest of the cloud.
+        self.mirror = ScopedMirror(
+            self.etcd,
+            scope.parts(self.keys, settings.node_name,
+                        network_node=settings.network_node and not self.simulated),
+            resync_interval=settings.common.resync_interval,
             gate=records.RecordGate(self.keys),
         )
         self.owner = DomainOwner(cluster=settings.common.cluster, node=settings.node_name)
@@ -193,6 +199,7 @@ class Agent:
                 for part in running:
                     group.create_task(part.run())
                 await self.mirror.ready.wait()
+                await self._copy_observed()
                 await self.networks.claim_role()
                 await self.server.start()
                 await self._register(virt)
@@ -259,6 +266,20 @@ class Agent:
                    "instances": str(settings.instances_dir),
                    "image_cache": str(settings.images_dir)},
             queue_waiting=self.queue.waiting, queue_processing=self.queue.in_progress)
+
+    async def _copy_observed(self) -> None:
+        """Copy this node's observed instance records that have no copy yet
+        under the node's prefix, where this agent reads them (nodeagent.scope):
+        they were written by an agent older than the copies. Once, at start."""
+        kvs, _ = await self.etcd.get_prefix(self.keys.observed_instances)
+        for kv in kvs:
+            uuid = self.keys.uuid_of(kv.key, self.keys.observed_instances)
+            if (uuid is None or records.claimed_node(kv.value) != self.owner.node
+                    or self.mirror.get(kv.key) is not None):
+                continue
+            await self.etcd.txn([Compare.unchanged_since(kv.key, kv.mod_revision)],
+                                [Put(self.keys.node_observed_instance(self.owner.node, uuid),
+                                     kv.value)])
 
     async def _mark_alive(self, lease_id: int) -> None:
         await self.etcd.put(self.keys.node_alive(self.settings.node_name), b"1", lease=lease_id)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cloudstate.etcd import Delete, Etcd, Put
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import Blob, BlobObserved, Disk, InstanceObserved, InstanceSpec
 from nodeagent import configdrive, domainxml, failpoints, records, simulated
 from nodeagent.domainxml import DomainDisk, DomainOwner
@@ -71,7 +71,7 @@ class InstanceReconciler:
         context: InstanceContext,
         keys: Keys,
         etcd: Etcd,
-        mirror: Mirror,
+        mirror: MirrorView,
         hypervisor: Hypervisor,
         images: BlobSync,
         ports: Ports,
@@ -158,7 +158,7 @@ class InstanceReconciler:
             await self._teardown(uuid)
             observed = self.observed(uuid)
             if spec is None and observed is not None and observed.node == self.node:
-                await self._etcd.txn([], [Delete(self._keys.observed_instance(uuid))])
+                await self._etcd.txn([], [Delete(key) for key in self._observed_keys(uuid)])
             return
         if spec.desired == "deleted":
             await self._fail_snapshots(uuid, "the instance was deleted before it was taken")
@@ -229,9 +229,9 @@ class InstanceReconciler:
         if found is not None and wanted.replace(updated_at=0) == found.replace(updated_at=0):
             return
         wanted = wanted.replace(updated_at=time.time())
-        result = await self._etcd.put(self._keys.observed_instance(uuid), wanted.to_json())
+        result = await self._etcd.txn([], self._put_observed(uuid, wanted))
         self._emit_changes(uuid, found, wanted)
-        await self._mirror.wait_for_revision(result)
+        await self._mirror.wait_for_revision(result.revision, keys=self._observed_keys(uuid))
 
     async def _fail_snapshots(self, uuid: str, why: str) -> None:
         for blob in self.pending_snapshots(uuid):
@@ -417,12 +417,11 @@ class InstanceReconciler:
         current = found or InstanceObserved(node=self.node)
         record = current.replace(node=self.node, state="deleted", power_state="off", error=None,
                                  updated_at=time.time())
-        result = await self._etcd.txn(
-            [], [Put(self._keys.observed_instance(spec.uuid), record.to_json()), *releases]
-        )
+        result = await self._etcd.txn([], [*self._put_observed(spec.uuid, record), *releases])
         self._emit_changes(spec.uuid, found, record)
         self._emit(spec.uuid, "its interfaces, addresses and MACs released", type="mutate")
-        await self._mirror.wait_for_revision(result.revision)
+        await self._mirror.wait_for_revision(
+            result.revision, keys=[*self._observed_keys(spec.uuid), *(d.key for d in releases)])
 
     async def _report(self, spec: InstanceSpec, **fields: object) -> None:
         """Write the observed record, but only if something in it changed."""
@@ -432,10 +431,21 @@ class InstanceReconciler:
         if wanted.replace(updated_at=0) == current.replace(updated_at=0) and found is not None:
             return
         wanted = wanted.replace(updated_at=time.time())
-        revision = await self._etcd.put(self._keys.observed_instance(spec.uuid), wanted.to_json())
+        result = await self._etcd.txn([], self._put_observed(spec.uuid, wanted))
         self._emit_changes(spec.uuid, found, wanted)
         # Later passes read our own record from the mirror: let it catch up.
-        await self._mirror.wait_for_revision(revision)
+        await self._mirror.wait_for_revision(result.revision,
+                                             keys=self._observed_keys(spec.uuid))
+
+    def _observed_keys(self, uuid: str) -> list[str]:
+        """The observed record, and this node's copy of it (which the agent
+        reads: nodeagent.scope)."""
+        return [self._keys.observed_instance(uuid),
+                self._keys.node_observed_instance(self.node, uuid)]
+
+    def _put_observed(self, uuid: str, record: InstanceObserved) -> list[Put]:
+        value = record.to_json()
+        return [Put(key, value) for key in self._observed_keys(uuid)]
 
     def _emit_changes(self, uuid: str, before: InstanceObserved | None,
                       after: InstanceObserved) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from cloudstate.etcd import Delete
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import InstanceSpec, InterfaceSpec, NetworkObserved, NetworkSpec
 from nodeagent.domainxml import DomainInterface
 from nodeagent.net import networkdata, releases, snapshot
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class Ports:
-    def __init__(self, *, context: NetworkContext, keys: Keys, mirror: Mirror, mesh: Mesh,
+    def __init__(self, *, context: NetworkContext, keys: Keys, mirror: MirrorView, mesh: Mesh,
                  lock: asyncio.Lock, retry_later: Callable[[str], None]):
         """``lock`` is the network code's kernel lock; ``retry_later(network_uuid)``
         asks for another pass of a network after a while."""

@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
-from cloudstate.mirror import Change, Mirror
+from cloudstate.mirror import Change, MirrorView
 from cloudstate.model import InstanceSpec, InterfaceSpec, NetworkSpec
 from cloudstate.vocabulary import ObjectKind
 from nodeagent import records
@@ -63,7 +63,7 @@ class NetworkReconciler:
         context: NetworkContext,
         keys: Keys,
         etcd: Etcd,
-        mirror: Mirror,
+        mirror: MirrorView,
         poke_instance: Callable[[str], None],
         events: EventLog | None = None,
     ):

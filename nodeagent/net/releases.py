@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from cloudstate.etcd import Delete
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import AddressReservation, InstanceSpec, InterfaceSpec, NetworkSpec
 from nodeagent.net.snapshot import Snapshot
 
 
-def of_instance(keys: Keys, mirror: Mirror, spec: InstanceSpec) -> list[Delete]:
+def of_instance(keys: Keys, mirror: MirrorView, spec: InstanceSpec) -> list[Delete]:
     """Its interfaces, their addresses and MACs. Floating addresses stay
     reserved until the network node has removed their NAT."""
     found: list[Delete] = []
@@ -43,7 +43,7 @@ def of_instance(keys: Keys, mirror: Mirror, spec: InstanceSpec) -> list[Delete]:
     return found
 
 
-def of_network(keys: Keys, mirror: Mirror, snap: Snapshot, spec: NetworkSpec) -> list[Delete]:
+def of_network(keys: Keys, mirror: MirrorView, snap: Snapshot, spec: NetworkSpec) -> list[Delete]:
     """What a deleted network still holds: its VXLAN id (if still its own),
     its addresses, its floating addresses and its fence."""
     releases: list[Delete] = []

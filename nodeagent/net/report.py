@@ -13,14 +13,14 @@ import time
 
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import NetworkObserved, NetworkSpec
 from nodeagent.events import EventLog
 from nodeagent.net.snapshot import Snapshot
 
 
 class NetworkReporter:
-    def __init__(self, *, node: str, keys: Keys, etcd: Etcd, mirror: Mirror,
+    def __init__(self, *, node: str, keys: Keys, etcd: Etcd, mirror: MirrorView,
                  events: EventLog | None = None):
         self._node = node
         self._keys = keys

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from cloudstate.etcd import Compare, Delete, Etcd, Put
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import NetworkSpec
 from nodeagent import failpoints
 from nodeagent.events import EventLog
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 class Router:
     def __init__(self, *, context: NetworkContext, role: NetworkNodeRole, keys: Keys,
-                 etcd: Etcd, mirror: Mirror, requeue: Callable[[str], None],
+                 etcd: Etcd, mirror: MirrorView, requeue: Callable[[str], None],
                  events: EventLog | None = None):
         """``requeue(network_uuid)`` asks for another pass: a network's
         dnsmasq exiting calls it."""

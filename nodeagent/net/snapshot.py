@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cloudstate.keys import FLOATING_POOL, Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import (
     AddressReservation,
     InstanceSpec,
@@ -60,7 +60,7 @@ class Snapshot:
         return {self.nodes[name].ip for name in nodes if name in self.nodes}
 
 
-def read(keys: Keys, mirror: Mirror) -> Snapshot:
+def read(keys: Keys, mirror: MirrorView) -> Snapshot:
     snap = Snapshot()
     for kv in mirror.items(keys.networks):
         spec = NetworkSpec.from_json(kv.value)

@@ -181,6 +181,7 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     nic_networks = await interfaces.resolve(request.networks, namespace)
     interfaces.check_unique_addresses(request.networks, nic_networks)
     lost: set[str] = set()
+    lost_at = 0
     for attempt in range(_PLACEMENT_ATTEMPTS):
         if await etcd.get(name_key) is not None:
             raise Conflict(
@@ -193,7 +194,7 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             resolved = await _resolve_bases(request, namespace)
             disks = _disks(request, resolved)
         with PLACEMENT_SECONDS.time():
-            loads = await scheduler.snapshot(etcd, keys)
+            loads = await scheduler.snapshot(keys, after=lost_at)
             node = scheduler.choose(demand, loads, required=request.placed_on,
                                     preferred=holders, avoid=lost)
         instance_uuid = str(uuidlib.uuid4())
@@ -225,7 +226,7 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             [Compare.absent(name_key),
              Compare.unchanged_since(placement_key, node.placement_revision),
              *nics.compares, *storage.compares],
-            [Put(keys.instance(spec.uuid), spec.to_json()),
+            [*_put_spec(spec),
              Put(name_key, spec.uuid),
              Put(placement_key, spec.uuid),
              *nics.puts, *storage.ops],
@@ -235,6 +236,7 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
         # Most likely another create took the same node first: try another
         # while one fits, and let concurrent losers spread out in time too.
         lost.add(node.info.name)
+        lost_at = result.revision
         await asyncio.sleep(random.uniform(0, _PLACEMENT_BACKOFF * (attempt + 1)))
     raise Conflict("too many instances are being created at once; try again")
 
@@ -274,7 +276,7 @@ async def _mark_deleted(record: InstanceRecord) -> tuple[InstanceRecord, bool]:
         name_key = keys.instance_name(spec.namespace, spec.name)
         result = await etcd.txn(
             [Compare.unchanged_since(keys.instance(spec.uuid), current.revision)],
-            [Put(keys.instance(spec.uuid), spec.to_json()),
+            [*_put_spec(spec),
              # Free the name at once, so it can be used again.
              *([Delete(name_key)] if await _name_points_at(name_key, spec.uuid) else [])],
         )
@@ -293,7 +295,19 @@ async def update(record: InstanceRecord,
     """Rewrite the desired record with ``change`` (see store.rewrite). The
     caller is a service that has checked the Actor's role."""
     return await store.rewrite(record, change, key=store.keys().instance, load=_load,
-                               kind=KIND)
+                               kind=KIND, copies=_copy_keys)
+
+
+def _copy_keys(spec: InstanceSpec) -> list[str]:
+    """Where its node's agent reads the desired record: a copy under the
+    node's own prefix (nodeagent.scope), always written with it."""
+    return [store.keys().node_instance(spec.node, spec.uuid)]
+
+
+def _put_spec(spec: InstanceSpec) -> list[Put]:
+    value = spec.to_json()
+    return [Put(store.keys().instance(spec.uuid), value),
+            *(Put(key, value) for key in _copy_keys(spec))]
 
 
 async def _name_points_at(name_key: str, uuid: str) -> bool:
@@ -344,7 +358,9 @@ async def purge(record: InstanceRecord) -> bool:
         return False
     keys = store.keys()
     return await store.forget(keys.instance(record.uuid), keys.observed_instance(record.uuid),
-                              record.revision)
+                              record.revision, also=[
+                                  *_copy_keys(record.spec),
+                                  keys.node_observed_instance(record.spec.node, record.uuid)])
 
 
 async def _owned_instances(namespace: str) -> list[str]:

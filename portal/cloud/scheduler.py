@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from cloudstate.etcd import Etcd, KeyValue
+from cloudstate.etcd import KeyValue
 from cloudstate.keys import Keys
 from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo
 from cloudstate.validation import shown
@@ -90,25 +90,28 @@ def holds_resources(spec: InstanceSpec, observed: InstanceObserved | None) -> bo
     return observed is not None and observed.state != "deleted"
 
 
-async def snapshot(etcd: Etcd, keys: Keys) -> dict[str, NodeLoad]:
-    """Every node with what is placed on it.
+async def snapshot(keys: Keys, *, after: int = 0) -> dict[str, NodeLoad]:
+    """Every node with what is placed on it, from the live hub's mirror.
 
-    Placement revisions are read from etcd first, then the accounting from
-    the live hub's mirror once it holds every change up to that read: a
-    create that commits in between rewrites its node's placement key, so it
-    fails our later comparison instead of being missed. The mirror keeps
-    its records parsed, so a placement costs a pass over them, not a read
-    and parse of every instance in etcd (10,000 instances: ~0.5 s each).
+    The mirror may be a moment behind etcd; that is safe because the caller
+    commits with a comparison on the chosen node's placement key at the
+    revision this accounting saw it at (the mirror applies each transaction
+    whole, and every placement rewrites its node's key with the instance):
+    a create the mirror has not seen yet fails that comparison, and the
+    loser counts again, ``after`` the revision its failed commit saw (so
+    this time the mirror holds the competing create). Reading the mirror, whose records stay parsed,
+    keeps a placement at a pass over them rather than a read and parse of
+    every instance in etcd (10,000 instances: ~0.5 s each).
     """
     # The hub builds on the cloud services, this module among them.
     from portal.live.hub import hub  # noqa: PLC0415
 
-    placements, revision = await etcd.get_prefix(keys.placement(""))
-    live = await hub()
-    await live.mirror.wait_for_revision(revision)
-    return tally(nodes=live.mirror.items(keys.nodes), alive=live.mirror.items(keys.alive),
+    mirror = (live := await hub()).mirror
+    if after:
+        await mirror.wait_for_revision(after)
+    return tally(nodes=mirror.items(keys.nodes), alive=mirror.items(keys.alive),
                  placed=((r.spec, r.observed) for r in live.all_instances()),
-                 placements=placements)
+                 placements=mirror.items(keys.placement("")))
 
 
 def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],

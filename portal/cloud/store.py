@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
@@ -45,12 +45,14 @@ def keys() -> Keys:
     return Keys(settings.CLOUD.etcd_prefix)
 
 
-async def forget(spec_key: str, observed_key: str, revision: int) -> bool:
-    """Remove an object's desired and observed records for good, fenced on
-    the revision it was judged at: several portal processes may try at once,
-    and only one transaction succeeds."""
+async def forget(spec_key: str, observed_key: str, revision: int, *,
+                 also: Iterable[str] = ()) -> bool:
+    """Remove an object's desired and observed records (and ``also``: their
+    copies) for good, fenced on the revision it was judged at: several
+    portal processes may try at once, and only one transaction succeeds."""
     result = await etcd().txn([Compare.unchanged_since(spec_key, revision)],
-                              [Delete(spec_key), Delete(observed_key)])
+                              [Delete(spec_key), Delete(observed_key),
+                               *(Delete(key) for key in also)])
     return result.succeeded
 
 
@@ -75,17 +77,20 @@ R = TypeVar("R", bound=Rewritable)
 
 
 async def rewrite(record: R, change: Callable[[R], _Spec], *, key: Callable[[str], str],
-                  load: Callable[[str], Awaitable[R | None]], kind: str) -> R:
+                  load: Callable[[str], Awaitable[R | None]], kind: str,
+                  copies: Callable[[Any], list[str]] = lambda spec: []) -> R:
     """Rewrite the desired record with ``change``, which sees the latest
     record and may raise to refuse; tried again on a fresh read when another
     writer got there first, so no change is lost. ``key`` names the record's
-    key from its uuid, ``load`` reads it again."""
+    key from its uuid, ``load`` reads it again, ``copies`` names the keys
+    of the record's copies, written in the same transaction."""
     current = record
     for _ in range(REWRITE_ATTEMPTS):
         spec = change(current)
+        value = spec.to_json()
         result = await etcd().txn(
             [Compare.unchanged_since(key(record.uuid), current.revision)],
-            [Put(key(record.uuid), spec.to_json())],
+            [Put(key(record.uuid), value), *(Put(k, value) for k in copies(spec))],
         )
         if result.succeeded:
             return dataclasses.replace(current, spec=spec,  # type: ignore[type-var]

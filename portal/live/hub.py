@@ -225,7 +225,9 @@ class Hub:
         for user_id in sorted(people):
             await layer.group_send(user_group(user_id), {"type": ACCESS_CHANGED})
         for uuid, namespace in touched.items():
-            message = {"type": INSTANCE_CHANGED, "uuid": uuid}
+            # The revision lets the pages that get it share one rendering
+            # (portal.instances.consumers).
+            message = {"type": INSTANCE_CHANGED, "uuid": uuid, "revision": self.mirror.revision}
             await layer.group_send(self.namespace_group(namespace), message)
             await layer.group_send(self.everything_group, message)
         if cloud_changed:

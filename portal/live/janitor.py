@@ -23,10 +23,11 @@ from typing import Any
 
 from django.conf import settings
 
-from cloudstate.etcd import EtcdUnavailable, KeyValue
+from cloudstate.etcd import Compare, EtcdUnavailable, KeyValue, Put
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
-from portal.cloud import artifacts, blobs, catalogue, instances, networks, uploads
+from cloudstate.model import InstanceSpec
+from portal.cloud import artifacts, blobs, catalogue, instances, networks, store, uploads
 from portal.live.hub import hub
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,27 @@ async def sweep(mirror: Mirror, keys: Keys) -> int:
     return total
 
 
+async def copy_instances(mirror: Mirror, keys: Keys) -> int:
+    """Write the node's copy of any desired instance record that lacks an
+    up-to-date one (records written before agents read copies: nodeagent.scope);
+    returns how many were written. Every write of a record writes its copy
+    too, so after an upgrade this finds each record once."""
+    written = 0
+    for kv in mirror.items(keys.instances):
+        if (uuid := keys.uuid_of(kv.key, keys.instances)) is None:
+            continue
+        copy = keys.node_instance(InstanceSpec.from_json(kv.value).node, uuid)
+        held = mirror.get(copy)
+        if held is not None and held.value == kv.value:
+            continue
+        result = await store.etcd().txn([Compare.unchanged_since(kv.key, kv.mod_revision)],
+                                        [Put(copy, kv.value)])
+        written += result.succeeded
+    if written:
+        log.info("wrote %d nodes' copies of instance records", written)
+    return written
+
+
 async def sweep_storage(now: float) -> int:
     """Tidy artifacts, delete unused blobs, forget what is long gone;
     returns how many records changed."""
@@ -98,6 +120,7 @@ async def run() -> None:
         await asyncio.sleep(settings.JANITOR_INTERVAL * random.uniform(0.8, 1.2))
         try:
             live = await hub()
+            await copy_instances(live.mirror, live.keys)
             await sweep(live.mirror, live.keys)
             await sweep_storage(time.time())
         except (EtcdUnavailable, TimeoutError) as exc:
