@@ -167,6 +167,11 @@ class Scale:
         per_node = max(1, args.instances // args.nodes)
         first = node_name(0)
         figures.note_load("start")
+        nodes = self.fleet.cloud.api().get("/nodes").json()
+        figures.add("nodes registered (the API's node records)",
+                    {"simulated": sum(1 for n in nodes if n.get("simulated")),
+                     "real": sum(1 for n in nodes if not n.get("simulated"))},
+                    "all simulated", met=all(n.get("simulated") for n in nodes))
         portal_idle = fleet.rss_mib(fleet.cloud.portal)
         agent_idle = fleet.rss_mib(fleet.agents[first])
         start_revision = fleet.revision()

@@ -135,7 +135,10 @@ async def create(actor: Actor, namespace: str,
 
 
 async def _resolve_bases(request: InstanceRequest, namespace: str) -> list[bases.Resolved]:
-    """The blob each disk starts from (portal.cloud.bases)."""
+    """The blob each disk starts from (portal.cloud.bases). Blank disks need
+    no catalogue, which reads every instance (slow with thousands)."""
+    if all(bases.is_blank(disk.base) for disk in request.disks):
+        return [bases.Resolved(source=None) for _ in request.disks]
     found = await catalogue.load()
     resolved: list[bases.Resolved] = []
     for disk in request.disks:

@@ -60,3 +60,25 @@ def test_no_nodes_at_all() -> None:
 def test_placement_on_an_unknown_node() -> None:
     with pytest.raises(NotFound):
         choose(Demand(1, 256, 1), {"a": load("a")}, required="zzz")
+
+
+def test_simulated_and_real_nodes_are_never_mixed(settings) -> None:  # type: ignore[no-untyped-def]
+    real = load("real", used_memory=0)
+    simulated = load("sim", used_memory=0)
+    simulated.info = simulated.info.replace(simulated=True, virt_type="test")
+    loads = {"real": real, "sim": simulated}
+    assert choose(Demand(1, 512, 1), loads).info.name == "real"
+    with pytest.raises(InsufficientResources, match="sim is a simulated node"):
+        choose(Demand(1, 512, 1), {"sim": simulated})
+    settings.CLOUD = settings.CLOUD.__class__(simulated_hypervisor=True)
+    assert choose(Demand(1, 512, 1), loads).info.name == "sim"
+    with pytest.raises(InsufficientResources, match="places on simulated nodes only"):
+        choose(Demand(1, 512, 1), {"real": real})
+
+
+def test_a_lost_race_moves_on_to_another_node_that_fits() -> None:
+    loads = {"a": load("a", used_memory=0), "b": load("b", used_memory=1024)}
+    assert choose(Demand(1, 512, 1), loads).info.name == "a"
+    assert choose(Demand(1, 512, 1), loads, avoid={"a"}).info.name == "b"
+    # Nothing else fits: the same node again (its fence decides).
+    assert choose(Demand(1, 512, 1), {"a": loads["a"]}, avoid={"a"}).info.name == "a"
