@@ -35,13 +35,14 @@ from typing import Any
 
 import requests
 import websockets
-from simfleet import METRICS_TOKEN, SimulatedFleet, node_name, simulated_cloud
+from simfleet import METRICS_TOKEN, SimulatedFleet, simulated_cloud
 from support import percentile
 
 from cloudstate.etcd import Etcd
 from cloudstate.model import InstanceObserved, InstanceSpec
 from tests.support.cloud import ApiClient
 from tests.support.consoles import web_login
+from tests.support.simulated import node_name
 
 MEMORY_MIB = 64
 FANOUT_ROUNDS = 4
@@ -305,12 +306,14 @@ class Scale:
         newest = max(self.fleet.prefix(self.keys.instances),
                      key=lambda kv: InstanceSpec.from_json(kv.value).created_at)
         uuid = newest.key.rsplit("/", 1)[-1]
-        delays = asyncio.run(self._fanout(uuid, self.admin()))
+        rounds = asyncio.run(self._fanout(uuid, self.admin()))
+        delays = [delay for one in rounds for delay in one]
         figures.add(f"a row's state change -> {args.browsers} live lists (s)", spread(delays),
                     "p95 < 100 ms", met=bool(delays) and percentile(delays, 0.95) < 0.1,
-                    rounds=FANOUT_ROUNDS)
+                    slowest_per_round=[round(max(one), 3) for one in rounds if one])
 
-    async def _fanout(self, uuid: str, session: requests.Session) -> list[float]:
+    async def _fanout(self, uuid: str, session: requests.Session) -> list[list[float]]:
+        """Each round's delays, one per live list."""
         cloud = self.fleet.cloud
         cookies = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
         url = cloud.url.replace("http://", "ws://") + "/ws/instances/"
@@ -318,8 +321,11 @@ class Scale:
                                             additional_headers={"Cookie": cookies},
                                             max_size=None, open_timeout=60)
                    for _ in range(self.args.browsers)]
-        delays: list[float] = []
+        rounds: list[list[float]] = []
         try:
+            # Every list has its page (fifty pages rendered at once take a
+            # while): the rounds measure a change, not the connections.
+            await asyncio.gather(*(asyncio.wait_for(ws.recv(), 120) for ws in sockets))
             await asyncio.gather(*(_drain(ws) for ws in sockets))
             etcd = cloud.new_etcd()
             try:
@@ -333,15 +339,14 @@ class Scale:
                                                        f"/instances/{uuid}/{verb}")
                     assert response.status_code == 200, response.text
                     at = await asyncio.wait_for(changed, 60)
-                    for arrival in await asyncio.gather(*arrivals):
-                        delays.append(arrival - at)
+                    rounds.append([arrival - at for arrival in await asyncio.gather(*arrivals)])
                     await asyncio.gather(*(_drain(ws) for ws in sockets))
             finally:
                 await etcd.close()
         finally:
             for ws in sockets:
                 await ws.close()
-        return delays
+        return rounds
 
     async def _observed_change(self, etcd: Etcd, uuid: str, state: str) -> float:
         """When the node reported ``state``: the time its agent wrote in the

@@ -10,38 +10,24 @@ from __future__ import annotations
 
 import secrets
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from support import REPO_ROOT
+import support  # noqa: F401 - puts this checkout first on sys.path
 
 from cloudstate.etcd import KeyValue
 from deploy.localetcd import LocalEtcd
 from deploy.localvirt import stop_process
+from tests.support import simulated
 from tests.support.cloud import Cloud
-from tests.support.pki import issue_agent
+from tests.support.simulated import SIMULATED_ENV
 
-SIMULATED_ENV = {
-    "SFCLOUD_SIMULATED_HYPERVISOR": "yes",
-    "SFCLOUD_LIBVIRT_URI": "test:///default",
-    "SFCLOUD_NETWORK_NODE": "no",
-    # Usage sampling is per node and does not depend on the cloud's size; at
-    # a hundred agents on two cores it would only add noise.
-    "SFCLOUD_USAGE_INTERVAL": "0",
-    "SFCLOUD_LOG_LEVEL": "WARNING",
-}
 # The portal's /metrics tells how long each placement took.
 METRICS_TOKEN = secrets.token_urlsafe(24)
-
-
-def node_name(index: int) -> str:
-    return f"sim-{index:03d}"
 
 
 @dataclass
@@ -50,28 +36,11 @@ class SimulatedFleet:
     etcd: LocalEtcd
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start_agents(self, count: int, timeout: float = 300) -> None:
-        for index in range(count):
-            name = node_name(index)
-            issue_agent(self.cloud.pki_dir, name)
-            env = {**self.cloud.env, "SFCLOUD_NODE_NAME": name}
-            with open(self.cloud.state_dir / f"agent-{name}.log", "ab") as log:
-                self.agents[name] = subprocess.Popen(
-                    [sys.executable, "-m", "nodeagent"], env=env, stdout=log,
-                    stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-        deadline = time.monotonic() + timeout
-        while len(self.alive()) < count:
-            for name, process in self.agents.items():
-                if process.poll() is not None:
-                    log = (self.cloud.state_dir / f"agent-{name}.log").read_text()[-3000:]
-                    raise RuntimeError(f"agent {name} exited:\n{log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(self.alive())} of {count} agents registered")
-            time.sleep(0.5)
+    def start_agents(self, count: int) -> None:
+        self.agents = simulated.start_agents(self.cloud, count)
 
     def alive(self) -> list[str]:
-        kvs = self.read(lambda etcd: etcd.get_prefix(self.cloud.keys.alive))[0]
-        return [kv.key.rsplit("/", 1)[-1] for kv in kvs]
+        return simulated.alive(self.cloud)
 
     def read(self, call):  # type: ignore[no-untyped-def]
         return self.cloud.etcd_call(call)
