@@ -86,13 +86,13 @@ def test_pages_sorts_filters_searches_and_follows_a_row(page: Page,
 
     # A search finds one instance among them all.
     page.goto(f"{cloud.url}/instances/")
-    page.get_by_label("Search").fill("vm-00042")
+    page.get_by_role("searchbox", name="Search").fill("vm-00042")
     page.get_by_role("button", name="Show").click()
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_attribute("data-name", "vm-00042")
 
     # LIVE's row follows the API without a reload.
-    page.get_by_label("Search").fill(LIVE)
+    page.get_by_role("searchbox", name="Search").fill(LIVE)
     page.get_by_role("button", name="Show").click()
     row = page.locator(f"#instance-{uuid}")
     expect(row).to_have_attribute("data-power", "on")
