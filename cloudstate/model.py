@@ -347,6 +347,10 @@ class InterfaceSpec(Record):
     model: str = "virtio"
     floating: str | None = None  # an address from the floating pool, DNATed to ipv4
     created_at: float = field(default_factory=time.time)
+    # Its instance's node, set at placement: each node's mesh learns which
+    # nodes are on a network from the interfaces alone, without following
+    # every instance of the cloud (nodeagent.scope). None in older records.
+    node: str | None = None
 
 
 @dataclass(frozen=True)

@@ -337,6 +337,8 @@ def check_interface(key_uuid: str, raw: Any) -> None:
     _ipv4(iface.get("ipv4"), "ipv4", optional=True)
     _valid(netvalidation.nic_model, iface.get("model", "virtio"), "model")
     _ipv4(iface.get("floating"), "floating", optional=True)
+    if iface.get("node") is not None:
+        _node(iface.get("node"), "node")
     _parses(InterfaceSpec, iface)
 
 

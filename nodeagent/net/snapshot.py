@@ -37,6 +37,9 @@ class Snapshot:
                       key=lambda i: (i.instance_uuid, i.order))
 
     def node_of(self, iface: InterfaceSpec) -> str | None:
+        if iface.node is not None:
+            return iface.node
+        # An older record: its instance says, if this agent follows it.
         instance = self.instances.get(iface.instance_uuid)
         return instance.node if instance else None
 

@@ -204,7 +204,8 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
         # Addresses, MACs and floating addresses, reserved in this same
         # transaction: a create that fails leaves none of them behind.
         nics = await interfaces.plan(request.networks, nic_networks,
-                                     instance_uuid=instance_uuid, namespace=namespace)
+                                     instance_uuid=instance_uuid, namespace=namespace,
+                                     node=node.info.name)
         spec = InstanceSpec(
             uuid=instance_uuid,
             name=request.name,

@@ -84,7 +84,7 @@ async def resolve(nics: list[NicRequest], namespace: str) -> list[networks.Netwo
 
 async def plan(
     nics: list[NicRequest], records: list[networks.NetworkRecord], *, instance_uuid: str,
-    namespace: str,
+    namespace: str, node: str,
 ) -> Plan:
     """Choose addresses and MACs for every NIC, from a fresh read, and the
     comparisons that make the create fail (and be planned again) if anyone
@@ -159,7 +159,7 @@ async def plan(
         spec = InterfaceSpec(
             uuid=interface_uuid, network_uuid=record.uuid, instance_uuid=instance_uuid,
             namespace=namespace, order=order, macaddr=mac, ipv4=address, model=nic.model,
-            floating=floating,
+            floating=floating, node=node,
         )
         result.interfaces.append(spec)
         result.puts.append(Put(keys.interface(interface_uuid), spec.to_json()))
