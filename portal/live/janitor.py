@@ -26,7 +26,7 @@ from django.conf import settings
 from cloudstate.etcd import Compare, EtcdUnavailable, KeyValue, Put
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
-from cloudstate.model import InstanceSpec
+from cloudstate.model import InstanceSpec, InterfaceSpec
 from portal.cloud import artifacts, blobs, catalogue, instances, networks, store, uploads
 from portal.live.hub import hub
 
@@ -80,9 +80,11 @@ async def sweep(mirror: Mirror, keys: Keys) -> int:
 
 async def copy_instances(mirror: Mirror, keys: Keys) -> int:
     """Write the node's copy of any desired instance record that lacks an
-    up-to-date one (records written before agents read copies: nodeagent.scope);
-    returns how many were written. Every write of a record writes its copy
-    too, so after an upgrade this finds each record once."""
+    up-to-date one, and its node into any interface record without it
+    (records written before agents followed only their own node's
+    instances: nodeagent.scope); returns how many were written. Every write
+    of a record writes its copy too, so after an upgrade this finds each
+    record once."""
     written = 0
     for kv in mirror.items(keys.instances):
         if (uuid := keys.uuid_of(kv.key, keys.instances)) is None:
@@ -94,8 +96,17 @@ async def copy_instances(mirror: Mirror, keys: Keys) -> int:
         result = await store.etcd().txn([Compare.unchanged_since(kv.key, kv.mod_revision)],
                                         [Put(copy, kv.value)])
         written += result.succeeded
+    for kv in mirror.items(keys.interfaces):
+        iface = InterfaceSpec.from_json(kv.value)
+        spec_kv = mirror.get(keys.instance(iface.instance_uuid))
+        if iface.node is not None or spec_kv is None:
+            continue
+        node = InstanceSpec.from_json(spec_kv.value).node
+        result = await store.etcd().txn([Compare.unchanged_since(kv.key, kv.mod_revision)],
+                                        [Put(kv.key, iface.replace(node=node).to_json())])
+        written += result.succeeded
     if written:
-        log.info("wrote %d nodes' copies of instance records", written)
+        log.info("wrote %d nodes' copies of instance records, or interfaces' nodes", written)
     return written
 
 
