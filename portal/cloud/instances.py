@@ -43,7 +43,7 @@ from portal.metrics import PLACEMENT_SECONDS
 
 MAX_USER_DATA_BYTES = 64 * 1024
 MAX_SSH_KEY_BYTES = 16 * 1024
-_PLACEMENT_ATTEMPTS = 16
+_PLACEMENT_ATTEMPTS = 32
 _PLACEMENT_BACKOFF = 0.01  # s: the longest random wait after the first lost race
 KIND = ObjectKind.INSTANCE
 

@@ -9,6 +9,7 @@ last free memory of a node; the loser recomputes and tries again.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -157,8 +158,9 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
     """The node with the most memory to spare among those that fit, a
     preferred one (holding what the instance starts from) if any fits.
     ``avoid``: nodes another create just took (our placement on them lost
-    the race), passed over while another fits, so concurrent creates that
-    all chose the same best node spread out instead of queueing on it."""
+    the race), passed over while another fits, and the choice among the
+    rest made partly at random, so concurrent creates that all chose the
+    same best node spread out instead of queueing on the next one."""
     if required is not None:
         if required not in loads:
             raise NotFound(f"there is no node named {shown(required)}")
@@ -175,6 +177,14 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
             f"no node can run an instance of {demand.cpus} vCPUs, {demand.memory_mib} MiB "
             f"memory and {demand.disk_gb} GB disk: {detail}"
         )
-    fitting = [load for load in fitting if load.info.name not in avoid] or fitting
-    return max(fitting, key=lambda load: (load.info.name in preferred,
-                                          load.memory_limit - load.memory_mib, load.info.name))
+    def rank(load: NodeLoad) -> tuple[bool, int, str]:
+        return (load.info.name in preferred, load.memory_limit - load.memory_mib,
+                load.info.name)
+
+    others = [load for load in fitting if load.info.name not in avoid]
+    if avoid and len(others) > 1:
+        # Every create that lost the same race would otherwise choose the
+        # same next node and lose again together: the better of two taken
+        # at random spreads them (the "power of two choices").
+        return max(random.sample(others, 2), key=rank)
+    return max(others or fitting, key=rank)

@@ -80,5 +80,9 @@ def test_a_lost_race_moves_on_to_another_node_that_fits() -> None:
     loads = {"a": load("a", used_memory=0), "b": load("b", used_memory=1024)}
     assert choose(Demand(1, 512, 1), loads).info.name == "a"
     assert choose(Demand(1, 512, 1), loads, avoid={"a"}).info.name == "b"
+    # Among several, losers spread: not all of them pick the same next node.
+    many = {name: load(name, used_memory=i * 64) for i, name in enumerate("abcdefgh")}
+    picks = {choose(Demand(1, 512, 1), many, avoid={"a"}).info.name for _ in range(50)}
+    assert "a" not in picks and len(picks) > 2
     # Nothing else fits: the same node again (its fence decides).
     assert choose(Demand(1, 512, 1), {"a": loads["a"]}, avoid={"a"}).info.name == "a"
