@@ -114,9 +114,13 @@ class Clients:
                 if response.status_code != 200:
                     errors.append(f"{response.status_code}: {response.text[:200]}")
 
-        with concurrent.futures.ThreadPoolExecutor(self.concurrency) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(self.concurrency)
+        try:
             for future in [pool.submit(one, call) for call in calls]:
                 future.result()
+        finally:
+            # Interrupted (Ctrl-C): what has not started yet never does.
+            pool.shutdown(cancel_futures=True)
         return latencies, errors, answers
 
 
