@@ -110,9 +110,15 @@ async def snapshot(keys: Keys, *, after: int = 0) -> dict[str, NodeLoad]:
     mirror = (live := await hub()).mirror
     if after:
         await mirror.wait_for_revision(after)
-    return tally(nodes=mirror.items(keys.nodes), alive=mirror.items(keys.alive),
-                 placed=((r.spec, r.observed) for r in live.all_instances()),
-                 placements=mirror.items(keys.placement("")))
+    loads = tally(nodes=mirror.items(keys.nodes), alive=mirror.items(keys.alive), placed=(),
+                  placements=mirror.items(keys.placement("")))
+    # The hub keeps each node's sums as instances change (read in the same
+    # step as the records above: nothing runs in between).
+    for name, usage in live.placed().nodes.items():
+        if (load := loads.get(name)) is not None:
+            load.cpus, load.memory_mib, load.disk_gb = usage.cpus, usage.memory_mib, usage.disk_gb
+            load.instances = list(usage.instances)
+    return loads
 
 
 def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],

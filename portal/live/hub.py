@@ -26,6 +26,7 @@ from cloudstate.vocabulary import ObjectKind
 from portal.accounts.notify import ACCESS_CHANGED, user_group
 from portal.cloud import blobs, store
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
+from portal.cloud.scheduler import holds_resources
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ class Hub:
         # The uuids of the instances in the mirror, kept by _on_changes (None
         # until first needed: then read from the mirror once).
         self._uuids: set[str] | None = None
+        # What each node's instances take (the scheduler's accounting), kept
+        # by _on_changes from the first placement on: a placement then costs
+        # a pass over the nodes, not over every instance.
+        self._placed: PlacedInstances | None = None
 
     # --- groups ----------------------------------------------------------------------
 
@@ -143,6 +148,14 @@ class Hub:
         self._all = (revision, records)
         return records
 
+    def placed(self) -> PlacedInstances:
+        """What the instances holding resources take on each node."""
+        if self._placed is None:
+            self._placed = PlacedInstances()
+            for record in self.all_instances():
+                self._placed.update(record.uuid, record)
+        return self._placed
+
     def interface(self, uuid: str) -> InterfaceSpec | None:
         kv = self.mirror.get(self.keys.interface(uuid))
         if kv is None:
@@ -207,6 +220,8 @@ class Hub:
                         self._uuids.discard(uuid)
                     else:
                         self._uuids.add(uuid)
+                if self._placed is not None:
+                    self._placed.update(uuid, self.instance(uuid))
                 if _torn_down(change, self.keys.observed_instance(uuid)):
                     self._sweep_unused_blobs()
                 # A removed spec is gone from the mirror; its old value still
@@ -273,6 +288,44 @@ class Hub:
             if kv is not None:
                 found.add(InterfaceSpec.from_json(kv.value).network_uuid)
         return found
+
+
+class PlacedInstances:
+    """Each node's sums of what its instances take (those that hold
+    resources: scheduler.holds_resources), kept one instance at a time."""
+
+    def __init__(self) -> None:
+        self._takes: dict[str, tuple[str, int, int, int]] = {}  # uuid -> node, cpus, MiB, GB
+        self.nodes: dict[str, NodeUsage] = {}
+
+    def update(self, uuid: str, record: InstanceRecord | None) -> None:
+        """The instance as it is now (None: gone)."""
+        if (before := self._takes.pop(uuid, None)) is not None:
+            usage = self.nodes[before[0]]
+            usage.add(uuid, before, -1)
+            if not usage.instances:
+                del self.nodes[before[0]]
+        if record is None or not holds_resources(record.spec, record.observed):
+            return
+        spec = record.spec
+        takes = (spec.node, spec.cpus, spec.memory, spec.disk_total_gb)
+        self._takes[uuid] = takes
+        self.nodes.setdefault(spec.node, NodeUsage()).add(uuid, takes, 1)
+
+
+class NodeUsage:
+    def __init__(self) -> None:
+        self.cpus = self.memory_mib = self.disk_gb = 0
+        self.instances: set[str] = set()
+
+    def add(self, uuid: str, takes: tuple[str, int, int, int], sign: int) -> None:
+        self.cpus += sign * takes[1]
+        self.memory_mib += sign * takes[2]
+        self.disk_gb += sign * takes[3]
+        if sign > 0:
+            self.instances.add(uuid)
+        else:
+            self.instances.discard(uuid)
 
 
 def _reports_failure(change: Change) -> bool:
