@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+from cloudstate.etcd import EtcdUnavailable
+from deploy.localvirt import stop_process
 from tests.support.cloud import REPO_ROOT, Cloud
 from tests.support.pki import issue_agent
 
@@ -30,29 +32,44 @@ def node_name(index: int) -> str:
 
 
 def alive(cloud: Cloud) -> list[str]:
-    kvs, _ = cloud.etcd_call(lambda etcd: etcd.get_prefix(cloud.keys.alive))
+    """The nodes whose agents hold their lease (none known while etcd is too
+    busy to answer: a hundred agents starting at once keep it busy)."""
+    try:
+        kvs, _ = cloud.etcd_call(lambda etcd: etcd.get_prefix(cloud.keys.alive))
+    except EtcdUnavailable:
+        return []
     return [kv.key.rsplit("/", 1)[-1] for kv in kvs]
 
 
-def start_agents(cloud: Cloud, count: int, timeout: float = 300
+def start_agents(cloud: Cloud, count: int, *, batch: int = 10, timeout: float = 600
                  ) -> dict[str, subprocess.Popen[bytes]]:
-    """``count`` simulated agents (sim-000...), once all have registered."""
-    agents = {}
-    for index in range(count):
-        name = node_name(index)
-        issue_agent(cloud.pki_dir, name)
-        env = {**cloud.env, "SFCLOUD_NODE_NAME": name}
-        with open(cloud.state_dir / f"agent-{name}.log", "ab") as log:
-            agents[name] = subprocess.Popen([sys.executable, "-m", "nodeagent"], env=env,
-                                            stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=REPO_ROOT)
+    """``count`` simulated agents (sim-000...), started ``batch`` at a time
+    (each batch registered before the next starts), once all have
+    registered. On failure, those started are stopped again."""
+    agents: dict[str, subprocess.Popen[bytes]] = {}
     deadline = time.monotonic() + timeout
-    while len(alive(cloud)) < count:
-        for name, process in agents.items():
-            if process.poll() is not None:
-                log_text = cloud.log_text(f"agent-{name}")[-3000:]
-                raise RuntimeError(f"agent {name} exited:\n{log_text}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(alive(cloud))} of {count} agents registered")
-        time.sleep(0.5)
+    try:
+        for first in range(0, count, batch):
+            for index in range(first, min(first + batch, count)):
+                agents[node_name(index)] = _start_agent(cloud, node_name(index))
+            while len(alive(cloud)) < len(agents):
+                for name, process in agents.items():
+                    if process.poll() is not None:
+                        log_text = cloud.log_text(f"agent-{name}")[-3000:]
+                        raise RuntimeError(f"agent {name} exited:\n{log_text}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"only {len(alive(cloud))} of {count} agents registered")
+                time.sleep(0.5)
+    except BaseException:
+        for process in agents.values():
+            stop_process(process)
+        raise
     return agents
+
+
+def _start_agent(cloud: Cloud, name: str) -> subprocess.Popen[bytes]:
+    issue_agent(cloud.pki_dir, name)
+    env = {**cloud.env, "SFCLOUD_NODE_NAME": name}
+    with open(cloud.state_dir / f"agent-{name}.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "nodeagent"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=REPO_ROOT)
