@@ -317,8 +317,8 @@ class BlobSync:
         if observed.state != "downloading":
             self._last_write.pop(uuid, None)
         try:
-            revision = await self._etcd.put(self._keys.observed_blob(self.node, uuid),
-                                            observed.to_json())
-            await self._mirror.wait_for_revision(revision)
+            key = self._keys.observed_blob(self.node, uuid)
+            revision = await self._etcd.put(key, observed.to_json())
+            await self._mirror.wait_for_revision(revision, keys=[key])
         except Exception:  # noqa: BLE001 - progress is best effort; final states retry via sweep
             log.exception("could not report blob %s", uuid)

@@ -43,5 +43,5 @@ class NetworkNodeRole:
                 log.error("node %s is configured as the network node, but %s already is; "
                           "running as a hypervisor only (delete %s to move the role)",
                           self._ctx.node, holder.value.decode(), key)
-        await self._mirror.wait_for_revision(result.revision)
+        await self._mirror.wait_for_revision(result.revision, keys=[key])
         return self.held

@@ -130,7 +130,8 @@ class Router:
             for key, _ in unused:
                 self._reporter.emit(spec.uuid, f"floating address {key.rsplit('/', 1)[-1]} "
                                     "released", type="mutate")
-            await self._mirror.wait_for_revision(result.revision)
+            await self._mirror.wait_for_revision(result.revision,
+                                                 keys=[key for key, _ in unused])
 
     async def _remove_unused_uplink(self, snap: Snapshot) -> None:
         if not self.uplink_wanted(snap):
@@ -161,7 +162,9 @@ class Router:
         self._reporter.emit_changes(spec.uuid, observed, record)
         self._reporter.emit(spec.uuid, "namespace, dnsmasq and links removed; VXLAN id and "
                                        "addresses released", type="mutate")
-        await self._mirror.wait_for_revision(revision)
+        await self._mirror.wait_for_revision(
+            revision, keys=[self._keys.observed_network(spec.uuid),
+                            *(op.key for op in given_back)])
 
     def _remove_everything(self, vxid: int) -> None:
         names = self._ctx.names
