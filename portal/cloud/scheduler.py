@@ -187,10 +187,11 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
         return (load.info.name in preferred, load.memory_limit - load.memory_mib,
                 load.info.name)
 
-    others = [load for load in fitting if load.info.name not in avoid]
-    if avoid and len(others) > 1:
-        # Every create that lost the same race would otherwise choose the
-        # same next node and lose again together: the better of two taken
-        # at random spreads them (the "power of two choices").
-        return max(random.sample(others, 2), key=rank)
-    return max(others or fitting, key=rank)
+    if not avoid:
+        return max(fitting, key=rank)
+    # Every create that lost the same race would otherwise choose the same
+    # next node and lose again together: the better of two taken at random
+    # spreads them (the "power of two choices"), among the nodes not lost
+    # on yet, or all that fit once every one has been.
+    others = [load for load in fitting if load.info.name not in avoid] or fitting
+    return max(random.sample(others, 2), key=rank) if len(others) > 1 else others[0]

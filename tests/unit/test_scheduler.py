@@ -84,5 +84,8 @@ def test_a_lost_race_moves_on_to_another_node_that_fits() -> None:
     many = {name: load(name, used_memory=i * 64) for i, name in enumerate("abcdefgh")}
     picks = {choose(Demand(1, 512, 1), many, avoid={"a"}).info.name for _ in range(50)}
     assert "a" not in picks and len(picks) > 2
+    # Lost on every one: still spread over all of them, not the same best again.
+    picks = {choose(Demand(1, 512, 1), many, avoid=set(many)).info.name for _ in range(50)}
+    assert len(picks) > 2
     # Nothing else fits: the same node again (its fence decides).
     assert choose(Demand(1, 512, 1), {"a": loads["a"]}, avoid={"a"}).info.name == "a"
