@@ -48,7 +48,7 @@ bench: test-deps
 	$(PYTHON) bench/instance_list.py
 
 # Not part of `make test`: simulated nodes (libvirt's test driver) and many
-# instances, about an hour here. Smaller: make scale SCALE_RUNS="3:30".
+# instances, about 30 minutes here. Smaller: make scale SCALE_RUNS="3:30".
 SCALE_RUNS ?= 10:1000 100:10000
 SCALE_ARGS ?=
 scale: test-deps
