@@ -154,6 +154,8 @@ class InstanceReconciler:
             return
         found = self.spec(uuid)
         spec, spec_revision = found if found else (None, 0)
+        if spec is None and await self._copy_missing(uuid):
+            return
         if spec is None or spec.node != self.node:
             await self._teardown(uuid)
             observed = self.observed(uuid)
@@ -201,6 +203,18 @@ class InstanceReconciler:
                 for blob in snapshots:
                     await self._images.report(blob.uuid, BlobObserved(
                         state="error", error=str(exc)))
+
+    async def _copy_missing(self, uuid: str) -> bool:
+        """Whether the instance's desired record is still there though this
+        node's copy of it (what the agent follows: nodeagent.scope) is not: a
+        record written before the copies, until the portal's janitor copies
+        it. Nothing of such an instance is torn down meanwhile."""
+        kv = await self._etcd.get(self._keys.instance(uuid))
+        if kv is None or records.claimed_node(kv.value) != self.node:
+            return False
+        log.warning("instance %s: its record has no copy for node %s yet; left as it is",
+                    uuid, self.node)
+        return True
 
     def _refused_interface(self, spec: InstanceSpec) -> str | None:
         for iface in spec.interfaces:

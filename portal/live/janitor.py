@@ -14,6 +14,7 @@ the sweeping (``run``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -125,7 +126,12 @@ async def sweep_storage(now: float) -> int:
 
 
 async def run() -> None:
-    """Sweep every JANITOR_INTERVAL, for as long as the portal runs."""
+    """Sweep every JANITOR_INTERVAL, for as long as the portal runs; copy
+    instance records for their nodes at once (an upgraded cloud's agents
+    follow only the copies)."""
+    with contextlib.suppress(EtcdUnavailable, TimeoutError):
+        live = await hub()
+        await copy_instances(live.mirror, live.keys)
     while True:
         # Jitter keeps several portal processes from sweeping in step.
         await asyncio.sleep(settings.JANITOR_INTERVAL * random.uniform(0.8, 1.2))
