@@ -9,14 +9,21 @@ import time
 
 import pytest
 
-from cloudstate.etcd import Etcd, Put
+from cloudstate.etcd import Put
 from cloudstate.scopedmirror import Part, ScopedMirror
+from deploy.localetcd import LocalEtcd
+from tests.support.cloud import run_async
 
 pytestmark = pytest.mark.integration
 
 
-async def test_parts_read_as_one_mirror(etcd: Etcd, etcd_prefix: str) -> None:
-    p = etcd_prefix.rstrip("/")
+def test_parts_read_as_one_mirror(etcd_server: LocalEtcd, etcd_prefix: str) -> None:
+    # In a thread's loop of its own: sync Playwright may hold this thread's.
+    run_async(_parts_read_as_one_mirror(etcd_server, etcd_prefix.rstrip("/")))
+
+
+async def _parts_read_as_one_mirror(server: LocalEtcd, p: str) -> None:
+    etcd = server.client()
     await etcd.txn([], [Put(f"{p}/nodes/a", b"1"), Put(f"{p}/on/a/instances/i1", b"mine"),
                         Put(f"{p}/on/b/instances/i2", b"theirs"),
                         Put(f"{p}/instances/i1", b"everyone's")])
@@ -46,6 +53,8 @@ async def test_parts_read_as_one_mirror(etcd: Etcd, etcd_prefix: str) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await etcd.delete_prefix(f"{p}/")
+        await etcd.close()
 
 
 def test_parts_may_not_nest() -> None:
