@@ -3,11 +3,13 @@
 #   make test   the whole test suite
 #   make test-fast   the unit tests and the fast tier (the portal in process), under a minute
 #   make scale  what 10 and 100 simulated nodes with 1,000 and 10,000 instances cost (long)
+#   make test-lab    sfcloud-deploy onto a lab of SSH hosts in namespaces (tests/lab, ~25 min)
+#   make soak   the stress suites' long versions (chaos, outages, races, fuzzing): about an hour
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast deps test-deps lint bench scale clean-test settings-check
+.PHONY: run test test-fast test-lab soak deps test-deps lint bench scale clean-test settings-check
 
 run: deps
 	$(PYTHON) -m deploy.allinone
@@ -15,13 +17,28 @@ run: deps
 # Lint first: a ruff finding fails the suite (and CI, which runs `make test`).
 test: test-deps
 	$(VENV)/bin/ruff check .
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not lab" $(PYTEST_ARGS)
+
+# Several machines: sfcloud-deploy brings up 3 hosts (network namespaces with
+# their own sshd and file systems) and lives through failures, an upgrade, a
+# backup and a restore, and two portals over PostgreSQL and Redis. As root.
+test-lab:
+	@./deploy/install.sh --lab
+	$(PYTHON) -m pytest tests/lab -m lab -s $(PYTEST_ARGS)
 
 # No libvirt, no agent, no guest: unit tests, and the portal's pages, API and
 # websockets in process over a real etcd (tests/fast). `make test` runs them too.
 test-fast: test-deps
 	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest tests/unit tests/fast -m "not integration and not e2e" $(PYTEST_ARGS)
+
+# The stress suites (marked `stress`) at length: the agent chaos test with 400
+# operations, etcd gone 3 minutes, 20 rounds of each API race, 200 fuzzing
+# requests per route. Their figures go to var/evidence/*.jsonl.
+SOAK_ENV = SFCLOUD_SOAK=yes SFCLOUD_CHAOS_OPERATIONS=400 SFCLOUD_STRESS_ROUNDS=20 \
+	SFCLOUD_FUZZ_EXAMPLES=200 SFCLOUD_EVIDENCE_DIR=var/evidence
+soak: test-deps
+	$(SOAK_ENV) $(PYTHON) -m pytest -m stress --timeout 3600 $(PYTEST_ARGS)
 
 deps: settings-check
 	@./deploy/install.sh

@@ -15,6 +15,7 @@ import pytest
 
 from deploy.localvirt import LocalLibvirt
 from tests.support.cloud import Cloud
+from tests.support.leftovers import remove_orphaned_domains
 
 pytest_plugins = [
     "tests.support.fixtures_etcd",
@@ -28,6 +29,7 @@ def libvirt_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """libvirtd and virtlogd, started for the session if nothing runs them."""
     local = LocalLibvirt(tmp_path_factory.mktemp("libvirt-logs"))
     local.ensure()
+    remove_orphaned_domains()  # guests of earlier runs that were killed before cleaning up
     try:
         yield
     finally:

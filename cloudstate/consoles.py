@@ -18,6 +18,8 @@ from typing import Any
 from cloudstate.model import Record
 
 KINDS = ("serial", "vnc")
+# The console log's ``length`` query asking for all of it (Shaken Fist's -1).
+WHOLE_LOG = "all"
 # What an agent grant is for, as the signing purpose: a token for one never
 # passes as the other.
 AGENT_GRANT_PURPOSE = "agent-request"

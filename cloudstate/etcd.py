@@ -17,10 +17,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aetcd
@@ -71,7 +73,10 @@ _UNAVAILABLE_CODES = {
 # a write gets while the member shuts down under it; and over TLS, a member
 # that closes its connections as it stops leaves calls in flight with UNKNOWN
 # "No status received" or "Stream removed (...)": no answer, as above.
-_UNAVAILABLE_UNKNOWN_DETAILS = ("raft: stopped", "No status received", "Stream removed")
+# "context deadline exceeded": a member without quorum gives up on a
+# request (seen renewing a lease with two of three members stopped).
+_UNAVAILABLE_UNKNOWN_DETAILS = ("raft: stopped", "No status received", "Stream removed",
+                                "context deadline exceeded")
 _UNAVAILABLE = (
     aetcd_errors.ConnectionFailedError,
     aetcd_errors.ConnectionTimeoutError,
@@ -155,6 +160,17 @@ class MemberStatus:
     db_size_in_use: int  # bytes holding data; the rest is what defragmenting gives back
     leader: bool
     errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of the etcd cluster, as the cluster lists it."""
+
+    member_id: int
+    name: str  # empty for a member added but not started yet
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    learner: bool
 
 
 @dataclass(frozen=True)
@@ -553,6 +569,71 @@ class Etcd:
 
         await self._unary("defragment", call)
 
+    # --- membership (sfcloud-deploy) ----------------------------------------
+    # A learner receives the log but does not vote, and refuses most client
+    # calls: clients' endpoint lists must leave learners out.
+
+    async def members(self) -> list[Member]:
+        async def call(client: aetcd.Client) -> list[Member]:
+            reply = await client.clusterstub.MemberList(
+                rpc.MemberListRequest(), timeout=self._timeout, metadata=client.metadata)
+            return [_member(m) for m in reply.members]
+
+        return await self._unary("members", call)
+
+    async def add_member(self, peer_urls: Sequence[str], *, learner: bool) -> Member:
+        """Announce a member before it starts (it joins with state
+        ``existing``). Added as a learner it changes no quorum until promoted."""
+        async def call(client: aetcd.Client) -> Member:
+            reply = await client.clusterstub.MemberAdd(
+                rpc.MemberAddRequest(peerURLs=list(peer_urls), isLearner=learner),
+                timeout=self._timeout, metadata=client.metadata)
+            return _member(reply.member)
+
+        return await self._unary("add_member", call)
+
+    async def promote_member(self, member_id: int) -> None:
+        """Make a learner a voting member. etcd refuses until the learner has
+        caught up with the leader (``FAILED_PRECONDITION``): retry."""
+        async def call(client: aetcd.Client) -> None:
+            await client.clusterstub.MemberPromote(
+                rpc.MemberPromoteRequest(ID=member_id), timeout=self._timeout,
+                metadata=client.metadata)
+
+        await self._unary("promote_member", call)
+
+    async def remove_member(self, member_id: int) -> None:
+        async def call(client: aetcd.Client) -> None:
+            await client.clusterstub.MemberRemove(
+                rpc.MemberRemoveRequest(ID=member_id), timeout=self._timeout,
+                metadata=client.metadata)
+
+        await self._unary("remove_member", call)
+
+    async def snapshot(self, path: Path) -> int:
+        """Stream the connected member's whole database into ``path``
+        (written under a temporary name, then renamed); its size. Give this
+        client one endpoint: a snapshot comes from one member."""
+        partial = path.with_name(f".{path.name}.partial")
+
+        async def call(client: aetcd.Client) -> int:
+            size = 0
+            with open(partial, "wb") as out:
+                stream = client.maintenancestub.Snapshot(
+                    rpc.SnapshotRequest(), timeout=self._timeout, metadata=client.metadata)
+                async for chunk in stream:
+                    out.write(chunk.blob)
+                    size += len(chunk.blob)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, path)
+            return size
+
+        try:
+            return await self._unary("snapshot", call)
+        finally:
+            partial.unlink(missing_ok=True)
+
     # --- leases -------------------------------------------------------------
 
     async def grant_lease(self, ttl: int) -> int:
@@ -690,6 +771,11 @@ def _by_revision(raw_events: Iterable[Any]) -> Iterable[list[WatchEvent]]:
         batch.append(event)
     if batch:
         yield batch
+
+
+def _member(raw: Any) -> Member:
+    return Member(member_id=int(raw.ID), name=raw.name, peer_urls=tuple(raw.peerURLs),
+                  client_urls=tuple(raw.clientURLs), learner=bool(raw.isLearner))
 
 
 def _is_unavailable(exc: BaseException) -> bool:

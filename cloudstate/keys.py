@@ -8,10 +8,14 @@ One writer per key family, so no two processes ever race on a key:
                                               same transaction (portal)
     <prefix>/on/<node>/observed/<uuid>        a copy of the observed record, likewise (the
                                               instance's agent)
-    <prefix>/names/instances/<ns>/<name>      name -> uuid, unique per namespace (portal)
+    <prefix>/names/instances/<ns>/<name>      name -> uuid of instances made when names were
+                                              unique (portal; removed with the instance)
     <prefix>/nodes/<node>                     capacity and facts (that node's agent)
+    <prefix>/nodespecs/<node>                 a node's metadata (portal)
     <prefix>/alive/<node>                     heartbeat, on a lease (that node's agent)
     <prefix>/placement/<node>                 fence for scheduling onto a node (portal)
+    <prefix>/maintenance/<node>               present while an operator keeps new
+                                              instances off the node (portal)
     <prefix>/artifacts/<uuid>                 an image, snapshot, label or file, with its
                                               versions (portal)
     <prefix>/names/artifact-urls/<ns>/<type>/<sha256(url)>
@@ -32,6 +36,9 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/access/<user>                    rewritten when what a person may do changed
                                               (any portal), so every portal process re-checks
                                               that person's open consoles and live pages
+    <prefix>/quotas/limits/<ns>               a namespace's limits (portal; cloudstate.quotas)
+    <prefix>/fences/quotas/<ns>               rewritten by every create that takes a limited
+                                              kind, so two creates can't both take the last unit
 
 Networks (see cloudstate.ipam for how reservations are made and released):
 
@@ -41,6 +48,9 @@ Networks (see cloudstate.ipam for how reservations are made and released):
     <prefix>/interfaces/<uuid>                an instance's NIC (portal; removed, with the
                                               reservations below, by the agent that tore
                                               down its instance)
+    <prefix>/deleted/interfaces/<uuid>        what a torn-down instance's NIC was, so it
+                                              stays readable while its instance is (that
+                                              agent; forgotten with the instance)
     <prefix>/ipam/<network uuid>/<address>    an address reserved on a network
     <prefix>/ipam/floating/<address>          an address reserved from the floating pool
                                               (released by the network node once unused)
@@ -49,6 +59,20 @@ Networks (see cloudstate.ipam for how reservations are made and released):
     <prefix>/fences/networks/<uuid>           rewritten by every attach to the network, so a
                                               delete that saw no users can't miss a new one
     <prefix>/roles/network-node               the node that holds the network node's role
+    <prefix>/observed/interfaces/<uuid>       the filtering its hypervisor applied (the agent
+                                              of its instance's node; released with it)
+
+Security groups (see cloudstate.secgroups):
+
+    <prefix>/secgroups/<uuid>                 a security group and its rules (portal)
+    <prefix>/names/secgroups/<ns>/<name>      name -> uuid (portal)
+    <prefix>/addrsets/<uuid>                  an address set (portal)
+    <prefix>/names/addrsets/<ns>/<name>       name -> uuid (portal)
+    <prefix>/quotas/secgroups/<ns>            rewritten by every create of a namespace's
+                                              groups or address sets (and every use of one),
+                                              so two creates can't both take the last place
+                                              under the quota, nor a delete miss a new user;
+                                              it lasts as long as the namespace's groups
 """
 
 from __future__ import annotations
@@ -91,6 +115,14 @@ class Keys:
 
     # Each node's copies of its instances' records: an agent watches these
     # (nodeagent.scope), so what it holds does not grow with the cloud.
+    @property
+    def all_copies(self) -> str:
+        return self._k("on", "")
+
+    def node_copies(self, node: str) -> str:
+        """Every copy kept for the node (forgotten with it)."""
+        return self._k("on", node, "")
+
     def node_instances(self, node: str) -> str:
         return self._k("on", node, "instances", "")
 
@@ -106,6 +138,14 @@ class Keys:
     def instance_name(self, namespace: str, name: str) -> str:
         return self._k("names", "instances", namespace, name)
 
+    def names(self, family: str) -> str:
+        """Every name of a family of unique names (instances, networks, keypairs)."""
+        return self._k("names", family, "")
+
+    def fences(self, family: str) -> str:
+        """Every fence of a family (networks, blobs)."""
+        return self._k("fences", family, "")
+
     # nodes
     @property
     def nodes(self) -> str:
@@ -113,6 +153,13 @@ class Keys:
 
     def node(self, name: str) -> str:
         return self._k("nodes", name)
+
+    @property
+    def node_specs(self) -> str:
+        return self._k("nodespecs", "")
+
+    def node_spec(self, name: str) -> str:
+        return self._k("nodespecs", name)
 
     @property
     def alive(self) -> str:
@@ -123,6 +170,13 @@ class Keys:
 
     def placement(self, node: str) -> str:
         return self._k("placement", node)
+
+    @property
+    def maintenance_all(self) -> str:
+        return self._k("maintenance", "")
+
+    def maintenance(self, node: str) -> str:
+        return self._k("maintenance", node)
 
     # artifacts, blobs, uploads
     @property
@@ -147,12 +201,11 @@ class Keys:
     def observed_blobs(self) -> str:
         return self._k("observed", "blobs", "")
 
+    def observed_blobs_of(self, node: str) -> str:
+        return self._k("observed", "blobs", node, "")
+
     def observed_blob(self, node: str, uuid: str) -> str:
         return self._k("observed", "blobs", node, uuid)
-
-    @property
-    def fences(self) -> str:
-        return self._k("fences", "")
 
     def blob_fence(self, uuid: str) -> str:
         return self._k("fences", "blobs", uuid)
@@ -204,6 +257,13 @@ class Keys:
         return self._k("interfaces", uuid)
 
     @property
+    def deleted_interfaces(self) -> str:
+        return self._k("deleted", "interfaces", "")
+
+    def deleted_interface(self, uuid: str) -> str:
+        return self._k("deleted", "interfaces", uuid)
+
+    @property
     def ipam(self) -> str:
         return self._k("ipam", "")
 
@@ -233,8 +293,39 @@ class Keys:
         return self._k("roles", "")
 
     @property
+    def observed_interfaces(self) -> str:
+        return self._k("observed", "interfaces", "")
+
+    def observed_interface(self, uuid: str) -> str:
+        return self._k("observed", "interfaces", uuid)
+
+    @property
     def network_node_role(self) -> str:
         return self._k("roles", "network-node")
+
+    # security groups
+    @property
+    def security_groups(self) -> str:
+        return self._k("secgroups", "")
+
+    def security_group(self, uuid: str) -> str:
+        return self._k("secgroups", uuid)
+
+    def security_group_name(self, namespace: str, name: str) -> str:
+        return self._k("names", "secgroups", namespace, name)
+
+    @property
+    def address_sets(self) -> str:
+        return self._k("addrsets", "")
+
+    def address_set(self, uuid: str) -> str:
+        return self._k("addrsets", uuid)
+
+    def address_set_name(self, namespace: str, name: str) -> str:
+        return self._k("names", "addrsets", namespace, name)
+
+    def security_fence(self, namespace: str) -> str:
+        return self._k("quotas", "secgroups", namespace)
 
     # consoles
     @property
@@ -274,6 +365,17 @@ class Keys:
         found = self.uuid_of(key, self.access_changes)
         return int(found) if found is not None and found.isascii() and found.isdigit() else None
 
+    # quotas
+    @property
+    def quotas(self) -> str:
+        return self._k("quotas", "limits", "")
+
+    def quota(self, namespace: str) -> str:
+        return self._k("quotas", "limits", namespace)
+
+    def quota_fence(self, namespace: str) -> str:
+        return self._k("fences", "quotas", namespace)
+
     # parsing
     def classify(self, key: str) -> Classified | None:
         """Which object a key holds a record of: (kind, uuid, observed), the
@@ -303,11 +405,15 @@ class Keys:
             (self.networks, ObjectKind.NETWORK, False),
             (self.observed_networks, ObjectKind.NETWORK, True),
             (self.interfaces, ObjectKind.INTERFACE, False),
+            (self.observed_interfaces, ObjectKind.INTERFACE, True),
+            (self.security_groups, ObjectKind.SECURITY_GROUP, False),
+            (self.address_sets, ObjectKind.ADDRESS_SET, False),
             (self.artifacts, ObjectKind.IMAGE, False),
             (self.blobs, ObjectKind.BLOB, False),
             (self.uploads, ObjectKind.UPLOAD, False),
             (self.keypairs, ObjectKind.KEYPAIR, False),
             (self.nodes, ObjectKind.NODE, False),
+            (self.node_specs, ObjectKind.NODE, False),
             (self.alive, ObjectKind.NODE, True),
             (self.console_sessions, ObjectKind.CONSOLE, False),
         )

@@ -111,6 +111,15 @@ class InstanceSpec(Record):
     keypair: str | None = None
     # Its NICs' interface uuids, in order: the first is eth0.
     interfaces: list[str] = field(default_factory=list)
+    # Boot firmware, as Shaken Fist's create asks for it: UEFI (OVMF) instead
+    # of BIOS, secure boot on top (which needs machine q35), and the image
+    # whose contents start the instance's UEFI variable store.
+    uefi: bool = False
+    secure_boot: bool = False
+    nvram_template: DiskSource | None = None
+    # The QEMU machine, chosen at placement; None for instances placed before
+    # it was recorded (they get their node's).
+    machine_type: str | None = None
 
     @property
     def domain_name(self) -> str:
@@ -119,6 +128,13 @@ class InstanceSpec(Record):
     @property
     def disk_total_gb(self) -> int:
         return sum(d.size_gb for d in self.disks)
+
+    @property
+    def blob_uuids(self) -> list[str]:
+        """The blobs it starts from, one entry per use: each disk's base and
+        its NVRAM template (a record from before blobs names none)."""
+        sources = [d.source for d in self.disks] + [self.nvram_template]
+        return [s.blob_uuid for s in sources if s is not None and s.blob_uuid]
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,23 @@ class NodeInfo(Record):
     # A simulated hypervisor (libvirt's test driver, nodeagent.simulated): it
     # runs no guests, and only a portal placing on simulated nodes uses it.
     simulated: bool = False
+    # The boot firmware this node offers guests beyond BIOS ("uefi",
+    # "secure-boot"): only such a node is given an instance that asks for it.
+    firmware: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NodeSpec(Record):
+    """What the portal keeps about a node (its agent writes NodeInfo, the
+    portal this): the node's metadata. Absent until someone sets some."""
+
+    name: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def namespace(self) -> str:
+        """Nodes belong to the cloud: only the system namespace sees them."""
+        return "system"
 
 
 # --- artifacts, blobs, uploads ------------------------------------------------
@@ -299,6 +332,11 @@ class NetworkSpec(Record):
     desired: str = "active"  # active or deleted
     deleted_at: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Addresses of the floating pool routed to this network as a whole (a
+    # guest configures one itself), each reserved in the floating pool.
+    routed: list[str] = field(default_factory=list)
+    # Names the network's DNS answers beyond its instances': name -> address.
+    dns_entries: dict[str, str] = field(default_factory=dict)
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -351,6 +389,31 @@ class InterfaceSpec(Record):
     # nodes are on a network from the interfaces alone, without following
     # every instance of the cloud (nodeagent.scope). None in older records.
     node: str | None = None
+    # Filtering on the hypervisor (cloudstate.secgroups): the union of these
+    # security groups' rules applies; an interface of a namespace names at
+    # least its ``default`` group. With port_security off nothing is
+    # filtered (neither groups nor anti-spoofing) and the list is empty.
+    security_groups: list[str] = field(default_factory=list)
+    port_security: bool = True
+    # Addresses (CIDRs) the guest may send from besides its own, for a
+    # virtual IP several guests share; members of its groups' sets too.
+    allowed_addresses: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class InterfaceObserved(Record):
+    """What the hypervisor of an interface's instance has applied of its
+    filtering (written by that node's agent)."""
+
+    node: str
+    state: str = "created"  # created (applied) or error
+    error: str | None = None
+    # uuid -> generation of each security group in force on the port, as
+    # applied; compared with the desired records to tell "applied" from "pending".
+    groups: dict[str, int] = field(default_factory=dict)
+    port_security: bool = True
+    allowed_addresses: list[str] = field(default_factory=list)
+    applied_at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)
@@ -365,8 +428,65 @@ class AddressReservation(Record):
     created_at: float = field(default_factory=time.time)
 
 
+# --- security groups -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecurityRule(Record):
+    """One allow rule of a security group, checked by cloudstate.secgroups.
+
+    The remote end is at most one of: CIDRs, the members of a security
+    group (by uuid), or an address set (by uuid); none means anywhere."""
+
+    uuid: str
+    direction: str  # ingress or egress
+    protocol: str = "any"  # any, tcp, udp, icmp, or an IP protocol number as text
+    ports: str | None = None  # tcp/udp destination ports, "22,80-90"; None: all
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    remote_cidrs: list[str] = field(default_factory=list)
+    remote_group: str | None = None
+    remote_address_set: str | None = None
+    description: str = ""
+    ethertype: str = "ipv4"
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class SecurityGroup(Record):
+    """A namespace's named set of allow rules, applied to the interfaces
+    that name it. ``generation`` grows with every change of its rules, so
+    an agent can say which version it has applied."""
+
+    uuid: str
+    name: str
+    namespace: str
+    description: str = ""
+    rules: list[SecurityRule] = field(default_factory=list)
+    generation: int = 1
+    created_at: float = field(default_factory=time.time)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AddressSet(Record):
+    """A named list of CIDRs (an office's ranges, a partner's hosts) that
+    rules may name as their remote end."""
+
+    uuid: str
+    name: str
+    namespace: str
+    cidrs: list[str] = field(default_factory=list)
+    description: str = ""
+    generation: int = 1
+    created_at: float = field(default_factory=time.time)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
 _NESTED: dict[tuple[str, str], type[Record]] = {
+    ("SecurityGroup", "rules"): SecurityRule,
     ("InstanceSpec", "disks"): Disk,
     ("InstanceSpec", "power"): PowerIntent,
+    ("InstanceSpec", "nvram_template"): DiskSource,
     ("Disk", "source"): DiskSource,
 }

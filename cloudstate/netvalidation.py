@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from cloudstate.validation import ValidationError, shown
@@ -18,6 +19,11 @@ from cloudstate.validation import ValidationError, shown
 MIN_PREFIXLEN = 8
 MAX_PREFIXLEN = 29
 MAX_INTERFACES = 8
+# A NIC's order (its ethN). A hot-plugged one takes the one after the
+# highest, so removing and adding NICs climbs; past this, the lowest free.
+MAX_INTERFACE_ORDER = 255
+# Names a network's DNS answers beyond its instances' (portal.cloud.dnsentries).
+MAX_DNS_ENTRIES = 256
 NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139")
 RESERVED_NAMES = ("floating",)
 
@@ -47,14 +53,12 @@ def network_name(value: Any, field: str = "name") -> str:
     return value
 
 
-def netblock(value: Any, field: str = "netblock", *,
-             keep_host_bits: bool = False) -> ipaddress.IPv4Network:
+def netblock(value: Any, field: str = "netblock") -> ipaddress.IPv4Network:
     """An IPv4 range between /8 and /29, such as 10.0.0.0/24.
 
-    The API drops host bits (10.0.0.1/24 means 10.0.0.0/24, as Shaken
-    Fist's client lets people type it); with ``keep_host_bits`` (the pages)
-    they are refused instead, naming the range to give, so nobody gets a
-    range other than the one they typed without being told."""
+    One with host bits set (10.0.0.1/24) is refused, naming the range to
+    give (10.0.0.0/24), on the API as Shaken Fist refuses it and on the
+    pages alike: silently changing what was typed hides a typo."""
     example = "such as 10.0.0.0/24"
     if not isinstance(value, str) or "/" not in value:
         raise ValidationError(field, f"{shown(value)} is not an address range: give an IPv4 "
@@ -80,7 +84,7 @@ def netblock(value: Any, field: str = "netblock", *,
     if network.prefixlen < MIN_PREFIXLEN:
         raise ValidationError(field, f"{text} is larger than a /{MIN_PREFIXLEN}: give a "
                                      f"prefix length from /{MIN_PREFIXLEN} to /{MAX_PREFIXLEN}")
-    if keep_host_bits and address != network.network_address:
+    if address != network.network_address:
         raise ValidationError(field, f"{text} has host bits set: the range that address is in "
                                      f"is {network}; give that")
     for forbidden, why in _FORBIDDEN:
@@ -150,3 +154,14 @@ def floating_router(network: ipaddress.IPv4Network, value: str) -> str:
     if address not in network:
         raise ValueError(f"SFCLOUD_FLOATING_ROUTER={value} is not in {network}")
     return str(address)
+
+
+def next_interface_order(taken: Iterable[int]) -> int:
+    """The order of a NIC added next to NICs of these orders: the one after
+    the highest, or once that would pass MAX_INTERFACE_ORDER, the lowest free
+    (an instance has at most MAX_INTERFACES, so one always is)."""
+    orders = set(taken)
+    following = max(orders, default=-1) + 1
+    if following <= MAX_INTERFACE_ORDER:
+        return following
+    return min(set(range(MAX_INTERFACE_ORDER + 1)) - orders)

@@ -34,7 +34,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cloudstate import netvalidation
+from cloudstate import netvalidation, quotas
 from cloudstate.settingtypes import (
     BOOL,
     ENDPOINTS,
@@ -80,6 +80,12 @@ def _floating_pool(text: str) -> str:
 
 FLOATING_POOL = Kind(f"an IPv4 network in CIDR form, /{netvalidation.MAX_PREFIXLEN} or larger, "
                      "e.g. 192.0.2.0/24", _floating_pool, empty="")
+
+
+DEFAULT_QUOTAS = Kind("kind=amount pairs separated by commas, each kind one of "
+                      + ", ".join(quotas.KINDS) + ", each amount a whole number (sizes "
+                      "such as 20G for the byte kinds) or none, e.g. vcpus=32,networks=none",
+                      quotas.parse_limits, empty={})
 
 
 def _state_dir() -> Path:
@@ -220,6 +226,10 @@ DECLARED: tuple[Setting, ...] = (
             "seconds without input before a console closes", (PORTAL,), default="1800"),
     Setting("SFCLOUD_CONSOLE_SESSIONS_PER_USER", integer(minimum=1),
             "consoles one person may have open at once", (PORTAL,), default="6"),
+    Setting("SFCLOUD_SCHEDULER", choice("spread", "pack"),
+            "where a new instance goes when none is named: `spread` (the node with the most "
+            "memory free) or `pack` (the fullest node it fits on)", (PORTAL,),
+            default="spread"),
     Setting("SFCLOUD_CPU_OVERCOMMIT", number(),
             "virtual CPUs scheduled per real one", (PORTAL,), default="16"),
     Setting("SFCLOUD_RAM_OVERCOMMIT", number(),
@@ -228,6 +238,12 @@ DECLARED: tuple[Setting, ...] = (
             "memory of each node kept free for the host", (PORTAL,), default="1024"),
     Setting("SFCLOUD_DISK_RESERVED_GB", integer(minimum=0),
             "disk of each node kept free for the host", (PORTAL,), default="5"),
+    Setting("SFCLOUD_DEFAULT_QUOTAS", DEFAULT_QUOTAS,
+            "a new namespace's quotas, where they differ from each kind's own default "
+            "(README: Quotas), e.g. `vcpus=32,image_bytes=50G,networks=none`; `system` has none",
+            (PORTAL,), shown_default="each kind's own"),
+    Setting("SFCLOUD_RULES_PER_SECURITY_GROUP", integer(minimum=1, maximum=1000),
+            "rules one security group may have", (PORTAL,), default="100"),
 
     # --- the node agent ------------------------------------------------------------
     Setting("SFCLOUD_NODE_NAME", pattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
@@ -278,7 +294,8 @@ DECLARED: tuple[Setting, ...] = (
             (AGENT,), default=lambda: (read("SFCLOUD_STATE_DIR").resolve() / "cache",),
             shown_default="`cache/` in the state directory"),
     Setting("SFCLOUD_FAILPOINTS", WORDS,
-            "tests only: named points where the agent exits at once, to prove it converges",
+            "tests only: named points where the agent exits at once (`name`) or stalls "
+            "(`name:sleep=S`), to prove it converges (nodeagent/failpoints.py)",
             (AGENT, TESTS)),
 
     # --- networks ------------------------------------------------------------------
@@ -319,6 +336,22 @@ DECLARED: tuple[Setting, ...] = (
             (TESTS,), shown_default="`var/cache`"),
     Setting("SFCLOUD_CHROMIUM", PATH, "the Chromium the browser tests drive",
             (TESTS,), default="/usr/bin/chromium"),
+    # The stress suites: short in `make test`, long in `make soak`.
+    Setting("SFCLOUD_SOAK", BOOL, "run the stress suites' long versions (`make soak` sets it)",
+            (TESTS,), default="no"),
+    Setting("SFCLOUD_STRESS_ROUNDS", integer(1),
+            "rounds of each API race (`make soak`: 20)", (TESTS,), default="3"),
+    Setting("SFCLOUD_FUZZ_EXAMPLES", integer(1),
+            "requests the fuzzer sends to each API route and method (`make soak`: 200)",
+            (TESTS,), default="8"),
+    Setting("SFCLOUD_CHAOS_SEED", integer(0),
+            "the seed of the agent chaos test, to replay a run it printed (0: a new one)",
+            (TESTS,), default="0"),
+    Setting("SFCLOUD_CHAOS_OPERATIONS", integer(1),
+            "operations the agent chaos test runs while killing the agent (`make soak`: 400)",
+            (TESTS,), default="40"),
+    Setting("SFCLOUD_EVIDENCE_DIR", PATH,
+            "where the stress suites append their figures (one JSON line each)", (TESTS,)),
 )
 
 BY_NAME: dict[str, Setting] = {declared.name: declared for declared in DECLARED}

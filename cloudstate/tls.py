@@ -13,6 +13,8 @@ directory by default); on a machine that runs several parts, as ``make run``
 does, they share one:
 
     ca.crt                    the cloud's CA certificate (public)
+    ca.crl                    the certificates the CA revoked (public); every
+                              part refuses a peer listed there
     ca.key                    the CA's key: only where certificates are issued
     portal.crt, portal.key    the portal: etcd client, agents' client, events server
     agent-<node>.crt, .key    a node agent: etcd client, its server, its events client
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
+CA_CRL = "ca.crl"
 
 ROLE_PORTAL = "portal"
 ROLE_AGENT = "agent"
@@ -88,10 +91,18 @@ class Credentials:
     # What the certificate is for, for messages ("the portal", "node n1's agent").
     label: str = "this part"
 
+    @property
+    def crl(self) -> Path:
+        """The CA's revocation list, beside its certificate. Optional: a PKI
+        directory from before revocation has none, and nothing is checked."""
+        return self.ca.with_name(CA_CRL)
+
     def stamp(self) -> tuple[tuple[int, int, int], ...]:
-        """Changes when any of the three files is replaced or rewritten."""
+        """Changes when any of the files is replaced or rewritten (the
+        revocation list too: a newly revoked peer is refused from the next
+        connection on)."""
         found = []
-        for path in (self.ca, self.cert, self.key):
+        for path in (self.ca, self.cert, self.key, self.crl):
             try:
                 st = os.stat(path)
             except FileNotFoundError:
@@ -246,6 +257,11 @@ def _base_context(purpose: int, credentials: Credentials) -> ssl.SSLContext:
     context = ssl.SSLContext(purpose)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_verify_locations(cafile=str(credentials.ca))
+    if credentials.crl.exists():
+        # A peer whose certificate the CA revoked (a node that was removed)
+        # fails the handshake, at either end.
+        context.load_verify_locations(cafile=str(credentials.crl))
+        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     context.load_cert_chain(certfile=str(credentials.cert), keyfile=str(credentials.key))
     return context
 

@@ -74,6 +74,15 @@ def hostname(value: Any, field: str = "name") -> str:
     return value
 
 
+def dns_name(value: Any, field: str = "name") -> str:
+    """A DNS name (dotted labels, each a hostname's, 253 characters at most),
+    lower-cased, without a final dot."""
+    if not isinstance(value, str) or len(value) > 253 or not all(
+            _HOSTNAME.fullmatch(label) for label in value.rstrip(".").split(".")):
+        raise ValidationError(field, f"{value!r} is not a valid DNS name")
+    return value.rstrip(".").lower()
+
+
 def namespace_name(value: Any, field: str = "namespace") -> str:
     if not isinstance(value, str) or not _NAMESPACE.fullmatch(value):
         raise ValidationError(

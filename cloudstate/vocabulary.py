@@ -24,6 +24,8 @@ class ObjectKind(StrEnum):
     KEYPAIR = "keypair"
     NODE = "node"
     CONSOLE = "console"  # a console session
+    SECURITY_GROUP = "security-group"
+    ADDRESS_SET = "address-set"
     # People and history, kept in the portal's database:
     NAMESPACE = "namespace"
     KEY = "key"  # a namespace's API key
@@ -36,7 +38,7 @@ class ObjectKind(StrEnum):
 # The kinds that keep an event log (Shaken Fist's /<kind>s/<ref>/events).
 EVENT_KINDS: tuple[ObjectKind, ...] = (
     ObjectKind.INSTANCE, ObjectKind.NETWORK, ObjectKind.NODE, ObjectKind.IMAGE,
-    ObjectKind.BLOB,
+    ObjectKind.BLOB, ObjectKind.SECURITY_GROUP, ObjectKind.ADDRESS_SET,
 )
 
 

@@ -11,25 +11,37 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 WITH_TEST=0
+WITH_LAB=0
 if [ "${1:-}" = "--test" ]; then
     WITH_TEST=1
+elif [ "${1:-}" = "--lab" ]; then
+    # make test-lab: the test tools, Ansible (the deploy extra), and what the
+    # lab's hosts run (they share this machine's /usr). Installing them must
+    # not start their daemons: keep a policy-rc.d that exits 101.
+    WITH_TEST=1
+    WITH_LAB=1
 fi
 
 PACKAGES=(
-    # virtualisation
-    qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-dev
-    # state, networking
-    etcd-server etcd-client dnsmasq-base iproute2 nftables
+    # virtualisation (ovmf: UEFI and secure boot for guests)
+    qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-dev ovmf
+    # state, networking (ping: `network ping` from a network's namespace)
+    etcd-server etcd-client dnsmasq-base iproute2 nftables iputils-ping
+    # security groups: ending the tracked connections a removed rule allowed
+    conntrack
     # building libvirt-python, and the venv itself
     python3-venv python3-dev gcc pkg-config
     # the small guest image the demo and the tests boot
-    busybox-static syslinux syslinux-common mtools dosfstools fdisk kmod cpio
+    busybox-static syslinux syslinux-common syslinux-efi mtools dosfstools fdisk kmod cpio
 )
 if [ "$WITH_TEST" = 1 ]; then
     PACKAGES+=(chromium)
     # npm fetches axe-core for the accessibility tests (e2e/axe.py), from the npm registry
     # into var/; a Node.js that brings its own npm is used as it is.
     command -v npm >/dev/null || PACKAGES+=(npm)
+fi
+if [ "$WITH_LAB" = 1 ]; then
+    PACKAGES+=(openssh-server postgresql redis-server curl)
 fi
 
 missing=()
@@ -59,6 +71,10 @@ if [ "$WITH_TEST" = 1 ]; then
     # settings are tested too).
     extras="[test,multi]"
     stamp="$stamp-test"
+fi
+if [ "$WITH_LAB" = 1 ]; then
+    extras="[test,multi,deploy]"
+    stamp="$stamp-lab"
 fi
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then

@@ -211,6 +211,7 @@ class LocalEtcd:
             f"--peer-key-file={self.tls.key}",
             f"--peer-trusted-ca-file={self.tls.ca}",
             "--peer-client-cert-auth",
+            *self._crl_args(),
             f"--snapshot-count={self.snapshot_count}",
             # Metrics stay on the client URL, which is loopback.
             "--metrics=basic",
@@ -221,6 +222,15 @@ class LocalEtcd:
             "--log-outputs=stderr",
             *self.extra_args,
         ]
+
+    def _crl_args(self) -> list[str]:
+        """The CA's revocation list, when the PKI directory has one: etcd
+        reads it at every new connection and refuses a revoked certificate
+        (a removed node's). A list named but missing would refuse everyone."""
+        crl = self.tls.crl
+        if not crl.exists():
+            return []
+        return [f"--client-crl-file={crl}", f"--peer-crl-file={crl}"]
 
     # --- lifecycle ------------------------------------------------------------
 

@@ -13,6 +13,7 @@ the CA, and copies each node's files to it:
     python -m deploy.pki issue portal --ip 10.0.0.11   the portal
     python -m deploy.pki issue monitor prometheus      a scraper of the agents' /metrics
     python -m deploy.pki renew [--days N] [--all]      renew what expires soon
+    python -m deploy.pki revoke agent n2               a node that left: refused everywhere
     python -m deploy.pki list                          what is there, and until when
 
 Keys are EC P-256. The CA key never leaves this directory; everything is
@@ -21,6 +22,16 @@ file. Renewal keeps a certificate's key: only the certificate changes, in
 one rename, and every part picks it up at its next connection (etcd reads
 its files per connection, sfcloud's contexts follow the files' stat), so a
 renewal needs no restart and fails no request.
+
+Revocation: the CA keeps a certificate revocation list (``ca.crl``, made
+with the CA, empty at first). ``revoke`` adds a certificate's serial to it
+and moves the certificate and its key out of the directory (to
+``revoked/``), so no later renewal brings it back. Every server checks it:
+etcd (``--client-crl-file``, ``--peer-crl-file``, read at every new
+connection), the agents' servers and the portal's events listener, and the
+portal and agents as clients of an agent's server (``cloudstate.tls``
+follows the file's stat). Copy the new ``ca.crl`` to every machine, as
+``sfcloud-deploy remove-node`` does first.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import ipaddress
 import os
 import secrets
 import shutil
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -89,18 +101,21 @@ def _now() -> datetime.datetime:
 
 def _write_private(path: Path, data: bytes, mode: int) -> None:
     """Write by rename, created with ``mode`` from the start (never briefly
-    readable by others), and owned as the file it replaces was (a key given
-    to the portal's user stays that user's when it is rotated)."""
+    readable by others), and owned, with the mode, as the file it replaces
+    was (a key or a revocation list lent to the portal's group stays readable
+    by it when it is renewed, whatever the umask of the renewing process)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         owner = os.stat(path)
     except FileNotFoundError:
         owner = None
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o600)
     try:
         with os.fdopen(fd, "wb") as out:
             if owner is not None and (owner.st_uid, owner.st_gid) != (os.getuid(), os.getgid()):
                 os.fchown(out.fileno(), owner.st_uid, owner.st_gid)
+            # The umask filtered open's mode: say it again, once the owner is right.
+            os.fchmod(out.fileno(), stat.S_IMODE(owner.st_mode) if owner is not None else mode)
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
@@ -133,6 +148,8 @@ class CertificateAuthority:
         self.directory = Path(directory)
         self.cert_path = self.directory / tls.CA_CERT
         self.key_path = self.directory / tls.CA_KEY
+        self.crl_path = self.directory / tls.CA_CRL
+        self.revoked_dir = self.directory / "revoked"
 
     # --- the CA itself -------------------------------------------------------------
 
@@ -174,6 +191,7 @@ class CertificateAuthority:
         )
         _write_private(self.key_path, _pem_key(key), 0o600)
         _write_private(self.cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        self.ensure_crl()
         return True
 
     def _loaded(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -185,6 +203,74 @@ class CertificateAuthority:
 
     def ca_certificate(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.cert_path.read_bytes())
+
+    # --- revocation ------------------------------------------------------------------
+
+    def ensure_crl(self) -> bool:
+        """Write an empty revocation list if there is none (a CA made before
+        revocation existed gets one too); True if it was made now."""
+        if self.crl_path.exists():
+            return False
+        self._write_crl([])
+        return True
+
+    def revoked_serials(self) -> list[int]:
+        if not self.crl_path.exists():
+            return []
+        crl = x509.load_pem_x509_crl(self.crl_path.read_bytes())
+        return [entry.serial_number for entry in crl]
+
+    def revoke(self, subject: Subject) -> Issued:
+        """Add ``subject``'s certificate to the revocation list and move its
+        files to ``revoked/``. Raises PkiError if there is no such certificate."""
+        found = self.find(subject)
+        if found is None:
+            raise PkiError(f"no certificate for {subject.role} {subject.name} in "
+                           f"{self.directory}")
+        cert_pem = found.path.read_bytes()
+        self.revoke_certificate(cert_pem)
+        serial = x509.load_pem_x509_certificate(cert_pem).serial_number
+        self.revoked_dir.mkdir(mode=0o700, exist_ok=True)
+        stamp = f"{_now():%Y%m%dT%H%M%S}-{serial:x}"
+        for path in self.paths(subject):
+            if path.exists():
+                os.replace(path, self.revoked_dir / f"{path.name}.{stamp}")
+        return found
+
+    def revoke_certificate(self, cert_pem: bytes) -> None:
+        """Revoke a certificate by its contents (one already replaced in the
+        directory, such as a portal key rotated away from a node that left)."""
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        cert.verify_directly_issued_by(self.ca_certificate())
+        serials = self.revoked_serials()
+        if cert.serial_number not in serials:
+            self._write_crl([*serials, cert.serial_number])
+
+    def is_revoked(self, cert_pem: bytes) -> bool:
+        serial = x509.load_pem_x509_certificate(cert_pem).serial_number
+        return serial in self.revoked_serials()
+
+    def _write_crl(self, serials: Sequence[int]) -> None:
+        ca_cert, ca_key = self._loaded()
+        now = _now()
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca_cert.subject)
+            .last_update(now - _CLOCK_SKEW)
+            # OpenSSL refuses every handshake once a CRL's next update has
+            # passed: this one is valid as long as the CA, and replaced (by
+            # rename) whenever a certificate is revoked.
+            .next_update(ca_cert.not_valid_after_utc)
+            .add_extension(x509.CRLNumber(len(serials)), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca_key.public_key()), critical=False)
+        )
+        for serial in serials:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial)
+                .revocation_date(now).build())
+        crl = builder.sign(ca_key, hashes.SHA256())
+        _write_private(self.crl_path, crl.public_bytes(serialization.Encoding.PEM), 0o644)
 
     # --- issuing ---------------------------------------------------------------------
 
@@ -328,6 +414,7 @@ def ensure_local_etcd(pki_dir: Path, member: str, *,
     this machine, as the tests and the benchmarks run one."""
     ca = CertificateAuthority(pki_dir)
     ca.ensure()
+    ca.ensure_crl()
     for subject in (Subject(tls.ROLE_ETCD, member, (LOOPBACK,), ("localhost",)),
                     Subject(tls.ROLE_PORTAL, "portal", (LOOPBACK,))):
         ca.ensure_issued(subject, renew_days=renew_days)
@@ -341,6 +428,7 @@ def ensure_all_in_one(pki_dir: Path, *, node: str, node_ip: str, etcd_member: st
     start with everything in date)."""
     ca = CertificateAuthority(pki_dir)
     ca.ensure()
+    ca.ensure_crl()
     wanted = [
         Subject(tls.ROLE_ETCD, etcd_member, (LOOPBACK,), ("localhost",)),
         Subject(tls.ROLE_PORTAL, "portal",
@@ -377,6 +465,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="renew those expiring within this many days "
                             "(default: SFCLOUD_CERT_RENEW_DAYS)")
     renew.add_argument("--all", action="store_true", help="renew every certificate now")
+    revoke = commands.add_parser("revoke", help="revoke one certificate (a node that left, a "
+                                                "key in the wrong hands)")
+    revoke.add_argument("role", choices=tls.ROLES)
+    revoke.add_argument("name", nargs="?", help="the node, etcd member or monitor")
     commands.add_parser("list", help="every certificate, its addresses and its expiry")
     args = parser.parse_args(argv)
     check_at_start("deploy.pki")
@@ -411,6 +503,12 @@ def _run(ca: CertificateAuthority, args: argparse.Namespace) -> int:
             except (LookupError, PermissionError) as exc:
                 raise PkiError(f"can't give the key to {args.owner}: {exc}") from None
         print(f"issued {issued.path} (until {issued.not_after:%Y-%m-%d})")
+    elif args.command == "revoke":
+        name = "portal" if args.role == tls.ROLE_PORTAL else args.name
+        if not name:
+            raise PkiError(f"which {args.role}? name it")
+        revoked = ca.revoke(Subject(args.role, name))
+        print(f"revoked {revoked.path.name}; copy {ca.crl_path} to every machine")
     elif args.command == "renew":
         days = args.days if args.days is not None else read("SFCLOUD_CERT_RENEW_DAYS")
         renewed = ca.renew(within_days=days, everything=args.all)

@@ -54,10 +54,12 @@ class Prepared:
 
 def readable_secrets(state_dir: Path, pki_dir: Path) -> list[Path]:
     """The files the portal reads that are root's: the cluster secret, and
-    its TLS credentials (key, certificate, and the CA's certificate, made
-    root's alone under umask 077). Its group may read them, nobody else."""
+    its TLS credentials (key, certificate, the CA's certificate and its
+    revocation list, made root's alone under umask 077). Its group may read
+    them, nobody else."""
     credentials = tls.portal(pki_dir)
-    return [state_dir / SECRET_FILE, credentials.key, credentials.cert, credentials.ca]
+    return [state_dir / SECRET_FILE, credentials.key, credentials.cert, credentials.ca,
+            credentials.crl]
 
 
 def useradd_argv(name: str) -> list[str]:

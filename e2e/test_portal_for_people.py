@@ -34,7 +34,7 @@ PASSWORD = "pw-" + secrets.token_urlsafe(12)
 @dataclass
 class World:
     """What the pages show: a network, a keypair, two running instances (one with a NIC,
-    an address and tags), a namespace with a member."""
+    an address and tags, in the default security group), a namespace with a member."""
 
     suffix: str
     vm: str
@@ -45,6 +45,7 @@ class World:
     member: str
     member_id: int
     node: str
+    secgroup: str  # the system namespace's default security group
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +76,10 @@ def world(cloud: Cloud) -> Iterator[World]:
         wait_for(lambda u=uuid: api.get(f"/instances/{u}").json()["power_state"] == "on", 30,
                  "the guest to be on")
     demo = api.get("/artifacts/demo").json()["uuid"]
+    secgroup = api.get("/security-groups/default").json()["uuid"]
     yield World(suffix=suffix, vm=made[0], second=made[1], network=network, demo=demo,
-                namespace=namespace, member=member, member_id=member_id, node=cloud.node)
+                namespace=namespace, member=member, member_id=member_id, node=cloud.node,
+                secgroup=secgroup)
     for uuid in made:
         api.delete(f"/instances/{uuid}")
     for uuid in made:
@@ -106,6 +109,8 @@ def pages_of(w: World) -> list[tuple[str, str]]:
         ("networks", "/networks/"),
         ("network-create", "/networks/new/"),
         ("network", f"/networks/{w.network}/"),
+        ("security-groups", "/security-groups/"),
+        ("security-group", f"/security-groups/{w.secgroup}/"),
         ("keypairs", "/keypairs/"),
         ("nodes", "/nodes/"),
         ("node", f"/nodes/{w.node}/"),
@@ -226,6 +231,8 @@ OPERABLE = """() => Array.from(document.querySelectorAll("main a[href], main but
     + "main input:not([type=hidden]), main textarea, main summary"))
   .filter((el) => !el.disabled && el.getClientRects().length > 0
                   && !el.closest("dialog, [popover], [inert], .xterm")
+                  // behind a closed disclosure: its summary (reached) opens it first
+                  && !el.closest("details:not([open]) > :not(summary)")
                   && getComputedStyle(el).visibility !== "hidden")
   .map((el) => MARK)""".replace("MARK", MARK)
 FOCUSED = """() => { const el = document.activeElement;

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import signal
 
 from cloudstate import privacy
 from cloudstate.settings import check_at_start, read
 from cloudstate.tls import TlsError
-from nodeagent import kvmdevice
+from nodeagent import kvmdevice, stopping
 from nodeagent.agent import Agent
 from nodeagent.settings import AgentSettings
 from nodeagent.simulated import SimulationRefused
@@ -33,25 +31,17 @@ def main() -> None:
     kvm = kvmdevice.ensure_access()
     if kvm.changed or not kvm.ok:
         logging.getLogger("nodeagent").warning("%s", kvm.message)
-    asyncio.run(_run(AgentSettings()))
+    # Stopping the agent never touches guests: they keep running and the next agent
+    # picks them up where this one left off.
+    stopping.run_until_stopped(lambda: _run(AgentSettings()))
 
 
 async def _run(settings: AgentSettings) -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        # Stopping the agent never touches guests: they keep running and the
-        # next agent picks them up where this one left off.
-        loop.add_signal_handler(signum, task.cancel)
     try:
         agent = Agent(settings)
     except (TlsError, SimulationRefused) as exc:
         raise SystemExit(f"nodeagent: not starting: {exc}") from None
-    try:
-        await agent.run()
-    except asyncio.CancelledError:
-        logging.getLogger("nodeagent").info("stopped")
+    await agent.run()
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tomllib
 from importlib import metadata
 from typing import Protocol
 
@@ -36,10 +37,11 @@ from cloudstate.keys import Keys
 from cloudstate.mirror import Change
 from cloudstate.model import Artifact, Blob, InstanceSpec, NodeInfo, Upload
 from cloudstate.scopedmirror import ScopedMirror
+from cloudstate.settings import REPO_ROOT
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
 from cloudstate.vocabulary import ObjectKind
-from nodeagent import hostfacts, records, scope, simulated
+from nodeagent import firmware, hostfacts, periodic, records, scope, simulated
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
@@ -78,10 +80,21 @@ class Running(Protocol):
 
 
 def release() -> str:
+    """sfcloud's version, and the deploy's release id when it installed this
+    code (a RELEASE file beside it, deploy/release.py): "0.1.0+06b8fe401b7e"."""
     try:
-        return metadata.version("sfcloud")
+        version = metadata.version("sfcloud")
     except metadata.PackageNotFoundError:
-        return "dev"
+        try:
+            version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())[
+                "project"]["version"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            version = "dev"
+    try:
+        deployed = (REPO_ROOT / "RELEASE").read_text().strip()
+    except OSError:
+        return version
+    return f"{version}+{deployed}" if deployed else version
 
 
 class Agent:
@@ -145,6 +158,7 @@ class Agent:
         )
         consoles.register()
         StorageRoutes(server=self.server, blobs=self.blob_sync, uploads=self.uploads).register()
+        self.networks.ping.register(self.server)
         self.sampler = UsageSampler(
             interval=settings.usage_interval, hypervisor=self.hypervisor,
             store=HistoryStore(settings.usage_dir),
@@ -242,6 +256,8 @@ class Agent:
             is_network_node=self.networks.is_network_node,
             agent_port=self.server.port,
             simulated=self.simulated,
+            # A simulated node boots nothing: it offers BIOS alone.
+            firmware=[] if self.simulated else firmware.offered(),
         )
 
     async def _register(self, virt: hostfacts.Virtualization) -> None:
@@ -250,13 +266,15 @@ class Agent:
 
     async def _refresh_node_info(self, virt: hostfacts.Virtualization) -> None:
         """Free disk changes as images arrive; rewrite only when it does."""
-        while True:
-            await asyncio.sleep(NODE_INFO_REFRESH)
+
+        async def refresh() -> None:
             info = self._node_info(virt)
             kv = self.mirror.get(self.keys.node(self.settings.node_name))
             current = NodeInfo.from_json(kv.value) if kv else None
             if current is None or info.replace(started_at=current.started_at) != current:
                 await self.etcd.put(self.keys.node(self.settings.node_name), info.to_json())
+
+        await periodic.every(NODE_INFO_REFRESH, refresh, "refreshing the node's record")
 
     def _node_facts(self) -> NodeFacts:
         settings = self.settings
@@ -336,14 +354,13 @@ class Agent:
 
     def _poke_instances_using(self, blob_uuid: str) -> None:
         for spec in self._local_specs():
-            if spec.desired != "deleted" and any(
-                    d.source is not None and d.source.blob_uuid == blob_uuid
-                    for d in spec.disks):
+            if spec.desired != "deleted" and blob_uuid in spec.blob_uuids:
                 self.queue.add(spec.uuid)
 
     def _blob_in_use(self, blob_uuid: str) -> bool:
         """Whether an instance on this node (even one being deleted, whose
-        disks may still be there) has a disk backed by this blob."""
+        disks may still be there) starts from this blob (a disk backed by
+        it, or its NVRAM template)."""
         assert self.reconciler is not None
         local = self.reconciler.local_instances()
         for refused in self.mirror.refused_items(self.keys.instances):
@@ -351,8 +368,7 @@ class Agent:
                     or self.keys.uuid_of(refused.kv.key, self.keys.instances) in local):
                 return True  # a refused record of ours hides which blobs it uses: keep all
         return any((spec.desired != "deleted" or spec.uuid in local)
-                   and any(d.source is not None and d.source.blob_uuid == blob_uuid
-                           for d in spec.disks)
+                   and blob_uuid in spec.blob_uuids
                    for spec in self._local_specs())
 
     async def sweep(self) -> None:
@@ -379,9 +395,7 @@ class Agent:
         self.networks.sweep()
 
     async def _periodic_sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.common.resync_interval)
-            await self.sweep()
+        await periodic.every(self.settings.common.resync_interval, self.sweep, "the full sweep")
 
     async def _reconcile(self, uuid: str) -> None:
         assert self.reconciler is not None

@@ -19,6 +19,8 @@ from typing import Any
 
 import pycdlib
 
+from nodeagent import failpoints
+
 # cloud-init reads "latest"; a dated copy keeps older readers happy.
 _VERSIONS = ("latest", "2017-02-22")
 
@@ -85,6 +87,7 @@ def write(content: ConfigDriveContent, dest: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
     try:
         iso.write(str(tmp))
+        failpoints.hit("mid-config-drive")
         os.replace(tmp, dest)
     finally:
         iso.close()

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from cloudstate.validation import VIDEO_MODELS  # one list, checked when the portal creates
+from nodeagent.firmware import Loader
 
 METADATA_NS = "https://sfcloud.dev/xmlns/domain/1"
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "domain.xml.j2"
@@ -33,6 +34,8 @@ class DomainDisk:
     type: str = "disk"  # disk or cdrom
     format: str = "qcow2"
     readonly: bool = False
+    # 1 for the disk the firmware boots from; None for no place in the boot order.
+    boot_order: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,9 @@ def render(
     console_log: Path,
     video_model: str,
     vnc_password: str | None = None,
+    firmware: Loader | None = None,
 ) -> str:
+    """The domain XML; ``firmware`` is a UEFI guest's (None: BIOS)."""
     if video_model not in VIDEO_MODELS:
         video_model = "cirrus"
     context: dict[str, Any] = {
@@ -103,10 +108,36 @@ def render(
         "console_log": console_log,
         "video_model": video_model,
         "vnc_password": vnc_password,
+        "firmware": firmware,
     }
     xml = _environment(template_path or DEFAULT_TEMPLATE).render(**context)
     check(xml, owner=owner, uuid=uuid, domain_name=domain_name)
     return xml
+
+
+def interface_xml(nic: DomainInterface) -> str:
+    """One NIC's <interface> element, as the default template writes it, to
+    plug into (or unplug from) a defined domain."""
+    element = ET.Element("interface", type="bridge" if nic.bridge else "ethernet")
+    if nic.bridge:
+        ET.SubElement(element, "source", bridge=nic.bridge)
+    if nic.tap:
+        ET.SubElement(element, "target", dev=nic.tap)
+    ET.SubElement(element, "mac", address=nic.mac)
+    ET.SubElement(element, "model", type=nic.model)
+    if nic.mtu:
+        ET.SubElement(element, "mtu", size=str(nic.mtu))
+    return ET.tostring(element, encoding="unicode")
+
+
+def interface_macs(xml: str) -> dict[str, str]:
+    """MAC -> <interface> element (as XML) of each NIC a domain's XML has."""
+    found = {}
+    for element in ET.fromstring(xml).findall("devices/interface"):
+        mac = element.find("mac")
+        if mac is not None and mac.get("address"):
+            found[mac.get("address", "").lower()] = ET.tostring(element, encoding="unicode")
+    return found
 
 
 def check(xml: str, *, owner: DomainOwner, uuid: str, domain_name: str) -> None:

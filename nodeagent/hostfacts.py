@@ -19,7 +19,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 QEMU_BINARY = "qemu-system-x86_64"
-_PROBE_SECONDS = 5.0
+# The longest the KVM probe may hold up an agent's start: a KVM that hangs
+# costs this, once, and then the agent runs with software emulation.
+PROBE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,22 @@ def _meminfo_kib(field: str) -> int:
     raise RuntimeError(f"/proc/meminfo has no {field}")
 
 
-def _cpu_has_virt_flags() -> bool:
+@dataclass(frozen=True)
+class ProbeHost:
+    """Where the probe looks: this machine's by default; tests give others
+    (a KVM device that is a plain file, a CPU with the flags, a QEMU that
+    hangs)."""
+
+    kvm_device: Path = Path("/dev/kvm")
+    cpuinfo: Path = Path("/proc/cpuinfo")
+    qemu_binary: str = QEMU_BINARY  # looked up on PATH
+    seconds: float = PROBE_SECONDS
+
+
+def _cpu_has_virt_flags(cpuinfo: Path) -> bool:
     try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
+        with open(cpuinfo) as lines:
+            for line in lines:
                 if line.startswith("flags"):
                     flags = line.split(":", 1)[1].split()
                     return "vmx" in flags or "svm" in flags
@@ -68,55 +82,62 @@ def _cpu_has_virt_flags() -> bool:
     return False
 
 
-async def probe_virtualization(requested: str = "auto", machine: str = "pc") -> Virtualization:
-    """Decide between KVM and software emulation.
+async def probe_virtualization(requested: str = "auto", machine: str = "pc",
+                               host: ProbeHost | None = None) -> Virtualization:
+    """Decide between KVM and software emulation, saying why.
 
-    ``requested`` is "kvm", "qemu" or "auto" (probe).
+    ``requested`` is "kvm", "qemu" or "auto" (probe). The probe takes at
+    most ``host.seconds`` (PROBE_SECONDS) whatever KVM does.
     """
+    host = host or ProbeHost()
     if requested in ("kvm", "qemu"):
         return Virtualization(requested, machine, "set by SFCLOUD_VIRT_TYPE")
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return Virtualization("qemu", machine, "no usable /dev/kvm: using software emulation")
-    if not _cpu_has_virt_flags():
+    if not os.access(host.kvm_device, os.R_OK | os.W_OK):
+        return Virtualization("qemu", machine,
+                              f"no usable {host.kvm_device}: using software emulation")
+    if not _cpu_has_virt_flags(host.cpuinfo):
         return Virtualization(
             "qemu", machine,
             "the CPU shows no vmx/svm flag (nested virtualisation is off): "
             "using software emulation",
         )
-    if await _kvm_guest_runs():
+    failure = await _kvm_guest_fails(host)
+    if failure is None:
         return Virtualization("kvm", machine, "a KVM test guest ran")
     return Virtualization(
         "qemu", machine,
-        "/dev/kvm exists but a KVM test guest did not run: using software emulation",
+        f"{host.kvm_device} exists but a KVM test guest {failure}: using software emulation",
     )
 
 
-async def _kvm_guest_runs() -> bool:
-    """Boot the firmware alone under KVM and wait for it to say anything.
+async def _kvm_guest_fails(host: ProbeHost) -> str | None:
+    """Boot the firmware alone under KVM and wait for it to say anything;
+    None if it did, else what went wrong.
 
     SeaBIOS writes its banner to the debug port 0x402 within milliseconds
     when the CPU really executes guest code; a hung nested KVM writes nothing.
     """
-    if shutil.which(QEMU_BINARY) is None:
-        return False
+    binary = shutil.which(host.qemu_binary)
+    if binary is None:
+        return f"could not be started ({host.qemu_binary} is not installed)"
     with tempfile.TemporaryDirectory(prefix="sfcloud-kvm-probe-") as tmp:
         output = Path(tmp) / "firmware.log"
         process = await asyncio.create_subprocess_exec(
-            QEMU_BINARY, "-accel", "kvm", "-machine", "pc", "-m", "32",
+            binary, "-accel", "kvm", "-machine", "pc", "-m", "32",
             "-nodefaults", "-display", "none", "-no-reboot",
             "-chardev", f"file,id=firmware,path={output}",
             "-device", "isa-debugcon,iobase=0x402,chardev=firmware",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )
         try:
-            deadline = asyncio.get_running_loop().time() + _PROBE_SECONDS
+            deadline = asyncio.get_running_loop().time() + host.seconds
             while asyncio.get_running_loop().time() < deadline:
                 if output.exists() and output.stat().st_size > 0:
-                    return True
+                    return None
                 if process.returncode is not None:
-                    return False
+                    return f"exited with status {process.returncode} before running"
                 await asyncio.sleep(0.1)
-            return False
+            return f"did not run within {host.seconds:g} s (KVM hangs here)"
         finally:
             if process.returncode is None:
                 process.kill()

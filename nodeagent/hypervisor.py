@@ -18,7 +18,7 @@ from typing import Any
 import libvirt
 import libvirtaio
 
-from nodeagent.domainxml import DomainOwner, read_owner
+from nodeagent.domainxml import DomainOwner, interface_macs, read_owner
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,11 @@ _USAGE_STATS = (
 _event_impl_registered = False
 
 
+def power_state_of(code: int) -> str:
+    """Our word for a libvirt domain state (``virDomain.state()[0]``)."""
+    return _POWER_STATES.get(code, "on")
+
+
 class HypervisorError(Exception):
     """libvirt refused something; the message is libvirt's own."""
 
@@ -65,6 +70,12 @@ class DomainState:
     uuid: str
     power_state: str
     owner: DomainOwner | None
+
+
+def _flags(dom: libvirt.virDomain) -> int:
+    """A device change for the definition, and the running guest too."""
+    live = libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0
+    return libvirt.VIR_DOMAIN_AFFECT_CONFIG | live
 
 
 def _is_missing(exc: libvirt.libvirtError) -> bool:
@@ -115,6 +126,10 @@ class Hypervisor:
             conn.domainEventRegisterAny(
                 None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle_event, None
             )
+            # A device the guest let go of (a NIC unplugged): its release can follow.
+            conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, self._device_removed, None
+            )
             _watch_connection(conn, self._closed)
             if conn.getType() == "TEST":
                 # libvirt's test driver (a simulated node) keeps no NVRAM and
@@ -124,6 +139,9 @@ class Hypervisor:
             log.info("connected to %s", self._uri)
 
     def _lifecycle_event(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
+        self._on_domain_event(dom.UUIDString())
+
+    def _device_removed(self, _conn: Any, dom: Any, _alias: str, _opaque: Any) -> None:
         self._on_domain_event(dom.UUIDString())
 
     def _closed(self, _conn: Any, reason: int, _opaque: Any) -> None:
@@ -186,7 +204,7 @@ class Hypervisor:
                 if _is_missing(exc):  # undefined between lookup and query
                     return None
                 raise
-            return DomainState(uuid, _POWER_STATES.get(state, "on"), owner)
+            return DomainState(uuid, power_state_of(state), owner)
 
         return await self._run(query)
 
@@ -281,6 +299,24 @@ class Hypervisor:
 
     async def resume(self, uuid: str) -> bool:
         return await self._act(uuid, lambda d: d.resume())
+
+    async def interfaces(self, uuid: str) -> dict[str, str]:
+        """MAC -> <interface> XML of the domain's NICs: the running guest's
+        when it runs, else its definition's."""
+        def query() -> dict[str, str]:
+            dom = self._lookup(uuid)
+            return {} if dom is None else interface_macs(dom.XMLDesc(0))
+
+        return await self._run(query)
+
+    async def plug(self, uuid: str, device_xml: str) -> bool:
+        """Add a device to the domain's definition and, if it runs, to the guest."""
+        return await self._act(uuid, lambda d: d.attachDeviceFlags(device_xml, _flags(d)))
+
+    async def unplug(self, uuid: str, device_xml: str) -> bool:
+        """Ask for a device to go; a running guest lets go of it in its own
+        time (a device-removed event follows)."""
+        return await self._act(uuid, lambda d: d.detachDeviceFlags(device_xml, _flags(d)))
 
     # --- consoles -------------------------------------------------------------------
 

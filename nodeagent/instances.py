@@ -15,8 +15,10 @@ what is wanted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import pwd
 import secrets
 import shutil
 import time
@@ -24,15 +26,18 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudstate import disklayout
 from cloudstate.etcd import Delete, Etcd, Put
 from cloudstate.keys import Keys
 from cloudstate.mirror import MirrorView
 from cloudstate.model import Blob, BlobObserved, Disk, InstanceObserved, InstanceSpec
-from nodeagent import configdrive, domainxml, failpoints, records, simulated
+from nodeagent import configdrive, domainxml, failpoints, firmware, records, simulated
 from nodeagent.domainxml import DomainDisk, DomainOwner
 from nodeagent.events import EventLog
 from nodeagent.hostfacts import Virtualization
+from nodeagent.hotplug import NicSync
 from nodeagent.hypervisor import Hypervisor, HypervisorError
+from nodeagent.images import qemuimg
 from nodeagent.images.cache import CachedImage
 from nodeagent.images.errors import ImageError
 from nodeagent.images.overlay import create_overlay
@@ -45,10 +50,62 @@ log = logging.getLogger(__name__)
 
 CONFIG_DRIVE = "config.iso"
 CONSOLE_LOG = "console.log"
+QEMU_USER = "libvirt-qemu"  # Debian's libvirt runs QEMU as this user
 
 
 class InstanceFailure(Exception):
     """Something about this instance can't be made to work; shown to its owner."""
+
+
+def config_drive_place(spec: InstanceSpec) -> disklayout.Placed:
+    """Where the config drive goes: after the first disk, on its bus."""
+    first = spec.disks[0]
+    return disklayout.config_drive(disklayout.Placed(first.device, first.bus, first.type))
+
+
+def boot_order(disks: list[DomainDisk]) -> list[DomainDisk]:
+    """The first disk boots. When it is an nvme disk (a QEMU argument), the
+    first disk libvirt knows comes next: a libvirt disk without a boot order
+    would otherwise be given boot index 1 as well, which QEMU refuses."""
+    ordered = [dataclasses.replace(disks[0], boot_order=1), *disks[1:]]
+    if ordered[0].bus == "nvme":
+        for index, disk in enumerate(ordered):
+            if disk.bus != "nvme":
+                ordered[index] = dataclasses.replace(disk, boot_order=2)
+                break
+    return ordered
+
+
+def qemu_owns(path: Path) -> None:
+    """Hand a file QEMU opens itself (an nvme disk, given as a QEMU argument
+    rather than a libvirt disk) to QEMU's user: libvirt only does that for
+    the disks it knows of."""
+    try:
+        user = pwd.getpwnam(QEMU_USER)
+    except KeyError:
+        return  # libvirt runs QEMU as root here
+    os.chown(path, user.pw_uid, user.pw_gid)
+
+
+async def _copy_nvram(template: CachedImage, loader: firmware.Loader) -> None:
+    """The instance's own UEFI variable store, from its template image (raw
+    bytes, as OVMF reads them), under a temporary name first. The size is
+    checked before anything is written; qemu-img's messages name files of
+    this node, so they go to the log and the instance gets a plain reason."""
+    firmware.check_template(template.virtual_size, loader.variables_size)
+    tmp = loader.nvram.with_name(f".{loader.nvram.name}.tmp")
+    try:
+        await qemuimg.run(["convert", "-q", "-U", "-f", template.format, "-O", "raw",
+                           str(template.path), str(tmp)], timeout=60)
+        firmware.check_template(tmp.stat().st_size, loader.variables_size)
+    except (qemuimg.QemuImgFailed, TimeoutError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise InstanceFailure("the NVRAM template could not be read as a disk image "
+                              "(the node's log says why)") from exc
+    except firmware.FirmwareMissing:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, loader.nvram)
 
 
 @dataclass(frozen=True)
@@ -86,6 +143,8 @@ class InstanceReconciler:
         self._events = events
         self._snapshots = SnapshotTaker(hypervisor=hypervisor, images=images, events=events)
         self._ports = ports
+        self._nics = NicSync(hypervisor=hypervisor, ports=ports, etcd=etcd, mirror=mirror,
+                             events=events)
 
     @property
     def node(self) -> str:
@@ -277,7 +336,10 @@ class InstanceReconciler:
             self._emit(spec.uuid, f"power action {spec.power.action} applied",
                        duration=time.monotonic() - started,
                        extra={"generation": spec.power.generation})
-        if await self._power_state(spec.uuid) in ("on", "paused"):
+        running = await self._power_state(spec.uuid) in ("on", "paused")
+        # Interfaces added or removed since the domain was defined (hot plug).
+        await self._nics.sync(spec, running=running)
+        if running:
             await self._ports.attach(spec)
         await self._report(
             spec, state="created", error=None, applied_power_generation=applied,
@@ -306,11 +368,16 @@ class InstanceReconciler:
             await self._ensure_disk(disk, bases[disk.device], directory, repairing=repairing)
             for disk in spec.disks
         ]
+        disks = boot_order(disks)
         failpoints.hit("after-disks")
         self._write_config_drive(spec)
-        disks.insert(1, DomainDisk(
-            device="vdb", path=directory / CONFIG_DRIVE, format="raw", readonly=True,
-        ))
+        if spec.configdrive != "none":
+            place = config_drive_place(spec)
+            disks.insert(1, DomainDisk(device=place.device, bus=place.bus,
+                                       path=directory / CONFIG_DRIVE, format="raw",
+                                       # QEMU's AHCI has no read-only disks.
+                                       readonly=place.bus != "sata"))
+        loader = await self._firmware(spec, directory)
         xml = domainxml.render(
             template_path=self._ctx.domain_template,
             owner=self._ctx.owner,
@@ -321,15 +388,30 @@ class InstanceReconciler:
             cpus=spec.cpus,
             memory_mib=spec.memory,
             virt_type=self._ctx.virt.virt_type,
-            machine=self._ctx.virt.machine,
+            machine=spec.machine_type or self._ctx.virt.machine,
             disks=disks,
             interfaces=await self._ports.ensure_ports(spec),
             console_log=directory / CONSOLE_LOG,
             video_model=str(spec.video.get("model", "cirrus")),
             vnc_password=secrets.token_urlsafe(6)[:8],
+            firmware=loader,
         )
         await self._hv.define(xml)
         failpoints.hit("after-define")
+
+    async def _firmware(self, spec: InstanceSpec, directory: Path) -> firmware.Loader | None:
+        """A UEFI guest's firmware; its own NVRAM template copied in first."""
+        if not spec.uefi:
+            return None
+        try:
+            loader = firmware.loader(directory, secure_boot=spec.secure_boot,
+                                     own_template=spec.nvram_template is not None)
+            if spec.nvram_template is not None and not loader.nvram.exists():
+                template = await self._images.image(spec.nvram_template)
+                await _copy_nvram(template, loader)
+        except (firmware.FirmwareMissing, records.BadRecord) as exc:
+            raise InstanceFailure(str(exc)) from exc
+        return loader
 
     async def _base_image(self, disk: Disk) -> CachedImage | None:
         if disk.source is None or self._ctx.simulated:
@@ -345,7 +427,8 @@ class InstanceReconciler:
                                   type="cdrom", bus="ide", format="raw", readonly=True)
             if base is None:
                 raise InstanceFailure(f"cdrom {disk.device} has no image to show")
-            return DomainDisk(device=disk.device, path=base.path, type="cdrom", bus="ide",
+            # Instances made before cdroms moved to usb kept theirs on ide.
+            return DomainDisk(device=disk.device, path=base.path, type="cdrom", bus=disk.bus,
                               format=base.format, readonly=True)
         path = self._in(directory, f"{disk.device}.qcow2")
         if not path.exists():
@@ -357,6 +440,8 @@ class InstanceReconciler:
             else:
                 await create_overlay(base, path, disk.size_gb)
             failpoints.hit("after-overlay")
+        if disk.bus == "nvme":
+            qemu_owns(path)
         return DomainDisk(device=disk.device, path=path, bus=disk.bus)
 
     def _write_config_drive(self, spec: InstanceSpec) -> None:
@@ -375,7 +460,10 @@ class InstanceReconciler:
             user_data=user_data,
             network_data=self._ports.network_data(spec),
         )
-        configdrive.write(content, self.instance_dir(spec.uuid) / CONFIG_DRIVE)
+        path = self.instance_dir(spec.uuid) / CONFIG_DRIVE
+        configdrive.write(content, path)
+        if config_drive_place(spec).bus == "nvme":
+            qemu_owns(path)
 
     # --- power ------------------------------------------------------------------------
 
@@ -413,6 +501,7 @@ class InstanceReconciler:
         domain = await self._hv.state(uuid)
         if domain is not None and domain.owner == self._ctx.owner:
             await self._hv.undefine(uuid)
+        failpoints.hit("mid-teardown")
         directory = self.instance_dir(uuid)
         if directory.exists():
             shutil.rmtree(directory)
@@ -431,6 +520,7 @@ class InstanceReconciler:
         current = found or InstanceObserved(node=self.node)
         record = current.replace(node=self.node, state="deleted", power_state="off", error=None,
                                  updated_at=time.time())
+        failpoints.hit("before-release")
         result = await self._etcd.txn([], [*self._put_observed(spec.uuid, record), *releases])
         self._emit_changes(spec.uuid, found, record)
         self._emit(spec.uuid, "its interfaces, addresses and MACs released", type="mutate")
@@ -445,7 +535,9 @@ class InstanceReconciler:
         if wanted.replace(updated_at=0) == current.replace(updated_at=0) and found is not None:
             return
         wanted = wanted.replace(updated_at=time.time())
+        failpoints.hit("before-report")
         result = await self._etcd.txn([], self._put_observed(spec.uuid, wanted))
+        failpoints.hit("after-report")
         self._emit_changes(spec.uuid, found, wanted)
         # Later passes read our own record from the mirror: let it catch up.
         await self._mirror.wait_for_revision(result.revision,

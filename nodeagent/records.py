@@ -15,18 +15,30 @@ concerned, while leaving whatever it had made for it alone.
 Where each checked field ends up:
 
     instances/<uuid>        uuid: the instance's directory, the domain's uuid and name;
-                            disks[].device: a file name in that directory and the
-                            XML target; size_gb: qemu-img's size; bus, type: XML;
-                            source.blob_uuid: a file name in the blob store and the
-                            image cache; source.url: the base as the user gave it,
-                            in messages only (never fetched: the blob says what is);
+                            disks[].device: a file name in that directory, the
+                            XML target, an nvme disk's QEMU arguments; size_gb:
+                            qemu-img's size; bus, type: XML; source.blob_uuid: a
+                            file name in the blob store and the image cache;
+                            source.url: the base as the user gave it, in messages
+                            only (never fetched: the blob says what is);
+                            nvram_template: a blob, as a disk's source; uefi,
+                            secure_boot: which OVMF files; machine_type: XML;
                             name: XML, the config drive's hostname, DNS in dnsmasq;
                             node: whether it is ours; interfaces: keys read next
+                            (one dropped from the list is unplugged: hot plug)
     interfaces/<uuid>       uuid: the tap's name; macaddr, model: XML, dnsmasq's
-                            hosts file; ipv4, floating: dnsmasq and nftables
+                            hosts file; ipv4, floating: dnsmasq and nftables;
+                            order: the NIC's place, ethN in network_data.json;
+                            security_groups: chain names; allowed_addresses: nftables
+    observed/interfaces/<u> groups: chain names compared with what is applied
+    secgroups/<uuid>        uuid, rules[].remote_group, remote_address_set: chain and
+                            set names; rules: nftables (each checked as the API does)
+    addrsets/<uuid>         uuid: a set's name; cidrs: its elements
     networks/<uuid>         vxid: link names and the VXLAN id; netblock: addresses,
                             routes, dnsmasq ranges, nftables; mtu: links;
-                            floating_gateway: nftables; name: logs, events
+                            floating_gateway, routed: addresses, routes, proxy
+                            neighbours, nftables; dns_entries: dnsmasq's names
+                            file; name: logs, events
     artifacts/<uuid>        versions: the blobs to hold (file names); precache
     blobs/<uuid>            uuid: a file name; origin and source_url: what is fetched
                             (http(s) for a fetch; file:// only for a file an operator
@@ -35,9 +47,18 @@ Where each checked field ends up:
     observed/blobs/<n>/<u>  sha512: compared with what is copied from node n
     uploads/<uuid>          uuid: a file name in the upload directory; node: ours?
     nodes/<name>            ip: VXLAN peers (kernel), the URL of its agent's server;
-                            agent_port: that URL
-    ipam/floating/<addr>    address: nftables
+                            agent_port: that URL; firmware: only compared
+    ipam/floating/<addr>    address: nftables; type, user: whether still in use
+    ipam/<network>/<addr>   user: whether still the interface's, to give back
+                            (an unplugged NIC's, a deleted instance's)
+    macs/<mac>, vxlan/<id>  the interface or network holding it: compared
+    observed/instances/<u>  read back by the agent that wrote it (power, errors)
+    observed/networks/<u>   applied: which interfaces may start; read whole by
+                            the network node, so one bad record must not stop it
     roles/network-node      the node's name: compared with ours
+
+The agent writes ``deleted/interfaces/`` and never reads it, and does not
+read the portal's ``nodespecs/`` (node metadata): those pass untouched.
 """
 
 from __future__ import annotations
@@ -48,45 +69,65 @@ import os
 import re
 import uuid as uuidlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from cloudstate import netvalidation, storage, validation
+from cloudstate import disklayout, netvalidation, secgroups, storage, validation
 from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.model import (
     AddressReservation,
+    AddressSet,
     Artifact,
     Blob,
     BlobObserved,
+    InstanceObserved,
     InstanceSpec,
+    InterfaceObserved,
     InterfaceSpec,
+    NetworkObserved,
     NetworkSpec,
     NodeInfo,
     Record,
+    SecurityGroup,
+    SecurityRule,
     Upload,
 )
 from cloudstate.power import API_ACTIONS
 
-# vda, vdc..., hdc... (QEMU's own names for a bus's disks); never a path.
-DEVICE = re.compile(r"(?:vd|sd|hd)[a-z]{1,2}")
-CONFIG_DRIVE_DEVICE = "vdb"  # the agent's own, never a record's
+# vda, sdc, nvme0, and hdc in records from before IDE was dropped (the
+# names cloudstate.disklayout gives a bus's disks); never a path.
+DEVICE = re.compile(r"(?:vd|sd|hd)[a-z]{1,2}|nvme[0-9]")
 NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 SHA512 = re.compile(r"[0-9a-f]{128}")
-BUSES = ("virtio", "ide", "sata", "scsi")
-DISK_TYPES = ("disk", "cdrom")
+# QEMU machine types: pc, q35, pc-i440fx-7.2...
+MACHINE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# Records from before IDE was dropped kept their cdroms there.
+BUSES = (*disklayout.BUSES, "ide")
+DISK_TYPES = disklayout.TYPES
+FIRMWARE = ("uefi", "secure-boot")  # what a node offers (nodeagent.firmware)
 MAX_VXID = 2**24 - 1
 MAX_TEXT = 255
 MAX_URL = 2048
 MAX_USER_DATA = 1024 * 1024  # base64 of the API's 64 KiB with ample room
 MAX_SSH_KEY = 16 * 1024
 MAX_INTERFACES = 16
+# A NIC hot-plugged in takes the next order (portal.cloud.hotplug); past
+# this, the lowest free one.
+MAX_INTERFACE_ORDER = netvalidation.MAX_INTERFACE_ORDER
+# Routed addresses of one network: more than its record could hold in etcd.
+MAX_ROUTED = 65536
 BLOB_STATES = ("downloading", "creating", "ready", "error")
 BLOB_ORIGINS = ("fetch", "snapshot", "upload", "file")
 DESIRED = ("active", "deleted")
 MAX_SIZE = 2**62
 MAX_VERSIONS = 1000
 POWER_ACTIONS = tuple(API_ACTIONS.values())
+# The most rules a group may have (SFCLOUD_RULES_PER_SECURITY_GROUP's ceiling).
+MAX_RULES = 1000
+FILTERING_STATES = ("created", "error")
+FLOATING_TYPES = ("floating", "gateway", "routed")
 
 
 class BadRecord(ValueError):
@@ -182,7 +223,6 @@ def _ip(value: Any, field: str) -> None:
 def _device(value: Any, field: str) -> str:
     _require(isinstance(value, str) and bool(DEVICE.fullmatch(value)),
              f"{field} {_shown(value)} is not a disk device name such as vda")
-    _require(value != CONFIG_DRIVE_DEVICE, f"{field} {value} is the config drive's")
     return str(value)
 
 
@@ -279,6 +319,19 @@ def check_instance(key_uuid: str, raw: Any) -> None:
              f"disks must be a list of 1 to {validation.MAX_DISKS}")
     devices = [_disk(disk, f"disks[{n}]") for n, disk in enumerate(disks)]
     _require(len(set(devices)) == len(devices), f"two disks are {', '.join(devices)}")
+    configdrive = spec.get("configdrive", "openstack-disk")
+    _one_of(configdrive, "configdrive", ("openstack-disk", "none"))
+    if configdrive != "none":
+        first = disks[0]
+        taken = disklayout.config_drive(disklayout.Placed(
+            first["device"], first.get("bus", "virtio"), first.get("type", "disk"))).device
+        for n, device in enumerate(devices):
+            _require(device != taken, f"disks[{n}].device {device} is the config drive's")
+    _firmware(spec)
+    if spec.get("machine_type") is not None:
+        machine = spec["machine_type"]
+        _require(isinstance(machine, str) and bool(MACHINE.fullmatch(machine)),
+                 f"machine_type {_shown(machine)} is not a QEMU machine type")
     power = _dict(spec.get("power", {}), "power")
     _int(power.get("generation", 1), "power.generation", 0, 2**53)
     _one_of(power.get("action", "on"), "power.action", POWER_ACTIONS)
@@ -287,7 +340,6 @@ def check_instance(key_uuid: str, raw: Any) -> None:
     _require(user_data is None or (isinstance(user_data, str) and len(user_data) <= MAX_USER_DATA),
              "user_data is not base64 text of a sensible size")
     _text(spec.get("keypair"), "keypair", optional=True)
-    _one_of(spec.get("configdrive", "openstack-disk"), "configdrive", ("openstack-disk", "none"))
     _require(isinstance(spec.get("video", {}), dict), "video is not an object")
     _require(isinstance(spec.get("metadata", {}), dict), "metadata is not an object")
     interfaces = spec.get("interfaces", [])
@@ -311,6 +363,22 @@ def _disk(raw: Any, field: str) -> str:
     return device
 
 
+def _firmware(spec: dict[str, Any]) -> None:
+    """UEFI, secure boot on top, and the blob that starts the variable
+    store: as the portal writes them, only with UEFI."""
+    uefi, secure = spec.get("uefi", False), spec.get("secure_boot", False)
+    _bool(uefi, "uefi")
+    _bool(secure, "secure_boot")
+    _require(uefi or not secure, "secure_boot is asked for without uefi")
+    template = spec.get("nvram_template")
+    if template is None:
+        return
+    _require(uefi, "nvram_template is given without uefi")
+    source = _dict(template, "nvram_template")
+    _uuid(source.get("blob_uuid"), "nvram_template.blob_uuid")  # never from before blobs
+    _disk_source(source, "nvram_template")
+
+
 def _disk_source(source: dict[str, Any], field: str) -> None:
     blob = source.get("blob_uuid", "")
     # Empty only in a record from before blobs (it names an image instead).
@@ -330,7 +398,7 @@ def check_interface(key_uuid: str, raw: Any) -> None:
     _uuid(iface.get("network_uuid"), "network_uuid")
     _uuid(iface.get("instance_uuid"), "instance_uuid")
     _valid(validation.namespace_name, iface.get("namespace"), "namespace")
-    _int(iface.get("order"), "order", 0, MAX_INTERFACES - 1)
+    _int(iface.get("order"), "order", 0, MAX_INTERFACE_ORDER)
     mac = iface.get("macaddr")
     _require(isinstance(mac, str) and _valid(netvalidation.mac_address, mac, "macaddr") == mac,
              f"macaddr {_shown(mac)} is not a MAC address as the portal writes one")
@@ -339,7 +407,99 @@ def check_interface(key_uuid: str, raw: Any) -> None:
     _ipv4(iface.get("floating"), "floating", optional=True)
     if iface.get("node") is not None:
         _node(iface.get("node"), "node")
+    _security_groups(iface.get("security_groups", []), "security_groups")
+    _bool(iface.get("port_security", True), "port_security")
+    _cidr_list(iface.get("allowed_addresses", []), "allowed_addresses",
+               secgroups.MAX_ALLOWED_ADDRESSES)
     _parses(InterfaceSpec, iface)
+
+
+def _security_groups(value: Any, field: str) -> None:
+    limit = secgroups.MAX_GROUPS_PER_INTERFACE
+    _require(isinstance(value, list) and len(value) <= limit,
+             f"{field} must be a list of at most {limit} security groups")
+    for n, uuid in enumerate(value):
+        _uuid(uuid, f"{field}[{n}]")
+
+
+def _cidr_list(value: Any, field: str, limit: int) -> None:
+    """CIDRs as the portal writes them: checked, canonical, sorted, once each."""
+    _require(isinstance(value, list), f"{field} is not a list of CIDR blocks")
+    canonical = list(_valid(partial(secgroups.cidrs, limit=limit), value, field))
+    _require(canonical == value, f"{field} {_shown(value)} is not CIDR blocks as the portal "
+                                 "writes them (canonical, sorted, each once)")
+
+
+def check_observed_interface(key_uuid: str, raw: Any) -> None:
+    observed = _dict(raw, "observed interface")
+    _uuid(key_uuid, "the key's uuid")
+    _node(observed.get("node"), "node")
+    _one_of(observed.get("state", "created"), "state", FILTERING_STATES)
+    _require(observed.get("error") is None or isinstance(observed["error"], str),
+             "error is not text")  # only ever shown
+    groups = _dict(observed.get("groups", {}), "groups")
+    _require(len(groups) <= secgroups.MAX_GROUPS_PER_INTERFACE,
+             f"groups names more than {secgroups.MAX_GROUPS_PER_INTERFACE} security groups")
+    for uuid, generation in groups.items():
+        _uuid(uuid, "groups' uuid")
+        _int(generation, f"groups[{uuid}]", 1, 2**53)
+    _bool(observed.get("port_security", True), "port_security")
+    _cidr_list(observed.get("allowed_addresses", []), "allowed_addresses",
+               secgroups.MAX_ALLOWED_ADDRESSES)
+    _number(observed.get("applied_at"), "applied_at")
+    _parses(InterfaceObserved, observed)
+
+
+def check_security_group(key_uuid: str, raw: Any) -> None:
+    group = _dict(raw, "security group")
+    _uuid(key_uuid, "the key's uuid")
+    _same_key(group.get("uuid"), key_uuid, "uuid")
+    _valid(lambda value, field: secgroups.name(value, "security group", field),
+           group.get("name"), "name")
+    _valid(validation.namespace_name, group.get("namespace"), "namespace")
+    _valid(secgroups.description, group.get("description", ""), "description")
+    _int(group.get("generation", 1), "generation", 1, 2**53)
+    _require(isinstance(group.get("metadata", {}), dict), "metadata is not an object")
+    rules = group.get("rules", [])
+    _require(isinstance(rules, list) and len(rules) <= MAX_RULES,
+             f"rules must be a list of at most {MAX_RULES}")
+    for n, rule in enumerate(rules):
+        _rule(rule, f"rules[{n}]")
+    _parses(SecurityGroup, group)
+
+
+def _rule(raw: Any, field: str) -> None:
+    """A stored rule: its remote ends by uuid, and exactly what the API's
+    check makes of it (cloudstate.secgroups), so a port list, protocol or
+    CIDR reaches nftables only in the form the portal writes."""
+    rule = _dict(raw, field)
+    _uuid(rule.get("uuid"), f"{field}.uuid")
+    _optional_uuid(rule.get("remote_group"), f"{field}.remote_group")
+    _optional_uuid(rule.get("remote_address_set"), f"{field}.remote_address_set")
+    _require(isinstance(rule.get("remote_cidrs", []), list),
+             f"{field}.remote_cidrs is not a list of CIDR blocks")
+    remotes = [name for name in ("remote_cidrs", "remote_group", "remote_address_set")
+               if rule.get(name)]
+    _require(len(remotes) <= 1, f"{field} has {' and '.join(remotes)}: a rule has one remote end")
+    _number(rule.get("created_at"), f"{field}.created_at")
+    try:
+        secgroups.recheck(SecurityRule.from_dict(rule))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise BadRecord(f"{field}: {exc}") from None
+
+
+def check_address_set(key_uuid: str, raw: Any) -> None:
+    address_set = _dict(raw, "address set")
+    _uuid(key_uuid, "the key's uuid")
+    _same_key(address_set.get("uuid"), key_uuid, "uuid")
+    _valid(lambda value, field: secgroups.name(value, "address set", field),
+           address_set.get("name"), "name")
+    _valid(validation.namespace_name, address_set.get("namespace"), "namespace")
+    _valid(secgroups.description, address_set.get("description", ""), "description")
+    _int(address_set.get("generation", 1), "generation", 1, 2**53)
+    _require(isinstance(address_set.get("metadata", {}), dict), "metadata is not an object")
+    _cidr_list(address_set.get("cidrs", []), "cidrs", secgroups.MAX_ADDRESS_SET_CIDRS)
+    _parses(AddressSet, address_set)
 
 
 def check_network(key_uuid: str, raw: Any) -> None:
@@ -357,9 +517,28 @@ def check_network(key_uuid: str, raw: Any) -> None:
         if flag in net:
             _bool(net[flag], flag)
     _ipv4(net.get("floating_gateway"), "floating_gateway", optional=True)
+    routed = net.get("routed", [])
+    _require(isinstance(routed, list) and len(routed) <= MAX_ROUTED,
+             f"routed must be a list of at most {MAX_ROUTED} addresses")
+    for n, address in enumerate(routed):
+        _ipv4(address, f"routed[{n}]")
+    _require(len(set(routed)) == len(routed), "routed lists an address twice")
+    _dns_entries(net.get("dns_entries", {}))
     _one_of(net.get("desired", "active"), "desired", ("active", "deleted"))
     _require(isinstance(net.get("metadata", {}), dict), "metadata is not an object")
     _parses(NetworkSpec, net)
+
+
+def _dns_entries(raw: Any) -> None:
+    """name -> address, each a line of dnsmasq's names file: a DNS name as
+    the portal keeps it (lower case, no final dot) and an IP address."""
+    entries = _dict(raw, "dns_entries")
+    _require(len(entries) <= netvalidation.MAX_DNS_ENTRIES,
+             f"dns_entries has more than {netvalidation.MAX_DNS_ENTRIES} names")
+    for name, address in entries.items():
+        _require(_valid(validation.dns_name, name, "dns_entries") == name,
+                 f"dns_entries has a name {_shown(name)} the portal would not write")
+        _ip(address, f"dns_entries[{name}]")
 
 
 def check_artifact(key_uuid: str, raw: Any) -> None:
@@ -459,6 +638,9 @@ def check_node(key_name: str, raw: Any) -> None:
     _same_key(info.get("name"), key_name, "name")
     _ip(info.get("ip"), "ip")
     _int(info.get("agent_port", 0), "agent_port", 0, 65535)
+    offered = info.get("firmware", [])
+    _require(isinstance(offered, list) and all(name in FIRMWARE for name in offered),
+             f"firmware {_shown(offered)} is not a list of {', '.join(FIRMWARE)}")
     _parses(NodeInfo, info)
 
 
@@ -466,7 +648,74 @@ def check_floating(key_address: str, raw: Any) -> None:
     reservation = _dict(raw, "floating address")
     _ipv4(key_address, "the key's address")
     _same_key(reservation.get("address"), key_address, "address")
+    # What holds it: an interface floated, or a network's NAT or routed address.
+    kind = reservation.get("type")
+    _one_of(kind, "type", FLOATING_TYPES)
+    user = reservation.get("user")
+    holder = "interface" if kind == "floating" else "network"
+    _require(isinstance(user, list) and len(user) == 2 and user[0] == holder,
+             f"user {_shown(user)} is not [{holder!r}, <uuid>]")
+    _uuid(user[1], "user[1]")
+    _uuid(reservation.get("network_uuid"), "network_uuid")
     _parses(AddressReservation, reservation)
+
+
+def check_pool_address(pool: str, key_address: str, raw: Any) -> None:
+    """An address of a network's own range, held by one of its interfaces
+    (cloudstate.ipam as portal.cloud.interfaces reserves it)."""
+    reservation = _dict(raw, "address")
+    _uuid(pool, "the key's network")
+    _ipv4(key_address, "the key's address")
+    _same_key(reservation.get("address"), key_address, "address")
+    _one_of(reservation.get("type"), "type", ("instance",))
+    user = reservation.get("user")
+    _require(isinstance(user, list) and len(user) == 2 and user[0] == "interface",
+             f"user {_shown(user)} is not ['interface', <uuid>]")
+    _uuid(user[1], "user[1]")
+    _same_key(reservation.get("network_uuid"), pool, "network_uuid")
+    _text(reservation.get("comment", ""), "comment")
+    _parses(AddressReservation, reservation)
+
+
+def check_holder(value: bytes, what: str) -> None:
+    """A MAC's or VXLAN id's claim: the uuid of the interface or network
+    holding it, nothing else."""
+    try:
+        holder = value.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadRecord(f"the {what} names no uuid") from None
+    _uuid(holder, f"the {what}")
+
+
+def check_observed_instance(key_uuid: str, raw: Any) -> None:
+    observed = _dict(raw, "observed instance")
+    _uuid(key_uuid, "the key's uuid")
+    _node(observed.get("node"), "node")
+    for field in ("state", "power_state"):
+        if field in observed:
+            _text(observed[field], field, limit=32)
+    _require(observed.get("error") is None or isinstance(observed["error"], str),
+             "error is not text")  # only ever shown
+    for field in ("applied_power_generation", "failed_spec_revision"):
+        _int(observed.get(field, 0), field, 0, 2**63)
+    _number(observed.get("updated_at"), "updated_at")
+    _parses(InstanceObserved, observed)
+
+
+def check_observed_network(key_uuid: str, raw: Any) -> None:
+    observed = _dict(raw, "observed network")
+    _uuid(key_uuid, "the key's uuid")
+    _node(observed.get("node"), "node")
+    _text(observed.get("state", "created"), "state", limit=32)
+    _require(observed.get("error") is None or isinstance(observed["error"], str),
+             "error is not text")
+    applied = observed.get("applied", [])
+    _require(isinstance(applied, list), "applied is not a list of interfaces")
+    for n, iface in enumerate(applied):
+        _uuid(iface, f"applied[{n}]")
+    _bool(observed.get("egress", False), "egress")
+    _number(observed.get("updated_at"), "updated_at")
+    _parses(NetworkObserved, observed)
 
 
 # --- paths made of record fields -----------------------------------------------------
@@ -499,12 +748,16 @@ class RecordGate:
         self._families: tuple[tuple[str, Callable[[str, Any], None]], ...] = (
             (keys.instances, check_instance),
             (keys.interfaces, check_interface),
+            (keys.observed_interfaces, check_observed_interface),
+            (keys.security_groups, check_security_group),
+            (keys.address_sets, check_address_set),
             (keys.networks, check_network),
             (keys.artifacts, check_artifact),
             (keys.blobs, check_blob),
             (keys.uploads, check_upload),
             (keys.nodes, check_node),
-            (keys.addresses(FLOATING_POOL), check_floating),
+            (keys.observed_instances, check_observed_instance),
+            (keys.observed_networks, check_observed_network),
         )
 
     def __call__(self, key: str, value: bytes) -> str | None:
@@ -523,6 +776,19 @@ class RecordGate:
             node, _, uuid = key[len(keys.observed_blobs):].partition("/")
             check_observed_blob(node, uuid, _json(value))
             return
+        if key.startswith(keys.ipam):
+            pool, _, address = key[len(keys.ipam):].partition("/")
+            _require(bool(pool) and bool(address) and "/" not in address,
+                     f"{key!r} is not where a record is kept")
+            if pool == FLOATING_POOL:
+                check_floating(address, _json(value))
+            else:
+                check_pool_address(pool, address, _json(value))
+            return
+        for family, what in ((keys.macs, "MAC's holder"), (keys.vxlans, "VXLAN id's holder")):
+            if key.startswith(family):
+                check_holder(value, what)
+                return
         for family, check in self._families:
             if key.startswith(family):
                 # A deeper key would still be listed with the family's records.

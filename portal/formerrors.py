@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from django import forms
 
 from cloudstate.validation import ValidationError
-from portal.cloud.errors import CloudError
+from portal.cloud.errors import CloudError, QuotaExceeded
 from portal.errors import sentence
 
 _PREFIX = re.compile(r"([a-z][a-z0-9_. \[\]]{0,40}): (.+)", re.DOTALL)
@@ -36,6 +36,9 @@ def add_refusal(form: forms.Form, exc: ValidationError | CloudError,
     differ), else beside ``default`` (None: above the form)."""
     if isinstance(exc, ValidationError):
         named, message = exc.field, exc.message
+    elif isinstance(exc, QuotaExceeded):
+        # "quota exceeded: vcpus limit 8, ...": all of it, beside the field of that kind.
+        named, message = exc.kind, exc.message
     else:
         named, message = split_field(exc.message)
     mapping = dict(fields or {})

@@ -1,6 +1,7 @@
 """ASGI lifespan: start the live hub, the agents' events listener and the
 housekeeping with the server (pruning old history, purging long-deleted
-objects), stop them cleanly."""
+objects, giving interfaces from before security groups their default group),
+stop them cleanly."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import logging
 from typing import Any
 
 from cloudstate.tls import TlsError
+from portal import health
 from portal.accounts import audit
+from portal.cloud import filtering
 from portal.events import agents
 from portal.events import log as eventlog
 from portal.live import janitor
@@ -33,6 +36,16 @@ async def prune_history() -> None:
         await asyncio.sleep(PRUNE_INTERVAL)
 
 
+async def adopt_unfiltered_interfaces() -> None:
+    """Interfaces from before security groups get their namespace's default."""
+    try:
+        if adopted := await filtering.adopt_unfiltered():
+            log.info("gave %d interface(s) that named no security group their "
+                     "namespace's default", adopted)
+    except Exception:  # noqa: BLE001 - the next start tries again
+        log.exception("could not give interfaces their default security group")
+
+
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     started = None
     listener: agents.AgentsListener | None = None
@@ -50,7 +63,9 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
                             "message": f"the agents' events listener can't start: {exc}"})
                 return
             housekeeping = [asyncio.create_task(prune_history(), name="prune-history"),
-                            asyncio.create_task(janitor.run(), name="janitor")]
+                            asyncio.create_task(janitor.run(), name="janitor"),
+                            asyncio.create_task(adopt_unfiltered_interfaces(),
+                                                name="adopt-unfiltered")]
             try:
                 started = await hub()
             except Exception as exc:  # noqa: BLE001 - the portal still serves without it
@@ -58,6 +73,7 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 log.warning("live hub not started yet: %s", exc)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            health.drain()
             for task in housekeeping:
                 task.cancel()
             await asyncio.gather(*housekeeping, return_exceptions=True)

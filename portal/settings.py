@@ -82,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.cloud.middleware.EtcdUnavailableMiddleware",
+    "portal.cloud.middleware.ApiJsonErrors",
     "portal.errors.RefusalsMiddleware",
 ]
 # A form sent with a missing or stale CSRF token gets the portal's own page.
@@ -175,10 +176,13 @@ LOGGING = {
 API_TOKEN_LIFETIME = read("SFCLOUD_API_TOKEN_LIFETIME")
 # Overcommit as a small cloud wants it: CPUs are shared freely, memory and
 # disk are not (a TCG guest costs its memory plus ~200 MiB of emulator).
+SCHEDULER_STRATEGY = read("SFCLOUD_SCHEDULER")
 SCHEDULER_CPU_OVERCOMMIT = read("SFCLOUD_CPU_OVERCOMMIT")
 SCHEDULER_RAM_OVERCOMMIT = read("SFCLOUD_RAM_OVERCOMMIT")
 SCHEDULER_RAM_RESERVED_MIB = read("SFCLOUD_RAM_RESERVED_MIB")
 SCHEDULER_DISK_RESERVED_GB = read("SFCLOUD_DISK_RESERVED_GB")
+
+RULES_PER_SECURITY_GROUP = read("SFCLOUD_RULES_PER_SECURITY_GROUP")
 # Deleted instances stay readable by UUID this long, then are forgotten.
 DELETED_RETENTION = read("SFCLOUD_DELETED_RETENTION")
 JANITOR_INTERVAL = read("SFCLOUD_JANITOR_INTERVAL")

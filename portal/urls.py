@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from portal import metrics, styleguide
+from portal import health, metrics, styleguide
 
 urlpatterns = [
     path("", include("portal.dashboard.urls")),
@@ -11,11 +11,13 @@ urlpatterns = [
     path("images/", include("portal.images.urls")),
     path("keypairs/", include("portal.keypairs.urls")),
     path("networks/", include("portal.networks.urls")),
+    path("security-groups/", include("portal.secgroups.urls")),
     path("", include("portal.consoles.urls")),
     path("", include("portal.usage.urls")),
     path("api", include("portal.api.urls")),
     # For Prometheus, with the metrics token (SFCLOUD_METRICS_TOKEN).
     path("metrics", metrics.view, name="metrics"),
+    *health.routes(),
     # Answers 404 unless DEBUG is on.
     path("styleguide/", styleguide.view, name="styleguide"),
 ]

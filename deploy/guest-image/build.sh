@@ -1,10 +1,11 @@
 #!/bin/bash
-# Build sfcloud's own test guest: a tiny BIOS-bootable disk image made only from Debian packages.
+# Build sfcloud's own test guest: a tiny disk image that boots under BIOS and under UEFI, made only
+# from Debian packages.
 #
 #   deploy/guest-image/build.sh OUTDIR
 #
-# Writes OUTDIR/disk.qcow2 (compressed qcow2: MBR, one FAT16 partition, syslinux, the Debian cloud
-# kernel and a busybox initramfs), OUTDIR/vmlinuz and OUTDIR/initrd.gz (for direct kernel boot),
+# Writes OUTDIR/disk.qcow2 (compressed qcow2: MBR, one FAT16 partition, syslinux for BIOS and
+# syslinux.efi as EFI/BOOT/BOOTX64.EFI for UEFI, the Debian cloud kernel and a busybox initramfs), OUTDIR/vmlinuz and OUTDIR/initrd.gz (for direct kernel boot),
 # and OUTDIR/image.json (what went in).
 #
 # The guest runs entirely from its initramfs; the disk only carries the boot loader, so the guest
@@ -18,12 +19,15 @@
 #   SFCLOUD-USERDATA: ran rc=<rc>          user_data starting with #! was run
 #   SFCLOUD-USERDATA: <first line>|none    otherwise
 #   SFCLOUD-READY                          consoles get their shells next
+#   SFCLOUD-HOTPLUG: <ethN> <addr>/<prefix>|none  a NIC plugged in later, after DHCP
+#   SFCLOUD-UNPLUG: <ethN>                 a NIC unplugged
 #   SFCLOUD-SHUTDOWN                       poweroff/reboot has begun
 #
 # User data runs after the network is configured, because scripts usually want the network.
 #
 # Needs: apt-get (with package lists), dpkg-deb, busybox-static, kmod, cpio, gzip, fdisk (sfdisk),
-# dosfstools, mtools, syslinux, qemu-utils. No root-only operations: no mounts, no loop devices.
+# dosfstools, mtools, syslinux, syslinux-efi, qemu-utils. No root-only operations: no mounts, no loop
+# devices.
 #
 # Environment (all optional):
 #   SFCLOUD_KERNEL_DEB   a linux-image-*-cloud-amd64 .deb to use instead of downloading one
@@ -36,13 +40,14 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 [ $# -eq 1 ] || die "usage: $0 OUTDIR"
 
 DISK_MB=64
-# virtio_pci first and sr_mod before the disk controllers, so that cdroms found while a
-# controller's module initialises are bound to sr at once and exist when modprobe returns.
-GUEST_MODULES=(virtio_pci sr_mod virtio_blk virtio_net virtio_scsi virtio_console ata_piix
+# virtio_pci first and sr_mod and sd_mod before the disk controllers, so that cdroms and SCSI
+# disks found while a controller's module initialises are bound at once and exist when modprobe
+# returns. (NVMe is built into the kernel; it has no AHCI and no USB at all.)
+GUEST_MODULES=(virtio_pci sr_mod sd_mod virtio_blk virtio_net virtio_scsi virtio_console ata_piix
     isofs nls_utf8 button evdev)
 BUSYBOX=${SFCLOUD_BUSYBOX:-/bin/busybox}
 
-for tool in apt-get apt-cache dpkg-deb depmod modprobe cpio gzip sfdisk mkfs.vfat mcopy syslinux \
+for tool in apt-get apt-cache dpkg-deb depmod modprobe cpio gzip sfdisk mkfs.vfat mcopy mmd syslinux \
     qemu-img; do
     command -v "$tool" >/dev/null || die "missing tool: $tool"
 done
@@ -53,6 +58,10 @@ if ldd "$BUSYBOX" >/dev/null 2>&1; then
 fi
 SYSLINUX_MBR=/usr/lib/syslinux/mbr/mbr.bin
 [ -f "$SYSLINUX_MBR" ] || die "missing $SYSLINUX_MBR (apt-get install syslinux-common)"
+SYSLINUX_EFI=/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi
+LDLINUX_EFI=/usr/lib/syslinux/modules/efi64/ldlinux.e64
+[ -f "$SYSLINUX_EFI" ] || die "missing $SYSLINUX_EFI (apt-get install syslinux-efi)"
+[ -f "$LDLINUX_EFI" ] || die "missing $LDLINUX_EFI (apt-get install syslinux-common)"
 
 mkdir -p "$1"
 OUTDIR=$(cd "$1" && pwd)
@@ -222,7 +231,7 @@ mount_config_drive() {
     dev=$(findfs LABEL=config-2 2>/dev/null) && mount -t iso9660 -o ro "$dev" "$CD" 2>/dev/null &&
         return 0
     # findfs can miss a drive (no label probe for some devices): try each candidate by content.
-    for dev in /dev/sr* /dev/vd*; do
+    for dev in /dev/sr* /dev/vd* /dev/sd* /dev/nvme*n1; do
         [ -b "$dev" ] || continue
         mount -t iso9660 -o ro "$dev" "$CD" 2>/dev/null || continue
         [ -f "$META" ] && return 0
@@ -293,8 +302,31 @@ else
     echo "SFCLOUD-USERDATA: none"
 fi
 
+# NICs plugged in from now on: busybox's uevent runs a handler for each kernel event.
+uevent /sbin/sfcloud-uevent &
+
 timing ready
 echo SFCLOUD-READY
+EOF
+
+cat > "$ROOT/sbin/sfcloud-uevent" <<'EOF'
+#!/bin/sh
+# Run by busybox uevent for each kernel event (in its environment). A NIC plugged in gets DHCP,
+# as a cloud image's udev rules would do; its address is announced on the console.
+[ "$SUBSYSTEM" = net ] || exit 0
+case "$INTERFACE" in eth*) ;; *) exit 0 ;; esac
+case "$ACTION" in
+    add)
+        ip link set "$INTERFACE" up
+        udhcpc -i "$INTERFACE" -n -q -t 10 -T 1 -O mtu -x "hostname:$(hostname)" \
+            -s /etc/udhcpc.script > "/var/log/udhcpc.$INTERFACE.log" 2>&1
+        addr=$(ip -4 -o addr show dev "$INTERFACE" | awk '{ print $4; exit }')
+        echo "SFCLOUD-HOTPLUG: $INTERFACE ${addr:-none}" > /dev/console
+        ;;
+    remove)
+        echo "SFCLOUD-UNPLUG: $INTERFACE" > /dev/console
+        ;;
+esac
 EOF
 
 cat > "$ROOT/etc/init.d/rcK" <<'EOF'
@@ -344,13 +376,17 @@ exec poweroff
 EOF
 
 chmod 0755 "$ROOT/etc/init.d/rcS" "$ROOT/etc/init.d/rcK" "$ROOT/etc/udhcpc.script" \
-    "$ROOT/etc/acpi/PWRF/00000080" "$ROOT/bin/bash" "$ROOT/sbin/sfcloud-json-flat"
+    "$ROOT/etc/acpi/PWRF/00000080" "$ROOT/bin/bash" "$ROOT/sbin/sfcloud-json-flat" \
+    "$ROOT/sbin/sfcloud-uevent"
 
 # -R 0:0: the guest must see root-owned files whoever runs the build.
 (cd "$ROOT" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 -n \
     > "$WORK/initrd.gz"
 
 # ---- disk: MBR + one bootable FAT16 partition holding syslinux, kernel and initramfs ---------
+# The same partition boots both ways: BIOS runs the MBR, then syslinux from the partition's boot
+# sector; UEFI (OVMF) finds a FAT filesystem with the removable-media path EFI/BOOT/BOOTX64.EFI,
+# which is syslinux.efi, reading the same configuration next to it.
 cat > "$WORK/syslinux.cfg" <<'EOF'
 SERIAL 0 115200
 DEFAULT sfcloud
@@ -370,6 +406,9 @@ echo "start=$part_start, type=6, bootable" | sfdisk -q "$WORK/disk.raw"
 # where the partition starts on the disk. mkfs.vfat -C takes the size in KiB.
 mkfs.vfat -F 16 -n SFCLOUD -h "$part_start" -C "$WORK/fat.img" $((part_sectors / 2)) >/dev/null
 mcopy -i "$WORK/fat.img" "$WORK/vmlinuz" "$WORK/initrd.gz" "$WORK/syslinux.cfg" ::
+mmd -i "$WORK/fat.img" ::/EFI ::/EFI/BOOT
+mcopy -i "$WORK/fat.img" "$SYSLINUX_EFI" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$WORK/fat.img" "$LDLINUX_EFI" "$WORK/syslinux.cfg" ::/EFI/BOOT/
 syslinux --install "$WORK/fat.img"
 dd if="$WORK/fat.img" of="$WORK/disk.raw" bs=512 seek="$part_start" conv=notrunc,sparse \
     status=none
@@ -385,6 +424,7 @@ cat > "$WORK/image.json" <<EOF
   "busybox_version": "$busybox_version",
   "disk_virtual_size_mib": $DISK_MB,
   "console": "ttyS0,115200n8",
+  "firmware": ["bios", "uefi"],
   "files": ["disk.qcow2", "vmlinuz", "initrd.gz"]
 }
 EOF

@@ -26,12 +26,14 @@ def _generations(path: Path) -> list[Path]:
     return found
 
 
-def tail(path: Path, length: int) -> bytes:
-    """The last ``length`` bytes written to the log (fewer if it holds less)."""
-    if length <= 0:
+def tail(path: Path, length: int | None) -> bytes:
+    """The last ``length`` bytes written to the log (fewer if it holds less);
+    None: all of it, rotated copies included."""
+    if length is not None and length <= 0:
         return b""
     pieces: list[bytes] = []
-    wanted = length
+    wanted = length if length is not None else sum(
+        generation.stat().st_size for generation in _generations(path) if generation.exists())
     for generation in _generations(path):
         try:
             with open(generation, "rb") as source:

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cloudstate.consoles import agent_path, consolelog_path
+from cloudstate.consoles import WHOLE_LOG, agent_path, consolelog_path
 from cloudstate.keys import Keys
 from cloudstate.mirror import MirrorView
 from cloudstate.model import InstanceSpec
@@ -67,13 +67,14 @@ class ConsoleRoutes:
         path = self.log_path(request.match_info["uuid"])
         if path is None:
             return web.json_response({"error": "no such instance on this node"}, status=404)
+        asked = request.query.get("length", "10240")
         try:
-            length = int(request.query.get("length", "10240"))
+            length = None if asked == WHOLE_LOG else int(asked)
         except ValueError:
             length = -1
-        if not 0 <= length <= MAX_CONSOLEDATA:
+        if length is not None and not 0 <= length <= MAX_CONSOLEDATA:
             return web.json_response(
-                {"error": f"length must be 0 to {MAX_CONSOLEDATA}"}, status=400)
+                {"error": f"length must be 0 to {MAX_CONSOLEDATA}, or {WHOLE_LOG}"}, status=400)
         return web.Response(body=logfile.tail(path, length),
                             content_type="application/octet-stream")
 

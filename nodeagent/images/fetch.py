@@ -33,6 +33,7 @@ from yarl import URL
 
 from cloudstate.pinned import PinnedResolver as _PinnedResolver
 from cloudstate.urlguard import FetchPolicy, IPAddress, URLRefused, check_url
+from nodeagent import failpoints
 from nodeagent.images.errors import ImageError
 from nodeagent.images.files import CHUNK, new_hasher, write_hashed
 from nodeagent.images.inflight import ProgressCallback
@@ -212,6 +213,7 @@ class Fetcher:
                     if pending_bytes >= CHUNK:
                         await asyncio.to_thread(write_hashed, out, hasher, pending)
                         pending, pending_bytes = [], 0
+                        failpoints.hit("mid-download")
                     progress.report(done, total)
                     now = time.monotonic()
                     if now - window_start >= self.idle_timeout:

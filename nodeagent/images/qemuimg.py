@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nodeagent import failpoints
 from nodeagent.images import formats
 from nodeagent.images.errors import ImageError
 from nodeagent.images.files import fsync_path
@@ -240,6 +241,7 @@ async def run(args: list[str], *, limits: tuple[str, ...] = (),
     if sandbox is not None:
         command = sandbox.command(command)
     proc = await _spawn(command, pass_fds=sandbox.pass_fds if sandbox else ())
+    failpoints.hit("mid-qemu-img")
     async with _reaped(proc):
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     if proc.returncode != 0:

@@ -10,6 +10,8 @@ The parts, each a module with one job:
     egress       the network node: NAT and floating addresses through the uplink
     report       the network node: a network's observed record and events
     releases     what is given back to etcd, and when
+    secgroups    every node: its guests' security groups and anti-spoofing, in
+                 force before their first packet, reported per interface
     ports        what the instance reconciler asks for one instance
     gc           kernel objects of this cloud that nothing wants
     snapshot     what etcd asks, read from the mirror at once
@@ -18,5 +20,7 @@ The parts, each a module with one job:
 and the tools they drive: ``kernel`` (links, namespaces, addresses through
 netlink), ``names`` (every kernel object's name, tagged per cloud),
 ``dnsmasq``, ``nftables`` and ``networkdata`` (a config drive's view of the
-NICs).
+NICs); for the security groups, ``policy`` (what the node's filter must do,
+from etcd), ``filterrules`` (that as nftables, whole or as changes),
+``firewall`` (applied, and tracked connections judged) and ``conntrack``.
 """

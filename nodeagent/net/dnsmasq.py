@@ -69,6 +69,7 @@ class DnsmasqConfig:
     domain: str
     hosts: tuple[DhcpHost, ...]
     upstream: tuple[str, ...] = ()  # resolvers beyond the cloud
+    names: tuple[tuple[str, str], ...] = ()  # extra (name, address) the DNS answers
 
 
 def render_conf(config: DnsmasqConfig, directory: Path, user: str = "nobody") -> str:
@@ -116,12 +117,15 @@ def render_hosts(config: DnsmasqConfig) -> str:
 
 
 def render_names(config: DnsmasqConfig) -> str:
-    return "".join(
-        f"{h.address} {h.hostname}.{config.domain} {h.hostname}\n" for h in config.hosts
-    )
+    """The instances' names, then the network's extra ones (a bare name in
+    the network's domain too, a dotted one as given)."""
+    lines = [f"{h.address} {h.hostname}.{config.domain} {h.hostname}\n" for h in config.hosts]
+    lines += [f"{address} {name}.{config.domain} {name}\n" if "." not in name
+              else f"{address} {name}\n" for name, address in config.names]
+    return "".join(lines)
 
 
-def _bindings(hosts_text: str) -> set[tuple[str, str]]:
+def bindings(hosts_text: str) -> set[tuple[str, str]]:
     found = set()
     for line in hosts_text.splitlines():
         parts = line.split(",")
@@ -228,7 +232,7 @@ def ensure(namespace: str, directory: Path, config: DnsmasqConfig) -> Outcome:
     hosts_changed = _write(directory / HOSTS, hosts_text, uid)
     names_changed = _write(directory / NAMES, render_names(config), uid)
     pid = running_pid(directory)
-    lost_binding = bool(_bindings(old_hosts) - _bindings(hosts_text))
+    lost_binding = bool(bindings(old_hosts) - bindings(hosts_text))
     if pid is not None and (conf_changed or lost_binding):
         stop(pid, directory / CONF)
         return Outcome(_start(namespace, directory), "restarted")

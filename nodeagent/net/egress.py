@@ -18,7 +18,7 @@ from cloudstate.model import InterfaceSpec, NetworkSpec
 from nodeagent.net import kernel, nftables
 from nodeagent.net.context import NetworkContext
 from nodeagent.net.kernel import Address, KernelError, Route
-from nodeagent.net.names import EGRESS
+from nodeagent.net.names import EGRESS, INSIDE
 from nodeagent.net.snapshot import Snapshot
 
 UPLINK_MTU = 1500
@@ -31,7 +31,8 @@ class Egress:
     def wanted(self, spec: NetworkSpec, ifaces: list[InterfaceSpec]) -> bool:
         if not self._ctx.uplink or self._ctx.floating is None:
             return False
-        return bool(spec.floating_gateway) or any(i.floating and i.ipv4 for i in ifaces)
+        return bool(spec.floating_gateway) or bool(spec.routed) \
+            or any(i.floating and i.ipv4 for i in ifaces)
 
     def wanted_by_any(self, snap: Snapshot) -> bool:
         """Whether any network still alive needs the uplink bridge."""
@@ -64,12 +65,18 @@ class Egress:
         )
         kernel.announce(namespace, EGRESS, [a.address for a in added])
         kernel.set_forwarding(namespace, True)
+        # Routed addresses: to the guests' side as they are, and answered
+        # for on the uplink's side.
+        routed = set(spec.routed)
+        kernel.ensure_host_routes(namespace, INSIDE, routed)
+        kernel.ensure_proxy_neighbours(namespace, EGRESS, routed)
         return nftables.apply(namespace, nftables.EgressRules(
             table=names.nft_table,
             netblock=spec.netblock,
             gateway=spec.floating_gateway if spec.provide_nat else None,
             floating=tuple(nftables.Floating(floating, private)
                            for floating, private in sorted(floats)),
+            routed=tuple(sorted(routed)),
         ))
 
     def remove(self, spec: NetworkSpec) -> None:
@@ -77,6 +84,7 @@ class Egress:
         namespace = names.netns(spec.vxid)
         kernel.delete_link(names.egress(spec.vxid))
         if namespace in kernel.namespaces(names.netns_prefix):
+            kernel.ensure_host_routes(namespace, INSIDE, set())
             nftables.remove(namespace, names.nft_table)
             kernel.set_forwarding(namespace, False)
 

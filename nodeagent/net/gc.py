@@ -8,7 +8,9 @@ a role this node no longer holds. Only objects carrying this cloud's tag
 machine are left alone. The agent runs it at start-up and at every sweep.
 
 A new part that makes kernel objects of its own removes their leftovers
-here, from the same ``wanted`` set.
+here, from the same ``wanted`` set: the security groups' tables go once no
+network is wanted here at all (their ports and chains follow the policy,
+which each pass renders whole).
 
 The calls here block; callers run them in a worker thread while holding the
 kernel lock.
@@ -19,18 +21,21 @@ from __future__ import annotations
 from nodeagent.net import dnsmasq, kernel
 from nodeagent.net.context import NetworkContext, vxid_of_dir
 from nodeagent.net.role import NetworkNodeRole
+from nodeagent.net.secgroups import SecurityGroups
 
 
 class Collector:
-    def __init__(self, context: NetworkContext, role: NetworkNodeRole):
+    def __init__(self, context: NetworkContext, role: NetworkNodeRole,
+                 filtering: SecurityGroups):
         self._ctx = context
         self._role = role
+        self._filtering = filtering
 
     def remove_unwanted(self, wanted: set[int], uplink_wanted: bool) -> list[str]:
         """Remove what no network in ``wanted`` (VXLAN ids) needs here;
         return what was removed, for the log."""
         return [*self._dnsmasqs(wanted), *self._namespaces(wanted), *self._links(wanted),
-                *self._uplink(uplink_wanted)]
+                *self._uplink(uplink_wanted), *self._filtering.remove_unwanted(bool(wanted))]
 
     def _dnsmasqs(self, wanted: set[int]) -> list[str]:
         router = self._role.held

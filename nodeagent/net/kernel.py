@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import os
 import socket
 import struct
@@ -385,6 +386,48 @@ def configure_inside(namespace: str, name: str, *, addresses: list[Address], mtu
         return added
 
 
+# The routing protocol number marking the host routes of routed addresses,
+# so a pass can tell them from every other route and remove stale ones.
+ROUTED_PROTO = 77
+
+
+def ensure_host_routes(namespace: str, name: str, addresses: set[str]) -> None:
+    """Exactly these /32 routes out of ``name`` in ``namespace`` (ours, by
+    their protocol number); other routes are left alone."""
+    with _inside(namespace) as ns:
+        index = _first(ns, name)
+        if index is None:
+            raise KernelError(f"{name} is missing in {namespace}")
+        present = {route.get_attr("RTA_DST") for route in ns.get_routes(family=2, table=254)
+                   if route["proto"] == ROUTED_PROTO}
+        try:
+            for stale in present - addresses:
+                ns.route("del", dst=f"{stale}/32", oif=index, table=254, proto=ROUTED_PROTO,
+                         scope=253)
+            for missing in addresses - present:
+                ns.route("replace", dst=f"{missing}/32", oif=index, proto=ROUTED_PROTO,
+                         scope=253)
+        except NetlinkError as exc:
+            raise _wrap(f"routing in {namespace}", exc) from exc
+
+
+def ensure_proxy_neighbours(namespace: str, name: str, addresses: set[str]) -> None:
+    """Answer ARP on ``name`` for exactly these addresses (routed elsewhere
+    from there), so the uplink's router finds them behind this namespace."""
+    shown = subprocess.run(["ip", "-j", "-n", namespace, "neigh", "show", "proxy", "dev", name],
+                           capture_output=True, text=True, timeout=30)
+    if shown.returncode != 0:
+        raise KernelError(f"listing proxy neighbours in {namespace}: {shown.stderr.strip()}")
+    present = {entry["dst"] for entry in json.loads(shown.stdout or "[]")}
+    for verb, wanted in (("del", present - addresses), ("add", addresses - present)):
+        for address in sorted(wanted):
+            result = subprocess.run(["ip", "-n", namespace, "neigh", verb, "proxy", address,
+                                     "dev", name], capture_output=True, text=True, timeout=30)
+            if result.returncode != 0:
+                raise KernelError(f"proxy neighbour {address} in {namespace}: "
+                                  f"{result.stderr.strip()}")
+
+
 def announce(namespace: str, name: str, addresses: list[str]) -> None:
     """Send gratuitous ARPs for each address from ``name`` in ``namespace``.
 
@@ -454,3 +497,21 @@ def is_default_route_link(name: str) -> bool:
             if route.get("RTA_OIF") == index:
                 return True
         return bool(ipr.get_addr(index=index, family=2))
+
+
+BRIDGE_NF_CALL = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+
+
+def ensure_bridge_netfilter() -> None:
+    """Bridged IPv4 passes the inet hooks (br_netfilter) in our namespace,
+    where the security groups track connections: load the module if the
+    kernel has it as one, and switch it on. Every bridge of the namespace
+    is then seen by the inet hooks; ours only filter our own bridges."""
+    if not BRIDGE_NF_CALL.exists():
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True, timeout=30)
+    try:
+        if BRIDGE_NF_CALL.read_text().strip() != "1":
+            BRIDGE_NF_CALL.write_text("1")
+    except OSError as exc:
+        raise KernelError(f"bridged traffic can't be filtered statefully here (br_netfilter: "
+                          f"{exc.strerror}): security groups are not enforced") from exc

@@ -13,6 +13,7 @@ is why the names are terse:
     <tag>up           the network node's uplink bridge
     <tag>t<8 hex>     a guest's tap (the first 8 hex digits of its interface's uuid)
     <tag>-<node>-<vxid>  the network node's namespace for a network
+    <tag>_sg          the security groups' nftables tables on every node
 
 (<vxid> is six hex digits, <node> four hex digits derived from the node's
 name: namespace names are shared by everything on a host, and a node only
@@ -81,6 +82,11 @@ class NetNames:
     @property
     def nft_table(self) -> str:
         return f"{self.tag}_net"
+
+    @property
+    def filter_table(self) -> str:
+        """The security groups' tables (a bridge and an inet one) on each node."""
+        return f"{self.tag}_sg"
 
     def owns(self, name: str) -> bool:
         return name.startswith(self.tag)

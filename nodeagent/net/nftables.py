@@ -11,6 +11,8 @@ uplink):
 
 - a floated guest's address is DNATed from its floating address, and its
   own outgoing traffic leaves with that floating address;
+- an address routed to the network passes both ways as it is (a guest
+  configured it);
 - with NAT, the rest of the network leaves with the network's gateway
   address;
 - everything else between the two sides is dropped, and the uplink side
@@ -43,6 +45,7 @@ class EgressRules:
     netblock: str
     gateway: str | None  # the network's NAT address; None: no NAT
     floating: tuple[Floating, ...]
+    routed: tuple[str, ...] = ()  # addresses routed to the network as they are (no NAT)
 
 
 def render(rules: EgressRules) -> str:
@@ -64,6 +67,10 @@ def render(rules: EgressRules) -> str:
         "    ct state established,related accept",
         "    ct state invalid drop",
         f'    iifname "{EGRESS}" oifname "{INSIDE}" ct status dnat accept',
+        *(f'    iifname "{EGRESS}" oifname "{INSIDE}" ip daddr {address} accept'
+          for address in rules.routed),
+        *(f'    iifname "{INSIDE}" oifname "{EGRESS}" ip saddr {address} accept'
+          for address in rules.routed),
         *([f'    iifname "{INSIDE}" oifname "{EGRESS}" ip saddr {rules.netblock} accept']
           if rules.gateway else
           [f'    iifname "{INSIDE}" oifname "{EGRESS}" ip saddr {f.private} accept'
@@ -94,9 +101,16 @@ def digest_of(text: str) -> str:
     return ""
 
 
+def nft(*args: str, stdin: str | None = None,
+        netns: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run nft here, or in the named network namespace."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    return subprocess.run([*prefix, "nft", *args], input=stdin, capture_output=True, text=True,
+                          timeout=30)
+
+
 def _nft(namespace: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", namespace, "nft", *args], input=stdin,
-                          capture_output=True, text=True, timeout=30)
+    return nft(*args, stdin=stdin, netns=namespace)
 
 
 def applied_digest(namespace: str, table: str) -> str:

@@ -13,16 +13,20 @@ This module only coordinates; each job is a module of its own:
 - ``router``: the network node's namespace, dnsmasq and, through
   ``egress``, NAT and floating addresses; with ``report`` and ``releases``,
   what it tells etcd and gives back;
+- ``secgroups``: the filtering of this node's guests (security groups,
+  anti-spoofing) on every network's bridge, node-wide in one pass;
 - ``ports``: what the instance reconciler asks for one instance;
 - ``gc``: whatever carries this cloud's tag and nothing wants.
 
 One pass of one network composes them as ``reconcile`` shows: the mesh
 first, since everything else hangs off its bridge, then the network node's
-router on it; a network gone comes down router first. A further part for
-this node's guests (security groups, filtering on the network's bridge) is
-one more module here, ensured after the mesh it filters, with its leftovers
-collected in ``gc``. Kernel changes happen one at a time, under one lock,
-whichever part or caller makes them.
+router on it; a network gone comes down router first. Each such pass ends
+with the security groups' (``secgroups``), which render every port of the
+node at once and so run after the networks they filter (but before a
+network the network node is about to report gone comes down); a change of
+a group or an address set asks for that part alone (the key ``FILTER``).
+Kernel changes happen one at a time, under one lock, whichever part or
+caller makes them.
 """
 
 from __future__ import annotations
@@ -44,14 +48,19 @@ from nodeagent.net.context import NetworkContext
 from nodeagent.net.gc import Collector
 from nodeagent.net.kernel import KernelError
 from nodeagent.net.mesh import Mesh
+from nodeagent.net.ping import PingRoute
 from nodeagent.net.ports import Ports
 from nodeagent.net.role import NetworkNodeRole
 from nodeagent.net.router import Router
+from nodeagent.net.secgroups import SecurityGroups
+from nodeagent.net.snapshot import Snapshot
 from nodeagent.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = 15.0
+# The work queue's key for a pass of the security groups (not a network uuid).
+FILTER = "security-groups"
 _FAILURES = (KernelError, dnsmasq.DnsmasqError, nftables.NftError, OSError,
              subprocess.SubprocessError)
 
@@ -78,9 +87,15 @@ class NetworkReconciler:
         self._mesh = Mesh(context, self.role)
         self._router = Router(context=context, role=self.role, keys=keys, etcd=etcd,
                               mirror=mirror, requeue=self.queue.add, events=events)
-        self._collector = Collector(context, self.role)
+        self.filtering = SecurityGroups(
+            context=context, keys=keys, etcd=etcd, mirror=mirror, role=self.role,
+            poke_instance=poke_instance, retry_later=lambda: self._retry_later(FILTER),
+            events=events)
+        self._collector = Collector(context, self.role, self.filtering)
         self.ports = Ports(context=context, keys=keys, mirror=mirror, mesh=self._mesh,
+                           filtering=self.filtering, wanted=self.wanted_networks,
                            lock=self._lock, retry_later=self._retry_later)
+        self.ping = PingRoute(context=context, keys=keys, mirror=mirror, role=self.role)
 
     @property
     def is_network_node(self) -> bool:
@@ -91,6 +106,11 @@ class NetworkReconciler:
 
     # --- one network -----------------------------------------------------------------------
 
+    def wanted_networks(self, snap: Snapshot) -> set[str]:
+        """The networks whose bridge this node has (or is about to)."""
+        return {uuid for uuid, (spec, _) in snap.networks.items()
+                if self._mesh.wanted(snap, spec)}
+
     async def reconcile(self, uuid: str) -> None:
         if self._ctx.simulated:
             return  # no kernel networking on a simulated node (nodeagent.simulated)
@@ -98,27 +118,35 @@ class NetworkReconciler:
             # Read inside the lock: a pass that waited must not act on what
             # was true before the pass it waited for.
             snap = snapshot.read(self._keys, self._mirror)
-            found = snap.networks.get(uuid)
-            if found is None:
-                refused = self._mirror.refused(self._keys.network(uuid))
-                if refused is not None and records.is_uuid(uuid):
-                    log.warning("network %s: record refused: %s", uuid, refused.reason)
-                    await self._router.report_refused(snap, uuid, refused.reason)
-                return
-            spec, _ = found
-            try:
-                if self.role.held and not snap.alive(spec):
-                    await self._router.tear_down(snap, spec)
-                elif self._mesh.wanted(snap, spec):
-                    await self._mesh.ensure(snap, spec)
-                    if self._router.wanted(snap, spec):
-                        await self._router.ensure(snap, spec)
-                elif not vxid_reused_here(snap, spec, self._mesh.wanted):
-                    await self._mesh.remove(spec.vxid)
-            except _FAILURES as exc:
-                log.warning("network %s (%s): %s", spec.name, uuid, exc)
-                await self._router.report_failure(snap, spec, exc)
-                self._retry_later(uuid)
+            if uuid != FILTER:
+                await self._reconcile_network(snap, uuid)
+            await self.filtering.ensure(snap, self.wanted_networks(snap))
+
+    async def _reconcile_network(self, snap: Snapshot, uuid: str) -> None:
+        found = snap.networks.get(uuid)
+        if found is None:
+            refused = self._mirror.refused(self._keys.network(uuid))
+            if refused is not None and records.is_uuid(uuid):
+                log.warning("network %s: record refused: %s", uuid, refused.reason)
+                await self._router.report_refused(snap, uuid, refused.reason)
+            return
+        spec, _ = found
+        try:
+            if self.role.held and not snap.alive(spec):
+                # Its filtering goes first, so a network reported deleted
+                # has nothing left on this node.
+                await self.filtering.ensure(snap, self.wanted_networks(snap))
+                await self._router.tear_down(snap, spec)
+            elif self._mesh.wanted(snap, spec):
+                await self._mesh.ensure(snap, spec)
+                if self._router.wanted(snap, spec):
+                    await self._router.ensure(snap, spec)
+            elif not vxid_reused_here(snap, spec, self._mesh.wanted):
+                await self._mesh.remove(spec.vxid)
+        except _FAILURES as exc:
+            log.warning("network %s (%s): %s", spec.name, uuid, exc)
+            await self._router.report_failure(snap, spec, exc)
+            self._retry_later(uuid)
 
     def _retry_later(self, uuid: str) -> None:
         if uuid in self._retries:
@@ -148,7 +176,7 @@ class NetworkReconciler:
                 self._poke_waiting_instances(found.uuid)
             elif found.kind == ObjectKind.NETWORK:
                 self.queue.add(found.uuid)
-            elif found.kind == ObjectKind.INTERFACE:
+            elif found.kind == ObjectKind.INTERFACE and not found.observed:
                 for kv in (change.old, change.new):
                     if kv is not None:
                         self.queue.add(InterfaceSpec.from_json(kv.value).network_uuid)
@@ -157,6 +185,8 @@ class NetworkReconciler:
                 for kv in (change.old, change.new):
                     if kv is not None:
                         self._queue_networks_of(InstanceSpec.from_json(kv.value))
+            elif found.kind in (ObjectKind.SECURITY_GROUP, ObjectKind.ADDRESS_SET):
+                self.queue.add(FILTER)
             elif found.kind == ObjectKind.NODE and not found.observed:
                 self.sweep()
 
@@ -179,6 +209,7 @@ class NetworkReconciler:
         for kv in self._mirror.items(self._keys.networks):
             if uuid := self._keys.uuid_of(kv.key, self._keys.networks):
                 self.queue.add(uuid)
+        self.queue.add(FILTER)
 
     # --- garbage ---------------------------------------------------------------------------
 

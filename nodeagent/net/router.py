@@ -116,6 +116,7 @@ class Router:
             dns=spec.provide_dns, upstream=self._ctx.dns_servers,
             domain=f"{spec.namespace.replace('_', '-')}.{dnsmasq.DOMAIN_SUFFIX}",
             hosts=tuple(sorted(hosts, key=lambda h: (h.address, h.mac))),
+            names=tuple(sorted(spec.dns_entries.items())),
         )
 
     async def _release_floating(self, snap: Snapshot, spec: NetworkSpec) -> None:

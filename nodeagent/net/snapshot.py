@@ -13,11 +13,14 @@ from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.mirror import MirrorView
 from cloudstate.model import (
     AddressReservation,
+    AddressSet,
     InstanceSpec,
+    InterfaceObserved,
     InterfaceSpec,
     NetworkObserved,
     NetworkSpec,
     NodeInfo,
+    SecurityGroup,
 )
 
 
@@ -31,6 +34,13 @@ class Snapshot:
     network_node: str | None = None
     # key -> (reservation, mod_revision)
     floating: dict[str, tuple[AddressReservation, int]] = field(default_factory=dict)
+    groups: dict[str, SecurityGroup] = field(default_factory=dict)
+    # group uuid -> why the agent refused its record (nodeagent.records)
+    refused_groups: dict[str, str] = field(default_factory=dict)
+    address_sets: dict[str, AddressSet] = field(default_factory=dict)
+    # interface uuid -> mod_revision of its record; its observed filtering
+    interface_revisions: dict[str, int] = field(default_factory=dict)
+    filtering: dict[str, InterfaceObserved] = field(default_factory=dict)
 
     def on(self, network_uuid: str) -> list[InterfaceSpec]:
         return sorted((i for i in self.interfaces.values() if i.network_uuid == network_uuid),
@@ -73,6 +83,18 @@ def read(keys: Keys, mirror: MirrorView) -> Snapshot:
     for kv in mirror.items(keys.interfaces):
         iface = InterfaceSpec.from_json(kv.value)
         snap.interfaces[iface.uuid] = iface
+        snap.interface_revisions[iface.uuid] = kv.mod_revision
+    for kv in mirror.items(keys.observed_interfaces):
+        snap.filtering[kv.key.rsplit("/", 1)[-1]] = InterfaceObserved.from_json(kv.value)
+    for kv in mirror.items(keys.security_groups):
+        group = SecurityGroup.from_json(kv.value)
+        snap.groups[group.uuid] = group
+    for refused in mirror.refused_items(keys.security_groups):
+        if uuid := keys.uuid_of(refused.kv.key, keys.security_groups):
+            snap.refused_groups[uuid] = refused.reason
+    for kv in mirror.items(keys.address_sets):
+        address_set = AddressSet.from_json(kv.value)
+        snap.address_sets[address_set.uuid] = address_set
     wanted = {i.instance_uuid for i in snap.interfaces.values()}
     for uuid in wanted:
         kv = mirror.get(keys.instance(uuid))

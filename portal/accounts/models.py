@@ -38,6 +38,25 @@ class Namespace(models.Model):
         return self.name == SYSTEM_NAMESPACE
 
 
+class Trust(models.Model):
+    """``namespace`` trusts ``trusted``: callers of the trusted namespace may
+    see it (Shaken Fist's namespace trust). ``system`` is trusted by every
+    namespace implicitly and never has a row."""
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="trusts")
+    trusted = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="trusted_by")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["namespace__name", "trusted__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "trusted"], name="trust_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.namespace} trusts {self.trusted}"
+
+
 class Role(models.TextChoices):
     ADMIN = "admin", "Admin"  # manage the namespace and its members
     MEMBER = "member", "Member"  # create and operate
@@ -135,6 +154,7 @@ class AuditAction(models.TextChoices):
     UNSHARE = "unshare"
     SNAPSHOT = "snapshot"
     SET_METADATA = "set-metadata"
+    SET_QUOTA = "set-quota"  # a namespace's limits
     DELETE_METADATA = "delete-metadata"
     FLOAT = "float"
     DEFLOAT = "defloat"
@@ -156,6 +176,21 @@ class AuditAction(models.TextChoices):
     LOGIN = "login"
     OPEN = "open"  # a console
     END = "end"  # someone else's console
+    ADD_RULES = "add-rules"  # to a security group
+    REMOVE_RULE = "remove-rule"
+    UPDATE = "update"  # an address set's CIDRs
+    SET_SECURITY_GROUPS = "set-security-groups"  # an interface's
+    SET_PORT_SECURITY = "set-port-security"
+    SET_ALLOWED_ADDRESSES = "set-allowed-addresses"
+    TRUST = "trust"  # a namespace lets another see it
+    UNTRUST = "untrust"
+    ATTACH = "attach"  # an interface, hot-plugged into an instance
+    DETACH = "detach"
+    ROUTE = "route"  # an address of the floating network, routed to a network
+    UNROUTE = "unroute"
+    SET_DNS = "set-dns"  # a name a network's DNS answers
+    DELETE_DNS = "delete-dns"
+    PING = "ping"  # an address, from a network's router
 
 
 class Via(models.TextChoices):

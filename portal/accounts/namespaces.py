@@ -19,9 +19,16 @@ from cloudstate import validation
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts import audit, keys, notify
 from portal.accounts.actor import Actor
-from portal.accounts.models import SYSTEM_NAMESPACE, ApiKey, AuditAction, Membership, Namespace
+from portal.accounts.models import (
+    SYSTEM_NAMESPACE,
+    ApiKey,
+    AuditAction,
+    Membership,
+    Namespace,
+    Trust,
+)
 from portal.accounts.roles import RoleChecks
-from portal.cloud import ownership
+from portal.cloud import ownership, quotas
 from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 
 KIND = ObjectKind.NAMESPACE
@@ -34,21 +41,54 @@ def _key_name(value: Any) -> str:
     return validation.namespace_name(value, "key_name")
 
 
+def _with_details() -> Any:
+    return Namespace.objects.prefetch_related("keys", "trusts__trusted")
+
+
+async def trusting(who: RoleChecks) -> frozenset[str]:
+    """The namespaces that trust one the caller belongs to: the caller may
+    see them (not change them), as Shaken Fist's trust allows."""
+    names = Trust.objects.filter(trusted__name__in=list(who.memberships)) \
+        .values_list("namespace__name", flat=True)
+    return frozenset([name async for name in names])
+
+
+async def readable(who: RoleChecks) -> frozenset[str] | None:
+    """The namespaces the caller may see: their own, and those that trust
+    one of them (None: all, for a member of system)."""
+    if who.visible is None:
+        return None
+    return who.visible | await trusting(who)
+
+
 async def list_namespaces(who: RoleChecks) -> list[Namespace]:
-    """The namespaces the caller may see, each with its keys."""
-    queryset = Namespace.objects.prefetch_related("keys")
-    if who.visible is not None:
-        queryset = queryset.filter(name__in=who.visible)
+    """The namespaces the caller may see, each with its keys and trusts."""
+    queryset = _with_details()
+    scope = await readable(who)
+    if scope is not None:
+        queryset = queryset.filter(name__in=scope)
     return [ns async for ns in queryset]
 
 
 async def get_namespace(who: RoleChecks, name: str) -> Namespace:
-    if not isinstance(name, str) or not who.can_read(name):
+    if not isinstance(name, str) or not (who.can_read(name) or name in await trusting(who)):
         raise NotFound(f"namespace {name} not found")
-    found = await Namespace.objects.prefetch_related("keys").filter(name=name).afirst()
+    found = await _with_details().filter(name=name).afirst()
     if found is None:
         raise NotFound(f"namespace {name} not found")
     return found
+
+
+def trusted_names(namespace: Namespace) -> list[str]:
+    """Who ``namespace`` trusts, as Shaken Fist lists it: system first (it
+    always is), then the rest by name. Needs the trusts prefetched."""
+    return [SYSTEM_NAMESPACE, *sorted(t.trusted.name for t in namespace.trusts.all())]
+
+
+async def key_names(who: RoleChecks, name: str) -> list[str]:
+    """The names of the namespace's keys (never a secret)."""
+    namespace = await get_namespace(who, name)
+    return sorted(key.name for key in namespace.keys.all())
 
 
 async def require_open(name: str) -> None:
@@ -73,6 +113,12 @@ async def create_namespace(actor: Actor, name: Any, *, key_name: Any = None,
             namespace = await _create(name, key_name, key)
         except IntegrityError:
             raise Conflict(f"a namespace named {name} already exists") from None
+        try:
+            await quotas.start_namespace(name)
+        except BaseException:
+            # Nothing half-made: a namespace without its quotas would be unlimited.
+            await Namespace.objects.filter(name=name).adelete()
+            raise
     if key_name:
         await audit.record(actor, name, AuditAction.CREATE, KEY_KIND, object_name=key_name)
     return namespace
@@ -110,9 +156,11 @@ async def delete_namespace(actor: Actor, name: str) -> None:
             raise BadRequest(
                 f"namespace {name} still owns {ownership.describe(owned)}: delete them first"
             )
+        await ownership.release(name)
         members = [uid async for uid in Membership.objects.filter(
             namespace__name=name).values_list("user_id", flat=True)]
         await Namespace.objects.filter(name=name).adelete()
+        await quotas.forget_namespace(name)
     await notify.access_changed(members)
 
 
@@ -174,8 +222,38 @@ async def delete_metadata(actor: Actor, namespace: str, key: str) -> dict[str, A
     return metadata
 
 
+async def add_trust(actor: Actor, namespace: str, other: Any) -> Namespace:
+    """Let callers of ``other`` see ``namespace`` (done once however often
+    asked). System is trusted always, so trusting it changes nothing."""
+    async with audit.recording(actor, namespace, AuditAction.TRUST, KIND,
+                               object_name=namespace, detail=str(other)[:63]):
+        target = await _administered(actor, namespace)
+        if not isinstance(other, str) or not other:
+            raise BadRequest("external_namespace: name the namespace to trust")
+        if other == namespace:
+            raise BadRequest(f"external_namespace: namespace {namespace} can't trust itself")
+        if other != SYSTEM_NAMESPACE:
+            trusted = await Namespace.objects.filter(name=other).afirst()
+            if trusted is None:
+                raise NotFound(f"namespace {other} not found")
+            await Trust.objects.aget_or_create(namespace=target, trusted=trusted)
+    return await get_namespace(actor, namespace)
+
+
+async def remove_trust(actor: Actor, namespace: str, other: str) -> Namespace:
+    """Stop trusting ``other``; a trust that isn't there (system's, which
+    can't be removed, included) is not an error, as in Shaken Fist."""
+    async with audit.recording(actor, namespace, AuditAction.UNTRUST, KIND,
+                               object_name=namespace, detail=str(other)[:63]):
+        target = await _administered(actor, namespace)
+        await Trust.objects.filter(namespace=target, trusted__name=other).adelete()
+    return await get_namespace(actor, namespace)
+
+
 async def _administered(actor: Actor, namespace: str) -> Namespace:
     """The namespace, for an Actor who administers it."""
     target = await get_namespace(actor, namespace)
+    if not actor.can_read(namespace):
+        raise Forbidden(f"namespace {namespace} trusts yours: you may see it, not change it")
     actor.require_admin(namespace, f"namespace {namespace}")
     return target

@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
@@ -61,6 +62,16 @@ async def authenticate(request: HttpRequest) -> Principal:
 Handler = Callable[..., Awaitable[Any]]
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """How a view made by ``endpoint`` answers: its methods, whether it
+    wants a bearer token, whether its body is raw bytes."""
+
+    methods: tuple[str, ...]
+    authenticated: bool
+    raw_body: bool
+
+
 def endpoint(*methods: str, authenticated: bool = True,
              raw_body: bool = False) -> Callable[[Handler], Any]:
     """Wrap ``handler(request, body, actor, **url_args)`` (or, without
@@ -75,8 +86,10 @@ def endpoint(*methods: str, authenticated: bool = True,
         @functools.wraps(handler)
         async def view(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
             if request.method not in methods:
-                return error(405, f"{request.method} is not allowed here; use "
-                                  + " or ".join(methods))
+                refused = error(405, f"{request.method} is not allowed here; use "
+                                     + " or ".join(methods))
+                refused["Allow"] = ", ".join(methods)
+                return refused
             try:
                 body = {} if raw_body else parse_body(request)
                 if authenticated:
@@ -96,6 +109,9 @@ def endpoint(*methods: str, authenticated: bool = True,
                 return result
             return JsonResponse(result, safe=False, status=200)
 
+        # What the route table tells the API's description (portal.api.openapi).
+        view.api_endpoint = Endpoint(  # type: ignore[attr-defined]
+            methods=methods, authenticated=authenticated, raw_body=raw_body)
         return view
 
     return decorate

@@ -2,7 +2,7 @@
 
     GET    /<things>/<ref>/metadata         the object's metadata
     POST   /<things>/<ref>/metadata         {"key": ..., "value": ...}: set one key
-    PUT    /<things>/<ref>/metadata/<key>   {"value": ...}: set one key
+    PUT    /<things>/<ref>/metadata/<key>   {"value": ...}: set one key (POST too)
     DELETE /<things>/<ref>/metadata/<key>   delete one key
 
 Each kind gives how to find an object by reference for a caller; the
@@ -22,7 +22,6 @@ from portal.api import requests
 from portal.api.framework import endpoint
 from portal.cloud import metadata
 from portal.cloud.changes import Later
-from portal.cloud.errors import BadRequest
 
 Find = Callable[[str, Actor], Awaitable[Any]]
 
@@ -35,13 +34,13 @@ def routes(prefix: str, find: Find, name: str) -> list[URLPattern]:
         record = await find(ref, actor)
         if request.method == "GET":
             return record.spec.metadata
-        key = body.get("key")
-        if not key:
-            raise BadRequest("no key specified")
-        await metadata.set_item(actor, record, key, Later(lambda: requests.metadata_value(body)))
+        # Read only once the actor may change it: a refusal for bad input is then
+        # audited like any other, and someone who may not gets "forbidden" whatever they sent.
+        await metadata.set_item(actor, record, Later(lambda: requests.metadata_key(body)),
+                                Later(lambda: requests.metadata_value(body)))
         return None
 
-    @endpoint("PUT", "DELETE")
+    @endpoint("PUT", "POST", "DELETE")
     async def item(request: HttpRequest, body: dict, actor: Actor, ref: str, key: str) -> None:
         record = await find(ref, actor)
         if request.method == "DELETE":

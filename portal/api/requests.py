@@ -2,19 +2,24 @@
 services' requests, each field checked with a message naming it (a 400).
 Unknown keys are ignored. The pages build the same requests from their
 forms; the rules both must obey are the services' own.
+
+The bodies each route reads are declared as TypedDicts below (every key
+optional: a missing one is the route's to refuse, with a 400 naming it);
+the API's description (portal.api.openapi) is generated from them.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, Literal, TypedDict
 
-from cloudstate import netvalidation, sshkeys, validation
+from cloudstate import disklayout, netvalidation, sshkeys, validation
+from cloudstate import secgroups as rules_of
 from cloudstate.validation import ValidationError
 from portal.accounts.actor import Actor
 from portal.accounts.models import Namespace
-from portal.cloud import interfaces, networks
+from portal.cloud import addresssets, interfaces, networks, secgroups
 from portal.cloud.errors import BadRequest, NotFound
 from portal.cloud.instances import (
     MAX_SSH_KEY_BYTES,
@@ -23,6 +28,150 @@ from portal.cloud.instances import (
     InstanceRequest,
 )
 from portal.cloud.refs import Namespaces
+
+# --- the bodies, as declared for the API's description ------------------------------------------
+
+
+class InNamespace(TypedDict, total=False):
+    """Which namespace a request acts in (default: the caller's own)."""
+
+    namespace: str
+
+
+class ListBody(InNamespace, total=False):
+    all: bool  # deleted objects too
+
+
+class DeleteAllBody(InNamespace, total=False):
+    confirm: bool
+
+
+class DiskBody(TypedDict, total=False):
+    size: int
+    base: str
+    bus: str
+    type: Literal["disk", "cdrom"]
+
+
+class NetdescBody(TypedDict, total=False):
+    network_uuid: str
+    address: str
+    macaddress: str
+    model: str
+    float: bool | str
+    security_groups: list[str]  # names or UUIDs; none given: the namespace's default
+    port_security: bool
+    allowed_addresses: list[str]
+
+
+class InstanceBody(InNamespace, total=False):
+    name: str
+    cpus: int
+    memory: int
+    disk: list[DiskBody]
+    network: list[NetdescBody]
+    ssh_key: str
+    user_data: str  # base64
+    metadata: dict[str, Any]
+    video: dict[str, Any]
+    configdrive: Literal["openstack-disk", "none"]
+    placed_on: str
+    keypair: str
+
+
+class NetworkBody(InNamespace, total=False):
+    name: str
+    netblock: str
+    provide_dhcp: bool
+    provide_nat: bool
+    provide_dns: bool
+
+
+class AuthBody(TypedDict, total=False):
+    namespace: str
+    key: str
+
+
+class NamespaceBody(TypedDict, total=False):
+    namespace: str
+    key_name: str
+    key: str
+
+
+class KeyBody(TypedDict, total=False):
+    key_name: str
+    key: str
+
+
+class ValueBody(TypedDict, total=False):
+    value: Any
+
+
+class MetadataBody(ValueBody, total=False):
+    key: str
+
+
+class HotplugBody(TypedDict, total=False):
+    network: NetdescBody
+
+
+class TrustBody(TypedDict, total=False):
+    external_namespace: str
+
+
+class DnsEntryBody(TypedDict, total=False):
+    name: str
+    value: str
+
+
+class EventsBody(TypedDict, total=False):
+    limit: int
+    event_type: str
+
+
+class ConsoleBody(TypedDict, total=False):
+    length: int
+
+
+class SnapshotBody(TypedDict, total=False):
+    all: bool
+    device: str
+
+
+class ArtifactBody(InNamespace, total=False):
+    url: str
+    shared: bool
+    name: str
+
+
+class ArtifactListBody(TypedDict, total=False):
+    node: str
+
+
+class MaxVersionsBody(TypedDict, total=False):
+    max_versions: int
+
+
+class FromUploadBody(InNamespace, total=False):
+    upload_uuid: str
+    blob_uuid: str
+    source_url: str
+    shared: bool
+    artifact_type: str
+    sha512: str
+
+
+class LabelBody(TypedDict, total=False):
+    blob_uuid: str
+    max_versions: int
+
+
+class KeypairBody(InNamespace, total=False):
+    name: str
+    public_key: str
+
+
+# --- reading them --------------------------------------------------------------------------------
 
 _TRUE_WORDS = ("true", "yes", "1")
 _FALSE_WORDS = ("false", "no", "0")
@@ -113,12 +262,11 @@ def disks(raw: Any) -> list[DiskRequest]:
         field_name = f"disk[{index}]"
         if not isinstance(item, dict):
             raise ValidationError(field_name, "must be an object")
-        kind = item.get("type") or "disk"
-        if kind not in ("disk", "cdrom"):
-            raise ValidationError(f"{field_name}.type", "must be disk or cdrom")
-        bus = item.get("bus") or "virtio"
-        if kind == "disk" and bus != "virtio":
-            raise ValidationError(f"{field_name}.bus", "only virtio disks are offered")
+        kind = disklayout.disk_type(item.get("type"), f"{field_name}.type")
+        bus = disklayout.bus(item.get("bus"), f"{field_name}.bus")
+        if kind == "cdrom" and bus == "nvme":
+            raise ValidationError(f"{field_name}.bus", "a cdrom can't be on nvme (no removable "
+                                                       "media there): use usb, sata or scsi")
         base = item.get("base")
         if base is not None and not isinstance(base, str):
             raise ValidationError(f"{field_name}.base", "must be a string")
@@ -162,8 +310,36 @@ def nics(raw: Any) -> list[interfaces.NicRequest]:
             macaddress=netvalidation.mac_address(mac, f"{name}.macaddress") if mac else None,
             model=netvalidation.nic_model(item.get("model"), f"{name}.model"),
             float=flag(item.get("float"), f"{name}.float", default=False, words=True),
+            security_groups=group_refs(item.get("security_groups"),
+                                       f"{name}.security_groups"),
+            port_security=flag(item.get("port_security"), f"{name}.port_security",
+                               default=True, words=True),
+            allowed_addresses=rules_of.allowed_addresses(item.get("allowed_addresses"),
+                                                         f"{name}.allowed_addresses"),
         ))
     return found
+
+
+def group_refs(value: Any, field: str) -> list[str] | None:
+    """Security groups by name or UUID: a list, or one as text (Shaken
+    Fist's command line sends "a,b"); None or nothing: the default."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValidationError(field, "must be a list of security group names or UUIDs")
+    if len(value) > rules_of.MAX_GROUPS_PER_INTERFACE:
+        raise ValidationError(
+            field, f"at most {rules_of.MAX_GROUPS_PER_INTERFACE} security groups per interface")
+    return [v.strip() for v in value]
+def netdesc(body: dict[str, Any]) -> interfaces.NicRequest:
+    """The one NIC of a hot plug: ``{"network": netdesc}``, as Shaken Fist's client sends it."""
+    raw = body.get("network")
+    if not isinstance(raw, dict):
+        raise ValidationError("network", "must be one network description (an object with "
+                                         "network_uuid)")
+    return nics([raw])[0]
 
 
 def instance_request(body: dict[str, Any]) -> InstanceRequest:
@@ -177,6 +353,13 @@ def instance_request(body: dict[str, Any]) -> InstanceRequest:
     keypair = body.get("keypair") or None
     if keypair is not None and not isinstance(keypair, str):
         raise ValidationError("keypair", "must be the name of a keypair")
+    uefi = flag(body.get("uefi"), "uefi", default=False, words=True)
+    secure_boot = flag(body.get("secure_boot"), "secure_boot", default=False, words=True)
+    if secure_boot and not uefi:
+        raise ValidationError("secure_boot", "secure boot requires UEFI be enabled")
+    nvram_template = body.get("nvram_template") or None
+    if nvram_template is not None and not isinstance(nvram_template, str):
+        raise ValidationError("nvram_template", "must name an image")
     return InstanceRequest(
         name=validation.hostname(body.get("name")),
         cpus=validation.cpus(body.get("cpus")),
@@ -191,6 +374,10 @@ def instance_request(body: dict[str, Any]) -> InstanceRequest:
         placed_on=placed_on,
         keypair=keypair,
         networks=nics(body.get("network")),
+        uefi=uefi,
+        secure_boot=secure_boot,
+        # Shaken Fist uses the template only with UEFI, and so do we.
+        nvram_template=nvram_template if uefi else None,
     )
 
 
@@ -209,8 +396,50 @@ def network_request(body: dict[str, Any]) -> networks.NetworkRequest:
     )
 
 
+def metadata_key(body: dict[str, Any]) -> Any:
+    """The key of POST .../metadata (the collection): ``{"key": ..., "value": ...}``."""
+    if body.get("key") in (None, ""):
+        raise BadRequest("key: missing; send {\"key\": ..., \"value\": ...}")
+    return body["key"]
+
+
 def metadata_value(body: dict[str, Any]) -> Any:
     """The value of PUT .../metadata/<key>: any JSON, null included, but given."""
     if "value" not in body:
         raise BadRequest("value: missing; send {\"value\": ...}")
     return body["value"]
+
+
+# --- security groups ---------------------------------------------------------------------------
+
+
+def security_group_request(body: dict[str, Any]) -> secgroups.GroupRequest:
+    """A create: a name, a description and rules (each checked by the service)."""
+    rules = body.get("rules")
+    if rules is not None and not isinstance(rules, list):
+        raise ValidationError("rules", "must be a list of rules")
+    return secgroups.GroupRequest(name=body.get("name"), description=body.get("description"),
+                                  rules=rules or [])
+
+
+def rules_to_add(body: dict[str, Any]) -> list[Any]:
+    """POST .../rules takes one rule, or {"rules": [...]} to add several at once."""
+    if "rules" in body:
+        if not isinstance(body["rules"], list):
+            raise ValidationError("rules", "must be a list of rules")
+        return body["rules"]
+    if "direction" not in body:
+        raise BadRequest('send a rule ({"direction": "ingress", ...}) or {"rules": [...]}')
+    return [body]
+
+
+def address_set_request(body: dict[str, Any]) -> addresssets.AddressSetRequest:
+    return addresssets.AddressSetRequest(name=body.get("name"), cidrs=body.get("cidrs"),
+                                         description=body.get("description"))
+
+
+def given_field(body: dict[str, Any], name: str) -> Any:
+    """A field a PUT must carry (null included, but present)."""
+    if name not in body:
+        raise BadRequest(f"{name}: missing; send {{\"{name}\": ...}}")
+    return body[name]

@@ -3,12 +3,15 @@ Fist's client sends them. Each area keeps its routes next to its views."""
 
 from django.urls import path
 
+from portal import health
 from portal.api.views import (
     artifacts,
     auth,
     blobs,
     consoles,
+    description,
     events,
+    fallback,
     instance_actions,
     instances,
     interfaces,
@@ -18,12 +21,14 @@ from portal.api.views import (
     networks,
     nodes,
     root,
+    secgroups,
     uploads,
 )
 
 urlpatterns = [
     path("", root.root),
     path("/", root.root),
+    *description.routes,
     *auth.routes,
     *namespaces.routes,
     *instances.routes,
@@ -37,5 +42,9 @@ urlpatterns = [
     *keypairs.routes,
     *networks.routes,
     *interfaces.routes,
+    *secgroups.routes,
     *consoles.routes,
+    *health.routes("/"),
+    # Last: JSON for every path nothing above matched.
+    *fallback.routes,
 ]

@@ -19,13 +19,13 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
-from cloudstate import storage, validation
+from cloudstate import quotas, storage, validation
 from cloudstate.etcd import Compare, Delete
 from cloudstate.model import Artifact, Blob
 from cloudstate.validation import shown
@@ -37,6 +37,7 @@ from portal.accounts.namespaces import require_open
 from portal.cloud import blobs, catalogue, changes, nodes, ownership, store, urlcheck, versions
 from portal.cloud.catalogue import ArtifactRecord, BlobRecord, Catalogue
 from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
+from portal.cloud.quotas import guard as quota_guard
 from portal.cloud.refs import Namespaces, is_uuid
 from portal.cloud.versions import Change
 
@@ -139,6 +140,9 @@ class Planned:
     blob_uuid: str
     added: bool
     change: Change
+    namespace: str = ""
+    # What it takes of the namespace's quotas (cloudstate.quotas.artifact_kind).
+    asked: dict[str, int] = field(default_factory=dict)
 
 
 def plan_version(found: Catalogue, *, namespace: str, type: str, source_url: str, name: str,
@@ -149,26 +153,54 @@ def plan_version(found: Catalogue, *, namespace: str, type: str, source_url: str
     making the artifact if it has none. As in Shaken Fist, a blob equal to
     the newest version (the same blob, or the same sha512) adds nothing."""
     if isinstance(blob, Blob):
-        blob_change, sha512 = versions.create_blob(blob), blob.sha512
+        blob_change, sha512, size = versions.create_blob(blob), blob.sha512, blob.size
     else:
-        blob_change, sha512 = versions.use_blob(blob), blob.facts.sha512
+        blob_change, sha512, size = versions.use_blob(blob), blob.facts.sha512, blob.facts.size
     existing = by_url(found, type, source_url, namespace)
     if existing is None:
         artifact = Artifact(uuid=str(uuidlib.uuid4()), name=name, namespace=namespace,
                             source_url=source_url, type=type, shared=shared,
                             precache=precache, **fields).with_version(blob.uuid)
         return Planned(artifact.uuid, blob.uuid, True,
-                       versions.create_artifact(artifact) + blob_change)
+                       versions.create_artifact(artifact) + blob_change, namespace,
+                       quota_asked(type, new_artifact=True, size=size))
     newest = existing.newest
     if newest is not None and (newest.uuid == blob.uuid
                                or (sha512 and newest.facts.sha512 == sha512)):
-        return Planned(existing.uuid, newest.uuid, False, Change())
+        return Planned(existing.uuid, newest.uuid, False, Change(), namespace)
     # Versions nobody will see again (pruned before) leave the record now.
     kept = {i: b for i, b in existing.spec.versions.items() if i not in existing.found.dropped}
     artifact = existing.spec.replace(versions=kept).with_version(blob.uuid).replace(
         shared=existing.spec.shared or shared, precache=existing.spec.precache or precache)
     return Planned(existing.uuid, blob.uuid, True,
-                   versions.rewrite_artifact(existing, artifact) + blob_change)
+                   versions.rewrite_artifact(existing, artifact) + blob_change, namespace,
+                   quota_asked(type, new_artifact=False, size=size))
+
+
+def quota_asked(artifact_type: str, *, new_artifact: bool, size: int | None) -> dict[str, int]:
+    """What a new version (of a new artifact, or not) takes of the quotas:
+    one more image or snapshot, and its bytes (0 when not known yet: a fetch
+    or a snapshot still to be made needs room left)."""
+    kinds = quotas.artifact_kind(artifact_type)
+    if kinds is None:
+        return {}
+    count_kind, bytes_kind = kinds
+    asked = {bytes_kind: size or 0}
+    return {count_kind: 1, **asked} if new_artifact else asked
+
+
+async def quota_change(planned: list[Planned]) -> Change:
+    """The quota guard of every namespace the plans take from (their sums)."""
+    by_namespace: dict[str, dict[str, int]] = {}
+    for plan in planned:
+        asked = by_namespace.setdefault(plan.namespace, {})
+        for kind, amount in plan.asked.items():
+            asked[kind] = asked.get(kind, 0) + amount
+    change = Change()
+    for namespace, asked in sorted(by_namespace.items()):
+        if asked:
+            change += await quota_guard(namespace, asked)
+    return change
 
 
 async def commit_plans(plan: Callable[[Catalogue], list[Planned]], what: str,
@@ -179,6 +211,7 @@ async def commit_plans(plan: Callable[[Catalogue], list[Planned]], what: str,
     for _ in range(_ATTEMPTS):
         planned = plan(await catalogue.load())
         change = sum((p.change for p in planned), extra or Change())
+        change += await quota_change(planned)
         result = await store.etcd().txn(change.compares, change.ops)
         if result.succeeded:
             if any(p.added for p in planned):
@@ -211,7 +244,8 @@ async def cache(actor: Actor, url: object, namespace: str, *, shared: bool = Fal
         record, fetching = await _cache(url, namespace, shared=shared, name=wanted)
         entry.object_id, entry.object_name = record.uuid, record.spec.name
     if fetching:
-        await changes.event(actor, KIND, record.uuid, "caching requested", url=url)
+        await changes.event(actor, KIND, record.uuid, "caching requested",
+                            operation=AuditAction.CACHE, url=url)
     return record
 
 
@@ -238,6 +272,8 @@ async def _cache(url: str, namespace: str, *, shared: bool,
             if not fetch and artifact == existing.spec:
                 return existing, False
         if fetch:
+            change += await quota_guard(namespace, quota_asked(
+                "image", new_artifact=existing is None, size=None))
             newest = existing.newest if existing is not None else None
             blob = Blob(uuid=str(uuidlib.uuid4()), namespace=namespace, origin="fetch",
                         node=await nodes.storage_node(), source_url=url,
@@ -303,7 +339,7 @@ async def delete(actor: Actor, record: ArtifactRecord) -> ArtifactRecord | None:
             return None
         deleted = await _rewrite(record, lambda current: current.spec.replace(
             desired="deleted", deleted_at=time.time()))
-    await changes.event(actor, KIND, record.uuid, "deleted")
+    await changes.event(actor, KIND, record.uuid, "deleted", operation=AuditAction.DELETE)
     return deleted
 
 
@@ -343,7 +379,8 @@ async def delete_version(actor: Actor, record: ArtifactRecord, index: object) ->
             return current.spec.replace(versions=left, **gone)
 
         updated = await _rewrite(record, change)
-    await changes.event(actor, KIND, record.uuid, f"version {key} deleted", index=int(key))
+    await changes.event(actor, KIND, record.uuid, f"version {key} deleted",
+                        operation=AuditAction.DELETE_VERSION, index=int(key))
     return updated
 
 
@@ -374,7 +411,7 @@ async def set_max_versions(actor: Actor, record: ArtifactRecord, value: object
 
         updated = await _rewrite(record, change)
     await changes.event(actor, KIND, record.uuid, f"at most {wanted} versions kept",
-                        max_versions=wanted)
+                        operation=AuditAction.SET_MAX_VERSIONS, max_versions=wanted)
     return updated
 
 
@@ -387,7 +424,8 @@ async def set_shared(actor: Actor, record: ArtifactRecord, shared: bool) -> Arti
         if not shared and not record.spec.shared:
             raise Forbidden("artifact not shared")
         updated = await _rewrite(record, lambda current: current.spec.replace(shared=shared))
-    await changes.event(actor, KIND, record.uuid, "shared" if shared else "unshared")
+    await changes.event(actor, KIND, record.uuid, "shared" if shared else "unshared",
+                        operation=AuditAction.SHARE if shared else AuditAction.UNSHARE)
     return updated
 
 

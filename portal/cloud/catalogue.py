@@ -204,9 +204,9 @@ async def load() -> Catalogue:
 
 def _instance_users(spec_kvs: Iterable[KeyValue], seen_kvs: Iterable[KeyValue]
                     ) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str]]:
-    """(blob uuid -> instances whose disks start from it, blob uuid -> how
-    many disks do, instance -> its namespace), counting the instances that
-    still hold their disks."""
+    """(blob uuid -> instances that start from it, blob uuid -> how many
+    uses (disks, NVRAM templates) it has, instance -> its namespace),
+    counting the instances that still hold their disks."""
     seen = {kv.key.rsplit("/", 1)[-1]: InstanceObserved.from_json(kv.value) for kv in seen_kvs}
     users: dict[str, list[str]] = {}
     disks: dict[str, int] = {}
@@ -216,10 +216,7 @@ def _instance_users(spec_kvs: Iterable[KeyValue], seen_kvs: Iterable[KeyValue]
         if not scheduler.holds_resources(spec, seen.get(spec.uuid)):
             continue
         namespaces[spec.uuid] = spec.namespace
-        for disk in spec.disks:
-            if disk.source is None:
-                continue
-            blob = disk.source.blob_uuid
+        for blob in spec.blob_uuids:
             disks[blob] = disks.get(blob, 0) + 1
             if spec.uuid not in users.setdefault(blob, []):
                 users[blob].append(spec.uuid)

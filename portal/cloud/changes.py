@@ -75,7 +75,9 @@ def may_delete_all(actor: Actor, kind: ObjectKind, scope: frozenset[str] | None,
 
 
 async def event(actor: Actor, kind: ObjectKind, uuid: str, what: str, *,
-                type: EventType = EventType.AUDIT, **extra: Any) -> None:
-    """The object's event: ``what`` happened, asked for by the Actor."""
+                operation: str | None = None, type: EventType = EventType.AUDIT,
+                **extra: Any) -> None:
+    """The object's event: ``what`` happened, asked for by the Actor;
+    ``operation`` is the audit action it was (create, poweroff...)."""
     await eventlog.record(kind, uuid, f"{what} by {actor.name}", type=type,
-                          extra={**extra, "actor": actor.name})
+                          operation=operation, extra={**extra, "actor": actor.name})

@@ -38,6 +38,18 @@ class Conflict(CloudError):
     status = 409
 
 
+class QuotaExceeded(CloudError):
+    """403, as OpenStack answers a request over quota: more of ``kind`` is
+    not allowed, whatever is retried (portal.cloud.quotas). Not a Forbidden:
+    pages show it beside the form's field, as any other refusal of input."""
+
+    status = 403
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 class InsufficientResources(CloudError):
     status = 507
 

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from cloudstate import disklayout, states, validation
 from cloudstate import metadata as metadata_rules
-from cloudstate import states, validation
 from cloudstate.etcd import Compare, Delete, KeyValue, Put
-from cloudstate.model import Disk, InstanceObserved, InstanceSpec
+from cloudstate.model import Disk, DiskSource, InstanceObserved, InstanceSpec
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import SYSTEM_NAMESPACE, AuditAction
@@ -31,7 +31,9 @@ from portal.cloud import (
     changes,
     interfaces,
     keypairs,
+    nodes,
     ownership,
+    quotas,
     refs,
     scheduler,
     store,
@@ -46,13 +48,15 @@ MAX_SSH_KEY_BYTES = 16 * 1024
 _PLACEMENT_ATTEMPTS = 32
 _PLACEMENT_BACKOFF = 0.01  # s: the longest random wait after the first lost race
 KIND = ObjectKind.INSTANCE
+# Secure boot needs SMM, which QEMU emulates on q35 only (as Shaken Fist does).
+SECURE_BOOT_MACHINE = "q35"
 
 
 @dataclass(frozen=True)
 class DiskRequest:
     size_gb: int
     base: str | None = None
-    bus: str = "virtio"
+    bus: str = "virtio"  # as asked for: a cdrom on virtio ends up on usb
     type: str = "disk"
 
 
@@ -71,6 +75,9 @@ class InstanceRequest:
     placed_on: str | None = None
     keypair: str | None = None  # a keypair of the namespace, by name
     networks: list[interfaces.NicRequest] = field(default_factory=list)
+    uefi: bool = False
+    secure_boot: bool = False  # needs uefi
+    nvram_template: str | None = None  # an image reference, used with uefi
 
 
 @dataclass(frozen=True)
@@ -79,15 +86,20 @@ class InstanceRecord:
     spec: InstanceSpec
     observed: InstanceObserved | None
     revision: int = 0
+    node_online: bool = True  # its node's lease is alive (as far as the reader knows)
 
     @classmethod
-    def from_kvs(cls, spec_kv: KeyValue, observed_kv: KeyValue | None) -> InstanceRecord:
+    def from_kvs(cls, spec_kv: KeyValue, observed_kv: KeyValue | None, *,
+                 offline: set[str] | frozenset[str] = frozenset()) -> InstanceRecord:
         """The record from its desired and observed keys, as etcd or a mirror
-        holds them (the revision is the desired record's)."""
+        holds them (the revision is the desired record's); ``offline``: the
+        nodes known to be offline."""
+        spec = InstanceSpec.from_json(spec_kv.value)
         return cls(
-            spec=InstanceSpec.from_json(spec_kv.value),
+            spec=spec,
             observed=InstanceObserved.from_json(observed_kv.value) if observed_kv else None,
             revision=spec_kv.mod_revision,
+            node_online=spec.node not in offline,
         )
 
     @property
@@ -100,17 +112,11 @@ class InstanceRecord:
 
     @property
     def power_state(self) -> str:
-        return states.power_state(self.observed)
+        return states.power_state(self.observed, node_online=self.node_online)
 
     @property
     def error(self) -> str | None:
         return self.observed.error if self.observed else None
-
-
-def _disk_device(index: int) -> str:
-    # Shaken Fist's layout: the root disk is vda, the config drive vdb, the
-    # rest follow from vdc.
-    return "vda" if index == 0 else "vd" + chr(ord("a") + index + 1)
 
 
 # --- writes ----------------------------------------------------------------------------
@@ -129,34 +135,51 @@ async def create(actor: Actor, namespace: str,
             raise Forbidden("placed_on: only the system namespace may choose the node")
         record = await _place(wanted, namespace)
         entry.object_id = record.uuid
-    await changes.event(actor, KIND, record.uuid, "created", node=record.spec.node)
+    await changes.event(actor, KIND, record.uuid, "created", operation=AuditAction.CREATE,
+                        node=record.spec.node)
     await interfaces.record_on_networks(actor, record.spec, "added")
     return record
 
 
-async def _resolve_bases(request: InstanceRequest, namespace: str) -> list[bases.Resolved]:
-    """The blob each disk starts from (portal.cloud.bases). Blank disks need
-    no catalogue, which reads every instance (slow with thousands)."""
-    if all(bases.is_blank(disk.base) for disk in request.disks):
-        return [bases.Resolved(source=None) for _ in request.disks]
+@dataclass(frozen=True)
+class _Sources:
+    """What the instance starts from, each resolved to a blob
+    (portal.cloud.bases): its disks' bases, then its NVRAM template."""
+
+    disks: list[bases.Resolved]
+    nvram_template: bases.Resolved | None = None
+
+    @property
+    def every(self) -> list[bases.Resolved]:
+        return [*self.disks, *([self.nvram_template] if self.nvram_template else [])]
+
+
+async def _resolve_sources(request: InstanceRequest, namespace: str) -> _Sources:
+    if all(bases.is_blank(disk.base) for disk in request.disks) and \
+            not (request.uefi and request.nvram_template):
+        # Blank disks need no catalogue, which reads every instance (slow
+        # with thousands).
+        return _Sources(disks=[bases.Resolved(source=None) for _ in request.disks])
     found = await catalogue.load()
     resolved: list[bases.Resolved] = []
     for disk in request.disks:
         resolved.append(await bases.resolve(disk.base, namespace, found, resolved))
-    return resolved
+    template = None
+    if request.uefi and request.nvram_template:
+        try:
+            template = await bases.resolve(request.nvram_template, namespace, found, resolved)
+        except (BadRequest, NotFound):
+            raise NotFound(f"nvram_template: there is no image {request.nvram_template!r} "
+                           "to start the UEFI variables from") from None
+    return _Sources(disks=resolved, nvram_template=template)
 
 
-def _disks(request: InstanceRequest, resolved: list[bases.Resolved]) -> list[Disk]:
+def _disks(request: InstanceRequest, places: list[disklayout.Placed],
+           sources: _Sources) -> list[Disk]:
     return [
-        Disk(
-            device=_disk_device(index) if disk.type == "disk" else f"hd{chr(ord('c') + index)}",
-            size_gb=disk.size_gb,
-            base=disk.base,
-            source=resolved[index].source,
-            bus=disk.bus if disk.type == "disk" else "ide",
-            type=disk.type,
-        )
-        for index, disk in enumerate(request.disks)
+        Disk(device=place.device, size_gb=disk.size_gb, base=disk.base,
+             source=resolved.source, bus=place.bus, type=place.type)
+        for disk, place, resolved in zip(request.disks, places, sources.disks, strict=True)
     ]
 
 
@@ -165,8 +188,12 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     # The same rules as PUT .../metadata/<key>, for the whole object at once.
     metadata = metadata_rules.validate_all(request.metadata, "instance")
     video = validation.video(request.video)
-    resolved = await _resolve_bases(request, namespace)
-    disks = _disks(request, resolved)
+    # Shaken Fist's layout (cloudstate.disklayout): vda, the config drive, then the rest.
+    places = disklayout.lay_out([(disk.bus, disk.type) for disk in request.disks],
+                                config_drive=request.configdrive != "none")
+    sources = await _resolve_sources(request, namespace)
+    disks = _disks(request, places, sources)
+    firmware = _firmware(request, sources)
     ssh_key, keypair_name = request.ssh_key, None
     if request.keypair:
         if ssh_key:
@@ -175,31 +202,34 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
         ssh_key, keypair_name = keypair.public_key, keypair.name
     # A blob lives on the node that made it. Its instances go there when it
     # has room, which saves a copy; elsewhere that node's agent copies it.
-    holders = bases.holders(resolved)
+    holders = bases.holders(sources.every)
     demand = scheduler.Demand(
         cpus=request.cpus, memory_mib=request.memory,
         disk_gb=sum(d.size_gb for d in disks if d.type == "disk"),
+        firmware=firmware.needs,
     )
-    name_key = keys.instance_name(namespace, request.name)
     nic_networks = await interfaces.resolve(request.networks, namespace)
     interfaces.check_unique_addresses(request.networks, nic_networks)
+    asked = quota_asked(request)
+    # Names need not be unique, as in Shaken Fist: instances are told apart
+    # by UUID, and a name that matches several is refused as a reference.
     lost: set[str] = set()
     lost_at = 0
     for attempt in range(_PLACEMENT_ATTEMPTS):
-        if await etcd.get(name_key) is not None:
-            raise Conflict(
-                f"an instance named {request.name} already exists in namespace "
-                f"{namespace}"
-            )
+        # Counted again at every attempt: a create that lost a race to the
+        # last unit is refused here on its next round.
+        quota = await quotas.guard(namespace, asked)
         if attempt:
             # Another create may just have made the artifact of a URL this
             # one was about to fetch: start from what is there now.
-            resolved = await _resolve_bases(request, namespace)
-            disks = _disks(request, resolved)
+            sources = await _resolve_sources(request, namespace)
+            disks = _disks(request, places, sources)
+            firmware = _firmware(request, sources)
         with PLACEMENT_SECONDS.time():
             loads = await scheduler.snapshot(keys, after=lost_at)
             node = scheduler.choose(demand, loads, required=request.placed_on,
-                                    preferred=holders, avoid=lost)
+                                    preferred=holders, avoid=lost,
+                                    affinity=scheduler.affinity_of(metadata))
         instance_uuid = str(uuidlib.uuid4())
         # Addresses, MACs and floating addresses, reserved in this same
         # transaction: a create that fails leaves none of them behind.
@@ -222,18 +252,21 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             configdrive=request.configdrive,
             requested_placement=request.placed_on,
             interfaces=[nic.uuid for nic in nics.interfaces],
+            uefi=request.uefi,
+            secure_boot=request.secure_boot,
+            nvram_template=firmware.nvram_template,
+            # Secure boot's q35, else the machine the node gives its guests.
+            machine_type=firmware.machine_type or node.info.machine,
         )
         placement_key = keys.placement(node.info.name)
-        # The blobs its disks start from, fenced; a new URL's fetch, asked of its node.
-        storage = bases.change(resolved, namespace, node.info.name)
+        # The blobs it starts from, fenced; a new URL's fetch, asked of its node.
+        storage = bases.change(sources.every, namespace, node.info.name)
         result = await etcd.txn(
-            [Compare.absent(name_key),
-             Compare.unchanged_since(placement_key, node.placement_revision),
-             *nics.compares, *storage.compares],
-            [*_put_spec(spec),
-             Put(name_key, spec.uuid),
+            [Compare.unchanged_since(placement_key, node.placement_revision),
+             *nics.compares, *storage.compares, *quota.compares],
+            [*put_desired(spec),
              Put(placement_key, spec.uuid),
-             *nics.puts, *storage.ops],
+             *nics.puts, *storage.ops, *quota.ops],
         )
         if result.succeeded:
             return InstanceRecord(spec=spec, observed=None, revision=result.revision)
@@ -245,6 +278,33 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     raise Conflict("too many instances are being created at once; try again")
 
 
+def quota_asked(request: InstanceRequest) -> dict[str, int]:
+    """What an instance takes of its namespace's quotas (cloudstate.quotas
+    counts the same from its record)."""
+    asked = {"instances": 1, "vcpus": request.cpus, "memory_mib": request.memory,
+             "disk_gb": sum(disk.size_gb for disk in request.disks)}
+    floating = sum(1 for nic in request.networks if nic.float)
+    return {**asked, "floating_addresses": floating} if floating else asked
+
+
+@dataclass(frozen=True)
+class _Firmware:
+    needs: tuple[str, ...] = ()  # what the node must offer (NodeInfo.firmware)
+    nvram_template: DiskSource | None = None
+    machine_type: str | None = None
+
+
+def _firmware(request: InstanceRequest, sources: _Sources) -> _Firmware:
+    """What booting as asked needs: UEFI firmware (and secure boot's, which
+    takes machine q35) on the node, and the NVRAM template's blob."""
+    if not request.uefi:
+        return _Firmware()
+    template = sources.nvram_template.source if sources.nvram_template else None
+    if request.secure_boot:
+        return _Firmware(("uefi", "secure-boot"), template, SECURE_BOOT_MACHINE)
+    return _Firmware(("uefi",), template)
+
+
 async def delete(actor: Actor, record: InstanceRecord) -> InstanceRecord:
     """Ask for the instance to go. Deleting a deleted instance is not an error."""
     async with changes.changing(actor, AuditAction.DELETE, KIND,
@@ -252,7 +312,8 @@ async def delete(actor: Actor, record: InstanceRecord) -> InstanceRecord:
                                 object_name=record.spec.name):
         deleted, asked = await _mark_deleted(record)
     if asked:
-        await changes.event(actor, KIND, record.uuid, "deletion requested")
+        await changes.event(actor, KIND, record.uuid, "deletion requested",
+                            operation=AuditAction.DELETE)
         await interfaces.record_on_networks(actor, record.spec, "goes (its instance is being "
                                                                 "deleted)")
     return deleted
@@ -280,8 +341,8 @@ async def _mark_deleted(record: InstanceRecord) -> tuple[InstanceRecord, bool]:
         name_key = keys.instance_name(spec.namespace, spec.name)
         result = await etcd.txn(
             [Compare.unchanged_since(keys.instance(spec.uuid), current.revision)],
-            [*_put_spec(spec),
-             # Free the name at once, so it can be used again.
+            [*put_desired(spec),
+             # Instances made when names were unique each kept a name key.
              *([Delete(name_key)] if await _name_points_at(name_key, spec.uuid) else [])],
         )
         if result.succeeded:
@@ -308,7 +369,8 @@ def _copy_keys(spec: InstanceSpec) -> list[str]:
     return [store.keys().node_instance(spec.node, spec.uuid)]
 
 
-def _put_spec(spec: InstanceSpec) -> list[Put]:
+def put_desired(spec: InstanceSpec) -> list[Put]:
+    """The writes of a desired record: every writer's transaction holds these."""
     value = spec.to_json()
     return [Put(store.keys().instance(spec.uuid), value),
             *(Put(key, value) for key in _copy_keys(spec))]
@@ -324,10 +386,12 @@ async def _name_points_at(name_key: str, uuid: str) -> bool:
 
 async def _load(uuid: str) -> InstanceRecord | None:
     etcd, keys = store.etcd(), store.keys()
-    spec_kv, observed_kv = await asyncio.gather(
-        etcd.get(keys.instance(uuid)), etcd.get(keys.observed_instance(uuid))
+    spec_kv, observed_kv, offline = await asyncio.gather(
+        etcd.get(keys.instance(uuid)), etcd.get(keys.observed_instance(uuid)),
+        nodes.offline_nodes(),
     )
-    return None if spec_kv is None else InstanceRecord.from_kvs(spec_kv, observed_kv)
+    return None if spec_kv is None else InstanceRecord.from_kvs(spec_kv, observed_kv,
+                                                                 offline=offline)
 
 
 
@@ -362,9 +426,9 @@ async def purge(record: InstanceRecord) -> bool:
         return False
     keys = store.keys()
     return await store.forget(keys.instance(record.uuid), keys.observed_instance(record.uuid),
-                              record.revision, also=[
-                                  *_copy_keys(record.spec),
-                                  keys.node_observed_instance(record.spec.node, record.uuid)])
+                              record.revision, *_copy_keys(record.spec),
+                              keys.node_observed_instance(record.spec.node, record.uuid),
+                              *(keys.deleted_interface(uuid) for uuid in record.spec.interfaces))
 
 
 async def _owned_instances(namespace: str) -> list[str]:

@@ -79,7 +79,7 @@ async def update(actor: Actor, path: str, blob_uuid: Any,
         entry.object_id = planned.artifact_uuid
     if planned.added:
         await changes.event(actor, KIND, planned.artifact_uuid, f"label now points at blob "
-                            f"{blob.uuid}", blob=blob.uuid)
+                            f"{blob.uuid}", operation=AuditAction.LABEL, blob=blob.uuid)
     return await artifacts.reload(planned.artifact_uuid)
 
 

@@ -1,8 +1,9 @@
 """Metadata ("tags" in the portal): small key/value pairs on an object.
 
 One implementation for every kind of object that keeps its metadata in its
-desired record in etcd (instances, networks, artifacts, blobs): the same key rules and
-size limits (cloudstate.metadata), the same audit row and the same event.
+desired record in etcd (instances, networks, nodes, artifacts, blobs, security
+groups): the same key rules and size limits (cloudstate.metadata), the same
+audit row and the same event.
 A new kind plugs in with its ``update`` function in ``_REWRITERS``.
 """
 
@@ -17,7 +18,7 @@ from cloudstate.validation import shown
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
-from portal.cloud import artifacts, blobs, changes, instances, networks
+from portal.cloud import artifacts, blobs, changes, instances, networks, nodes, secgroups
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import NotFound
 
@@ -48,15 +49,20 @@ Rewriter = Callable[[Any, Callable[[Any], Any]], Awaitable[Any]]
 _REWRITERS: dict[ObjectKind, Rewriter] = {
     ObjectKind.INSTANCE: instances.update,
     ObjectKind.NETWORK: networks.update,
+    ObjectKind.NODE: nodes.update,
     ObjectKind.IMAGE: artifacts.update,
     ObjectKind.BLOB: blobs.update,
+    ObjectKind.SECURITY_GROUP: secgroups.update,
 }
 
 
-async def set_item(actor: Actor, record: H, key: object, value: Any | Later[Any]) -> H:
+async def set_item(actor: Actor, record: H, key: object | Later[object],
+                   value: Any | Later[Any]) -> H:
     kind = record.kind
-    async with _changing(actor, record, AuditAction.SET_METADATA, key):
-        key = rules.validate_key(key)
+    async with _changing(actor, record, AuditAction.SET_METADATA,
+                         "" if isinstance(key, Later) else key) as entry:
+        key = rules.validate_key(given(key))
+        entry.detail = key
         value = rules.validate_value(given(value))
 
         def change(current: H) -> Any:
@@ -64,7 +70,8 @@ async def set_item(actor: Actor, record: H, key: object, value: Any | Later[Any]
             return spec.replace(metadata=rules.with_item(spec.metadata, key, value, kind))
 
         updated = await _REWRITERS[kind](record, change)
-    await changes.event(actor, kind, record.uuid, f"metadata {key} set", key=key, value=value)
+    await changes.event(actor, kind, record.uuid, f"metadata {key} set",
+                        operation=AuditAction.SET_METADATA, key=key, value=value)
     return updated
 
 
@@ -79,7 +86,8 @@ async def delete_item(actor: Actor, record: H, key: str) -> H:
 
     async with _changing(actor, record, AuditAction.DELETE_METADATA, key):
         updated = await _REWRITERS[kind](record, change)
-    await changes.event(actor, kind, record.uuid, f"metadata {key} deleted", key=key)
+    await changes.event(actor, kind, record.uuid, f"metadata {key} deleted",
+                        operation=AuditAction.DELETE_METADATA, key=key)
     return updated
 
 

@@ -1,4 +1,6 @@
-"""Turn an etcd outage into a clear 503 instead of a 500 and a traceback."""
+"""Failures no view handled, answered in the caller's language: an etcd
+outage as a clear 503 (a page, or JSON under /api), and anything else under
+/api as Shaken Fist's JSON error shape rather than Django's HTML page."""
 
 from __future__ import annotations
 
@@ -25,3 +27,16 @@ class EtcdUnavailableMiddleware(MiddlewareMixin):
         return TemplateResponse(
             request, "errors/unavailable.html", {"message": MESSAGE}, status=503
         )
+
+
+class ApiJsonErrors(MiddlewareMixin):
+    """Under /api, an exception no view expected is a JSON 500 (logged with
+    its traceback here); its text is not shown to the caller."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path.startswith("/api") or isinstance(exception, EtcdUnavailable):
+            return None
+        log.exception("unexpected failure serving %s %s", request.method, request.path,
+                      exc_info=exception)
+        return JsonResponse({"error": "internal error: the portal's log says more",
+                             "status": 500}, status=500)

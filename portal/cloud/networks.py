@@ -34,7 +34,7 @@ from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import AuditAction
 from portal.accounts.namespaces import require_open
-from portal.cloud import changes, ownership, refs, store
+from portal.cloud import changes, ownership, quotas, refs, store
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import BadRequest, Conflict, InsufficientResources, NotFound
 from portal.cloud.refs import Namespaces, visible
@@ -138,7 +138,8 @@ async def create(actor: Actor, namespace: str,
         record = await _build(_checked(wanted), namespace)
         entry.object_id = record.uuid
     spec = record.spec
-    await changes.event(actor, KIND, spec.uuid, "created", netblock=spec.netblock,
+    await changes.event(actor, KIND, spec.uuid, "created", operation=AuditAction.CREATE,
+                        netblock=spec.netblock,
                         vxlan_id=spec.vxid, floating_gateway=spec.floating_gateway)
     return record
 
@@ -154,8 +155,9 @@ async def _build(request: NetworkRequest, namespace: str) -> NetworkRecord:
                 f"a network named {request.name} already exists in namespace "
                 f"{namespace}"
             )
+        quota = await quotas.guard(namespace, {"networks": 1})
         vxid = ipam.random_vxid()
-        compares, ops = [Compare.absent(name_key)], []
+        compares, ops = [Compare.absent(name_key), *quota.compares], [*quota.ops]
         compare, put = ipam.claim_vxid(keys, vxid, network_uuid)
         compares.append(compare)
         ops.append(put)
@@ -207,7 +209,8 @@ async def delete(actor: Actor, record: NetworkRecord) -> NetworkRecord:
         deleted, asked = await _mark_deleted(record)
     if asked:
         waiting = " (it waits for its instances being deleted)" if deleted.interfaces else ""
-        await changes.event(actor, KIND, record.uuid, "deletion asked for" + waiting)
+        await changes.event(actor, KIND, record.uuid, "deletion asked for" + waiting,
+                            operation=AuditAction.DELETE)
     return deleted
 
 
@@ -373,13 +376,20 @@ async def list_networks(
 
 
 async def addresses(record: NetworkRecord) -> list[dict[str, Any]]:
-    """Every address of the network that is not free, as Shaken Fist lists them."""
+    """Every address of the network that is not free, as Shaken Fist lists
+    them: ``user`` is what holds it, ``["network", <uuid>]`` for the
+    network's own addresses and ``["instance", <uuid>]`` for a guest's."""
     pool = ipam.Pool.for_network(record.uuid, record.spec.netblock)
     found = [
-        {"address": address, "type": kind, "user": None, "comment": ""}
+        {"address": address, "type": kind, "user": ["network", record.uuid],
+         "when": record.spec.created_at, "comment": ""}
         for address, kind in pool.by_rule.items()
     ]
+    owners = {iface.uuid: iface.instance_uuid for iface in record.interfaces}
     for reservation in await ipam.reservations(store.etcd(), store.keys(), record.uuid):
-        found.append({"address": reservation.address, "type": reservation.type,
-                      "user": reservation.user, "comment": reservation.comment})
+        kind, holder = [*reservation.user, "", ""][:2]
+        user = ["instance", owners[holder]] if kind == "interface" and holder in owners \
+            else list(reservation.user)
+        found.append({"address": reservation.address, "type": reservation.type, "user": user,
+                      "when": reservation.created_at, "comment": reservation.comment})
     return sorted(found, key=lambda a: tuple(int(p) for p in a["address"].split(".")))

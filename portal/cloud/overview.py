@@ -1,6 +1,6 @@
 """The dashboard's figures: nodes online and offline, instances by state, the
 capacity used and free on each node and in all, floating addresses, and a
-namespace's own use.
+namespace's own use against its quotas (portal.cloud.quotas).
 
 Everything comes from the live hub's mirror of etcd, with the scheduler's
 own accounting (``scheduler.loads_from``), so the dashboard says exactly
@@ -15,8 +15,7 @@ from dataclasses import dataclass, replace
 
 from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.mirror import Mirror
-from cloudstate.model import InstanceSpec, InterfaceSpec
-from portal.cloud import networks, scheduler
+from portal.cloud import networks, quotas, scheduler
 from portal.cloud.instances import InstanceRecord
 from portal.cloud.refs import Namespaces, visible
 from portal.cloud.scheduler import NodeLoad
@@ -39,25 +38,6 @@ class Capacity:
     def percent(self) -> int:
         """Used, as a whole percentage of the total (capped at 100 for bars)."""
         return min(round(100 * self.used / self.total), 100) if self.total > 0 else 0
-
-
-@dataclass(frozen=True)
-class Use:
-    """How much of one resource a namespace uses, and its quota when it has one.
-
-    The seam for quotas: ``namespace_use`` leaves ``limit`` as None; when
-    namespaces get quotas, it is filled from them here and the dashboard
-    shows "used of limit" with no other change.
-    """
-
-    resource: str
-    used: int
-    unit: str = ""
-    limit: int | None = None
-
-    @property
-    def usage(self) -> Capacity | None:
-        return Capacity(self.used, self.limit) if self.limit is not None else None
 
 
 @dataclass(frozen=True)
@@ -92,9 +72,9 @@ class Overview:
     memory: Capacity | None = None  # MiB
     disk: Capacity | None = None  # GB
     floating: Capacity | None = None  # None also when the cloud has no floating network
-    # One namespace's use (when the person works in one):
+    # One namespace's use of each quota, and its limits (when the person works in one):
     namespace: str | None = None
-    use: list[Use] | None = None
+    use: list[quotas.Line] | None = None
 
     @property
     def online(self) -> int:
@@ -120,7 +100,7 @@ def overview(mirror: Mirror, keys: Keys, records: list[InstanceRecord], *,
         states=_ordered(Counter(record.state for record in shown), STATE_ORDER),
         power=_ordered(Counter(record.power_state for record in shown), POWER_ORDER),
         namespace=namespace,
-        use=namespace_use(mirror, keys, namespace) if namespace else None,
+        use=quotas.from_mirror(mirror, keys, namespace) if namespace else None,
     )
     if not sees_nodes:
         return found
@@ -139,20 +119,3 @@ def overview(mirror: Mirror, keys: Keys, records: list[InstanceRecord], *,
         floating=Capacity(sum(1 for _ in mirror.items(keys.addresses(FLOATING_POOL))),
                           pool.capacity) if pool is not None else None,
     )
-
-
-def namespace_use(mirror: Mirror, keys: Keys, namespace: str) -> list[Use]:
-    """What ``namespace``'s live instances hold: the figures a quota would limit."""
-    specs = [spec for spec in (InstanceSpec.from_json(kv.value)
-                               for kv in mirror.items(keys.instances))
-             if spec.namespace == namespace and spec.desired != "deleted"]
-    floating = sum(1 for kv in mirror.items(keys.interfaces)
-                   if (iface := InterfaceSpec.from_json(kv.value)).namespace == namespace
-                   and iface.floating)
-    return [
-        Use("instances", len(specs)),
-        Use("vCPUs", sum(spec.cpus for spec in specs)),
-        Use("memory", sum(spec.memory for spec in specs), "MiB"),
-        Use("disk", sum(spec.disk_total_gb for spec in specs), "GB"),
-        Use("floating addresses", floating),
-    ]

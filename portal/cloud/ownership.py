@@ -8,6 +8,10 @@ in its service module:
     ownership.register("networks", _owned_networks)
 
 where ``_owned_networks(namespace) -> list[str]`` returns names (or UUIDs).
+
+What belongs to a namespace without anyone having made it (its ``default``
+security group) is not listed; its kind registers a ``release`` too, which
+removes it once the namespace has nothing else left and is being deleted.
 """
 
 from __future__ import annotations
@@ -16,16 +20,26 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 OwnedLister = Callable[[str], Awaitable[list[str]]]
+Releaser = Callable[[str], Awaitable[None]]
 
 _listers: dict[str, OwnedLister] = {}
+_releasers: dict[str, Releaser] = {}
 
 
-def register(kind: str, lister: OwnedLister) -> OwnedLister:
+def register(kind: str, lister: OwnedLister, release: Releaser | None = None) -> OwnedLister:
     existing = _listers.get(kind)
     if existing is not None and existing is not lister:
         raise ValueError(f"{kind} already has an ownership lister: {existing!r}")
     _listers[kind] = lister
+    if release is not None:
+        _releasers[kind] = release
     return lister
+
+
+async def release(namespace: str) -> None:
+    """Remove what a namespace being deleted holds without owning it."""
+    for kind in sorted(_releasers):
+        await _releasers[kind](namespace)
 
 
 def kinds() -> list[str]:

@@ -61,6 +61,7 @@ async def request(actor: Actor, record: InstanceRecord, action: str) -> Instance
         check(record, action)
         updated = await instances.update(record, change)
     await changes.event(actor, KIND, record.uuid,
-                        f"{power.LABELS[action].lower()} requested", action=action,
+                        f"{power.LABELS[action].lower()} requested",
+                        operation=audit_action(action), action=action,
                         generation=updated.spec.power.generation)
     return updated

@@ -51,6 +51,17 @@ async def find(ref: str, namespaces: Namespaces, *, kind: str,
     if not found:
         raise NotFound(f"{kind} {ref} not found")
     if len(found) > 1:
-        raise BadRequest(
-            f"{len(found)} {kind}s in different namespaces are named {ref!r}: use the UUID")
+        raise Ambiguous(kind, ref, found)
     return found[0]
+
+
+class Ambiguous(BadRequest):
+    """A name that several objects have used as a reference (400, as in
+    Shaken Fist): the caller must say which by UUID."""
+
+    def __init__(self, kind: str, ref: str, found: Iterable[_Record]):
+        spaces = sorted({record.spec.namespace for record in found})
+        where = f"namespace \"{spaces[0]}\"" if len(spaces) == 1 \
+            else "namespaces " + ", ".join(f'"{ns}"' for ns in spaces)
+        super().__init__(f"multiple {kind}s have the name \"{ref}\" in {where}: "
+                         "use the UUID")

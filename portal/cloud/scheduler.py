@@ -1,16 +1,26 @@
-"""Choose a node for a new instance, from real accounting in etcd.
+"""Choose a node for a new instance, from real accounting of etcd's records
+(kept by the live hub: ``snapshot``).
 
 Every instance that still holds resources on a node (active, or deleted but
 not yet torn down) counts against it. Placement is optimistic: the caller
 commits with a comparison on the node's placement key, which every placement
 onto that node rewrites, so two concurrent creates can never both take the
 last free memory of a node; the loser recomputes and tries again.
+
+Among the nodes that fit (online, not in maintenance, with room), the
+choice follows, in order: Shaken Fist's affinity metadata (an instance's
+``affinity``, ``{"tag": score}``, adds each score once per instance with that
+tag already on a node: positive attracts, negative repels); then a node
+holding what the instance starts from (no copy); then the strategy
+(SFCLOUD_SCHEDULER): ``spread`` takes the node with the most memory to
+spare, ``pack`` the one with the least that still fits.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -21,23 +31,28 @@ from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo
 from cloudstate.validation import shown
 from portal.cloud.errors import InsufficientResources, NotFound
 
+FIRMWARE_NAMES = {"uefi": "UEFI", "secure-boot": "secure boot"}
+
 
 @dataclass(frozen=True)
 class Demand:
     cpus: int
     memory_mib: int
     disk_gb: int
+    firmware: tuple[str, ...] = ()  # boot firmware beyond BIOS: "uefi", "secure-boot"
 
 
 @dataclass
 class NodeLoad:
     info: NodeInfo
     alive: bool
+    maintenance: bool = False
     placement_revision: int = 0
     cpus: int = 0
     memory_mib: int = 0
     disk_gb: int = 0
     instances: list[str] = field(default_factory=list)
+    tags: Counter[str] = field(default_factory=Counter)  # instances on it per tag
 
     @property
     def cpu_limit(self) -> int:
@@ -59,6 +74,8 @@ class NodeLoad:
         and reserves."""
         if not self.alive:
             return "is offline"
+        if self.maintenance:
+            return "is in maintenance (no new instances)"
         if not self.info.is_hypervisor:
             return "runs no instances (it is not a hypervisor)"
         if self.info.simulated != settings.CLOUD.simulated_hypervisor:
@@ -67,6 +84,10 @@ class NodeLoad:
             # and such a portal places nowhere else.
             return ("is a simulated node (it runs no guests)" if self.info.simulated
                     else "is a real node, and this portal places on simulated nodes only")
+        missing = [name for name in demand.firmware if name not in self.info.firmware]
+        if missing:
+            return (f"has no {' or '.join(FIRMWARE_NAMES[name] for name in missing)} firmware "
+                    "(Debian's ovmf package)")
         if demand.cpus > self.info.vcpus:
             # Overcommit shares CPUs between guests; one guest never gets
             # more vCPUs than the host has CPUs to run them on at once.
@@ -111,19 +132,22 @@ async def snapshot(keys: Keys, *, after: int = 0) -> dict[str, NodeLoad]:
     if after:
         await mirror.wait_for_revision(after)
     loads = tally(nodes=mirror.items(keys.nodes), alive=mirror.items(keys.alive), placed=(),
-                  placements=mirror.items(keys.placement("")))
+                  placements=mirror.items(keys.placement("")),
+                  maintenance=mirror.items(keys.maintenance_all))
     # The hub keeps each node's sums as instances change (read in the same
     # step as the records above: nothing runs in between).
     for name, usage in live.placed().nodes.items():
         if (load := loads.get(name)) is not None:
             load.cpus, load.memory_mib, load.disk_gb = usage.cpus, usage.memory_mib, usage.disk_gb
             load.instances = list(usage.instances)
+            load.tags = usage.tags.copy()
     return loads
 
 
 def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
                specs: Iterable[KeyValue], observed: Iterable[KeyValue],
-               placements: Iterable[KeyValue] = ()) -> dict[str, NodeLoad]:
+               placements: Iterable[KeyValue] = (),
+               maintenance: Iterable[KeyValue] = ()) -> dict[str, NodeLoad]:
     """The accounting of ``snapshot`` over records as read from etcd or a
     mirror (the dashboard's)."""
     seen = {
@@ -131,16 +155,20 @@ def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
     }
     placed = ((spec, seen.get(spec.uuid))
               for spec in (InstanceSpec.from_json(kv.value) for kv in specs))
-    return tally(nodes=nodes, alive=alive, placed=placed, placements=placements)
+    return tally(nodes=nodes, alive=alive, placed=placed, placements=placements,
+                 maintenance=maintenance)
 
 
 def tally(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
           placed: Iterable[tuple[InstanceSpec, InstanceObserved | None]],
-          placements: Iterable[KeyValue] = ()) -> dict[str, NodeLoad]:
+          placements: Iterable[KeyValue] = (),
+          maintenance: Iterable[KeyValue] = ()) -> dict[str, NodeLoad]:
     """Each node's load: what every instance holding resources takes."""
     alive_names = {kv.key.rsplit("/", 1)[-1] for kv in alive}
+    kept_off = {kv.key.rsplit("/", 1)[-1] for kv in maintenance}
     loads = {
-        info.name: NodeLoad(info=info, alive=info.name in alive_names)
+        info.name: NodeLoad(info=info, alive=info.name in alive_names,
+                            maintenance=info.name in kept_off)
         for info in (NodeInfo.from_json(kv.value) for kv in nodes)
     }
     for kv in placements:
@@ -155,18 +183,40 @@ def tally(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
         load.memory_mib += spec.memory
         load.disk_gb += spec.disk_total_gb
         load.instances.append(spec.uuid)
+        load.tags.update(set(instance_tags(spec)))
     return loads
+
+
+def instance_tags(spec: InstanceSpec) -> list[str]:
+    tags = spec.metadata.get("tags") if isinstance(spec.metadata, dict) else None
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+
+def affinity_of(metadata: Mapping[str, object] | None) -> dict[str, int]:
+    """An instance's ``affinity`` metadata (validated as a dict of ints when
+    it was set), or nothing."""
+    found = (metadata or {}).get("affinity")
+    if not isinstance(found, dict):
+        return {}
+    return {str(tag): score for tag, score in found.items()
+            if isinstance(score, int) and not isinstance(score, bool)}
+
+
+def affinity_score(load: NodeLoad, affinity: Mapping[str, int]) -> int:
+    return sum(score * load.tags[tag] for tag, score in affinity.items())
 
 
 def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None = None,
            preferred: set[str] | frozenset[str] = frozenset(),
-           avoid: set[str] | frozenset[str] = frozenset()) -> NodeLoad:
-    """The node with the most memory to spare among those that fit, a
-    preferred one (holding what the instance starts from) if any fits.
-    ``avoid``: nodes another create just took (our placement on them lost
-    the race), passed over while another fits, and the choice among the
-    rest made partly at random, so concurrent creates that all chose the
-    same best node spread out instead of queueing on the next one."""
+           avoid: set[str] | frozenset[str] = frozenset(),
+           affinity: Mapping[str, int] | None = None, strategy: str | None = None
+           ) -> NodeLoad:
+    """The best node among those that fit (see the module's docstring), or
+    InsufficientResources naming what each node lacks. ``avoid``: nodes
+    another create just took (our placement on them lost the race), passed
+    over while another fits, and the choice among the rest made partly at
+    random, so concurrent creates that all chose the same best node spread
+    out instead of queueing on the next one."""
     if required is not None:
         if required not in loads:
             raise NotFound(f"there is no node named {shown(required)}")
@@ -181,11 +231,16 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
         detail = "; ".join(f"{name} {reason}" for name, reason in sorted(reasons.items()))
         raise InsufficientResources(
             f"no node can run an instance of {demand.cpus} vCPUs, {demand.memory_mib} MiB "
-            f"memory and {demand.disk_gb} GB disk: {detail}"
+            f"memory and {demand.disk_gb} GB disk"
+            + "".join(f" with {FIRMWARE_NAMES[name]}" for name in demand.firmware[-1:])
+            + f": {detail}"
         )
-    def rank(load: NodeLoad) -> tuple[bool, int, str]:
-        return (load.info.name in preferred, load.memory_limit - load.memory_mib,
-                load.info.name)
+    pack = (strategy or settings.SCHEDULER_STRATEGY) == "pack"
+
+    def rank(load: NodeLoad) -> tuple[int, bool, int, str]:
+        spare = load.memory_limit - load.memory_mib
+        return (affinity_score(load, affinity or {}), load.info.name in preferred,
+                -spare if pack else spare, load.info.name)
 
     if not avoid:
         return max(fitting, key=rank)

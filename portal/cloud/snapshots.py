@@ -64,11 +64,12 @@ async def request(actor: Actor, record: InstanceRecord, *, all_disks: bool = Fal
         entry.detail = ", ".join(f"{t.device}: {t.artifact_uuid}/{t.blob_uuid}" for t in taken)
     await changes.event(actor, KIND, record.uuid,
                         f"snapshot of {', '.join(t.device for t in taken)} requested",
-                        blobs=[t.blob_uuid for t in taken])
+                        operation=AuditAction.SNAPSHOT, blobs=[t.blob_uuid for t in taken])
     for item in taken:
         await changes.event(actor, ObjectKind.IMAGE, item.artifact_uuid,
                             f"snapshot of {record.spec.name} {item.device} requested",
-                            instance=record.uuid, blob=item.blob_uuid)
+                            operation=AuditAction.SNAPSHOT, instance=record.uuid,
+                            blob=item.blob_uuid)
     return taken
 
 

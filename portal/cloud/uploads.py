@@ -35,9 +35,9 @@ from portal.accounts import audit
 from portal.accounts.actor import Actor
 from portal.accounts.models import SYSTEM_NAMESPACE, AuditAction
 from portal.accounts.namespaces import require_open
-from portal.cloud import artifacts, blobs, changes, nodes, ownership, store
+from portal.cloud import artifacts, blobs, changes, nodes, ownership, quotas, store
 from portal.cloud.catalogue import ArtifactRecord, Catalogue
-from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
+from portal.cloud.errors import BadRequest, CloudError, Conflict, Forbidden, NotFound
 from portal.cloud.refs import Namespaces, visible
 from portal.cloud.versions import Change
 from portal.consoles import agent
@@ -54,6 +54,9 @@ async def create(actor: Actor, namespace: str) -> Upload:
     async with changes.changing(actor, AuditAction.CREATE, KIND, namespace=namespace,
                                 what=f"namespace {namespace}") as entry:
         await require_open(namespace)
+        # Early, so that nobody sends gigabytes the seal would refuse (the
+        # quota itself is checked when the bytes become a version).
+        await quotas.guard(namespace, {"image_bytes": 0})
         upload = Upload(uuid=str(uuidlib.uuid4()), namespace=namespace,
                         node=await nodes.storage_node(), created_at=time.time())
         await store.etcd().put(store.keys().upload(upload.uuid), upload.to_json())
@@ -156,7 +159,7 @@ async def to_artifact(actor: Actor, name: Any, namespace: str, *, upload_uuid: A
     if planned.added:
         await changes.event(actor, artifacts.KIND, planned.artifact_uuid,
                             f"new version uploaded (blob {planned.blob_uuid})",
-                            blob=planned.blob_uuid)
+                            operation=AuditAction.UPLOAD, blob=planned.blob_uuid)
     return await artifacts.reload(planned.artifact_uuid)
 
 
@@ -180,7 +183,7 @@ async def _from_upload(actor: Actor, ref: str, fields: dict[str, Any],
     gone = Change([], [Delete(store.keys().upload(upload.uuid))])
     try:
         planned = (await artifacts.commit_plans(plan, f"artifact {fields['name']}", gone))[0]
-    except Conflict:
+    except CloudError:  # a conflict, or over quota: the bytes are nobody's
         await _drop_sealed(upload.node, sealed)
         raise
     if not planned.added:

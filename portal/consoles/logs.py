@@ -20,11 +20,15 @@ def _route(record: InstanceRecord, ref: str) -> str:
     return consolelog_path(record.uuid)
 
 
-async def read(record: InstanceRecord, length: int | Later[int], *, ref: str) -> bytes:
-    """The log's last ``length`` bytes; ``ref`` is how the caller named the instance."""
+async def read(record: InstanceRecord, length: int | str | Later[int | str], *,
+               ref: str) -> bytes:
+    """The log's last ``length`` bytes (WHOLE_LOG: all of it, even what
+    virtlogd rotated); ``ref`` is how the caller named the instance."""
     route = _route(record, ref)
-    return await agent.request(record.spec.node, "GET", route,
-                               params={"length": str(given(length))})
+    wanted = given(length)
+    if isinstance(wanted, int) and wanted == 0:
+        return b""
+    return await agent.request(record.spec.node, "GET", route, params={"length": str(wanted)})
 
 
 async def clear(actor: Actor, record: InstanceRecord, *, ref: str) -> None:

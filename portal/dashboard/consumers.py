@@ -39,6 +39,8 @@ class DashboardConsumer(LivePage):
             self.feeds = AgentFeeds(self._node_sample)
         scope = self.access.scope
         groups = [self.hub.cloud_group, LATEST_GROUP]
+        if not self.access.all_namespaces and self.access.current:
+            groups.append(self.hub.quota_group(self.access.current))
         if scope is None:
             groups.append(self.hub.everything_group)
         else:
@@ -78,6 +80,9 @@ class DashboardConsumer(LivePage):
         self._soon()
 
     async def cloud_changed(self, event: dict) -> None:
+        self._soon()
+
+    async def quota_changed(self, event: dict) -> None:
         self._soon()
 
     async def event_added(self, event: dict) -> None:

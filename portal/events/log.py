@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import socket
 import time
 import uuid as uuidlib
@@ -54,11 +55,13 @@ def group_name(kind: str, object_uuid: str) -> str:
 async def record(
     kind: str, object_uuid: str, message: str, *, type: str = EventType.AUDIT,
     duration: float | None = None, extra: dict[str, Any] | None = None,
+    operation: str | None = None,
 ) -> Event:
-    """Store an event that happened here, in the portal."""
+    """Store an event that happened here, in the portal. ``operation`` is
+    what was asked for, as the audit trail spells it (create, poweroff...)."""
     event = Event(
         event_id=str(uuidlib.uuid4()), object_kind=str(kind), object_uuid=object_uuid,
-        type=str(type),
+        type=str(type), operation=str(operation) if operation else "",
         timestamp=time.time(), fqdn=PORTAL_FQDN, duration=duration, message=message[:MAX_MESSAGE],
         extra=extra,
     )
@@ -128,37 +131,50 @@ def from_agent(raw: Any, *, node: str) -> Event:
                  message=message[:MAX_MESSAGE], extra=extra)
 
 
-def parse_limit(value: Any) -> int:
-    """``limit`` as Shaken Fist's client sends it (an int, or digits as a string)."""
+ALL = None  # a limit that means "every event"
+
+
+def parse_limit(value: Any) -> int | None:
+    """``limit`` as Shaken Fist's client sends it: an int, or digits as a
+    string (its ``-l`` option is untyped). A negative limit means every
+    event (None); 0 means none."""
     if value is None or value == "":
         return DEFAULT_LIMIT
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
-        raise ValidationError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
-    return value
+    if isinstance(value, bool) or not isinstance(value, int) or value > MAX_LIMIT:
+        raise ValidationError("limit", f"must be a whole number up to {MAX_LIMIT} "
+                                       "(negative: every event)")
+    return ALL if value < 0 else value
 
 
 def parse_type(value: Any) -> str | None:
+    """``event_type``: None for any type. A type this cloud never records is
+    not an error (Shaken Fist's client may ask for any): it matches nothing."""
     if value is None or value == "":
         return None
-    if value not in TYPES:
+    if not isinstance(value, str):
         raise ValidationError("event_type", f"must be one of {', '.join(TYPES)}")
-    return str(value)
+    return value
 
 
-async def list_events(kind: str, object_uuid: str, *, limit: int = DEFAULT_LIMIT,
+async def list_events(kind: str, object_uuid: str, *, limit: int | None = DEFAULT_LIMIT,
                       event_type: str | None = None,
                       before: tuple[float, int] | None = None) -> list[Event]:
-    """An object's events, newest first; with ``before`` (an event's
-    timestamp and id), only those listed after it."""
+    """An object's events, newest first (``limit`` None: all of them); with
+    ``before`` (an event's timestamp and id), only those listed after it."""
+    if event_type is not None and event_type not in TYPES:
+        return []
     query = Event.objects.filter(object_kind=kind, object_uuid=object_uuid)
     if event_type is not None:
         query = query.filter(type=event_type)
     if before is not None:
         timestamp, event_id = before
         query = query.filter(Q(timestamp__lt=timestamp) | Q(timestamp=timestamp, id__lt=event_id))
-    return [event async for event in query.order_by("-timestamp", "-id")[:limit]]
+    query = query.order_by("-timestamp", "-id")
+    if limit is not None:
+        query = query[:limit]
+    return [event async for event in query]
 
 
 async def latest(objects: list[str] | None, limit: int, *,

@@ -27,6 +27,9 @@ class Event(models.Model):
     duration = models.FloatField(null=True, blank=True)
     message = models.TextField()
     extra = models.JSONField(null=True, blank=True)
+    # What someone asked for, for the events of a request (the audit
+    # action: create, poweroff, snapshot...); empty for what a node saw.
+    operation = models.CharField(max_length=40, blank=True, default="")
 
     class Meta:
         indexes = [
@@ -46,4 +49,6 @@ class Event(models.Model):
             "duration": self.duration,
             "message": self.message,
             "extra": self.extra,
+            # Shaken Fist's events had it until v0.7; scripts of that time read it.
+            "operation": self.operation or None,
         }

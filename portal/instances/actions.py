@@ -133,7 +133,9 @@ async def snapshot(request: HttpRequest, uuid: UUID) -> HttpResponse:
     devices = detail.snapshot_devices(found)
     form = SnapshotForm(request.POST, devices=devices)
     return await _form_answer(request, uuid, form, "instances/_snapshot_form.html", run,
-                              {"device": "device"}, lambda: SnapshotForm(devices=devices),
+                              {"device": "device", "snapshots": "device",
+                               "snapshot_bytes": "device"},
+                              lambda: SnapshotForm(devices=devices),
                               "snapshots")
 
 

@@ -30,6 +30,7 @@ from portal.instances.listing import InstanceRow, listing_for, ordered
 from portal.listing import Listing, Page, Query
 from portal.live.hub import Hub, hub
 from portal.live.pages import LivePage
+from portal.networks.views import interfaces_context
 from portal.usage.feeds import AgentFeeds, Feed
 
 # Several changes in a burst (a bulk action) are one new page, not one each.
@@ -201,11 +202,15 @@ class InstanceDetailConsumer(LivePage):
         record = self.hub.instance(self.uuid)
         if record is None:
             return
-        context = await detail.section_context(
-            record, can_operate=self.access.can_operate(record.spec.namespace))
+        can_operate = self.access.can_operate(record.spec.namespace)
+        context = await detail.section_context(record, can_operate=can_operate)
         html = "".join(render_to_string(section, {**context, "oob": True})
                        for section in detail.LIVE_SECTIONS)
         await self.send(text_data=html)
+        # Its interfaces: their groups and what their hypervisor has in force.
+        await self.send(text_data=render_to_string(
+            "networks/_instance_interfaces.html",
+            {**await interfaces_context(record, can_operate), "oob": True}))
 
     async def instance_changed(self, event: dict) -> None:
         if event["uuid"] == self.uuid:

@@ -9,7 +9,7 @@ from typing import Any
 
 from django import forms
 
-from cloudstate import metadata, sshkeys, validation
+from cloudstate import disklayout, metadata, sshkeys, validation
 from cloudstate.model import Keypair
 from portal.cloud.instances import MAX_USER_DATA_BYTES
 from portal.cloud.interfaces import NicRequest
@@ -17,6 +17,11 @@ from portal.errors import sentence
 
 CUSTOM_URL = "__url__"
 PASTE_KEY = "__paste__"
+BIOS, UEFI, SECURE_BOOT = "bios", "uefi", "secure-boot"
+
+
+def group_field(network_uuid: str) -> str:
+    return f"secgroups_{network_uuid.replace('-', '')}"
 
 
 class InstanceForm(forms.Form):
@@ -31,6 +36,14 @@ class InstanceForm(forms.Form):
     disk_size = forms.IntegerField(
         label="Disk size (GB)", min_value=1, max_value=validation.MAX_DISK_GB, initial=1
     )
+    disk_bus = forms.ChoiceField(
+        label="Disk bus", initial=disklayout.DEFAULT_BUS,
+        choices=[(bus, bus) for bus in disklayout.BUSES],
+        help_text="How the guest sees its disk; virtio is fastest. Its OS needs the driver.")
+    firmware = forms.ChoiceField(
+        label="Boot firmware", initial=BIOS,
+        choices=[(BIOS, "BIOS"), (UEFI, "UEFI"), (SECURE_BOOT, "UEFI with secure boot")],
+        help_text="UEFI needs an image that boots under UEFI; secure boot, a signed one.")
     image = forms.ChoiceField(label="Image", help_text="What the disk starts with.")
     image_url = forms.CharField(
         label="Image URL", required=False, max_length=2048,
@@ -65,12 +78,19 @@ class InstanceForm(forms.Form):
 
     def __init__(self, *args, images: list[str],  # type: ignore[no-untyped-def]
                  namespaces: list[str] | None = None, keypairs: list[Keypair] = (),  # type: ignore[assignment]
-                 networks: list[tuple[str, str]] = (), **kwargs):  # type: ignore[assignment]
+                 networks: list[tuple[str, str]] = (),  # type: ignore[assignment]
+                 security_groups: list[tuple[str, str]] = (), **kwargs):  # type: ignore[assignment]
         super().__init__(*args, **kwargs)
         self.fields["networks"].choices = list(networks)
         if not networks:
             del self.fields["networks"]
             del self.fields["float_first"]
+        # Each NIC's security groups: a field per network, after the networks.
+        for uuid, label in networks if security_groups else ():
+            self.fields[group_field(uuid)] = forms.MultipleChoiceField(
+                label=f"Security groups on {label}", required=False,
+                widget=forms.CheckboxSelectMultiple, choices=list(security_groups),
+                help_text="None ticked: the namespace's default group.")
         if namespaces is not None:
             # Asked only when the person is looking at all namespaces at once.
             self.fields["namespace"] = forms.ChoiceField(
@@ -153,8 +173,17 @@ class InstanceForm(forms.Form):
             return []
         order = [uuid for uuid, _ in self.fields["networks"].choices]
         return [NicRequest(network=uuid, float=index == 0 and bool(
-                    self.cleaned_data.get("float_first")))
+                    self.cleaned_data.get("float_first")),
+                    security_groups=self.cleaned_data.get(group_field(uuid)) or None)
                 for index, uuid in enumerate(u for u in order if u in chosen)]
+
+    @property
+    def uefi(self) -> bool:
+        return self.cleaned_data.get("firmware") in (UEFI, SECURE_BOOT)
+
+    @property
+    def secure_boot(self) -> bool:
+        return self.cleaned_data.get("firmware") == SECURE_BOOT
 
     @property
     def base_field(self) -> str:

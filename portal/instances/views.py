@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from cloudstate.validation import ValidationError
 from portal.accounts.access import access_for, actor_for, namespace_choices
-from portal.cloud import artifacts, instances, keypairs, networks, usage
+from portal.cloud import artifacts, instances, keypairs, networks, secgroups, usage
 from portal.cloud.errors import CloudError, Conflict, Forbidden, NotFound
 from portal.events.sections import events_context, events_query
 from portal.formerrors import add_refusal
@@ -21,11 +21,15 @@ from portal.instances import bulk, detail
 from portal.instances.forms import InstanceForm, SnapshotForm, TagForm
 from portal.instances.listing import listing_for, ordered_page
 from portal.live.hub import hub
+from portal.networks.views import interfaces_context
 from portal.web import arender
 
 # The service's names for the create form's fields, where they differ.
 CREATE_FIELDS = {"disk size": "disk_size", "network": "networks", "user_data": "user_data",
-                 "ssh_key": "ssh_key", "keypair": "keypair", "cpus": "cpus", "memory": "memory"}
+                 "ssh_key": "ssh_key", "keypair": "keypair", "cpus": "cpus", "memory": "memory",
+                 # Quotas (cloudstate.quotas) by the field that asks for them.
+                 "instances": "name", "vcpus": "cpus", "memory_mib": "memory",
+                 "disk_gb": "disk_size", "floating_addresses": "networks"}
 
 @login_required
 async def instance_list(request: HttpRequest) -> HttpResponse:
@@ -67,9 +71,14 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
              + f"{r.spec.name} ({r.spec.netblock})")
             for r in await networks.list_networks(visible_images)
             if r.spec.desired != "deleted"]
+    if namespace is not None and choices is None:
+        await secgroups.ensure_default(namespace)
+    groups = [(r.uuid, (f"{r.spec.namespace}/" if choices is not None else "") + r.spec.name)
+              for r in await secgroups.list_groups(visible_images)]
     initial = {"image": request.GET["image"]} if request.GET.get("image") in names else None
     form = InstanceForm(request.POST or None, request.FILES or None, images=names,
-                        namespaces=choices, keypairs=keys, networks=nets, initial=initial)
+                        namespaces=choices, keypairs=keys, networks=nets,
+                        security_groups=groups, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         namespace = data.get("namespace") or namespace
@@ -77,9 +86,10 @@ async def instance_create(request: HttpRequest) -> HttpResponse:
         try:
             record = await instances.create(actor, namespace, instances.InstanceRequest(
                 name=data["name"], cpus=data["cpus"], memory=data["memory"],
-                disks=[instances.DiskRequest(size_gb=data["disk_size"], base=form.base)],
+                disks=[instances.DiskRequest(size_gb=data["disk_size"], base=form.base,
+                                             bus=data["disk_bus"])],
                 ssh_key=ssh_key, keypair=keypair, user_data=data["user_data_b64"],
-                networks=form.nics,
+                networks=form.nics, uefi=form.uefi, secure_boot=form.secure_boot,
             ))
         except Conflict as exc:
             add_refusal(form, exc, CREATE_FIELDS, default="name")
@@ -119,6 +129,7 @@ async def detail_page(request: HttpRequest, record: instances.InstanceRecord,
     events = events_query(request.GET)
     devices = detail.snapshot_devices(record)
     return await arender(request, "instances/detail.html", {
+        **await interfaces_context(record, can_operate),
         **await detail.section_context(record, can_operate=can_operate),
         **await events_context("instance", record.uuid, events,
                                here=reverse("instance-tab", args=[record.uuid, "events"])),

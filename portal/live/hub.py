@@ -11,9 +11,12 @@ browsers, not every process's.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import weakref
+from collections import Counter
+from typing import NamedTuple
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -26,7 +29,8 @@ from cloudstate.vocabulary import ObjectKind
 from portal.accounts.notify import ACCESS_CHANGED, user_group
 from portal.cloud import blobs, store
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
-from portal.cloud.scheduler import holds_resources
+from portal.cloud.scheduler import holds_resources, instance_tags
+from portal.live.storehealth import StoreHealth
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,9 @@ INSTANCE_CHANGED = "instance.changed"
 IMAGE_CHANGED = "image.changed"
 NETWORK_CHANGED = "network.changed"
 CLOUD_CHANGED = "cloud.changed"
+STORE_CHANGED = "store.changed"
+QUOTA_CHANGED = "quota.changed"
+SECGROUP_CHANGED = "secgroup.changed"
 READY_TIMEOUT = 10.0
 # After an instance is torn down, look for blobs it was the last to use
 # this much later (several going at once are looked at together).
@@ -47,7 +54,9 @@ class Hub:
         self._etcd = store.new_etcd()
         self.mirror = Mirror(self._etcd, self.keys.root,
                              resync_interval=settings.CLOUD.resync_interval)
+        self.store = StoreHealth(self._etcd, self.mirror, self._on_store_change)
         self._task: asyncio.Task[None] | None = None
+        self._store_task: asyncio.Task[None] | None = None
         self._blob_sweep: asyncio.Task[None] | None = None
         self._blob_sweep_again = False
         # Records parsed from the mirror, each kept while its keys' revisions
@@ -86,11 +95,27 @@ class Hub:
         given back: what the dashboard shows beyond instances."""
         return f"live.{self.id}.cloud"
 
+    def quota_group(self, namespace: str) -> str:
+        """What a namespace holds of a kind of quota, or its limits, may have
+        changed (pages showing its quotas count again from the mirror)."""
+        return f"live.{self.id}.quota.{namespace}"
+
     @property
     def networks_group(self) -> str:
         """Every change to a network, its interfaces or the instances using
         them (pages filter by namespace and re-read)."""
         return f"live.{self.id}.networks"
+
+    @property
+    def store_group(self) -> str:
+        """Every live page: etcd became unreachable, or reachable again."""
+        return f"live.{self.id}.store"
+
+    @property
+    def secgroups_group(self) -> str:
+        """Every change to a security group, an address set or an interface's
+        filtering (pages filter by namespace and re-read)."""
+        return f"live.{self.id}.secgroups"
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -98,32 +123,42 @@ class Hub:
         if self._task is None:
             self.mirror.subscribe(self._on_changes)
             self._task = asyncio.create_task(self.mirror.run(), name="live-hub")
+            self._store_task = asyncio.create_task(self.store.run(), name="live-hub-store")
         await asyncio.wait_for(self.mirror.ready.wait(), READY_TIMEOUT)
 
     async def stop(self) -> None:
-        for task in (self._task, self._blob_sweep):
+        for task in (self._task, self._store_task, self._blob_sweep):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._task = self._blob_sweep = None
+        self._task = self._store_task = self._blob_sweep = None
         await self._etcd.close()
 
     # --- reading ---------------------------------------------------------------------
+
+    def offline_nodes(self) -> set[str]:
+        """Registered nodes whose heartbeat lease has ended."""
+        alive = {kv.key.rsplit("/", 1)[-1] for kv in self.mirror.items(self.keys.alive)}
+        return {name for kv in self.mirror.items(self.keys.nodes)
+                if (name := kv.key.rsplit("/", 1)[-1]) not in alive}
 
     def instance(self, uuid: str) -> InstanceRecord | None:
         spec_kv = self.mirror.get(self.keys.instance(uuid))
         if spec_kv is None:
             self._instances.pop(uuid, None)
             return None
-        return self._record(uuid, spec_kv)
+        return self._record(uuid, spec_kv, self.offline_nodes())
 
-    def _record(self, uuid: str, spec_kv: KeyValue) -> InstanceRecord:
+    def _record(self, uuid: str, spec_kv: KeyValue, offline: set[str]) -> InstanceRecord:
         observed_kv = self.mirror.get(self.keys.observed_instance(uuid))
         stamp = (spec_kv.mod_revision, observed_kv.mod_revision if observed_kv else 0)
         cached = self._instances.get(uuid)
         if cached is not None and cached[0] == stamp:
-            return cached[1]
-        record = InstanceRecord.from_kvs(spec_kv, observed_kv)
+            record = cached[1]
+            if record.node_online == (record.spec.node not in offline):
+                return record
+        # New, changed, or its node came or went (its power shows unreachable).
+        record = InstanceRecord.from_kvs(spec_kv, observed_kv, offline=offline)
         self._instances[uuid] = (stamp, record)
         return record
 
@@ -138,13 +173,14 @@ class Hub:
             self._uuids = {uuid for kv in self.mirror.items(family)
                            if (uuid := self.keys.uuid_of(kv.key, family))}
         records = []
+        offline = self.offline_nodes()
         for uuid in list(self._uuids):
             spec_kv = self.mirror.get(self.keys.instance(uuid))
             if spec_kv is None:
                 self._uuids.discard(uuid)
                 self._instances.pop(uuid, None)
             else:
-                records.append(self._record(uuid, spec_kv))
+                records.append(self._record(uuid, spec_kv, offline))
         self._all = (revision, records)
         return records
 
@@ -178,29 +214,43 @@ class Hub:
 
     # --- fan-out ---------------------------------------------------------------------
 
+    async def _on_store_change(self, reachable: bool) -> None:
+        await get_channel_layer().group_send(self.store_group, {"type": STORE_CHANGED})
+
     async def _on_changes(self, changes: list[Change]) -> None:
         layer = get_channel_layer()
         touched: dict[str, str] = {}
         images: set[str] = set()
         networks: set[str] = set()
+        secgroups: set[str] = set()
         people: set[int] = set()
         cloud_changed = False
         floating = self.keys.addresses(FLOATING_POOL)
+        quota_namespaces: set[str] = set()
         for change in changes:
             if (user_id := self.keys.user_of_access_change(change.key)) is not None:
                 people.add(user_id)
                 continue
+            quota_namespaces.update(self._quota_namespaces(change))
             found = self.keys.classify(change.key)
             if found is None:
-                cloud_changed |= change.key.startswith(floating)
+                cloud_changed |= change.key.startswith((floating, self.keys.maintenance_all))
                 continue
             kind, uuid = found.kind, found.uuid
             if kind == ObjectKind.NODE:
                 cloud_changed = True
+                if found.observed:
+                    # Its lease began or ended: its instances' power shows
+                    # as reachable again, or not.
+                    touched.update(self._instances_on(uuid))
             elif kind == ObjectKind.IMAGE:
                 images.add(uuid)
             elif kind == ObjectKind.BLOB:
-                images.update(self.artifacts_holding(uuid))
+                holders = self.artifacts_holding(uuid)
+                images.update(holders)
+                # Its size counts against the quotas of the namespaces keeping it.
+                quota_namespaces.update(artifact.namespace for holder in holders
+                                        if (artifact := self.artifact(holder)) is not None)
                 if found.observed and _reports_failure(change):
                     # A version that failed (or was no new version) beside
                     # one shown is dropped: its blob is used by nothing.
@@ -208,11 +258,18 @@ class Hub:
             elif kind == ObjectKind.NETWORK:
                 networks.add(uuid)
             elif kind == ObjectKind.INTERFACE:
-                for kv in (change.old, change.new):
-                    if kv is not None:
-                        nic = InterfaceSpec.from_json(kv.value)
-                        networks.add(nic.network_uuid)
-                        # Its addresses show in its instance's row and page.
+                # Its spec or what its hypervisor applied: its network's page,
+                # its instance's row and page, and the pages of its groups show it.
+                for nic in self._interfaces_of(change, uuid):
+                    networks.add(nic.network_uuid)
+                    secgroups.update(nic.security_groups)
+                    touched[nic.instance_uuid] = nic.namespace
+            elif kind in (ObjectKind.SECURITY_GROUP, ObjectKind.ADDRESS_SET):
+                secgroups.add(uuid)
+                # Whether its users' rules are applied changes with it.
+                for kv in self.mirror.items(self.keys.interfaces):
+                    nic = InterfaceSpec.from_json(kv.value)
+                    if uuid in nic.security_groups:
                         touched[nic.instance_uuid] = nic.namespace
             elif kind == ObjectKind.INSTANCE:
                 if self._uuids is not None and not found.observed:
@@ -247,11 +304,37 @@ class Hub:
             await layer.group_send(self.everything_group, message)
         if cloud_changed:
             await layer.group_send(self.cloud_group, {"type": CLOUD_CHANGED})
+        for namespace in sorted(quota_namespaces | set(touched.values())):
+            await layer.group_send(self.quota_group(namespace), {"type": QUOTA_CHANGED})
         for image_uuid in sorted(images):
             await layer.group_send(self.images_group, {"type": IMAGE_CHANGED, "uuid": image_uuid})
         for network_uuid in sorted(networks):
             await layer.group_send(self.networks_group,
                                    {"type": NETWORK_CHANGED, "uuid": network_uuid})
+        for group_uuid in sorted(secgroups):
+            await layer.group_send(self.secgroups_group,
+                                   {"type": SECGROUP_CHANGED, "uuid": group_uuid})
+
+    def _interfaces_of(self, change: Change, uuid: str) -> list[InterfaceSpec]:
+        """The interface a changed key is about, as it is and as it was."""
+        found = [InterfaceSpec.from_json(kv.value) for kv in (change.old, change.new)
+                 if kv is not None and change.key == self.keys.interface(uuid)]
+        current = self.mirror.get(self.keys.interface(uuid))
+        if not found and current is not None:
+            found.append(InterfaceSpec.from_json(current.value))
+        return found
+
+    def _quota_namespaces(self, change: Change) -> set[str]:
+        """The namespaces whose quotas a change to their limits, a network or
+        an artifact concerns (instances and interfaces are in ``touched``,
+        blobs are looked at with their artifacts)."""
+        keys = self.keys
+        if (namespace := keys.uuid_of(change.key, keys.quotas)) is not None:
+            return {namespace}
+        if keys.uuid_of(change.key, keys.networks) or keys.uuid_of(change.key, keys.artifacts):
+            return {json.loads(kv.value).get("namespace", "")
+                    for kv in (change.old, change.new) if kv is not None} - {""}
+        return set()
 
     def _sweep_unused_blobs(self) -> None:
         """An instance is gone, or a blob failed, and with it maybe the last
@@ -281,6 +364,15 @@ class Hub:
         return {artifact.uuid for kv in self.mirror.items(self.keys.artifacts)
                 if blob_uuid in (artifact := Artifact.from_json(kv.value)).versions.values()}
 
+    def _instances_on(self, node: str) -> dict[str, str]:
+        """uuid -> namespace of the active instances placed on ``node``."""
+        found = {}
+        for kv in self.mirror.items(self.keys.instances):
+            spec = InstanceSpec.from_json(kv.value)
+            if spec.node == node and spec.desired != "deleted":
+                found[spec.uuid] = spec.namespace
+        return found
+
     def _networks_of_instance(self, spec: InstanceSpec) -> set[str]:
         found = set()
         for uuid in spec.interfaces:
@@ -295,33 +387,49 @@ class PlacedInstances:
     resources: scheduler.holds_resources), kept one instance at a time."""
 
     def __init__(self) -> None:
-        self._takes: dict[str, tuple[str, int, int, int]] = {}  # uuid -> node, cpus, MiB, GB
+        self._takes: dict[str, Takes] = {}
         self.nodes: dict[str, NodeUsage] = {}
 
     def update(self, uuid: str, record: InstanceRecord | None) -> None:
         """The instance as it is now (None: gone)."""
         if (before := self._takes.pop(uuid, None)) is not None:
-            usage = self.nodes[before[0]]
+            usage = self.nodes[before.node]
             usage.add(uuid, before, -1)
             if not usage.instances:
-                del self.nodes[before[0]]
+                del self.nodes[before.node]
         if record is None or not holds_resources(record.spec, record.observed):
             return
         spec = record.spec
-        takes = (spec.node, spec.cpus, spec.memory, spec.disk_total_gb)
+        takes = Takes(spec.node, spec.cpus, spec.memory, spec.disk_total_gb,
+                      frozenset(instance_tags(spec)))
         self._takes[uuid] = takes
         self.nodes.setdefault(spec.node, NodeUsage()).add(uuid, takes, 1)
+
+
+class Takes(NamedTuple):
+    """What one instance takes of its node, as the scheduler counts it."""
+
+    node: str
+    cpus: int
+    memory_mib: int
+    disk_gb: int
+    tags: frozenset[str]  # for affinity (scheduler.affinity_score)
 
 
 class NodeUsage:
     def __init__(self) -> None:
         self.cpus = self.memory_mib = self.disk_gb = 0
         self.instances: set[str] = set()
+        self.tags: Counter[str] = Counter()  # instances on it per tag
 
-    def add(self, uuid: str, takes: tuple[str, int, int, int], sign: int) -> None:
-        self.cpus += sign * takes[1]
-        self.memory_mib += sign * takes[2]
-        self.disk_gb += sign * takes[3]
+    def add(self, uuid: str, takes: Takes, sign: int) -> None:
+        self.cpus += sign * takes.cpus
+        self.memory_mib += sign * takes.memory_mib
+        self.disk_gb += sign * takes.disk_gb
+        for tag in takes.tags:
+            self.tags[tag] += sign
+            if not self.tags[tag]:
+                del self.tags[tag]
         if sign > 0:
             self.instances.add(uuid)
         else:

@@ -5,7 +5,10 @@ by the session (the Origin was checked before it got here), and closed when
 its person's access changes: the page reconnects and what it may see is
 worked out again. On connect it sends the page's live parts once, so nothing
 that happened between the page's render and the connect (or a reconnect) is
-missed; an object's page also follows that object's event log.
+missed; an object's page also follows that object's event log. Every
+page also hears whether etcd is reachable: while it is not, a banner says
+so (what the page shows has stopped moving); once it is back, the banner
+goes and the page's live parts are sent again.
 
 Messages are HTML fragments that htmx swaps in by id.
 """
@@ -22,6 +25,7 @@ from portal.accounts.notify import user_group
 from portal.cloud.errors import NotFound
 from portal.events import log as eventlog
 from portal.events.sections import EventsQuery, event_row_oob, event_rows_oob, events_query
+from portal.live.hub import hub
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_ACCESS_CHANGED = 4403
@@ -64,11 +68,14 @@ class LivePage(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         await self.accept()
+        live = await hub()
         if self.events_of is not None:
             groups.append(eventlog.group_name(*self.events_of))
-        for group in [*groups, user_group(user.pk)]:
+        for group in [*groups, user_group(user.pk), live.store_group]:
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
+        if not live.store.reachable:
+            await self.send(text_data=store_banner(reachable=False))
         await self.refresh()
         if self.events_of is not None:
             await self.send(text_data=await event_rows_oob(*self.events_of, self.events_shown))
@@ -99,6 +106,18 @@ class LivePage(AsyncWebsocketConsumer):
     async def event_added(self, event: dict) -> None:
         if self.events_shown.shows_new(event["event"].get("type", "")):
             await self.send(text_data=event_row_oob(event["event"]))
+
+    async def store_changed(self, event: dict) -> None:
+        """etcd became unreachable, or reachable again (the hub's mirror has
+        caught up): the banner, and then the page's live parts again."""
+        reachable = (await hub()).store.reachable
+        await self.send(text_data=store_banner(reachable=reachable))
+        if reachable:
+            await self.refresh()
+
+
+def store_banner(*, reachable: bool) -> str:
+    return render_to_string("live/_store_banner.html", {"reachable": reachable, "oob": True})
 
 
 class CollectionPage(LivePage):

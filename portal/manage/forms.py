@@ -8,7 +8,7 @@ from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 
-from cloudstate import validation
+from cloudstate import quotas, validation
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.models import AuditAction, AuditEvent, Role, Via
 from portal.errors import sentence
@@ -38,6 +38,12 @@ class KeyForm(forms.Form):
 
     def clean_key_name(self) -> str:
         return checked(validation.namespace_name, self.cleaned_data["key_name"], "key_name")
+
+
+class TrustForm(forms.Form):
+    external_namespace = forms.CharField(
+        label="Namespace to trust", max_length=63,
+        help_text="Its members and keys may then see this namespace (and not change it).")
 
 
 class MemberForm(forms.Form):
@@ -128,3 +134,29 @@ class AuditFilter(forms.Form):
                             widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="Until",
                             widget=forms.DateInput(attrs={"type": "date"}))
+
+
+class QuotaForm(forms.Form):
+    """A namespace's limits, one field per kind of quota (cloudstate.quotas):
+    empty means no limit."""
+
+    def __init__(self, *args: Any, limits: dict[str, int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, kind in quotas.KINDS.items():
+            unit = "a size such as 20G or 512M" if kind.unit == quotas.BYTES else \
+                (f"{kind.unit}" if kind.unit else "how many")
+            self.fields[name] = forms.CharField(
+                label=kind.label, required=False, max_length=40,
+                initial=quotas.as_input(name, limits[name]) if name in limits else "",
+                help_text=f"{unit}; empty for no limit")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        for name in quotas.KINDS:
+            if name in self.errors:
+                continue
+            try:
+                cleaned[name] = quotas.parse_amount(name, cleaned.get(name, ""))
+            except ValueError as exc:
+                self.add_error(name, sentence(str(exc)))
+        return cleaned

@@ -1,5 +1,5 @@
 """The namespaces admin pages: the list (and creating one), a namespace with
-its members and keys, deleting one."""
+its members, keys and the namespaces it trusts, deleting one."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ from portal.accounts import keys, people
 from portal.accounts import namespaces as service
 from portal.accounts.access import Access, actor_for
 from portal.accounts.models import ApiKey, Namespace
-from portal.cloud import ownership
+from portal.cloud import ownership, quotas
 from portal.cloud.errors import CloudError
 from portal.formerrors import add_refusal, message_of
+from portal.live.hub import hub
 from portal.manage.common import ROLE_CHOICES, act, admin_of, http, manager
-from portal.manage.forms import KeyForm, MemberForm, NamespaceForm
+from portal.manage.forms import KeyForm, MemberForm, NamespaceForm, QuotaForm, TrustForm
 from portal.web import arender
 
 
@@ -66,6 +67,12 @@ async def _namespace_page(request: HttpRequest, access: Access, namespace: Names
     key_form = extra.pop("key_form", None) or KeyForm()
     member_form = extra.pop("member_form", None) or MemberForm()
     status = extra.pop("status", 200)
+    live = await hub()
+    quota_lines = quotas.from_mirror(live.mirror, live.keys, namespace.name)
+    quota_form = extra.pop("quota_form", None)
+    if quota_form is None and access.is_system_admin:
+        quota_form = QuotaForm(limits={line.name: line.limit for line in quota_lines
+                                       if line.limit is not None})
     owned = await ownership.owned_by(namespace.name)
     key_rows = [k async for k in ApiKey.objects.filter(namespace=namespace)]
     members = await sync_to_async(people.members)(access, namespace.name)
@@ -73,8 +80,11 @@ async def _namespace_page(request: HttpRequest, access: Access, namespace: Names
         "namespace": namespace, "owned": owned, "owned_text": ownership.describe(owned),
         "keys": key_rows, "members": members, "member_form": member_form,
         "key_form": key_form, "role_choices": ROLE_CHOICES,
+        "trusted": service.trusted_names(namespace)[1:],
+        "trust_form": extra.pop("trust_form", None) or TrustForm(),
         "can_delete": access.is_system_admin and not namespace.is_system,
-        "api_url": request.build_absolute_uri("/api"), "tab": "namespaces", **extra,
+        "api_url": request.build_absolute_uri("/api"), "tab": "namespaces",
+        "quota_lines": quota_lines, "quota_form": quota_form, **extra,
     }, status=status)
 
 
@@ -97,6 +107,29 @@ async def namespace_delete(request: HttpRequest, namespace: str) -> HttpResponse
         return HttpResponseRedirect(reverse("namespace-admin", args=[namespace]))
     messages.success(request, f"Namespace {namespace} is deleted.")
     return HttpResponseRedirect(reverse("namespace-admin-list"))
+
+
+@login_required
+@require_POST
+async def namespace_quota(request: HttpRequest, namespace: str) -> HttpResponse:
+    """A system admin sets the namespace's limits (every kind at once: an
+    empty field is no limit); a refusal shows beside its field, with what
+    was typed kept."""
+    access, found = await admin_of(request, namespace)
+    if not access.is_system_admin:
+        raise PermissionDenied("Only admins of the system namespace may set quotas.")
+    form = QuotaForm(request.POST, limits={})
+    if form.is_valid():
+        try:
+            await quotas.set_limits(access.actor(request), namespace,
+                                    {name: form.cleaned_data[name] for name in form.fields})
+        except CloudError as exc:
+            http(exc)
+            add_refusal(form, exc)
+        else:
+            messages.success(request, f"The quotas of {namespace} are set.")
+            return HttpResponseRedirect(reverse("namespace-admin", args=[namespace]) + "#quota-h")
+    return await _namespace_page(request, access, found, quota_form=form, status=400)
 
 
 @login_required
@@ -145,6 +178,36 @@ async def namespace_key_delete(request: HttpRequest, namespace: str,
         request, reverse("namespace-admin", args=[namespace]),
         f"Key {key_name} is deleted; tokens issued from it no longer work.",
         lambda: service.delete_key(actor, namespace, key_name))
+
+
+@login_required
+@require_POST
+async def namespace_trust_add(request: HttpRequest, namespace: str) -> HttpResponse:
+    access, found = await admin_of(request, namespace)
+    form = TrustForm(request.POST)
+    if form.is_valid():
+        other = form.cleaned_data["external_namespace"]
+        try:
+            await service.add_trust(access.actor(request), namespace, other)
+        except CloudError as exc:
+            if exc.status in (401, 403):
+                http(exc)
+            add_refusal(form, exc, default="external_namespace")
+        else:
+            messages.success(request, f"Namespace {other} may now see {namespace}.")
+            return HttpResponseRedirect(reverse("namespace-admin", args=[namespace]))
+    return await _namespace_page(request, access, found, trust_form=form, status=400)
+
+
+@login_required
+@require_POST
+async def namespace_trust_remove(request: HttpRequest, namespace: str,
+                                 other: str) -> HttpResponse:
+    _, actor = await actor_for(request)
+    return await act(
+        request, reverse("namespace-admin", args=[namespace]),
+        f"Namespace {other} no longer sees {namespace}.",
+        lambda: service.remove_trust(actor, namespace, other))
 
 
 async def _members_section(request: HttpRequest, access: Access, namespace: Namespace, *,

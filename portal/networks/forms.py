@@ -33,11 +33,41 @@ class NetworkForm(forms.Form):
             raise forms.ValidationError(sentence(exc.message)) from exc
 
     def clean_netblock(self) -> str:
-        """As the API checks it, except that host bits are refused, naming
-        the range to give, rather than dropped behind the person's back."""
+        """As the API checks it (host bits refused, naming the range to give)."""
         try:
-            network = netvalidation.netblock(self.cleaned_data["netblock"],
-                                             keep_host_bits=True)
+            network = netvalidation.netblock(self.cleaned_data["netblock"])
         except ValidationError as exc:
             raise forms.ValidationError(sentence(exc.message)) from exc
         return str(network)
+
+
+class InterfaceGroupsForm(forms.Form):
+    """An interface's security groups as ticked, or its filtering off; one
+    per NIC on the instance page, told apart by ``prefix`` (eth0, eth1...)."""
+
+    security_groups = forms.MultipleChoiceField(
+        label="Security groups", required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: the namespace's default group.")
+    filtering_off = forms.BooleanField(
+        label="Filtering off (no groups, no anti-spoofing)", required=False)
+
+    def __init__(self, *args: object, groups: list[tuple[str, str]],
+                 **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["security_groups"].choices = groups  # type: ignore[attr-defined]
+
+
+class PlugForm(forms.Form):
+    """One more NIC for a running instance (hot plug): its network, and its
+    security groups (none ticked: the namespace's default, as at create)."""
+
+    network = forms.ChoiceField(label="Add an interface on")
+    security_groups = forms.MultipleChoiceField(
+        label="In security groups", required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: the namespace's default group.")
+
+    def __init__(self, *args: object, networks: list[tuple[str, str]],
+                 groups: list[tuple[str, str]], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fields["network"].choices = networks  # type: ignore[attr-defined]
+        self.fields["security_groups"].choices = groups  # type: ignore[attr-defined]

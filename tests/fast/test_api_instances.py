@@ -80,6 +80,14 @@ def running(portal: InProcessPortal, agent: FakeAgent, demo_image: str) -> str:
     (_ok(video={"model": "cirrus", "memory": 10**9}), "video.memory"),
     (_ok(video={"model": "cirrus", "memory": "lots"}), "video.memory"),
     (_ok(video="cirrus"), "video: must be an object"),
+    # Shaken Fist's buses, and its refusal of IDE.
+    (_ok(disk=[{"size": 1, "bus": "ide"}]), "disk[0].bus: invalid disk bus ide"),
+    (_ok(disk=[{"size": 1, "bus": "floppy"}]), "invalid disk bus floppy"),
+    (_ok(disk=[{"size": 1, "type": "floppy"}]), "invalid disk type floppy"),
+    (_ok(disk=[{"size": 1}, {"type": "cdrom", "base": "demo", "bus": "nvme"}]),
+     "a cdrom can't be on nvme"),
+    (_ok(secure_boot=True), "secure boot requires UEFI be enabled"),
+    (_ok(uefi="maybe"), "uefi: must be true or false"),
 ])
 def test_malformed_create_is_400_and_leaves_nothing(portal: InProcessPortal, agent: FakeAgent,
                                                     body: object, expected: str) -> None:
@@ -141,18 +149,33 @@ def test_unauthenticated_and_garbage_tokens_are_401(portal: InProcessPortal) -> 
     assert response.status_code == 401
 
 
-def test_duplicate_name_is_409(portal: InProcessPortal, agent: FakeAgent) -> None:
+def test_duplicate_names_are_allowed_and_a_name_naming_two_is_400(
+        portal: InProcessPortal, agent: FakeAgent) -> None:
+    # As in Shaken Fist: instances are told apart by UUID.
     api = portal.api()
     body = {"name": "twin", "cpus": 1, "memory": 128, "disk": [{"size": 1}]}
     first = api.post("/instances", body)
-    assert first.status_code == 200
     second = api.post("/instances", body)
-    assert second.status_code == 409
-    assert "already exists" in second.json()["error"]
-    uuid = first.json()["uuid"]
-    assert api.delete(f"/instances/{uuid}").status_code == 200
-    agent.tear_down_instance(uuid)
-    assert api.get(f"/instances/{uuid}").json()["state"] == "deleted"
+    assert (first.status_code, second.status_code) == (200, 200), second.text
+    uuids = [first.json()["uuid"], second.json()["uuid"]]
+    assert uuids[0] != uuids[1]
+    ambiguous = api.get("/instances/twin")
+    assert ambiguous.status_code == 400
+    assert ambiguous.json()["error"] == \
+        'multiple instances have the name "twin" in namespace "system": use the UUID'
+    for uuid in uuids:
+        assert api.delete(f"/instances/{uuid}").status_code == 200
+        agent.tear_down_instance(uuid)
+        assert api.get(f"/instances/{uuid}").json()["state"] == "deleted"
+
+
+def test_a_missing_nvram_template_is_404(portal: InProcessPortal, agent: FakeAgent) -> None:
+    before = instance_keys(portal)
+    response = portal.api().post("/instances", _ok(name="nvram", uefi=True,
+                                                   nvram_template="no-such-image"))
+    assert response.status_code == 404, response.text
+    assert "nvram_template" in response.json()["error"]
+    assert instance_keys(portal) == before
 
 
 @pytest.mark.parametrize("base", ["nosuchimage", "label:nosuchlabel",

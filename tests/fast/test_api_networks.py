@@ -51,6 +51,8 @@ def small_network(portal: InProcessPortal, agent: FakeAgent) -> dict:
     ({"name": "bad", "netblock": "10.0.0.0"}, 400, "not an address range"),
     ({"name": "bad", "netblock": "10.0.0.300/24"}, 400, "is not an IPv4 address"),
     ({"name": "bad", "netblock": "banana/24"}, 400, "is not an IPv4 address"),
+    ({"name": "bad", "netblock": "10.0.0.7/24"}, 400,
+     "host bits set: the range that address is in is 10.0.0.0/24"),
     ({"name": "bad", "netblock": "10.0.0.0/30"}, 400, "smaller than a /29"),
     ({"name": "bad", "netblock": "10.0.0.0/32"}, 400, "smaller than a /29"),
     ({"name": "bad", "netblock": "10.0.0.0/4"}, 400, "larger than a /8"),

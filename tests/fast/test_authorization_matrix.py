@@ -74,6 +74,9 @@ class World:
     keypair_a: str = ""
     network_a: str = ""
     interface_a: str = ""
+    secgroup_a: str = ""
+    rule_a: str = ""
+    address_set_a: str = ""
     counter: Iterator[int] = field(default_factory=lambda: iter(range(10_000)))
 
     def unique(self, stem: str) -> str:
@@ -115,6 +118,33 @@ class World:
         """A person nobody else uses, for a check that deletes one."""
         return self.cloud.person(self.unique("gone")).user_id
 
+    def fresh_secgroup(self) -> str:
+        """A group of A to delete: one a refused delete left, else a new one
+        (a namespace may only have so many)."""
+        spare = [g["uuid"] for g in self.cloud.api().get(
+            "/security-groups", {"namespace": self.ns_a}).json()
+                 if g["name"].startswith("sg-") and g["uuid"] != self.secgroup_a]
+        if spare:
+            return spare[0]
+        response = self.cloud.api().post("/security-groups", {
+            "namespace": self.ns_a, "name": self.unique("sg"),
+            "rules": [{"direction": "ingress", "protocol": "tcp", "ports": "22"}]})
+        assert response.status_code == 200, response.text
+        return response.json()["uuid"]
+
+    def fresh_rule(self) -> str:
+        """A rule just added to A's group."""
+        response = self.cloud.api().post(f"/security-groups/{self.secgroup_a}/rules", {
+            "direction": "ingress", "protocol": "udp", "ports": str(next(self.counter) + 1)})
+        assert response.status_code == 200, response.text
+        return response.json()[-1]["uuid"]
+
+    def fresh_address_set(self) -> str:
+        response = self.cloud.api().post("/address-sets", {
+            "namespace": self.ns_a, "name": self.unique("as"), "cidrs": ["192.0.2.0/24"]})
+        assert response.status_code == 200, response.text
+        return response.json()["uuid"]
+
     def fresh_namespace(self) -> str:
         name = self.unique("tmp")
         assert self.cloud.api().post("/auth/namespaces", {"namespace": name}).status_code == 200
@@ -147,7 +177,8 @@ def fixed(path: str) -> Url:
                                       spare=w.users["spare"], token=w.spare_token_id,
                                       image=w.image_a, keypair=w.keypair_a, net=w.network_a,
                                       iface=w.interface_a, stored=w.stored_a, blob=w.blob_a,
-                                      upload=w.upload_a)
+                                      upload=w.upload_a, sg=w.secgroup_a, rule=w.rule_a,
+                                      aset=w.address_set_a)
 
 
 def api(**outcomes: int) -> dict[str, int | str]:
@@ -191,6 +222,9 @@ MATRIX: dict[str, list[Check]] = {
     # --- the JSON API -----------------------------------------------------------------------
     "api": [Check("GET", fixed("/api"), all_(200))],
     "api/": [Check("GET", fixed("/api/"), all_(200))],
+    # The API's description, as JSON and as a page: public, as GET /api is.
+    "api/openapi.json": [Check("GET", fixed("/api/openapi.json"), all_(200))],
+    "api/docs": [Check("GET", fixed("/api/docs"), all_(200))],
     "api/auth": [Check("POST", fixed("/api/auth"), all_(401),
                        body=lambda w, who: {"namespace": w.ns_a, "key": "not-the-key"})],
     "api/auth/namespaces": [
@@ -205,6 +239,7 @@ MATRIX: dict[str, list[Check]] = {
               api(**ADMIN_A_API)),
     ],
     "api/auth/namespaces/<str:namespace>/keys": [
+        Check("GET", fixed("/api/auth/namespaces/{a}/keys"), api(**READ_A)),
         Check("POST", fixed("/api/auth/namespaces/{a}/keys"), api(**ADMIN_A_API),
               body=lambda w, who: {"key_name": w.unique("k"), "key": secrets.token_urlsafe(16)}),
         Check("PUT", fixed("/api/auth/namespaces/{a}/keys"), api(**ADMIN_A_API),
@@ -218,7 +253,22 @@ MATRIX: dict[str, list[Check]] = {
     ],
     "api/auth/namespaces/<str:namespace>/metadata": [
         Check("GET", fixed("/api/auth/namespaces/{a}/metadata"), api(**READ_A)),
+        Check("POST", fixed("/api/auth/namespaces/{a}/metadata"), api(**ADMIN_A_API),
+              body=lambda w, who: {"key": "shade", "value": "dark"}),
     ],
+    "api/auth/namespaces/<str:namespace>/quota": [
+        Check("GET", fixed("/api/auth/namespaces/{a}/quota"), api(**READ_A)),
+        # Setting quotas is the system admins' (a namespace's own admins may only read them).
+        Check("PUT", fixed("/api/auth/namespaces/{a}/quota"), api(**ADMIN_A_API),
+              body=lambda w, who: {"snapshot_bytes": None}),
+    ],
+    # Trusting a fresh namespace each time: no caller comes to see A through it.
+    "api/auth/namespaces/<str:namespace>/trust": [
+        Check("POST", fixed("/api/auth/namespaces/{a}/trust"), api(**ADMIN_A_API),
+              body=lambda w, who: {"external_namespace": w.fresh_namespace()})],
+    "api/auth/namespaces/<str:namespace>/trust/<str:other>": [
+        Check("DELETE", lambda w, who: f"/api/auth/namespaces/{w.ns_a}/trust/"
+                                       f"{w.fresh_namespace()}", api(**ADMIN_A_API))],
     "api/auth/namespaces/<str:namespace>/metadata/<str:key>": [
         Check("PUT", fixed("/api/auth/namespaces/{a}/metadata/colour"), api(**ADMIN_A_API),
               body=lambda w, who: {"value": "blue"}),
@@ -240,9 +290,16 @@ MATRIX: dict[str, list[Check]] = {
               api(member=200, viewer=403, other=404, system=200)),
     ],
     "api/instances/<str:ref>/metadata": [
-        Check("GET", fixed("/api/instances/{inst}/metadata"), api(**READ_A))],
+        Check("GET", fixed("/api/instances/{inst}/metadata"), api(**READ_A)),
+        Check("POST", fixed("/api/instances/{inst}/metadata"), api(**OPERATE_A),
+              body=lambda w, who: {"key": "shade", "value": "dark"})],
+    # A hot-plugged NIC is reserved (its node, a ghost, never plugs it in).
     "api/instances/<str:ref>/interfaces": [
-        Check("GET", fixed("/api/instances/{inst}/interfaces"), api(**READ_A))],
+        Check("GET", fixed("/api/instances/{inst}/interfaces"), api(**READ_A)),
+        Check("POST", fixed("/api/instances/{inst}/interfaces"), api(**OPERATE_A),
+              body=lambda w, who: {"network": {"network_uuid": w.network_a}})],
+    "api/instances/<str:ref>/interfaces/<str:uuid>": [
+        Check("DELETE", lambda w, who: _hot_plugged(w), api(**OPERATE_A))],
     # The instance's node is a ghost, so whoever gets past the roles hears it is offline.
     "api/instances/<str:ref>/consoledata": [
         Check("GET", fixed("/api/instances/{inst}/consoledata"),
@@ -251,7 +308,27 @@ MATRIX: dict[str, list[Check]] = {
               api(member=503, viewer=403, other=404, system=503)),
     ],
     "api/nodes": [Check("GET", fixed("/api/nodes"), api(**SYSTEM_ONLY))],
-    "api/nodes/<str:ref>": [Check("GET", fixed("/api/nodes/{node}"), api(**SYSTEM_ONLY))],
+    "api/nodes/<str:ref>": [
+        Check("GET", fixed("/api/nodes/{node}"), api(**SYSTEM_ONLY)),
+        # The node is online: past the role check, deleting it is refused (409).
+        Check("DELETE", fixed("/api/nodes/{node}"), api(**{**SYSTEM_ONLY, "system": 409}))],
+    "api/nodes/<str:ref>/maintenance": [
+        Check("POST", fixed("/api/nodes/{node}/maintenance"), api(**SYSTEM_ONLY),
+              body=lambda w, who: {"maintenance": False})],
+    "api/nodes/<str:ref>/metadata": [
+        Check("GET", fixed("/api/nodes/{node}/metadata"), api(**SYSTEM_ONLY)),
+        Check("POST", fixed("/api/nodes/{node}/metadata"), api(**SYSTEM_ONLY),
+              body=lambda w, who: {"key": "rack", "value": "r1"})],
+    "api/nodes/<str:ref>/metadata/<str:key>": [
+        Check("PUT", fixed("/api/nodes/{node}/metadata/rack"), api(**SYSTEM_ONLY),
+              body=lambda w, who: {"value": "r2"}),
+        Check("DELETE", lambda w, who: _with_node_metadata(w), api(**SYSTEM_ONLY))],
+    # Health: anyone, no credentials needed (a load balancer has none).
+    **{route: [Check("GET", fixed("/" + route), all_(200))]
+       for route in ("api/livez", "api/readyz", "api/healthz", "livez", "readyz", "healthz")},
+    # Whatever no route matches under /api: a JSON 404 for everyone.
+    "api^/.*$": [Check("GET", fixed("/api/no-such-route"), all_(404)),
+                 Check("POST", fixed("/api/labels/nothing"), all_(404))],
     # Instance operations. The instance tried is never built (its node does not exist), so
     # a caller who passes the role checks is told to retry (406), as Shaken Fist's client
     # expects while an instance is not yet created.
@@ -382,7 +459,30 @@ MATRIX: dict[str, list[Check]] = {
     ],
     **{f"api/networks/<str:ref>/{part}": [
         Check("GET", fixed(f"/api/networks/{{net}}/{part}"), api(**READ_A))]
-       for part in ("interfaces", "addresses", "metadata", "events")},
+       for part in ("interfaces", "addresses", "events")},
+    "api/networks/<str:ref>/metadata": [
+        Check("GET", fixed("/api/networks/{net}/metadata"), api(**READ_A)),
+        Check("POST", fixed("/api/networks/{net}/metadata"), api(**OPERATE_A),
+              body=lambda w, who: {"key": "shade", "value": "dark"})],
+    # An address of the floating network, reserved for A's network (no network node
+    # here routes it).
+    "api/networks/<str:ref>/route": [
+        Check("POST", fixed("/api/networks/{net}/route"),
+              api(member=200, viewer=403, other=404, system=200))],
+    "api/networks/<str:ref>/route/<str:address>": [
+        Check("DELETE", lambda w, who: _routed(w, who), api(**OPERATE_A))],
+    # The network has no DNS of its own: past the role checks, 406.
+    "api/networks/<str:ref>/dns": [
+        Check("POST", fixed("/api/networks/{net}/dns"),
+              api(member=406, viewer=403, other=404, system=406),
+              body=lambda w, who: {"name": "db", "value": "10.99.0.9"}),
+        Check("DELETE", fixed("/api/networks/{net}/dns"),
+              api(member=406, viewer=403, other=404, system=406),
+              body=lambda w, who: {"name": "db"})],
+    # Pinging is the network node's agent's job: past the role checks, 503 here.
+    "api/networks/<str:ref>/ping/<str:address>": [
+        Check("GET", fixed("/api/networks/{net}/ping/10.99.0.1"),
+              api(member=503, viewer=403, other=404, system=503))],
     "api/networks/<str:ref>/metadata/<str:key>": [
         Check("PUT", fixed("/api/networks/{net}/metadata/colour"), api(**OPERATE_A),
               body=lambda w, who: {"value": "blue"}),
@@ -396,6 +496,66 @@ MATRIX: dict[str, list[Check]] = {
         Check("POST", fixed(f"/api/interfaces/{{iface}}/{verb}"),
               api(member=409, viewer=403, other=404, system=409))]
        for verb in ("float", "defloat")},
+
+    "api/security-groups": [
+        Check("GET", fixed("/api/security-groups"),
+              api(member=200, viewer=200, other=200, system=200)),
+        # Past the role checks, the name is refused (400): nothing is made.
+        Check("POST", fixed("/api/security-groups"),
+              api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"namespace": w.ns_a, "name": "no/such"}),
+    ],
+    "api/security-groups/<str:ref>": [
+        Check("GET", fixed("/api/security-groups/{sg}"), api(**READ_A)),
+        Check("DELETE", lambda w, who: f"/api/security-groups/{w.fresh_secgroup()}",
+              api(**OPERATE_A)),
+    ],
+    "api/security-groups/<str:ref>/rules": [
+        Check("GET", fixed("/api/security-groups/{sg}/rules"), api(**READ_A)),
+        Check("POST", fixed("/api/security-groups/{sg}/rules"),
+              api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"direction": "ingress", "protocol": "tcp", "ports": "x"}),
+    ],
+    "api/security-groups/<str:ref>/rules/<str:rule_uuid>": [
+        Check("GET", fixed("/api/security-groups/{sg}/rules/{rule}"), api(**READ_A)),
+        Check("DELETE", lambda w, who: f"/api/security-groups/{w.secgroup_a}/rules/"
+                                       f"{w.fresh_rule()}", api(**OPERATE_A)),
+    ],
+    **{f"api/security-groups/<str:ref>/{part}": [
+        Check("GET", fixed(f"/api/security-groups/{{sg}}/{part}"), api(**READ_A))]
+       for part in ("interfaces", "metadata", "events")},
+    "api/security-groups/<str:ref>/metadata/<str:key>": [
+        Check("PUT", fixed("/api/security-groups/{sg}/metadata/colour"), api(**OPERATE_A),
+              body=lambda w, who: {"value": "blue"}),
+        Check("DELETE", lambda w, who: _with_secgroup_metadata(w), api(**OPERATE_A)),
+    ],
+    "api/address-sets": [
+        Check("GET", fixed("/api/address-sets"),
+              api(member=200, viewer=200, other=200, system=200)),
+        Check("POST", fixed("/api/address-sets"),
+              api(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"namespace": w.ns_a, "name": "x", "cidrs": ["nope"]}),
+    ],
+    "api/address-sets/<str:ref>": [
+        Check("GET", fixed("/api/address-sets/{aset}"), api(**READ_A)),
+        Check("PUT", fixed("/api/address-sets/{aset}"), api(**OPERATE_A),
+              body=lambda w, who: {"cidrs": ["198.51.100.0/24"]}),
+        Check("DELETE", lambda w, who: f"/api/address-sets/{w.fresh_address_set()}",
+              api(**OPERATE_A)),
+    ],
+    "api/address-sets/<str:ref>/events": [
+        Check("GET", fixed("/api/address-sets/{aset}/events"), api(**READ_A))],
+    "api/interfaces/<str:uuid>/security-groups": [
+        Check("GET", fixed("/api/interfaces/{iface}/security-groups"), api(**READ_A)),
+        Check("PUT", fixed("/api/interfaces/{iface}/security-groups"), api(**OPERATE_A),
+              body=lambda w, who: {"security_groups": ["default"]}),
+    ],
+    "api/interfaces/<str:uuid>/port-security": [
+        Check("PUT", fixed("/api/interfaces/{iface}/port-security"), api(**OPERATE_A),
+              body=lambda w, who: {"port_security": True})],
+    "api/interfaces/<str:uuid>/allowed-addresses": [
+        Check("PUT", fixed("/api/interfaces/{iface}/allowed-addresses"), api(**OPERATE_A),
+              body=lambda w, who: {"allowed_addresses": []})],
 
     # --- pages ----------------------------------------------------------------------------------
     # The dashboard: everyone sees it, each what they may see (e2e/test_usage.py).
@@ -454,6 +614,11 @@ MATRIX: dict[str, list[Check]] = {
               page(member=MOVED, viewer=403, other=404, system=MOVED))],
     "nodes/": [Check("GET", fixed("/nodes/"), page(**SYSTEM_ONLY))],
     "nodes/<str:name>/": [Check("GET", fixed("/nodes/{node}/"), page(**SYSTEM_ONLY))],
+    # The node is online: past the role check, the refusal is a message on its page.
+    "nodes/<str:name>/delete/": [Check("POST", fixed("/nodes/{node}/delete/"),
+                                       page(**{**SYSTEM_ONLY, "system": MOVED}))],
+    "nodes/<str:name>/maintenance/": [Check("POST", fixed("/nodes/{node}/maintenance/"),
+                                            page(**{**SYSTEM_ONLY, "system": MOVED}))],
     # The instance page's buttons and small forms answer htmx with a toast (200), also when
     # the service refuses (the instance is not built); viewers get 403, outsiders 404.
     "instances/<uuid:uuid>/power/<str:action>/": [
@@ -517,12 +682,59 @@ MATRIX: dict[str, list[Check]] = {
     "networks/instance/<uuid:uuid>/interfaces/": [
         Check("GET", fixed("/networks/instance/{inst}/interfaces/"), page(**READ_A),
               htmx=True)],
+    # Adding and removing NICs answer with the section again (200); viewers get 403.
+    "networks/instance/<uuid:uuid>/interfaces/add/": [
+        Check("POST", fixed("/networks/instance/{inst}/interfaces/add/"), page(**OPERATE_A),
+              htmx=True, body=lambda w, who: {"network": w.network_a})],
+    "networks/instance/<uuid:uuid>/interfaces/<uuid:interface>/remove/": [
+        Check("POST", lambda w, who: _hot_plugged(w).replace("/api/instances/",
+                                                              "/networks/instance/")
+              + "/remove/", page(**OPERATE_A), htmx=True)],
     # The float buttons answer with the section again (200), saying why the service
     # refused (the interface has no address); viewers get 403, outsiders 404.
     **{f"networks/interface/<uuid:uuid>/{verb}/": [
         Check("POST", fixed(f"/networks/interface/{{iface}}/{verb}/"), page(**OPERATE_A),
               htmx=True)]
        for verb in ("float", "defloat")},
+    "networks/interface/<uuid:uuid>/security-groups/": [
+        Check("POST", fixed("/networks/interface/{iface}/security-groups/"), page(**OPERATE_A),
+              htmx=True, body=lambda w, who: {"security_groups": []})],
+    # Each works in their own namespace: B's admin may make groups in B (the name
+    # is then refused: the form again, 400).
+    "security-groups/": [
+        Check("GET", fixed("/security-groups/"),
+              page(member=200, viewer=200, other=200, system=200)),
+        Check("POST", fixed("/security-groups/"),
+              page(member=400, viewer=403, other=400, system=400),
+              body=lambda w, who: {"group-name": "no/such"}),
+    ],
+    "security-groups/<uuid:uuid>/": [
+        Check("GET", fixed("/security-groups/{sg}/"), page(**READ_A))],
+    "security-groups/<uuid:uuid>/rules/": [
+        Check("POST", fixed("/security-groups/{sg}/rules/"),
+              page(member=400, viewer=403, other=404, system=400),
+              body=lambda w, who: {"direction": "ingress", "protocol": "tcp", "ports": "x",
+                                   "remote": "any"})],
+    "security-groups/<uuid:uuid>/rules/<uuid:rule_uuid>/remove/": [
+        Check("POST", lambda w, who: f"/security-groups/{w.secgroup_a}/rules/{w.fresh_rule()}"
+                                     "/remove/", page(**OPERATE_A), htmx=True)],
+    "security-groups/<uuid:uuid>/delete/": [
+        Check("POST", lambda w, who: f"/security-groups/{w.fresh_secgroup()}/delete/",
+              page(member=MOVED, viewer=403, other=404, system=MOVED))],
+    "security-groups/address-sets/": [
+        Check("POST", fixed("/security-groups/address-sets/"),
+              page(member=400, viewer=403, other=400, system=400),
+              body=lambda w, who: {"set-name": "x", "set-cidrs": "nope"})],
+    "security-groups/address-sets/<uuid:uuid>/": [
+        Check("GET", fixed("/security-groups/address-sets/{aset}/"), page(**READ_A)),
+        Check("POST", fixed("/security-groups/address-sets/{aset}/"),
+              page(member=MOVED, viewer=403, other=404, system=MOVED),
+              body=lambda w, who: {"cidrs": "198.51.100.0/24"}),
+    ],
+    "security-groups/address-sets/<uuid:uuid>/delete/": [
+        Check("POST", lambda w, who: f"/security-groups/address-sets/{w.fresh_address_set()}"
+                                     "/delete/",
+              page(member=MOVED, viewer=403, other=404, system=MOVED))],
     # Readers get a ticket (read-only for viewers) once the instance runs; this one does not.
     "instances/<uuid:uuid>/console/<str:kind>/ticket": [
         Check("POST", fixed("/instances/{inst}/console/serial/ticket"),
@@ -545,6 +757,10 @@ MATRIX: dict[str, list[Check]] = {
     "manage/namespaces/<str:namespace>/": [
         Check("GET", fixed("/manage/namespaces/{a}/"),
               page(member=403, viewer=403, other=404, system=200))],
+    "manage/namespaces/<str:namespace>/quota/": [
+        Check("POST", fixed("/manage/namespaces/{a}/quota/"),
+              page(member=403, viewer=403, other=404, system=MOVED),
+              body=lambda w, who: {"snapshot_bytes": ""})],
     "manage/namespaces/<str:namespace>/delete/": [
         Check("POST", lambda w, who: f"/manage/namespaces/{fresh_ns_for_system(w, who)}/delete/",
               page(member=403, viewer=403, other=404, system=MOVED))],
@@ -567,6 +783,14 @@ MATRIX: dict[str, list[Check]] = {
               page(member=403, viewer=403, other=404, system=200))],
     "manage/namespaces/<str:namespace>/keys/<str:key_name>/delete/": [
         Check("POST", lambda w, who: f"/manage/namespaces/{w.ns_a}/keys/{w.fresh_key()}/delete/",
+              page(member=403, viewer=403, other=404, system=MOVED))],
+    "manage/namespaces/<str:namespace>/trust/": [
+        Check("POST", fixed("/manage/namespaces/{a}/trust/"),
+              page(member=403, viewer=403, other=404, system=MOVED),
+              body=lambda w, who: {"external_namespace": w.fresh_namespace()})],
+    "manage/namespaces/<str:namespace>/trust/<str:other>/remove/": [
+        Check("POST", lambda w, who: f"/manage/namespaces/{w.ns_a}/trust/"
+                                     f"{w.fresh_namespace()}/remove/",
               page(member=403, viewer=403, other=404, system=MOVED))],
     "manage/people/": [
         Check("GET", fixed("/manage/people/"), page(**SYSTEM_ONLY)),
@@ -620,26 +844,34 @@ WEBSOCKETS.update({
     "ws/images/<uuid:uuid>/": _SEES_A,
     "ws/networks/": {**_SEES_A, OTHER: "sent"},
     "ws/networks/<uuid:uuid>/": _SEES_A,
+    "ws/secgroups/": {**_SEES_A, OTHER: "sent"},
+    "ws/secgroups/<uuid:uuid>/": _SEES_A,
+    "ws/address-sets/<uuid:uuid>/": _SEES_A,
     "ws/nodes/<str:name>/events/": {**dict.fromkeys(EVERYONE, "refused"), SYSTEM: "sent"},
     "ws/dashboard/": {**dict.fromkeys(EVERYONE, "sent"),
                       **dict.fromkeys(NO_CREDENTIALS, "refused")},
     # Graphs' live samples: the first message says whether the node can be followed.
     "ws/usage/instances/<uuid:uuid>/": _SEES_A,
     "ws/usage/nodes/<str:name>/": {**dict.fromkeys(EVERYONE, "refused"), SYSTEM: "sent"},
+    "ws/quotas/<str:namespace>/": _SEES_A,
 })
 WEBSOCKET_PATHS: dict[str, Callable[[World], str]] = {
     "ws/instances/<uuid:uuid>/": lambda w: f"/ws/instances/{w.instance_a}/",
     "ws/images/<uuid:uuid>/": lambda w: f"/ws/images/{w.image_a}/",
     "ws/networks/<uuid:uuid>/": lambda w: f"/ws/networks/{w.network_a}/",
+    "ws/secgroups/<uuid:uuid>/": lambda w: f"/ws/secgroups/{w.secgroup_a}/",
+    "ws/address-sets/<uuid:uuid>/": lambda w: f"/ws/address-sets/{w.address_set_a}/",
     "ws/nodes/<str:name>/events/": lambda w: f"/ws/nodes/{w.node}/events/",
     "ws/usage/instances/<uuid:uuid>/": lambda w: f"/ws/usage/instances/{w.instance_a}/",
     "ws/usage/nodes/<str:name>/": lambda w: f"/ws/usage/nodes/{w.node}/",
     "ws/consoles/<str:kind>/<uuid:uuid>/": lambda w: f"/ws/consoles/serial/{w.instance_a}/",
+    "ws/quotas/<str:namespace>/": lambda w: f"/ws/quotas/{w.ns_a}/",
 }
 # Lists every caller may open: what of A's they must hold only for those who may see A.
 WEBSOCKET_LIST_OF_A: dict[str, Callable[[World], str]] = {
     "ws/images/": lambda w: w.image_a,
     "ws/networks/": lambda w: w.network_a,
+    "ws/secgroups/": lambda w: w.secgroup_a,
 }
 WEBSOCKET_FIRST: dict[str, str] = {
     "ws/instances/<uuid:uuid>/": 'id="section-power"',
@@ -647,10 +879,14 @@ WEBSOCKET_FIRST: dict[str, str] = {
     "ws/images/<uuid:uuid>/": 'id="image-nodes"',
     "ws/networks/": 'id="network-rows"',
     "ws/networks/<uuid:uuid>/": 'id="network-overview"',
+    "ws/secgroups/": 'id="secgroup-rows"',
+    "ws/secgroups/<uuid:uuid>/": 'id="secgroup-overview"',
+    "ws/address-sets/<uuid:uuid>/": 'id="event-rows"',
     "ws/nodes/<str:name>/events/": 'id="event-rows"',
     "ws/dashboard/": 'id="dash-summary"',
     "ws/usage/instances/<uuid:uuid>/": '"type": "state"',
     "ws/usage/nodes/<str:name>/": '"type": "state"',
+    "ws/quotas/<str:namespace>/": 'id="quota-lines"',
 }
 
 
@@ -669,6 +905,33 @@ def _with_instance_metadata(w: World) -> str:
                                      {"value": 1})
     assert response.status_code == 200, response.text
     return f"/api/instances/{w.instance_a}/metadata/{key}"
+
+
+def _with_node_metadata(w: World) -> str:
+    key = w.unique("tag")
+    response = w.cloud.api().request("PUT", f"/nodes/{w.node}/metadata/{key}", {"value": 1})
+    assert response.status_code == 200, response.text
+    return f"/api/nodes/{w.node}/metadata/{key}"
+
+
+def _hot_plugged(w: World) -> str:
+    """The API URL of a NIC just added to a fresh instance of A."""
+    instance = w.fresh_instance()
+    response = w.cloud.api().post(f"/instances/{instance}/interfaces",
+                                  {"network": {"network_uuid": w.network_a}})
+    assert response.status_code == 200, response.text
+    return f"/api/instances/{instance}/interfaces/{response.json()['uuid']}"
+
+
+def _routed(w: World, who: str) -> str:
+    """The API URL of an address just routed to A's network, for a caller
+    who may unroute it (the pool is small: no network node here gives
+    unrouted addresses back); the others are refused before it matters."""
+    if who not in (MEMBER, SYSTEM):
+        return f"/api/networks/{w.network_a}/route/192.0.2.9"
+    response = w.cloud.api().post(f"/networks/{w.network_a}/route")
+    assert response.status_code == 200, response.text
+    return f"/api/networks/{w.network_a}/route/{response.json()}"
 
 
 def _with_network_metadata(w: World) -> str:
@@ -690,6 +953,13 @@ def _with_object_metadata(w: World, things: str, uuid: str) -> str:
 
 def _sha512_of_blob(w: World) -> str:
     return w.cloud.api().get(f"/blobs/{w.blob_a}").json()["sha512"]
+def _with_secgroup_metadata(w: World) -> str:
+    """The API URL of a metadata key just set on A's security group."""
+    key = w.unique("tag")
+    response = w.cloud.api().request("PUT", f"/security-groups/{w.secgroup_a}/metadata/{key}",
+                                     {"value": 1})
+    assert response.status_code == 200, response.text
+    return f"/api/security-groups/{w.secgroup_a}/metadata/{key}"
 
 
 def _with_metadata(w: World, key: str) -> str:
@@ -787,7 +1057,11 @@ def world(module_portal: InProcessPortal) -> World:
     world.upload_a = world.fresh_upload()
     world.keypair_a = world.fresh_keypair()
     world.network_a = world.fresh_network()
+    agent.report_network(world.network_a)  # built by its network node
     world.interface_a = put_interface(cloud, ns_a, world.instance_a, world.network_a)
+    world.secgroup_a = world.fresh_secgroup()
+    world.rule_a = api.get(f"/security-groups/{world.secgroup_a}").json()["rules"][0]["uuid"]
+    world.address_set_a = world.fresh_address_set()
     # Each person works in their own namespace in the pages.
     for who, ns in ((MEMBER, ns_a), (VIEWER, ns_a), (OTHER, ns_b), (SYSTEM, "system")):
         _post(world, who, "/namespace/", {"namespace": ns})

@@ -13,7 +13,6 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import Any
 
-from cloudstate.etcd import Put
 from cloudstate.model import Disk, InstanceSpec
 from portal.accounts.models import AuditEvent
 from portal.events.models import Event
@@ -34,9 +33,7 @@ def _running_instance(portal: InProcessPortal, agent: FakeAgent, name: str) -> s
     spec = InstanceSpec(uuid=str(uuidlib.uuid4()), name=name, namespace=NAMESPACE, cpus=1,
                         memory=128, disks=[Disk(device="vda", size_gb=1)], node=agent.node)
     keys = portal.keys
-    portal.etcd_call(lambda etcd: etcd.txn([], [
-        Put(keys.instance(spec.uuid), spec.to_json()),
-        Put(keys.instance_name(NAMESPACE, name), spec.uuid)]))
+    portal.etcd_call(lambda etcd: etcd.put(keys.instance(spec.uuid), spec.to_json()))
     agent.report_instance(spec.uuid, state="created", power_state="on")
     return spec.uuid
 

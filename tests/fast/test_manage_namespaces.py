@@ -37,3 +37,23 @@ def test_namespace_admin_manages_own_namespace_only(
     page = bob.browser.post(f"/manage/namespaces/{OTHER}/keys/", {"key_name": "deploy"})
     secret = re.search(r'data-copy="([^"]+)" aria-label="Copy the secret"', page.text).group(1)
     assert portal.api(OTHER, secret).get("/instances").status_code == 200
+
+
+def test_a_namespace_admin_trusts_another_namespace_from_the_page(bob: Person,
+                                                                 alice: Person) -> None:
+    # alice's fixture makes namespace team, the one trusted here.
+    page = f"/manage/namespaces/{OTHER}/"
+    shown = bob.browser.get(page)
+    assert re.search(r"<title>[^<]*</title>", shown.text), "the title holds markup"
+    assert shown.text.count('id="trust-h"') == 1
+    unknown = bob.browser.post(page + "trust/", {"external_namespace": "nosuch"})
+    # Beside the field, with what was typed kept.
+    assert unknown.status_code == 400
+    assert re.search(r'id="id_external_namespace_error"[^>]*><li>[^<]*nosuch', unknown.text), \
+        unknown.text
+    assert 'value="nosuch"' in unknown.text
+    trusted = bob.browser.post(page + "trust/", {"external_namespace": TEAM})
+    assert trusted.status_code == 302
+    assert f'<tr id="trust-{TEAM}">' in bob.browser.get(page).text
+    assert bob.browser.post(f"{page}trust/{TEAM}/remove/").status_code == 302
+    assert f'<tr id="trust-{TEAM}">' not in bob.browser.get(page).text

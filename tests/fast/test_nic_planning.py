@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from cloudstate.model import NetworkSpec
 from portal.cloud import interfaces
-from portal.cloud.interfaces import NicRequest
+from portal.cloud.interfaces import NicRequest, Resolved
 from portal.cloud.networks import NetworkRecord
 
 
@@ -18,8 +18,9 @@ async def test_an_address_named_by_one_nic_is_not_picked_for_another(portal_etcd
                                              netblock="10.9.0.0/29", vxid=77),
                             observed=None, revision=1)
     nics = [NicRequest(network="tiny"), NicRequest(network="tiny", address="10.9.0.4")]
+    resolved = [Resolved(network, groups=[]), Resolved(network, groups=[])]
     for attempt in range(40):
-        plan = await interfaces.plan(nics, [network, network],
+        plan = await interfaces.plan(nics, resolved,
                                      instance_uuid=f"i-{attempt}", namespace="system",
                                      node="node-a")
         addresses = [iface.ipv4 for iface in plan.interfaces]

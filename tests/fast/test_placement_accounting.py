@@ -16,7 +16,8 @@ def _both(portal: InProcessPortal) -> tuple[dict, dict]:
         await current_hub()
         return await scheduler.snapshot(keys)
 
-    kept = {n: (load.cpus, load.memory_mib, load.disk_gb, sorted(load.instances))
+    kept = {n: (load.cpus, load.memory_mib, load.disk_gb, sorted(load.instances),
+             dict(load.tags))
             for n, load in portal.loop.run(kept_by_hub()).items()}
 
     async def afresh(etcd):  # type: ignore[no-untyped-def]
@@ -26,7 +27,8 @@ def _both(portal: InProcessPortal) -> tuple[dict, dict]:
         observed, _ = await etcd.get_prefix(keys.observed_instances)
         return scheduler.loads_from(nodes=nodes, alive=alive, specs=specs, observed=observed)
 
-    fresh = {n: (load.cpus, load.memory_mib, load.disk_gb, sorted(load.instances))
+    fresh = {n: (load.cpus, load.memory_mib, load.disk_gb, sorted(load.instances),
+             dict(load.tags))
              for n, load in portal.etcd_call(afresh).items()}
     return kept, fresh
 
@@ -37,12 +39,15 @@ def test_the_kept_accounting_follows_creates_and_deletes(portal: InProcessPortal
     uuids = []
     for i, memory in enumerate((64, 128, 256)):
         made = api.post("/instances", {"name": f"acc-{i}", "cpus": 1, "memory": memory,
-                                       "disk": [{"size": 2}]})
+                                       "disk": [{"size": 2}],
+                                       # Affinity counts instances per tag and node.
+                                       "metadata": {"tags": ["web", *(["db"] * i)]}})
         assert made.status_code == 200, made.text
         uuids.append(made.json()["uuid"])
         agent.report_instance(uuids[-1])
     kept, fresh = _both(portal)
     assert kept == fresh and kept[agent.node][:3] == (3, 448, 6)
+    assert kept[agent.node][4] == {"web": 3, "db": 2}
     # Deleted but not yet torn down: still held; torn down: given back.
     assert api.delete(f"/instances/{uuids[0]}").status_code == 200
     kept, fresh = _both(portal)
@@ -50,3 +55,4 @@ def test_the_kept_accounting_follows_creates_and_deletes(portal: InProcessPortal
     agent.report_instance(uuids[0], state="deleted", power_state="off")
     kept, fresh = _both(portal)
     assert kept == fresh and kept[agent.node][:3] == (2, 384, 4)
+    assert kept[agent.node][4] == {"web": 2, "db": 2}

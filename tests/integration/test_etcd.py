@@ -311,11 +311,20 @@ async def test_unavailable_when_etcd_hangs(private_etcd_server: LocalEtcd) -> No
             started = time.monotonic()
             with pytest.raises(EtcdUnavailable):
                 await etcd.get("/k")
-            assert time.monotonic() - started < 3.0
+            # The 1 s deadline, plus room for a loaded machine: a hang would be minutes.
+            assert time.monotonic() - started < 4.0
         finally:
             os.kill(private_etcd_server.pid, signal.SIGCONT)
-        kv = await etcd.get("/k")
-        assert kv is not None
+        # A thawed member takes a moment to catch up on a loaded machine: the same
+        # client must work again within seconds, without being rebuilt.
+        kv = None
+        deadline = time.monotonic() + 15
+        while kv is None and time.monotonic() < deadline:
+            try:
+                kv = await etcd.get("/k")
+            except EtcdUnavailable:
+                await asyncio.sleep(0.2)
+        assert kv is not None and kv.value == b"v"
     finally:
         await etcd.close()
 

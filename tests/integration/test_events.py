@@ -94,10 +94,12 @@ def test_events_wait_on_the_node_while_the_portal_is_down(cloud: Cloud) -> None:
     audits = events(cloud, uuid, event_type="audit")
     assert any(e["message"].startswith("created by key system/") for e in audits), audits
     assert len(events(cloud, uuid, limit="2")) == 2
-    bad = cloud.api().get(f"/instances/{uuid}/events", {"limit": 0})
+    assert events(cloud, uuid, limit=0) == []
+    assert len(events(cloud, uuid, limit=-1)) >= len(statuses) + len(audits)
+    bad = cloud.api().get(f"/instances/{uuid}/events", {"limit": "many"})
     assert bad.status_code == 400 and "limit" in bad.json()["error"]
-    bad = cloud.api().get(f"/instances/{uuid}/events", {"event_type": "gossip"})
-    assert bad.status_code == 400 and "event_type" in bad.json()["error"]
+    # A type no event has is nothing to list, not an error (Shaken Fist's client may ask).
+    assert events(cloud, uuid, event_type="gossip") == []
 
     cloud.api().delete(f"/instances/{uuid}")
     wait_for(lambda: cloud.api().get(f"/instances/{uuid}").json()["state"] == "deleted", 60,

@@ -84,21 +84,25 @@ def test_deleted_instances_are_forgotten_after_the_retention(etcd_server, guest_
                   SFCLOUD_DELETED_RETENTION="2", SFCLOUD_JANITOR_INTERVAL="1")
     try:
         short.start()
-        uuid = short.api().post("/instances", {"name": "brief", "cpus": 1, "memory": 128,
-                                               "disk": [{"size": 1}]}).json()["uuid"]
+        network = short.api().post("/networks", {"name": "brief-net",
+                                                 "netblock": "10.97.0.0/24"}).json()["uuid"]
+        wait_for(lambda: short.api().get(f"/networks/{network}").json()["state"] == "created",
+                 60, "the network created")
+        created = short.api().post("/instances", {
+            "name": "brief", "cpus": 1, "memory": 128, "disk": [{"size": 1}],
+            "network": [{"network_uuid": network}]}).json()
+        uuid, nic = created["uuid"], created["interfaces"][0]["uuid"]
         wait_for(lambda: short.api().get(f"/instances/{uuid}").json()["state"] == "created",
                  60, "created")
         short.api().delete(f"/instances/{uuid}")
         wait_for(lambda: short.api().get(f"/instances/{uuid}").status_code == 404,
                  30, "the purge")
-        assert not [key for key in short.etcd_keys() if uuid in key]
+        # Its interface, readable while the instance was, goes with it.
+        assert short.api().get(f"/interfaces/{nic}").status_code == 404
+        assert not [key for key in short.etcd_keys() if uuid in key or nic in key]
 
-        network = short.api().post("/networks", {"name": "brief-net",
-                                                 "netblock": "10.97.0.0/24"}).json()["uuid"]
-        wait_for(lambda: short.api().get(f"/networks/{network}").json()["state"] == "created",
-                 60, "the network created")
-        assert short.api().delete(f"/networks/{network}").status_code == 200
         # Read back as deleted first (the retention is counted from the delete), then gone.
+        assert short.api().delete(f"/networks/{network}").status_code == 200
         wait_for(lambda: short.api().get(f"/networks/{network}").status_code == 404,
                  60, "the network's purge")
         assert not [key for key in short.etcd_keys() if network in key]

@@ -459,3 +459,8 @@ class Cloud:
                     subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
         for name in self.network_objects()["links"]:
             subprocess.run(["ip", "link", "del", name], capture_output=True)
+        # The security groups' tables outlive a stopped agent (a restarted one
+        # keeps filtering): this cloud's go with it.
+        for family in ("bridge", "inet"):
+            subprocess.run(["nft", "delete", "table", family, names.filter_table],
+                           capture_output=True)

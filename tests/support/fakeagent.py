@@ -17,7 +17,9 @@ real one on libvirt.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from cloudstate.etcd import Etcd, KeyValue, Put
 from cloudstate.keys import Keys
@@ -26,9 +28,11 @@ from cloudstate.model import (
     InstanceObserved,
     InstanceSpec,
     NetworkObserved,
+    NetworkSpec,
     NodeInfo,
 )
 from nodeagent.net import releases
+from nodeagent.net import snapshot as net_snapshot
 from tests.support.objects import Cloud
 
 
@@ -41,6 +45,17 @@ class _Snapshot:
     def get(self, key: str) -> KeyValue | None:
         return self.kvs.get(key)
 
+    def items(self, prefix: str = "") -> Iterator[KeyValue]:
+        return iter([kv for key, kv in sorted(self.kvs.items()) if key.startswith(prefix)])
+
+    def refused_items(self, prefix: str = "") -> list[Any]:
+        return []  # read straight from etcd: no gate refuses anything here
+
+    @classmethod
+    async def read(cls, etcd: Etcd, keys: Keys) -> _Snapshot:
+        kvs, _ = await etcd.get_prefix(keys.root)
+        return cls({kv.key: kv for kv in kvs})
+
 
 class FakeAgent:
     def __init__(self, cloud: Cloud, node: str = "fake-node"):
@@ -52,12 +67,15 @@ class FakeAgent:
         return self.cloud.keys
 
     def register(self, vcpus: int = 8, memory_mib: int = 16384, disk_gb: int = 200,
-                 network_node: bool = True) -> FakeAgent:
+                 network_node: bool = True,
+                 firmware: tuple[str, ...] = ("uefi", "secure-boot")) -> FakeAgent:
         """The node record and liveness key an agent writes at start (the
-        liveness key without its lease: this node never goes away)."""
+        liveness key without its lease: this node never goes away), with the
+        boot firmware it offers beyond BIOS (nodeagent.firmware.offered)."""
         info = NodeInfo(name=self.node, ip="127.0.0.1", vcpus=vcpus, memory_mib=memory_mib,
                         disk_total_gb=disk_gb, disk_free_gb=disk_gb, virt_type="qemu",
-                        machine="pc", is_network_node=network_node)
+                        machine="pc", is_network_node=network_node, firmware=list(firmware))
+        self._info = info
 
         async def write(etcd: Etcd) -> None:
             await etcd.put(self.keys.node(self.node), info.to_json())
@@ -65,6 +83,10 @@ class FakeAgent:
 
         self.cloud.etcd_call(write)
         return self
+
+    def info(self) -> NodeInfo:
+        """The node record register() wrote."""
+        return self._info
 
     def report_instance(self, uuid: str, state: str = "created", power_state: str = "on",
                         error: str | None = None) -> None:
@@ -78,9 +100,16 @@ class FakeAgent:
             observed = InstanceObserved(node=spec.node, state=state, power_state=power_state,
                                         error=error,
                                         applied_power_generation=spec.power.generation)
-            await etcd.put(self.keys.observed_instance(uuid), observed.to_json())
+            await etcd.txn([], self._observed(uuid, observed))
 
         self.cloud.etcd_call(write)
+
+    def _observed(self, uuid: str, observed: InstanceObserved) -> list[Put]:
+        """The observed record and its node's copy, written together as the
+        real agent does (nodeagent.scope)."""
+        value = observed.to_json()
+        return [Put(self.keys.observed_instance(uuid), value),
+                Put(self.keys.node_observed_instance(observed.node, uuid), value)]
 
     def tear_down_instance(self, uuid: str) -> None:
         """What the agent reports once it has removed a deleted instance: its
@@ -89,14 +118,13 @@ class FakeAgent:
         real agent's own rule, nodeagent.net.releases)."""
 
         async def write(etcd: Etcd) -> None:
-            kvs, _ = await etcd.get_prefix(self.keys.root)
-            snapshot = _Snapshot({kv.key: kv for kv in kvs})
+            snapshot = await _Snapshot.read(etcd, self.keys)
             spec_kv = snapshot.get(self.keys.instance(uuid))
             assert spec_kv is not None, f"instance {uuid} has no desired record"
             spec = InstanceSpec.from_json(spec_kv.value)
             observed = InstanceObserved(node=spec.node, state="deleted", power_state="off",
                                         applied_power_generation=spec.power.generation)
-            await etcd.txn([], [Put(self.keys.observed_instance(uuid), observed.to_json()),
+            await etcd.txn([], [*self._observed(uuid, observed),
                                 *releases.of_instance(self.keys, snapshot, spec)])
 
         self.cloud.etcd_call(write)
@@ -106,6 +134,26 @@ class FakeAgent:
         observed = NetworkObserved(node=self.node, state=state)
         self.cloud.etcd_call(
             lambda etcd: etcd.put(self.keys.observed_network(uuid), observed.to_json()))
+
+    def tear_down_network(self, uuid: str) -> None:
+        """What the network node reports once it removed a deleted network:
+        its observed record says deleted, and in the same transaction its
+        VXLAN id, addresses, floating addresses and fence are released
+        (with the real network node's rule, nodeagent.net.releases)."""
+
+        async def write(etcd: Etcd) -> None:
+            mirror = await _Snapshot.read(etcd, self.keys)
+            spec_kv = mirror.get(self.keys.network(uuid))
+            assert spec_kv is not None, f"network {uuid} has no desired record"
+            spec = NetworkSpec.from_json(spec_kv.value)
+            assert spec.desired == "deleted", f"network {uuid} is not being deleted"
+            observed = NetworkObserved(node=self.node, state="deleted")
+            snap = net_snapshot.read(self.keys, mirror)  # type: ignore[arg-type]
+            await etcd.txn([], [Put(self.keys.observed_network(uuid), observed.to_json()),
+                                *releases.of_network(self.keys, mirror,  # type: ignore[arg-type]
+                                                     snap, spec)])
+
+        self.cloud.etcd_call(write)
 
     def report_blob(self, uuid: str, data: bytes, fmt: str | None = "raw") -> None:
         """What the agent reports once it holds a blob's bytes (``data``)."""

@@ -98,3 +98,19 @@ def namespace_key(cloud: Cloud, namespace: str) -> str:
                             {"key_name": "k", "key": secret})
         assert response.status_code == 200, response.text
     return secret
+
+
+PINGABLE = "pingable"
+
+
+def allow_ping(cloud: Cloud, interface: str, api: object = None) -> None:
+    """Let pings in to an interface from anywhere (the default group lets
+    in only its own members): its groups become default and ``pingable``."""
+    client = api or cloud.api()
+    if client.get(f"/security-groups/{PINGABLE}").status_code == 404:  # type: ignore[attr-defined]
+        response = client.post("/security-groups", {  # type: ignore[attr-defined]
+            "name": PINGABLE, "rules": [{"direction": "ingress", "protocol": "icmp"}]})
+        assert response.status_code == 200, response.text
+    response = client.request("PUT", f"/interfaces/{interface}/security-groups",  # type: ignore[attr-defined]
+                              {"security_groups": ["default", PINGABLE]})
+    assert response.status_code == 200, response.text

@@ -56,8 +56,7 @@ def put_fleet(cloud: Cloud, namespace: str, guests: list[Guest]) -> dict[str, st
                             node=guest.node, created_at=guest.created_at,
                             metadata={"tags": list(guest.tags)} if guest.tags else {},
                             interfaces=nics)
-        puts += [Put(keys.instance(uuid), spec.to_json()),
-                 Put(keys.instance_name(namespace, guest.name), uuid)]
+        puts.append(Put(keys.instance(uuid), spec.to_json()))
         if guest.power_state is not None:
             observed = InstanceObserved(node=guest.node, state="created",
                                         power_state=guest.power_state,

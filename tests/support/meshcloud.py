@@ -26,14 +26,20 @@ from tests.support.pki import issue_agent
 
 
 def libvirtd_netns() -> str:
+    """The network namespace of the libvirtd the agents talk to: the one
+    in our mount namespace (whose /run/libvirt socket qemu:///system
+    reaches). Other work on this machine may run libvirtds of its own in
+    other namespaces; a tap looked for in theirs is never found."""
+    ours = Path("/proc/self/ns/mnt").readlink()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == "libvirtd":
+                if ((entry / "comm").read_text().strip() == "libvirtd"
+                        and (entry / "ns" / "mnt").readlink() == ours):
                     return str(entry / "ns" / "net")
             except OSError:
                 continue
-    raise RuntimeError("libvirtd is not running")
+    raise RuntimeError("libvirtd is not running in this mount namespace")
 
 
 class MeshCloud(Cloud):

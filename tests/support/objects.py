@@ -31,22 +31,16 @@ PUBLIC_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKu4Sb8bV0dSRiGSI7qHnHjYw5uCq
               "test@host")
 
 
-def put_instance(cloud: Cloud, namespace: str, name: str) -> str:
+def put_instance(cloud: Cloud, namespace: str, name: str, node: str = GHOST_NODE) -> str:
     spec = InstanceSpec(uuid=str(uuidlib.uuid4()), name=name, namespace=namespace, cpus=1,
-                        memory=128, disks=[Disk(device="vda", size_gb=1)], node=GHOST_NODE)
-    keys = cloud.keys
-
-    async def write(etcd):  # type: ignore[no-untyped-def]
-        await etcd.txn([], [Put(keys.instance(spec.uuid), spec.to_json()),
-                            Put(keys.instance_name(namespace, name), spec.uuid)])
-
-    cloud.etcd_call(write)
+                        memory=128, disks=[Disk(device="vda", size_gb=1)], node=node)
+    cloud.etcd_call(lambda etcd: etcd.put(cloud.keys.instance(spec.uuid), spec.to_json()))
     return spec.uuid
 
 
-def mark_torn_down(cloud: Cloud, uuid: str) -> None:
+def mark_torn_down(cloud: Cloud, uuid: str, node: str = GHOST_NODE) -> None:
     """What the instance's node would report once it has removed it."""
-    observed = InstanceObserved(node=GHOST_NODE, state="deleted", power_state="off")
+    observed = InstanceObserved(node=node, state="deleted", power_state="off")
     cloud.etcd_call(lambda etcd: etcd.put(cloud.keys.observed_instance(uuid), observed.to_json()))
 
 

@@ -12,18 +12,26 @@ from typing import Any
 
 import pytest
 
+from cloudstate import secgroups
 from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.model import (
     AddressReservation,
+    AddressSet,
     Artifact,
     Blob,
     BlobObserved,
     Disk,
     DiskSource,
+    InstanceObserved,
     InstanceSpec,
+    InterfaceObserved,
     InterfaceSpec,
+    NetworkObserved,
     NetworkSpec,
     NodeInfo,
+    NodeSpec,
+    SecurityGroup,
+    SecurityRule,
     Upload,
 )
 from nodeagent.records import BadRecord, RecordGate, claimed_node, contained
@@ -223,7 +231,8 @@ def _net(**changes: Any) -> dict[str, Any]:
     (KEYS.interface(UUID), _iface(floating="0x7f.1"), "floating '0x7f.1' is not an IPv4"),
     (KEYS.interface(UUID), _iface(network_uuid="../x"), "network_uuid '../x' is not a uuid"),
     (KEYS.network(UUID), _net(vxid=-1), "vxid -1 is not a whole number from 1 to 16777215"),
-    (KEYS.network(UUID), _net(netblock="10.0.0.1/24"), "is not a network as the portal writes"),
+    (KEYS.network(UUID), _net(netblock="10.0.0.1/24"), "netblock: 10.0.0.1/24 has host bits set"),
+    (KEYS.network(UUID), _net(netblock=" 10.0.0.0/24"), "is not a network as the portal writes"),
     (KEYS.network(UUID), _net(netblock="127.0.0.0/8"), "netblock: 127.0.0.0/8 overlaps"),
     (KEYS.network(UUID), _net(mtu=100000), "mtu 100000"),
     (KEYS.network(UUID), _net(name="x; reboot"), "name: "),
@@ -288,6 +297,100 @@ def test_hostile_records_of_other_kinds_are_refused(key: str, record: Any, reaso
     assert found is not None and reason in found, found
 
 
+GROUP = "0d6c6a38-7f0e-4a55-9a43-6b1f7b3f0a04"
+RULE = "0d6c6a38-7f0e-4a55-9a43-6b1f7b3f0a05"
+
+
+def _group(*rules: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    record = SecurityGroup(uuid=GROUP, name="web", namespace="shop", rules=[
+        SecurityRule(uuid=RULE, direction="ingress", protocol="tcp", ports="22,80-90",
+                     remote_cidrs=["10.0.0.0/8"])]).to_dict()
+    if rules:
+        record["rules"] = [{**record["rules"][0], **rule} for rule in rules]
+    record.update(changes)
+    return record
+
+
+def _address_set(**changes: Any) -> dict[str, Any]:
+    record = AddressSet(uuid=UUID, name="office", namespace="shop",
+                        cidrs=["10.1.0.0/16", "192.0.2.7/32"]).to_dict()
+    record.update(changes)
+    return record
+
+
+def _observed_iface(**changes: Any) -> dict[str, Any]:
+    record = InterfaceObserved(node="node-a", groups={GROUP: 3}).to_dict()
+    record.update(changes)
+    return record
+
+
+def test_security_groups_as_the_portal_writes_them_pass() -> None:
+    ids = iter(str(uuidlib.uuid4()) for _ in range(10))
+    default = SecurityGroup(uuid=GROUP, name=secgroups.DEFAULT_GROUP, namespace="shop",
+                            description=secgroups.DEFAULT_DESCRIPTION,
+                            rules=secgroups.default_rules(GROUP, lambda: next(ids)),
+                            generation=7, metadata={"team": "web"})
+    assert refusal(KEYS.security_group(GROUP), default.to_dict()) is None
+    assert refusal(KEYS.security_group(GROUP), _group()) is None
+    for rule in ({"protocol": "icmp", "ports": None, "icmp_type": 8, "icmp_code": 0},
+                 {"protocol": "47", "ports": None, "remote_cidrs": []},
+                 {"protocol": "udp", "ports": "53", "remote_cidrs": [],
+                  "remote_address_set": OTHER}):
+        assert refusal(KEYS.security_group(GROUP), _group(rule)) is None, rule
+    assert refusal(KEYS.address_set(UUID), _address_set()) is None
+    assert refusal(KEYS.interface(UUID), _iface(
+        security_groups=[GROUP, OTHER], allowed_addresses=["10.0.0.0/30"])) is None
+    assert refusal(KEYS.interface(UUID), _iface(security_groups=[], port_security=False)) \
+        is None
+    assert refusal(KEYS.observed_interface(UUID), _observed_iface()) is None
+    assert refusal(KEYS.observed_interface(UUID), _observed_iface(
+        state="error", error="nft said:\nno", groups={})) is None
+
+
+@pytest.mark.parametrize("key, record, reason", [
+    (KEYS.interface(UUID), _iface(security_groups=["web"]), "security_groups[0] 'web' is not"),
+    (KEYS.interface(UUID), _iface(security_groups=GROUP), "security_groups must be a list"),
+    (KEYS.interface(UUID), _iface(security_groups=[GROUP] * 9), "at most 8"),
+    (KEYS.interface(UUID), _iface(port_security="off"), "port_security 'off' is not true"),
+    (KEYS.interface(UUID), _iface(allowed_addresses=["10.0.0.1; flush ruleset"]),
+     "is not a CIDR block"),
+    (KEYS.interface(UUID), _iface(allowed_addresses=["10.0.0.1/24"]), "as the portal writes"),
+    (KEYS.interface(UUID), _iface(allowed_addresses=["::1/128"]), "IPv6"),
+    (KEYS.observed_interface(UUID), _observed_iface(groups={"x": 1}), "groups' uuid 'x'"),
+    (KEYS.observed_interface(UUID), _observed_iface(groups={GROUP: "1"}), "is not a whole"),
+    (KEYS.observed_interface(UUID), _observed_iface(node="../n"), "node '../n'"),
+    (KEYS.observed_interface(UUID), _observed_iface(state="gone"), "state 'gone'"),
+    (KEYS.observed_interface("x"), _observed_iface(), "the key's uuid 'x'"),
+    (KEYS.security_group(GROUP), _group(uuid=OTHER), "is not the"),
+    (KEYS.security_group(GROUP), _group(name="web; flush"), "not a valid security group name"),
+    (KEYS.security_group(GROUP), _group(generation=0), "generation 0"),
+    (KEYS.security_group(GROUP), _group(rules={}), "rules must be a list"),
+    (KEYS.security_group(GROUP), _group({"ports": "99999"}), "rules[0]"),
+    (KEYS.security_group(GROUP), _group({"ports": "80,22"}), "canonical"),
+    (KEYS.security_group(GROUP), _group({"protocol": "tcp; drop"}), "is not a protocol"),
+    (KEYS.security_group(GROUP), _group({"direction": "sideways"}), "is not ingress or egress"),
+    (KEYS.security_group(GROUP), _group({"remote_cidrs": ["10.0.0.1/8"]}), "canonical"),
+    (KEYS.security_group(GROUP), _group({"remote_cidrs": "10.0.0.0/8"}), "remote_cidrs is not"),
+    (KEYS.security_group(GROUP), _group({"remote_group": "../x"}), "remote_group '../x'"),
+    (KEYS.security_group(GROUP), _group({"remote_address_set": "x"}), "remote_address_set 'x'"),
+    (KEYS.security_group(GROUP), _group({"remote_group": OTHER}), "one remote end"),
+    (KEYS.security_group(GROUP), _group({"uuid": "r1"}), "rules[0].uuid 'r1'"),
+    (KEYS.security_group(GROUP), _group({"ethertype": "ipv6"}), "ipv4"),
+    (KEYS.security_group(GROUP), _group({"description": "a\nb"}), "control characters"),
+    (KEYS.security_group(GROUP), _group({"icmp_type": "8; x"}), "icmp_type"),
+    (KEYS.security_group(GROUP), _group(rules=[{"uuid": RULE}] * 1001), "at most 1000"),
+    (KEYS.address_set(UUID), _address_set(cidrs=["nope"]), "is not a CIDR block"),
+    (KEYS.address_set(UUID), _address_set(cidrs=["10.1.0.0/16", "10.1.0.0/16"]),
+     "each once"),
+    (KEYS.address_set(UUID), _address_set(cidrs="10.1.0.0/16"), "is not a list"),
+    (KEYS.address_set(UUID), _address_set(name="../x"), "not a valid address set name"),
+    (KEYS.address_set(UUID), _address_set(uuid=OTHER), "is not the"),
+])
+def test_hostile_security_records_are_refused(key: str, record: Any, reason: str) -> None:
+    found = refusal(key, record)
+    assert found is not None and reason in found, found
+
+
 def test_a_hostile_network_node_name_is_refused() -> None:
     assert "is not a node name" in (GATE(KEYS.network_node_role, b"../x") or "")
 
@@ -314,3 +417,224 @@ def test_paths_made_of_record_fields_stay_in_their_directory(tmp_path: Path) -> 
     (directory / "vdc.qcow2").symlink_to("/etc/passwd")
     with pytest.raises(BadRecord, match="leads outside"):
         contained(directory, "vdc.qcow2")
+
+
+# --- what this cloud's newer records look like ----------------------------------------
+
+
+def _laid_out(disks: list[Disk], **changes: Any) -> dict[str, Any]:
+    return instance(disks=[d.to_dict() for d in disks], **changes)
+
+
+SOURCE = DiskSource(blob_uuid=BLOB, url="demo", artifact_uuid=OTHER)
+TEMPLATE = DiskSource(blob_uuid=OTHER, url="sf://label/shop/vars", artifact_uuid=UUID)
+
+
+def test_newer_shapes_the_portal_writes_pass() -> None:
+    # Every bus cloudstate.disklayout offers, by its names; cdroms on usb.
+    for record in (
+        _laid_out([Disk(device="vda", size_gb=8, source=SOURCE),
+                   Disk(device="sdc", size_gb=1, bus="sata"),
+                   Disk(device="sdd", size_gb=1, bus="scsi"),
+                   Disk(device="sde", size_gb=1, bus="usb"),
+                   Disk(device="sdf", size_gb=1, bus="usb", type="cdrom", source=SOURCE)]),
+        _laid_out([Disk(device="nvme0", size_gb=8, bus="nvme", source=SOURCE),
+                   Disk(device="nvme2", size_gb=1, bus="nvme")]),
+        _laid_out([Disk(device="sda", size_gb=1, bus="usb", type="cdrom", source=SOURCE),
+                   Disk(device="vdc", size_gb=8)]),
+        # Without a config drive the second disk takes its index.
+        _laid_out([Disk(device="vda", size_gb=8), Disk(device="vdb", size_gb=1)],
+                  configdrive="none"),
+        # UEFI, secure boot (on q35) and the instance's own variable store.
+        instance(uefi=True, secure_boot=True, nvram_template=TEMPLATE.to_dict(),
+                 machine_type="q35"),
+        instance(uefi=True, machine_type="pc-i440fx-7.2"),
+    ):
+        assert refusal(KEYS.instance(UUID), record) is None, record
+    spec = InstanceSpec.from_dict(instance(uefi=True, nvram_template=TEMPLATE.to_dict()))
+    assert spec.blob_uuids == [BLOB, BLOB, OTHER]
+    for reference in ("vars", "https://example.org/OVMF_VARS.fd", f"sf://blob/{OTHER}"):
+        assert refusal(KEYS.instance(UUID), instance(uefi=True, nvram_template=DiskSource(
+            blob_uuid=OTHER, url=reference).to_dict())) is None, reference
+    # A snapshot of a disk on any bus.
+    for device in ("sdc", "nvme0"):
+        assert refusal(KEYS.blob(BLOB), Blob(
+            uuid=BLOB, namespace="shop", origin="snapshot", node="node-a",
+            source_url=f"sf://instance/{OTHER}/{device}", instance_uuid=OTHER,
+            device=device).to_dict()) is None, device
+    # Routed addresses and DNS entries.
+    assert refusal(KEYS.network(UUID), _net(
+        routed=["192.0.2.20", "192.0.2.21"],
+        dns_entries={"db": "10.0.0.9", "www.example.org": "192.0.2.20",
+                     "v6.example.org": "2001:db8::1"})) is None
+    # A NIC hot-plugged in after others came and went.
+    assert refusal(KEYS.interface(UUID), _iface(order=9)) is None
+    assert refusal(KEYS.node("node-a"), NodeInfo(
+        name="node-a", ip="10.0.0.11", vcpus=4, memory_mib=8192, disk_total_gb=100,
+        disk_free_gb=50, virt_type="kvm", machine="pc", agent_port=13001,
+        firmware=["uefi", "secure-boot"]).to_dict()) is None
+    for kind, user in (("gateway", ["network", OTHER]), ("routed", ["network", OTHER])):
+        assert refusal(KEYS.address(FLOATING_POOL, "192.0.2.20"), AddressReservation(
+            address="192.0.2.20", type=kind, user=user, network_uuid=OTHER).to_dict()) is None
+    # Not the agent's to read: node metadata (the portal's) and the copies of
+    # a torn-down instance's interfaces (the agent's own writes).
+    assert refusal(KEYS.node_spec("node-a"), NodeSpec(name="node-a",
+                                                      metadata={"rack": "3"}).to_dict()) is None
+    assert refusal(KEYS.deleted_interface(UUID), _iface()) is None
+
+
+@pytest.mark.parametrize("record, reason", [
+    (_disk0(device="nvme10"), "is not a disk device name"),
+    (_disk0(device="nvme0/../x"), "is not a disk device name"),
+    (_disk0(device="nvme"), "is not a disk device name"),
+    (_disk0(bus="floppy"), "disks[0].bus 'floppy' is not one of"),
+    (_disk0(type="floppy"), "disks[0].type 'floppy'"),
+    # The config drive's place, by the first disk's bus, is the agent's own.
+    (_laid_out([Disk(device="sda", size_gb=8, bus="sata"), Disk(device="sdb", size_gb=1)]),
+     "disks[1].device sdb is the config drive's"),
+    (_laid_out([Disk(device="nvme0", size_gb=8, bus="nvme"),
+                Disk(device="nvme1", size_gb=1, bus="nvme")]),
+     "disks[1].device nvme1 is the config drive's"),
+    (_laid_out([Disk(device="vda", size_gb=8), Disk(device="vdb", size_gb=1)]),
+     "disks[1].device vdb is the config drive's"),
+    (instance(uefi="yes"), "uefi 'yes' is not true or false"),
+    (instance(secure_boot=True), "secure_boot is asked for without uefi"),
+    (instance(nvram_template=TEMPLATE.to_dict()), "nvram_template is given without uefi"),
+    (instance(uefi=True, nvram_template="../../etc/shadow"),
+     "the nvram_template record is not a JSON object"),
+    (instance(uefi=True, nvram_template={"blob_uuid": "../../etc/shadow", "url": "x"}),
+     "nvram_template.blob_uuid '../../etc/shadow' is not a uuid"),
+    (instance(uefi=True, nvram_template={"url": "https://example.org/vars.fd"}),
+     "nvram_template.blob_uuid None is not a uuid"),
+    (instance(uefi=True, nvram_template={"blob_uuid": OTHER, "url": "file:///etc/shadow"}),
+     "nvram_template.url 'file:///etc/shadow': only http and https URLs are fetched"),
+    (instance(uefi=True, nvram_template={"blob_uuid": OTHER, "url": "x",
+                                         "artifact_uuid": "../a"}),
+     "nvram_template.artifact_uuid '../a' is not a uuid"),
+    (instance(machine_type="q35'/><devices"), "machine_type \"q35'/><devices\" is not a QEMU"),
+    (instance(machine_type="../q35"), "is not a QEMU machine type"),
+    (instance(machine_type="Q" * 65), "is not a QEMU machine type"),
+])
+def test_hostile_newer_instances_are_refused(record: Any, reason: str) -> None:
+    found = refusal(KEYS.instance(UUID), record)
+    assert found is not None and reason in found, found
+
+
+def _floating(**changes: Any) -> dict[str, Any]:
+    record = AddressReservation(address="192.0.2.9", type="floating", user=["interface", UUID],
+                                network_uuid=OTHER).to_dict()
+    record.update(changes)
+    return record
+
+
+@pytest.mark.parametrize("key, record, reason", [
+    (KEYS.network(UUID), _net(routed="192.0.2.20"), "routed must be a list"),
+    (KEYS.network(UUID), _net(routed=["192.0.2.20", "192.0.2.20"]),
+     "routed lists an address twice"),
+    (KEYS.network(UUID), _net(routed=["192.0.2.20/0"]), "routed[0] '192.0.2.20/0' is not an IPv4"),
+    (KEYS.network(UUID), _net(routed=["192.0.2.20 accept; x"]), "is not an IPv4"),
+    (KEYS.network(UUID), _net(routed=["2001:db8::1"]), "is not an IPv4"),
+    (KEYS.network(UUID), _net(routed=[f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}"
+                                      for n in range(65537)]), "at most 65536 addresses"),
+    (KEYS.network(UUID), _net(dns_entries=["db"]), "the dns_entries record is not"),
+    (KEYS.network(UUID), _net(dns_entries={"db\naddress=/#/1.2.3.4": "10.0.0.9"}),
+     "is not a valid DNS name"),
+    (KEYS.network(UUID), _net(dns_entries={"../db": "10.0.0.9"}), "is not a valid DNS name"),
+    (KEYS.network(UUID), _net(dns_entries={"DB": "10.0.0.9"}), "the portal would not write"),
+    (KEYS.network(UUID), _net(dns_entries={"db.": "10.0.0.9"}), "the portal would not write"),
+    (KEYS.network(UUID), _net(dns_entries={"db": "10.0.0.9\n10.0.0.1 gw"}),
+     "dns_entries[db] '10.0.0.9\\n10.0.0.1 gw' is not an IP address"),
+    (KEYS.network(UUID), _net(dns_entries={"db": 5}), "dns_entries[db] 5 is not an IP"),
+    (KEYS.network(UUID), _net(dns_entries={f"n{n}": "10.0.0.9" for n in range(257)}),
+     "dns_entries has more than 256 names"),
+    (KEYS.interface(UUID), _iface(order=256), "order 256 is not a whole number from 0 to 255"),
+    (KEYS.interface(UUID), _iface(order=-1), "order -1"),
+    (KEYS.node("node-b"), NodeInfo(name="node-b", ip="10.0.0.12", vcpus=1, memory_mib=1,
+                                   disk_total_gb=1, disk_free_gb=1, virt_type="kvm",
+                                   machine="pc", firmware=["uefi", "../x"]).to_dict(),
+     "firmware ['uefi', '../x'] is not a list of uefi, secure-boot"),
+    (KEYS.node("node-b"), {**NodeInfo(name="node-b", ip="10.0.0.12", vcpus=1, memory_mib=1,
+                                      disk_total_gb=1, disk_free_gb=1, virt_type="kvm",
+                                      machine="pc").to_dict(), "firmware": "uefi"},
+     "firmware 'uefi' is not a list"),
+    # The network node reads what holds a floating address: never a shape it can't.
+    (KEYS.address(FLOATING_POOL, "192.0.2.9"), _floating(user=[]),
+     "user [] is not ['interface', <uuid>]"),
+    (KEYS.address(FLOATING_POOL, "192.0.2.9"), _floating(user=["interface", "../x"]),
+     "user[1] '../x' is not a uuid"),
+    (KEYS.address(FLOATING_POOL, "192.0.2.9"), _floating(type="routed"),
+     "user ['interface', '0d6c6a38-7f0e-4a55-9a43-6b1f7b3f0a01'] is not ['network', <uuid>]"),
+    (KEYS.address(FLOATING_POOL, "192.0.2.9"), _floating(type="instance"),
+     "type 'instance' is not one of floating, gateway, routed"),
+    (KEYS.address(FLOATING_POOL, "192.0.2.9"), _floating(network_uuid=None),
+     "network_uuid None is not a uuid"),
+])
+def test_hostile_newer_records_are_refused(key: str, record: Any, reason: str) -> None:
+    found = refusal(key, record)
+    assert found is not None and reason in found, found
+
+
+# --- what the agent reads besides objects: reservations, claims, its own reports ------------
+
+
+def _held(**changes: Any) -> dict[str, Any]:
+    """An address of network OTHER's range held by an interface, as
+    portal.cloud.interfaces reserves it."""
+    record = AddressReservation(address="10.0.0.5", type="instance", user=["interface", UUID],
+                                network_uuid=OTHER, comment=f"instance {BLOB} eth0").to_dict()
+    record.update(changes)
+    return record
+
+
+def test_reservations_claims_and_reports_as_written_pass() -> None:
+    assert refusal(KEYS.address(OTHER, "10.0.0.5"), _held()) is None
+    assert GATE(KEYS.mac("02:00:00:12:34:56"), UUID.encode()) is None
+    assert GATE(KEYS.vxlan(4242), OTHER.encode()) is None
+    assert refusal(KEYS.observed_instance(UUID), InstanceObserved(
+        node="node-a", state="error", power_state="crashed", error="QEMU said: no\nmore",
+        applied_power_generation=3, failed_spec_revision=17).to_dict()) is None
+    assert refusal(KEYS.observed_network(UUID), NetworkObserved(
+        node="node-a", applied=[OTHER, BLOB], egress=True).to_dict()) is None
+
+
+@pytest.mark.parametrize("key, record, reason", [
+    # Read before giving an unplugged NIC's address back: whose it is.
+    (KEYS.address(OTHER, "10.0.0.5"), b"{", "the record is not JSON"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(user=["interface"]),
+     "user ['interface'] is not ['interface', <uuid>]"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(user="interface"), "is not ['interface', <uuid>]"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(user=["interface", 5]), "user[1] 5 is not a uuid"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(type="floating"),
+     "type 'floating' is not one of instance"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(network_uuid=UUID), "network_uuid"),
+    (KEYS.address(OTHER, "10.0.0.6"), _held(), "address '10.0.0.5' is not the '10.0.0.6'"),
+    (KEYS.address("x", "10.0.0.5"), _held(), "the key's network 'x' is not a uuid"),
+    (KEYS.address("..", "x/10.0.0.5"), _held(), "is not where a record is kept"),
+    (KEYS.address(OTHER, "10.0.0.5") + "/deeper", _held(), "is not where a record is kept"),
+    (KEYS.address(OTHER, "10.0.0.5"), _held(comment="x" * 300), "comment"),
+    # Compared as text with the uuid of what holds them.
+    (KEYS.mac("02:00:00:12:34:56"), b"\xff\xfe", "the MAC's holder names no uuid"),
+    (KEYS.mac("02:00:00:12:34:56"), b"../x", "the MAC's holder '../x' is not a uuid"),
+    (KEYS.vxlan(4242), b"", "the VXLAN id's holder '' is not a uuid"),
+    # The agents' own reports, read back whole by the network node.
+    (KEYS.observed_network(UUID), b"[]", "the observed network record is not a JSON object"),
+    (KEYS.observed_network(UUID), {"node": "node-a", "applied": "all"},
+     "applied is not a list of interfaces"),
+    (KEYS.observed_network(UUID), {"node": "node-a", "applied": [None]},
+     "applied[0] None is not a uuid"),
+    (KEYS.observed_network(UUID), {"node": "node-a", "egress": "yes"}, "egress 'yes'"),
+    (KEYS.observed_network(UUID), {"node": "../a"}, "node '../a' is not a node name"),
+    (KEYS.observed_network("x"), {"node": "node-a"}, "the key's uuid 'x' is not a uuid"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "state": 5}, "state 5 is not text"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "error": ["x"]}, "error is not text"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "applied_power_generation": "1"},
+     "applied_power_generation '1' is not a whole number"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "updated_at": "now"},
+     "updated_at 'now' is not a number"),
+    (KEYS.observed_instance(UUID), {"node": "node-a", "power_state": "on" * 20},
+     "is not text of at most 32"),
+])
+def test_hostile_reservations_claims_and_reports_are_refused(key: str, record: Any,
+                                                             reason: str) -> None:
+    found = refusal(key, record)
+    assert found is not None and reason in found, found

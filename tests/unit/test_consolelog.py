@@ -16,6 +16,7 @@ def test_tail_reads_across_rotated_files(tmp_path: Path) -> None:
     assert consolelog.tail(log, 10) == b"der-newest"
     assert consolelog.tail(log, 1000) == b"oldest-older-newest"
     assert consolelog.tail(log, 0) == b""
+    assert consolelog.tail(log, None) == b"oldest-older-newest"  # the whole log
     assert consolelog.tail(tmp_path / "missing.log", 10) == b""
 
 

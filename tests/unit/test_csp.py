@@ -134,7 +134,7 @@ def _nav(path: str, **roles: bool) -> list[tuple[str, str]]:
 
 def test_the_nav_shows_sections_by_role_and_marks_the_current_one() -> None:
     assert [label for label, _ in _nav("/")] == [
-        "Dashboard", "Instances", "Images", "Networks", "Keypairs"]
+        "Dashboard", "Instances", "Images", "Networks", "Security groups", "Keypairs"]
     assert dict(_nav("/"))["Dashboard"] == "page"
     # Every path starts with the dashboard's "/": only "/" itself is it.
     assert dict(_nav("/instances/"))["Dashboard"] == ""

@@ -236,6 +236,8 @@ def as_raised_by_aetcd(error: grpc.aio.AioRpcError) -> Exception:
         (grpc.StatusCode.UNKNOWN, "No status received", True),
         (grpc.StatusCode.UNKNOWN, "Stream removed (Data frame with END_STREAM flag received)",
          True),
+        # A member that lost its quorum, keeping a lease alive (3.4).
+        (grpc.StatusCode.UNKNOWN, "context deadline exceeded", True),
         (grpc.StatusCode.UNKNOWN, "something else", False),
         (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: key is not provided", False),
         (grpc.StatusCode.FAILED_PRECONDITION, "etcdserver: requested lease not found", False),

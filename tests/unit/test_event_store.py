@@ -26,12 +26,18 @@ async def test_store_is_idempotent_and_lists_newest_first() -> None:
     assert [e.message for e in await eventlog.list_events("instance", "u-1",
                                                           event_type="status")] == ["m2"]
     assert await eventlog.list_events("node", "u-1") == []
+    assert len(await eventlog.list_events("instance", "u-1", limit=None)) == 4
+    # A type no event can have matches nothing (Shaken Fist's client may ask for any).
+    assert await eventlog.list_events("instance", "u-1", event_type="no-such-type") == []
 
 
 async def test_record_and_prune(settings) -> None:  # type: ignore[no-untyped-def]
     settings.EVENT_RETENTION_DAYS = 1
     await eventlog.store([event(1, age=3 * 86400), event(2)])
-    recorded = await eventlog.record("image", "img-1", "asked", extra={"actor": "me"})
+    recorded = await eventlog.record("image", "img-1", "asked", extra={"actor": "me"},
+                                     operation="cache")
     assert recorded.fqdn == eventlog.PORTAL_FQDN and recorded.type == "audit"
+    assert recorded.as_api()["operation"] == "cache"
+    assert event(9).as_api()["operation"] is None
     assert await eventlog.prune() == 1
     assert sorted([e.message async for e in Event.objects.all()]) == ["asked", "m2"]

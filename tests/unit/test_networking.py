@@ -54,7 +54,7 @@ def test_names_fit_linux_and_carry_the_cluster_tag() -> None:
 
 
 @pytest.mark.parametrize("value,expected", [
-    ("10.0.0.1/24", "10.0.0.0/24"), ("192.168.5.0/29", "192.168.5.0/29"),
+    (" 10.0.0.0/24 ", "10.0.0.0/24"), ("192.168.5.0/29", "192.168.5.0/29"),
     ("172.16.0.0/12", "172.16.0.0/12"),
 ])
 def test_netblocks(value: str, expected: str) -> None:
@@ -69,6 +69,9 @@ def test_netblocks(value: str, expected: str) -> None:
     # Said in the portal's words: the part that is wrong, and no IPv6 the cloud doesn't offer.
     ("10.123.0.0/33", "/33 is not a prefix length: give one from /8 to /29"),
     ("fd00::/64", "IPv6 range: networks here are IPv4 only"),
+    # Host bits are a typo to point out, not something to change silently (as Shaken Fist).
+    ("192.168.1.2/24", "192.168.1.2/24 has host bits set: the range that address is in is "
+                       "192.168.1.0/24; give that"),
 ])
 def test_bad_netblocks(value: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message) as raised:
@@ -76,16 +79,6 @@ def test_bad_netblocks(value: object, message: str) -> None:
     # Not Python's: no ipaddress message, no repr in single quotes.
     assert "does not appear" not in str(raised.value)
     assert not re.search(r"'[^' ]*'", raised.value.message)
-
-
-def test_host_bits_are_named_when_kept() -> None:
-    """The API drops them (Shaken Fist's client lets people type 10.0.0.1/24); the pages say
-    which range to give instead of changing it behind the person's back."""
-    assert str(netvalidation.netblock("10.123.0.5/24")) == "10.123.0.0/24"
-    with pytest.raises(ValidationError, match="10.123.0.5/24 has host bits set: the range "
-                                              "that address is in is 10.123.0.0/24; give that"):
-        netvalidation.netblock("10.123.0.5/24", keep_host_bits=True)
-    assert str(netvalidation.netblock("10.123.0.0/24", keep_host_bits=True)) == "10.123.0.0/24"
 
 
 def test_addresses_macs_and_models() -> None:
@@ -179,6 +172,11 @@ def test_dnsmasq_hands_out_only_reserved_addresses(tmp_path: Path) -> None:
     assert "dhcp-option=option:dns-server,10.0.0.1" in with_dns
     assert dnsmasq.render_names(dhcp()) == "10.0.0.5 vm1.system.sfcloud vm1\n"
     assert "server=" not in with_dns and "dns-server" not in conf
+    # The network's extra names: a bare one in its domain too, a dotted one as given.
+    extra = dhcp(names=(("db", "10.0.0.9"), ("www.example.org", "192.0.2.7")))
+    assert dnsmasq.render_names(extra) == ("10.0.0.5 vm1.system.sfcloud vm1\n"
+                                           "10.0.0.9 db.system.sfcloud db\n"
+                                           "192.0.2.7 www.example.org\n")
 
 
 def test_dnsmasq_forwards_other_names_to_the_configured_resolvers(tmp_path: Path) -> None:
@@ -234,6 +232,26 @@ def test_nft_rules_nat_and_floating() -> None:
     assert "snat to 192.0.2.5" not in no_nat
     assert 'ip saddr 10.0.0.7 accept' in no_nat and 'ip saddr 10.0.0.0/24 accept' not in no_nat
     assert nftables.digest_of(no_nat) != nftables.digest_of(text)
+    # A routed address passes both ways as it is, without NAT.
+    routed = nftables.render(dataclasses.replace(rules, routed=("192.0.2.12",)))
+    assert 'iifname "eg0" oifname "int0" ip daddr 192.0.2.12 accept' in routed
+    assert 'iifname "int0" oifname "eg0" ip saddr 192.0.2.12 accept' in routed
+    assert "192.0.2.12" not in routed.split("chain forward")[0]
+
+
+def test_routed_addresses_go_back_to_the_pool_once_unrouted() -> None:
+    from cloudstate.model import AddressReservation
+    from nodeagent.net import releases
+    from nodeagent.net.snapshot import Snapshot
+
+    def reservation(address: str, kind: str) -> AddressReservation:
+        return AddressReservation(address=address, type=kind, user=["network", NET.uuid],
+                                  network_uuid=NET.uuid)
+
+    snap = Snapshot(floating={"k/192.0.2.12": (reservation("192.0.2.12", "routed"), 5),
+                              "k/192.0.2.13": (reservation("192.0.2.13", "routed"), 6)})
+    spec = NET.replace(routed=["192.0.2.12"])
+    assert releases.unused_floating(snap, spec) == [("k/192.0.2.13", 6)]
 
 
 # --- the guest's view ---------------------------------------------------------------------
@@ -282,6 +300,17 @@ def test_nic_xml_bridge_or_plain_tap() -> None:
     assert bridged.find("mtu").get("size") == "1450"
     plain = render(DomainInterface(bridge=None, mac="02:00:00:00:00:01", tap="sfab12t12345678"))
     assert plain.get("type") == "ethernet" and plain.find("source") is None
+    # A NIC plugged into a running guest is described the same way as in the domain.
+    for nic, element in ((DomainInterface(bridge="sfab12b0012ab", mac="02:00:00:00:00:01",
+                                          mtu=1450, tap="sfab12t12345678"), bridged),
+                         (DomainInterface(bridge=None, mac="02:00:00:00:00:01",
+                                          tap="sfab12t12345678"), plain)):
+        alone = ET.fromstring(domainxml.interface_xml(nic))
+        assert ET.tostring(alone) == ET.tostring(element).strip() or \
+            {(e.tag, tuple(sorted(e.attrib.items()))) for e in alone.iter()} == \
+            {(e.tag, tuple(sorted(e.attrib.items()))) for e in element.iter()}
+        assert set(domainxml.interface_macs(f"<domain><devices>{ET.tostring(alone).decode()}"
+                                            "</devices></domain>")) == {"02:00:00:00:00:01"}
 
 
 def test_a_deleted_networks_links_stay_when_a_live_network_reuses_its_vxlan_id() -> None:

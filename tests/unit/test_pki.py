@@ -5,6 +5,7 @@ renewal that keeps the key, and contexts that follow their files."""
 from __future__ import annotations
 
 import datetime
+import grp
 import ipaddress
 import os
 import ssl
@@ -19,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cloudstate import tls
 from deploy import pki
 from deploy.pki import CertificateAuthority, Subject, ensure_all_in_one
+
+NOBODY_GID = grp.getgrnam("nogroup").gr_gid
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
@@ -218,3 +221,109 @@ def test_a_certificate_never_outlives_its_ca(tmp_path: Path) -> None:
     issued = ca.issue(Subject(tls.ROLE_PORTAL, "portal", (LOOPBACK,)), days=100 * 365)
     assert issued.not_after <= ca.ca_certificate().not_valid_after_utc
     assert issued.not_after - datetime.datetime.now(datetime.UTC) > datetime.timedelta(days=3000)
+
+
+def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, hostname: str) -> str | None:
+    """Run a TLS handshake in memory; None if it succeeded, else the error
+    that ended it (on whichever side noticed first)."""
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client_side = client.wrap_bio(c_in, c_out, server_hostname=hostname)
+    server_side = server.wrap_bio(s_in, s_out, server_side=True)
+    done = {"client": False, "server": False}
+    for _ in range(20):
+        for name, side, outbox, peer_inbox in (("client", client_side, c_out, s_in),
+                                               ("server", server_side, s_out, c_in)):
+            if not done[name]:
+                try:
+                    side.do_handshake()
+                    done[name] = True
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLError as exc:
+                    return f"{name}: {getattr(exc, 'verify_message', '') or exc.reason}"
+            data = outbox.read()
+            if data:
+                peer_inbox.write(data)
+        if all(done.values()):
+            # TLS 1.3: the server checks the client's certificate after the
+            # client thinks it is done; one more read tells.
+            try:
+                client_side.read(1)
+            except ssl.SSLWantReadError:
+                return None
+            except ssl.SSLError as exc:
+                return f"client: {exc.reason or exc}"
+    raise AssertionError("the handshake did not finish")
+
+
+def test_a_revoked_certificate_is_refused_at_both_ends_and_never_renewed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tls, "RECHECK_INTERVAL", 0.0)
+    directory = tmp_path / "pki"
+    all_in_one(directory)
+    ca = CertificateAuthority(directory)
+    ca.issue(Subject(tls.ROLE_AGENT, "n2", (LOOPBACK,)))
+    assert ca.crl_path.exists() and ca.revoked_serials() == []
+    kept = {"ca": (directory / "ca.crt").read_bytes(),
+            "cert": (directory / "agent-n2.crt").read_bytes(),
+            "key": (directory / "agent-n2.key").read_bytes()}
+    # n2 as it still holds its files after leaving the cloud.
+    gone = tmp_path / "n2"
+    gone.mkdir()
+    for name, data in (("ca.crt", kept["ca"]), ("agent-n2.crt", kept["cert"]),
+                       ("agent-n2.key", kept["key"])):
+        (gone / name).write_bytes(data)
+    n2 = tls.agent(gone, "n2")
+    server = tls.ServerTls(tls.agent(directory, "n1"))
+    portal = tls.ClientTls(tls.portal(directory))
+    assert _handshake(server.listening, tls.client_context(n2), "127.0.0.1") is None
+    n2_server = tls.server_context(n2)
+    assert _handshake(n2_server, portal.current(), "127.0.0.1") is None
+
+    ca.revoke(Subject(tls.ROLE_AGENT, "n2"))
+    assert len(ca.revoked_serials()) == 1
+    assert ca.is_revoked(kept["cert"])
+    assert not (directory / "agent-n2.crt").exists()  # moved to revoked/
+    assert [p.name.split(".")[0] for p in (directory / "revoked").iterdir()] == \
+        ["agent-n2", "agent-n2"]
+    # As a client of n1's server (which follows the new list without a restart)...
+    refused = _handshake(server.listening, tls.client_context(n2), "127.0.0.1")
+    assert refused is not None and "revoked" in refused.lower()
+    # ...and as a server the portal would connect to.
+    refused = _handshake(n2_server, portal.current(), "127.0.0.1")
+    assert refused is not None and "revoked" in refused.lower()
+    # A part still in the cloud is let in as before.
+    assert _handshake(server.listening, portal.current(), "127.0.0.1") is None
+    # Renewing everything does not bring it back; revoking again says so.
+    assert "agent-n2.crt" not in {i.path.name for i in ca.renew(within_days=0, everything=True)}
+    with pytest.raises(pki.PkiError, match="no certificate for agent n2"):
+        ca.revoke(Subject(tls.ROLE_AGENT, "n2"))
+
+
+def test_a_ca_from_before_revocation_gets_an_empty_list(tmp_path: Path) -> None:
+    directory = tmp_path / "pki"
+    all_in_one(directory)
+    (directory / "ca.crl").unlink()
+    # Without a list nothing is checked, and every part still connects.
+    context = tls.client_context(tls.portal(directory))
+    assert not context.verify_flags & ssl.VERIFY_CRL_CHECK_LEAF
+    all_in_one(directory)
+    assert (directory / "ca.crl").exists()
+    assert tls.client_context(tls.portal(directory)).verify_flags & ssl.VERIFY_CRL_CHECK_LEAF
+
+
+def test_files_keep_their_mode_and_owner_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o077)  # as make run and every sfcloud process set it
+    try:
+        public = tmp_path / "ca.crl"
+        pki._write_private(public, b"list", 0o644)
+        assert stat.S_IMODE(public.stat().st_mode) == 0o644
+        lent = tmp_path / "portal.key"
+        pki._write_private(lent, b"one", 0o600)
+        os.chown(lent, 0, NOBODY_GID)
+        lent.chmod(0o640)  # lent to the portal's group, as make run does
+        pki._write_private(lent, b"two", 0o600)  # renewed
+        assert lent.read_bytes() == b"two"
+        assert (lent.stat().st_gid, stat.S_IMODE(lent.stat().st_mode)) == (NOBODY_GID, 0o640)
+    finally:
+        os.umask(previous)

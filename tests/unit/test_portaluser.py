@@ -27,7 +27,7 @@ def _state(tmp_path: Path) -> Path:
     (state / "cluster.secret").chmod(0o600)
     pki = state / "pki"
     pki.mkdir(mode=0o700)
-    for name in ("ca.crt", "ca.key", "portal.crt", "portal.key", "agent-n1.key"):
+    for name in ("ca.crt", "ca.crl", "ca.key", "portal.crt", "portal.key", "agent-n1.key"):
         (pki / name).write_text(name)
         (pki / name).chmod(0o600)
     os.chmod(tmp_path, 0o711)  # as a state directory's parent would be
@@ -44,7 +44,9 @@ def test_the_portal_user_gets_its_state_and_its_groups_secrets(tmp_path: Path) -
     for path in (state / "portal", state / "portal" / "db.sqlite3"):
         assert path.stat().st_uid == NOBODY.pw_uid
     assert stat.S_IMODE((state / "portal").stat().st_mode) == 0o700
-    for lent in ("cluster.secret", "pki/portal.key", "pki/portal.crt", "pki/ca.crt"):
+    # The revocation list too: the portal's listener checks agents' certificates against it.
+    for lent in ("cluster.secret", "pki/portal.key", "pki/portal.crt", "pki/ca.crt",
+                 "pki/ca.crl"):
         secret = (state / lent).stat()
         assert (secret.st_uid, secret.st_gid) == (0, NOBODY.pw_gid)
         assert stat.S_IMODE(secret.st_mode) == 0o640  # its group, never the world

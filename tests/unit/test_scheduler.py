@@ -52,6 +52,19 @@ def test_cpus_are_overcommitted_but_bounded() -> None:
         choose(Demand(4, 256, 1), {"a": load("a", used_cpus=62)})
 
 
+def test_firmware_a_node_lacks_is_named() -> None:
+    with_ovmf = NodeInfo(name="b", ip="127.0.0.1", vcpus=4, memory_mib=8192, disk_total_gb=100,
+                         disk_free_gb=80, virt_type="qemu", machine="pc", firmware=["uefi"])
+    loads = {"a": load("a"), "b": NodeLoad(info=with_ovmf, alive=True, memory_mib=0, cpus=0)}
+    assert choose(Demand(1, 256, 1, firmware=("uefi",)), loads).info.name == "b"
+    with pytest.raises(InsufficientResources) as caught:
+        choose(Demand(1, 256, 1, firmware=("uefi", "secure-boot")), loads)
+    assert str(caught.value) == (
+        "no node can run an instance of 1 vCPUs, 256 MiB memory and 1 GB disk with secure "
+        "boot: a has no UEFI or secure boot firmware (Debian's ovmf package); b has no secure "
+        "boot firmware (Debian's ovmf package)")
+
+
 def test_no_nodes_at_all() -> None:
     with pytest.raises(InsufficientResources, match="no nodes"):
         choose(Demand(1, 256, 1), {})
@@ -89,3 +102,42 @@ def test_a_lost_race_moves_on_to_another_node_that_fits() -> None:
     assert len(picks) > 2
     # Nothing else fits: the same node again (its fence decides).
     assert choose(Demand(1, 512, 1), {"a": loads["a"]}, avoid={"a"}).info.name == "a"
+
+
+def test_a_node_in_maintenance_takes_nothing_and_the_507_says_so() -> None:
+    loads = {"a": load("a"), "b": load("b", used_memory=6000)}
+    loads["a"].maintenance = True
+    assert choose(Demand(1, 512, 1), loads).info.name == "b"
+    with pytest.raises(InsufficientResources, match="a is in maintenance"):
+        choose(Demand(1, 4096, 1), loads)
+
+
+def test_pack_fills_the_fullest_node_that_fits() -> None:
+    loads = {"a": load("a", used_memory=1024), "b": load("b", used_memory=4096),
+             "c": load("c", used_memory=7800)}
+    assert choose(Demand(1, 512, 1), loads, strategy="pack").info.name == "b"
+    assert choose(Demand(1, 512, 1), loads, strategy="spread").info.name == "a"
+
+
+def test_affinity_metadata_attracts_and_repels() -> None:
+    loads = {"a": load("a", used_memory=4096), "b": load("b", used_memory=1024)}
+    loads["a"].tags.update(["database"])
+    # Without affinity: the freest node. Attracted to "database": a.
+    assert choose(Demand(1, 512, 1), loads).info.name == "b"
+    assert choose(Demand(1, 512, 1), loads, affinity={"database": 10}).info.name == "a"
+    # Repelled by "database" while b (without it) is freest anyway, and even
+    # when b is the fuller node.
+    loads["b"].memory_mib = 6000
+    assert choose(Demand(1, 512, 1), loads).info.name == "a"
+    assert choose(Demand(1, 512, 1), loads, affinity={"database": -10}).info.name == "b"
+
+
+def test_affinity_counts_instances_by_tag_from_their_metadata() -> None:
+    from cloudstate.model import InstanceSpec
+    from portal.cloud.scheduler import affinity_of, instance_tags
+
+    spec = InstanceSpec(uuid="u", name="n", namespace="ns", cpus=1, memory=256, disks=[],
+                        node="a", metadata={"tags": ["web", 3, "db"]})
+    assert instance_tags(spec) == ["web", "db"]
+    assert affinity_of({"affinity": {"web": -5, "x": True, "y": "1"}}) == {"web": -5}
+    assert affinity_of(None) == {}

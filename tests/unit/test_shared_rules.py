@@ -32,6 +32,7 @@ UUID = "6f1c3a44-9a0e-4c4b-8d59-1d2f3c4b5a69"
     (KEYS.upload(UUID), (ObjectKind.UPLOAD, UUID, False)),
     (KEYS.keypair(UUID), (ObjectKind.KEYPAIR, UUID, False)),
     (KEYS.node("node-1"), (ObjectKind.NODE, "node-1", False)),
+    (KEYS.node_spec("node-1"), (ObjectKind.NODE, "node-1", False)),
     (KEYS.node_alive("node-1"), (ObjectKind.NODE, "node-1", True)),
     (KEYS.console_session("s1"), (ObjectKind.CONSOLE, "s1", False)),
 ])
@@ -46,6 +47,8 @@ def test_a_key_of_an_objects_record_classifies_as_that_object(
     KEYS.instances, KEYS.observed_blobs + "node-1/", "/other" + KEYS.instance(UUID),
     KEYS.observed_blobs + "node-1/" + UUID + "/extra", KEYS.blob_fence(UUID),
     KEYS.artifact_url("ns", "image", "http://x/y"),
+    # A torn-down instance's NIC, kept to be read: no object's live record.
+    KEYS.deleted_interface(UUID), KEYS.observed_blobs_of("node-1"),
 ])
 def test_keys_that_are_no_objects_record_classify_as_nothing(key: str) -> None:
     assert KEYS.classify(key) is None

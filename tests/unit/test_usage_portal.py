@@ -83,9 +83,13 @@ def test_a_namespace_sees_its_instances_by_state_and_its_use(cloud: FakeMirror) 
     assert found.states == [("creating", 1), ("created", 2)]
     assert found.power == [("on", 1), ("off", 1), ("initial", 1)]
     assert found.nodes is None and found.vcpus is None  # nodes are for members of system
-    assert {use.resource: use.used for use in found.use} == {
-        "instances": 3, "vCPUs": 4, "memory": 768, "disk": 6, "floating addresses": 1}
-    assert all(use.limit is None and use.usage is None for use in found.use)
+    used = {line.name: line.used for line in found.use}
+    assert {name: used[name] for name in ("instances", "vcpus", "memory_mib", "disk_gb",
+                                          "floating_addresses", "networks", "images")} == {
+        "instances": 3, "vcpus": 4, "memory_mib": 768, "disk_gb": 6, "floating_addresses": 1,
+        "networks": 0, "images": 0}
+    # No quota record: no limits.
+    assert all(line.limit is None and line.percent is None for line in found.use)
 
 
 def test_members_of_system_see_capacity_of_the_nodes_online(cloud: FakeMirror,

@@ -58,6 +58,7 @@ def _sha512(value: Any) -> Any:
 # (what, validator, a value it accepts, the longest it accepts or 0 for no length rule)
 VALIDATORS: list[tuple[str, Callable[[Any], Any], str, int]] = [
     ("hostname", validation.hostname, "web-01", 63),
+    ("dns name", validation.dns_name, "db.example.org", 253),
     ("namespace", validation.namespace_name, "team-a", 63),
     ("username", validation.username, "alice.b@lab", 150),
     ("network name", netvalidation.network_name, "web.net_1", 63),
@@ -151,3 +152,12 @@ def test_no_validator_anchors_with_dollar_and_match() -> None:
                                      f"{line.strip()}")
     assert not offenders, ("match whole values with fullmatch (``$`` lets a final newline "
                            "through):\n" + "\n".join(offenders))
+
+
+def test_a_hot_plugged_nic_takes_the_next_order_then_the_lowest_free() -> None:
+    assert netvalidation.next_interface_order([]) == 0
+    assert netvalidation.next_interface_order([0, 3]) == 4
+    # Removing and adding NICs climbs; it never passes what the agent accepts.
+    top = netvalidation.MAX_INTERFACE_ORDER
+    assert netvalidation.next_interface_order([top - 1]) == top
+    assert netvalidation.next_interface_order([0, 1, top]) == 2

@@ -23,6 +23,7 @@ SECTIONS = (
     Section("Instances", "instance-list"),
     Section("Images", "image-list"),
     Section("Networks", "network-list"),
+    Section("Security groups", "secgroup-list"),
     Section("Keypairs", "keypair-list"),
     Section("Nodes", "node-list", needs="is_system"),
     Section("Admin", "manage", needs="may_manage"),

@@ -11,10 +11,9 @@ from django.urls import path
 
 from cloudstate import power as power_rules
 from portal.accounts.actor import Actor
-from portal.api import requests, shapes
+from portal.api import shapes
 from portal.api.framework import endpoint
-from portal.cloud import instances, metadata, power, snapshots
-from portal.cloud.changes import Later
+from portal.cloud import instances, power, snapshots
 
 
 def power_endpoint(verb: str):  # type: ignore[no-untyped-def]
@@ -41,20 +40,8 @@ async def snapshot(request: HttpRequest, body: dict, actor: Actor, ref: str) -> 
             for artifact, version in await snapshots.versions_of(record)]
 
 
-@endpoint("PUT", "POST", "DELETE")
-async def metadata_item(request: HttpRequest, body: dict, actor: Actor, ref: str,
-                        key: str) -> None:
-    record = await instances.get(ref, actor.visible)
-    if request.method == "DELETE":
-        await metadata.delete_item(actor, record, key)
-    else:
-        await metadata.set_item(actor, record, key, Later(lambda: requests.metadata_value(body)))
-    return None
-
-
 routes = [
     *(path(f"/instances/<str:ref>/{verb}", power_endpoint(verb))
       for verb in power_rules.API_ACTIONS),
     path("/instances/<str:ref>/snapshot", snapshot),
-    path("/instances/<str:ref>/metadata/<str:key>", metadata_item),
 ]

@@ -8,11 +8,12 @@ from django.http import HttpRequest
 from django.urls import path
 
 from portal.accounts.actor import Actor
-from portal.api import requests, shapes
+from portal.api import metadata, requests, shapes
 from portal.api.framework import endpoint
-from portal.cloud import instances, networks
+from portal.cloud import hotplug, instances, networks
 from portal.cloud import interfaces as nics
 from portal.cloud.changes import Later
+from portal.cloud.errors import NotFound
 
 
 @endpoint("GET", "POST", "DELETE")
@@ -49,25 +50,43 @@ async def _views(records: list[instances.InstanceRecord]) -> list[dict]:
 async def detail(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict:
     record = await instances.get(ref, actor.visible)
     if request.method == "DELETE":
+        # Shaken Fist's client sends the namespace given with --namespace:
+        # the instance must be in it. (A GET's namespace is ignored, as there.)
+        if body.get("namespace"):
+            namespace = await requests.namespace_of(actor, body)
+            if record.spec.namespace != namespace:
+                raise NotFound(f"instance {ref} is not in namespace {namespace}")
         record = await instances.delete(actor, record)
     return await _view(record)
 
 
-@endpoint("GET")
-async def metadata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict:
+@endpoint("GET", "POST")
+async def interfaces(request: HttpRequest, body: dict, actor: Actor, ref: str) -> Any:
+    """The instance's interfaces; POST hot-plugs one more (``{"network": netdesc}``)."""
     record = await instances.get(ref, actor.visible)
-    return record.spec.metadata
-
-
-@endpoint("GET")
-async def interfaces(request: HttpRequest, body: dict, actor: Actor, ref: str) -> list:
-    record = await instances.get(ref, actor.visible)
+    if request.method == "POST":
+        added = await hotplug.attach(actor, record, Later(lambda: requests.netdesc(body)))
+        return (await nics.views([added]))[0]
     return await nics.views(await nics.of_instance(record.spec))
+
+
+@endpoint("DELETE")
+async def interface_detail(request: HttpRequest, body: dict, actor: Actor, ref: str,
+                           uuid: str) -> dict:
+    """Unplug one interface (sfcloud's own: Shaken Fist has no such call)."""
+    record = await instances.get(ref, actor.visible)
+    removed = await hotplug.detach(actor, record, uuid)
+    return (await nics.views([removed]))[0]
+
+
+async def _find(ref: str, actor: Actor) -> instances.InstanceRecord:
+    return await instances.get(ref, actor.visible)
 
 
 routes = [
     path("/instances", collection),
     path("/instances/<str:ref>", detail),
-    path("/instances/<str:ref>/metadata", metadata),
+    *metadata.routes("/instances/<str:ref>", _find, "instance"),
     path("/instances/<str:ref>/interfaces", interfaces),
+    path("/instances/<str:ref>/interfaces/<str:uuid>", interface_detail),
 ]

@@ -16,6 +16,7 @@ from portal.accounts import namespaces as service
 from portal.accounts.actor import Actor
 from portal.api import shapes
 from portal.api.framework import endpoint
+from portal.cloud import quotas
 
 
 @endpoint("GET", "POST")
@@ -35,8 +36,11 @@ async def detail(request: HttpRequest, body: dict, actor: Actor, namespace: str)
     return shapes.namespace(await service.get_namespace(actor, namespace))
 
 
-@endpoint("POST", "PUT")
-async def keys(request: HttpRequest, body: dict, actor: Actor, namespace: str) -> str:
+@endpoint("GET", "POST", "PUT")
+async def keys(request: HttpRequest, body: dict, actor: Actor, namespace: str) -> Any:
+    """GET: the names of the namespace's keys; POST adds one, PUT gives one a new secret."""
+    if request.method == "GET":
+        return await service.key_names(actor, namespace)
     key = await service.set_key(actor, namespace, body.get("key_name"), body.get("key"),
                                 new=request.method == "POST")
     return key.name
@@ -52,9 +56,22 @@ async def key_detail(request: HttpRequest, body: dict, actor: Actor, namespace: 
     return key.name
 
 
-@endpoint("GET")
+@endpoint("GET", "POST")
 async def metadata(request: HttpRequest, body: dict, actor: Actor, namespace: str) -> dict:
+    """The namespace's metadata; POST sets one key, as PUT .../metadata/<key> does."""
+    if request.method == "POST":
+        return await service.set_metadata(actor, namespace, body.get("key"), body.get("value"))
     return (await service.get_namespace(actor, namespace)).metadata
+
+
+@endpoint("GET", "PUT")
+async def quota(request: HttpRequest, body: dict, actor: Actor, namespace: str) -> dict:
+    """The namespace's limits and use (anyone who may read it); PUT changes
+    the limits named in the body, e.g. ``{"vcpus": 8, "networks": null}``
+    (system admins)."""
+    if request.method == "PUT":
+        await quotas.set_limits(actor, namespace, body)
+    return shapes.quota(namespace, await quotas.report(actor, namespace))
 
 
 @endpoint("PUT", "DELETE")
@@ -65,11 +82,27 @@ async def metadata_item(request: HttpRequest, body: dict, actor: Actor, namespac
     return await service.set_metadata(actor, namespace, key, body.get("value"))
 
 
+@endpoint("POST")
+async def trust(request: HttpRequest, body: dict, actor: Actor, namespace: str) -> dict:
+    """Let another namespace see this one (``{"external_namespace": ...}``)."""
+    return shapes.namespace(await service.add_trust(actor, namespace,
+                                                    body.get("external_namespace")))
+
+
+@endpoint("DELETE")
+async def trust_detail(request: HttpRequest, body: dict, actor: Actor, namespace: str,
+                       other: str) -> dict:
+    return shapes.namespace(await service.remove_trust(actor, namespace, other))
+
+
 routes = [
     path("/auth/namespaces", collection),
     path("/auth/namespaces/<str:namespace>", detail),
     path("/auth/namespaces/<str:namespace>/keys", keys),
     path("/auth/namespaces/<str:namespace>/keys/<str:key_name>", key_detail),
     path("/auth/namespaces/<str:namespace>/metadata", metadata),
+    path("/auth/namespaces/<str:namespace>/quota", quota),
     path("/auth/namespaces/<str:namespace>/metadata/<str:key>", metadata_item),
+    path("/auth/namespaces/<str:namespace>/trust", trust),
+    path("/auth/namespaces/<str:namespace>/trust/<str:other>", trust_detail),
 ]

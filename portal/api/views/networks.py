@@ -9,13 +9,12 @@ from django.urls import path
 
 from cloudstate import states
 from portal.accounts.actor import Actor
-from portal.api import requests, shapes
+from portal.api import metadata, requests, shapes
 from portal.api.framework import endpoint
-from portal.cloud import interfaces, networks
-from portal.cloud import metadata as metadata_service
+from portal.api.views.events import api_events
+from portal.cloud import dnsentries, interfaces, netping, networks, routed
 from portal.cloud.changes import Later
 from portal.cloud.errors import BadRequest, Forbidden, NotFound
-from portal.events import log as eventlog
 
 FLOATING_UNDELETABLE = "the floating network belongs to the cloud and can't be deleted"
 
@@ -29,7 +28,7 @@ def _floating_view() -> dict[str, Any]:
         "netblock": str(pool.network), "provide_dhcp": False, "provide_nat": False,
         "provide_dns": False, "floating_gateway": None, "vxlan_id": None, "mtu": None,
         "state": states.CREATED, "error_message": None, "metadata": {}, "created": None,
-        "version": shapes.SCHEMA_VERSION,
+        "version": shapes.SCHEMA_VERSION, "routed": [], "dns_entries": {},
     }
 
 
@@ -82,30 +81,39 @@ async def addresses(request: HttpRequest, body: dict, actor: Actor, ref: str) ->
 
 
 @endpoint("GET")
-async def metadata(request: HttpRequest, body: dict, actor: Actor, ref: str) -> dict:
-    return (await _find(ref, actor)).spec.metadata
+async def events(request: HttpRequest, body: dict, actor: Actor, ref: str) -> list:
+    """The network's event log: what was asked of it and what the network node did."""
+    return await api_events("network", (await _find(ref, actor)).uuid, body)
 
 
-@endpoint("PUT", "DELETE")
-async def metadata_item(request: HttpRequest, body: dict, actor: Actor, ref: str,
-                        key: str) -> None:
+@endpoint("POST")
+async def route(request: HttpRequest, body: dict, actor: Actor, ref: str) -> str:
+    """Route an address of the floating network here; the address, as a JSON string."""
+    return await routed.route(actor, await _find(ref, actor))
+
+
+@endpoint("DELETE")
+async def route_detail(request: HttpRequest, body: dict, actor: Actor, ref: str,
+                       address: str) -> None:
+    await routed.unroute(actor, await _find(ref, actor), address)
+    return None
+
+
+@endpoint("POST", "DELETE")
+async def dns(request: HttpRequest, body: dict, actor: Actor, ref: str) -> None:
+    """Extra names the network's DNS answers: POST ``{"name", "value"}``, DELETE ``{"name"}``."""
     record = await _find(ref, actor)
-    if request.method == "PUT":
-        await metadata_service.set_item(actor, record, key,
-                                        Later(lambda: requests.metadata_value(body)))
+    if request.method == "POST":
+        await dnsentries.set_entry(actor, record, body.get("name"), body.get("value"))
     else:
-        await metadata_service.delete_item(actor, record, key)
+        await dnsentries.delete_entry(actor, record, body.get("name"))
     return None
 
 
 @endpoint("GET")
-async def events(request: HttpRequest, body: dict, actor: Actor, ref: str) -> list:
-    """The network's event log: what was asked of it and what the network node did."""
-    record = await _find(ref, actor)
-    found = await eventlog.list_events(
-        "network", record.uuid, limit=eventlog.parse_limit(body.get("limit")),
-        event_type=eventlog.parse_type(body.get("event_type")))
-    return [event.as_api() for event in found]
+async def ping(request: HttpRequest, body: dict, actor: Actor, ref: str, address: str) -> dict:
+    """Ping an address of the network from its router, on the network node."""
+    return await netping.ping(actor, await _find(ref, actor), address)
 
 
 routes = [
@@ -113,7 +121,10 @@ routes = [
     path("/networks/<str:ref>", detail),
     path("/networks/<str:ref>/interfaces", network_interfaces),
     path("/networks/<str:ref>/addresses", addresses),
-    path("/networks/<str:ref>/metadata", metadata),
-    path("/networks/<str:ref>/metadata/<str:key>", metadata_item),
+    *metadata.routes("/networks/<str:ref>", _find, "network"),
     path("/networks/<str:ref>/events", events),
+    path("/networks/<str:ref>/route", route),
+    path("/networks/<str:ref>/route/<str:address>", route_detail),
+    path("/networks/<str:ref>/dns", dns),
+    path("/networks/<str:ref>/ping/<str:address>", ping),
 ]

@@ -10,15 +10,25 @@ from django.http import HttpRequest, HttpResponse
 
 from portal.api.framework import endpoint
 
+# Each name is one Shaken Fist's client looks for (by substring, anywhere on
+# the page) before it uses a route; a name here is a promise that the route
+# works. Never add one for a route that is missing: the in-guest agent's
+# routes (files to and from a guest, commands, screenshots) and asynchronous
+# network deletes are not offered, so their names must not appear at all.
 CAPABILITIES: dict[str, list[str]] = {
-    "instances": ["instance-get"],
-    "nodes": ["node-get"],
+    # POST /instances/<ref>/interfaces; GET /instances/<ref> ignores a namespace in its body.
+    "instances": ["hot-plug-interface", "get-instance-namespace"],
+    # GET /nodes/<name>, and node metadata.
+    "nodes": ["node-get", "node-metadata"],
     # GET .../events honours event_type and limit.
     "events": ["events-by-type"],
-    "networks": ["provide-dns", "list-addresses"],
+    "networks": ["provide-dns", "list-addresses", "route-addresses", "extra-dns-entries",
+                 "get-network-namespace"],
     "artifacts": ["artifact-metadata"],
     # GET /blob_checksums/sha512/<hash>; GET /blobs/<uuid>/data with offset and limit.
     "blobs": ["blob-metadata", "blob-search-by-hash", "blob-data-limit", "blob-events"],
+    # Stateful allow-list firewalls on every interface (sfcloud's own API).
+    "security-groups": ["security-groups", "address-sets", "port-security"],
 }
 
 _PAGE = """<!DOCTYPE html>

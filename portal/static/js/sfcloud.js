@@ -190,11 +190,12 @@
   // ---- Fields shown by a choice -----------------------------------------------------------------
 
   // <div data-shown-by="id_image" data-shown-for="__url__"> is shown only while the control with
-  // that id has that value (the portal's CSP allows no inline handlers to do this page by page).
+  // that id has that value, or one of them ("tcp udp"): the portal's CSP allows no inline
+  // handlers to do this page by page.
   function syncShown(scope) {
     scope.querySelectorAll("[data-shown-by]").forEach(function (el) {
       var control = document.getElementById(el.dataset.shownBy);
-      if (control) el.hidden = control.value !== el.dataset.shownFor;
+      if (control) el.hidden = el.dataset.shownFor.split(" ").indexOf(control.value) < 0;
     });
   }
   document.addEventListener("change", function () { syncShown(document); });

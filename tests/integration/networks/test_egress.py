@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.cloud import Cloud, wait_for
 from tests.support.fixtures_networks import (
+    allow_ping,
     create_instance,
     create_network,
     delete_instances,
@@ -51,7 +52,9 @@ echo "NET-TEST no egress"
         assert f"SFCLOUD-UPSTREAM-SAW {gateway}" in log, log
         assert outside_world.requests_seen()[seen_before:] == [gateway]
 
-        # Float: the outside reaches the guest at its floating address.
+        # Float: the outside reaches the guest at its floating address (once
+        # its security groups let pings in).
+        allow_ping(netcloud, nic["uuid"])
         assert api.post(f"/interfaces/{nic['uuid']}/float").json() is None
         floating = api.get(f"/interfaces/{nic['uuid']}").json()["floating"]
         assert floating and floating.startswith("192.0.2.") and floating != gateway

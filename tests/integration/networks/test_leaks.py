@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.cloud import Cloud, wait_for
-from tests.support.fixtures_networks import create_instance, create_network
+from tests.support.fixtures_networks import allow_ping, create_instance, create_network
 from tests.support.networld import OutsideWorld, ping
 
 pytestmark = pytest.mark.integration
@@ -37,6 +37,7 @@ def check_delete_all(netcloud: Cloud, outside_world: OutsideWorld) -> None:
     netcloud.wait_console(both["uuid"], "SFCLOUD-READY", 150)
     netcloud.wait_console(one["uuid"], "SFCLOUD-READY", 150)
     floating = both["interfaces"][0]["floating"]
+    allow_ping(netcloud, both["interfaces"][0]["uuid"])
     try:
         wait_for(lambda: ping(outside_world.www, floating), 60, "the floating address")
     except AssertionError as error:

@@ -17,6 +17,7 @@ from tests.integration.test_snapshots import reader as snapshot_reader
 from tests.integration.test_snapshots import writer as snapshot_writer
 from tests.support.cloud import wait_for
 from tests.support.fixtures_networks import (
+    allow_ping,
     create_instance,
     create_network,
     delete_instances,
@@ -72,6 +73,8 @@ for i in $(seq 90); do ping -c1 -W1 10.50.0.10 >/dev/null 2>&1 && break; sleep 1
 ping -c3 -W2 10.50.0.10 >/dev/null 2>&1 && echo "NET-TEST mesh ok" || echo "NET-TEST mesh FAILED"
 """)
     try:
+        # The router pings the far guest below: let pings in.
+        allow_ping(cloud, far["interfaces"][0]["uuid"])
         assert near["node"] == network_node and far["node"] == hypervisor
         far_log = cloud.wait_console(far["uuid"], "SFCLOUD-READY", BOOT)
         near_log = cloud.wait_console(near["uuid"], "SFCLOUD-READY", BOOT)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.support.cloud import Cloud, wait_for
+from tests.support.fixtures_networks import allow_ping
 from tests.support.networld import OutsideWorld, ping
 
 pytestmark = pytest.mark.integration
@@ -18,7 +19,7 @@ def sf_json(cloud: Cloud, *args: str) -> object:
 
 def test_network_create_list_show_delete(netcloud: Cloud) -> None:
     # The client waits while the state is initial or creating.
-    created = sf_json(netcloud, "network", "create", "sfnet", "10.78.0.1/24")
+    created = sf_json(netcloud, "network", "create", "sfnet", "10.78.0.0/24")
     assert created["state"] == "created" and created["netblock"] == "10.78.0.0/24"
     uuid = created["uuid"]
     assert created["metadata"] == {}
@@ -70,6 +71,14 @@ def test_instance_on_a_network_and_interface_float_defloat(
             "floating"]
         assert floating
         netcloud.wait_console(uuid, "SFCLOUD-READY", 150)
+        allow_ping(netcloud, interface)
+        # Both NICs are on one network: the guest answers what eth1 got
+        # through eth0 (its default route), from eth1's address, which
+        # eth0's anti-spoofing must then allow.
+        response = netcloud.api().request("PUT", f"/interfaces/{nics[0]['uuid']}/"
+                                          "allowed-addresses",
+                                          {"allowed_addresses": ["10.79.0.50"]})
+        assert response.status_code == 200, response.text
         wait_for(lambda: ping(outside_world.www, floating), 60, "the floating address")
         failed = netcloud.sf("interface", "float", interface, check=False)
         assert failed.returncode != 0 and "already has the floating address" in \
