@@ -86,6 +86,10 @@ class Mirror:
         self._resync_interval = resync_interval
         self._gate = gate
         self._data: dict[str, KeyValue] = {}
+        # The same values by parent (a key up to its last "/"): ``items``
+        # looks only at the parents under its prefix, not at every key (a
+        # placement lists the nodes among tens of thousands of keys).
+        self._by_parent: dict[str, dict[str, KeyValue]] = {}
         self._refused: dict[str, Refused] = {}
         self._listeners: list[Listener] = []
         self.revision = 0
@@ -99,7 +103,26 @@ class Mirror:
 
     def items(self, prefix: str = "") -> Iterator[KeyValue]:
         """Values under ``prefix`` (a snapshot: safe to mutate the mirror meanwhile)."""
-        return iter([kv for key, kv in self._data.items() if key.startswith(prefix)])
+        found: list[KeyValue] = []
+        for parent, children in self._by_parent.items():
+            if parent.startswith(prefix):
+                found += children.values()
+            elif prefix.startswith(parent):  # the prefix ends inside this parent's names
+                found += [kv for key, kv in children.items() if key.startswith(prefix)]
+        return iter(found)
+
+    def _put(self, kv: KeyValue) -> None:
+        self._data[kv.key] = kv
+        self._by_parent.setdefault(_parent(kv.key), {})[kv.key] = kv
+
+    def _drop(self, key: str) -> None:
+        if self._data.pop(key, None) is None:
+            return
+        parent = _parent(key)
+        children = self._by_parent[parent]
+        del children[key]
+        if not children:
+            del self._by_parent[parent]
 
     def refused(self, key: str) -> Refused | None:
         """The record at ``key`` the gate refused (and why), if it did."""
@@ -176,7 +199,9 @@ class Mirror:
                 # A refused value was never mirrored: from the readers' side,
                 # the key goes from nothing to ``new`` (or stays absent).
                 changes.append(Change(key, old, new))
-        self._data = fresh
+        self._data, self._by_parent = {}, {}
+        for kv in fresh.values():
+            self._put(kv)
         self._refused = refused
         self.revision = revision
         self.ready.set()
@@ -200,15 +225,14 @@ class Mirror:
             old = self._data.get(key)
             was_refused = self._refused.pop(key, None)
             if event.kind == "delete":
-                if old is not None:
-                    del self._data[key]
+                self._drop(key)
                 if old is not None or was_refused is not None:
                     changes.append(Change(key, old, None))
             elif (reason := self._check(event.kv)) is None:
-                self._data[key] = event.kv
+                self._put(event.kv)
                 changes.append(Change(key, old, event.kv))
             else:
-                self._data.pop(key, None)
+                self._drop(key)
                 self._refused[key] = Refused(event.kv, reason)
                 changes.append(Change(key, old, None, refused=reason))
         self.revision = batch[-1].revision
@@ -267,6 +291,10 @@ class Mirror:
                 async with asyncio.timeout(delay):
                     await self._progress.wait_for(lambda: self.revision > seen)
             return self.revision > seen
+
+
+def _parent(key: str) -> str:
+    return key[:key.rfind("/") + 1]
 
 
 def _differs(a: KeyValue | None, b: KeyValue | None) -> bool:

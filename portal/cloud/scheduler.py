@@ -131,7 +131,7 @@ async def snapshot(keys: Keys, *, after: int = 0) -> dict[str, NodeLoad]:
     mirror = (live := await hub()).mirror
     if after:
         await mirror.wait_for_revision(after)
-    loads = tally(nodes=mirror.items(keys.nodes), alive=mirror.items(keys.alive), placed=(),
+    loads = tally(nodes=live.nodes(), alive=mirror.items(keys.alive), placed=(),
                   placements=mirror.items(keys.placement("")),
                   maintenance=mirror.items(keys.maintenance_all))
     # The hub keeps each node's sums as instances change (read in the same
@@ -155,11 +155,12 @@ def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
     }
     placed = ((spec, seen.get(spec.uuid))
               for spec in (InstanceSpec.from_json(kv.value) for kv in specs))
-    return tally(nodes=nodes, alive=alive, placed=placed, placements=placements,
+    return tally(nodes=(NodeInfo.from_json(kv.value) for kv in nodes), alive=alive,
+                 placed=placed, placements=placements,
                  maintenance=maintenance)
 
 
-def tally(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
+def tally(*, nodes: Iterable[NodeInfo], alive: Iterable[KeyValue],
           placed: Iterable[tuple[InstanceSpec, InstanceObserved | None]],
           placements: Iterable[KeyValue] = (),
           maintenance: Iterable[KeyValue] = ()) -> dict[str, NodeLoad]:
@@ -169,7 +170,7 @@ def tally(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
     loads = {
         info.name: NodeLoad(info=info, alive=info.name in alive_names,
                             maintenance=info.name in kept_off)
-        for info in (NodeInfo.from_json(kv.value) for kv in nodes)
+        for info in nodes
     }
     for kv in placements:
         node = kv.key.rsplit("/", 1)[-1]

@@ -24,7 +24,14 @@ from django.conf import settings
 from cloudstate.etcd import KeyValue
 from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.mirror import Change, Mirror
-from cloudstate.model import Artifact, BlobObserved, InstanceObserved, InstanceSpec, InterfaceSpec
+from cloudstate.model import (
+    Artifact,
+    BlobObserved,
+    InstanceObserved,
+    InstanceSpec,
+    InterfaceSpec,
+    NodeInfo,
+)
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.notify import ACCESS_CHANGED, user_group
 from portal.cloud import blobs, store
@@ -63,6 +70,7 @@ class Hub:
         # hold: a list of 10,000 instances parses only what changed.
         self._instances: dict[str, tuple[tuple[int, int], InstanceRecord]] = {}
         self._interfaces: dict[str, tuple[int, InterfaceSpec]] = {}
+        self._nodes: dict[str, tuple[int, NodeInfo]] = {}  # parsed once per change
         # Every instance record as of a mirror revision: pages asking again
         # before anything changed (50 browsers after one change) share it.
         self._all: tuple[int, list[InstanceRecord]] = (-1, [])
@@ -191,6 +199,18 @@ class Hub:
             for record in self.all_instances():
                 self._placed.update(record.uuid, record)
         return self._placed
+
+    def nodes(self) -> list[NodeInfo]:
+        """Every node's record, parsed once per change (a placement reads them all)."""
+        found, kept = [], {}
+        for kv in self.mirror.items(self.keys.nodes):
+            cached = self._nodes.get(kv.key)
+            info = cached[1] if cached is not None and cached[0] == kv.mod_revision \
+                else NodeInfo.from_json(kv.value)
+            kept[kv.key] = (kv.mod_revision, info)
+            found.append(info)
+        self._nodes = kept
+        return found
 
     def interface(self, uuid: str) -> InterfaceSpec | None:
         kv = self.mirror.get(self.keys.interface(uuid))
