@@ -225,8 +225,11 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             sources = await _resolve_sources(request, namespace)
             disks = _disks(request, places, sources)
             firmware = _firmware(request, sources)
+        if lost_at:
+            await scheduler.caught_up(lost_at)
+        # The decision alone: what it waited for above is a lost race's cost.
         with PLACEMENT_SECONDS.time():
-            loads = await scheduler.snapshot(keys, after=lost_at)
+            loads = await scheduler.snapshot(keys)
             node = scheduler.choose(demand, loads, required=request.placed_on,
                                     preferred=holders, avoid=lost,
                                     affinity=scheduler.affinity_of(metadata))

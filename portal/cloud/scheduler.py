@@ -112,7 +112,17 @@ def holds_resources(spec: InstanceSpec, observed: InstanceObserved | None) -> bo
     return observed is not None and observed.state != "deleted"
 
 
-async def snapshot(keys: Keys, *, after: int = 0) -> dict[str, NodeLoad]:
+async def caught_up(revision: int) -> None:
+    """Wait until the live hub's mirror holds every change up to
+    ``revision`` (the one a lost placement's transaction saw: see
+    ``snapshot``)."""
+    # The hub builds on the cloud services, this module among them.
+    from portal.live.hub import hub  # noqa: PLC0415
+
+    await (await hub()).mirror.wait_for_revision(revision)
+
+
+async def snapshot(keys: Keys) -> dict[str, NodeLoad]:
     """Every node with what is placed on it, from the live hub's mirror.
 
     The mirror may be a moment behind etcd; that is safe because the caller
@@ -120,17 +130,15 @@ async def snapshot(keys: Keys, *, after: int = 0) -> dict[str, NodeLoad]:
     revision this accounting saw it at (the mirror applies each transaction
     whole, and every placement rewrites its node's key with the instance):
     a create the mirror has not seen yet fails that comparison, and the
-    loser counts again, ``after`` the revision its failed commit saw (so
-    this time the mirror holds the competing create). Reading the mirror, whose records stay parsed,
-    keeps a placement at a pass over them rather than a read and parse of
-    every instance in etcd (10,000 instances: ~0.5 s each).
+    loser counts again once ``caught_up`` with the revision its failed
+    commit saw (so this time the mirror holds the competing create).
+    Reading the mirror, whose records stay parsed, keeps a placement at a
+    pass over the nodes rather than a read and parse of every instance in
+    etcd (10,000 instances: ~0.5 s each).
     """
-    # The hub builds on the cloud services, this module among them.
     from portal.live.hub import hub  # noqa: PLC0415
 
     mirror = (live := await hub()).mirror
-    if after:
-        await mirror.wait_for_revision(after)
     loads = tally(nodes=live.nodes(), alive=mirror.items(keys.alive), placed=(),
                   placements=mirror.items(keys.placement("")),
                   maintenance=mirror.items(keys.maintenance_all))
