@@ -132,7 +132,11 @@ class Hub:
             self.mirror.subscribe(self._on_changes)
             self._task = asyncio.create_task(self.mirror.run(), name="live-hub")
             self._store_task = asyncio.create_task(self.store.run(), name="live-hub-store")
-        await asyncio.wait_for(self.mirror.ready.wait(), READY_TIMEOUT)
+        if not self.mirror.ready.is_set():
+            # wait_for runs the wait as a task of its own: even when ready,
+            # every caller would give the loop away (a placement then waited
+            # its turn behind every other request).
+            await asyncio.wait_for(self.mirror.ready.wait(), READY_TIMEOUT)
 
     async def stop(self) -> None:
         for task in (self._task, self._store_task, self._blob_sweep):

@@ -3,6 +3,8 @@ always equals the same accounting done afresh over etcd's records."""
 
 from __future__ import annotations
 
+import asyncio
+
 from portal.cloud import scheduler
 from portal.live.hub import current_hub
 from tests.support.fakeagent import FakeAgent
@@ -56,3 +58,27 @@ def test_the_kept_accounting_follows_creates_and_deletes(portal: InProcessPortal
     kept, fresh = _both(portal)
     assert kept == fresh and kept[agent.node][:3] == (2, 384, 4)
     assert kept[agent.node][4] == {"web": 2, "db": 2}
+
+
+
+def test_a_placement_does_not_give_the_event_loop_away(portal: InProcessPortal,
+                                                        agent: FakeAgent) -> None:
+    """Its decision runs in one step: under twenty concurrent creates, a
+    placement that awaited anything waited its turn behind every other
+    request, and its time in /metrics was theirs."""
+
+    async def others_ran_meanwhile() -> bool:
+        await current_hub()
+        ran: list[bool] = []
+
+        async def other() -> None:
+            ran.append(True)
+
+        task = asyncio.get_running_loop().create_task(other())
+        loads = await scheduler.snapshot(portal.keys)
+        scheduler.choose(scheduler.Demand(1, 64, 1), loads)
+        meanwhile = bool(ran)
+        await task
+        return meanwhile
+
+    assert portal.loop.run(others_ran_meanwhile()) is False
