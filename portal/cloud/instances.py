@@ -233,44 +233,46 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             node = scheduler.choose(demand, loads, required=request.placed_on,
                                     preferred=holders, avoid=lost,
                                     affinity=scheduler.affinity_of(metadata))
-        instance_uuid = str(uuidlib.uuid4())
-        # Addresses, MACs and floating addresses, reserved in this same
-        # transaction: a create that fails leaves none of them behind.
-        nics = await interfaces.plan(request.networks, nic_networks,
-                                     instance_uuid=instance_uuid, namespace=namespace,
-                                     node=node.info.name)
-        spec = InstanceSpec(
-            uuid=instance_uuid,
-            name=request.name,
-            namespace=namespace,
-            cpus=request.cpus,
-            memory=request.memory,
-            disks=disks,
-            node=node.info.name,
-            ssh_key=ssh_key,
-            keypair=keypair_name,
-            user_data=request.user_data,
-            metadata=metadata,
-            video=video,
-            configdrive=request.configdrive,
-            requested_placement=request.placed_on,
-            interfaces=[nic.uuid for nic in nics.interfaces],
-            uefi=request.uefi,
-            secure_boot=request.secure_boot,
-            nvram_template=firmware.nvram_template,
-            # Secure boot's q35, else the machine the node gives its guests.
-            machine_type=firmware.machine_type or node.info.machine,
-        )
-        placement_key = keys.placement(node.info.name)
-        # The blobs it starts from, fenced; a new URL's fetch, asked of its node.
-        storage = bases.change(sources.every, namespace, node.info.name)
-        result = await etcd.txn(
-            [Compare.unchanged_since(placement_key, node.placement_revision),
-             *nics.compares, *storage.compares, *quota.compares],
-            [*put_desired(spec),
-             Put(placement_key, spec.uuid),
-             *nics.puts, *storage.ops, *quota.ops],
-        )
+        # Other creates of this process pass over the node until this one commits.
+        with scheduler.placing(node.info.name):
+            instance_uuid = str(uuidlib.uuid4())
+            # Addresses, MACs and floating addresses, reserved in this same
+            # transaction: a create that fails leaves none of them behind.
+            nics = await interfaces.plan(request.networks, nic_networks,
+                                         instance_uuid=instance_uuid, namespace=namespace,
+                                         node=node.info.name)
+            spec = InstanceSpec(
+                uuid=instance_uuid,
+                name=request.name,
+                namespace=namespace,
+                cpus=request.cpus,
+                memory=request.memory,
+                disks=disks,
+                node=node.info.name,
+                ssh_key=ssh_key,
+                keypair=keypair_name,
+                user_data=request.user_data,
+                metadata=metadata,
+                video=video,
+                configdrive=request.configdrive,
+                requested_placement=request.placed_on,
+                interfaces=[nic.uuid for nic in nics.interfaces],
+                uefi=request.uefi,
+                secure_boot=request.secure_boot,
+                nvram_template=firmware.nvram_template,
+                # Secure boot's q35, else the machine the node gives its guests.
+                machine_type=firmware.machine_type or node.info.machine,
+            )
+            placement_key = keys.placement(node.info.name)
+            # The blobs it starts from, fenced; a new URL's fetch, asked of its node.
+            storage = bases.change(sources.every, namespace, node.info.name)
+            result = await etcd.txn(
+                [Compare.unchanged_since(placement_key, node.placement_revision),
+                 *nics.compares, *storage.compares, *quota.compares],
+                [*put_desired(spec),
+                 Put(placement_key, spec.uuid),
+                 *nics.puts, *storage.ops, *quota.ops],
+            )
         if result.succeeded:
             return InstanceRecord(spec=spec, observed=None, revision=result.revision)
         # Most likely another create took the same node first: try another

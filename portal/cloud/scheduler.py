@@ -18,9 +18,12 @@ spare, ``pack`` the one with the least that still fits.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
+import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -48,6 +51,7 @@ class NodeLoad:
     alive: bool
     maintenance: bool = False
     placement_revision: int = 0
+    placing: int = 0  # creates of this process placing here now, not yet committed
     cpus: int = 0
     memory_mib: int = 0
     disk_gb: int = 0
@@ -149,7 +153,34 @@ async def snapshot(keys: Keys) -> dict[str, NodeLoad]:
             load.cpus, load.memory_mib, load.disk_gb = usage.cpus, usage.memory_mib, usage.disk_gb
             load.instances = list(usage.instances)
             load.tags = usage.tags.copy()
+    for name, count in _placing_now().items():
+        if (load := loads.get(name)) is not None:
+            load.placing = count
     return loads
+
+
+_placing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Counter[str]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _placing_now() -> Counter[str]:
+    return _placing.setdefault(asyncio.get_running_loop(), Counter())
+
+
+@contextlib.contextmanager
+def placing(node: str) -> Iterator[None]:
+    """While a create of this process places on ``node`` (from its choice
+    to its commit): other creates choosing meanwhile pass over the node
+    while another fits (``choose``), rather than all take the same best
+    node and all but one lose the race to it."""
+    counter = _placing_now()
+    counter[node] += 1
+    try:
+        yield
+    finally:
+        counter[node] -= 1
+        if not counter[node]:
+            del counter[node]
 
 
 def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
@@ -251,11 +282,16 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
         return (affinity_score(load, affinity or {}), load.info.name in preferred,
                 -spare if pack else spare, load.info.name)
 
+    # Nodes other creates of this process are placing on right now are
+    # passed over while another fits: concurrent creates take different
+    # nodes instead of racing for the same best one.
+    fitting = [load for load in fitting if not load.placing] or fitting
     if not avoid:
         return max(fitting, key=rank)
-    # Every create that lost the same race would otherwise choose the same
-    # next node and lose again together: the better of two taken at random
-    # spreads them (the "power of two choices"), among the nodes not lost
-    # on yet, or all that fit once every one has been.
+    # Every create that lost the same race (to another portal process, or
+    # on a node all fitting ones were busy on) would otherwise choose the
+    # same next node and lose again together: the better of two taken at
+    # random spreads them (the "power of two choices"), among the nodes not
+    # lost on yet, or all that fit once every one has been.
     others = [load for load in fitting if load.info.name not in avoid] or fitting
     return max(random.sample(others, 2), key=rank) if len(others) > 1 else others[0]

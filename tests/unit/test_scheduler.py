@@ -141,3 +141,28 @@ def test_affinity_counts_instances_by_tag_from_their_metadata() -> None:
     assert instance_tags(spec) == ["web", "db"]
     assert affinity_of({"affinity": {"web": -5, "x": True, "y": "1"}}) == {"web": -5}
     assert affinity_of(None) == {}
+
+
+def test_a_node_another_create_is_placing_on_is_passed_over_while_another_fits() -> None:
+    loads = {"a": load("a", used_memory=0), "b": load("b", used_memory=1024),
+             "c": load("c", used_memory=2048)}
+    loads["a"].placing = 1
+    assert choose(Demand(1, 512, 1), loads).info.name == "b"
+    loads["b"].placing = 2
+    assert choose(Demand(1, 512, 1), loads).info.name == "c"
+    # Every fitting node busy: the best of them, as if none were.
+    loads["c"].placing = 1
+    assert choose(Demand(1, 512, 1), loads).info.name == "a"
+    # A node that can't take it is no alternative.
+    assert choose(Demand(1, 7000, 1), {"a": loads["a"], "b": load("b", used_memory=4096)}
+                  ).info.name == "a"
+
+
+async def test_placing_counts_the_creates_between_their_choice_and_commit() -> None:
+    from portal.cloud.scheduler import _placing_now, placing
+
+    with placing("a"), placing("a"), placing("b"):
+        assert _placing_now() == {"a": 2, "b": 1}
+    with pytest.raises(RuntimeError), placing("a"):
+        raise RuntimeError("the create failed")
+    assert _placing_now() == {}
