@@ -27,10 +27,13 @@ test-lab:
 	$(PYTHON) -m pytest tests/lab -m lab -s $(PYTEST_ARGS)
 
 # No libvirt, no agent, no guest: unit tests, and the portal's pages, API and
-# websockets in process over a real etcd (tests/fast). `make test` runs them too.
+# websockets in process over a real etcd (tests/fast), without the stress
+# suites (races, fuzzing, floods), on two workers (pytest-xdist: each its own etcd
+# and test database). `make test` runs all of them, in one process.
 test-fast: test-deps
 	$(VENV)/bin/ruff check .
-	$(PYTHON) -m pytest tests/unit tests/fast -m "not integration and not e2e" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest tests/unit tests/fast -m "not integration and not e2e and not stress" \
+		-n 2 $(PYTEST_ARGS)
 
 # The stress suites (marked `stress`) at length: the agent chaos test with 400
 # operations, etcd gone 3 minutes, 20 rounds of each API race, 200 fuzzing

@@ -49,3 +49,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--scale-instances", type=int, default=2000,
                      help="instances in the browser test of the instance list at scale "
                           "(e2e/test_instance_list_scale.py; make scale gives 10000)")
+
+
+@pytest.fixture
+def outage_cloud(private_etcd_server, guest_image_dir: Path,  # type: ignore[no-untyped-def]
+                 libvirt_daemon: None) -> Iterator[Cloud]:
+    """A cloud on an etcd of the test's own, which the test may kill: etcd is
+    started again, if it is down, before the cloud stops."""
+    running = Cloud(private_etcd_server, demo_image=guest_image_dir / "disk.qcow2")
+    try:
+        yield running.start()
+    finally:
+        if not private_etcd_server.running:
+            private_etcd_server.start()
+        running.stop()

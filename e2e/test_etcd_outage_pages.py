@@ -11,8 +11,6 @@ under the same outage: tests/integration/test_etcd_outage.py.)
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import libvirt
 import pytest
@@ -31,17 +29,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.stress]
 BANNER_WITHIN = 15.0
 OUTAGE = 25.0
 
-
-@pytest.fixture
-def outage_cloud(private_etcd_server: LocalEtcd, guest_image_dir: Path,
-                 libvirt_daemon: None) -> Iterator[Cloud]:
-    cloud = Cloud(private_etcd_server, demo_image=guest_image_dir / "disk.qcow2")
-    try:
-        yield cloud.start()
-    finally:
-        if not private_etcd_server.running:
-            private_etcd_server.start()
-        cloud.stop()
 
 
 def test_pages_show_a_banner_while_etcd_is_gone_and_recover(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
+
+from portal.cloud.errors import CloudError, Forbidden
+
+T = TypeVar("T")
 
 
 async def arender(
@@ -26,3 +33,20 @@ def safe_next(request: HttpRequest, default: str) -> str:
                                                   require_https=request.is_secure()):
         return target
     return default
+
+
+async def change_and_go(request: HttpRequest, change: Awaitable[T], *,
+                        said: str | Callable[[T], str], done_url: str,
+                        refused_url: str) -> HttpResponse:
+    """A form's one-button change (a delete): done, its message and
+    ``done_url``; refused, the reason as an error message back on
+    ``refused_url``; not allowed at all, the 403 page."""
+    try:
+        result = await change
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from None
+    except CloudError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseRedirect(refused_url)
+    messages.success(request, said if isinstance(said, str) else said(result))
+    return HttpResponseRedirect(done_url)

@@ -269,8 +269,8 @@ OPERATIONS: dict[str, dict[str, Op]] = {
                    dict[str, Any])},
     "/security-groups/<str:ref>": {
         "GET": Op("One security group and its rules", dict[str, Any]),
-        "DELETE": Op("Delete a group nothing uses (never a namespace's default); answers it "
-                     "as it was, state \"deleted\"", dict[str, Any])},
+        "DELETE": Op("Delete a group nothing uses (never a namespace's default); "
+                     "answers it as it was, state \"deleted\"", dict[str, Any])},
     "/security-groups/<str:ref>/rules": {
         "GET": Op("The group's rules", list[dict[str, Any]]),
         "POST": Op("Add one rule, or {\"rules\": [...]} (all or none)", Any, dict[str, Any])},
@@ -289,7 +289,7 @@ OPERATIONS: dict[str, dict[str, Op]] = {
         "GET": Op("One address set", dict[str, Any]),
         "PUT": Op("Change its CIDRs ({\"cidrs\": [...]}): every rule naming it follows",
                   dict[str, Any], dict[str, Any]),
-        "DELETE": Op("Delete an address set no rule names; answers it as it was, state "
-                     "\"deleted\"", dict[str, Any])},
+        "DELETE": Op("Delete an address set no rule names; answers it as it was, "
+                     "state \"deleted\"", dict[str, Any])},
     **_events("/address-sets/<str:ref>/events", "address set"),
 }

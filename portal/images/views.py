@@ -24,12 +24,12 @@ from portal import downloads
 from portal.accounts.access import Access, access_for
 from portal.cloud import artifacts, blobs, urlcheck
 from portal.cloud.catalogue import ArtifactRecord
-from portal.cloud.errors import CloudError, Forbidden, NotFound
+from portal.cloud.errors import CloudError, NotFound
 from portal.errors import sentence
 from portal.events.sections import events_context, events_query
 from portal.formerrors import add_refusal
 from portal.images.listing import IMAGES, rows_for, source_shown
-from portal.web import arender
+from portal.web import arender, change_and_go
 
 
 class CacheForm(forms.Form):
@@ -134,15 +134,10 @@ async def image_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @require_POST
 async def image_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, access = await _record_for(request, uuid)
-    try:
-        await artifacts.delete(access.actor(request), record)
-    except Forbidden as exc:
-        raise PermissionDenied(exc.message) from None
-    except CloudError as exc:
-        messages.error(request, exc.message)
-        return HttpResponseRedirect(reverse("image-detail", args=[record.uuid]))
-    messages.success(request, f"Image {record.spec.name} is deleted.")
-    return HttpResponseRedirect(reverse("image-list"))
+    return await change_and_go(
+        request, artifacts.delete(access.actor(request), record),
+        said=f"Image {record.spec.name} is deleted.", done_url=reverse("image-list"),
+        refused_url=reverse("image-detail", args=[record.uuid]))
 
 
 @login_required

@@ -26,7 +26,7 @@ from portal.events.sections import events_context, events_query
 from portal.formerrors import add_refusal
 from portal.networks.forms import InterfaceGroupsForm, NetworkForm, PlugForm
 from portal.networks.listing import NETWORKS
-from portal.web import arender
+from portal.web import arender, change_and_go
 
 
 def list_context(records: list[networks.NetworkRecord], access: Any,
@@ -118,16 +118,15 @@ async def network_detail(request: HttpRequest, uuid: UUID) -> HttpResponse:
 @require_POST
 async def network_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, access = await _network_for(request, uuid)
-    try:
-        deleted = await networks.delete(access.actor(request), record)
-    except Forbidden as exc:
-        raise PermissionDenied(exc.message) from None
-    except CloudError as exc:
-        messages.error(request, exc.message)
-        return HttpResponseRedirect(reverse("network-detail", args=[record.uuid]))
-    waiting = " once its instances are gone" if deleted.state == states.DELETE_WAIT else ""
-    messages.success(request, f"Network {record.spec.name} is being deleted{waiting}.")
-    return HttpResponseRedirect(reverse("network-list"))
+
+    def said(deleted: networks.NetworkRecord) -> str:
+        waiting = " once its instances are gone" if deleted.state == states.DELETE_WAIT else ""
+        return f"Network {record.spec.name} is being deleted{waiting}."
+
+    return await change_and_go(
+        request, networks.delete(access.actor(request), record), said=said,
+        done_url=reverse("network-list"),
+        refused_url=reverse("network-detail", args=[record.uuid]))
 
 
 # --- an instance's interfaces -------------------------------------------------------------

@@ -27,7 +27,7 @@ from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.events.sections import events_context
 from portal.formerrors import add_refusal, message_of, split_field
 from portal.secgroups.forms import AddressSetForm, CidrsForm, GroupForm, RuleForm
-from portal.web import arender
+from portal.web import arender, change_and_go
 
 # --- what the pages show (also sent by their websockets) ------------------------------------------
 
@@ -210,15 +210,10 @@ async def rule_remove(request: HttpRequest, uuid: UUID, rule_uuid: UUID) -> Http
 @require_POST
 async def group_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
     record, access = await _group_for(request, uuid)
-    try:
-        await secgroups.delete(access.actor(request), record)
-    except Forbidden as exc:
-        raise PermissionDenied(exc.message) from None
-    except CloudError as exc:
-        messages.error(request, exc.message)
-        return HttpResponseRedirect(reverse("secgroup-detail", args=[record.uuid]))
-    messages.success(request, f"Security group {record.spec.name} deleted.")
-    return HttpResponseRedirect(reverse("secgroup-list"))
+    return await change_and_go(
+        request, secgroups.delete(access.actor(request), record),
+        said=f"Security group {record.spec.name} deleted.", done_url=reverse("secgroup-list"),
+        refused_url=reverse("secgroup-detail", args=[record.uuid]))
 
 
 # --- an address set ------------------------------------------------------------------------------
@@ -259,12 +254,7 @@ async def address_set_delete(request: HttpRequest, uuid: UUID) -> HttpResponse:
         record = await addresssets.get(str(uuid), access.visible)
     except NotFound:
         raise Http404("No such address set") from None
-    try:
-        await addresssets.delete(access.actor(request), record)
-    except Forbidden as exc:
-        raise PermissionDenied(exc.message) from None
-    except CloudError as exc:
-        messages.error(request, exc.message)
-        return HttpResponseRedirect(reverse("address-set-detail", args=[record.uuid]))
-    messages.success(request, f"Address set {record.spec.name} deleted.")
-    return HttpResponseRedirect(reverse("secgroup-list"))
+    return await change_and_go(
+        request, addresssets.delete(access.actor(request), record),
+        said=f"Address set {record.spec.name} deleted.", done_url=reverse("secgroup-list"),
+        refused_url=reverse("address-set-detail", args=[record.uuid]))

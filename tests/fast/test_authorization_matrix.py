@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from cloudstate import quotas
 from tests.support.fakeagent import FakeAgent
 from tests.support.inprocess import (
     Browser,
@@ -1019,6 +1020,11 @@ def world(module_portal: InProcessPortal) -> World:
     ns_a, ns_b = f"owner-{suffix}", f"other-{suffix}"
     for ns in (ns_a, ns_b):
         assert api.post("/auth/namespaces", {"namespace": ns}).status_code == 200
+        # The matrix makes a fresh object per check; a deleted network counts
+        # until an agent has removed it, so the default limits would refuse
+        # the later checks in an order-dependent way. Quotas have their own tests.
+        unlimited = {kind: None for kind in quotas.KINDS}
+        assert api.put(f"/auth/namespaces/{ns}/quota", unlimited).status_code == 200
     callers = {
         MEMBER: cloud.person(f"member-{suffix}", {ns_a: "member"}),
         VIEWER: cloud.person(f"viewer-{suffix}", {ns_a: "viewer"}),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,18 +38,6 @@ STATED_TIMEOUT = 12.0
 # Instances the traffic holds at once.
 LIVE = 3
 
-
-@pytest.fixture
-def outage_cloud(private_etcd_server: LocalEtcd, guest_image_dir: Path,
-                 libvirt_daemon: None) -> Iterator[Cloud]:
-    """A cloud on an etcd of the test's own, which the test kills."""
-    cloud = Cloud(private_etcd_server, demo_image=guest_image_dir / "disk.qcow2")
-    try:
-        yield cloud.start()
-    finally:
-        if not private_etcd_server.running:
-            private_etcd_server.start()
-        cloud.stop()
 
 
 @dataclass

@@ -11,44 +11,17 @@ thread was in when it was made, so this one process holds both ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import os
 import socket
 import sys
 
-CLONE_NEWNET = 0x40000000
+from tests.support.netnsrelay import inside, pump
 
 
 def _socket_in(netns_path: str) -> socket.socket:
-    libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
-    target = os.open(netns_path, os.O_RDONLY)
-    try:
-        if libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns into the lab namespace failed")
-        try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        finally:
-            if libc.setns(home, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back home failed")
-    finally:
-        os.close(home)
-        os.close(target)
+    with inside(netns_path):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
     return sock
-
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
 
 
 async def _serve(netns_path: str, port: int, address: str, target_port: int) -> None:
@@ -64,8 +37,8 @@ async def _serve(netns_path: str, port: int, address: str, target_port: int) -> 
             sock.close()
             client_writer.close()
             return
-        await asyncio.gather(_pump(client_reader, server_writer),
-                             _pump(server_reader, client_writer))
+        await asyncio.gather(pump(client_reader, server_writer),
+                             pump(server_reader, client_writer))
 
     server = await asyncio.start_server(relay, "127.0.0.1", port)
     async with server:

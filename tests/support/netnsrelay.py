@@ -16,33 +16,43 @@ import ctypes
 import os
 import socket
 import sys
+from collections.abc import Iterator
 
 CLONE_NEWNET = 0x40000000
 
 
-def _listen_in(netns_path: str, port: int) -> socket.socket:
+@contextlib.contextmanager
+def inside(netns_path: str) -> Iterator[None]:
+    """This thread in the network namespace at ``netns_path`` for the block
+    (sockets made there stay there), and back home afterwards."""
     libc = ctypes.CDLL(None, use_errno=True)
     home = os.open("/proc/self/ns/net", os.O_RDONLY)
     target = os.open(netns_path, os.O_RDONLY)
     try:
         if libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns into the host namespace failed")
+            raise OSError(ctypes.get_errno(), f"setns into {netns_path} failed")
         try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", port))
-            sock.listen(64)
-            sock.setblocking(False)
+            yield
         finally:
             if libc.setns(home, CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "setns back home failed")
     finally:
         os.close(home)
         os.close(target)
+
+
+def _listen_in(netns_path: str, port: int) -> socket.socket:
+    with inside(netns_path):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(64)
+        sock.setblocking(False)
     return sock
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy one direction of a relayed connection until it ends."""
     try:
         while data := await reader.read(65536):
             writer.write(data)
@@ -64,8 +74,8 @@ async def _serve(netns_path: str, port: int) -> None:
         except OSError:
             client_writer.close()
             return
-        await asyncio.gather(_pump(client_reader, server_writer),
-                             _pump(server_reader, client_writer))
+        await asyncio.gather(pump(client_reader, server_writer),
+                             pump(server_reader, client_writer))
 
     server = await asyncio.start_server(relay, sock=listener)
     async with server:
