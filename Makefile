@@ -2,13 +2,14 @@
 #   make run    the whole cloud on this machine, in the foreground
 #   make test   the whole test suite
 #   make test-fast   the unit tests and the fast tier (the portal in process), under a minute
+#   make scale  what 10 and 100 simulated nodes with 1,000 and 10,000 instances cost (long)
 #   make test-lab    sfcloud-deploy onto a lab of SSH hosts in namespaces (tests/lab, ~25 min)
 #   make soak   the stress suites' long versions (chaos, outages, races, fuzzing): about an hour
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-lab soak deps test-deps lint bench clean-test settings-check
+.PHONY: run test test-fast test-lab soak deps test-deps lint bench scale clean-test settings-check
 
 run: deps
 	$(PYTHON) -m deploy.allinone
@@ -65,3 +66,13 @@ bench: test-deps
 	$(PYTHON) bench/ipam.py
 	$(PYTHON) bench/console.py
 	$(PYTHON) bench/instance_list.py
+
+# Not part of `make test`: simulated nodes (libvirt's test driver) and many
+# instances, about 30 minutes here. Smaller: make scale SCALE_RUNS="3:30".
+SCALE_RUNS ?= 10:1000 100:10000
+SCALE_ARGS ?=
+scale: test-deps
+	@for run in $(SCALE_RUNS); do \
+		$(PYTHON) bench/scale.py --nodes $${run%%:*} --instances $${run##*:} $(SCALE_ARGS) || exit 1; \
+	done
+	$(PYTHON) -m pytest e2e/test_instance_list_scale.py --scale-instances 10000 $(PYTEST_ARGS)

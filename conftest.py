@@ -45,6 +45,12 @@ def cloud(etcd_server, guest_image_dir: Path, libvirt_daemon: None) -> Iterator[
         running.stop()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--scale-instances", type=int, default=2000,
+                     help="instances in the browser test of the instance list at scale "
+                          "(e2e/test_instance_list_scale.py; make scale gives 10000)")
+
+
 @pytest.fixture
 def outage_cloud(private_etcd_server, guest_image_dir: Path,  # type: ignore[no-untyped-def]
                  libvirt_daemon: None) -> Iterator[Cloud]:

@@ -284,6 +284,28 @@ def check_observed(state: EtcdState) -> Iterator[Drift]:
             yield Drift("observed", f"network {uuid}", "observed record without a desired one")
 
 
+@check("copies")
+def check_copies(state: EtcdState) -> Iterator[Drift]:
+    """Each instance's records have their node's copies (nodeagent.scope),
+    equal to them, and no copy outlives its record."""
+    keys = state.keys
+    wanted: dict[str, KeyValue] = {}
+    for uuid, spec in state.instances.items():
+        wanted[keys.node_instance(spec.node, uuid)] = state.kvs[keys.instance(uuid)]
+    for uuid, observed in state.observed_instances.items():
+        wanted[keys.node_observed_instance(observed.node, uuid)] = \
+            state.kvs[keys.observed_instance(uuid)]
+    for key, record in wanted.items():
+        copy = state.kvs.get(key)
+        if copy is None:
+            yield Drift("copies", record.key, f"its node's copy {key} is missing")
+        elif copy.value != record.value:
+            yield Drift("copies", record.key, f"its node's copy {key} differs from it")
+    for _, kv in state.under(keys.all_copies):
+        if kv.key not in wanted:
+            yield Drift("copies", kv.key, "a copy of no record")
+
+
 @check("stuck")
 def check_stuck(state: EtcdState) -> Iterator[Drift]:
     """No object stays in a transitional state longer than ``settle``."""

@@ -40,6 +40,9 @@ class Settings:
     # (VXLAN's headers).
     network_mtu: int = setting("SFCLOUD_NETWORK_MTU")
     vxlan_port: int = setting("SFCLOUD_VXLAN_PORT")
+    # Measuring scale: agents over libvirt's test driver (nodeagent.simulated),
+    # and a portal that places instances only on such nodes.
+    simulated_hypervisor: bool = setting("SFCLOUD_SIMULATED_HYPERVISOR")
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -4,6 +4,10 @@ One writer per key family, so no two processes ever race on a key:
 
     <prefix>/instances/<uuid>                 desired instance (portal)
     <prefix>/observed/instances/<uuid>        what the node saw (the instance's agent)
+    <prefix>/on/<node>/instances/<uuid>       a copy of the desired record, written in the
+                                              same transaction (portal)
+    <prefix>/on/<node>/observed/<uuid>        a copy of the observed record, likewise (the
+                                              instance's agent)
     <prefix>/names/instances/<ns>/<name>      name -> uuid of instances made when names were
                                               unique (portal; removed with the instance)
     <prefix>/nodes/<node>                     capacity and facts (that node's agent)
@@ -108,6 +112,28 @@ class Keys:
 
     def observed_instance(self, uuid: str) -> str:
         return self._k("observed", "instances", uuid)
+
+    # Each node's copies of its instances' records: an agent watches these
+    # (nodeagent.scope), so what it holds does not grow with the cloud.
+    @property
+    def all_copies(self) -> str:
+        return self._k("on", "")
+
+    def node_copies(self, node: str) -> str:
+        """Every copy kept for the node (forgotten with it)."""
+        return self._k("on", node, "")
+
+    def node_instances(self, node: str) -> str:
+        return self._k("on", node, "instances", "")
+
+    def node_instance(self, node: str, uuid: str) -> str:
+        return self._k("on", node, "instances", uuid)
+
+    def node_observed(self, node: str) -> str:
+        return self._k("on", node, "observed", "")
+
+    def node_observed_instance(self, node: str, uuid: str) -> str:
+        return self._k("on", node, "observed", uuid)
 
     def instance_name(self, namespace: str, name: str) -> str:
         return self._k("names", "instances", namespace, name)
@@ -261,6 +287,10 @@ class Keys:
 
     def mac(self, mac: str) -> str:
         return self._k("macs", mac.lower())
+
+    @property
+    def roles(self) -> str:
+        return self._k("roles", "")
 
     @property
     def observed_interfaces(self) -> str:

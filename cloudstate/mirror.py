@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from cloudstate.etcd import Compacted, Etcd, EtcdUnavailable, KeyValue, WatchEvent
 
@@ -46,6 +48,26 @@ Listener = Callable[[list[Change]], Awaitable[None] | None]
 Gate = Callable[[str, bytes], str | None]
 
 
+class MirrorView(Protocol):
+    """What readers of a mirror use: a Mirror, or several read as one
+    (cloudstate.scopedmirror)."""
+
+    ready: asyncio.Event
+
+    def get(self, key: str) -> KeyValue | None: ...
+
+    def items(self, prefix: str = "") -> Iterator[KeyValue]: ...
+
+    def refused(self, key: str) -> Refused | None: ...
+
+    def refused_items(self, prefix: str = "") -> list[Refused]: ...
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]: ...
+
+    async def wait_for_revision(self, revision: int, timeout: float = 10.0, *,
+                                keys: Iterable[str] = ()) -> None: ...
+
+
 class Mirror:
     # How long to wait before retrying after etcd failed or a bug surfaced.
     retry_delay = 1.0
@@ -54,12 +76,20 @@ class Mirror:
     fence_after = 0.1
 
     def __init__(self, etcd: Etcd, prefix: str, *, resync_interval: float = 300.0,
-                 gate: Gate | None = None):
+                 gate: Gate | None = None, shown_as: str | None = None):
+        """``shown_as``: readers see keys under ``prefix`` as under this
+        prefix instead (a node's copies of its records, read as the records
+        themselves: nodeagent.scope)."""
         self._etcd = etcd
         self._prefix = prefix
+        self._shown_as = shown_as
         self._resync_interval = resync_interval
         self._gate = gate
         self._data: dict[str, KeyValue] = {}
+        # The same values by parent (a key up to its last "/"): ``items``
+        # looks only at the parents under its prefix, not at every key (a
+        # placement lists the nodes among tens of thousands of keys).
+        self._by_parent: dict[str, dict[str, KeyValue]] = {}
         self._refused: dict[str, Refused] = {}
         self._listeners: list[Listener] = []
         self.revision = 0
@@ -73,7 +103,26 @@ class Mirror:
 
     def items(self, prefix: str = "") -> Iterator[KeyValue]:
         """Values under ``prefix`` (a snapshot: safe to mutate the mirror meanwhile)."""
-        return iter([kv for key, kv in self._data.items() if key.startswith(prefix)])
+        found: list[KeyValue] = []
+        for parent, children in self._by_parent.items():
+            if parent.startswith(prefix):
+                found += children.values()
+            elif prefix.startswith(parent):  # the prefix ends inside this parent's names
+                found += [kv for key, kv in children.items() if key.startswith(prefix)]
+        return iter(found)
+
+    def _put(self, kv: KeyValue) -> None:
+        self._data[kv.key] = kv
+        self._by_parent.setdefault(_parent(kv.key), {})[kv.key] = kv
+
+    def _drop(self, key: str) -> None:
+        if self._data.pop(key, None) is None:
+            return
+        parent = _parent(key)
+        children = self._by_parent[parent]
+        del children[key]
+        if not children:
+            del self._by_parent[parent]
 
     def refused(self, key: str) -> Refused | None:
         """The record at ``key`` the gate refused (and why), if it did."""
@@ -120,8 +169,14 @@ class Mirror:
                 log.exception("mirror of %s failed; re-listing", self._prefix)
                 await asyncio.sleep(self.retry_delay)
 
+    def _shown(self, kv: KeyValue) -> KeyValue:
+        if self._shown_as is None:
+            return kv
+        return dataclasses.replace(kv, key=self._shown_as + kv.key[len(self._prefix):])
+
     async def _relist(self) -> None:
         kvs, revision = await self._etcd.get_prefix(self._prefix)
+        kvs = [self._shown(kv) for kv in kvs]
         fresh: dict[str, KeyValue] = {}
         refused: dict[str, Refused] = {}
         for kv in kvs:
@@ -144,7 +199,9 @@ class Mirror:
                 # A refused value was never mirrored: from the readers' side,
                 # the key goes from nothing to ``new`` (or stays absent).
                 changes.append(Change(key, old, new))
-        self._data = fresh
+        self._data, self._by_parent = {}, {}
+        for kv in fresh.values():
+            self._put(kv)
         self._refused = refused
         self.revision = revision
         self.ready.set()
@@ -162,19 +219,20 @@ class Mirror:
     async def _apply(self, batch: list[WatchEvent]) -> None:
         changes = []
         for event in batch:
+            if self._shown_as is not None:
+                event = dataclasses.replace(event, kv=self._shown(event.kv))
             key = event.kv.key
             old = self._data.get(key)
             was_refused = self._refused.pop(key, None)
             if event.kind == "delete":
-                if old is not None:
-                    del self._data[key]
+                self._drop(key)
                 if old is not None or was_refused is not None:
                     changes.append(Change(key, old, None))
             elif (reason := self._check(event.kv)) is None:
-                self._data[key] = event.kv
+                self._put(event.kv)
                 changes.append(Change(key, old, event.kv))
             else:
-                self._data.pop(key, None)
+                self._drop(key)
                 self._refused[key] = Refused(event.kv, reason)
                 changes.append(Change(key, old, None, refused=reason))
         self.revision = batch[-1].revision
@@ -193,9 +251,12 @@ class Mirror:
             except Exception:
                 log.exception("mirror listener failed")
 
-    async def wait_for_revision(self, revision: int, timeout: float = 10.0) -> None:
+    async def wait_for_revision(self, revision: int, timeout: float = 10.0, *,
+                                keys: Iterable[str] = ()) -> None:
         """Wait until the mirror reflects every change under its prefix up to
-        ``revision`` (read-your-writes); raises ``TimeoutError``.
+        ``revision`` (read-your-writes); raises ``TimeoutError``. ``keys``:
+        what the caller wrote at that revision, for a scoped mirror to wait
+        on the parts holding them only (one mirror holds them all).
 
         The watch moves ``self.revision`` only when something under the
         prefix changes, so a revision made by a write elsewhere (or returned
@@ -230,6 +291,10 @@ class Mirror:
                 async with asyncio.timeout(delay):
                     await self._progress.wait_for(lambda: self.revision > seen)
             return self.revision > seen
+
+
+def _parent(key: str) -> str:
+    return key[:key.rfind("/") + 1]
 
 
 def _differs(a: KeyValue | None, b: KeyValue | None) -> bool:

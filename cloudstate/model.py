@@ -160,7 +160,7 @@ class NodeInfo(Record):
     memory_mib: int
     disk_total_gb: int
     disk_free_gb: int
-    virt_type: str  # "kvm" or "qemu" (software emulation)
+    virt_type: str  # "kvm", "qemu" (software emulation) or "test" (simulated)
     machine: str
     virt_reason: str = ""
     release: str = ""
@@ -169,6 +169,9 @@ class NodeInfo(Record):
     started_at: float = field(default_factory=time.time)
     # The agent's authenticated server (console relays, console logs) on ``ip``; 0: none.
     agent_port: int = 0
+    # A simulated hypervisor (libvirt's test driver, nodeagent.simulated): it
+    # runs no guests, and only a portal placing on simulated nodes uses it.
+    simulated: bool = False
     # The boot firmware this node offers guests beyond BIOS ("uefi",
     # "secure-boot"): only such a node is given an instance that asks for it.
     firmware: list[str] = field(default_factory=list)
@@ -382,6 +385,10 @@ class InterfaceSpec(Record):
     model: str = "virtio"
     floating: str | None = None  # an address from the floating pool, DNATed to ipv4
     created_at: float = field(default_factory=time.time)
+    # Its instance's node, set at placement: each node's mesh learns which
+    # nodes are on a network from the interfaces alone, without following
+    # every instance of the cloud (nodeagent.scope). None in older records.
+    node: str | None = None
     # Filtering on the hypervisor (cloudstate.secgroups): the union of these
     # security groups' rules applies; an interface of a namespace names at
     # least its ``default`` group. With port_security off nothing is

@@ -273,6 +273,11 @@ DECLARED: tuple[Setting, ...] = (
     Setting("SFCLOUD_LIBVIRT_NETNS", TEXT,
             "the network namespace libvirtd makes taps in when not the agent's, "
             "e.g. `/proc/<pid>/ns/net`", (AGENT,)),
+    Setting("SFCLOUD_SIMULATED_HYPERVISOR", BOOL,
+            "measuring scale only: agents drive libvirt's test driver (`test:///default`, "
+            "no guests run, no kernel networking) and the portal places instances only on "
+            "such simulated nodes; an agent also needs `SFCLOUD_LIBVIRT_URI=test:///default`",
+            BOTH, default="no"),
     Setting("SFCLOUD_VIRT_TYPE", choice("auto", "kvm", "qemu"),
             "`kvm`, `qemu` (software), or `auto`: probe by booting a test guest",
             (AGENT,), default="auto"),

@@ -12,6 +12,7 @@ from cloudstate.tls import TlsError
 from nodeagent import kvmdevice, stopping
 from nodeagent.agent import Agent
 from nodeagent.settings import AgentSettings
+from nodeagent.simulated import SimulationRefused
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
 async def _run(settings: AgentSettings) -> None:
     try:
         agent = Agent(settings)
-    except TlsError as exc:
+    except (TlsError, SimulationRefused) as exc:
         raise SystemExit(f"nodeagent: not starting: {exc}") from None
     await agent.run()
 

@@ -32,15 +32,16 @@ from importlib import metadata
 from typing import Protocol
 
 from cloudstate import metrics, netvalidation, privacy, signing, tls
-from cloudstate.etcd import Etcd
+from cloudstate.etcd import Compare, Etcd, Put
 from cloudstate.keys import Keys
-from cloudstate.mirror import Change, Mirror
+from cloudstate.mirror import Change
 from cloudstate.model import Artifact, Blob, InstanceSpec, NodeInfo, Upload
+from cloudstate.scopedmirror import ScopedMirror
 from cloudstate.settings import REPO_ROOT
 from cloudstate.signing import load_secret
 from cloudstate.urlguard import FetchPolicy
 from cloudstate.vocabulary import ObjectKind
-from nodeagent import firmware, hostfacts, periodic, records
+from nodeagent import firmware, hostfacts, periodic, records, scope, simulated
 from nodeagent.consoles.routes import ConsoleRoutes
 from nodeagent.domainxml import DomainOwner
 from nodeagent.events import EventLog, EventSender, EventSpool, events_url
@@ -103,13 +104,21 @@ class Agent:
         # to other agents and to the portal. Wrong or missing: no start.
         tls.require(settings.credentials, role=tls.ROLE_AGENT, name=settings.node_name,
                     ip=settings.node_ip)
+        # Simulated (libvirt's test driver) only when asked twice, plainly.
+        self.simulated = settings.common.simulated_hypervisor
+        simulated.check_mode(simulated=self.simulated, libvirt_uri=settings.libvirt_uri)
         self.client_tls = tls.ClientTls(settings.credentials)
         self.keys = Keys(settings.common.etcd_prefix)
         self.etcd = Etcd(settings.common.etcd_endpoints, tls=settings.credentials)
         # Every record is checked before any part of the agent sees it
         # (nodeagent.records); refused ones are reported, not acted on.
-        self.mirror = Mirror(
-            self.etcd, self.keys.root, resync_interval=settings.common.resync_interval,
+        # Only what this node acts on (nodeagent.scope): its memory does not
+        # grow with the rest of the cloud.
+        self.mirror = ScopedMirror(
+            self.etcd,
+            scope.parts(self.keys, settings.node_name,
+                        network_node=settings.network_node and not self.simulated),
+            resync_interval=settings.common.resync_interval,
             gate=records.RecordGate(self.keys),
         )
         self.owner = DomainOwner(cluster=settings.common.cluster, node=settings.node_name)
@@ -134,8 +143,8 @@ class Agent:
         # up power actions and the like.
         self.blob_queue = WorkQueue(self.blob_sync.reconcile, workers=2)
         self.networks = NetworkReconciler(
-            context=_network_context(settings), keys=self.keys, etcd=self.etcd,
-            mirror=self.mirror, poke_instance=self.queue.add, events=self.events,
+            context=_network_context(settings, simulated=self.simulated), keys=self.keys,
+            etcd=self.etcd, mirror=self.mirror, poke_instance=self.queue.add, events=self.events,
         )
         self.reconciler: InstanceReconciler | None = None
         self.server = AgentServer(
@@ -174,7 +183,8 @@ class Agent:
         for path in (settings.blobs_dir, settings.uploads_dir, settings.usage_dir):
             privacy.private_dir(path)
         privacy.tighten(settings.node_dir)
-        virt = await hostfacts.probe_virtualization(settings.virt_type, settings.machine)
+        virt = (simulated.VIRTUALIZATION if self.simulated else
+                await hostfacts.probe_virtualization(settings.virt_type, settings.machine))
         log.info("node %s: %s (%s)", settings.node_name, virt.virt_type, virt.reason)
         await self.hypervisor.connect()
         self.images.cleanup_partials()
@@ -185,6 +195,7 @@ class Agent:
                 virt=virt,
                 instances_dir=settings.instances_dir,
                 domain_template=settings.domain_template,
+                simulated=self.simulated,
             ),
             keys=self.keys, etcd=self.etcd, mirror=self.mirror,
             hypervisor=self.hypervisor, images=self.blob_sync, events=self.events,
@@ -202,6 +213,7 @@ class Agent:
                 for part in running:
                     group.create_task(part.run())
                 await self.mirror.ready.wait()
+                await self._copy_observed()
                 await self.networks.claim_role()
                 await self.server.start()
                 await self._register(virt)
@@ -228,7 +240,8 @@ class Agent:
     # --- node registration ----------------------------------------------------------
 
     def _node_info(self, virt: hostfacts.Virtualization) -> NodeInfo:
-        cap = hostfacts.capacity(self.settings.common.state_dir)
+        cap = (simulated.CAPACITY if self.simulated
+               else hostfacts.capacity(self.settings.common.state_dir))
         return NodeInfo(
             name=self.settings.node_name,
             ip=self.settings.node_ip,
@@ -242,7 +255,9 @@ class Agent:
             release=release(),
             is_network_node=self.networks.is_network_node,
             agent_port=self.server.port,
-            firmware=firmware.offered(),
+            simulated=self.simulated,
+            # A simulated node boots nothing: it offers BIOS alone.
+            firmware=[] if self.simulated else firmware.offered(),
         )
 
     async def _register(self, virt: hostfacts.Virtualization) -> None:
@@ -269,6 +284,20 @@ class Agent:
                    "instances": str(settings.instances_dir),
                    "image_cache": str(settings.images_dir)},
             queue_waiting=self.queue.waiting, queue_processing=self.queue.in_progress)
+
+    async def _copy_observed(self) -> None:
+        """Copy this node's observed instance records that have no copy yet
+        under the node's prefix, where this agent reads them (nodeagent.scope):
+        they were written by an agent older than the copies. Once, at start."""
+        kvs, _ = await self.etcd.get_prefix(self.keys.observed_instances)
+        for kv in kvs:
+            uuid = self.keys.uuid_of(kv.key, self.keys.observed_instances)
+            if (uuid is None or records.claimed_node(kv.value) != self.owner.node
+                    or self.mirror.get(kv.key) is not None):
+                continue
+            await self.etcd.txn([Compare.unchanged_since(kv.key, kv.mod_revision)],
+                                [Put(self.keys.node_observed_instance(self.owner.node, uuid),
+                                     kv.value)])
 
     async def _mark_alive(self, lease_id: int) -> None:
         await self.etcd.put(self.keys.node_alive(self.settings.node_name), b"1", lease=lease_id)
@@ -373,7 +402,7 @@ class Agent:
         await self.reconciler.reconcile(uuid)
 
 
-def _network_context(settings: AgentSettings) -> NetworkContext:
+def _network_context(settings: AgentSettings, *, simulated: bool) -> NetworkContext:
     floating = netvalidation.floating_network(settings.common.floating_network)
     return NetworkContext(
         node=settings.node_name,
@@ -382,11 +411,14 @@ def _network_context(settings: AgentSettings) -> NetworkContext:
                                    node=settings.node_name),
         vxlan_port=settings.common.vxlan_port,
         networks_dir=settings.networks_dir,
-        wants_network_node=settings.network_node,
+        # A simulated node never holds the network node's role: it has no
+        # kernel networking to hold it with.
+        wants_network_node=settings.network_node and not simulated,
         uplink=settings.uplink,
         dns_servers=settings.dns_servers,
         libvirt_netns=settings.libvirt_netns,
         floating=floating,
         floating_router=(netvalidation.floating_router(floating, settings.common.floating_router)
                          if floating else None),
+        simulated=simulated,
     )

@@ -29,9 +29,9 @@ from pathlib import Path
 from cloudstate import disklayout
 from cloudstate.etcd import Delete, Etcd, Put
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import Blob, BlobObserved, Disk, InstanceObserved, InstanceSpec
-from nodeagent import configdrive, domainxml, failpoints, firmware, records
+from nodeagent import configdrive, domainxml, failpoints, firmware, records, simulated
 from nodeagent.domainxml import DomainDisk, DomainOwner
 from nodeagent.events import EventLog
 from nodeagent.hostfacts import Virtualization
@@ -116,6 +116,9 @@ class InstanceContext:
     virt: Virtualization
     instances_dir: Path
     domain_template: Path | None
+    # A simulated hypervisor (nodeagent.simulated): disks are sparse files
+    # and no base image is fetched.
+    simulated: bool = False
 
 
 class InstanceReconciler:
@@ -125,7 +128,7 @@ class InstanceReconciler:
         context: InstanceContext,
         keys: Keys,
         etcd: Etcd,
-        mirror: Mirror,
+        mirror: MirrorView,
         hypervisor: Hypervisor,
         images: BlobSync,
         ports: Ports,
@@ -210,11 +213,13 @@ class InstanceReconciler:
             return
         found = self.spec(uuid)
         spec, spec_revision = found if found else (None, 0)
+        if spec is None and await self._copy_missing(uuid):
+            return
         if spec is None or spec.node != self.node:
             await self._teardown(uuid)
             observed = self.observed(uuid)
             if spec is None and observed is not None and observed.node == self.node:
-                await self._etcd.txn([], [Delete(self._keys.observed_instance(uuid))])
+                await self._etcd.txn([], [Delete(key) for key in self._observed_keys(uuid)])
             return
         if spec.desired == "deleted":
             await self._fail_snapshots(uuid, "the instance was deleted before it was taken")
@@ -258,6 +263,18 @@ class InstanceReconciler:
                     await self._images.report(blob.uuid, BlobObserved(
                         state="error", error=str(exc)))
 
+    async def _copy_missing(self, uuid: str) -> bool:
+        """Whether the instance's desired record is still there though this
+        node's copy of it (what the agent follows: nodeagent.scope) is not: a
+        record written before the copies, until the portal's janitor copies
+        it. Nothing of such an instance is torn down meanwhile."""
+        kv = await self._etcd.get(self._keys.instance(uuid))
+        if kv is None or records.claimed_node(kv.value) != self.node:
+            return False
+        log.warning("instance %s: its record has no copy for node %s yet; left as it is",
+                    uuid, self.node)
+        return True
+
     def _refused_interface(self, spec: InstanceSpec) -> str | None:
         for iface in spec.interfaces:
             refused = self._mirror.refused(self._keys.interface(iface))
@@ -285,9 +302,9 @@ class InstanceReconciler:
         if found is not None and wanted.replace(updated_at=0) == found.replace(updated_at=0):
             return
         wanted = wanted.replace(updated_at=time.time())
-        result = await self._etcd.put(self._keys.observed_instance(uuid), wanted.to_json())
+        result = await self._etcd.txn([], self._put_observed(uuid, wanted))
         self._emit_changes(uuid, found, wanted)
-        await self._mirror.wait_for_revision(result)
+        await self._mirror.wait_for_revision(result.revision, keys=self._observed_keys(uuid))
 
     async def _fail_snapshots(self, uuid: str, why: str) -> None:
         for blob in self.pending_snapshots(uuid):
@@ -397,7 +414,7 @@ class InstanceReconciler:
         return loader
 
     async def _base_image(self, disk: Disk) -> CachedImage | None:
-        if disk.source is None:
+        if disk.source is None or self._ctx.simulated:
             return None
         return await self._images.image(disk.source)
 
@@ -405,6 +422,9 @@ class InstanceReconciler:
         self, disk: Disk, base: CachedImage | None, directory: Path, *, repairing: bool
     ) -> DomainDisk:
         if disk.type == "cdrom":
+            if self._ctx.simulated:
+                return DomainDisk(device=disk.device, path=directory / f"{disk.device}.iso",
+                                  type="cdrom", bus="ide", format="raw", readonly=True)
             if base is None:
                 raise InstanceFailure(f"cdrom {disk.device} has no image to show")
             # Instances made before cdroms moved to usb kept theirs on ide.
@@ -415,7 +435,10 @@ class InstanceReconciler:
             if repairing:
                 # Never silently replace a disk that held the user's data.
                 raise InstanceFailure(f"disk {disk.device} is missing from {self.node}")
-            await create_overlay(base, path, disk.size_gb)
+            if self._ctx.simulated:
+                simulated.make_sparse_disk(path, disk.size_gb)
+            else:
+                await create_overlay(base, path, disk.size_gb)
             failpoints.hit("after-overlay")
         if disk.bus == "nvme":
             qemu_owns(path)
@@ -498,12 +521,11 @@ class InstanceReconciler:
         record = current.replace(node=self.node, state="deleted", power_state="off", error=None,
                                  updated_at=time.time())
         failpoints.hit("before-release")
-        result = await self._etcd.txn(
-            [], [Put(self._keys.observed_instance(spec.uuid), record.to_json()), *releases]
-        )
+        result = await self._etcd.txn([], [*self._put_observed(spec.uuid, record), *releases])
         self._emit_changes(spec.uuid, found, record)
         self._emit(spec.uuid, "its interfaces, addresses and MACs released", type="mutate")
-        await self._mirror.wait_for_revision(result.revision)
+        await self._mirror.wait_for_revision(
+            result.revision, keys=[*self._observed_keys(spec.uuid), *(d.key for d in releases)])
 
     async def _report(self, spec: InstanceSpec, **fields: object) -> None:
         """Write the observed record, but only if something in it changed."""
@@ -514,11 +536,22 @@ class InstanceReconciler:
             return
         wanted = wanted.replace(updated_at=time.time())
         failpoints.hit("before-report")
-        revision = await self._etcd.put(self._keys.observed_instance(spec.uuid), wanted.to_json())
+        result = await self._etcd.txn([], self._put_observed(spec.uuid, wanted))
         failpoints.hit("after-report")
         self._emit_changes(spec.uuid, found, wanted)
         # Later passes read our own record from the mirror: let it catch up.
-        await self._mirror.wait_for_revision(revision)
+        await self._mirror.wait_for_revision(result.revision,
+                                             keys=self._observed_keys(spec.uuid))
+
+    def _observed_keys(self, uuid: str) -> list[str]:
+        """The observed record, and this node's copy of it (which the agent
+        reads: nodeagent.scope)."""
+        return [self._keys.observed_instance(uuid),
+                self._keys.node_observed_instance(self.node, uuid)]
+
+    def _put_observed(self, uuid: str, record: InstanceObserved) -> list[Put]:
+        value = record.to_json()
+        return [Put(key, value) for key in self._observed_keys(uuid)]
 
     def _emit_changes(self, uuid: str, before: InstanceObserved | None,
                       after: InstanceObserved) -> None:

@@ -405,6 +405,8 @@ def check_interface(key_uuid: str, raw: Any) -> None:
     _ipv4(iface.get("ipv4"), "ipv4", optional=True)
     _valid(netvalidation.nic_model, iface.get("model", "virtio"), "model")
     _ipv4(iface.get("floating"), "floating", optional=True)
+    if iface.get("node") is not None:
+        _node(iface.get("node"), "node")
     _security_groups(iface.get("security_groups", []), "security_groups")
     _bool(iface.get("port_security", True), "port_security")
     _cidr_list(iface.get("allowed_addresses", []), "allowed_addresses",

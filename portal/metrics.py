@@ -24,6 +24,10 @@ REQUEST_SECONDS = Histogram(
     "sfcloud_portal_request_duration_seconds", "time to answer an HTTP request",
     ["door", "method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+# Where a new instance goes: the accounting over every placed instance, and the choice.
+PLACEMENT_SECONDS = Histogram(
+    "sfcloud_portal_placement_seconds", "time to decide which node a new instance goes to",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0))
 WEBSOCKETS = Gauge("sfcloud_portal_websockets_open", "websockets open now, by what they serve",
                    ["kind"])
 WEBSOCKETS_OPENED = Counter("sfcloud_portal_websockets_opened", "websockets accepted",

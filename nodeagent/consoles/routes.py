@@ -14,7 +14,7 @@ from aiohttp import web
 
 from cloudstate.consoles import WHOLE_LOG, agent_path, consolelog_path
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import InstanceSpec
 from nodeagent import records
 from nodeagent.consoles import logfile
@@ -28,7 +28,7 @@ MAX_CONSOLEDATA = 16 * 1024 * 1024
 
 
 class ConsoleRoutes:
-    def __init__(self, *, server: AgentServer, node: str, keys: Keys, mirror: Mirror,
+    def __init__(self, *, server: AgentServer, node: str, keys: Keys, mirror: MirrorView,
                  hypervisor: Hypervisor, instances_dir: Path):
         self._node = node
         self._keys = keys

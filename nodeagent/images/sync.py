@@ -28,7 +28,7 @@ from cloudstate import signing, storage, tls
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, AGENT_GRANT_TTL, grant_claims
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import Artifact, Blob, BlobObserved, DiskSource, NodeInfo
 from cloudstate.urlguard import FetchPolicy
 from nodeagent import records
@@ -56,7 +56,7 @@ def blob_path(uuid: str) -> str:
 
 
 class BlobSync:
-    def __init__(self, *, node: str, keys: Keys, etcd: Etcd, mirror: Mirror,
+    def __init__(self, *, node: str, keys: Keys, etcd: Etcd, mirror: MirrorView,
                  blobs: BlobStore, cache: ImageCache, events: EventLog | None = None,
                  in_use: Callable[[str], bool] | None = None, secret: bytes | None = None,
                  client_tls: tls.ClientTls | None = None):
@@ -317,8 +317,8 @@ class BlobSync:
         if observed.state != "downloading":
             self._last_write.pop(uuid, None)
         try:
-            revision = await self._etcd.put(self._keys.observed_blob(self.node, uuid),
-                                            observed.to_json())
-            await self._mirror.wait_for_revision(revision)
+            key = self._keys.observed_blob(self.node, uuid)
+            revision = await self._etcd.put(key, observed.to_json())
+            await self._mirror.wait_for_revision(revision, keys=[key])
         except Exception:  # noqa: BLE001 - progress is best effort; final states retry via sweep
             log.exception("could not report blob %s", uuid)

@@ -26,6 +26,9 @@ class NetworkContext:
     floating: ipaddress.IPv4Network | None = None
     floating_router: str | None = None
     dns_servers: tuple[str, ...] = ()
+    # A simulated node (nodeagent.simulated) touches no kernel networking:
+    # its guests' NICs are described to libvirt and plugged into nothing.
+    simulated: bool = False
 
     def network_dir(self, vxid: int) -> Path:
         """Where the network node keeps a network's dnsmasq files."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from cloudstate.etcd import Delete, Put
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import InstanceSpec, InterfaceSpec, NetworkObserved, NetworkSpec
 from nodeagent.domainxml import DomainInterface
 from nodeagent.net import networkdata, releases, snapshot
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class Ports:
-    def __init__(self, *, context: NetworkContext, keys: Keys, mirror: Mirror, mesh: Mesh,
+    def __init__(self, *, context: NetworkContext, keys: Keys, mirror: MirrorView, mesh: Mesh,
                  filtering: SecurityGroups, wanted: Callable[[Snapshot], set[str]],
                  lock: asyncio.Lock, retry_later: Callable[[str], None]):
         """``lock`` is the network code's kernel lock; ``retry_later(network_uuid)``
@@ -66,13 +66,14 @@ class Ports:
                               ) -> list[tuple[InterfaceSpec, DomainInterface]]:
         """``ensure_ports``, each NIC with its interface."""
         nics = self.nics(spec)
-        async with self._lock:
-            snap = snapshot.read(self._keys, self._mirror)
-            for network in {net.uuid: net for _, net in nics}.values():
-                await asyncio.to_thread(self._mesh.build, network,
-                                        snap.peers(network.uuid, self._ctx.node))
-            await self._filtering.ensure(snap, self._wanted(snap))
-        namespaced = bool(self._ctx.libvirt_netns)
+        if not self._ctx.simulated:  # a simulated node builds no bridge and filters nothing
+            async with self._lock:
+                snap = snapshot.read(self._keys, self._mirror)
+                for network in {net.uuid: net for _, net in nics}.values():
+                    await asyncio.to_thread(self._mesh.build, network,
+                                            snap.peers(network.uuid, self._ctx.node))
+                await self._filtering.ensure(snap, self._wanted(snap))
+        namespaced = bool(self._ctx.libvirt_netns) or self._ctx.simulated
         names = self._ctx.names
         return [
             (iface, DomainInterface(
@@ -85,7 +86,10 @@ class Ports:
 
     def not_ready(self, spec: InstanceSpec) -> str | None:
         """Why the instance should not boot yet (its ports' filtering or its
-        DHCP entries are not in place), or None."""
+        DHCP entries are not in place), or None. A simulated node has neither
+        filtering nor a network node to wait for."""
+        if self._ctx.simulated:
+            return None
         for iface, network in self.nics(spec):
             if not self._filtering.covers(iface.uuid):
                 return f"waiting for the security groups of eth{iface.order}"
@@ -96,6 +100,8 @@ class Ports:
     def ready(self, iface: InterfaceSpec) -> bool:
         """Whether a NIC may be shown to its running guest (hot plug): its
         filtering in force and its DHCP entry in place."""
+        if self._ctx.simulated:
+            return True
         return self._filtering.covers(iface.uuid) and self.applied(iface)
 
     def applied(self, iface: InterfaceSpec) -> bool:
@@ -118,7 +124,7 @@ class Ports:
         """Plug a running instance's taps into their bridges. A tap that is
         not there (yet) is left to the network's next pass."""
         nics = self.nics(spec)
-        if not nics:
+        if not nics or self._ctx.simulated:
             return
         async with self._lock:
             for iface, network in nics:

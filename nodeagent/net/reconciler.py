@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
-from cloudstate.mirror import Change, Mirror
+from cloudstate.mirror import Change, MirrorView
 from cloudstate.model import InstanceSpec, InterfaceSpec, NetworkSpec
 from cloudstate.vocabulary import ObjectKind
 from nodeagent import records
@@ -72,7 +72,7 @@ class NetworkReconciler:
         context: NetworkContext,
         keys: Keys,
         etcd: Etcd,
-        mirror: Mirror,
+        mirror: MirrorView,
         poke_instance: Callable[[str], None],
         events: EventLog | None = None,
     ):
@@ -112,6 +112,8 @@ class NetworkReconciler:
                 if self._mesh.wanted(snap, spec)}
 
     async def reconcile(self, uuid: str) -> None:
+        if self._ctx.simulated:
+            return  # no kernel networking on a simulated node (nodeagent.simulated)
         async with self._lock:
             # Read inside the lock: a pass that waited must not act on what
             # was true before the pass it waited for.
@@ -215,6 +217,8 @@ class NetworkReconciler:
         """Remove every kernel object and dnsmasq of this cloud that no
         network wants on this node (left by a crash, or by a network whose
         record is gone)."""
+        if self._ctx.simulated:
+            return
         refused = [r.kv.key for family in (self._keys.networks, self._keys.interfaces,
                                            self._keys.instances, self._keys.nodes)
                    for r in self._mirror.refused_items(family)]

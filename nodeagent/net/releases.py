@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from cloudstate.etcd import Delete, Put
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import AddressReservation, InstanceSpec, InterfaceSpec, NetworkSpec
 from nodeagent.net.snapshot import Snapshot
 
 
-def of_instance(keys: Keys, mirror: Mirror, spec: InstanceSpec) -> list[Put | Delete]:
+def of_instance(keys: Keys, mirror: MirrorView, spec: InstanceSpec) -> list[Put | Delete]:
     """Its interfaces (each leaving a copy to read), their addresses and
     MACs, and those of interfaces unplugged from it and not yet given back.
     Floating addresses stay reserved until the network node has removed
@@ -42,7 +42,7 @@ def of_instance(keys: Keys, mirror: Mirror, spec: InstanceSpec) -> list[Put | De
     return found
 
 
-def of_interface(keys: Keys, mirror: Mirror, iface: InterfaceSpec, *,
+def of_interface(keys: Keys, mirror: MirrorView, iface: InterfaceSpec, *,
                  keep: bool) -> list[Put | Delete]:
     """One interface's record (a copy left to read if ``keep``) and its
     filtering's report, its address and its MAC, each only if still the
@@ -63,7 +63,7 @@ def of_interface(keys: Keys, mirror: Mirror, iface: InterfaceSpec, *,
     return found
 
 
-def detached(keys: Keys, mirror: Mirror, spec: InstanceSpec) -> list[InterfaceSpec]:
+def detached(keys: Keys, mirror: MirrorView, spec: InstanceSpec) -> list[InterfaceSpec]:
     """Interfaces of the instance that it no longer lists (unplugged). What
     it lists is read from the mirror with them: ``spec`` may be older than a
     NIC hot-plugged since, whose record the mirror already has."""
@@ -76,7 +76,7 @@ def detached(keys: Keys, mirror: Mirror, spec: InstanceSpec) -> list[InterfaceSp
                   key=lambda iface: iface.order)
 
 
-def of_network(keys: Keys, mirror: Mirror, snap: Snapshot, spec: NetworkSpec) -> list[Delete]:
+def of_network(keys: Keys, mirror: MirrorView, snap: Snapshot, spec: NetworkSpec) -> list[Delete]:
     """What a deleted network still holds: its VXLAN id (if still its own),
     its addresses, its floating addresses and its fence."""
     releases: list[Delete] = []

@@ -13,14 +13,14 @@ import time
 
 from cloudstate.etcd import Etcd
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import NetworkObserved, NetworkSpec
 from nodeagent.events import EventLog
 from nodeagent.net.snapshot import Snapshot
 
 
 class NetworkReporter:
-    def __init__(self, *, node: str, keys: Keys, etcd: Etcd, mirror: Mirror,
+    def __init__(self, *, node: str, keys: Keys, etcd: Etcd, mirror: MirrorView,
                  events: EventLog | None = None):
         self._node = node
         self._keys = keys
@@ -53,7 +53,8 @@ class NetworkReporter:
         if current is not None and record.replace(updated_at=0) == current.replace(updated_at=0):
             return
         revision = await self._etcd.put(self._keys.observed_network(spec.uuid), record.to_json())
-        await self._mirror.wait_for_revision(revision)
+        await self._mirror.wait_for_revision(revision,
+                                             keys=[self._keys.observed_network(spec.uuid)])
 
     async def refused(self, snap: Snapshot, uuid: str, reason: str) -> None:
         """A network whose record the agent refused: its state says why, and
@@ -67,7 +68,7 @@ class NetworkReporter:
         if current is not None and record.replace(updated_at=0) == current.replace(updated_at=0):
             return
         revision = await self._etcd.put(self._keys.observed_network(uuid), record.to_json())
-        await self._mirror.wait_for_revision(revision)
+        await self._mirror.wait_for_revision(revision, keys=[self._keys.observed_network(uuid)])
 
     def emit_changes(self, uuid: str, before: NetworkObserved | None,
                      after: NetworkObserved) -> None:

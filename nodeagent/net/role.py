@@ -13,14 +13,14 @@ import logging
 
 from cloudstate.etcd import Compare, Etcd, Put
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from nodeagent.net.context import NetworkContext
 
 log = logging.getLogger(__name__)
 
 
 class NetworkNodeRole:
-    def __init__(self, *, context: NetworkContext, keys: Keys, etcd: Etcd, mirror: Mirror):
+    def __init__(self, *, context: NetworkContext, keys: Keys, etcd: Etcd, mirror: MirrorView):
         self._ctx = context
         self._keys = keys
         self._etcd = etcd
@@ -43,5 +43,5 @@ class NetworkNodeRole:
                 log.error("node %s is configured as the network node, but %s already is; "
                           "running as a hypervisor only (delete %s to move the role)",
                           self._ctx.node, holder.value.decode(), key)
-        await self._mirror.wait_for_revision(result.revision)
+        await self._mirror.wait_for_revision(result.revision, keys=[key])
         return self.held

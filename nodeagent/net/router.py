@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from cloudstate.etcd import Compare, Delete, Etcd, Put
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import NetworkSpec
 from nodeagent import failpoints
 from nodeagent.events import EventLog
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 class Router:
     def __init__(self, *, context: NetworkContext, role: NetworkNodeRole, keys: Keys,
-                 etcd: Etcd, mirror: Mirror, requeue: Callable[[str], None],
+                 etcd: Etcd, mirror: MirrorView, requeue: Callable[[str], None],
                  events: EventLog | None = None):
         """``requeue(network_uuid)`` asks for another pass: a network's
         dnsmasq exiting calls it."""
@@ -131,7 +131,8 @@ class Router:
             for key, _ in unused:
                 self._reporter.emit(spec.uuid, f"floating address {key.rsplit('/', 1)[-1]} "
                                     "released", type="mutate")
-            await self._mirror.wait_for_revision(result.revision)
+            await self._mirror.wait_for_revision(result.revision,
+                                                 keys=[key for key, _ in unused])
 
     async def _remove_unused_uplink(self, snap: Snapshot) -> None:
         if not self.uplink_wanted(snap):
@@ -162,7 +163,9 @@ class Router:
         self._reporter.emit_changes(spec.uuid, observed, record)
         self._reporter.emit(spec.uuid, "namespace, dnsmasq and links removed; VXLAN id and "
                                        "addresses released", type="mutate")
-        await self._mirror.wait_for_revision(revision)
+        await self._mirror.wait_for_revision(
+            revision, keys=[self._keys.observed_network(spec.uuid),
+                            *(op.key for op in given_back)])
 
     def _remove_everything(self, vxid: int) -> None:
         names = self._ctx.names

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cloudstate.keys import FLOATING_POOL, Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import (
     AddressReservation,
     AddressSet,
@@ -47,6 +47,9 @@ class Snapshot:
                       key=lambda i: (i.instance_uuid, i.order))
 
     def node_of(self, iface: InterfaceSpec) -> str | None:
+        if iface.node is not None:
+            return iface.node
+        # An older record: its instance says, if this agent follows it.
         instance = self.instances.get(iface.instance_uuid)
         return instance.node if instance else None
 
@@ -70,7 +73,7 @@ class Snapshot:
         return {self.nodes[name].ip for name in nodes if name in self.nodes}
 
 
-def read(keys: Keys, mirror: Mirror) -> Snapshot:
+def read(keys: Keys, mirror: MirrorView) -> Snapshot:
     snap = Snapshot()
     for kv in mirror.items(keys.networks):
         spec = NetworkSpec.from_json(kv.value)

@@ -6,12 +6,12 @@ thousands of parses every few seconds)."""
 from __future__ import annotations
 
 from cloudstate.keys import Keys
-from cloudstate.mirror import Mirror
+from cloudstate.mirror import MirrorView
 from cloudstate.model import InstanceSpec
 
 
 class PlacedInstances:
-    def __init__(self, *, mirror: Mirror, keys: Keys, node: str):
+    def __init__(self, *, mirror: MirrorView, keys: Keys, node: str):
         self._mirror = mirror
         self._keys = keys
         self._node = node

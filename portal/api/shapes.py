@@ -151,6 +151,7 @@ class NodeShape(TypedDict):
     disk_free_gb: int
     virt_type: str
     virt_reason: str
+    simulated: bool  # sfcloud's: a node over libvirt's test driver, running no guests
     firmware: list[str]
 
 
@@ -411,6 +412,8 @@ def node(record: NodeRecord) -> NodeShape:
         "disk_free_gb": info.disk_free_gb,
         "virt_type": info.virt_type,
         "virt_reason": info.virt_reason,
+        # Not Shaken Fist's: a node over libvirt's test driver, running no guests.
+        "simulated": info.simulated,
         "firmware": ["bios", *info.firmware],
     }
 

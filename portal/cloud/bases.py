@@ -55,13 +55,19 @@ class Resolved:
     fetch: Fetch | None = None
 
 
+def is_blank(base: str | None) -> bool:
+    """Whether a disk starts empty (no image to resolve)."""
+    return base is None or base.strip().lower() in _BLANK
+
+
 async def resolve(base: str | None, namespace: str, found: Catalogue,
                   earlier: list[Resolved] | None = None) -> Resolved:
     """The blob ``base`` names for an instance of ``namespace``. ``earlier``
     are the disks resolved before it, so two disks from one new URL share
     one fetch."""
-    if base is None or base.strip().lower() in _BLANK:
+    if is_blank(base):
         return Resolved(source=None)
+    assert base is not None
     base = base.strip()
     visible = frozenset({namespace})
     if base.startswith(("http://", "https://")):

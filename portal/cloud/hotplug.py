@@ -16,7 +16,7 @@ instance is deleted, so no other guest gets an address still in use.
 from __future__ import annotations
 
 from cloudstate import netvalidation, states
-from cloudstate.etcd import Compare, Put
+from cloudstate.etcd import Compare
 from cloudstate.model import InterfaceSpec
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
@@ -67,7 +67,7 @@ async def _attach(record: InstanceRecord, nic: interfaces.NicRequest) -> Interfa
         networks = await interfaces.resolve([nic], spec.namespace)
         existing = await interfaces.of_instance(spec)
         plan = await interfaces.plan(
-            [nic], networks, instance_uuid=spec.uuid, namespace=spec.namespace,
+            [nic], networks, instance_uuid=spec.uuid, namespace=spec.namespace, node=spec.node,
             first_order=netvalidation.next_interface_order(i.order for i in existing))
         added = plan.interfaces[0]
         grown = spec.replace(interfaces=[*spec.interfaces, added.uuid])
@@ -77,7 +77,7 @@ async def _attach(record: InstanceRecord, nic: interfaces.NicRequest) -> Interfa
         result = await etcd.txn(
             [Compare.unchanged_since(keys.instance(spec.uuid), current.revision),
              *plan.compares, *quota.compares],
-            [Put(keys.instance(spec.uuid), grown.to_json()), *plan.puts, *quota.ops],
+            [*instances.put_desired(grown), *plan.puts, *quota.ops],
         )
         if result.succeeded:
             return added

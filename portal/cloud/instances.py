@@ -10,6 +10,7 @@ for them (portal.cloud.changes).
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
@@ -40,10 +41,12 @@ from portal.cloud import (
 from portal.cloud.changes import Later, given
 from portal.cloud.errors import BadRequest, Conflict, Forbidden, NotFound
 from portal.cloud.refs import Namespaces, visible
+from portal.metrics import PLACEMENT_SECONDS
 
 MAX_USER_DATA_BYTES = 64 * 1024
 MAX_SSH_KEY_BYTES = 16 * 1024
-_PLACEMENT_ATTEMPTS = 8
+_PLACEMENT_ATTEMPTS = 32
+_PLACEMENT_BACKOFF = 0.01  # s: the longest random wait after the first lost race
 KIND = ObjectKind.INSTANCE
 # Secure boot needs SMM, which QEMU emulates on q35 only (as Shaken Fist does).
 SECURE_BOOT_MACHINE = "q35"
@@ -152,6 +155,11 @@ class _Sources:
 
 
 async def _resolve_sources(request: InstanceRequest, namespace: str) -> _Sources:
+    if all(bases.is_blank(disk.base) for disk in request.disks) and \
+            not (request.uefi and request.nvram_template):
+        # Blank disks need no catalogue, which reads every instance (slow
+        # with thousands).
+        return _Sources(disks=[bases.Resolved(source=None) for _ in request.disks])
     found = await catalogue.load()
     resolved: list[bases.Resolved] = []
     for disk in request.disks:
@@ -205,6 +213,8 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
     asked = quota_asked(request)
     # Names need not be unique, as in Shaken Fist: instances are told apart
     # by UUID, and a name that matches several is refused as a reference.
+    lost: set[str] = set()
+    lost_at = 0
     for attempt in range(_PLACEMENT_ATTEMPTS):
         # Counted again at every attempt: a create that lost a race to the
         # last unit is refused here on its next round.
@@ -215,48 +225,61 @@ async def _place(request: InstanceRequest, namespace: str) -> InstanceRecord:
             sources = await _resolve_sources(request, namespace)
             disks = _disks(request, places, sources)
             firmware = _firmware(request, sources)
-        loads = await scheduler.snapshot(etcd, keys)
-        node = scheduler.choose(demand, loads, required=request.placed_on, preferred=holders,
-                                affinity=scheduler.affinity_of(metadata))
-        instance_uuid = str(uuidlib.uuid4())
-        # Addresses, MACs and floating addresses, reserved in this same
-        # transaction: a create that fails leaves none of them behind.
-        nics = await interfaces.plan(request.networks, nic_networks,
-                                     instance_uuid=instance_uuid, namespace=namespace)
-        spec = InstanceSpec(
-            uuid=instance_uuid,
-            name=request.name,
-            namespace=namespace,
-            cpus=request.cpus,
-            memory=request.memory,
-            disks=disks,
-            node=node.info.name,
-            ssh_key=ssh_key,
-            keypair=keypair_name,
-            user_data=request.user_data,
-            metadata=metadata,
-            video=video,
-            configdrive=request.configdrive,
-            requested_placement=request.placed_on,
-            interfaces=[nic.uuid for nic in nics.interfaces],
-            uefi=request.uefi,
-            secure_boot=request.secure_boot,
-            nvram_template=firmware.nvram_template,
-            # Secure boot's q35, else the machine the node gives its guests.
-            machine_type=firmware.machine_type or node.info.machine,
-        )
-        placement_key = keys.placement(node.info.name)
-        # The blobs it starts from, fenced; a new URL's fetch, asked of its node.
-        storage = bases.change(sources.every, namespace, node.info.name)
-        result = await etcd.txn(
-            [Compare.unchanged_since(placement_key, node.placement_revision),
-             *nics.compares, *storage.compares, *quota.compares],
-            [Put(keys.instance(spec.uuid), spec.to_json()),
-             Put(placement_key, spec.uuid),
-             *nics.puts, *storage.ops, *quota.ops],
-        )
+        if lost_at:
+            await scheduler.caught_up(lost_at)
+        # The decision alone: what it waited for above is a lost race's cost.
+        with PLACEMENT_SECONDS.time():
+            loads = await scheduler.snapshot(keys)
+            node = scheduler.choose(demand, loads, required=request.placed_on,
+                                    preferred=holders, avoid=lost,
+                                    affinity=scheduler.affinity_of(metadata))
+        # Other creates of this process pass over the node until this one commits.
+        with scheduler.placing(node.info.name):
+            instance_uuid = str(uuidlib.uuid4())
+            # Addresses, MACs and floating addresses, reserved in this same
+            # transaction: a create that fails leaves none of them behind.
+            nics = await interfaces.plan(request.networks, nic_networks,
+                                         instance_uuid=instance_uuid, namespace=namespace,
+                                         node=node.info.name)
+            spec = InstanceSpec(
+                uuid=instance_uuid,
+                name=request.name,
+                namespace=namespace,
+                cpus=request.cpus,
+                memory=request.memory,
+                disks=disks,
+                node=node.info.name,
+                ssh_key=ssh_key,
+                keypair=keypair_name,
+                user_data=request.user_data,
+                metadata=metadata,
+                video=video,
+                configdrive=request.configdrive,
+                requested_placement=request.placed_on,
+                interfaces=[nic.uuid for nic in nics.interfaces],
+                uefi=request.uefi,
+                secure_boot=request.secure_boot,
+                nvram_template=firmware.nvram_template,
+                # Secure boot's q35, else the machine the node gives its guests.
+                machine_type=firmware.machine_type or node.info.machine,
+            )
+            placement_key = keys.placement(node.info.name)
+            # The blobs it starts from, fenced; a new URL's fetch, asked of its node.
+            storage = bases.change(sources.every, namespace, node.info.name)
+            result = await etcd.txn(
+                [Compare.unchanged_since(placement_key, node.placement_revision),
+                 *nics.compares, *storage.compares, *quota.compares],
+                [*put_desired(spec),
+                 Put(placement_key, spec.uuid),
+                 *nics.puts, *storage.ops, *quota.ops],
+            )
         if result.succeeded:
             return InstanceRecord(spec=spec, observed=None, revision=result.revision)
+        # Most likely another create took the same node first: try another
+        # while one fits, and let concurrent losers spread out in time too.
+        lost.add(node.info.name)
+        lost_at = result.revision
+        await asyncio.sleep(random.uniform(0, _PLACEMENT_BACKOFF * (attempt + 1)))
     raise Conflict("too many instances are being created at once; try again")
 
 
@@ -323,7 +346,7 @@ async def _mark_deleted(record: InstanceRecord) -> tuple[InstanceRecord, bool]:
         name_key = keys.instance_name(spec.namespace, spec.name)
         result = await etcd.txn(
             [Compare.unchanged_since(keys.instance(spec.uuid), current.revision)],
-            [Put(keys.instance(spec.uuid), spec.to_json()),
+            [*put_desired(spec),
              # Instances made when names were unique each kept a name key.
              *([Delete(name_key)] if await _name_points_at(name_key, spec.uuid) else [])],
         )
@@ -342,7 +365,20 @@ async def update(record: InstanceRecord,
     """Rewrite the desired record with ``change`` (see store.rewrite). The
     caller is a service that has checked the Actor's role."""
     return await store.rewrite(record, change, key=store.keys().instance, load=_load,
-                               kind=KIND)
+                               kind=KIND, copies=_copy_keys)
+
+
+def _copy_keys(spec: InstanceSpec) -> list[str]:
+    """Where its node's agent reads the desired record: a copy under the
+    node's own prefix (nodeagent.scope), always written with it."""
+    return [store.keys().node_instance(spec.node, spec.uuid)]
+
+
+def put_desired(spec: InstanceSpec) -> list[Put]:
+    """The writes of a desired record: every writer's transaction holds these."""
+    value = spec.to_json()
+    return [Put(store.keys().instance(spec.uuid), value),
+            *(Put(key, value) for key in _copy_keys(spec))]
 
 
 async def _name_points_at(name_key: str, uuid: str) -> bool:
@@ -372,17 +408,14 @@ async def get(ref: str, namespaces: Namespaces) -> InstanceRecord:
 async def list_instances(
     namespaces: Namespaces, *, include_deleted: bool = False
 ) -> list[InstanceRecord]:
-    etcd, keys = store.etcd(), store.keys()
-    (spec_kvs, _), (observed_kvs, _), offline = await asyncio.gather(
-        etcd.get_prefix(keys.instances), etcd.get_prefix(keys.observed_instances),
-        nodes.offline_nodes(),
-    )
-    observed = {kv.key.rsplit("/", 1)[-1]: kv for kv in observed_kvs}
-    records = (InstanceRecord.from_kvs(kv, observed.get(kv.key.rsplit("/", 1)[-1]),
-                                       offline=offline)
-               for kv in spec_kvs)
+    # From the live hub's mirror, whose records stay parsed between calls
+    # (10,000 instances read and parsed from etcd took seconds). The hub
+    # builds on this module, hence the import here.
+    from portal.live.hub import current_hub  # noqa: PLC0415
+
+    live = await current_hub()
     return sorted_records(
-        record for record in records
+        record for record in live.all_instances()
         if visible(record.spec.namespace, namespaces)
         and (include_deleted or record.spec.desired != "deleted")
     )
@@ -398,7 +431,8 @@ async def purge(record: InstanceRecord) -> bool:
         return False
     keys = store.keys()
     return await store.forget(keys.instance(record.uuid), keys.observed_instance(record.uuid),
-                              record.revision,
+                              record.revision, *_copy_keys(record.spec),
+                              keys.node_observed_instance(record.spec.node, record.uuid),
                               *(keys.deleted_interface(uuid) for uuid in record.spec.interfaces))
 
 

@@ -131,7 +131,7 @@ async def group_uuids(refs: list[str] | None, namespace: str, *, port_security: 
 
 async def plan(
     nics: list[NicRequest], resolved: list[Resolved], *, instance_uuid: str,
-    namespace: str, first_order: int = 0,
+    namespace: str, node: str, first_order: int = 0,
 ) -> Plan:
     """Choose addresses and MACs for every NIC, from a fresh read, and the
     comparisons that make the create (or hot plug) fail, and be planned
@@ -209,7 +209,7 @@ async def plan(
         spec = InterfaceSpec(
             uuid=interface_uuid, network_uuid=record.uuid, instance_uuid=instance_uuid,
             namespace=namespace, order=order, macaddr=mac, ipv4=address, model=nic.model,
-            floating=floating, security_groups=resolved[index].groups,
+            floating=floating, node=node, security_groups=resolved[index].groups,
             port_security=nic.port_security, allowed_addresses=list(nic.allowed_addresses),
         )
         result.interfaces.append(spec)

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from django.conf import settings
+
 from cloudstate import states
 from cloudstate.etcd import Compare, Delete
 from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo, NodeSpec
@@ -137,7 +139,8 @@ async def set_maintenance(actor: Actor, record: NodeRecord, on: bool) -> NodeRec
 
 async def delete(actor: Actor, record: NodeRecord) -> NodeRecord:
     """Forget a node that is gone for good: its record, metadata, placement
-    fence, its copies of blobs and, if it held it, the network node's role.
+    fence, its copies of blobs and of its deleted instances' records and, if
+    it held it, the network node's role.
 
     Refused (409) while its agent is online (it would register again at
     once: stop it first) and while any instance placed on it is not fully
@@ -176,6 +179,8 @@ async def _forget(record: NodeRecord) -> None:
         [Delete(keys.node(name)), Delete(keys.node_spec(name)), Delete(keys.placement(name)),
          Delete(keys.maintenance(name)),
          Delete(keys.observed_blobs_of(name), prefix=True),
+         # Copies of its instances' records (cloudstate.keys) not yet purged with them.
+         Delete(keys.node_copies(name), prefix=True),
          *([Delete(keys.network_node_role)] if gives_up_role else [])],
     )
     if not result.succeeded:
@@ -206,7 +211,9 @@ def seen_at(record: NodeRecord) -> float:
 async def storage_node() -> str:
     """Where new bytes are made (a fetch, an upload): the live hypervisor
     with the most free disk."""
-    live = [r for r in await list_nodes() if r.alive and r.info.is_hypervisor]
+    live = [r for r in await list_nodes() if r.alive and r.info.is_hypervisor
+            # never a simulated node for a real cloud, nor the reverse (scheduler)
+            and r.info.simulated == settings.CLOUD.simulated_hypervisor]
     if not live:
         raise InsufficientResources("no hypervisor node is online to store it on")
     return max(live, key=lambda r: (r.info.disk_free_gb, r.info.name)).info.name

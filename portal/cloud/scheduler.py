@@ -1,4 +1,5 @@
-"""Choose a node for a new instance, from real accounting in etcd.
+"""Choose a node for a new instance, from real accounting of etcd's records
+(kept by the live hub: ``snapshot``).
 
 Every instance that still holds resources on a node (active, or deleted but
 not yet torn down) counts against it. Placement is optimistic: the caller
@@ -17,13 +18,17 @@ spare, ``pack`` the one with the least that still fits.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
+import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from cloudstate.etcd import Etcd, KeyValue
+from cloudstate.etcd import KeyValue
 from cloudstate.keys import Keys
 from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo
 from cloudstate.validation import shown
@@ -46,6 +51,7 @@ class NodeLoad:
     alive: bool
     maintenance: bool = False
     placement_revision: int = 0
+    placing: int = 0  # creates of this process placing here now, not yet committed
     cpus: int = 0
     memory_mib: int = 0
     disk_gb: int = 0
@@ -76,6 +82,12 @@ class NodeLoad:
             return "is in maintenance (no new instances)"
         if not self.info.is_hypervisor:
             return "runs no instances (it is not a hypervisor)"
+        if self.info.simulated != settings.CLOUD.simulated_hypervisor:
+            # Never mixed: a simulated node runs no guest, so only a portal
+            # measuring scale (SFCLOUD_SIMULATED_HYPERVISOR) places there,
+            # and such a portal places nowhere else.
+            return ("is a simulated node (it runs no guests)" if self.info.simulated
+                    else "is a real node, and this portal places on simulated nodes only")
         missing = [name for name in demand.firmware if name not in self.info.firmware]
         if missing:
             return (f"has no {' or '.join(FIRMWARE_NAMES[name] for name in missing)} firmware "
@@ -104,45 +116,108 @@ def holds_resources(spec: InstanceSpec, observed: InstanceObserved | None) -> bo
     return observed is not None and observed.state != "deleted"
 
 
-async def snapshot(etcd: Etcd, keys: Keys) -> dict[str, NodeLoad]:
-    """Every node with what is placed on it."""
-    # Placement revisions are read before the instances: a create that
-    # commits in between then fails our later comparison instead of being
-    # missed by the accounting.
-    placements, _ = await etcd.get_prefix(keys.placement(""))
-    nodes, _ = await etcd.get_prefix(keys.nodes)
-    alive, _ = await etcd.get_prefix(keys.alive)
-    maintenance, _ = await etcd.get_prefix(keys.maintenance_all)
-    specs, _ = await etcd.get_prefix(keys.instances)
-    observed_kvs, _ = await etcd.get_prefix(keys.observed_instances)
-    return loads_from(nodes=nodes, alive=alive, specs=specs, observed=observed_kvs,
-                      placements=placements, maintenance=maintenance)
+async def caught_up(revision: int) -> None:
+    """Wait until the live hub's mirror holds every change up to
+    ``revision`` (the one a lost placement's transaction saw: see
+    ``snapshot``)."""
+    # The hub builds on the cloud services, this module among them.
+    from portal.live.hub import hub  # noqa: PLC0415
+
+    await (await hub()).mirror.wait_for_revision(revision)
+
+
+async def snapshot(keys: Keys) -> dict[str, NodeLoad]:
+    """Every node with what is placed on it, from the live hub's mirror.
+
+    The mirror may be a moment behind etcd; that is safe because the caller
+    commits with a comparison on the chosen node's placement key at the
+    revision this accounting saw it at (the mirror applies each transaction
+    whole, and every placement rewrites its node's key with the instance):
+    a create the mirror has not seen yet fails that comparison, and the
+    loser counts again once ``caught_up`` with the revision its failed
+    commit saw (so this time the mirror holds the competing create).
+    Reading the mirror, whose records stay parsed, keeps a placement at a
+    pass over the nodes rather than a read and parse of every instance in
+    etcd (10,000 instances: ~0.5 s each).
+    """
+    from portal.live.hub import hub  # noqa: PLC0415
+
+    mirror = (live := await hub()).mirror
+    loads = tally(nodes=live.nodes(), alive=mirror.items(keys.alive), placed=(),
+                  placements=mirror.items(keys.placement("")),
+                  maintenance=mirror.items(keys.maintenance_all))
+    # The hub keeps each node's sums as instances change (read in the same
+    # step as the records above: nothing runs in between).
+    for name, usage in live.placed().nodes.items():
+        if (load := loads.get(name)) is not None:
+            load.cpus, load.memory_mib, load.disk_gb = usage.cpus, usage.memory_mib, usage.disk_gb
+            load.instances = list(usage.instances)
+            load.tags = usage.tags.copy()
+    for name, count in _placing_now().items():
+        if (load := loads.get(name)) is not None:
+            load.placing = count
+    return loads
+
+
+_placing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Counter[str]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _placing_now() -> Counter[str]:
+    return _placing.setdefault(asyncio.get_running_loop(), Counter())
+
+
+@contextlib.contextmanager
+def placing(node: str) -> Iterator[None]:
+    """While a create of this process places on ``node`` (from its choice
+    to its commit): other creates choosing meanwhile pass over the node
+    while another fits (``choose``), rather than all take the same best
+    node and all but one lose the race to it."""
+    counter = _placing_now()
+    counter[node] += 1
+    try:
+        yield
+    finally:
+        counter[node] -= 1
+        if not counter[node]:
+            del counter[node]
 
 
 def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
                specs: Iterable[KeyValue], observed: Iterable[KeyValue],
                placements: Iterable[KeyValue] = (),
                maintenance: Iterable[KeyValue] = ()) -> dict[str, NodeLoad]:
-    """The accounting of ``snapshot`` over records already read (from etcd,
-    or from a mirror of it, as the dashboard does)."""
+    """The accounting of ``snapshot`` over records as read from etcd or a
+    mirror (the dashboard's)."""
+    seen = {
+        kv.key.rsplit("/", 1)[-1]: InstanceObserved.from_json(kv.value) for kv in observed
+    }
+    placed = ((spec, seen.get(spec.uuid))
+              for spec in (InstanceSpec.from_json(kv.value) for kv in specs))
+    return tally(nodes=(NodeInfo.from_json(kv.value) for kv in nodes), alive=alive,
+                 placed=placed, placements=placements,
+                 maintenance=maintenance)
+
+
+def tally(*, nodes: Iterable[NodeInfo], alive: Iterable[KeyValue],
+          placed: Iterable[tuple[InstanceSpec, InstanceObserved | None]],
+          placements: Iterable[KeyValue] = (),
+          maintenance: Iterable[KeyValue] = ()) -> dict[str, NodeLoad]:
+    """Each node's load: what every instance holding resources takes."""
     alive_names = {kv.key.rsplit("/", 1)[-1] for kv in alive}
     kept_off = {kv.key.rsplit("/", 1)[-1] for kv in maintenance}
     loads = {
         info.name: NodeLoad(info=info, alive=info.name in alive_names,
                             maintenance=info.name in kept_off)
-        for info in (NodeInfo.from_json(kv.value) for kv in nodes)
+        for info in nodes
     }
     for kv in placements:
         node = kv.key.rsplit("/", 1)[-1]
         if node in loads:
             loads[node].placement_revision = kv.mod_revision
-    seen = {
-        kv.key.rsplit("/", 1)[-1]: InstanceObserved.from_json(kv.value) for kv in observed
-    }
-    for kv in specs:
-        spec = InstanceSpec.from_json(kv.value)
+    for spec, observed in placed:
         load = loads.get(spec.node)
-        if load is None or not holds_resources(spec, seen.get(spec.uuid)):
+        if load is None or not holds_resources(spec, observed):
             continue
         load.cpus += spec.cpus
         load.memory_mib += spec.memory
@@ -173,10 +248,15 @@ def affinity_score(load: NodeLoad, affinity: Mapping[str, int]) -> int:
 
 def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None = None,
            preferred: set[str] | frozenset[str] = frozenset(),
+           avoid: set[str] | frozenset[str] = frozenset(),
            affinity: Mapping[str, int] | None = None, strategy: str | None = None
            ) -> NodeLoad:
     """The best node among those that fit (see the module's docstring), or
-    InsufficientResources naming what each node lacks."""
+    InsufficientResources naming what each node lacks. ``avoid``: nodes
+    another create just took (our placement on them lost the race), passed
+    over while another fits, and the choice among the rest made partly at
+    random, so concurrent creates that all chose the same best node spread
+    out instead of queueing on the next one."""
     if required is not None:
         if required not in loads:
             raise NotFound(f"there is no node named {shown(required)}")
@@ -202,4 +282,16 @@ def choose(demand: Demand, loads: dict[str, NodeLoad], *, required: str | None =
         return (affinity_score(load, affinity or {}), load.info.name in preferred,
                 -spare if pack else spare, load.info.name)
 
-    return max(fitting, key=rank)
+    # Nodes other creates of this process are placing on right now are
+    # passed over while another fits: concurrent creates take different
+    # nodes instead of racing for the same best one.
+    fitting = [load for load in fitting if not load.placing] or fitting
+    if not avoid:
+        return max(fitting, key=rank)
+    # Every create that lost the same race (to another portal process, or
+    # on a node all fitting ones were busy on) would otherwise choose the
+    # same next node and lose again together: the better of two taken at
+    # random spreads them (the "power of two choices"), among the nodes not
+    # lost on yet, or all that fit once every one has been.
+    others = [load for load in fitting if load.info.name not in avoid] or fitting
+    return max(random.sample(others, 2), key=rank) if len(others) > 1 else others[0]

@@ -47,9 +47,9 @@ def keys() -> Keys:
 
 async def forget(spec_key: str, observed_key: str, revision: int, *also: str) -> bool:
     """Remove an object's desired and observed records (and the keys
-    ``also`` names) for good, fenced on the revision it was judged at:
-    several portal processes may try at once, and only one transaction
-    succeeds."""
+    ``also`` names: their copies, what they leave to read) for good, fenced
+    on the revision it was judged at: several portal processes may try at
+    once, and only one transaction succeeds."""
     result = await etcd().txn([Compare.unchanged_since(spec_key, revision)],
                               [Delete(spec_key), Delete(observed_key),
                                *(Delete(key) for key in also)])
@@ -81,19 +81,23 @@ Guard = Callable[[Any], Awaitable[tuple[list[Compare], list[Put]]]]
 
 async def rewrite(record: R, change: Callable[[R], _Spec], *, key: Callable[[str], str],
                   load: Callable[[str], Awaitable[R | None]], kind: str,
-                  guard: Guard | None = None) -> R:
+                  guard: Guard | None = None,
+                  copies: Callable[[Any], list[str]] = lambda spec: []) -> R:
     """Rewrite the desired record with ``change``, which sees the latest
     record and may raise to refuse; tried again on a fresh read when another
     writer got there first, so no change is lost. ``key`` names the record's
     key from its uuid, ``load`` reads it again; ``guard(spec)``, if given,
-    adds comparisons and writes to each attempt's transaction (a fence)."""
+    adds comparisons and writes to each attempt's transaction (a fence);
+    ``copies`` names the keys of the record's copies, written in the same
+    transaction."""
     current = record
     for _ in range(REWRITE_ATTEMPTS):
         spec = change(current)
+        value = spec.to_json()
         compares, puts = await guard(spec) if guard is not None else ([], [])
         result = await etcd().txn(
             [Compare.unchanged_since(key(record.uuid), current.revision), *compares],
-            [Put(key(record.uuid), spec.to_json()), *puts],
+            [Put(key(record.uuid), value), *(Put(k, value) for k in copies(spec)), *puts],
         )
         if result.succeeded:
             return dataclasses.replace(current, spec=spec,  # type: ignore[type-var]

@@ -15,6 +15,8 @@ import json
 import logging
 import secrets
 import weakref
+from collections import Counter
+from typing import NamedTuple
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -22,11 +24,19 @@ from django.conf import settings
 from cloudstate.etcd import KeyValue
 from cloudstate.keys import FLOATING_POOL, Keys
 from cloudstate.mirror import Change, Mirror
-from cloudstate.model import Artifact, BlobObserved, InstanceObserved, InstanceSpec, InterfaceSpec
+from cloudstate.model import (
+    Artifact,
+    BlobObserved,
+    InstanceObserved,
+    InstanceSpec,
+    InterfaceSpec,
+    NodeInfo,
+)
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.notify import ACCESS_CHANGED, user_group
 from portal.cloud import blobs, store
 from portal.cloud.instances import InstanceRecord, Namespaces, sorted_records, visible
+from portal.cloud.scheduler import holds_resources, instance_tags
 from portal.live.storehealth import StoreHealth
 
 log = logging.getLogger(__name__)
@@ -60,12 +70,17 @@ class Hub:
         # hold: a list of 10,000 instances parses only what changed.
         self._instances: dict[str, tuple[tuple[int, int], InstanceRecord]] = {}
         self._interfaces: dict[str, tuple[int, InterfaceSpec]] = {}
+        self._nodes: dict[str, tuple[int, NodeInfo]] = {}  # parsed once per change
         # Every instance record as of a mirror revision: pages asking again
         # before anything changed (50 browsers after one change) share it.
         self._all: tuple[int, list[InstanceRecord]] = (-1, [])
         # The uuids of the instances in the mirror, kept by _on_changes (None
         # until first needed: then read from the mirror once).
         self._uuids: set[str] | None = None
+        # What each node's instances take (the scheduler's accounting), kept
+        # by _on_changes from the first placement on: a placement then costs
+        # a pass over the nodes, not over every instance.
+        self._placed: PlacedInstances | None = None
 
     # --- groups ----------------------------------------------------------------------
 
@@ -117,7 +132,11 @@ class Hub:
             self.mirror.subscribe(self._on_changes)
             self._task = asyncio.create_task(self.mirror.run(), name="live-hub")
             self._store_task = asyncio.create_task(self.store.run(), name="live-hub-store")
-        await asyncio.wait_for(self.mirror.ready.wait(), READY_TIMEOUT)
+        if not self.mirror.ready.is_set():
+            # wait_for runs the wait as a task of its own: even when ready,
+            # every caller would give the loop away (a placement then waited
+            # its turn behind every other request).
+            await asyncio.wait_for(self.mirror.ready.wait(), READY_TIMEOUT)
 
     async def stop(self) -> None:
         for task in (self._task, self._store_task, self._blob_sweep):
@@ -176,6 +195,26 @@ class Hub:
                 records.append(self._record(uuid, spec_kv, offline))
         self._all = (revision, records)
         return records
+
+    def placed(self) -> PlacedInstances:
+        """What the instances holding resources take on each node."""
+        if self._placed is None:
+            self._placed = PlacedInstances()
+            for record in self.all_instances():
+                self._placed.update(record.uuid, record)
+        return self._placed
+
+    def nodes(self) -> list[NodeInfo]:
+        """Every node's record, parsed once per change (a placement reads them all)."""
+        found, kept = [], {}
+        for kv in self.mirror.items(self.keys.nodes):
+            cached = self._nodes.get(kv.key)
+            info = cached[1] if cached is not None and cached[0] == kv.mod_revision \
+                else NodeInfo.from_json(kv.value)
+            kept[kv.key] = (kv.mod_revision, info)
+            found.append(info)
+        self._nodes = kept
+        return found
 
     def interface(self, uuid: str) -> InterfaceSpec | None:
         kv = self.mirror.get(self.keys.interface(uuid))
@@ -262,6 +301,8 @@ class Hub:
                         self._uuids.discard(uuid)
                     else:
                         self._uuids.add(uuid)
+                if self._placed is not None:
+                    self._placed.update(uuid, self.instance(uuid))
                 if _torn_down(change, self.keys.observed_instance(uuid)):
                     self._sweep_unused_blobs()
                 # A removed spec is gone from the mirror; its old value still
@@ -280,7 +321,9 @@ class Hub:
         for user_id in sorted(people):
             await layer.group_send(user_group(user_id), {"type": ACCESS_CHANGED})
         for uuid, namespace in touched.items():
-            message = {"type": INSTANCE_CHANGED, "uuid": uuid}
+            # The revision lets the pages that get it share one rendering
+            # (portal.instances.consumers).
+            message = {"type": INSTANCE_CHANGED, "uuid": uuid, "revision": self.mirror.revision}
             await layer.group_send(self.namespace_group(namespace), message)
             await layer.group_send(self.everything_group, message)
         if cloud_changed:
@@ -363,6 +406,60 @@ class Hub:
         return found
 
 
+class PlacedInstances:
+    """Each node's sums of what its instances take (those that hold
+    resources: scheduler.holds_resources), kept one instance at a time."""
+
+    def __init__(self) -> None:
+        self._takes: dict[str, Takes] = {}
+        self.nodes: dict[str, NodeUsage] = {}
+
+    def update(self, uuid: str, record: InstanceRecord | None) -> None:
+        """The instance as it is now (None: gone)."""
+        if (before := self._takes.pop(uuid, None)) is not None:
+            usage = self.nodes[before.node]
+            usage.add(uuid, before, -1)
+            if not usage.instances:
+                del self.nodes[before.node]
+        if record is None or not holds_resources(record.spec, record.observed):
+            return
+        spec = record.spec
+        takes = Takes(spec.node, spec.cpus, spec.memory, spec.disk_total_gb,
+                      frozenset(instance_tags(spec)))
+        self._takes[uuid] = takes
+        self.nodes.setdefault(spec.node, NodeUsage()).add(uuid, takes, 1)
+
+
+class Takes(NamedTuple):
+    """What one instance takes of its node, as the scheduler counts it."""
+
+    node: str
+    cpus: int
+    memory_mib: int
+    disk_gb: int
+    tags: frozenset[str]  # for affinity (scheduler.affinity_score)
+
+
+class NodeUsage:
+    def __init__(self) -> None:
+        self.cpus = self.memory_mib = self.disk_gb = 0
+        self.instances: set[str] = set()
+        self.tags: Counter[str] = Counter()  # instances on it per tag
+
+    def add(self, uuid: str, takes: Takes, sign: int) -> None:
+        self.cpus += sign * takes.cpus
+        self.memory_mib += sign * takes.memory_mib
+        self.disk_gb += sign * takes.disk_gb
+        for tag in takes.tags:
+            self.tags[tag] += sign
+            if not self.tags[tag]:
+                del self.tags[tag]
+        if sign > 0:
+            self.instances.add(uuid)
+        else:
+            self.instances.discard(uuid)
+
+
 def _reports_failure(change: Change) -> bool:
     """Whether this change (to a node's copy of a blob) reports a failure."""
     return change.new is not None and BlobObserved.from_json(change.new.value).state == "error"
@@ -388,6 +485,15 @@ async def hub() -> Hub:
         current = _hubs[loop] = Hub()
     await current.start()
     return current
+
+
+async def current_hub() -> Hub:
+    """This process's hub once its mirror holds every change committed
+    before the call, so a request that follows its own write (a create,
+    then a list) sees it."""
+    live = await hub()
+    await live.mirror.wait_for_revision(await store.etcd().revision())
+    return live
 
 
 async def stop_hub() -> None:

@@ -14,6 +14,7 @@ the sweeping (``run``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -23,10 +24,11 @@ from typing import Any
 
 from django.conf import settings
 
-from cloudstate.etcd import EtcdUnavailable, KeyValue
+from cloudstate.etcd import Compare, EtcdUnavailable, KeyValue, Put
 from cloudstate.keys import Keys
 from cloudstate.mirror import Mirror
-from portal.cloud import artifacts, blobs, catalogue, instances, networks, uploads
+from cloudstate.model import InstanceSpec, InterfaceSpec
+from portal.cloud import artifacts, blobs, catalogue, instances, networks, store, uploads
 from portal.live.hub import hub
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,38 @@ async def sweep(mirror: Mirror, keys: Keys) -> int:
     return total
 
 
+async def copy_instances(mirror: Mirror, keys: Keys) -> int:
+    """Write the node's copy of any desired instance record that lacks an
+    up-to-date one, and its node into any interface record without it
+    (records written before agents followed only their own node's
+    instances: nodeagent.scope); returns how many were written. Every write
+    of a record writes its copy too, so after an upgrade this finds each
+    record once."""
+    written = 0
+    for kv in mirror.items(keys.instances):
+        if (uuid := keys.uuid_of(kv.key, keys.instances)) is None:
+            continue
+        copy = keys.node_instance(InstanceSpec.from_json(kv.value).node, uuid)
+        held = mirror.get(copy)
+        if held is not None and held.value == kv.value:
+            continue
+        result = await store.etcd().txn([Compare.unchanged_since(kv.key, kv.mod_revision)],
+                                        [Put(copy, kv.value)])
+        written += result.succeeded
+    for kv in mirror.items(keys.interfaces):
+        iface = InterfaceSpec.from_json(kv.value)
+        spec_kv = mirror.get(keys.instance(iface.instance_uuid))
+        if iface.node is not None or spec_kv is None:
+            continue
+        node = InstanceSpec.from_json(spec_kv.value).node
+        result = await store.etcd().txn([Compare.unchanged_since(kv.key, kv.mod_revision)],
+                                        [Put(kv.key, iface.replace(node=node).to_json())])
+        written += result.succeeded
+    if written:
+        log.info("wrote %d nodes' copies of instance records, or interfaces' nodes", written)
+    return written
+
+
 async def sweep_storage(now: float) -> int:
     """Tidy artifacts, delete unused blobs, forget what is long gone;
     returns how many records changed."""
@@ -92,12 +126,18 @@ async def sweep_storage(now: float) -> int:
 
 
 async def run() -> None:
-    """Sweep every JANITOR_INTERVAL, for as long as the portal runs."""
+    """Sweep every JANITOR_INTERVAL, for as long as the portal runs; copy
+    instance records for their nodes at once (an upgraded cloud's agents
+    follow only the copies)."""
+    with contextlib.suppress(EtcdUnavailable, TimeoutError):
+        live = await hub()
+        await copy_instances(live.mirror, live.keys)
     while True:
         # Jitter keeps several portal processes from sweeping in step.
         await asyncio.sleep(settings.JANITOR_INTERVAL * random.uniform(0.8, 1.2))
         try:
             live = await hub()
+            await copy_instances(live.mirror, live.keys)
             await sweep(live.mirror, live.keys)
             await sweep_storage(time.time())
         except (EtcdUnavailable, TimeoutError) as exc:

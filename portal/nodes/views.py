@@ -26,7 +26,7 @@ async def node_list(request: HttpRequest) -> HttpResponse:
     # as in the API.
     if not (await access_for(request)).is_system:
         raise PermissionDenied("Only members of the system namespace may see nodes.")
-    loads = await scheduler.snapshot(store.etcd(), store.keys())
+    loads = await scheduler.snapshot(store.keys())
     records = await nodes.list_nodes()
     found = await usage.summaries(record.info.name for record in records if record.alive)
     return await arender(request, "nodes/list.html", {
@@ -40,7 +40,7 @@ async def node_detail(request: HttpRequest, name: str) -> HttpResponse:
     access = await access_for(request)
     if not access.is_system:
         raise PermissionDenied("Only members of the system namespace may see nodes.")
-    loads = await scheduler.snapshot(store.etcd(), store.keys())
+    loads = await scheduler.snapshot(store.keys())
     for record in await nodes.list_nodes():
         if record.info.name == name:
             return await arender(request, "nodes/detail.html", {

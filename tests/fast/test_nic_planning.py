@@ -21,7 +21,8 @@ async def test_an_address_named_by_one_nic_is_not_picked_for_another(portal_etcd
     resolved = [Resolved(network, groups=[]), Resolved(network, groups=[])]
     for attempt in range(40):
         plan = await interfaces.plan(nics, resolved,
-                                     instance_uuid=f"i-{attempt}", namespace="system")
+                                     instance_uuid=f"i-{attempt}", namespace="system",
+                                     node="node-a")
         addresses = [iface.ipv4 for iface in plan.interfaces]
         assert addresses[1] == "10.9.0.4"
         assert addresses[0] != "10.9.0.4"

@@ -100,9 +100,16 @@ class FakeAgent:
             observed = InstanceObserved(node=spec.node, state=state, power_state=power_state,
                                         error=error,
                                         applied_power_generation=spec.power.generation)
-            await etcd.put(self.keys.observed_instance(uuid), observed.to_json())
+            await etcd.txn([], self._observed(uuid, observed))
 
         self.cloud.etcd_call(write)
+
+    def _observed(self, uuid: str, observed: InstanceObserved) -> list[Put]:
+        """The observed record and its node's copy, written together as the
+        real agent does (nodeagent.scope)."""
+        value = observed.to_json()
+        return [Put(self.keys.observed_instance(uuid), value),
+                Put(self.keys.node_observed_instance(observed.node, uuid), value)]
 
     def tear_down_instance(self, uuid: str) -> None:
         """What the agent reports once it has removed a deleted instance: its
@@ -117,7 +124,7 @@ class FakeAgent:
             spec = InstanceSpec.from_json(spec_kv.value)
             observed = InstanceObserved(node=spec.node, state="deleted", power_state="off",
                                         applied_power_generation=spec.power.generation)
-            await etcd.txn([], [Put(self.keys.observed_instance(uuid), observed.to_json()),
+            await etcd.txn([], [*self._observed(uuid, observed),
                                 *releases.of_instance(self.keys, snapshot, spec)])
 
         self.cloud.etcd_call(write)

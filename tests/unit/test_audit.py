@@ -4,6 +4,7 @@ found and named."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ MAC = "02:00:00:aa:bb:cc"
 class World:
     keys: Keys = field(default_factory=lambda: Keys("/audit"))
     kvs: dict[str, bytes] = field(default_factory=dict)
+    uncopied: set[str] = field(default_factory=set)  # node copies left out
 
     def put(self, key: str, value: Record | str | bytes) -> None:
         self.kvs[key] = value.to_json() if isinstance(value, Record) else \
@@ -52,9 +54,25 @@ class World:
         del self.kvs[key]
 
     def state(self, settle: float = 60, limits: Limits | None = None) -> EtcdState:
+        every = {**self._copies(), **self.kvs}
         kvs = {key: KeyValue(key, value, n + 1, n + 1, 1, 0)
-               for n, (key, value) in enumerate(self.kvs.items())}
+               for n, (key, value) in enumerate(every.items()) if key not in self.uncopied}
         return EtcdState(self.keys, kvs, NOW, settle, limits or Limits())
+
+    def _copies(self) -> dict[str, bytes]:
+        """Each node's copies of its instances' records, as their writers
+        keep them (a copy put here explicitly wins)."""
+        k, found = self.keys, {}
+        for family, copy in ((k.instances, k.node_instance),
+                             (k.observed_instances, k.node_observed_instance)):
+            for key, value in self.kvs.items():
+                if key.startswith(family):
+                    try:
+                        node = json.loads(value)["node"]
+                    except (ValueError, KeyError):
+                        continue
+                    found[copy(node, key[len(family):])] = value
+        return found
 
 
 def consistent() -> World:
@@ -202,6 +220,17 @@ BREAKAGES: dict[str, tuple[Callable[[World], None], str, str]] = {
         lambda w: w.put(w.keys.instance(INSTANCE), spec_of(w).replace(
             power=spec_of(w).power.replace(generation=2, action="pause"))),
         "stuck", "power action pause"),
+    "a node's copy missing": (
+        lambda w: w.uncopied.add(w.keys.node_instance(NODE, INSTANCE)),
+        "copies", "is missing"),
+    "a node's copy behind its record": (
+        lambda w: w.put(w.keys.node_observed_instance(NODE, INSTANCE),
+                        InstanceObserved(node=NODE, state="creating")),
+        "copies", "differs"),
+    "a copy left after its record": (
+        lambda w: w.put(w.keys.node_instance(NODE, "66666666-6666-4666-8666-666666666666"),
+                        spec_of(w)),
+        "copies", "a copy of no record"),
     "undecodable record": (lambda w: w.put(w.keys.instance(INSTANCE), b"{not json"),
                            "records", "does not decode"),
 }

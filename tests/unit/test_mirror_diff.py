@@ -395,3 +395,28 @@ async def test_a_relist_reports_refusals_once_and_recoveries() -> None:
         await recorder.wait_for(2)
         assert (recorder.changes[-1].old, recorder.changes[-1].new) == (None, None)
         assert mirror.refused("/p/a") is None
+
+
+async def test_items_under_a_prefix_are_exactly_the_keys_starting_with_it() -> None:
+    """``items`` looks only at the parents under its prefix (placement asks
+    for the nodes among every key of the cloud): each prefix, whole families,
+    nested ones and one ending inside a name, finds what a scan would."""
+    fake = FakeEtcd()
+    for key in ("/p/nodes/a", "/p/nodes/ab", "/p/nodes/b", "/p/on/a/instances/1",
+                "/p/on/a/observed/1", "/p/on/ab/instances/2", "/p/observed/instances/1",
+                "/p/top"):
+        fake.put(key, "1")
+    mirror, _ = make(fake)
+    async with running(mirror):
+        fake.delete("/p/nodes/b")
+        fake.delete("/p/on/a/observed/1")
+        rev = fake.put("/p/on/a/instances/3", "1")
+        await mirror.wait_for_revision(rev, timeout=WAIT)
+        every = set(values(mirror))
+        assert every == {"/p/nodes/a", "/p/nodes/ab", "/p/on/a/instances/1",
+                         "/p/on/a/instances/3", "/p/on/ab/instances/2",
+                         "/p/observed/instances/1", "/p/top"}
+        for prefix in ("", "/p/", "/p/nodes/", "/p/nodes/a", "/p/on/", "/p/on/a",
+                       "/p/on/a/", "/p/on/a/observed/", "/p/t", "/p/nodes/b", "/q/"):
+            assert {kv.key for kv in mirror.items(prefix)} == \
+                {key for key in every if key.startswith(prefix)}, prefix

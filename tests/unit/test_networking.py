@@ -19,6 +19,7 @@ from nodeagent import domainxml
 from nodeagent.domainxml import DomainDisk, DomainInterface, DomainOwner
 from nodeagent.net import dnsmasq, networkdata, nftables
 from nodeagent.net.names import NetNames, tag_for
+from nodeagent.net.snapshot import Snapshot
 
 NET = NetworkSpec(uuid="n1", name="blue", namespace="system", netblock="10.0.0.0/24",
                   vxid=0x12AB, provide_dns=True)
@@ -330,3 +331,15 @@ def test_a_deleted_networks_links_stay_when_a_live_network_reuses_its_vxlan_id()
                                 old, wanted_here)
     # A network never counts as reusing its own id.
     assert not vxid_reused_here(snap, new, lambda _s, spec: spec.uuid == "new")
+
+
+def test_a_network_s_nodes_come_from_its_interfaces_alone() -> None:
+    """An agent follows only its own node's instances (nodeagent.scope): the
+    interfaces say which nodes a network's mesh joins."""
+    ours = InterfaceSpec(uuid="i1", network_uuid="n", instance_uuid="a", namespace="ns",
+                         order=0, macaddr="02:00:00:00:00:01", ipv4=None, node="node-a")
+    theirs = InterfaceSpec(uuid="i2", network_uuid="n", instance_uuid="b", namespace="ns",
+                           order=0, macaddr="02:00:00:00:00:02", ipv4=None, node="node-b")
+    snap = Snapshot(interfaces={"i1": ours, "i2": theirs})
+    assert snap.nodes_on("n") == {"node-a", "node-b"}
+    assert snap.local_networks("node-b") == {"n"}

@@ -75,6 +75,35 @@ def test_placement_on_an_unknown_node() -> None:
         choose(Demand(1, 256, 1), {"a": load("a")}, required="zzz")
 
 
+def test_simulated_and_real_nodes_are_never_mixed(settings) -> None:  # type: ignore[no-untyped-def]
+    real = load("real", used_memory=0)
+    simulated = load("sim", used_memory=0)
+    simulated.info = simulated.info.replace(simulated=True, virt_type="test")
+    loads = {"real": real, "sim": simulated}
+    assert choose(Demand(1, 512, 1), loads).info.name == "real"
+    with pytest.raises(InsufficientResources, match="sim is a simulated node"):
+        choose(Demand(1, 512, 1), {"sim": simulated})
+    settings.CLOUD = settings.CLOUD.__class__(simulated_hypervisor=True)
+    assert choose(Demand(1, 512, 1), loads).info.name == "sim"
+    with pytest.raises(InsufficientResources, match="places on simulated nodes only"):
+        choose(Demand(1, 512, 1), {"real": real})
+
+
+def test_a_lost_race_moves_on_to_another_node_that_fits() -> None:
+    loads = {"a": load("a", used_memory=0), "b": load("b", used_memory=1024)}
+    assert choose(Demand(1, 512, 1), loads).info.name == "a"
+    assert choose(Demand(1, 512, 1), loads, avoid={"a"}).info.name == "b"
+    # Among several, losers spread: not all of them pick the same next node.
+    many = {name: load(name, used_memory=i * 64) for i, name in enumerate("abcdefgh")}
+    picks = {choose(Demand(1, 512, 1), many, avoid={"a"}).info.name for _ in range(50)}
+    assert "a" not in picks and len(picks) > 2
+    # Lost on every one: still spread over all of them, not the same best again.
+    picks = {choose(Demand(1, 512, 1), many, avoid=set(many)).info.name for _ in range(50)}
+    assert len(picks) > 2
+    # Nothing else fits: the same node again (its fence decides).
+    assert choose(Demand(1, 512, 1), {"a": loads["a"]}, avoid={"a"}).info.name == "a"
+
+
 def test_a_node_in_maintenance_takes_nothing_and_the_507_says_so() -> None:
     loads = {"a": load("a"), "b": load("b", used_memory=6000)}
     loads["a"].maintenance = True
@@ -112,3 +141,28 @@ def test_affinity_counts_instances_by_tag_from_their_metadata() -> None:
     assert instance_tags(spec) == ["web", "db"]
     assert affinity_of({"affinity": {"web": -5, "x": True, "y": "1"}}) == {"web": -5}
     assert affinity_of(None) == {}
+
+
+def test_a_node_another_create_is_placing_on_is_passed_over_while_another_fits() -> None:
+    loads = {"a": load("a", used_memory=0), "b": load("b", used_memory=1024),
+             "c": load("c", used_memory=2048)}
+    loads["a"].placing = 1
+    assert choose(Demand(1, 512, 1), loads).info.name == "b"
+    loads["b"].placing = 2
+    assert choose(Demand(1, 512, 1), loads).info.name == "c"
+    # Every fitting node busy: the best of them, as if none were.
+    loads["c"].placing = 1
+    assert choose(Demand(1, 512, 1), loads).info.name == "a"
+    # A node that can't take it is no alternative.
+    assert choose(Demand(1, 7000, 1), {"a": loads["a"], "b": load("b", used_memory=4096)}
+                  ).info.name == "a"
+
+
+async def test_placing_counts_the_creates_between_their_choice_and_commit() -> None:
+    from portal.cloud.scheduler import _placing_now, placing
+
+    with placing("a"), placing("a"), placing("b"):
+        assert _placing_now() == {"a": 2, "b": 1}
+    with pytest.raises(RuntimeError), placing("a"):
+        raise RuntimeError("the create failed")
+    assert _placing_now() == {}
