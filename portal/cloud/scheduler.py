@@ -25,7 +25,7 @@ from django.conf import settings
 
 from cloudstate.etcd import Etcd, KeyValue
 from cloudstate.keys import Keys
-from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo
+from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo, readable_node
 from cloudstate.validation import shown
 from portal.cloud.errors import InsufficientResources, NotFound
 
@@ -130,7 +130,7 @@ def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
     loads = {
         info.name: NodeLoad(info=info, alive=info.name in alive_names,
                             maintenance=info.name in kept_off)
-        for info in (NodeInfo.from_json(kv.value) for kv in nodes)
+        for info in (readable_node(kv.key, kv.value) for kv in nodes) if info is not None
     }
     for kv in placements:
         node = kv.key.rsplit("/", 1)[-1]
