@@ -36,12 +36,13 @@ PENDING, JOINING, JOINED, FAILED = "pending", "joining", "joined", "failed"
 
 ID_BYTES = 6  # 12 hex digits: names the record, is no secret
 SECRET_BYTES = 32
-_TOKEN = re.compile(r"^([0-9a-f]{12})\.([A-Za-z0-9_-]{43})$")
+_TOKEN = re.compile(r"([0-9a-f]{12})\.([A-Za-z0-9_-]{43})")
+_TOKEN_ID = re.compile(r"[0-9a-f]{12}")
 # A node's name: a host name's label (deploy.cloudconfig checks it again).
-_NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_NODE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 # An SSH host key as a .pub file holds it: type, base64, optional comment (dropped).
-_HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|"
-                       r"ecdsa-sha2-nistp521|ssh-rsa) ([A-Za-z0-9+/]{40,2000}={0,2})$")
+_HOST_KEY = re.compile(r"(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|"
+                       r"ecdsa-sha2-nistp521|ssh-rsa) ([A-Za-z0-9+/]{40,2000}={0,2})")
 
 
 def digest(secret: str) -> str:
@@ -101,14 +102,14 @@ def parse(token: object) -> tuple[str, str]:
     """(id, secret) of a token as typed; ValidationError when it can't be one."""
     if not isinstance(token, str):
         raise ValidationError("token", "give the join token the Nodes page printed")
-    found = _TOKEN.match(token.strip())
+    found = _TOKEN.fullmatch(token.strip())
     if found is None:
         raise ValidationError("token", "not a join token (it looks like 0123abcd4567.<secret>)")
     return found.group(1), found.group(2)
 
 
 def valid_token_id(token_id: str) -> bool:
-    return re.fullmatch(r"[0-9a-f]{12}", token_id) is not None
+    return _TOKEN_ID.fullmatch(token_id) is not None
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class Joiner:
 def joiner(body: dict) -> Joiner:
     """The machine's name, address and SSH host key from a join request."""
     name = body.get("name")
-    if not isinstance(name, str) or not _NODE_NAME.match(name):
+    if not isinstance(name, str) or not _NODE_NAME.fullmatch(name):
         raise ValidationError("name", "a node's name is a host name: lower-case letters, "
                               "digits and '-', at most 63")
     address = body.get("address")
@@ -137,7 +138,7 @@ def joiner(body: dict) -> Joiner:
     key = body.get("host_key")
     # One line: a .pub file's, perhaps with its comment (dropped).
     words = key.split() if isinstance(key, str) and len(key.strip().splitlines()) == 1 else []
-    found = _HOST_KEY.match(" ".join(words[:2])) if len(words) >= 2 else None
+    found = _HOST_KEY.fullmatch(" ".join(words[:2])) if len(words) >= 2 else None
     if found is None:
         raise ValidationError("host_key", "the machine's SSH host key, as its "
                               "/etc/ssh/ssh_host_*_key.pub holds it")
