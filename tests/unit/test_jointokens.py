@@ -58,7 +58,8 @@ def test_a_joining_machine_is_checked_before_anything_uses_it() -> None:
     good = {"name": "h4", "address": "10.0.0.14", "host_key": HOST_KEY + " root@h4"}
     found = jointokens.joiner(good)
     assert found == jointokens.Joiner("h4", "10.0.0.14", HOST_KEY)  # the comment dropped
-    for field, bad in (("name", "H4"), ("name", "-h4"), ("name", "h4\n"), ("name", "h4;reboot"), ("name", None),
+    for field, bad in (("name", "H4"), ("name", "-h4"), ("name", "h4\n"), ("name", None),
+                       ("name", "h4;reboot"),
                        ("name", "a" * 64), ("address", "10.0.0"), ("address", "0.0.0.0"),
                        ("address", "h4.example"), ("host_key", "ssh-ed25519"),
                        ("host_key", "ssh-dss AAAAB3NzaC1kc3MAAACBAP"),
