@@ -42,6 +42,10 @@ TIMEOUT = 30.0
 class JoinError(Exception):
     """The join can't go on; the message says why and what to do."""
 
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status  # the portal's HTTP status, when it answered
+
 
 def _say(message: str) -> None:
     print(f"sfcloud-deploy join: {message}", flush=True)
@@ -105,7 +109,8 @@ class Portal:
                 said = json.loads(exc.read()).get("error", "")
             except ValueError:
                 said = ""
-            raise JoinError(f"the portal refused ({exc.code}): {said or exc.reason}") from None
+            raise JoinError(f"the portal refused ({exc.code}): {said or exc.reason}",
+                            status=exc.code) from None
         except (OSError, ValueError) as exc:
             raise JoinError(f"{self.url} did not answer: {exc}") from None
 
@@ -158,13 +163,13 @@ def join(url: str, token: str, pin: str, *, name: str | None = None,
     body = {"token": token.strip(), "name": name or socket.gethostname().split(".")[0].lower(),
             "address": address or source_address(host, port),
             "host_key": host_key(host_key_path)}
-    joined = portal.call("POST", "/join", body)
+    deadline = time.monotonic() + wait
+    joined = _redeem(portal, body, deadline, interval)
     node = str(joined.get("node"))
     _say(f"token accepted: joining as {node} ({joined.get('address')})"
          f"{', an etcd member' if joined.get('etcd') else ''}")
     if authorize(str(joined.get("deploy_ssh_key", "")), authorized_keys):
         _say(f"the deploy machine's SSH key is in {authorized_keys}")
-    deadline = time.monotonic() + wait
     said = ""
     while True:
         found = portal.call("GET", "/join/progress", token=token.strip())
@@ -179,6 +184,23 @@ def join(url: str, token: str, pin: str, *, name: str | None = None,
         if time.monotonic() > deadline:
             raise JoinError(f"not joined after {wait:.0f} s (is `sfcloud-deploy accept-joins` "
                             "running on the deploy machine?)")
+        time.sleep(interval)
+
+
+def _redeem(portal: Portal, body: dict, deadline: float, interval: float) -> dict:
+    """POST /join; while no deploy machine takes joins yet (a 409 that leaves
+    the token unused), wait for one to start."""
+    waiting = False
+    while True:
+        try:
+            return portal.call("POST", "/join", body)
+        except JoinError as exc:
+            if exc.status != 409 or "accept-joins" not in str(exc) \
+                    or time.monotonic() > deadline:
+                raise
+            if not waiting:
+                waiting = True
+                _say("waiting for the deploy machine to run `sfcloud-deploy accept-joins`")
         time.sleep(interval)
 
 
