@@ -273,7 +273,6 @@ def _deploy_context(tmp_path: Path) -> Context:
 def test_a_machine_joins_over_the_pinned_listener_and_the_deploy_machine_adds_it(
         portal: InProcessPortal, join_url: str, tmp_path: Path) -> None:
     ctx, cluster = _deploy_context(tmp_path), PortalCluster(portal)
-    joins.publish_key(cluster, tmp_path / "id_ed25519.pub")  # type: ignore[arg-type]
     made = _made(portal, etcd=True)
     host_key = tmp_path / "ssh_host_ed25519_key.pub"
     host_key.write_text(HOST_KEY + " root@h4\n")
@@ -291,6 +290,12 @@ def test_a_machine_joins_over_the_pinned_listener_and_the_deploy_machine_adds_it
 
     thread = threading.Thread(target=machine)
     thread.start()
+    # The machine came first: it waits (the portal's 409) until the deploy
+    # machine takes joins, with its token still unused.
+    time.sleep(1)
+    assert thread.is_alive(), outcome
+    assert portal.api().get("/join-tokens").json()[0]["state"] == "unused"
+    joins.publish_key(cluster, tmp_path / "id_ed25519.pub")  # type: ignore[arg-type]
     deadline = time.monotonic() + 30
     while not (found := joins.pending(cluster)):  # type: ignore[arg-type]
         assert time.monotonic() < deadline and thread.is_alive(), outcome
