@@ -157,7 +157,7 @@ async def revoke(actor: Actor, token_id: str) -> JoinToken:
     return ended
 
 
-async def _find(token: object) -> tuple[JoinToken, KeyValue, str]:
+async def _find(token: object) -> tuple[JoinToken, KeyValue]:
     """The record a token names, its secret checked (constant time); Refused
     when there is none or the secret is not its own."""
     token_id, secret = jointokens.parse(token)
@@ -169,7 +169,7 @@ async def _find(token: object) -> tuple[JoinToken, KeyValue, str]:
     record = JoinToken.from_json(kv.value)
     if not record.matches(secret):
         raise Refused()
-    return record, kv, secret
+    return record, kv
 
 
 async def redeem(token: object, body: dict, *, peer: str | None) -> tuple[JoinToken, str]:
@@ -177,7 +177,7 @@ async def redeem(token: object, body: dict, *, peer: str | None) -> tuple[JoinTo
     transaction with the join's details, or nothing changes. Answers the
     record and the deploy's SSH public key (for the machine's root)."""
     joining = jointokens.joiner(body)
-    record, kv, _ = await _find(token)
+    record, kv = await _find(token)
     now = time.time()
     if record.current_state(now) != jointokens.UNUSED:
         raise Refused()
@@ -212,7 +212,7 @@ async def redeem(token: object, body: dict, *, peer: str | None) -> tuple[JoinTo
 
 async def progress(token: object) -> JoinToken:
     """How the join of a used token goes, for the machine that used it."""
-    record, _, _ = await _find(token)
+    record, _ = await _find(token)
     if record.state != jointokens.USED:
         raise Refused()
     return record

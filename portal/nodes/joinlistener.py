@@ -31,6 +31,7 @@ from django.conf import settings
 from cloudstate import tls
 from cloudstate.etcd import EtcdUnavailable
 from cloudstate.validation import ValidationError
+from portal import tlslistener
 from portal.cloud import jointokens
 from portal.cloud.errors import CloudError
 
@@ -58,11 +59,6 @@ async def _answer(work: Any) -> web.Response:
         return _error(503, ETCD_DOWN)
 
 
-def _peer(request: web.Request) -> str | None:
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    return str(peer[0]) if peer else None
-
-
 async def ca_certificate(request: web.Request) -> web.Response:
     """The CA, in PEM: public; the machine checks it against its pin."""
     pem = (settings.CLOUD.pki_dir / tls.CA_CERT).read_bytes()
@@ -79,7 +75,7 @@ async def join(request: web.Request) -> web.Response:
 
     async def redeemed() -> dict[str, Any]:
         record, deploy_key = await jointokens.redeem(body.get("token"), body,
-                                                     peer=_peer(request))
+                                                     peer=request.remote)
         log.info("join token %s used by %s (%s)", record.id, record.node, record.address)
         return {"node": record.node, "address": record.address, "etcd": record.etcd,
                 "deploy_ssh_key": deploy_key, "state": record.join_state}
@@ -103,9 +99,7 @@ class JoinListener:
     """The aiohttp server on the join address, for one portal process."""
 
     def __init__(self, address: str, server_tls: tls.ServerTls):
-        host, _, port = address.rpartition(":")
-        self.host = host.strip("[]")
-        self.port = int(port)
+        self.host, self.port = tlslistener.host_and_port(address)
         self._tls = server_tls
         self._runner: web.AppRunner | None = None
 
@@ -114,13 +108,8 @@ class JoinListener:
         app.router.add_get("/join/ca.crt", ca_certificate)
         app.router.add_post("/join", join)
         app.router.add_get("/join/progress", progress)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=3)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._tls.listening,
-                           reuse_address=True, reuse_port=True)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await tlslistener.serve(app, self.host, self.port,
+                                                          self._tls.listening)
         log.info("taking joins on %s:%d (TLS, a join token each)", self.host, self.port)
 
     async def stop(self) -> None:

@@ -315,6 +315,8 @@ def test_a_machine_joins_over_the_pinned_listener_and_the_deploy_machine_adds_it
     assert joins.take(ctx, cluster, record, revision) is None  # type: ignore[arg-type]
     listed = portal.api().get("/join-tokens").json()[0]
     assert (listed["state"], listed["join_state"], listed["node"]) == ("used", "joined", "h4")
+    used = AuditEvent.objects.get(action="join", object_id="h4")
+    assert used.source == "127.0.0.1" and f"join token {made['id']} used by h4" in used.detail
 
 
 def test_a_failed_add_reaches_the_machine_with_its_reason(
