@@ -33,7 +33,8 @@ class JoinTokenForm(forms.Form):
     etcd = forms.BooleanField(label="Also an etcd member", required=False,
                               help_text="It joins etcd as a learner, then votes once caught up.")
     valid_minutes = forms.IntegerField(
-        label="Valid for (minutes)", required=False,
+        label="Valid for (minutes)", required=False, min_value=jointokens.MIN_TTL // 60,
+        max_value=jointokens.MAX_TTL // 60,
         help_text=f"Used once; default {settings.JOIN_TOKEN_TTL // 60} minutes.")
 
 
