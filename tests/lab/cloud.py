@@ -120,12 +120,15 @@ class LabCloud:
         process through the lab's forwarder; a refusal raises."""
         import urllib.request
 
-        base = f"http://{self.lab.forward(portal, self.config()['portal']['port'])}/api"
+        port = self.config()["portal"]["port"]
+        base = f"http://{self.lab.forward(portal, port)}/api"
+        # The portal answers only the Host names it serves (SFCLOUD_ALLOWED_HOSTS).
+        host = f"{self.lab.hosts[portal].address}:{port}"
 
         def call(method: str, path: str, body: dict | None, token: str | None) -> Any:
             request = urllib.request.Request(
                 base + path, method=method, data=json.dumps(body or {}).encode(),
-                headers={"Content-Type": "application/json",
+                headers={"Content-Type": "application/json", "Host": host,
                          **({"Authorization": f"Bearer {token}"} if token else {})})
             with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
                 return json.loads(answer.read())
