@@ -170,20 +170,34 @@ def join(url: str, token: str, pin: str, *, name: str | None = None,
          f"{', an etcd member' if joined.get('etcd') else ''}")
     if authorize(str(joined.get("deploy_ssh_key", "")), authorized_keys):
         _say(f"the deploy machine's SSH key is in {authorized_keys}")
+    follow(portal, token.strip(), node, deadline, interval)
+    return node
+
+
+def follow(portal: Portal, token: str, node: str, deadline: float, interval: float) -> None:
+    """Wait until the deploy machine added ``node``, saying each step. The
+    portal may not answer for a moment meanwhile: adding a node restarts it
+    (every node gets the new etcd endpoints), so no answer or a 503 means
+    ask again, until the deadline."""
     said = ""
     while True:
-        found = portal.call("GET", "/join/progress", token=token.strip())
+        try:
+            found = portal.call("GET", "/join/progress", token=token)
+        except JoinError as exc:
+            if exc.status not in (0, 502, 503) or time.monotonic() > deadline:
+                raise
+            found = {"state": "waiting", "message": "the portal does not answer (restarting?)"}
         state, message = found.get("state"), found.get("message", "")
         if f"{state}{message}" != said:
             said = f"{state}{message}"
             _say(f"{state}{f': {message}' if message else ''}")
         if state == "joined":
-            return node
+            return
         if state == "failed":
             raise JoinError(f"the deploy machine could not add {node}: {message}")
         if time.monotonic() > deadline:
-            raise JoinError(f"not joined after {wait:.0f} s (is `sfcloud-deploy accept-joins` "
-                            "running on the deploy machine?)")
+            raise JoinError("not joined in time (is `sfcloud-deploy accept-joins` running on the "
+                            "deploy machine?)")
         time.sleep(interval)
 
 

@@ -93,3 +93,39 @@ def test_a_pin_that_is_not_a_sha256_is_refused_before_connecting() -> None:
         joinclient.trusted_ca("https://192.0.2.1:13003", "abc")
     with pytest.raises(joinclient.JoinError, match="https://HOST:PORT"):
         joinclient.join("http://192.0.2.1:13003", "t", "0" * 64)
+
+
+class _Answers:
+    """A join listener's answers to GET /join/progress, in turn."""
+
+    def __init__(self, *answers: dict | joinclient.JoinError):
+        self.answers = list(answers)
+
+    def call(self, method: str, path: str, body: dict | None = None,
+             token: str | None = None) -> dict:
+        assert (method, path, token) == ("GET", "/join/progress", "t")
+        answer = self.answers.pop(0)
+        if isinstance(answer, joinclient.JoinError):
+            raise answer
+        return answer
+
+
+def test_the_machine_waits_through_a_portal_restarting_while_it_is_added() -> None:
+    gone = joinclient.JoinError("https://10.0.0.11:13003 did not answer: refused")
+    portal = _Answers({"state": "joining"}, gone, gone,
+                      joinclient.JoinError("the portal refused (503): etcd", status=503),
+                      {"state": "joined"})
+    joinclient.follow(portal, "t", "h4", deadline=float("inf"), interval=0)  # type: ignore[arg-type]
+    assert portal.answers == []
+
+
+def test_the_machine_stops_at_a_failed_join_a_refusal_or_its_deadline() -> None:
+    with pytest.raises(joinclient.JoinError, match="could not add h4: no SSH"):
+        joinclient.follow(_Answers({"state": "failed", "message": "no SSH"}),  # type: ignore[arg-type]
+                          "t", "h4", deadline=float("inf"), interval=0)
+    with pytest.raises(joinclient.JoinError, match=r"\(403\)"):
+        joinclient.follow(_Answers(joinclient.JoinError("the portal refused (403): x", 403)),  # type: ignore[arg-type]
+                          "t", "h4", deadline=float("inf"), interval=0)
+    with pytest.raises(joinclient.JoinError, match="not joined in time"):
+        joinclient.follow(_Answers({"state": "pending"}), "t", "h4",  # type: ignore[arg-type]
+                          deadline=0, interval=0)
