@@ -36,6 +36,11 @@ One writer per key family, so no two processes ever race on a key:
     <prefix>/access/<user>                    rewritten when what a person may do changed
                                               (any portal), so every portal process re-checks
                                               that person's open consoles and live pages
+    <prefix>/jointokens/<id>                  a token a new machine joins the cloud with, and
+                                              its join once used (portal; the deploy machine
+                                              writes how the join went: cloudstate.jointokens)
+    <prefix>/deploy/ssh-public-key            the deploy's SSH key, handed to joining machines
+                                              (the deploy machine, `sfcloud-deploy accept-joins`)
     <prefix>/quotas/limits/<ns>               a namespace's limits (portal; cloudstate.quotas)
     <prefix>/fences/quotas/<ns>               rewritten by every create that takes a limited
                                               kind, so two creates can't both take the last unit
@@ -170,6 +175,17 @@ class Keys:
 
     def placement(self, node: str) -> str:
         return self._k("placement", node)
+
+    @property
+    def join_tokens(self) -> str:
+        return self._k("jointokens", "")
+
+    def join_token(self, token_id: str) -> str:
+        return self._k("jointokens", token_id)
+
+    @property
+    def deploy_ssh_key(self) -> str:
+        return self._k("deploy", "ssh-public-key")
 
     @property
     def maintenance_all(self) -> str:

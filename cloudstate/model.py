@@ -177,6 +177,29 @@ class NodeInfo(Record):
     firmware: list[str] = field(default_factory=list)
 
 
+def readable_node(key: str, value: bytes) -> NodeInfo | None:
+    """The node record at ``key``, or None when it can't be shown: not JSON,
+    a field missing or of the wrong type, or another node's name. Such a
+    record (written by hand, or by a release that spelt it otherwise) is left
+    out of every list of nodes instead of failing the whole list; the agent
+    that owns it writes it whole again at its next start or refresh."""
+    try:
+        info = NodeInfo.from_json(value)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    numbers = (info.vcpus, info.memory_mib, info.disk_total_gb, info.disk_free_gb,
+               info.agent_port)
+    if info.name != key.rsplit("/", 1)[-1] or not isinstance(info.ip, str) \
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers) \
+            or not isinstance(info.started_at, (int, float)) \
+            or not isinstance(info.firmware, list) \
+            or not all(isinstance(name, str) for name in info.firmware) \
+            or not all(isinstance(text, str) for text in (info.virt_type, info.machine,
+                                                           info.virt_reason, info.release)):
+        return None
+    return info
+
+
 @dataclass(frozen=True)
 class NodeSpec(Record):
     """What the portal keeps about a node (its agent writes NodeInfo, the

@@ -96,6 +96,12 @@ def _agents_address() -> str:
     return f"{read('SFCLOUD_PORTAL_ADDRESS').rpartition(':')[0]}:13002"
 
 
+def _join_address() -> str:
+    host, _, port = read("SFCLOUD_PORTAL_AGENTS_ADDRESS").rpartition(":")
+    # An agents' listener on any free port (tests) gets a join listener likewise.
+    return f"{host}:{'0' if port == '0' else '13003'}"
+
+
 def _portal_origins() -> list[str]:
     address = read("SFCLOUD_PORTAL_ADDRESS")
     return [f"http://{address}", f"http://localhost:{address.rpartition(':')[2]}"]
@@ -160,6 +166,14 @@ DECLARED: tuple[Setting, ...] = (
             "(a second listener beside the pages')", (PORTAL, AGENT, RUNNER),
             default=_agents_address,
             shown_default="the portal address's host, port 13002"),
+    Setting("SFCLOUD_PORTAL_JOIN_ADDRESS", HOST_PORT,
+            "where a new machine redeems its join token: TLS with the portal's certificate "
+            "(the machine pins the CA), no client certificate; a third listener",
+            (PORTAL,), default=_join_address,
+            shown_default="the agents' address's host, port 13003 (`0` if its port is `0`)"),
+    Setting("SFCLOUD_JOIN_TOKEN_TTL", integer(minimum=60, maximum=7 * 24 * 3600),
+            "seconds a join token made on the Nodes page stays valid (used once)",
+            (PORTAL,), default="3600"),
     Setting("SFCLOUD_ALLOWED_HOSTS", WORDS, "Host headers the portal answers",
             (PORTAL,), default="127.0.0.1,localhost,[::1]"),
     Setting("SFCLOUD_HTTPS", BOOL, "secure cookies and HSTS, when served over HTTPS",

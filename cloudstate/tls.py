@@ -283,6 +283,15 @@ def server_context(credentials: Credentials) -> ssl.SSLContext:
     return context
 
 
+def open_server_context(credentials: Credentials) -> ssl.SSLContext:
+    """For the one server a machine without the cloud's keys may reach (the
+    portal's join listener): the server's certificate as usual, no client
+    certificate asked for; what lets a caller in is checked above TLS."""
+    context = _base_context(ssl.PROTOCOL_TLS_SERVER, credentials)
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class ContextSource:
     """The current SSLContext for one part's files, rebuilt when they change.
 
@@ -338,9 +347,10 @@ class ServerTls(ContextSource):
     certificate: the SNI callback (which runs for every handshake, with or
     without a server name) swaps in the freshest context."""
 
-    def __init__(self, credentials: Credentials):
-        super().__init__(credentials, server_context)
-        self.listening = server_context(credentials)
+    def __init__(self, credentials: Credentials,
+                 build: Callable[[Credentials], ssl.SSLContext] = server_context):
+        super().__init__(credentials, build)
+        self.listening = build(credentials)
         self.listening.sni_callback = self._choose
 
     def _choose(self, ssl_object: Any, _server_name: str | None,

@@ -170,12 +170,16 @@ def restore(ctx: Context, which: str) -> None:
     db_file = "portal.dump" if config.database == "postgresql" else "portal.sqlite3"
     ctx.say(f"restoring backup {chosen.name} (etcd revision {manifest['etcd']['revision']}, "
             f"{manifest['etcd']['keys']} keys)")
+    # Every agent is stopped early in the play and started again late in it,
+    # before the portals (which may take a while to answer): an agent that
+    # registered after the play began is one that restarted.
+    began = time.time()
     ctx.play(config, plan, "restore.yml", what="restore", extra_vars={
         "sfcloud_restore_snapshot": str(chosen.path / SNAPSHOT),
         "sfcloud_restore_database": str(chosen.path / db_file),
         "sfcloud_restore_stamp": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
     })
     try:
-        ctx.cluster(config).wait_alive(config.names, since=time.time() - 5)
+        ctx.cluster(config).wait_alive(config.names, since=began)
     except Exception as exc:  # noqa: BLE001 - ClusterError, or etcd still electing
         raise DeployError(f"after the restore: {exc}") from None

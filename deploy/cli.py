@@ -2,6 +2,9 @@
 
     sfcloud-deploy init --name h1 --address 10.0.0.11   this machine's first node: a whole cloud
     sfcloud-deploy add-node h2 --address 10.0.0.12 [--etcd] [--portal]
+    sfcloud-deploy accept-joins [--once]     add the machines that join with a token
+    sfcloud-deploy join https://PORTAL:13003 --token T --ca-sha256 F
+                                             on a new machine: join with a token
     sfcloud-deploy remove-node h2 [--force]
     sfcloud-deploy apply                     converge every node to cloud.yml again
     sfcloud-deploy upgrade [--source DIR]    every node to a new build, one at a time
@@ -25,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cloudstate.config import REPO_ROOT
-from deploy import backups, cloudconfig, upgrade
+from deploy import backups, cloudconfig, joinclient, joins, upgrade
 from deploy.cloudconfig import NodeConfig, SshConfig
 from deploy.cluster import ClusterError
 from deploy.deploydir import DEFAULT_DIR, DeployDir
@@ -72,6 +75,16 @@ def parser() -> argparse.ArgumentParser:
     added.add_argument("--portal", action="store_true",
                        help="also a portal (needs database: postgresql)")
 
+    accepting = verbs.add_parser(
+        "accept-joins", help="add each machine that joins with a token from the Nodes page "
+                             "(as add-node does)")
+    accepting.add_argument("--once", action="store_true", help="stop after one join")
+    accepting.add_argument("--timeout", type=float,
+                           help="stop after this many seconds without a join")
+    joining = verbs.add_parser("join", help="on a new machine: join the cloud with a token "
+                                            "(the command the Nodes page prints)")
+    joinclient.add_arguments(joining)
+
     removed = verbs.add_parser("remove-node", help="take a node out of the cloud")
     removed.add_argument("name")
     removed.add_argument("--force", action="store_true",
@@ -102,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "the nodes as root)", file=sys.stderr)
         return 1
     os.umask(0o077)
+    if args.verb == "join":  # the new machine's side: no deploy directory there
+        return joinclient.run(args)
     ctx = Context(DeployDir(args.dir.resolve()), say=_say, verbose=args.verbose)
     started = time.monotonic()
     try:
@@ -129,6 +144,8 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> None:
     elif args.verb == "add-node":
         add_node(ctx, NodeConfig(name=args.name, address=args.address, etcd=args.etcd,
                                  portal=args.portal))
+    elif args.verb == "accept-joins":
+        joins.accept(ctx, once=args.once, timeout=args.timeout)
     elif args.verb == "remove-node":
         remove_node(ctx, args.name, force=args.force)
     elif args.verb == "upgrade":

@@ -58,6 +58,11 @@ class Cluster:
         self.timeout = timeout
         self.keys = Keys(PREFIX)
 
+    def run(self, work: Callable[[Etcd], Awaitable[T]]) -> T:
+        """``work`` with a client of the cloud's etcd (the deploy's own reads
+        and writes of the cloud's records, such as joins)."""
+        return self._run(work)
+
     def _run(self, work: Callable[[Etcd], Awaitable[T]],
              addresses: Sequence[str] | None = None, timeout: float | None = None) -> T:
         async def go() -> T:

@@ -29,7 +29,8 @@ from deploy.release import Release
 NODE_STATE = "/var/lib/sfcloud"
 NODE_ETC = "/etc/sfcloud"
 NODE_PKI = f"{NODE_STATE}/pki"
-DEMO_IMAGE = f"{NODE_STATE}/demo/disk.qcow2"
+DEMO_DIR = f"{NODE_STATE}/demo"
+DEMO_IMAGE = f"{DEMO_DIR}/disk.qcow2"
 
 
 class InventoryError(Exception):
@@ -68,6 +69,9 @@ def node_env(config: CloudConfig, node: NodeConfig, plan: EtcdPlan) -> dict[str,
         "SFCLOUD_NODE_NAME": node.name,
         "SFCLOUD_NODE_IP": node.address,
         "SFCLOUD_NETWORK_NODE": "yes" if node.network_node else "no",
+        # The demo image is registered as a file (file://): the agent reads such
+        # files only from these directories (its state directory's cache/ by default).
+        "SFCLOUD_FILE_IMAGE_DIRS": f"{NODE_STATE}/cache,{DEMO_DIR}",
         "SFCLOUD_PORTAL_URL": f"https://{_host(first_portal.address)}:"
                               f"{config.portal.agents_port}",
     }

@@ -17,6 +17,7 @@ from portal.events import agents
 from portal.events import log as eventlog
 from portal.live import janitor
 from portal.live.hub import hub, stop_hub
+from portal.nodes import joinlistener
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,22 @@ async def adopt_unfiltered_interfaces() -> None:
         log.exception("could not give interfaces their default security group")
 
 
+async def _start_joins() -> joinlistener.JoinListener | None:
+    """New machines' door; the portal serves without it (no joins then)."""
+    try:
+        joins = joinlistener.listener()
+        await joins.start()
+    except (TlsError, OSError) as exc:
+        log.warning("the join listener can't start (no machine can join with a token): %s",
+                    exc)
+        return None
+    return joins
+
+
 async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     started = None
     listener: agents.AgentsListener | None = None
+    joins: joinlistener.JoinListener | None = None
     housekeeping: list[asyncio.Task[None]] = []
     while True:
         message = await receive()
@@ -62,6 +76,7 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.startup.failed",
                             "message": f"the agents' events listener can't start: {exc}"})
                 return
+            joins = await _start_joins()
             housekeeping = [asyncio.create_task(prune_history(), name="prune-history"),
                             asyncio.create_task(janitor.run(), name="janitor"),
                             asyncio.create_task(adopt_unfiltered_interfaces(),
@@ -81,5 +96,7 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await stop_hub()
             if listener is not None:
                 await listener.stop()
+            if joins is not None:
+                await joins.stop()
             await send({"type": "lifespan.shutdown.complete"})
             return

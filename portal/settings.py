@@ -44,6 +44,8 @@ DEBUG = read("SFCLOUD_DEBUG")
 PORTAL_ADDRESS = read("SFCLOUD_PORTAL_ADDRESS")
 # Node agents send their events here, over TLS (portal.events.agents).
 PORTAL_AGENTS_ADDRESS = read("SFCLOUD_PORTAL_AGENTS_ADDRESS")
+PORTAL_JOIN_ADDRESS = read("SFCLOUD_PORTAL_JOIN_ADDRESS")
+JOIN_TOKEN_TTL = read("SFCLOUD_JOIN_TOKEN_TTL")
 ALLOWED_HOSTS = read("SFCLOUD_ALLOWED_HOSTS")
 # The exact scheme://host:port a browser may open pages and websockets from.
 PORTAL_ORIGINS = read("SFCLOUD_PORTAL_ORIGINS")

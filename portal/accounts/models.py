@@ -191,6 +191,8 @@ class AuditAction(models.TextChoices):
     SET_DNS = "set-dns"  # a name a network's DNS answers
     DELETE_DNS = "delete-dns"
     PING = "ping"  # an address, from a network's router
+    JOIN = "join"  # a join token, used by a new machine
+    EXPIRE = "expire"  # a join token, seen past its expiry unused
 
 
 class Via(models.TextChoices):

@@ -154,6 +154,15 @@ OPERATIONS: dict[str, dict[str, Op]] = {
         "POST": Op("Put the node in maintenance (no new instances placed there) or take it out "
                    "({\"maintenance\": bool}; system admins)", shapes.NodeShape, dict[str, Any])},
     **_metadata("node"),
+    "/join-tokens": {
+        "GET": Op("The join tokens new machines join with, without their secrets "
+                  "(system admins)", list[shapes.JoinTokenShape]),
+        "POST": Op("Make a join token ({\"etcd\": bool}: the node also joins etcd; "
+                   "\"ttl\": seconds); the "
+                   "answer is the only place its secret and the join command appear "
+                   "(system admins)", shapes.MadeJoinTokenShape, bodies.JoinTokenBody)},
+    "/join-tokens/<str:token_id>": {
+        "DELETE": Op("Revoke an unused join token (system admins)", shapes.JoinTokenShape)},
     **_events("/nodes/<str:ref>/events", "node"),
     # --- artifacts, blobs, uploads, labels -------------------------------------------------------
     "/artifacts": {

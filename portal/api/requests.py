@@ -124,6 +124,11 @@ class DnsEntryBody(TypedDict, total=False):
     value: str
 
 
+class JoinTokenBody(TypedDict, total=False):
+    etcd: bool  # the new node also becomes an etcd member (default false)
+    ttl: int  # seconds it stays valid, 60 to 604800 (default SFCLOUD_JOIN_TOKEN_TTL)
+
+
 class EventsBody(TypedDict, total=False):
     limit: int
     event_type: str

@@ -11,8 +11,10 @@ from what is sent.
 
 from __future__ import annotations
 
+import time
 from typing import Any, NotRequired, TypedDict, cast
 
+from cloudstate.jointokens import JoinToken, Made
 from cloudstate.model import Keypair, SecurityRule, Upload
 from cloudstate.storage import Version
 from portal.accounts.models import Namespace
@@ -21,6 +23,7 @@ from portal.cloud import nodes
 from portal.cloud.addresssets import AddressSetRecord
 from portal.cloud.catalogue import ArtifactRecord, BlobRecord
 from portal.cloud.instances import InstanceRecord
+from portal.cloud.jointokens import Invitation
 from portal.cloud.networks import NetworkRecord
 from portal.cloud.nodes import NodeRecord
 from portal.cloud.quotas import Line
@@ -153,6 +156,27 @@ class NodeShape(TypedDict):
     virt_reason: str
     simulated: bool  # sfcloud's: a node over libvirt's test driver, running no guests
     firmware: list[str]
+
+
+class JoinTokenShape(TypedDict):
+    """A join token, without its secret (sfcloud's own)."""
+    id: str
+    state: str  # unused, used, revoked or expired
+    etcd: bool  # the node joins etcd too
+    created: float
+    expires: float
+    created_by: str
+    node: str  # who used it, once used
+    address: str
+    join_state: str  # pending, joining, joined or failed, once used
+    message: str
+
+
+class MadeJoinTokenShape(JoinTokenShape):
+    """A token just made: the only time its secret is shown."""
+    token: str
+    command: str  # what to run, as root, on the new machine
+    ca_sha256: str
 
 
 class NamespaceShape(TypedDict):
@@ -416,6 +440,26 @@ def node(record: NodeRecord) -> NodeShape:
         "simulated": info.simulated,
         "firmware": ["bios", *info.firmware],
     }
+
+
+def join_token(record: JoinToken, now: float | None = None) -> JoinTokenShape:
+    return {
+        "id": record.id,
+        "state": record.current_state(time.time() if now is None else now),
+        "etcd": record.etcd,
+        "created": record.created_at,
+        "expires": record.expires_at,
+        "created_by": record.created_by,
+        "node": record.node,
+        "address": record.address,
+        "join_state": record.join_state,
+        "message": record.message,
+    }
+
+
+def made_join_token(made: Made, invitation: Invitation) -> MadeJoinTokenShape:
+    return {**join_token(made.record), "token": made.token, "command": invitation.command,
+            "ca_sha256": invitation.ca_sha256}
 
 
 def namespace(record: Namespace) -> NamespaceShape:

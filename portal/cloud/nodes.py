@@ -13,6 +13,7 @@ cloud kept of it. Only members of the system namespace see nodes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from django.conf import settings
 
 from cloudstate import states
 from cloudstate.etcd import Compare, Delete
-from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo, NodeSpec
+from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo, NodeSpec, readable_node
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.actor import Actor
 from portal.accounts.models import SYSTEM_NAMESPACE, AuditAction
@@ -30,6 +31,7 @@ from portal.cloud import changes, store
 from portal.cloud.errors import Conflict, Forbidden, InsufficientResources, NotFound
 
 KIND = ObjectKind.NODE
+log = logging.getLogger(__name__)
 DELETED = "deleted"
 
 
@@ -62,6 +64,14 @@ def require_system(actor: Actor) -> None:
         raise Forbidden("only the system namespace may see nodes")
 
 
+def _readable(key: str, value: bytes) -> NodeInfo | None:
+    info = readable_node(key, value)
+    if info is None:
+        log.warning("node record %s can't be shown (left out until its agent writes it "
+                    "again): %.200r", key, value)
+    return info
+
+
 async def list_nodes() -> list[NodeRecord]:
     etcd, keys = store.etcd(), store.keys()
     (nodes, _), (alive, _), (specs, _), (kept_off, _) = await asyncio.gather(
@@ -72,7 +82,9 @@ async def list_nodes() -> list[NodeRecord]:
     spec_kvs = {kv.key.rsplit("/", 1)[-1]: kv for kv in specs}
     records = []
     for kv in nodes:
-        info = NodeInfo.from_json(kv.value)
+        info = _readable(kv.key, kv.value)
+        if info is None:
+            continue
         spec_kv = spec_kvs.get(info.name)
         records.append(NodeRecord(
             info=info, alive=info.name in alive_names, last_seen=info.started_at,
@@ -92,9 +104,9 @@ async def _load(name: str) -> NodeRecord | None:
     info_kv, alive_kv, spec_kv, kept_off = await asyncio.gather(
         etcd.get(keys.node(name)), etcd.get(keys.node_alive(name)), etcd.get(keys.node_spec(name)),
         etcd.get(keys.maintenance(name)))
-    if info_kv is None:
+    info = None if info_kv is None else _readable(info_kv.key, info_kv.value)
+    if info_kv is None or info is None:
         return None
-    info = NodeInfo.from_json(info_kv.value)
     return NodeRecord(
         info=info, alive=alive_kv is not None, last_seen=info.started_at,
         spec=NodeSpec.from_json(spec_kv.value) if spec_kv else NodeSpec(name=name),

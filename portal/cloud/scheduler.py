@@ -30,7 +30,7 @@ from django.conf import settings
 
 from cloudstate.etcd import KeyValue
 from cloudstate.keys import Keys
-from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo
+from cloudstate.model import InstanceObserved, InstanceSpec, NodeInfo, readable_node
 from cloudstate.validation import shown
 from portal.cloud.errors import InsufficientResources, NotFound
 
@@ -194,7 +194,8 @@ def loads_from(*, nodes: Iterable[KeyValue], alive: Iterable[KeyValue],
     }
     placed = ((spec, seen.get(spec.uuid))
               for spec in (InstanceSpec.from_json(kv.value) for kv in specs))
-    return tally(nodes=(NodeInfo.from_json(kv.value) for kv in nodes), alive=alive,
+    readable = (readable_node(kv.key, kv.value) for kv in nodes)
+    return tally(nodes=(info for info in readable if info is not None), alive=alive,
                  placed=placed, placements=placements,
                  maintenance=maintenance)
 

@@ -22,7 +22,7 @@ from django.conf import settings
 
 from cloudstate import signing, tls
 from cloudstate.consoles import AGENT_GRANT_PURPOSE, AGENT_GRANT_TTL, grant_claims
-from cloudstate.model import NodeInfo
+from cloudstate.model import readable_node
 from portal.cloud import store
 from portal.cloud.errors import CloudError
 
@@ -74,7 +74,10 @@ async def node_address(node: str) -> str:
                                              etcd.get(keys.node_alive(node)))
     if info_kv is None or alive_kv is None:
         raise AgentUnavailable(f"node {node} is offline")
-    info = NodeInfo.from_json(info_kv.value)
+    info = readable_node(info_kv.key, info_kv.value)
+    if info is None:
+        raise AgentUnavailable(f"node {node}'s record can't be read; its agent rewrites it "
+                               "when it starts")
     if not info.agent_port:
         raise AgentUnavailable(f"node {node}'s agent has no server to reach")
     host = f"[{info.ip}]" if ":" in info.ip else info.ip

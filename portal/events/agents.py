@@ -42,7 +42,7 @@ from django.conf import settings
 from cloudstate import signing, tls
 from cloudstate.etcd import EtcdUnavailable
 from cloudstate.validation import ValidationError
-from portal import metrics
+from portal import metrics, tlslistener
 from portal.cloud import store
 from portal.events import log as eventlog
 from portal.events import tokens
@@ -118,9 +118,7 @@ class AgentsListener:
     """The aiohttp server on the agents' address, for one portal process."""
 
     def __init__(self, address: str, server_tls: tls.ServerTls):
-        self.host, _, port = address.rpartition(":")
-        self.host = self.host.strip("[]")
-        self.port = int(port)
+        self.host, self.port = tlslistener.host_and_port(address)
         self._tls = server_tls
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
@@ -154,14 +152,8 @@ class AgentsListener:
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_MESSAGE)
         app.router.add_get(PATH, self.events)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=3)
-        await self._runner.setup()
-        # reuse_port: each portal process on this host serves a share.
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._tls.listening,
-                           reuse_address=True, reuse_port=True)
-        await site.start()
-        self.port = self._runner.addresses[0][1]  # the one picked, when asked for 0
+        self._runner, self.port = await tlslistener.serve(app, self.host, self.port,
+                                                          self._tls.listening)
         log.info("taking node agents' events on %s:%d (TLS, agents' certificates only)",
                  self.host, self.port)
 

@@ -31,6 +31,7 @@ from cloudstate.model import (
     InstanceSpec,
     InterfaceSpec,
     NodeInfo,
+    readable_node,
 )
 from cloudstate.vocabulary import ObjectKind
 from portal.accounts.notify import ACCESS_CHANGED, user_group
@@ -70,7 +71,7 @@ class Hub:
         # hold: a list of 10,000 instances parses only what changed.
         self._instances: dict[str, tuple[tuple[int, int], InstanceRecord]] = {}
         self._interfaces: dict[str, tuple[int, InterfaceSpec]] = {}
-        self._nodes: dict[str, tuple[int, NodeInfo]] = {}  # parsed once per change
+        self._nodes: dict[str, tuple[int, NodeInfo | None]] = {}  # parsed once per change
         # Every instance record as of a mirror revision: pages asking again
         # before anything changed (50 browsers after one change) share it.
         self._all: tuple[int, list[InstanceRecord]] = (-1, [])
@@ -209,10 +210,12 @@ class Hub:
         found, kept = [], {}
         for kv in self.mirror.items(self.keys.nodes):
             cached = self._nodes.get(kv.key)
+            # A record that can't be read (model.readable_node) is left out, not fatal.
             info = cached[1] if cached is not None and cached[0] == kv.mod_revision \
-                else NodeInfo.from_json(kv.value)
+                else readable_node(kv.key, kv.value)
             kept[kv.key] = (kv.mod_revision, info)
-            found.append(info)
+            if info is not None:
+                found.append(info)
         self._nodes = kept
         return found
 

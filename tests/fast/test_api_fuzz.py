@@ -105,6 +105,7 @@ def world(portal: InProcessPortal, agent: FakeAgent, demo_image: str) -> World:
     group = ok(api.post("/security-groups", {"name": "fuzzsg", "rules": [
         {"direction": "ingress", "protocol": "tcp", "ports": "22"}]}))
     ok(api.post("/address-sets", {"name": "fuzzset", "cidrs": ["192.0.2.0/24"]}))
+    join_token = ok(api.post("/join-tokens", {"etcd": True}))
     any_ref = [instance["uuid"], "fuzzvm", network["uuid"], "fuzznet", artifact, "fuzzimg",
                blob, keypair["uuid"], upload["uuid"], agent.node, "floating", demo_image,
                group["uuid"], "fuzzsg", "fuzzset"]
@@ -112,6 +113,7 @@ def world(portal: InProcessPortal, agent: FakeAgent, demo_image: str) -> World:
         "ref": any_ref,
         "uuid": [instance["interfaces"][0]["uuid"]],
         "rule_uuid": [group["rules"][0]["uuid"]],
+        "token_id": [join_token["id"]],
         # Never the system namespace or its key: the fuzzer's own credentials.
         "namespace": ["fuzzns"],
         "key_name": ["spare"],

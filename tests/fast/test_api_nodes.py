@@ -4,6 +4,8 @@ is gone is forgotten only when it holds nothing."""
 
 from __future__ import annotations
 
+import json
+
 from cloudstate.etcd import Etcd
 from tests.support.fakeagent import FakeAgent
 from tests.support.inprocess import InProcessPortal, Person
@@ -86,3 +88,34 @@ def test_the_nodes_page_starts_and_ends_maintenance(
     assert "maintenance" in browser.get("/nodes/").text
     browser.post(f"/nodes/{agent.node}/maintenance/", {"maintenance": "off"})
     assert portal.api().get(f"/nodes/{agent.node}").json()["maintenance"] is False
+
+
+def test_an_unreadable_node_record_leaves_the_other_nodes_listed_not_a_500(
+        portal: InProcessPortal, agent: FakeAgent, admin: Person, demo_image: str) -> None:
+    """A node record that can't be shown (a field missing or of the wrong type,
+    as a record of another release or one written by hand may be) is left out:
+    the list, the page and placement still work for the others."""
+    good = agent.info().to_dict()
+    broken = {
+        "half": {"name": "half", "ip": "10.0.0.9"},
+        "nulls": {**good, "name": "nulls", "firmware": None},
+        "texts": {**good, "name": "texts", "vcpus": "many"},
+        "other": {**good, "name": "not-other"},
+    }
+
+    async def write(etcd: Etcd) -> None:
+        for name, record in broken.items():
+            await etcd.put(portal.keys.node(name), json.dumps(record).encode())
+            await etcd.put(portal.keys.node_alive(name), b"1")
+        await etcd.put(portal.keys.node("garbage"), b"{not json")
+
+    portal.etcd_call(write)
+    api = portal.api()
+    listed = api.get("/nodes")
+    assert listed.status_code == 200 and [n["name"] for n in listed.json()] == [agent.node]
+    assert api.get("/nodes/half").status_code == 404
+    assert api.get(f"/nodes/{agent.node}").status_code == 200
+    page = admin.browser.get("/nodes/")
+    assert page.status_code == 200 and agent.node in page.text
+    made = api.post("/instances", BODY)
+    assert made.status_code == 200 and made.json()["node"] == agent.node

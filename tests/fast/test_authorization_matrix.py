@@ -316,6 +316,15 @@ MATRIX: dict[str, list[Check]] = {
     "api/nodes/<str:ref>/maintenance": [
         Check("POST", fixed("/api/nodes/{node}/maintenance"), api(**SYSTEM_ONLY),
               body=lambda w, who: {"maintenance": False})],
+    # Join tokens: system admins only (a system member is refused too, tried in
+    # tests/fast/test_join_tokens.py); revoking one that is not there is a 404.
+    "api/join-tokens": [
+        Check("GET", fixed("/api/join-tokens"), api(**SYSTEM_ONLY)),
+        Check("POST", fixed("/api/join-tokens"), api(**SYSTEM_ONLY),
+              body=lambda w, who: {"etcd": False})],
+    "api/join-tokens/<str:token_id>": [
+        Check("DELETE", fixed("/api/join-tokens/0123456789ab"),
+              api(**{**SYSTEM_ONLY, "system": 404}))],
     "api/nodes/<str:ref>/metadata": [
         Check("GET", fixed("/api/nodes/{node}/metadata"), api(**SYSTEM_ONLY)),
         Check("POST", fixed("/api/nodes/{node}/metadata"), api(**SYSTEM_ONLY),
@@ -615,6 +624,12 @@ MATRIX: dict[str, list[Check]] = {
               page(member=MOVED, viewer=403, other=404, system=MOVED))],
     "nodes/": [Check("GET", fixed("/nodes/"), page(**SYSTEM_ONLY))],
     "nodes/<str:name>/": [Check("GET", fixed("/nodes/{node}/"), page(**SYSTEM_ONLY))],
+    # The token and its command are the page itself (200), shown once.
+    "nodes/-/join-tokens/": [Check("POST", fixed("/nodes/-/join-tokens/"),
+                                   page(**SYSTEM_ONLY))],
+    "nodes/-/join-tokens/<str:token_id>/revoke/": [
+        Check("POST", fixed("/nodes/-/join-tokens/0123456789ab/revoke/"),
+              page(**{**SYSTEM_ONLY, "system": 404}))],
     # The node is online: past the role check, the refusal is a message on its page.
     "nodes/<str:name>/delete/": [Check("POST", fixed("/nodes/{node}/delete/"),
                                        page(**{**SYSTEM_ONLY, "system": MOVED}))],

@@ -115,6 +115,28 @@ class LabCloud:
     def portal_url(self, host: str = "h1") -> str:
         return f"http://{self.lab.hosts[host].address}:{self.config()['portal']['port']}"
 
+    def api(self, method: str, path: str, body: dict | None = None, portal: str = "h1") -> Any:
+        """The portal's JSON API as the system namespace (its key), from this
+        process through the lab's forwarder; a refusal raises."""
+        import urllib.request
+
+        port = self.config()["portal"]["port"]
+        base = f"http://{self.lab.forward(portal, port)}/api"
+        # The portal answers only the Host names it serves (SFCLOUD_ALLOWED_HOSTS).
+        host = f"{self.lab.hosts[portal].address}:{port}"
+
+        def call(method: str, path: str, body: dict | None, token: str | None) -> Any:
+            request = urllib.request.Request(
+                base + path, method=method, data=json.dumps(body or {}).encode(),
+                headers={"Content-Type": "application/json", "Host": host,
+                         **({"Authorization": f"Bearer {token}"} if token else {})})
+            with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
+                return json.loads(answer.read())
+
+        token = call("POST", "/auth", {"namespace": "system",
+                                       "key": self.secret("system_key")}, None)["access_token"]
+        return call(method, path, body, token)
+
     def sf(self, *args: str, check: bool = True, portal: str = "h1",
            timeout: float = 240) -> subprocess.CompletedProcess[str]:
         """The real Shaken Fist client, on the operator's machine."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -293,13 +294,63 @@ def _https(cloud: LabCloud, where: str, url: str, cert: str | None) -> int:
     return cloud.lab.hosts[where].run(*argv, check=False).returncode
 
 
-def test_grow_to_four_with_a_learner_then_remove_it_and_its_certificate_is_refused(
+def join_with_a_token(cloud: LabCloud, name: str) -> tuple[str, str]:
+    """``name`` joins as an operator would have it: a token from the portal's
+    API (as the Nodes page makes it), ``sfcloud-deploy join`` on the new
+    machine with the command the portal printed, ``accept-joins`` on the
+    deploy machine. The deploy's known_hosts forgets the machine first: its
+    host key must come through the join. Answers both sides' output."""
+    host = cloud.lab.hosts[name]
+    known = cloud.lab.known_hosts
+    known.write_text("".join(line for line in known.read_text().splitlines(keepends=True)
+                             if not line.startswith(f"{host.address} ")))
+    made = cloud.api("POST", "/join-tokens", {"etcd": True})
+    command = made["command"].split()
+    assert command[:2] == ["sfcloud-deploy", "join"] and made["ca_sha256"] in command
+    accepting = subprocess.Popen(
+        cloud.lab.operator_argv(sys.executable, "-m", "deploy.cli", "--dir",
+                                str(cloud.deploy_dir), "accept-joins", "--once",
+                                "--timeout", "900"),
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        started = time.monotonic()
+        joined = host.run("env", f"PYTHONPATH={REPO_ROOT}", sys.executable, "-m", "deploy.cli",
+                          *command[1:], "--host-key",
+                          str(cloud.lab.directory / name / "ssh_host_ed25519_key.pub"),
+                          timeout=900, check=False)
+        figure(f"join {name} with a token, etcd member (s)",
+               round(time.monotonic() - started, 1))
+        accepted, _ = accepting.communicate(timeout=120)
+    finally:
+        if accepting.poll() is None:
+            accepting.kill()
+            accepting.wait(10)
+    said = joined.stdout + joined.stderr
+    assert joined.returncode == 0, f"{said[-3000:]}\n{accepted[-3000:]}"
+    assert accepting.returncode == 0, accepted[-3000:]
+    assert f"{name} is a node of the cloud" in said, said
+    # The machine took the deploy's key for root; the deploy took the machine's host key.
+    deploy_key = Path(f"{cloud.lab.key}.pub").read_text().split()[1]
+    assert deploy_key in host.run("cat", "/root/.ssh/authorized_keys").stdout
+    host_key = (cloud.lab.directory / name / "ssh_host_ed25519_key.pub").read_text().split()
+    assert f"{host.address} {host_key[0]} {host_key[1]}" in known.read_text()
+    token = next(t for t in cloud.api("GET", "/join-tokens") if t["id"] == made["id"])
+    assert (token["state"], token["join_state"], token["node"]) == ("used", "joined", name)
+    # Used once: the same command again is refused, and changes nothing.
+    again = host.run("env", f"PYTHONPATH={REPO_ROOT}", sys.executable, "-m", "deploy.cli",
+                     *command[1:], "--host-key",
+                     str(cloud.lab.directory / name / "ssh_host_ed25519_key.pub"),
+                     "--wait", "5", check=False)
+    assert again.returncode != 0 and "refused (403)" in again.stderr, again.stderr
+    return said, accepted
+
+
+def test_grow_to_four_with_a_join_token_as_a_learner_then_remove_it_and_its_certificate_is_refused(
         cloud: LabCloud, tmp_path: Path) -> None:
     cloud.lab.add_host("h4")
-    added = cloud.add_node("h4", "--etcd")
-    figure("add-node h4 --etcd (s)", cloud.timings["add-node h4"])
-    assert "h4 joins etcd as a learner" in added.stdout
-    assert "h4 is a voting etcd member" in added.stdout
+    _, accepted = join_with_a_token(cloud, "h4")
+    assert "h4 joins etcd as a learner" in accepted
+    assert "h4 is a voting etcd member" in accepted
     assert sorted(m[2] for m in members(cloud)) == ["h1", "h2", "h3", "h4"]
     assert all(m[5] == "false" for m in members(cloud))
     assert nodes(cloud)["h4"]["state"] == "created"
