@@ -127,13 +127,24 @@ def _pack(source: Path, names: list[str], release_id: str, tarball: Path) -> Non
     partial = tarball.with_name(f".{tarball.name}.partial")
     with tarfile.open(partial, "w:gz") as tar:
         for name in names:
-            tar.add(source / name, arcname=name, recursive=False)
+            tar.add(source / name, arcname=name, recursive=False, filter=_as_git_keeps_it)
         stamp = f"{release_id}\n".encode()
         info = tarfile.TarInfo("RELEASE")
         info.size = len(stamp)
         info.mode = 0o644
         tar.addfile(info, io.BytesIO(stamp))
     partial.replace(tarball)
+
+
+def _as_git_keeps_it(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A file's mode as git records it (executable or not), whatever the
+    working tree's umask made it: a file written 0600 on the build machine
+    must still be readable by the service users of the nodes."""
+    executable = info.mode & 0o100
+    info.mode = 0o755 if info.isdir() or executable else 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
 
 
 def _node_python_version() -> str:
