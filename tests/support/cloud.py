@@ -155,8 +155,8 @@ class Cloud:
             "SFCLOUD_PORTAL_ADDRESS": self.address,
             "SFCLOUD_PORTAL_AGENTS_ADDRESS": self.agents_address,
             "SFCLOUD_PORTAL_URL": f"https://{self.agents_address}",
-            # Any free port: test clouds run beside each other and beside `make run`.
-            "SFCLOUD_PORTAL_JOIN_ADDRESS": "127.0.0.1:0",
+            # A free port: test clouds run beside each other and beside `make run`.
+            "SFCLOUD_PORTAL_JOIN_ADDRESS": f"127.0.0.1:{free_port()}",
             "SFCLOUD_ADMIN_PASSWORD": self.admin_password,
             "SFCLOUD_SYSTEM_KEY": self.system_key,
             "SFCLOUD_FETCH_ALLOW": "127.0.0.0/8",
