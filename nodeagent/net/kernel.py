@@ -44,6 +44,10 @@ class KernelError(Exception):
     """The kernel refused a change; the message says which and why."""
 
 
+class MissingBridge(KernelError):
+    """A link was to go into a bridge this node has not built (yet)."""
+
+
 @dataclass(frozen=True)
 class Address:
     address: str
@@ -258,7 +262,7 @@ def enslave(name: str, bridge: str, mtu: int | None = None) -> bool:
         if index is None:
             return False
         if master is None:
-            raise KernelError(f"bridge {bridge} does not exist")
+            raise MissingBridge(f"bridge {bridge} does not exist")
         link = _link(ipr, index)
         changes: dict[str, object] = {}
         if link.get("IFLA_MASTER") != master:  # type: ignore[attr-defined]

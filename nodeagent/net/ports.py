@@ -19,7 +19,7 @@ from cloudstate.keys import Keys
 from cloudstate.mirror import MirrorView
 from cloudstate.model import InstanceSpec, InterfaceSpec, NetworkObserved, NetworkSpec
 from nodeagent.domainxml import DomainInterface
-from nodeagent.net import networkdata, releases, snapshot
+from nodeagent.net import kernel, networkdata, releases, snapshot
 from nodeagent.net.context import NetworkContext
 from nodeagent.net.mesh import Mesh
 from nodeagent.net.secgroups import SecurityGroups
@@ -128,7 +128,17 @@ class Ports:
             return
         async with self._lock:
             for iface, network in nics:
-                if not await asyncio.to_thread(self._mesh.attach_tap, iface, network):
+                try:
+                    attached = await asyncio.to_thread(self._mesh.attach_tap, iface, network)
+                except kernel.MissingBridge:
+                    # Right after the agent starts, an instance's pass may come
+                    # before its network's, which builds the bridge and then
+                    # puts every local tap in it: not an error of the instance.
+                    log.info("network %s's bridge is not built yet; %s's eth%d joins it "
+                             "when it is", network.name, spec.name, iface.order)
+                    self._retry_later(network.uuid)
+                    continue
+                if not attached:
                     log.warning("the tap of %s's eth%d is missing", spec.name, iface.order)
                     self._retry_later(network.uuid)
 

@@ -177,14 +177,18 @@ def test_live_samples_reach_a_page_within_an_interval(ucloud: Cloud, guest: str)
     with open_socket(session, ucloud.url, f"/ws/usage/instances/{guest}/") as ws:
         first = json.loads(ws.recv(timeout=30))
         assert first == {"type": "state", "live": True, "reason": None}
-        arrivals, taken = [], []
+        arrivals, taken, memory = [], [], []
         while len(taken) < 3:
             message = json.loads(ws.recv(timeout=USAGE_INTERVAL * 3))
             if message["type"] == "sample":
                 arrivals.append(time.time())
                 taken.append(message["t"])
-    assert set(message["values"]) == set(usage.INSTANCE_METRICS)
-    assert message["values"]["memory"] > 0
+                memory.append(message["values"]["memory"])
+                assert set(message["values"]) == set(usage.INSTANCE_METRICS)
+    # libvirt may leave a busy domain's balloon figures out of one sample (the
+    # page then shows a gap, not 0); the others have them.
+    assert any(used is not None and used > 0 for used in memory), memory
+    assert all(used is None or used > 0 for used in memory), memory
     # A sample every interval, each reaching the page moments after it was taken.
     gaps = [b - a for a, b in zip(taken, taken[1:], strict=False)]
     assert all(abs(gap - USAGE_INTERVAL) < 1 for gap in gaps), gaps
