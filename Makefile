@@ -15,9 +15,13 @@ run: deps
 	$(PYTHON) -m deploy.allinone
 
 # Lint first: a ruff finding fails the suite (and CI, which runs `make test`).
+# The in-process tiers (unit, fast, the stress suites among them) run on two
+# workers; what drives real guests, daemons and browsers runs in one process,
+# as they share this machine's libvirtd and cores.
 test: test-deps
 	$(VENV)/bin/ruff check .
-	$(PYTHON) -m pytest -m "not lab" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest tests/unit tests/fast -m "not integration and not e2e" -n 2 $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not lab and (integration or e2e)" $(PYTEST_ARGS)
 
 # Several machines: sfcloud-deploy brings up 3 hosts (network namespaces with
 # their own sshd and file systems) and lives through failures, an upgrade, a
