@@ -4,6 +4,8 @@ addresses routed to a network, and extra DNS names."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from tests.support.cloud import Cloud, wait_for
@@ -13,7 +15,13 @@ from tests.support.fixtures_networks import (
     delete_instances,
     delete_networks,
 )
-from tests.support.networld import OutsideWorld, in_netns, ping
+from tests.support.networld import (
+    FLOATING_NETWORK,
+    FLOATING_ROUTER,
+    OutsideWorld,
+    in_netns,
+    ping,
+)
 
 pytestmark = pytest.mark.integration
 BOOT = 180
@@ -131,10 +139,17 @@ def test_a_routed_address_reaches_a_guest_that_configures_it(
         wait_for(lambda: ping(outside_world.www, address), 60, "the routed address to answer")
         # Another network's address can't be unrouted from here; a free one is not routed.
         other = create_network(netcloud, "routes-b", "10.76.0.0/24", provide_nat=False)
-        refused = api.delete(f"/networks/{other['uuid']}/route/{address}")
-        assert refused.status_code == 403
-        assert api.delete(f"/networks/{net['uuid']}/route/192.0.2.14").status_code == 404
-        delete_networks(netcloud, other["uuid"])
+        try:
+            refused = api.delete(f"/networks/{other['uuid']}/route/{address}")
+            assert refused.status_code == 403
+            # An address of the pool (FLOATING_NETWORK) that nothing holds: the
+            # pool hands out any of them, the last one included.
+            taken = {key.rsplit("/", 1)[-1] for key in netcloud.etcd_keys("ipam/floating/")}
+            free = next(candidate for candidate in map(str, ipaddress.ip_network(
+                FLOATING_NETWORK).hosts()) if candidate not in taken | {FLOATING_ROUTER})
+            assert api.delete(f"/networks/{net['uuid']}/route/{free}").status_code == 404
+        finally:
+            delete_networks(netcloud, other["uuid"])
 
         assert api.delete(f"/networks/{net['uuid']}/route/{address}").json() is None
         wait_for(lambda: not ping(outside_world.www, address, count=1, wait=1), 30,
