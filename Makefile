@@ -3,37 +3,41 @@
 #   make test   the whole test suite
 #   make test-fast   the unit tests and the fast tier (the portal in process), under a minute
 #   make scale  what 10 and 100 simulated nodes with 1,000 and 10,000 instances cost (long)
-#   make test-lab    sfcloud-deploy onto a lab of SSH hosts in namespaces (tests/lab, ~25 min)
+#   make test-lab    only the lab: sfcloud-deploy onto SSH hosts in namespaces (tests/lab)
 #   make soak   the stress suites' long versions (chaos, outages, races, fuzzing): about an hour
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-lab soak deps test-deps lint bench scale clean-test settings-check
+.PHONY: run test test-fast test-lab lab-deps soak deps test-deps lint bench scale clean-test settings-check
 
 run: deps
 	$(PYTHON) -m deploy.allinone
 
 # Lint first: a ruff finding fails the suite (and CI, which runs `make test`).
 # The in-process tiers (unit, fast, the stress suites among them) run on two
-# workers; what drives real guests, daemons and browsers runs in one process,
-# as they share this machine's libvirtd and cores.
-test: test-deps
+# workers; then what drives real guests, daemons and browsers runs in one
+# process, as its tests share this machine's libvirtd, and beside it the
+# several-machine lab (tests/lab), which shares nothing with it.
+test: lab-deps
 	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest tests/unit tests/fast -m "not integration and not e2e" -n 2 $(PYTEST_ARGS)
-	$(PYTHON) -m pytest -m "not lab and (integration or e2e)" $(PYTEST_ARGS)
+	./tests/integration-and-lab.sh $(PYTHON) $(PYTEST_ARGS)
 
-# Several machines: sfcloud-deploy brings up 3 hosts (network namespaces with
-# their own sshd and file systems) and lives through failures, an upgrade, a
-# backup and a restore, and two portals over PostgreSQL and Redis. As root.
-test-lab:
+# Several machines, alone (make test runs it too): sfcloud-deploy brings up 3
+# hosts (network namespaces with their own sshd and file systems) and lives
+# through failures, an upgrade, a backup and a restore, and two portals over
+# PostgreSQL and Redis. As root.
+test-lab: lab-deps
+	$(PYTHON) -m pytest tests/lab -m lab -s -v $(PYTEST_ARGS)
+
+lab-deps:
 	@./deploy/install.sh --lab
-	$(PYTHON) -m pytest tests/lab -m lab -s $(PYTEST_ARGS)
 
 # No libvirt, no agent, no guest: unit tests, and the portal's pages, API and
 # websockets in process over a real etcd (tests/fast), without the stress
 # suites (races, fuzzing, floods), on two workers (pytest-xdist: each its own etcd
-# and test database). `make test` runs all of them, in one process.
+# and test database). `make test` runs them too, with the stress suites.
 test-fast: test-deps
 	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest tests/unit tests/fast -m "not integration and not e2e and not stress" \

@@ -23,6 +23,16 @@ from typing import Any
 from cloudstate.config import REPO_ROOT
 from tests.lab.hosts import Lab, LabHost
 
+# Every figure the lab measured, printed as it is taken (pytest -s) and
+# again, all together, when the lab comes down: the closing note's evidence.
+FIGURES: dict[str, object] = {}
+
+
+def figure(name: str, value: object) -> None:
+    FIGURES[name] = value
+    print(f"\nLAB FIGURE {name}: {value}", flush=True)
+
+
 SF_CLIENT = str(Path(sys.executable).with_name("sf-client"))
 ETCDCTL = "/usr/bin/etcdctl"
 

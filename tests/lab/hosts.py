@@ -99,6 +99,17 @@ class LabHost:
             ) -> subprocess.CompletedProcess[str]:
         return _run(self.enter(*argv), timeout=timeout, check=check)
 
+    def inner_namespaces(self) -> set[str]:
+        """The network namespaces made inside this host (by its agent, as
+        ``net:[inode]``): ``ip netns exec`` gives what runs there, such as a
+        network's dnsmasq, a mount namespace of its own as well, so only its
+        network namespace still says whose it is."""
+        if self.sshd is None or self.sshd.poll() is not None:
+            return set()
+        listed = self.run("sh", "-c", 'for n in /run/netns/*; do [ -e "$n" ] && '
+                          'stat -L -c %i "$n"; done; true', check=False)
+        return {f"net:[{inode}]" for inode in listed.stdout.split()}
+
     def processes(self) -> list[int]:
         """Every process started inside this host, in any namespace of its own."""
         if self.mount_ns is None:
@@ -329,9 +340,11 @@ class Lab:
             self.forwarder.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.forwarder.wait(10)
+        inner = set()
         for host in self.hosts.values():
+            inner |= host.inner_namespaces()
             self._stop_guests(host)
-        self._kill_everything()
+        self._kill_everything(inner)
         for netns in [h.netns for h in self.hosts.values()] + [self.operator, self.switch]:
             _run(["ip", "netns", "del", netns], check=False)
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -347,9 +360,9 @@ class Lab:
         for domain in listed.stdout.split():
             host.run("virsh", "-c", "qemu:///system", "destroy", domain, check=False)
 
-    def _kill_everything(self) -> None:
+    def _kill_everything(self, inner_namespaces: set[str]) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            pids = set()
+            pids = set(_in_network_namespaces(inner_namespaces))
             for host in self.hosts.values():
                 pids.update(host.processes())
             for netns in [h.netns for h in self.hosts.values()] + [self.operator, self.switch]:
@@ -381,6 +394,21 @@ class _Running:
 
     def wait(self, timeout: float | None = None) -> int:
         return 0
+
+
+def _in_network_namespaces(namespaces: set[str]) -> list[int]:
+    found = []
+    if not namespaces:
+        return found
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "ns" / "net") in namespaces:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def _exists(pid: int) -> bool:

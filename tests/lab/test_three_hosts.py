@@ -1,36 +1,26 @@
 """Three machines, one cloud: sfcloud-deploy onto a lab of three SSH hosts.
 
-One lab for the whole module, in the order an operator lives it: the
-previous build deployed onto h1, then h2 and h3 joined as etcd members
-(learners, then promoted); a second run changes nothing; six instances with
-no placement spread over the three nodes and ping each other across the
-VXLAN mesh; an upgrade to this build keeps every guest's qemu; a node lost
-and back; etcd losing one member, then its quorum; a fourth host grown and
-removed, whose certificate is then refused; a backup restored onto wiped
-etcd data. Every figure is printed (pytest -s) for the closing note.
-
-Run by ``make test-lab`` (about 20 minutes on 2 cores). While writing a
-scenario, LAB_ATTACH=<file> reuses a lab that ``Lab.describe``
-wrote (the module then neither deploys nor removes it).
+On the lab's cloud (tests/lab/conftest.py), in the order an operator lives
+it: a second run changes nothing; six instances with no placement spread
+over the three nodes and ping each other across the VXLAN mesh; an upgrade
+to this build keeps every guest's qemu; a node lost and back; etcd losing
+one member, then its quorum; a fourth host grown and removed, whose
+certificate is then refused; a backup restored onto wiped etcd data.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cloudstate.config import REPO_ROOT
-from tests.lab.cloud import LabCloud, qemu_pids, start_service, stop_service
-from tests.lab.hosts import Lab
+from tests.lab.cloud import LabCloud, figure, qemu_pids, start_service, stop_service
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
 
@@ -38,12 +28,6 @@ NETWORK = "10.60.0"
 AGENT_PORT = 13001
 EVENTS_PORT = 13002
 LEASE_TTL = 10  # SFCLOUD_NODE_LEASE_TTL's default: the stated time for "offline"
-FIGURES: dict[str, object] = {}
-
-
-def figure(name: str, value: object) -> None:
-    FIGURES[name] = value
-    print(f"\nLAB FIGURE {name}: {value}", flush=True)
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 0.5):  # noqa: ANN001, ANN201
@@ -55,50 +39,6 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.5):  # noqa: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
-
-
-def previous_build(revision: str) -> Path:
-    """The files of ``revision`` (the build an upgrade starts from), exported
-    with git archive (no worktree: the repository's metadata is left alone)."""
-    sha = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", revision], check=True,
-                         capture_output=True, text=True).stdout.strip()
-    target = Path(tempfile.gettempdir()) / f"sfcloud-build-{sha[:12]}"
-    if not (target / "pyproject.toml").exists():
-        partial = target.with_name(target.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", sha],
-                                 check=True, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", str(partial)], input=archive.stdout, check=True)
-        partial.rename(target)
-    return target
-
-
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[LabCloud]:
-    attached = os.environ.get("LAB_ATTACH")
-    if attached:
-        yield LabCloud(Lab.attach(Path(attached)))
-        return
-    started = time.monotonic()
-    lab = Lab(["h1", "h2", "h3"]).up()
-    figure("lab up (s)", round(time.monotonic() - started, 1))
-    made = LabCloud(lab)
-    try:
-        made.source = previous_build(os.environ.get("LAB_UPGRADE_FROM", "HEAD~1"))
-        made.init("h1")
-        made.add_node("h2", "--etcd")
-        made.add_node("h3", "--etcd")
-        made.source = REPO_ROOT
-        lab.describe(lab.directory / "lab.json")
-        yield made
-    finally:
-        figure("sfcloud-deploy runs (s)", made.timings)
-        started = time.monotonic()
-        lab.keep_logs(REPO_ROOT / "var" / "lab-logs" / lab.id)
-        lab.down()
-        figure("lab down (s)", round(time.monotonic() - started, 1))
-        figure("whole lab cycle (s)", FIGURES)
 
 
 def members(cloud: LabCloud) -> list[list[str]]:
