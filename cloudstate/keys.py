@@ -41,6 +41,9 @@ One writer per key family, so no two processes ever race on a key:
                                               writes how the join went: cloudstate.jointokens)
     <prefix>/deploy/ssh-public-key            the deploy's SSH key, handed to joining machines
                                               (the deploy machine, `sfcloud-deploy accept-joins`)
+    <prefix>/deploy/joining/<id>              token <id>'s join is being taken, on the taking
+                                              acceptor's lease: gone with it, so another
+                                              acceptor takes the join over (deploy.joins)
     <prefix>/quotas/limits/<ns>               a namespace's limits (portal; cloudstate.quotas)
     <prefix>/fences/quotas/<ns>               rewritten by every create that takes a limited
                                               kind, so two creates can't both take the last unit
@@ -186,6 +189,13 @@ class Keys:
     @property
     def deploy_ssh_key(self) -> str:
         return self._k("deploy", "ssh-public-key")
+
+    @property
+    def joins_taken(self) -> str:
+        return self._k("deploy", "joining", "")
+
+    def join_taken(self, token_id: str) -> str:
+        return self._k("deploy", "joining", token_id)
 
     @property
     def maintenance_all(self) -> str:

@@ -173,7 +173,10 @@ def join_etcd(ctx: Context, config: CloudConfig, node: NodeConfig, cluster: Clus
     plan = inventory.plan_from_members(config, cluster.members(), joining=node.name,
                                        token=token)
     ctx.issue_certificates(config, plan)
-    ctx.play(config, plan, limit=[node.name], built=built, what=f"starting {node.name}")
+    # Its etcd and agent only: a portal on it starts in the run over every
+    # node that follows, which first lets it into the database node's PostgreSQL.
+    ctx.play(config, plan, limit=[node.name], built=built, what=f"starting {node.name}",
+             extra_vars={"sfcloud_etcd_learner_run": "true"})
     try:
         cluster.promote(node.address)
     except ClusterError as exc:

@@ -175,7 +175,8 @@ class JoinTokenShape(TypedDict):
 class MadeJoinTokenShape(JoinTokenShape):
     """A token just made: the only time its secret is shown."""
     token: str
-    command: str  # what to run, as root, on the new machine
+    command: str  # what to run, as root, on a new machine with sfcloud-deploy installed
+    bootstrap: str  # the same on a bare machine: fetches the join script and checks its SHA-256
     ca_sha256: str
 
 
@@ -459,7 +460,7 @@ def join_token(record: JoinToken, now: float | None = None) -> JoinTokenShape:
 
 def made_join_token(made: Made, invitation: Invitation) -> MadeJoinTokenShape:
     return {**join_token(made.record), "token": made.token, "command": invitation.command,
-            "ca_sha256": invitation.ca_sha256}
+            "bootstrap": invitation.bootstrap, "ca_sha256": invitation.ca_sha256}
 
 
 def namespace(record: Namespace) -> NamespaceShape:

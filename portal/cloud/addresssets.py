@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from cloudstate import secgroups as rules_of
-from cloudstate.etcd import Compare, Delete, KeyValue
+from cloudstate.etcd import Compare, Delete
 from cloudstate.model import AddressSet, SecurityGroup
 from cloudstate.secgroups import MAX_ADDRESS_SET_CIDRS
 from cloudstate.validation import shown
@@ -41,22 +41,9 @@ class AddressSetRequest:
 
 
 @dataclass(frozen=True)
-class AddressSetRecord:
-    kind: ClassVar[ObjectKind] = KIND
-    spec: AddressSet
-    revision: int = 0
-
-    @classmethod
-    def from_kv(cls, kv: KeyValue) -> AddressSetRecord:
-        return cls(spec=AddressSet.from_json(kv.value), revision=kv.mod_revision)
-
-    @property
-    def uuid(self) -> str:
-        return self.spec.uuid
-
-    @property
-    def state(self) -> str:
-        return "created"
+class AddressSetRecord(refs.SpecRecord[AddressSet]):
+    kind = KIND
+    parse = AddressSet.from_json
 
 
 def check_cidrs(value: Any) -> list[str]:

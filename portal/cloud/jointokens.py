@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import hashlib
 import ssl
 import time
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from cloudstate import jointokens, tls
+from cloudstate.config import REPO_ROOT
 from cloudstate.etcd import Compare, Delete, KeyValue, Put
 from cloudstate.jointokens import JoinToken
 from cloudstate.vocabulary import ObjectKind
@@ -41,13 +44,26 @@ class Refused(Forbidden):
         super().__init__(why)
 
 
+# The machine's half of a join, standard library only: the join listener
+# serves this file to a bare machine, whose bootstrap command checks it by its
+# SHA-256 before running it (the portal and the deploy ship in one release).
+JOIN_SCRIPT = REPO_ROOT / "deploy" / "joinclient.py"
+JOIN_SCRIPT_NAME = "sfcloud-join.py"
+
+
 @dataclass(frozen=True)
 class Invitation:
-    """What the new machine is told: the command, with the CA's pin."""
+    """What the new machine is told: the commands, with the CA's pin."""
 
-    command: str
+    command: str  # where sfcloud-deploy is installed
+    bootstrap: str  # on a bare Debian machine: fetch the join script, check it, run it
     ca_sha256: str
     url: str
+
+
+@functools.cache
+def join_script() -> bytes:
+    return JOIN_SCRIPT.read_bytes()
 
 
 def invitation(token: str) -> Invitation:
@@ -58,7 +74,14 @@ def invitation(token: str) -> Invitation:
     host, _, port = settings.PORTAL_JOIN_ADDRESS.rpartition(":")
     host = host.strip("[]")
     url = f"https://{f'[{host}]' if ':' in host else host}:{port}"
-    return Invitation(command=f"sfcloud-deploy join {url} --token {token} --ca-sha256 {pin}",
+    arguments = f"{url} --token {token} --ca-sha256 {pin}"
+    # curl -k is safe here: what it fetched runs only if its SHA-256 is the
+    # one this page printed, and the script then trusts nothing but the pin.
+    script = hashlib.sha256(join_script()).hexdigest()
+    bootstrap = (f"curl -fsSko {JOIN_SCRIPT_NAME} {url}/join/{JOIN_SCRIPT_NAME} && "
+                 f"echo '{script}  {JOIN_SCRIPT_NAME}' | sha256sum -c --quiet && "
+                 f"python3 {JOIN_SCRIPT_NAME} {arguments}")
+    return Invitation(command=f"sfcloud-deploy join {arguments}", bootstrap=bootstrap,
                       ca_sha256=pin, url=url)
 
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
+from cloudstate.etcd import KeyValue
+from cloudstate.vocabulary import ObjectKind
 from portal.cloud.errors import BadRequest, NotFound
 
 Namespaces = frozenset[str] | None  # None: every namespace (the system namespace's view)
@@ -24,6 +27,31 @@ class _Record(Protocol):
 
 
 R = TypeVar("R", bound=_Record)
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class SpecRecord(Generic[S]):
+    """An object only the portal writes and no agent reports on (a security
+    group, an address set): its spec is the whole of it, and it is "created"
+    for as long as it exists. A subclass names its kind and its spec's parser."""
+
+    kind: ClassVar[ObjectKind]
+    parse: ClassVar[Callable[[bytes], Any]]
+    spec: S
+    revision: int = 0
+
+    @classmethod
+    def from_kv(cls, kv: KeyValue) -> Self:
+        return cls(spec=cls.parse(kv.value), revision=kv.mod_revision)
+
+    @property
+    def uuid(self) -> str:
+        return self.spec.uuid  # type: ignore[attr-defined]
+
+    @property
+    def state(self) -> str:
+        return "created"
 
 
 def is_uuid(ref: str) -> bool:

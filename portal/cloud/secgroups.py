@@ -21,12 +21,12 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from django.conf import settings
 
 from cloudstate import secgroups as rules_of
-from cloudstate.etcd import Compare, Delete, KeyValue, Put
+from cloudstate.etcd import Compare, Delete, Put
 from cloudstate.model import InterfaceSpec, SecurityGroup, SecurityRule
 from cloudstate.secgroups import DEFAULT_GROUP, CheckedRule
 from cloudstate.validation import ValidationError, shown
@@ -53,22 +53,9 @@ class GroupRequest:
 
 
 @dataclass(frozen=True)
-class GroupRecord:
-    kind: ClassVar[ObjectKind] = KIND
-    spec: SecurityGroup
-    revision: int = 0
-
-    @classmethod
-    def from_kv(cls, kv: KeyValue) -> GroupRecord:
-        return cls(spec=SecurityGroup.from_json(kv.value), revision=kv.mod_revision)
-
-    @property
-    def uuid(self) -> str:
-        return self.spec.uuid
-
-    @property
-    def state(self) -> str:
-        return "created"
+class GroupRecord(refs.SpecRecord[SecurityGroup]):
+    kind = KIND
+    parse = SecurityGroup.from_json
 
     @property
     def is_default(self) -> bool:

@@ -11,7 +11,9 @@ deploy.joinclient), and proves itself with its join token:
   up (portal.cloud.jointokens.redeem); the answer carries the deploy's SSH
   public key, for the machine's root to let the deploy machine in;
 - ``GET /join/progress`` (``Authorization: Bearer <token>``): how the deploy
-  machine's join of it goes (pending, joining, joined, failed and why).
+  machine's join of it goes (pending, joining, joined, failed and why);
+- ``GET /join/sfcloud-join.py``: that machine's half (deploy/joinclient.py),
+  for a bare machine, whose command checks its SHA-256 before running it.
 
 Why not the pages' server: that one is plain HTTP behind whatever proxy the
 operator chose, so a pin of the cloud's CA would mean nothing there. Why not
@@ -65,6 +67,12 @@ async def ca_certificate(request: web.Request) -> web.Response:
     return web.Response(body=pem, content_type="application/x-pem-file")
 
 
+async def join_script(request: web.Request) -> web.Response:
+    """The machine's half of the join, for a bare machine: public (it holds
+    no secret), and checked there by the SHA-256 its command carries."""
+    return web.Response(body=jointokens.join_script(), content_type="text/x-python")
+
+
 async def join(request: web.Request) -> web.Response:
     try:
         body = json.loads(await request.read())
@@ -106,6 +114,7 @@ class JoinListener:
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/join/ca.crt", ca_certificate)
+        app.router.add_get(f"/join/{jointokens.JOIN_SCRIPT_NAME}", join_script)
         app.router.add_post("/join", join)
         app.router.add_get("/join/progress", progress)
         self._runner, self.port = await tlslistener.serve(app, self.host, self.port,

@@ -13,8 +13,10 @@ import asyncio
 import hashlib
 import re
 import ssl
+import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from django.conf import settings
 
 from cloudstate import jointokens as tokenrules
 from cloudstate import tls
-from cloudstate.etcd import Etcd
+from cloudstate.etcd import Etcd, Put
 from cloudstate.jointokens import JoinToken
 from deploy import cloudconfig, joinclient, joins
 from deploy.cloudconfig import CloudConfig, NodeConfig, SshConfig
@@ -80,6 +82,12 @@ def test_an_admin_gets_a_token_and_the_command_with_the_cas_pin_once(
     assert made["ca_sha256"] == _ca_pin()
     assert made["command"] == (f"sfcloud-deploy join https://{settings.PORTAL_JOIN_ADDRESS} "
                                f"--token {made['token']} --ca-sha256 {_ca_pin()}")
+    script_sha = hashlib.sha256(jointokens.JOIN_SCRIPT.read_bytes()).hexdigest()
+    url = f"https://{settings.PORTAL_JOIN_ADDRESS}"
+    assert made["bootstrap"] == (
+        f"curl -fsSko sfcloud-join.py {url}/join/sfcloud-join.py && "
+        f"echo '{script_sha}  sfcloud-join.py' | sha256sum -c --quiet && "
+        f"python3 sfcloud-join.py {url} --token {made['token']} --ca-sha256 {_ca_pin()}")
     assert abs(made["expires"] - made["created"] - settings.JOIN_TOKEN_TTL) < 1
     listed = portal.api().get("/join-tokens")
     assert [t["id"] for t in listed.json()] == [token_id]
@@ -323,6 +331,32 @@ def test_a_machine_joins_over_the_pinned_listener_and_the_deploy_machine_adds_it
     assert used.source == "127.0.0.1" and f"join token {made['id']} used by h4" in used.detail
 
 
+def test_a_bare_machine_gets_the_join_script_its_command_checks_and_it_runs_alone(
+        portal: InProcessPortal, join_url: str, tmp_path: Path) -> None:
+    made = _made(portal)
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE  # as curl -k: the SHA-256 below is the check
+    with urllib.request.urlopen(f"{join_url}/join/sfcloud-join.py",  # noqa: S310
+                                context=unverified, timeout=10) as answer:
+        served = answer.read()
+    assert served == jointokens.JOIN_SCRIPT.read_bytes()
+    assert f"echo '{hashlib.sha256(served).hexdigest()}  sfcloud-join.py'" in made["bootstrap"]
+    # Standard library only: the system's Python runs it with nothing of
+    # sfcloud on its path (-I: isolated, not even the current directory).
+    script = tmp_path / "sfcloud-join.py"
+    script.write_bytes(served)
+    ran = subprocess.run(["/usr/bin/python3", "-I", str(script), "--help"],
+                         capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert ran.returncode == 0 and "--ca-sha256" in ran.stdout, ran.stderr
+    # And it keeps its word: a wrong pin sends nothing.
+    ran = subprocess.run(["/usr/bin/python3", "-I", str(script), join_url, "--token",
+                          made["token"], "--ca-sha256", "0" * 64, "--wait", "5"],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert ran.returncode == 1 and "sha" in ran.stderr.lower(), ran.stderr
+    assert portal.api().get("/join-tokens").json()[0]["state"] == "unused"
+
+
 def test_a_failed_add_reaches_the_machine_with_its_reason(
         portal: InProcessPortal, join_url: str, tmp_path: Path) -> None:
     ctx, cluster = _deploy_context(tmp_path), PortalCluster(portal)
@@ -340,6 +374,70 @@ def test_a_failed_add_reaches_the_machine_with_its_reason(
     said = portal_side.call("GET", "/join/progress", token=made["token"])
     assert said == {"node": "h4", "state": "failed",
                     "message": "10.0.0.14 did not answer over SSH"}
+
+
+def test_a_join_whose_acceptor_died_half_way_is_taken_over(
+        portal: InProcessPortal, tmp_path: Path) -> None:
+    said: list[str] = []
+    ctx, cluster = _deploy_context(tmp_path), PortalCluster(portal)
+    ctx.say = said.append
+    _publish_deploy_key(portal)
+    made = _made(portal, etcd=True)
+    portal.loop.run(jointokens.redeem(made["token"], MACHINE, peer=None))
+    [(record, _)] = joins.pending(cluster)  # type: ignore[arg-type]
+    claim = portal.keys.join_taken(record.id)
+
+    # An acceptor claimed it (on its lease) and then died half-way.
+    async def claimed_by_an_acceptor(etcd: Etcd) -> int:
+        lease = await etcd.grant_lease(60)
+        await etcd.txn([], [Put(portal.keys.join_token(record.id),
+                                record.replace(join_state="joining").to_json()),
+                            Put(claim, b"dead", lease=lease)])
+        return lease
+
+    lease = portal.etcd_call(claimed_by_an_acceptor)
+    assert joins.pending(cluster) == []  # type: ignore[arg-type]  # while it lives
+    portal.etcd_call(lambda etcd: etcd.revoke_lease(lease))  # as etcd does after its TTL
+    [(again, revision)] = joins.pending(cluster)  # type: ignore[arg-type]
+    assert again.join_state == "joining"
+    added: list[NodeConfig] = []
+    ended = joins.take(ctx, cluster, again, revision,  # type: ignore[arg-type]
+                       adding=lambda c, node: added.append(node))
+    assert ended is not None and ended.join_state == "joined"
+    assert added == [NodeConfig("h4", "10.0.0.14", etcd=True)]
+    assert any("again: the acceptor that began it is gone" in line for line in said), said
+    assert portal.etcd_call(lambda etcd: etcd.get(claim)) is None  # released at its end
+    assert joins.pending(cluster) == []  # type: ignore[arg-type]
+
+
+def test_accept_joins_sleeps_on_a_watch_and_takes_a_join_at_once(
+        portal: InProcessPortal, tmp_path: Path) -> None:
+    ctx, cluster = _deploy_context(tmp_path), PortalCluster(portal)
+    ctx.cluster = lambda config: cluster  # type: ignore[method-assign]
+    taken: list[float] = []
+    outcome: dict[str, Any] = {}
+
+    def accepting() -> None:
+        try:
+            outcome["joined"] = joins.accept(ctx, once=True, timeout=60,
+                                             adding=lambda c, node: taken.append(time.monotonic()))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=accepting)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while portal.etcd_call(lambda etcd: etcd.get(portal.keys.deploy_ssh_key)) is None:
+        assert time.monotonic() < deadline and thread.is_alive(), outcome
+        time.sleep(0.1)
+    time.sleep(1)  # asleep on its watch by now
+    made = _made(portal)
+    used = time.monotonic()
+    portal.loop.run(jointokens.redeem(made["token"], MACHINE, peer=None))
+    thread.join(30)
+    assert outcome == {"joined": 1}
+    # joins.WAKE (30 s) is when it would have looked again without the watch.
+    assert taken and taken[0] - used < 3, taken[0] - used
 
 
 def test_a_wrong_pin_sends_nothing_and_a_used_token_is_refused_on_the_wire(

@@ -247,6 +247,10 @@ def join_with_a_token(cloud: LabCloud, name: str) -> tuple[str, str]:
     made = cloud.api("POST", "/join-tokens", {"etcd": True})
     command = made["command"].split()
     assert command[:2] == ["sfcloud-deploy", "join"] and made["ca_sha256"] in command
+    # The machine is bare (no sfcloud on it): the command for such a machine
+    # fetches the join script, checks it and runs it with the system's Python.
+    bare = (f"cd $(mktemp -d) && {made['bootstrap']} --host-key "
+            f"{cloud.lab.directory / name / 'ssh_host_ed25519_key.pub'}")
     accepting = subprocess.Popen(
         cloud.lab.operator_argv(sys.executable, "-m", "deploy.cli", "--dir",
                                 str(cloud.deploy_dir), "accept-joins", "--once",
@@ -254,10 +258,7 @@ def join_with_a_token(cloud: LabCloud, name: str) -> tuple[str, str]:
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         started = time.monotonic()
-        joined = host.run("env", f"PYTHONPATH={REPO_ROOT}", sys.executable, "-m", "deploy.cli",
-                          *command[1:], "--host-key",
-                          str(cloud.lab.directory / name / "ssh_host_ed25519_key.pub"),
-                          timeout=900, check=False)
+        joined = host.run("sh", "-c", bare, timeout=900, check=False)
         figure(f"join {name} with a token, etcd member (s)",
                round(time.monotonic() - started, 1))
         accepted, _ = accepting.communicate(timeout=120)
@@ -277,10 +278,7 @@ def join_with_a_token(cloud: LabCloud, name: str) -> tuple[str, str]:
     token = next(t for t in cloud.api("GET", "/join-tokens") if t["id"] == made["id"])
     assert (token["state"], token["join_state"], token["node"]) == ("used", "joined", name)
     # Used once: the same command again is refused, and changes nothing.
-    again = host.run("env", f"PYTHONPATH={REPO_ROOT}", sys.executable, "-m", "deploy.cli",
-                     *command[1:], "--host-key",
-                     str(cloud.lab.directory / name / "ssh_host_ed25519_key.pub"),
-                     "--wait", "5", check=False)
+    again = host.run("sh", "-c", bare + " --wait 5", check=False)
     assert again.returncode != 0 and "refused (403)" in again.stderr, again.stderr
     return said, accepted
 

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
 
 ANSIBLE = REPO_ROOT / "deploy" / "ansible"
 RELEASE_PYTHON = "/opt/sfcloud/.venv/bin/python"
+DEPLOY_PYTHON = "/opt/sfcloud-deploy/bin/python"  # sfcloud-deploy's, on the deploy machine
 # The highest exposure (0 best, 10 worst) each confined unit may have.
 MOST_EXPOSED = {"sfcloud-portal.service": 2.0, "sfcloud-etcd.service": 2.5,
                 "sfcloud-redis.service": 2.5}
@@ -39,7 +40,8 @@ def _units(target: Path) -> list[Path]:
     for path in sorted((REPO_ROOT / "deploy" / "systemd").glob("*.service")) + \
             sorted((REPO_ROOT / "deploy" / "systemd").glob("*.timer")):
         made.append(target / "release" / path.name)
-        made[-1].write_text(path.read_text().replace(RELEASE_PYTHON, sys.executable))
+        made[-1].write_text(path.read_text().replace(RELEASE_PYTHON, sys.executable)
+                            .replace(DEPLOY_PYTHON, sys.executable))
     for template in sorted(ANSIBLE.glob("roles/*/templates/*.service.j2")):
         text = jinja2.Template(template.read_text(), undefined=jinja2.StrictUndefined
                                ).render(**variables)
@@ -52,7 +54,8 @@ def test_every_unit_verifies(tmp_path: Path) -> None:
     units = _units(tmp_path)
     assert len(units) == len({u.parent.name + u.name for u in units})
     assert {u.name for u in units} >= {"sfcloud-portal.service", "sfcloud-nodeagent.service",
-                                       "sfcloud-etcd.service", "sfcloud-redis.service"}
+                                       "sfcloud-etcd.service", "sfcloud-redis.service",
+                                       "sfcloud-accept-joins.service"}
     for unit in units:
         result = subprocess.run(["systemd-analyze", "verify", str(unit)],
                                 capture_output=True, text=True, timeout=60)
