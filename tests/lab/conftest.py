@@ -1,11 +1,11 @@
 """The lab's one cloud, shared by every test of tests/lab.
 
 Built in the order an operator lives it: the previous build deployed onto
-h1 with PostgreSQL and Redis (so that a second portal can join), then h2
-joined as an etcd member and a second portal, h3 as an etcd member
-(learners, then promoted). The tests then upgrade it to this build, lose
-and regain nodes and etcd members, grow and shrink it, back it up and
-restore it, and watch one portal's change live on the other's page.
+h1 with PostgreSQL and Redis (so that a second portal may come), then h2
+and h3 joined as etcd members (learners, then promoted). The tests then
+upgrade it to this build, lose and regain nodes and etcd members, grow and
+shrink it, back it up and restore it, make h2 a second portal and watch one
+portal's change live on the other's page.
 Every figure is printed (pytest -s) for the closing note.
 
 While writing a scenario, LAB_ATTACH=<file> reuses a lab that
@@ -71,7 +71,7 @@ def cloud() -> Iterator[LabCloud]:
     try:
         made.source = previous_build(os.environ.get("LAB_UPGRADE_FROM", "HEAD~1"))
         made.init("h1", database="postgresql")
-        made.add_node("h2", "--etcd", "--portal")
+        made.add_node("h2", "--etcd")
         made.add_node("h3", "--etcd")
         made.source = REPO_ROOT
         lab.describe(lab.directory / "lab.json")

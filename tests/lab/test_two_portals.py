@@ -2,9 +2,10 @@
 
 h1 was made a cloud with ``--database postgresql`` (the deploy installs and
 starts Debian's PostgreSQL and Redis there, reachable by the portals only,
-each with a password); h2 joined with ``--portal`` (tests/lab/conftest.py).
-A person's live instance list open on h2 shows an instance created through
-h1's API.
+each with a password; tests/lab/conftest.py). Here cloud.yml makes h2 a
+portal too and ``apply`` converges: h1's PostgreSQL lets h2 in, then h2's
+portal starts. A person's live instance list open on h2 shows an instance
+created through h1's API.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from cloudstate.config import REPO_ROOT
 from tests.lab.cloud import LabCloud, figure
@@ -21,7 +23,22 @@ from tests.lab.cloud import LabCloud, figure
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
 
 
-def test_both_portals_share_postgresql_and_redis(cloud: LabCloud) -> None:
+@pytest.fixture(scope="module")
+def portals(cloud: LabCloud) -> LabCloud:
+    """The lab's cloud with h2 a second portal, as an operator makes one:
+    cloud.yml edited, then ``sfcloud-deploy apply``."""
+    path = cloud.deploy_dir / "cloud.yml"
+    config = yaml.safe_load(path.read_text())
+    if not config["nodes"]["h2"].get("portal"):
+        config["nodes"]["h2"]["portal"] = True
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        cloud.deploy(["apply"])
+        figure("h2 made a second portal, apply (s)", cloud.timings["apply"])
+    return cloud
+
+
+def test_both_portals_share_postgresql_and_redis(portals: LabCloud) -> None:
+    cloud = portals
     for host in ("h1", "h2"):
         env = cloud.lab.hosts[host].run("cat", "/etc/sfcloud/sfcloud.env").stdout
         assert "SFCLOUD_DATABASE_URL_FILE=" in env and "SFCLOUD_REDIS_URL_FILE=" in env
@@ -33,7 +50,8 @@ def test_both_portals_share_postgresql_and_redis(cloud: LabCloud) -> None:
 
 
 def test_a_page_on_one_portal_updates_live_after_an_action_on_the_other(
-        cloud: LabCloud) -> None:
+        portals: LabCloud) -> None:
+    cloud = portals
     name = f"via-h1-{int(time.time())}"
     watcher = subprocess.Popen(
         cloud.lab.operator_argv(
