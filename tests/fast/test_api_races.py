@@ -8,13 +8,9 @@ invariant checker over etcd afterwards. Rounds: SFCLOUD_STRESS_ROUNDS
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import secrets
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from django.conf import settings
@@ -26,6 +22,7 @@ from tests.support.fakeagent import FakeAgent
 from tests.support.inprocess import InProcessPortal, Reply
 from tests.support.invariants import portal_drift
 from tests.support.objects import PUBLIC_KEY
+from tests.support.racing import raced_transactions
 
 pytestmark = pytest.mark.stress
 RACERS = 20
@@ -39,42 +36,6 @@ def tally(replies: list[Reply]) -> Counter[int]:
     failed = [r.text for r in replies if r.status_code >= 500 and r.status_code != 507]
     assert not failed, failed
     return counted
-
-
-@contextlib.contextmanager
-def raced_transactions(portal: InProcessPortal, hold: float = 0.25) -> Iterator[Counter[str]]:
-    """Hold each of the portal's etcd transactions at the commit point until
-    ``hold`` seconds after the first of its wave arrived, then let the wave
-    go together: every request of a wave has read etcd and prepared its
-    transaction before any commits, which is the moment a race is lost or
-    won. Counts the transactions whose comparison failed (a request that
-    lost and went round again, or gave up): proof the race was run."""
-    client = portal.loop.run(_client())
-    counted: Counter[str] = Counter()
-    real = client.txn
-    wave: dict[str, float] = {}
-
-    async def held(*args: Any, **kwargs: Any) -> Any:
-        now = asyncio.get_running_loop().time()
-        if wave.get("release", 0.0) <= now:
-            wave["release"] = now + hold
-        await asyncio.sleep(wave["release"] - now)
-        result = await real(*args, **kwargs)
-        counted["won" if result.succeeded else "lost"] += 1
-        return result
-
-    client.txn = held  # type: ignore[method-assign]
-    try:
-        yield counted
-    finally:
-        del client.txn
-
-
-async def _client() -> Any:
-    """The portal's own etcd client (one per loop: read on its loop)."""
-    from portal.cloud import store
-
-    return store.etcd()
 
 
 def assert_no_drift(portal: InProcessPortal) -> None:

@@ -7,12 +7,9 @@ agent finishes one), and creates racing for the last unit: exactly one wins.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
 import secrets
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +17,7 @@ import pytest
 from cloudstate import quotas
 from tests.support.fakeagent import FakeAgent
 from tests.support.inprocess import Api, InProcessPortal, Person, Reply
+from tests.support.racing import raced_transactions
 
 SPARE_URL = "http://127.0.0.1:9/quota-{}.qcow2"  # never fetched: nothing runs the fetch
 
@@ -284,39 +282,6 @@ def test_a_deleted_namespace_takes_its_quota_with_it(portal: InProcessPortal) ->
 
 
 # --- races ---------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def raced_transactions(portal: InProcessPortal, hold: float = 0.25) -> Iterator[Counter[str]]:
-    """Hold each of the portal's etcd transactions at the commit point until
-    ``hold`` seconds after the first of its wave arrived, then let the wave
-    go together: every racer has counted before any commits. Counts the
-    transactions that lost (proof the race was run)."""
-    from portal.cloud import store
-
-    client = portal.loop.run(_portal_client(store))
-    counted: Counter[str] = Counter()
-    real = client.txn
-    wave: dict[str, float] = {}
-
-    async def held(*args: Any, **kwargs: Any) -> Any:
-        now = asyncio.get_running_loop().time()
-        if wave.get("release", 0.0) <= now:
-            wave["release"] = now + hold
-        await asyncio.sleep(wave["release"] - now)
-        result = await real(*args, **kwargs)
-        counted["won" if result.succeeded else "lost"] += 1
-        return result
-
-    client.txn = held
-    try:
-        yield counted
-    finally:
-        del client.txn
-
-
-async def _portal_client(store: Any) -> Any:
-    return store.etcd()
 
 
 RACERS = 8
