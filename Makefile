@@ -76,7 +76,8 @@ bench: test-deps
 	$(PYTHON) bench/instance_list.py
 
 # Not part of `make test`: simulated nodes (libvirt's test driver) and many
-# instances, about 30 minutes here. Smaller: make scale SCALE_RUNS="3:30".
+# instances, 11 minutes on a quiet machine here (more under load). Smaller:
+# make scale SCALE_RUNS="3:30".
 SCALE_RUNS ?= 10:1000 100:10000
 SCALE_ARGS ?=
 scale: test-deps
