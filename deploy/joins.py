@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cloudstate import jointokens
-from cloudstate.etcd import Compacted, Compare, Etcd, Put
+from cloudstate.etcd import Compacted, Compare, Delete, Etcd, Put
 from cloudstate.jointokens import JoinToken
 from cloudstate.keys import Keys
 from deploy import cloudconfig
@@ -129,18 +129,19 @@ class _Acceptor:
         key = self.keys.join_token(record.id)
         taken = self.keys.join_taken(record.id)
         compares = [Compare.unchanged_since(key, revision)]
-        puts: list[Put] = [Put(key, record.to_json())]
+        ops: list[Put | Delete] = [Put(key, record.to_json())]
         if claim:
             compares.append(Compare.absent(taken))
-            puts.append(Put(taken, self.id, lease=self.lease))
-        result = await self.etcd.txn(compares, puts)
+            ops.append(Put(taken, self.id, lease=self.lease))
+        if release:
+            ops.append(Delete(taken))
+        result = await self.etcd.txn(compares, ops)
         if not result.succeeded:
             return None
         if claim:
             self.holding.add(record.id)
         if release:
             self.holding.discard(record.id)
-            await self.etcd.delete(taken)
         return result.revision
 
 
@@ -150,16 +151,16 @@ async def _take(ctx: Context, acceptor: _Acceptor, record: JoinToken, revision: 
     revision_now = await acceptor.write(claimed, revision, claim=True)
     if revision_now is None:
         return None
-    again = " (again: the acceptor that began it is gone)" \
-        if record.join_state == jointokens.JOINING else ""
+    taken_over = record.join_state == jointokens.JOINING
     ctx.say(f"{record.node} ({record.address}) joins with token {record.id}"
-            f"{', as an etcd member' if record.etcd else ''}{again}")
+            f"{', as an etcd member' if record.etcd else ''}"
+            f"{' (again: the acceptor that began it is gone)' if taken_over else ''}")
     try:
         # Checked again here: the record came from etcd, not from this machine.
         joiner = jointokens.joiner({"name": record.node, "address": record.address,
                                     "host_key": record.host_key})
         config = ctx.config()
-        if joiner.node in config.names and not again:
+        if joiner.node in config.names and not taken_over:
             raise DeployError(f"a node named {joiner.node} is in cloud.yml already")
         trust_host_key(Path(config.ssh.known_hosts), joiner.address, joiner.host_key)
         node = NodeConfig(name=joiner.node, address=joiner.address, etcd=record.etcd)

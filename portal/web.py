@@ -8,11 +8,11 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from portal.cloud.errors import CloudError, Forbidden
+from portal.cloud.errors import CloudError, Forbidden, NotFound
 
 T = TypeVar("T")
 
@@ -37,15 +37,19 @@ def safe_next(request: HttpRequest, default: str) -> str:
 
 async def change_and_go(request: HttpRequest, change: Awaitable[T], *,
                         said: str | Callable[[T], str], done_url: str,
-                        refused_url: str) -> HttpResponse:
+                        refused_url: str, missing: str | None = None) -> HttpResponse:
     """A form's one-button change (a delete): done, its message and
     ``done_url``; refused, the reason as an error message back on
-    ``refused_url``; not allowed at all, the 403 page."""
+    ``refused_url``; not allowed at all, the 403 page. With ``missing``, a
+    change that finds no such object is the 404 page saying so (for a change
+    that looks its object up itself)."""
     try:
         result = await change
     except Forbidden as exc:
         raise PermissionDenied(exc.message) from None
     except CloudError as exc:
+        if missing is not None and isinstance(exc, NotFound):
+            raise Http404(missing) from None
         messages.error(request, exc.message)
         return HttpResponseRedirect(refused_url)
     messages.success(request, said if isinstance(said, str) else said(result))

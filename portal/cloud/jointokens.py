@@ -25,6 +25,7 @@ from cloudstate.config import REPO_ROOT
 from cloudstate.etcd import Compare, Delete, KeyValue, Put
 from cloudstate.jointokens import JoinToken
 from cloudstate.vocabulary import ObjectKind
+from portal import tlslistener
 from portal.accounts.actor import Actor
 from portal.accounts.models import SYSTEM_NAMESPACE, AuditAction
 from portal.cloud import changes, store
@@ -71,8 +72,7 @@ def invitation(token: str) -> Invitation:
     person to copy: no shell runs it here."""
     der = ssl.PEM_cert_to_DER_cert((settings.CLOUD.pki_dir / tls.CA_CERT).read_text())
     pin = jointokens.ca_fingerprint(der)
-    host, _, port = settings.PORTAL_JOIN_ADDRESS.rpartition(":")
-    host = host.strip("[]")
+    host, port = tlslistener.host_and_port(settings.PORTAL_JOIN_ADDRESS)
     url = f"https://{f'[{host}]' if ':' in host else host}:{port}"
     arguments = f"{url} --token {token} --ca-sha256 {pin}"
     # curl -k is safe here: what it fetched runs only if its SHA-256 is the

@@ -24,7 +24,7 @@ from portal.cloud import jointokens, nodes, scheduler, store, usage
 from portal.cloud.errors import CloudError, Forbidden, NotFound
 from portal.events.sections import events_context, events_query
 from portal.formerrors import add_refusal
-from portal.web import arender
+from portal.web import arender, change_and_go
 
 
 class JoinTokenForm(forms.Form):
@@ -90,17 +90,10 @@ async def join_token_create(request: HttpRequest) -> HttpResponse:
 @require_POST
 async def join_token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
     access = await access_for(request)
-    try:
-        await jointokens.revoke(access.actor(request), token_id)
-    except NotFound:
-        raise Http404("No such join token") from None
-    except Forbidden as exc:
-        raise PermissionDenied(exc.message) from None
-    except CloudError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Join token {token_id} is revoked.")
-    return HttpResponseRedirect(reverse("node-list"))
+    return await change_and_go(
+        request, jointokens.revoke(access.actor(request), token_id),
+        said=f"Join token {token_id} is revoked.", done_url=reverse("node-list"),
+        refused_url=reverse("node-list"), missing="No such join token")
 
 
 @login_required
@@ -126,19 +119,14 @@ async def node_detail(request: HttpRequest, name: str) -> HttpResponse:
 async def node_delete(request: HttpRequest, name: str) -> HttpResponse:
     """Forget a node gone for good (refused, with the reason, while it is online
     or still hosts instances)."""
-    access = await access_for(request)
-    try:
-        record = await nodes.get(access.actor(request), name)
-        await nodes.delete(access.actor(request), record)
-    except NotFound:
-        raise Http404("No such node") from None
-    except Forbidden as exc:
-        raise PermissionDenied(exc.message) from None
-    except CloudError as exc:
-        messages.error(request, exc.message)
-        return HttpResponseRedirect(reverse("node-detail", args=[name]))
-    messages.success(request, f"Node {name} is deleted.")
-    return HttpResponseRedirect(reverse("node-list"))
+    actor = (await access_for(request)).actor(request)
+
+    async def delete() -> None:
+        await nodes.delete(actor, await nodes.get(actor, name))
+
+    return await change_and_go(
+        request, delete(), said=f"Node {name} is deleted.", done_url=reverse("node-list"),
+        refused_url=reverse("node-detail", args=[name]), missing="No such node")
 
 
 @login_required
